@@ -1,0 +1,225 @@
+"""Find, download, parse and verify the official Fashion-MNIST IDX files.
+
+    edgefmnist data                 # where the data came from, and whether it verifies
+
+Lookup order: ``--data-dir`` / ``$EDGEFMNIST_DATA``, the user cache
+(``~/.cache/edgefmnist``), the Debian package (``/usr/share/datasets/fashion-mnist``), and
+otherwise a download into the cache. Files may be gzipped (``NAME.gz``) or plain.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import struct
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgefmnist import spec
+from edgefmnist.atomic import write_bytes_atomic
+from edgefmnist.errors import DataError
+
+ENV_DATA_DIR = "EDGEFMNIST_DATA"
+DEBIAN_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache, honouring ``$XDG_CACHE_HOME``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edgefmnist"
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A folder holding the four IDX files, and how it was found."""
+
+    folder: Path
+    origin: str  # "--data-dir", "$EDGEFMNIST_DATA", "cache", "debian package", "download"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images ``[N, 28, 28]`` and labels ``[N]``, both uint8."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class FashionMNIST:
+    """The official splits, with the tutorial's validation hold-out."""
+
+    train: Split  # training images after the validation hold-out (55,000)
+    validation: Split  # the first 5,000 training images
+    test: Split  # the official 10,000 test images
+    source: DataSource
+    sha256: dict[str, str]  # of the decompressed content, by file name
+
+
+def idx_file(folder: Path, name: str) -> Path | None:
+    """The path of ``name`` in ``folder``, gzipped or plain, or None."""
+    for candidate in (folder / f"{name}.gz", folder / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def has_all_files(folder: Path) -> bool:
+    return all(idx_file(folder, name) for name in spec.IDX_SHA256)
+
+
+def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource:
+    """Locate the four IDX files in the documented order, downloading them if allowed."""
+    explicit = [(data_dir, "--data-dir")] if data_dir else []
+    if not explicit and os.environ.get(ENV_DATA_DIR):
+        explicit = [(Path(os.environ[ENV_DATA_DIR]), f"${ENV_DATA_DIR}")]
+    for folder, origin in explicit:
+        if not has_all_files(folder):
+            missing = [n for n in spec.IDX_SHA256 if not idx_file(folder, n)]
+            raise DataError(f"{folder}: missing Fashion-MNIST file(s): {', '.join(missing)}(.gz)")
+        return DataSource(folder, origin)
+    for folder, origin in ((default_cache_dir(), "cache"), (DEBIAN_DATA_DIR, "debian package")):
+        if has_all_files(folder):
+            return DataSource(folder, origin)
+    if not download:
+        raise DataError(
+            f"Fashion-MNIST not found in {default_cache_dir()} or {DEBIAN_DATA_DIR}; "
+            "pass --data-dir or allow the download"
+        )
+    return DataSource(download_data(default_cache_dir()), "download")
+
+
+def download_data(folder: Path, base_url: str = spec.DOWNLOAD_URL) -> Path:
+    """Download the four official ``.gz`` files into ``folder``, verifying their MD5."""
+    for name, md5 in spec.DOWNLOAD_MD5.items():
+        target = folder / f"{name}.gz"
+        if target.is_file():
+            continue
+        url = f"{base_url}{name}.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                payload = response.read()
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DataError(f"{url}: download failed ({reason}); are you offline? "
+                            "Pass --data-dir or install the Debian package dataset-fashion-mnist") from None
+        got = hashlib.md5(payload).hexdigest()
+        if got != md5:
+            raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); nothing was saved")
+        write_bytes_atomic(target, payload)
+    return folder
+
+
+def _read_exactly(stream: io.BufferedIOBase, size: int, path: Path, what: str) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise DataError(f"{path}: truncated {what} ({len(data)} of {size} bytes)")
+    return data
+
+
+def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
+    """Read an IDX file (gzipped or plain): its dimensions and exactly the bytes they declare.
+
+    Never reads more than the header declares plus one byte, so a gzip bomb costs nothing.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        if path.suffix == ".gz" and not gzipped:
+            raise DataError(f"{path}: not a gzip file")
+        opener = gzip.open if gzipped else open
+        with opener(path, "rb") as stream:
+            header = _read_exactly(stream, 4, path, "header")
+            magic = struct.unpack(">I", header)[0]
+            if magic != expected_magic:
+                raise DataError(f"{path}: bad IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x}")
+            ndim = magic & 0xFF
+            dims = struct.unpack(f">{ndim}I", _read_exactly(stream, 4 * ndim, path, "header"))
+            size = int(np.prod(dims, dtype=np.int64))
+            payload = _read_exactly(stream, size, path, "data")
+            if stream.read(1):
+                raise DataError(f"{path}: more data than the header declares ({dims})")
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    return dims, payload
+
+
+def load_idx_images(path: Path) -> np.ndarray:
+    """Images as uint8 ``[N, 28, 28]``."""
+    dims, payload = read_idx(path, IMAGES_MAGIC)
+    if dims[1:] != (spec.IMAGE_SIZE, spec.IMAGE_SIZE):
+        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected {spec.IMAGE_SIZE}x{spec.IMAGE_SIZE}")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims).copy()
+
+
+def load_idx_labels(path: Path) -> np.ndarray:
+    """Labels as uint8 ``[N]``, each in 0-9."""
+    dims, payload = read_idx(path, LABELS_MAGIC)
+    labels = np.frombuffer(payload, dtype=np.uint8).reshape(dims).copy()
+    if labels.size and labels.max() >= spec.NUM_CLASSES:
+        raise DataError(f"{path}: label {labels.max()} out of range 0-{spec.NUM_CLASSES - 1}")
+    return labels
+
+
+def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
+    """Load ``"train"`` or ``"test"`` from ``folder``; with ``verify``, check the SHA-256."""
+    checksums: dict[str, str] = {}
+    arrays = []
+    for name, loader in zip(SPLIT_FILES[split], (load_idx_images, load_idx_labels)):
+        path = idx_file(folder, name)
+        if path is None:
+            raise DataError(f"{folder / name}(.gz): no such file")
+        array = loader(path)
+        header = struct.pack(f">I{array.ndim}I", IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC, *array.shape)
+        checksums[name] = hashlib.sha256(header + array.tobytes()).hexdigest()
+        if verify and checksums[name] != spec.IDX_SHA256[name]:
+            raise DataError(f"{path}: SHA-256 {checksums[name][:16]}… is not the official Fashion-MNIST content")
+        arrays.append(array)
+    images, labels = arrays
+    if len(images) != len(labels):
+        raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+    return Split(images, labels), checksums
+
+
+def load_fashion_mnist(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> FashionMNIST:
+    """Find and load all splits; the validation set is the first 5,000 training images."""
+    source = find_data(data_dir, download=download)
+    train, train_sha = load_split(source.folder, "train", verify)
+    test, test_sha = load_split(source.folder, "test", verify)
+    # Small (synthetic) sets hold out a tenth so that both parts stay non-empty.
+    hold_out = spec.VALIDATION_SIZE if len(train) > 2 * spec.VALIDATION_SIZE else len(train) // 10
+    return FashionMNIST(
+        train=Split(train.images[hold_out:], train.labels[hold_out:]),
+        validation=Split(train.images[:hold_out], train.labels[:hold_out]),
+        test=test,
+        source=source,
+        sha256={**train_sha, **test_sha},
+    )
+
+
+def load_test_split(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> Split:
+    """Only the official test set (what evaluation and parity checks need)."""
+    source = find_data(data_dir, download=download)
+    return load_split(source.folder, "test", verify)[0]

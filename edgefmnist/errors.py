@@ -1,0 +1,27 @@
+"""Errors meant for people: the CLI prints their message as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class EdgeFmnistError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+    exit_code = 1
+
+
+class DataError(EdgeFmnistError):
+    """A data file is missing, corrupt, or not the official Fashion-MNIST."""
+
+
+class CheckpointError(EdgeFmnistError):
+    """A checkpoint cannot be read or does not describe a known network."""
+
+
+class ModelError(EdgeFmnistError):
+    """An ONNX model is missing, corrupt, or not a model this toolkit can run."""
+
+
+class ValidationFailed(EdgeFmnistError):
+    """A parity check between two models did not pass."""
+
+    exit_code = 3

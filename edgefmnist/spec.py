@@ -1,0 +1,47 @@
+"""The facts about Fashion-MNIST that training and export share (the one source of truth).
+
+The runtime never imports this module: it reads the same facts back from the model file's
+metadata, which export writes from here.
+"""
+
+from __future__ import annotations
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SIZE = 28
+INPUT_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # channels, height, width of one image
+
+PIXEL_MAX = 255.0
+# Mean and standard deviation of the 60,000 training images after scaling to 0-1
+# (measured with `edgefmnist data --stats`); the `best` recipes standardise with them.
+PIXEL_MEAN = 0.2860
+PIXEL_STD = 0.3530
+
+VALIDATION_SIZE = 5000  # the first 5,000 training images, as in the tutorial
+
+# SHA-256 of the decompressed IDX content of the official files.
+IDX_SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+# MD5 of the upstream .gz downloads, as the dataset's README lists them.
+DOWNLOAD_MD5: dict[str, str] = {
+    "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+DOWNLOAD_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
