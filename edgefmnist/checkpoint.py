@@ -1,0 +1,97 @@
+"""Checkpoints: a ``.pt`` file that rebuilds its model alone, loaded with ``weights_only=True``.
+
+    edgefmnist train --out runs/mlp.pt      # writes one
+    edgefmnist export runs/mlp.pt           # reads one
+
+The file is a plain dict (tensors, numbers, strings, lists, dicts), so ``torch.load`` never
+needs to unpickle code; a file that would is refused, never retried unsafely.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgefmnist import spec
+from edgefmnist.atomic import atomic_write
+from edgefmnist.errors import CheckpointError
+from edgefmnist.nets import NetConfig, build_net
+from edgefmnist.recipes import Recipe
+
+FORMAT = "edgefmnist-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A trained network and everything known about how it was made."""
+
+    net: nn.Module
+    net_config: NetConfig
+    recipe: Recipe
+    class_names: tuple[str, ...] = spec.CLASS_NAMES
+    data_sha256: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    seed: int = 0
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    """Write ``checkpoint`` to ``path`` atomically."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "net_config": checkpoint.net_config.to_dict(),
+        "recipe": checkpoint.recipe.to_dict(),
+        "class_names": list(checkpoint.class_names),
+        "data_sha256": dict(checkpoint.data_sha256),
+        "metrics": dict(checkpoint.metrics),
+        "history": list(checkpoint.history),
+        "seed": checkpoint.seed,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in checkpoint.net.state_dict().items()},
+    }
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read and rebuild a checkpoint; any problem is a one-line :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused, not a plain-data checkpoint ({first_line})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an edgefmnist checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {payload.get('format_version')} is not supported")
+    try:
+        net_config = NetConfig(**payload["net_config"])
+        recipe = Recipe(**payload["recipe"])
+        net = build_net(net_config)
+        net.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the described network ({first_line})") from None
+    net.eval()
+    return Checkpoint(
+        net=net,
+        net_config=net_config,
+        recipe=recipe,
+        class_names=tuple(payload["class_names"]),
+        data_sha256=dict(payload["data_sha256"]),
+        metrics=dict(payload["metrics"]),
+        history=list(payload["history"]),
+        seed=int(payload["seed"]),
+    )
+

@@ -1,0 +1,42 @@
+"""Plots written as PNG (matplotlib, imported only when a plot is asked for)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgefmnist.atomic import atomic_write
+from edgefmnist.errors import EdgeFmnistError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EdgeFmnistError("plots need matplotlib: pip install 'edgefmnist[train]' or pip install matplotlib") from None
+    return plt
+
+
+def save_learning_curves(path: Path, history: list[dict[str, float]], title: str) -> None:
+    """Loss and train/validation accuracy per epoch, side by side."""
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [h["loss"] for h in history], marker="o", label="training loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss")
+    left.legend()
+    right.plot(epochs, [100 * h["train_accuracy"] for h in history], marker="o", label="training")
+    right.plot(epochs, [100 * h["val_accuracy"] for h in history], marker="o", label="validation")
+    right.set_xlabel("epoch")
+    right.set_ylabel("accuracy (%)")
+    right.legend()
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
