@@ -35,7 +35,7 @@ def run_training(arch: str, recipe_name: str, epochs: int | None = None, patienc
     dataset = load_fashion_mnist(data_dir)
     steps = -(-len(dataset.train) // recipe.batch_size)
     bar = tqdm(total=recipe.epochs * steps, desc=f"{arch}/{recipe_name}", unit="batch",
-               disable=quiet, dynamic_ncols=True, leave=True)
+               disable=True if quiet else None, dynamic_ncols=True, leave=True)
     postfix: dict[str, str] = {}
 
     def on_batch(epoch: int, index: int, loss: float) -> None:

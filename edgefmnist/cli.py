@@ -1,0 +1,217 @@
+"""The ``edgefmnist`` command line: one command per verb.
+
+    edgefmnist data
+    edgefmnist train --arch mlp --recipe best
+    edgefmnist export runs/mlp-best.pt --quantize static
+    edgefmnist verify runs/mlp-best.int8.onnx --checkpoint runs/mlp-best.pt
+
+torch and onnx are imported inside the commands that need them, so the runtime commands
+work on a board where only numpy, onnxruntime, pillow and typer are installed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgefmnist.errors import EdgeFmnistError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board.",
+)
+
+
+class Arch(str, Enum):
+    mlp = "mlp"
+    cnn = "cnn"
+
+
+class RecipeName(str, Enum):
+    seed = "seed"
+    best = "best"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    dynamic = "dynamic"
+    static = "static"
+
+
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Folder with the four IDX files (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
+                 exists=True, file_okay=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def print_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+def need_training_extra() -> None:
+    """Fail with one clear line when torch is missing (a runtime-only install)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise EdgeFmnistError("this command needs PyTorch: pip install 'edgefmnist[train]'") from None
+
+
+@app.command()
+def data(
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Find the Fashion-MNIST files, verify their SHA-256, and say where they came from.
+
+    Example:  edgefmnist data --data-dir /usr/share/datasets/fashion-mnist
+    """
+    from edgefmnist.data import load_fashion_mnist
+
+    dataset = load_fashion_mnist(data_dir)
+    report = {
+        "folder": str(dataset.source.folder),
+        "origin": dataset.source.origin,
+        "verified": True,
+        "train": len(dataset.train),
+        "validation": len(dataset.validation),
+        "test": len(dataset.test),
+        "sha256": dataset.sha256,
+    }
+    if json_output:
+        print_json(report)
+        return
+    typer.echo(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
+    typer.echo(f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images) · test {report['test']:,}")
+
+
+@app.command()
+def train(
+    arch: Annotated[Arch, typer.Option(help="Network: the tutorial MLP or the small CNN.")] = Arch.mlp,
+    recipe: Annotated[RecipeName, typer.Option(help="seed: the Keras tutorial; best: the tuned recipe.")] = RecipeName.best,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
+    patience: Annotated[Optional[int], typer.Option(min=0, help="Stop after N epochs without a better validation accuracy (0: never).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (weights, shuffling, augmentation).")] = 0,
+    data_dir: DataDirOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Checkpoint path [default: runs/ARCH-RECIPE.pt].", dir_okay=False)] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Train on the real Fashion-MNIST; keep the best epoch by validation accuracy.
+
+    Writes the checkpoint, its history (.history.json) and learning curves (.curves.png).
+
+    Examples:
+
+      edgefmnist train --arch mlp --recipe seed
+
+      edgefmnist train --arch cnn --recipe best --out models/cnn.pt
+    """
+    need_training_extra()
+    from edgefmnist.training_run import run_training
+
+    report = run_training(arch.value, recipe.value, epochs=epochs, patience=patience, seed=seed,
+                          data_dir=data_dir, out=out, quiet=json_output)
+    if json_output:
+        print_json(report)
+        return
+    metrics = report["metrics"]
+    typer.echo(
+        f"{arch.value}/{recipe.value}: test accuracy {100 * metrics['test_accuracy']:.2f} % "
+        f"(validation {100 * metrics['val_accuracy']:.2f} %, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+        f"{metrics['train_seconds']:.0f} s)"
+    )
+    typer.echo(f"  checkpoint {report['checkpoint']}\n  history    {report['history']}\n  curves     {report['curves']}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `edgefmnist train`.", exists=True, dir_okay=False)],
+    out: Annotated[Optional[Path], typer.Option(help="fp32 model path [default: the checkpoint's name with .onnx].", dir_okay=False)] = None,
+    quantize: Annotated[Quantize, typer.Option(help="Also write NAME.int8.onnx: dynamic (int8 weights) or static (QDQ, calibrated).")] = Quantize.none,
+    opset: Annotated[int, typer.Option(help="ONNX opset (13-20; 17 loads on onnxruntime 1.17 and later).")] = 17,
+    atol: Annotated[float, typer.Option(help="Largest |logit difference| allowed between fp32 ONNX and PyTorch.")] = 1e-4,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Export a checkpoint to ONNX (and int8), validated on the full test set before it lands.
+
+    Fails (exit 3, nothing replaced) when fp32 differs from PyTorch by more than --atol or
+    disagrees on any image, or when int8 loses more than 0.5 points or agrees on < 99 %.
+
+    Examples:
+
+      edgefmnist export runs/mlp-best.pt
+
+      edgefmnist export runs/cnn-best.pt --quantize static --json
+    """
+    need_training_extra()
+    from edgefmnist.export.pipeline import export_checkpoint
+
+    results = export_checkpoint(checkpoint, out, quantize.value, opset, atol, data_dir)
+    if json_output:
+        print_json([result.to_dict() for result in results])
+        return
+    for result in results:
+        typer.echo(f"{result.path} ({result.precision}, {result.size_bytes / 1024:.0f} KiB)")
+        typer.echo(f"  {result.parity.summary()}")
+
+
+@app.command()
+def verify(
+    model: Annotated[Path, typer.Argument(help="An exported .onnx model.", exists=True, dir_okay=False)],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", exists=True, dir_okay=False)] = None,
+    atol: Annotated[float, typer.Option(help="Largest |logit difference| allowed for an fp32 model.")] = 1e-4,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check a model on the real test set; exit 0 only when it passes.
+
+    With --checkpoint: the same parity report as export (PyTorch vs ONNX). Without (on a
+    board, no torch): the measured test accuracy must match the one recorded in the model.
+
+    Examples:
+
+      edgefmnist verify runs/mlp-best.int8.onnx --checkpoint runs/mlp-best.pt
+
+      edgefmnist verify mlp.onnx --json
+    """
+    if checkpoint is None:
+        from edgefmnist.export.parity import check_recorded_accuracy
+
+        result = check_recorded_accuracy(model, data_dir)
+    else:
+        need_training_extra()
+        from edgefmnist.export.pipeline import verify_against_checkpoint
+
+        result = verify_against_checkpoint(model, checkpoint, atol, data_dir)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        typer.echo(result.summary())
+    if not result.passed:
+        raise typer.Exit(3)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    try:
+        app()
+    except EdgeFmnistError as exc:
+        typer.echo(f"edgefmnist: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("edgefmnist: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""PyTorch network -> ONNX graph: raw-pixel input ``image``, outputs ``logits`` and ``probabilities``.
+
+    edgefmnist export runs/mlp-best.pt --opset 17
+
+Uses the TorchScript-based exporter: it writes opset 17 / IR 8, which onnxruntime 1.17 and
+later load (the dynamo exporter's graphs start at opset 18 / IR 10, which 1.17 cannot).
+BatchNorm is folded into the convolutions by constant folding.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from edgefmnist import spec
+from edgefmnist.errors import ModelError
+from edgefmnist.runtime.metadata import ModelMetadata
+from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 13  # per-channel int8 quantisation needs 13
+
+
+class WithProbabilities(nn.Module):
+    """Adds the softmax output beside the logits."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(image)
+        return logits, torch.softmax(logits, dim=1)
+
+
+def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """Write ``net`` (in eval mode) as ONNX with a dynamic batch axis."""
+    if not MIN_OPSET <= opset <= 20:
+        raise ModelError(f"--opset {opset}: supported opsets are {MIN_OPSET}-20 (onnxruntime 1.17 loads up to 20)")
+    net.eval()
+    example = torch.zeros(1, *spec.INPUT_SHAPE)
+    batch_axis = {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            WithProbabilities(net), (example,), str(path), dynamo=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: batch_axis, OUTPUT_NAMES[0]: batch_axis, OUTPUT_NAMES[1]: batch_axis},
+            do_constant_folding=True,
+        )
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def write_metadata(path: Path, metadata: ModelMetadata) -> None:
+    """Replace ``metadata_props`` of the model at ``path``, then run the full checker on it."""
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, metadata.to_props())
+    model.producer_name = "edgefmnist"
+    onnx.save(model, str(path))
+    check_model(path)
+
+
+def check_model(path: Path) -> onnx.ModelProto:
+    """``onnx.checker`` (full check, with shape inference); return the model with inferred shapes."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        return onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ModelError(f"{path}: the ONNX checker rejects it ({str(exc).splitlines()[0]})") from None

@@ -1,0 +1,142 @@
+"""``edgefmnist export`` and ``edgefmnist verify``: export, quantise, and prove parity.
+
+    edgefmnist export runs/mlp-best.pt --quantize static --json
+    edgefmnist verify runs/mlp-best.onnx --checkpoint runs/mlp-best.pt
+
+Every model is validated on the full 10,000-image test set *before* it is moved into place;
+a model that fails leaves the file previously at that path untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+
+import edgefmnist
+from edgefmnist import spec
+from edgefmnist.atomic import atomic_write
+from edgefmnist.checkpoint import Checkpoint, load_checkpoint
+from edgefmnist.data import Split, load_fashion_mnist, load_test_split
+from edgefmnist.digest import file_sha256
+from edgefmnist.errors import ValidationFailed
+from edgefmnist.export.onnx_export import DEFAULT_OPSET, check_model, export_onnx, opset_of, write_metadata
+from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
+from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
+from edgefmnist.runtime.metadata import SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
+from edgefmnist.runtime.predictor import INPUT_NAME, Predictor
+from edgefmnist.train import predict_logits
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    path: Path
+    precision: str
+    size_bytes: int
+    parity: ParityReport  # against PyTorch (fp32) or against the fp32 ONNX parent (int8)
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "precision": self.precision, "size_bytes": self.size_bytes,
+                "parity": self.parity.to_dict()}
+
+
+def int8_path_for(fp32_path: Path) -> Path:
+    """``runs/mlp.onnx`` -> ``runs/mlp.int8.onnx``."""
+    return fp32_path.with_name(fp32_path.stem + ".int8.onnx")
+
+
+def onnx_logits(path: Path, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Logits of any exported graph (with or without metadata) on uint8 images ``[N, 28, 28]``."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = images.astype(np.float32)[:, None]
+    return np.concatenate([session.run(["logits"], {INPUT_NAME: inputs[i : i + batch_size]})[0]
+                           for i in range(0, len(inputs), batch_size)])
+
+
+def build_metadata(checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str,
+                   extra: dict) -> ModelMetadata:
+    """The self-description written into every exported model (DESIGN.md rule 2)."""
+    config = checkpoint.net_config
+    opset = opset_of(model)
+    return ModelMetadata(
+        schema=SCHEMA_VERSION,
+        class_names=checkpoint.class_names,
+        input={
+            "name": INPUT_NAME, "layout": "NCHW", "shape": ["batch", *spec.INPUT_SHAPE], "dtype": "float32",
+            "pixels": "raw 0-255 grayscale", "background": "dark (Fashion-MNIST negatives)",
+            "normalization": {"in_graph": True, "formula": "(x / 255 - mean) / std", "mean": config.mean, "std": config.std},
+        },
+        precision=precision,
+        arch=config.arch,
+        min_onnxruntime=oldest_onnxruntime(opset, model.ir_version),
+        extra={
+            "net_config": config.to_dict(), "recipe": checkpoint.recipe.to_dict(), "seed": checkpoint.seed,
+            "opset": opset, "ir_version": model.ir_version, "checkpoint_sha256": checkpoint_sha256,
+            "data_sha256": checkpoint.data_sha256, "edgefmnist_version": edgefmnist.__version__, **extra,
+        },
+    )
+
+
+def _finish(tmp: Path, checkpoint: Checkpoint, checkpoint_sha256: str, precision: str, report: ParityReport,
+            extra: dict) -> None:
+    if not report.passed:
+        raise ValidationFailed(report.summary())
+    model = check_model(tmp)
+    extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
+    write_metadata(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
+
+
+def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: str = "none",
+                      opset: int = DEFAULT_OPSET, atol: float = DEFAULT_ATOL,
+                      data_dir: Path | None = None) -> list[ExportedModel]:
+    """Export fp32 (always) and int8 (``quantize`` = dynamic/static), each validated before it lands."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint_sha256 = file_sha256(checkpoint_path)
+    out = out or checkpoint_path.with_suffix(".onnx")
+    dataset = load_fashion_mnist(data_dir) if quantize == "static" else None
+    test = dataset.test if dataset else load_test_split(data_dir)
+    torch_logits = predict_logits(checkpoint.net, test.images)
+    results = []
+
+    with atomic_write(out) as tmp:
+        export_onnx(checkpoint.net, tmp, opset)
+        fp32_logits = onnx_logits(tmp, test.images)
+        report = compare_logits(torch_logits, fp32_logits, test.labels, precision="fp32", atol=atol,
+                                reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=out.name)
+        _finish(tmp, checkpoint, checkpoint_sha256, "fp32", report, {})
+    results.append(ExportedModel(out, "fp32", out.stat().st_size, report))
+    if quantize == "none":
+        return results
+
+    preset: QuantPreset = PRESETS[quantize]
+    int8_path = int8_path_for(out)
+    with atomic_write(int8_path) as tmp:
+        quantize_model(out, tmp, preset, dataset.train.images if dataset else None)
+        int8_logits = onnx_logits(tmp, test.images)
+        report = compare_logits(fp32_logits, int8_logits, test.labels, precision="int8",
+                                reference_name=out.name, candidate_name=int8_path.name)
+        torch_report = compare_logits(torch_logits, int8_logits, test.labels, precision="int8",
+                                      reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=int8_path.name)
+        _finish(tmp, checkpoint, checkpoint_sha256, "int8", report,
+                {"parent_sha256": file_sha256(out), "parent": out.name, "quantization": preset.to_dict(),
+                 "parity_vs_pytorch": torch_report.to_dict()})
+    results.append(ExportedModel(int8_path, "int8", int8_path.stat().st_size, report))
+    return results
+
+
+def verify_against_checkpoint(model_path: Path, checkpoint_path: Path, atol: float = DEFAULT_ATOL,
+                              data_dir: Path | None = None, test: Split | None = None) -> ParityReport:
+    """Parity of an exported model (fp32 or int8) against the PyTorch checkpoint."""
+    predictor = Predictor(model_path)
+    checkpoint = load_checkpoint(checkpoint_path)
+    test = test or load_test_split(data_dir)
+    report = compare_logits(predict_logits(checkpoint.net, test.images), predictor.logits(test.images), test.labels,
+                            precision=predictor.metadata.precision, atol=atol,
+                            reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=model_path.name)
+    recorded = predictor.metadata.extra.get("checkpoint_sha256")
+    if recorded and recorded != file_sha256(checkpoint_path):
+        report.failures.append(f"{model_path.name} was exported from a different checkpoint than {checkpoint_path.name}")
+    return report

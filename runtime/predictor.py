@@ -1,0 +1,91 @@
+"""The torch-free predictor: one onnxruntime session per model, safe to share between threads.
+
+    edgefmnist infer --image shirt.jpg        # the CLI front end
+    Predictor("models/mlp.onnx").predict(images)   # images: uint8 [N, 28, 28], dark background
+
+The model carries its own normalisation, so the predictor feeds raw 0-255 pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from edgefmnist.errors import ModelError
+from edgefmnist.runtime.metadata import ModelMetadata, first_line, read_metadata
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logits", "probabilities")
+IMAGE_SIZE = 28
+
+
+def default_threads() -> int:
+    """Intra-op threads: the cores available, at most 4 (a Raspberry Pi 4 or 5)."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count() or 1
+    return max(1, min(4, available))
+
+
+class Predictor:
+    """Classify 28x28 images with an exported edgefmnist ONNX model."""
+
+    def __init__(self, model_path: Path | str, threads: int | None = None) -> None:
+        self.path = Path(model_path)
+        self.metadata: ModelMetadata = read_metadata(self.path)
+        self.metadata.check_runtime(self.path)
+        self.class_names = self.metadata.class_names
+        self.threads = threads or default_threads()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"{self.path}: onnxruntime cannot load it ({first_line(exc)})") from None
+        self._check_signature()
+
+    def _check_signature(self) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if [i.name for i in inputs] != [INPUT_NAME]:
+            raise ModelError(f"{self.path}: expected one input named {INPUT_NAME!r}, found {[i.name for i in inputs]}")
+        if inputs[0].type != "tensor(float)" or list(inputs[0].shape[1:]) != [1, IMAGE_SIZE, IMAGE_SIZE]:
+            raise ModelError(f"{self.path}: input must be float [N, 1, 28, 28], found {inputs[0].type} {inputs[0].shape}")
+        if tuple(o.name for o in outputs) != OUTPUT_NAMES:
+            raise ModelError(f"{self.path}: expected outputs {list(OUTPUT_NAMES)}, found {[o.name for o in outputs]}")
+        classes = outputs[0].shape[-1]
+        if classes != len(self.class_names) or len(self.class_names) != 10:
+            raise ModelError(f"{self.path}: the model has {classes} outputs for {len(self.class_names)} class names; expected 10")
+
+    @staticmethod
+    def as_input(images: np.ndarray) -> np.ndarray:
+        """uint8 or float images ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> float32 NCHW."""
+        images = np.asarray(images)
+        if images.ndim == 2:
+            images = images[None]
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4 or images.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"expected images of shape [N, 28, 28], got {list(images.shape)}")
+        return np.ascontiguousarray(images, dtype=np.float32)
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and probabilities ``[N, 10]``."""
+        logits, probabilities = self.session.run(OUTPUT_NAMES, {INPUT_NAME: self.as_input(images)})
+        return logits, probabilities
+
+    def logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Logits ``[N, 10]``, computed in batches."""
+        images = self.as_input(images)
+        return np.concatenate([self.run(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)])
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities ``[N, 10]``."""
+        return self.run(images)[1]
