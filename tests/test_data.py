@@ -1,0 +1,144 @@
+"""The IDX parser on good and corrupt files, the lookup order, the download, and the real data."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import idx_bytes, write_idx, write_synthetic_dataset
+from edgefmnist import data, spec
+from edgefmnist.errors import DataError
+
+
+def images(n: int = 3) -> np.ndarray:
+    return np.arange(n * 28 * 28, dtype=np.uint32).reshape(n, 28, 28) % 256
+
+
+def test_parses_gzipped_and_plain_idx(tmp_path: Path) -> None:
+    array = images()
+    for gzipped in (True, False):
+        path = write_idx(tmp_path / f"x-images-{gzipped}", idx_bytes(array), gzipped=gzipped)
+        loaded = data.load_idx_images(path)
+        assert loaded.dtype == np.uint8 and loaded.shape == (3, 28, 28)
+        np.testing.assert_array_equal(loaded, array.astype(np.uint8))
+    labels = write_idx(tmp_path / "y.gz", idx_bytes(np.array([0, 9, 3])))
+    np.testing.assert_array_equal(data.load_idx_labels(labels), [0, 9, 3])
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (idx_bytes(images(), magic=0x00000801, dims=(3, 28, 28)), "bad IDX magic"),
+        (idx_bytes(images())[:-10], "truncated data"),
+        (idx_bytes(images())[:6], "truncated header"),
+        (idx_bytes(images()) + b"\x00", "more data than the header declares"),
+        (idx_bytes(images(), dims=(4, 28, 28)), "truncated data"),
+        (idx_bytes(images(2).reshape(2, 28 * 2, 14), dims=(2, 56, 14)), "images are 56x14"),
+        (idx_bytes(images(), magic=0x00000804, dims=(3, 28, 28, 1)), "bad IDX magic"),
+    ],
+)
+def test_corrupt_image_files_are_refused_with_their_name(tmp_path: Path, payload: bytes, message: str) -> None:
+    path = write_idx(tmp_path / "bad-images.gz", payload)
+    with pytest.raises(DataError, match=message) as caught:
+        data.load_idx_images(path)
+    assert str(path) in str(caught.value)
+
+
+def test_labels_out_of_range_are_refused(tmp_path: Path) -> None:
+    path = write_idx(tmp_path / "labels.gz", idx_bytes(np.array([1, 10, 2])))
+    with pytest.raises(DataError, match="label 10 out of range"):
+        data.load_idx_labels(path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"this is not gzip", "not a gzip file"), (b"", "not a gzip file"),
+     (gzip.compress(idx_bytes(images()))[:40], "cannot read")],
+)
+def test_broken_gzip_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "images.gz"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        data.load_idx_images(path)
+
+
+def test_gzip_bomb_reads_no_more_than_the_header_declares(tmp_path: Path) -> None:
+    bomb = idx_bytes(images(1)) + bytes(200 * 1024 * 1024)  # 200 MiB of zeros past the declared end
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(bomb, compresslevel=1))
+    with pytest.raises(DataError, match="more data than the header declares"):
+        data.load_idx_images(path)
+
+
+def test_image_and_label_counts_must_match(tmp_path: Path) -> None:
+    folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(9)))
+    with pytest.raises(DataError, match="10 test images but 9 labels"):
+        data.load_split(folder, "test", verify=False)
+
+
+def test_unofficial_content_fails_checksum(tmp_path: Path) -> None:
+    folder = write_synthetic_dataset(tmp_path / "d")
+    with pytest.raises(DataError, match="not the official Fashion-MNIST"):
+        data.load_split(folder, "test", verify=True)
+
+
+def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit, from_env, cache_home = tmp_path / "explicit", tmp_path / "env", tmp_path / "xdg"
+    write_synthetic_dataset(explicit)
+    write_synthetic_dataset(from_env)
+    write_synthetic_dataset(cache_home / "edgefmnist")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(from_env))
+    assert data.find_data(explicit) == data.DataSource(explicit, "--data-dir")
+    assert data.find_data() == data.DataSource(from_env, "$EDGEFMNIST_DATA")
+    monkeypatch.delenv(data.ENV_DATA_DIR)
+    assert data.find_data() == data.DataSource(cache_home / "edgefmnist", "cache")
+    debian = write_synthetic_dataset(tmp_path / "debian")
+    monkeypatch.setattr(data, "DEBIAN_DATA_DIR", debian)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
+    assert data.find_data() == data.DataSource(debian, "debian package")
+    monkeypatch.setattr(data, "DEBIAN_DATA_DIR", tmp_path / "no-debian")
+    with pytest.raises(DataError, match="not found"):
+        data.find_data(download=False)
+
+
+def test_explicit_folder_missing_files_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="missing Fashion-MNIST file"):
+        data.find_data(tmp_path)
+
+
+def test_download_verifies_and_writes_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local file:// mirror stands in for the official one; bad bytes leave nothing behind."""
+    mirror = write_synthetic_dataset(tmp_path / "mirror")
+    md5 = {name: hashlib.md5((mirror / f"{name}.gz").read_bytes()).hexdigest() for name in spec.DOWNLOAD_MD5}
+    monkeypatch.setattr(spec, "DOWNLOAD_MD5", md5)
+    cache = tmp_path / "cache"
+    data.download_data(cache, base_url=mirror.as_uri() + "/")
+    assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in md5)
+
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    (cache / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="checksum mismatch"):
+        data.download_data(cache, base_url=mirror.as_uri() + "/")
+    assert not (cache / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_download_offline_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="download failed"):
+        data.download_data(tmp_path / "cache", base_url="http://127.0.0.1:9/")
+
+
+def test_real_data_verifies_with_the_tutorial_split(fashion) -> None:
+    assert (len(fashion.train), len(fashion.validation), len(fashion.test)) == (55_000, 5_000, 10_000)
+    assert fashion.sha256 == spec.IDX_SHA256
+    assert fashion.train.images.dtype == np.uint8 and fashion.train.images.shape[1:] == (28, 28)
+    assert np.bincount(fashion.test.labels).tolist() == [1000] * 10
+    # the standardisation constants in spec are the training set's statistics
+    pixels = np.concatenate([fashion.validation.images, fashion.train.images]).astype(np.float64) / 255
+    assert abs(pixels.mean() - spec.PIXEL_MEAN) < 1e-3 and abs(pixels.std() - spec.PIXEL_STD) < 1e-3

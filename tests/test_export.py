@@ -1,0 +1,178 @@
+"""Export parity on the real test set: PyTorch vs ONNX fp32 vs int8, and a numpy oracle of the MLP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgefmnist import spec
+from edgefmnist.checkpoint import load_checkpoint
+from edgefmnist.digest import file_sha256
+from edgefmnist.errors import ModelError, ValidationFailed
+from edgefmnist.export.onnx_export import write_metadata
+from edgefmnist.export.pipeline import export_checkpoint, int8_path_for, verify_against_checkpoint
+from edgefmnist.runtime.metadata import SCHEMA_KEY, ModelMetadata, read_metadata
+from edgefmnist.runtime.predictor import Predictor
+from edgefmnist.train import predict_logits
+
+pytestmark = pytest.mark.slow
+FP32_ATOL = {"mlp": 1e-4, "cnn": 5e-4}
+
+
+@pytest.fixture(scope="module")
+def exported(trained, real_data_dir, tmp_path_factory):
+    """Exports of each architecture with each quantisation mode, made once per module."""
+    cache: dict[tuple[str, str], list] = {}
+
+    def get(arch: str, quantize: str):
+        if (arch, quantize) not in cache:
+            out = tmp_path_factory.mktemp(f"export-{arch}-{quantize}") / f"{arch}.onnx"
+            cache[(arch, quantize)] = export_checkpoint(trained(arch), out, quantize, atol=FP32_ATOL[arch],
+                                                        data_dir=real_data_dir)
+        return cache[(arch, quantize)]
+
+    return get
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.parametrize("quantize", ["dynamic", "static"])
+def test_parity_pytorch_fp32_int8_on_the_full_test_set(exported, trained, fashion, arch: str, quantize: str) -> None:
+    fp32, int8 = exported(arch, quantize)
+    test = fashion.test
+    torch_logits = predict_logits(load_checkpoint(trained(arch)).net, test.images)
+    fp32_logits = Predictor(fp32.path).logits(test.images)
+    int8_logits = Predictor(int8.path).logits(test.images)
+
+    assert fp32.parity.images == len(test) == 10_000
+    assert np.abs(fp32_logits - torch_logits).max() <= FP32_ATOL[arch]
+    assert (fp32_logits.argmax(1) == torch_logits.argmax(1)).all()
+    assert fp32.parity.passed and fp32.parity.top1_agreement == 1.0
+
+    fp32_accuracy = np.mean(fp32_logits.argmax(1) == test.labels)
+    int8_accuracy = np.mean(int8_logits.argmax(1) == test.labels)
+    assert fp32_accuracy - int8_accuracy <= 0.005
+    assert np.mean(int8_logits.argmax(1) == fp32_logits.argmax(1)) >= 0.99
+    assert int8.parity.passed and int8.parity.candidate_accuracy == pytest.approx(int8_accuracy)
+    assert int8.size_bytes < 0.35 * fp32.size_bytes
+
+
+def numpy_mlp_logits(state: dict, images: np.ndarray) -> np.ndarray:
+    """The MLP written from its equations: x = p*scale + shift; h = relu(xW1 + b1); ...; in float64."""
+    w = {k: v.double().numpy() for k, v in state.items()}
+    x = images.reshape(len(images), -1).astype(np.float64) * w["normalize.scale"] + w["normalize.shift"]
+    h1 = np.maximum(x @ w["layers.1.weight"].T + w["layers.1.bias"], 0)
+    h2 = np.maximum(h1 @ w["layers.4.weight"].T + w["layers.4.bias"], 0)
+    return h2 @ w["layers.7.weight"].T + w["layers.7.bias"]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
+def test_numpy_oracle_agrees_with_pytorch_and_onnx(exported, trained, fashion) -> None:
+    fp32, _ = exported("mlp", "static")
+    checkpoint = load_checkpoint(trained("mlp"))
+    images = fashion.test.images
+    oracle = numpy_mlp_logits(checkpoint.net.state_dict(), images)
+    torch_logits = predict_logits(checkpoint.net, images)
+    onnx_logits, onnx_probabilities = Predictor(fp32.path).run(images)
+    for logits in (torch_logits, onnx_logits):
+        assert np.abs(logits - oracle).max() <= 1e-4
+        assert (logits.argmax(1) == oracle.argmax(1)).all()
+    np.testing.assert_allclose(onnx_probabilities, softmax(oracle), atol=1e-6)
+
+
+def test_metadata_round_trips(exported, trained) -> None:
+    fp32, int8 = exported("cnn", "static")
+    checkpoint_path = trained("cnn")
+    checkpoint = load_checkpoint(checkpoint_path)
+    raw = {p.key: json.loads(p.value) for p in onnx.load(str(int8.path)).metadata_props}
+    assert raw[SCHEMA_KEY] == 1
+
+    for result in (fp32, int8):
+        meta = read_metadata(result.path)
+        assert meta.class_names == spec.CLASS_NAMES and meta.arch == "cnn" and meta.precision == result.precision
+        assert meta.input["normalization"] == {"in_graph": True, "formula": "(x / 255 - mean) / std",
+                                               "mean": spec.PIXEL_MEAN, "std": spec.PIXEL_STD}
+        assert meta.input["background"].startswith("dark") and meta.input["shape"] == ["batch", 1, 28, 28]
+        assert meta.extra["checkpoint_sha256"] == file_sha256(checkpoint_path)
+        assert meta.extra["recipe"] == checkpoint.recipe.to_dict()
+        assert meta.extra["test_accuracy"] == result.parity.candidate_accuracy
+        assert meta.extra["opset"] == 17 and meta.min_onnxruntime == "1.17.0"
+    meta = read_metadata(int8.path)
+    assert meta.extra["parent_sha256"] == file_sha256(fp32.path)
+    assert meta.extra["quantization"]["mode"] == "static"
+    assert meta.extra["quantization"]["weight_type"] == meta.extra["quantization"]["activation_type"] == "int8"
+    assert ModelMetadata.from_props(meta.to_props(), "x") == meta
+
+
+def test_failed_validation_leaves_the_previous_model_untouched(trained, real_data_dir, tmp_path: Path) -> None:
+    out = tmp_path / "mlp.onnx"
+    export_checkpoint(trained("mlp"), out, "none", data_dir=real_data_dir)
+    before = out.read_bytes()
+    with pytest.raises(ValidationFailed, match="max \\|Δlogit\\|"):
+        export_checkpoint(trained("mlp"), out, "none", atol=1e-12, data_dir=real_data_dir)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx"]
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "static"])
+def test_dynamic_batch_axis(exported, fashion, quantize: str) -> None:
+    """Batches of 1, 7 and 256 run; fp32 and static int8 give each image the same logits in any batch.
+
+    Dynamic int8 quantises activations with each batch's own range, so its logits depend
+    (slightly) on the rest of the batch: only its labels are compared.
+    """
+    for result in exported("cnn", quantize):
+        predictor = Predictor(result.path)
+        reference = predictor.logits(fashion.test.images[:256], batch_size=256)
+        batch_independent = result.precision == "fp32" or quantize == "static"
+        for batch in (1, 7, 256):
+            logits, probabilities = predictor.run(fashion.test.images[:batch])
+            assert logits.shape == probabilities.shape == (batch, 10)
+            np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
+            if batch_independent:
+                np.testing.assert_allclose(logits, reference[:batch], atol=1e-5)
+            else:
+                assert np.mean(logits.argmax(1) == reference[:batch].argmax(1)) >= 6 / 7
+                assert np.abs(logits - reference[:batch]).max() < 0.5
+
+
+def rewrite_metadata(source: Path, target: Path, **changes) -> Path:
+    meta = read_metadata(source)
+    target.write_bytes(source.read_bytes())
+    fields = {k: v for k, v in changes.items() if k != "extra"}
+    extra = {**meta.extra, **changes.get("extra", {})}
+    write_metadata(target, ModelMetadata(**{**meta.__dict__, **fields, "extra": extra}))
+    return target
+
+
+def test_version_guard_refuses_with_what_to_install(exported, tmp_path: Path) -> None:
+    fp32, _ = exported("mlp", "dynamic")
+    too_new = rewrite_metadata(fp32.path, tmp_path / "new.onnx", min_onnxruntime="99.0.0")
+    with pytest.raises(ModelError, match=r"needs onnxruntime >= 99.0.0, installed .*pip install 'onnxruntime>=99.0.0'"):
+        Predictor(too_new)
+    future_schema = rewrite_metadata(fp32.path, tmp_path / "schema.onnx", schema=2)
+    with pytest.raises(ModelError, match="metadata schema 2 is unknown.*pip install -U edgefmnist"):
+        Predictor(future_schema)
+
+
+def test_verify_against_checkpoint_and_recorded_accuracy(exported, trained, fashion, tmp_path: Path) -> None:
+    from edgefmnist.export.parity import check_recorded_accuracy
+
+    fp32, int8 = exported("mlp", "dynamic")
+    for result in (fp32, int8):
+        report = verify_against_checkpoint(result.path, trained("mlp"), test=fashion.test)
+        assert report.passed, report.summary()
+    assert verify_against_checkpoint(fp32.path, trained("cnn"), atol=1.0, test=fashion.test).failures
+    assert check_recorded_accuracy(int8.path).passed
+    lying = rewrite_metadata(fp32.path, tmp_path / "lying.onnx",
+                             extra={"test_accuracy": fp32.parity.candidate_accuracy + 0.01})
+    check = check_recorded_accuracy(lying)
+    assert not check.passed and "metadata claims" in check.failures[0]
+    assert int8_path_for(Path("a/b.onnx")) == Path("a/b.int8.onnx")

@@ -1,0 +1,45 @@
+"""Network shapes, sizes, and the in-graph pixel normalisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgefmnist import spec
+from edgefmnist.nets import NetConfig, build_net, count_multiply_adds, count_parameters
+
+
+def test_mlp_is_the_tutorials_784_300_100_10() -> None:
+    net = build_net(NetConfig("mlp"))
+    shapes = [tuple(p.shape) for p in net.parameters()]
+    assert shapes == [(300, 784), (300,), (100, 300), (100,), (10, 100), (10,)]
+    assert count_parameters(net) == 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10 == 266_610
+    assert count_multiply_adds(net) == 784 * 300 + 300 * 100 + 100 * 10
+
+
+def test_cnn_is_small_enough_for_a_pi() -> None:
+    net = build_net(NetConfig("cnn"))
+    assert 30_000 <= count_parameters(net) <= 100_000
+    assert 1_000_000 <= count_multiply_adds(net) <= 5_000_000
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_raw_pixels_in_logits_out(arch: str, batch: int) -> None:
+    net = build_net(NetConfig(arch, mean=spec.PIXEL_MEAN, std=spec.PIXEL_STD)).eval()
+    out = net(torch.randint(0, 256, (batch, *spec.INPUT_SHAPE)).float())
+    assert out.shape == (batch, spec.NUM_CLASSES) and torch.isfinite(out).all()
+
+
+def test_normalisation_is_inside_the_network() -> None:
+    net = build_net(NetConfig("mlp", mean=spec.PIXEL_MEAN, std=spec.PIXEL_STD))
+    pixels = torch.tensor([0.0, 255.0, 127.0])
+    expected = (pixels / 255 - spec.PIXEL_MEAN) / spec.PIXEL_STD
+    torch.testing.assert_close(net.normalize(pixels), expected)
+    plain = build_net(NetConfig("mlp"))
+    torch.testing.assert_close(plain.normalize(pixels), pixels / 255)
+
+
+def test_unknown_architecture_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        build_net(NetConfig("resnet"))

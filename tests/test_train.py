@@ -1,0 +1,117 @@
+"""Training on the real data learns, is reproducible, keeps the best epoch, and round-trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgefmnist.checkpoint import load_checkpoint, save_checkpoint
+from edgefmnist.data import FashionMNIST, Split
+from edgefmnist.errors import CheckpointError
+from edgefmnist.recipes import get_recipe
+from edgefmnist.train import accuracy, predict_logits, train
+from edgefmnist.training_run import run_training
+
+
+def subset(data: FashionMNIST, n: int) -> FashionMNIST:
+    return dataclasses.replace(data, train=Split(data.train.images[:n], data.train.labels[:n]))
+
+
+@pytest.mark.slow
+def test_short_real_training_learns_and_is_reproducible(fashion) -> None:
+    recipe = get_recipe("mlp", "best").with_overrides(epochs=2)
+    small = subset(fashion, 10_000)
+    first = train("mlp", recipe, small, seed=1)
+    second = train("mlp", recipe, small, seed=1)
+    assert first.metrics["test_accuracy"] > 0.80  # chance is 0.10
+    assert first.metrics == {**second.metrics, "train_seconds": first.metrics["train_seconds"]}
+    for a, b in zip(first.net.state_dict().values(), second.net.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_best_epoch_is_chosen_by_validation_and_patience_stops_early(fashion) -> None:
+    recipe = get_recipe("mlp", "seed").with_overrides(epochs=6, patience=1, lr=0.5)  # lr too high: erratic
+    checkpoint = train("mlp", recipe, subset(fashion, 5_000), seed=0)
+    history = checkpoint.history
+    best = max(history, key=lambda h: h["val_accuracy"])
+    assert checkpoint.metrics["best_epoch"] == best["epoch"]
+    assert checkpoint.metrics["val_accuracy"] == best["val_accuracy"] == accuracy(checkpoint.net, fashion.validation)
+    assert len(history) == checkpoint.metrics["epochs_run"] <= 6
+    if len(history) < 6:  # stopped early: the last epoch was no better than the best
+        assert history[-1]["epoch"] - best["epoch"] >= 1
+
+
+@pytest.mark.slow
+def test_cnn_trains_with_augmentation(fashion) -> None:
+    recipe = get_recipe("cnn", "best").with_overrides(epochs=1)
+    checkpoint = train("cnn", recipe, subset(fashion, 5_000), seed=0)
+    assert recipe.augment and checkpoint.metrics["test_accuracy"] > 0.60
+
+
+def test_checkpoint_round_trip(tmp_path: Path, fashion) -> None:
+    recipe = get_recipe("cnn", "best").with_overrides(epochs=1)
+    checkpoint = train("cnn", recipe, subset(fashion, 512), seed=3)
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, checkpoint)
+    raw = torch.load(path, weights_only=True)  # plain data only
+    assert raw["class_names"][0] == "T-shirt/top" and raw["data_sha256"] == fashion.sha256
+    loaded = load_checkpoint(path)
+    assert loaded.recipe == recipe and loaded.net_config == checkpoint.net_config and loaded.seed == 3
+    assert loaded.metrics == checkpoint.metrics and loaded.history == checkpoint.history
+    images = fashion.test.images[:64]
+    np.testing.assert_array_equal(predict_logits(loaded.net, images), predict_logits(checkpoint.net, images))
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+@pytest.mark.parametrize(
+    "make_file, message",
+    [
+        (lambda p: torch.save({"x": Exploit()}, p), "refused, not a plain-data checkpoint"),
+        (lambda p: p.write_bytes(pickle.dumps(Exploit())), "refused|not a readable"),
+        (lambda p: p.write_bytes(b""), "not a readable PyTorch checkpoint"),
+        (lambda p: torch.save({"format": "something else"}, p), "not an edgefmnist checkpoint"),
+    ],
+)
+def test_bad_checkpoints_are_refused(tmp_path: Path, make_file, message: str, capfd) -> None:
+    path = tmp_path / "bad.pt"
+    make_file(path)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+    assert "code ran" not in capfd.readouterr().out
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, fashion) -> None:
+    checkpoint = train("mlp", get_recipe("mlp", "best").with_overrides(epochs=1), subset(fashion, 256))
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, checkpoint)
+    payload = torch.load(path, weights_only=True)
+    payload["net_config"]["arch"] = "cnn"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        load_checkpoint(path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(path)
+
+
+@pytest.mark.slow
+def test_run_training_writes_checkpoint_history_and_curves(tmp_path: Path, real_data_dir: Path) -> None:
+    out = tmp_path / "nested" / "mlp.pt"
+    report = run_training("mlp", "best", epochs=1, data_dir=real_data_dir, out=out, quiet=True)
+    assert Path(report["checkpoint"]) == out and out.is_file()
+    history = json.loads(Path(report["history"]).read_text())
+    assert len(history) == 1 and history[0]["val_accuracy"] == report["metrics"]["val_accuracy"]
+    assert Path(report["curves"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["parameters"] == 266_610 and report["metrics"]["test_accuracy"] > 0.8
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
