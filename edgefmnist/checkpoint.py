@@ -59,16 +59,26 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         torch.save(payload, tmp)
 
 
+def unpickler_reason(exc: Exception) -> str:
+    """The one informative line of torch's weights-only refusal."""
+    for line in str(exc).splitlines():
+        if "WeightsUnpickler error" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(". ")[0].strip()[:200]
+    return "unsupported content"
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read and rebuild a checkpoint; any problem is a one-line :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a torch.save archive)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused, not a plain-data checkpoint ({first_line})") from None
+        raise CheckpointError(f"{path}: refused, it holds objects other than plain data "
+                              f"({unpickler_reason(exc)}); loading it could run code") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -21,6 +21,11 @@ import typer
 
 from edgefmnist.errors import EdgeFmnistError
 
+try:  # typer >= 0.20 vendors click; its usage errors derive from TyperException
+    from typer.exceptions import TyperException as CommandLineError
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import ClickException as CommandLineError
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -119,7 +124,7 @@ def train(
     from edgefmnist.training_run import run_training
 
     report = run_training(arch.value, recipe.value, epochs=epochs, patience=patience, seed=seed,
-                          data_dir=data_dir, out=out, quiet=json_output)
+                          data_dir=data_dir, out=out)
     if json_output:
         print_json(report)
         return
@@ -201,16 +206,23 @@ def verify(
         raise typer.Exit(3)
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: every error becomes one line on stderr and a non-zero exit."""
     try:
-        app()
+        code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
+    except CommandLineError as exc:  # bad flags, missing files named on the command line
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(exc.format_message())
+        else:
+            typer.echo(f"edgefmnist: error: {exc.format_message()}", err=True)
+        code = exc.exit_code
     except EdgeFmnistError as exc:
         typer.echo(f"edgefmnist: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+        code = exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("edgefmnist: interrupted", err=True)
-        sys.exit(130)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

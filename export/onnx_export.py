@@ -58,9 +58,18 @@ def opset_of(model: onnx.ModelProto) -> int:
     return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
 
 
-def write_metadata(path: Path, metadata: ModelMetadata) -> None:
-    """Replace ``metadata_props`` of the model at ``path``, then run the full checker on it."""
+def prune_unused_opsets(model: onnx.ModelProto) -> None:
+    """Drop opset imports no node uses (the quantiser stamps ``ai.onnx.ml``, which old runtimes refuse)."""
+    used = {node.domain or "" for node in model.graph.node} | {""}
+    kept = [entry for entry in model.opset_import if (entry.domain or "") in used or entry.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+
+
+def finalize_model(path: Path, metadata: ModelMetadata) -> None:
+    """Write ``metadata_props``, prune unused opsets, then run the full checker on the result."""
     model = onnx.load(str(path))
+    prune_unused_opsets(model)
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata.to_props())
     model.producer_name = "edgefmnist"

@@ -23,7 +23,7 @@ from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import ValidationFailed
-from edgefmnist.export.onnx_export import DEFAULT_OPSET, check_model, export_onnx, opset_of, write_metadata
+from edgefmnist.export.onnx_export import DEFAULT_OPSET, check_model, export_onnx, finalize_model, opset_of
 from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
 from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
 from edgefmnist.runtime.metadata import SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
@@ -86,7 +86,7 @@ def _finish(tmp: Path, checkpoint: Checkpoint, checkpoint_sha256: str, precision
         raise ValidationFailed(report.summary())
     model = check_model(tmp)
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
-    write_metadata(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
+    finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
 
 
 def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: str = "none",

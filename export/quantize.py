@@ -77,16 +77,16 @@ def pick_calibration_images(train_images: np.ndarray, preset: QuantPreset) -> np
 
 
 def quantize_model(fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None = None) -> None:
-    """Write the int8 version of ``fp32_path`` to ``int8_path``."""
-    if preset.mode == "dynamic":
-        quantize_dynamic(fp32_path, int8_path, per_channel=preset.per_channel,
-                         weight_type=QUANT_TYPES[preset.weight_type], op_types_to_quantize=["Conv", "Gemm", "MatMul"])
-        return
-    if train_images is None:
+    """Write the int8 version of ``fp32_path`` to ``int8_path`` (after onnxruntime's pre-processing)."""
+    if preset.mode == "static" and train_images is None:
         raise ValueError("static quantisation needs training images for calibration")
     with tempfile.TemporaryDirectory(prefix="edgefmnist-quant-") as workdir:
         prepared = Path(workdir) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
+        if preset.mode == "dynamic":
+            quantize_dynamic(prepared, int8_path, per_channel=preset.per_channel,
+                             weight_type=QUANT_TYPES[preset.weight_type], op_types_to_quantize=["Conv", "Gemm", "MatMul"])
+            return
         quantize_static(
             prepared, int8_path,
             calibration_data_reader=ImageCalibrationReader(pick_calibration_images(train_images, preset)),

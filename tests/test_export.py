@@ -13,7 +13,7 @@ from edgefmnist import spec
 from edgefmnist.checkpoint import load_checkpoint
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import ModelError, ValidationFailed
-from edgefmnist.export.onnx_export import write_metadata
+from edgefmnist.export.onnx_export import finalize_model
 from edgefmnist.export.pipeline import export_checkpoint, int8_path_for, verify_against_checkpoint
 from edgefmnist.runtime.metadata import SCHEMA_KEY, ModelMetadata, read_metadata
 from edgefmnist.runtime.predictor import Predictor
@@ -148,7 +148,7 @@ def rewrite_metadata(source: Path, target: Path, **changes) -> Path:
     target.write_bytes(source.read_bytes())
     fields = {k: v for k, v in changes.items() if k != "extra"}
     extra = {**meta.extra, **changes.get("extra", {})}
-    write_metadata(target, ModelMetadata(**{**meta.__dict__, **fields, "extra": extra}))
+    finalize_model(target, ModelMetadata(**{**meta.__dict__, **fields, "extra": extra}))
     return target
 
 

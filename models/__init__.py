@@ -1,0 +1,1 @@
+"""edgefmnist.pretrained: the shipped models (found with ``importlib.resources``)."""

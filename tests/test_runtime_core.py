@@ -1,0 +1,87 @@
+"""The runtime's torch-free core: the ONNX header reader, the metadata schema and the version guard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from edgefmnist.errors import ModelError
+from edgefmnist.runtime.metadata import ModelMetadata, oldest_onnxruntime, parse_version, read_metadata
+from edgefmnist.runtime.onnx_header import read_model_header
+
+
+def tiny_model(path: Path, props: dict[str, str] | None = None, ir_version: int = 8, opset: int = 17) -> Path:
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = ir_version
+    helper.set_model_props(model, props or {})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_header_reader_matches_onnx(tmp_path: Path) -> None:
+    path = tiny_model(tmp_path / "m.onnx", {"a": "1", "ключ": "значение"}, ir_version=9, opset=19)
+    header = read_model_header(path)
+    assert header.ir_version == 9 and header.opsets == {"": 19, "ai.onnx.ml": 3}
+    assert header.metadata == {"a": "1", "ключ": "значение"}
+
+
+@pytest.mark.parametrize("content, message", [(b"", "empty file"), (b"\xff" * 64, "not an ONNX model"),
+                                              (b"hello world, not protobuf", "not an ONNX model")])
+def test_header_reader_refuses_non_models(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match=message):
+        read_model_header(path)
+
+
+def test_truncated_model_is_refused(tmp_path: Path) -> None:
+    path = tiny_model(tmp_path / "m.onnx")
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ModelError, match="corrupt or truncated"):
+        read_model_header(path)
+
+
+def test_model_without_metadata_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no edgefmnist metadata"):
+        read_metadata(tiny_model(tmp_path / "m.onnx"))
+
+
+def test_malformed_metadata_is_refused(tmp_path: Path) -> None:
+    path = tiny_model(tmp_path / "m.onnx", {"edgefmnist.schema": "1", "class_names": "[not json"})
+    with pytest.raises(ModelError, match="malformed metadata"):
+        read_metadata(path)
+    path = tiny_model(tmp_path / "m.onnx", {"edgefmnist.schema": "1", "class_names": "[]"})
+    with pytest.raises(ModelError, match="metadata lacks input, precision, arch, min_onnxruntime"):
+        read_metadata(path)
+
+
+def test_version_guard() -> None:
+    meta = ModelMetadata(1, ("a",) * 10, {}, "fp32", "mlp", "1.17.0")
+    meta.check_runtime("m.onnx", installed="1.17.3")
+    meta.check_runtime("m.onnx", installed="1.32.0+cpu")
+    with pytest.raises(ModelError, match=r"m.onnx: needs onnxruntime >= 1.17.0, installed 1.16.3"):
+        meta.check_runtime("m.onnx", installed="1.16.3")
+    assert parse_version("1.18.0.dev20240101") == (1, 18, 0) and parse_version("2") == (2, 0, 0)
+
+
+def test_oldest_onnxruntime_follows_opset_and_ir() -> None:
+    assert oldest_onnxruntime(17, 8) == "1.17.0"
+    assert oldest_onnxruntime(21, 10) == "1.18.0"
+    assert oldest_onnxruntime(23, 11) == "1.22.0"
+    with pytest.raises(ModelError, match="newer than any onnxruntime"):
+        oldest_onnxruntime(40, 20)
+
+
+def test_runtime_imports_neither_torch_nor_onnx() -> None:
+    code = ("import sys, edgefmnist.runtime, edgefmnist.data, edgefmnist.export.parity; "
+            "bad = sorted(m for m in ('torch', 'onnx') if m in sys.modules); print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
