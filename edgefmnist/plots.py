@@ -28,13 +28,14 @@ def save_learning_curves(path: Path, history: list[dict[str, float]], title: str
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend()
-    right.plot(epochs, [100 * h["train_accuracy"] for h in history], marker="o", label="training")
+    right.plot(epochs, [100 * h["train_accuracy"] for h in history], marker="o", label="training (running, augmented batches)")
     right.plot(epochs, [100 * h["val_accuracy"] for h in history], marker="o", label="validation")
     right.set_xlabel("epoch")
     right.set_ylabel("accuracy (%)")
     right.legend()
     for axis in (left, right):
         axis.grid(alpha=0.3)
+        axis.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_write(path) as tmp:

@@ -50,11 +50,12 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("cnn", "seed"): TUTORIAL,
     ("mlp", "best"): Recipe(
         name="best", optimizer="adamw", lr=2e-3, batch_size=128, epochs=30, weight_decay=0.05,
-        schedule="onecycle", label_smoothing=0.1, dropout=0.2, standardize=True,
+        schedule="onecycle", label_smoothing=0.1, dropout=0.1, standardize=True,
     ),
+    # The CNN underfits with dropout and label smoothing on top of augmentation: it goes without.
     ("cnn", "best"): Recipe(
-        name="best", optimizer="adamw", lr=4e-3, batch_size=128, epochs=20, weight_decay=0.05,
-        schedule="onecycle", label_smoothing=0.1, dropout=0.2, standardize=True, augment=True,
+        name="best", optimizer="adamw", lr=4e-3, batch_size=128, epochs=30, weight_decay=0.01,
+        schedule="onecycle", standardize=True, augment=True,
     ),
 }
 

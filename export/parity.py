@@ -23,8 +23,24 @@ MIN_INT8_AGREEMENT = 0.99
 RECORDED_ACCURACY_TOLERANCE = 0.001  # 10 of 10,000 images, for CPUs that round differently
 
 
+class Verdict:
+    """Pass/fail from a list of failures, shared by the check results below."""
+
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
+
+
 @dataclass(frozen=True)
-class ParityReport:
+class ParityReport(Verdict):
     """How closely a candidate model follows its reference on the test set."""
 
     reference: str
@@ -37,18 +53,10 @@ class ParityReport:
     candidate_accuracy: float
     failures: list[str] = field(default_factory=list)
 
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
-
     def summary(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
         return (f"{self.candidate} ({self.precision}) vs {self.reference} on {self.images:,} test images: "
                 f"max |Δlogit| {self.max_abs_logit_diff:.2e}, top-1 agreement {100 * self.top1_agreement:.2f} %, "
-                f"accuracy {100 * self.candidate_accuracy:.2f} % vs {100 * self.reference_accuracy:.2f} % — {verdict}")
+                f"accuracy {100 * self.candidate_accuracy:.2f} % vs {100 * self.reference_accuracy:.2f} % — {self.verdict()}")
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, *, precision: str,
@@ -80,7 +88,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndar
 
 
 @dataclass(frozen=True)
-class AccuracyCheck:
+class AccuracyCheck(Verdict):
     """A model's measured test accuracy against the one its metadata records."""
 
     model: str
@@ -90,18 +98,10 @@ class AccuracyCheck:
     recorded_accuracy: float | None
     failures: list[str] = field(default_factory=list)
 
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
-
     def summary(self) -> str:
         recorded = "none" if self.recorded_accuracy is None else f"{100 * self.recorded_accuracy:.2f} %"
-        verdict = "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
         return (f"{self.model} ({self.precision}): test accuracy {100 * self.measured_accuracy:.2f} % on "
-                f"{self.images:,} images, recorded {recorded} — {verdict}")
+                f"{self.images:,} images, recorded {recorded} — {self.verdict()}")
 
 
 def check_recorded_accuracy(model_path: Path, data_dir: Path | None = None) -> AccuracyCheck:
