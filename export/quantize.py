@@ -3,8 +3,9 @@
     edgefmnist export runs/cnn-best.pt --quantize static    # QDQ, per-channel, calibrated
     edgefmnist export runs/mlp-best.pt --quantize dynamic   # int8 weights, activations at run time
 
-Static calibration uses real *training* images (never test images). The softmax stays in
-float so that probabilities are not quantised.
+Static calibration uses real *training* images (never test images). The layer that
+produces the logits and the softmax stay in float: quantised logits saturate at the
+calibrated range, and two saturated classes tie.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -24,7 +26,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from edgefmnist.runtime.predictor import INPUT_NAME
+from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 
 QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Relu", "MaxPool", "Add", "Mul", "Flatten", "Reshape"]
@@ -42,11 +44,13 @@ class QuantPreset:
     calibration_images: int = 512
     calibration_method: str = "MinMax"
     calibration_seed: int = 0
+    float_logits: bool = True  # static only: keep the logits layer in float
 
     def to_dict(self) -> dict:
         values = asdict(self)
         if self.mode == "dynamic":
-            for key in ("activation_type", "quant_format", "calibration_images", "calibration_method", "calibration_seed"):
+            for key in ("activation_type", "quant_format", "calibration_images", "calibration_method",
+                        "calibration_seed", "float_logits"):
                 values.pop(key)
         return values
 
@@ -76,6 +80,14 @@ def pick_calibration_images(train_images: np.ndarray, preset: QuantPreset) -> np
     return train_images[np.sort(picked)]
 
 
+def logits_node(model_path: Path) -> str:
+    """The name of the node that produces the ``logits`` output."""
+    for node in onnx.load(str(model_path)).graph.node:
+        if OUTPUT_NAMES[0] in node.output:
+            return node.name
+    raise ValueError(f"{model_path}: no node produces {OUTPUT_NAMES[0]!r}")
+
+
 def quantize_model(fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None = None) -> None:
     """Write the int8 version of ``fp32_path`` to ``int8_path`` (after onnxruntime's pre-processing)."""
     if preset.mode == "static" and train_images is None:
@@ -93,4 +105,5 @@ def quantize_model(fp32_path: Path, int8_path: Path, preset: QuantPreset, train_
             quant_format=QuantFormat[preset.quant_format], per_channel=preset.per_channel,
             activation_type=QUANT_TYPES[preset.activation_type], weight_type=QUANT_TYPES[preset.weight_type],
             op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod[preset.calibration_method],
+            nodes_to_exclude=[logits_node(prepared)] if preset.float_logits else [],
         )

@@ -106,7 +106,7 @@ def test_metadata_round_trips(exported, trained) -> None:
         assert meta.extra["opset"] == 17 and meta.min_onnxruntime == "1.17.0"
     meta = read_metadata(int8.path)
     assert meta.extra["parent_sha256"] == file_sha256(fp32.path)
-    assert meta.extra["quantization"]["mode"] == "static"
+    assert meta.extra["quantization"]["mode"] == "static" and meta.extra["quantization"]["float_logits"]
     assert meta.extra["quantization"]["weight_type"] == meta.extra["quantization"]["activation_type"] == "int8"
     assert ModelMetadata.from_props(meta.to_props(), "x") == meta
 
