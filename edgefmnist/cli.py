@@ -63,6 +63,12 @@ def print_json(value: object) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
+def show_progress(line: str) -> None:
+    """A status line on stderr, only for a person at a terminal (like tqdm's bars)."""
+    if sys.stderr.isatty():
+        typer.echo(f"… {line}", err=True)
+
+
 def need_training_extra() -> None:
     """Fail with one clear line when torch is missing (a runtime-only install)."""
     try:
@@ -161,7 +167,7 @@ def export(
     need_training_extra()
     from edgefmnist.export.pipeline import export_checkpoint
 
-    results = export_checkpoint(checkpoint, out, quantize.value, opset, atol, data_dir)
+    results = export_checkpoint(checkpoint, out, quantize.value, opset, atol, data_dir, progress=show_progress)
     if json_output:
         print_json([result.to_dict() for result in results])
         return

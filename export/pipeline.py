@@ -9,6 +9,7 @@ a model that fails leaves the file previously at that path untouched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,10 +81,11 @@ def build_metadata(checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.M
     )
 
 
-def _finish(tmp: Path, checkpoint: Checkpoint, checkpoint_sha256: str, precision: str, report: ParityReport,
-            extra: dict) -> None:
+def _finish(tmp: Path, target: Path, checkpoint: Checkpoint, checkpoint_sha256: str, precision: str,
+            report: ParityReport, extra: dict) -> None:
+    """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
     if not report.passed:
-        raise ValidationFailed(report.summary())
+        raise ValidationFailed(f"{target}: not written, validation failed: {report.summary()}")
     model = check_model(tmp)
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
     finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
@@ -91,22 +93,28 @@ def _finish(tmp: Path, checkpoint: Checkpoint, checkpoint_sha256: str, precision
 
 def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: str = "none",
                       opset: int = DEFAULT_OPSET, atol: float = DEFAULT_ATOL,
-                      data_dir: Path | None = None) -> list[ExportedModel]:
-    """Export fp32 (always) and int8 (``quantize`` = dynamic/static), each validated before it lands."""
+                      data_dir: Path | None = None, progress: Callable[[str], None] = lambda _: None,
+                      ) -> list[ExportedModel]:
+    """Export fp32 (always) and int8 (``quantize`` = dynamic/static), each validated before it lands.
+
+    ``progress`` receives a short line at the start of each stage.
+    """
     checkpoint = load_checkpoint(checkpoint_path)
     checkpoint_sha256 = file_sha256(checkpoint_path)
     out = out or checkpoint_path.with_suffix(".onnx")
     dataset = load_fashion_mnist(data_dir) if quantize == "static" else None
     test = dataset.test if dataset else load_test_split(data_dir)
+    progress(f"running PyTorch {checkpoint_path.name} on {len(test):,} test images")
     torch_logits = predict_logits(checkpoint.net, test.images)
     results = []
 
     with atomic_write(out) as tmp:
+        progress(f"exporting {out.name} (opset {opset}) and validating it on the test set")
         export_onnx(checkpoint.net, tmp, opset)
         fp32_logits = onnx_logits(tmp, test.images)
         report = compare_logits(torch_logits, fp32_logits, test.labels, precision="fp32", atol=atol,
                                 reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=out.name)
-        _finish(tmp, checkpoint, checkpoint_sha256, "fp32", report, {})
+        _finish(tmp, out, checkpoint, checkpoint_sha256, "fp32", report, {})
     results.append(ExportedModel(out, "fp32", out.stat().st_size, report))
     if quantize == "none":
         return results
@@ -114,13 +122,14 @@ def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: 
     preset: QuantPreset = PRESETS[quantize]
     int8_path = int8_path_for(out)
     with atomic_write(int8_path) as tmp:
+        progress(f"quantising to {int8_path.name} ({quantize}) and validating it on the test set")
         quantize_model(out, tmp, preset, dataset.train.images if dataset else None)
         int8_logits = onnx_logits(tmp, test.images)
         report = compare_logits(fp32_logits, int8_logits, test.labels, precision="int8",
                                 reference_name=out.name, candidate_name=int8_path.name)
         torch_report = compare_logits(torch_logits, int8_logits, test.labels, precision="int8",
                                       reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=int8_path.name)
-        _finish(tmp, checkpoint, checkpoint_sha256, "int8", report,
+        _finish(tmp, int8_path, checkpoint, checkpoint_sha256, "int8", report,
                 {"parent_sha256": file_sha256(out), "parent": out.name, "quantization": preset.to_dict(),
                  "parity_vs_pytorch": torch_report.to_dict()})
     results.append(ExportedModel(int8_path, "int8", int8_path.stat().st_size, report))
