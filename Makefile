@@ -32,6 +32,8 @@ demo: setup
 	$(BIN)/edgefmnist export $(DEMO_DIR)/mlp.pt --quantize static
 	$(BIN)/edgefmnist verify $(DEMO_DIR)/mlp.int8.onnx --checkpoint $(DEMO_DIR)/mlp.pt
 	$(BIN)/edgefmnist verify $(DEMO_DIR)/mlp.onnx
+	$(BIN)/edgefmnist infer --model $(DEMO_DIR)/mlp.int8.onnx --sample 0:5
+	$(BIN)/edgefmnist evaluate $(DEMO_DIR)/mlp.int8.onnx --plot $(DEMO_DIR)/confusion.png
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -212,6 +212,109 @@ def verify(
         raise typer.Exit(3)
 
 
+@app.command()
+def infer(
+    image: Annotated[Optional[list[str]], typer.Option("--image", help="A picture, a folder of pictures, or a glob pattern (repeatable).")] = None,
+    sample: Annotated[Optional[str], typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes to show per image.")] = 3,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="onnxruntime intra-op threads [default: cores, at most 4].")] = None,
+    save_preprocessed: Annotated[Optional[Path], typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")] = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Classify pictures of clothing (torch-free): any size, format, background.
+
+    Exit code 1 when any image could not be classified (the others are still printed).
+
+    Examples:
+
+      edgefmnist infer --image shirt.jpg
+
+      edgefmnist infer --image 'photos/*.jpg' --top-k 2 --json
+
+      edgefmnist infer --sample 0:5 --model runs/mlp.onnx
+    """
+    from edgefmnist.runtime.infer import classify_arrays, classify_files, expand_images, parse_sample
+    from edgefmnist.runtime.predictor import Predictor, default_model_path
+
+    if not image and sample is None:
+        raise EdgeFmnistError("nothing to classify: pass --image PATH or --sample START:STOP")
+    predictor = Predictor(model or default_model_path(), threads=threads)
+    if sample is not None:
+        from edgefmnist.data import load_test_split
+
+        test = load_test_split(data_dir)
+        picked = parse_sample(sample, len(test))
+        results = classify_arrays(predictor, test.images[picked.start : picked.stop],
+                                  [f"test[{i}]" for i in picked], top_k)
+        for result, i in zip(results, picked):
+            result.true_label = predictor.class_names[test.labels[i]]
+    else:
+        results = classify_files(predictor, expand_images(image), top_k, save_preprocessed)
+    if json_output:
+        print_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            if not r.error:
+                typer.echo(r.line())
+    for r in results:
+        if r.warning:
+            typer.echo(f"edgefmnist: warning: {r.image}: {r.warning}", err=True)
+        if r.error:
+            typer.echo(f"edgefmnist: error: {r.error}", err=True)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Optional[Path], typer.Argument(help="An .onnx model or a .pt checkpoint [default: the shipped model].", exists=True, dir_okay=False)] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write the confusion matrix as a PNG heat map.", dir_okay=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="onnxruntime intra-op threads.")] = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on the real test set.
+
+    An ONNX model needs only the runtime; a .pt checkpoint needs PyTorch.
+
+    Examples:
+
+      edgefmnist evaluate runs/mlp.int8.onnx --plot confusion.png
+
+      edgefmnist evaluate runs/cnn.pt --json
+    """
+    from edgefmnist.data import load_test_split
+    from edgefmnist.metrics import evaluate_predictions, format_report
+
+    test = load_test_split(data_dir)
+    if model is not None and model.suffix == ".pt":
+        need_training_extra()
+        from edgefmnist.checkpoint import load_checkpoint
+        from edgefmnist.train import predict_logits
+
+        checkpoint = load_checkpoint(model)
+        class_names, logits = checkpoint.class_names, predict_logits(checkpoint.net, test.images)
+    else:
+        from edgefmnist.runtime.predictor import Predictor, default_model_path
+
+        predictor = Predictor(model or default_model_path(), threads=threads)
+        model, class_names, logits = predictor.path, predictor.class_names, predictor.logits(test.images)
+    evaluation = evaluate_predictions(test.labels, logits.argmax(1), class_names)
+    if plot is not None:
+        from edgefmnist.plots import save_confusion_matrix
+
+        save_confusion_matrix(plot, evaluation.confusion, class_names,
+                              f"{model.name}: {100 * evaluation.accuracy:.2f} % on the test set")
+    if json_output:
+        print_json({"model": str(model), **evaluation.to_dict(), **({"plot": str(plot)} if plot else {})})
+    else:
+        typer.echo(format_report(evaluation, str(model)))
+        if plot is not None:
+            typer.echo(f"\nconfusion matrix: {plot}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit."""
     try:

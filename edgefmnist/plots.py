@@ -41,3 +41,26 @@ def save_learning_curves(path: Path, history: list[dict[str, float]], title: str
     with atomic_write(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: tuple[str, ...], title: str) -> None:
+    """A labelled heat map: rows are true classes, columns predicted ones, counts in the cells."""
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(8, 7))
+    image = axis.imshow(confusion, cmap="Blues")
+    ticks = range(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    brightest = max(max(row) for row in confusion) or 1
+    for i, row in enumerate(confusion):
+        for j, count in enumerate(row):
+            axis.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                      color="white" if count > brightest / 2 else "black")
+    fig.colorbar(image, ax=axis, fraction=0.046)
+    axis.set_title(title)
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -89,3 +89,16 @@ class Predictor:
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``[N, 10]``."""
         return self.run(images)[1]
+
+
+DEFAULT_MODEL_NAME = "mlp.onnx"
+
+
+def default_model_path() -> Path:
+    """The shipped default model inside the installed package (``edgefmnist.pretrained``)."""
+    from importlib.resources import files
+
+    candidate = Path(str(files("edgefmnist.pretrained") / DEFAULT_MODEL_NAME))
+    if not candidate.is_file():
+        raise ModelError(f"no shipped model {DEFAULT_MODEL_NAME} in edgefmnist.pretrained; pass --model PATH.onnx")
+    return candidate

@@ -67,3 +67,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fashion):
         return cache[arch]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def exported_mlp(trained, real_data_dir, tmp_path_factory) -> Path:
+    """A short-trained MLP exported to fp32 ONNX (static int8 beside it as ``mlp.int8.onnx``)."""
+    from edgefmnist.export.pipeline import export_checkpoint
+
+    out = tmp_path_factory.mktemp("exported-mlp") / "mlp.onnx"
+    export_checkpoint(trained("mlp"), out, "static", data_dir=real_data_dir)
+    return out

@@ -1,0 +1,63 @@
+"""Classification metrics (numpy only): accuracy, per-class precision/recall/F1, confusion matrix.
+
+    edgefmnist evaluate models/mlp.onnx --plot confusion.png
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    images: int
+    per_class: list[ClassMetrics]
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    return np.bincount(labels * classes + predictions, minlength=classes * classes).reshape(classes, classes)
+
+
+def evaluate_predictions(labels: np.ndarray, predictions: np.ndarray, class_names: tuple[str, ...]) -> Evaluation:
+    """Metrics of ``predictions`` against ``labels`` (both int arrays ``[N]``)."""
+    matrix = confusion_matrix(labels.astype(np.int64), predictions.astype(np.int64), len(class_names))
+    true_positive = np.diag(matrix).astype(np.float64)
+    predicted, actual = matrix.sum(0), matrix.sum(1)
+    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
+    recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+    per_class = [ClassMetrics(name, float(p), float(r), float(f), int(s))
+                 for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)]
+    return Evaluation(float(true_positive.sum() / max(1, len(labels))), int(len(labels)), per_class,
+                      float(precision.mean()), float(recall.mean()), float(f1.mean()), matrix.tolist())
+
+
+def format_report(evaluation: Evaluation, title: str) -> str:
+    """A plain-text table for the terminal."""
+    lines = [f"{title}: accuracy {100 * evaluation.accuracy:.2f} % on {evaluation.images:,} test images", "",
+             f"{'class':<12} {'precision':>9} {'recall':>7} {'F1':>7} {'support':>8}"]
+    for row in evaluation.per_class:
+        lines.append(f"{row.name:<12} {row.precision:>9.3f} {row.recall:>7.3f} {row.f1:>7.3f} {row.support:>8,}")
+    lines.append(f"{'macro avg':<12} {evaluation.macro_precision:>9.3f} {evaluation.macro_recall:>7.3f} "
+                 f"{evaluation.macro_f1:>7.3f} {evaluation.images:>8,}")
+    return "\n".join(lines)

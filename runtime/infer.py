@@ -1,0 +1,132 @@
+"""Classify picture files: what ``edgefmnist infer`` does (torch-free).
+
+    edgefmnist infer --image shirt.jpg --image 'photos/*.png' --top-k 3 --json
+"""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.runtime.predictor import Predictor
+from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass
+class Classified:
+    """The result for one picture: a prediction, or the one-line reason it failed."""
+
+    image: str
+    label: str = ""
+    index: int = -1
+    probability: float = 0.0
+    top_k: list[dict] = field(default_factory=list)
+    warning: str = ""
+    error: str = ""
+    true_label: str = ""  # known for test-set samples only
+
+    def to_dict(self) -> dict:
+        if self.error:
+            return {"image": self.image, "error": self.error}
+        result = {"image": self.image, "label": self.label, "index": self.index,
+                  "probability": self.probability, "top_k": self.top_k}
+        optional = {"warning": self.warning, "true_label": self.true_label}
+        return {**result, **{key: value for key, value in optional.items() if value}}
+
+    def line(self) -> str:
+        """``shirt.jpg: Shirt 0.91 (T-shirt/top 0.06, Pullover 0.02)``"""
+        others = ", ".join(f"{entry['label']} {entry['probability']:.2f}" for entry in self.top_k[1:])
+        line = f"{self.image}: {self.label} {self.probability:.2f}" + (f" ({others})" if others else "")
+        if self.true_label:
+            line += f"  [true: {self.true_label} {'✓' if self.true_label == self.label else '✗'}]"
+        return line
+
+
+def expand_images(patterns: list[str]) -> list[Path]:
+    """Files as given, image files inside directories, and glob matches, in order, without repeats."""
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not images:
+                raise EdgeFmnistError(f"{path}: a folder with no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            found.extend(images)
+        elif not path.exists() and glob.has_magic(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern))
+            if not matches:
+                raise EdgeFmnistError(f"{pattern}: no files match")
+            found.extend(matches)
+        else:
+            found.append(path)  # a missing file is reported per image
+    return list(dict.fromkeys(found))
+
+
+def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int) -> list[dict]:
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [{"label": class_names[i], "probability": float(probabilities[i])} for i in order]
+
+
+def classify_arrays(predictor: Predictor, images: np.ndarray, names: list[str], k: int) -> list[Classified]:
+    probabilities = predictor.predict(images)
+    results = []
+    for name, row in zip(names, probabilities):
+        best = int(row.argmax())
+        results.append(Classified(name, predictor.class_names[best], best, float(row[best]),
+                                  top_k(row, predictor.class_names, k)))
+    return results
+
+
+def classify_files(predictor: Predictor, paths: list[Path], k: int = 3,
+                   save_preprocessed: Path | None = None) -> list[Classified]:
+    """Classify each file; a file that cannot be read gets an ``error`` instead of a prediction."""
+    results: list[Classified] = []
+    for path in paths:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", NothingFound)
+                pixels = preprocess_file(path)
+        except EdgeFmnistError as exc:
+            results.append(Classified(str(path), error=str(exc)))
+            continue
+        result = classify_arrays(predictor, pixels[None], [str(path)], k)[0]
+        if any(issubclass(w.category, NothingFound) for w in caught):
+            result.warning = "no object found: the picture is uniform"
+        if save_preprocessed is not None:
+            save_png(preprocessed_path(save_preprocessed, path, len(paths)), pixels)
+        results.append(result)
+    return results
+
+
+def preprocessed_path(target: Path, source: Path, count: int) -> Path:
+    """One image: ``target`` is the file; several: a folder that gets ``NAME.png`` for each."""
+    return target if count == 1 else target / f"{source.stem}.png"
+
+
+def save_png(path: Path, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    from edgefmnist.atomic import atomic_write
+
+    with atomic_write(path) as tmp:
+        Image.fromarray(pixels, "L").save(tmp, format="PNG")
+
+
+def parse_sample(text: str, size: int) -> range:
+    """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size``."""
+    try:
+        start, _, stop = text.partition(":")
+        first = int(start) if start else 0
+        last = (int(stop) if stop else size) if _ else first + 1
+    except ValueError:
+        raise EdgeFmnistError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
+    if not 0 <= first < last <= size:
+        raise EdgeFmnistError(f"--sample {text}: indices must lie within 0:{size}")
+    return range(first, last)

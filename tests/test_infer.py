@@ -1,0 +1,188 @@
+"""`edgefmnist infer` and `evaluate` through the real CLI, torch-free; agreement on re-made test images."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgefmnist.runtime.predictor import Predictor
+from edgefmnist.runtime.preprocess import preprocess_file
+from test_cli import assert_one_line_error, run
+
+TORCH_FREE = ("import sys, runpy; sys.argv = ['edgefmnist', *sys.argv[1:]]\n"
+              "try:\n    runpy.run_module('edgefmnist.cli', run_name='__main__')\n"
+              "finally:\n    bad = [m for m in ('torch', 'onnx') if m in sys.modules]\n"
+              "    print('IMPORTED:' + ','.join(bad), file=sys.stderr)")
+
+
+def test_infer_plain_and_json(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+    for i in range(3):
+        Image.fromarray(fashion.test.images[i]).save(tmp_path / f"{i}.png")
+    plain = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "0.png"), "--top-k", "3")
+    assert plain.returncode == 0 and plain.stdout.count("\n") == 1
+    assert plain.stdout.startswith(f"{tmp_path / '0.png'}: ") and plain.stdout.count("(") == 1
+    result = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path), "--json", "--top-k", "2")
+    rows = json.loads(result.stdout)
+    assert [Path(r["image"]).name for r in rows] == ["0.png", "1.png", "2.png"]
+    expected = Predictor(exported_mlp).predict(fashion.test.images[:3])
+    for row, probabilities in zip(rows, expected):
+        assert set(row) == {"image", "label", "index", "probability", "top_k"} and len(row["top_k"]) == 2
+        assert row["index"] == probabilities.argmax() and row["probability"] == pytest.approx(probabilities.max())
+        assert row["top_k"][0] == {"label": row["label"], "probability": row["probability"]}
+    globbed = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "[01].png"), "--json")
+    assert len(json.loads(globbed.stdout)) == 2
+
+
+def test_infer_sample_shows_the_true_class(exported_mlp: Path, fashion) -> None:
+    result = run("infer", "--model", str(exported_mlp), "--sample", "0:5", "--json")
+    rows = json.loads(result.stdout)
+    assert [r["image"] for r in rows] == [f"test[{i}]" for i in range(5)]
+    assert [r["true_label"] for r in rows] == [Predictor(exported_mlp).class_names[k] for k in fashion.test.labels[:5]]
+    assert_one_line_error(run("infer", "--model", str(exported_mlp), "--sample", "9999:20000"), 1, "--sample")
+
+
+def test_good_images_are_classified_and_bad_ones_reported(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+    Image.fromarray(fashion.test.images[0]).save(tmp_path / "good.png")
+    (tmp_path / "text.png").write_text("not an image")
+    result = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "good.png"),
+                 "--image", str(tmp_path / "text.png"), "--image", str(tmp_path / "missing.jpg"))
+    assert result.returncode == 1 and result.stdout.startswith(str(tmp_path / "good.png"))
+    errors = result.stderr.strip().splitlines()
+    assert errors == [f"edgefmnist: error: {tmp_path / 'text.png'}: not an image Pillow can read",
+                      f"edgefmnist: error: {tmp_path / 'missing.jpg'}: no such file"]
+
+
+def test_bad_models_and_missing_input(exported_mlp: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(exported_mlp.read_bytes()[:5000])
+    assert_one_line_error(run("infer", "--model", str(truncated), "--sample", "0:1"), 1, str(truncated))
+    assert_one_line_error(run("infer", "--model", str(exported_mlp)), 1, "nothing to classify")
+
+
+def test_save_preprocessed(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+    Image.fromarray(255 - np.kron(fashion.test.images[1], np.ones((8, 8), np.uint8))).save(tmp_path / "big.png")
+    out = tmp_path / "seen.png"
+    assert run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "big.png"),
+               "--save-preprocessed", str(out)).returncode == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), preprocess_file(tmp_path / "big.png"))
+
+
+def test_infer_and_evaluate_never_import_torch_or_onnx(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+    Image.fromarray(fashion.test.images[0]).save(tmp_path / "x.png")
+    for args in (["infer", "--model", str(exported_mlp), "--image", str(tmp_path / "x.png")],
+                 ["evaluate", str(exported_mlp)]):
+        result = subprocess.run([sys.executable, "-c", TORCH_FREE, *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip().splitlines()[-1] == "IMPORTED:"
+
+
+def test_evaluate_json_and_plot(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+    plot = tmp_path / "confusion.png"
+    result = run("evaluate", str(exported_mlp), "--json", "--plot", str(plot))
+    report = json.loads(result.stdout)
+    predictions = Predictor(exported_mlp).logits(fashion.test.images).argmax(1)
+    assert report["accuracy"] == pytest.approx(np.mean(predictions == fashion.test.labels))
+    assert np.array(report["confusion"]).sum() == 10_000 and len(report["per_class"]) == 10
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_all_test_images_as_png_round_trip(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+    """Every test image saved as PNG and classified through `infer` gets the raw-array prediction."""
+    folder = tmp_path / "png"
+    folder.mkdir()
+    for i, pixels in enumerate(fashion.test.images):
+        Image.fromarray(pixels).save(folder / f"{i:05d}.png")
+    result = run("infer", "--model", str(exported_mlp), "--image", str(folder), "--json")
+    rows = json.loads(result.stdout)
+    expected = Predictor(exported_mlp).logits(fashion.test.images).argmax(1)
+    assert len(rows) == 10_000 and [r["index"] for r in rows] == expected.tolist()
+
+
+def shop_like(pixels: np.ndarray, rng: np.random.Generator, k: int, folder: Path) -> Path:
+    """A test image re-made as a shop photo: white background, upscaled, uneven margins, JPEG /
+    transparent PNG / EXIF-rotated JPEG."""
+    scale = int(rng.integers(6, 16))
+    big = Image.fromarray(255 - pixels).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
+    left, right, top, bottom = (int(m) for m in rng.integers(5, 150, 4))
+    canvas = Image.new("L", (big.width + left + right, big.height + top + bottom), 255)
+    canvas.paste(big, (left, top))
+    kind = k % 3
+    if kind == 0:
+        path = folder / f"{k:04d}.jpg"
+        canvas.convert("RGB").save(path, quality=85)
+    elif kind == 1:
+        gray = np.asarray(canvas)
+        rgba = np.stack([gray, gray, gray, np.where(gray < 255, 255, 0).astype(np.uint8)], axis=-1)
+        path = folder / f"{k:04d}.png"
+        Image.fromarray(rgba, "RGBA").save(path)
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = 8  # "rotate 90 CCW to display"
+        path = folder / f"{k:04d}.jpg"
+        canvas.convert("RGB").transpose(Image.Transpose.ROTATE_270).save(path, quality=85, exif=exif)
+    return path
+
+
+@pytest.mark.slow
+def test_shop_photos_agree_with_raw_predictions(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    picked = rng.choice(len(fashion.test), 600, replace=False)
+    paths = [shop_like(fashion.test.images[i], rng, k, tmp_path) for k, i in enumerate(picked)]
+    predictor = Predictor(exported_mlp)
+    raw = predictor.logits(fashion.test.images[picked]).argmax(1)
+    shop = predictor.logits(np.stack([preprocess_file(p) for p in paths])).argmax(1)
+    labels = fashion.test.labels[picked]
+    assert np.mean(shop == raw) >= 0.93
+    assert np.mean(raw == labels) - np.mean(shop == labels) <= 0.025
+
+
+def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Path) -> None:
+    from edgefmnist.export.parity import check_recorded_accuracy
+    from edgefmnist.runtime.predictor import default_model_path
+
+    default = default_model_path()
+    assert default.name == "mlp.onnx" and check_recorded_accuracy(default).passed
+    Image.fromarray(fashion.test.images[0]).save(tmp_path / "boot.png")
+    result = run("infer", "--image", str(tmp_path / "boot.png"), "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)[0]["label"] == "Ankle boot"
+
+
+def test_one_predictor_is_safe_from_several_threads(exported_mlp: Path, fashion) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor(exported_mlp, threads=1)
+    images = fashion.test.images[:2000]
+    sequential = [predictor.predict(images[i : i + 1]) for i in range(len(images))]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda i: predictor.predict(images[i : i + 1]), range(len(images))))
+    np.testing.assert_array_equal(np.concatenate(parallel), np.concatenate(sequential))
+
+
+@pytest.mark.parametrize("case", ["truncated_png", "truncated_jpeg", "bomb", "empty", "directory"])
+def test_bad_images_through_the_cli(exported_mlp: Path, fashion, tmp_path: Path, case: str) -> None:
+    photo = Image.fromarray(255 - np.kron(fashion.test.images[0], np.ones((8, 8), np.uint8)))
+    path = tmp_path / "bad.png"
+    if case == "truncated_png":
+        photo.save(path)
+        path.write_bytes(path.read_bytes()[:400])
+    elif case == "truncated_jpeg":
+        path = tmp_path / "bad.jpg"
+        photo.save(path, quality=85)
+        path.write_bytes(path.read_bytes()[:600])
+    elif case == "bomb":
+        Image.new("1", (10_000, 10_000)).save(path)
+    elif case == "empty":
+        path.write_bytes(b"")
+    else:
+        path = tmp_path / "folder.png"
+        path.mkdir()
+    result = run("infer", "--model", str(exported_mlp), "--image", str(path))
+    assert_one_line_error(result, 1, str(path))
+    assert result.stdout == ""

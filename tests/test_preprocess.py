@@ -1,0 +1,123 @@
+"""Real pictures -> Fashion-MNIST form: formats, modes, orientation, backgrounds, bad files."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgefmnist.runtime.preprocess import ImageError, NothingFound, load_image, preprocess_file, to_dataset_form
+
+
+@pytest.fixture(scope="module")
+def boot(fashion) -> np.ndarray:
+    """Test image 0 (an ankle boot), dataset form."""
+    return fashion.test.images[0]
+
+
+def shop_photo(pixels: np.ndarray, scale: int = 10, margins=(40, 90, 20, 60)) -> Image.Image:
+    """White background, upscaled, uneven margins: how a shop shows a product."""
+    big = Image.fromarray(255 - pixels).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC)
+    left, right, top, bottom = margins
+    canvas = Image.new("L", (big.width + left + right, big.height + top + bottom), 255)
+    canvas.paste(big, (left, top))
+    return canvas
+
+
+def close_to(result: np.ndarray, expected: np.ndarray) -> bool:
+    return np.abs(result.astype(int) - expected.astype(int)).mean() < 12
+
+
+def test_dataset_form_passes_through_unchanged(tmp_path: Path, boot: np.ndarray) -> None:
+    Image.fromarray(boot).save(tmp_path / "boot.png")
+    np.testing.assert_array_equal(preprocess_file(tmp_path / "boot.png"), boot)
+
+
+@pytest.mark.parametrize("suffix, options", [(".jpg", {"quality": 85}), (".png", {}), (".webp", {"quality": 90}),
+                                             (".bmp", {}), (".gif", {})])
+def test_formats(tmp_path: Path, boot: np.ndarray, suffix: str, options: dict) -> None:
+    path = tmp_path / f"boot{suffix}"
+    shop_photo(boot).convert("RGB").save(path, **options)
+    assert close_to(preprocess_file(path), boot)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "CMYK", "P", "I;16"])
+def test_modes(tmp_path: Path, boot: np.ndarray, mode: str) -> None:
+    image = shop_photo(boot)
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    else:
+        image = image.convert(mode)
+    path = tmp_path / ("boot.jpg" if mode == "CMYK" else "boot.png")
+    image.save(path)
+    assert close_to(preprocess_file(path), boot)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparent_background_is_composited(tmp_path: Path, boot: np.ndarray, mode: str) -> None:
+    photo = np.asarray(shop_photo(boot))
+    rgba = np.zeros((*photo.shape, 4), np.uint8)
+    rgba[..., :3] = photo[..., None]
+    rgba[..., 3] = np.where(photo < 250, 255, 0)  # the background is transparent
+    rgba[photo >= 250, :3] = 0  # and black under the transparency: only alpha says it is background
+    image = Image.fromarray(rgba, "RGBA")
+    image = image.convert("LA") if mode == "LA" else image.convert("P") if mode == "P" else image
+    if mode == "P":
+        image.info["transparency"] = image.getpixel((0, 0))
+    image.save(tmp_path / "boot.png")
+    assert close_to(preprocess_file(tmp_path / "boot.png"), boot)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path, boot: np.ndarray) -> None:
+    upright = shop_photo(boot).convert("RGB")
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what the camera wrote
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    stored.save(tmp_path / "boot.jpg", exif=exif, quality=90)
+    assert close_to(preprocess_file(tmp_path / "boot.jpg"), boot)
+
+
+def test_animated_gif_uses_the_first_frame(tmp_path: Path, fashion, boot: np.ndarray) -> None:
+    frames = [shop_photo(boot).convert("P"), shop_photo(fashion.test.images[1]).convert("P")]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert close_to(preprocess_file(tmp_path / "a.gif"), boot)
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_uniform_images_warn_and_give_a_blank_image(value: int) -> None:
+    with pytest.warns(NothingFound):
+        result = to_dataset_form(Image.new("L", (50, 40), value))
+    assert result.shape == (28, 28) and not result.any()
+
+
+def test_tiny_images(tmp_path: Path) -> None:
+    Image.new("L", (1, 1), 128).save(tmp_path / "one.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NothingFound)
+        assert preprocess_file(tmp_path / "one.png").shape == (28, 28)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b""), "not an image"),
+        (lambda p: p.write_text("just text"), "not an image"),
+        (lambda p: p.write_bytes(p.with_suffix(".ok").read_bytes()[:300]), "corrupt or truncated"),
+    ],
+)
+def test_bad_files_raise_a_one_line_error_naming_them(tmp_path: Path, boot, make, message: str) -> None:
+    shop_photo(boot).save(tmp_path / "x.ok", format="PNG")
+    path = tmp_path / "x.png"
+    make(path)
+    with pytest.raises(ImageError, match=message) as caught:
+        load_image(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_decompression_bomb_is_refused(tmp_path: Path) -> None:
+    Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")  # 100 Mpx, a few KiB on disk
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(tmp_path / "bomb.png")
