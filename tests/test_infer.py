@@ -186,3 +186,31 @@ def test_bad_images_through_the_cli(exported_mlp: Path, fashion, tmp_path: Path,
     result = run("infer", "--model", str(exported_mlp), "--image", str(path))
     assert_one_line_error(result, 1, str(path))
     assert result.stdout == ""
+
+
+def wrong_model(path: Path, exported: Path, classes: int = 10, input_shape=("N", 1, 28, 28)) -> Path:
+    """A valid ONNX classifier with edgefmnist metadata but the wrong shape."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    features = int(np.prod(input_shape[1:]))
+    weights = numpy_helper.from_array(np.zeros((features, classes), np.float32), "w")
+    nodes = [helper.make_node("Flatten", ["image"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
+    graph = helper.make_graph(nodes, "wrong", [helper.make_tensor_value_info("image", TensorProto.FLOAT, list(input_shape))],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", classes]) for n in ("logits", "probabilities")],
+                              initializer=[weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for prop in onnx.load(str(exported)).metadata_props:
+        model.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("classes, shape, message", [(9, ("N", 1, 28, 28), "9 outputs for 10 class names"),
+                                                     (11, ("N", 1, 28, 28), "11 outputs"),
+                                                     (10, ("N", 784), "input must be float [N, 1, 28, 28]")])
+def test_wrong_models_are_refused(exported_mlp: Path, tmp_path: Path, classes: int, shape, message: str) -> None:
+    model = wrong_model(tmp_path / "wrong.onnx", exported_mlp, classes, shape)
+    assert_one_line_error(run("infer", "--model", str(model), "--sample", "0:1"), 1, str(model), message)
