@@ -4,5 +4,5 @@
     edgefmnist verify runs/mlp-best.int8.onnx --checkpoint runs/mlp-best.pt
 
 torch and onnx are imported by the modules that need them; :mod:`edgefmnist.export.parity`
-is numpy-only so that ``verify`` also runs on a board.
+needs only numpy and the runtime, so that ``verify`` also runs on a board.
 """

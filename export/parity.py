@@ -1,4 +1,4 @@
-"""Parity between a reference model and a candidate on the same images (numpy only).
+"""Parity between a reference model and a candidate on the same images (torch-free).
 
     edgefmnist verify model.onnx --checkpoint model.pt
 
