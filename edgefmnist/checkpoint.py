@@ -19,7 +19,7 @@ from torch import nn
 
 from edgefmnist import spec
 from edgefmnist.atomic import atomic_write
-from edgefmnist.errors import CheckpointError
+from edgefmnist.errors import CheckpointError, first_line
 from edgefmnist.nets import NetConfig, build_net
 from edgefmnist.recipes import Recipe
 
@@ -91,8 +91,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         net = build_net(net_config)
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the described network ({first_line})") from None
+        raise CheckpointError(f"{path}: weights do not fit the described network ({first_line(exc)})") from None
     net.eval()
     return Checkpoint(
         net=net,

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from edgefmnist import spec
-from edgefmnist.errors import ModelError
+from edgefmnist.errors import ModelError, first_line
 from edgefmnist.runtime.metadata import ModelMetadata
 from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 
@@ -83,4 +83,4 @@ def check_model(path: Path) -> onnx.ModelProto:
         onnx.checker.check_model(str(path), full_check=True)
         return onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ModelError(f"{path}: the ONNX checker rejects it ({str(exc).splitlines()[0]})") from None
+        raise ModelError(f"{path}: the ONNX checker rejects it ({first_line(exc)})") from None

@@ -106,10 +106,3 @@ def read_metadata(path: Path) -> ModelMetadata:
     """Read and validate a model's metadata without building an inference session."""
     return ModelMetadata.from_props(read_model_header(path).metadata, path)
 
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception message, for one-line errors."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(exc).__name__

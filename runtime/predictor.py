@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from edgefmnist.errors import ModelError
-from edgefmnist.runtime.metadata import ModelMetadata, first_line, read_metadata
+from edgefmnist.errors import ModelError, first_line
+from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "probabilities")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, first_line
 
 SIZE = 28
 MAX_PIXELS = 40_000_000  # larger images are refused as likely decompression bombs
@@ -55,7 +55,7 @@ def load_image(path: Path) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{path}: corrupt or truncated image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
