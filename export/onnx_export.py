@@ -77,10 +77,10 @@ def finalize_model(path: Path, metadata: ModelMetadata) -> None:
     check_model(path)
 
 
-def check_model(path: Path) -> onnx.ModelProto:
-    """``onnx.checker`` (full check, with shape inference); return the model with inferred shapes."""
+def check_model(path: Path) -> None:
+    """``onnx.checker`` (full check) and strict shape inference; a failure is a :class:`ModelError`."""
     try:
         onnx.checker.check_model(str(path), full_check=True)
-        return onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
+        onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ModelError(f"{path}: the ONNX checker rejects it ({first_line(exc)})") from None

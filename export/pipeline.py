@@ -24,11 +24,11 @@ from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import ValidationFailed
-from edgefmnist.export.onnx_export import DEFAULT_OPSET, check_model, export_onnx, finalize_model, opset_of
+from edgefmnist.export.onnx_export import DEFAULT_OPSET, export_onnx, finalize_model, opset_of
 from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
 from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
 from edgefmnist.runtime.metadata import SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
-from edgefmnist.runtime.predictor import INPUT_NAME, Predictor
+from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, batched_logits
 from edgefmnist.train import predict_logits
 
 
@@ -49,12 +49,10 @@ def int8_path_for(fp32_path: Path) -> Path:
     return fp32_path.with_name(fp32_path.stem + ".int8.onnx")
 
 
-def onnx_logits(path: Path, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Logits of any exported graph (with or without metadata) on uint8 images ``[N, 28, 28]``."""
+def onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
+    """Logits of a graph not yet finished (no metadata, so no :class:`Predictor`) on uint8 ``[N, 28, 28]``."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    inputs = images.astype(np.float32)[:, None]
-    return np.concatenate([session.run(["logits"], {INPUT_NAME: inputs[i : i + batch_size]})[0]
-                           for i in range(0, len(inputs), batch_size)])
+    return batched_logits(session, Predictor.as_input(images))
 
 
 def build_metadata(checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str,
@@ -86,7 +84,7 @@ def _finish(tmp: Path, target: Path, checkpoint: Checkpoint, checkpoint_sha256: 
     """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
     if not report.passed:
         raise ValidationFailed(f"{target}: not written, validation failed: {report.summary()}")
-    model = check_model(tmp)
+    model = onnx.load(str(tmp))  # finalize_model runs the checker on the finished file
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
     finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
 

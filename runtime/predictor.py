@@ -14,12 +14,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from edgefmnist import spec
 from edgefmnist.errors import ModelError, first_line
 from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "probabilities")
-IMAGE_SIZE = 28
+IMAGE_SIZE = spec.IMAGE_SIZE
+
+
+def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Logits ``[N, 10]`` of float32 NCHW ``inputs``, run ``batch_size`` images at a time."""
+    return np.concatenate([session.run([OUTPUT_NAMES[0]], {INPUT_NAME: inputs[i : i + batch_size]})[0]
+                           for i in range(0, len(inputs), batch_size)])
 
 
 def default_threads() -> int:
@@ -61,8 +68,9 @@ class Predictor:
         if tuple(o.name for o in outputs) != OUTPUT_NAMES:
             raise ModelError(f"{self.path}: expected outputs {list(OUTPUT_NAMES)}, found {[o.name for o in outputs]}")
         classes = outputs[0].shape[-1]
-        if classes != len(self.class_names) or len(self.class_names) != 10:
-            raise ModelError(f"{self.path}: the model has {classes} outputs for {len(self.class_names)} class names; expected 10")
+        if classes != len(self.class_names) or len(self.class_names) != spec.NUM_CLASSES:
+            raise ModelError(f"{self.path}: the model has {classes} outputs for {len(self.class_names)} class names; "
+                             f"expected {spec.NUM_CLASSES}")
 
     @staticmethod
     def as_input(images: np.ndarray) -> np.ndarray:
@@ -83,8 +91,7 @@ class Predictor:
 
     def logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Logits ``[N, 10]``, computed in batches."""
-        images = self.as_input(images)
-        return np.concatenate([self.run(images[i : i + batch_size])[0] for i in range(0, len(images), batch_size)])
+        return batched_logits(self.session, self.as_input(images), batch_size)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``[N, 10]``."""
