@@ -19,6 +19,14 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: Path) -> None:
+    """Lay out, write as PNG atomically, and free the figure."""
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    _pyplot().close(fig)
+
+
 def save_learning_curves(path: Path, history: list[dict[str, float]], title: str) -> None:
     """Loss and train/validation accuracy per epoch, side by side."""
     plt = _pyplot()
@@ -37,10 +45,7 @@ def save_learning_curves(path: Path, history: list[dict[str, float]], title: str
         axis.grid(alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: tuple[str, ...], title: str) -> None:
@@ -60,7 +65,4 @@ def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: t
                       color="white" if count > brightest / 2 else "black")
     fig.colorbar(image, ax=axis, fraction=0.046)
     axis.set_title(title)
-    fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -10,9 +10,6 @@ from dataclasses import asdict, dataclass, replace
 
 from edgefmnist import spec
 
-RECIPE_NAMES = ("seed", "best")
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How to train one network."""

@@ -64,6 +64,10 @@ def augment_batch(batch: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return padded[..., dy : dy + size, dx : dx + size]
 
 
+def batches_per_epoch(images: int, batch_size: int) -> int:
+    return -(-images // batch_size)
+
+
 def make_optimizer(net: nn.Module, recipe: Recipe, steps: int) -> tuple[torch.optim.Optimizer, object | None]:
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay), None
@@ -94,8 +98,8 @@ def train(
     net_config = NetConfig(arch=arch, mean=mean, std=std, dropout=recipe.dropout)
     net = build_net(net_config)
     images, labels = to_tensor(data.train.images), torch.from_numpy(data.train.labels).long()
-    batches_per_epoch = -(-len(labels) // recipe.batch_size)
-    optimizer, scheduler = make_optimizer(net, recipe, recipe.epochs * batches_per_epoch)
+    steps = recipe.epochs * batches_per_epoch(len(labels), recipe.batch_size)
+    optimizer, scheduler = make_optimizer(net, recipe, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
     best_val, best_state, best_epoch = -1.0, None, 0

@@ -16,7 +16,7 @@ from edgefmnist.data import load_fashion_mnist
 from edgefmnist.nets import count_multiply_adds, count_parameters
 from edgefmnist.plots import save_learning_curves
 from edgefmnist.recipes import get_recipe
-from edgefmnist.train import EpochReport, train
+from edgefmnist.train import EpochReport, batches_per_epoch, train
 
 
 def artifact_paths(checkpoint: Path) -> tuple[Path, Path]:
@@ -33,8 +33,7 @@ def run_training(arch: str, recipe_name: str, epochs: int | None = None, patienc
     history_path, curves_path = artifact_paths(out)
     recipe = get_recipe(arch, recipe_name).with_overrides(epochs=epochs, patience=patience)
     dataset = load_fashion_mnist(data_dir)
-    steps = -(-len(dataset.train) // recipe.batch_size)
-    bar = tqdm(total=recipe.epochs * steps, desc=f"{arch}/{recipe_name}", unit="batch",
+    bar = tqdm(total=recipe.epochs * batches_per_epoch(len(dataset.train), recipe.batch_size), desc=f"{arch}/{recipe_name}", unit="batch",
                disable=True if quiet else None, dynamic_ncols=True, leave=True)
     postfix: dict[str, str] = {}
 

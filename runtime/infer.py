@@ -122,9 +122,9 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
 def parse_sample(text: str, size: int) -> range:
     """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size``."""
     try:
-        start, _, stop = text.partition(":")
+        start, colon, stop = text.partition(":")
         first = int(start) if start else 0
-        last = (int(stop) if stop else size) if _ else first + 1
+        last = (int(stop) if stop else size) if colon else first + 1
     except ValueError:
         raise EdgeFmnistError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
     if not 0 <= first < last <= size:

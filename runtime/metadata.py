@@ -27,7 +27,6 @@ REQUIRED_KEYS = ("class_names", "input", "precision", "arch", "min_onnxruntime")
 ORT_SUPPORT = (
     ((1, 17, 0), 20, 9),
     ((1, 18, 0), 21, 10),
-    ((1, 20, 0), 21, 10),
     ((1, 22, 0), 23, 11),
 )
 OLDEST_TESTED_ORT = (1, 17, 0)

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError, first_line
 
-SIZE = 28
+SIZE = spec.IMAGE_SIZE
 MAX_PIXELS = 40_000_000  # larger images are refused as likely decompression bombs
 DARK_BORDER = 60  # a 28x28 image whose border is darker than this is already in dataset form
 OBJECT_THRESHOLD = 0.02  # of the brightest pixel: dimmer pixels (JPEG noise) do not count towards the bounding box
