@@ -8,6 +8,7 @@ from the configuration saved in a checkpoint.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import torch
@@ -95,6 +96,23 @@ class CNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.normalize(x)))
+
+
+def fold_normalization(net: nn.Module) -> nn.Module:
+    """An inference copy of ``net`` with :class:`PixelNormalize` folded into the first linear layer.
+
+    ``W (x * s + t) + b = (W s) x + (b + t W 1)``: two fewer graph nodes on the hot path, and an
+    int8 model whose input (raw 0-255 pixels) quantises exactly. Only the MLP qualifies: the
+    CNN's zero padding happens after normalisation, so folding would change its borders.
+    """
+    if not isinstance(net, MLP):
+        return net
+    layers = [copy.deepcopy(layer) for layer in net.layers if not isinstance(layer, nn.Dropout)]
+    first = next(layer for layer in layers if isinstance(layer, nn.Linear))
+    with torch.no_grad():
+        first.bias += net.normalize.shift * first.weight.sum(dim=1)
+        first.weight *= net.normalize.scale
+    return nn.Sequential(*layers).eval()
 
 
 def build_net(config: NetConfig) -> nn.Module:

@@ -4,7 +4,8 @@
 
 Uses the TorchScript-based exporter: it writes opset 17 / IR 8, which onnxruntime 1.17 and
 later load (the dynamo exporter's graphs start at opset 18 / IR 10, which 1.17 cannot).
-BatchNorm is folded into the convolutions by constant folding.
+BatchNorm is folded into the convolutions by constant folding, and the MLP's pixel
+normalisation into its first layer (:func:`edgefmnist.nets.fold_normalization`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from edgefmnist import spec
 from edgefmnist.errors import ModelError, first_line
+from edgefmnist.nets import fold_normalization
 from edgefmnist.runtime.metadata import ModelMetadata
 from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 
@@ -41,7 +43,7 @@ def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
     """Write ``net`` (in eval mode) as ONNX with a dynamic batch axis."""
     if not MIN_OPSET <= opset <= 20:
         raise ModelError(f"--opset {opset}: supported opsets are {MIN_OPSET}-20 (onnxruntime 1.17 loads up to 20)")
-    net.eval()
+    net = fold_normalization(net.eval())
     example = torch.zeros(1, *spec.INPUT_SHAPE)
     batch_axis = {0: "batch"}
     with warnings.catch_warnings():

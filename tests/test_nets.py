@@ -43,3 +43,17 @@ def test_normalisation_is_inside_the_network() -> None:
 def test_unknown_architecture_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
         build_net(NetConfig("resnet"))
+
+
+def test_folding_the_normalisation_keeps_the_mlps_outputs() -> None:
+    from edgefmnist.nets import PixelNormalize, fold_normalization
+
+    torch.manual_seed(0)
+    net = build_net(NetConfig("mlp", mean=0.286, std=0.353, dropout=0.1)).eval()
+    folded = fold_normalization(net)
+    pixels = torch.randint(0, 256, (64, *spec.INPUT_SHAPE)).float()
+    assert not any(isinstance(m, PixelNormalize) for m in folded.modules())
+    assert torch.allclose(folded(pixels), net(pixels), atol=1e-4)
+    assert net(pixels).shape == (64, spec.NUM_CLASSES) and isinstance(net.normalize, PixelNormalize)  # original intact
+    cnn = build_net(NetConfig("cnn"))
+    assert fold_normalization(cnn) is cnn  # zero padding after normalisation: not foldable

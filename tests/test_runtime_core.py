@@ -13,6 +13,7 @@ from onnx import TensorProto, helper
 from edgefmnist.errors import ModelError
 from edgefmnist.runtime.metadata import ModelMetadata, oldest_onnxruntime, parse_version, read_metadata
 from edgefmnist.runtime.onnx_header import read_model_header
+from edgefmnist.runtime.predictor import Predictor
 
 
 def tiny_model(path: Path, props: dict[str, str] | None = None, ir_version: int = 8, opset: int = 17) -> Path:
@@ -85,3 +86,26 @@ def test_runtime_imports_neither_torch_nor_onnx() -> None:
             "bad = sorted(m for m in ('torch', 'onnx') if m in sys.modules); print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(exported_mlp: Path, fashion) -> None:
+    import numpy as np
+    import onnxruntime
+
+    for model in (exported_mlp, exported_mlp.with_name("mlp.int8.onnx")):  # static int8 is batch-independent
+        predictor = Predictor(model, threads=1)
+        plain = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        images = fashion.test.images[:300]
+        single = [plain.run(None, {"image": image[None, None].astype(np.float32)}) for image in images]
+        expected_logits = np.concatenate([logits for logits, _ in single])
+        expected_probabilities = np.concatenate([probabilities for _, probabilities in single])
+        for i, image in enumerate(images):
+            for variant in (image, image[None], image[None, None], image.astype(np.float64), image.astype(np.int64)):
+                logits, probabilities = predictor.run(variant)
+                assert logits.shape == probabilities.shape == (1, 10)
+                assert np.array_equal(logits[0], expected_logits[i]) and np.array_equal(probabilities[0], expected_probabilities[i])
+        kept = predictor.run(images[0])[0]
+        predictor.run(images[1])
+        assert np.array_equal(kept[0], expected_logits[0])  # results are copies, not the reused buffers
+        batch = plain.run(None, {"image": images[:7, None].astype(np.float32)})[1]
+        assert np.array_equal(predictor.predict(images[:7]), batch)
