@@ -315,6 +315,55 @@ def evaluate(
             typer.echo(f"\nconfusion matrix: {plot}")
 
 
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        batches = ()
+    if not batches or batches[0] < 1:
+        raise EdgeFmnistError(f"--batch {text!r}: expected comma-separated positive integers such as 1,32,256")
+    return batches
+
+
+@app.command()
+def bench(
+    models: Annotated[Optional[list[Path]], typer.Argument(help="ONNX models and/or .pt checkpoints [default: every shipped model].", exists=True, dir_okay=False)] = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = "1,32,256",
+    threads: Annotated[int, typer.Option(min=1, help="Intra-op threads for every engine.")] = 1,
+    runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = 2000,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = 200,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (for a README).")] = False,
+) -> None:
+    """Accuracy and speed of every model variant side by side, against plain onnxruntime.
+
+    Rows: each ONNX model through edgefmnist's predictor and through plain
+    InferenceSession.run; each .pt checkpoint through PyTorch (when installed). Columns:
+    size, test accuracy, batch-1 latency p50/p90/p99, throughput per batch size, cold start
+    and peak memory of a fresh process. Ends with the CPU, its int8 instructions and a
+    recommendation.
+
+    Examples:
+
+      edgefmnist bench
+
+      edgefmnist bench runs/mlp.onnx runs/mlp.int8.onnx --threads 4 --markdown
+
+      edgefmnist bench --batch 1,64 --runs 500 --json > bench.json
+    """
+    import importlib.util
+
+    from edgefmnist.data import load_test_split
+    from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench, shipped_models, to_json
+
+    settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
+    torch_available = importlib.util.find_spec("torch") is not None
+    report = run_bench(models or shipped_models(torch_available), load_test_split(data_dir), settings,
+                       torch_available, progress=show_progress)
+    typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit."""
     try:

@@ -1,0 +1,358 @@
+"""``edgefmnist bench``: accuracy and speed of every model variant, side by side, on this CPU.
+
+    edgefmnist bench                                  # the shipped models (+ PyTorch when installed)
+    edgefmnist bench runs/mlp.onnx runs/mlp.int8.onnx --batch 1,32,256 --threads 1 --json
+
+Every ONNX model is measured twice in the same run: through edgefmnist's :class:`Predictor`
+and the plain way (``InferenceSession.run`` with a feed dict; default session options but
+the same thread count), so each figure of the predictor has a ratio against plain
+onnxruntime. Both get the same float32 input arrays. Latency is wall time per call
+(``time.perf_counter_ns``) after a warm-up; throughput is the batch size over the median
+call time; cold start is a fresh Python process (import, load, first inference), timed from
+outside, with its peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from edgefmnist.data import Split
+from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.runtime.machine import machine_info
+from edgefmnist.runtime.metadata import read_metadata
+from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
+
+REPORT_SCHEMA = 1
+ENGINES = ("edgefmnist", "onnxruntime", "pytorch")
+ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points of the best
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    batches: tuple[int, ...] = (1, 32, 256)
+    threads: int = 1
+    runs: int = 2000  # timed batch-1 calls per row (throughput runs scale with it)
+    warmup: int = 200
+    cold_starts: int = 3  # fresh processes per row; the median is reported
+
+
+@dataclass
+class BenchRow:
+    model: str  # file name
+    path: str
+    engine: str
+    precision: str
+    size_bytes: int
+    accuracy: float
+    latency_us: dict[str, float]  # batch 1: p50, p90, p99
+    throughput: dict[int, float]  # images/s per batch size
+    cold_start_ms: float
+    peak_rss_mib: float
+    vs_plain: dict[str, float] = field(default_factory=dict)  # edgefmnist / plain onnxruntime
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["throughput"] = {str(batch): value for batch, value in self.throughput.items()}
+        return values
+
+
+Runner = Callable[[np.ndarray], np.ndarray]  # float32 [N, 1, 28, 28] -> logits [N, 10]
+
+
+def session_options(threads: int) -> onnxruntime.SessionOptions:
+    """Default session options, but for the thread count (so that both sides use the same)."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    return options
+
+
+def edgefmnist_runner(path: Path, threads: int) -> Runner:
+    predictor = Predictor(path, threads=threads)
+    return lambda images: predictor.run(images)[0]
+
+
+def plain_runner(path: Path, threads: int) -> Runner:
+    session = onnxruntime.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    return lambda images: session.run(None, {INPUT_NAME: images})[0]
+
+
+def pytorch_runner(path: Path, threads: int) -> Runner:
+    import torch
+
+    from edgefmnist.checkpoint import load_checkpoint
+
+    torch.set_num_threads(threads)
+    net = load_checkpoint(path).net.eval()
+
+    def run(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            logits = net(torch.from_numpy(images))
+            torch.softmax(logits, dim=1)  # the ONNX models compute probabilities too
+            return logits.numpy()
+
+    return run
+
+
+RUNNERS = {"edgefmnist": edgefmnist_runner, "onnxruntime": plain_runner, "pytorch": pytorch_runner}
+
+# A fresh process per cold start: import, load, one inference.
+COLD_START = {
+    "edgefmnist": "import numpy as np\nfrom edgefmnist.runtime.predictor import Predictor\n"
+                  "Predictor(path, threads=threads).run(np.zeros((28, 28), np.uint8))",
+    "onnxruntime": "import numpy as np, onnxruntime as ort\n"
+                   "options = ort.SessionOptions(); options.intra_op_num_threads = threads\n"
+                   "session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])\n"
+                   "session.run(None, {'image': np.zeros((1, 1, 28, 28), np.float32)})",
+    "pytorch": "import torch\nfrom pathlib import Path\nfrom edgefmnist.checkpoint import load_checkpoint\n"
+               "torch.set_num_threads(threads)\nnet = load_checkpoint(Path(path)).net.eval()\n"
+               "with torch.inference_mode(): net(torch.zeros(1, 1, 28, 28))",
+}
+CHILD_PROLOGUE = "import sys\npath, threads = sys.argv[1], int(sys.argv[2])\n"
+
+LAUNCHER = """import os, subprocess, sys, time
+start = time.perf_counter_ns()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print((time.perf_counter_ns() - start) / 1e6, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+# The whole-process comparison for `edgefmnist infer`: the least a Python script can do.
+BARE_INFER_SCRIPT = """import sys
+import numpy as np
+import onnxruntime
+from PIL import Image
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+image = np.asarray(Image.open(sys.argv[2]).convert("L"), dtype=np.float32)[None, None]
+print(int(session.run(None, {"image": image})[0].argmax()))
+"""
+
+
+def percentiles_us(samples_ns: list[int]) -> dict[str, float]:
+    p50, p90, p99 = np.percentile(samples_ns, [50, 90, 99]) / 1000
+    return {"p50": round(float(p50), 2), "p90": round(float(p90), 2), "p99": round(float(p99), 2)}
+
+
+def time_calls(runners: dict[str, Runner], images: np.ndarray, calls: int, warmup: int,
+               blocks: int = 10) -> dict[str, list[int]]:
+    """Nanoseconds of each of ``calls`` runs per runner, after ``warmup`` untimed ones.
+
+    The runners take turns in ``blocks`` blocks, so that a noisy moment on a shared machine
+    hits all of them alike and their ratio stays fair.
+    """
+    for run in runners.values():
+        for _ in range(warmup):
+            run(images)
+    samples: dict[str, list[int]] = {name: [] for name in runners}
+    clock = time.perf_counter_ns
+    for _ in range(blocks):
+        for name, run in runners.items():
+            block = samples[name]
+            for _ in range(-(-calls // blocks)):
+                start = clock()
+                run(images)
+                block.append(clock() - start)
+    return samples
+
+
+def run_process(command: list[str]) -> tuple[float, float]:
+    """Wall milliseconds and peak RSS (MiB) of one fresh process; its failure as a one-line error.
+
+    A small launcher starts the process and reads its rusage: Linux carries a parent's
+    memory high-water mark across fork and exec, so a child of this (large) process would
+    report this process's peak instead of its own.
+    """
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
+    try:
+        wall_ms, peak_kib, exit_code = done.stdout.split()
+    except ValueError:
+        exit_code = "?"
+    if done.returncode != 0 or exit_code != "0":
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        raise EdgeFmnistError(f"benchmark process failed ({' '.join(command[1:3])}): {lines[-1]}")
+    return float(wall_ms), int(peak_kib) / 1024  # Linux reports KiB
+
+
+def median_of_runs(command: list[str], runs: int) -> dict[str, float]:
+    """Median wall ms and the largest peak RSS over ``runs`` fresh processes."""
+    measured = [run_process(command) for _ in range(runs)]
+    return {"wall_ms": round(float(np.median([wall for wall, _ in measured])), 1),
+            "peak_rss_mib": round(max(peak for _, peak in measured), 1)}
+
+
+def cold_start(engine: str, path: Path, settings: BenchSettings) -> dict[str, float]:
+    code = CHILD_PROLOGUE + COLD_START[engine]
+    return median_of_runs([sys.executable, "-c", code, str(path), str(settings.threads)], settings.cold_starts)
+
+
+def accuracy_of(run: Runner, test: Split, batch_size: int = 1000) -> float:
+    images = test.images.astype(np.float32)[:, None]
+    predicted = np.concatenate([run(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+    return float((predicted == test.labels).mean())
+
+
+def precision_of(path: Path, engine: str) -> str:
+    return "fp32" if engine == "pytorch" else read_metadata(path).precision
+
+
+def measure(path: Path, engines: tuple[str, ...], test: Split, settings: BenchSettings) -> list[BenchRow]:
+    """One row per engine for one model: accuracy on the full test set, batch-1 latency,
+    throughput per batch size (engines interleaved), and cold start."""
+    runners = {engine: RUNNERS[engine](path, settings.threads) for engine in engines}
+    single = test.images[:1].astype(np.float32)[:, None]
+    latency = {name: percentiles_us(samples) for name, samples in
+               time_calls(runners, single, settings.runs, settings.warmup).items()}
+    throughput: dict[str, dict[int, float]] = {name: {} for name in runners}
+    for batch in settings.batches:
+        if batch == 1:
+            for name in runners:
+                throughput[name][1] = round(1e6 / latency[name]["p50"], 1)
+            continue
+        images = np.resize(test.images, (batch, *test.images.shape[1:])).astype(np.float32)[:, None]
+        calls = max(20, 4 * settings.runs // batch)
+        for name, samples in time_calls(runners, images, calls, warmup=3).items():
+            throughput[name][batch] = round(batch / (float(np.median(samples)) / 1e9), 1)
+    rows = []
+    for name, run in runners.items():
+        started = cold_start(name, path, settings)
+        rows.append(BenchRow(model=path.name, path=str(path), engine=name, precision=precision_of(path, name),
+                             size_bytes=path.stat().st_size, accuracy=accuracy_of(run, test),
+                             latency_us=latency[name], throughput=throughput[name],
+                             cold_start_ms=started["wall_ms"], peak_rss_mib=started["peak_rss_mib"]))
+    return rows
+
+
+def compare_with_plain(rows: list[BenchRow]) -> None:
+    """Fill ``vs_plain`` of each edgefmnist row from the plain-onnxruntime row of the same model."""
+    plain = {row.path: row for row in rows if row.engine == "onnxruntime"}
+    for row in rows:
+        base = plain.get(row.path)
+        if row.engine != "edgefmnist" or base is None:
+            continue
+        row.vs_plain = {"p50": round(row.latency_us["p50"] / base.latency_us["p50"], 3)}
+        for batch, value in row.throughput.items():
+            row.vs_plain[f"throughput_{batch}"] = round(value / base.throughput[batch], 3)
+
+
+def recommend(rows: list[BenchRow], margin: float = ACCURACY_MARGIN) -> dict | None:
+    """The fastest edgefmnist variant (batch-1 p50) within ``margin`` of the best accuracy."""
+    candidates = [row for row in rows if row.engine == "edgefmnist"]
+    if not candidates:
+        return None
+    best = max(row.accuracy for row in candidates)
+    fastest = min((row for row in candidates if row.accuracy >= best - margin), key=lambda row: row.latency_us["p50"])
+    return {"model": fastest.model, "path": fastest.path, "precision": fastest.precision, "accuracy": fastest.accuracy,
+            "p50_us": fastest.latency_us["p50"], "rule": f"fastest batch-1 p50 within {100 * margin:.1f} points "
+            f"of the best accuracy, {100 * best:.2f} %"}
+
+
+def infer_overhead(model: Path, test: Split, settings: BenchSettings) -> dict:
+    """Whole-process ``edgefmnist infer --image`` against a bare numpy+Pillow+onnxruntime script."""
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory(prefix="edgefmnist-bench-") as folder:
+        image = Path(folder) / "test0.png"
+        Image.fromarray(test.images[0]).save(image)
+        bare = Path(folder) / "bare.py"
+        bare.write_text(BARE_INFER_SCRIPT)
+        commands = {
+            "bare": [sys.executable, str(bare), str(model), str(image)],
+            "infer": [sys.executable, "-m", "edgefmnist.cli", "infer", "--image", str(image), "--model", str(model)],
+        }
+        figures = {name: median_of_runs(command, max(5, settings.cold_starts)) for name, command in commands.items()}
+    return {"model": model.name, "bare_script": figures["bare"], "edgefmnist_infer": figures["infer"],
+            "extra_ms": round(figures["infer"]["wall_ms"] - figures["bare"]["wall_ms"], 1),
+            "extra_mib": round(figures["infer"]["peak_rss_mib"] - figures["bare"]["peak_rss_mib"], 1)}
+
+
+def shipped_models(torch_available: bool) -> list[Path]:
+    """The shipped models, each architecture's checkpoint (with torch), fp32 and int8 model."""
+    folder = default_model_path().parent
+    names = [f"{arch}{suffix}" for arch in ("mlp", "cnn")
+             for suffix in ((".pt",) if torch_available else ()) + (".onnx", ".int8.onnx")]
+    return [folder / name for name in names if (folder / name).is_file()]
+
+
+def plan(models: list[Path], torch_available: bool) -> Iterator[tuple[Path, tuple[str, ...]]]:
+    """(model, engines): each ONNX model through edgefmnist and plain onnxruntime; checkpoints through PyTorch."""
+    for path in models:
+        if path.suffix != ".pt":
+            yield path, ("edgefmnist", "onnxruntime")
+        elif torch_available:
+            yield path, ("pytorch",)
+        else:
+            raise EdgeFmnistError(f"{path}: benchmarking a checkpoint needs PyTorch: pip install 'edgefmnist[train]'")
+
+
+def run_bench(models: list[Path], test: Split, settings: BenchSettings, torch_available: bool,
+              progress: Callable[[str], None] = lambda _: None) -> dict:
+    """The whole report (see README, "Benchmark JSON")."""
+    rows = []
+    for path, engines in plan(models, torch_available):
+        progress(f"{path.name} via {' and '.join(engines)}")
+        rows += measure(path, engines, test, settings)
+    compare_with_plain(rows)
+    onnx_models = [path for path in models if path.suffix == ".onnx"]
+    progress("edgefmnist infer vs a bare script")
+    overhead = infer_overhead(onnx_models[0], test, settings) if onnx_models else None
+    return {
+        "schema": REPORT_SCHEMA,
+        "machine": machine_info(),
+        "settings": {**asdict(settings), "batches": list(settings.batches), "baseline": "InferenceSession.run, "
+                     "feed dict, default session options with the same intra-op thread count"},
+        "rows": [row.to_dict() for row in rows],
+        "recommendation": recommend(rows),
+        "infer_overhead": overhead,
+    }
+
+
+def format_table(report: dict, markdown: bool = False) -> str:
+    """The report as an aligned text table, or a Markdown table for a README."""
+    batches = report["settings"]["batches"]
+    header = ["model", "engine", "precision", "KiB", "accuracy %", "p50 µs", "p90 µs", "p99 µs", "p50 vs plain",
+              *[f"img/s @{b}" for b in batches], f"@{max(batches)} vs plain", "cold start ms", "peak MiB"]
+    lines = [header]
+    for row in report["rows"]:
+        ratios = row["vs_plain"]
+        lines.append([
+            row["model"], row["engine"], row["precision"], f"{row['size_bytes'] / 1024:,.0f}",
+            f"{100 * row['accuracy']:.2f}", *(f"{row['latency_us'][p]:,.1f}" for p in ("p50", "p90", "p99")),
+            f"{ratios['p50']:.2f}x" if ratios else "",
+            *(f"{row['throughput'][str(b)]:,.0f}" for b in batches),
+            f"{ratios[f'throughput_{max(batches)}']:.2f}x" if ratios else "",
+            f"{row['cold_start_ms']:,.0f}", f"{row['peak_rss_mib']:.0f}",
+        ])
+    machine = report["machine"]
+    notes = [f"{machine['cpu']} ({machine['arch']}, {machine['cores']} cores; "
+             f"{', '.join(machine['flags']) or 'no listed flags'}; int8 dot product: "
+             f"{'yes' if machine['int8_dot_product'] else 'no'}), onnxruntime {machine['onnxruntime']}, "
+             f"{report['settings']['threads']} thread(s)"]
+    if report["recommendation"]:
+        pick = report["recommendation"]
+        notes.append(f"recommended here: {pick['model']}, the {pick['rule']}")
+    if report["infer_overhead"]:
+        cost = report["infer_overhead"]
+        notes.append(f"`edgefmnist infer --image` costs {cost['extra_ms']:+.0f} ms and {cost['extra_mib']:+.1f} MiB "
+                     f"over a bare numpy+Pillow+onnxruntime script ({cost['edgefmnist_infer']['wall_ms']:.0f} vs "
+                     f"{cost['bare_script']['wall_ms']:.0f} ms)")
+    if markdown:
+        table = ["| " + " | ".join(lines[0]) + " |", "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"]
+        table += ["| " + " | ".join(cells) + " |" for cells in lines[1:]]
+        return "\n".join(table + [""] + [f"- {note}" for note in notes])
+    widths = [max(len(cells[i]) for cells in lines) for i in range(len(header))]
+    table = ["  ".join(cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths)))
+             for cells in lines]
+    return "\n".join(table + [""] + notes)
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=2)

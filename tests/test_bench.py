@@ -1,0 +1,63 @@
+"""`edgefmnist bench`: the report's structure, the side-by-side baseline, the CPU facts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench
+from edgefmnist.runtime.machine import parse_cpuinfo
+from test_cli import assert_one_line_error, run
+
+PI4_CPUINFO = """processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm crc32 cpuid
+CPU implementer\t: 0x41
+CPU part\t: 0xd08
+
+Model\t\t: Raspberry Pi 4 Model B Rev 1.4
+"""
+PI5_FEATURES = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU part\t: 0xd0b\n"
+X86_CPUINFO = "model\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni\n"
+
+
+def test_cpuinfo_names_the_cpu_and_its_int8_instructions() -> None:
+    name, flags = parse_cpuinfo(PI4_CPUINFO)
+    assert name == "Cortex-A72 (Raspberry Pi 4 Model B Rev 1.4)" and "asimddp" not in flags
+    name, flags = parse_cpuinfo(PI5_FEATURES)
+    assert name == "Cortex-A76" and "asimddp" in flags
+    name, flags = parse_cpuinfo(X86_CPUINFO)
+    assert name == "Intel(R) Xeon(R) Processor" and "avx512_vnni" in flags
+
+
+@pytest.mark.slow
+def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(exported_mlp: Path, fashion) -> None:
+    models = [exported_mlp, exported_mlp.with_name("mlp.int8.onnx")]
+    settings = BenchSettings(batches=(1, 8), threads=1, runs=50, warmup=5, cold_starts=1)
+    report = json.loads(json.dumps(run_bench(models, fashion.test, settings, torch_available=True)))
+    rows = report["rows"]
+    assert [(r["model"], r["engine"]) for r in rows] == [
+        ("mlp.onnx", "edgefmnist"), ("mlp.onnx", "onnxruntime"),
+        ("mlp.int8.onnx", "edgefmnist"), ("mlp.int8.onnx", "onnxruntime")]
+    for ours, plain in (rows[0:2], rows[2:4]):
+        assert ours["accuracy"] == plain["accuracy"] > 0.8  # same model, same predictions
+        assert ours["precision"] == plain["precision"] and ours["size_bytes"] == Path(ours["path"]).stat().st_size
+        assert set(ours["vs_plain"]) == {"p50", "throughput_1", "throughput_8"} and not plain["vs_plain"]
+        assert ours["latency_us"]["p50"] <= ours["latency_us"]["p90"] <= ours["latency_us"]["p99"]
+        assert ours["vs_plain"]["p50"] == round(ours["latency_us"]["p50"] / plain["latency_us"]["p50"], 3)
+        assert all(row["cold_start_ms"] > 0 and 20 < row["peak_rss_mib"] < 2000 for row in (ours, plain))
+    assert [r["precision"] for r in rows[::2]] == ["fp32", "int8"]
+    assert report["recommendation"]["model"] in {"mlp.onnx", "mlp.int8.onnx"}
+    assert report["machine"]["cores"] >= 1 and isinstance(report["machine"]["int8_dot_product"], bool)
+    overhead = report["infer_overhead"]
+    assert overhead["edgefmnist_infer"]["wall_ms"] > 0 and overhead["bare_script"]["peak_rss_mib"] > 20
+    markdown = format_table(report, markdown=True).splitlines()
+    assert markdown[0].startswith("| model | engine |") and len([l for l in markdown if l.startswith("| mlp")]) == 4
+
+
+def test_bench_rejects_bad_batch_sizes() -> None:
+    for bad in ("0,1", "1,x", ""):
+        result = run("bench", "--batch", bad)
+        assert_one_line_error(result, 1, "--batch")
