@@ -8,8 +8,10 @@ TORCH_VERSION ?= 2.13.0
 # Users elsewhere may want the CPU wheel index: make setup TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
+MODELS_DIR ?= models
+SHIPPED := $(addprefix $(MODELS_DIR)/,mlp.pt mlp.onnx mlp.int8.onnx cnn.pt cnn.onnx cnn.int8.onnx)
 
-.PHONY: setup test test-fast demo clean
+.PHONY: setup test test-fast demo models bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +36,21 @@ demo: setup
 	$(BIN)/edgefmnist verify $(DEMO_DIR)/mlp.onnx
 	$(BIN)/edgefmnist infer --model $(DEMO_DIR)/mlp.int8.onnx --sample 0:5
 	$(BIN)/edgefmnist evaluate $(DEMO_DIR)/mlp.int8.onnx --plot $(DEMO_DIR)/confusion.png
+
+# Every file in models/ from scratch on the real data: train -> export + int8 -> validate -> bench -> card.
+models: setup
+	$(BIN)/edgefmnist data
+	$(BIN)/edgefmnist train --arch mlp --recipe best --out $(MODELS_DIR)/mlp.pt
+	$(BIN)/edgefmnist export $(MODELS_DIR)/mlp.pt --quantize static
+	$(BIN)/edgefmnist train --arch cnn --recipe best --out $(MODELS_DIR)/cnn.pt
+	$(BIN)/edgefmnist export $(MODELS_DIR)/cnn.pt --quantize static
+	$(BIN)/edgefmnist bench $(SHIPPED) --json > $(MODELS_DIR)/bench.json.partial
+	mv $(MODELS_DIR)/bench.json.partial $(MODELS_DIR)/bench.json
+	$(BIN)/python -m edgefmnist.model_card $(MODELS_DIR) --bench $(MODELS_DIR)/bench.json
+
+# The README's performance table: every shipped model, edgefmnist beside plain onnxruntime and PyTorch.
+bench: setup
+	$(BIN)/edgefmnist bench --markdown
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

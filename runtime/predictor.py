@@ -150,7 +150,7 @@ class Predictor:
         return self.run(images)[1]
 
 
-DEFAULT_MODEL_NAME = "mlp.onnx"
+DEFAULT_MODEL_NAME = "cnn.onnx"
 
 
 def default_model_path() -> Path:

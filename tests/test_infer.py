@@ -148,7 +148,7 @@ def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Pa
     from edgefmnist.runtime.predictor import default_model_path
 
     default = default_model_path()
-    assert default.name == "mlp.onnx" and check_recorded_accuracy(default).passed
+    assert default.name == "cnn.onnx" and check_recorded_accuracy(default).passed
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "boot.png")
     result = run("infer", "--image", str(tmp_path / "boot.png"), "--json")
     assert result.returncode == 0 and json.loads(result.stdout)[0]["label"] == "Ankle boot"

@@ -1,0 +1,133 @@
+"""The shipped models' card, ``models/README.md``, written from measurements (``make models``).
+
+    python -m edgefmnist.model_card models/ --bench models/bench.json
+
+Every figure is measured here on the real test set (accuracy through the runtime, as
+``edgefmnist evaluate`` does; through PyTorch for a checkpoint) or taken from the model's
+own metadata (parity) and the ``edgefmnist bench --json`` report (latency). The shipped-model
+test reads the card back with :func:`read_card_accuracies` and re-measures every claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgefmnist.data import Split, load_test_split
+from edgefmnist.runtime.metadata import read_metadata
+from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, Predictor
+
+ARCHES = {"mlp": "MLP 784-300-100-10 (the tutorial's network), `best` recipe",
+          "cnn": "CNN 3x(conv3x3+BN+ReLU+pool) 16-32-64, head 576-64-10, `best` recipe"}
+CARD_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*?\| (?P<accuracy>\d+\.\d+) % \|")
+
+
+def measured_accuracy(path: Path, test: Split) -> float:
+    """Test accuracy through the runtime (ONNX) or PyTorch (``.pt``)."""
+    if path.suffix == ".pt":
+        from edgefmnist.checkpoint import load_checkpoint
+        from edgefmnist.train import predict_logits
+
+        logits = predict_logits(load_checkpoint(path).net, test.images)
+    else:
+        logits = Predictor(path).logits(test.images)
+    return float(np.mean(logits.argmax(1) == test.labels))
+
+
+def agreement_text(path: Path) -> str:
+    """Parity as recorded at export: fp32 against PyTorch, int8 against its fp32 parent."""
+    parity = read_metadata(path).extra["parity"]
+    text = f"{100 * parity['top1_agreement']:.2f} % vs {parity['reference']}"
+    return text + (f", max \\|Δlogit\\| {parity['max_abs_logit_diff']:.1e}" if parity["precision"] == "fp32" else "")
+
+
+def bench_p50(bench: dict, name: str) -> str:
+    engine = "pytorch" if name.endswith(".pt") else "edgefmnist"
+    row = next((r for r in bench["rows"] if r["model"] == name and r["engine"] == engine), None)
+    return f"{row['latency_us']['p50']:,.1f}" if row else "—"
+
+
+def network_figures(checkpoint: Path) -> tuple[str, str]:
+    """Parameters and multiply-adds per image of the network in ``checkpoint``."""
+    from edgefmnist.checkpoint import load_checkpoint
+    from edgefmnist.nets import count_multiply_adds, count_parameters
+
+    net = load_checkpoint(checkpoint).net
+    return f"{count_parameters(net):,}", f"{count_multiply_adds(net):,}"
+
+
+def card_row(path: Path, test: Split, bench: dict) -> str:
+    arch = path.name.split(".")[0]
+    params, macs = network_figures(path.with_name(f"{arch}.pt"))
+    if path.suffix == ".pt":
+        what, agreement = f"PyTorch checkpoint: {ARCHES[arch]}", "—"
+    else:
+        metadata = read_metadata(path)
+        quantization = metadata.extra.get("quantization") or {}
+        what = (f"fp32 ONNX, opset {metadata.extra['opset']}" if metadata.precision == "fp32" else
+                f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
+                f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'})")
+        if path.name == DEFAULT_MODEL_NAME:
+            what += "; **the default of `infer` and `evaluate`**"
+        agreement = agreement_text(path)
+    return (f"| `{path.name}` | {what} | {params} | {macs} | {path.stat().st_size / 1024:,.0f} KiB | "
+            f"{100 * measured_accuracy(path, test):.2f} % | {agreement} | {bench_p50(bench, path.name)} |")
+
+
+def render_card(folder: Path, test: Split, bench: dict) -> str:
+    names = [f"{arch}{suffix}" for arch in ARCHES for suffix in (".pt", ".onnx", ".int8.onnx")]
+    rows = [card_row(folder / name, test, bench) for name in names if (folder / name).is_file()]
+    machine, settings = bench["machine"], bench["settings"]
+    pick = bench.get("recommendation") or {}
+    return "\n".join([
+        "# Shipped models",
+        "",
+        "Trained, exported, quantised and validated by the project's own commands on the real",
+        "Fashion-MNIST, seed 0. `make models` regenerates every file here, this card included.",
+        "",
+        "| file | what | parameters | multiply-adds | size | test accuracy | agreement | batch-1 p50 µs |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+        *rows,
+        "",
+        f"Test accuracy: all 10,000 test images, measured through the runtime (`edgefmnist evaluate`) or PyTorch.",
+        f"Agreement: top-1 agreement recorded at export. Latency: `edgefmnist bench`, {settings['threads']} thread, "
+        f"on {machine['cpu']} ({machine['arch']}), onnxruntime {machine['onnxruntime']}; `bench.json` has the full report.",
+        "",
+        "## The default model",
+        "",
+        f"`infer` and `evaluate` use `{DEFAULT_MODEL_NAME}` unless given `--model`. It is the most accurate model,",
+        "it matches PyTorch exactly on any CPU (fp32), and one picture costs tens of microseconds, far",
+        "less than decoding the picture. On the machine above the bench recommended "
+        f"`{pick.get('model', '?')}` ({pick.get('rule', 'no recommendation')}).",
+        "int8 pays off only on CPUs with int8 dot-product instructions (a Raspberry Pi 5, not a Pi 4):",
+        "run `edgefmnist bench` on your board and pass `--model` accordingly.",
+        "",
+        "Every model's claims are in its own metadata; `edgefmnist verify MODEL.onnx` re-measures them.",
+        "",
+    ])
+
+
+def read_card_accuracies(text: str) -> dict[str, float]:
+    """``{file name: test accuracy (0-1)}`` from a card written by :func:`render_card`."""
+    return {m["file"]: float(m["accuracy"]) / 100 for m in map(CARD_ROW.match, text.splitlines()) if m}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write models/README.md from measurements.")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--bench", type=Path, required=True, help="an `edgefmnist bench --json` report")
+    parser.add_argument("--data-dir", type=Path)
+    args = parser.parse_args(argv)
+    from edgefmnist.atomic import write_text_atomic
+
+    card = render_card(args.folder, load_test_split(args.data_dir), json.loads(args.bench.read_text()))
+    write_text_atomic(args.folder / "README.md", card)
+    print(f"wrote {args.folder / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The shipped models: every claim of their metadata and model card, re-measured on the real test set."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgefmnist.model_card import measured_accuracy, read_card_accuracies
+from edgefmnist.runtime.metadata import SCHEMA_VERSION, parse_version, read_metadata
+from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, default_model_path
+
+SHIPPED = default_model_path().parent
+ONNX_MODELS = ("mlp.onnx", "mlp.int8.onnx", "cnn.onnx", "cnn.int8.onnx")
+CHECKPOINTS = ("mlp.pt", "cnn.pt")
+SAME_IMAGES = 2e-4  # two of 10,000 test images: room for a CPU that rounds a borderline case differently
+
+
+def shipped_claim_failures(model: Path, card: dict[str, float], test) -> list[str]:
+    """Every way a shipped ONNX model's metadata or card entry disagrees with a measurement."""
+    metadata = read_metadata(model)
+    measured = measured_accuracy(model, test)
+    failures = []
+    if metadata.schema != SCHEMA_VERSION or metadata.arch != model.name.split(".")[0]:
+        failures.append(f"schema {metadata.schema} / arch {metadata.arch}")
+    if metadata.precision != ("int8" if ".int8." in model.name else "fp32"):
+        failures.append(f"precision {metadata.precision}")
+    if parse_version(metadata.min_onnxruntime) > (1, 17, 0) or metadata.extra.get("seed") != 0:
+        failures.append(f"min onnxruntime {metadata.min_onnxruntime} / seed {metadata.extra.get('seed')}")
+    if abs(metadata.extra.get("test_accuracy", -1) - measured) > SAME_IMAGES:
+        failures.append(f"metadata claims {metadata.extra.get('test_accuracy')}, measured {measured}")
+    if abs(card.get(model.name, -1) - measured) > 0.00005 + SAME_IMAGES:
+        failures.append(f"card claims {card.get(model.name)}, measured {measured}")
+    return failures
+
+
+@pytest.fixture(scope="module")
+def card() -> dict[str, float]:
+    return read_card_accuracies((SHIPPED / "README.md").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ONNX_MODELS)
+def test_shipped_model_claims_hold(name: str, card: dict[str, float], fashion) -> None:
+    assert shipped_claim_failures(SHIPPED / name, card, fashion.test) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_shipped_checkpoint_matches_the_card_and_its_onnx_model(name: str, card: dict[str, float], fashion) -> None:
+    measured = measured_accuracy(SHIPPED / name, fashion.test)
+    assert abs(card[name] - measured) <= 0.00005
+    onnx_model = SHIPPED / name.replace(".pt", ".onnx")
+    assert measured == measured_accuracy(onnx_model, fashion.test)  # fp32 ONNX parity with its checkpoint
+    from edgefmnist.digest import file_sha256
+
+    assert read_metadata(onnx_model).extra["checkpoint_sha256"] == file_sha256(SHIPPED / name)
+
+
+def test_every_shipped_file_is_in_the_card_and_the_default_is_the_most_accurate(card: dict[str, float]) -> None:
+    assert set(card) == set(ONNX_MODELS + CHECKPOINTS)
+    assert DEFAULT_MODEL_NAME in ONNX_MODELS and card[DEFAULT_MODEL_NAME] == max(card.values())
+    for name in ("mlp.int8.onnx", "cnn.int8.onnx"):
+        from edgefmnist.digest import file_sha256
+
+        parent = SHIPPED / read_metadata(SHIPPED / name).extra["parent"]
+        assert read_metadata(SHIPPED / name).extra["parent_sha256"] == file_sha256(parent)
+
+
+@pytest.mark.slow
+def test_a_model_whose_metadata_lies_is_caught(card: dict[str, float], fashion, tmp_path: Path) -> None:
+    liar = tmp_path / "mlp.onnx"
+    shutil.copy(SHIPPED / "mlp.onnx", liar)
+    model = onnx.load(str(liar))
+    claimed = {p.key: p.value for p in model.metadata_props}
+    claimed["test_accuracy"] = str(np.round(card["mlp.onnx"] + 0.0003, 4))  # three images better than it is
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, claimed)
+    onnx.save(model, str(liar))
+    failures = shipped_claim_failures(liar, card, fashion.test)
+    assert len(failures) == 1 and failures[0].startswith("metadata claims")
+    assert len(shipped_claim_failures(liar, {**card, "mlp.onnx": card["mlp.onnx"] - 0.01}, fashion.test)) == 2
