@@ -9,9 +9,10 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 MODELS_DIR ?= models
+FUZZ_SECONDS ?= 210
 SHIPPED := $(addprefix $(MODELS_DIR)/,mlp.pt mlp.onnx mlp.int8.onnx cnn.pt cnn.onnx cnn.int8.onnx)
 
-.PHONY: setup test test-fast demo models bench clean
+.PHONY: setup test test-fast demo models bench arm64-smoke fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -51,6 +52,15 @@ models: setup
 # The README's performance table: every shipped model, edgefmnist beside plain onnxruntime and PyTorch.
 bench: setup
 	$(BIN)/edgefmnist bench --markdown
+
+# The runtime on emulated arm64 (a Pi 4's Cortex-A72): shipped models, same predictions as here.
+arm64-smoke: setup
+	PYTHON=$(BIN)/python bash scripts/arm64-smoke.sh
+
+# Random and mutated bytes into the image loader, the IDX parser and the model loader,
+# FUZZ_SECONDS each (3 x 210 s: over ten minutes); prints how many inputs each target took.
+fuzz: setup
+	EDGEFMNIST_FUZZ_SECONDS=$(FUZZ_SECONDS) EDGEFMNIST_FUZZ_EXAMPLES=1000 $(BIN)/pytest tests/test_fuzz.py -s -q
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
