@@ -1,19 +1,25 @@
 """Crash-safe file writes: a temp file in the target folder, fsynced, then ``os.replace``.
 
 Every artifact the toolkit writes (checkpoints, ONNX models, plots, JSON) goes through
-:func:`atomic_write`, so a crash or a full disk never leaves a half-written file under the
-final name and never damages the file that was there before.
+:func:`atomic_write` or :func:`write_bytes_atomic`, so a crash or a full disk never leaves a
+half-written file under the final name and never damages the file that was there before.
+Long work (an export and its validation) happens elsewhere; the target folder sees only
+the final write. Where Linux offers ``O_TMPFILE``, :func:`write_bytes_atomic` writes to an
+unnamed file that vanishes if the process is killed, and names it only to rename it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from edgefmnist.errors import EdgeFmnistError
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 
 
 def current_umask() -> int:
@@ -42,8 +48,10 @@ def atomic_write(path: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:  # a full disk, a read-only folder...
+            raise EdgeFmnistError(f"{path}: cannot write ({exc.strerror or exc}); the previous file is untouched") from None
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable
         dir_fd = os.open(folder, os.O_RDONLY)
@@ -54,9 +62,39 @@ def atomic_write(path: Path) -> Iterator[Path]:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``path`` atomically; unnamed until complete where the system allows."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not hasattr(os, "O_TMPFILE") or not folder.is_dir():
+        with atomic_write(path) as tmp:  # its checks and messages, or no O_TMPFILE here
+            tmp.write_bytes(data)
+        return
+    try:
+        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666 & ~current_umask())
+    except OSError:  # a file system without O_TMPFILE, or a folder we cannot write: the named way
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(data)
+        return
+    tmp = folder / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        folder_fd = os.open(folder, os.O_RDONLY)
+        try:  # a dir fd makes Python use linkat(AT_SYMLINK_FOLLOW), which names the unnamed file
+            os.link(f"/proc/self/fd/{fd}", tmp.name, dst_dir_fd=folder_fd, follow_symlinks=True)
+            os.replace(tmp.name, path.name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+            os.fsync(folder_fd)
+        finally:
+            os.close(folder_fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in WRITE_ERRORS:
+            raise EdgeFmnistError(f"{path}: cannot write ({exc.strerror or exc}); the previous file is untouched") from None
+        raise
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, first_line
 
 try:  # typer >= 0.20 vendors click; its usage errors derive from TyperException
     from typer.exceptions import TyperException as CommandLineError
@@ -80,14 +80,21 @@ def need_training_extra() -> None:
 @app.command()
 def data(
     data_dir: DataDirOption = None,
+    download: Annotated[bool, typer.Option("--download", help="Download into the cache (~/.cache/edgefmnist) even if found elsewhere; $EDGEFMNIST_MIRROR overrides the address.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Find the Fashion-MNIST files, verify their SHA-256, and say where they came from.
 
-    Example:  edgefmnist data --data-dir /usr/share/datasets/fashion-mnist
-    """
-    from edgefmnist.data import load_fashion_mnist
+    Examples:
 
+      edgefmnist data --data-dir /usr/share/datasets/fashion-mnist
+
+      edgefmnist data --download --json
+    """
+    from edgefmnist.data import default_cache_dir, download_data, load_fashion_mnist
+
+    if download:
+        data_dir = download_data(default_cache_dir())
     dataset = load_fashion_mnist(data_dir)
     report = {
         "folder": str(dataset.source.folder),
@@ -377,6 +384,10 @@ def main(argv: list[str] | None = None) -> None:
     except EdgeFmnistError as exc:
         typer.echo(f"edgefmnist: error: {exc}", err=True)
         code = exc.exit_code
+    except OSError as exc:  # an unexpected file-system failure: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"edgefmnist: error: {where}{exc.strerror or first_line(exc)}", err=True)
+        code = 1
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("edgefmnist: interrupted", err=True)
         code = 130

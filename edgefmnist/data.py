@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import struct
 import urllib.error
@@ -27,6 +28,7 @@ from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.errors import DataError
 
 ENV_DATA_DIR = "EDGEFMNIST_DATA"
+ENV_MIRROR = "EDGEFMNIST_MIRROR"  # a base URL serving the four .gz files instead of the official one
 DEBIAN_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -35,6 +37,8 @@ SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 DOWNLOAD_TIMEOUT_S = 30.0
+MAX_IDX_BYTES = 1 << 28  # the largest official file holds 47,040,000 bytes
+READ_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
@@ -106,8 +110,13 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
     return DataSource(download_data(default_cache_dir()), "download")
 
 
-def download_data(folder: Path, base_url: str = spec.DOWNLOAD_URL) -> Path:
-    """Download the four official ``.gz`` files into ``folder``, verifying their MD5."""
+def download_data(folder: Path, base_url: str | None = None) -> Path:
+    """Download the four official ``.gz`` files into ``folder``, verifying their MD5.
+
+    From ``base_url``, else ``$EDGEFMNIST_MIRROR``, else the official address. A file is
+    written only after its checksum matched.
+    """
+    base_url = base_url or os.environ.get(ENV_MIRROR) or spec.DOWNLOAD_URL
     for name, md5 in spec.DOWNLOAD_MD5.items():
         target = folder / f"{name}.gz"
         if target.is_file():
@@ -128,10 +137,15 @@ def download_data(folder: Path, base_url: str = spec.DOWNLOAD_URL) -> Path:
 
 
 def _read_exactly(stream: io.BufferedIOBase, size: int, path: Path, what: str) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise DataError(f"{path}: truncated {what} ({len(data)} of {size} bytes)")
-    return data
+    """``size`` bytes, read a chunk at a time so that a header that lies costs no memory."""
+    chunks, remaining = [], size
+    while remaining:
+        chunk = stream.read(min(remaining, READ_CHUNK))
+        if not chunk:
+            raise DataError(f"{path}: truncated {what} ({size - remaining} of {size} bytes)")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
 
 
 def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
@@ -149,11 +163,15 @@ def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
         with opener(path, "rb") as stream:
             header = _read_exactly(stream, 4, path, "header")
             magic = struct.unpack(">I", header)[0]
+            if magic >> 8 == expected_magic >> 8 and magic != expected_magic:
+                raise DataError(f"{path}: {magic & 0xFF} dimensions, expected {expected_magic & 0xFF}")
             if magic != expected_magic:
                 raise DataError(f"{path}: bad IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x}")
             ndim = magic & 0xFF
             dims = struct.unpack(f">{ndim}I", _read_exactly(stream, 4 * ndim, path, "header"))
-            size = int(np.prod(dims, dtype=np.int64))
+            size = math.prod(dims)
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"{path}: the header declares {size:,} bytes of data, more than any Fashion-MNIST file")
             payload = _read_exactly(stream, size, path, "data")
             if stream.read(1):
                 raise DataError(f"{path}: more data than the header declares ({dims})")
@@ -185,21 +203,19 @@ def load_idx_labels(path: Path) -> np.ndarray:
 
 def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
     """Load ``"train"`` or ``"test"`` from ``folder``; with ``verify``, check the SHA-256."""
-    checksums: dict[str, str] = {}
-    arrays = []
-    for name, loader in zip(SPLIT_FILES[split], (load_idx_images, load_idx_labels)):
-        path = idx_file(folder, name)
+    paths = [idx_file(folder, name) for name in SPLIT_FILES[split]]
+    for name, path in zip(SPLIT_FILES[split], paths):
         if path is None:
             raise DataError(f"{folder / name}(.gz): no such file")
-        array = loader(path)
+    images, labels = load_idx_images(paths[0]), load_idx_labels(paths[1])
+    if len(images) != len(labels):
+        raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+    checksums: dict[str, str] = {}
+    for name, path, array in zip(SPLIT_FILES[split], paths, (images, labels)):
         header = struct.pack(f">I{array.ndim}I", IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC, *array.shape)
         checksums[name] = hashlib.sha256(header + array.tobytes()).hexdigest()
         if verify and checksums[name] != spec.IDX_SHA256[name]:
             raise DataError(f"{path}: SHA-256 {checksums[name][:16]}… is not the official Fashion-MNIST content")
-        arrays.append(array)
-    images, labels = arrays
-    if len(images) != len(labels):
-        raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
     return Split(images, labels), checksums
 
 

@@ -9,7 +9,9 @@ a model that fails leaves the file previously at that path untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +21,11 @@ import onnxruntime
 
 import edgefmnist
 from edgefmnist import spec
-from edgefmnist.atomic import atomic_write
+from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import ValidationFailed
+from edgefmnist.errors import EdgeFmnistError, ValidationFailed
 from edgefmnist.export.onnx_export import DEFAULT_OPSET, export_onnx, finalize_model, opset_of
 from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
 from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
@@ -79,6 +81,21 @@ def build_metadata(checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.M
     )
 
 
+@contextlib.contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A scratch path outside ``target``'s folder; when the block succeeds, its bytes land atomically.
+
+    The target folder sees only the final write, so a crash mid-export (even SIGKILL) leaves
+    nothing there but the previous file.
+    """
+    if target.is_dir():
+        raise EdgeFmnistError(f"{target}: is a directory, expected a file path")
+    with tempfile.TemporaryDirectory(prefix="edgefmnist-export-") as scratch:
+        path = Path(scratch) / target.name
+        yield path
+        write_bytes_atomic(target, path.read_bytes())
+
+
 def _finish(tmp: Path, target: Path, checkpoint: Checkpoint, checkpoint_sha256: str, precision: str,
             report: ParityReport, extra: dict) -> None:
     """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
@@ -106,7 +123,7 @@ def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: 
     torch_logits = predict_logits(checkpoint.net, test.images)
     results = []
 
-    with atomic_write(out) as tmp:
+    with staged(out) as tmp:
         progress(f"exporting {out.name} (opset {opset}) and validating it on the test set")
         export_onnx(checkpoint.net, tmp, opset)
         fp32_logits = onnx_logits(tmp, test.images)
@@ -119,7 +136,7 @@ def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: 
 
     preset: QuantPreset = PRESETS[quantize]
     int8_path = int8_path_for(out)
-    with atomic_write(int8_path) as tmp:
+    with staged(int8_path) as tmp:
         progress(f"quantising to {int8_path.name} ({quantize}) and validating it on the test set")
         quantize_model(out, tmp, preset, dataset.train.images if dataset else None)
         int8_logits = onnx_logits(tmp, test.images)

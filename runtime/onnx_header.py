@@ -3,6 +3,8 @@
 A model that needs a newer onnxruntime cannot even be opened by the installed one, so the
 version guard must read the metadata first. ModelProto's top-level fields are plain
 protobuf wire format: ``ir_version`` (1), ``opset_import`` (8), ``metadata_props`` (14).
+The graph (7) is read only for its initializers' external-data locations, which must stay
+inside the model's folder (old onnxruntime releases would follow ``../`` or a symlink).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class ModelHeader:
     opsets: dict[str, int]  # domain ("" is the default ONNX domain) -> version
     metadata: dict[str, str]
     has_graph: bool
+    external_data: tuple[str, ...] = ()  # locations named by the graph's initializers
 
 
 class _WireError(ValueError):
@@ -71,15 +74,27 @@ def _string_pair(data: bytes) -> tuple[str, str]:
     return pair.get(1, b"").decode("utf-8"), pair.get(2, b"").decode("utf-8")
 
 
+def _external_locations(graph: bytes) -> list[str]:
+    """``location`` of every initializer (GraphProto field 5) stored as external data (TensorProto field 13)."""
+    locations = []
+    for number, tensor in _fields(graph):
+        if number == 5 and isinstance(tensor, bytes):
+            entries = dict(_string_pair(entry) for field, entry in _fields(tensor) if field == 13 and isinstance(entry, bytes))
+            if "location" in entries:
+                locations.append(entries["location"])
+    return locations
+
+
 def parse_model_header(data: bytes) -> ModelHeader:
     """Parse the top-level fields of a serialised ModelProto; raise ``ValueError`` if it is not one."""
-    ir_version, opsets, metadata, has_graph = 0, {}, {}, False
+    ir_version, opsets, metadata, has_graph, external = 0, {}, {}, False, []
     try:
         for number, value in _fields(data):
             if number == 1 and isinstance(value, int):
                 ir_version = value
             elif number == 7 and isinstance(value, bytes):
                 has_graph = True
+                external += _external_locations(value)
             elif number == 8 and isinstance(value, bytes):
                 entry = dict(_fields(value))
                 domain = entry.get(1, b"")
@@ -91,7 +106,16 @@ def parse_model_header(data: bytes) -> ModelHeader:
         raise ValueError(str(exc)) from None
     if not has_graph or ir_version == 0:
         raise ValueError("no graph or IR version")
-    return ModelHeader(ir_version, opsets, metadata, has_graph)
+    return ModelHeader(ir_version, opsets, metadata, has_graph, tuple(external))
+
+
+def check_external_data(path: Path, locations: tuple[str, ...]) -> None:
+    """Refuse external data that is absolute or resolves (symlinks included) outside the model's folder."""
+    folder = path.resolve().parent
+    for location in locations:
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise ModelError(f"{path}: external data {location!r} lies outside the model's folder; refused")
 
 
 def read_model_header(path: Path) -> ModelHeader:
@@ -111,6 +135,8 @@ def read_model_header(path: Path) -> ModelHeader:
     if not data:
         raise ModelError(f"{path}: empty file, not an ONNX model")
     try:
-        return parse_model_header(data)
+        header = parse_model_header(data)
     except ValueError:
         raise ModelError(f"{path}: not an ONNX model (corrupt or truncated)") from None
+    check_external_data(path, header.external_data)
+    return header

@@ -12,6 +12,8 @@ copy out; no feed dict, no new arrays inside onnxruntime. Batches go through ``r
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -94,9 +96,10 @@ class Predictor:
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        try:
-            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        options.log_severity_level = 4  # fatal only: errors reach the user as one ModelError line
+        try:  # onnxruntime prints an "EP Error" banner to stdout before it re-raises: keep stdout clean
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{self.path}: onnxruntime cannot load it ({first_line(exc)})") from None
         self._check_signature()
@@ -136,14 +139,26 @@ class Predictor:
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits and probabilities ``[N, 10]``."""
         images = np.asarray(images)
-        if images.shape in SINGLE_IMAGE_SHAPES and images.dtype.kind in "uif":
-            return self._single_image_binding().run(images)
-        logits, probabilities = self.session.run(OUTPUT_NAMES, {INPUT_NAME: self.as_input(images)})
+        single = images.shape in SINGLE_IMAGE_SHAPES and images.dtype.kind in "uif"
+        inputs = images if single else self.as_input(images)
+        try:
+            if single:
+                return self._single_image_binding().run(inputs)
+            logits, probabilities = self.session.run(OUTPUT_NAMES, {INPUT_NAME: inputs})
+        except Exception as exc:  # a graph that loads but cannot run (onnxruntime's untyped errors)
+            raise self._run_failed(exc) from None
         return logits, probabilities
+
+    def _run_failed(self, exc: Exception) -> ModelError:
+        return ModelError(f"{self.path}: onnxruntime failed to run it ({first_line(exc)})")
 
     def logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Logits ``[N, 10]``, computed in batches."""
-        return batched_logits(self.session, self.as_input(images), batch_size)
+        inputs = self.as_input(images)
+        try:
+            return batched_logits(self.session, inputs, batch_size)
+        except Exception as exc:
+            raise self._run_failed(exc) from None
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``[N, 10]``."""

@@ -57,6 +57,8 @@ def load_image(path: Path) -> Image.Image:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
+    except Exception as exc:  # Pillow's decoders meet hostile bytes with TypeError, MemoryError, ...
+        raise ImageError(f"{path}: cannot decode this image ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:

@@ -1,0 +1,376 @@
+"""Hostile and odd inputs through the real CLI in a subprocess.
+
+Every refused input must give: a non-zero exit, exactly one line on stderr that names the
+file and the reason, no traceback, and no file written or changed. Odd but valid pictures
+must give a prediction (with a warning where nothing was found), never a crash.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from PIL import Image
+
+from conftest import idx_bytes
+from edgefmnist import spec
+from edgefmnist.runtime.predictor import default_model_path
+from test_cli import run
+
+SHIPPED = default_model_path().parent
+MLP_PROPS = {p.key: p.value for p in onnx.load(str(SHIPPED / "mlp.onnx")).metadata_props}
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(folder.rglob("*"))}
+
+
+def assert_refused(args: list[str], folder: Path, names: str, reason: str, code: int = 1, env: dict | None = None) -> None:
+    """Run the CLI; assert the refusal contract (one line naming ``names`` and ``reason``, nothing written)."""
+    before = snapshot(folder)
+    result = run(*args, env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("edgefmnist: error: "), result.stderr
+    assert names in lines[0] and reason.lower() in lines[0].lower(), lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert snapshot(folder) == before
+
+
+# ---------------------------------------------------------------- models
+
+def edge_model(path: Path, *, dtype: int = TensorProto.FLOAT, size: int = 28, classes: int = 10, op: str = "MatMul",
+               opset: int = 17, ir_version: int = 8, props: dict[str, str] | None = None, external: str | None = None) -> Path:
+    """A small model with edgefmnist's signature (image -> logits, probabilities), each part forgeable."""
+    weights = helper.make_tensor("w", dtype, [size * size, classes], np.zeros(size * size * classes).tolist())
+    if external is not None:
+        del weights.float_data[:], weights.double_data[:]
+        weights.data_location = TensorProto.EXTERNAL
+        for key, value in {"location": external, "offset": "0", "length": str(size * size * classes * 4)}.items():
+            entry = weights.external_data.add()
+            entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["image"], ["flat"]), helper.make_node(op, ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)], "g",
+        [helper.make_tensor_value_info("image", dtype, ["batch", 1, size, size])],
+        [helper.make_tensor_value_info("logits", dtype, ["batch", classes]),
+         helper.make_tensor_value_info("probabilities", dtype, ["batch", classes])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
+    helper.set_model_props(model, MLP_PROPS if props is None else props)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def with_props(**changes: str) -> dict[str, str]:
+    return {**MLP_PROPS, **changes}
+
+
+def outside_weights(tmp_path: Path) -> Path:
+    secret = tmp_path / "outside" / "weights.bin"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_bytes(np.zeros(784 * 10, np.float32).tobytes())
+    return secret
+
+
+def symlinked_weights(model_dir: Path, tmp_path: Path) -> str:
+    (model_dir / "link.bin").symlink_to(outside_weights(tmp_path))
+    return "link.bin"
+
+
+def runs_into_a_shape_error(path: Path) -> None:
+    """The int8 CNN with one convolution's dilation changed: it loads, then fails at run time (found by fuzzing)."""
+    model = onnx.load(str(SHIPPED / "cnn.int8.onnx"))
+    conv = [node for node in model.graph.node if node.op_type == "Conv"][1]
+    next(a for a in conv.attribute if a.name == "dilations").ints[:] = [3, 1]
+    onnx.save(model, str(path))
+
+
+MODEL_CASES = {
+    "0-byte": (lambda d, t: d.joinpath("m.onnx").write_bytes(b""), "empty file"),
+    "truncated": (lambda d, t: d.joinpath("m.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes()[:5000]), "not an ONNX model"),
+    "random bytes": (lambda d, t: d.joinpath("m.onnx").write_bytes(np.random.default_rng(0).bytes(4096)), "not an ONNX model"),
+    "wrong input shape": (lambda d, t: edge_model(d / "m.onnx", size=32), "input must be float [N, 1, 28, 28]"),
+    "wrong input dtype": (lambda d, t: edge_model(d / "m.onnx", dtype=TensorProto.DOUBLE), "input must be float [N, 1, 28, 28]"),
+    "9 classes": (lambda d, t: edge_model(d / "m.onnx", classes=9), "9 outputs for 10 class names"),
+    "11 classes": (lambda d, t: edge_model(d / "m.onnx", classes=11,
+                                           props=with_props(class_names=json.dumps([*spec.CLASS_NAMES, "Hat"]))), "expected 10"),
+    "unknown op": (lambda d, t: edge_model(d / "m.onnx", op="NoSuchOperator"), "onnxruntime cannot load it"),
+    "loads but cannot run": (lambda d, t: runs_into_a_shape_error(d / "m.onnx"), "onnxruntime failed to run it"),
+    "newer opset and IR, metadata silent": (lambda d, t: edge_model(d / "m.onnx", opset=40, ir_version=30), "onnxruntime cannot load it"),
+    "needs a newer onnxruntime": (lambda d, t: edge_model(d / "m.onnx", props=with_props(min_onnxruntime='"9.0.0"')), "needs onnxruntime >= 9.0.0"),
+    "missing metadata": (lambda d, t: edge_model(d / "m.onnx", props={}), "no edgefmnist metadata"),
+    "malformed metadata": (lambda d, t: edge_model(d / "m.onnx", props=with_props(class_names="['T-shirt'")), "malformed metadata"),
+    "metadata lacks a key": (lambda d, t: edge_model(d / "m.onnx", props={k: v for k, v in MLP_PROPS.items() if k != "input"}), "lacks input"),
+    "external data ../": (lambda d, t: (outside_weights(t), edge_model(d / "m.onnx", external="../outside/weights.bin")), "outside the model's folder"),
+    "external data absolute": (lambda d, t: edge_model(d / "m.onnx", external=str(outside_weights(t))), "outside the model's folder"),
+    "external data symlink": (lambda d, t: edge_model(d / "m.onnx", external=symlinked_weights(d, t)), "outside the model's folder"),
+}
+
+
+@pytest.fixture(scope="module")
+def good_png(tmp_path_factory: pytest.TempPathFactory, fashion) -> Path:
+    path = tmp_path_factory.mktemp("good") / "boot.png"
+    Image.fromarray(fashion.test.images[0]).save(path)
+    return path
+
+
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_bad_model_is_refused(case: str, tmp_path: Path, good_png: Path) -> None:
+    build, reason = MODEL_CASES[case]
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    build(model_dir, tmp_path)
+    model = model_dir / "m.onnx"
+    assert_refused(["infer", "--model", str(model), "--image", str(good_png)], tmp_path, str(model), reason)
+    assert_refused(["evaluate", str(model)], tmp_path, str(model), reason)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+class RunsCode:
+    def __reduce__(self):
+        return os.system, (f"touch {RunsCode.marker}",)
+
+
+def checkpoint_payload() -> dict:
+    return torch.load(SHIPPED / "mlp.pt", weights_only=True)
+
+
+def save_payload(path: Path, payload: object) -> None:
+    torch.save(payload, path)
+
+
+CHECKPOINT_CASES = {
+    "code-executing pickle": (lambda p: save_payload(p, {"format": "edgefmnist-checkpoint", "x": RunsCode()}), "refused"),
+    "another architecture": (lambda p: save_payload(p, {**checkpoint_payload(), "net_config": {"arch": "resnet18"}}), "unknown architecture"),
+    "CNN weights, MLP config": (lambda p: save_payload(p, {**checkpoint_payload(), "state_dict": torch.load(SHIPPED / "cnn.pt", weights_only=True)["state_dict"]}),
+                                "weights do not fit"),
+    "truncated": (lambda p: p.write_bytes((SHIPPED / "mlp.pt").read_bytes()[:40000]), "not a readable PyTorch checkpoint"),
+    "0-byte": (lambda p: p.write_bytes(b""), "not a readable PyTorch checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES)
+def test_bad_checkpoint_is_refused(case: str, tmp_path: Path) -> None:
+    RunsCode.marker = tmp_path.parent / f"{tmp_path.name}-payload-ran"
+    build, reason = CHECKPOINT_CASES[case]
+    checkpoint = tmp_path / "bad.pt"
+    build(checkpoint)
+    assert_refused(["export", str(checkpoint), "--out", str(tmp_path / "out.onnx")], tmp_path, str(checkpoint), reason)
+    assert_refused(["evaluate", str(checkpoint)], tmp_path, str(checkpoint), reason)
+    assert not RunsCode.marker.exists()  # the payload never ran
+
+
+# ---------------------------------------------------------------- images
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def bomb_png() -> bytes:
+    """A PNG that declares 30,000 x 30,000 pixels in a few dozen bytes."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 30_000, 30_000, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b"")
+
+
+def png_with_huge_text(image: Image.Image) -> bytes:
+    """A valid PNG with a zTXt chunk that inflates to 8 MiB."""
+    data = png_bytes(image)
+    text = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"\x00" * (8 << 20)))
+    return data[:33] + text + data[33:]  # after the signature and IHDR
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def shirt(fashion) -> Image.Image:
+    return Image.fromarray(fashion.test.images[1])
+
+
+BAD_IMAGES = {
+    "0-byte": (lambda f: b"", "not an image"),
+    "text renamed .png": (lambda f: b"just some text, honestly\n", "not an image"),
+    "truncated PNG": (lambda f: png_bytes(shirt(f).resize((280, 280)))[:600], "corrupt or truncated"),
+    "truncated JPEG": (lambda f: jpeg_bytes(shirt(f).resize((280, 280)))[:700], "corrupt or truncated"),
+    "decompression bomb": (lambda f: bomb_png(), "decompression bomb"),
+    "oversized text chunk": (lambda f: png_with_huge_text(shirt(f)), "decompressed data too large"),  # Pillow's MAX_TEXT_CHUNK
+}
+
+
+@pytest.mark.parametrize("case", BAD_IMAGES)
+def test_bad_image_is_refused(case: str, tmp_path: Path, fashion) -> None:
+    make, reason = BAD_IMAGES[case]
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(make(fashion))
+    args = ["infer", "--model", str(SHIPPED / "mlp.onnx"), "--image", str(picture), "--save-preprocessed", str(tmp_path / "seen.png")]
+    assert_refused(args, tmp_path, str(picture), reason)
+
+
+def exif_rotated_jpeg(image: Image.Image) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    buffer = io.BytesIO()
+    image.rotate(90, expand=True).convert("RGB").save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
+    return buffer.getvalue()
+
+
+def animated_gif(fashion) -> bytes:
+    frames = [Image.fromarray(fashion.test.images[i]).convert("P") for i in (1, 0, 2)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buffer.getvalue()
+
+
+def encoded(image: Image.Image, form: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, form, **options)
+    return buffer.getvalue()
+
+
+def palette_with_transparency(image: Image.Image) -> bytes:
+    palette = image.convert("P")
+    return encoded(palette, transparency=0)
+
+
+ODD_IMAGES = {  # suffix, builder, warning expected
+    "16-bit": (".png", lambda im: encoded(Image.fromarray(np.asarray(im).astype(np.uint16) * 257)), False),
+    "palette": (".png", lambda im: encoded(im.convert("P")), False),
+    "palette with transparency": (".png", palette_with_transparency, False),
+    "LA": (".png", lambda im: encoded(im.convert("LA")), False),
+    "RGBA": (".png", lambda im: encoded(im.convert("RGBA")), False),
+    "CMYK JPEG": (".jpg", lambda im: encoded(im.convert("CMYK"), "JPEG"), False),
+    "EXIF-rotated JPEG": (".jpg", exif_rotated_jpeg, False),
+    "1x1": (".png", lambda im: encoded(Image.new("L", (1, 1), 200)), True),  # one pixel is uniform: nothing found
+    "all white": (".png", lambda im: encoded(Image.new("L", (300, 200), 255)), True),
+    "all black": (".png", lambda im: encoded(Image.new("L", (300, 200), 0)), True),
+}
+
+
+@pytest.mark.parametrize("case", [*ODD_IMAGES, "animated GIF"])
+def test_odd_but_valid_image_gets_a_prediction(case: str, tmp_path: Path, fashion) -> None:
+    if case == "animated GIF":
+        picture, warns = tmp_path / "picture.gif", False
+        picture.write_bytes(animated_gif(fashion))
+    else:
+        suffix, make, warns = ODD_IMAGES[case]
+        picture = tmp_path / f"picture{suffix}"
+        picture.write_bytes(make(shirt(fashion)))
+    result = run("infer", "--model", str(SHIPPED / "mlp.onnx"), "--image", str(picture), "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    [prediction] = json.loads(result.stdout)
+    probabilities = [entry["probability"] for entry in prediction["top_k"]]
+    assert prediction["label"] in spec.CLASS_NAMES and np.all(np.isfinite(probabilities))
+    assert ("no object found" in result.stderr) == warns and ("warning" in prediction) == warns
+    if case in ("animated GIF", "EXIF-rotated JPEG", "palette", "RGBA", "LA", "16-bit"):
+        assert prediction["label"] == "Pullover"  # test image 1, the first frame, upright again
+
+
+# ---------------------------------------------------------------- data
+
+def corrupt_test_images(folder: Path, real: Path, images: bytes | None = None, labels: bytes | None = None,
+                        gzipped: bool = True) -> None:
+    """The real training files, and test files replaced by the given (corrupt) content."""
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (folder / name).symlink_to(real / name)
+    good = {"images": idx_bytes(np.zeros((3, 28, 28))), "labels": idx_bytes(np.array([1, 2, 3]))}
+    for kind, content in (("images", images), ("labels", labels)):
+        raw = good[kind] if content is None else content
+        payload = gzip.compress(raw) if gzipped or content is None else raw
+        (folder / f"t10k-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz").write_bytes(payload)
+
+
+def gzip_bomb() -> bytes:
+    """Declares three images; inflates to 200 MiB."""
+    stream = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunks = [stream.compress(idx_bytes(np.zeros((3, 28, 28))))]
+    chunks += [stream.compress(b"\x00" * (1 << 20)) for _ in range(200)]
+    return b"".join(chunks) + stream.flush()
+
+
+DATA_CASES = {
+    "wrong magic": (dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x12345678)), "images", "bad IDX magic"),
+    "too many dimensions": (dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x00000804, dims=(3, 28, 28, 1))), "images", "4 dimensions, expected 3"),
+    "header counts disagree with bytes": (dict(images=idx_bytes(np.zeros((3, 28, 28)), dims=(5, 28, 28))), "images", "truncated data"),
+    "label above 9": (dict(labels=idx_bytes(np.array([1, 12, 3]))), "labels", "label 12 out of range"),
+    "image/label count mismatch": (dict(labels=idx_bytes(np.array([1, 2]))), "", "3 test images but 2 labels"),
+    "not gzip": (dict(images=b"plain bytes in a .gz file", gzipped=False), "images", "not a gzip file"),
+    "truncated gzip": (dict(images=gzip.compress(idx_bytes(np.random.default_rng(0).integers(0, 256, (3, 28, 28))))[:1000],
+                            gzipped=False), "images", "cannot read"),
+    "0-byte .gz": (dict(images=b"", gzipped=False), "images", "not a gzip file"),
+    "gzip bomb": (dict(images=gzip_bomb(), gzipped=False), "images", "more data than the header declares"),
+}
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data_file_is_refused(case: str, tmp_path: Path, real_data_dir: Path) -> None:
+    contents, kind, reason = DATA_CASES[case]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    corrupt_test_images(folder, real_data_dir, **contents)
+    names = str(folder / f"t10k-{kind}") if kind else str(folder)
+    assert_refused(["data", "--data-dir", str(folder)], tmp_path, names, reason)
+
+
+def test_download_with_a_wrong_checksum_saves_nothing(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in spec.DOWNLOAD_MD5:
+        (mirror / f"{name}.gz").write_bytes(gzip.compress(b"not the dataset"))
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "EDGEFMNIST_MIRROR": mirror.as_uri() + "/"}
+    assert_refused(["data", "--download"], tmp_path, "train-images-idx3-ubyte.gz", "checksum mismatch", env=env)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.gz*"))
+
+
+# ---------------------------------------------------------------- command line
+
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot write: /sys when running as root, else a chmod 555 folder."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    return folder
+
+
+def test_unknown_flag(tmp_path: Path) -> None:
+    assert_refused(["infer", "--no-such-flag"], tmp_path, "--no-such-flag", "No such option", code=2)
+
+
+def test_directory_where_a_file_is_expected(tmp_path: Path, good_png: Path) -> None:
+    assert_refused(["infer", "--model", str(tmp_path), "--image", str(good_png)], tmp_path, str(tmp_path), "is a directory", code=2)
+    assert_refused(["evaluate", str(tmp_path)], tmp_path, str(tmp_path), "is a directory", code=2)
+
+
+def test_output_in_a_read_only_folder(tmp_path: Path) -> None:
+    target = read_only_folder(tmp_path) / "confusion.png"
+    assert_refused(["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(target)], tmp_path, str(target), "cannot write")
+    assert not target.exists()
+
+
+def test_output_path_that_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "plots").mkdir()
+    assert_refused(["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(tmp_path / "plots")], tmp_path,
+                   str(tmp_path / "plots"), "is a directory", code=2)
+    shutil.rmtree(tmp_path / "plots")

@@ -1,0 +1,100 @@
+"""Crash-safe writes (SIGKILL mid-export, a full disk) and one predictor shared by 8 threads."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.runtime.predictor import Predictor, default_model_path
+
+SHIPPED = default_model_path().parent
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files the atomic writer would leave behind if it failed to clean up."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.slow
+def test_sigkill_during_export_leaves_the_previous_model_intact(trained, real_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mlp.onnx"
+    previous = (SHIPPED / "mlp.onnx").read_bytes()
+    out.write_bytes(previous)
+    command = [sys.executable, "-m", "edgefmnist.cli", "export", str(trained("mlp")), "--out", str(out),
+               "--data-dir", str(real_data_dir)]
+    started = time.monotonic()
+    subprocess.run(command, check=True, capture_output=True, timeout=600)  # how long a whole export takes
+    whole = time.monotonic() - started
+    finished = out.read_bytes()
+    assert finished != previous  # a finished export does replace the file
+    rng = random.Random(0)
+    outcomes = []
+    for run in range(6):
+        out.write_bytes(previous)
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 0.95) * whole)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL, f"run {run}: the export finished before the kill"
+        outcomes.append(out.read_bytes())  # the old file, or (killed after os.replace) the whole new one
+        assert outcomes[-1] in (previous, finished), f"run {run}: a damaged model under the final name"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx"], f"run {run}: something left behind"
+    assert outcomes.count(previous) >= 3  # most kills landed mid-export
+
+
+@pytest.mark.slow
+def test_full_disk_during_export_leaves_the_previous_model_intact(trained, real_data_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnx
+
+    from edgefmnist.export.pipeline import export_checkpoint
+
+    out = tmp_path / "mlp.onnx"
+    out.write_bytes(previous := (SHIPPED / "mlp.onnx").read_bytes())
+    real_write = os.write
+
+    def write_until_the_disk_is_full(fd: int, data) -> int:
+        if len(data) < 100_000:
+            return real_write(fd, data)
+        real_write(fd, bytes(data[:4096]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:  # the disk fills during the final write into the target folder
+        patch.setattr(os, "write", write_until_the_disk_is_full)
+        with pytest.raises(EdgeFmnistError, match=f"{out}: cannot write \\(No space left on device\\)"):
+            export_checkpoint(trained("mlp"), out, data_dir=real_data_dir)
+    assert out.read_bytes() == previous and sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx"]
+
+    def save_until_the_disk_is_full(model, path, *args, **kwargs) -> None:
+        Path(path).write_bytes(model.SerializeToString()[:4096])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    with monkeypatch.context() as patch:  # ...or earlier, while the model is staged elsewhere
+        patch.setattr(onnx, "save", save_until_the_disk_is_full)
+        with pytest.raises(OSError, match="No space left on device"):
+            export_checkpoint(trained("mlp"), out, data_dir=real_data_dir)
+    assert out.read_bytes() == previous and sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp.onnx", "mlp.int8.onnx", "cnn.onnx"])
+def test_one_predictor_shared_by_8_threads_matches_a_sequential_run(name: str, fashion) -> None:
+    predictor = Predictor(SHIPPED / name, threads=1)
+    images = fashion.test.images  # all 10,000, one call per image: the per-thread hot path
+    sequential = np.concatenate([predictor.run(image)[0] for image in images])
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = np.concatenate(list(pool.map(lambda image: predictor.run(image)[0], images)))
+    np.testing.assert_array_equal(parallel, sequential)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # batches and single images mixed
+        batches = list(pool.map(lambda i: predictor.run(images[i : i + 50])[0], range(0, len(images), 50)))
+    assert (np.concatenate(batches).argmax(1) == sequential.argmax(1)).mean() == 1.0
