@@ -22,7 +22,8 @@ SAMPLES=${SAMPLES:-300}
 PYTHON=${PYTHON:-.venv/bin/python}
 WORK=${EDGEFMNIST_ARM64_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edgefmnist/arm64}
 ROOT=$WORK/root        # the unpacked arm64 packages
-SITE=$WORK/site        # the aarch64 wheels, installed with --target
+SITE=$WORK/site        # the aarch64 wheels of the dependencies, installed with --target
+                       # (and $WORK/project: this checkout's own wheel, rebuilt every run)
 OUT=$WORK/results
 MODELS=(mlp.onnx mlp.int8.onnx cnn.onnx cnn.int8.onnx)
 
@@ -58,21 +59,24 @@ if [ -z "$QEMU" ]; then
     fi
 fi
 
-if [ ! -f "$SITE/.complete" ]; then
-    say "fetching aarch64 wheels (onnxruntime $ORT_VERSION) and building edgefmnist's wheel"
-    platform=(--platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux2014_aarch64
-              --python-version 3.11 --implementation cp --only-binary=:all:)
-    rm -f "$WORK"/wheels/edgefmnist-*.whl
-    "$PYTHON" -m pip wheel --quiet --no-deps -w "$WORK/wheels" .
-    project=$(ls "$WORK"/wheels/edgefmnist-*.whl)
+platform=(--platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux2014_aarch64
+          --python-version 3.11 --implementation cp --only-binary=:all:)
+say "building edgefmnist's wheel; fetching the aarch64 wheels it needs (onnxruntime $ORT_VERSION)"
+rm -rf "$WORK/project" "$WORK"/wheels/edgefmnist-*.whl
+"$PYTHON" -m pip wheel --quiet --no-deps -w "$WORK/wheels" .
+project=$(ls "$WORK"/wheels/edgefmnist-*.whl)
+dependencies=$(sha256sum pyproject.toml | cut -c1-16)   # the third-party wheels are kept until they change
+if [ "$(cat "$SITE/.complete" 2>/dev/null)" != "$dependencies" ]; then
     "$PYTHON" -m pip download --quiet "${platform[@]}" -d "$WORK/wheels" "$project" "onnxruntime==$ORT_VERSION"
-    rm -rf "$SITE" && "$PYTHON" -m pip install --quiet --no-deps "${platform[@]}" --target "$SITE" "$WORK"/wheels/*.whl
-    touch "$SITE/.complete"
+    rm -rf "$SITE" && "$PYTHON" -m pip install --quiet --no-deps "${platform[@]}" --target "$SITE" \
+        $(ls "$WORK"/wheels/*.whl | grep -v /edgefmnist-)
+    echo "$dependencies" > "$SITE/.complete"
 fi
+"$PYTHON" -m pip install --quiet --no-deps "${platform[@]}" --target "$WORK/project" "$project"
 
 run_arm64() {  # python3.11 of the arm64 root, on a Cortex-A72, with only the aarch64 wheels importable (-P: not ./edgefmnist)
     # onnxruntime's CPU probe cannot name the emulated CPU's vendor and says so on every start.
-    PYTHONPATH=$SITE PYTHONNOUSERSITE=1 "$QEMU" -cpu cortex-a72 -L "$ROOT" "$ROOT/usr/bin/python3.11" -P "$@" \
+    PYTHONPATH=$WORK/project:$SITE PYTHONNOUSERSITE=1 "$QEMU" -cpu cortex-a72 -L "$ROOT" "$ROOT/usr/bin/python3.11" -P "$@" \
         2> >(grep -v "cpuid_info warning: Unknown CPU vendor" >&2)
 }
 
@@ -81,7 +85,7 @@ say "$(run_arm64 -c 'import platform, onnxruntime, numpy; print(platform.machine
 run_arm64 -c 'import sys, edgefmnist.runtime; assert "torch" not in sys.modules and "onnx" not in sys.modules'
 
 for model in "${MODELS[@]}"; do
-    shipped=$SITE/edgefmnist/pretrained/$model   # the copy inside the installed wheel
+    shipped=$WORK/project/edgefmnist/pretrained/$model   # the copy inside the installed wheel
     [ -f "$shipped" ] || fail "$model is not in the edgefmnist wheel"
     "$PYTHON" -m edgefmnist.cli infer --model "$shipped" --sample "0:$SAMPLES" --data-dir "$DATA_DIR" --json > "$OUT/x86-$model.json"
     run_arm64 -m edgefmnist.cli infer --model "$shipped" --sample "0:$SAMPLES" --data-dir "$DATA_DIR" --json > "$OUT/arm64-$model.json"
