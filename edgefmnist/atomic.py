@@ -28,6 +28,13 @@ def current_umask() -> int:
     return mask
 
 
+def write_failed(path: Path, exc: OSError) -> EdgeFmnistError | OSError:
+    """A full disk, a read-only folder, ... as a one-line error; any other OSError as it is."""
+    if exc.errno in WRITE_ERRORS:
+        return EdgeFmnistError(f"{path}: cannot write ({exc.strerror or exc}); the previous file is untouched")
+    return exc
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success move it into place, else delete it."""
@@ -48,10 +55,11 @@ def atomic_write(path: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException as exc:
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in WRITE_ERRORS:  # a full disk, a read-only folder...
-            raise EdgeFmnistError(f"{path}: cannot write ({exc.strerror or exc}); the previous file is untouched") from None
+        raise write_failed(path, exc) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable
         dir_fd = os.open(folder, os.O_RDONLY)
@@ -64,17 +72,24 @@ def atomic_write(path: Path) -> Iterator[Path]:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically; unnamed until complete where the system allows."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir() or not hasattr(os, "O_TMPFILE") or not folder.is_dir():
-        with atomic_write(path) as tmp:  # its checks and messages, or no O_TMPFILE here
-            tmp.write_bytes(data)
-        return
-    try:
-        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666 & ~current_umask())
-    except OSError:  # a file system without O_TMPFILE, or a folder we cannot write: the named way
+    if not write_unnamed_then_rename(path, data):
         with atomic_write(path) as tmp:
             tmp.write_bytes(data)
-        return
+
+
+def write_unnamed_then_rename(path: Path, data: bytes) -> bool:
+    """Write ``data`` to an ``O_TMPFILE`` in ``path``'s folder, then name it and rename it onto ``path``.
+
+    Returns False, having written nothing, where that is not possible (no ``O_TMPFILE``, a
+    missing or unwritable folder, ``path`` a directory): :func:`atomic_write` then does the work.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not hasattr(os, "O_TMPFILE") or not folder.is_dir():
+        return False
+    try:
+        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666 & ~current_umask())
+    except OSError:
+        return False
     tmp = folder / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         view = memoryview(data)
@@ -90,11 +105,10 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             os.close(folder_fd)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno in WRITE_ERRORS:
-            raise EdgeFmnistError(f"{path}: cannot write ({exc.strerror or exc}); the previous file is untouched") from None
-        raise
+        raise write_failed(path, exc) from None
     finally:
         os.close(fd)
+    return True
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -176,14 +176,14 @@ def test_bad_checkpoint_is_refused(case: str, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- images
 
+def encoded(image: Image.Image, form: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, form, **options)
+    return buffer.getvalue()
+
+
 def png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def bomb_png() -> bytes:
@@ -194,15 +194,9 @@ def bomb_png() -> bytes:
 
 def png_with_huge_text(image: Image.Image) -> bytes:
     """A valid PNG with a zTXt chunk that inflates to 8 MiB."""
-    data = png_bytes(image)
+    data = encoded(image)
     text = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"\x00" * (8 << 20)))
     return data[:33] + text + data[33:]  # after the signature and IHDR
-
-
-def jpeg_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG")
-    return buffer.getvalue()
 
 
 def shirt(fashion) -> Image.Image:
@@ -212,8 +206,8 @@ def shirt(fashion) -> Image.Image:
 BAD_IMAGES = {
     "0-byte": (lambda f: b"", "not an image"),
     "text renamed .png": (lambda f: b"just some text, honestly\n", "not an image"),
-    "truncated PNG": (lambda f: png_bytes(shirt(f).resize((280, 280)))[:600], "corrupt or truncated"),
-    "truncated JPEG": (lambda f: jpeg_bytes(shirt(f).resize((280, 280)))[:700], "corrupt or truncated"),
+    "truncated PNG": (lambda f: encoded(shirt(f).resize((280, 280)))[:600], "corrupt or truncated"),
+    "truncated JPEG": (lambda f: encoded(shirt(f).resize((280, 280)), "JPEG")[:700], "corrupt or truncated"),
     "decompression bomb": (lambda f: bomb_png(), "decompression bomb"),
     "oversized text chunk": (lambda f: png_with_huge_text(shirt(f)), "decompressed data too large"),  # Pillow's MAX_TEXT_CHUNK
 }
@@ -231,33 +225,18 @@ def test_bad_image_is_refused(case: str, tmp_path: Path, fashion) -> None:
 def exif_rotated_jpeg(image: Image.Image) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees on display
-    buffer = io.BytesIO()
-    image.rotate(90, expand=True).convert("RGB").save(buffer, "JPEG", exif=exif.tobytes(), quality=95)
-    return buffer.getvalue()
+    return encoded(image.rotate(90, expand=True).convert("RGB"), "JPEG", exif=exif.tobytes(), quality=95)
 
 
 def animated_gif(fashion) -> bytes:
     frames = [Image.fromarray(fashion.test.images[i]).convert("P") for i in (1, 0, 2)]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    return buffer.getvalue()
-
-
-def encoded(image: Image.Image, form: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, form, **options)
-    return buffer.getvalue()
-
-
-def palette_with_transparency(image: Image.Image) -> bytes:
-    palette = image.convert("P")
-    return encoded(palette, transparency=0)
+    return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
 
 ODD_IMAGES = {  # suffix, builder, warning expected
     "16-bit": (".png", lambda im: encoded(Image.fromarray(np.asarray(im).astype(np.uint16) * 257)), False),
     "palette": (".png", lambda im: encoded(im.convert("P")), False),
-    "palette with transparency": (".png", palette_with_transparency, False),
+    "palette with transparency": (".png", lambda im: encoded(im.convert("P"), transparency=0), False),
     "LA": (".png", lambda im: encoded(im.convert("LA")), False),
     "RGBA": (".png", lambda im: encoded(im.convert("RGBA")), False),
     "CMYK JPEG": (".jpg", lambda im: encoded(im.convert("CMYK"), "JPEG"), False),

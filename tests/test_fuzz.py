@@ -10,7 +10,6 @@ many inputs it tried.
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import tempfile
 import time
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import idx_bytes
+from test_bad_inputs import encoded
 from edgefmnist.data import load_idx_images, load_idx_labels
 from edgefmnist.errors import DataError, ModelError
 from edgefmnist.runtime.predictor import Predictor, default_model_path
@@ -34,12 +34,6 @@ FUZZ_SECONDS = float(os.environ.get("EDGEFMNIST_FUZZ_SECONDS", "0"))  # per targ
 EXAMPLES = int(os.environ.get("EDGEFMNIST_FUZZ_EXAMPLES", "300"))
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=5000, database=None, derandomize=False,
                          suppress_health_check=list(HealthCheck))
-
-
-def encoded(image: Image.Image, form: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, form, **options)
-    return buffer.getvalue()
 
 
 def image_seeds() -> list[bytes]:
