@@ -41,7 +41,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise EdgeFmnistError(f"{path}: is a directory, expected a file path")
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("x").parent is Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
@@ -83,7 +83,7 @@ def write_unnamed_then_rename(path: Path, data: bytes) -> bool:
     Returns False, having written nothing, where that is not possible (no ``O_TMPFILE``, a
     missing or unwritable folder, ``path`` a directory): :func:`atomic_write` then does the work.
     """
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("x").parent is Path(".")
     if path.is_dir() or not hasattr(os, "O_TMPFILE") or not folder.is_dir():
         return False
     try:

@@ -11,6 +11,7 @@ test reads the card back with :func:`read_card_accuracies` and re-measures every
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from pathlib import Path
@@ -29,13 +30,18 @@ CARD_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*?\| (?P<accuracy>\d+\.\d+) % \
 def measured_accuracy(path: Path, test: Split) -> float:
     """Test accuracy through the runtime (ONNX) or PyTorch (``.pt``)."""
     if path.suffix == ".pt":
-        from edgefmnist.checkpoint import load_checkpoint
-        from edgefmnist.train import predict_logits
+        from edgefmnist.train import accuracy
 
-        logits = predict_logits(load_checkpoint(path).net, test.images)
-    else:
-        logits = Predictor(path).logits(test.images)
-    return float(np.mean(logits.argmax(1) == test.labels))
+        return accuracy(load_net(path), test)
+    return float(np.mean(Predictor(path).logits(test.images).argmax(1) == test.labels))
+
+
+@functools.lru_cache
+def load_net(checkpoint: Path):
+    """The network of a checkpoint, loaded once however many card rows need it."""
+    from edgefmnist.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint).net
 
 
 def agreement_text(path: Path) -> str:
@@ -53,10 +59,9 @@ def bench_p50(bench: dict, name: str) -> str:
 
 def network_figures(checkpoint: Path) -> tuple[str, str]:
     """Parameters and multiply-adds per image of the network in ``checkpoint``."""
-    from edgefmnist.checkpoint import load_checkpoint
     from edgefmnist.nets import count_multiply_adds, count_parameters
 
-    net = load_checkpoint(checkpoint).net
+    net = load_net(checkpoint)
     return f"{count_parameters(net):,}", f"{count_multiply_adds(net):,}"
 
 

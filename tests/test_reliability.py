@@ -21,11 +21,6 @@ from edgefmnist.runtime.predictor import Predictor, default_model_path
 SHIPPED = default_model_path().parent
 
 
-def leftovers(folder: Path) -> list[str]:
-    """Temporary files the atomic writer would leave behind if it failed to clean up."""
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
-
-
 @pytest.mark.slow
 def test_sigkill_during_export_leaves_the_previous_model_intact(trained, real_data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "mlp.onnx"
