@@ -1,0 +1,207 @@
+"""Load a user's picture cheaply and safely: first frame, upright, opaque, at most a few hundred pixels.
+
+    edgefmnist infer --image photo.jpg      # preprocess.py loads every picture through load_picture
+
+A phone photo is 12-200 megapixels, the network sees 28x28. A JPEG is therefore decoded by
+libjpeg at 1/2, 1/4 or 1/8 scale (Pillow's draft mode) and then reduced with a Lanczos filter,
+so a 12 MP photo costs about as much as a small one. Colour is kept (``RGB``), grayscale stays
+``L``; a picture already small enough is returned pixel for pixel.
+
+Decompression bombs are refused from the header size, before any decoding, with this module's
+own limits and without touching Pillow's process-wide ``Image.MAX_IMAGE_PIXELS`` or the
+``warnings`` filters (see :func:`load_picture`).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from edgefmnist.errors import EdgeFmnistError, first_line
+
+WORK_SIDE = 256  # default longest side of a loaded picture, in pixels
+MAX_PIXELS = 40_000_000  # header limit for formats decoded at full size (PNG, GIF, WEBP, TIFF, BMP, ...)
+MAX_JPEG_PIXELS = 250_000_000  # header limit for JPEG, whose decoding draft mode reduces up to 8x per side
+MAX_DECODED_PIXELS = MAX_PIXELS  # what a JPEG may still hold after draft reduction (only a large max_side reaches it)
+JPEG_FORMATS = ("JPEG", "MPO")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+ALPHA_MODES = ("LA", "La", "RGBA", "RGBa", "PA")
+RESAMPLE = Image.Resampling.LANCZOS
+REDUCING_GAP = 3.0  # integer pre-reduction leaves at least 3x for Lanczos: indistinguishable from a full resample
+
+
+class ImageError(EdgeFmnistError):
+    """An image file cannot be read or decoded, or is refused as too large."""
+
+
+def load_picture(path: Path, max_side: int = WORK_SIDE) -> Image.Image:
+    """Load the first frame of ``path``: EXIF-rotated, transparency on white, longest side <= ``max_side``.
+
+    Returns a new image of mode ``RGB`` (colour sources) or ``L`` (grayscale sources: L, 1, LA,
+    16-bit, float, a gray palette). A picture whose longest side is already <= ``max_side`` keeps
+    its size and, for ``L``/``RGB`` sources, its exact pixels.
+
+    Bomb guard: the size in the file's header is checked before any pixel is decoded: at most
+    ``MAX_JPEG_PIXELS`` (250 MP) for a JPEG, which is then decoded at reduced scale and must
+    fit ``MAX_DECODED_PIXELS``, and ``MAX_PIXELS`` (40 MP) for every other format.
+    ``Image.open`` would apply Pillow's own process-wide ``MAX_IMAGE_PIXELS`` (a
+    ``DecompressionBombWarning`` above 89 MP, an error above 179 MP) before we could see the
+    size, and changing that global or catching the warning with ``warnings.catch_warnings``
+    (which swaps the process-wide ``warnings.filters``) is not thread safe. So the header is
+    parsed by Pillow's registered format plugins (``Image.ID``/``Image.OPEN``) exactly as
+    ``Image.open`` dispatches to them, minus its global check: no state is read or written
+    that another thread could change, and every refusal is decided by this function alone.
+
+    Raises ``ImageError`` (one line starting with ``"{path}: "``) for a missing file, a folder,
+    an unreadable file, a non-image, a refused size, a corrupt or truncated image, or any other
+    decoder failure; ``ValueError`` if ``max_side`` < 1.
+    """
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
+    path = Path(path)
+    try:
+        fp = open(path, "rb")  # closed below, after the plugins have read from it
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, expected an image") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+    try:
+        with fp:
+            image = open_header(fp, os.fspath(path))
+            try:
+                return decode_reduced(image, path, max_side)
+            finally:
+                image.close()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Only plugins' own internal checks (GIF frames, TIFF tiles) can still reach Pillow's limit,
+        # and only if the application lowered Image.MAX_IMAGE_PIXELS below ours.
+        raise ImageError(f"{path}: refused by Pillow's decompression-bomb limit ({first_line(exc)})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
+    except Exception as exc:  # Pillow's decoders meet hostile bytes with TypeError, MemoryError, ...
+        raise ImageError(f"{path}: cannot decode this image ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def open_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
+    """Parse the image header in ``fp`` with the first matching Pillow plugin; no pixel is decoded.
+
+    The same dispatch as ``Image.open`` (common plugins first, then all), without its check
+    against the process-wide ``Image.MAX_IMAGE_PIXELS``. Raises ``UnidentifiedImageError`` if
+    no plugin accepts the file, and whatever the matching plugin raises for a corrupt header.
+    """
+    prefix = fp.read(16)
+    tried: set[str] = set()
+    for register_plugins in (Image.preinit, Image.init):
+        register_plugins()
+        for format_id in [f for f in Image.ID if f not in tried]:
+            tried.add(format_id)
+            factory, accept = Image.OPEN[format_id]
+            try:
+                accepted = not accept or accept(prefix)
+                if not accepted or isinstance(accepted, str):  # a string is Pillow's "almost, but no"
+                    continue
+                fp.seek(0)
+                return factory(fp, filename)
+            except (SyntaxError, IndexError, TypeError, struct.error):
+                continue  # not this format after all: Image.open tries the next one too
+    raise UnidentifiedImageError(f"cannot identify image file {filename!r}")
+
+
+def decode_reduced(image: ImageFile.ImageFile, path: Path, max_side: int) -> Image.Image:
+    """Check the header size, decode (a JPEG at reduced scale), rotate, flatten and shrink ``image``."""
+    is_jpeg = image.format in JPEG_FORMATS
+    refuse_if_larger(path, image.size, MAX_JPEG_PIXELS if is_jpeg else MAX_PIXELS)
+    if is_jpeg:
+        header_size = image.size
+        image.draft(image.mode, (max_side, max_side))  # libjpeg scales by 1/2..1/8, never below max_side
+        if image.size[0] * image.size[1] > MAX_DECODED_PIXELS:
+            width, height = header_size
+            raise ImageError(
+                f"{path}: refused, {width} x {height} pixels decode to {image.size[0]} x {image.size[1]}, "
+                f"more than {MAX_DECODED_PIXELS:,} (a decompression bomb? use a smaller max_side)"
+            )
+    image.load()
+    ImageOps.exif_transpose(image, in_place=True)
+    picture = to_rgb_or_l(image)
+    picture.thumbnail((max_side, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
+    return picture
+
+
+def refuse_if_larger(path: Path, size: tuple[int, int], limit: int) -> None:
+    """Raise ``ImageError`` if a ``(width, height)`` in pixels holds more than ``limit`` pixels."""
+    width, height = size
+    if width * height > limit:
+        raise ImageError(f"{path}: refused, {width} x {height} pixels is more than {limit:,} (a decompression bomb?)")
+
+
+def to_rgb_or_l(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> a new ``RGB`` or ``L`` image of the same size.
+
+    Transparency (alpha, ``tRNS``, palette transparency) is composited onto white; 16-bit and
+    32-bit integer pixels are scaled to 8 bits (by 255/65535 if any exceeds 255, else kept);
+    float pixels are clipped to 0-255; CMYK, YCbCr, LAB, HSV become RGB; ``1`` and gray palettes
+    become ``L``. ``L`` and ``RGB`` without transparency are copied unchanged.
+    """
+    mode = image.mode
+    if mode in SIXTEEN_BIT_MODES:
+        values = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+        if values.max(initial=0) > 255:  # round-half-up of v * 255 / 65535, in integers
+            values = (values * 510 + 65535) // 131070
+        return Image.fromarray(values.astype(np.uint8), "L")
+    if mode == "F":
+        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L")
+    if mode in ("P", "PA"):
+        gray = is_gray_palette(image)
+        if mode == "PA" or "transparency" in image.info:
+            image = image.convert("RGBA")
+            mode = "LA" if gray else "RGBA"  # composited below, then reduced to L if the palette is gray
+        else:
+            return image.convert("L" if gray else "RGB")
+    elif mode in ("L", "RGB") and "transparency" in image.info:
+        image, mode = image.convert(mode + "A"), mode + "A"
+    if mode in ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("L" if mode in ("LA", "La") else "RGB")
+    if mode in ("L", "RGB"):
+        return image.copy()
+    if mode == "1":
+        return image.convert("L")
+    return image.convert("RGB")
+
+
+def is_gray_palette(image: Image.Image) -> bool:
+    """True if every colour of a ``P``/``PA`` image's palette has R == G == B."""
+    palette = image.getpalette("RGB")
+    if not palette:
+        return False
+    colours = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    return bool((colours == colours[:, :1]).all())
+
+
+def to_luminance(image: Image.Image) -> np.ndarray:
+    """Luminance as uint8 ``[H, W]``: ITU-R BT.601, exactly ``image.convert("L")`` for ``RGB``, a copy for ``L``.
+
+    Any other mode is first flattened with :func:`to_rgb_or_l` (transparency on white).
+    """
+    if image.mode not in ("L", "RGB"):
+        image = to_rgb_or_l(image)
+    if image.mode == "RGB":
+        image = image.convert("L")
+    return np.array(image, dtype=np.uint8)
+
+
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> a new ``L`` image (transparency on white, BT.601 luminance)."""
+    return Image.fromarray(to_luminance(image), "L")

@@ -1,0 +1,450 @@
+"""The picture loader: phone-size JPEGs reduced cheaply, bombs refused, modes flattened, no global state."""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import threading
+import warnings
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import edgefmnist.runtime.picture as picture_module
+from edgefmnist.runtime.picture import (
+    MAX_JPEG_PIXELS,
+    MAX_PIXELS,
+    WORK_SIDE,
+    ImageError,
+    load_picture,
+    to_grayscale,
+    to_luminance,
+    to_rgb_or_l,
+)
+
+PHOTOS = Path("/work/shared/photos-dev")
+FUZZ_CORPUS = Path(__file__).parent / "fuzz_corpus"
+
+
+def scene(width: int = 64, height: int = 48) -> Image.Image:
+    """A small colourful RGB picture: a red left half, a blue block, a gradient."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[..., 1] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+    pixels[:, : width // 2, 0] = 220
+    pixels[height // 4 : height // 2, width // 2 :, 2] = 200
+    return Image.fromarray(pixels, "RGB")
+
+
+def make_big_jpeg(path: Path, width: int, height: int, mode: str = "RGB") -> Path:
+    """A ``width`` x ``height`` JPEG made quickly: a small scene upscaled with NEAREST, saved at low quality."""
+    scene().convert(mode).resize((width, height), Image.Resampling.NEAREST).save(path, quality=20)
+    return path
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width`` x ``height`` (a decompression bomb's header)."""
+    buffer = io.BytesIO()
+    Image.new("1", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data[12:29]  # type + 13 bytes of IHDR data
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def jpeg_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny JPEG whose SOF0 header claims ``width`` x ``height``."""
+    buffer = io.BytesIO()
+    scene(16, 16).save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_jpegs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Phone-size JPEGs, made once per module on first use: '12mp', '48mp', '108mp'."""
+    folder = tmp_path_factory.mktemp("big-jpegs")
+    sizes = {"12mp": (4000, 3000), "48mp": (8000, 6000), "108mp": (12000, 9000)}
+    made: dict[str, Path] = {}
+    lock = threading.Lock()
+
+    def get(name: str) -> Path:
+        with lock:
+            if name not in made:
+                made[name] = make_big_jpeg(folder / f"{name}.jpg", *sizes[name])
+            return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Headers over this module's limits, on both sides of Pillow's own thresholds (89 MP warning, 179 MP error)."""
+    folder = tmp_path_factory.mktemp("bombs")
+    return {
+        "png-41mp": png_claiming(folder / "png-41mp.png", 8000, 5125),  # over ours, under Pillow's
+        "png-100mp": png_claiming(folder / "png-100mp.png", 10000, 10000),  # where Pillow would only warn
+        "png-900mp": png_claiming(folder / "png-900mp.png", 30000, 30000),
+        "jpeg-300mp": jpeg_claiming(folder / "jpeg-300mp.jpg", 20000, 15000),
+    }
+
+
+def assert_one_line_about(caught: pytest.ExceptionInfo[ImageError], path: Path) -> None:
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+
+
+def save(image: Image.Image, path: Path, **options: object) -> Path:
+    image.save(path, **options)
+    return path
+
+
+# --- small pictures pass through untouched -------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_a_28x28_png_is_bit_exact(tmp_path: Path, mode: str) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (28, 28) if mode == "L" else (28, 28, 3), dtype=np.uint8)
+    picture = load_picture(save(Image.fromarray(pixels, mode), tmp_path / "x.png"))
+    assert picture.mode == mode
+    np.testing.assert_array_equal(np.asarray(picture), pixels)
+
+
+def test_a_real_photo_already_small_keeps_its_size_and_pixels() -> None:
+    photo = sorted(PHOTOS.glob("*/*.jpg"))[0]
+    with Image.open(photo) as image:
+        expected = np.asarray(image.convert("RGB"))
+    picture = load_picture(photo)
+    assert picture.mode == "RGB" and max(picture.size) <= WORK_SIDE
+    np.testing.assert_array_equal(np.asarray(picture), expected)
+
+
+# --- phone-size JPEGs: accepted, reduced, no Pillow bomb warning -------------------------------
+
+
+@pytest.mark.parametrize("name, expected_size", [("12mp", (256, 192)), ("48mp", (256, 192)), ("108mp", (256, 192))])
+def test_phone_size_jpegs_are_accepted_and_reduced(big_jpegs, name: str, expected_size: tuple[int, int]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning (above 89 MP) must not fire
+        picture = load_picture(big_jpegs(name))
+    assert picture.mode == "RGB" and picture.size == expected_size
+    expected = np.asarray(scene().resize(expected_size, Image.Resampling.BOX), dtype=float)
+    assert np.abs(np.asarray(picture, dtype=float) - expected).mean() < 12  # the same picture, smaller
+
+
+@pytest.mark.parametrize("max_side", [28, 100, 1000])
+def test_max_side_bounds_the_longer_side(big_jpegs, max_side: int) -> None:
+    picture = load_picture(big_jpegs("12mp"), max_side=max_side)
+    assert max(picture.size) == max_side and picture.size[1] == round(max_side * 3 / 4)
+
+
+def test_non_jpeg_is_decoded_then_reduced(tmp_path: Path) -> None:
+    path = save(scene().resize((3000, 2000), Image.Resampling.NEAREST), tmp_path / "big.png")
+    picture = load_picture(path, max_side=300)
+    assert picture.mode == "RGB" and picture.size == (300, 200)
+
+
+def test_a_200mp_grayscale_jpeg_is_accepted(tmp_path: Path) -> None:
+    path = make_big_jpeg(tmp_path / "200mp.jpg", 16400, 12200, mode="L")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # above 179 MP Image.open itself would raise
+        picture = load_picture(path)
+    assert picture.mode == "L" and picture.size == (256, 190)
+
+
+def test_max_side_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_side"):
+        load_picture(save(scene(), tmp_path / "x.png"), max_side=0)
+
+
+# --- bombs: refused from the header, before decoding, in one line --------------------------------
+
+
+REFUSED = r"refused, \d+ x \d+ pixels is more than [\d,]+ \(a decompression bomb\?\)$"
+
+
+@pytest.mark.parametrize("name", ["png-41mp", "png-100mp", "png-900mp", "jpeg-300mp"])
+def test_bombs_are_refused_in_one_line(bombs: dict[str, Path], name: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageError, match=REFUSED) as caught:
+            load_picture(bombs[name])
+    assert_one_line_about(caught, bombs[name])
+    limit = MAX_JPEG_PIXELS if name.startswith("jpeg") else MAX_PIXELS
+    assert f"{limit:,}" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_real_30000x30000_png_bomb_is_refused(tmp_path: Path) -> None:
+    Image.new("1", (30_000, 30_000)).save(tmp_path / "bomb.png", compress_level=1)  # 900 MP, ~300 KiB on disk
+    with pytest.raises(ImageError, match="decompression bomb") as caught:
+        load_picture(tmp_path / "bomb.png")
+    assert_one_line_about(caught, tmp_path / "bomb.png")
+    assert "30000 x 30000" in str(caught.value)
+
+
+def test_a_jpeg_whose_reduced_decode_is_still_too_large_is_refused(big_jpegs) -> None:
+    with pytest.raises(ImageError, match="decode to 8000 x 6000") as caught:
+        load_picture(big_jpegs("48mp"), max_side=8000)  # no reduction possible: 48 MP decoded in full
+    assert_one_line_about(caught, big_jpegs("48mp"))
+
+
+# --- modes --------------------------------------------------------------------------------------
+
+
+def half_transparent(mode: str) -> Image.Image:
+    """A dark-red 40x30 picture whose right half is fully transparent."""
+    image = Image.new("RGBA", (40, 30), (120, 10, 10, 255))
+    image.paste((0, 0, 0, 0), (20, 0, 40, 30))
+    return image.convert(mode)
+
+
+@pytest.mark.parametrize(
+    "make, suffix, expected_mode",
+    [
+        (lambda: scene().convert("L"), ".png", "L"),
+        (lambda: scene(), ".png", "RGB"),
+        (lambda: scene().convert("1"), ".png", "L"),
+        (lambda: scene().convert("P"), ".png", "RGB"),
+        (lambda: scene().convert("L").convert("P"), ".gif", "L"),  # a gray palette
+        (lambda: scene().convert("CMYK"), ".jpg", "RGB"),
+        (lambda: scene().convert("L"), ".jpg", "L"),
+        (lambda: Image.fromarray(np.asarray(scene().convert("L")).astype(np.uint16) * 257), ".png", "L"),
+        (lambda: scene().convert("F"), ".tif", "L"),
+        (lambda: scene().convert("RGBA"), ".webp", "RGB"),
+    ],
+    ids=["L", "RGB", "1", "P", "gray-P", "CMYK-jpeg", "L-jpeg", "I;16", "F", "RGBA-webp"],
+)
+def test_modes_become_rgb_or_l(tmp_path: Path, make, suffix: str, expected_mode: str) -> None:
+    source = make()
+    path = save(source, tmp_path / f"x{suffix}", **({"lossless": True} if suffix == ".webp" else {}))
+    picture = load_picture(path)
+    assert picture.mode == expected_mode and picture.size == source.size
+    luminance = to_luminance(picture)
+    expected = np.asarray(scene().convert("L"), dtype=float)
+    tolerance = 20 if suffix == ".jpg" else 2  # JPEG loss and CMYK round trips; the others are exact or 8-bit rounding
+    if source.mode == "1":
+        expected = np.asarray(scene().convert("1").convert("L"), dtype=float)
+    if source.mode in ("P",) and expected_mode == "RGB":
+        tolerance = 30  # an adaptive 256-colour palette
+    assert np.abs(luminance.astype(float) - expected).mean() < tolerance
+
+
+def test_16_bit_is_scaled_exactly(tmp_path: Path) -> None:
+    values = np.array([[0, 128, 257, 32896, 65535, 65278]], dtype=np.uint16)
+    picture = load_picture(save(Image.fromarray(values), tmp_path / "x.png"))
+    np.testing.assert_array_equal(np.asarray(picture), [[0, 0, 1, 128, 255, 254]])
+    small = np.array([[0, 7, 255]], dtype=np.uint16)  # no value above 255: already 8-bit values
+    np.testing.assert_array_equal(np.asarray(load_picture(save(Image.fromarray(small), tmp_path / "s.png"))), small)
+
+
+@pytest.mark.parametrize("mode, expected_mode", [("RGBA", "RGB"), ("LA", "L"), ("P", "RGB")])
+def test_transparency_is_composited_on_white(tmp_path: Path, mode: str, expected_mode: str) -> None:
+    source = half_transparent(mode)
+    if mode == "P":  # palette with a transparent index, as GIFs and PNGs have it
+        source = half_transparent("RGBA").convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
+        source.info["transparency"] = source.getpixel((30, 10))
+    path = save(source, tmp_path / "x.png", **({"transparency": source.info["transparency"]} if mode == "P" else {}))
+    picture = load_picture(path)
+    assert picture.mode == expected_mode
+    pixels = np.asarray(picture.convert("RGB"))
+    assert (pixels[:, 20:] == 255).all()  # the transparent half is white
+    assert (pixels[:, :20].mean(axis=(0, 1)) < 130).all()  # the opaque half keeps its dark colour
+
+
+def test_pa_is_composited_on_white() -> None:
+    flattened = to_rgb_or_l(half_transparent("PA"))  # Pillow cannot save PA: checked in memory
+    assert flattened.mode == "RGB" and (np.asarray(flattened)[:, 20:] == 255).all()
+
+
+@pytest.mark.parametrize("mode, transparent", [("L", 40), ("RGB", (10, 20, 30))])
+def test_trns_transparency_of_l_and_rgb_is_composited(tmp_path: Path, mode: str, transparent) -> None:
+    source = Image.new(mode, (10, 10), transparent)
+    source.paste(0 if mode == "L" else (0, 0, 0), (0, 0, 5, 10))
+    picture = load_picture(save(source, tmp_path / "x.png", transparency=transparent))
+    assert picture.mode == mode
+    pixels = np.asarray(picture.convert("L"))
+    assert (pixels[:, 5:] == 255).all() and (pixels[:, :5] == 0).all()
+
+
+@pytest.mark.parametrize("orientation, expected_size", [(1, (60, 40)), (3, (60, 40)), (6, (40, 60)), (8, (40, 60))])
+def test_exif_orientation_is_applied(tmp_path: Path, orientation: int, expected_size: tuple[int, int]) -> None:
+    source = Image.new("RGB", (60, 40), (255, 255, 255))
+    source.paste((255, 0, 0), (0, 0, 10, 10))  # a red mark in the stored top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    picture = load_picture(save(source, tmp_path / "x.jpg", exif=exif, quality=95))
+    assert picture.size == expected_size
+    corner = {1: (0, 0), 3: (59, 39), 6: (39, 0), 8: (0, 59)}[orientation]  # where the mark is once upright
+    red, green, _ = picture.getpixel(corner)
+    assert red > 200 and green < 60
+
+
+def test_a_big_rotated_jpeg_is_reduced_upright(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    scene().resize((8000, 6000), Image.Resampling.NEAREST).save(path, quality=20, exif=exif)
+    assert load_picture(path).size == (192, 256)
+
+
+def test_only_the_first_frame_is_read(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (20, 20), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    red, _, blue = load_picture(tmp_path / "anim.gif").getpixel((5, 5))
+    assert red > 200 and blue < 50
+
+
+def test_the_first_frame_of_an_mpo_is_reduced(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (2000, 1500), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "stereo.jpg", format="MPO", save_all=True, append_images=frames[1:])
+    picture = load_picture(tmp_path / "stereo.jpg")
+    red, _, blue = picture.getpixel((5, 5))
+    assert picture.size == (256, 192) and red > 200 and blue < 50
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.mkdir(), "is a directory"),
+        (lambda p: p.write_bytes(b""), "not an image Pillow can read"),
+        (lambda p: p.write_text("just text"), "not an image Pillow can read"),
+        (lambda p: p.write_bytes(scene_bytes("PNG")[:300]), "corrupt or truncated"),
+        (lambda p: p.write_bytes(scene_bytes("JPEG")[:400]), "corrupt or truncated"),
+    ],
+    ids=["missing", "directory", "empty", "text", "truncated-png", "truncated-jpeg"],
+)
+def test_bad_files_raise_one_line_naming_them(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "x.img"
+    make(path)
+    with pytest.raises(ImageError, match=message) as caught:
+        load_picture(path)
+    assert_one_line_about(caught, path)
+
+
+def scene_bytes(format: str) -> bytes:
+    buffer = io.BytesIO()
+    scene(300, 200).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def test_an_unreadable_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save(scene(), tmp_path / "x.png")
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(picture_module, "open", denied, raising=False)  # chmod 0 does not stop root
+    with pytest.raises(ImageError, match="cannot read \\(Permission denied\\)") as caught:
+        load_picture(path)
+    assert_one_line_about(caught, path)
+
+
+@pytest.mark.parametrize("path", sorted(FUZZ_CORPUS.glob("*.tif")), ids=lambda p: p.name)
+def test_fuzz_corpus_images_give_only_image_errors(path: Path) -> None:
+    try:
+        picture = load_picture(path)
+    except ImageError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert picture.mode in ("L", "RGB")
+
+
+# --- luminance ----------------------------------------------------------------------------------
+
+
+def test_to_luminance_is_pillows_bt601_for_rgb_and_identity_for_l() -> None:
+    rgb = Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 40, 3), dtype=np.uint8), "RGB")
+    luminance = to_luminance(rgb)
+    assert luminance.dtype == np.uint8 and luminance.shape == (30, 40)
+    np.testing.assert_array_equal(luminance, np.asarray(rgb.convert("L")))
+    gray = rgb.convert("L")
+    np.testing.assert_array_equal(to_luminance(gray), np.asarray(gray))
+    np.testing.assert_array_equal(np.asarray(to_grayscale(rgb)), np.asarray(rgb.convert("L")))
+    assert to_luminance(half_transparent("RGBA"))[:, 20:].min() == 255
+
+
+def test_to_rgb_or_l_returns_a_new_image() -> None:
+    source = scene()
+    flattened = to_rgb_or_l(source)
+    assert flattened is not source and flattened.tobytes() == source.tobytes()
+
+
+# --- no global state, thread safety -------------------------------------------------------------
+
+
+def test_global_state_is_unchanged(big_jpegs, bombs: dict[str, Path], tmp_path: Path) -> None:
+    pillow_limit, filters = Image.MAX_IMAGE_PIXELS, list(warnings.filters)
+    load_picture(big_jpegs("108mp"))
+    load_picture(save(scene(), tmp_path / "x.png"))
+    for path in bombs.values():
+        with pytest.raises(ImageError):
+            load_picture(path)
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit
+    assert warnings.filters == filters
+
+
+ROUNDS = 5
+
+
+def test_eight_threads_refuse_every_bomb_every_time(big_jpegs, bombs: dict[str, Path]) -> None:
+    pillow_limit, filters = Image.MAX_IMAGE_PIXELS, list(warnings.filters)
+    accepted = [big_jpegs("108mp"), big_jpegs("12mp")]  # 108 MP is where Image.open would warn
+    expected = {path: load_picture(path).tobytes() for path in accepted}
+    failures: list[str] = []
+    counts = {"refused": 0, "loaded": 0}
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def work(worker: int) -> None:
+        barrier.wait()
+        for round_ in range(ROUNDS):
+            for index, path in enumerate([*bombs.values(), *accepted]):
+                if path in accepted and (index + worker + round_) % 2:
+                    continue  # vary the interleaving, keep the run short
+                try:
+                    picture = load_picture(path)
+                except ImageError as exc:
+                    ok = path in bombs.values() and "decompression bomb" in str(exc)
+                    outcome = "refused"
+                else:
+                    ok = path in accepted and picture.tobytes() == expected[path]
+                    outcome = "loaded"
+                with lock:
+                    counts[outcome] += 1
+                    if not ok:
+                        failures.append(f"worker {worker}: {path.name} {outcome}")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=work, args=(worker,)) for worker in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert counts["refused"] == 8 * ROUNDS * len(bombs)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit and warnings.filters == filters
+
+
+def test_the_module_is_torch_free() -> None:
+    code = "import sys, edgefmnist.runtime.picture; print(sorted({'torch', 'onnx'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
