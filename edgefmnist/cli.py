@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError, first_line
 
 try:  # typer >= 0.20 vendors click; its usage errors derive from TyperException
@@ -57,6 +58,11 @@ DataDirOption = Annotated[
                  exists=True, file_okay=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+MinConfidenceOption = Annotated[
+    float,
+    typer.Option("--min-confidence", min=0.0, max=1.0,
+                 help="Say unsure unless the top probability is above this (0: never unsure, 1: always)."),
+]
 
 
 def print_json(value: object) -> None:
@@ -227,18 +233,24 @@ def infer(
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes to show per image.")] = 3,
     threads: Annotated[Optional[int], typer.Option(min=1, help="onnxruntime intra-op threads [default: cores, at most 4].")] = None,
     save_preprocessed: Annotated[Optional[Path], typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")] = None,
+    min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Classify pictures of clothing (torch-free): any size, format, background.
 
-    Exit code 1 when any image could not be classified (the others are still printed).
+    The verdict is "unsure" when the top probability is not above --min-confidence or the
+    picture is uniform: `hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)`; JSON gets
+    "unsure": true and keeps the best guess. Unsure is an answer (exit 0). Exit code 1 when
+    any image could not be classified (the others are still printed).
 
     Examples:
 
       edgefmnist infer --image shirt.jpg
 
       edgefmnist infer --image 'photos/*.jpg' --top-k 2 --json
+
+      edgefmnist infer --image hat.jpg --min-confidence 0.7
 
       edgefmnist infer --sample 0:5 --model runs/mlp.onnx
     """
@@ -254,11 +266,11 @@ def infer(
         test = load_test_split(data_dir)
         picked = parse_sample(sample, len(test))
         results = classify_arrays(predictor, test.images[picked.start : picked.stop],
-                                  [f"test[{i}]" for i in picked], top_k)
+                                  [f"test[{i}]" for i in picked], top_k, min_confidence)
         for result, i in zip(results, picked):
             result.true_label = predictor.class_names[test.labels[i]]
     else:
-        results = classify_files(predictor, expand_images(image), top_k, save_preprocessed)
+        results = classify_files(predictor, expand_images(image), top_k, save_preprocessed, min_confidence)
     if json_output:
         print_json([r.to_dict() for r in results])
     else:
@@ -274,24 +286,53 @@ def infer(
         raise typer.Exit(1)
 
 
+class PhotoSplit(str, Enum):
+    choice = "choice"
+    report = "report"
+    all = "all"
+
+
 @app.command()
 def evaluate(
     model: Annotated[Optional[Path], typer.Argument(help="An .onnx model or a .pt checkpoint [default: the shipped model].", exists=True, dir_okay=False)] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Write the confusion matrix as a PNG heat map.", dir_okay=False)] = None,
+    model_option: Annotated[Optional[Path], typer.Option("--model", help="The model, as an option (same as MODEL).", exists=True, dir_okay=False)] = None,
+    photos: Annotated[Optional[Path], typer.Option("--photos", help="Evaluate on real photos instead: DIR/labels.csv or one sub-folder per class.", exists=True, file_okay=False)] = None,
+    split: Annotated[PhotoSplit, typer.Option(help="With --photos: the photos whose file-name hash puts them in this half (choice: for choosing, report: for reporting).")] = PhotoSplit.all,
+    min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
+    sweep: Annotated[bool, typer.Option("--sweep", help="With --photos: list thresholds 0.30-0.95 and name the smallest that meets the targets.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Write the confusion matrix as a PNG heat map (with --photos: plus accuracy vs coverage).", dir_okay=False)] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="onnxruntime intra-op threads.")] = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix on the real test set.
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on the real test set,
+    or (--photos DIR) on real photos.
 
     An ONNX model needs only the runtime; a .pt checkpoint needs PyTorch.
+
+    With --photos: in-domain accuracy (forced answer), recall and unsure rate per source
+    class, the confusion with an unsure column, and at --min-confidence the coverage, the
+    accuracy on answered photos and the unsure rate on out-of-domain photos (e.g. hats).
+    Choose on --split choice, report on --split report. Unreadable photos are counted.
 
     Examples:
 
       edgefmnist evaluate runs/mlp.int8.onnx --plot confusion.png
 
       edgefmnist evaluate runs/cnn.pt --json
+
+      edgefmnist evaluate --photos ../shared/photos-dev --split report --plot photos.png
+
+      edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep
     """
+    if model is not None and model_option is not None:
+        raise EdgeFmnistError("give the model once: as MODEL or as --model")
+    model = model or model_option
+    if photos is not None:
+        evaluate_photos(photos, model, split.value, min_confidence, sweep, plot, threads, json_output)
+        return
+    if sweep:
+        raise EdgeFmnistError("--sweep needs --photos DIR")
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 
@@ -320,6 +361,36 @@ def evaluate(
         typer.echo(format_report(evaluation, str(model)))
         if plot is not None:
             typer.echo(f"\nconfusion matrix: {plot}")
+
+
+def evaluate_photos(folder: Path, model: Optional[Path], split: str, min_confidence: float, sweep: bool,
+                    plot: Optional[Path], threads: Optional[int], json_output: bool) -> None:
+    """`evaluate --photos`: the report (or the threshold sweep) on one half of a photo set."""
+    from edgefmnist.runtime.photo_eval import (format_photo_report, format_sweep, load_photo_set, photo_report,
+                                               predict_photos, save_photo_plot, select_split, threshold_sweep)
+    from edgefmnist.runtime.predictor import Predictor, default_model_path
+
+    if model is not None and model.suffix != ".onnx":
+        raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
+    selected = select_split(load_photo_set(folder), split)
+    if not selected:
+        raise EdgeFmnistError(f"{folder}: no photos in the {split} half")
+    predictor = Predictor(model or default_model_path(), threads=threads)
+    predictions = predict_photos(predictor, selected)
+    report = photo_report(predictions, min_confidence)
+    title = f"{predictor.path.name} on {folder.name or folder} ({split})"
+    head = {"model": str(predictor.path), "folder": str(folder), "split": split}
+    swept = threshold_sweep(predictions) if sweep else None
+    if plot is not None:
+        save_photo_plot(plot, report, predictions, title)
+    if json_output:
+        print_json({**head, **report, **({"sweep": swept} if swept else {}), **({"plot": str(plot)} if plot else {})})
+    else:
+        typer.echo(format_photo_report(report, title))
+        if swept:
+            typer.echo("\n" + format_sweep(swept))
+        if plot is not None:
+            typer.echo(f"\nplot: {plot}")
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

@@ -45,3 +45,19 @@ DOWNLOAD_MD5: dict[str, str] = {
     "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
 }
 DOWNLOAD_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+# The "unsure" verdict (`edgefmnist infer --min-confidence`, `evaluate --photos`): a picture is
+# answered only when the model's top (calibrated) probability is above this threshold; else,
+# and for a uniform picture, the verdict is "unsure". Chosen on the *choice* half of
+# ../shared/photos-dev with `edgefmnist evaluate --photos ../shared/photos-dev --split choice
+# --sweep` (the smallest threshold that meets the targets below). Provisional: 0.5 until the
+# retrained, calibrated models are measured.
+DEFAULT_MIN_CONFIDENCE = 0.5
+# Targets of that threshold sweep: accuracy on the answered in-domain photos, share of the
+# in-domain photos answered, and share of the out-of-domain TARGET_OOD_CLASS photos (hats:
+# no Fashion-MNIST class) called unsure.
+SWEEP_THRESHOLDS: tuple[float, ...] = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
+TARGET_SELECTIVE_ACCURACY = 0.85
+TARGET_COVERAGE = 0.60
+TARGET_OOD_UNSURE = 0.60
+TARGET_OOD_CLASS = "hat"

@@ -1,6 +1,11 @@
 """Classify picture files: what ``edgefmnist infer`` does (torch-free).
 
     edgefmnist infer --image shirt.jpg --image 'photos/*.png' --top-k 3 --json
+    edgefmnist infer --image hat.jpg --min-confidence 0.6
+
+The verdict is "unsure" when the top (calibrated) probability is not above the threshold
+(``spec.DEFAULT_MIN_CONFIDENCE`` unless given) or when the picture is uniform: an honest
+answer for pictures outside what Fashion-MNIST covers. Unsure is an answer, not an error.
 """
 
 from __future__ import annotations
@@ -12,16 +17,30 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+NOTHING_FOUND = "no object found: the picture is uniform"
+
+
+def is_unsure(probability: float, min_confidence: float, nothing_found: bool = False) -> bool:
+    """The verdict rule: unsure when nothing was found or ``probability <= min_confidence``.
+
+    So ``min_confidence=0`` never says unsure about a real object (a top probability of 10
+    classes is at least 0.1) and ``min_confidence=1`` always does.
+    """
+    return nothing_found or probability <= min_confidence
 
 
 @dataclass
 class Classified:
-    """The result for one picture: a prediction, or the one-line reason it failed."""
+    """The result for one picture: a prediction (possibly unsure), or the one-line reason it failed.
+
+    ``label``/``probability``/``top_k`` hold the model's best guess even when ``unsure`` is set.
+    """
 
     image: str
     label: str = ""
@@ -31,21 +50,26 @@ class Classified:
     warning: str = ""
     error: str = ""
     true_label: str = ""  # known for test-set samples only
+    unsure: bool = False
 
     def to_dict(self) -> dict:
         if self.error:
             return {"image": self.image, "error": self.error}
         result = {"image": self.image, "label": self.label, "index": self.index,
-                  "probability": self.probability, "top_k": self.top_k}
+                  "probability": self.probability, "unsure": self.unsure, "top_k": self.top_k}
         optional = {"warning": self.warning, "true_label": self.true_label}
         return {**result, **{key: value for key, value in optional.items() if value}}
 
     def line(self) -> str:
-        """``shirt.jpg: Shirt 0.91 (T-shirt/top 0.06, Pullover 0.02)``"""
-        others = ", ".join(f"{entry['label']} {entry['probability']:.2f}" for entry in self.top_k[1:])
-        line = f"{self.image}: {self.label} {self.probability:.2f}" + (f" ({others})" if others else "")
+        """``shirt.jpg: Shirt 0.91 (T-shirt/top 0.06, Pullover 0.02)``, or when unsure
+        ``hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)`` (all of the top k in the parentheses)."""
+        shown = self.top_k if self.unsure else self.top_k[1:]
+        others = ", ".join(f"{entry['label']} {entry['probability']:.2f}" for entry in shown)
+        verdict = "unsure" if self.unsure else f"{self.label} {self.probability:.2f}"
+        line = f"{self.image}: {verdict}" + (f" ({others})" if others else "")
         if self.true_label:
-            line += f"  [true: {self.true_label} {'✓' if self.true_label == self.label else '✗'}]"
+            mark = "?" if self.unsure else "✓" if self.true_label == self.label else "✗"
+            line += f"  [true: {self.true_label} {mark}]"
         return line
 
 
@@ -74,31 +98,53 @@ def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int) -> li
     return [{"label": class_names[i], "probability": float(probabilities[i])} for i in order]
 
 
-def classify_arrays(predictor: Predictor, images: np.ndarray, names: list[str], k: int) -> list[Classified]:
+def check_min_confidence(min_confidence: float) -> float:
+    """Return ``min_confidence``; raise :class:`EdgeFmnistError` unless it lies in 0..1."""
+    if not 0.0 <= min_confidence <= 1.0:
+        raise EdgeFmnistError(f"--min-confidence {min_confidence}: expected a probability between 0 and 1")
+    return min_confidence
+
+
+def classify_arrays(predictor: Predictor, images: np.ndarray, names: list[str], k: int,
+                    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+                    nothing_found: list[bool] | None = None) -> list[Classified]:
+    """Classify uint8 images ``[N, 28, 28]`` in one call; ``nothing_found[i]`` makes image i unsure."""
+    check_min_confidence(min_confidence)
     probabilities = predictor.predict(images)
+    empty = nothing_found or [False] * len(names)
     results = []
-    for name, row in zip(names, probabilities):
+    for name, row, uniform in zip(names, probabilities, empty):
         best = int(row.argmax())
         results.append(Classified(name, predictor.class_names[best], best, float(row[best]),
-                                  top_k(row, predictor.class_names, k)))
+                                  top_k(row, predictor.class_names, k),
+                                  warning=NOTHING_FOUND if uniform else "",
+                                  unsure=is_unsure(float(row[best]), min_confidence, uniform)))
     return results
 
 
+def preprocess_noting_emptiness(path: Path) -> tuple[np.ndarray, bool]:
+    """``preprocess_file(path)`` and whether it warned :class:`NothingFound` (a uniform picture).
+
+    Returns uint8 ``[28, 28]`` and a flag; raises :class:`EdgeFmnistError` for an unreadable file.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NothingFound)
+        pixels = preprocess_file(path)
+    return pixels, any(issubclass(w.category, NothingFound) for w in caught)
+
+
 def classify_files(predictor: Predictor, paths: list[Path], k: int = 3,
-                   save_preprocessed: Path | None = None) -> list[Classified]:
+                   save_preprocessed: Path | None = None,
+                   min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE) -> list[Classified]:
     """Classify each file; a file that cannot be read gets an ``error`` instead of a prediction."""
     results: list[Classified] = []
     for path in paths:
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", NothingFound)
-                pixels = preprocess_file(path)
+            pixels, uniform = preprocess_noting_emptiness(path)
         except EdgeFmnistError as exc:
             results.append(Classified(str(path), error=str(exc)))
             continue
-        result = classify_arrays(predictor, pixels[None], [str(path)], k)[0]
-        if any(issubclass(w.category, NothingFound) for w in caught):
-            result.warning = "no object found: the picture is uniform"
+        result = classify_arrays(predictor, pixels[None], [str(path)], k, min_confidence, [uniform])[0]
         if save_preprocessed is not None:
             save_png(preprocessed_path(save_preprocessed, path, len(paths)), pixels)
         results.append(result)

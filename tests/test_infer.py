@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgefmnist import spec
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess_file
 from test_cli import assert_one_line_error, run
@@ -32,7 +33,8 @@ def test_infer_plain_and_json(exported_mlp: Path, fashion, tmp_path: Path) -> No
     assert [Path(r["image"]).name for r in rows] == ["0.png", "1.png", "2.png"]
     expected = Predictor(exported_mlp).predict(fashion.test.images[:3])
     for row, probabilities in zip(rows, expected):
-        assert set(row) == {"image", "label", "index", "probability", "top_k"} and len(row["top_k"]) == 2
+        assert set(row) == {"image", "label", "index", "probability", "unsure", "top_k"} and len(row["top_k"]) == 2
+        assert row["unsure"] == (row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE)
         assert row["index"] == probabilities.argmax() and row["probability"] == pytest.approx(probabilities.max())
         assert row["top_k"][0] == {"label": row["label"], "probability": row["probability"]}
     globbed = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "[01].png"), "--json")

@@ -1,0 +1,378 @@
+"""Accuracy on real photos and the "unsure" threshold: what ``edgefmnist evaluate --photos`` does.
+
+    edgefmnist evaluate --photos ../shared/photos-dev --split report --json
+    edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep
+
+A photo set is a folder in one of two forms:
+
+* ``DIR/labels.csv`` with columns ``file,source_class,accepted`` (the photos-dev format):
+  ``file`` is relative to DIR, ``accepted`` lists the Fashion-MNIST classes that count as a
+  right answer, ``;``-separated; an empty ``accepted`` marks an out-of-domain photo (a hat:
+  no class fits, the right verdict is unsure).
+* one folder per class, named after a Fashion-MNIST class; names are compared ignoring case,
+  spaces, ``-``, ``_`` and ``/``, so ``T-shirt_top`` (a folder cannot hold ``/``),
+  ``tshirt-top``, ``Ankle boot`` and ``ankle_boot`` all work. Any other folder name
+  (``unknown``, ``hat``, ...) holds out-of-domain photos.
+
+Photos are split in two halves by a fixed hash of the file name (:func:`photo_split`): every
+choice (preprocessing, the threshold) is made on the ``choice`` half, and results are reported
+on the ``report`` half, which stays unseen by those choices.
+
+Runtime-only: numpy, onnxruntime, pillow; tqdm (a progress bar) and matplotlib (``--plot``)
+are used only when installed / asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Literal, TypeVar
+
+import numpy as np
+
+from edgefmnist import spec
+from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.runtime.infer import IMAGE_SUFFIXES, check_min_confidence, is_unsure, preprocess_noting_emptiness
+from edgefmnist.runtime.predictor import Predictor
+
+Split = Literal["choice", "report"]
+SPLITS = ("choice", "report", "all")
+LABELS_FILE = "labels.csv"
+LABEL_COLUMNS = ("file", "source_class", "accepted")
+UNSURE = "unsure"
+T = TypeVar("T")
+
+
+class PhotoSetError(EdgeFmnistError):
+    """A photo folder or its labels.csv cannot be used."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One labelled photo: where it is, its source class, and the classes that count as right."""
+
+    path: Path
+    source_class: str
+    accepted: tuple[str, ...]  # empty: out of domain, only "unsure" is right
+
+    @property
+    def in_domain(self) -> bool:
+        return bool(self.accepted)
+
+
+def photo_split(name: str) -> Split:
+    """``"choice"`` or ``"report"``: the first byte of SHA-256 of the file's base name, even or odd.
+
+    Depends only on the base name (not the folder), so a copy of a photo keeps its half.
+    """
+    return "choice" if hashlib.sha256(PurePath(name).name.encode()).digest()[0] % 2 == 0 else "report"
+
+
+def select_split(photos: Iterable[Photo], split: str) -> list[Photo]:
+    """The photos of one half (``"choice"``/``"report"``), or all of them (``"all"``)."""
+    if split not in SPLITS:
+        raise PhotoSetError(f"--split {split}: expected one of {', '.join(SPLITS)}")
+    return [p for p in photos if split == "all" or photo_split(p.path.name) == split]
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[\s_/\-]+", "", name).lower()
+
+
+def folder_class(folder_name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str | None:
+    """The Fashion-MNIST class a folder stands for (``"T-shirt_top"`` -> ``"T-shirt/top"``), else None."""
+    by_key = {_squash(name): name for name in class_names}
+    return by_key.get(_squash(folder_name))
+
+
+def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) -> list[Photo]:
+    """Read a photo set: ``folder/labels.csv`` when present, else one sub-folder per class.
+
+    Returns photos sorted by path; raises :class:`PhotoSetError` for a missing
+    folder, an empty set, a malformed labels.csv or an unknown class in ``accepted``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PhotoSetError(f"{folder}: {'no such folder' if not folder.exists() else 'not a folder'} (--photos expects a photo folder)")
+    labels = folder / LABELS_FILE
+    photos = _from_labels_csv(labels, class_names) if labels.is_file() else _from_class_folders(folder, class_names)
+    if not photos:
+        raise PhotoSetError(f"{folder}: no photos (expected {LABELS_FILE} or one sub-folder of images per class)")
+    return sorted(photos, key=lambda p: str(p.path))
+
+
+def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
+    known = set(class_names)
+    try:
+        with open(labels, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise PhotoSetError(f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}")
+            photos = []
+            for line, row in enumerate(reader, start=2):
+                file = (row["file"] or "").strip()
+                if not file:
+                    raise PhotoSetError(f"{labels}: line {line}: empty file name")
+                accepted = tuple(a.strip() for a in (row["accepted"] or "").split(";") if a.strip())
+                unknown = [a for a in accepted if a not in known]
+                if unknown:
+                    raise PhotoSetError(f"{labels}: line {line}: {unknown[0]!r} is not a Fashion-MNIST class")
+                photos.append(Photo(labels.parent / file, (row["source_class"] or "").strip() or UNSURE, accepted))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
+    return photos
+
+
+def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
+    photos = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        name = folder_class(sub.name, class_names)
+        accepted = (name,) if name else ()
+        photos.extend(Photo(path, name or sub.name, accepted) for path in sorted(sub.iterdir())
+                      if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+    return photos
+
+
+def progress_bar(items: Sequence[T], description: str) -> Iterator[T]:
+    """``items`` with a tqdm bar on stderr when tqdm is installed and stderr is a terminal."""
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            yield from tqdm(items, desc=description, unit="photo", file=sys.stderr, leave=False)
+            return
+    yield from items
+
+
+@dataclass
+class PhotoPredictions:
+    """The model's outputs on a photo set: everything the reports and the sweep are computed from.
+
+    ``probabilities`` float32 ``[M, 10]`` and ``nothing_found`` bool ``[M]`` for the M readable
+    ``photos``; ``errors`` lists ``{"file", "error"}`` for the unreadable ones.
+    """
+
+    class_names: tuple[str, ...]
+    photos: list[Photo]
+    probabilities: np.ndarray
+    nothing_found: np.ndarray
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probabilities.argmax(1) if len(self.photos) else np.zeros(0, np.int64)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(1) if len(self.photos) else np.zeros(0, np.float32)
+
+    def right(self) -> np.ndarray:
+        """bool ``[M]``: the forced answer (argmax) is an accepted class (always False out of domain)."""
+        return np.array([self.class_names[k] in p.accepted for k, p in zip(self.predicted, self.photos)], bool)
+
+    def in_domain(self) -> np.ndarray:
+        return np.array([p.in_domain for p in self.photos], bool)
+
+    def unsure(self, min_confidence: float) -> np.ndarray:
+        return np.array([is_unsure(float(c), min_confidence, bool(e))
+                         for c, e in zip(self.confidence, self.nothing_found)], bool)
+
+    def sources(self) -> list[str]:
+        """Source classes in order of first appearance in the sorted photos (in-domain ones first)."""
+        names = list(dict.fromkeys(p.source_class for p in self.photos))
+        ood = {p.source_class for p in self.photos if not p.in_domain}
+        return [n for n in names if n not in ood] + [n for n in names if n in ood]
+
+
+def predict_photos(predictor: Predictor, photos: Sequence[Photo],
+                   progress: Callable[[Sequence[Photo], str], Iterable[Photo]] = progress_bar) -> PhotoPredictions:
+    """Preprocess each photo (the per-photo cost), then run the model once on the whole batch.
+
+    An unreadable photo is recorded in ``errors`` and left out; nothing is cached on disk.
+    """
+    kept, pixels, empty, errors = [], [], [], []
+    for photo in progress(photos, "photos"):
+        try:
+            image, uniform = preprocess_noting_emptiness(photo.path)
+        except EdgeFmnistError as exc:
+            errors.append({"file": str(photo.path), "error": str(exc)})
+            continue
+        kept.append(photo)
+        pixels.append(image)
+        empty.append(uniform)
+    classes = len(predictor.class_names)
+    probabilities = predictor.predict(np.stack(pixels)) if pixels else np.zeros((0, classes), np.float32)
+    return PhotoPredictions(tuple(predictor.class_names), kept, probabilities, np.array(empty, bool), errors)
+
+
+def _share(mask: np.ndarray, of: np.ndarray) -> float | None:
+    """``mask`` true among the ``of`` rows, or None when there are none."""
+    total = int(of.sum())
+    return float((mask & of).sum() / total) if total else None
+
+
+def threshold_figures(predictions: PhotoPredictions, min_confidence: float) -> dict:
+    """Coverage, selective accuracy and out-of-domain unsure rates at one threshold."""
+    unsure, inside, right = predictions.unsure(min_confidence), predictions.in_domain(), predictions.right()
+    answered = inside & ~unsure
+    sources = np.array([p.source_class for p in predictions.photos])
+    ood_sources = [s for s in predictions.sources() if not inside[sources == s].any()]
+    return {
+        "min_confidence": min_confidence,
+        "coverage": _share(~unsure, inside),
+        "selective_accuracy": _share(right, answered),
+        "ood_unsure_rate": _share(unsure, ~inside),
+        "ood_unsure": {s: _share(unsure, sources == s) for s in ood_sources},
+    }
+
+
+def photo_report(predictions: PhotoPredictions, min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE) -> dict:
+    """Everything ``evaluate --photos`` reports, as JSON-ready values.
+
+    ``accuracy`` is the forced-answer accuracy on in-domain photos (the unsure verdict
+    ignored). ``confusion`` counts verdicts: rows are source classes, columns the Fashion-MNIST
+    classes plus ``unsure`` (an unsure photo counts there, not under its best guess);
+    ``forced_confusion`` counts best guesses only.
+    """
+    check_min_confidence(min_confidence)
+    names = predictions.class_names
+    unsure, inside, right = predictions.unsure(min_confidence), predictions.in_domain(), predictions.right()
+    predicted = predictions.predicted
+    sources = predictions.sources()
+    source_of = np.array([p.source_class for p in predictions.photos])
+    verdict = np.where(unsure, len(names), predicted)
+    confusion = [np.bincount(verdict[source_of == s], minlength=len(names) + 1).tolist() for s in sources]
+    forced = [np.bincount(predicted[source_of == s], minlength=len(names)).tolist() for s in sources]
+    per_source = []
+    for s in sources:
+        rows = source_of == s
+        per_source.append({"source_class": s, "photos": int(rows.sum()), "in_domain": bool(inside[rows].any()),
+                           "recall": _share(right, rows) if inside[rows].any() else None,
+                           "unsure_rate": _share(unsure, rows)})
+    unreadable = len(predictions.errors)
+    return {
+        "photos": len(predictions.photos) + unreadable,
+        "classified": len(predictions.photos),
+        "unreadable": unreadable,
+        "errors": predictions.errors,
+        "in_domain": int(inside.sum()),
+        "out_of_domain": int((~inside).sum()),
+        "accuracy": _share(right, inside),
+        "per_source": per_source,
+        "confusion": {"rows": sources, "columns": [*names, UNSURE], "counts": confusion},
+        "forced_confusion": {"rows": sources, "columns": list(names), "counts": forced},
+        "threshold": threshold_figures(predictions, min_confidence),
+    }
+
+
+def _meets(value: float | None, target: float) -> bool:
+    return value is not None and value >= target
+
+
+def threshold_sweep(predictions: PhotoPredictions, thresholds: Sequence[float] = spec.SWEEP_THRESHOLDS,
+                    ood_class: str = spec.TARGET_OOD_CLASS) -> dict:
+    """Coverage, selective accuracy and OOD unsure rates per threshold, and the smallest threshold
+    that meets all of ``spec.TARGET_*`` (``chosen`` is None when none does).
+
+    The OOD target applies to ``ood_class`` photos (hats); without any, to all OOD photos.
+    """
+    targets = {"selective_accuracy": spec.TARGET_SELECTIVE_ACCURACY, "coverage": spec.TARGET_COVERAGE,
+               "ood_unsure": spec.TARGET_OOD_UNSURE}
+    rows = []
+    for threshold in thresholds:
+        figures = threshold_figures(predictions, check_min_confidence(float(threshold)))
+        ood = figures["ood_unsure"].get(ood_class, figures["ood_unsure_rate"])
+        met = {"selective_accuracy": _meets(figures["selective_accuracy"], targets["selective_accuracy"]),
+               "coverage": _meets(figures["coverage"], targets["coverage"]),
+               "ood_unsure": _meets(ood, targets["ood_unsure"])}
+        rows.append({**figures, "target_ood_unsure": ood, "met": met, "all_met": all(met.values())})
+    chosen = next((row["min_confidence"] for row in rows if row["all_met"]), None)
+    ood_name = ood_class if any(ood_class in row["ood_unsure"] for row in rows) else "out-of-domain"
+    return {"targets": {**targets, "ood_class": ood_name}, "rows": rows, "chosen": chosen}
+
+
+def format_photo_report(report: dict, title: str) -> str:
+    """A plain-text summary for the terminal."""
+    def pct(value: float | None) -> str:
+        return "    —" if value is None else f"{100 * value:5.1f}"
+
+    figures = report["threshold"]
+    lines = [f"{title}: {report['photos']:,} photos ({report['in_domain']:,} in domain, "
+             f"{report['out_of_domain']:,} out of domain, {report['unreadable']:,} unreadable)",
+             f"  accuracy (forced answer, in domain)  {pct(report['accuracy'])} %",
+             f"  at min-confidence {figures['min_confidence']:.2f}: coverage {pct(figures['coverage'])} %, "
+             f"selective accuracy {pct(figures['selective_accuracy'])} %, "
+             f"unsure on out-of-domain {pct(figures['ood_unsure_rate'])} %",
+             "", f"  {'source class':<14} {'photos':>6} {'recall %':>9} {'unsure %':>9}"]
+    for row in report["per_source"]:
+        lines.append(f"  {row['source_class']:<14} {row['photos']:>6} {pct(row['recall']):>9} {pct(row['unsure_rate']):>9}"
+                     + ("" if row["in_domain"] else "  (out of domain: unsure is right)"))
+    lines += ["", "  confusion: rows source class, columns the verdict"]
+    columns = [c[:6] for c in report["confusion"]["columns"]]
+    lines.append(f"  {'':<14} " + " ".join(f"{c:>6}" for c in columns))
+    for source, counts in zip(report["confusion"]["rows"], report["confusion"]["counts"]):
+        lines.append(f"  {source:<14} " + " ".join(f"{n:>6}" for n in counts))
+    for error in report["errors"]:
+        lines.append(f"  unreadable: {error['error']}")
+    return "\n".join(lines)
+
+
+def format_sweep(sweep: dict) -> str:
+    """The sweep as a table, and the threshold it names."""
+    targets = sweep["targets"]
+    lines = [f"targets: selective accuracy >= {targets['selective_accuracy']:.2f}, coverage >= {targets['coverage']:.2f}, "
+             f"{targets['ood_class']} unsure >= {targets['ood_unsure']:.2f}", "",
+             f"{'threshold':>9} {'coverage':>9} {'sel. acc':>9} {'OOD unsure':>11} {targets['ood_class'] + ' unsure':>11}  met"]
+    for row in sweep["rows"]:
+        met = ", ".join(name for name, ok in row["met"].items() if ok) or "none"
+        cells = [row["coverage"], row["selective_accuracy"], row["ood_unsure_rate"], row["target_ood_unsure"]]
+        text = ["—" if v is None else f"{v:.3f}" for v in cells]
+        lines.append(f"{row['min_confidence']:>9.2f} {text[0]:>9} {text[1]:>9} {text[2]:>11} {text[3]:>11}  "
+                     + ("ALL" if row["all_met"] else met))
+    chosen = sweep["chosen"]
+    lines += ["", f"smallest threshold meeting all targets: {chosen:.2f}" if chosen is not None
+              else "no threshold meets all targets"]
+    return "\n".join(lines)
+
+
+def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, title: str) -> None:
+    """Two panels: the verdict confusion (source class x predicted class + unsure) as a heat map,
+    and selective accuracy against coverage over thresholds 0..0.99. Needs matplotlib."""
+    from edgefmnist.plots import _pyplot, save_figure
+
+    plt = _pyplot()
+    counts = np.array(report["confusion"]["counts"], dtype=float).reshape(len(report["confusion"]["rows"]), -1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5), gridspec_kw={"width_ratios": [3, 2]})
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    image = left.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    left.set_xticks(range(counts.shape[1]), report["confusion"]["columns"], rotation=45, ha="right")
+    left.set_yticks(range(counts.shape[0]), report["confusion"]["rows"])
+    left.set_xlabel(f"verdict (unsure: top probability <= {report['threshold']['min_confidence']:.2f})")
+    left.set_ylabel("source class")
+    for i, row in enumerate(counts):
+        for j, count in enumerate(row):
+            left.text(j, i, str(int(count)), ha="center", va="center", fontsize=8,
+                      color="white" if shares[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=left, fraction=0.046, label="share of the row")
+    left.set_title(title)
+    curve = [threshold_figures(predictions, t / 100) for t in range(0, 100)]
+    points = [(c["coverage"], c["selective_accuracy"], c["min_confidence"]) for c in curve
+              if c["coverage"] and c["selective_accuracy"] is not None]
+    if points:
+        right.plot([100 * p[0] for p in points], [100 * p[1] for p in points], marker=".")
+        for coverage, accuracy, threshold in points[::10]:
+            right.annotate(f"{threshold:.1f}", (100 * coverage, 100 * accuracy), fontsize=8,
+                           textcoords="offset points", xytext=(4, 4))
+    right.set_xlabel("coverage: in-domain photos answered (%)")
+    right.set_ylabel("accuracy on the answered photos (%)")
+    right.set_title("accuracy vs coverage (labels: threshold)")
+    right.grid(alpha=0.3)
+    save_figure(fig, path)

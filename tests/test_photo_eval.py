@@ -1,0 +1,250 @@
+"""Real-photo evaluation and the "unsure" verdict: `edgefmnist evaluate --photos`, `infer --min-confidence`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgefmnist import spec
+from edgefmnist.runtime.infer import Classified, is_unsure
+from edgefmnist.runtime.photo_eval import (PhotoSetError, folder_class, load_photo_set, photo_split,
+                                           select_split)
+from test_cli import assert_one_line_error, run
+from test_infer import TORCH_FREE
+
+REGRESSION_SET = Path(__file__).parent / "data" / "photos"
+PHOTOS_DEV = Path(__file__).resolve().parents[2] / "shared" / "photos-dev"
+# In-domain accuracy (forced answer) of the shipped default model on the regression set must
+# not fall below this. Provisional: 5 points below the 48.1 % measured with the models and
+# preprocessing of the day this set was made; raise it after retraining.
+ACCURACY_FLOOR = 0.43
+
+
+def evaluate_json(*args: str) -> dict:
+    result = run("evaluate", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def photo(path: Path, seed: int = 0, size: tuple[int, int] = (80, 60)) -> Path:
+    """A small JPEG: a dark blob on a light, noisy background (not a uniform picture)."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(200, 256, (size[1], size[0], 3), dtype=np.uint8)
+    pixels[10:50, 20:60] = rng.integers(0, 80, (40, 40, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+    return path
+
+
+# The split
+
+
+def test_the_split_is_a_fixed_hash_of_the_file_name() -> None:
+    # pinned: the halves must never move (choices made on one half would leak into the other)
+    assert photo_split("dress/b6111cee-12de-4c9f-8a84-200313eb8a1d.jpg") == "report"
+    assert photo_split("t-shirt/e7118519-3e7d-431a-9d22-2cedd6da1e1d.jpg") == "choice"
+    assert photo_split("/anywhere/else/e7118519-3e7d-431a-9d22-2cedd6da1e1d.jpg") == "choice"  # the name only
+    names = [f"{i:08x}.jpg" for i in range(2000)]
+    assert [photo_split(n) for n in names] == [photo_split(n) for n in names]
+    assert 0.45 < np.mean([photo_split(n) == "choice" for n in names]) < 0.55
+
+
+def test_the_split_halves_photos_dev() -> None:
+    if not (PHOTOS_DEV / "labels.csv").is_file():
+        pytest.skip(f"no {PHOTOS_DEV}")
+    photos = load_photo_set(PHOTOS_DEV)
+    choice, report = select_split(photos, "choice"), select_split(photos, "report")
+    assert len(choice) + len(report) == len(photos) == 1200 and not {p.path for p in choice} & {p.path for p in report}
+    assert 0.45 < len(choice) / len(photos) < 0.55
+    assert select_split(photos, "all") == photos
+
+
+def test_the_regression_set_is_the_report_half() -> None:
+    photos = load_photo_set(REGRESSION_SET)
+    assert len(photos) == 300 and all(photo_split(p.path.name) == "report" for p in photos)
+    assert sum(not p.in_domain for p in photos) == 90  # hat, shorts, skirt
+    assert all(p.path.is_file() for p in photos)
+
+
+# Loading photo sets
+
+
+def test_folder_per_class_loading(tmp_path: Path) -> None:
+    for folder, seed in (("T-shirt_top", 0), ("ankle-boot", 1), ("Trouser", 2), ("unknown", 3), ("hat", 4)):
+        photo(tmp_path / folder / f"{folder}.jpg", seed)
+    (tmp_path / "Trouser" / "notes.txt").write_text("not a photo")
+    photos = {p.path.parent.name: p for p in load_photo_set(tmp_path)}
+    assert set(photos) == {"T-shirt_top", "ankle-boot", "Trouser", "unknown", "hat"}
+    assert photos["T-shirt_top"].accepted == ("T-shirt/top",) and photos["T-shirt_top"].source_class == "T-shirt/top"
+    assert photos["ankle-boot"].accepted == ("Ankle boot",)
+    assert photos["unknown"].accepted == () and not photos["unknown"].in_domain
+    assert photos["hat"].source_class == "hat" and not photos["hat"].in_domain
+    assert folder_class("t_shirt_top") == "T-shirt/top" and folder_class("t-shirt") is None
+
+
+def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path) -> None:
+    photo(tmp_path / "a" / "one.jpg")
+    photo(tmp_path / "a" / "two.jpg", 1)
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\n"
+                                         "a/one.jpg,longsleeve,T-shirt/top;Pullover; Shirt\n"
+                                         "a/two.jpg,hat,\n")
+    one, two = load_photo_set(tmp_path)
+    assert one.path == tmp_path / "a" / "one.jpg" and one.accepted == ("T-shirt/top", "Pullover", "Shirt")
+    assert one.in_domain and one.source_class == "longsleeve"
+    assert two.accepted == () and not two.in_domain and two.source_class == "hat"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("file,source_class\nx.jpg,hat\n", "missing accepted"),
+    ("file,source_class,accepted\nx.jpg,hat,Hat\n", "'Hat' is not a Fashion-MNIST class"),
+    ("file,source_class,accepted\n,hat,\n", "empty file name"),
+])
+def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
+    (tmp_path / "labels.csv").write_text(text)
+    with pytest.raises(PhotoSetError, match=fragment):
+        load_photo_set(tmp_path)
+    assert_one_line_error(run("evaluate", "--photos", str(tmp_path)), 1, str(tmp_path / "labels.csv"), fragment)
+
+
+def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "missing")), 2, "--photos", "does not exist")
+    (tmp_path / "file.txt").write_text("x")
+    assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "file.txt")), 2, "--photos")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "empty")), 1, str(tmp_path / "empty"), "no photos")
+    assert_one_line_error(run("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence")
+    assert_one_line_error(run("evaluate", "--sweep"), 1, "--sweep needs --photos")
+
+
+# The report
+
+
+@pytest.fixture(scope="module")
+def regression_report() -> dict:
+    return evaluate_json("--photos", str(REGRESSION_SET), "--sweep")
+
+
+def test_real_photo_accuracy_does_not_fall_back(regression_report: dict) -> None:
+    report = regression_report
+    assert (report["photos"], report["classified"], report["unreadable"]) == (300, 300, 0)
+    assert (report["in_domain"], report["out_of_domain"]) == (210, 90)
+    assert report["accuracy"] >= ACCURACY_FLOOR, f"real-photo accuracy {report['accuracy']:.3f} < {ACCURACY_FLOOR}"
+
+
+def test_the_report_adds_up(regression_report: dict) -> None:
+    report = regression_report
+    confusion = report["confusion"]
+    assert confusion["columns"] == [*spec.CLASS_NAMES, "unsure"] and len(confusion["rows"]) == 10
+    counts = np.array(confusion["counts"])
+    forced = np.array(report["forced_confusion"]["counts"])
+    assert counts.sum() == forced.sum() == 300 and (counts.sum(1) == forced.sum(1)).all()
+    rows = {row["source_class"]: row for row in report["per_source"]}
+    assert confusion["rows"][-3:] == ["hat", "shorts", "skirt"] and rows["hat"]["recall"] is None
+    for source, row in zip(confusion["rows"], counts):
+        assert rows[source]["unsure_rate"] == pytest.approx(row[-1] / row.sum())
+    assert rows["pants"]["recall"] == pytest.approx(forced[confusion["rows"].index("pants")][1] / 30)
+    threshold = report["threshold"]
+    assert threshold["min_confidence"] == spec.DEFAULT_MIN_CONFIDENCE
+    assert threshold["ood_unsure"]["hat"] == pytest.approx(rows["hat"]["unsure_rate"])
+    in_domain_unsure = sum(row[-1] for source, row in zip(confusion["rows"], counts) if rows[source]["in_domain"])
+    assert threshold["coverage"] == pytest.approx(1 - in_domain_unsure / 210)
+
+
+def test_the_sweep_names_the_smallest_threshold_meeting_the_targets(regression_report: dict) -> None:
+    sweep = regression_report["sweep"]
+    rows = sweep["rows"]
+    assert [row["min_confidence"] for row in rows] == list(spec.SWEEP_THRESHOLDS) and rows[0]["min_confidence"] == 0.3
+    coverage = [row["coverage"] for row in rows]
+    assert coverage == sorted(coverage, reverse=True)
+    assert sweep["targets"]["ood_class"] == "hat"
+    for row in rows:
+        assert row["met"]["coverage"] == (row["coverage"] >= spec.TARGET_COVERAGE)
+        assert row["all_met"] == all(row["met"].values())
+    met = [row["min_confidence"] for row in rows if row["all_met"]]
+    assert sweep["chosen"] == (met[0] if met else None)
+    text = run("evaluate", "--photos", str(REGRESSION_SET), "--sweep")
+    assert text.returncode == 0 and ("smallest threshold meeting all targets" in text.stdout
+                                     or "no threshold meets all targets" in text.stdout)
+
+
+def test_threshold_extremes_and_unreadable_photos(tmp_path: Path) -> None:
+    for k in range(3):
+        photo(tmp_path / "Coat" / f"{k}.jpg", k)
+    (tmp_path / "unknown").mkdir()
+    (tmp_path / "unknown" / "broken.jpg").write_bytes(b"not a jpeg")
+    Image.new("RGB", (50, 40), (180, 180, 180)).save(tmp_path / "unknown" / "blank.png")
+    never = evaluate_json("--photos", str(tmp_path), "--min-confidence", "0")
+    assert (never["photos"], never["classified"], never["unreadable"]) == (5, 4, 1)
+    assert "broken.jpg" in never["errors"][0]["file"] and "broken.jpg" in never["errors"][0]["error"]
+    assert never["threshold"]["coverage"] == 1.0
+    assert never["threshold"]["ood_unsure"] == {"unknown": 1.0}  # the blank picture: unsure whatever the threshold
+    always = evaluate_json("--photos", str(tmp_path), "--min-confidence", "1")
+    assert always["threshold"]["coverage"] == 0.0 and always["threshold"]["selective_accuracy"] is None
+    text = run("evaluate", "--photos", str(tmp_path))
+    assert text.returncode == 0 and "1 unreadable" in text.stdout
+
+
+def test_photo_plot(tmp_path: Path) -> None:
+    plot = tmp_path / "photos.png"
+    result = run("evaluate", "--photos", str(REGRESSION_SET), "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sorted(p.name for p in tmp_path.iterdir()) == ["photos.png"]
+
+
+def test_evaluate_photos_stays_torch_free() -> None:
+    result = subprocess.run([sys.executable, "-c", TORCH_FREE, "evaluate", "--photos", str(REGRESSION_SET), "--json"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "IMPORTED:"
+
+
+# The unsure verdict in `infer`
+
+
+def test_unsure_rule() -> None:
+    assert is_unsure(0.38, 0.5) and not is_unsure(0.51, 0.5)
+    assert not is_unsure(0.1, 0.0) and is_unsure(1.0, 1.0) and is_unsure(0.99, 0.0, nothing_found=True)
+
+
+def test_unsure_line_and_json() -> None:
+    top = [{"label": "T-shirt/top", "probability": 0.38}, {"label": "Bag", "probability": 0.21}]
+    unsure = Classified("hat.jpg", "T-shirt/top", 0, 0.38, top, unsure=True)
+    assert unsure.line() == "hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)"
+    assert unsure.to_dict() == {"image": "hat.jpg", "label": "T-shirt/top", "index": 0, "probability": 0.38,
+                                "unsure": True, "top_k": top}
+    sure = Classified("shirt.jpg", "T-shirt/top", 0, 0.38, top)
+    assert sure.line() == "shirt.jpg: T-shirt/top 0.38 (Bag 0.21)" and sure.to_dict()["unsure"] is False
+
+
+def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> None:
+    real = sorted(REGRESSION_SET.glob("*/*.jpg"))[:4]
+    never = json.loads(run("infer", "--json", "--min-confidence", "0", *(f"--image={p}" for p in real)).stdout)
+    assert [row["unsure"] for row in never] == [False] * 4
+    always = run("infer", "--min-confidence", "1", "--top-k", "2", *(f"--image={p}" for p in real))
+    assert always.returncode == 0
+    assert [line.split(": ", 1)[1].startswith("unsure (") for line in always.stdout.splitlines()] == [True] * 4
+    assert all(line.count(", ") == 1 for line in always.stdout.splitlines())  # both of the top 2 shown
+    Image.new("RGB", (64, 48), (230, 230, 230)).save(tmp_path / "wall.jpg")
+    uniform = run("infer", "--json", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
+    row = json.loads(uniform.stdout)[0]
+    assert uniform.returncode == 0 and row["unsure"] is True and row["label"] and "uniform" in row["warning"]
+    plain = run("infer", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
+    assert plain.stdout.startswith(f"{tmp_path / 'wall.jpg'}: unsure (") and "warning" in plain.stderr
+
+
+def test_infer_sample_honours_the_threshold(real_data_dir: Path) -> None:
+    rows = json.loads(run("infer", "--sample", "0:3", "--min-confidence", "1", "--json",
+                          "--data-dir", str(real_data_dir)).stdout)
+    assert [row["unsure"] for row in rows] == [True] * 3 and all(row["true_label"] for row in rows)
+    text = run("infer", "--sample", "0:1", "--min-confidence", "1", "--data-dir", str(real_data_dir)).stdout
+    assert text.startswith("test[0]: unsure (") and text.rstrip().endswith("?]")
+    rows = json.loads(run("infer", "--sample", "0:3", "--min-confidence", "0", "--json",
+                          "--data-dir", str(real_data_dir)).stdout)
+    assert [row["unsure"] for row in rows] == [False] * 3
