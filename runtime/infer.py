@@ -23,7 +23,6 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-NOTHING_FOUND = "no object found: the picture is uniform"
 
 
 def is_unsure(probability: float, min_confidence: float, nothing_found: bool = False) -> bool:
@@ -107,30 +106,33 @@ def check_min_confidence(min_confidence: float) -> float:
 
 def classify_arrays(predictor: Predictor, images: np.ndarray, names: list[str], k: int,
                     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
-                    nothing_found: list[bool] | None = None) -> list[Classified]:
-    """Classify uint8 images ``[N, 28, 28]`` in one call; ``nothing_found[i]`` makes image i unsure."""
+                    nothing_found: list[str] | None = None) -> list[Classified]:
+    """Classify uint8 images ``[N, 28, 28]`` in one call.
+
+    ``nothing_found[i]``, when not empty, is preprocessing's :class:`NothingFound` message for
+    image i: it becomes the result's warning and makes the verdict unsure.
+    """
     check_min_confidence(min_confidence)
     probabilities = predictor.predict(images)
-    empty = nothing_found or [False] * len(names)
+    empty = nothing_found or [""] * len(names)
     results = []
-    for name, row, uniform in zip(names, probabilities, empty):
+    for name, row, reason in zip(names, probabilities, empty):
         best = int(row.argmax())
         results.append(Classified(name, predictor.class_names[best], best, float(row[best]),
-                                  top_k(row, predictor.class_names, k),
-                                  warning=NOTHING_FOUND if uniform else "",
-                                  unsure=is_unsure(float(row[best]), min_confidence, uniform)))
+                                  top_k(row, predictor.class_names, k), warning=reason,
+                                  unsure=is_unsure(float(row[best]), min_confidence, bool(reason))))
     return results
 
 
-def preprocess_noting_emptiness(path: Path) -> tuple[np.ndarray, bool]:
-    """``preprocess_file(path)`` and whether it warned :class:`NothingFound` (a uniform picture).
+def preprocess_noting_emptiness(path: Path) -> tuple[np.ndarray, str]:
+    """``preprocess_file(path)`` and its :class:`NothingFound` message ("" when an object was found).
 
-    Returns uint8 ``[28, 28]`` and a flag; raises :class:`EdgeFmnistError` for an unreadable file.
+    Returns uint8 ``[28, 28]`` and the message; raises :class:`EdgeFmnistError` for an unreadable file.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NothingFound)
         pixels = preprocess_file(path)
-    return pixels, any(issubclass(w.category, NothingFound) for w in caught)
+    return pixels, next((str(w.message) for w in caught if issubclass(w.category, NothingFound)), "")
 
 
 def classify_files(predictor: Predictor, paths: list[Path], k: int = 3,
@@ -140,11 +142,11 @@ def classify_files(predictor: Predictor, paths: list[Path], k: int = 3,
     results: list[Classified] = []
     for path in paths:
         try:
-            pixels, uniform = preprocess_noting_emptiness(path)
+            pixels, reason = preprocess_noting_emptiness(path)
         except EdgeFmnistError as exc:
             results.append(Classified(str(path), error=str(exc)))
             continue
-        result = classify_arrays(predictor, pixels[None], [str(path)], k, min_confidence, [uniform])[0]
+        result = classify_arrays(predictor, pixels[None], [str(path)], k, min_confidence, [reason])[0]
         if save_preprocessed is not None:
             save_png(preprocessed_path(save_preprocessed, path, len(paths)), pixels)
         results.append(result)

@@ -201,13 +201,13 @@ def predict_photos(predictor: Predictor, photos: Sequence[Photo],
     kept, pixels, empty, errors = [], [], [], []
     for photo in progress(photos, "photos"):
         try:
-            image, uniform = preprocess_noting_emptiness(photo.path)
+            image, nothing_found = preprocess_noting_emptiness(photo.path)
         except EdgeFmnistError as exc:
             errors.append({"file": str(photo.path), "error": str(exc)})
             continue
         kept.append(photo)
         pixels.append(image)
-        empty.append(uniform)
+        empty.append(bool(nothing_found))
     classes = len(predictor.class_names)
     probabilities = predictor.predict(np.stack(pixels)) if pixels else np.zeros((0, classes), np.float32)
     return PhotoPredictions(tuple(predictor.class_names), kept, probabilities, np.array(empty, bool), errors)
