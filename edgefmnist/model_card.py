@@ -4,8 +4,11 @@
 
 Every figure is measured here on the real test set (accuracy through the runtime, as
 ``edgefmnist evaluate`` does; through PyTorch for a checkpoint) or taken from the model's
-own metadata (parity) and the ``edgefmnist bench --json`` report (latency). The shipped-model
-test reads the card back with :func:`read_card_accuracies` and re-measures every claim.
+own metadata (parity, the fitted temperature and its validation ECE) and the
+``edgefmnist bench --json`` report (latency). Test ECE before and after temperature scaling
+is measured through the runtime: ``softmax(logits)`` against the ``probabilities`` output.
+The shipped-model test reads the card back with :func:`read_card_accuracies` and re-measures
+every claim.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefmnist.calibration import expected_calibration_error, softmax
 from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, Predictor
@@ -83,6 +87,45 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
             f"{100 * measured_accuracy(path, test):.2f} % | {agreement} | {bench_p50(bench, path.name)} |")
 
 
+def runtime_outputs(path: Path, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and the ``probabilities`` output, float32 ``[N, 10]``, through the runtime."""
+    predictor = Predictor(path)
+    runs = [predictor.run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
+
+
+def calibration_row(path: Path, test: Split) -> str:
+    """``| file | T | validation ECE (%) | test ECE (%) |``; ECE cells read ``before → after``.
+
+    Percentages carry no ``%`` sign, so :data:`CARD_ROW` never mistakes them for accuracies.
+    """
+    logits, probabilities = runtime_outputs(path, test.images)
+    test_before = 100 * expected_calibration_error(softmax(logits), test.labels)
+    test_after = 100 * expected_calibration_error(probabilities, test.labels)
+    calibration = read_metadata(path).calibration
+    if calibration is None:
+        return f"| `{path.name}` | — (not calibrated) | — | {test_before:.2f} |"
+    return (f"| `{path.name}` | {calibration['temperature']:.4f} | {100 * calibration['ece_before']:.2f} → "
+            f"{100 * calibration['ece_after']:.2f} | {test_before:.2f} → {test_after:.2f} |")
+
+
+def calibration_section(folder: Path, names: list[str], test: Split) -> list[str]:
+    rows = [calibration_row(folder / name, test) for name in names if name.endswith(".onnx") and (folder / name).is_file()]
+    return [
+        "## Calibrated probabilities",
+        "",
+        "Each model's `probabilities` output is `softmax(logits / T)` (temperature scaling, Guo et al. 2017);",
+        "`logits` stays raw. `T` is fitted at export on that model's own logits for the 5,000 validation images",
+        "(never the test set); the int8 model gets its own `T`. ECE: expected calibration error, 15 equal-width",
+        "confidence bins, in percent, before (`T = 1`) → after. Test ECE is measured through the runtime.",
+        "",
+        "| file | T | validation ECE (%) | test ECE (%) |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
 def render_card(folder: Path, test: Split, bench: dict) -> str:
     names = [f"{arch}{suffix}" for arch in ARCHES for suffix in (".pt", ".onnx", ".int8.onnx")]
     rows = [card_row(folder / name, test, bench) for name in names if (folder / name).is_file()]
@@ -113,6 +156,7 @@ def render_card(folder: Path, test: Split, bench: dict) -> str:
         "",
         "Every model's claims are in its own metadata; `edgefmnist verify MODEL.onnx` re-measures them.",
         "",
+        *calibration_section(folder, names, test),
     ])
 
 

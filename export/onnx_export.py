@@ -2,6 +2,9 @@
 
     edgefmnist export runs/mlp-best.pt --opset 17
 
+``probabilities = softmax(logits / temperature)``: the graph divides by a scalar initializer
+named ``temperature`` (1.0 here; export fits and writes it, :mod:`edgefmnist.export.temperature`).
+
 Uses the TorchScript-based exporter: it writes opset 17 / IR 8, which onnxruntime 1.17 and
 later load (the dynamo exporter's graphs start at opset 18 / IR 10, which 1.17 cannot).
 BatchNorm is folded into the convolutions by constant folding, and the MLP's pixel
@@ -19,6 +22,7 @@ from torch import nn
 
 from edgefmnist import spec
 from edgefmnist.errors import ModelError, first_line
+from edgefmnist.export.temperature import TEMPERATURE_NAME
 from edgefmnist.nets import fold_normalization
 from edgefmnist.runtime.metadata import ModelMetadata
 from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
@@ -28,19 +32,24 @@ MIN_OPSET = 13  # per-channel int8 quantisation needs 13
 
 
 class WithProbabilities(nn.Module):
-    """Adds the softmax output beside the logits."""
+    """Adds the output ``softmax(logits / temperature)`` beside the raw logits.
 
-    def __init__(self, net: nn.Module) -> None:
+    ``temperature`` is a buffer, so the exported ``Div`` reads it from an initializer of
+    that name, which :func:`edgefmnist.export.temperature.set_temperature` rewrites.
+    """
+
+    def __init__(self, net: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.net = net
+        self.register_buffer(TEMPERATURE_NAME, torch.tensor(float(temperature)))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(image)
-        return logits, torch.softmax(logits, dim=1)
+        return logits, torch.softmax(logits / self.temperature, dim=1)
 
 
-def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
-    """Write ``net`` (in eval mode) as ONNX with a dynamic batch axis."""
+def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET, temperature: float = 1.0) -> None:
+    """Write ``net`` (in eval mode) as ONNX with a dynamic batch axis; the softmax divides by ``temperature``."""
     if not MIN_OPSET <= opset <= 20:
         raise ModelError(f"--opset {opset}: supported opsets are {MIN_OPSET}-20 (onnxruntime 1.17 loads up to 20)")
     net = fold_normalization(net.eval())
@@ -49,7 +58,7 @@ def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            WithProbabilities(net), (example,), str(path), dynamo=False, opset_version=opset,
+            WithProbabilities(net, temperature), (example,), str(path), dynamo=False, opset_version=opset,
             input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
             dynamic_axes={INPUT_NAME: batch_axis, OUTPUT_NAMES[0]: batch_axis, OUTPUT_NAMES[1]: batch_axis},
             do_constant_folding=True,

@@ -5,6 +5,12 @@
 fp32 must match its reference to ``atol`` in every logit and agree on every top-1 label;
 int8 may lose at most ``MAX_INT8_ACCURACY_DROP`` points and must agree on
 ``MIN_INT8_AGREEMENT`` of the images.
+
+The ``probabilities`` output is checked too, against ``softmax(logits / T)`` with the model's
+temperature ``T`` (1 for a model exported before temperature scaling): fp32 against the
+*reference's* logits, within ``atol * max(1, 1 / T)`` (softmax changes by at most half the
+largest logit change divided by ``T``) plus float32 rounding; int8 against its *own* logits
+(its logits already differ from the reference's), within float32 rounding.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefmnist.calibration import softmax
 from edgefmnist.data import load_test_split
 from edgefmnist.runtime.predictor import Predictor
 
 DEFAULT_ATOL = 1e-4
 MAX_INT8_ACCURACY_DROP = 0.005  # 0.5 points
 MIN_INT8_AGREEMENT = 0.99
+SOFTMAX_ROUNDING = 1e-6  # float32 softmax in onnxruntime vs float64 in numpy
 RECORDED_ACCURACY_TOLERANCE = 0.001  # 10 of 10,000 images, for CPUs that round differently
 
 
@@ -52,16 +60,25 @@ class ParityReport(Verdict):
     reference_accuracy: float
     candidate_accuracy: float
     failures: list[str] = field(default_factory=list)
+    temperature: float | None = None  # of the candidate's softmax, when its probabilities were checked
+    max_abs_probability_diff: float | None = None  # vs softmax(logits / temperature), see the module docstring
 
     def summary(self) -> str:
+        probabilities = ("" if self.max_abs_probability_diff is None else
+                         f"max |Δprobability| {self.max_abs_probability_diff:.1e} at T {self.temperature:.4f}, ")
         return (f"{self.candidate} ({self.precision}) vs {self.reference} on {self.images:,} test images: "
-                f"max |Δlogit| {self.max_abs_logit_diff:.2e}, top-1 agreement {100 * self.top1_agreement:.2f} %, "
+                f"max |Δlogit| {self.max_abs_logit_diff:.2e}, {probabilities}top-1 agreement {100 * self.top1_agreement:.2f} %, "
                 f"accuracy {100 * self.candidate_accuracy:.2f} % vs {100 * self.reference_accuracy:.2f} % — {self.verdict()}")
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, *, precision: str,
-                   reference_name: str, candidate_name: str, atol: float = DEFAULT_ATOL) -> ParityReport:
-    """Compare two ``[N, 10]`` logit arrays against each other and the true labels."""
+                   reference_name: str, candidate_name: str, atol: float = DEFAULT_ATOL,
+                   candidate_probabilities: np.ndarray | None = None, temperature: float = 1.0) -> ParityReport:
+    """Compare two ``[N, 10]`` logit arrays against each other and the true labels.
+
+    With ``candidate_probabilities`` ``[N, 10]`` (the model's ``probabilities`` output), also
+    check them against ``softmax(logits / temperature)`` as the module docstring says.
+    """
     if reference.shape != candidate.shape or len(labels) != len(reference):
         raise ValueError(f"shape mismatch: {reference.shape} vs {candidate.shape} for {len(labels)} labels")
     reference_top1, candidate_top1 = reference.argmax(1), candidate.argmax(1)
@@ -83,8 +100,18 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndar
                             f"{100 * MAX_INT8_ACCURACY_DROP:.1f}")
         if agreement < MIN_INT8_AGREEMENT:
             failures.append(f"top-1 agreement {100 * agreement:.2f} % < {100 * MIN_INT8_AGREEMENT:.0f} %")
+    probability_diff = None
+    if candidate_probabilities is not None:
+        expected = softmax(reference if precision == "fp32" else candidate, temperature)
+        probability_diff = float(np.max(np.abs(candidate_probabilities.astype(np.float64) - expected)))
+        tolerance = SOFTMAX_ROUNDING + (atol * max(1.0, 1.0 / temperature) if precision == "fp32" else 0.0)
+        if not probability_diff <= tolerance:
+            whose = "the reference's" if precision == "fp32" else "its own"
+            failures.append(f"max |Δprobability| {probability_diff:.2e} > {tolerance:.1e} "
+                            f"against softmax({whose} logits / {temperature:.4f})")
     return ParityReport(reference_name, candidate_name, precision, len(labels), max_diff, agreement,
-                        reference_accuracy, candidate_accuracy, failures)
+                        reference_accuracy, candidate_accuracy, failures,
+                        None if candidate_probabilities is None else temperature, probability_diff)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,12 @@
 
 Every model is validated on the full 10,000-image test set *before* it is moved into place;
 a model that fails leaves the file previously at that path untouched.
+
+Each model's ``probabilities`` output is calibrated by temperature scaling
+(:mod:`edgefmnist.calibration`): ``T`` is fitted on that model's *own* validation logits
+(the first 5,000 training images), so the int8 model gets its own ``T``, and written into the
+graph's softmax; the metadata's ``calibration`` entry records ``T`` with validation and test
+ECE/NLL before and after. The ``logits`` output stays raw.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import onnxruntime
 import edgefmnist
 from edgefmnist import spec
 from edgefmnist.atomic import write_bytes_atomic
+from edgefmnist.calibration import TemperatureCalibration, calibrate
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
@@ -29,8 +36,9 @@ from edgefmnist.errors import EdgeFmnistError, ValidationFailed
 from edgefmnist.export.onnx_export import DEFAULT_OPSET, export_onnx, finalize_model, opset_of
 from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
 from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
-from edgefmnist.runtime.metadata import SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
-from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, batched_logits
+from edgefmnist.export.temperature import set_temperature
+from edgefmnist.runtime.metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
+from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES, Predictor
 from edgefmnist.train import predict_logits
 
 
@@ -40,10 +48,11 @@ class ExportedModel:
     precision: str
     size_bytes: int
     parity: ParityReport  # against PyTorch (fp32) or against the fp32 ONNX parent (int8)
+    calibration: TemperatureCalibration  # T fitted on validation; validation and test figures
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "precision": self.precision, "size_bytes": self.size_bytes,
-                "parity": self.parity.to_dict()}
+                "parity": self.parity.to_dict(), CALIBRATION_KEY: self.calibration.to_metadata()}
 
 
 def int8_path_for(fp32_path: Path) -> Path:
@@ -51,10 +60,25 @@ def int8_path_for(fp32_path: Path) -> Path:
     return fp32_path.with_name(fp32_path.stem + ".int8.onnx")
 
 
-def onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
-    """Logits of a graph not yet finished (no metadata, so no :class:`Predictor`) on uint8 ``[N, 28, 28]``."""
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return batched_logits(session, Predictor.as_input(images))
+def model_outputs(session: onnxruntime.InferenceSession, images: np.ndarray,
+                  batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches."""
+    inputs = Predictor.as_input(images)
+    runs = [session.run(list(OUTPUT_NAMES), {INPUT_NAME: inputs[i : i + batch_size]})
+            for i in range(0, len(inputs), batch_size)]
+    return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
+
+
+def onnx_outputs(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`model_outputs` of a graph not yet finished (no metadata, so no :class:`Predictor`)."""
+    return model_outputs(onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]), images)
+
+
+def calibrate_graph(path: Path, validation: Split) -> TemperatureCalibration:
+    """Fit ``T`` on the validation logits of the graph at ``path`` and write it into its softmax."""
+    calibration = calibrate(onnx_outputs(path, validation.images)[0], validation.labels)
+    set_temperature(path, calibration.temperature)
+    return calibration
 
 
 def build_metadata(checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str,
@@ -110,56 +134,69 @@ def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: 
                       opset: int = DEFAULT_OPSET, atol: float = DEFAULT_ATOL,
                       data_dir: Path | None = None, progress: Callable[[str], None] = lambda _: None,
                       ) -> list[ExportedModel]:
-    """Export fp32 (always) and int8 (``quantize`` = dynamic/static), each validated before it lands.
+    """Export fp32 (always) and int8 (``quantize`` = dynamic/static), each calibrated and validated before it lands.
 
     ``progress`` receives a short line at the start of each stage.
     """
     checkpoint = load_checkpoint(checkpoint_path)
     checkpoint_sha256 = file_sha256(checkpoint_path)
     out = out or checkpoint_path.with_suffix(".onnx")
-    dataset = load_fashion_mnist(data_dir) if quantize == "static" else None
-    test = dataset.test if dataset else load_test_split(data_dir)
+    dataset = load_fashion_mnist(data_dir)  # the validation split fits T; static int8 calibrates on train
+    test = dataset.test
     progress(f"running PyTorch {checkpoint_path.name} on {len(test):,} test images")
     torch_logits = predict_logits(checkpoint.net, test.images)
     results = []
 
     with staged(out) as tmp:
-        progress(f"exporting {out.name} (opset {opset}) and validating it on the test set")
+        progress(f"exporting {out.name} (opset {opset}), fitting its temperature on {len(dataset.validation):,} "
+                 "validation images, validating it on the test set")
         export_onnx(checkpoint.net, tmp, opset)
-        fp32_logits = onnx_logits(tmp, test.images)
+        calibration = calibrate_graph(tmp, dataset.validation)
+        fp32_logits, fp32_probabilities = onnx_outputs(tmp, test.images)
         report = compare_logits(torch_logits, fp32_logits, test.labels, precision="fp32", atol=atol,
-                                reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=out.name)
-        _finish(tmp, out, checkpoint, checkpoint_sha256, "fp32", report, {})
-    results.append(ExportedModel(out, "fp32", out.stat().st_size, report))
+                                reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=out.name,
+                                candidate_probabilities=fp32_probabilities, temperature=calibration.temperature)
+        calibration = calibration.with_test(fp32_logits, test.labels)
+        _finish(tmp, out, checkpoint, checkpoint_sha256, "fp32", report, {CALIBRATION_KEY: calibration.to_metadata()})
+    results.append(ExportedModel(out, "fp32", out.stat().st_size, report, calibration))
     if quantize == "none":
         return results
 
     preset: QuantPreset = PRESETS[quantize]
     int8_path = int8_path_for(out)
     with staged(int8_path) as tmp:
-        progress(f"quantising to {int8_path.name} ({quantize}) and validating it on the test set")
-        quantize_model(out, tmp, preset, dataset.train.images if dataset else None)
-        int8_logits = onnx_logits(tmp, test.images)
+        progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
+        quantize_model(out, tmp, preset, dataset.train.images if quantize == "static" else None)
+        calibration = calibrate_graph(tmp, dataset.validation)
+        int8_logits, int8_probabilities = onnx_outputs(tmp, test.images)
         report = compare_logits(fp32_logits, int8_logits, test.labels, precision="int8",
-                                reference_name=out.name, candidate_name=int8_path.name)
+                                reference_name=out.name, candidate_name=int8_path.name,
+                                candidate_probabilities=int8_probabilities, temperature=calibration.temperature)
         torch_report = compare_logits(torch_logits, int8_logits, test.labels, precision="int8",
                                       reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=int8_path.name)
+        calibration = calibration.with_test(int8_logits, test.labels)
         _finish(tmp, int8_path, checkpoint, checkpoint_sha256, "int8", report,
                 {"parent_sha256": file_sha256(out), "parent": out.name, "quantization": preset.to_dict(),
-                 "parity_vs_pytorch": torch_report.to_dict()})
-    results.append(ExportedModel(int8_path, "int8", int8_path.stat().st_size, report))
+                 "parity_vs_pytorch": torch_report.to_dict(), CALIBRATION_KEY: calibration.to_metadata()})
+    results.append(ExportedModel(int8_path, "int8", int8_path.stat().st_size, report, calibration))
     return results
 
 
 def verify_against_checkpoint(model_path: Path, checkpoint_path: Path, atol: float = DEFAULT_ATOL,
                               data_dir: Path | None = None, test: Split | None = None) -> ParityReport:
-    """Parity of an exported model (fp32 or int8) against the PyTorch checkpoint."""
+    """Parity of an exported model (fp32 or int8) against the PyTorch checkpoint.
+
+    Probabilities are checked against ``softmax(logits / T)`` with the model's recorded ``T``
+    (1 for a model exported before temperature scaling).
+    """
     predictor = Predictor(model_path)
     checkpoint = load_checkpoint(checkpoint_path)
     test = test or load_test_split(data_dir)
-    report = compare_logits(predict_logits(checkpoint.net, test.images), predictor.logits(test.images), test.labels,
+    logits, probabilities = model_outputs(predictor.session, test.images)
+    report = compare_logits(predict_logits(checkpoint.net, test.images), logits, test.labels,
                             precision=predictor.metadata.precision, atol=atol,
-                            reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=model_path.name)
+                            reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=model_path.name,
+                            candidate_probabilities=probabilities, temperature=predictor.metadata.temperature)
     recorded = predictor.metadata.extra.get("checkpoint_sha256")
     if recorded and recorded != file_sha256(checkpoint_path):
         report.failures.append(f"{model_path.name} was exported from a different checkpoint than {checkpoint_path.name}")

@@ -3,11 +3,17 @@
 Export writes it (``edgefmnist export``); the runtime reads it back with ``json.loads`` to
 learn the class names, input convention and precision, and refuses a model that needs a
 newer onnxruntime or a newer edgefmnist than the one installed.
+
+The optional ``calibration`` entry (models exported since temperature scaling) says what
+the graph's ``probabilities`` output already applies: ``softmax(logits / temperature)``,
+``T`` fitted on the validation split, with ECE/NLL before and after. A model without it
+outputs a plain softmax (``T = 1``) and loads as before.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +56,18 @@ def oldest_onnxruntime(opset: int, ir_version: int) -> str:
     raise ModelError(f"opset {opset} / IR {ir_version} is newer than any onnxruntime this toolkit knows")
 
 
+CALIBRATION_KEY = "calibration"
+
+
+def valid_calibration(entry: object) -> bool:
+    """Whether a ``calibration`` entry is ``{"method": "temperature", "temperature": finite > 0, ...}``."""
+    if not isinstance(entry, dict) or entry.get("method") != "temperature":
+        return False
+    temperature = entry.get("temperature")
+    return (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+            and math.isfinite(temperature) and temperature > 0)
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """The parsed ``metadata_props`` of an edgefmnist model."""
@@ -61,6 +79,16 @@ class ModelMetadata:
     arch: str
     min_onnxruntime: str
     extra: dict[str, Any] = field(default_factory=dict)  # recipe, accuracy, hashes, parity, ...
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The ``calibration`` entry (``method``, ``temperature``, ``ece_before``, ...), or None for an older model."""
+        return self.extra.get(CALIBRATION_KEY)
+
+    @property
+    def temperature(self) -> float:
+        """The ``T`` of the graph's ``softmax(logits / T)``: 1.0 for a model exported without calibration."""
+        return float(self.calibration["temperature"]) if self.calibration else 1.0
 
     def to_props(self) -> dict[str, str]:
         """``metadata_props`` entries: every value JSON-encoded."""
@@ -90,6 +118,9 @@ class ModelMetadata:
             raise ModelError(f"{source}: metadata class_names is not a list of names")
         if not isinstance(values["input"], dict):
             raise ModelError(f"{source}: metadata input is not an object")
+        calibration = values.get(CALIBRATION_KEY)
+        if calibration is not None and not valid_calibration(calibration):
+            raise ModelError(f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})")
         return cls(schema=schema, class_names=tuple(names), input=values.pop("input"),
                    precision=str(values.pop("precision")), arch=str(values.pop("arch")),
                    min_onnxruntime=str(values.pop("min_onnxruntime")), extra=values)

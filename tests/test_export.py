@@ -84,7 +84,8 @@ def test_numpy_oracle_agrees_with_pytorch_and_onnx(exported, trained, fashion) -
     for logits in (torch_logits, onnx_logits):
         assert np.abs(logits - oracle).max() <= 1e-4
         assert (logits.argmax(1) == oracle.argmax(1)).all()
-    np.testing.assert_allclose(onnx_probabilities, softmax(oracle), atol=1e-6)
+    temperature = read_metadata(fp32.path).temperature  # probabilities = softmax(logits / T)
+    np.testing.assert_allclose(onnx_probabilities, softmax(oracle / temperature), atol=1e-6)
 
 
 def test_metadata_round_trips(exported, trained) -> None:
@@ -104,6 +105,12 @@ def test_metadata_round_trips(exported, trained) -> None:
         assert meta.extra["recipe"] == checkpoint.recipe.to_dict()
         assert meta.extra["test_accuracy"] == result.parity.candidate_accuracy
         assert meta.extra["opset"] == 17 and meta.min_onnxruntime == "1.17.0"
+        calibration = meta.calibration
+        assert calibration == result.calibration.to_metadata() == result.to_dict()["calibration"]
+        assert calibration["method"] == "temperature" and calibration["split"] == "validation"
+        assert calibration["temperature"] > 0 and calibration["nll_after"] <= calibration["nll_before"]
+        assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration["test"])
+        assert result.parity.temperature == calibration["temperature"] and result.parity.max_abs_probability_diff < 1e-3
     meta = read_metadata(int8.path)
     assert meta.extra["parent_sha256"] == file_sha256(fp32.path)
     assert meta.extra["quantization"]["mode"] == "static" and meta.extra["quantization"]["float_logits"]

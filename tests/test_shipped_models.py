@@ -34,6 +34,31 @@ def shipped_claim_failures(model: Path, card: dict[str, float], test) -> list[st
         failures.append(f"metadata claims {metadata.extra.get('test_accuracy')}, measured {measured}")
     if abs(card.get(model.name, -1) - measured) > 0.00005 + SAME_IMAGES:
         failures.append(f"card claims {card.get(model.name)}, measured {measured}")
+    return failures + calibration_failures(model, test)
+
+
+ECE_NOISE = 0.005  # half a point: T minimises NLL, not ECE, and 15-bin ECE on 5,000 images moves this much
+
+
+def calibration_failures(model: Path, test) -> list[str]:
+    """The ``calibration`` entry (models exported since temperature scaling), re-checked; none if absent."""
+    calibration = read_metadata(model).calibration
+    if calibration is None:
+        return []
+    failures = []
+    if not (calibration["temperature"] > 0 and calibration["split"] == "validation"
+            and calibration["nll_after"] <= calibration["nll_before"]
+            and calibration["ece_after"] <= calibration["ece_before"] + ECE_NOISE):
+        failures.append(f"calibration {calibration}")
+    from edgefmnist.calibration import expected_calibration_error, softmax
+    from edgefmnist.model_card import runtime_outputs
+
+    logits, probabilities = runtime_outputs(model, test.images)
+    if np.abs(probabilities - softmax(logits, calibration["temperature"])).max() > 1e-5:
+        failures.append("the probabilities output is not softmax(logits / recorded temperature)")
+    measured_ece = expected_calibration_error(probabilities, test.labels)
+    if abs(measured_ece - calibration["test"]["ece_after"]) > 0.002:
+        failures.append(f"metadata claims test ECE {calibration['test']['ece_after']}, measured {measured_ece}")
     return failures
 
 

@@ -1,0 +1,233 @@
+"""Temperature scaling: the numpy maths on synthetic logits, the graph edit, and a real export's calibration."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgefmnist.calibration import (
+    ECE_BINS,
+    calibrate,
+    expected_calibration_error,
+    fit_temperature,
+    measure_calibration,
+    negative_log_likelihood,
+    softmax,
+)
+from edgefmnist.errors import ModelError
+from edgefmnist.export.onnx_export import finalize_model
+from edgefmnist.export.temperature import read_temperature, set_temperature
+from edgefmnist.runtime.metadata import CALIBRATION_KEY, ModelMetadata, read_metadata
+from edgefmnist.runtime.predictor import Predictor
+
+
+def sample_labels(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Labels drawn from ``softmax(logits)``: these logits are calibrated by construction."""
+    return (softmax(logits).cumsum(1) > rng.random((len(logits), 1))).argmax(1)
+
+
+@pytest.fixture(scope="module")
+def calibrated() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 3.0, (20_000, 10))
+    return logits, sample_labels(logits, rng)
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 1.0, 2.5])
+def test_fit_recovers_the_temperature_the_logits_were_made_with(calibrated, true_temperature: float) -> None:
+    logits, labels = calibrated
+    fitted = fit_temperature(logits * true_temperature, labels)  # the model's logits are T times too large
+    assert fitted == pytest.approx(true_temperature, rel=0.03)
+
+
+def test_ece_is_near_zero_when_calibrated_and_large_when_overconfident(calibrated) -> None:
+    logits, labels = calibrated
+    assert expected_calibration_error(softmax(logits), labels) < 0.01
+    overconfident = expected_calibration_error(softmax(logits, 0.25), labels)
+    assert overconfident > 0.1
+    figures = measure_calibration(logits * 4, labels, fit_temperature(logits * 4, labels), "validation")
+    assert figures.ece_before == pytest.approx(overconfident) and figures.ece_after < 0.01
+    assert figures.nll_after < figures.nll_before
+
+
+def test_ece_follows_the_definition_on_a_hand_worked_example() -> None:
+    # Confidences 0.9, 0.9 (bin 14: one right -> |0.5 - 0.9|) and 0.55 (bin 9: right -> |1 - 0.55|).
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.45, 0.55]])
+    labels = np.array([0, 1, 1])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx((2 * 0.4 + 0.45) / 3)
+    assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([0])) == 0.0  # confidence 1 is in the top bin
+    assert ECE_BINS == 15
+
+
+def test_nll_and_softmax_known_values() -> None:
+    assert negative_log_likelihood(np.zeros((4, 10)), np.arange(4)) == pytest.approx(math.log(10))
+    logits = np.array([[2.0, 0.0]])
+    assert negative_log_likelihood(logits, np.array([0]), 2.0) == pytest.approx(math.log(1 + math.exp(-1)))
+    np.testing.assert_allclose(softmax(np.array([[1000.0, 0.0]]), 1.0), [[1.0, 0.0]])  # no overflow
+    np.testing.assert_allclose(softmax(logits, 2.0).sum(1), 1.0)
+
+
+def test_fit_never_makes_nll_worse_and_refuses_bad_input(calibrated) -> None:
+    logits, labels = calibrated
+    for scale in (0.3, 1.0, 3.0):
+        fitted = fit_temperature(logits * scale, labels)
+        assert negative_log_likelihood(logits * scale, labels, fitted) <= negative_log_likelihood(logits * scale, labels)
+    with pytest.raises(ValueError, match="temperature must be"):
+        softmax(logits, 0.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        fit_temperature(np.full((2, 3), np.nan), np.array([0, 1]))
+    with pytest.raises(ValueError, match="expected logits"):
+        fit_temperature(logits, labels[:-1])
+    result = calibrate(logits * 2, labels)
+    assert result.temperature == float(np.float32(result.temperature))  # what the graph stores
+    entry = result.with_test(logits * 2, labels).to_metadata()
+    assert entry["method"] == "temperature" and entry["split"] == "validation" and entry["bins"] == ECE_BINS
+    assert entry["test"]["images"] == len(labels) and {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(entry)
+
+
+def tiny_graph(path: Path, with_divide: bool) -> Path:
+    """``logits = image @ W``; ``probabilities = Softmax(logits)`` (an old export) or ``Softmax(logits / 1)``."""
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["image", "W"], ["logits"])]
+    initializers = [weight]
+    if with_divide:
+        nodes.append(helper.make_node("Div", ["logits", "t"], ["scaled"]))
+        initializers.append(numpy_helper.from_array(np.array(1.0, np.float32), "t"))
+    nodes.append(helper.make_node("Softmax", ["scaled" if with_divide else "logits"], ["probabilities"], axis=1))
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", 3]) for n in ("logits", "probabilities")],
+                              initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("with_divide", [True, False])
+def test_set_temperature_rewrites_or_inserts_the_division(tmp_path: Path, with_divide: bool) -> None:
+    import onnxruntime
+
+    path = tiny_graph(tmp_path / "tiny.onnx", with_divide)
+    assert read_temperature(onnx.load(str(path))) == 1.0
+    set_temperature(path, 0.7)
+    set_temperature(path, 2.5)  # a second write replaces the first
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert read_temperature(model) == pytest.approx(2.5) and len(model.graph.initializer) == 2
+    image = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+    logits, probabilities = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": image})
+    np.testing.assert_allclose(probabilities, softmax(logits, 2.5), atol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be"):
+        set_temperature(path, -1.0)
+
+
+def test_set_temperature_refuses_a_graph_of_another_shape(tmp_path: Path) -> None:
+    path = tiny_graph(tmp_path / "tiny.onnx", True)
+    model = onnx.load(str(path))
+    model.graph.node[1].op_type = "Mul"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError, match=r"no Div\(logits, temperature\) before the softmax"):
+        set_temperature(path, 2.0)
+
+
+def metadata(extra: dict) -> ModelMetadata:
+    return ModelMetadata(schema=1, class_names=("a",) * 10, input={}, precision="fp32", arch="mlp",
+                         min_onnxruntime="1.17.0", extra=extra)
+
+
+def test_metadata_calibration_is_optional_and_validated() -> None:
+    entry = {"method": "temperature", "temperature": 1.25, "split": "validation", "ece_before": 0.05,
+             "ece_after": 0.01, "nll_before": 0.3, "nll_after": 0.28}
+    calibrated_meta = ModelMetadata.from_props(metadata({CALIBRATION_KEY: entry}).to_props(), "m.onnx")
+    assert calibrated_meta.calibration == entry and calibrated_meta.temperature == 1.25
+    old = ModelMetadata.from_props(metadata({}).to_props(), "old.onnx")
+    assert old.calibration is None and old.temperature == 1.0
+    for bad in ({"method": "temperature", "temperature": 0}, {"method": "platt"}, [1.0],
+                {"method": "temperature", "temperature": "2"}):
+        props = {**metadata({}).to_props(), CALIBRATION_KEY: json.dumps(bad)}
+        with pytest.raises(ModelError, match="^bad.onnx: metadata calibration is not a temperature > 0"):
+            ModelMetadata.from_props(props, "bad.onnx")
+
+
+# ---- a real short-trained MLP, exported with static int8 (tests/conftest.py) ----
+
+
+def outputs(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    predictor = Predictor(path)
+    runs = [predictor.run(images[i : i + 1000]) for i in range(0, len(images), 1000)]
+    return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp.onnx", "mlp.int8.onnx"])
+def test_export_fits_on_validation_and_lowers_nll_and_ece(exported_mlp: Path, fashion, name: str) -> None:
+    path = exported_mlp.with_name(name)
+    recorded = read_metadata(path).calibration
+    assert recorded["method"] == "temperature" and recorded["split"] == "validation" and recorded["temperature"] > 0
+    assert recorded["images"] == len(fashion.validation) == 5000
+    assert recorded["nll_after"] <= recorded["nll_before"] and recorded["ece_after"] < recorded["ece_before"]
+    # Re-fit on the file's own validation logits: the same T and figures (the test set played no part).
+    logits, _ = outputs(path, fashion.validation.images)
+    refit = calibrate(logits, fashion.validation.labels)
+    assert refit.temperature == pytest.approx(recorded["temperature"], rel=1e-4)
+    assert refit.validation.ece_after == pytest.approx(recorded["ece_after"], abs=1e-3)
+    test_logits, _ = outputs(path, fashion.test.images)
+    test_figures = measure_calibration(test_logits, fashion.test.labels, recorded["temperature"], "test")
+    assert recorded["test"]["ece_after"] == pytest.approx(test_figures.ece_after, abs=1e-3)
+    assert recorded["test"]["ece_after"] < recorded["test"]["ece_before"]
+
+
+@pytest.mark.slow
+def test_exported_probabilities_are_softmax_of_logits_over_t(exported_mlp: Path, fashion) -> None:
+    temperatures = {}
+    for path in (exported_mlp, exported_mlp.with_name("mlp.int8.onnx")):
+        model = onnx.load(str(path))
+        temperature = read_metadata(path).temperature
+        assert read_temperature(model) == temperature != 1.0  # the graph applies what the metadata records
+        logits, probabilities = outputs(path, fashion.test.images)
+        np.testing.assert_allclose(probabilities, softmax(logits, temperature), atol=1e-6)
+        single_logits, single_probabilities = Predictor(path).run(fashion.test.images[0])  # the hot path
+        np.testing.assert_allclose(single_probabilities, softmax(single_logits, temperature), atol=1e-6)
+        temperatures[path.name] = temperature
+    assert temperatures["mlp.onnx"] != temperatures["mlp.int8.onnx"]  # int8 has its own fit
+    # int8: logits, the division and the softmax stay float (no Q/DQ node touches them).
+    int8 = onnx.load(str(exported_mlp.with_name("mlp.int8.onnx")))
+    quantisers = [n for n in int8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert quantisers and not {"logits", "probabilities"} & {t for n in quantisers for t in (*n.input, *n.output)}
+    producers = {o: n.op_type for n in int8.graph.node for o in n.output}
+    assert producers["logits"] in ("Gemm", "MatMul", "Add") and producers["probabilities"] == "Softmax"
+
+
+@pytest.mark.slow
+def test_a_model_from_before_calibration_still_loads_and_runs(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+    """An export without the division and without the metadata key: plain softmax, T = 1."""
+    old = tmp_path / "old.onnx"
+    model = onnx.load(str(exported_mlp))
+    softmax_node = next(n for n in model.graph.node if n.op_type == "Softmax")
+    divide = next(n for n in model.graph.node if n.output[0] == softmax_node.input[0])
+    softmax_node.input[0] = "logits"
+    model.graph.node.remove(divide)
+    onnx.save(model, str(old))
+    meta = read_metadata(exported_mlp)
+    finalize_model(old, ModelMetadata(**{**meta.__dict__, "extra": {k: v for k, v in meta.extra.items()
+                                                                      if k != CALIBRATION_KEY}}))
+    predictor = Predictor(old)
+    assert predictor.metadata.calibration is None and predictor.metadata.temperature == 1.0
+    logits, probabilities = predictor.run(fashion.test.images[:50])
+    np.testing.assert_allclose(probabilities, softmax(logits), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_model_card_calibration_rows(exported_mlp: Path, fashion) -> None:
+    from edgefmnist.model_card import calibration_section, read_card_accuracies
+
+    names = ["mlp.pt", "mlp.onnx", "mlp.int8.onnx"]
+    lines = calibration_section(exported_mlp.parent, names, fashion.test)
+    rows = [line for line in lines if line.startswith("| `")]
+    temperature = read_metadata(exported_mlp).temperature
+    assert len(rows) == 2 and rows[0].startswith(f"| `mlp.onnx` | {temperature:.4f} | ")
+    assert read_card_accuracies("\n".join(lines)) == {}  # never mistaken for an accuracy row
