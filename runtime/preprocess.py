@@ -2,11 +2,24 @@
 
     edgefmnist infer --image shirt.jpg --save-preprocessed shirt-28.png
 
-Fashion-MNIST was made by trimming each product photo to its bounding box, resizing its
-longest side to 28 pixels, centring it and negating it (light products on black). This
-module repeats those steps: EXIF orientation, transparency composited onto white, light
-backgrounds inverted, the object trimmed, scaled and centred. An image that is already in
-dataset form (28x28, dark border) passes through unchanged.
+Fashion-MNIST was made from product photos on white: each was trimmed to its bounding box,
+its longest side resized to 28 pixels, centred and negated, so the product is light on
+black. A user's photo is a garment on a floor, a bed or a hanger, under uneven light. This
+module turns it into the same form:
+
+1. the picture is loaded small and upright (:mod:`edgefmnist.runtime.picture`);
+2. the garment is separated from the background by GrabCut (:mod:`edgefmnist.runtime.segment`);
+3. the light is measured on the background and divided out, and each pixel of the garment
+   gets its contrast against the background, ``|light - luminance| / light``: exactly the
+   dataset's negation on white paper, whatever the exposure, vignetting or shadow, and the
+   same for a garment lighter or darker than its floor;
+4. the contrast is scaled so the garment's 99th percentile is 255, with a floor inside the
+   mask so a garment the colour of its background still shows its outline, then trimmed,
+   resized and centred as the dataset was.
+
+An image already in dataset form (28x28, dark border) passes through unchanged, and never
+loads OpenCV. The shipped networks are trained on Fashion-MNIST images rendered as photos and
+passed through this very function (``edgefmnist.photo_render``), so they learn what it gives.
 """
 
 from __future__ import annotations
@@ -15,69 +28,27 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError, first_line
+from edgefmnist.runtime.picture import ImageError, load_picture, to_luminance
+
+__all__ = ["ImageError", "NothingFound", "load_image", "preprocess_file", "to_dataset_form"]
 
 SIZE = spec.IMAGE_SIZE
-MAX_PIXELS = 40_000_000  # larger images are refused as likely decompression bombs
 DARK_BORDER = 60  # a 28x28 image whose border is darker than this is already in dataset form
-OBJECT_THRESHOLD = 0.02  # of the brightest pixel: dimmer pixels (JPEG noise) do not count towards the bounding box
+SEGMENT_SIDE = 96  # the longer side, in pixels, at which the garment is segmented
+MIN_CONTRAST_SPREAD = 2.0  # luminance standard deviation (0-255) below which a picture is uniform
+MIN_OBJECT_SHARE = 0.005  # a mask smaller than this share of the picture is no object
+MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than this (dark floors)
+MASK_FLOOR = 0.15  # the least intensity inside the mask, of 255: the outline always shows
 RESAMPLE = Image.Resampling.LANCZOS
 
-
-class ImageError(EdgeFmnistError):
-    """An image file cannot be read or decoded."""
+load_image = load_picture
 
 
 class NothingFound(UserWarning):
     """The picture holds no object distinguishable from its background."""
-
-
-def load_image(path: Path) -> Image.Image:
-    """Open the first frame of an image safely, apply EXIF orientation, return grayscale ``L``."""
-    path = Path(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-            with Image.open(path) as image:
-                image.seek(0)
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                return to_grayscale(image)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, expected an image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: refused, more than {MAX_PIXELS:,} pixels (a decompression bomb?)") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
-    except Exception as exc:  # Pillow's decoders meet hostile bytes with TypeError, MemoryError, ...
-        raise ImageError(f"{path}: cannot decode this image ({type(exc).__name__}: {first_line(exc)})") from None
-
-
-def to_grayscale(image: Image.Image) -> Image.Image:
-    """Any mode -> ``L``; transparency is composited onto white, 16-bit scaled to 8-bit."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if array.max() > 255 else 255.0
-        return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if image.mode == "F":
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L")
-    if image.mode == "P" or image.mode == "PA":
-        image = image.convert("RGBA")
-    if image.mode in ("LA", "RGBA", "La", "RGBa"):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("L")
-    if image.mode == "CMYK":
-        image = image.convert("RGB")
-    return image.convert("L")
 
 
 def is_dataset_form(pixels: np.ndarray) -> bool:
@@ -86,26 +57,48 @@ def is_dataset_form(pixels: np.ndarray) -> bool:
 
 
 def border(pixels: np.ndarray) -> np.ndarray:
+    """The outermost ring of a 2-D array, as a 1-D array."""
     return np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
 
 
+def blank(reason: str) -> np.ndarray:
+    warnings.warn(f"no object found: {reason}", NothingFound, stacklevel=3)
+    return np.zeros((SIZE, SIZE), dtype=np.uint8)
+
+
 def to_dataset_form(image: Image.Image) -> np.ndarray:
-    """A grayscale picture -> uint8 ``[28, 28]`` in Fashion-MNIST form."""
-    pixels = np.asarray(image.convert("L"), dtype=np.uint8)
-    if is_dataset_form(pixels):
-        return pixels.copy()
-    values = pixels.astype(np.float64)
-    background = float(np.median(border(values)))
-    if background > 127:  # a light background: negate, as Fashion-MNIST did
-        values, background = 255.0 - values, 255.0 - background
-    values = np.clip(values - background, 0, None)
-    peak = values.max()
-    if peak <= 0:
-        warnings.warn("no object found: the image is uniform", NothingFound, stacklevel=2)
-        return np.zeros((SIZE, SIZE), dtype=np.uint8)
-    rows, cols = np.nonzero(values > OBJECT_THRESHOLD * peak)
-    crop = values[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    crop = crop * (255.0 / peak)
+    """A picture (any mode, any size) -> uint8 ``[28, 28]`` in Fashion-MNIST form.
+
+    Warns :class:`NothingFound` and returns a black image when the picture is uniform or no
+    object stands out from its background.
+    """
+    if image.size == (SIZE, SIZE):
+        pixels = to_luminance(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+        if is_dataset_form(pixels):
+            return pixels
+    from edgefmnist.runtime.segment import foreground_mask, illumination
+
+    rgb = image.convert("RGB")
+    scale = SEGMENT_SIDE / max(rgb.size)
+    small_size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    small = rgb.resize(small_size, Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
+    luminance = to_luminance(small).astype(np.float64)
+    if luminance.std() < MIN_CONTRAST_SPREAD:
+        return blank("the picture is uniform")
+    mask = foreground_mask(np.asarray(small))
+    if mask.sum() < MIN_OBJECT_SHARE * mask.size:
+        return blank("nothing stands out from the background")
+    light = illumination(luminance, ~mask)
+    contrast = np.abs(light - luminance) / np.maximum(light, MIN_LIGHT)
+    peak = max(float(np.percentile(contrast[mask], 99)), 0.05)
+    intensity = np.maximum(np.clip(contrast / peak, 0.0, 1.0), MASK_FLOOR) * mask
+    return centre(255.0 * intensity, mask)
+
+
+def centre(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Crop ``intensity`` (float ``[H, W]``, 0-255) to ``mask``'s bounding box, fit it in 28x28, centre it."""
+    rows, cols = np.nonzero(mask)
+    crop = intensity[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     height, width = crop.shape
     scale = SIZE / max(height, width)
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -117,5 +110,5 @@ def to_dataset_form(image: Image.Image) -> np.ndarray:
 
 
 def preprocess_file(path: Path) -> np.ndarray:
-    """Load ``path`` and return it in Fashion-MNIST form, uint8 ``[28, 28]``."""
-    return to_dataset_form(load_image(path))
+    """Load ``path`` and return it in Fashion-MNIST form, uint8 ``[28, 28]``; raises ``ImageError``."""
+    return to_dataset_form(load_picture(path))

@@ -1,0 +1,71 @@
+"""Foreground extraction and light measurement on photos: GrabCut's mask, its fallbacks, the light field."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from edgefmnist.photo_render import silhouette
+from edgefmnist.runtime.segment import colour_contrast_mask, fill_holes, foreground_mask, illumination, main_parts
+
+
+def tiled_floor(height: int, width: int) -> np.ndarray:
+    """Beige tiles with dark grout, uint8 ``[H, W, 3]``."""
+    floor = np.zeros((height, width, 3), np.uint8) + np.array([200, 180, 150], np.uint8)
+    floor[::16], floor[:, ::16] = 90, 90
+    return floor
+
+
+def garment_on(floor: np.ndarray, image: np.ndarray, colour=(30, 60, 140)) -> tuple[np.ndarray, np.ndarray]:
+    """A dataset image's filled outline painted in ``colour`` on ``floor``; returns the photo and the true mask."""
+    height, width = floor.shape[:2]
+    outline = np.asarray(Image.fromarray(silhouette(image).astype(np.uint8) * 255).resize((56, 56))) > 127
+    truth = np.zeros((height, width), bool)
+    top, left = (height - 56) // 2, (width - 56) // 2
+    truth[top : top + 56, left : left + 56] = outline
+    photo = floor.copy()
+    photo[truth] = colour
+    return photo, truth
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_garment_on_tiles_is_found(fashion) -> None:
+    for index in range(5):
+        photo, truth = garment_on(tiled_floor(96, 80), fashion.test.images[index])
+        assert iou(foreground_mask(photo), truth) > 0.85, index
+
+
+def test_garment_filling_the_frame_is_still_found(fashion) -> None:
+    """A garment that spills into the seeded background band must not vanish."""
+    photo, truth = garment_on(np.full((60, 60, 3), 235, np.uint8), fashion.test.images[1], colour=(240, 230, 210))
+    mask = foreground_mask(photo)
+    assert mask.sum() > 0.005 * mask.size
+
+
+def test_colour_contrast_fallback_finds_the_odd_colour() -> None:
+    photo = np.full((40, 40, 3), (10, 200, 10), np.uint8)
+    photo[10:30, 12:28] = (200, 20, 20)
+    mask = colour_contrast_mask(photo).astype(bool)
+    assert mask[10:30, 12:28].all() and mask.sum() == 20 * 16
+
+
+def test_specks_are_dropped_and_holes_filled() -> None:
+    mask = np.zeros((30, 30), np.uint8)
+    mask[5:25, 5:25] = 1
+    mask[10:15, 10:15] = 0  # a hole
+    mask[0, 29] = 1  # a speck
+    cleaned = fill_holes(main_parts(mask))
+    assert cleaned[5:25, 5:25].all() and not cleaned[0, 29]
+
+
+def test_illumination_recovers_a_quadratic_light_field() -> None:
+    y, x = np.mgrid[0:50, 0:60]
+    light = 200 - 0.02 * (x - 30) ** 2 - 0.5 * y
+    background = np.ones_like(light, bool)
+    background[20:30, 20:40] = False  # an object hides part of the floor
+    seen = light.copy()
+    seen[~background] = 20
+    np.testing.assert_allclose(illumination(seen, background), light, atol=1e-6)
