@@ -53,15 +53,22 @@ def accuracy(net: nn.Module, split: Split) -> float:
     return float((predict_logits(net, split.images).argmax(1) == split.labels).mean())
 
 
-def augment_batch(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flips and shifts of up to ``MAX_SHIFT`` pixels (zero padded)."""
-    n = len(batch)
+def augment_batch(batch: torch.Tensor, generator: torch.Generator, per_image: bool = False) -> torch.Tensor:
+    """Random horizontal flips and shifts of up to ``MAX_SHIFT`` pixels (zero padded).
+
+    The shift is drawn once for the batch, or for each image when ``per_image``.
+    """
+    n, size = len(batch), batch.shape[-1]
     flip = torch.rand(n, generator=generator) < 0.5
     batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
     padded = nn.functional.pad(batch, (MAX_SHIFT,) * 4)
-    dx, dy = torch.randint(0, 2 * MAX_SHIFT + 1, (2,), generator=generator).tolist()
-    size = batch.shape[-1]
-    return padded[..., dy : dy + size, dx : dx + size]
+    if not per_image:
+        dx, dy = torch.randint(0, 2 * MAX_SHIFT + 1, (2,), generator=generator).tolist()
+        return padded[..., dy : dy + size, dx : dx + size]
+    dx, dy = torch.randint(0, 2 * MAX_SHIFT + 1, (2, n), generator=generator)
+    rows = (dy[:, None] + torch.arange(size))[:, :, None]
+    cols = (dx[:, None] + torch.arange(size))[:, None, :]
+    return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
 def batches_per_epoch(images: int, batch_size: int) -> int:
@@ -87,17 +94,32 @@ def train(
     seed: int = 0,
     on_batch: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    photo_images: np.ndarray | None = None,
 ) -> Checkpoint:
     """Train ``arch`` with ``recipe``; return the checkpoint with the best validation accuracy.
 
     ``on_batch(epoch, batch_index, loss)`` and ``on_epoch(report)`` drive progress display.
+    ``photo_images``: uint8 ``[M, 28, 28]``, the photo views of the training images picked by
+    :func:`edgefmnist.photo_dataset.photo_subset`, used when ``recipe.photo_fraction`` > 0 (built
+    if missing). A picked image is replaced by its photo view with probability ``photo_fraction``.
     """
+    from edgefmnist.photo_dataset import photo_subset, photo_views
+
+    has_view = photo_subset(len(data.train))
+    if recipe.photo_fraction and photo_images is None:
+        photo_images = photo_views(data.train.images[has_view], seed)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     mean, std = recipe.pixel_mean_std
     net_config = NetConfig(arch=arch, mean=mean, std=std, dropout=recipe.dropout)
     net = build_net(net_config)
     images, labels = to_tensor(data.train.images), torch.from_numpy(data.train.labels).long()
+    photos = None
+    if recipe.photo_fraction:
+        photos = images.clone()
+        photos[torch.from_numpy(has_view)] = to_tensor(photo_images)
+        photo_odds = torch.zeros(len(labels))
+        photo_odds[torch.from_numpy(has_view)] = recipe.photo_fraction
     steps = recipe.epochs * batches_per_epoch(len(labels), recipe.batch_size)
     optimizer, scheduler = make_optimizer(net, recipe, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
@@ -112,8 +134,11 @@ def train(
         for index, start in enumerate(range(0, len(order), recipe.batch_size)):
             picked = order[start : start + recipe.batch_size]
             x, y = images[picked], labels[picked]
+            if photos is not None:
+                as_photo = torch.rand(len(picked), generator=generator) < photo_odds[picked]
+                x = torch.where(as_photo[:, None, None, None], photos[picked], x)
             if recipe.augment:
-                x = augment_batch(x, generator)
+                x = augment_batch(x, generator, recipe.shift_per_image)
             logits = net(x)
             loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)

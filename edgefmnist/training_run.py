@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from edgefmnist.atomic import write_text_atomic
@@ -25,6 +26,16 @@ def artifact_paths(checkpoint: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".history.json"), stem.with_name(stem.name + ".curves.png")
 
 
+def build_photo_views(train_images: np.ndarray, seed: int, quiet: bool) -> np.ndarray:
+    """The photo views training uses (cached), with a progress bar while they are built."""
+    from edgefmnist.photo_dataset import photo_subset, photo_views
+
+    images = train_images[photo_subset(len(train_images))]
+    with tqdm(total=len(images), desc="photo views", unit="image", disable=True if quiet else None,
+              dynamic_ncols=True) as bar:
+        return photo_views(images, seed, on_progress=lambda done: bar.update(done - bar.n))
+
+
 def run_training(arch: str, recipe_name: str, epochs: int | None = None, patience: int | None = None,
                  seed: int = 0, data_dir: Path | None = None, out: Path | None = None,
                  quiet: bool = False) -> dict:
@@ -33,6 +44,7 @@ def run_training(arch: str, recipe_name: str, epochs: int | None = None, patienc
     history_path, curves_path = artifact_paths(out)
     recipe = get_recipe(arch, recipe_name).with_overrides(epochs=epochs, patience=patience)
     dataset = load_fashion_mnist(data_dir)
+    photo_images = build_photo_views(dataset.train.images, seed, quiet) if recipe.photo_fraction else None
     bar = tqdm(total=recipe.epochs * batches_per_epoch(len(dataset.train), recipe.batch_size), desc=f"{arch}/{recipe_name}", unit="batch",
                disable=True if quiet else None, dynamic_ncols=True, leave=True)
     postfix: dict[str, str] = {}
@@ -48,7 +60,8 @@ def run_training(arch: str, recipe_name: str, epochs: int | None = None, patienc
         bar.set_postfix(postfix)
 
     try:
-        checkpoint = train(arch, recipe, dataset, seed=seed, on_batch=on_batch, on_epoch=on_epoch)
+        checkpoint = train(arch, recipe, dataset, seed=seed, on_batch=on_batch, on_epoch=on_epoch,
+                           photo_images=photo_images)
     finally:
         bar.close()
     save_checkpoint(out, checkpoint)

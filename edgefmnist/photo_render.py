@@ -1,0 +1,136 @@
+"""Render a Fashion-MNIST image as a phone photo of the garment: for training, and for tests.
+
+    edgefmnist train --arch cnn --recipe photo     # trains on these renders after preprocessing
+
+A 28x28 image is upscaled, coloured (the dataset's intensity is the product's darkness on
+white), laid on a background (paper, a plain colour, a blotchy floor, tiles, stripes, carpet)
+at a random place and size, lit unevenly (exposure, vignetting, a gradient, a soft shadow
+band, a colour cast), slightly rotated, given sensor noise and JPEG-compressed. Every choice
+is drawn from the ``numpy.random.Generator`` passed in, so a seed gives the same photo.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+MIN_SCALE, MAX_SCALE = 3.0, 8.0  # upscaling of the 28x28 image
+BACKGROUNDS = ("paper", "plain", "blotches", "tiles", "stripes", "carpet")
+BACKGROUND_ODDS = (0.25, 0.2, 0.2, 0.15, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class Lighting:
+    """One lighting condition over the frame; each effect is off at its default."""
+
+    exposure: float = 1.0  # multiplies everything
+    vignetting: float = 0.0  # how much darker the corners are, 0-1
+    gradient: float = 0.0  # relative change of light from the frame's centre to its edge
+    gradient_angle: float = 0.0  # radians, direction the light increases
+    shadow: float = 0.0  # how much light the shadow band takes away, 0-1
+    shadow_angle: float = 0.0  # radians, the side the band lies on
+    shadow_start: float = 0.3  # distance of the band's edge from the centre, in frame widths
+    cast: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per-channel gain (a colour cast)
+
+    def field(self, height: int, width: int) -> np.ndarray:
+        """Light multiplier ``[H, W, 3]``, float64."""
+        y, x = np.mgrid[0:height, 0:width]
+        x, y = x / width - 0.5, y / height - 0.5
+        light = np.full((height, width), self.exposure)
+        light *= 1 - self.vignetting * np.clip((x * x + y * y) / 0.5, 0, 1)
+        light *= 1 + self.gradient * 2 * (x * np.cos(self.gradient_angle) + y * np.sin(self.gradient_angle))
+        along = x * np.cos(self.shadow_angle) + y * np.sin(self.shadow_angle)
+        light *= 1 - self.shadow / (1 + np.exp(-(along - self.shadow_start) / 0.03))
+        return light[..., None] * np.asarray(self.cast)
+
+
+def random_lighting(rng: np.random.Generator) -> Lighting:
+    """A plausible indoor lighting: each effect present about a third of the time."""
+    return Lighting(
+        exposure=rng.uniform(0.4, 1.1),
+        vignetting=rng.uniform(0.1, 0.45) if rng.random() < 0.4 else 0.0,
+        gradient=rng.uniform(0.05, 0.25) if rng.random() < 0.4 else 0.0,
+        gradient_angle=rng.uniform(0, 2 * np.pi),
+        shadow=rng.uniform(0.2, 0.55) if rng.random() < 0.3 else 0.0,
+        shadow_angle=rng.uniform(0, 2 * np.pi),
+        shadow_start=rng.uniform(0.15, 0.45),
+        cast=tuple(rng.uniform(0.9, 1.1, 3)),
+    )
+
+
+def silhouette(image: np.ndarray) -> np.ndarray:
+    """The product's filled outline: bool ``[28, 28]`` of a uint8 dataset image."""
+    from edgefmnist.runtime.segment import fill_holes
+
+    import cv2
+
+    mask = cv2.morphologyEx((image > 12).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    return fill_holes(mask)
+
+
+def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random surface, float64 ``[H, W, 3]`` in 0-255."""
+    import cv2
+
+    kind = rng.choice(BACKGROUNDS, p=BACKGROUND_ODDS)
+    colour = rng.uniform(225, 255) - rng.uniform(0, 10, 3) if kind == "paper" else rng.uniform(0, 255, 3)
+    surface = np.ones((height, width, 3)) * colour
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    if kind == "blotches":
+        cell = int(rng.integers(4, 24))
+        coarse = rng.normal(0, 1, (height // cell + 2, width // cell + 2))
+        surface += cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)[..., None] * rng.uniform(5, 30)
+    elif kind == "tiles":
+        period, line, angle = rng.integers(20, 70), rng.integers(1, 4), rng.uniform(-np.pi / 9, np.pi / 9)
+        u, v = x * np.cos(angle) + y * np.sin(angle), -x * np.sin(angle) + y * np.cos(angle)
+        grout = ((u % period) < line) | ((v % period) < line)
+        surface[grout] = surface[grout] * rng.uniform(0.5, 0.9) if rng.random() < 0.7 else rng.uniform(0, 255, 3)
+    elif kind == "stripes":
+        period, angle = rng.uniform(6, 30), rng.uniform(0, np.pi)
+        waves = np.sin((x * np.cos(angle) + y * np.sin(angle)) / period * 2 * np.pi)
+        surface += waves[..., None] * rng.uniform(5, 25) + rng.normal(0, 4, (height, width, 1))
+    elif kind == "carpet":
+        surface = cv2.GaussianBlur(surface + rng.normal(0, rng.uniform(6, 20), (height, width, 1)), (3, 3), 0)
+    return surface
+
+
+def render_photo(image: np.ndarray, rng: np.random.Generator, lighting: Lighting | None = None,
+                 surface: np.ndarray | None = None, angle: float | None = None, quality: int | None = None) -> Image.Image:
+    """A uint8 ``[28, 28]`` dataset image -> an RGB photo of it (Pillow image, about 100-350 px).
+
+    ``lighting``, ``surface`` (a float ``[H, W, 3]`` background in 0-255, which also sets the
+    frame size), ``angle`` (degrees) and ``quality`` (JPEG) default to random draws from ``rng``.
+    """
+    import cv2
+
+    side = int(28 * rng.uniform(MIN_SCALE, MAX_SCALE))
+    if surface is not None:
+        side = min(side, *surface.shape[:2])
+    darkness = cv2.resize(image.astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC).clip(0, 255) / 255
+    alpha = cv2.resize(silhouette(image).astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)[..., None]
+    occupied = rng.uniform(0.5, 1.0)
+    height = max(side, int(side / occupied * rng.uniform(0.9, 1.2)))
+    width = max(side, int(side / occupied * rng.uniform(0.9, 1.2)))
+    if surface is not None:
+        height, width = surface.shape[:2]
+    top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+    photo = background(rng, height, width) if surface is None else surface.astype(np.float64).copy()
+    colour = rng.uniform(0, 255, 3) * (rng.uniform(0, 1) if rng.random() < 0.5 else 1.0)
+    product = (255 - darkness[..., None] * (255 - colour)) * rng.uniform(0.85, 1.0)  # white where the dataset is 0
+    region = photo[top : top + side, left : left + side]
+    photo[top : top + side, left : left + side] = region * (1 - alpha) + product * alpha
+    photo *= (lighting or random_lighting(rng)).field(height, width)
+    photo += rng.normal(0, rng.uniform(0, 4), photo.shape)
+    picture = Image.fromarray(photo.clip(0, 255).astype(np.uint8), "RGB")
+    angle = rng.uniform(-8, 8) if angle is None and rng.random() < 0.5 else (angle or 0.0)
+    if angle:
+        corner = tuple(int(c) for c in np.asarray(picture)[0, 0])
+        picture = picture.rotate(angle, Image.Resampling.BILINEAR, fillcolor=corner)
+    encoded = io.BytesIO()
+    picture.save(encoded, "JPEG", quality=int(rng.integers(55, 95)) if quality is None else quality)
+    encoded.seek(0)
+    with Image.open(encoded) as decoded:
+        return decoded.convert("RGB")

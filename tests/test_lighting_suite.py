@@ -1,0 +1,79 @@
+"""The synthetic lighting suite: test images printed on white paper and photographed in bad light.
+
+Each condition photographs the same test images; the shipped default model must give the
+label it gives the raw 28x28 array for at least 95 % of them, under every condition.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgefmnist.photo_render import Lighting
+from edgefmnist.runtime.predictor import Predictor, default_model_path
+from edgefmnist.runtime.preprocess import NothingFound, to_dataset_form
+
+IMAGES = 300  # test images per condition
+MIN_AGREEMENT = 0.95
+PAPER = 240.0  # white paper under even light, 0-255
+
+CONDITIONS: dict[str, tuple[Lighting, float]] = {  # lighting, rotation in degrees
+    "even light": (Lighting(), 0.0),
+    "vignetting": (Lighting(vignetting=0.3), 0.0),
+    "shadow band": (Lighting(shadow=0.45, shadow_angle=0.0, shadow_start=0.3), 0.0),
+    "side light": (Lighting(gradient=0.25, gradient_angle=2.5), 0.0),
+    "exposure 0.4": (Lighting(exposure=0.4), 0.0),
+    "exposure 0.55": (Lighting(exposure=0.55), 0.0),
+    "exposure 0.7": (Lighting(exposure=0.7), 0.0),
+    "exposure 0.85": (Lighting(exposure=0.85), 0.0),
+    "exposure 1.0": (Lighting(exposure=1.0), 0.0),
+    "colour cast": (Lighting(cast=(1.1, 1.0, 0.75)), 0.0),
+    "rotation 6°": (Lighting(), 6.0),
+}
+
+
+def paper_photo(image: np.ndarray, lighting: Lighting, angle: float, scale: int = 8, margin: int = 40) -> Image.Image:
+    """A uint8 ``[28, 28]`` dataset image printed dark on white paper, lit, rotated, saved as JPEG q90."""
+    big = np.asarray(Image.fromarray(image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC), np.float64)
+    side = 28 * scale + 2 * margin
+    paper = np.full((side, side), PAPER)
+    paper[margin:-margin, margin:-margin] = PAPER * (1 - big / 255.0)
+    photo = paper[..., None] * lighting.field(side, side)
+    picture = Image.fromarray(photo.clip(0, 255).astype(np.uint8), "RGB")
+    if angle:
+        picture = picture.rotate(angle, Image.Resampling.BILINEAR, fillcolor=tuple(int(c) for c in photo[0, 0]))
+    encoded = io.BytesIO()
+    picture.save(encoded, "JPEG", quality=90)
+    return Image.open(io.BytesIO(encoded.getvalue()))
+
+
+@pytest.fixture(scope="module")
+def raw_labels(fashion) -> tuple[Predictor, np.ndarray, np.ndarray]:
+    predictor = Predictor(default_model_path(), threads=1)
+    images = fashion.test.images[:IMAGES]
+    return predictor, images, predictor.predict(images).argmax(1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("condition", list(CONDITIONS))
+def test_default_model_agrees_with_raw_images_under_bad_light(raw_labels, condition: str) -> None:
+    predictor, images, expected = raw_labels
+    lighting, angle = CONDITIONS[condition]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NothingFound)
+        seen = np.stack([to_dataset_form(paper_photo(image, lighting, angle)) for image in images])
+    agreement = float((predictor.predict(seen).argmax(1) == expected).mean())
+    assert agreement >= MIN_AGREEMENT, f"{condition}: {100 * agreement:.1f} % agreement"
+
+
+def test_the_suite_is_really_dark_and_uneven() -> None:
+    """The conditions are what they claim: an exposure darkens the paper, a shadow darkens one side."""
+    blank = np.zeros((28, 28), np.uint8)
+    dark = np.asarray(paper_photo(blank, Lighting(exposure=0.4), 0.0).convert("L"))
+    assert abs(float(dark.mean()) - 0.4 * PAPER) < 3
+    shadow = np.asarray(paper_photo(blank, *CONDITIONS["shadow band"]).convert("L"), np.float64)
+    assert shadow[:, -20:].mean() < 0.7 * shadow[:, :20].mean()
