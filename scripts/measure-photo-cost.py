@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""What the photo path costs: `edgefmnist infer --image` on a phone photo against a 28x28 image.
+
+    .venv/bin/python scripts/measure-photo-cost.py                  # the table
+    .venv/bin/python scripts/measure-photo-cost.py --json           # machine-readable
+    taskset -c 1 .venv/bin/python scripts/measure-photo-cost.py --repeats 7 --no-48mp
+
+A 28x28 image in dataset form goes straight to the network; a photo is loaded small
+(``runtime/picture.py``, JPEG draft mode) and segmented by OpenCV's GrabCut
+(``runtime/segment.py``, which is the only module that imports ``cv2``). This script measures,
+on this machine:
+
+1. **Whole processes** of the installed console script (``edgefmnist infer --image X``, or
+   ``python -m edgefmnist.cli infer`` when there is none) on (a) a 28x28 PNG, test image 0 of
+   Fashion-MNIST, (b) a 12 MP phone-like JPEG: a photos-dev photo upscaled to 4000x3000 with
+   Gaussian noise (sigma 6), quality 90, and (c) the same at 48 MP (8000x6000; ``--no-48mp``
+   skips it). Wall time and peak RSS of each child (``os.wait4``'s ``ru_maxrss``), medians of
+   ``--repeats`` runs, interleaved (a, b, c, a, b, c, ...) after one discarded warm-up round,
+   so a busy machine slows all of them alike. The acceptance bar: the 12 MP process costs at
+   most ``BAR`` (1.5) times the PNG process, in wall time and in peak RSS. Then, where it
+   goes: one process per picture walks the steps of ``infer`` (imports, model, loading,
+   ``import cv2``, ``to_dataset_form``, predict) with the time and the RSS after each,
+   split into anonymous memory and file-backed pages (shared libraries).
+2. **import cv2**: in a fresh interpreter on its own, and on top of numpy, Pillow and
+   onnxruntime (what an ``infer --image`` process pays for the first photo): time and RSS
+   growth, medians of ``--repeats`` fresh processes.
+3. **GrabCut's share** of an in-process ``preprocess_file`` over ``--photos`` photos-dev photos
+   (round-robin over the source classes, each in sorted file order): per photo, the whole call, the loading
+   (``load_picture``), ``segment.foreground_mask`` and ``segment.grabcut`` (all its calls),
+   medians in ms, after a warm-up call (so no import is counted).
+4. **Size on disk**: opencv-python-headless in this venv (``cv2/``, its ``.libs`` and
+   ``.dist-info``, as ``du`` counts them) and the aarch64 wheel's download size (the wheel
+   scripts/arm64-smoke.sh keeps in its cache, or ``--aarch64-wheel PATH``; ``--download``
+   fetches it with ``pip download`` when neither is there).
+
+Temporary pictures go to a temporary folder that is removed at the end; nothing is written
+into the working tree. ``--cpu N`` pins the children to one CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+BAR = 1.5  # the 12 MP JPEG process may cost at most this many times the 28x28 PNG process
+NOISE_SIGMA = 6.0  # Gaussian noise on the upscaled photo, in 0-255 levels: a phone sensor's grain
+QUALITY = 90
+PHOTOS_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "photos-dev"
+ARM64_WHEELS = Path(os.environ.get("EDGEFMNIST_ARM64_DIR",
+                                   Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgefmnist" / "arm64")) / "wheels"
+SIZES = {"12 MP": (4000, 3000), "48 MP": (8000, 6000)}
+
+
+def infer_command() -> list[str]:
+    """The console script beside this interpreter, else ``python -m edgefmnist.cli``."""
+    script = Path(sys.executable).parent / "edgefmnist"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "edgefmnist.cli"]
+
+
+def make_png(folder: Path) -> Path:
+    """Test image 0 of Fashion-MNIST (dataset form: light garment on black) as a 28x28 PNG."""
+    from edgefmnist.data import load_test_split
+
+    path = folder / "test-0.png"
+    Image.fromarray(load_test_split().images[0], "L").save(path)
+    return path
+
+
+def make_phone_jpeg(source: Path, size: tuple[int, int], folder: Path, seed: int = 0) -> Path:
+    """``source`` upscaled (bicubic) to ``size``, Gaussian noise added, saved as a JPEG of QUALITY."""
+    picture = Image.open(source).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    pixels = np.asarray(picture).copy()
+    rng = np.random.default_rng(seed)
+    for rows in range(0, pixels.shape[0], 500):  # in bands: a 48 MP float image would be 1.1 GB
+        band = pixels[rows : rows + 500].astype(np.float32)
+        band += rng.normal(0.0, NOISE_SIGMA, band.shape).astype(np.float32)
+        pixels[rows : rows + 500] = np.clip(band + 0.5, 0, 255).astype(np.uint8)
+    path = folder / f"phone-{size[0]}x{size[1]}.jpg"
+    Image.fromarray(pixels).save(path, quality=QUALITY)
+    return path
+
+
+# Linux starts a child's ru_maxrss at its parent's RSS at fork time (exec keeps the old memory's
+# high-water mark), and this script holds Fashion-MNIST and numpy: each command is therefore
+# forked from a small launcher (a bare ``python -S``, ~10 MiB, less than any measured process),
+# which also times it and reports ``wait4``'s figures on its stderr.
+LAUNCHER = """
+import os, sys, time
+cpu = int(sys.argv[1])
+if cpu >= 0:
+    os.sched_setaffinity(0, {cpu})
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+sys.stderr.write(f"{wall} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}\\n")
+"""
+
+
+def run_child(command: list[str], cpu: int | None) -> tuple[float, float, int, str]:
+    """Run ``command``; wall seconds, peak RSS in MiB (``ru_maxrss`` of that process), exit code, stdout."""
+    launcher = [sys.executable, "-S", "-c", LAUNCHER, str(-1 if cpu is None else cpu), *command]
+    done = subprocess.run(launcher, capture_output=True, text=True, check=True)
+    wall, peak_kib, code = done.stderr.split()[-3:]
+    return float(wall), int(peak_kib) / 1024, int(code), done.stdout
+
+
+def measure_processes(pictures: dict[str, Path], repeats: int, cpu: int | None) -> dict[str, dict]:
+    """Interleaved whole-process runs of ``infer --image``; medians per picture."""
+    walls: dict[str, list[float]] = {name: [] for name in pictures}
+    rss: dict[str, list[float]] = {name: [] for name in pictures}
+    labels: dict[str, str] = {}
+    for round_ in range(repeats + 1):  # round 0 warms the page cache and is discarded
+        for name, path in pictures.items():
+            wall, peak, code, output = run_child([*infer_command(), "infer", "--image", str(path), "--json"], cpu)
+            if code != 0:
+                raise SystemExit(f"measure-photo-cost: infer --image {path} exited with {code}")
+            labels[name] = json.loads(output)[0].get("label", "")
+            if round_:
+                walls[name].append(wall)
+                rss[name].append(peak)
+    return {name: {"file": str(path), "bytes": path.stat().st_size, "pixels": list(Image.open(path).size),
+                   "label": labels[name], "wall_s": statistics.median(walls[name]), "wall_runs_s": walls[name],
+                   "peak_rss_mib": statistics.median(rss[name]), "rss_runs_mib": rss[name]}
+            for name, path in pictures.items()}
+
+
+IMPORT_PROBE = """
+import time
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+{before}
+rss0, t0 = rss(), time.perf_counter()
+import cv2
+print(time.perf_counter() - t0, rss() - rss0, cv2.__version__)
+"""
+
+
+def measure_cv2_import(repeats: int, cpu: int | None) -> dict:
+    """``import cv2`` in fresh interpreters: alone, and after numpy + Pillow + onnxruntime."""
+    result = {}
+    for name, before in (("alone", ""), ("after numpy, Pillow, onnxruntime", "import numpy, PIL.Image, onnxruntime")):
+        times, growths = [], []
+        for _ in range(repeats):
+            _, _, code, output = run_child([sys.executable, "-c", IMPORT_PROBE.format(before=before)], cpu)
+            seconds, growth, version = output.split()
+            times.append(float(seconds))
+            growths.append(float(growth))
+        result[name] = {"ms": 1000 * statistics.median(times), "rss_growth_mib": statistics.median(growths)}
+        result["version"] = version
+    return result
+
+
+STEP_PROBE = """
+import sys, time
+def rss():
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "RssAnon", "RssFile", "VmHWM")}
+steps, start = [], time.perf_counter()
+def step(name):
+    global start
+    steps.append({"step": name, "ms": 1000 * (time.perf_counter() - start), **rss()})
+    start = time.perf_counter()
+step("interpreter")
+import edgefmnist.cli
+from edgefmnist.runtime.predictor import Predictor, default_model_path
+from edgefmnist.runtime.picture import load_picture
+from edgefmnist.runtime.preprocess import to_dataset_form
+step("imports (cli, runtime: onnxruntime, numpy, Pillow)")
+predictor = Predictor(default_model_path()); step("load the default model")
+picture = load_picture(sys.argv[1]); step("load_picture")
+if picture.size != (28, 28):
+    import cv2; step("import cv2")
+pixels = to_dataset_form(picture); step("to_dataset_form" + (" (GrabCut, light, centre)" if "cv2" in sys.modules else " (dataset form: unchanged)"))
+predictor.predict(pixels[None]); step("predict")
+import json; print(json.dumps(steps))
+"""
+
+
+def measure_steps(picture: Path, cpu: int | None) -> list[dict]:
+    """Where a process's time and memory go: each step of ``infer --image`` with its RSS after
+    it (VmRSS, split into anonymous memory and file-backed pages such as shared libraries)."""
+    _, _, _, output = run_child([sys.executable, "-c", STEP_PROBE, str(picture)], cpu)
+    return json.loads(output)
+
+
+def pick_photos(count: int) -> list[Path]:
+    """``count`` photos-dev photos: round-robin over the source classes, each in sorted file order."""
+    folders = [sorted(Path(f).glob("*.jpg")) for f in sorted(glob.glob(str(PHOTOS_DEV / "*/")))]
+    picked = [photos[i] for i in range(max(map(len, folders), default=0)) for photos in folders if i < len(photos)]
+    return picked[:count]
+
+
+def measure_grabcut_share(photos: list[Path]) -> dict:
+    """Per-photo ms of ``preprocess_file`` and of its loading, foreground mask and GrabCut calls."""
+    import warnings
+
+    from edgefmnist.runtime import preprocess, segment
+
+    spent = {"load_picture": 0.0, "foreground_mask": 0.0, "grabcut": 0.0}
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+        return wrapper
+
+    # preprocess_file looks these up at call time (module globals; segment is imported in the call).
+    originals = (preprocess.load_picture, segment.foreground_mask, segment.grabcut)
+    preprocess.load_picture = timed("load_picture", originals[0])
+    segment.foreground_mask = timed("foreground_mask", originals[1])
+    segment.grabcut = timed("grabcut", originals[2])
+    rows = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NothingFound on a few photos: timed all the same
+            preprocess.preprocess_file(photos[0])  # warm-up: no import counted
+            for photo in photos:
+                for name in spent:
+                    spent[name] = 0.0
+                start = time.perf_counter()
+                preprocess.preprocess_file(photo)
+                rows.append({"total": time.perf_counter() - start, **spent})
+    finally:
+        preprocess.load_picture, segment.foreground_mask, segment.grabcut = originals
+    median = {name: 1000 * statistics.median(row[name] for row in rows) for name in rows[0]}
+    share = statistics.median(row["grabcut"] / row["total"] for row in rows)
+    mask_share = statistics.median(row["foreground_mask"] / row["total"] for row in rows)
+    return {"photos": len(rows), "median_ms": median, "grabcut_share": share, "foreground_mask_share": mask_share}
+
+
+def du_bytes(paths: list[Path]) -> int:
+    """Disk usage as ``du`` counts it (allocated blocks), of files and folders, hard links once."""
+    seen, total = set(), 0
+    for root in paths:
+        walk = [(str(root.parent), [], [root.name])] if root.is_file() else os.walk(root)
+        for folder, _, files in walk:
+            for name in files:
+                stat = os.lstat(os.path.join(folder, name))
+                if (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    total += stat.st_blocks * 512
+    return total
+
+
+def opencv_sizes(aarch64_wheel: Path | None, download: bool) -> dict:
+    """Installed size of opencv-python-headless here; size of its aarch64 wheel."""
+    import cv2
+
+    site = Path(cv2.__file__).resolve().parent.parent
+    parts = {path.name: du_bytes([path]) for path in [site / "cv2", *sorted(site.glob("opencv*"))]}
+    result = {"site_packages": str(site), "installed_bytes": sum(parts.values()), "parts_bytes": parts}
+    wheel = aarch64_wheel
+    if wheel is None:
+        cached = sorted(ARM64_WHEELS.glob("opencv_python_headless-*aarch64*.whl"))
+        wheel = cached[-1] if cached else None
+    if wheel is None and download:
+        folder = Path(tempfile.mkdtemp(prefix="opencv-aarch64-"))
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(folder),
+                        "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",
+                        "--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
+                        f"opencv-python-headless=={cv2.__version__}"], check=True)
+        wheel = next(folder.glob("*.whl"))
+    if wheel is not None:
+        result["aarch64_wheel"] = {"file": wheel.name, "bytes": wheel.stat().st_size}
+    return result
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def print_table(report: dict) -> None:
+    processes = report["processes"]
+    base = processes["28x28 PNG"]
+    print(f"`edgefmnist infer --image X` as a whole process, medians of {report['repeats']} interleaved runs"
+          + (f" (pinned to CPU {report['cpu']})" if report["cpu"] is not None else "") + ":\n")
+    print("| picture | file | wall | peak RSS | label |")
+    print("|---|---|---|---|---|")
+    for name, row in processes.items():
+        ratio = "" if row is base else (f" ({row['wall_s'] / base['wall_s']:.2f}x)", f" ({row['peak_rss_mib'] / base['peak_rss_mib']:.2f}x)")
+        print(f"| {name} ({row['pixels'][0]}x{row['pixels'][1]}) | {mib(row['bytes'])} | {row['wall_s']:.3f} s{ratio[0] if ratio else ''} "
+              f"| {row['peak_rss_mib']:.1f} MiB{ratio[1] if ratio else ''} | {row['label']} |")
+    bar = report["bar"]
+    print(f"\nbar (12 MP JPEG <= {BAR}x the PNG): wall {bar['wall_ratio']:.2f}x, peak RSS {bar['rss_ratio']:.2f}x: "
+          + ("MET" if bar["met"] else "MISSED"))
+    for name, steps in report["steps"].items():
+        print(f"\nwhere a {name} process goes (one run; RSS after each step, MiB):\n")
+        print("| step | ms | RSS | anon | file-backed |")
+        print("|---|---|---|---|---|")
+        for row in steps:
+            print(f"| {row['step']} | {row['ms']:.0f} | {row['VmRSS']:.1f} | {row['RssAnon']:.1f} | {row['RssFile']:.1f} |")
+    imp = report["import_cv2"]
+    print(f"\nimport cv2 {imp['version']} (fresh processes, medians): alone {imp['alone']['ms']:.0f} ms "
+          f"(+{imp['alone']['rss_growth_mib']:.1f} MiB RSS); after numpy, Pillow, onnxruntime "
+          f"{imp['after numpy, Pillow, onnxruntime']['ms']:.0f} ms (+{imp['after numpy, Pillow, onnxruntime']['rss_growth_mib']:.1f} MiB)")
+    share = report.get("grabcut")
+    if share:
+        m = share["median_ms"]
+        print(f"\npreprocess_file in-process on {share['photos']} photos-dev photos, median ms per photo: total {m['total']:.1f}, "
+              f"load_picture {m['load_picture']:.1f}, foreground_mask {m['foreground_mask']:.1f}, grabcut {m['grabcut']:.1f}; "
+              f"GrabCut's share {100 * share['grabcut_share']:.0f} % (foreground_mask {100 * share['foreground_mask_share']:.0f} %)")
+    size = report["opencv_size"]
+    parts = ", ".join(f"{name} {mib(n)}" for name, n in size["parts_bytes"].items())
+    print(f"\nopencv-python-headless installed here: {mib(size['installed_bytes'])} ({parts})")
+    if "aarch64_wheel" in size:
+        print(f"aarch64 wheel download: {mib(size['aarch64_wheel']['bytes'])} ({size['aarch64_wheel']['file']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5, help="measured runs per picture (after one warm-up round)")
+    parser.add_argument("--photos", type=int, default=80, help="photos-dev photos for GrabCut's share (0: skip)")
+    parser.add_argument("--no-48mp", dest="with_48mp", action="store_false", help="skip the 48 MP JPEG")
+    parser.add_argument("--cpu", type=int, default=None, help="pin every child process to this CPU")
+    parser.add_argument("--aarch64-wheel", type=Path, default=None, help="the aarch64 opencv wheel to size")
+    parser.add_argument("--download", action="store_true", help="pip-download the aarch64 wheel if none is cached")
+    parser.add_argument("--json", dest="json_output", action="store_true", help="print JSON instead of the table")
+    args = parser.parse_args(argv)
+    if not PHOTOS_DEV.is_dir():
+        parser.error(f"{PHOTOS_DEV}: no such folder (the phone-like JPEGs are made from a photos-dev photo)")
+
+    folder = Path(tempfile.mkdtemp(prefix="photo-cost-"))
+    try:
+        source = pick_photos(1)[0]
+        pictures = {"28x28 PNG": make_png(folder), "12 MP JPEG": make_phone_jpeg(source, SIZES["12 MP"], folder)}
+        if args.with_48mp:
+            pictures["48 MP JPEG"] = make_phone_jpeg(source, SIZES["48 MP"], folder)
+        processes = measure_processes(pictures, args.repeats, args.cpu)
+        steps = {name: measure_steps(pictures[name], args.cpu) for name in ("28x28 PNG", "12 MP JPEG")}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    base, phone = processes["28x28 PNG"], processes["12 MP JPEG"]
+    wall_ratio, rss_ratio = phone["wall_s"] / base["wall_s"], phone["peak_rss_mib"] / base["peak_rss_mib"]
+    report = {
+        "command": infer_command(), "repeats": args.repeats, "cpu": args.cpu, "source_photo": str(source),
+        "processes": processes, "steps": steps,
+        "bar": {"limit": BAR, "wall_ratio": wall_ratio, "rss_ratio": rss_ratio, "met": wall_ratio <= BAR and rss_ratio <= BAR},
+        "import_cv2": measure_cv2_import(args.repeats, args.cpu),
+        "grabcut": measure_grabcut_share(pick_photos(args.photos)) if args.photos else None,
+        "opencv_size": opencv_sizes(args.aarch64_wheel, args.download),
+    }
+    if args.json_output:
+        print(json.dumps(report, indent=2))
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
