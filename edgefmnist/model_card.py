@@ -26,8 +26,8 @@ from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, Predictor
 
-ARCHES = {"mlp": "MLP 784-300-100-10 (the tutorial's network), `best` recipe",
-          "cnn": "CNN 3x(conv3x3+BN+ReLU+pool) 16-32-64, head 576-64-10, `best` recipe"}
+ARCHES = {"mlp": "MLP 784-300-100-10 (the tutorial's network)",
+          "cnn": "CNN 3x(conv3x3+BN+ReLU+pool) 16-32-64, head 576-64-10"}
 CARD_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*?\| (?P<accuracy>\d+\.\d+) % \|")
 
 
@@ -73,7 +73,10 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
     arch = path.name.split(".")[0]
     params, macs = network_figures(path.with_name(f"{arch}.pt"))
     if path.suffix == ".pt":
-        what, agreement = f"PyTorch checkpoint: {ARCHES[arch]}", "—"
+        from edgefmnist.checkpoint import load_checkpoint
+
+        recipe = load_checkpoint(path).recipe.name
+        what, agreement = f"PyTorch checkpoint: {ARCHES[arch]}, `{recipe}` recipe", "—"
     else:
         metadata = read_metadata(path)
         quantization = metadata.extra.get("quantization") or {}

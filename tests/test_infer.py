@@ -133,11 +133,14 @@ def shop_like(pixels: np.ndarray, rng: np.random.Generator, k: int, folder: Path
 
 
 @pytest.mark.slow
-def test_shop_photos_agree_with_raw_predictions(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+def test_shop_photos_agree_with_raw_predictions(fashion, tmp_path: Path) -> None:
+    """The shipped default model, trained on what photo preprocessing gives, on shop photos of test images."""
+    from edgefmnist.runtime.predictor import default_model_path
+
     rng = np.random.default_rng(0)
     picked = rng.choice(len(fashion.test), 600, replace=False)
     paths = [shop_like(fashion.test.images[i], rng, k, tmp_path) for k, i in enumerate(picked)]
-    predictor = Predictor(exported_mlp)
+    predictor = Predictor(default_model_path())
     raw = predictor.logits(fashion.test.images[picked]).argmax(1)
     shop = predictor.logits(np.stack([preprocess_file(p) for p in paths])).argmax(1)
     labels = fashion.test.labels[picked]
