@@ -1,7 +1,9 @@
-"""The facts about Fashion-MNIST that training and export share (the one source of truth).
+"""The facts about Fashion-MNIST and the model's contract that every stage shares.
 
-The runtime never imports this module: it reads the same facts back from the model file's
-metadata, which export writes from here.
+Training and export read the class names and pixel statistics here; the runtime reads those
+back from the model file's metadata (which export writes from here), and takes from here only
+the image size and the defaults of the unsure verdict. This module imports neither torch nor
+onnx.
 """
 
 from __future__ import annotations
