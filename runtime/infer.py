@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, first_line
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
 
@@ -127,11 +127,17 @@ def classify_arrays(predictor: Predictor, images: np.ndarray, names: list[str], 
 def preprocess_noting_emptiness(path: Path) -> tuple[np.ndarray, str]:
     """``preprocess_file(path)`` and its :class:`NothingFound` message ("" when an object was found).
 
-    Returns uint8 ``[28, 28]`` and the message; raises :class:`EdgeFmnistError` for an unreadable file.
+    Returns uint8 ``[28, 28]`` and the message; raises :class:`EdgeFmnistError` for an unreadable
+    file, and for any other failure of preprocessing, so that one picture never stops a batch.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NothingFound)
-        pixels = preprocess_file(path)
+        try:
+            pixels = preprocess_file(path)
+        except EdgeFmnistError:
+            raise
+        except Exception as exc:  # a decoder or OpenCV failure on one odd picture
+            raise EdgeFmnistError(f"{path}: cannot preprocess this picture ({type(exc).__name__}: {first_line(exc)})") from None
     return pixels, next((str(w.message) for w in caught if issubclass(w.category, NothingFound)), "")
 
 

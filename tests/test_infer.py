@@ -157,3 +157,22 @@ def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Pa
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "boot.png")
     result = run("infer", "--image", str(tmp_path / "boot.png"), "--json")
     assert result.returncode == 0 and json.loads(result.stdout)[0]["label"] == "Ankle boot"
+
+
+def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(exported_mlp: Path, fashion, tmp_path: Path,
+                                                                       monkeypatch) -> None:
+    from edgefmnist.runtime import infer
+
+    Image.fromarray(fashion.test.images[0]).save(tmp_path / "good.png")
+    (tmp_path / "odd.png").write_bytes(b"")
+    real = infer.preprocess_file
+
+    def failing_on_odd(path: Path) -> np.ndarray:
+        if Path(path).name == "odd.png":
+            raise RuntimeError("an unexpected failure\nwith a second line")
+        return real(path)
+
+    monkeypatch.setattr(infer, "preprocess_file", failing_on_odd)
+    results = infer.classify_files(Predictor(exported_mlp), [tmp_path / "odd.png", tmp_path / "good.png"])
+    assert results[0].error == f"{tmp_path / 'odd.png'}: cannot preprocess this picture (RuntimeError: an unexpected failure)"
+    assert results[1].label == "Ankle boot" and not results[1].error

@@ -94,6 +94,15 @@ def test_uniform_images_warn_and_give_a_blank_image(value: int) -> None:
     assert result.shape == (28, 28) and not result.any()
 
 
+@pytest.mark.parametrize("size", [(5000, 20), (20, 5000), (800, 100), (10, 1)])
+def test_extreme_aspect_ratios_are_classified(tmp_path: Path, boot: np.ndarray, size: tuple[int, int]) -> None:
+    strip = shop_photo(boot).convert("RGB").resize(size)
+    strip.save(tmp_path / "strip.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NothingFound)
+        assert preprocess_file(tmp_path / "strip.png").shape == (28, 28)
+
+
 def test_tiny_images(tmp_path: Path) -> None:
     Image.new("L", (1, 1), 128).save(tmp_path / "one.png")
     with warnings.catch_warnings():

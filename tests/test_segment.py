@@ -69,3 +69,11 @@ def test_illumination_recovers_a_quadratic_light_field() -> None:
     seen = light.copy()
     seen[~background] = 20
     np.testing.assert_allclose(illumination(seen, background), light, atol=1e-6)
+
+
+def test_thin_strips_give_a_mask_not_an_opencv_error() -> None:
+    """GrabCut asserts when its seeds leave no object pixel (an 8:1 strip at 96 px is 12 px thin)."""
+    rng = np.random.default_rng(0)
+    for height, width in ((1, 96), (2, 96), (12, 96), (96, 12), (96, 1)):
+        strip = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        assert foreground_mask(strip).shape == (height, width)
