@@ -131,3 +131,13 @@ def test_decompression_bomb_is_refused(tmp_path: Path) -> None:
     Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")  # 100 Mpx, a few KiB on disk
     with pytest.raises(ImageError, match="decompression bomb"):
         load_image(tmp_path / "bomb.png")
+
+
+def test_dataset_images_touching_the_edges_pass_through_unchanged(fashion) -> None:
+    """Garments that fill the frame give a bright border mean; they are still in dataset form."""
+    from edgefmnist.runtime.preprocess import border
+
+    bright = [image for image in fashion.test.images if border(image.astype(float)).mean() >= 60]
+    assert len(bright) == 8
+    for image in bright:
+        np.testing.assert_array_equal(to_dataset_form(Image.fromarray(image)), image)
