@@ -36,16 +36,16 @@ def measured_accuracy(path: Path, test: Split) -> float:
     if path.suffix == ".pt":
         from edgefmnist.train import accuracy
 
-        return accuracy(load_net(path), test)
+        return accuracy(load_trained(path).net, test)
     return float(np.mean(Predictor(path).logits(test.images).argmax(1) == test.labels))
 
 
 @functools.lru_cache
-def load_net(checkpoint: Path):
-    """The network of a checkpoint, loaded once however many card rows need it."""
+def load_trained(checkpoint: Path):
+    """A checkpoint (network, recipe, ...), loaded once however many card rows need it."""
     from edgefmnist.checkpoint import load_checkpoint
 
-    return load_checkpoint(checkpoint).net
+    return load_checkpoint(checkpoint)
 
 
 def agreement_text(path: Path) -> str:
@@ -65,7 +65,7 @@ def network_figures(checkpoint: Path) -> tuple[str, str]:
     """Parameters and multiply-adds per image of the network in ``checkpoint``."""
     from edgefmnist.nets import count_multiply_adds, count_parameters
 
-    net = load_net(checkpoint)
+    net = load_trained(checkpoint).net
     return f"{count_parameters(net):,}", f"{count_multiply_adds(net):,}"
 
 
@@ -73,9 +73,7 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
     arch = path.name.split(".")[0]
     params, macs = network_figures(path.with_name(f"{arch}.pt"))
     if path.suffix == ".pt":
-        from edgefmnist.checkpoint import load_checkpoint
-
-        recipe = load_checkpoint(path).recipe.name
+        recipe = load_trained(path).recipe.name
         what, agreement = f"PyTorch checkpoint: {ARCHES[arch]}, `{recipe}` recipe", "—"
     else:
         metadata = read_metadata(path)
