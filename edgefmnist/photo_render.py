@@ -14,8 +14,11 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
+
+from edgefmnist.runtime.segment import fill_holes
 
 MIN_SCALE, MAX_SCALE = 3.0, 8.0  # upscaling of the 28x28 image
 BACKGROUNDS = ("paper", "plain", "blotches", "tiles", "stripes", "carpet")
@@ -63,18 +66,12 @@ def random_lighting(rng: np.random.Generator) -> Lighting:
 
 def silhouette(image: np.ndarray) -> np.ndarray:
     """The product's filled outline: bool ``[28, 28]`` of a uint8 dataset image."""
-    from edgefmnist.runtime.segment import fill_holes
-
-    import cv2
-
     mask = cv2.morphologyEx((image > 12).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     return fill_holes(mask)
 
 
 def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A random surface, float64 ``[H, W, 3]`` in 0-255."""
-    import cv2
-
     kind = rng.choice(BACKGROUNDS, p=BACKGROUND_ODDS)
     colour = rng.uniform(225, 255) - rng.uniform(0, 10, 3) if kind == "paper" else rng.uniform(0, 255, 3)
     surface = np.ones((height, width, 3)) * colour
@@ -104,8 +101,6 @@ def render_photo(image: np.ndarray, rng: np.random.Generator, lighting: Lighting
     ``lighting``, ``surface`` (a float ``[H, W, 3]`` background in 0-255, which also sets the
     frame size), ``angle`` (degrees) and ``quality`` (JPEG) default to random draws from ``rng``.
     """
-    import cv2
-
     side = int(28 * rng.uniform(MIN_SCALE, MAX_SCALE))
     if surface is not None:
         side = min(side, *surface.shape[:2])
