@@ -94,7 +94,7 @@ def write_unnamed_then_rename(path: Path, data: bytes) -> bool:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
         folder_fd = os.open(folder, os.O_RDONLY)
         try:  # a dir fd makes Python use linkat(AT_SYMLINK_FOLLOW), which names the unnamed file

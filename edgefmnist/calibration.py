@@ -31,7 +31,9 @@ INV_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 def _as_logits(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
     if logits.ndim != 2 or labels.shape != (len(logits),) or len(logits) == 0:
-        raise ValueError(f"expected logits [N, C] and labels [N] with N > 0, got {list(logits.shape)} and {list(labels.shape)}")
+        raise ValueError(
+            f"expected logits [N, C] and labels [N] with N > 0, got {list(logits.shape)} and {list(labels.shape)}"
+        )
     return logits, labels.astype(np.int64)
 
 
@@ -79,7 +81,9 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     confidence = probabilities.max(axis=1)
     correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
     which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
-    gap = np.abs(np.bincount(which, weights=correct, minlength=bins) - np.bincount(which, weights=confidence, minlength=bins))
+    gap = np.abs(
+        np.bincount(which, weights=correct, minlength=bins) - np.bincount(which, weights=confidence, minlength=bins)
+    )
     return float(gap.sum() / len(labels))  # sum over bins of |B_m| * |acc - conf|, divided by N
 
 
@@ -131,14 +135,17 @@ class CalibrationFigures:
         return asdict(self)
 
     def summary(self) -> str:
-        return (f"{self.split} ECE {100 * self.ece_before:.2f} % -> {100 * self.ece_after:.2f} %, "
-                f"NLL {self.nll_before:.4f} -> {self.nll_after:.4f}")
+        return (
+            f"{self.split} ECE {100 * self.ece_before:.2f} % -> {100 * self.ece_after:.2f} %, "
+            f"NLL {self.nll_before:.4f} -> {self.nll_after:.4f}"
+        )
 
 
 def measure_calibration(logits: np.ndarray, labels: np.ndarray, temperature: float, split: str) -> CalibrationFigures:
     """ECE and NLL of ``logits`` ``[N, C]`` against ``labels`` ``[N]``, before (T = 1) and after ``temperature``."""
     return CalibrationFigures(
-        split=split, images=len(labels),
+        split=split,
+        images=len(labels),
         ece_before=expected_calibration_error(softmax(logits), labels),
         ece_after=expected_calibration_error(softmax(logits, temperature), labels),
         nll_before=negative_log_likelihood(logits, labels),
@@ -156,17 +163,23 @@ class TemperatureCalibration:
 
     def to_metadata(self) -> dict:
         """The model file's ``"calibration"`` entry: the fit on the validation split, test figures nested."""
-        entry = {"method": "temperature", "temperature": self.temperature, "split": "validation",
-                 "images": self.validation.images, "bins": ECE_BINS,
-                 **{k: v for k, v in self.validation.to_dict().items() if k.startswith(("ece_", "nll_"))}}
+        entry = {
+            "method": "temperature",
+            "temperature": self.temperature,
+            "split": "validation",
+            "images": self.validation.images,
+            "bins": ECE_BINS,
+            **{k: v for k, v in self.validation.to_dict().items() if k.startswith(("ece_", "nll_"))},
+        }
         if self.test is not None:
             entry["test"] = {k: v for k, v in self.test.to_dict().items() if k != "split"}
         return entry
 
     def with_test(self, logits: np.ndarray, labels: np.ndarray) -> TemperatureCalibration:
         """A copy that also holds the figures of the test ``logits`` ``[N, C]`` at this temperature."""
-        return TemperatureCalibration(self.temperature, self.validation,
-                                      measure_calibration(logits, labels, self.temperature, "test"))
+        return TemperatureCalibration(
+            self.temperature, self.validation, measure_calibration(logits, labels, self.temperature, "test")
+        )
 
     def summary(self) -> str:
         figures = [f.summary() for f in (self.validation, self.test) if f is not None]
@@ -180,5 +193,6 @@ def calibrate(validation_logits: np.ndarray, validation_labels: np.ndarray) -> T
     describe exactly the ``T`` the graph applies.
     """
     temperature = float(np.float32(fit_temperature(validation_logits, validation_labels)))
-    return TemperatureCalibration(temperature, measure_calibration(validation_logits, validation_labels,
-                                                                   temperature, "validation"))
+    return TemperatureCalibration(
+        temperature, measure_calibration(validation_logits, validation_labels, temperature, "validation")
+    )

@@ -77,8 +77,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused, it holds objects other than plain data "
-                              f"({unpickler_reason(exc)}); loading it could run code") from None
+        raise CheckpointError(
+            f"{path}: refused, it holds objects other than plain data "
+            f"({unpickler_reason(exc)}); loading it could run code"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -103,4 +105,3 @@ def load_checkpoint(path: Path) -> Checkpoint:
         history=list(payload["history"]),
         seed=int(payload["seed"]),
     )
-

@@ -15,7 +15,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -54,15 +54,23 @@ class Quantize(str, Enum):
 
 
 DataDirOption = Annotated[
-    Optional[Path],
-    typer.Option("--data-dir", help="Folder with the four IDX files (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
-                 exists=True, file_okay=False),
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder with the four IDX files (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
+        exists=True,
+        file_okay=False,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 MinConfidenceOption = Annotated[
     float,
-    typer.Option("--min-confidence", min=0.0, max=1.0,
-                 help="Say unsure unless the top probability is above this (0: never unsure, 1: always)."),
+    typer.Option(
+        "--min-confidence",
+        min=0.0,
+        max=1.0,
+        help="Say unsure unless the top probability is above this (0: never unsure, 1: always).",
+    ),
 ]
 
 
@@ -87,7 +95,16 @@ def need_training_extra() -> None:
 @app.command()
 def data(
     data_dir: DataDirOption = None,
-    download: Annotated[bool, typer.Option("--download", help="Download into the cache (~/.cache/edgefmnist) even if found elsewhere; $EDGEFMNIST_MIRROR overrides the address.")] = False,
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download",
+            help=(
+                "Download into the cache (~/.cache/edgefmnist) even if found elsewhere; "
+                "$EDGEFMNIST_MIRROR overrides the address."
+            ),
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Find the Fashion-MNIST files, verify their SHA-256, and say where they came from.
@@ -116,18 +133,33 @@ def data(
         print_json(report)
         return
     typer.echo(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
-    typer.echo(f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images) · test {report['test']:,}")
+    typer.echo(
+        f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images)"
+        f" · test {report['test']:,}"
+    )
 
 
 @app.command()
 def train(
     arch: Annotated[Arch, typer.Option(help="Network: the tutorial MLP or the small CNN.")] = Arch.mlp,
-    recipe: Annotated[RecipeName, typer.Option(help="seed: the Keras tutorial; best: the tuned recipe; photo: best, partly on the dataset rendered as photos and preprocessed as infer does.")] = RecipeName.best,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
-    patience: Annotated[Optional[int], typer.Option(min=0, help="Stop after N epochs without a better validation accuracy (0: never).")] = None,
+    recipe: Annotated[
+        RecipeName,
+        typer.Option(
+            help=(
+                "seed: the Keras tutorial; best: the tuned recipe; photo: best, partly on the dataset "
+                "rendered as photos and preprocessed as infer does."
+            )
+        ),
+    ] = RecipeName.best,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the recipe's epoch count.")] = None,
+    patience: Annotated[
+        int | None, typer.Option(min=0, help="Stop after N epochs without a better validation accuracy (0: never).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (weights, shuffling, augmentation).")] = 0,
     data_dir: DataDirOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="Checkpoint path [default: runs/ARCH-RECIPE.pt].", dir_okay=False)] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Checkpoint path [default: runs/ARCH-RECIPE.pt].", dir_okay=False)
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Train on the real Fashion-MNIST; keep the best epoch by validation accuracy.
@@ -143,27 +175,40 @@ def train(
     need_training_extra()
     from edgefmnist.training_run import run_training
 
-    report = run_training(arch.value, recipe.value, epochs=epochs, patience=patience, seed=seed,
-                          data_dir=data_dir, out=out)
+    report = run_training(
+        arch.value, recipe.value, epochs=epochs, patience=patience, seed=seed, data_dir=data_dir, out=out
+    )
     if json_output:
         print_json(report)
         return
     metrics = report["metrics"]
     typer.echo(
         f"{arch.value}/{recipe.value}: test accuracy {100 * metrics['test_accuracy']:.2f} % "
-        f"(validation {100 * metrics['val_accuracy']:.2f} %, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+        f"(validation {100 * metrics['val_accuracy']:.2f} %, "
+        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
         f"{metrics['train_seconds']:.0f} s)"
     )
-    typer.echo(f"  checkpoint {report['checkpoint']}\n  history    {report['history']}\n  curves     {report['curves']}")
+    typer.echo(
+        f"  checkpoint {report['checkpoint']}\n  history    {report['history']}\n  curves     {report['curves']}"
+    )
 
 
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `edgefmnist train`.", exists=True, dir_okay=False)],
-    out: Annotated[Optional[Path], typer.Option(help="fp32 model path [default: the checkpoint's name with .onnx].", dir_okay=False)] = None,
-    quantize: Annotated[Quantize, typer.Option(help="Also write NAME.int8.onnx: dynamic (int8 weights) or static (QDQ, calibrated).")] = Quantize.none,
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A checkpoint written by `edgefmnist train`.", exists=True, dir_okay=False)
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="fp32 model path [default: the checkpoint's name with .onnx].", dir_okay=False),
+    ] = None,
+    quantize: Annotated[
+        Quantize, typer.Option(help="Also write NAME.int8.onnx: dynamic (int8 weights) or static (QDQ, calibrated).")
+    ] = Quantize.none,
     opset: Annotated[int, typer.Option(help="ONNX opset (13-20; 17 loads on onnxruntime 1.17 and later).")] = 17,
-    atol: Annotated[float, typer.Option(help="Largest |logit difference| allowed between fp32 ONNX and PyTorch.")] = 1e-4,
+    atol: Annotated[
+        float, typer.Option(help="Largest |logit difference| allowed between fp32 ONNX and PyTorch.")
+    ] = 1e-4,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -197,7 +242,10 @@ def export(
 @app.command()
 def verify(
     model: Annotated[Path, typer.Argument(help="An exported .onnx model.", exists=True, dir_okay=False)],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", exists=True, dir_okay=False)] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", exists=True, dir_okay=False),
+    ] = None,
     atol: Annotated[float, typer.Option(help="Largest |logit difference| allowed for an fp32 model.")] = 1e-4,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
@@ -232,12 +280,23 @@ def verify(
 
 @app.command()
 def infer(
-    image: Annotated[Optional[list[str]], typer.Option("--image", help="A picture, a folder of pictures, or a glob pattern (repeatable).")] = None,
-    sample: Annotated[Optional[str], typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")] = None,
-    model: Annotated[Optional[Path], typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option("--image", help="A picture, a folder of pictures, or a glob pattern (repeatable)."),
+    ] = None,
+    sample: Annotated[
+        str | None, typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes to show per image.")] = 3,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="onnxruntime intra-op threads [default: cores, at most 4].")] = None,
-    save_preprocessed: Annotated[Optional[Path], typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="onnxruntime intra-op threads [default: cores, at most 4].")
+    ] = None,
+    save_preprocessed: Annotated[
+        Path | None, typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")
+    ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
@@ -270,9 +329,10 @@ def infer(
 
         test = load_test_split(data_dir)
         picked = parse_sample(sample, len(test))
-        results = classify_arrays(predictor, test.images[picked.start : picked.stop],
-                                  [f"test[{i}]" for i in picked], top_k, min_confidence)
-        for result, i in zip(results, picked):
+        results = classify_arrays(
+            predictor, test.images[picked.start : picked.stop], [f"test[{i}]" for i in picked], top_k, min_confidence
+        )
+        for result, i in zip(results, picked, strict=False):
             result.true_label = predictor.class_names[test.labels[i]]
     else:
         results = classify_files(predictor, expand_images(image), top_k, save_preprocessed, min_confidence)
@@ -299,14 +359,49 @@ class PhotoSplit(str, Enum):
 
 @app.command()
 def evaluate(
-    model: Annotated[Optional[Path], typer.Argument(help="An .onnx model or a .pt checkpoint [default: the shipped model].", exists=True, dir_okay=False)] = None,
-    model_option: Annotated[Optional[Path], typer.Option("--model", help="The model, as an option (same as MODEL).", exists=True, dir_okay=False)] = None,
-    photos: Annotated[Optional[Path], typer.Option("--photos", help="Evaluate on real photos instead: DIR/labels.csv or one sub-folder per class.", exists=True, file_okay=False)] = None,
-    split: Annotated[PhotoSplit, typer.Option(help="With --photos: the photos whose file-name hash puts them in this half (choice: for choosing, report: for reporting).")] = PhotoSplit.all,
+    model: Annotated[
+        Path | None,
+        typer.Argument(
+            help="An .onnx model or a .pt checkpoint [default: the shipped model].", exists=True, dir_okay=False
+        ),
+    ] = None,
+    model_option: Annotated[
+        Path | None,
+        typer.Option("--model", help="The model, as an option (same as MODEL).", exists=True, dir_okay=False),
+    ] = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            "--photos",
+            help="Evaluate on real photos instead: DIR/labels.csv or one sub-folder per class.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    split: Annotated[
+        PhotoSplit,
+        typer.Option(
+            help=(
+                "With --photos: the photos whose file-name hash puts them in this half "
+                "(choice: for choosing, report: for reporting)."
+            )
+        ),
+    ] = PhotoSplit.all,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
-    sweep: Annotated[bool, typer.Option("--sweep", help="With --photos: list thresholds 0.30-0.95 and name the smallest that meets the targets.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Write the confusion matrix as a PNG heat map (with --photos: plus accuracy vs coverage).", dir_okay=False)] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="onnxruntime intra-op threads.")] = None,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep", help="With --photos: list thresholds 0.30-0.95 and name the smallest that meets the targets."
+        ),
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the confusion matrix as a PNG heat map (with --photos: plus accuracy vs coverage).",
+            dir_okay=False,
+        ),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime intra-op threads.")] = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -358,8 +453,9 @@ def evaluate(
     if plot is not None:
         from edgefmnist.plots import save_confusion_matrix
 
-        save_confusion_matrix(plot, evaluation.confusion, class_names,
-                              f"{model.name}: {100 * evaluation.accuracy:.2f} % on the test set")
+        save_confusion_matrix(
+            plot, evaluation.confusion, class_names, f"{model.name}: {100 * evaluation.accuracy:.2f} % on the test set"
+        )
     if json_output:
         print_json({"model": str(model), **evaluation.to_dict(), **({"plot": str(plot)} if plot else {})})
     else:
@@ -368,11 +464,27 @@ def evaluate(
             typer.echo(f"\nconfusion matrix: {plot}")
 
 
-def evaluate_photos(folder: Path, model: Optional[Path], split: str, min_confidence: float, sweep: bool,
-                    plot: Optional[Path], threads: Optional[int], json_output: bool) -> None:
+def evaluate_photos(
+    folder: Path,
+    model: Path | None,
+    split: str,
+    min_confidence: float,
+    sweep: bool,
+    plot: Path | None,
+    threads: int | None,
+    json_output: bool,
+) -> None:
     """`evaluate --photos`: the report (or the threshold sweep) on one half of a photo set."""
-    from edgefmnist.runtime.photo_eval import (format_photo_report, format_sweep, load_photo_set, photo_report,
-                                               predict_photos, save_photo_plot, select_split, threshold_sweep)
+    from edgefmnist.runtime.photo_eval import (
+        format_photo_report,
+        format_sweep,
+        load_photo_set,
+        photo_report,
+        predict_photos,
+        save_photo_plot,
+        select_split,
+        threshold_sweep,
+    )
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if model is not None and model.suffix != ".onnx":
@@ -410,7 +522,12 @@ def parse_batches(text: str) -> tuple[int, ...]:
 
 @app.command()
 def bench(
-    models: Annotated[Optional[list[Path]], typer.Argument(help="ONNX models and/or .pt checkpoints [default: every shipped model].", exists=True, dir_okay=False)] = None,
+    models: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="ONNX models and/or .pt checkpoints [default: every shipped model].", exists=True, dir_okay=False
+        ),
+    ] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = "1,32,256",
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads for every engine.")] = 1,
     runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = 2000,
@@ -442,8 +559,13 @@ def bench(
 
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
     torch_available = importlib.util.find_spec("torch") is not None
-    report = run_bench(models or shipped_models(torch_available), load_test_split(data_dir), settings,
-                       torch_available, progress=show_progress)
+    report = run_bench(
+        models or shipped_models(torch_available),
+        load_test_split(data_dir),
+        settings,
+        torch_available,
+        progress=show_progress,
+    )
     typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))
 
 

@@ -127,8 +127,10 @@ def download_data(folder: Path, base_url: str | None = None) -> Path:
                 payload = response.read()
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise DataError(f"{url}: download failed ({reason}); are you offline? "
-                            "Pass --data-dir or install the Debian package dataset-fashion-mnist") from None
+            raise DataError(
+                f"{url}: download failed ({reason}); are you offline? "
+                "Pass --data-dir or install the Debian package dataset-fashion-mnist"
+            ) from None
         got = hashlib.md5(payload).hexdigest()
         if got != md5:
             raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); nothing was saved")
@@ -204,14 +206,14 @@ def load_idx_labels(path: Path) -> np.ndarray:
 def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
     """Load ``"train"`` or ``"test"`` from ``folder``; with ``verify``, check the SHA-256."""
     paths = [idx_file(folder, name) for name in SPLIT_FILES[split]]
-    for name, path in zip(SPLIT_FILES[split], paths):
+    for name, path in zip(SPLIT_FILES[split], paths, strict=False):
         if path is None:
             raise DataError(f"{folder / name}(.gz): no such file")
     images, labels = load_idx_images(paths[0]), load_idx_labels(paths[1])
     if len(images) != len(labels):
         raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
     checksums: dict[str, str] = {}
-    for name, path, array in zip(SPLIT_FILES[split], paths, (images, labels)):
+    for name, path, array in zip(SPLIT_FILES[split], paths, (images, labels), strict=False):
         header = struct.pack(f">I{array.ndim}I", IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC, *array.shape)
         checksums[name] = hashlib.sha256(header + array.tobytes()).hexdigest()
         if verify and checksums[name] != spec.IDX_SHA256[name]:

@@ -1,6 +1,6 @@
 """Classification metrics (numpy only): accuracy, per-class precision/recall/F1, confusion matrix.
 
-    edgefmnist evaluate models/mlp.onnx --plot confusion.png
+edgefmnist evaluate models/mlp.onnx --plot confusion.png
 """
 
 from __future__ import annotations
@@ -46,18 +46,32 @@ def evaluate_predictions(labels: np.ndarray, predictions: np.ndarray, class_name
     recall = np.divide(true_positive, actual, out=np.zeros_like(true_positive), where=actual > 0)
     total = precision + recall
     f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
-    per_class = [ClassMetrics(name, float(p), float(r), float(f), int(s))
-                 for name, p, r, f, s in zip(class_names, precision, recall, f1, actual)]
-    return Evaluation(float(true_positive.sum() / max(1, len(labels))), int(len(labels)), per_class,
-                      float(precision.mean()), float(recall.mean()), float(f1.mean()), matrix.tolist())
+    per_class = [
+        ClassMetrics(name, float(p), float(r), float(f), int(s))
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, actual, strict=False)
+    ]
+    return Evaluation(
+        float(true_positive.sum() / max(1, len(labels))),
+        int(len(labels)),
+        per_class,
+        float(precision.mean()),
+        float(recall.mean()),
+        float(f1.mean()),
+        matrix.tolist(),
+    )
 
 
 def format_report(evaluation: Evaluation, title: str) -> str:
     """A plain-text table for the terminal."""
-    lines = [f"{title}: accuracy {100 * evaluation.accuracy:.2f} % on {evaluation.images:,} test images", "",
-             f"{'class':<12} {'precision':>9} {'recall':>7} {'F1':>7} {'support':>8}"]
+    lines = [
+        f"{title}: accuracy {100 * evaluation.accuracy:.2f} % on {evaluation.images:,} test images",
+        "",
+        f"{'class':<12} {'precision':>9} {'recall':>7} {'F1':>7} {'support':>8}",
+    ]
     for row in evaluation.per_class:
         lines.append(f"{row.name:<12} {row.precision:>9.3f} {row.recall:>7.3f} {row.f1:>7.3f} {row.support:>8,}")
-    lines.append(f"{'macro avg':<12} {evaluation.macro_precision:>9.3f} {evaluation.macro_recall:>7.3f} "
-                 f"{evaluation.macro_f1:>7.3f} {evaluation.images:>8,}")
+    lines.append(
+        f"{'macro avg':<12} {evaluation.macro_precision:>9.3f} {evaluation.macro_recall:>7.3f} "
+        f"{evaluation.macro_f1:>7.3f} {evaluation.images:>8,}"
+    )
     return "\n".join(lines)

@@ -26,8 +26,10 @@ from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, Predictor
 
-ARCHES = {"mlp": "MLP 784-300-100-10 (the tutorial's network)",
-          "cnn": "CNN 3x(conv3x3+BN+ReLU+pool) 16-32-64, head 576-64-10"}
+ARCHES = {
+    "mlp": "MLP 784-300-100-10 (the tutorial's network)",
+    "cnn": "CNN 3x(conv3x3+BN+ReLU+pool) 16-32-64, head 576-64-10",
+}
 CARD_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*?\| (?P<accuracy>\d+\.\d+) % \|")
 
 
@@ -78,14 +80,19 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
     else:
         metadata = read_metadata(path)
         quantization = metadata.extra.get("quantization") or {}
-        what = (f"fp32 ONNX, opset {metadata.extra['opset']}" if metadata.precision == "fp32" else
-                f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
-                f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'})")
+        what = (
+            f"fp32 ONNX, opset {metadata.extra['opset']}"
+            if metadata.precision == "fp32"
+            else f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
+            f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'})"
+        )
         if path.name == DEFAULT_MODEL_NAME:
             what += "; **the default of `infer` and `evaluate`**"
         agreement = agreement_text(path)
-    return (f"| `{path.name}` | {what} | {params} | {macs} | {path.stat().st_size / 1024:,.0f} KiB | "
-            f"{100 * measured_accuracy(path, test):.2f} % | {agreement} | {bench_p50(bench, path.name)} |")
+    return (
+        f"| `{path.name}` | {what} | {params} | {macs} | {path.stat().st_size / 1024:,.0f} KiB | "
+        f"{100 * measured_accuracy(path, test):.2f} % | {agreement} | {bench_p50(bench, path.name)} |"
+    )
 
 
 def runtime_outputs(path: Path, images: np.ndarray, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -106,12 +113,16 @@ def calibration_row(path: Path, test: Split) -> str:
     calibration = read_metadata(path).calibration
     if calibration is None:
         return f"| `{path.name}` | — (not calibrated) | — | {test_before:.2f} |"
-    return (f"| `{path.name}` | {calibration['temperature']:.4f} | {100 * calibration['ece_before']:.2f} → "
-            f"{100 * calibration['ece_after']:.2f} | {test_before:.2f} → {test_after:.2f} |")
+    return (
+        f"| `{path.name}` | {calibration['temperature']:.4f} | {100 * calibration['ece_before']:.2f} → "
+        f"{100 * calibration['ece_after']:.2f} | {test_before:.2f} → {test_after:.2f} |"
+    )
 
 
 def calibration_section(folder: Path, names: list[str], test: Split) -> list[str]:
-    rows = [calibration_row(folder / name, test) for name in names if name.endswith(".onnx") and (folder / name).is_file()]
+    rows = [
+        calibration_row(folder / name, test) for name in names if name.endswith(".onnx") and (folder / name).is_file()
+    ]
     return [
         "## Calibrated probabilities",
         "",
@@ -132,33 +143,37 @@ def render_card(folder: Path, test: Split, bench: dict) -> str:
     rows = [card_row(folder / name, test, bench) for name in names if (folder / name).is_file()]
     machine, settings = bench["machine"], bench["settings"]
     pick = bench.get("recommendation") or {}
-    return "\n".join([
-        "# Shipped models",
-        "",
-        "Trained, exported, quantised and validated by the project's own commands on the real",
-        "Fashion-MNIST, seed 0. `make models` regenerates every file here, this card included.",
-        "",
-        "| file | what | parameters | multiply-adds | size | test accuracy | agreement | batch-1 p50 µs |",
-        "|---|---|---:|---:|---:|---:|---|---:|",
-        *rows,
-        "",
-        f"Test accuracy: all 10,000 test images, measured through the runtime (`edgefmnist evaluate`) or PyTorch.",
-        f"Agreement: top-1 agreement recorded at export. Latency: `edgefmnist bench`, {settings['threads']} thread, "
-        f"on {machine['cpu']} ({machine['arch']}), onnxruntime {machine['onnxruntime']}; `bench.json` has the full report.",
-        "",
-        "## The default model",
-        "",
-        f"`infer` and `evaluate` use `{DEFAULT_MODEL_NAME}` unless given `--model`. It is the most accurate model,",
-        "it matches PyTorch exactly on any CPU (fp32), and one picture costs tens of microseconds, far",
-        "less than decoding the picture. On the machine above the bench recommended "
-        f"`{pick.get('model', '?')}` ({pick.get('rule', 'no recommendation')}).",
-        "int8 pays off only on CPUs with int8 dot-product instructions (a Raspberry Pi 5, not a Pi 4):",
-        "run `edgefmnist bench` on your board and pass `--model` accordingly.",
-        "",
-        "Every model's claims are in its own metadata; `edgefmnist verify MODEL.onnx` re-measures them.",
-        "",
-        *calibration_section(folder, names, test),
-    ])
+    return "\n".join(
+        [
+            "# Shipped models",
+            "",
+            "Trained, exported, quantised and validated by the project's own commands on the real",
+            "Fashion-MNIST, seed 0. `make models` regenerates every file here, this card included.",
+            "",
+            "| file | what | parameters | multiply-adds | size | test accuracy | agreement | batch-1 p50 µs |",
+            "|---|---|---:|---:|---:|---:|---|---:|",
+            *rows,
+            "",
+            "Test accuracy: all 10,000 test images, measured through the runtime (`edgefmnist evaluate`) or PyTorch.",
+            "Agreement: top-1 agreement recorded at export. "
+            f"Latency: `edgefmnist bench`, {settings['threads']} thread, "
+            f"on {machine['cpu']} ({machine['arch']}), onnxruntime {machine['onnxruntime']}; "
+            "`bench.json` has the full report.",
+            "",
+            "## The default model",
+            "",
+            f"`infer` and `evaluate` use `{DEFAULT_MODEL_NAME}` unless given `--model`. It is the most accurate model,",
+            "it matches PyTorch exactly on any CPU (fp32), and one picture costs tens of microseconds, far",
+            "less than decoding the picture. On the machine above the bench recommended "
+            f"`{pick.get('model', '?')}` ({pick.get('rule', 'no recommendation')}).",
+            "int8 pays off only on CPUs with int8 dot-product instructions (a Raspberry Pi 5, not a Pi 4):",
+            "run `edgefmnist bench` on your board and pass `--model` accordingly.",
+            "",
+            "Every model's claims are in its own metadata; `edgefmnist verify MODEL.onnx` re-measures them.",
+            "",
+            *calibration_section(folder, names, test),
+        ]
+    )
 
 
 def read_card_accuracies(text: str) -> dict[str, float]:

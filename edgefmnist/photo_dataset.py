@@ -64,8 +64,9 @@ def cache_path(images: np.ndarray, seed: int) -> Path:
     return default_cache_dir() / f"photo-renders-{content}-seed{seed}-{code_version()}.npy"
 
 
-def photo_views(images: np.ndarray, seed: int = 0, workers: int | None = None,
-                on_progress: Callable[[int], None] | None = None) -> np.ndarray:
+def photo_views(
+    images: np.ndarray, seed: int = 0, workers: int | None = None, on_progress: Callable[[int], None] | None = None
+) -> np.ndarray:
     """The photo view of each image given, uint8 ``[N, 28, 28]``, from the cache or built and cached.
 
     ``on_progress(done)`` is called with the number of images finished after each chunk.
@@ -80,8 +81,9 @@ def photo_views(images: np.ndarray, seed: int = 0, workers: int | None = None,
     starts = range(0, len(images), CHUNK)
     out = np.empty_like(images)
     with ProcessPoolExecutor(workers) as pool:
-        futures = {start: pool.submit(render_and_preprocess, images[start : start + CHUNK], seed, start)
-                   for start in starts}
+        futures = {
+            start: pool.submit(render_and_preprocess, images[start : start + CHUNK], seed, start) for start in starts
+        }
         done = 0
         for start, future in futures.items():
             out[start : start + CHUNK] = future.result()

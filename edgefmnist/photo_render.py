@@ -94,8 +94,14 @@ def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return surface
 
 
-def render_photo(image: np.ndarray, rng: np.random.Generator, lighting: Lighting | None = None,
-                 surface: np.ndarray | None = None, angle: float | None = None, quality: int | None = None) -> Image.Image:
+def render_photo(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    lighting: Lighting | None = None,
+    surface: np.ndarray | None = None,
+    angle: float | None = None,
+    quality: int | None = None,
+) -> Image.Image:
     """A uint8 ``[28, 28]`` dataset image -> an RGB photo of it (Pillow image, about 100-350 px).
 
     ``lighting``, ``surface`` (a float ``[H, W, 3]`` background in 0-255, which also sets the

@@ -15,7 +15,9 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise EdgeFmnistError("plots need matplotlib: pip install 'edgefmnist[train]' or pip install matplotlib") from None
+        raise EdgeFmnistError(
+            "plots need matplotlib: pip install 'edgefmnist[train]' or pip install matplotlib"
+        ) from None
     return plt
 
 
@@ -36,7 +38,9 @@ def save_learning_curves(path: Path, history: list[dict[str, float]], title: str
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend()
-    right.plot(epochs, [100 * h["train_accuracy"] for h in history], marker="o", label="training (running, augmented batches)")
+    right.plot(
+        epochs, [100 * h["train_accuracy"] for h in history], marker="o", label="training (running, augmented batches)"
+    )
     right.plot(epochs, [100 * h["val_accuracy"] for h in history], marker="o", label="validation")
     right.set_xlabel("epoch")
     right.set_ylabel("accuracy (%)")
@@ -61,8 +65,15 @@ def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: t
     brightest = max(max(row) for row in confusion) or 1
     for i, row in enumerate(confusion):
         for j, count in enumerate(row):
-            axis.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                      color="white" if count > brightest / 2 else "black")
+            axis.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if count > brightest / 2 else "black",
+            )
     fig.colorbar(image, ax=axis, fraction=0.046)
     axis.set_title(title)
     save_figure(fig, path)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 
 from edgefmnist import spec
 
+
 @dataclass(frozen=True)
 class Recipe:
     """How to train one network."""
@@ -48,24 +49,57 @@ RECIPES: dict[tuple[str, str], Recipe] = {
     ("mlp", "seed"): TUTORIAL,
     ("cnn", "seed"): TUTORIAL,
     ("mlp", "best"): Recipe(
-        name="best", optimizer="adamw", lr=2e-3, batch_size=128, epochs=30, weight_decay=0.05,
-        schedule="onecycle", label_smoothing=0.1, dropout=0.1, standardize=True,
+        name="best",
+        optimizer="adamw",
+        lr=2e-3,
+        batch_size=128,
+        epochs=30,
+        weight_decay=0.05,
+        schedule="onecycle",
+        label_smoothing=0.1,
+        dropout=0.1,
+        standardize=True,
     ),
     # The CNN underfits with dropout and label smoothing on top of augmentation: it goes without.
     ("cnn", "best"): Recipe(
-        name="best", optimizer="adamw", lr=4e-3, batch_size=128, epochs=30, weight_decay=0.01,
-        schedule="onecycle", standardize=True, augment=True,
+        name="best",
+        optimizer="adamw",
+        lr=4e-3,
+        batch_size=128,
+        epochs=30,
+        weight_decay=0.01,
+        schedule="onecycle",
+        standardize=True,
+        augment=True,
     ),
     # Trained for photos: three in four of the images that have a photo view (every 4th, see
     # edgefmnist/photo_dataset.py) are shown as the runtime's preprocessing of a rendered photo
     # of them, about a fifth of all images seen; the rest are the dataset's own images.
     ("mlp", "photo"): Recipe(
-        name="photo", optimizer="adamw", lr=2e-3, batch_size=128, epochs=40, weight_decay=0.05,
-        schedule="onecycle", label_smoothing=0.1, dropout=0.1, standardize=True, photo_fraction=0.75,
+        name="photo",
+        optimizer="adamw",
+        lr=2e-3,
+        batch_size=128,
+        epochs=40,
+        weight_decay=0.05,
+        schedule="onecycle",
+        label_smoothing=0.1,
+        dropout=0.1,
+        standardize=True,
+        photo_fraction=0.75,
     ),
     ("cnn", "photo"): Recipe(
-        name="photo", optimizer="adamw", lr=4e-3, batch_size=128, epochs=40, weight_decay=0.01,
-        schedule="onecycle", standardize=True, augment=True, shift_per_image=True, photo_fraction=0.75,
+        name="photo",
+        optimizer="adamw",
+        lr=4e-3,
+        batch_size=128,
+        epochs=40,
+        weight_decay=0.01,
+        schedule="onecycle",
+        standardize=True,
+        augment=True,
+        shift_per_image=True,
+        photo_fraction=0.75,
     ),
 }
 

@@ -151,8 +151,9 @@ def train(
             if on_batch is not None:
                 on_batch(epoch, index, loss.item())
         val_accuracy = accuracy(net, data.validation)
-        report = EpochReport(epoch, loss_sum / len(labels), correct / len(labels), val_accuracy,
-                             time.perf_counter() - started)
+        report = EpochReport(
+            epoch, loss_sum / len(labels), correct / len(labels), val_accuracy, time.perf_counter() - started
+        )
         history.append(report.__dict__.copy())
         if on_epoch is not None:
             on_epoch(report)
@@ -170,5 +171,12 @@ def train(
         "test_accuracy": accuracy(net, data.test),
         "train_seconds": sum(h["seconds"] for h in history),
     }
-    return Checkpoint(net=net, net_config=net_config, recipe=recipe, data_sha256=data.sha256,
-                      metrics=metrics, history=history, seed=seed)
+    return Checkpoint(
+        net=net,
+        net_config=net_config,
+        recipe=recipe,
+        data_sha256=data.sha256,
+        metrics=metrics,
+        history=history,
+        seed=seed,
+    )

@@ -1,6 +1,6 @@
 """What ``edgefmnist train`` does around the training loop: data, progress bar, artifacts.
 
-    edgefmnist train --arch mlp --recipe best --out runs/mlp-best.pt
+edgefmnist train --arch mlp --recipe best --out runs/mlp-best.pt
 """
 
 from __future__ import annotations
@@ -31,22 +31,36 @@ def build_photo_views(train_images: np.ndarray, seed: int, quiet: bool) -> np.nd
     from edgefmnist.photo_dataset import photo_subset, photo_views
 
     images = train_images[photo_subset(len(train_images))]
-    with tqdm(total=len(images), desc="photo views", unit="image", disable=True if quiet else None,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(images), desc="photo views", unit="image", disable=True if quiet else None, dynamic_ncols=True
+    ) as bar:
         return photo_views(images, seed, on_progress=lambda done: bar.update(done - bar.n))
 
 
-def run_training(arch: str, recipe_name: str, epochs: int | None = None, patience: int | None = None,
-                 seed: int = 0, data_dir: Path | None = None, out: Path | None = None,
-                 quiet: bool = False) -> dict:
+def run_training(
+    arch: str,
+    recipe_name: str,
+    epochs: int | None = None,
+    patience: int | None = None,
+    seed: int = 0,
+    data_dir: Path | None = None,
+    out: Path | None = None,
+    quiet: bool = False,
+) -> dict:
     """Train, then write the checkpoint, history and curves; return a JSON-ready report."""
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)
     recipe = get_recipe(arch, recipe_name).with_overrides(epochs=epochs, patience=patience)
     dataset = load_fashion_mnist(data_dir)
     photo_images = build_photo_views(dataset.train.images, seed, quiet) if recipe.photo_fraction else None
-    bar = tqdm(total=recipe.epochs * batches_per_epoch(len(dataset.train), recipe.batch_size), desc=f"{arch}/{recipe_name}", unit="batch",
-               disable=True if quiet else None, dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=recipe.epochs * batches_per_epoch(len(dataset.train), recipe.batch_size),
+        desc=f"{arch}/{recipe_name}",
+        unit="batch",
+        disable=True if quiet else None,
+        dynamic_ncols=True,
+        leave=True,
+    )
     postfix: dict[str, str] = {}
 
     def on_batch(epoch: int, index: int, loss: float) -> None:
@@ -60,8 +74,9 @@ def run_training(arch: str, recipe_name: str, epochs: int | None = None, patienc
         bar.set_postfix(postfix)
 
     try:
-        checkpoint = train(arch, recipe, dataset, seed=seed, on_batch=on_batch, on_epoch=on_epoch,
-                           photo_images=photo_images)
+        checkpoint = train(
+            arch, recipe, dataset, seed=seed, on_batch=on_batch, on_epoch=on_epoch, photo_images=photo_images
+        )
     finally:
         bar.close()
     save_checkpoint(out, checkpoint)

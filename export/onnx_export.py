@@ -18,14 +18,14 @@ from pathlib import Path
 
 import onnx
 import torch
+from edgefmnist.export.temperature import TEMPERATURE_NAME
+from edgefmnist.runtime.metadata import ModelMetadata
+from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 from torch import nn
 
 from edgefmnist import spec
 from edgefmnist.errors import ModelError, first_line
-from edgefmnist.export.temperature import TEMPERATURE_NAME
 from edgefmnist.nets import fold_normalization
-from edgefmnist.runtime.metadata import ModelMetadata
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # per-channel int8 quantisation needs 13
@@ -58,8 +58,13 @@ def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET, temperat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            WithProbabilities(net, temperature), (example,), str(path), dynamo=False, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            WithProbabilities(net, temperature),
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
             dynamic_axes={INPUT_NAME: batch_axis, OUTPUT_NAMES[0]: batch_axis, OUTPUT_NAMES[1]: batch_axis},
             do_constant_folding=True,
         )

@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgefmnist.runtime.predictor import Predictor
 
 from edgefmnist.calibration import softmax
 from edgefmnist.data import load_test_split
-from edgefmnist.runtime.predictor import Predictor
 
 DEFAULT_ATOL = 1e-4
 MAX_INT8_ACCURACY_DROP = 0.005  # 0.5 points
@@ -64,16 +64,32 @@ class ParityReport(Verdict):
     max_abs_probability_diff: float | None = None  # vs softmax(logits / temperature), see the module docstring
 
     def summary(self) -> str:
-        probabilities = ("" if self.max_abs_probability_diff is None else
-                         f"max |Δprobability| {self.max_abs_probability_diff:.1e} at T {self.temperature:.4f}, ")
-        return (f"{self.candidate} ({self.precision}) vs {self.reference} on {self.images:,} test images: "
-                f"max |Δlogit| {self.max_abs_logit_diff:.2e}, {probabilities}top-1 agreement {100 * self.top1_agreement:.2f} %, "
-                f"accuracy {100 * self.candidate_accuracy:.2f} % vs {100 * self.reference_accuracy:.2f} % — {self.verdict()}")
+        probabilities = (
+            ""
+            if self.max_abs_probability_diff is None
+            else f"max |Δprobability| {self.max_abs_probability_diff:.1e} at T {self.temperature:.4f}, "
+        )
+        return (
+            f"{self.candidate} ({self.precision}) vs {self.reference} on {self.images:,} test images: "
+            f"max |Δlogit| {self.max_abs_logit_diff:.2e}, {probabilities}"
+            f"top-1 agreement {100 * self.top1_agreement:.2f} %, "
+            f"accuracy {100 * self.candidate_accuracy:.2f} % vs {100 * self.reference_accuracy:.2f} % "
+            f"— {self.verdict()}"
+        )
 
 
-def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, *, precision: str,
-                   reference_name: str, candidate_name: str, atol: float = DEFAULT_ATOL,
-                   candidate_probabilities: np.ndarray | None = None, temperature: float = 1.0) -> ParityReport:
+def compare_logits(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    labels: np.ndarray,
+    *,
+    precision: str,
+    reference_name: str,
+    candidate_name: str,
+    atol: float = DEFAULT_ATOL,
+    candidate_probabilities: np.ndarray | None = None,
+    temperature: float = 1.0,
+) -> ParityReport:
     """Compare two ``[N, 10]`` logit arrays against each other and the true labels.
 
     With ``candidate_probabilities`` ``[N, 10]`` (the model's ``probabilities`` output), also
@@ -96,8 +112,10 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndar
             failures.append(f"top-1 agreement {100 * agreement:.2f} % < 100 %")
     else:
         if reference_accuracy - candidate_accuracy > MAX_INT8_ACCURACY_DROP:
-            failures.append(f"accuracy drop {100 * (reference_accuracy - candidate_accuracy):.2f} points > "
-                            f"{100 * MAX_INT8_ACCURACY_DROP:.1f}")
+            failures.append(
+                f"accuracy drop {100 * (reference_accuracy - candidate_accuracy):.2f} points > "
+                f"{100 * MAX_INT8_ACCURACY_DROP:.1f}"
+            )
         if agreement < MIN_INT8_AGREEMENT:
             failures.append(f"top-1 agreement {100 * agreement:.2f} % < {100 * MIN_INT8_AGREEMENT:.0f} %")
     probability_diff = None
@@ -107,11 +125,23 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndar
         tolerance = SOFTMAX_ROUNDING + (atol * max(1.0, 1.0 / temperature) if precision == "fp32" else 0.0)
         if not probability_diff <= tolerance:
             whose = "the reference's" if precision == "fp32" else "its own"
-            failures.append(f"max |Δprobability| {probability_diff:.2e} > {tolerance:.1e} "
-                            f"against softmax({whose} logits / {temperature:.4f})")
-    return ParityReport(reference_name, candidate_name, precision, len(labels), max_diff, agreement,
-                        reference_accuracy, candidate_accuracy, failures,
-                        None if candidate_probabilities is None else temperature, probability_diff)
+            failures.append(
+                f"max |Δprobability| {probability_diff:.2e} > {tolerance:.1e} "
+                f"against softmax({whose} logits / {temperature:.4f})"
+            )
+    return ParityReport(
+        reference_name,
+        candidate_name,
+        precision,
+        len(labels),
+        max_diff,
+        agreement,
+        reference_accuracy,
+        candidate_accuracy,
+        failures,
+        None if candidate_probabilities is None else temperature,
+        probability_diff,
+    )
 
 
 @dataclass(frozen=True)
@@ -127,8 +157,10 @@ class AccuracyCheck(Verdict):
 
     def summary(self) -> str:
         recorded = "none" if self.recorded_accuracy is None else f"{100 * self.recorded_accuracy:.2f} %"
-        return (f"{self.model} ({self.precision}): test accuracy {100 * self.measured_accuracy:.2f} % on "
-                f"{self.images:,} images, recorded {recorded} — {self.verdict()}")
+        return (
+            f"{self.model} ({self.precision}): test accuracy {100 * self.measured_accuracy:.2f} % on "
+            f"{self.images:,} images, recorded {recorded} — {self.verdict()}"
+        )
 
 
 def check_recorded_accuracy(model_path: Path, data_dir: Path | None = None) -> AccuracyCheck:

@@ -24,6 +24,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
+from edgefmnist.export.onnx_export import DEFAULT_OPSET, export_onnx, finalize_model, opset_of
+from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
+from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
+from edgefmnist.export.temperature import set_temperature
+from edgefmnist.runtime.metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
+from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES, Predictor
 
 import edgefmnist
 from edgefmnist import spec
@@ -33,12 +39,6 @@ from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import EdgeFmnistError, ValidationFailed
-from edgefmnist.export.onnx_export import DEFAULT_OPSET, export_onnx, finalize_model, opset_of
-from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
-from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
-from edgefmnist.export.temperature import set_temperature
-from edgefmnist.runtime.metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES, Predictor
 from edgefmnist.train import predict_logits
 
 
@@ -51,8 +51,13 @@ class ExportedModel:
     calibration: TemperatureCalibration  # T fitted on validation; validation and test figures
 
     def to_dict(self) -> dict:
-        return {"path": str(self.path), "precision": self.precision, "size_bytes": self.size_bytes,
-                "parity": self.parity.to_dict(), CALIBRATION_KEY: self.calibration.to_metadata()}
+        return {
+            "path": str(self.path),
+            "precision": self.precision,
+            "size_bytes": self.size_bytes,
+            "parity": self.parity.to_dict(),
+            CALIBRATION_KEY: self.calibration.to_metadata(),
+        }
 
 
 def int8_path_for(fp32_path: Path) -> Path:
@@ -60,12 +65,15 @@ def int8_path_for(fp32_path: Path) -> Path:
     return fp32_path.with_name(fp32_path.stem + ".int8.onnx")
 
 
-def model_outputs(session: onnxruntime.InferenceSession, images: np.ndarray,
-                  batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+def model_outputs(
+    session: onnxruntime.InferenceSession, images: np.ndarray, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches."""
     inputs = Predictor.as_input(images)
-    runs = [session.run(list(OUTPUT_NAMES), {INPUT_NAME: inputs[i : i + batch_size]})
-            for i in range(0, len(inputs), batch_size)]
+    runs = [
+        session.run(list(OUTPUT_NAMES), {INPUT_NAME: inputs[i : i + batch_size]})
+        for i in range(0, len(inputs), batch_size)
+    ]
     return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
 
 
@@ -81,8 +89,9 @@ def calibrate_graph(path: Path, validation: Split) -> TemperatureCalibration:
     return calibration
 
 
-def build_metadata(checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str,
-                   extra: dict) -> ModelMetadata:
+def build_metadata(
+    checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str, extra: dict
+) -> ModelMetadata:
     """The self-description written into every exported model (DESIGN.md rule 2)."""
     config = checkpoint.net_config
     opset = opset_of(model)
@@ -90,17 +99,32 @@ def build_metadata(checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.M
         schema=SCHEMA_VERSION,
         class_names=checkpoint.class_names,
         input={
-            "name": INPUT_NAME, "layout": "NCHW", "shape": ["batch", *spec.INPUT_SHAPE], "dtype": "float32",
-            "pixels": "raw 0-255 grayscale", "background": "dark (Fashion-MNIST negatives)",
-            "normalization": {"in_graph": True, "formula": "(x / 255 - mean) / std", "mean": config.mean, "std": config.std},
+            "name": INPUT_NAME,
+            "layout": "NCHW",
+            "shape": ["batch", *spec.INPUT_SHAPE],
+            "dtype": "float32",
+            "pixels": "raw 0-255 grayscale",
+            "background": "dark (Fashion-MNIST negatives)",
+            "normalization": {
+                "in_graph": True,
+                "formula": "(x / 255 - mean) / std",
+                "mean": config.mean,
+                "std": config.std,
+            },
         },
         precision=precision,
         arch=config.arch,
         min_onnxruntime=oldest_onnxruntime(opset, model.ir_version),
         extra={
-            "net_config": config.to_dict(), "recipe": checkpoint.recipe.to_dict(), "seed": checkpoint.seed,
-            "opset": opset, "ir_version": model.ir_version, "checkpoint_sha256": checkpoint_sha256,
-            "data_sha256": checkpoint.data_sha256, "edgefmnist_version": edgefmnist.__version__, **extra,
+            "net_config": config.to_dict(),
+            "recipe": checkpoint.recipe.to_dict(),
+            "seed": checkpoint.seed,
+            "opset": opset,
+            "ir_version": model.ir_version,
+            "checkpoint_sha256": checkpoint_sha256,
+            "data_sha256": checkpoint.data_sha256,
+            "edgefmnist_version": edgefmnist.__version__,
+            **extra,
         },
     )
 
@@ -120,8 +144,15 @@ def staged(target: Path) -> Iterator[Path]:
         write_bytes_atomic(target, path.read_bytes())
 
 
-def _finish(tmp: Path, target: Path, checkpoint: Checkpoint, checkpoint_sha256: str, precision: str,
-            report: ParityReport, extra: dict) -> None:
+def _finish(
+    tmp: Path,
+    target: Path,
+    checkpoint: Checkpoint,
+    checkpoint_sha256: str,
+    precision: str,
+    report: ParityReport,
+    extra: dict,
+) -> None:
     """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
     if not report.passed:
         raise ValidationFailed(f"{target}: not written, validation failed: {report.summary()}")
@@ -130,10 +161,15 @@ def _finish(tmp: Path, target: Path, checkpoint: Checkpoint, checkpoint_sha256: 
     finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
 
 
-def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: str = "none",
-                      opset: int = DEFAULT_OPSET, atol: float = DEFAULT_ATOL,
-                      data_dir: Path | None = None, progress: Callable[[str], None] = lambda _: None,
-                      ) -> list[ExportedModel]:
+def export_checkpoint(
+    checkpoint_path: Path,
+    out: Path | None = None,
+    quantize: str = "none",
+    opset: int = DEFAULT_OPSET,
+    atol: float = DEFAULT_ATOL,
+    data_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[ExportedModel]:
     """Export fp32 (always) and int8 (``quantize`` = dynamic/static), each calibrated and validated before it lands.
 
     ``progress`` receives a short line at the start of each stage.
@@ -148,14 +184,24 @@ def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: 
     results = []
 
     with staged(out) as tmp:
-        progress(f"exporting {out.name} (opset {opset}), fitting its temperature on {len(dataset.validation):,} "
-                 "validation images, validating it on the test set")
+        progress(
+            f"exporting {out.name} (opset {opset}), fitting its temperature on {len(dataset.validation):,} "
+            "validation images, validating it on the test set"
+        )
         export_onnx(checkpoint.net, tmp, opset)
         calibration = calibrate_graph(tmp, dataset.validation)
         fp32_logits, fp32_probabilities = onnx_outputs(tmp, test.images)
-        report = compare_logits(torch_logits, fp32_logits, test.labels, precision="fp32", atol=atol,
-                                reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=out.name,
-                                candidate_probabilities=fp32_probabilities, temperature=calibration.temperature)
+        report = compare_logits(
+            torch_logits,
+            fp32_logits,
+            test.labels,
+            precision="fp32",
+            atol=atol,
+            reference_name=f"PyTorch {checkpoint_path.name}",
+            candidate_name=out.name,
+            candidate_probabilities=fp32_probabilities,
+            temperature=calibration.temperature,
+        )
         calibration = calibration.with_test(fp32_logits, test.labels)
         _finish(tmp, out, checkpoint, checkpoint_sha256, "fp32", report, {CALIBRATION_KEY: calibration.to_metadata()})
     results.append(ExportedModel(out, "fp32", out.stat().st_size, report, calibration))
@@ -169,21 +215,51 @@ def export_checkpoint(checkpoint_path: Path, out: Path | None = None, quantize: 
         quantize_model(out, tmp, preset, dataset.train.images if quantize == "static" else None)
         calibration = calibrate_graph(tmp, dataset.validation)
         int8_logits, int8_probabilities = onnx_outputs(tmp, test.images)
-        report = compare_logits(fp32_logits, int8_logits, test.labels, precision="int8",
-                                reference_name=out.name, candidate_name=int8_path.name,
-                                candidate_probabilities=int8_probabilities, temperature=calibration.temperature)
-        torch_report = compare_logits(torch_logits, int8_logits, test.labels, precision="int8",
-                                      reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=int8_path.name)
+        report = compare_logits(
+            fp32_logits,
+            int8_logits,
+            test.labels,
+            precision="int8",
+            reference_name=out.name,
+            candidate_name=int8_path.name,
+            candidate_probabilities=int8_probabilities,
+            temperature=calibration.temperature,
+        )
+        torch_report = compare_logits(
+            torch_logits,
+            int8_logits,
+            test.labels,
+            precision="int8",
+            reference_name=f"PyTorch {checkpoint_path.name}",
+            candidate_name=int8_path.name,
+        )
         calibration = calibration.with_test(int8_logits, test.labels)
-        _finish(tmp, int8_path, checkpoint, checkpoint_sha256, "int8", report,
-                {"parent_sha256": file_sha256(out), "parent": out.name, "quantization": preset.to_dict(),
-                 "parity_vs_pytorch": torch_report.to_dict(), CALIBRATION_KEY: calibration.to_metadata()})
+        _finish(
+            tmp,
+            int8_path,
+            checkpoint,
+            checkpoint_sha256,
+            "int8",
+            report,
+            {
+                "parent_sha256": file_sha256(out),
+                "parent": out.name,
+                "quantization": preset.to_dict(),
+                "parity_vs_pytorch": torch_report.to_dict(),
+                CALIBRATION_KEY: calibration.to_metadata(),
+            },
+        )
     results.append(ExportedModel(int8_path, "int8", int8_path.stat().st_size, report, calibration))
     return results
 
 
-def verify_against_checkpoint(model_path: Path, checkpoint_path: Path, atol: float = DEFAULT_ATOL,
-                              data_dir: Path | None = None, test: Split | None = None) -> ParityReport:
+def verify_against_checkpoint(
+    model_path: Path,
+    checkpoint_path: Path,
+    atol: float = DEFAULT_ATOL,
+    data_dir: Path | None = None,
+    test: Split | None = None,
+) -> ParityReport:
     """Parity of an exported model (fp32 or int8) against the PyTorch checkpoint.
 
     Probabilities are checked against ``softmax(logits / T)`` with the model's recorded ``T``
@@ -193,11 +269,20 @@ def verify_against_checkpoint(model_path: Path, checkpoint_path: Path, atol: flo
     checkpoint = load_checkpoint(checkpoint_path)
     test = test or load_test_split(data_dir)
     logits, probabilities = model_outputs(predictor.session, test.images)
-    report = compare_logits(predict_logits(checkpoint.net, test.images), logits, test.labels,
-                            precision=predictor.metadata.precision, atol=atol,
-                            reference_name=f"PyTorch {checkpoint_path.name}", candidate_name=model_path.name,
-                            candidate_probabilities=probabilities, temperature=predictor.metadata.temperature)
+    report = compare_logits(
+        predict_logits(checkpoint.net, test.images),
+        logits,
+        test.labels,
+        precision=predictor.metadata.precision,
+        atol=atol,
+        reference_name=f"PyTorch {checkpoint_path.name}",
+        candidate_name=model_path.name,
+        candidate_probabilities=probabilities,
+        temperature=predictor.metadata.temperature,
+    )
     recorded = predictor.metadata.extra.get("checkpoint_sha256")
     if recorded and recorded != file_sha256(checkpoint_path):
-        report.failures.append(f"{model_path.name} was exported from a different checkpoint than {checkpoint_path.name}")
+        report.failures.append(
+            f"{model_path.name} was exported from a different checkpoint than {checkpoint_path.name}"
+        )
     return report

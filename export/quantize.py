@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -45,8 +46,6 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
-
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 
 QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Relu", "MaxPool", "Add", "Mul", "Flatten", "Reshape"]
@@ -72,8 +71,14 @@ class QuantPreset:
     def to_dict(self) -> dict:
         values = asdict(self)
         if self.mode == "dynamic":
-            for key in ("activation_type", "quant_format", "calibration_images", "calibration_method",
-                        "calibration_seed", "float_logits"):
+            for key in (
+                "activation_type",
+                "quant_format",
+                "calibration_images",
+                "calibration_method",
+                "calibration_seed",
+                "float_logits",
+            ):
                 values.pop(key)
         return values
 
@@ -111,7 +116,9 @@ def logits_node(model_path: Path) -> str:
     raise ValueError(f"{model_path}: no node produces {OUTPUT_NAMES[0]!r}")
 
 
-def quantize_model(fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None = None) -> None:
+def quantize_model(
+    fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None = None
+) -> None:
     """Write the int8 version of ``fp32_path`` to ``int8_path`` (after onnxruntime's pre-processing)."""
     if preset.mode == "static" and train_images is None:
         raise ValueError("static quantisation needs training images for calibration")
@@ -119,17 +126,26 @@ def quantize_model(fp32_path: Path, int8_path: Path, preset: QuantPreset, train_
         prepared = Path(workdir) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
         if preset.mode == "dynamic":
-            quantize_dynamic(prepared, int8_path, per_channel=preset.per_channel,
-                             reduce_range=preset.reduce_range, weight_type=QUANT_TYPES[preset.weight_type],
-                             op_types_to_quantize=["Conv", "Gemm", "MatMul"])
+            quantize_dynamic(
+                prepared,
+                int8_path,
+                per_channel=preset.per_channel,
+                reduce_range=preset.reduce_range,
+                weight_type=QUANT_TYPES[preset.weight_type],
+                op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+            )
             return
         quantize_static(
-            prepared, int8_path,
+            prepared,
+            int8_path,
             calibration_data_reader=ImageCalibrationReader(pick_calibration_images(train_images, preset)),
-            quant_format=QuantFormat[preset.quant_format], per_channel=preset.per_channel,
+            quant_format=QuantFormat[preset.quant_format],
+            per_channel=preset.per_channel,
             reduce_range=preset.reduce_range,
-            activation_type=QUANT_TYPES[preset.activation_type], weight_type=QUANT_TYPES[preset.weight_type],
-            op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod[preset.calibration_method],
+            activation_type=QUANT_TYPES[preset.activation_type],
+            weight_type=QUANT_TYPES[preset.weight_type],
+            op_types_to_quantize=QUANTIZED_OPS,
+            calibrate_method=CalibrationMethod[preset.calibration_method],
             nodes_to_exclude=[logits_node(prepared)] if preset.float_logits else [],
             # Pinned rather than left to onnxruntime's defaults: symmetric weights (zero point 0,
             # |q| <= 64 with reduce_range), asymmetric activations (all 256 levels after a ReLU).

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from edgefmnist.runtime.predictor import OUTPUT_NAMES
 from onnx import numpy_helper
 
 from edgefmnist.errors import ModelError
-from edgefmnist.runtime.predictor import OUTPUT_NAMES
 
 TEMPERATURE_NAME = "temperature"
 
@@ -31,7 +31,9 @@ def _softmax_node(model: onnx.ModelProto) -> onnx.NodeProto:
 
 
 def temperature_divide(model: onnx.ModelProto) -> onnx.NodeProto | None:
-    """The ``Div(logits, T)`` node feeding the ``Softmax`` that makes ``probabilities``; None if it reads ``logits`` directly.
+    """The ``Div(logits, T)`` node feeding the ``Softmax`` that makes ``probabilities``.
+
+    None if the ``Softmax`` reads ``logits`` directly.
 
     (onnxruntime's optimiser drops a division by exactly 1, and exports before temperature
     scaling had none.) Raises :class:`ModelError` for any other graph shape.
@@ -70,8 +72,9 @@ def set_temperature(path: Path, temperature: float) -> None:
     divide = temperature_divide(model)
     if divide is None:
         softmax = _softmax_node(model)
-        divide = onnx.helper.make_node("Div", [OUTPUT_NAMES[0], TEMPERATURE_NAME], ["logits_over_temperature"],
-                                       name="temperature_scaling")
+        divide = onnx.helper.make_node(
+            "Div", [OUTPUT_NAMES[0], TEMPERATURE_NAME], ["logits_over_temperature"], name="temperature_scaling"
+        )
         softmax.input[0] = divide.output[0]
         nodes = list(model.graph.node)
         nodes.insert(nodes.index(softmax), divide)

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
-
-from edgefmnist.data import Split
-from edgefmnist.errors import EdgeFmnistError
 from edgefmnist.runtime.machine import machine_info
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
+
+from edgefmnist.data import Split
+from edgefmnist.errors import EdgeFmnistError
 
 REPORT_SCHEMA = 1
 ENGINES = ("edgefmnist", "onnxruntime", "pytorch")
@@ -108,14 +108,14 @@ RUNNERS = {"edgefmnist": edgefmnist_runner, "onnxruntime": plain_runner, "pytorc
 # A fresh process per cold start: import, load, one inference.
 COLD_START = {
     "edgefmnist": "import numpy as np\nfrom edgefmnist.runtime.predictor import Predictor\n"
-                  "Predictor(path, threads=threads).run(np.zeros((28, 28), np.uint8))",
+    "Predictor(path, threads=threads).run(np.zeros((28, 28), np.uint8))",
     "onnxruntime": "import numpy as np, onnxruntime as ort\n"
-                   "options = ort.SessionOptions(); options.intra_op_num_threads = threads\n"
-                   "session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])\n"
-                   "session.run(None, {'image': np.zeros((1, 1, 28, 28), np.float32)})",
+    "options = ort.SessionOptions(); options.intra_op_num_threads = threads\n"
+    "session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])\n"
+    "session.run(None, {'image': np.zeros((1, 1, 28, 28), np.float32)})",
     "pytorch": "import torch\nfrom pathlib import Path\nfrom edgefmnist.checkpoint import load_checkpoint\n"
-               "torch.set_num_threads(threads)\nnet = load_checkpoint(Path(path)).net.eval()\n"
-               "with torch.inference_mode(): net(torch.zeros(1, 1, 28, 28))",
+    "torch.set_num_threads(threads)\nnet = load_checkpoint(Path(path)).net.eval()\n"
+    "with torch.inference_mode(): net(torch.zeros(1, 1, 28, 28))",
 }
 CHILD_PROLOGUE = "import sys\npath, threads = sys.argv[1], int(sys.argv[2])\n"
 
@@ -142,8 +142,9 @@ def percentiles_us(samples_ns: list[int]) -> dict[str, float]:
     return {"p50": round(float(p50), 2), "p90": round(float(p90), 2), "p99": round(float(p99), 2)}
 
 
-def time_calls(runners: dict[str, Runner], images: np.ndarray, calls: int, warmup: int,
-               blocks: int = 10) -> dict[str, list[int]]:
+def time_calls(
+    runners: dict[str, Runner], images: np.ndarray, calls: int, warmup: int, blocks: int = 10
+) -> dict[str, list[int]]:
     """Nanoseconds of each of ``calls`` runs per runner, after ``warmup`` untimed ones.
 
     The runners take turns in ``blocks`` blocks, so that a noisy moment on a shared machine
@@ -185,8 +186,10 @@ def run_process(command: list[str]) -> tuple[float, float]:
 def median_of_runs(command: list[str], runs: int) -> dict[str, float]:
     """Median wall ms and the largest peak RSS over ``runs`` fresh processes."""
     measured = [run_process(command) for _ in range(runs)]
-    return {"wall_ms": round(float(np.median([wall for wall, _ in measured])), 1),
-            "peak_rss_mib": round(max(peak for _, peak in measured), 1)}
+    return {
+        "wall_ms": round(float(np.median([wall for wall, _ in measured])), 1),
+        "peak_rss_mib": round(max(peak for _, peak in measured), 1),
+    }
 
 
 def cold_start(engine: str, path: Path, settings: BenchSettings) -> dict[str, float]:
@@ -209,8 +212,10 @@ def measure(path: Path, engines: tuple[str, ...], test: Split, settings: BenchSe
     throughput per batch size (engines interleaved), and cold start."""
     runners = {engine: RUNNERS[engine](path, settings.threads) for engine in engines}
     single = test.images[:1].astype(np.float32)[:, None]
-    latency = {name: percentiles_us(samples) for name, samples in
-               time_calls(runners, single, settings.runs, settings.warmup).items()}
+    latency = {
+        name: percentiles_us(samples)
+        for name, samples in time_calls(runners, single, settings.runs, settings.warmup).items()
+    }
     throughput: dict[str, dict[int, float]] = {name: {} for name in runners}
     for batch in settings.batches:
         if batch == 1:
@@ -224,10 +229,20 @@ def measure(path: Path, engines: tuple[str, ...], test: Split, settings: BenchSe
     rows = []
     for name, run in runners.items():
         started = cold_start(name, path, settings)
-        rows.append(BenchRow(model=path.name, path=str(path), engine=name, precision=precision_of(path, name),
-                             size_bytes=path.stat().st_size, accuracy=accuracy_of(run, test),
-                             latency_us=latency[name], throughput=throughput[name],
-                             cold_start_ms=started["wall_ms"], peak_rss_mib=started["peak_rss_mib"]))
+        rows.append(
+            BenchRow(
+                model=path.name,
+                path=str(path),
+                engine=name,
+                precision=precision_of(path, name),
+                size_bytes=path.stat().st_size,
+                accuracy=accuracy_of(run, test),
+                latency_us=latency[name],
+                throughput=throughput[name],
+                cold_start_ms=started["wall_ms"],
+                peak_rss_mib=started["peak_rss_mib"],
+            )
+        )
     return rows
 
 
@@ -250,9 +265,14 @@ def recommend(rows: list[BenchRow], margin: float = ACCURACY_MARGIN) -> dict | N
         return None
     best = max(row.accuracy for row in candidates)
     fastest = min((row for row in candidates if row.accuracy >= best - margin), key=lambda row: row.latency_us["p50"])
-    return {"model": fastest.model, "path": fastest.path, "precision": fastest.precision, "accuracy": fastest.accuracy,
-            "p50_us": fastest.latency_us["p50"], "rule": f"fastest batch-1 p50 within {100 * margin:.1f} points "
-            f"of the best accuracy, {100 * best:.2f} %"}
+    return {
+        "model": fastest.model,
+        "path": fastest.path,
+        "precision": fastest.precision,
+        "accuracy": fastest.accuracy,
+        "p50_us": fastest.latency_us["p50"],
+        "rule": f"fastest batch-1 p50 within {100 * margin:.1f} points of the best accuracy, {100 * best:.2f} %",
+    }
 
 
 def infer_overhead(model: Path, test: Split, settings: BenchSettings) -> dict:
@@ -269,16 +289,23 @@ def infer_overhead(model: Path, test: Split, settings: BenchSettings) -> dict:
             "infer": [sys.executable, "-m", "edgefmnist.cli", "infer", "--image", str(image), "--model", str(model)],
         }
         figures = {name: median_of_runs(command, max(5, settings.cold_starts)) for name, command in commands.items()}
-    return {"model": model.name, "bare_script": figures["bare"], "edgefmnist_infer": figures["infer"],
-            "extra_ms": round(figures["infer"]["wall_ms"] - figures["bare"]["wall_ms"], 1),
-            "extra_mib": round(figures["infer"]["peak_rss_mib"] - figures["bare"]["peak_rss_mib"], 1)}
+    return {
+        "model": model.name,
+        "bare_script": figures["bare"],
+        "edgefmnist_infer": figures["infer"],
+        "extra_ms": round(figures["infer"]["wall_ms"] - figures["bare"]["wall_ms"], 1),
+        "extra_mib": round(figures["infer"]["peak_rss_mib"] - figures["bare"]["peak_rss_mib"], 1),
+    }
 
 
 def shipped_models(torch_available: bool) -> list[Path]:
     """The shipped models, each architecture's checkpoint (with torch), fp32 and int8 model."""
     folder = default_model_path().parent
-    names = [f"{arch}{suffix}" for arch in ("mlp", "cnn")
-             for suffix in ((".pt",) if torch_available else ()) + (".onnx", ".int8.onnx")]
+    names = [
+        f"{arch}{suffix}"
+        for arch in ("mlp", "cnn")
+        for suffix in ((".pt",) if torch_available else ()) + (".onnx", ".int8.onnx")
+    ]
     return [folder / name for name in names if (folder / name).is_file()]
 
 
@@ -293,8 +320,13 @@ def plan(models: list[Path], torch_available: bool) -> Iterator[tuple[Path, tupl
             raise EdgeFmnistError(f"{path}: benchmarking a checkpoint needs PyTorch: pip install 'edgefmnist[train]'")
 
 
-def run_bench(models: list[Path], test: Split, settings: BenchSettings, torch_available: bool,
-              progress: Callable[[str], None] = lambda _: None) -> dict:
+def run_bench(
+    models: list[Path],
+    test: Split,
+    settings: BenchSettings,
+    torch_available: bool,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict:
     """The whole report (see README, "Benchmark JSON")."""
     rows = []
     for path, engines in plan(models, torch_available):
@@ -307,8 +339,11 @@ def run_bench(models: list[Path], test: Split, settings: BenchSettings, torch_av
     return {
         "schema": REPORT_SCHEMA,
         "machine": machine_info(),
-        "settings": {**asdict(settings), "batches": list(settings.batches), "baseline": "InferenceSession.run, "
-                     "feed dict, default session options with the same intra-op thread count"},
+        "settings": {
+            **asdict(settings),
+            "batches": list(settings.batches),
+            "baseline": "InferenceSession.run, feed dict, default session options with the same intra-op thread count",
+        },
         "rows": [row.to_dict() for row in rows],
         "recommendation": recommend(rows),
         "infer_overhead": overhead,
@@ -318,39 +353,70 @@ def run_bench(models: list[Path], test: Split, settings: BenchSettings, torch_av
 def format_table(report: dict, markdown: bool = False) -> str:
     """The report as an aligned text table, or a Markdown table for a README."""
     batches = report["settings"]["batches"]
-    header = ["model", "engine", "precision", "KiB", "accuracy %", "p50 µs", "p90 µs", "p99 µs", "p50 vs plain",
-              *[f"img/s @{b}" for b in batches], f"@{max(batches)} vs plain", "cold start ms", "peak MiB"]
+    header = [
+        "model",
+        "engine",
+        "precision",
+        "KiB",
+        "accuracy %",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p50 vs plain",
+        *[f"img/s @{b}" for b in batches],
+        f"@{max(batches)} vs plain",
+        "cold start ms",
+        "peak MiB",
+    ]
     lines = [header]
     for row in report["rows"]:
         ratios = row["vs_plain"]
-        lines.append([
-            row["model"], row["engine"], row["precision"], f"{row['size_bytes'] / 1024:,.0f}",
-            f"{100 * row['accuracy']:.2f}", *(f"{row['latency_us'][p]:,.1f}" for p in ("p50", "p90", "p99")),
-            f"{ratios['p50']:.2f}x" if ratios else "",
-            *(f"{row['throughput'][str(b)]:,.0f}" for b in batches),
-            f"{ratios[f'throughput_{max(batches)}']:.2f}x" if ratios else "",
-            f"{row['cold_start_ms']:,.0f}", f"{row['peak_rss_mib']:.0f}",
-        ])
+        lines.append(
+            [
+                row["model"],
+                row["engine"],
+                row["precision"],
+                f"{row['size_bytes'] / 1024:,.0f}",
+                f"{100 * row['accuracy']:.2f}",
+                *(f"{row['latency_us'][p]:,.1f}" for p in ("p50", "p90", "p99")),
+                f"{ratios['p50']:.2f}x" if ratios else "",
+                *(f"{row['throughput'][str(b)]:,.0f}" for b in batches),
+                f"{ratios[f'throughput_{max(batches)}']:.2f}x" if ratios else "",
+                f"{row['cold_start_ms']:,.0f}",
+                f"{row['peak_rss_mib']:.0f}",
+            ]
+        )
     machine = report["machine"]
-    notes = [f"{machine['cpu']} ({machine['arch']}, {machine['cores']} cores; "
-             f"{', '.join(machine['flags']) or 'no listed flags'}; int8 dot product: "
-             f"{'yes' if machine['int8_dot_product'] else 'no'}), onnxruntime {machine['onnxruntime']}, "
-             f"{report['settings']['threads']} thread(s)"]
+    notes = [
+        f"{machine['cpu']} ({machine['arch']}, {machine['cores']} cores; "
+        f"{', '.join(machine['flags']) or 'no listed flags'}; int8 dot product: "
+        f"{'yes' if machine['int8_dot_product'] else 'no'}), onnxruntime {machine['onnxruntime']}, "
+        f"{report['settings']['threads']} thread(s)"
+    ]
     if report["recommendation"]:
         pick = report["recommendation"]
         notes.append(f"recommended here: {pick['model']}, the {pick['rule']}")
     if report["infer_overhead"]:
         cost = report["infer_overhead"]
-        notes.append(f"`edgefmnist infer --image` costs {cost['extra_ms']:+.0f} ms and {cost['extra_mib']:+.1f} MiB "
-                     f"over a bare numpy+Pillow+onnxruntime script ({cost['edgefmnist_infer']['wall_ms']:.0f} vs "
-                     f"{cost['bare_script']['wall_ms']:.0f} ms)")
+        notes.append(
+            f"`edgefmnist infer --image` costs {cost['extra_ms']:+.0f} ms and {cost['extra_mib']:+.1f} MiB "
+            f"over a bare numpy+Pillow+onnxruntime script ({cost['edgefmnist_infer']['wall_ms']:.0f} vs "
+            f"{cost['bare_script']['wall_ms']:.0f} ms)"
+        )
     if markdown:
-        table = ["| " + " | ".join(lines[0]) + " |", "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|"]
+        table = [
+            "| " + " | ".join(lines[0]) + " |",
+            "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
+        ]
         table += ["| " + " | ".join(cells) + " |" for cells in lines[1:]]
         return "\n".join(table + [""] + [f"- {note}" for note in notes])
     widths = [max(len(cells[i]) for cells in lines) for i in range(len(header))]
-    table = ["  ".join(cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths)))
-             for cells in lines]
+    table = [
+        "  ".join(
+            cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths, strict=False))
+        )
+        for cells in lines
+    ]
     return "\n".join(table + [""] + notes)
 
 

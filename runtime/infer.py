@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgefmnist.runtime.predictor import Predictor
+from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
 
 from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError, first_line
-from edgefmnist.runtime.predictor import Predictor
-from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -54,8 +54,14 @@ class Classified:
     def to_dict(self) -> dict:
         if self.error:
             return {"image": self.image, "error": self.error}
-        result = {"image": self.image, "label": self.label, "index": self.index,
-                  "probability": self.probability, "unsure": self.unsure, "top_k": self.top_k}
+        result = {
+            "image": self.image,
+            "label": self.label,
+            "index": self.index,
+            "probability": self.probability,
+            "unsure": self.unsure,
+            "top_k": self.top_k,
+        }
         optional = {"warning": self.warning, "true_label": self.true_label}
         return {**result, **{key: value for key, value in optional.items() if value}}
 
@@ -104,9 +110,14 @@ def check_min_confidence(min_confidence: float) -> float:
     return min_confidence
 
 
-def classify_arrays(predictor: Predictor, images: np.ndarray, names: list[str], k: int,
-                    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
-                    nothing_found: list[str] | None = None) -> list[Classified]:
+def classify_arrays(
+    predictor: Predictor,
+    images: np.ndarray,
+    names: list[str],
+    k: int,
+    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+    nothing_found: list[str] | None = None,
+) -> list[Classified]:
     """Classify uint8 images ``[N, 28, 28]`` in one call.
 
     ``nothing_found[i]``, when not empty, is preprocessing's :class:`NothingFound` message for
@@ -116,11 +127,19 @@ def classify_arrays(predictor: Predictor, images: np.ndarray, names: list[str], 
     probabilities = predictor.predict(images)
     empty = nothing_found or [""] * len(names)
     results = []
-    for name, row, reason in zip(names, probabilities, empty):
+    for name, row, reason in zip(names, probabilities, empty, strict=False):
         best = int(row.argmax())
-        results.append(Classified(name, predictor.class_names[best], best, float(row[best]),
-                                  top_k(row, predictor.class_names, k), warning=reason,
-                                  unsure=is_unsure(float(row[best]), min_confidence, bool(reason))))
+        results.append(
+            Classified(
+                name,
+                predictor.class_names[best],
+                best,
+                float(row[best]),
+                top_k(row, predictor.class_names, k),
+                warning=reason,
+                unsure=is_unsure(float(row[best]), min_confidence, bool(reason)),
+            )
+        )
     return results
 
 
@@ -137,13 +156,19 @@ def preprocess_noting_emptiness(path: Path) -> tuple[np.ndarray, str]:
         except EdgeFmnistError:
             raise
         except Exception as exc:  # a decoder or OpenCV failure on one odd picture
-            raise EdgeFmnistError(f"{path}: cannot preprocess this picture ({type(exc).__name__}: {first_line(exc)})") from None
+            raise EdgeFmnistError(
+                f"{path}: cannot preprocess this picture ({type(exc).__name__}: {first_line(exc)})"
+            ) from None
     return pixels, next((str(w.message) for w in caught if issubclass(w.category, NothingFound)), "")
 
 
-def classify_files(predictor: Predictor, paths: list[Path], k: int = 3,
-                   save_preprocessed: Path | None = None,
-                   min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE) -> list[Classified]:
+def classify_files(
+    predictor: Predictor,
+    paths: list[Path],
+    k: int = 3,
+    save_preprocessed: Path | None = None,
+    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+) -> list[Classified]:
     """Classify each file; a file that cannot be read gets an ``error`` instead of a prediction."""
     results: list[Classified] = []
     for path in paths:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import onnxruntime
+from edgefmnist.runtime.onnx_header import read_model_header
 
 from edgefmnist.errors import ModelError
-from edgefmnist.runtime.onnx_header import read_model_header
 
 SCHEMA_KEY = "edgefmnist.schema"
 SCHEMA_VERSION = 1
@@ -64,8 +64,12 @@ def valid_calibration(entry: object) -> bool:
     if not isinstance(entry, dict) or entry.get("method") != "temperature":
         return False
     temperature = entry.get("temperature")
-    return (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-            and math.isfinite(temperature) and temperature > 0)
+    return (
+        isinstance(temperature, (int, float))
+        and not isinstance(temperature, bool)
+        and math.isfinite(temperature)
+        and temperature > 0
+    )
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,15 @@ class ModelMetadata:
 
     def to_props(self) -> dict[str, str]:
         """``metadata_props`` entries: every value JSON-encoded."""
-        values = {SCHEMA_KEY: self.schema, "class_names": list(self.class_names), "input": self.input,
-                  "precision": self.precision, "arch": self.arch, "min_onnxruntime": self.min_onnxruntime,
-                  **self.extra}
+        values = {
+            SCHEMA_KEY: self.schema,
+            "class_names": list(self.class_names),
+            "input": self.input,
+            "precision": self.precision,
+            "arch": self.arch,
+            "min_onnxruntime": self.min_onnxruntime,
+            **self.extra,
+        }
         return {key: json.dumps(value, sort_keys=True) for key, value in values.items()}
 
     @classmethod
@@ -108,8 +118,10 @@ class ModelMetadata:
             raise ModelError(f"{source}: malformed metadata ({exc.msg})") from None
         schema = values.pop(SCHEMA_KEY)
         if schema != SCHEMA_VERSION:
-            raise ModelError(f"{source}: metadata schema {schema!r} is unknown to edgefmnist "
-                             f"(this one reads schema {SCHEMA_VERSION}); pip install -U edgefmnist")
+            raise ModelError(
+                f"{source}: metadata schema {schema!r} is unknown to edgefmnist "
+                f"(this one reads schema {SCHEMA_VERSION}); pip install -U edgefmnist"
+            )
         missing = [key for key in REQUIRED_KEYS if key not in values]
         if missing:
             raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
@@ -120,19 +132,28 @@ class ModelMetadata:
             raise ModelError(f"{source}: metadata input is not an object")
         calibration = values.get(CALIBRATION_KEY)
         if calibration is not None and not valid_calibration(calibration):
-            raise ModelError(f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})")
-        return cls(schema=schema, class_names=tuple(names), input=values.pop("input"),
-                   precision=str(values.pop("precision")), arch=str(values.pop("arch")),
-                   min_onnxruntime=str(values.pop("min_onnxruntime")), extra=values)
+            raise ModelError(
+                f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})"
+            )
+        return cls(
+            schema=schema,
+            class_names=tuple(names),
+            input=values.pop("input"),
+            precision=str(values.pop("precision")),
+            arch=str(values.pop("arch")),
+            min_onnxruntime=str(values.pop("min_onnxruntime")),
+            extra=values,
+        )
 
     def check_runtime(self, source: Path | str, installed: str = onnxruntime.__version__) -> None:
         """The version guard: refuse a model that needs a newer onnxruntime."""
         if parse_version(installed) < parse_version(self.min_onnxruntime):
-            raise ModelError(f"{source}: needs onnxruntime >= {self.min_onnxruntime}, installed {installed}; "
-                             f"pip install 'onnxruntime>={self.min_onnxruntime}'")
+            raise ModelError(
+                f"{source}: needs onnxruntime >= {self.min_onnxruntime}, installed {installed}; "
+                f"pip install 'onnxruntime>={self.min_onnxruntime}'"
+            )
 
 
 def read_metadata(path: Path) -> ModelMetadata:
     """Read and validate a model's metadata without building an inference session."""
     return ModelMetadata.from_props(read_model_header(path).metadata, path)
-

@@ -79,7 +79,9 @@ def _external_locations(graph: bytes) -> list[str]:
     locations = []
     for number, tensor in _fields(graph):
         if number == 5 and isinstance(tensor, bytes):
-            entries = dict(_string_pair(entry) for field, entry in _fields(tensor) if field == 13 and isinstance(entry, bytes))
+            entries = dict(
+                _string_pair(entry) for field, entry in _fields(tensor) if field == 13 and isinstance(entry, bytes)
+            )
             if "location" in entries:
                 locations.append(entries["location"])
     return locations

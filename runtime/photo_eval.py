@@ -34,11 +34,11 @@ from pathlib import Path, PurePath
 from typing import Literal, TypeVar
 
 import numpy as np
+from edgefmnist.runtime.infer import IMAGE_SUFFIXES, check_min_confidence, is_unsure, preprocess_noting_emptiness
+from edgefmnist.runtime.predictor import Predictor
 
 from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError
-from edgefmnist.runtime.infer import IMAGE_SUFFIXES, check_min_confidence, is_unsure, preprocess_noting_emptiness
-from edgefmnist.runtime.predictor import Predictor
 
 Split = Literal["choice", "report"]
 SPLITS = ("choice", "report", "all")
@@ -98,7 +98,9 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise PhotoSetError(f"{folder}: {'no such folder' if not folder.exists() else 'not a folder'} (--photos expects a photo folder)")
+        raise PhotoSetError(
+            f"{folder}: {'no such folder' if not folder.exists() else 'not a folder'} (--photos expects a photo folder)"
+        )
     labels = folder / LABELS_FILE
     photos = _from_labels_csv(labels, class_names) if labels.is_file() else _from_class_folders(folder, class_names)
     if not photos:
@@ -113,7 +115,9 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             reader = csv.DictReader(handle)
             missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
-                raise PhotoSetError(f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}")
+                raise PhotoSetError(
+                    f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
+                )
             photos = []
             for line, row in enumerate(reader, start=2):
                 file = (row["file"] or "").strip()
@@ -134,8 +138,11 @@ def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         name = folder_class(sub.name, class_names)
         accepted = (name,) if name else ()
-        photos.extend(Photo(path, name or sub.name, accepted) for path in sorted(sub.iterdir())
-                      if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
+        photos.extend(
+            Photo(path, name or sub.name, accepted)
+            for path in sorted(sub.iterdir())
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+        )
     return photos
 
 
@@ -176,14 +183,21 @@ class PhotoPredictions:
 
     def right(self) -> np.ndarray:
         """bool ``[M]``: the forced answer (argmax) is an accepted class (always False out of domain)."""
-        return np.array([self.class_names[k] in p.accepted for k, p in zip(self.predicted, self.photos)], bool)
+        return np.array(
+            [self.class_names[k] in p.accepted for k, p in zip(self.predicted, self.photos, strict=False)], bool
+        )
 
     def in_domain(self) -> np.ndarray:
         return np.array([p.in_domain for p in self.photos], bool)
 
     def unsure(self, min_confidence: float) -> np.ndarray:
-        return np.array([is_unsure(float(c), min_confidence, bool(e))
-                         for c, e in zip(self.confidence, self.nothing_found)], bool)
+        return np.array(
+            [
+                is_unsure(float(c), min_confidence, bool(e))
+                for c, e in zip(self.confidence, self.nothing_found, strict=False)
+            ],
+            bool,
+        )
 
     def sources(self) -> list[str]:
         """Source classes in order of first appearance in the sorted photos (in-domain ones first)."""
@@ -192,8 +206,11 @@ class PhotoPredictions:
         return [n for n in names if n not in ood] + [n for n in names if n in ood]
 
 
-def predict_photos(predictor: Predictor, photos: Sequence[Photo],
-                   progress: Callable[[Sequence[Photo], str], Iterable[Photo]] = progress_bar) -> PhotoPredictions:
+def predict_photos(
+    predictor: Predictor,
+    photos: Sequence[Photo],
+    progress: Callable[[Sequence[Photo], str], Iterable[Photo]] = progress_bar,
+) -> PhotoPredictions:
     """Preprocess each photo (the per-photo cost), then run the model once on the whole batch.
 
     An unreadable photo is recorded in ``errors`` and left out; nothing is cached on disk.
@@ -254,9 +271,15 @@ def photo_report(predictions: PhotoPredictions, min_confidence: float = spec.DEF
     per_source = []
     for s in sources:
         rows = source_of == s
-        per_source.append({"source_class": s, "photos": int(rows.sum()), "in_domain": bool(inside[rows].any()),
-                           "recall": _share(right, rows) if inside[rows].any() else None,
-                           "unsure_rate": _share(unsure, rows)})
+        per_source.append(
+            {
+                "source_class": s,
+                "photos": int(rows.sum()),
+                "in_domain": bool(inside[rows].any()),
+                "recall": _share(right, rows) if inside[rows].any() else None,
+                "unsure_rate": _share(unsure, rows),
+            }
+        )
     unreadable = len(predictions.errors)
     return {
         "photos": len(predictions.photos) + unreadable,
@@ -277,22 +300,30 @@ def _meets(value: float | None, target: float) -> bool:
     return value is not None and value >= target
 
 
-def threshold_sweep(predictions: PhotoPredictions, thresholds: Sequence[float] = spec.SWEEP_THRESHOLDS,
-                    ood_class: str = spec.TARGET_OOD_CLASS) -> dict:
+def threshold_sweep(
+    predictions: PhotoPredictions,
+    thresholds: Sequence[float] = spec.SWEEP_THRESHOLDS,
+    ood_class: str = spec.TARGET_OOD_CLASS,
+) -> dict:
     """Coverage, selective accuracy and OOD unsure rates per threshold, and the smallest threshold
     that meets all of ``spec.TARGET_*`` (``chosen`` is None when none does).
 
     The OOD target applies to ``ood_class`` photos (hats); without any, to all OOD photos.
     """
-    targets = {"selective_accuracy": spec.TARGET_SELECTIVE_ACCURACY, "coverage": spec.TARGET_COVERAGE,
-               "ood_unsure": spec.TARGET_OOD_UNSURE}
+    targets = {
+        "selective_accuracy": spec.TARGET_SELECTIVE_ACCURACY,
+        "coverage": spec.TARGET_COVERAGE,
+        "ood_unsure": spec.TARGET_OOD_UNSURE,
+    }
     rows = []
     for threshold in thresholds:
         figures = threshold_figures(predictions, check_min_confidence(float(threshold)))
         ood = figures["ood_unsure"].get(ood_class, figures["ood_unsure_rate"])
-        met = {"selective_accuracy": _meets(figures["selective_accuracy"], targets["selective_accuracy"]),
-               "coverage": _meets(figures["coverage"], targets["coverage"]),
-               "ood_unsure": _meets(ood, targets["ood_unsure"])}
+        met = {
+            "selective_accuracy": _meets(figures["selective_accuracy"], targets["selective_accuracy"]),
+            "coverage": _meets(figures["coverage"], targets["coverage"]),
+            "ood_unsure": _meets(ood, targets["ood_unsure"]),
+        }
         rows.append({**figures, "target_ood_unsure": ood, "met": met, "all_met": all(met.values())})
     chosen = next((row["min_confidence"] for row in rows if row["all_met"]), None)
     ood_name = ood_class if any(ood_class in row["ood_unsure"] for row in rows) else "out-of-domain"
@@ -301,24 +332,30 @@ def threshold_sweep(predictions: PhotoPredictions, thresholds: Sequence[float] =
 
 def format_photo_report(report: dict, title: str) -> str:
     """A plain-text summary for the terminal."""
+
     def pct(value: float | None) -> str:
         return "    —" if value is None else f"{100 * value:5.1f}"
 
     figures = report["threshold"]
-    lines = [f"{title}: {report['photos']:,} photos ({report['in_domain']:,} in domain, "
-             f"{report['out_of_domain']:,} out of domain, {report['unreadable']:,} unreadable)",
-             f"  accuracy (forced answer, in domain)  {pct(report['accuracy'])} %",
-             f"  at min-confidence {figures['min_confidence']:.2f}: coverage {pct(figures['coverage'])} %, "
-             f"selective accuracy {pct(figures['selective_accuracy'])} %, "
-             f"unsure on out-of-domain {pct(figures['ood_unsure_rate'])} %",
-             "", f"  {'source class':<14} {'photos':>6} {'recall %':>9} {'unsure %':>9}"]
+    lines = [
+        f"{title}: {report['photos']:,} photos ({report['in_domain']:,} in domain, "
+        f"{report['out_of_domain']:,} out of domain, {report['unreadable']:,} unreadable)",
+        f"  accuracy (forced answer, in domain)  {pct(report['accuracy'])} %",
+        f"  at min-confidence {figures['min_confidence']:.2f}: coverage {pct(figures['coverage'])} %, "
+        f"selective accuracy {pct(figures['selective_accuracy'])} %, "
+        f"unsure on out-of-domain {pct(figures['ood_unsure_rate'])} %",
+        "",
+        f"  {'source class':<14} {'photos':>6} {'recall %':>9} {'unsure %':>9}",
+    ]
     for row in report["per_source"]:
-        lines.append(f"  {row['source_class']:<14} {row['photos']:>6} {pct(row['recall']):>9} {pct(row['unsure_rate']):>9}"
-                     + ("" if row["in_domain"] else "  (out of domain: unsure is right)"))
+        lines.append(
+            f"  {row['source_class']:<14} {row['photos']:>6} {pct(row['recall']):>9} {pct(row['unsure_rate']):>9}"
+            + ("" if row["in_domain"] else "  (out of domain: unsure is right)")
+        )
     lines += ["", "  confusion: rows source class, columns the verdict"]
     columns = [c[:6] for c in report["confusion"]["columns"]]
     lines.append(f"  {'':<14} " + " ".join(f"{c:>6}" for c in columns))
-    for source, counts in zip(report["confusion"]["rows"], report["confusion"]["counts"]):
+    for source, counts in zip(report["confusion"]["rows"], report["confusion"]["counts"], strict=False):
         lines.append(f"  {source:<14} " + " ".join(f"{n:>6}" for n in counts))
     for error in report["errors"]:
         lines.append(f"  unreadable: {error['error']}")
@@ -328,18 +365,28 @@ def format_photo_report(report: dict, title: str) -> str:
 def format_sweep(sweep: dict) -> str:
     """The sweep as a table, and the threshold it names."""
     targets = sweep["targets"]
-    lines = [f"targets: selective accuracy >= {targets['selective_accuracy']:.2f}, coverage >= {targets['coverage']:.2f}, "
-             f"{targets['ood_class']} unsure >= {targets['ood_unsure']:.2f}", "",
-             f"{'threshold':>9} {'coverage':>9} {'sel. acc':>9} {'OOD unsure':>11} {targets['ood_class'] + ' unsure':>11}  met"]
+    lines = [
+        f"targets: selective accuracy >= {targets['selective_accuracy']:.2f}, coverage >= {targets['coverage']:.2f}, "
+        f"{targets['ood_class']} unsure >= {targets['ood_unsure']:.2f}",
+        "",
+        f"{'threshold':>9} {'coverage':>9} {'sel. acc':>9} {'OOD unsure':>11} "
+        f"{targets['ood_class'] + ' unsure':>11}  met",
+    ]
     for row in sweep["rows"]:
         met = ", ".join(name for name, ok in row["met"].items() if ok) or "none"
         cells = [row["coverage"], row["selective_accuracy"], row["ood_unsure_rate"], row["target_ood_unsure"]]
         text = ["—" if v is None else f"{v:.3f}" for v in cells]
-        lines.append(f"{row['min_confidence']:>9.2f} {text[0]:>9} {text[1]:>9} {text[2]:>11} {text[3]:>11}  "
-                     + ("ALL" if row["all_met"] else met))
+        lines.append(
+            f"{row['min_confidence']:>9.2f} {text[0]:>9} {text[1]:>9} {text[2]:>11} {text[3]:>11}  "
+            + ("ALL" if row["all_met"] else met)
+        )
     chosen = sweep["chosen"]
-    lines += ["", f"smallest threshold meeting all targets: {chosen:.2f}" if chosen is not None
-              else "no threshold meets all targets"]
+    lines += [
+        "",
+        f"smallest threshold meeting all targets: {chosen:.2f}"
+        if chosen is not None
+        else "no threshold meets all targets",
+    ]
     return "\n".join(lines)
 
 
@@ -359,18 +406,33 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
     left.set_ylabel("source class")
     for i, row in enumerate(counts):
         for j, count in enumerate(row):
-            left.text(j, i, str(int(count)), ha="center", va="center", fontsize=8,
-                      color="white" if shares[i, j] > 0.5 else "black")
+            left.text(
+                j,
+                i,
+                str(int(count)),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if shares[i, j] > 0.5 else "black",
+            )
     fig.colorbar(image, ax=left, fraction=0.046, label="share of the row")
     left.set_title(title)
     curve = [threshold_figures(predictions, t / 100) for t in range(0, 100)]
-    points = [(c["coverage"], c["selective_accuracy"], c["min_confidence"]) for c in curve
-              if c["coverage"] and c["selective_accuracy"] is not None]
+    points = [
+        (c["coverage"], c["selective_accuracy"], c["min_confidence"])
+        for c in curve
+        if c["coverage"] and c["selective_accuracy"] is not None
+    ]
     if points:
         right.plot([100 * p[0] for p in points], [100 * p[1] for p in points], marker=".")
         for coverage, accuracy, threshold in points[::10]:
-            right.annotate(f"{threshold:.1f}", (100 * coverage, 100 * accuracy), fontsize=8,
-                           textcoords="offset points", xytext=(4, 4))
+            right.annotate(
+                f"{threshold:.1f}",
+                (100 * coverage, 100 * accuracy),
+                fontsize=8,
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
     right.set_xlabel("coverage: in-domain photos answered (%)")
     right.set_ylabel("accuracy on the answered photos (%)")
     right.set_title("accuracy vs coverage (labels: threshold)")

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
+from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 
 from edgefmnist import spec
 from edgefmnist.errors import ModelError, first_line
-from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "probabilities")
@@ -33,8 +33,12 @@ IMAGE_SIZE = spec.IMAGE_SIZE
 
 def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Logits ``[N, 10]`` of float32 NCHW ``inputs``, run ``batch_size`` images at a time."""
-    return np.concatenate([session.run([OUTPUT_NAMES[0]], {INPUT_NAME: inputs[i : i + batch_size]})[0]
-                           for i in range(0, len(inputs), batch_size)])
+    return np.concatenate(
+        [
+            session.run([OUTPUT_NAMES[0]], {INPUT_NAME: inputs[i : i + batch_size]})[0]
+            for i in range(0, len(inputs), batch_size)
+        ]
+    )
 
 
 def default_threads() -> int:
@@ -58,7 +62,7 @@ class SingleImageBinding:
         self.outputs = np.zeros((len(OUTPUT_NAMES), 1, classes), np.float32)  # logits, probabilities
         self.binding = session.io_binding()
         self.binding.bind_cpu_input(INPUT_NAME, self.image)
-        for name, buffer in zip(OUTPUT_NAMES, self.outputs):
+        for name, buffer in zip(OUTPUT_NAMES, self.outputs, strict=False):
             self.binding.bind_output(name, "cpu", 0, np.float32, list(buffer.shape), buffer.ctypes.data)
         self._run = bound_run(session, self.binding)
 
@@ -110,13 +114,17 @@ class Predictor:
         if [i.name for i in inputs] != [INPUT_NAME]:
             raise ModelError(f"{self.path}: expected one input named {INPUT_NAME!r}, found {[i.name for i in inputs]}")
         if inputs[0].type != "tensor(float)" or list(inputs[0].shape[1:]) != [1, IMAGE_SIZE, IMAGE_SIZE]:
-            raise ModelError(f"{self.path}: input must be float [N, 1, 28, 28], found {inputs[0].type} {inputs[0].shape}")
+            raise ModelError(
+                f"{self.path}: input must be float [N, 1, 28, 28], found {inputs[0].type} {inputs[0].shape}"
+            )
         if tuple(o.name for o in outputs) != OUTPUT_NAMES:
             raise ModelError(f"{self.path}: expected outputs {list(OUTPUT_NAMES)}, found {[o.name for o in outputs]}")
         classes = outputs[0].shape[-1]
         if classes != len(self.class_names) or len(self.class_names) != spec.NUM_CLASSES:
-            raise ModelError(f"{self.path}: the model has {classes} outputs for {len(self.class_names)} class names; "
-                             f"expected {spec.NUM_CLASSES}")
+            raise ModelError(
+                f"{self.path}: the model has {classes} outputs for {len(self.class_names)} class names; "
+                f"expected {spec.NUM_CLASSES}"
+            )
 
     @staticmethod
     def as_input(images: np.ndarray) -> np.ndarray:

@@ -28,10 +28,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from edgefmnist.runtime.picture import ImageError, load_picture, to_luminance
 from PIL import Image
 
 from edgefmnist import spec
-from edgefmnist.runtime.picture import ImageError, load_picture, to_luminance
 
 __all__ = ["ImageError", "NothingFound", "load_image", "preprocess_file", "to_dataset_form"]
 
@@ -106,7 +106,10 @@ def centre(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     resized = Image.fromarray(crop.astype(np.float32), "F").resize(new_size, RESAMPLE)
     canvas = np.zeros((SIZE, SIZE), dtype=np.float64)
-    top, left = (SIZE - new_size[1] + 1) // 2, (SIZE - new_size[0] + 1) // 2  # odd margins: extra pixel top/left, as in the dataset
+    top, left = (
+        (SIZE - new_size[1] + 1) // 2,
+        (SIZE - new_size[0] + 1) // 2,
+    )  # odd margins: extra pixel top/left, as in the dataset
     canvas[top : top + new_size[1], left : left + new_size[0]] = np.asarray(resized)
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 

@@ -66,8 +66,15 @@ def grabcut(rgb: np.ndarray, band: float) -> np.ndarray:
     background_model, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(0)  # GrabCut seeds its colour models by k-means from OpenCV's (per-thread) RNG
     try:
-        cv2.grabCut(np.ascontiguousarray(rgb), seeds, None, background_model, foreground_model,
-                    ITERATIONS, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(
+            np.ascontiguousarray(rgb),
+            seeds,
+            None,
+            background_model,
+            foreground_model,
+            ITERATIONS,
+            cv2.GC_INIT_WITH_MASK,
+        )
     except cv2.error:  # no pixel left on one side of the seeds (a strip a few pixels thin): no object
         return np.zeros((height, width), np.uint8)
     return ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.uint8)

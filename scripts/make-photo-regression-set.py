@@ -24,9 +24,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
-from PIL import Image
-
 from edgefmnist.runtime.photo_eval import LABEL_COLUMNS, photo_split
+from PIL import Image
 
 PER_CLASS = 30
 LONG_SIDE = 128
@@ -114,8 +113,10 @@ def make(source: Path, out: Path, per_class: int = PER_CLASS) -> int:
             writer = csv.DictWriter(handle, fieldnames=LABEL_COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows({key: row[key] for key in LABEL_COLUMNS} for row in picked)
-        (staging / "README.md").write_text(README.format(count=len(picked), per_class=per_class, long_side=LONG_SIDE,
-                                                         quality=QUALITY), encoding="utf-8")
+        (staging / "README.md").write_text(
+            README.format(count=len(picked), per_class=per_class, long_side=LONG_SIDE, quality=QUALITY),
+            encoding="utf-8",
+        )
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

@@ -58,8 +58,15 @@ BAR = 1.5  # the 12 MP JPEG process may cost at most this many times the 28x28 P
 NOISE_SIGMA = 6.0  # Gaussian noise on the upscaled photo, in 0-255 levels: a phone sensor's grain
 QUALITY = 90
 PHOTOS_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "photos-dev"
-ARM64_WHEELS = Path(os.environ.get("EDGEFMNIST_ARM64_DIR",
-                                   Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgefmnist" / "arm64")) / "wheels"
+ARM64_WHEELS = (
+    Path(
+        os.environ.get(
+            "EDGEFMNIST_ARM64_DIR",
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgefmnist" / "arm64",
+        )
+    )
+    / "wheels"
+)
 SIZES = {"12 MP": (4000, 3000), "48 MP": (8000, 6000)}
 
 
@@ -135,10 +142,19 @@ def measure_processes(pictures: dict[str, Path], repeats: int, cpu: int | None) 
             if round_:
                 walls[name].append(wall)
                 rss[name].append(peak)
-    return {name: {"file": str(path), "bytes": path.stat().st_size, "pixels": list(Image.open(path).size),
-                   "label": labels[name], "wall_s": statistics.median(walls[name]), "wall_runs_s": walls[name],
-                   "peak_rss_mib": statistics.median(rss[name]), "rss_runs_mib": rss[name]}
-            for name, path in pictures.items()}
+    return {
+        name: {
+            "file": str(path),
+            "bytes": path.stat().st_size,
+            "pixels": list(Image.open(path).size),
+            "label": labels[name],
+            "wall_s": statistics.median(walls[name]),
+            "wall_runs_s": walls[name],
+            "peak_rss_mib": statistics.median(rss[name]),
+            "rss_runs_mib": rss[name],
+        }
+        for name, path in pictures.items()
+    }
 
 
 IMPORT_PROBE = """
@@ -189,7 +205,9 @@ predictor = Predictor(default_model_path()); step("load the default model")
 picture = load_picture(sys.argv[1]); step("load_picture")
 if picture.size != (28, 28):
     import cv2; step("import cv2")
-pixels = to_dataset_form(picture); step("to_dataset_form" + (" (GrabCut, light, centre)" if "cv2" in sys.modules else " (dataset form: unchanged)"))
+pixels = to_dataset_form(picture)
+path_taken = " (GrabCut, light, centre)" if "cv2" in sys.modules else " (dataset form: unchanged)"
+step("to_dataset_form" + path_taken)
 predictor.predict(pixels[None]); step("predict")
 import json; print(json.dumps(steps))
 """
@@ -224,6 +242,7 @@ def measure_grabcut_share(photos: list[Path]) -> dict:
                 return function(*args, **kwargs)
             finally:
                 spent[name] += time.perf_counter() - start
+
         return wrapper
 
     # preprocess_file looks these up at call time (module globals; segment is imported in the call).
@@ -277,10 +296,29 @@ def opencv_sizes(aarch64_wheel: Path | None, download: bool) -> dict:
         wheel = cached[-1] if cached else None
     if wheel is None and download:
         folder = Path(tempfile.mkdtemp(prefix="opencv-aarch64-"))
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(folder),
-                        "--platform", "manylinux_2_28_aarch64", "--platform", "manylinux2014_aarch64",
-                        "--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:",
-                        f"opencv-python-headless=={cv2.__version__}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "-d",
+                str(folder),
+                "--platform",
+                "manylinux_2_28_aarch64",
+                "--platform",
+                "manylinux2014_aarch64",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--only-binary=:all:",
+                f"opencv-python-headless=={cv2.__version__}",
+            ],
+            check=True,
+        )
         wheel = next(folder.glob("*.whl"))
     if wheel is not None:
         result["aarch64_wheel"] = {"file": wheel.name, "bytes": wheel.stat().st_size}
@@ -294,33 +332,56 @@ def mib(n: float) -> str:
 def print_table(report: dict) -> None:
     processes = report["processes"]
     base = processes["28x28 PNG"]
-    print(f"`edgefmnist infer --image X` as a whole process, medians of {report['repeats']} interleaved runs"
-          + (f" (pinned to CPU {report['cpu']})" if report["cpu"] is not None else "") + ":\n")
+    print(
+        f"`edgefmnist infer --image X` as a whole process, medians of {report['repeats']} interleaved runs"
+        + (f" (pinned to CPU {report['cpu']})" if report["cpu"] is not None else "")
+        + ":\n"
+    )
     print("| picture | file | wall | peak RSS | label |")
     print("|---|---|---|---|---|")
     for name, row in processes.items():
-        ratio = "" if row is base else (f" ({row['wall_s'] / base['wall_s']:.2f}x)", f" ({row['peak_rss_mib'] / base['peak_rss_mib']:.2f}x)")
-        print(f"| {name} ({row['pixels'][0]}x{row['pixels'][1]}) | {mib(row['bytes'])} | {row['wall_s']:.3f} s{ratio[0] if ratio else ''} "
-              f"| {row['peak_rss_mib']:.1f} MiB{ratio[1] if ratio else ''} | {row['label']} |")
+        ratio = (
+            ""
+            if row is base
+            else (f" ({row['wall_s'] / base['wall_s']:.2f}x)", f" ({row['peak_rss_mib'] / base['peak_rss_mib']:.2f}x)")
+        )
+        print(
+            f"| {name} ({row['pixels'][0]}x{row['pixels'][1]}) | {mib(row['bytes'])} "
+            f"| {row['wall_s']:.3f} s{ratio[0] if ratio else ''} "
+            f"| {row['peak_rss_mib']:.1f} MiB{ratio[1] if ratio else ''} | {row['label']} |"
+        )
     bar = report["bar"]
-    print(f"\nbar (12 MP JPEG <= {BAR}x the PNG): wall {bar['wall_ratio']:.2f}x, peak RSS {bar['rss_ratio']:.2f}x: "
-          + ("MET" if bar["met"] else "MISSED"))
+    print(
+        f"\nbar (12 MP JPEG <= {BAR}x the PNG): wall {bar['wall_ratio']:.2f}x, peak RSS {bar['rss_ratio']:.2f}x: "
+        + ("MET" if bar["met"] else "MISSED")
+    )
     for name, steps in report["steps"].items():
         print(f"\nwhere a {name} process goes (one run; RSS after each step, MiB):\n")
         print("| step | ms | RSS | anon | file-backed |")
         print("|---|---|---|---|---|")
         for row in steps:
-            print(f"| {row['step']} | {row['ms']:.0f} | {row['VmRSS']:.1f} | {row['RssAnon']:.1f} | {row['RssFile']:.1f} |")
+            print(
+                f"| {row['step']} | {row['ms']:.0f} | {row['VmRSS']:.1f} "
+                f"| {row['RssAnon']:.1f} | {row['RssFile']:.1f} |"
+            )
     imp = report["import_cv2"]
-    print(f"\nimport cv2 {imp['version']} (fresh processes, medians): alone {imp['alone']['ms']:.0f} ms "
-          f"(+{imp['alone']['rss_growth_mib']:.1f} MiB RSS); after numpy, Pillow, onnxruntime "
-          f"{imp['after numpy, Pillow, onnxruntime']['ms']:.0f} ms (+{imp['after numpy, Pillow, onnxruntime']['rss_growth_mib']:.1f} MiB)")
+    base_import = imp["after numpy, Pillow, onnxruntime"]
+    print(
+        f"\nimport cv2 {imp['version']} (fresh processes, medians): alone {imp['alone']['ms']:.0f} ms "
+        f"(+{imp['alone']['rss_growth_mib']:.1f} MiB RSS); after numpy, Pillow, onnxruntime "
+        f"{base_import['ms']:.0f} ms (+{base_import['rss_growth_mib']:.1f} MiB)"
+    )
     share = report.get("grabcut")
     if share:
         m = share["median_ms"]
-        print(f"\npreprocess_file in-process on {share['photos']} photos-dev photos, median ms per photo: total {m['total']:.1f}, "
-              f"load_picture {m['load_picture']:.1f}, foreground_mask {m['foreground_mask']:.1f}, grabcut {m['grabcut']:.1f}; "
-              f"GrabCut's share {100 * share['grabcut_share']:.0f} % (foreground_mask {100 * share['foreground_mask_share']:.0f} %)")
+        print(
+            f"\npreprocess_file in-process on {share['photos']} photos-dev photos, "
+            f"median ms per photo: total {m['total']:.1f}, "
+            f"load_picture {m['load_picture']:.1f}, foreground_mask {m['foreground_mask']:.1f}, "
+            f"grabcut {m['grabcut']:.1f}; "
+            f"GrabCut's share {100 * share['grabcut_share']:.0f} % "
+            f"(foreground_mask {100 * share['foreground_mask_share']:.0f} %)"
+        )
     size = report["opencv_size"]
     parts = ", ".join(f"{name} {mib(n)}" for name, n in size["parts_bytes"].items())
     print(f"\nopencv-python-headless installed here: {mib(size['installed_bytes'])} ({parts})")
@@ -329,7 +390,9 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=5, help="measured runs per picture (after one warm-up round)")
     parser.add_argument("--photos", type=int, default=80, help="photos-dev photos for GrabCut's share (0: skip)")
     parser.add_argument("--no-48mp", dest="with_48mp", action="store_false", help="skip the 48 MP JPEG")
@@ -354,9 +417,18 @@ def main(argv: list[str] | None = None) -> int:
     base, phone = processes["28x28 PNG"], processes["12 MP JPEG"]
     wall_ratio, rss_ratio = phone["wall_s"] / base["wall_s"], phone["peak_rss_mib"] / base["peak_rss_mib"]
     report = {
-        "command": infer_command(), "repeats": args.repeats, "cpu": args.cpu, "source_photo": str(source),
-        "processes": processes, "steps": steps,
-        "bar": {"limit": BAR, "wall_ratio": wall_ratio, "rss_ratio": rss_ratio, "met": wall_ratio <= BAR and rss_ratio <= BAR},
+        "command": infer_command(),
+        "repeats": args.repeats,
+        "cpu": args.cpu,
+        "source_photo": str(source),
+        "processes": processes,
+        "steps": steps,
+        "bar": {
+            "limit": BAR,
+            "wall_ratio": wall_ratio,
+            "rss_ratio": rss_ratio,
+            "met": wall_ratio <= BAR and rss_ratio <= BAR,
+        },
         "import_cv2": measure_cv2_import(args.repeats, args.cpu),
         "grabcut": measure_grabcut_share(pick_photos(args.photos)) if args.photos else None,
         "opencv_size": opencv_sizes(args.aarch64_wheel, args.download),

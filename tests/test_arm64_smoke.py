@@ -18,8 +18,13 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "arm64-smoke.sh"
 
 @pytest.mark.slow
 def test_shipped_models_predict_the_same_on_emulated_arm64() -> None:
-    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=1800,
-                            env={**os.environ, "PYTHON": sys.executable, "SAMPLES": "300", "PHOTOS_PER_CLASS": "4"})
+    result = subprocess.run(
+        ["bash", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "PYTHON": sys.executable, "SAMPLES": "300", "PHOTOS_PER_CLASS": "4"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     passes = [line for line in result.stderr.splitlines() if line.startswith("PASS ")]
     assert len(passes) == 5 and "all 4 models and the photo path pass on emulated arm64" in result.stderr

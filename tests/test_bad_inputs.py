@@ -21,24 +21,28 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import idx_bytes
+from edgefmnist.runtime.predictor import default_model_path
 from onnx import TensorProto, helper
 from PIL import Image
-
-from conftest import idx_bytes
-from edgefmnist import spec
-from edgefmnist.runtime.predictor import default_model_path
 from test_cli import run
+
+from edgefmnist import spec
 
 SHIPPED = default_model_path().parent
 MLP_PROPS = {p.key: p.value for p in onnx.load(str(SHIPPED / "mlp.onnx")).metadata_props}
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
-def assert_refused(args: list[str], folder: Path, names: str, reason: str, code: int = 1, env: dict | None = None) -> None:
+def assert_refused(
+    args: list[str], folder: Path, names: str, reason: str, code: int = 1, env: dict | None = None
+) -> None:
     """Run the CLI; assert the refusal contract (one line naming ``names`` and ``reason``, nothing written)."""
     before = snapshot(folder)
     result = run(*args, env=env)
@@ -52,8 +56,19 @@ def assert_refused(args: list[str], folder: Path, names: str, reason: str, code:
 
 # ---------------------------------------------------------------- models
 
-def edge_model(path: Path, *, dtype: int = TensorProto.FLOAT, size: int = 28, classes: int = 10, op: str = "MatMul",
-               opset: int = 17, ir_version: int = 8, props: dict[str, str] | None = None, external: str | None = None) -> Path:
+
+def edge_model(
+    path: Path,
+    *,
+    dtype: int = TensorProto.FLOAT,
+    size: int = 28,
+    classes: int = 10,
+    op: str = "MatMul",
+    opset: int = 17,
+    ir_version: int = 8,
+    props: dict[str, str] | None = None,
+    external: str | None = None,
+) -> Path:
     """A small model with edgefmnist's signature (image -> logits, probabilities), each part forgeable."""
     weights = helper.make_tensor("w", dtype, [size * size, classes], np.zeros(size * size * classes).tolist())
     if external is not None:
@@ -63,11 +78,19 @@ def edge_model(path: Path, *, dtype: int = TensorProto.FLOAT, size: int = 28, cl
             entry = weights.external_data.add()
             entry.key, entry.value = key, value
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["image"], ["flat"]), helper.make_node(op, ["flat", "w"], ["logits"]),
-         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)], "g",
+        [
+            helper.make_node("Flatten", ["image"], ["flat"]),
+            helper.make_node(op, ["flat", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "g",
         [helper.make_tensor_value_info("image", dtype, ["batch", 1, size, size])],
-        [helper.make_tensor_value_info("logits", dtype, ["batch", classes]),
-         helper.make_tensor_value_info("probabilities", dtype, ["batch", classes])], [weights])
+        [
+            helper.make_tensor_value_info("logits", dtype, ["batch", classes]),
+            helper.make_tensor_value_info("probabilities", dtype, ["batch", classes]),
+        ],
+        [weights],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version)
     helper.set_model_props(model, MLP_PROPS if props is None else props)
     path.write_bytes(model.SerializeToString())
@@ -100,23 +123,57 @@ def runs_into_a_shape_error(path: Path) -> None:
 
 MODEL_CASES = {
     "0-byte": (lambda d, t: d.joinpath("m.onnx").write_bytes(b""), "empty file"),
-    "truncated": (lambda d, t: d.joinpath("m.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes()[:5000]), "not an ONNX model"),
-    "random bytes": (lambda d, t: d.joinpath("m.onnx").write_bytes(np.random.default_rng(0).bytes(4096)), "not an ONNX model"),
+    "truncated": (
+        lambda d, t: d.joinpath("m.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes()[:5000]),
+        "not an ONNX model",
+    ),
+    "random bytes": (
+        lambda d, t: d.joinpath("m.onnx").write_bytes(np.random.default_rng(0).bytes(4096)),
+        "not an ONNX model",
+    ),
     "wrong input shape": (lambda d, t: edge_model(d / "m.onnx", size=32), "input must be float [N, 1, 28, 28]"),
-    "wrong input dtype": (lambda d, t: edge_model(d / "m.onnx", dtype=TensorProto.DOUBLE), "input must be float [N, 1, 28, 28]"),
+    "wrong input dtype": (
+        lambda d, t: edge_model(d / "m.onnx", dtype=TensorProto.DOUBLE),
+        "input must be float [N, 1, 28, 28]",
+    ),
     "9 classes": (lambda d, t: edge_model(d / "m.onnx", classes=9), "9 outputs for 10 class names"),
-    "11 classes": (lambda d, t: edge_model(d / "m.onnx", classes=11,
-                                           props=with_props(class_names=json.dumps([*spec.CLASS_NAMES, "Hat"]))), "expected 10"),
+    "11 classes": (
+        lambda d, t: edge_model(
+            d / "m.onnx", classes=11, props=with_props(class_names=json.dumps([*spec.CLASS_NAMES, "Hat"]))
+        ),
+        "expected 10",
+    ),
     "unknown op": (lambda d, t: edge_model(d / "m.onnx", op="NoSuchOperator"), "onnxruntime cannot load it"),
     "loads but cannot run": (lambda d, t: runs_into_a_shape_error(d / "m.onnx"), "onnxruntime failed to run it"),
-    "newer opset and IR, metadata silent": (lambda d, t: edge_model(d / "m.onnx", opset=40, ir_version=30), "onnxruntime cannot load it"),
-    "needs a newer onnxruntime": (lambda d, t: edge_model(d / "m.onnx", props=with_props(min_onnxruntime='"9.0.0"')), "needs onnxruntime >= 9.0.0"),
+    "newer opset and IR, metadata silent": (
+        lambda d, t: edge_model(d / "m.onnx", opset=40, ir_version=30),
+        "onnxruntime cannot load it",
+    ),
+    "needs a newer onnxruntime": (
+        lambda d, t: edge_model(d / "m.onnx", props=with_props(min_onnxruntime='"9.0.0"')),
+        "needs onnxruntime >= 9.0.0",
+    ),
     "missing metadata": (lambda d, t: edge_model(d / "m.onnx", props={}), "no edgefmnist metadata"),
-    "malformed metadata": (lambda d, t: edge_model(d / "m.onnx", props=with_props(class_names="['T-shirt'")), "malformed metadata"),
-    "metadata lacks a key": (lambda d, t: edge_model(d / "m.onnx", props={k: v for k, v in MLP_PROPS.items() if k != "input"}), "lacks input"),
-    "external data ../": (lambda d, t: (outside_weights(t), edge_model(d / "m.onnx", external="../outside/weights.bin")), "outside the model's folder"),
-    "external data absolute": (lambda d, t: edge_model(d / "m.onnx", external=str(outside_weights(t))), "outside the model's folder"),
-    "external data symlink": (lambda d, t: edge_model(d / "m.onnx", external=symlinked_weights(d, t)), "outside the model's folder"),
+    "malformed metadata": (
+        lambda d, t: edge_model(d / "m.onnx", props=with_props(class_names="['T-shirt'")),
+        "malformed metadata",
+    ),
+    "metadata lacks a key": (
+        lambda d, t: edge_model(d / "m.onnx", props={k: v for k, v in MLP_PROPS.items() if k != "input"}),
+        "lacks input",
+    ),
+    "external data ../": (
+        lambda d, t: (outside_weights(t), edge_model(d / "m.onnx", external="../outside/weights.bin")),
+        "outside the model's folder",
+    ),
+    "external data absolute": (
+        lambda d, t: edge_model(d / "m.onnx", external=str(outside_weights(t))),
+        "outside the model's folder",
+    ),
+    "external data symlink": (
+        lambda d, t: edge_model(d / "m.onnx", external=symlinked_weights(d, t)),
+        "outside the model's folder",
+    ),
 }
 
 
@@ -140,6 +197,7 @@ def test_bad_model_is_refused(case: str, tmp_path: Path, good_png: Path) -> None
 
 # ---------------------------------------------------------------- checkpoints
 
+
 class RunsCode:
     def __reduce__(self):
         return os.system, (f"touch {RunsCode.marker}",)
@@ -154,11 +212,24 @@ def save_payload(path: Path, payload: object) -> None:
 
 
 CHECKPOINT_CASES = {
-    "code-executing pickle": (lambda p: save_payload(p, {"format": "edgefmnist-checkpoint", "x": RunsCode()}), "refused"),
-    "another architecture": (lambda p: save_payload(p, {**checkpoint_payload(), "net_config": {"arch": "resnet18"}}), "unknown architecture"),
-    "CNN weights, MLP config": (lambda p: save_payload(p, {**checkpoint_payload(), "state_dict": torch.load(SHIPPED / "cnn.pt", weights_only=True)["state_dict"]}),
-                                "weights do not fit"),
-    "truncated": (lambda p: p.write_bytes((SHIPPED / "mlp.pt").read_bytes()[:40000]), "not a readable PyTorch checkpoint"),
+    "code-executing pickle": (
+        lambda p: save_payload(p, {"format": "edgefmnist-checkpoint", "x": RunsCode()}),
+        "refused",
+    ),
+    "another architecture": (
+        lambda p: save_payload(p, {**checkpoint_payload(), "net_config": {"arch": "resnet18"}}),
+        "unknown architecture",
+    ),
+    "CNN weights, MLP config": (
+        lambda p: save_payload(
+            p, {**checkpoint_payload(), "state_dict": torch.load(SHIPPED / "cnn.pt", weights_only=True)["state_dict"]}
+        ),
+        "weights do not fit",
+    ),
+    "truncated": (
+        lambda p: p.write_bytes((SHIPPED / "mlp.pt").read_bytes()[:40000]),
+        "not a readable PyTorch checkpoint",
+    ),
     "0-byte": (lambda p: p.write_bytes(b""), "not a readable PyTorch checkpoint"),
 }
 
@@ -175,6 +246,7 @@ def test_bad_checkpoint_is_refused(case: str, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- images
+
 
 def encoded(image: Image.Image, form: str = "PNG", **options) -> bytes:
     buffer = io.BytesIO()
@@ -209,7 +281,10 @@ BAD_IMAGES = {
     "truncated PNG": (lambda f: encoded(shirt(f).resize((280, 280)))[:600], "corrupt or truncated"),
     "truncated JPEG": (lambda f: encoded(shirt(f).resize((280, 280)), "JPEG")[:700], "corrupt or truncated"),
     "decompression bomb": (lambda f: bomb_png(), "decompression bomb"),
-    "oversized text chunk": (lambda f: png_with_huge_text(shirt(f)), "decompressed data too large"),  # Pillow's MAX_TEXT_CHUNK
+    "oversized text chunk": (
+        lambda f: png_with_huge_text(shirt(f)),
+        "decompressed data too large",
+    ),  # Pillow's MAX_TEXT_CHUNK
 }
 
 
@@ -218,7 +293,15 @@ def test_bad_image_is_refused(case: str, tmp_path: Path, fashion) -> None:
     make, reason = BAD_IMAGES[case]
     picture = tmp_path / "picture.png"
     picture.write_bytes(make(fashion))
-    args = ["infer", "--model", str(SHIPPED / "mlp.onnx"), "--image", str(picture), "--save-preprocessed", str(tmp_path / "seen.png")]
+    args = [
+        "infer",
+        "--model",
+        str(SHIPPED / "mlp.onnx"),
+        "--image",
+        str(picture),
+        "--save-preprocessed",
+        str(tmp_path / "seen.png"),
+    ]
     assert_refused(args, tmp_path, str(picture), reason)
 
 
@@ -268,8 +351,10 @@ def test_odd_but_valid_image_gets_a_prediction(case: str, tmp_path: Path, fashio
 
 # ---------------------------------------------------------------- data
 
-def corrupt_test_images(folder: Path, real: Path, images: bytes | None = None, labels: bytes | None = None,
-                        gzipped: bool = True) -> None:
+
+def corrupt_test_images(
+    folder: Path, real: Path, images: bytes | None = None, labels: bytes | None = None, gzipped: bool = True
+) -> None:
     """The real training files, and test files replaced by the given (corrupt) content."""
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         (folder / name).symlink_to(real / name)
@@ -290,13 +375,27 @@ def gzip_bomb() -> bytes:
 
 DATA_CASES = {
     "wrong magic": (dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x12345678)), "images", "bad IDX magic"),
-    "too many dimensions": (dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x00000804, dims=(3, 28, 28, 1))), "images", "4 dimensions, expected 3"),
-    "header counts disagree with bytes": (dict(images=idx_bytes(np.zeros((3, 28, 28)), dims=(5, 28, 28))), "images", "truncated data"),
+    "too many dimensions": (
+        dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x00000804, dims=(3, 28, 28, 1))),
+        "images",
+        "4 dimensions, expected 3",
+    ),
+    "header counts disagree with bytes": (
+        dict(images=idx_bytes(np.zeros((3, 28, 28)), dims=(5, 28, 28))),
+        "images",
+        "truncated data",
+    ),
     "label above 9": (dict(labels=idx_bytes(np.array([1, 12, 3]))), "labels", "label 12 out of range"),
     "image/label count mismatch": (dict(labels=idx_bytes(np.array([1, 2]))), "", "3 test images but 2 labels"),
     "not gzip": (dict(images=b"plain bytes in a .gz file", gzipped=False), "images", "not a gzip file"),
-    "truncated gzip": (dict(images=gzip.compress(idx_bytes(np.random.default_rng(0).integers(0, 256, (3, 28, 28))))[:1000],
-                            gzipped=False), "images", "cannot read"),
+    "truncated gzip": (
+        dict(
+            images=gzip.compress(idx_bytes(np.random.default_rng(0).integers(0, 256, (3, 28, 28))))[:1000],
+            gzipped=False,
+        ),
+        "images",
+        "cannot read",
+    ),
     "0-byte .gz": (dict(images=b"", gzipped=False), "images", "not a gzip file"),
     "gzip bomb": (dict(images=gzip_bomb(), gzipped=False), "images", "more data than the header declares"),
 }
@@ -324,6 +423,7 @@ def test_download_with_a_wrong_checksum_saves_nothing(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- command line
 
+
 def read_only_folder(tmp_path: Path) -> Path:
     """A folder this process cannot write: /sys when running as root, else a chmod 555 folder."""
     if os.geteuid() == 0:
@@ -338,18 +438,27 @@ def test_unknown_flag(tmp_path: Path) -> None:
 
 
 def test_directory_where_a_file_is_expected(tmp_path: Path, good_png: Path) -> None:
-    assert_refused(["infer", "--model", str(tmp_path), "--image", str(good_png)], tmp_path, str(tmp_path), "is a directory", code=2)
+    assert_refused(
+        ["infer", "--model", str(tmp_path), "--image", str(good_png)], tmp_path, str(tmp_path), "is a directory", code=2
+    )
     assert_refused(["evaluate", str(tmp_path)], tmp_path, str(tmp_path), "is a directory", code=2)
 
 
 def test_output_in_a_read_only_folder(tmp_path: Path) -> None:
     target = read_only_folder(tmp_path) / "confusion.png"
-    assert_refused(["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(target)], tmp_path, str(target), "cannot write")
+    assert_refused(
+        ["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(target)], tmp_path, str(target), "cannot write"
+    )
     assert not target.exists()
 
 
 def test_output_path_that_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "plots").mkdir()
-    assert_refused(["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(tmp_path / "plots")], tmp_path,
-                   str(tmp_path / "plots"), "is a directory", code=2)
+    assert_refused(
+        ["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(tmp_path / "plots")],
+        tmp_path,
+        str(tmp_path / "plots"),
+        "is a directory",
+        code=2,
+    )
     shutil.rmtree(tmp_path / "plots")

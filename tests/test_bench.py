@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench
 from edgefmnist.runtime.machine import parse_cpuinfo
 from test_cli import assert_one_line_error, run
@@ -19,8 +18,13 @@ CPU part\t: 0xd08
 
 Model\t\t: Raspberry Pi 4 Model B Rev 1.4
 """
-PI5_FEATURES = "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU part\t: 0xd0b\n"
-X86_CPUINFO = "model\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni\n"
+PI5_FEATURES = (
+    "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n"
+    "CPU part\t: 0xd0b\n"
+)
+X86_CPUINFO = (
+    "model\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse4_2 avx2 avx512f avx512_vnni\n"
+)
 
 
 def test_cpuinfo_names_the_cpu_and_its_int8_instructions() -> None:
@@ -39,8 +43,11 @@ def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(exported_mlp: 
     report = json.loads(json.dumps(run_bench(models, fashion.test, settings, torch_available=True)))
     rows = report["rows"]
     assert [(r["model"], r["engine"]) for r in rows] == [
-        ("mlp.onnx", "edgefmnist"), ("mlp.onnx", "onnxruntime"),
-        ("mlp.int8.onnx", "edgefmnist"), ("mlp.int8.onnx", "onnxruntime")]
+        ("mlp.onnx", "edgefmnist"),
+        ("mlp.onnx", "onnxruntime"),
+        ("mlp.int8.onnx", "edgefmnist"),
+        ("mlp.int8.onnx", "onnxruntime"),
+    ]
     for ours, plain in (rows[0:2], rows[2:4]):
         assert ours["accuracy"] == plain["accuracy"] > 0.8  # same model, same predictions
         assert ours["precision"] == plain["precision"] and ours["size_bytes"] == Path(ours["path"]).stat().st_size
@@ -54,7 +61,10 @@ def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(exported_mlp: 
     overhead = report["infer_overhead"]
     assert overhead["edgefmnist_infer"]["wall_ms"] > 0 and overhead["bare_script"]["peak_rss_mib"] > 20
     markdown = format_table(report, markdown=True).splitlines()
-    assert markdown[0].startswith("| model | engine |") and len([l for l in markdown if l.startswith("| mlp")]) == 4
+    assert (
+        markdown[0].startswith("| model | engine |")
+        and len([line for line in markdown if line.startswith("| mlp")]) == 4
+    )
 
 
 def test_bench_rejects_bad_batch_sizes() -> None:

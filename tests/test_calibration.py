@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from edgefmnist.export.onnx_export import finalize_model
+from edgefmnist.export.temperature import read_temperature, set_temperature
+from edgefmnist.runtime.metadata import CALIBRATION_KEY, ModelMetadata, read_metadata
+from edgefmnist.runtime.predictor import Predictor
 from onnx import TensorProto, helper, numpy_helper
 
 from edgefmnist.calibration import (
@@ -21,10 +25,6 @@ from edgefmnist.calibration import (
     softmax,
 )
 from edgefmnist.errors import ModelError
-from edgefmnist.export.onnx_export import finalize_model
-from edgefmnist.export.temperature import read_temperature, set_temperature
-from edgefmnist.runtime.metadata import CALIBRATION_KEY, ModelMetadata, read_metadata
-from edgefmnist.runtime.predictor import Predictor
 
 
 def sample_labels(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -77,7 +77,9 @@ def test_fit_never_makes_nll_worse_and_refuses_bad_input(calibrated) -> None:
     logits, labels = calibrated
     for scale in (0.3, 1.0, 3.0):
         fitted = fit_temperature(logits * scale, labels)
-        assert negative_log_likelihood(logits * scale, labels, fitted) <= negative_log_likelihood(logits * scale, labels)
+        assert negative_log_likelihood(logits * scale, labels, fitted) <= negative_log_likelihood(
+            logits * scale, labels
+        )
     with pytest.raises(ValueError, match="temperature must be"):
         softmax(logits, 0.0)
     with pytest.raises(ValueError, match="non-finite"):
@@ -88,7 +90,9 @@ def test_fit_never_makes_nll_worse_and_refuses_bad_input(calibrated) -> None:
     assert result.temperature == float(np.float32(result.temperature))  # what the graph stores
     entry = result.with_test(logits * 2, labels).to_metadata()
     assert entry["method"] == "temperature" and entry["split"] == "validation" and entry["bins"] == ECE_BINS
-    assert entry["test"]["images"] == len(labels) and {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(entry)
+    assert entry["test"]["images"] == len(labels) and {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(
+        entry
+    )
 
 
 def tiny_graph(path: Path, with_divide: bool) -> Path:
@@ -100,9 +104,13 @@ def tiny_graph(path: Path, with_divide: bool) -> Path:
         nodes.append(helper.make_node("Div", ["logits", "t"], ["scaled"]))
         initializers.append(numpy_helper.from_array(np.array(1.0, np.float32), "t"))
     nodes.append(helper.make_node("Softmax", ["scaled" if with_divide else "logits"], ["probabilities"], axis=1))
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 4])],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", 3]) for n in ("logits", "probabilities")],
-                              initializers)
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", 3]) for n in ("logits", "probabilities")],
+        initializers,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -119,7 +127,9 @@ def test_set_temperature_rewrites_or_inserts_the_division(tmp_path: Path, with_d
     onnx.checker.check_model(model, full_check=True)
     assert read_temperature(model) == pytest.approx(2.5) and len(model.graph.initializer) == 2
     image = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
-    logits, probabilities = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": image})
+    logits, probabilities = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": image}
+    )
     np.testing.assert_allclose(probabilities, softmax(logits, 2.5), atol=1e-6)
     with pytest.raises(ValueError, match="temperature must be"):
         set_temperature(path, -1.0)
@@ -135,19 +145,31 @@ def test_set_temperature_refuses_a_graph_of_another_shape(tmp_path: Path) -> Non
 
 
 def metadata(extra: dict) -> ModelMetadata:
-    return ModelMetadata(schema=1, class_names=("a",) * 10, input={}, precision="fp32", arch="mlp",
-                         min_onnxruntime="1.17.0", extra=extra)
+    return ModelMetadata(
+        schema=1, class_names=("a",) * 10, input={}, precision="fp32", arch="mlp", min_onnxruntime="1.17.0", extra=extra
+    )
 
 
 def test_metadata_calibration_is_optional_and_validated() -> None:
-    entry = {"method": "temperature", "temperature": 1.25, "split": "validation", "ece_before": 0.05,
-             "ece_after": 0.01, "nll_before": 0.3, "nll_after": 0.28}
+    entry = {
+        "method": "temperature",
+        "temperature": 1.25,
+        "split": "validation",
+        "ece_before": 0.05,
+        "ece_after": 0.01,
+        "nll_before": 0.3,
+        "nll_after": 0.28,
+    }
     calibrated_meta = ModelMetadata.from_props(metadata({CALIBRATION_KEY: entry}).to_props(), "m.onnx")
     assert calibrated_meta.calibration == entry and calibrated_meta.temperature == 1.25
     old = ModelMetadata.from_props(metadata({}).to_props(), "old.onnx")
     assert old.calibration is None and old.temperature == 1.0
-    for bad in ({"method": "temperature", "temperature": 0}, {"method": "platt"}, [1.0],
-                {"method": "temperature", "temperature": "2"}):
+    for bad in (
+        {"method": "temperature", "temperature": 0},
+        {"method": "platt"},
+        [1.0],
+        {"method": "temperature", "temperature": "2"},
+    ):
         props = {**metadata({}).to_props(), CALIBRATION_KEY: json.dumps(bad)}
         with pytest.raises(ModelError, match="^bad.onnx: metadata calibration is not a temperature > 0"):
             ModelMetadata.from_props(props, "bad.onnx")
@@ -213,8 +235,9 @@ def test_a_model_from_before_calibration_still_loads_and_runs(exported_mlp: Path
     model.graph.node.remove(divide)
     onnx.save(model, str(old))
     meta = read_metadata(exported_mlp)
-    finalize_model(old, ModelMetadata(**{**meta.__dict__, "extra": {k: v for k, v in meta.extra.items()
-                                                                      if k != CALIBRATION_KEY}}))
+    finalize_model(
+        old, ModelMetadata(**{**meta.__dict__, "extra": {k: v for k, v in meta.extra.items() if k != CALIBRATION_KEY}})
+    )
     predictor = Predictor(old)
     assert predictor.metadata.calibration is None and predictor.metadata.temperature == 1.0
     logits, probabilities = predictor.run(fashion.test.images[:50])

@@ -9,13 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write_synthetic_dataset
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgefmnist.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
@@ -71,8 +75,9 @@ def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_train_export_verify_end_to_end(tmp_path: Path, real_data_dir: Path) -> None:
     checkpoint = tmp_path / "mlp.pt"
-    trained = run("train", "--arch", "mlp", "--epochs", "1", "--out", str(checkpoint), "--json",
-                  "--data-dir", str(real_data_dir))
+    trained = run(
+        "train", "--arch", "mlp", "--epochs", "1", "--out", str(checkpoint), "--json", "--data-dir", str(real_data_dir)
+    )
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["metrics"]["test_accuracy"] > 0.8
     exported = run("export", str(checkpoint), "--quantize", "static", "--json", "--data-dir", str(real_data_dir))

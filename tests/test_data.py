@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import idx_bytes, write_idx, write_synthetic_dataset
+
 from edgefmnist import data, spec
 from edgefmnist.errors import DataError
 
@@ -57,8 +57,11 @@ def test_labels_out_of_range_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"this is not gzip", "not a gzip file"), (b"", "not a gzip file"),
-     (gzip.compress(idx_bytes(images()))[:40], "cannot read")],
+    [
+        (b"this is not gzip", "not a gzip file"),
+        (b"", "not a gzip file"),
+        (gzip.compress(idx_bytes(images()))[:40], "cannot read"),
+    ],
 )
 def test_broken_gzip_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "images.gz"

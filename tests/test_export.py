@@ -10,15 +10,15 @@ import onnx
 import onnx.numpy_helper
 import onnxruntime
 import pytest
+from edgefmnist.export.onnx_export import finalize_model
+from edgefmnist.export.pipeline import export_checkpoint, int8_path_for, verify_against_checkpoint
+from edgefmnist.runtime.metadata import SCHEMA_KEY, ModelMetadata, read_metadata
+from edgefmnist.runtime.predictor import INPUT_NAME, Predictor
 
 from edgefmnist import spec
 from edgefmnist.checkpoint import load_checkpoint
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import ModelError, ValidationFailed
-from edgefmnist.export.onnx_export import finalize_model
-from edgefmnist.export.pipeline import export_checkpoint, int8_path_for, verify_against_checkpoint
-from edgefmnist.runtime.metadata import SCHEMA_KEY, ModelMetadata, read_metadata
-from edgefmnist.runtime.predictor import INPUT_NAME, Predictor
 from edgefmnist.train import predict_logits
 
 pytestmark = pytest.mark.slow
@@ -33,8 +33,9 @@ def exported(trained, real_data_dir, tmp_path_factory):
     def get(arch: str, quantize: str):
         if (arch, quantize) not in cache:
             out = tmp_path_factory.mktemp(f"export-{arch}-{quantize}") / f"{arch}.onnx"
-            cache[(arch, quantize)] = export_checkpoint(trained(arch), out, quantize, atol=FP32_ATOL[arch],
-                                                        data_dir=real_data_dir)
+            cache[(arch, quantize)] = export_checkpoint(
+                trained(arch), out, quantize, atol=FP32_ATOL[arch], data_dir=real_data_dir
+            )
         return cache[(arch, quantize)]
 
     return get
@@ -100,8 +101,12 @@ def test_metadata_round_trips(exported, trained) -> None:
     for result in (fp32, int8):
         meta = read_metadata(result.path)
         assert meta.class_names == spec.CLASS_NAMES and meta.arch == "cnn" and meta.precision == result.precision
-        assert meta.input["normalization"] == {"in_graph": True, "formula": "(x / 255 - mean) / std",
-                                               "mean": spec.PIXEL_MEAN, "std": spec.PIXEL_STD}
+        assert meta.input["normalization"] == {
+            "in_graph": True,
+            "formula": "(x / 255 - mean) / std",
+            "mean": spec.PIXEL_MEAN,
+            "std": spec.PIXEL_STD,
+        }
         assert meta.input["background"].startswith("dark") and meta.input["shape"] == ["batch", 1, 28, 28]
         assert meta.extra["checkpoint_sha256"] == file_sha256(checkpoint_path)
         assert meta.extra["recipe"] == checkpoint.recipe.to_dict()
@@ -141,17 +146,25 @@ def test_static_int8_is_exact_on_this_cpu_and_cannot_saturate_on_any(exported, f
     _, int8 = exported(arch, "static")
     inputs = Predictor.as_input(fashion.test.images)
     fused, reference = (
-        np.concatenate([session(int8.path, level).run(["logits"], {INPUT_NAME: inputs[i : i + 2000]})[0]
-                        for i in range(0, len(inputs), 2000)])
-        for level in ("ORT_ENABLE_ALL", "ORT_ENABLE_BASIC"))
+        np.concatenate(
+            [
+                session(int8.path, level).run(["logits"], {INPUT_NAME: inputs[i : i + 2000]})[0]
+                for i in range(0, len(inputs), 2000)
+            ]
+        )
+        for level in ("ORT_ENABLE_ALL", "ORT_ENABLE_BASIC")
+    )
     assert np.mean(fused.argmax(1) == reference.argmax(1)) >= 0.999
     assert np.abs(fused - reference).max() < 0.5  # requantisation rounding only; saturation gave 7.9
 
     model = onnx.load(str(int8.path))
     initializers = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     producers = {n.output[0]: n for n in model.graph.node}
-    weights = [producers[n.input[1]] for n in model.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")
-               and producers.get(n.input[1], n).op_type == "DequantizeLinear"]
+    weights = [
+        producers[n.input[1]]
+        for n in model.graph.node
+        if n.op_type in ("Conv", "Gemm", "MatMul") and producers.get(n.input[1], n).op_type == "DequantizeLinear"
+    ]
     assert len(weights) >= 2
     for dq in weights:  # the int8 weights of the quantised Conv/Gemm/MatMul: symmetric, 7-bit
         assert initializers[dq.input[0]].dtype == np.int8 and not initializers[dq.input[2]].any(), dq.input[0]
@@ -218,8 +231,9 @@ def test_verify_against_checkpoint_and_recorded_accuracy(exported, trained, fash
         assert report.passed, report.summary()
     assert verify_against_checkpoint(fp32.path, trained("cnn"), atol=1.0, test=fashion.test).failures
     assert check_recorded_accuracy(int8.path).passed
-    lying = rewrite_metadata(fp32.path, tmp_path / "lying.onnx",
-                             extra={"test_accuracy": fp32.parity.candidate_accuracy + 0.01})
+    lying = rewrite_metadata(
+        fp32.path, tmp_path / "lying.onnx", extra={"test_accuracy": fp32.parity.candidate_accuracy + 0.01}
+    )
     check = check_recorded_accuracy(lying)
     assert not check.passed and "metadata claims" in check.failures[0]
     assert int8_path_for(Path("a/b.onnx")) == Path("a/b.int8.onnx")

@@ -19,28 +19,36 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import idx_bytes
+from edgefmnist.runtime.predictor import Predictor, default_model_path
+from edgefmnist.runtime.preprocess import ImageError, preprocess_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-
-from conftest import idx_bytes
 from test_bad_inputs import encoded
+
 from edgefmnist.data import load_idx_images, load_idx_labels
 from edgefmnist.errors import DataError, ModelError
-from edgefmnist.runtime.predictor import Predictor, default_model_path
-from edgefmnist.runtime.preprocess import ImageError, preprocess_file
 
 FUZZ_SECONDS = float(os.environ.get("EDGEFMNIST_FUZZ_SECONDS", "0"))  # per target; 0: one bounded round
 EXAMPLES = int(os.environ.get("EDGEFMNIST_FUZZ_EXAMPLES", "300"))
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=5000, database=None, derandomize=False,
-                         suppress_health_check=list(HealthCheck))
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=5000, database=None, derandomize=False, suppress_health_check=list(HealthCheck)
+)
 
 
 def image_seeds() -> list[bytes]:
     pixels = np.kron(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, np.ones((4, 4), np.uint8))
     image = Image.fromarray(pixels)
-    return [encoded(image, "PNG"), encoded(image.convert("RGBA"), "PNG"), encoded(image, "JPEG", quality=80),
-            encoded(image.convert("P"), "GIF"), encoded(image, "BMP"), encoded(image, "TIFF"), encoded(image, "WEBP")]
+    return [
+        encoded(image, "PNG"),
+        encoded(image.convert("RGBA"), "PNG"),
+        encoded(image, "JPEG", quality=80),
+        encoded(image.convert("P"), "GIF"),
+        encoded(image, "BMP"),
+        encoded(image, "TIFF"),
+        encoded(image, "WEBP"),
+    ]
 
 
 def idx_seeds() -> list[bytes]:
@@ -86,7 +94,9 @@ def documented_outcome(target: Callable[[Path], object], path: Path, allowed: tu
             pass
 
 
-def fuzz(target: Callable[[Path], object], seeds: list[bytes], suffix: str, allowed: tuple[type[Exception], ...]) -> int:
+def fuzz(
+    target: Callable[[Path], object], seeds: list[bytes], suffix: str, allowed: tuple[type[Exception], ...]
+) -> int:
     """Feed mutated bytes (as a file) to ``target`` for one round, or for FUZZ_SECONDS; return inputs tried."""
     tried = 0
     with tempfile.TemporaryDirectory(prefix="edgefmnist-fuzz-") as folder:
@@ -141,11 +151,14 @@ def test_inputs_fuzzing_once_found_give_documented_errors(found: str, tmp_path: 
         documented_outcome(target, path, (allowed,))
 
 
-@pytest.mark.parametrize("name, target, seeds, suffix, allowed", [
-    ("image loader", load_image, image_seeds, ".png", (ImageError,)),
-    ("IDX parser", load_idx, idx_seeds, ".idx", (DataError,)),
-    ("model loader", load_model, model_seeds, ".onnx", (ModelError,)),
-])
+@pytest.mark.parametrize(
+    "name, target, seeds, suffix, allowed",
+    [
+        ("image loader", load_image, image_seeds, ".png", (ImageError,)),
+        ("IDX parser", load_idx, idx_seeds, ".idx", (DataError,)),
+        ("model loader", load_model, model_seeds, ".onnx", (ModelError,)),
+    ],
+)
 def test_fuzz(name: str, target, seeds, suffix: str, allowed) -> None:
     started = time.monotonic()
     tried = fuzz(target, seeds(), suffix, allowed)

@@ -9,17 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from edgefmnist import spec
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess_file
+from PIL import Image
 from test_cli import assert_one_line_error, run
 
-TORCH_FREE = ("import sys, runpy; sys.argv = ['edgefmnist', *sys.argv[1:]]\n"
-              "try:\n    runpy.run_module('edgefmnist.cli', run_name='__main__')\n"
-              "finally:\n    bad = [m for m in ('torch', 'onnx', 'matplotlib', 'rich', 'pydantic') if m in sys.modules]\n"
-              "    print('IMPORTED:' + ','.join(bad), file=sys.stderr)")
+from edgefmnist import spec
+
+TORCH_FREE = (
+    "import sys, runpy; sys.argv = ['edgefmnist', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_module('edgefmnist.cli', run_name='__main__')\n"
+    "finally:\n    bad = [m for m in ('torch', 'onnx', 'matplotlib', 'rich', 'pydantic') if m in sys.modules]\n"
+    "    print('IMPORTED:' + ','.join(bad), file=sys.stderr)"
+)
 
 
 def test_infer_plain_and_json(exported_mlp: Path, fashion, tmp_path: Path) -> None:
@@ -32,7 +34,7 @@ def test_infer_plain_and_json(exported_mlp: Path, fashion, tmp_path: Path) -> No
     rows = json.loads(result.stdout)
     assert [Path(r["image"]).name for r in rows] == ["0.png", "1.png", "2.png"]
     expected = Predictor(exported_mlp).predict(fashion.test.images[:3])
-    for row, probabilities in zip(rows, expected):
+    for row, probabilities in zip(rows, expected, strict=False):
         assert set(row) == {"image", "label", "index", "probability", "unsure", "top_k"} and len(row["top_k"]) == 2
         assert row["unsure"] == (row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE)
         assert row["index"] == probabilities.argmax() and row["probability"] == pytest.approx(probabilities.max())
@@ -52,12 +54,23 @@ def test_infer_sample_shows_the_true_class(exported_mlp: Path, fashion) -> None:
 def test_good_images_are_classified_and_bad_ones_reported(exported_mlp: Path, fashion, tmp_path: Path) -> None:
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "good.png")
     (tmp_path / "text.png").write_text("not an image")
-    result = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "good.png"),
-                 "--image", str(tmp_path / "text.png"), "--image", str(tmp_path / "missing.jpg"))
+    result = run(
+        "infer",
+        "--model",
+        str(exported_mlp),
+        "--image",
+        str(tmp_path / "good.png"),
+        "--image",
+        str(tmp_path / "text.png"),
+        "--image",
+        str(tmp_path / "missing.jpg"),
+    )
     assert result.returncode == 1 and result.stdout.startswith(str(tmp_path / "good.png"))
     errors = result.stderr.strip().splitlines()
-    assert errors == [f"edgefmnist: error: {tmp_path / 'text.png'}: not an image Pillow can read",
-                      f"edgefmnist: error: {tmp_path / 'missing.jpg'}: no such file"]
+    assert errors == [
+        f"edgefmnist: error: {tmp_path / 'text.png'}: not an image Pillow can read",
+        f"edgefmnist: error: {tmp_path / 'missing.jpg'}: no such file",
+    ]
 
 
 def test_bad_models_and_missing_input(exported_mlp: Path, tmp_path: Path) -> None:
@@ -70,15 +83,23 @@ def test_bad_models_and_missing_input(exported_mlp: Path, tmp_path: Path) -> Non
 def test_save_preprocessed(exported_mlp: Path, fashion, tmp_path: Path) -> None:
     Image.fromarray(255 - np.kron(fashion.test.images[1], np.ones((8, 8), np.uint8))).save(tmp_path / "big.png")
     out = tmp_path / "seen.png"
-    assert run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "big.png"),
-               "--save-preprocessed", str(out)).returncode == 0
+    assert (
+        run(
+            "infer", "--model", str(exported_mlp), "--image", str(tmp_path / "big.png"), "--save-preprocessed", str(out)
+        ).returncode
+        == 0
+    )
     np.testing.assert_array_equal(np.asarray(Image.open(out)), preprocess_file(tmp_path / "big.png"))
 
 
-def test_infer_and_evaluate_never_import_torch_onnx_or_other_heavy_modules(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+def test_infer_and_evaluate_never_import_torch_onnx_or_other_heavy_modules(
+    exported_mlp: Path, fashion, tmp_path: Path
+) -> None:
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "x.png")
-    for args in (["infer", "--model", str(exported_mlp), "--image", str(tmp_path / "x.png")],
-                 ["evaluate", str(exported_mlp)]):
+    for args in (
+        ["infer", "--model", str(exported_mlp), "--image", str(tmp_path / "x.png")],
+        ["evaluate", str(exported_mlp)],
+    ):
         result = subprocess.run([sys.executable, "-c", TORCH_FREE, *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert result.stderr.strip().splitlines()[-1] == "IMPORTED:"
@@ -162,8 +183,9 @@ def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Pa
     assert result.returncode == 0 and json.loads(result.stdout)[0]["label"] == "Ankle boot"
 
 
-def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(exported_mlp: Path, fashion, tmp_path: Path,
-                                                                       monkeypatch) -> None:
+def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
+    exported_mlp: Path, fashion, tmp_path: Path, monkeypatch
+) -> None:
     from edgefmnist.runtime import infer
 
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "good.png")
@@ -177,5 +199,8 @@ def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(exported_ml
 
     monkeypatch.setattr(infer, "preprocess_file", failing_on_odd)
     results = infer.classify_files(Predictor(exported_mlp), [tmp_path / "odd.png", tmp_path / "good.png"])
-    assert results[0].error == f"{tmp_path / 'odd.png'}: cannot preprocess this picture (RuntimeError: an unexpected failure)"
+    assert (
+        results[0].error
+        == f"{tmp_path / 'odd.png'}: cannot preprocess this picture (RuntimeError: an unexpected failure)"
+    )
     assert results[1].label == "Ankle boot" and not results[1].error

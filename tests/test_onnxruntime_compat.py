@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from edgefmnist.export.pipeline import export_checkpoint
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import Predictor
@@ -34,9 +33,13 @@ def test_models_run_on_onnxruntime_1_17(trained, real_data_dir, fashion, tmp_pat
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"onnxruntime=={OLD_ORT}", "numpy<2"], check=True)
 
-    models = [result.path for arch in ("mlp", "cnn")
-              for result in export_checkpoint(trained(arch), tmp_path / f"{arch}.onnx", "static", atol=5e-4,
-                                              data_dir=real_data_dir)]
+    models = [
+        result.path
+        for arch in ("mlp", "cnn")
+        for result in export_checkpoint(
+            trained(arch), tmp_path / f"{arch}.onnx", "static", atol=5e-4, data_dir=real_data_dir
+        )
+    ]
     assert {read_metadata(m).min_onnxruntime for m in models} == {"1.17.0"}
     images = fashion.test.images[:1000].astype(np.float32)[:, None]
     np.save(tmp_path / "images.npy", images)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -10,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from edgefmnist import spec
 from edgefmnist.runtime.infer import Classified, is_unsure
-from edgefmnist.runtime.photo_eval import (PhotoSetError, folder_class, load_photo_set, photo_split,
-                                           select_split)
+from edgefmnist.runtime.photo_eval import PhotoSetError, folder_class, load_photo_set, photo_split, select_split
+from PIL import Image
 from test_cli import assert_one_line_error, run
 from test_infer import TORCH_FREE
+
+from edgefmnist import spec
 
 REGRESSION_SET = Path(__file__).parent / "data" / "photos"
 PHOTOS_DEV = Path(__file__).resolve().parents[2] / "shared" / "photos-dev"
@@ -91,20 +89,23 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
 def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path) -> None:
     photo(tmp_path / "a" / "one.jpg")
     photo(tmp_path / "a" / "two.jpg", 1)
-    (tmp_path / "labels.csv").write_text("file,source_class,accepted\n"
-                                         "a/one.jpg,longsleeve,T-shirt/top;Pullover; Shirt\n"
-                                         "a/two.jpg,hat,\n")
+    (tmp_path / "labels.csv").write_text(
+        "file,source_class,accepted\na/one.jpg,longsleeve,T-shirt/top;Pullover; Shirt\na/two.jpg,hat,\n"
+    )
     one, two = load_photo_set(tmp_path)
     assert one.path == tmp_path / "a" / "one.jpg" and one.accepted == ("T-shirt/top", "Pullover", "Shirt")
     assert one.in_domain and one.source_class == "longsleeve"
     assert two.accepted == () and not two.in_domain and two.source_class == "hat"
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("file,source_class\nx.jpg,hat\n", "missing accepted"),
-    ("file,source_class,accepted\nx.jpg,hat,Hat\n", "'Hat' is not a Fashion-MNIST class"),
-    ("file,source_class,accepted\n,hat,\n", "empty file name"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("file,source_class\nx.jpg,hat\n", "missing accepted"),
+        ("file,source_class,accepted\nx.jpg,hat,Hat\n", "'Hat' is not a Fashion-MNIST class"),
+        ("file,source_class,accepted\n,hat,\n", "empty file name"),
+    ],
+)
 def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
     (tmp_path / "labels.csv").write_text(text)
     with pytest.raises(PhotoSetError, match=fragment):
@@ -118,7 +119,9 @@ def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "file.txt")), 2, "--photos")
     (tmp_path / "empty").mkdir()
     assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "empty")), 1, str(tmp_path / "empty"), "no photos")
-    assert_one_line_error(run("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence")
+    assert_one_line_error(
+        run("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence"
+    )
     assert_one_line_error(run("evaluate", "--sweep"), 1, "--sweep needs --photos")
 
 
@@ -159,13 +162,15 @@ def test_the_report_adds_up(regression_report: dict) -> None:
     assert counts.sum() == forced.sum() == 300 and (counts.sum(1) == forced.sum(1)).all()
     rows = {row["source_class"]: row for row in report["per_source"]}
     assert confusion["rows"][-3:] == ["hat", "shorts", "skirt"] and rows["hat"]["recall"] is None
-    for source, row in zip(confusion["rows"], counts):
+    for source, row in zip(confusion["rows"], counts, strict=False):
         assert rows[source]["unsure_rate"] == pytest.approx(row[-1] / row.sum())
     assert rows["pants"]["recall"] == pytest.approx(forced[confusion["rows"].index("pants")][1] / 30)
     threshold = report["threshold"]
     assert threshold["min_confidence"] == spec.DEFAULT_MIN_CONFIDENCE
     assert threshold["ood_unsure"]["hat"] == pytest.approx(rows["hat"]["unsure_rate"])
-    in_domain_unsure = sum(row[-1] for source, row in zip(confusion["rows"], counts) if rows[source]["in_domain"])
+    in_domain_unsure = sum(
+        row[-1] for source, row in zip(confusion["rows"], counts, strict=False) if rows[source]["in_domain"]
+    )
     assert threshold["coverage"] == pytest.approx(1 - in_domain_unsure / 210)
 
 
@@ -186,8 +191,11 @@ def test_the_sweep_names_the_smallest_threshold_meeting_the_targets(regression_r
 
 def test_the_sweep_as_text_and_json(small_set: Path) -> None:
     text = run("evaluate", "--photos", str(small_set), "--sweep")
-    assert text.returncode == 0 and "0.95" in text.stdout and ("smallest threshold meeting all targets" in text.stdout
-                                                               or "no threshold meets all targets" in text.stdout)
+    assert (
+        text.returncode == 0
+        and "0.95" in text.stdout
+        and ("smallest threshold meeting all targets" in text.stdout or "no threshold meets all targets" in text.stdout)
+    )
     sweep = evaluate_json("--photos", str(small_set), "--sweep")["sweep"]
     assert sweep["targets"]["ood_class"] == "out-of-domain"  # no hats here: all out-of-domain photos count
     assert all(row["target_ood_unsure"] == row["ood_unsure_rate"] for row in sweep["rows"])
@@ -213,12 +221,17 @@ def test_threshold_extremes_and_unreadable_photos(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_photo_plot(regression_report: dict) -> None:
     plot = Path(regression_report["plot"])
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sorted(p.name for p in plot.parent.iterdir()) == ["photos.png"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sorted(p.name for p in plot.parent.iterdir()) == [
+        "photos.png"
+    ]
 
 
 def test_evaluate_photos_stays_torch_free(small_set: Path) -> None:
-    result = subprocess.run([sys.executable, "-c", TORCH_FREE, "evaluate", "--photos", str(small_set), "--json"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE, "evaluate", "--photos", str(small_set), "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "IMPORTED:"
 
@@ -235,8 +248,14 @@ def test_unsure_line_and_json() -> None:
     top = [{"label": "T-shirt/top", "probability": 0.38}, {"label": "Bag", "probability": 0.21}]
     unsure = Classified("hat.jpg", "T-shirt/top", 0, 0.38, top, unsure=True)
     assert unsure.line() == "hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)"
-    assert unsure.to_dict() == {"image": "hat.jpg", "label": "T-shirt/top", "index": 0, "probability": 0.38,
-                                "unsure": True, "top_k": top}
+    assert unsure.to_dict() == {
+        "image": "hat.jpg",
+        "label": "T-shirt/top",
+        "index": 0,
+        "probability": 0.38,
+        "unsure": True,
+        "top_k": top,
+    }
     sure = Classified("shirt.jpg", "T-shirt/top", 0, 0.38, top)
     assert sure.line() == "shirt.jpg: T-shirt/top 0.38 (Bag 0.21)" and sure.to_dict()["unsure"] is False
 
@@ -253,17 +272,24 @@ def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> N
     Image.new("RGB", (64, 48), (230, 230, 230)).save(tmp_path / "wall.jpg")
     uniform = run("infer", "--json", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
     row = json.loads(uniform.stdout)[0]
-    assert uniform.returncode == 0 and row["unsure"] is True and row["label"] and row["warning"].startswith("no object found")
+    assert (
+        uniform.returncode == 0
+        and row["unsure"] is True
+        and row["label"]
+        and row["warning"].startswith("no object found")
+    )
     plain = run("infer", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
     assert plain.stdout.startswith(f"{tmp_path / 'wall.jpg'}: unsure (") and "warning" in plain.stderr
 
 
 def test_infer_sample_honours_the_threshold(real_data_dir: Path) -> None:
-    rows = json.loads(run("infer", "--sample", "0:3", "--min-confidence", "1", "--json",
-                          "--data-dir", str(real_data_dir)).stdout)
+    rows = json.loads(
+        run("infer", "--sample", "0:3", "--min-confidence", "1", "--json", "--data-dir", str(real_data_dir)).stdout
+    )
     assert [row["unsure"] for row in rows] == [True] * 3 and all(row["true_label"] for row in rows)
     text = run("infer", "--sample", "0:1", "--min-confidence", "1", "--data-dir", str(real_data_dir)).stdout
     assert text.startswith("test[0]: unsure (") and text.rstrip().endswith("?]")
-    rows = json.loads(run("infer", "--sample", "0:3", "--min-confidence", "0", "--json",
-                          "--data-dir", str(real_data_dir)).stdout)
+    rows = json.loads(
+        run("infer", "--sample", "0:3", "--min-confidence", "0", "--json", "--data-dir", str(real_data_dir)).stdout
+    )
     assert [row["unsure"] for row in rows] == [False] * 3

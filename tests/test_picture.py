@@ -12,11 +12,9 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import edgefmnist.runtime.picture as picture_module
 import numpy as np
 import pytest
-from PIL import Image
-
-import edgefmnist.runtime.picture as picture_module
 from edgefmnist.runtime.picture import (
     MAX_JPEG_PIXELS,
     MAX_PIXELS,
@@ -27,6 +25,7 @@ from edgefmnist.runtime.picture import (
     to_luminance,
     to_rgb_or_l,
 )
+from PIL import Image
 
 PHOTOS = Path("/work/shared/photos-dev")
 FUZZ_CORPUS = Path(__file__).parent / "fuzz_corpus"

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from edgefmnist.runtime.preprocess import ImageError, NothingFound, load_image, preprocess_file, to_dataset_form
+from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +36,9 @@ def test_dataset_form_passes_through_unchanged(tmp_path: Path, boot: np.ndarray)
     np.testing.assert_array_equal(preprocess_file(tmp_path / "boot.png"), boot)
 
 
-@pytest.mark.parametrize("suffix, options", [(".jpg", {"quality": 85}), (".png", {}), (".webp", {"quality": 90}),
-                                             (".bmp", {}), (".gif", {})])
+@pytest.mark.parametrize(
+    "suffix, options", [(".jpg", {"quality": 85}), (".png", {}), (".webp", {"quality": 90}), (".bmp", {}), (".gif", {})]
+)
 def test_formats(tmp_path: Path, boot: np.ndarray, suffix: str, options: dict) -> None:
     path = tmp_path / f"boot{suffix}"
     shop_photo(boot).convert("RGB").save(path, **options)

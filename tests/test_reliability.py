@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgefmnist.runtime.predictor import Predictor, default_model_path
 
 from edgefmnist.errors import EdgeFmnistError
-from edgefmnist.runtime.predictor import Predictor, default_model_path
 
 SHIPPED = default_model_path().parent
 
@@ -26,8 +26,17 @@ def test_sigkill_during_export_leaves_the_previous_model_intact(trained, real_da
     out = tmp_path / "mlp.onnx"
     previous = (SHIPPED / "mlp.onnx").read_bytes()
     out.write_bytes(previous)
-    command = [sys.executable, "-m", "edgefmnist.cli", "export", str(trained("mlp")), "--out", str(out),
-               "--data-dir", str(real_data_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "edgefmnist.cli",
+        "export",
+        str(trained("mlp")),
+        "--out",
+        str(out),
+        "--data-dir",
+        str(real_data_dir),
+    ]
     started = time.monotonic()
     subprocess.run(command, check=True, capture_output=True, timeout=600)  # how long a whole export takes
     whole = time.monotonic() - started
@@ -48,10 +57,10 @@ def test_sigkill_during_export_leaves_the_previous_model_intact(trained, real_da
 
 
 @pytest.mark.slow
-def test_full_disk_during_export_leaves_the_previous_model_intact(trained, real_data_dir: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_during_export_leaves_the_previous_model_intact(
+    trained, real_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import onnx
-
     from edgefmnist.export.pipeline import export_checkpoint
 
     out = tmp_path / "mlp.onnx"

@@ -8,19 +8,24 @@ from pathlib import Path
 
 import onnx
 import pytest
-from onnx import TensorProto, helper
-
-from edgefmnist.errors import ModelError
 from edgefmnist.runtime.metadata import ModelMetadata, oldest_onnxruntime, parse_version, read_metadata
 from edgefmnist.runtime.onnx_header import read_model_header
 from edgefmnist.runtime.predictor import Predictor
+from onnx import TensorProto, helper
+
+from edgefmnist.errors import ModelError
 
 
 def tiny_model(path: Path, props: dict[str, str] | None = None, ir_version: int = 8, opset: int = 17) -> Path:
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("ai.onnx.ml", 3)])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
     model.ir_version = ir_version
     helper.set_model_props(model, props or {})
     onnx.save(model, str(path))
@@ -34,8 +39,10 @@ def test_header_reader_matches_onnx(tmp_path: Path) -> None:
     assert header.metadata == {"a": "1", "ключ": "значение"}
 
 
-@pytest.mark.parametrize("content, message", [(b"", "empty file"), (b"\xff" * 64, "not an ONNX model"),
-                                              (b"hello world, not protobuf", "not an ONNX model")])
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "empty file"), (b"\xff" * 64, "not an ONNX model"), (b"hello world, not protobuf", "not an ONNX model")],
+)
 def test_header_reader_refuses_non_models(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "bad.onnx"
     path.write_bytes(content)
@@ -82,8 +89,10 @@ def test_oldest_onnxruntime_follows_opset_and_ir() -> None:
 
 
 def test_runtime_imports_neither_torch_nor_onnx() -> None:
-    code = ("import sys, edgefmnist.runtime, edgefmnist.data, edgefmnist.export.parity; "
-            "bad = sorted(m for m in ('torch', 'onnx') if m in sys.modules); print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, edgefmnist.runtime, edgefmnist.data, edgefmnist.export.parity; "
+        "bad = sorted(m for m in ('torch', 'onnx') if m in sys.modules); print(bad); sys.exit(1 if bad else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -103,7 +112,9 @@ def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(expor
             for variant in (image, image[None], image[None, None], image.astype(np.float64), image.astype(np.int64)):
                 logits, probabilities = predictor.run(variant)
                 assert logits.shape == probabilities.shape == (1, 10)
-                assert np.array_equal(logits[0], expected_logits[i]) and np.array_equal(probabilities[0], expected_probabilities[i])
+                assert np.array_equal(logits[0], expected_logits[i]) and np.array_equal(
+                    probabilities[0], expected_probabilities[i]
+                )
         kept = predictor.run(images[0])[0]
         predictor.run(images[1])
         assert np.array_equal(kept[0], expected_logits[0])  # results are copies, not the reused buffers

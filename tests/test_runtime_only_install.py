@@ -14,24 +14,36 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_infer_and_evaluate_in_a_venv_without_torch(exported_mlp: Path, fashion, real_data_dir: Path,
-                                                     tmp_path: Path) -> None:
+def test_infer_and_evaluate_in_a_venv_without_torch(
+    exported_mlp: Path, fashion, real_data_dir: Path, tmp_path: Path
+) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     subprocess.run([*pip, str(REPO)], check=True)
-    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import importlib.util as u; "
-                            "print([m for m in ('torch', 'onnx') if u.find_spec(m)])"], capture_output=True, text=True)
+    check = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import importlib.util as u; print([m for m in ('torch', 'onnx') if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert check.stdout.strip() == "[]"
 
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "boot.png")
     cli = str(venv / "bin" / "edgefmnist")
-    infer = subprocess.run([cli, "infer", "--model", str(exported_mlp), "--image", str(tmp_path / "boot.png"), "--json"],
-                           capture_output=True, text=True)
+    infer = subprocess.run(
+        [cli, "infer", "--model", str(exported_mlp), "--image", str(tmp_path / "boot.png"), "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert infer.returncode == 0, infer.stderr
     assert json.loads(infer.stdout)[0]["label"] == "Ankle boot"
-    evaluate = subprocess.run([cli, "evaluate", str(exported_mlp), "--json", "--data-dir", str(real_data_dir)],
-                              capture_output=True, text=True)
+    evaluate = subprocess.run(
+        [cli, "evaluate", str(exported_mlp), "--json", "--data-dir", str(real_data_dir)], capture_output=True, text=True
+    )
     assert evaluate.returncode == 0, evaluate.stderr
     assert json.loads(evaluate.stdout)["accuracy"] > 0.8
     export = subprocess.run([cli, "export", "x.pt"], capture_output=True, text=True, cwd=tmp_path)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from edgefmnist.runtime.segment import colour_contrast_mask, fill_holes, foreground_mask, illumination, main_parts
 from PIL import Image
 
 from edgefmnist.photo_render import silhouette
-from edgefmnist.runtime.segment import colour_contrast_mask, fill_holes, foreground_mask, illumination, main_parts
 
 
 def tiled_floor(height: int, width: int) -> np.ndarray:

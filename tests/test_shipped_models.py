@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
-from edgefmnist.model_card import measured_accuracy, read_card_accuracies
 from edgefmnist.runtime.metadata import SCHEMA_VERSION, parse_version, read_metadata
 from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, default_model_path
+
+from edgefmnist.model_card import measured_accuracy, read_card_accuracies
 
 SHIPPED = default_model_path().parent
 ONNX_MODELS = ("mlp.onnx", "mlp.int8.onnx", "cnn.onnx", "cnn.int8.onnx")
@@ -46,9 +46,12 @@ def calibration_failures(model: Path, test) -> list[str]:
     if calibration is None:
         return []
     failures = []
-    if not (calibration["temperature"] > 0 and calibration["split"] == "validation"
-            and calibration["nll_after"] <= calibration["nll_before"]
-            and calibration["ece_after"] <= calibration["ece_before"] + ECE_NOISE):
+    if not (
+        calibration["temperature"] > 0
+        and calibration["split"] == "validation"
+        and calibration["nll_after"] <= calibration["nll_before"]
+        and calibration["ece_after"] <= calibration["ece_before"] + ECE_NOISE
+    ):
         failures.append(f"calibration {calibration}")
     from edgefmnist.calibration import expected_calibration_error, softmax
     from edgefmnist.model_card import runtime_outputs
