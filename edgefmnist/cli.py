@@ -295,7 +295,13 @@ def infer(
         int | None, typer.Option(min=1, help="onnxruntime intra-op threads [default: cores, at most 4].")
     ] = None,
     save_preprocessed: Annotated[
-        Path | None, typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")
+        str | None,
+        typer.Option(
+            help=(
+                "Save the 28x28 image the model sees: a file for one picture; a folder when it ends with /, "
+                "exists as a folder, or several pictures are given (names never collide)."
+            )
+        ),
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     data_dir: DataDirOption = None,
@@ -318,7 +324,7 @@ def infer(
 
       edgefmnist infer --sample 0:5 --model runs/mlp.onnx
     """
-    from edgefmnist.runtime.infer import classify_arrays, classify_files, expand_images, parse_sample
+    from edgefmnist.runtime.infer import classify_arrays, classify_files, find_pictures, parse_sample
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if not image and sample is None:
@@ -335,7 +341,13 @@ def infer(
         for result, i in zip(results, picked, strict=False):
             result.true_label = predictor.class_names[test.labels[i]]
     else:
-        results = classify_files(predictor, expand_images(image), top_k, save_preprocessed, min_confidence)
+        pictures = find_pictures(image)
+        for path in pictures.skipped:
+            typer.echo(
+                f"edgefmnist: warning: {path}: skipped, not a picture format ({path.suffix or 'no extension'})",
+                err=True,
+            )
+        results = classify_files(predictor, pictures.paths, top_k, save_preprocessed, min_confidence)
     if json_output:
         print_json([r.to_dict() for r in results])
     else:
