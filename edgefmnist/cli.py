@@ -100,9 +100,15 @@ def data(
         typer.Option(
             "--download",
             help=(
-                "Download into the cache (~/.cache/edgefmnist) even if found elsewhere; "
+                "Download into the cache (~/.cache/edgefmnist) unless the data is already found; "
                 "$EDGEFMNIST_MIRROR overrides the address."
             ),
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Download again into the cache, replacing the files there (implies --download)."
         ),
     ] = False,
     json_output: JsonOption = False,
@@ -115,14 +121,18 @@ def data(
 
       edgefmnist data --download --json
     """
-    from edgefmnist.data import default_cache_dir, download_data, load_fashion_mnist
+    from edgefmnist.data import already_present, default_cache_dir, download_data, load_fashion_mnist
 
-    if download:
-        data_dir = download_data(default_cache_dir())
+    download = download or replace
+    present = already_present(data_dir) if download and not replace else None
+    downloaded = download and present is None
+    if downloaded:
+        data_dir = download_data(default_cache_dir(), replace=replace)
     dataset = load_fashion_mnist(data_dir)
     report = {
         "folder": str(dataset.source.folder),
         "origin": dataset.source.origin,
+        "downloaded": downloaded,
         "verified": True,
         "train": len(dataset.train),
         "validation": len(dataset.validation),
@@ -132,6 +142,8 @@ def data(
     if json_output:
         print_json(report)
         return
+    if present is not None:
+        typer.echo("Already present, nothing downloaded (--replace downloads it again into the cache).")
     typer.echo(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
     typer.echo(
         f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images)"
