@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
-import warnings
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
-from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
+from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError, first_line
+from edgefmnist.errors import EdgeFmnistError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # photo sets (photo_eval)
 STDIN = "-"  # an --image argument that means one picture read from standard input
+STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
+MAX_STDIN_BYTES = 256 << 20  # an encoded 200 MP camera JPEG is well below this
 
 
 def is_unsure(probability: float, min_confidence: float, nothing_found: bool = False) -> bool:
@@ -150,7 +152,7 @@ def classify_arrays(
 ) -> list[Classified]:
     """Classify uint8 images ``[N, 28, 28]`` in one call.
 
-    ``nothing_found[i]``, when not empty, is preprocessing's :class:`NothingFound` message for
+    ``nothing_found[i]``, when not empty, is preprocessing's ``Preprocessed.nothing_found`` reason for
     image i: it becomes the result's warning and makes the verdict unsure.
     """
     check_min_confidence(min_confidence)
@@ -173,25 +175,6 @@ def classify_arrays(
     return results
 
 
-def preprocess_noting_emptiness(path: Path) -> tuple[np.ndarray, str]:
-    """``preprocess_file(path)`` and its :class:`NothingFound` message ("" when an object was found).
-
-    Returns uint8 ``[28, 28]`` and the message; raises :class:`EdgeFmnistError` for an unreadable
-    file, and for any other failure of preprocessing, so that one picture never stops a batch.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", NothingFound)
-        try:
-            pixels = preprocess_file(path)
-        except EdgeFmnistError:
-            raise
-        except Exception as exc:  # a decoder or OpenCV failure on one odd picture
-            raise EdgeFmnistError(
-                f"{path}: cannot preprocess this picture ({type(exc).__name__}: {first_line(exc)})"
-            ) from None
-    return pixels, next((str(w.message) for w in caught if issubclass(w.category, NothingFound)), "")
-
-
 def classify_file(
     predictor: Predictor,
     path: Path,
@@ -199,18 +182,37 @@ def classify_file(
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
     save_as: Path | None = None,
 ) -> Classified:
-    """Preprocess and classify one picture file; save the 28x28 image the model saw to ``save_as`` if given.
+    """Preprocess and classify one picture file (``-``: the picture on standard input).
 
-    A file that cannot be read gets a result with ``error`` set instead of a prediction.
+    Saves the 28x28 image the model saw to ``save_as`` if given. A picture that cannot be read
+    gets a result with ``error`` set instead of a prediction.
     """
+    from_stdin = str(path) == STDIN
+    name = STDIN_NAME if from_stdin else str(path)
     try:
-        pixels, reason = preprocess_noting_emptiness(path)
+        picture = preprocess(read_stdin(), name=name) if from_stdin else preprocess(path)
     except EdgeFmnistError as exc:
-        return Classified(str(path), error=str(exc))
-    result = classify_arrays(predictor, pixels[None], [str(path)], k, min_confidence, [reason])[0]
+        return Classified(name, error=str(exc))
+    result = classify_arrays(predictor, picture.pixels[None], [name], k, min_confidence, [picture.nothing_found])[0]
     if save_as is not None:
-        save_png(save_as, pixels)
+        save_png(save_as, picture.pixels)
     return result
+
+
+def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
+    """The encoded picture on standard input (at most ``limit`` bytes); raises :class:`EdgeFmnistError`.
+
+    Refuses a terminal (nothing was piped in: reading would wait for typing), empty input and
+    input larger than ``limit``, each in one line.
+    """
+    if sys.stdin is None or sys.stdin.isatty():
+        raise EdgeFmnistError(f"{STDIN_NAME}: standard input is a terminal; pipe a picture in, e.g. cat x.jpg | ...")
+    data = sys.stdin.buffer.read(limit + 1)
+    if not data:
+        raise EdgeFmnistError(f"{STDIN_NAME}: nothing on standard input, expected a picture")
+    if len(data) > limit:
+        raise EdgeFmnistError(f"{STDIN_NAME}: more than {limit:,} bytes on standard input, refused")
+    return data
 
 
 def classify_files(
