@@ -294,7 +294,10 @@ def verify(
 def infer(
     image: Annotated[
         list[str] | None,
-        typer.Option("--image", help="A picture, a folder of pictures, or a glob pattern (repeatable)."),
+        typer.Option(
+            "--image",
+            help="A picture, a folder of pictures, a glob pattern, or - for a picture on standard input (repeatable).",
+        ),
     ] = None,
     sample: Annotated[
         str | None, typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")
@@ -331,6 +334,8 @@ def infer(
       edgefmnist infer --image shirt.jpg
 
       edgefmnist infer --image 'photos/*.jpg' --top-k 2 --json
+
+      rpicam-still -o - | edgefmnist infer --image -
 
       edgefmnist infer --image hat.jpg --min-confidence 0.7
 

@@ -318,3 +318,34 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
     )  # fmt: skip
     assert_one_line_error(result, 1, "seen.png", "a file, but 2 pictures need a folder")
     assert (tmp_path / "seen.png").read_bytes() == b"keep me"
+
+
+# --- standard input -----------------------------------------------------------------------------
+
+
+def infer_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-", *args]
+    return subprocess.run(command, input=data, capture_output=True, timeout=300)
+
+
+def test_a_picture_piped_to_stdin_is_classified(tmp_path: Path, fashion) -> None:
+    import io
+
+    import pillow_heif
+
+    png, heic = io.BytesIO(), io.BytesIO()
+    Image.fromarray(fashion.test.images[1]).save(png, format="PNG")
+    pillow_heif.from_pillow(Image.fromarray(fashion.test.images[1]).convert("RGB")).save(heic, quality=-1)
+    for data in (png.getvalue(), heic.getvalue()):  # a camera pipeline: rpicam-still -o - | edgefmnist infer --image -
+        result = infer_stdin(data, "--save-preprocessed", f"{tmp_path}/")
+        assert result.returncode == 0 and result.stderr == b"", result.stderr
+        assert result.stdout.decode().startswith("<stdin>: Pullover ")
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "stdin.png")), fashion.test.images[1])
+
+
+@pytest.mark.parametrize("data, message", [(b"", "nothing on standard input"), (b"no picture", "not an image")])
+def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
+    result = infer_stdin(data)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and result.stdout == b"", result.stderr
+    assert lines[0].startswith("edgefmnist: error: <stdin>: ") and message in lines[0]
