@@ -389,6 +389,88 @@ def test_odd_but_valid_image_gets_a_prediction(case: str, tmp_path: Path, fashio
         assert difference.max() <= 1
 
 
+# ---------------------------------------------------------------- over-limit pictures from many threads
+
+REPETITIONS = 20
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` pixels, in a few dozen bytes."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b"")
+
+
+def jpeg_header_claiming(width: int, height: int) -> bytes:
+    data = bytearray(encoded(Image.new("L", (16, 16), 128), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_eight_threads_refuse_every_over_limit_picture_every_time(tmp_path: Path, fashion) -> None:
+    """8 threads preprocess over-limit pictures (files and bytes) 20 times each, while the host's own threads
+    swap the warnings filters and Pillow's pixel limit: every one is refused, every good picture classified."""
+    import threading
+    import warnings
+
+    from edgefmnist.runtime.picture import ImageError
+    from edgefmnist.runtime.preprocess import preprocess
+
+    over_limit: dict[str, bytes] = {
+        "41mp.png": png_header_claiming(8000, 5125),  # over this toolkit's 40 MP, under Pillow's 89 MP warning
+        "100mp.png": png_header_claiming(10000, 10000),  # where Pillow itself would only warn
+        "900mp.png": png_header_claiming(30000, 30000),
+        "300mp.jpg": jpeg_header_claiming(20000, 15000),  # over the 250 MP camera limit for JPEG
+    }
+    for name, data in over_limit.items():
+        (tmp_path / name).write_bytes(data)
+    good = encoded(Image.fromarray(fashion.test.images[1]))
+    expected = preprocess(good).pixels
+    pillow_limit, filters = Image.MAX_IMAGE_PIXELS, list(warnings.filters)
+    counts = {"refused": 0, "accepted": 0, "wrong": 0}
+    lock, stop = threading.Lock(), threading.Event()
+    barrier = threading.Barrier(8 + 1)
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for repetition in range(REPETITIONS):
+            for name, data in over_limit.items():
+                source = data if (index + repetition) % 2 else tmp_path / name
+                try:
+                    preprocess(source)
+                    outcome = "accepted"
+                except ImageError as exc:
+                    outcome = "refused" if "decompression bomb" in str(exc) else "wrong"
+                with lock:
+                    counts[outcome] += 1
+            if not np.array_equal(preprocess(good).pixels, expected):
+                with lock:
+                    counts["wrong"] += 1
+
+    def host() -> None:  # an application that uses catch_warnings and its own Pillow limit in other threads
+        barrier.wait()
+        while not stop.is_set():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                Image.MAX_IMAGE_PIXELS = None  # the host switches Pillow's own check off for its own reasons
+                Image.MAX_IMAGE_PIXELS = pillow_limit
+
+    hosts = [threading.Thread(target=host)]  # one: catch_warnings is not safe between two threads either
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    try:
+        for thread in hosts + workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+    finally:
+        stop.set()
+        for thread in hosts:
+            thread.join()
+        Image.MAX_IMAGE_PIXELS = pillow_limit
+    assert counts == {"refused": 8 * REPETITIONS * len(over_limit), "accepted": 0, "wrong": 0}
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit and warnings.filters == filters
+
+
 # ---------------------------------------------------------------- data
 
 
