@@ -118,8 +118,8 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
         extensions = extensions or picture_extensions()
         pictures = [p for p in matches if p.suffix.lower() in extensions]
         if not pictures:
-            what = "a folder" if path.is_dir() else "matches"
-            raise EdgeFmnistError(f"{pattern}: {what} with no picture files (no extension that Pillow reads here)")
+            what = "a folder with no picture files" if path.is_dir() else "no picture files match"
+            raise EdgeFmnistError(f"{pattern}: {what} (none has an extension that Pillow reads here)")
         found.extend(pictures)
         skipped.extend(p for p in matches if p.suffix.lower() not in extensions)
     return PictureFiles(list(dict.fromkeys(found)), list(dict.fromkeys(skipped)))

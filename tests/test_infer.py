@@ -349,3 +349,14 @@ def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and result.stdout == b"", result.stderr
     assert lines[0].startswith("edgefmnist: error: <stdin>: ") and message in lines[0]
+
+
+def test_a_folder_or_glob_without_pictures_is_an_error(tmp_path: Path) -> None:
+    from edgefmnist.errors import EdgeFmnistError
+    from edgefmnist.runtime.infer import find_pictures
+
+    (tmp_path / "notes.txt").write_text("no picture here\n")
+    with pytest.raises(EdgeFmnistError, match="a folder with no picture files"):
+        find_pictures([str(tmp_path)])
+    with pytest.raises(EdgeFmnistError, match="no picture files match"):
+        find_pictures([str(tmp_path / "*.txt")])
