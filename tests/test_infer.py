@@ -352,8 +352,9 @@ def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
 
 
 def test_a_folder_or_glob_without_pictures_is_an_error(tmp_path: Path) -> None:
-    from edgefmnist.errors import EdgeFmnistError
     from edgefmnist.runtime.infer import find_pictures
+
+    from edgefmnist.errors import EdgeFmnistError
 
     (tmp_path / "notes.txt").write_text("no picture here\n")
     with pytest.raises(EdgeFmnistError, match="a folder with no picture files"):
