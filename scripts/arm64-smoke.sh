@@ -8,7 +8,11 @@
 #   make arm64-smoke                        # or: bash scripts/arm64-smoke.sh
 #   SAMPLES=500 PHOTOS_PER_CLASS=10 bash scripts/arm64-smoke.sh
 #
-# Asserts, for the shipped fp32 and int8 models of both networks: `edgefmnist infer` on
+# First, under a Raspberry Pi's /sys/class/drm (graphics cards whose device has no `vendor`
+# file, mounted in a private mount namespace with `unshare -m`; needs root), `edgefmnist infer
+# --image` must print its result on stdout and nothing at all on stderr (onnxruntime 1.23-1.27
+# print two device-discovery warnings there at import). Then it asserts, for the shipped fp32
+# and int8 models of both networks: `edgefmnist infer` on
 # SAMPLES test images gives the same labels on arm64 as on this machine for fp32 (and
 # probabilities within 1e-4) and agrees on >= 99.5 % for int8; `edgefmnist evaluate`
 # under emulation gives the accuracy the model's metadata records. Then the photo path
@@ -19,9 +23,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# onnxruntime 1.27.0 imports and runs under qemu 7.2 (Debian bookworm's); 1.28 and later
-# crash at import under that emulation. Whether a real Pi is affected is unknown.
-ORT_VERSION=1.27.0
+# The onnxruntime the README recommends for a Pi. 1.28 and later crash at import under Debian
+# bookworm's qemu 7.2 but run under trixie's qemu 10, which this script therefore uses; 1.23-1.27
+# print GPU device-discovery warnings at import on a Pi, 1.31.1 does not.
+ORT_VERSION=${ORT_VERSION:-1.31.1}
+QEMU_SUITE=trixie   # Debian release whose qemu-user (static, >= 10) emulates the CPU
 SAMPLES=${SAMPLES:-300}
 PHOTOS_PER_CLASS=${PHOTOS_PER_CLASS:-4}   # 10 source classes: 40 photos
 PHOTOS_DIR=tests/data/photos
@@ -54,15 +60,22 @@ if [ ! -x "$ROOT/usr/bin/python3.11" ]; then
     mv "$ROOT.partial" "$ROOT"
 fi
 
-QEMU=$(command -v qemu-aarch64-static || true)
-if [ -z "$QEMU" ]; then
-    QEMU=$WORK/qemu/usr/bin/qemu-aarch64-static
-    if [ ! -x "$QEMU" ]; then
-        say "fetching qemu-user-static ($host_arch) into $WORK/qemu"
-        [ -d "$WORK/apt/lists" ] && ls "$WORK/apt/lists" | grep -q Packages || apt-get "${apt_opts[@]}" update -qq
-        (cd "$WORK/debs" && apt-get "${apt_opts[@]}" download "qemu-user-static:$host_arch" >/dev/null)
-        dpkg -x "$WORK"/debs/qemu-user-static_*_"$host_arch".deb "$WORK/qemu"
-    fi
+QEMU=$WORK/qemu-$QEMU_SUITE/usr/bin/qemu-aarch64   # statically linked: runs on any x86-64 Linux
+if [ ! -x "$QEMU" ]; then
+    say "fetching Debian $QEMU_SUITE's qemu-user ($host_arch) into $WORK/qemu-$QEMU_SUITE"
+    suite=$WORK/apt-$QEMU_SUITE
+    mkdir -p "$suite/lists/partial" "$suite/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $QEMU_SUITE main" \
+        > "$suite/sources.list"
+    suite_opts=(-o "Dir::Etc::sourcelist=$suite/sources.list" -o "Dir::Etc::sourceparts=-"
+                -o "Dir::State::Lists=$suite/lists" -o "Dir::Cache::archives=$suite/archives"
+                -o "Dir::Cache::pkgcache=" -o "Dir::Cache::srcpkgcache=" -o "Debug::NoLocking=1"
+                -o "APT::Architecture=$host_arch" -o "APT::Sandbox::User=$(id -un)")
+    apt-get "${suite_opts[@]}" update -qq
+    (cd "$suite" && rm -f qemu-user_*.deb && apt-get "${suite_opts[@]}" download "qemu-user:$host_arch" >/dev/null)
+    rm -rf "$WORK/qemu-$QEMU_SUITE.partial"
+    dpkg -x "$suite"/qemu-user_*_"$host_arch".deb "$WORK/qemu-$QEMU_SUITE.partial"
+    rm -rf "$WORK/qemu-$QEMU_SUITE" && mv "$WORK/qemu-$QEMU_SUITE.partial" "$WORK/qemu-$QEMU_SUITE"
 fi
 
 platform=(--platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux2014_aarch64
@@ -71,7 +84,7 @@ say "building edgefmnist's wheel; fetching the aarch64 wheels it needs (onnxrunt
 rm -rf "$WORK/project" "$WORK"/wheels/edgefmnist-*.whl
 "$PYTHON" -m pip wheel --quiet --no-deps -w "$WORK/wheels" .
 project=$(ls "$WORK"/wheels/edgefmnist-*.whl)
-dependencies=$(sha256sum pyproject.toml | cut -c1-16)   # the third-party wheels are kept until they change
+dependencies=$( (cat pyproject.toml; echo "$ORT_VERSION") | sha256sum | cut -c1-16)   # wheels kept until these change
 if [ "$(cat "$SITE/.complete" 2>/dev/null)" != "$dependencies" ]; then
     "$PYTHON" -m pip download --quiet "${platform[@]}" -d "$WORK/wheels" "$project" "onnxruntime==$ORT_VERSION"
     rm -rf "$SITE" && "$PYTHON" -m pip install --quiet --no-deps "${platform[@]}" --target "$SITE" \
@@ -81,14 +94,35 @@ fi
 "$PYTHON" -m pip install --quiet --no-deps "${platform[@]}" --target "$WORK/project" "$project"
 
 run_arm64() {  # python3.11 of the arm64 root, on a Cortex-A72, with only the aarch64 wheels importable (-P: not ./edgefmnist)
-    # onnxruntime's CPU probe cannot name the emulated CPU's vendor and says so on every start.
-    PYTHONPATH=$WORK/project:$SITE PYTHONNOUSERSITE=1 "$QEMU" -cpu cortex-a72 -L "$ROOT" "$ROOT/usr/bin/python3.11" -P "$@" \
-        2> >(grep -v "cpuid_info warning: Unknown CPU vendor" >&2)
+    PYTHONPATH=$WORK/project:$SITE PYTHONNOUSERSITE=1 "$QEMU" -cpu cortex-a72 -L "$ROOT" "$ROOT/usr/bin/python3.11" -P "$@"
+}
+
+# A Pi 4's /sys/class/drm: card0 (v3d) and card1 (vc4) are platform devices, with no PCI `vendor` file.
+pi_drm() {  # run "$@" in a private mount namespace that sees such a /sys/class/drm (over an empty /sys/class)
+    unshare -m bash -c '
+        mount -t tmpfs -o size=1m,mode=755 pi-sys-class /sys/class || exit 97
+        mkdir -p /sys/class/drm/card0/device /sys/class/drm/card1/device /sys/class/drm/card1-HDMI-A-1
+        echo "of:NgpuT<NULL>Cbrcm,2711-v3d" > /sys/class/drm/card0/device/modalias
+        echo "of:NgpuT<NULL>Cbrcm,bcm2711-vc5" > /sys/class/drm/card1/device/modalias
+        exec "$@"' pi-drm "$@"
 }
 
 DATA_DIR=$("$PYTHON" -c "from edgefmnist.data import find_data; print(find_data().folder)")
 say "$(run_arm64 -c 'import platform, onnxruntime, numpy, cv2; print(platform.machine(), "python", platform.python_version(), "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__, "cv2", cv2.__version__)')"
 run_arm64 -c 'import sys, edgefmnist.runtime; assert "torch" not in sys.modules and "onnx" not in sys.modules'
+
+# One picture under the Pi's /sys/class/drm: the result on stdout, and not a byte on stderr.
+first_photo=$(ls "$PHOTOS_DIR"/*/*.jpg | LC_ALL=C sort | head -n 1)
+set +e
+pi_drm env PYTHONPATH="$WORK/project:$SITE" PYTHONNOUSERSITE=1 "$QEMU" -cpu cortex-a72 -L "$ROOT" \
+    "$ROOT/usr/bin/python3.11" -P -m edgefmnist.cli infer --image "$first_photo" > "$OUT/pi-drm.out" 2> "$OUT/pi-drm.err"
+status=$?
+set -e
+[ "$status" -ne 97 ] || fail "cannot mount a private /sys/class (unshare -m needs root)"
+[ "$status" -eq 0 ] || fail "infer under the Pi's /sys/class/drm exited $status: $(tail -n 3 "$OUT/pi-drm.err")"
+grep -q "^$first_photo: " "$OUT/pi-drm.out" || fail "infer under the Pi's /sys/class/drm printed no result"
+[ ! -s "$OUT/pi-drm.err" ] || fail "infer under the Pi's /sys/class/drm wrote to stderr: $(head -c 400 "$OUT/pi-drm.err")"
+say "PASS infer --image under a Pi's /sys/class/drm (onnxruntime $ORT_VERSION): $(cat "$OUT/pi-drm.out"); stderr empty"
 
 for model in "${MODELS[@]}"; do
     shipped=$WORK/project/edgefmnist/pretrained/$model   # the copy inside the installed wheel
