@@ -18,14 +18,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 runs on click
 
-from edgefmnist import spec
+from edgefmnist import contract, spec
 from edgefmnist.errors import EdgeFmnistError, first_line
-
-try:  # typer >= 0.20 vendors click; its usage errors derive from TyperException
-    from typer.exceptions import TyperException as CommandLineError
-except ImportError:  # pragma: no cover - older typer on top of click
-    from click import ClickException as CommandLineError
 
 app = typer.Typer(
     add_completion=False,
@@ -205,17 +201,26 @@ def export(
     quantize: Annotated[
         Quantize, typer.Option(help="Also write NAME.int8.onnx: dynamic (int8 weights) or static (QDQ, calibrated).")
     ] = Quantize.none,
-    opset: Annotated[int, typer.Option(help="ONNX opset (13-20; 17 loads on onnxruntime 1.17 and later).")] = 17,
+    opset: Annotated[
+        int,
+        typer.Option(
+            min=contract.MIN_OPSET,
+            max=contract.MAX_OPSET,
+            help=f"ONNX opset ({contract.DEFAULT_OPSET} and older load on onnxruntime {contract.OLDEST_TESTED_ORT[0]}."
+            f"{contract.OLDEST_TESTED_ORT[1]} and later).",
+        ),
+    ] = contract.DEFAULT_OPSET,
     atol: Annotated[
         float, typer.Option(help="Largest |logit difference| allowed between fp32 ONNX and PyTorch.")
-    ] = 1e-4,
+    ] = contract.FP32_ATOL,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Export a checkpoint to ONNX (and int8), validated on the full test set before it lands.
 
     Fails (exit 3, nothing replaced) when fp32 differs from PyTorch by more than --atol or
-    disagrees on any image, or when int8 loses more than 0.5 points or agrees on < 99 %.
+    disagrees on any image, or when int8 loses more accuracy or agrees on fewer images than
+    the limits of `edgefmnist.contract` (README, "Export").
 
     Each model's probabilities are calibrated: softmax(logits / T), T fitted on the
     5,000 validation images (temperature scaling), recorded with ECE before and after.
@@ -246,7 +251,9 @@ def verify(
         Path | None,
         typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", exists=True, dir_okay=False),
     ] = None,
-    atol: Annotated[float, typer.Option(help="Largest |logit difference| allowed for an fp32 model.")] = 1e-4,
+    atol: Annotated[
+        float, typer.Option(help="Largest |logit difference| allowed for an fp32 model.")
+    ] = contract.FP32_ATOL,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -261,8 +268,11 @@ def verify(
 
       edgefmnist verify mlp.onnx --json
     """
+    from edgefmnist.verdict import Verdict
+
+    result: Verdict
     if checkpoint is None:
-        from edgefmnist.export.parity import check_recorded_accuracy
+        from edgefmnist.runtime.verify import check_recorded_accuracy
 
         result = check_recorded_accuracy(model, data_dir)
     else:
@@ -274,8 +284,7 @@ def verify(
         print_json(result.to_dict())
     else:
         typer.echo(result.summary())
-    if not result.passed:
-        raise typer.Exit(3)
+    result.raise_if_failed(str(model))
 
 
 @app.command()
@@ -290,9 +299,14 @@ def infer(
     model: Annotated[
         Path | None, typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes to show per image.")] = 3,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes to show per image.")
+    ] = contract.DEFAULT_TOP_K,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="onnxruntime intra-op threads [default: cores, at most 4].")
+        int | None,
+        typer.Option(
+            min=1, help=f"onnxruntime intra-op threads [default: cores, at most {contract.MAX_DEFAULT_THREADS}]."
+        ),
     ] = None,
     save_preprocessed: Annotated[
         Path | None, typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")
@@ -335,7 +349,7 @@ def infer(
         for result, i in zip(results, picked, strict=False):
             result.true_label = predictor.class_names[test.labels[i]]
     else:
-        results = classify_files(predictor, expand_images(image), top_k, save_preprocessed, min_confidence)
+        results = classify_files(predictor, expand_images(image or []), top_k, save_preprocessed, min_confidence)
     if json_output:
         print_json([r.to_dict() for r in results])
     else:
@@ -528,10 +542,12 @@ def bench(
             help="ONNX models and/or .pt checkpoints [default: every shipped model].", exists=True, dir_okay=False
         ),
     ] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = "1,32,256",
+    batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = ",".join(
+        map(str, contract.BENCH_BATCHES)
+    ),
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads for every engine.")] = 1,
-    runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = 2000,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = 200,
+    runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = contract.BENCH_RUNS,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = contract.BENCH_WARMUP,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (for a README).")] = False,
@@ -573,11 +589,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit."""
     try:
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
-    except CommandLineError as exc:  # bad flags, missing files named on the command line
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            typer.echo(exc.format_message())
-        else:
-            typer.echo(f"edgefmnist: error: {exc.format_message()}", err=True)
+    except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
+        typer.echo(exc.format_message())
+        code = exc.exit_code
+    except ClickException as exc:  # bad flags, missing files named on the command line (exit 2)
+        typer.echo(f"edgefmnist: error: {exc.format_message()}", err=True)
         code = exc.exit_code
     except EdgeFmnistError as exc:
         typer.echo(f"edgefmnist: error: {exc}", err=True)

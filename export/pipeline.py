@@ -24,21 +24,32 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
-from edgefmnist.export.onnx_export import DEFAULT_OPSET, export_onnx, finalize_model, opset_of
-from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
+from edgefmnist.export.onnx_export import export_onnx, finalize_model, opset_of
+from edgefmnist.export.parity import ParityReport, compare_logits
 from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
 from edgefmnist.export.temperature import set_temperature
-from edgefmnist.runtime.metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES, Predictor
 
 import edgefmnist
 from edgefmnist import spec
 from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.calibration import TemperatureCalibration, calibrate
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint
+from edgefmnist.contract import (
+    DEFAULT_OPSET,
+    FP32_ATOL,
+    INPUT_DTYPE,
+    INPUT_LAYOUT,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    format_version,
+    int8_name,
+    oldest_onnxruntime,
+    to_model_input,
+)
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import EdgeFmnistError, ValidationFailed
+from edgefmnist.errors import EdgeFmnistError, ModelError
+from edgefmnist.model_metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata
 from edgefmnist.train import predict_logits
 
 
@@ -62,14 +73,14 @@ class ExportedModel:
 
 def int8_path_for(fp32_path: Path) -> Path:
     """``runs/mlp.onnx`` -> ``runs/mlp.int8.onnx``."""
-    return fp32_path.with_name(fp32_path.stem + ".int8.onnx")
+    return fp32_path.with_name(int8_name(fp32_path.name))
 
 
 def model_outputs(
     session: onnxruntime.InferenceSession, images: np.ndarray, batch_size: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches."""
-    inputs = Predictor.as_input(images)
+    inputs = to_model_input(images)
     runs = [
         session.run(list(OUTPUT_NAMES), {INPUT_NAME: inputs[i : i + batch_size]})
         for i in range(0, len(inputs), batch_size)
@@ -92,17 +103,24 @@ def calibrate_graph(path: Path, validation: Split) -> TemperatureCalibration:
 def build_metadata(
     checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str, extra: dict
 ) -> ModelMetadata:
-    """The self-description written into every exported model (DESIGN.md rule 2)."""
+    """The self-description written into every exported model (:mod:`edgefmnist.model_metadata`).
+
+    Raises :class:`ModelError` when the graph's opset or IR version is newer than every
+    onnxruntime release the contract knows.
+    """
     config = checkpoint.net_config
     opset = opset_of(model)
+    needed = oldest_onnxruntime(opset, model.ir_version)
+    if needed is None:
+        raise ModelError(f"opset {opset} / IR {model.ir_version} is newer than any onnxruntime this toolkit knows")
     return ModelMetadata(
         schema=SCHEMA_VERSION,
         class_names=checkpoint.class_names,
         input={
             "name": INPUT_NAME,
-            "layout": "NCHW",
+            "layout": INPUT_LAYOUT,
             "shape": ["batch", *spec.INPUT_SHAPE],
-            "dtype": "float32",
+            "dtype": np.dtype(INPUT_DTYPE).name,
             "pixels": "raw 0-255 grayscale",
             "background": "dark (Fashion-MNIST negatives)",
             "normalization": {
@@ -114,7 +132,7 @@ def build_metadata(
         },
         precision=precision,
         arch=config.arch,
-        min_onnxruntime=oldest_onnxruntime(opset, model.ir_version),
+        min_onnxruntime=format_version(needed),
         extra={
             "net_config": config.to_dict(),
             "recipe": checkpoint.recipe.to_dict(),
@@ -154,8 +172,7 @@ def _finish(
     extra: dict,
 ) -> None:
     """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
-    if not report.passed:
-        raise ValidationFailed(f"{target}: not written, validation failed: {report.summary()}")
+    report.raise_if_failed(f"{target}: not written")
     model = onnx.load(str(tmp))  # finalize_model runs the checker on the finished file
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
     finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
@@ -166,7 +183,7 @@ def export_checkpoint(
     out: Path | None = None,
     quantize: str = "none",
     opset: int = DEFAULT_OPSET,
-    atol: float = DEFAULT_ATOL,
+    atol: float = FP32_ATOL,
     data_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[ExportedModel]:
@@ -256,7 +273,7 @@ def export_checkpoint(
 def verify_against_checkpoint(
     model_path: Path,
     checkpoint_path: Path,
-    atol: float = DEFAULT_ATOL,
+    atol: float = FP32_ATOL,
     data_dir: Path | None = None,
     test: Split | None = None,
 ) -> ParityReport:
@@ -265,6 +282,8 @@ def verify_against_checkpoint(
     Probabilities are checked against ``softmax(logits / T)`` with the model's recorded ``T``
     (1 for a model exported before temperature scaling).
     """
+    from edgefmnist.runtime.predictor import Predictor  # the runtime runs the exported model
+
     predictor = Predictor(model_path)
     checkpoint = load_checkpoint(checkpoint_path)
     test = test or load_test_split(data_dir)

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -46,6 +45,8 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from edgefmnist.contract import INPUT_NAME, OUTPUT_NAMES
 
 QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Relu", "MaxPool", "Add", "Mul", "Flatten", "Reshape"]
@@ -120,8 +121,6 @@ def quantize_model(
     fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None = None
 ) -> None:
     """Write the int8 version of ``fp32_path`` to ``int8_path`` (after onnxruntime's pre-processing)."""
-    if preset.mode == "static" and train_images is None:
-        raise ValueError("static quantisation needs training images for calibration")
     with tempfile.TemporaryDirectory(prefix="edgefmnist-quant-") as workdir:
         prepared = Path(workdir) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
@@ -135,6 +134,8 @@ def quantize_model(
                 op_types_to_quantize=["Conv", "Gemm", "MatMul"],
             )
             return
+        if train_images is None:
+            raise ValueError("static quantisation needs training images for calibration")
         quantize_static(
             prepared,
             int8_path,

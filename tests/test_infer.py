@@ -173,8 +173,8 @@ def test_shop_photos_agree_with_raw_predictions(fashion, tmp_path: Path) -> None
 
 
 def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Path) -> None:
-    from edgefmnist.export.parity import check_recorded_accuracy
     from edgefmnist.runtime.predictor import default_model_path
+    from edgefmnist.runtime.verify import check_recorded_accuracy
 
     default = default_model_path()
     assert default.name == "cnn.onnx" and check_recorded_accuracy(default).passed
