@@ -35,6 +35,9 @@ class NetConfig:
 class PixelNormalize(nn.Module):
     """``(x / 255 - mean) / std`` as one multiply-add with constant buffers."""
 
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, mean: float, std: float) -> None:
         super().__init__()
         self.register_buffer("scale", torch.tensor(1.0 / (spec.PIXEL_MAX * std)))
@@ -110,8 +113,8 @@ def fold_normalization(net: nn.Module) -> nn.Module:
     layers = [copy.deepcopy(layer) for layer in net.layers if not isinstance(layer, nn.Dropout)]
     first = next(layer for layer in layers if isinstance(layer, nn.Linear))
     with torch.no_grad():
-        first.bias += net.normalize.shift * first.weight.sum(dim=1)
-        first.weight *= net.normalize.scale
+        first.bias.add_(net.normalize.shift * first.weight.sum(dim=1))
+        first.weight.mul_(net.normalize.scale)
     return nn.Sequential(*layers).eval()
 
 

@@ -7,6 +7,7 @@ how it was trained. ``edgefmnist train --arch mlp --recipe best`` picks ``RECIPE
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from edgefmnist import spec
 
@@ -33,9 +34,10 @@ class Recipe:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def with_overrides(self, **changes: object) -> Recipe:
+    def with_overrides(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed (``None`` values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **kept)
 
     @property
     def pixel_mean_std(self) -> tuple[float, float]:

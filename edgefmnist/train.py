@@ -75,7 +75,9 @@ def batches_per_epoch(images: int, batch_size: int) -> int:
     return -(-images // batch_size)
 
 
-def make_optimizer(net: nn.Module, recipe: Recipe, steps: int) -> tuple[torch.optim.Optimizer, object | None]:
+def make_optimizer(
+    net: nn.Module, recipe: Recipe, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay), None
     if recipe.optimizer != "adamw":
@@ -115,7 +117,7 @@ def train(
     net = build_net(net_config)
     images, labels = to_tensor(data.train.images), torch.from_numpy(data.train.labels).long()
     photos = None
-    if recipe.photo_fraction:
+    if recipe.photo_fraction and photo_images is not None:
         photos = images.clone()
         photos[torch.from_numpy(has_view)] = to_tensor(photo_images)
         photo_odds = torch.zeros(len(labels))
@@ -124,7 +126,7 @@ def train(
     optimizer, scheduler = make_optimizer(net, recipe, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
-    best_val, best_state, best_epoch = -1.0, None, 0
+    best_val, best_state, best_epoch = -1.0, copy.deepcopy(net.state_dict()), 0
     history: list[dict[str, float]] = []
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()

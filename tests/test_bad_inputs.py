@@ -16,6 +16,7 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -199,6 +200,8 @@ def test_bad_model_is_refused(case: str, tmp_path: Path, good_png: Path) -> None
 
 
 class RunsCode:
+    marker = Path("/nonexistent")  # set by each test: a file the payload would create
+
     def __reduce__(self):
         return os.system, (f"touch {RunsCode.marker}",)
 
@@ -373,7 +376,7 @@ def gzip_bomb() -> bytes:
     return b"".join(chunks) + stream.flush()
 
 
-DATA_CASES = {
+DATA_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "wrong magic": (dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x12345678)), "images", "bad IDX magic"),
     "too many dimensions": (
         dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x00000804, dims=(3, 28, 28, 1))),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgefmnist import spec
-from edgefmnist.nets import NetConfig, build_net, count_multiply_adds, count_parameters
+from edgefmnist.nets import MLP, NetConfig, build_net, count_multiply_adds, count_parameters
 
 
 def test_mlp_is_the_tutorials_784_300_100_10() -> None:
@@ -33,10 +33,11 @@ def test_raw_pixels_in_logits_out(arch: str, batch: int) -> None:
 
 def test_normalisation_is_inside_the_network() -> None:
     net = build_net(NetConfig("mlp", mean=spec.PIXEL_MEAN, std=spec.PIXEL_STD))
+    plain = build_net(NetConfig("mlp"))
+    assert isinstance(net, MLP) and isinstance(plain, MLP)
     pixels = torch.tensor([0.0, 255.0, 127.0])
     expected = (pixels / 255 - spec.PIXEL_MEAN) / spec.PIXEL_STD
     torch.testing.assert_close(net.normalize(pixels), expected)
-    plain = build_net(NetConfig("mlp"))
     torch.testing.assert_close(plain.normalize(pixels), pixels / 255)
 
 
