@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -22,11 +21,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import idx_bytes
 from edgefmnist.runtime.predictor import default_model_path
+from helpers import encoded, idx_bytes, run
 from onnx import TensorProto, helper
 from PIL import Image
-from test_cli import run
 
 from edgefmnist import spec
 
@@ -249,12 +247,6 @@ def test_bad_checkpoint_is_refused(case: str, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- images
-
-
-def encoded(image: Image.Image, form: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, form, **options)
-    return buffer.getvalue()
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:

@@ -121,11 +121,11 @@ def test_runtime_imports_neither_torch_nor_onnx() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(exported_mlp: Path, fashion) -> None:
+def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
     import numpy as np
     import onnxruntime
 
-    for model in (exported_mlp, exported_mlp.with_name("mlp.int8.onnx")):  # static int8 is batch-independent
+    for model in (shipped_mlp, shipped_mlp.with_name("mlp.int8.onnx")):  # static int8 is batch-independent
         predictor = Predictor(model, threads=1)
         plain = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         images = fashion.test.images[:300]
