@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import sys
 from enum import Enum
+from typing import TypeVar
 
 import numpy as np
 
@@ -29,7 +30,38 @@ OUTPUT_NAMES = (LOGITS_NAME, PROBABILITIES_NAME)
 TEMPERATURE_NAME = "temperature"  # the scalar float initializer the softmax divides by
 
 
-class Dtype(str, Enum):
+class Choice(str, Enum):
+    """A closed set of names (a ``str`` enum that prints as its value), parsed with a clear error."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def parse(cls: type[ChoiceT], value: object, what: str) -> ChoiceT:
+        """``value`` (a member or its string) as a member; ``ValueError`` naming ``what`` and the choices."""
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(member.value for member in cls)
+            raise ValueError(f"unknown {what} {value!r}; expected one of {choices}") from None
+
+    @staticmethod
+    def plain(value: object) -> object:
+        """A member's string, anything else unchanged (for JSON and ``torch.save(weights_only)``)."""
+        return value.value if isinstance(value, Enum) else value
+
+
+ChoiceT = TypeVar("ChoiceT", bound=Choice)
+
+
+class Arch(Choice):
+    """The network architectures (:mod:`edgefmnist.nets`)."""
+
+    mlp = "mlp"  # the Keras tutorial's 784-300-100-10
+    cnn = "cnn"  # three conv-BN-ReLU-pool blocks and a small head
+
+
+class Dtype(Choice):
     """The numeric type of a model's weights: an fp32 export or its int8 quantisation."""
 
     fp32 = "fp32"
@@ -60,7 +92,7 @@ RECORDED_ACCURACY_TOLERANCE = 0.001  # verify on a board: 10 of 10,000 images, f
 
 # ---- the shipped models (package edgefmnist.pretrained, folder models/) -------------------------
 PRETRAINED_PACKAGE = "edgefmnist.pretrained"
-SHIPPED_ARCHES = ("mlp", "cnn")
+SHIPPED_ARCHES = tuple(arch.value for arch in Arch)
 CHECKPOINT_SUFFIX = ".pt"
 FP32_SUFFIX = ".onnx"
 INT8_SUFFIX = ".int8.onnx"

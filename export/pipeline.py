@@ -131,7 +131,7 @@ def build_metadata(
             },
         },
         precision=precision,
-        arch=config.arch,
+        arch=config.arch.value,
         min_onnxruntime=format_version(needed),
         extra={
             "net_config": config.to_dict(),
