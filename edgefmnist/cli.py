@@ -20,8 +20,11 @@ from typing import Annotated
 import typer
 from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 runs on click
 
+import edgefmnist
 from edgefmnist import contract, spec
-from edgefmnist.errors import EdgeFmnistError, first_line
+from edgefmnist.contract import Arch
+from edgefmnist.errors import EdgeFmnistError, UsageError, first_line
+from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 app = typer.Typer(
     add_completion=False,
@@ -30,17 +33,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board.",
 )
-
-
-class Arch(str, Enum):
-    mlp = "mlp"
-    cnn = "cnn"
-
-
-class RecipeName(str, Enum):
-    seed = "seed"
-    best = "best"
-    photo = "photo"
 
 
 class Quantize(str, Enum):
@@ -78,6 +70,35 @@ def show_progress(line: str) -> None:
     """A status line on stderr, only for a person at a terminal (like tqdm's bars)."""
     if sys.stderr.isatty():
         typer.echo(f"… {line}", err=True)
+
+
+def warn_if_oversubscribed(threads: int | None) -> None:
+    """A warning line when ``--threads`` exceeds the cores this process may use (it then runs slower)."""
+    from edgefmnist.runtime.predictor import available_cores
+
+    cores = available_cores()
+    if threads is not None and threads > cores:
+        typer.echo(
+            f"edgefmnist: warning: --threads {threads} is more than the {cores} cores available; "
+            "onnxruntime's threads then compete for them and run slower",
+            err=True,
+        )
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgefmnist {edgefmnist.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board."""
 
 
 def need_training_extra() -> None:
@@ -142,8 +163,8 @@ def train(
         RecipeName,
         typer.Option(
             help=(
-                "seed: the Keras tutorial; best: the tuned recipe; photo: best, partly on the dataset "
-                "rendered as photos and preprocessed as infer does."
+                "tutorial: the Keras tutorial's; best: the tuned recipe; photo: best, partly on the dataset "
+                "rendered as photos and preprocessed as infer does (seed: the tutorial's former name)."
             )
         ),
     ] = RecipeName.best,
@@ -164,13 +185,16 @@ def train(
 
     Examples:
 
-      edgefmnist train --arch mlp --recipe seed
+      edgefmnist train --arch mlp --recipe tutorial
 
       edgefmnist train --arch cnn --recipe best --out models/cnn.pt
     """
     need_training_extra()
     from edgefmnist.training_run import run_training
 
+    if recipe in DEPRECATED_NAMES:
+        recipe = DEPRECATED_NAMES[recipe]
+        typer.echo(f"edgefmnist: warning: --recipe seed is deprecated: use --recipe {recipe.value}", err=True)
     report = run_training(
         arch.value, recipe.value, epochs=epochs, patience=patience, seed=seed, data_dir=data_dir, out=out
     )
@@ -336,7 +360,10 @@ def infer(
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if not image and sample is None:
-        raise EdgeFmnistError("nothing to classify: pass --image PATH or --sample START:STOP")
+        raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
+    if image and sample is not None:
+        raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
+    warn_if_oversubscribed(threads)
     predictor = Predictor(model or default_model_path(), threads=threads)
     if sample is not None:
         from edgefmnist.data import load_test_split
@@ -440,13 +467,14 @@ def evaluate(
       edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep
     """
     if model is not None and model_option is not None:
-        raise EdgeFmnistError("give the model once: as MODEL or as --model")
+        raise UsageError("give the model once: as MODEL or as --model")
     model = model or model_option
+    warn_if_oversubscribed(threads)
     if photos is not None:
         evaluate_photos(photos, model, split.value, min_confidence, sweep, plot, threads, json_output)
         return
     if sweep:
-        raise EdgeFmnistError("--sweep needs --photos DIR")
+        raise UsageError("--sweep needs --photos DIR")
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 
@@ -530,7 +558,7 @@ def parse_batches(text: str) -> tuple[int, ...]:
     except ValueError:
         batches = ()
     if not batches or batches[0] < 1:
-        raise EdgeFmnistError(f"--batch {text!r}: expected comma-separated positive integers such as 1,32,256")
+        raise UsageError(f"--batch {text!r}: expected comma-separated positive integers such as 1,32,256")
     return batches
 
 
@@ -574,6 +602,7 @@ def bench(
     from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench, shipped_models, to_json
 
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
+    warn_if_oversubscribed(threads)
     torch_available = importlib.util.find_spec("torch") is not None
     report = run_bench(
         models or shipped_models(torch_available),

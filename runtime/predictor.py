@@ -47,13 +47,17 @@ def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, ba
     )
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """Intra-op threads: the cores available, at most ``contract.MAX_DEFAULT_THREADS``."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_THREADS, available))
+    return max(1, min(MAX_DEFAULT_THREADS, available_cores()))
 
 
 SINGLE_IMAGE_SHAPES = {(IMAGE_SIZE, IMAGE_SIZE), (1, IMAGE_SIZE, IMAGE_SIZE), (1, 1, IMAGE_SIZE, IMAGE_SIZE)}

@@ -70,4 +70,4 @@ def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(shipped_mlp: P
 def test_bench_rejects_bad_batch_sizes() -> None:
     for bad in ("0,1", "1,x", ""):
         result = run("bench", "--batch", bad)
-        assert_one_line_error(result, 1, "--batch")
+        assert_one_line_error(result, 2, "--batch")

@@ -41,7 +41,7 @@ def test_infer_sample_shows_the_true_class(shipped_mlp: Path, fashion) -> None:
     rows = json.loads(result.stdout)
     assert [r["image"] for r in rows] == [f"test[{i}]" for i in range(5)]
     assert [r["true_label"] for r in rows] == [Predictor(shipped_mlp).class_names[k] for k in fashion.test.labels[:5]]
-    assert_one_line_error(run("infer", "--model", str(shipped_mlp), "--sample", "9999:20000"), 1, "--sample")
+    assert_one_line_error(run("infer", "--model", str(shipped_mlp), "--sample", "9999:20000"), 2, "--sample")
 
 
 def test_good_images_are_classified_and_bad_ones_reported(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_bad_models_and_missing_input(shipped_mlp: Path, tmp_path: Path) -> None
     truncated = tmp_path / "cut.onnx"
     truncated.write_bytes(shipped_mlp.read_bytes()[:5000])
     assert_one_line_error(run("infer", "--model", str(truncated), "--sample", "0:1"), 1, str(truncated))
-    assert_one_line_error(run("infer", "--model", str(shipped_mlp)), 1, "nothing to classify")
+    assert_one_line_error(run("infer", "--model", str(shipped_mlp)), 2, "nothing to classify")
 
 
 def test_save_preprocessed(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
