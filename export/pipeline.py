@@ -26,7 +26,7 @@ import onnx
 import onnxruntime
 from edgefmnist.export.onnx_export import export_onnx, finalize_model, opset_of
 from edgefmnist.export.parity import ParityReport, compare_logits
-from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
+from edgefmnist.export.quantize import PRESETS, QuantMode, QuantPreset, quantize_model
 from edgefmnist.export.temperature import set_temperature
 
 import edgefmnist
@@ -189,8 +189,17 @@ def export_checkpoint(
 ) -> list[ExportedModel]:
     """Export fp32 (always) and int8 (``quantize`` = dynamic/static), each calibrated and validated before it lands.
 
-    ``progress`` receives a short line at the start of each stage.
+    ``out`` defaults to the checkpoint's name with ``.onnx``; the int8 model goes beside it as
+    ``NAME.int8.onnx``. ``progress`` receives a short line at the start of each stage.
+
+    Raises :class:`CheckpointError` for an unreadable checkpoint, :class:`DataError` when the
+    data set cannot be found or verified, :class:`ModelError` for an opset outside
+    ``contract.MIN_OPSET``..``MAX_OPSET`` or a graph the ONNX checker rejects, ``ValueError``
+    for an unknown ``quantize``, :class:`ValidationFailed` (exit code 3) when a model fails
+    validation (the file at its path is then left as it was), and :class:`WriteFailed` when
+    the final write fails.
     """
+    mode = None if quantize == "none" else QuantMode.parse(quantize, "quantisation mode")
     checkpoint = load_checkpoint(checkpoint_path)
     checkpoint_sha256 = file_sha256(checkpoint_path)
     out = out or checkpoint_path.with_suffix(".onnx")
@@ -222,14 +231,14 @@ def export_checkpoint(
         calibration = calibration.with_test(fp32_logits, test.labels)
         _finish(tmp, out, checkpoint, checkpoint_sha256, "fp32", report, {CALIBRATION_KEY: calibration.to_metadata()})
     results.append(ExportedModel(out, "fp32", out.stat().st_size, report, calibration))
-    if quantize == "none":
+    if mode is None:
         return results
 
-    preset: QuantPreset = PRESETS[quantize]
+    preset: QuantPreset = PRESETS[mode]
     int8_path = int8_path_for(out)
     with staged(int8_path) as tmp:
         progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
-        quantize_model(out, tmp, preset, dataset.train.images if quantize == "static" else None)
+        quantize_model(out, tmp, preset, dataset.train.images if mode is QuantMode.static else None)
         calibration = calibrate_graph(tmp, dataset.validation)
         int8_logits, int8_probabilities = onnx_outputs(tmp, test.images)
         report = compare_logits(
