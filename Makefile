@@ -10,9 +10,10 @@ TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 MODELS_DIR ?= models
 FUZZ_SECONDS ?= 210
-SHIPPED := $(addprefix $(MODELS_DIR)/,mlp.pt mlp.onnx mlp.int8.onnx cnn.pt cnn.onnx cnn.int8.onnx)
+# The shipped file names come from the contract module (evaluated only by the targets that use them).
+SHIPPED = $(addprefix $(MODELS_DIR)/,$(shell $(BIN)/python -m edgefmnist.contract))
 
-.PHONY: setup test test-fast demo models bench arm64-smoke fuzz clean
+.PHONY: setup lint typecheck test test-fast demo models bench arm64-smoke fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +23,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_INDEX)
 	$(BIN)/pip install --quiet -e '.[train,dev]'
 	touch $@
+
+# ruff (lint and format) and mypy, configured in pyproject.toml; CI runs both before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy on the installed layout (export/, runtime/, models/ mapped into edgefmnist.*): scripts/typecheck.py.
+typecheck: setup
+	$(BIN)/python scripts/typecheck.py
 
 test: setup
 	$(BIN)/pytest
@@ -63,4 +73,4 @@ fuzz: setup
 	EDGEFMNIST_FUZZ_SECONDS=$(FUZZ_SECONDS) EDGEFMNIST_FUZZ_EXAMPLES=1000 $(BIN)/pytest tests/test_fuzz.py -s -q
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

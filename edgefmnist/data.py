@@ -205,10 +205,12 @@ def load_idx_labels(path: Path) -> np.ndarray:
 
 def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
     """Load ``"train"`` or ``"test"`` from ``folder``; with ``verify``, check the SHA-256."""
-    paths = [idx_file(folder, name) for name in SPLIT_FILES[split]]
-    for name, path in zip(SPLIT_FILES[split], paths, strict=False):
+    paths: list[Path] = []
+    for name in SPLIT_FILES[split]:
+        path = idx_file(folder, name)
         if path is None:
             raise DataError(f"{folder / name}(.gz): no such file")
+        paths.append(path)
     images, labels = load_idx_images(paths[0]), load_idx_labels(paths[1])
     if len(images) != len(labels):
         raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")

@@ -17,19 +17,22 @@ import argparse
 import functools
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgefmnist.calibration import expected_calibration_error, softmax
+from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, shipped_names
 from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
-from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, Predictor
+from edgefmnist.runtime.predictor import Predictor
 
 ARCHES = {
     "mlp": "MLP 784-300-100-10 (the tutorial's network)",
     "cnn": "CNN 3x(conv3x3+BN+ReLU+pool) 16-32-64, head 576-64-10",
 }
+assert set(ARCHES) == set(SHIPPED_ARCHES), "a description for each shipped architecture"
 CARD_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*?\| (?P<accuracy>\d+\.\d+) % \|")
 
 
@@ -119,7 +122,7 @@ def calibration_row(path: Path, test: Split) -> str:
     )
 
 
-def calibration_section(folder: Path, names: list[str], test: Split) -> list[str]:
+def calibration_section(folder: Path, names: Sequence[str], test: Split) -> list[str]:
     rows = [
         calibration_row(folder / name, test) for name in names if name.endswith(".onnx") and (folder / name).is_file()
     ]
@@ -139,7 +142,7 @@ def calibration_section(folder: Path, names: list[str], test: Split) -> list[str
 
 
 def render_card(folder: Path, test: Split, bench: dict) -> str:
-    names = [f"{arch}{suffix}" for arch in ARCHES for suffix in (".pt", ".onnx", ".int8.onnx")]
+    names = shipped_names()
     rows = [card_row(folder / name, test, bench) for name in names if (folder / name).is_file()]
     machine, settings = bench["machine"], bench["settings"]
     pick = bench.get("recommendation") or {}

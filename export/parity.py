@@ -2,9 +2,9 @@
 
     edgefmnist verify model.onnx --checkpoint model.pt
 
-fp32 must match its reference to ``atol`` in every logit and agree on every top-1 label;
-int8 may lose at most ``MAX_INT8_ACCURACY_DROP`` points and must agree on
-``MIN_INT8_AGREEMENT`` of the images.
+fp32 must match its reference to ``atol`` (default ``contract.FP32_ATOL``) in every logit and
+agree on every top-1 label; int8 may lose at most ``contract.MAX_INT8_ACCURACY_DROP`` of test
+accuracy and must agree on ``contract.MIN_INT8_AGREEMENT`` of the images.
 
 The ``probabilities`` output is checked too, against ``softmax(logits / T)`` with the model's
 temperature ``T`` (1 for a model exported before temperature scaling): fp32 against the
@@ -15,36 +15,15 @@ largest logit change divided by ``T``) plus float32 rounding; int8 against its *
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
-from edgefmnist.runtime.predictor import Predictor
 
 from edgefmnist.calibration import softmax
-from edgefmnist.data import load_test_split
+from edgefmnist.contract import FP32_ATOL, MAX_INT8_ACCURACY_DROP, MIN_INT8_AGREEMENT
+from edgefmnist.verdict import Verdict
 
-DEFAULT_ATOL = 1e-4
-MAX_INT8_ACCURACY_DROP = 0.005  # 0.5 points
-MIN_INT8_AGREEMENT = 0.99
 SOFTMAX_ROUNDING = 1e-6  # float32 softmax in onnxruntime vs float64 in numpy
-RECORDED_ACCURACY_TOLERANCE = 0.001  # 10 of 10,000 images, for CPUs that round differently
-
-
-class Verdict:
-    """Pass/fail from a list of failures, shared by the check results below."""
-
-    failures: list[str]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
-
-    def verdict(self) -> str:
-        return "PASS" if self.passed else "FAIL: " + "; ".join(self.failures)
 
 
 @dataclass(frozen=True)
@@ -86,7 +65,7 @@ def compare_logits(
     precision: str,
     reference_name: str,
     candidate_name: str,
-    atol: float = DEFAULT_ATOL,
+    atol: float = FP32_ATOL,
     candidate_probabilities: np.ndarray | None = None,
     temperature: float = 1.0,
 ) -> ParityReport:
@@ -142,37 +121,3 @@ def compare_logits(
         None if candidate_probabilities is None else temperature,
         probability_diff,
     )
-
-
-@dataclass(frozen=True)
-class AccuracyCheck(Verdict):
-    """A model's measured test accuracy against the one its metadata records."""
-
-    model: str
-    precision: str
-    images: int
-    measured_accuracy: float
-    recorded_accuracy: float | None
-    failures: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        recorded = "none" if self.recorded_accuracy is None else f"{100 * self.recorded_accuracy:.2f} %"
-        return (
-            f"{self.model} ({self.precision}): test accuracy {100 * self.measured_accuracy:.2f} % on "
-            f"{self.images:,} images, recorded {recorded} — {self.verdict()}"
-        )
-
-
-def check_recorded_accuracy(model_path: Path, data_dir: Path | None = None) -> AccuracyCheck:
-    """Measure test accuracy with the runtime alone (no torch) and compare it with the metadata."""
-    predictor = Predictor(model_path)
-    test = load_test_split(data_dir)
-    measured = float(np.mean(predictor.logits(test.images).argmax(1) == test.labels))
-    recorded = predictor.metadata.extra.get("test_accuracy")
-    failures = []
-    if not isinstance(recorded, (int, float)):
-        recorded = None
-        failures.append("the metadata records no test accuracy")
-    elif abs(measured - recorded) > RECORDED_ACCURACY_TOLERANCE:
-        failures.append(f"measured {100 * measured:.2f} % but the metadata claims {100 * recorded:.2f} %")
-    return AccuracyCheck(str(model_path), predictor.metadata.precision, len(test), measured, recorded, failures)

@@ -19,7 +19,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -181,13 +181,19 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
 
 
 def parse_sample(text: str, size: int) -> range:
-    """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size``."""
+    """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size`` images.
+
+    Raises :class:`UsageError` (exit code 2) for text that is not ``START:STOP`` or ``INDEX``,
+    an empty range, or indices outside ``0:size``.
+    """
     try:
         start, colon, stop = text.partition(":")
         first = int(start) if start else 0
         last = (int(stop) if stop else size) if colon else first + 1
     except ValueError:
-        raise EdgeFmnistError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
+        raise UsageError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
+    if first >= last:
+        raise UsageError(f"--sample {text}: START must be below STOP (0:5 is the first five images)")
     if not 0 <= first < last <= size:
-        raise EdgeFmnistError(f"--sample {text}: indices must lie within 0:{size}")
+        raise UsageError(f"--sample {text}: the test set has {size:,} images, so indices must lie within 0:{size}")
     return range(first, last)

@@ -24,10 +24,16 @@ import onnxruntime
 from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 
 from edgefmnist import spec
+from edgefmnist.contract import (
+    DEFAULT_MODEL_NAME,
+    INPUT_NAME,
+    MAX_DEFAULT_THREADS,
+    OUTPUT_NAMES,
+    PRETRAINED_PACKAGE,
+    to_model_input,
+)
 from edgefmnist.errors import ModelError, first_line
 
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("logits", "probabilities")
 IMAGE_SIZE = spec.IMAGE_SIZE
 
 
@@ -41,13 +47,17 @@ def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, ba
     )
 
 
-def default_threads() -> int:
-    """Intra-op threads: the cores available, at most 4 (a Raspberry Pi 4 or 5)."""
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
     try:
-        available = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        available = os.cpu_count() or 1
-    return max(1, min(4, available))
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Intra-op threads: the cores available, at most ``contract.MAX_DEFAULT_THREADS``."""
+    return max(1, min(MAX_DEFAULT_THREADS, available_cores()))
 
 
 SINGLE_IMAGE_SHAPES = {(IMAGE_SIZE, IMAGE_SIZE), (1, IMAGE_SIZE, IMAGE_SIZE), (1, 1, IMAGE_SIZE, IMAGE_SIZE)}
@@ -81,7 +91,7 @@ def bound_run(session: onnxruntime.InferenceSession, binding: onnxruntime.IOBind
     wrapper's per-call checks); else the public ``run_with_iobinding``.
     """
     compiled, compiled_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
-    if hasattr(compiled, "run_with_iobinding") and compiled_binding is not None:
+    if compiled is not None and hasattr(compiled, "run_with_iobinding") and compiled_binding is not None:
         return lambda: compiled.run_with_iobinding(compiled_binding, None)
     return lambda: session.run_with_iobinding(binding)
 
@@ -90,6 +100,14 @@ class Predictor:
     """Classify 28x28 images with an exported edgefmnist ONNX model."""
 
     def __init__(self, model_path: Path | str, threads: int | None = None) -> None:
+        """Load the model at ``model_path`` into one onnxruntime session with ``threads`` intra-op
+        threads (default :func:`default_threads`).
+
+        Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
+        then the graph's signature: one float32 input ``[N, 1, 28, 28]`` and the contract's two
+        outputs of one score per class. Raises :class:`ModelError` for a missing, corrupt or
+        foreign model, one that needs a newer onnxruntime, or one onnxruntime cannot load.
+        """
         self.path = Path(model_path)
         self.metadata: ModelMetadata = read_metadata(self.path)
         self.metadata.check_runtime(self.path)
@@ -126,17 +144,7 @@ class Predictor:
                 f"expected {spec.NUM_CLASSES}"
             )
 
-    @staticmethod
-    def as_input(images: np.ndarray) -> np.ndarray:
-        """uint8 or float images ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> float32 NCHW."""
-        images = np.asarray(images)
-        if images.ndim == 2:
-            images = images[None]
-        if images.ndim == 3:
-            images = images[:, None]
-        if images.ndim != 4 or images.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"expected images of shape [N, 28, 28], got {list(images.shape)}")
-        return np.ascontiguousarray(images, dtype=np.float32)
+    as_input = staticmethod(to_model_input)
 
     def _single_image_binding(self) -> SingleImageBinding:
         binding = getattr(self._per_thread, "binding", None)
@@ -173,14 +181,11 @@ class Predictor:
         return self.run(images)[1]
 
 
-DEFAULT_MODEL_NAME = "cnn.onnx"
-
-
 def default_model_path() -> Path:
     """The shipped default model inside the installed package (``edgefmnist.pretrained``)."""
     from importlib.resources import files
 
-    candidate = Path(str(files("edgefmnist.pretrained") / DEFAULT_MODEL_NAME))
+    candidate = Path(str(files(PRETRAINED_PACKAGE) / DEFAULT_MODEL_NAME))
     if not candidate.is_file():
         raise ModelError(f"no shipped model {DEFAULT_MODEL_NAME} in edgefmnist.pretrained; pass --model PATH.onnx")
     return candidate

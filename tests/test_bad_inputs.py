@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import idx_bytes
 from edgefmnist.runtime.predictor import default_model_path
+from helpers import encoded, idx_bytes, run
 from onnx import TensorProto, helper
 from PIL import Image
-from test_cli import run
 
 from edgefmnist import spec
 
@@ -199,6 +198,8 @@ def test_bad_model_is_refused(case: str, tmp_path: Path, good_png: Path) -> None
 
 
 class RunsCode:
+    marker = Path("/nonexistent")  # set by each test: a file the payload would create
+
     def __reduce__(self):
         return os.system, (f"touch {RunsCode.marker}",)
 
@@ -246,12 +247,6 @@ def test_bad_checkpoint_is_refused(case: str, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- images
-
-
-def encoded(image: Image.Image, form: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, form, **options)
-    return buffer.getvalue()
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -373,7 +368,7 @@ def gzip_bomb() -> bytes:
     return b"".join(chunks) + stream.flush()
 
 
-DATA_CASES = {
+DATA_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "wrong magic": (dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x12345678)), "images", "bad IDX magic"),
     "too many dimensions": (
         dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x00000804, dims=(3, 28, 28, 1))),

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.infer import Classified, is_unsure
 from edgefmnist.runtime.photo_eval import PhotoSetError, folder_class, load_photo_set, photo_split, select_split
+from helpers import TORCH_FREE, assert_one_line_error, run
 from PIL import Image
-from test_cli import assert_one_line_error, run
-from test_infer import TORCH_FREE
 
 from edgefmnist import spec
 

@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from edgefmnist.runtime.metadata import SCHEMA_VERSION, parse_version, read_metadata
-from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, default_model_path
+from edgefmnist.runtime.metadata import SCHEMA_VERSION, read_metadata
+from edgefmnist.runtime.predictor import default_model_path
 
+from edgefmnist.contract import CHECKPOINT_SUFFIX, DEFAULT_MODEL_NAME, parse_version, shipped_names
 from edgefmnist.model_card import measured_accuracy, read_card_accuracies
 
 SHIPPED = default_model_path().parent
-ONNX_MODELS = ("mlp.onnx", "mlp.int8.onnx", "cnn.onnx", "cnn.int8.onnx")
-CHECKPOINTS = ("mlp.pt", "cnn.pt")
+ONNX_MODELS = shipped_names(checkpoints=False)
+CHECKPOINTS = tuple(name for name in shipped_names() if name.endswith(CHECKPOINT_SUFFIX))
 SAME_IMAGES = 2e-4  # two of 10,000 test images: room for a CPU that rounds a borderline case differently
 
 
