@@ -12,7 +12,7 @@ MODELS_DIR ?= models
 FUZZ_SECONDS ?= 210
 SHIPPED := $(addprefix $(MODELS_DIR)/,mlp.pt mlp.onnx mlp.int8.onnx cnn.pt cnn.onnx cnn.int8.onnx)
 
-.PHONY: setup test test-fast demo models bench arm64-smoke fuzz clean
+.PHONY: setup test test-fast demo models bench arm64-smoke fuzz serve load-test clean
 
 setup: $(VENV)/.installed
 
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_INDEX)
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
 	touch $@
 
 test: setup
@@ -61,6 +61,11 @@ arm64-smoke: setup
 # FUZZ_SECONDS each (3 x 210 s: over ten minutes); prints how many inputs each target took.
 fuzz: setup
 	EDGEFMNIST_FUZZ_SECONDS=$(FUZZ_SECONDS) EDGEFMNIST_FUZZ_EXAMPLES=1000 $(BIN)/pytest tests/test_fuzz.py -s -q
+
+# The classification service on the shipped model, on localhost (see the README's "Service" section).
+SERVE_ARGS ?=
+serve: setup
+	$(BIN)/edgefmnist serve $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
