@@ -40,6 +40,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError, first_line
@@ -289,12 +290,20 @@ def png_data_url(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+async def read_body(request: Request) -> bytes:
+    """The whole request body; a client that hangs up before sending it all gets a 400 it will not read."""
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise ServiceError(400, "the client disconnected before the body was complete") from None
+
+
 async def read_pictures(request: Request, max_files: int, batch: bool) -> list[tuple[str, bytes]]:
     """The uploaded pictures as ``(name, bytes)``: a raw ``image/*`` body, or multipart ``file`` fields."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type == "multipart/form-data":
-        body = await request.body()
+        body = await read_body(request)
         try:
             files_ = parse_multipart(body, content_type, "file")
         except MultipartError as exc:
@@ -312,7 +321,7 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
         raise ServiceError(
             415, f"unsupported Content-Type {media_type or 'none'!r}: send image/* or multipart/form-data ('file')"
         )
-    body = await request.body()
+    body = await read_body(request)
     if not body:
         raise ServiceError(400, "empty body: send the picture's bytes")
     return [("upload", body)]
