@@ -281,3 +281,23 @@ def test_sigterm_during_load_answers_every_accepted_request_and_exits_0():
     assert kinds.count("ok") == answered  # the server answered exactly what the clients received
     assert any(outcome == "ok" and at > sigterm_at for outcome, at in outcomes)  # in flight at SIGTERM, finished
     assert kinds.count("refused") == 8
+
+
+@pytest.mark.slow
+def test_labels_through_the_server_equal_infer_json_on_1000_test_images_and_photos(fashion, tmp_path: Path):
+    paths = []
+    for i in range(1000):
+        paths.append(tmp_path / f"test-{i:04d}.png")
+        Image.fromarray(fashion.test.images[i]).save(paths[-1])
+    paths += [sorted(folder.glob("*.jpg"))[0] for folder in sorted(PHOTOS.iterdir()) if folder.is_dir()]
+    expected = infer_json([tmp_path, *paths[1000:]])
+    assert [Path(row["image"]).name for row in expected] == [p.name for p in paths]
+    target = ServerProcess()
+    try:
+        for path, want in zip(paths, expected, strict=True):
+            got = target.post_files([(path.name, path.read_bytes())]).json()
+            assert {key: got.get(key) for key in (*RESULT_KEYS, "warning")} == {
+                key: want.get(key) for key in (*RESULT_KEYS, "warning")
+            }, path
+    finally:
+        assert target.stop()[0] == 0
