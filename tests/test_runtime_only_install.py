@@ -48,3 +48,6 @@ def test_infer_and_evaluate_in_a_venv_without_torch(
     assert json.loads(evaluate.stdout)["accuracy"] > 0.8
     export = subprocess.run([cli, "export", "x.pt"], capture_output=True, text=True, cwd=tmp_path)
     assert export.returncode != 0 and "Traceback" not in export.stderr
+    serve = subprocess.run([cli, "serve", "--port", "0"], capture_output=True, text=True, timeout=120)
+    assert serve.returncode == 1 and serve.stderr.count("\n") == 1, serve.stderr
+    assert "pip install 'edgefmnist[serve]'" in serve.stderr

@@ -301,3 +301,28 @@ def test_labels_through_the_server_equal_infer_json_on_1000_test_images_and_phot
             }, path
     finally:
         assert target.stop()[0] == 0
+
+
+def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", "serve", "--port", str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"edgefmnist: error: cannot listen on 127.0.0.1:{server.port}")
+
+
+def test_listening_on_the_network_without_a_token_warns() -> None:
+    exposed = ServerProcess("--host", "0.0.0.0")
+    try:
+        assert "without --token" in exposed.first_lines[0]
+        assert exposed.request("GET", "/healthz").status == 200
+    finally:
+        assert exposed.stop()[0] == 0
+    quiet = ServerProcess()
+    try:
+        assert quiet.first_lines == [quiet.first_lines[0]] and "warning" not in quiet.first_lines[0]
+    finally:
+        assert quiet.stop()[0] == 0
