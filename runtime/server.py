@@ -25,7 +25,7 @@ from edgefmnist.runtime.serve import ServeSettings, create_app
 
 from edgefmnist.errors import EdgeFmnistError
 
-SHUTDOWN_SECONDS = 60.0  # the longest a graceful stop waits for requests still being answered
+SHUTDOWN_SECONDS = 60  # the longest a graceful stop waits for requests still being answered
 
 
 def is_loopback(host: str) -> bool:

@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 WRK_SCRIPT = """
 local bodies, count, offset, statuses = {}, 0, 0, {}
@@ -117,7 +118,7 @@ def current_rss_mib(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def run_wrk(url: str, clients: int, seconds: int, script: Path, folder: Path, images: int) -> dict[str, float]:
+def run_wrk(url: str, clients: int, seconds: int, script: Path, folder: Path, images: int) -> dict[str, Any]:
     threads = min(2, clients)
     command = [
         "wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s",
@@ -130,7 +131,7 @@ def run_wrk(url: str, clients: int, seconds: int, script: Path, folder: Path, im
     return result
 
 
-def run_processes(paths: list[Path], clients: int, seconds: float, model: str | None) -> dict[str, float]:
+def run_processes(paths: list[Path], clients: int, seconds: float, model: str | None) -> dict[str, Any]:
     """``clients`` loops, each running ``edgefmnist infer --image X --json`` processes back to back."""
     deadline = time.monotonic() + seconds
     done = [0] * clients
@@ -182,7 +183,7 @@ def main() -> None:
         script.write_text(WRK_SCRIPT)
         server, url = start_server(args.model)
         try:
-            report: dict[str, object] = {
+            report: dict[str, Any] = {
                 "idle_rss_mib": current_rss_mib(server.pid),
                 "load_average_before": os.getloadavg(),
             }
