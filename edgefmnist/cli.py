@@ -587,6 +587,9 @@ def serve(
         typer.Option(envvar="EDGEFMNIST_TOKEN", help="Require 'Authorization: Bearer TOKEN' on /v1/* and /metrics."),
     ] = None,
     max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0.001, help="Request body limit, MiB.")] = 20.0,
+    upload_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a client has to send its whole request body (else 408).")
+    ] = 30.0,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes per result.")] = 3,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
 ) -> None:
@@ -617,6 +620,7 @@ def serve(
         threads=workers,
         queue=queue,
         max_body=round(max_body_mb * 1024 * 1024),
+        upload_seconds=upload_timeout,
         token=token or None,
         top_k=top_k,
         min_confidence=min_confidence,

@@ -227,6 +227,27 @@ def test_a_client_sending_one_byte_a_second_does_not_block_others(server: Server
         slow.close()
 
 
+def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_pngs: list[bytes]):
+    small = ServerProcess("--threads", "1", "--queue", "0", "--upload-timeout", "1")
+    try:
+        slow = open_slow_upload(small, 1000)
+        slow.settimeout(10)
+        start = time.perf_counter()
+        answer = slow.recv(4096).decode()
+        assert 0.9 < time.perf_counter() - start < 5
+        while chunk := slow.recv(4096):  # the server closes the connection after the answer
+            answer += chunk.decode()
+        assert answer.startswith("HTTP/1.1 408") and '{"error":"upload not complete after 1 s"}' in answer
+        slow.close()
+        assert small.post_image(test_pngs[0]).status == 200
+    finally:
+        assert small.stop()[0] == 0
+
+
+def test_too_many_files_in_a_batch_is_413(server: ServerProcess, test_pngs: list[bytes]):
+    assert_error(server.post_files([("a.png", test_pngs[0])] * 65, "/v1/classify/batch"), 413, "65 files", "64")
+
+
 def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]):
     small = ServerProcess("--threads", "1", "--queue", "0")
     try:
