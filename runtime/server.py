@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 import uvicorn
 from edgefmnist.runtime.predictor import Predictor
@@ -58,16 +59,26 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server whose SIGTERM/SIGINT start the graceful stop and are not re-raised after it."""
+    """uvicorn's server whose SIGTERM/SIGINT start the graceful stop and are not re-raised after it.
+
+    The handlers are installed by :func:`stop_signals` before the address is announced, so a
+    signal that arrives while uvicorn starts up still stops it gracefully.
+    """
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
+        yield
+
+
+@contextlib.contextmanager
+def stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` for SIGTERM and SIGINT inside the block; the previous handlers after it."""
+    original = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, previous in original.items():
+            signal.signal(sig, previous)
 
 
 def serve(
@@ -96,12 +107,13 @@ def serve(
     )
     server = GracefulServer(config)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    say(
-        f"edgefmnist: serving {predictor.path.name} on http://{shown}:{bound_port} "
-        f"({settings.threads} workers, queue {settings.queue})"
-    )
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        with stop_signals(server.handle_exit):
+            say(
+                f"edgefmnist: serving {predictor.path.name} on http://{shown}:{bound_port} "
+                f"({settings.threads} workers, queue {settings.queue})"
+            )
+            asyncio.run(server.serve(sockets=[sock]))
     finally:
         sock.close()
     say(f"edgefmnist: stopped after answering {metrics.answered} requests")

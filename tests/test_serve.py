@@ -347,3 +347,9 @@ def test_listening_on_the_network_without_a_token_warns() -> None:
         assert quiet.first_lines == [quiet.first_lines[0]] and "warning" not in quiet.first_lines[0]
     finally:
         assert quiet.stop()[0] == 0
+
+
+def test_sigterm_as_soon_as_the_address_is_announced_exits_0() -> None:
+    for _ in range(2):
+        code, err = ServerProcess().stop()
+        assert code == 0 and "stopped after answering 0 requests" in err, err
