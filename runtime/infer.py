@@ -11,16 +11,15 @@ answer for pictures outside what Fashion-MNIST covers. Unsure is an answer, not 
 from __future__ import annotations
 
 import glob
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from edgefmnist.runtime.predictor import Predictor
-from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
+from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError, first_line
+from edgefmnist.errors import EdgeFmnistError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -143,25 +142,6 @@ def classify_arrays(
     return results
 
 
-def preprocess_noting_emptiness(path: Path) -> tuple[np.ndarray, str]:
-    """``preprocess_file(path)`` and its :class:`NothingFound` message ("" when an object was found).
-
-    Returns uint8 ``[28, 28]`` and the message; raises :class:`EdgeFmnistError` for an unreadable
-    file, and for any other failure of preprocessing, so that one picture never stops a batch.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", NothingFound)
-        try:
-            pixels = preprocess_file(path)
-        except EdgeFmnistError:
-            raise
-        except Exception as exc:  # a decoder or OpenCV failure on one odd picture
-            raise EdgeFmnistError(
-                f"{path}: cannot preprocess this picture ({type(exc).__name__}: {first_line(exc)})"
-            ) from None
-    return pixels, next((str(w.message) for w in caught if issubclass(w.category, NothingFound)), "")
-
-
 def classify_files(
     predictor: Predictor,
     paths: list[Path],
@@ -173,13 +153,15 @@ def classify_files(
     results: list[Classified] = []
     for path in paths:
         try:
-            pixels, reason = preprocess_noting_emptiness(path)
+            picture = preprocess(path)
         except EdgeFmnistError as exc:
             results.append(Classified(str(path), error=str(exc)))
             continue
-        result = classify_arrays(predictor, pixels[None], [str(path)], k, min_confidence, [reason])[0]
+        result = classify_arrays(
+            predictor, picture.pixels[None], [str(path)], k, min_confidence, [picture.nothing_found]
+        )[0]
         if save_preprocessed is not None:
-            save_png(preprocessed_path(save_preprocessed, path, len(paths)), pixels)
+            save_png(preprocessed_path(save_preprocessed, path, len(paths)), picture.pixels)
         results.append(result)
     return results
 

@@ -14,6 +14,7 @@ own limits and without touching Pillow's process-wide ``Image.MAX_IMAGE_PIXELS``
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from pathlib import Path
@@ -32,6 +33,7 @@ JPEG_FORMATS = ("JPEG", "MPO")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("LA", "La", "RGBA", "RGBa", "PA")
 RESAMPLE = Image.Resampling.LANCZOS
+PictureSource = Path | str | bytes  # a file path, or a picture's encoded bytes
 REDUCING_GAP = 3.0  # integer pre-reduction leaves at least 3x for Lanczos: indistinguishable from a full resample
 
 
@@ -39,8 +41,11 @@ class ImageError(EdgeFmnistError):
     """An image file cannot be read or decoded, or is refused as too large."""
 
 
-def load_picture(path: Path, max_side: int = WORK_SIDE) -> Image.Image:
-    """Load the first frame of ``path``: EXIF-rotated, transparency on white, longest side <= ``max_side``.
+def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | None = None) -> Image.Image:
+    """Load the first frame of a picture: EXIF-rotated, transparency on white, longest side <= ``max_side``.
+
+    ``source`` is a file path, or the picture's encoded bytes (an upload, standard input);
+    ``name`` labels it in error messages (default: the path, or ``"<bytes>"``).
 
     Returns a new image of mode ``RGB`` (colour sources) or ``L`` (grayscale sources: L, 1, LA,
     16-bit, float, a gray palette). A picture whose longest side is already <= ``max_side`` keeps
@@ -57,24 +62,28 @@ def load_picture(path: Path, max_side: int = WORK_SIDE) -> Image.Image:
     ``Image.open`` dispatches to them, minus its global check: no state is read or written
     that another thread could change, and every refusal is decided by this function alone.
 
-    Raises ``ImageError`` (one line starting with ``"{path}: "``) for a missing file, a folder,
+    Raises ``ImageError`` (one line starting with ``"{name}: "``) for a missing file, a folder,
     an unreadable file, a non-image, a refused size, a corrupt or truncated image, or any other
     decoder failure; ``ValueError`` if ``max_side`` < 1.
     """
     if max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side}")
-    path = Path(path)
-    try:
-        fp = open(path, "rb")  # closed below, after the plugins have read from it
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, expected an image") from None
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+    if isinstance(source, bytes | bytearray | memoryview):
+        path = name or "<bytes>"
+        fp: IO[bytes] = io.BytesIO(source)
+    else:
+        path = name or os.fspath(source)
+        try:
+            fp = open(source, "rb")  # closed below, after the plugins have read from it
+        except FileNotFoundError:
+            raise ImageError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise ImageError(f"{path}: is a directory, expected an image") from None
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
     try:
         with fp:
-            image = open_header(fp, os.fspath(path))
+            image = open_header(fp, path)
             try:
                 return decode_reduced(image, path, max_side)
             finally:
@@ -118,7 +127,7 @@ def open_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
     raise UnidentifiedImageError(f"cannot identify image file {filename!r}")
 
 
-def decode_reduced(image: ImageFile.ImageFile, path: Path, max_side: int) -> Image.Image:
+def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Image.Image:
     """Check the header size, decode (a JPEG at reduced scale), rotate, flatten and shrink ``image``."""
     is_jpeg = image.format in JPEG_FORMATS
     refuse_if_larger(path, image.size, MAX_JPEG_PIXELS if is_jpeg else MAX_PIXELS)
@@ -138,7 +147,7 @@ def decode_reduced(image: ImageFile.ImageFile, path: Path, max_side: int) -> Ima
     return picture
 
 
-def refuse_if_larger(path: Path, size: tuple[int, int], limit: int) -> None:
+def refuse_if_larger(path: str, size: tuple[int, int], limit: int) -> None:
     """Raise ``ImageError`` if a ``(width, height)`` in pixels holds more than ``limit`` pixels."""
     width, height = size
     if width * height > limit:

@@ -189,15 +189,17 @@ def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
     from edgefmnist.runtime import infer
 
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "good.png")
-    (tmp_path / "odd.png").write_bytes(b"")
-    real = infer.preprocess_file
+    Image.new("L", (5, 5), 128).save(tmp_path / "odd.png")
+    from edgefmnist.runtime import preprocess
 
-    def failing_on_odd(path: Path) -> np.ndarray:
-        if Path(path).name == "odd.png":
+    real = preprocess.dataset_form
+
+    def failing_on_odd(image):
+        if image.size == (5, 5):
             raise RuntimeError("an unexpected failure\nwith a second line")
-        return real(path)
+        return real(image)
 
-    monkeypatch.setattr(infer, "preprocess_file", failing_on_odd)
+    monkeypatch.setattr(preprocess, "dataset_form", failing_on_odd)
     results = infer.classify_files(Predictor(exported_mlp), [tmp_path / "odd.png", tmp_path / "good.png"])
     assert (
         results[0].error
