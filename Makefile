@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 210
 # The shipped file names come from the contract module (evaluated only by the targets that use them).
 SHIPPED = $(addprefix $(MODELS_DIR)/,$(shell $(BIN)/python -m edgefmnist.contract))
 
-.PHONY: setup lint typecheck test test-fast demo models bench arm64-smoke fuzz clean
+.PHONY: setup lint typecheck test test-fast demo models bench arm64-smoke fuzz serve load-test clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_INDEX)
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
 	touch $@
 
 # ruff (lint and format) and mypy, configured in pyproject.toml; CI runs both before the tests.
@@ -71,6 +71,11 @@ arm64-smoke: setup
 # FUZZ_SECONDS each (3 x 210 s: over ten minutes); prints how many inputs each target took.
 fuzz: setup
 	EDGEFMNIST_FUZZ_SECONDS=$(FUZZ_SECONDS) EDGEFMNIST_FUZZ_EXAMPLES=1000 $(BIN)/pytest tests/test_fuzz.py -s -q
+
+# The classification service on the shipped model, on localhost (see the README's "Service" section).
+SERVE_ARGS ?=
+serve: setup
+	$(BIN)/edgefmnist serve $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -614,6 +614,65 @@ def bench(
     typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))
 
 
+@app.command()
+def serve(
+    model: Annotated[
+        Path | None, typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the service on the network.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Worker threads classifying in parallel [default: cores, at most 4].")
+    ] = None,
+    queue: Annotated[int, typer.Option(min=0, help="Requests admitted beyond busy workers; then 503.")] = 32,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="EDGEFMNIST_TOKEN", help="Require 'Authorization: Bearer TOKEN' on /v1/* and /metrics."),
+    ] = None,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0.001, help="Request body limit, MiB.")] = 20.0,
+    upload_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a client has to send its whole request body (else 408).")
+    ] = 30.0,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes per result.")] = 3,
+    min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
+) -> None:
+    """Serve the model over HTTP: a JSON API, Prometheus metrics and a page for a phone at /.
+
+    Needs the serve extra: pip install 'edgefmnist[serve]'. Stops on SIGTERM or Ctrl-C after
+    answering every request already received (exit 0).
+
+    Examples:
+
+      edgefmnist serve
+
+      edgefmnist serve --host 0.0.0.0 --token "$(cat ~/.edgefmnist-token)"
+
+      curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
+    """
+    try:
+        from edgefmnist.runtime.serve import ServeSettings
+        from edgefmnist.runtime.server import serve as run_server
+    except ImportError as exc:
+        raise EdgeFmnistError(
+            f"serve needs the serve extra ({exc.name} is missing): pip install 'edgefmnist[serve]'"
+        ) from None
+    from edgefmnist.runtime.predictor import Predictor, default_model_path, default_threads
+
+    workers = threads or default_threads()
+    settings = ServeSettings(
+        threads=workers,
+        queue=queue,
+        max_body=round(max_body_mb * 1024 * 1024),
+        upload_seconds=upload_timeout,
+        token=token or None,
+        top_k=top_k,
+        min_confidence=min_confidence,
+    )
+    run_server(Predictor(model or default_model_path(), threads=1), settings, host, port)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit."""
     try:

@@ -53,3 +53,6 @@ def test_infer_and_evaluate_in_a_venv_without_torch(
         assert (
             refused.stderr.strip() == "edgefmnist: error: this command needs PyTorch: pip install 'edgefmnist[train]'"
         )
+    serve = subprocess.run([cli, "serve", "--port", "0"], capture_output=True, text=True, timeout=120)
+    assert serve.returncode == 1 and serve.stderr.count("\n") == 1, serve.stderr
+    assert "pip install 'edgefmnist[serve]'" in serve.stderr
