@@ -117,9 +117,15 @@ def data(
         typer.Option(
             "--download",
             help=(
-                "Download into the cache (~/.cache/edgefmnist) even if found elsewhere; "
+                "Download into the cache (~/.cache/edgefmnist) unless the data is already found; "
                 "$EDGEFMNIST_MIRROR overrides the address."
             ),
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Download again into the cache, replacing the files there (implies --download)."
         ),
     ] = False,
     json_output: JsonOption = False,
@@ -132,14 +138,18 @@ def data(
 
       edgefmnist data --download --json
     """
-    from edgefmnist.data import default_cache_dir, download_data, load_fashion_mnist
+    from edgefmnist.data import already_present, default_cache_dir, download_data, load_fashion_mnist
 
-    if download:
-        data_dir = download_data(default_cache_dir())
+    download = download or replace
+    present = already_present(data_dir) if download and not replace else None
+    downloaded = download and present is None
+    if downloaded:
+        data_dir = download_data(default_cache_dir(), replace=replace)
     dataset = load_fashion_mnist(data_dir)
     report = {
         "folder": str(dataset.source.folder),
         "origin": dataset.source.origin,
+        "downloaded": downloaded,
         "verified": True,
         "train": len(dataset.train),
         "validation": len(dataset.validation),
@@ -149,6 +159,8 @@ def data(
     if json_output:
         print_json(report)
         return
+    if present is not None:
+        typer.echo("Already present, nothing downloaded (--replace downloads it again into the cache).")
     typer.echo(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
     typer.echo(
         f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images)"
@@ -315,7 +327,10 @@ def verify(
 def infer(
     image: Annotated[
         list[str] | None,
-        typer.Option("--image", help="A picture, a folder of pictures, or a glob pattern (repeatable)."),
+        typer.Option(
+            "--image",
+            help="A picture, a folder of pictures, a glob pattern, or - for a picture on standard input (repeatable).",
+        ),
     ] = None,
     sample: Annotated[
         str | None, typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")
@@ -333,7 +348,13 @@ def infer(
         ),
     ] = None,
     save_preprocessed: Annotated[
-        Path | None, typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")
+        str | None,
+        typer.Option(
+            help=(
+                "Save the 28x28 image the model sees: a file for one picture; a folder when it ends with /, "
+                "exists as a folder, or several pictures are given (names never collide)."
+            )
+        ),
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     data_dir: DataDirOption = None,
@@ -352,11 +373,13 @@ def infer(
 
       edgefmnist infer --image 'photos/*.jpg' --top-k 2 --json
 
+      rpicam-still -o - | edgefmnist infer --image -
+
       edgefmnist infer --image hat.jpg --min-confidence 0.7
 
       edgefmnist infer --sample 0:5 --model runs/mlp.onnx
     """
-    from edgefmnist.runtime.infer import classify_arrays, classify_files, expand_images, parse_sample
+    from edgefmnist.runtime.infer import classify_arrays, classify_files, find_pictures, parse_sample
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if not image and sample is None:
@@ -376,7 +399,13 @@ def infer(
         for result, i in zip(results, picked, strict=False):
             result.true_label = predictor.class_names[test.labels[i]]
     else:
-        results = classify_files(predictor, expand_images(image or []), top_k, save_preprocessed, min_confidence)
+        pictures = find_pictures(image or [])
+        for path in pictures.skipped:
+            typer.echo(
+                f"edgefmnist: warning: {path}: skipped, not a picture format ({path.suffix or 'no extension'})",
+                err=True,
+            )
+        results = classify_files(predictor, pictures.paths, top_k, save_preprocessed, min_confidence)
     if json_output:
         print_json([r.to_dict() for r in results])
     else:

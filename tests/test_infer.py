@@ -199,3 +199,148 @@ def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
         == f"{tmp_path / 'odd.png'}: cannot preprocess this picture (RuntimeError: an unexpected failure)"
     )
     assert results[1].label == "Ankle boot" and not results[1].error
+
+
+# --- folders, globs and --save-preprocessed -----------------------------------------------------
+
+SHIPPED_MLP = Path(__file__).parents[1] / "models" / "mlp.onnx"
+
+
+def test_folder_extensions_are_exactly_those_pillow_and_the_heif_plugin_open(tmp_path: Path) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+    from edgefmnist.runtime.picture_formats import picture_extensions, register_heif_plugin
+    from PIL import Image, ImageFile
+
+    def is_stub(factory: object) -> bool:
+        return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+
+    assert register_heif_plugin() is not None  # pi-heif is part of the base install
+    Image.init()
+    opened = {
+        ext
+        for ext, fmt in Image.registered_extensions().items()
+        if fmt in Image.OPEN and not is_stub(Image.OPEN[fmt][0])
+    }
+    assert picture_extensions() == opened
+    assert {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".avif", ".heic", ".heif", ".tif"} <= opened
+    saved_only_or_stub = {ext for ext in Image.registered_extensions() if ext not in opened}  # .pdf, .h5, .grib, ...
+    assert {".pdf", ".h5"} <= saved_only_or_stub
+    names = [f"x{ext}" for ext in sorted(opened)] + [f"y{ext}" for ext in sorted(saved_only_or_stub)]
+    names += ["notes.txt", "README", "X.HEIC"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    found = find_pictures([str(tmp_path)])
+    kept = {p.name for p in found.paths}
+    assert kept == {f"x{ext}" for ext in opened} | {"X.HEIC"}
+    assert {p.name for p in found.skipped} == set(names) - kept
+    globbed = find_pictures([str(tmp_path / "*")])
+    assert globbed == found  # a folder and a glob treat every file alike
+
+
+def picture_folder(tmp_path: Path, fashion) -> Path:
+    """Test image 1 (a pullover) as AVIF, JFIF, JPE and HEIC, beside a text file."""
+    import pillow_heif
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = Image.fromarray(fashion.test.images[1])
+    image.save(folder / "a.avif", quality=100)
+    image.save(folder / "b.jfif", format="JPEG", quality=100)
+    image.save(folder / "c.jpe", format="JPEG", quality=100)
+    pillow_heif.from_pillow(image.convert("RGB")).save(folder / "d.heic", quality=-1)  # lossless
+    (folder / "notes.txt").write_text("where these came from\n")
+    return folder
+
+
+def test_a_folder_classifies_every_photo_format_and_reports_what_it_skips(tmp_path: Path, fashion) -> None:
+    folder = picture_folder(tmp_path, fashion)
+    by_folder = run("infer", "--model", str(SHIPPED_MLP), "--image", str(folder), "--json")
+    assert by_folder.returncode == 0, by_folder.stderr
+    results = json.loads(by_folder.stdout)
+    assert [Path(r["image"]).name for r in results] == ["a.avif", "b.jfif", "c.jpe", "d.heic"]
+    assert {r["label"] for r in results} == {"Pullover"}
+    assert by_folder.stderr.strip().splitlines() == [
+        f"edgefmnist: warning: {folder / 'notes.txt'}: skipped, not a picture format (.txt)"
+    ]
+    by_glob = run("infer", "--model", str(SHIPPED_MLP), "--image", str(folder / "*"), "--json")
+    assert (by_glob.returncode, by_glob.stdout, by_glob.stderr) == (0, by_folder.stdout, by_folder.stderr)
+
+
+def test_preprocessed_paths_never_collide(tmp_path: Path) -> None:
+    from edgefmnist.runtime.infer import preprocessed_paths
+
+    out = tmp_path / "seen"
+    sources = [tmp_path / p for p in ("a/shirt.jpg", "b/shirt.jpg", "a/coat.jpg", "a/coat.png", "a/coat.jpg.jpg")]
+    targets = preprocessed_paths(str(out), sources)
+    relative = [str(t.relative_to(out)) for t in targets]
+    assert relative == ["a/shirt.png", "b/shirt.png", "a/coat.jpg.png", "a/coat.png.png", "a/coat.jpg.jpg.png"]
+    many = [tmp_path / f"class{i % 10}" / f"{i // 10}.jpg" for i in range(150)]  # 150 photos, 15 names
+    assert len(set(preprocessed_paths(str(out), many))) == 150
+    assert preprocessed_paths(str(out), [tmp_path / "x" / "one.jpg"]) == [out]  # one picture: a file
+    assert preprocessed_paths(f"{out}/", [tmp_path / "x" / "one.jpg"]) == [out / "one.png"]  # ends with /: a folder
+    out.mkdir()
+    assert preprocessed_paths(str(out), [tmp_path / "x" / "one.jpg"]) == [out / "one.png"]  # an existing folder
+    assert preprocessed_paths(str(out), [Path("-")]) == [out / "stdin.png"]
+
+
+def test_save_preprocessed_into_a_folder_through_the_cli(tmp_path: Path, fashion) -> None:
+    for folder, index in (("a", 1), ("b", 0)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(fashion.test.images[index]).save(tmp_path / folder / "shirt.png")
+    one = run(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "a" / "shirt.png"),
+        "--save-preprocessed", f"{tmp_path / 'one'}/",
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["shirt.png"]
+    both = run(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "a"), "--image", str(tmp_path / "b"),
+        "--save-preprocessed", str(tmp_path / "seen"),
+    )  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    for folder, index in (("a", 1), ("b", 0)):
+        saved = np.asarray(Image.open(tmp_path / "seen" / folder / "shirt.png"))
+        np.testing.assert_array_equal(saved, fashion.test.images[index])
+
+
+def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, fashion) -> None:
+    for name in ("x.png", "y.png"):
+        Image.fromarray(fashion.test.images[0]).save(tmp_path / name)
+    (tmp_path / "seen.png").write_bytes(b"keep me")
+    result = run(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "x.png"), "--image", str(tmp_path / "y.png"),
+        "--save-preprocessed", str(tmp_path / "seen.png"),
+    )  # fmt: skip
+    assert_one_line_error(result, 1, "seen.png", "a file, but 2 pictures need a folder")
+    assert (tmp_path / "seen.png").read_bytes() == b"keep me"
+
+
+# --- standard input -----------------------------------------------------------------------------
+
+
+def infer_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-", *args]
+    return subprocess.run(command, input=data, capture_output=True, timeout=300)
+
+
+def test_a_picture_piped_to_stdin_is_classified(tmp_path: Path, fashion) -> None:
+    import io
+
+    import pillow_heif
+
+    png, heic = io.BytesIO(), io.BytesIO()
+    Image.fromarray(fashion.test.images[1]).save(png, format="PNG")
+    pillow_heif.from_pillow(Image.fromarray(fashion.test.images[1]).convert("RGB")).save(heic, quality=-1)
+    for data in (png.getvalue(), heic.getvalue()):  # a camera pipeline: rpicam-still -o - | edgefmnist infer --image -
+        result = infer_stdin(data, "--save-preprocessed", f"{tmp_path}/")
+        assert result.returncode == 0 and result.stderr == b"", result.stderr
+        assert result.stdout.decode().startswith("<stdin>: Pullover ")
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "stdin.png")), fashion.test.images[1])
+
+
+@pytest.mark.parametrize("data, message", [(b"", "nothing on standard input"), (b"no picture", "not an image")])
+def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
+    result = infer_stdin(data)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and result.stdout == b"", result.stderr
+    assert lines[0].startswith("edgefmnist: error: <stdin>: ") and message in lines[0]

@@ -454,3 +454,99 @@ def test_the_module_is_torch_free() -> None:
     code = "import sys, edgefmnist.runtime.picture; print(sorted({'torch', 'onnx'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --- phone formats: HEIC, AVIF, animated WebP ---------------------------------------------------
+
+
+def heic_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as HEIC by pillow-heif (its encoder; the runtime decodes with the installed plugin)."""
+    import pillow_heif
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(image.convert("RGB")).save(buffer, quality=95)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", ["photo.heic", "photo.HEIF", "iphone-saved-as.jpg"])
+def test_heic_is_decoded_whatever_its_name(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(heic_bytes(scene()))
+    picture = load_picture(path)
+    assert picture.mode == "RGB" and picture.size == scene().size
+    assert np.abs(np.asarray(picture, dtype=float) - np.asarray(scene(), dtype=float)).mean() < 8
+
+
+def test_avif_is_decoded(tmp_path: Path) -> None:
+    picture = load_picture(save(scene(), tmp_path / "x.avif", quality=95))
+    assert picture.mode == "RGB" and picture.size == scene().size
+    assert np.abs(np.asarray(picture, dtype=float) - np.asarray(scene(), dtype=float)).mean() < 8
+
+
+def test_an_animated_webp_gives_its_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (20, 20), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:], lossless=True)
+    assert load_picture(tmp_path / "anim.webp").getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_heic_without_a_decoder_names_the_format_and_the_install_command(tmp_path: Path) -> None:
+    path = tmp_path / "IMG_0001.jpg"  # an iPhone photo renamed: the bytes decide
+    path.write_bytes(heic_bytes(scene()))
+    code = (
+        "import sys\n"
+        "sys.modules['pi_heif'] = sys.modules['pillow_heif'] = None  # neither plugin installed\n"
+        "from edgefmnist.runtime.picture import load_picture, ImageError\n"
+        "try:\n    load_picture(sys.argv[1])\nexcept ImageError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    message = result.stdout.strip()
+    assert message.startswith(f"{path}: a HEIC/HEIF picture") and "pip install pi-heif" in message, message
+    assert "\n" not in message
+
+
+# --- pixel data wider than 8 bits, and Lab ------------------------------------------------------
+
+
+def test_12_bit_data_in_a_16_bit_png_spans_the_8_bit_range(tmp_path: Path) -> None:
+    gray = np.asarray(scene().convert("L"))
+    twelve_bit = ((gray.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)  # 0..4095, as a 12-bit sensor
+    picture = load_picture(save(Image.fromarray(twelve_bit), tmp_path / "x.png"))
+    assert picture.mode == "L"
+    assert np.abs(np.asarray(picture, dtype=int) - gray).max() <= 1
+
+
+def test_a_float_tiff_in_0_to_1_is_scaled_by_255(tmp_path: Path) -> None:
+    gray = np.asarray(scene().convert("L"))
+    unit = Image.fromarray((gray / 255.0).astype(np.float32), "F")
+    picture = load_picture(save(unit, tmp_path / "x.tif"))
+    assert picture.mode == "L"
+    assert np.abs(np.asarray(picture, dtype=int) - gray).max() <= 1
+
+
+def test_float_pixels_above_255_and_nan_are_scaled_by_their_range() -> None:
+    values = np.array([[0.0, 500.0, 1000.0, np.nan, -3.0]], np.float32)
+    np.testing.assert_array_equal(np.asarray(to_rgb_or_l(Image.fromarray(values, "F"))), [[0, 128, 255, 0, 0]])
+
+
+def test_a_cielab_tiff_becomes_its_lightness(tmp_path: Path) -> None:
+    lightness = scene().convert("L")
+    neutral = Image.new("L", lightness.size, 128)  # a* = b* = 0 (Pillow stores them offset by 128)
+    lab = Image.merge("LAB", (lightness, neutral, neutral))
+    picture = load_picture(save(lab, tmp_path / "x.tif"))
+    assert picture.mode == "L"
+    np.testing.assert_array_equal(np.asarray(picture), np.asarray(lightness))
+
+
+def test_a_valid_picture_in_an_unsupported_mode_is_not_called_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save(scene(), tmp_path / "x.png")
+
+    def no_conversion(image: Image.Image) -> Image.Image:
+        raise ValueError(f"conversion from {image.mode} to RGB not supported")
+
+    monkeypatch.setattr(picture_module, "to_rgb_or_l", no_conversion)
+    with pytest.raises(ImageError, match="a PNG picture in pixel mode RGB, which is not supported") as caught:
+        load_picture(path)
+    assert "corrupt" not in str(caught.value)
+    assert_one_line_about(caught, path)

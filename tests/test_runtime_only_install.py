@@ -56,3 +56,35 @@ def test_infer_and_evaluate_in_a_venv_without_torch(
     serve = subprocess.run([cli, "serve", "--port", "0"], capture_output=True, text=True, timeout=120)
     assert serve.returncode == 1 and serve.stderr.count("\n") == 1, serve.stderr
     assert "pip install 'edgefmnist[serve]'" in serve.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_onnx_models_but_not_the_checkpoints(tmp_path: Path) -> None:
+    import shutil
+    import zipfile
+
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the working tree
+    shutil.copytree(
+        REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "tests", "*.egg-info", "build")
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=source,
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("edgefmnist-*.whl")
+    names = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if "/pretrained/" in name}
+    assert {"mlp.onnx", "mlp.int8.onnx", "cnn.onnx", "cnn.int8.onnx", "README.md"} <= names
+    assert not [name for name in names if name.endswith(".pt")]
