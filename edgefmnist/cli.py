@@ -283,7 +283,7 @@ def export(
         print_json([result.to_dict() for result in results])
         return
     for result in results:
-        typer.echo(f"{result.path} ({result.precision}, {result.size_bytes / 1024:.0f} KiB)")
+        typer.echo(f"{result.path} ({result.dtype}, {result.size_bytes / 1024:.0f} KiB)")
         typer.echo(f"  {result.parity.summary()}")
         typer.echo(f"  {result.calibration.summary()}")
 
