@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 210
 # The shipped file names come from the contract module (evaluated only by the targets that use them).
 SHIPPED = $(addprefix $(MODELS_DIR)/,$(shell $(BIN)/python -m edgefmnist.contract))
 
-.PHONY: setup lint typecheck test test-fast demo models bench arm64-smoke fuzz serve load-test clean
+.PHONY: setup lint typecheck train-dry-run test test-fast demo models bench arm64-smoke fuzz serve load-test clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ lint: setup
 # mypy on the installed layout (export/, runtime/, models/ mapped into edgefmnist.*): scripts/typecheck.py.
 typecheck: setup
 	$(BIN)/python scripts/typecheck.py
+
+# Every architecture with every recipe, one batch of each phase (seconds each; writes nothing).
+train-dry-run: setup
+	for arch in mlp cnn; do for recipe in tutorial best photo; do \
+		$(BIN)/edgefmnist train --arch $$arch --recipe $$recipe --dry-run || exit 1; done; done
 
 test: setup
 	$(BIN)/pytest

@@ -189,17 +189,24 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="Checkpoint path [default: runs/ARCH-RECIPE.pt].", dir_okay=False)
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="One batch of each phase (train, validation, test), one epoch; writes nothing."),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train on the real Fashion-MNIST; keep the best epoch by validation accuracy.
 
     Writes the checkpoint, its history (.history.json) and learning curves (.curves.png).
+    --dry-run checks that the recipe, the data and the loop work, in seconds, and writes nothing.
 
     Examples:
 
       edgefmnist train --arch mlp --recipe tutorial
 
       edgefmnist train --arch cnn --recipe best --out models/cnn.pt
+
+      edgefmnist train --arch cnn --recipe photo --dry-run
     """
     need_training_extra()
     from edgefmnist.training_run import run_training
@@ -208,12 +215,25 @@ def train(
         recipe = DEPRECATED_NAMES[recipe]
         typer.echo(f"edgefmnist: warning: --recipe seed is deprecated: use --recipe {recipe.value}", err=True)
     report = run_training(
-        arch.value, recipe.value, epochs=epochs, patience=patience, seed=seed, data_dir=data_dir, out=out
+        arch.value,
+        recipe.value,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        data_dir=data_dir,
+        out=out,
+        dry_run=dry_run,
     )
     if json_output:
         print_json(report)
         return
     metrics = report["metrics"]
+    if dry_run:
+        typer.echo(
+            f"{arch.value}/{recipe.value}: dry run passed, one batch of each phase "
+            f"({', '.join(f'{name} {count}' for name, count in report['images'].items())} images); nothing written"
+        )
+        return
     typer.echo(
         f"{arch.value}/{recipe.value}: test accuracy {100 * metrics['test_accuracy']:.2f} % "
         f"(validation {100 * metrics['val_accuracy']:.2f} %, "
@@ -275,7 +295,7 @@ def export(
         print_json([result.to_dict() for result in results])
         return
     for result in results:
-        typer.echo(f"{result.path} ({result.precision}, {result.size_bytes / 1024:.0f} KiB)")
+        typer.echo(f"{result.path} ({result.dtype}, {result.size_bytes / 1024:.0f} KiB)")
         typer.echo(f"  {result.parity.summary()}")
         typer.echo(f"  {result.calibration.summary()}")
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefmnist.calibration import expected_calibration_error, softmax
-from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, shipped_names
+from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, Dtype, shipped_names
 from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import Predictor
@@ -57,7 +57,8 @@ def agreement_text(path: Path) -> str:
     """Parity as recorded at export: fp32 against PyTorch, int8 against its fp32 parent."""
     parity = read_metadata(path).extra["parity"]
     text = f"{100 * parity['top1_agreement']:.2f} % vs {parity['reference']}"
-    return text + (f", max \\|Δlogit\\| {parity['max_abs_logit_diff']:.1e}" if parity["precision"] == "fp32" else "")
+    dtype = parity.get("dtype", parity.get("precision"))  # "precision" in models exported before the rename
+    return text + (f", max \\|Δlogit\\| {parity['max_abs_logit_diff']:.1e}" if dtype == "fp32" else "")
 
 
 def bench_p50(bench: dict, name: str) -> str:
@@ -85,7 +86,7 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
         quantization = metadata.extra.get("quantization") or {}
         what = (
             f"fp32 ONNX, opset {metadata.extra['opset']}"
-            if metadata.precision == "fp32"
+            if metadata.dtype is Dtype.fp32
             else f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
             f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'})"
         )

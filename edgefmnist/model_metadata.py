@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefmnist.contract import parse_version
+from edgefmnist.contract import Dtype, parse_version
 from edgefmnist.errors import ModelError
 
 SCHEMA_KEY = "edgefmnist.schema"
@@ -51,10 +51,18 @@ class ModelMetadata:
     schema: int
     class_names: tuple[str, ...]
     input: dict[str, Any]
-    precision: str  # "fp32" or "int8"
+    dtype: Dtype  # of the weights: fp32, or int8 (quantised); the file's key is "precision" (schema 1)
     arch: str
     min_onnxruntime: str
     extra: dict[str, Any] = field(default_factory=dict)  # recipe, accuracy, hashes, parity, ...
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", Dtype.parse(self.dtype, "weight dtype"))
+
+    @property
+    def precision(self) -> str:
+        """The weights' dtype as a string: the former name of :attr:`dtype` (the file's key is still this)."""
+        return self.dtype.value
 
     @property
     def calibration(self) -> dict[str, Any] | None:
@@ -72,7 +80,7 @@ class ModelMetadata:
             SCHEMA_KEY: self.schema,
             "class_names": list(self.class_names),
             "input": self.input,
-            "precision": self.precision,
+            "precision": self.dtype.value,
             "arch": self.arch,
             "min_onnxruntime": self.min_onnxruntime,
             **self.extra,
@@ -107,11 +115,15 @@ class ModelMetadata:
             raise ModelError(
                 f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})"
             )
+        try:
+            dtype = Dtype.parse(values.pop("precision"), "weight dtype")
+        except ValueError as exc:
+            raise ModelError(f"{source}: metadata {exc}") from None
         return cls(
             schema=schema,
             class_names=tuple(names),
             input=values.pop("input"),
-            precision=str(values.pop("precision")),
+            dtype=dtype,
             arch=str(values.pop("arch")),
             min_onnxruntime=str(values.pop("min_onnxruntime")),
             extra=values,

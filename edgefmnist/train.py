@@ -55,9 +55,10 @@ def accuracy(net: nn.Module, split: Split) -> float:
 
 
 def augment_batch(batch: torch.Tensor, generator: torch.Generator, per_image: bool = False) -> torch.Tensor:
-    """Random horizontal flips and shifts of up to ``MAX_SHIFT`` pixels (zero padded).
+    """Random horizontal flips and shifts of up to ``MAX_SHIFT`` pixels (zero padded) of ``[N, 1, 28, 28]``.
 
-    The shift is drawn once for the batch, or for each image when ``per_image``.
+    Each image is flipped with probability 1/2. The shift (dx, dy) is drawn once and applied to
+    the whole batch, unless ``per_image``: then each image gets its own (the ``photo`` CNN recipe).
     """
     n, size = len(batch), batch.shape[-1]
     flip = torch.rand(n, generator=generator) < 0.5

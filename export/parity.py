@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgefmnist.calibration import softmax
-from edgefmnist.contract import FP32_ATOL, MAX_INT8_ACCURACY_DROP, MIN_INT8_AGREEMENT
+from edgefmnist.contract import FP32_ATOL, MAX_INT8_ACCURACY_DROP, MIN_INT8_AGREEMENT, Dtype
 from edgefmnist.verdict import Verdict
 
 SOFTMAX_ROUNDING = 1e-6  # float32 softmax in onnxruntime vs float64 in numpy
@@ -32,7 +32,7 @@ class ParityReport(Verdict):
 
     reference: str
     candidate: str
-    precision: str  # of the candidate: "fp32" or "int8"
+    dtype: Dtype  # of the candidate's weights
     images: int
     max_abs_logit_diff: float
     top1_agreement: float
@@ -49,7 +49,7 @@ class ParityReport(Verdict):
             else f"max |Δprobability| {self.max_abs_probability_diff:.1e} at T {self.temperature:.4f}, "
         )
         return (
-            f"{self.candidate} ({self.precision}) vs {self.reference} on {self.images:,} test images: "
+            f"{self.candidate} ({self.dtype}) vs {self.reference} on {self.images:,} test images: "
             f"max |Δlogit| {self.max_abs_logit_diff:.2e}, {probabilities}"
             f"top-1 agreement {100 * self.top1_agreement:.2f} %, "
             f"accuracy {100 * self.candidate_accuracy:.2f} % vs {100 * self.reference_accuracy:.2f} % "
@@ -62,7 +62,7 @@ def compare_logits(
     candidate: np.ndarray,
     labels: np.ndarray,
     *,
-    precision: str,
+    dtype: Dtype | str,
     reference_name: str,
     candidate_name: str,
     atol: float = FP32_ATOL,
@@ -84,7 +84,8 @@ def compare_logits(
     failures = []
     if not np.isfinite(candidate).all():
         failures.append("non-finite logits")
-    if precision == "fp32":
+    dtype = Dtype.parse(dtype, "weight dtype")
+    if dtype is Dtype.fp32:
         if not max_diff <= atol:
             failures.append(f"max |Δlogit| {max_diff:.2e} > {atol:.0e}")
         if agreement < 1.0:
@@ -99,11 +100,11 @@ def compare_logits(
             failures.append(f"top-1 agreement {100 * agreement:.2f} % < {100 * MIN_INT8_AGREEMENT:.0f} %")
     probability_diff = None
     if candidate_probabilities is not None:
-        expected = softmax(reference if precision == "fp32" else candidate, temperature)
+        expected = softmax(reference if dtype is Dtype.fp32 else candidate, temperature)
         probability_diff = float(np.max(np.abs(candidate_probabilities.astype(np.float64) - expected)))
-        tolerance = SOFTMAX_ROUNDING + (atol * max(1.0, 1.0 / temperature) if precision == "fp32" else 0.0)
+        tolerance = SOFTMAX_ROUNDING + (atol * max(1.0, 1.0 / temperature) if dtype is Dtype.fp32 else 0.0)
         if not probability_diff <= tolerance:
-            whose = "the reference's" if precision == "fp32" else "its own"
+            whose = "the reference's" if dtype is Dtype.fp32 else "its own"
             failures.append(
                 f"max |Δprobability| {probability_diff:.2e} > {tolerance:.1e} "
                 f"against softmax({whose} logits / {temperature:.4f})"
@@ -111,7 +112,7 @@ def compare_logits(
     return ParityReport(
         reference_name,
         candidate_name,
-        precision,
+        dtype,
         len(labels),
         max_diff,
         agreement,

@@ -41,6 +41,7 @@ from edgefmnist.contract import (
     INPUT_LAYOUT,
     INPUT_NAME,
     OUTPUT_NAMES,
+    Dtype,
     format_version,
     int8_name,
     oldest_onnxruntime,
@@ -56,7 +57,7 @@ from edgefmnist.train import predict_logits
 @dataclass(frozen=True)
 class ExportedModel:
     path: Path
-    precision: str
+    dtype: Dtype  # of the weights
     size_bytes: int
     parity: ParityReport  # against PyTorch (fp32) or against the fp32 ONNX parent (int8)
     calibration: TemperatureCalibration  # T fitted on validation; validation and test figures
@@ -64,7 +65,7 @@ class ExportedModel:
     def to_dict(self) -> dict:
         return {
             "path": str(self.path),
-            "precision": self.precision,
+            "dtype": self.dtype.value,
             "size_bytes": self.size_bytes,
             "parity": self.parity.to_dict(),
             CALIBRATION_KEY: self.calibration.to_metadata(),
@@ -101,7 +102,7 @@ def calibrate_graph(path: Path, validation: Split) -> TemperatureCalibration:
 
 
 def build_metadata(
-    checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str, extra: dict
+    checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, dtype: Dtype, extra: dict
 ) -> ModelMetadata:
     """The self-description written into every exported model (:mod:`edgefmnist.model_metadata`).
 
@@ -130,7 +131,7 @@ def build_metadata(
                 "std": config.std,
             },
         },
-        precision=precision,
+        dtype=dtype,
         arch=config.arch.value,
         min_onnxruntime=format_version(needed),
         extra={
@@ -167,7 +168,7 @@ def _finish(
     target: Path,
     checkpoint: Checkpoint,
     checkpoint_sha256: str,
-    precision: str,
+    dtype: Dtype,
     report: ParityReport,
     extra: dict,
 ) -> None:
@@ -175,7 +176,7 @@ def _finish(
     report.raise_if_failed(f"{target}: not written")
     model = onnx.load(str(tmp))  # finalize_model runs the checker on the finished file
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
-    finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
+    finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, dtype, extra))
 
 
 def export_checkpoint(
@@ -221,7 +222,7 @@ def export_checkpoint(
             torch_logits,
             fp32_logits,
             test.labels,
-            precision="fp32",
+            dtype=Dtype.fp32,
             atol=atol,
             reference_name=f"PyTorch {checkpoint_path.name}",
             candidate_name=out.name,
@@ -229,8 +230,10 @@ def export_checkpoint(
             temperature=calibration.temperature,
         )
         calibration = calibration.with_test(fp32_logits, test.labels)
-        _finish(tmp, out, checkpoint, checkpoint_sha256, "fp32", report, {CALIBRATION_KEY: calibration.to_metadata()})
-    results.append(ExportedModel(out, "fp32", out.stat().st_size, report, calibration))
+        _finish(
+            tmp, out, checkpoint, checkpoint_sha256, Dtype.fp32, report, {CALIBRATION_KEY: calibration.to_metadata()}
+        )
+    results.append(ExportedModel(out, Dtype.fp32, out.stat().st_size, report, calibration))
     if mode is None:
         return results
 
@@ -245,7 +248,7 @@ def export_checkpoint(
             fp32_logits,
             int8_logits,
             test.labels,
-            precision="int8",
+            dtype=Dtype.int8,
             reference_name=out.name,
             candidate_name=int8_path.name,
             candidate_probabilities=int8_probabilities,
@@ -255,7 +258,7 @@ def export_checkpoint(
             torch_logits,
             int8_logits,
             test.labels,
-            precision="int8",
+            dtype=Dtype.int8,
             reference_name=f"PyTorch {checkpoint_path.name}",
             candidate_name=int8_path.name,
         )
@@ -265,7 +268,7 @@ def export_checkpoint(
             int8_path,
             checkpoint,
             checkpoint_sha256,
-            "int8",
+            Dtype.int8,
             report,
             {
                 "parent_sha256": file_sha256(out),
@@ -275,7 +278,7 @@ def export_checkpoint(
                 CALIBRATION_KEY: calibration.to_metadata(),
             },
         )
-    results.append(ExportedModel(int8_path, "int8", int8_path.stat().st_size, report, calibration))
+    results.append(ExportedModel(int8_path, Dtype.int8, int8_path.stat().st_size, report, calibration))
     return results
 
 
@@ -301,7 +304,7 @@ def verify_against_checkpoint(
         predict_logits(checkpoint.net, test.images),
         logits,
         test.labels,
-        precision=predictor.metadata.precision,
+        dtype=predictor.metadata.dtype,
         atol=atol,
         reference_name=f"PyTorch {checkpoint_path.name}",
         candidate_name=model_path.name,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from edgefmnist.runtime.predictor import Predictor
 
-from edgefmnist.contract import RECORDED_ACCURACY_TOLERANCE
+from edgefmnist.contract import RECORDED_ACCURACY_TOLERANCE, Dtype
 from edgefmnist.data import load_test_split
 from edgefmnist.verdict import Verdict
 
@@ -25,7 +25,7 @@ class AccuracyCheck(Verdict):
     """A model's measured test accuracy against the one its metadata records."""
 
     model: str
-    precision: str
+    dtype: Dtype  # of the model's weights
     images: int
     measured_accuracy: float
     recorded_accuracy: float | None
@@ -34,7 +34,7 @@ class AccuracyCheck(Verdict):
     def summary(self) -> str:
         recorded = "none" if self.recorded_accuracy is None else f"{100 * self.recorded_accuracy:.2f} %"
         return (
-            f"{self.model} ({self.precision}): test accuracy {100 * self.measured_accuracy:.2f} % on "
+            f"{self.model} ({self.dtype}): test accuracy {100 * self.measured_accuracy:.2f} % on "
             f"{self.images:,} images, recorded {recorded} — {self.verdict()}"
         )
 
@@ -56,4 +56,4 @@ def check_recorded_accuracy(model_path: Path, data_dir: Path | None = None) -> A
         failures.append("the metadata records no test accuracy")
     elif abs(measured - recorded) > RECORDED_ACCURACY_TOLERANCE:
         failures.append(f"measured {100 * measured:.2f} % but the metadata claims {100 * recorded:.2f} %")
-    return AccuracyCheck(str(model_path), predictor.metadata.precision, len(test), measured, recorded, failures)
+    return AccuracyCheck(str(model_path), predictor.metadata.dtype, len(test), measured, recorded, failures)

@@ -24,6 +24,7 @@ from edgefmnist.calibration import (
     negative_log_likelihood,
     softmax,
 )
+from edgefmnist.contract import Dtype
 from edgefmnist.errors import ModelError
 
 
@@ -146,7 +147,7 @@ def test_set_temperature_refuses_a_graph_of_another_shape(tmp_path: Path) -> Non
 
 def metadata(extra: dict) -> ModelMetadata:
     return ModelMetadata(
-        schema=1, class_names=("a",) * 10, input={}, precision="fp32", arch="mlp", min_onnxruntime="1.17.0", extra=extra
+        schema=1, class_names=("a",) * 10, input={}, dtype=Dtype.fp32, arch="mlp", min_onnxruntime="1.17.0", extra=extra
     )
 
 

@@ -64,7 +64,7 @@ def test_train_export_verify_end_to_end(tmp_path: Path, real_data_dir: Path) -> 
     exported = run("export", str(checkpoint), "--quantize", "static", "--json", "--data-dir", str(real_data_dir))
     assert exported.returncode == 0, exported.stderr
     reports = json.loads(exported.stdout)
-    assert [r["precision"] for r in reports] == ["fp32", "int8"] and all(r["parity"]["passed"] for r in reports)
+    assert [r["dtype"] for r in reports] == ["fp32", "int8"] and all(r["parity"]["passed"] for r in reports)
     for model in (tmp_path / "mlp.onnx", tmp_path / "mlp.int8.onnx"):
         verified = run("verify", str(model), "--checkpoint", str(checkpoint), "--data-dir", str(real_data_dir))
         assert verified.returncode == 0 and "PASS" in verified.stdout

@@ -17,7 +17,7 @@ from edgefmnist.runtime.predictor import Predictor
 
 from edgefmnist import spec
 from edgefmnist.checkpoint import load_checkpoint
-from edgefmnist.contract import INPUT_NAME
+from edgefmnist.contract import INPUT_NAME, Dtype
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import ModelError, ValidationFailed
 from edgefmnist.train import predict_logits
@@ -101,7 +101,7 @@ def test_metadata_round_trips(exported, trained) -> None:
 
     for result in (fp32, int8):
         meta = read_metadata(result.path)
-        assert meta.class_names == spec.CLASS_NAMES and meta.arch == "cnn" and meta.precision == result.precision
+        assert meta.class_names == spec.CLASS_NAMES and meta.arch == "cnn" and meta.dtype == result.dtype
         assert meta.input["normalization"] == {
             "in_graph": True,
             "formula": "(x / 255 - mean) / std",
@@ -195,7 +195,7 @@ def test_dynamic_batch_axis(exported, fashion, quantize: str) -> None:
     for result in exported("cnn", quantize):
         predictor = Predictor(result.path)
         reference = predictor.logits(fashion.test.images[:256], batch_size=256)
-        batch_independent = result.precision == "fp32" or quantize == "static"
+        batch_independent = result.dtype is Dtype.fp32 or quantize == "static"
         for batch in (1, 7, 256):
             logits, probabilities = predictor.run(fashion.test.images[:batch])
             assert logits.shape == probabilities.shape == (batch, 10)

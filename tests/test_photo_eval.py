@@ -121,7 +121,7 @@ def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(
         run("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence"
     )
-    assert_one_line_error(run("evaluate", "--sweep"), 1, "--sweep needs --photos")
+    assert_one_line_error(run("evaluate", "--sweep"), 2, "--sweep needs --photos")
 
 
 # The report

@@ -13,7 +13,7 @@ from edgefmnist.runtime.onnx_header import read_model_header
 from edgefmnist.runtime.predictor import Predictor
 from onnx import TensorProto, helper
 
-from edgefmnist.contract import oldest_onnxruntime, parse_version
+from edgefmnist.contract import Dtype, oldest_onnxruntime, parse_version
 from edgefmnist.errors import ModelError
 
 
@@ -73,7 +73,7 @@ def test_malformed_metadata_is_refused(tmp_path: Path) -> None:
 
 
 def test_version_guard() -> None:
-    meta = ModelMetadata(1, ("a",) * 10, {}, "fp32", "mlp", "1.17.0")
+    meta = ModelMetadata(1, ("a",) * 10, {}, Dtype.fp32, "mlp", "1.17.0")
     meta.check_runtime("m.onnx", installed="1.17.3")
     meta.check_runtime("m.onnx", installed="1.32.0+cpu")
     with pytest.raises(ModelError, match=r"m.onnx: needs onnxruntime >= 1.17.0, installed 1.16.3"):

@@ -153,3 +153,13 @@ def test_the_tutorial_recipe_was_called_seed() -> None:
         assert get_recipe("cnn", "seed") == get_recipe("cnn", "tutorial")
     with pytest.raises(ValueError, match="unknown recipe 'fast'"):
         get_recipe("mlp", "fast")
+
+
+def test_dry_run_runs_one_batch_of_each_phase_and_writes_nothing(tmp_path: Path, real_data_dir: Path) -> None:
+    arch, recipe = "cnn", "photo"  # the recipe with the most phases: photo views, augmentation, one-cycle
+    out = tmp_path / "never" / "model.pt"
+    report = run_training(arch, recipe, data_dir=real_data_dir, out=out, quiet=True, dry_run=True)
+    batch = get_recipe(arch, recipe).batch_size
+    assert report["dry_run"] and report["images"] == {"train": batch, "validation": 2000, "test": 2000}
+    assert report["metrics"]["epochs_run"] == 1 and 0.0 <= report["metrics"]["test_accuracy"] <= 1.0
+    assert report["checkpoint"] is None and not out.parent.exists()
