@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgefmnist.runtime.batch import Preprocessed, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import NothingFound, preprocess_file
 
@@ -168,20 +169,29 @@ def classify_files(
     k: int = 3,
     save_preprocessed: Path | None = None,
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+    workers: int | None = None,
 ) -> list[Classified]:
-    """Classify each file; a file that cannot be read gets an ``error`` instead of a prediction."""
-    results: list[Classified] = []
-    for path in paths:
-        try:
-            pixels, reason = preprocess_noting_emptiness(path)
-        except EdgeFmnistError as exc:
-            results.append(Classified(str(path), error=str(exc)))
-            continue
-        result = classify_arrays(predictor, pixels[None], [str(path)], k, min_confidence, [reason])[0]
+    """Classify each file, in order; a file that cannot be read gets an ``error`` instead of a prediction.
+
+    Pictures are preprocessed on ``workers`` threads (default: the available cores) and classified
+    in batches (:mod:`edgefmnist.runtime.batch`).
+    """
+
+    def classify(pictures: list[Preprocessed]) -> list[Classified]:
+        pixels = np.stack([picture.pixels for picture in pictures if picture.pixels is not None])
+        names = [str(picture.path) for picture in pictures]
+        results = classify_arrays(
+            predictor, pixels, names, k, min_confidence, [picture.nothing_found for picture in pictures]
+        )
         if save_preprocessed is not None:
-            save_png(preprocessed_path(save_preprocessed, path, len(paths)), pixels)
-        results.append(result)
-    return results
+            for picture, image in zip(pictures, pixels, strict=True):
+                save_png(preprocessed_path(save_preprocessed, picture.path, len(paths)), image)
+        return results
+
+    pictures = preprocess_in_order(paths, preprocess_noting_emptiness, workers)
+    return list(
+        classify_in_batches(pictures, classify, lambda picture: Classified(str(picture.path), error=picture.error))
+    )
 
 
 def preprocessed_path(target: Path, source: Path, count: int) -> Path:
