@@ -29,7 +29,7 @@ from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
 from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
 from edgefmnist.export.temperature import set_temperature
 from edgefmnist.runtime.metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES, Predictor
+from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES, Predictor, session_input_dtype, to_input
 
 import edgefmnist
 from edgefmnist import spec
@@ -68,8 +68,11 @@ def int8_path_for(fp32_path: Path) -> Path:
 def model_outputs(
     session: onnxruntime.InferenceSession, images: np.ndarray, batch_size: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches."""
-    inputs = Predictor.as_input(images)
+    """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches.
+
+    The images go in as the session's input dtype asks (float32, or the same uint8 pixels).
+    """
+    inputs = to_input(images, session_input_dtype(session))
     runs = [
         session.run(list(OUTPUT_NAMES), {INPUT_NAME: inputs[i : i + batch_size]})
         for i in range(0, len(inputs), batch_size)
@@ -89,6 +92,11 @@ def calibrate_graph(path: Path, validation: Split) -> TemperatureCalibration:
     return calibration
 
 
+def input_dtype_name(model: onnx.ModelProto) -> str:
+    """``"uint8"`` or ``"float32"``: what the graph's input takes (the predictor feeds that)."""
+    return "uint8" if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8 else "float32"
+
+
 def build_metadata(
     checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str, extra: dict
 ) -> ModelMetadata:
@@ -102,7 +110,7 @@ def build_metadata(
             "name": INPUT_NAME,
             "layout": "NCHW",
             "shape": ["batch", *spec.INPUT_SHAPE],
-            "dtype": "float32",
+            "dtype": input_dtype_name(model),
             "pixels": "raw 0-255 grayscale",
             "background": "dark (Fashion-MNIST negatives)",
             "normalization": {

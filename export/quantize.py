@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from edgefmnist.export.qdq_rewrite import feed_uint8, first_conv_as_depthwise, float_logits, split_pixel_normalization
 from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -58,15 +59,21 @@ class QuantPreset:
     mode: str  # "dynamic" or "static"
     weight_type: str = "int8"
     activation_type: str = "int8"  # static only; dynamic activations are uint8 by onnxruntime's design
-    per_channel: bool = True
+    per_channel: bool = True  # every weight per output channel; else only those of per_channel_ops
+    per_channel_ops: tuple[str, ...] = ()  # static only: op types whose weights are per output channel
     quant_format: str = "QDQ"  # static only
     calibration_images: int = 512
     calibration_method: str = "MinMax"
     calibration_seed: int = 0
-    float_logits: bool = True  # static only: keep the logits layer in float
+    float_logits: bool = True  # static only: keep the logits layer in float (else a QGemm with float output)
     # 7-bit weights: no int16 saturation in x86 AVX2/AVX-512 (non-VNNI) U8S8 kernels (module docstring).
     # False is onnxruntime's default, and what a model whose metadata lacks this key was made with.
     reduce_range: bool = False
+    # static only (edgefmnist.export.qdq_rewrite): "uint8" takes the raw pixels as uint8, with the
+    # input's QuantizeLinear and the CNN's normalisation nodes gone; the first 1-channel conv as
+    # Expand + depthwise conv. Absent from older models' metadata: float32 input, no rewrite.
+    input_dtype: str = "float32"
+    depthwise_first_conv: bool = False
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -78,6 +85,9 @@ class QuantPreset:
                 "calibration_method",
                 "calibration_seed",
                 "float_logits",
+                "input_dtype",
+                "depthwise_first_conv",
+                "per_channel_ops",
             ):
                 values.pop(key)
         return values
@@ -85,12 +95,21 @@ class QuantPreset:
 
 PRESETS = {
     "dynamic": QuantPreset(mode="dynamic", per_channel=False),
-    "static": QuantPreset(mode="static", reduce_range=True),
+    "static": QuantPreset(
+        mode="static",
+        activation_type="uint8",
+        per_channel=False,
+        per_channel_ops=("Gemm",),
+        float_logits=False,
+        reduce_range=True,
+        input_dtype="uint8",
+        depthwise_first_conv=True,
+    ),
 }
 
 
 class ImageCalibrationReader(CalibrationDataReader):
-    """Feeds calibration images to the static quantiser in batches of 32."""
+    """Feeds calibration images (float32 ``[N, 1, 28, 28]``) to the static quantiser in batches of 32."""
 
     def __init__(self, images: np.ndarray, batch_size: int = 32) -> None:
         batches = np.array_split(images.astype(np.float32)[:, None], max(1, len(images) // batch_size))
@@ -116,16 +135,35 @@ def logits_node(model_path: Path) -> str:
     raise ValueError(f"{model_path}: no node produces {OUTPUT_NAMES[0]!r}")
 
 
+def per_channel_overrides(model: onnx.ModelProto, op_types: tuple[str, ...]) -> dict[str, list[dict[str, int]]]:
+    """onnxruntime's ``TensorQuantOverrides`` that quantise the weights of ``op_types`` per output channel.
+
+    The output-channel axis of a Gemm weight is 0 with ``transB=1`` (PyTorch's export), else 1;
+    of a Conv weight 0.
+    """
+    overrides = {}
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        transposed = any(attr.name == "transB" and attr.i == 1 for attr in node.attribute)
+        overrides[node.input[1]] = [{"axis": 0 if node.op_type == "Conv" or transposed else 1}]
+    return overrides
+
+
 def quantize_model(
     fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None = None
 ) -> None:
-    """Write the int8 version of ``fp32_path`` to ``int8_path`` (after onnxruntime's pre-processing)."""
+    """Write the int8 version of ``fp32_path`` to ``int8_path`` (after onnxruntime's pre-processing).
+
+    ``train_images`` (uint8 ``[N, 28, 28]``) are needed for static quantisation; raises
+    :class:`ValueError` without them, or when a rewrite of the preset does not fit the graph.
+    """
     if preset.mode == "static" and train_images is None:
         raise ValueError("static quantisation needs training images for calibration")
     with tempfile.TemporaryDirectory(prefix="edgefmnist-quant-") as workdir:
         prepared = Path(workdir) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared))
         if preset.mode == "dynamic":
+            quant_pre_process(str(fp32_path), str(prepared))
             quantize_dynamic(
                 prepared,
                 int8_path,
@@ -135,10 +173,24 @@ def quantize_model(
                 op_types_to_quantize=["Conv", "Gemm", "MatMul"],
             )
             return
+        assert train_images is not None
+        model = onnx.load(str(fp32_path))
+        input_scale, input_zero_point = 1.0, 0  # raw pixels 0-255 are their own uint8 quantisation
+        normalization = split_pixel_normalization(model) if preset.input_dtype == "uint8" else None
+        calibration = pick_calibration_images(train_images, preset).astype(np.float32)
+        if normalization is not None:  # the graph now starts from the normalised image
+            input_scale, shift = normalization
+            input_zero_point = int(round(-shift / input_scale))
+            calibration = input_scale * (calibration - input_zero_point)  # what the uint8 pixels dequantise to
+        if preset.depthwise_first_conv:
+            first_conv_as_depthwise(model)
+        rewritten = Path(workdir) / "rewritten.onnx"
+        onnx.save(model, str(rewritten))
+        quant_pre_process(str(rewritten), str(prepared))
         quantize_static(
             prepared,
             int8_path,
-            calibration_data_reader=ImageCalibrationReader(pick_calibration_images(train_images, preset)),
+            calibration_data_reader=ImageCalibrationReader(calibration),
             quant_format=QuantFormat[preset.quant_format],
             per_channel=preset.per_channel,
             reduce_range=preset.reduce_range,
@@ -149,5 +201,16 @@ def quantize_model(
             nodes_to_exclude=[logits_node(prepared)] if preset.float_logits else [],
             # Pinned rather than left to onnxruntime's defaults: symmetric weights (zero point 0,
             # |q| <= 64 with reduce_range), asymmetric activations (all 256 levels after a ReLU).
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            extra_options={
+                "WeightSymmetric": True,
+                "ActivationSymmetric": False,
+                "TensorQuantOverrides": per_channel_overrides(onnx.load(str(prepared)), preset.per_channel_ops),
+            },
         )
+        if preset.input_dtype == "uint8" or not preset.float_logits:
+            model = onnx.load(str(int8_path))
+            if preset.input_dtype == "uint8":
+                feed_uint8(model, input_scale, input_zero_point)
+            if not preset.float_logits:
+                float_logits(model, OUTPUT_NAMES[0])
+            onnx.save(model, str(int8_path))
