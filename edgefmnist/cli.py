@@ -297,6 +297,9 @@ def infer(
     save_preprocessed: Annotated[
         Path | None, typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Pictures preprocessed in parallel [default: the available cores].")
+    ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
@@ -335,7 +338,7 @@ def infer(
         for result, i in zip(results, picked, strict=False):
             result.true_label = predictor.class_names[test.labels[i]]
     else:
-        results = classify_files(predictor, expand_images(image), top_k, save_preprocessed, min_confidence)
+        results = classify_files(predictor, expand_images(image), top_k, save_preprocessed, min_confidence, workers)
     if json_output:
         print_json([r.to_dict() for r in results])
     else:
@@ -532,6 +535,17 @@ def bench(
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads for every engine.")] = 1,
     runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = 2000,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = 200,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="An earlier model file run plainly beside the model of its architecture and precision (repeatable).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    photos: Annotated[
+        bool, typer.Option("--photos", help="Also pictures/s of infer on 28x28 PNGs and 12 MP JPEGs, 1 worker vs all.")
+    ] = False,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (for a README).")] = False,
@@ -551,6 +565,8 @@ def bench(
       edgefmnist bench runs/mlp.onnx runs/mlp.int8.onnx --threads 4 --markdown
 
       edgefmnist bench --batch 1,64 --runs 500 --json > bench.json
+
+      edgefmnist bench --reference benchmarks/mlp.int8.previous.onnx --photos
     """
     import importlib.util
 
@@ -565,6 +581,8 @@ def bench(
         settings,
         torch_available,
         progress=show_progress,
+        references=reference or [],
+        photos=photos,
     )
     typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))
 
