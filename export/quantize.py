@@ -1,11 +1,26 @@
 """int8 quantisation of an exported fp32 model with ``onnxruntime.quantization``.
 
-    edgefmnist export runs/cnn-best.pt --quantize static    # QDQ, per-channel, calibrated
+    edgefmnist export runs/cnn-best.pt --quantize static    # QDQ, uint8 pixels in, calibrated
     edgefmnist export runs/mlp-best.pt --quantize dynamic   # int8 weights, activations at run time
 
-Static calibration uses real *training* images (never test images). The layer that
-produces the logits and the softmax stay in float: quantised logits saturate at the
-calibrated range, and two saturated classes tie.
+Static calibration uses real *training* images (never test images). The static preset is
+the form onnxruntime runs fastest (graph rewrites in :mod:`edgefmnist.export.qdq_rewrite`):
+
+- uint8 activations and a uint8 pixel input: raw pixels are their own quantisation (scale 1,
+  zero point 0), and for the CNN the pixels are exactly its quantised normalised image (scale
+  ``1 / (255 std)``, zero point ``round(255 mean)`` = 73; the mean is 72.9, so the image is
+  shifted by 0.07 of a pixel step), so neither a QuantizeLinear nor the normalisation runs;
+- the CNN's first conv (1 -> 16 channels) as Expand + depthwise QLinearConv, which runs on
+  MLAS's depthwise kernel instead of im2col;
+- the logits layer quantised too, as a QGemm with float output: the Quantize/DequantizeLinear
+  pair on the logits is stripped, so the logits do not saturate at a calibrated range; the
+  softmax stays in float;
+- weights per output channel for fully connected layers, per tensor for convolutions. Measured
+  on the shipped models (AMD EPYC Zen 3, agreement of the top-1 label with fp32 on the 10,000
+  test images): MLP per tensor 99.32 % (90.38 % accuracy against fp32's 90.51 %), per channel
+  for the first layer only 99.71 %, for every layer 99.76 % (90.53 %); CNN per tensor 99.28-99.33 %,
+  per channel 99.16 %, so the convolutions keep the faster per-tensor kernels. Entropy or
+  percentile calibration and 2,048-4,096 calibration images moved neither by more than 0.1 point.
 
 Static int8 weights are 7-bit (``reduce_range=True``), so that a model gives the same answers
 on every CPU. onnxruntime runs QDQ int8 activations as uint8 on x86-64 (it adds 128 to their

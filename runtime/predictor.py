@@ -32,7 +32,8 @@ from edgefmnist.errors import ModelError, first_line
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "probabilities")
 IMAGE_SIZE = spec.IMAGE_SIZE
-INPUT_DTYPES = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}  # onnxruntime's names
+# onnxruntime's names of the input types a model may take
+INPUT_DTYPES: dict[str, np.dtype] = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}
 
 
 def session_input_dtype(session: onnxruntime.InferenceSession) -> np.dtype:
