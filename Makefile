@@ -60,13 +60,15 @@ models: setup
 	$(BIN)/edgefmnist export $(MODELS_DIR)/mlp.pt --quantize static
 	$(BIN)/edgefmnist train --arch cnn --recipe photo --out $(MODELS_DIR)/cnn.pt
 	$(BIN)/edgefmnist export $(MODELS_DIR)/cnn.pt --quantize static
-	$(BIN)/edgefmnist bench $(SHIPPED) --json > $(MODELS_DIR)/bench.json.partial
+	$(BIN)/edgefmnist bench $(SHIPPED) $(REFERENCES) --json > $(MODELS_DIR)/bench.json.partial
 	mv $(MODELS_DIR)/bench.json.partial $(MODELS_DIR)/bench.json
 	$(BIN)/python -m edgefmnist.model_card $(MODELS_DIR) --bench $(MODELS_DIR)/bench.json
 
-# The README's performance table: every shipped model, edgefmnist beside plain onnxruntime and PyTorch.
+# The README's performance table: every shipped model, edgefmnist beside plain onnxruntime and PyTorch,
+# the int8 models beside the previous release's files (benchmarks/), and infer's pictures/s.
+REFERENCES := $(addprefix --reference benchmarks/,mlp.int8.previous.onnx cnn.int8.previous.onnx)
 bench: setup
-	$(BIN)/edgefmnist bench --markdown
+	$(BIN)/edgefmnist bench --markdown --photos $(REFERENCES)
 
 # The runtime on emulated arm64 (a Pi 4's Cortex-A72): shipped models, same predictions as here.
 arm64-smoke: setup

@@ -376,6 +376,9 @@ def infer(
             )
         ),
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Pictures preprocessed in parallel [default: the available cores].")
+    ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
@@ -425,7 +428,7 @@ def infer(
                 f"edgefmnist: warning: {path}: skipped, not a picture format ({path.suffix or 'no extension'})",
                 err=True,
             )
-        results = classify_files(predictor, pictures.paths, top_k, save_preprocessed, min_confidence)
+        results = classify_files(predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers)
     if json_output:
         print_json([r.to_dict() for r in results])
     else:
@@ -625,6 +628,17 @@ def bench(
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads for every engine.")] = 1,
     runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = contract.BENCH_RUNS,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = contract.BENCH_WARMUP,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="An earlier model file run plainly beside the model of its architecture and precision (repeatable).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    photos: Annotated[
+        bool, typer.Option("--photos", help="Also pictures/s of infer on 28x28 PNGs and 12 MP JPEGs, 1 worker vs all.")
+    ] = False,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (for a README).")] = False,
@@ -644,6 +658,8 @@ def bench(
       edgefmnist bench runs/mlp.onnx runs/mlp.int8.onnx --threads 4 --markdown
 
       edgefmnist bench --batch 1,64 --runs 500 --json > bench.json
+
+      edgefmnist bench --reference benchmarks/mlp.int8.previous.onnx --photos
     """
     import importlib.util
 
@@ -659,6 +675,8 @@ def bench(
         settings,
         torch_available,
         progress=show_progress,
+        references=reference or [],
+        photos=photos,
     )
     typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))
 

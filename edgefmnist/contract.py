@@ -22,7 +22,9 @@ from edgefmnist import spec
 
 # ---- the graph's signature -------------------------------------------------------------------
 INPUT_NAME = "image"  # float32 [batch, 1, 28, 28], raw 0-255 pixels (normalisation is in the graph)
-INPUT_DTYPE = np.float32
+INPUT_DTYPE = np.float32  # of fp32 models; int8 models take the uint8 pixels themselves
+# onnxruntime's names of the input types a model may take, and their numpy dtypes
+INPUT_DTYPES: dict[str, np.dtype] = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}
 INPUT_LAYOUT = "NCHW"
 LOGITS_NAME = "logits"  # float32 [batch, 10], raw
 PROBABILITIES_NAME = "probabilities"  # float32 [batch, 10], softmax(logits / temperature)
@@ -141,10 +143,12 @@ def oldest_onnxruntime(opset: int, ir_version: int) -> tuple[int, int, int] | No
     return None
 
 
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """uint8 or float images ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> float32 NCHW.
+def to_model_input(images: np.ndarray, dtype: np.dtype | type = INPUT_DTYPE) -> np.ndarray:
+    """uint8 or float pixels ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> NCHW of ``dtype``.
 
-    Raises ``ValueError`` for any other shape.
+    ``dtype`` is float32 or uint8 (what the model's input takes, :data:`INPUT_DTYPES`); for uint8,
+    float pixels are rounded to the nearest integer and clipped to 0-255. Raises ``ValueError``
+    for any other shape.
     """
     array = np.asarray(images)
     if array.ndim == 2:
@@ -153,7 +157,9 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
         array = array[:, None]
     if array.ndim != 4 or array.shape[1:] != spec.INPUT_SHAPE:
         raise ValueError(f"expected images of shape [N, 28, 28], got {list(array.shape)}")
-    return np.ascontiguousarray(array, dtype=INPUT_DTYPE)
+    if np.dtype(dtype) == np.uint8 and array.dtype != np.uint8:
+        array = np.clip(np.rint(array.astype(np.float32, copy=False)), 0, 255)
+    return np.ascontiguousarray(array, dtype=dtype)
 
 
 if __name__ == "__main__":

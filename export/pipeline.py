@@ -28,6 +28,7 @@ from edgefmnist.export.onnx_export import export_onnx, finalize_model, opset_of
 from edgefmnist.export.parity import ParityReport, compare_logits
 from edgefmnist.export.quantize import PRESETS, QuantMode, QuantPreset, quantize_model
 from edgefmnist.export.temperature import set_temperature
+from edgefmnist.runtime.predictor import session_input_dtype
 
 import edgefmnist
 from edgefmnist import spec
@@ -37,7 +38,6 @@ from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.contract import (
     DEFAULT_OPSET,
     FP32_ATOL,
-    INPUT_DTYPE,
     INPUT_LAYOUT,
     INPUT_NAME,
     OUTPUT_NAMES,
@@ -80,8 +80,11 @@ def int8_path_for(fp32_path: Path) -> Path:
 def model_outputs(
     session: onnxruntime.InferenceSession, images: np.ndarray, batch_size: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches."""
-    inputs = to_model_input(images)
+    """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches.
+
+    The images go in as the session's input dtype asks (float32, or the same uint8 pixels).
+    """
+    inputs = to_model_input(images, session_input_dtype(session))
     runs = [
         session.run(list(OUTPUT_NAMES), {INPUT_NAME: inputs[i : i + batch_size]})
         for i in range(0, len(inputs), batch_size)
@@ -99,6 +102,11 @@ def calibrate_graph(path: Path, validation: Split) -> TemperatureCalibration:
     calibration = calibrate(onnx_outputs(path, validation.images)[0], validation.labels)
     set_temperature(path, calibration.temperature)
     return calibration
+
+
+def input_dtype_name(model: onnx.ModelProto) -> str:
+    """``"uint8"`` or ``"float32"``: what the graph's input takes (the predictor feeds that)."""
+    return "uint8" if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8 else "float32"
 
 
 def build_metadata(
@@ -121,7 +129,7 @@ def build_metadata(
             "name": INPUT_NAME,
             "layout": INPUT_LAYOUT,
             "shape": ["batch", *spec.INPUT_SHAPE],
-            "dtype": np.dtype(INPUT_DTYPE).name,
+            "dtype": input_dtype_name(model),
             "pixels": "raw 0-255 grayscale",
             "background": "dark (Fashion-MNIST negatives)",
             "normalization": {

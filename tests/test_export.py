@@ -124,9 +124,15 @@ def test_metadata_round_trips(exported, trained) -> None:
         assert result.parity.temperature == calibration["temperature"] and result.parity.max_abs_probability_diff < 1e-3
     meta = read_metadata(int8.path)
     assert meta.extra["parent_sha256"] == file_sha256(fp32.path)
-    assert meta.extra["quantization"]["mode"] == "static" and meta.extra["quantization"]["float_logits"]
-    assert meta.extra["quantization"]["weight_type"] == meta.extra["quantization"]["activation_type"] == "int8"
-    assert meta.extra["quantization"]["reduce_range"] is True  # 7-bit weights: see test_static_int8_is_exact_*
+    quantization = meta.extra["quantization"]
+    assert quantization["mode"] == "static" and not quantization["float_logits"]  # a QGemm with float output
+    assert quantization["weight_type"] == "int8" and quantization["activation_type"] == "uint8"
+    assert quantization["reduce_range"] is True  # 7-bit weights: see test_static_int8_is_exact_*
+    assert (
+        quantization["input_dtype"] == meta.input["dtype"] == "uint8"
+        and read_metadata(fp32.path).input["dtype"] == "float32"
+    )
+    assert quantization["depthwise_first_conv"] and quantization["per_channel_ops"] == ["Gemm"]
     assert ModelMetadata.from_props(meta.to_props(), "x") == meta
 
 
@@ -148,7 +154,7 @@ def test_static_int8_is_exact_on_this_cpu_and_cannot_saturate_on_any(exported, f
     The weight bound (|q| <= 64, so 2 x 255 x 64 <= 32767) holds on any machine.
     """
     _, int8 = exported(arch, "static")
-    inputs = Predictor.as_input(fashion.test.images)
+    inputs = Predictor(int8.path).as_input(fashion.test.images)
     fused, reference = (
         np.concatenate(
             [

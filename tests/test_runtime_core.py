@@ -129,7 +129,8 @@ def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipp
         predictor = Predictor(model, threads=1)
         plain = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         images = fashion.test.images[:300]
-        single = [plain.run(None, {"image": image[None, None].astype(np.float32)}) for image in images]
+        dtype = predictor.input_dtype  # uint8 pixels for the static int8 model
+        single = [plain.run(None, {"image": image[None, None].astype(dtype)}) for image in images]
         expected_logits = np.concatenate([logits for logits, _ in single])
         expected_probabilities = np.concatenate([probabilities for _, probabilities in single])
         for i, image in enumerate(images):
@@ -142,5 +143,5 @@ def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipp
         kept = predictor.run(images[0])[0]
         predictor.run(images[1])
         assert np.array_equal(kept[0], expected_logits[0])  # results are copies, not the reused buffers
-        batch = plain.run(None, {"image": images[:7, None].astype(np.float32)})[1]
+        batch = plain.run(None, {"image": images[:7, None].astype(dtype)})[1]
         assert np.array_equal(predictor.predict(images[:7]), batch)
