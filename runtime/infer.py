@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, UsageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # photo sets (photo_eval)
 STDIN = "-"  # an --image argument that means one picture read from standard input
@@ -175,28 +176,18 @@ def classify_arrays(
     return results
 
 
-def classify_file(
-    predictor: Predictor,
-    path: Path,
-    k: int = 3,
-    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
-    save_as: Path | None = None,
-) -> Classified:
-    """Preprocess and classify one picture file (``-``: the picture on standard input).
+def preprocess_picture(path: Path) -> tuple[np.ndarray, str]:
+    """One picture file (``-``: the picture on standard input) -> uint8 ``[28, 28]`` and its "nothing found" reason.
 
-    Saves the 28x28 image the model saw to ``save_as`` if given. A picture that cannot be read
-    gets a result with ``error`` set instead of a prediction.
+    Raises :class:`EdgeFmnistError`, one line naming the picture, if it cannot be read or preprocessed.
     """
-    from_stdin = str(path) == STDIN
-    name = STDIN_NAME if from_stdin else str(path)
-    try:
-        picture = preprocess(read_stdin(), name=name) if from_stdin else preprocess(path)
-    except EdgeFmnistError as exc:
-        return Classified(name, error=str(exc))
-    result = classify_arrays(predictor, picture.pixels[None], [name], k, min_confidence, [picture.nothing_found])[0]
-    if save_as is not None:
-        save_png(save_as, picture.pixels)
-    return result
+    picture = preprocess(read_stdin(), name=STDIN_NAME) if str(path) == STDIN else preprocess(path)
+    return picture.pixels, picture.nothing_found
+
+
+def picture_name(path: Path) -> str:
+    """How a picture is named in results: its path, or ``<stdin>``."""
+    return STDIN_NAME if str(path) == STDIN else str(path)
 
 
 def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
@@ -221,12 +212,33 @@ def classify_files(
     k: int = 3,
     save_preprocessed: str | Path | None = None,
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+    workers: int | None = None,
 ) -> list[Classified]:
-    """Classify each file in turn (see :func:`classify_file`); ``save_preprocessed`` as :func:`preprocessed_paths`."""
-    targets = preprocessed_paths(save_preprocessed, paths) if save_preprocessed is not None else [None] * len(paths)
-    return [
-        classify_file(predictor, path, k, min_confidence, target) for path, target in zip(paths, targets, strict=True)
-    ]
+    """Classify each file (``-``: the picture on standard input), in order.
+
+    Pictures are preprocessed on ``workers`` threads (default: the available cores) and classified
+    in batches (:mod:`edgefmnist.runtime.batch`). A picture that cannot be read gets a result with
+    ``error`` set instead of a prediction, and the others go on. ``save_preprocessed`` receives
+    the 28x28 image the model saw of each picture, as :func:`preprocessed_paths` names them.
+    """
+    targets = dict(zip(paths, preprocessed_paths(save_preprocessed, paths), strict=True)) if save_preprocessed else {}
+
+    def classify(pictures: list[PreparedPicture]) -> list[Classified]:
+        pixels = np.stack([picture.pixels for picture in pictures if picture.pixels is not None])
+        names = [picture_name(picture.path) for picture in pictures]
+        results = classify_arrays(
+            predictor, pixels, names, k, min_confidence, [picture.nothing_found for picture in pictures]
+        )
+        for picture, image in zip(pictures, pixels, strict=True):
+            if picture.path in targets:
+                save_png(targets[picture.path], image)
+        return results
+
+    def failed(picture: PreparedPicture) -> Classified:
+        return Classified(picture_name(picture.path), error=picture.error)
+
+    prepared = preprocess_in_order(paths, preprocess_picture, workers)
+    return list(classify_in_batches(prepared, classify, failed))
 
 
 def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
@@ -269,13 +281,19 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
 
 
 def parse_sample(text: str, size: int) -> range:
-    """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size``."""
+    """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size`` images.
+
+    Raises :class:`UsageError` (exit code 2) for text that is not ``START:STOP`` or ``INDEX``,
+    an empty range, or indices outside ``0:size``.
+    """
     try:
         start, colon, stop = text.partition(":")
         first = int(start) if start else 0
         last = (int(stop) if stop else size) if colon else first + 1
     except ValueError:
-        raise EdgeFmnistError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
+        raise UsageError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
+    if first >= last:
+        raise UsageError(f"--sample {text}: START must be below STOP (0:5 is the first five images)")
     if not 0 <= first < last <= size:
-        raise EdgeFmnistError(f"--sample {text}: indices must lie within 0:{size}")
+        raise UsageError(f"--sample {text}: the test set has {size:,} images, so indices must lie within 0:{size}")
     return range(first, last)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_idx, write_synthetic_dataset
+from helpers import idx_bytes, write_idx, write_synthetic_dataset
 
 from edgefmnist import data, spec
 from edgefmnist.errors import DataError
