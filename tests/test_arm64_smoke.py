@@ -24,7 +24,7 @@ def test_shipped_models_predict_the_same_on_emulated_arm64() -> None:
         ["bash", str(SCRIPT)],
         capture_output=True,
         text=True,
-        timeout=3600,
+        timeout=1800,
         env={**os.environ, "PYTHON": sys.executable, "SAMPLES": "300", "PHOTOS_PER_CLASS": "4"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
