@@ -10,9 +10,10 @@ TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 MODELS_DIR ?= models
 FUZZ_SECONDS ?= 210
-SHIPPED := $(addprefix $(MODELS_DIR)/,mlp.pt mlp.onnx mlp.int8.onnx cnn.pt cnn.onnx cnn.int8.onnx)
+# The shipped file names come from the contract module (evaluated only by the targets that use them).
+SHIPPED = $(addprefix $(MODELS_DIR)/,$(shell $(BIN)/python -m edgefmnist.contract))
 
-.PHONY: setup test test-fast demo models bench arm64-smoke fuzz clean
+.PHONY: setup lint typecheck train-dry-run test test-fast demo models bench arm64-smoke fuzz serve load-test clean
 
 setup: $(VENV)/.installed
 
@@ -20,8 +21,22 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_INDEX)
-	$(BIN)/pip install --quiet -e '.[train,dev]'
+	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
 	touch $@
+
+# ruff (lint and format) and mypy, configured in pyproject.toml; CI runs both before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy on the installed layout (export/, runtime/, models/ mapped into edgefmnist.*): scripts/typecheck.py.
+typecheck: setup
+	$(BIN)/python scripts/typecheck.py
+
+# Every architecture with every recipe, one batch of each phase (seconds each; writes nothing).
+train-dry-run: setup
+	for arch in mlp cnn; do for recipe in tutorial best photo; do \
+		$(BIN)/edgefmnist train --arch $$arch --recipe $$recipe --dry-run || exit 1; done; done
 
 test: setup
 	$(BIN)/pytest
@@ -64,5 +79,10 @@ arm64-smoke: setup
 fuzz: setup
 	EDGEFMNIST_FUZZ_SECONDS=$(FUZZ_SECONDS) EDGEFMNIST_FUZZ_EXAMPLES=1000 $(BIN)/pytest tests/test_fuzz.py -s -q
 
+# The classification service on the shipped model, on localhost (see the README's "Service" section).
+SERVE_ARGS ?=
+serve: setup
+	$(BIN)/edgefmnist serve $(SERVE_ARGS)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

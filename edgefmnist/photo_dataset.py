@@ -17,7 +17,6 @@ import hashlib
 import inspect
 import io
 import os
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,14 +33,12 @@ STRIDE = 4  # the photo view is built for every STRIDE-th training image (GrabCu
 def render_and_preprocess(images: np.ndarray, seed: int, first_index: int) -> np.ndarray:
     """uint8 ``[N, 28, 28]`` -> uint8 ``[N, 28, 28]``: each rendered as a photo and preprocessed."""
     from edgefmnist.photo_render import render_photo
-    from edgefmnist.runtime.preprocess import NothingFound, to_dataset_form
+    from edgefmnist.runtime.preprocess import to_dataset_form
 
     out = np.empty_like(images)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NothingFound)
-        for offset, image in enumerate(images):
-            rng = np.random.default_rng([seed, first_index + offset])
-            out[offset] = to_dataset_form(render_photo(image, rng))
+    for offset, image in enumerate(images):
+        rng = np.random.default_rng([seed, first_index + offset])
+        out[offset] = to_dataset_form(render_photo(image, rng))
     return out
 
 

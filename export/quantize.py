@@ -48,22 +48,38 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from edgefmnist.export.qdq_rewrite import feed_uint8, first_conv_as_depthwise, float_logits, split_pixel_normalization
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
-    QuantFormat,
     QuantType,
     quantize_dynamic,
     quantize_static,
 )
+from onnxruntime.quantization import QuantFormat as OrtQuantFormat
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from edgefmnist.contract import INPUT_NAME, OUTPUT_NAMES, Choice
+
 QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+
+
+class QuantMode(Choice):
+    dynamic = "dynamic"  # int8 weights; activations quantised at run time (onnxruntime's quantize_dynamic)
+    static = "static"  # int8 weights and activations, ranges calibrated on training images (quantize_static)
+
+
+class QuantFormat(Choice):
+    """onnxruntime's two static formats: QuantizeLinear/DequantizeLinear pairs, or fused integer operators."""
+
+    QDQ = "QDQ"
+    QOperator = "QOperator"
+
+
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Relu", "MaxPool", "Add", "Mul", "Flatten", "Reshape"]
 
 
@@ -71,12 +87,12 @@ QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Relu", "MaxPool", "Add", "Mul", "Fla
 class QuantPreset:
     """How to quantise: recorded in the int8 model's metadata."""
 
-    mode: str  # "dynamic" or "static"
+    mode: QuantMode
     weight_type: str = "int8"
     activation_type: str = "int8"  # static only; dynamic activations are uint8 by onnxruntime's design
     per_channel: bool = True  # every weight per output channel; else only those of per_channel_ops
     per_channel_ops: tuple[str, ...] = ()  # static only: op types whose weights are per output channel
-    quant_format: str = "QDQ"  # static only
+    quant_format: QuantFormat = QuantFormat.QDQ  # static only
     calibration_images: int = 512
     calibration_method: str = "MinMax"
     calibration_seed: int = 0
@@ -90,9 +106,23 @@ class QuantPreset:
     input_dtype: str = "float32"
     depthwise_first_conv: bool = False
 
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        if self.mode == "dynamic":
+    def __post_init__(self) -> None:
+        """Parse the enum fields (strings accepted); ``ValueError`` for an unknown mode, format, type or method."""
+        object.__setattr__(self, "mode", QuantMode.parse(self.mode, "quantisation mode"))
+        object.__setattr__(self, "quant_format", QuantFormat.parse(self.quant_format, "quantisation format"))
+        for name in ("weight_type", "activation_type"):
+            if getattr(self, name) not in QUANT_TYPES:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(QUANT_TYPES)}")
+        if self.calibration_method not in CalibrationMethod.__members__:
+            raise ValueError(
+                f"unknown calibration method {self.calibration_method!r}; "
+                f"expected one of {', '.join(CalibrationMethod.__members__)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, as the int8 model's metadata records them (static-only fields left out for dynamic)."""
+        values = {key: Choice.plain(value) for key, value in asdict(self).items()}
+        if self.mode is QuantMode.dynamic:
             for key in (
                 "activation_type",
                 "quant_format",
@@ -109,9 +139,9 @@ class QuantPreset:
 
 
 PRESETS = {
-    "dynamic": QuantPreset(mode="dynamic", per_channel=False),
-    "static": QuantPreset(
-        mode="static",
+    QuantMode.dynamic: QuantPreset(mode=QuantMode.dynamic, per_channel=False),
+    QuantMode.static: QuantPreset(
+        mode=QuantMode.static,
         activation_type="uint8",
         per_channel=False,
         per_channel_ops=("Gemm",),
@@ -173,11 +203,11 @@ def quantize_model(
     ``train_images`` (uint8 ``[N, 28, 28]``) are needed for static quantisation; raises
     :class:`ValueError` without them, or when a rewrite of the preset does not fit the graph.
     """
-    if preset.mode == "static" and train_images is None:
+    if preset.mode is QuantMode.static and train_images is None:
         raise ValueError("static quantisation needs training images for calibration")
     with tempfile.TemporaryDirectory(prefix="edgefmnist-quant-") as workdir:
         prepared = Path(workdir) / "prepared.onnx"
-        if preset.mode == "dynamic":
+        if preset.mode is QuantMode.dynamic:
             quant_pre_process(str(fp32_path), str(prepared))
             quantize_dynamic(
                 prepared,
@@ -206,7 +236,7 @@ def quantize_model(
             prepared,
             int8_path,
             calibration_data_reader=ImageCalibrationReader(calibration),
-            quant_format=QuantFormat[preset.quant_format],
+            quant_format=OrtQuantFormat[preset.quant_format.value],
             per_channel=preset.per_channel,
             reduce_range=preset.reduce_range,
             activation_type=QUANT_TYPES[preset.activation_type],

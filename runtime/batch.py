@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,29 +45,29 @@ def default_workers() -> int:
 
 
 @dataclass(frozen=True)
-class Preprocessed:
+class PreparedPicture:
     """One picture after preprocessing: uint8 pixels ``[28, 28]`` and the "nothing found" reason, or an error."""
 
     path: Path
     pixels: np.ndarray | None = None
-    nothing_found: str = ""  # preprocessing's NothingFound message; "" when an object was found
+    nothing_found: str = ""  # preprocessing's "nothing found" reason; "" when an object was found
     error: str = ""  # the one-line reason the picture could not be preprocessed
 
 
 Preprocess = Callable[[Path], tuple[np.ndarray, str]]
 
 
-def _outcome(path: Path, future: Future[tuple[np.ndarray, str]]) -> Preprocessed:
+def _outcome(path: Path, future: Future[tuple[np.ndarray, str]]) -> PreparedPicture:
     try:
         pixels, nothing_found = future.result()
     except EdgeFmnistError as exc:
-        return Preprocessed(path, error=str(exc))
-    return Preprocessed(path, pixels, nothing_found)
+        return PreparedPicture(path, error=str(exc))
+    return PreparedPicture(path, pixels, nothing_found)
 
 
 def preprocess_in_order(
     paths: Iterable[Path], preprocess: Preprocess, workers: int | None = None, window: int | None = None
-) -> Iterator[Preprocessed]:
+) -> Generator[PreparedPicture, None, None]:
     """``preprocess(path)`` of every path on ``workers`` threads, yielded in the order of ``paths``.
 
     ``preprocess`` returns uint8 ``[28, 28]`` pixels and a "nothing found" message, and raises
@@ -81,9 +81,9 @@ def preprocess_in_order(
             try:
                 pixels, nothing_found = preprocess(path)
             except EdgeFmnistError as exc:
-                yield Preprocessed(path, error=str(exc))
+                yield PreparedPicture(path, error=str(exc))
                 continue
-            yield Preprocessed(path, pixels, nothing_found)
+            yield PreparedPicture(path, pixels, nothing_found)
         return
     window = max(workers, window or 2 * workers)
     pending: deque[tuple[Path, Future[tuple[np.ndarray, str]]]] = deque()
@@ -102,9 +102,9 @@ def preprocess_in_order(
 
 
 def classify_in_batches(
-    pictures: Iterable[Preprocessed],
-    classify: Callable[[list[Preprocessed]], list[Result]],
-    failed: Callable[[Preprocessed], Result],
+    pictures: Iterable[PreparedPicture],
+    classify: Callable[[list[PreparedPicture]], list[Result]],
+    failed: Callable[[PreparedPicture], Result],
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Iterator[Result]:
     """One result per picture, in order.
@@ -112,8 +112,8 @@ def classify_in_batches(
     ``classify`` gets the pictures that have pixels, up to ``batch_size`` at once, and returns one
     result for each; ``failed`` makes the result of a picture with an ``error``.
     """
-    ready: list[Preprocessed] = []
-    waiting: list[Preprocessed] = []  # in order: the errors keep their place between classified pictures
+    ready: list[PreparedPicture] = []
+    waiting: list[PreparedPicture] = []  # in order: the errors keep their place between classified pictures
     for picture in pictures:
         waiting.append(picture)
         if not picture.error:
@@ -125,10 +125,10 @@ def classify_in_batches(
 
 
 def _flush(
-    waiting: list[Preprocessed],
-    ready: list[Preprocessed],
-    classify: Callable[[list[Preprocessed]], list[Result]],
-    failed: Callable[[Preprocessed], Result],
+    waiting: list[PreparedPicture],
+    ready: list[PreparedPicture],
+    classify: Callable[[list[PreparedPicture]], list[Result]],
+    failed: Callable[[PreparedPicture], Result],
 ) -> Iterator[Result]:
     classified = iter(classify(ready) if ready else [])
     for picture in waiting:

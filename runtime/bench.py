@@ -34,20 +34,20 @@ from edgefmnist.runtime.machine import machine_info
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
 
+from edgefmnist.contract import BENCH_BATCHES, BENCH_RUNS, BENCH_WARMUP, shipped_names
 from edgefmnist.data import Split
 from edgefmnist.errors import EdgeFmnistError
 
 REPORT_SCHEMA = 1
-ENGINES = ("edgefmnist", "onnxruntime", "pytorch")
 ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points of the best
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    batches: tuple[int, ...] = (1, 32, 256)
+    batches: tuple[int, ...] = BENCH_BATCHES
     threads: int = 1
-    runs: int = 2000  # timed batch-1 calls per row (throughput runs scale with it)
-    warmup: int = 200
+    runs: int = BENCH_RUNS  # timed batch-1 calls per row (throughput runs scale with it)
+    warmup: int = BENCH_WARMUP
     cold_starts: int = 3  # fresh processes per row; the median is reported
 
 
@@ -346,12 +346,7 @@ def infer_overhead(model: Path, test: Split, settings: BenchSettings) -> dict:
 def shipped_models(torch_available: bool) -> list[Path]:
     """The shipped models, each architecture's checkpoint (with torch), fp32 and int8 model."""
     folder = default_model_path().parent
-    names = [
-        f"{arch}{suffix}"
-        for arch in ("mlp", "cnn")
-        for suffix in ((".pt",) if torch_available else ()) + (".onnx", ".int8.onnx")
-    ]
-    return [folder / name for name in names if (folder / name).is_file()]
+    return [folder / name for name in shipped_names(checkpoints=torch_available) if (folder / name).is_file()]
 
 
 def plan(models: list[Path], torch_available: bool) -> Iterator[tuple[Path, tuple[str, ...]]]:

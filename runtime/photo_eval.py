@@ -34,8 +34,9 @@ from pathlib import Path, PurePath
 from typing import Literal, TypeVar
 
 import numpy as np
-from edgefmnist.runtime.infer import IMAGE_SUFFIXES, check_min_confidence, is_unsure, preprocess_noting_emptiness
+from edgefmnist.runtime.infer import IMAGE_SUFFIXES, check_min_confidence, is_unsure
 from edgefmnist.runtime.predictor import Predictor
+from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError
@@ -134,7 +135,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
 
 
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
-    photos = []
+    photos: list[Photo] = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         name = folder_class(sub.name, class_names)
         accepted = (name,) if name else ()
@@ -218,13 +219,13 @@ def predict_photos(
     kept, pixels, empty, errors = [], [], [], []
     for photo in progress(photos, "photos"):
         try:
-            image, nothing_found = preprocess_noting_emptiness(photo.path)
+            picture = preprocess(photo.path)
         except EdgeFmnistError as exc:
             errors.append({"file": str(photo.path), "error": str(exc)})
             continue
         kept.append(photo)
-        pixels.append(image)
-        empty.append(bool(nothing_found))
+        pixels.append(picture.pixels)
+        empty.append(bool(picture.nothing_found))
     classes = len(predictor.class_names)
     probabilities = predictor.predict(np.stack(pixels)) if pixels else np.zeros((0, classes), np.float32)
     return PhotoPredictions(tuple(predictor.class_names), kept, probabilities, np.array(empty, bool), errors)

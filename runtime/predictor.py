@@ -27,13 +27,18 @@ import onnxruntime
 from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 
 from edgefmnist import spec
+from edgefmnist.contract import (
+    DEFAULT_MODEL_NAME,
+    INPUT_DTYPES,
+    INPUT_NAME,
+    MAX_DEFAULT_THREADS,
+    OUTPUT_NAMES,
+    PRETRAINED_PACKAGE,
+    to_model_input,
+)
 from edgefmnist.errors import ModelError, first_line
 
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("logits", "probabilities")
 IMAGE_SIZE = spec.IMAGE_SIZE
-# onnxruntime's names of the input types a model may take
-INPUT_DTYPES: dict[str, np.dtype] = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}
 
 
 def session_input_dtype(session: onnxruntime.InferenceSession) -> np.dtype:
@@ -42,24 +47,6 @@ def session_input_dtype(session: onnxruntime.InferenceSession) -> np.dtype:
     if kind not in INPUT_DTYPES:
         raise ModelError(f"input must be float or uint8 [N, 1, 28, 28], found {kind}")
     return INPUT_DTYPES[kind]
-
-
-def to_input(images: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
-    """uint8 or float pixels ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> NCHW of ``dtype``.
-
-    ``dtype`` is float32 or uint8; for uint8, float pixels are rounded to the nearest integer and
-    clipped to 0-255. Raises :class:`ValueError` for any other shape.
-    """
-    images = np.asarray(images)
-    if images.ndim == 2:
-        images = images[None]
-    if images.ndim == 3:
-        images = images[:, None]
-    if images.ndim != 4 or images.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f"expected images of shape [N, 28, 28], got {list(images.shape)}")
-    if np.dtype(dtype) == np.uint8 and images.dtype != np.uint8:
-        images = np.clip(np.rint(images.astype(np.float32, copy=False)), 0, 255)
-    return np.ascontiguousarray(images, dtype=dtype)
 
 
 def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -72,13 +59,17 @@ def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, ba
     )
 
 
-def default_threads() -> int:
-    """Intra-op threads: the cores available, at most 4 (a Raspberry Pi 4 or 5)."""
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
     try:
-        available = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        available = os.cpu_count() or 1
-    return max(1, min(4, available))
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Intra-op threads: the cores available, at most ``contract.MAX_DEFAULT_THREADS``."""
+    return max(1, min(MAX_DEFAULT_THREADS, available_cores()))
 
 
 SINGLE_IMAGE_SHAPES = {(IMAGE_SIZE, IMAGE_SIZE), (1, IMAGE_SIZE, IMAGE_SIZE), (1, 1, IMAGE_SIZE, IMAGE_SIZE)}
@@ -115,7 +106,7 @@ def bound_run(session: onnxruntime.InferenceSession, binding: onnxruntime.IOBind
     wrapper's per-call checks); else the public ``run_with_iobinding``.
     """
     compiled, compiled_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
-    if hasattr(compiled, "run_with_iobinding") and compiled_binding is not None:
+    if compiled is not None and hasattr(compiled, "run_with_iobinding") and compiled_binding is not None:
         return lambda: compiled.run_with_iobinding(compiled_binding, None)
     return lambda: session.run_with_iobinding(binding)
 
@@ -124,6 +115,14 @@ class Predictor:
     """Classify 28x28 images with an exported edgefmnist ONNX model."""
 
     def __init__(self, model_path: Path | str, threads: int | None = None) -> None:
+        """Load the model at ``model_path`` into one onnxruntime session with ``threads`` intra-op
+        threads (default :func:`default_threads`).
+
+        Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
+        then the graph's signature: one float32 input ``[N, 1, 28, 28]`` and the contract's two
+        outputs of one score per class. Raises :class:`ModelError` for a missing, corrupt or
+        foreign model, one that needs a newer onnxruntime, or one onnxruntime cannot load.
+        """
         self.path = Path(model_path)
         self.metadata: ModelMetadata = read_metadata(self.path)
         self.metadata.check_runtime(self.path)
@@ -169,7 +168,7 @@ class Predictor:
 
         float32 for a float model; uint8 for a uint8 model (float pixels rounded, clipped to 0-255).
         """
-        return to_input(images, self.input_dtype)
+        return to_model_input(images, self.input_dtype)
 
     def _single_image_binding(self) -> SingleImageBinding:
         binding = getattr(self._per_thread, "binding", None)
@@ -208,14 +207,11 @@ class Predictor:
         return self.run(images)[1]
 
 
-DEFAULT_MODEL_NAME = "cnn.onnx"
-
-
 def default_model_path() -> Path:
     """The shipped default model inside the installed package (``edgefmnist.pretrained``)."""
     from importlib.resources import files
 
-    candidate = Path(str(files("edgefmnist.pretrained") / DEFAULT_MODEL_NAME))
+    candidate = Path(str(files(PRETRAINED_PACKAGE) / DEFAULT_MODEL_NAME))
     if not candidate.is_file():
         raise ModelError(f"no shipped model {DEFAULT_MODEL_NAME} in edgefmnist.pretrained; pass --model PATH.onnx")
     return candidate

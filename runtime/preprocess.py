@@ -24,16 +24,18 @@ passed through this very function (``edgefmnist.photo_render``), so they learn w
 
 from __future__ import annotations
 
-import warnings
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgefmnist.runtime.picture import ImageError, load_picture, to_luminance
+from edgefmnist.runtime.picture import ImageError, PictureSource, load_picture, to_luminance
 from PIL import Image
 
 from edgefmnist import spec
+from edgefmnist.errors import EdgeFmnistError, first_line
 
-__all__ = ["ImageError", "NothingFound", "load_image", "preprocess_file", "to_dataset_form"]
+__all__ = ["ImageError", "Preprocessed", "dataset_form", "preprocess", "preprocess_file", "to_dataset_form"]
 
 SIZE = spec.IMAGE_SIZE
 DARK_BORDER = 60  # a border pixel darker than this is background in dataset form
@@ -46,11 +48,17 @@ MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than th
 MASK_FLOOR = 0.15  # the least intensity inside the mask, of 255: the outline always shows
 RESAMPLE = Image.Resampling.LANCZOS
 
-load_image = load_picture
 
+@dataclass(frozen=True)
+class Preprocessed:
+    """A picture in Fashion-MNIST form: ``pixels`` uint8 ``[28, 28]``.
 
-class NothingFound(UserWarning):
-    """The picture holds no object distinguishable from its background."""
+    ``nothing_found`` is why no object was found ("the picture is uniform", ...), or "" when one
+    was; the pixels are then all black, and a classifier's answer for them is meaningless.
+    """
+
+    pixels: np.ndarray
+    nothing_found: str = ""
 
 
 def is_dataset_form(pixels: np.ndarray) -> bool:
@@ -63,21 +71,24 @@ def border(pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
 
 
-def blank(reason: str) -> np.ndarray:
-    warnings.warn(f"no object found: {reason}", NothingFound, stacklevel=3)
-    return np.zeros((SIZE, SIZE), dtype=np.uint8)
+def blank(reason: str) -> Preprocessed:
+    return Preprocessed(np.zeros((SIZE, SIZE), dtype=np.uint8), f"no object found: {reason}")
 
 
 def to_dataset_form(image: Image.Image) -> np.ndarray:
-    """A picture (any mode, any size) -> uint8 ``[28, 28]`` in Fashion-MNIST form.
+    """A picture (any mode, any size) -> uint8 ``[28, 28]`` in Fashion-MNIST form (black if nothing found)."""
+    return dataset_form(image).pixels
 
-    Warns :class:`NothingFound` and returns a black image when the picture is uniform or no
-    object stands out from its background.
+
+def dataset_form(image: Image.Image) -> Preprocessed:
+    """A picture (any mode, any size) in Fashion-MNIST form, noting a uniform picture or one with no object.
+
+    Pure: no global state is read or written, so threads may call it at once.
     """
     if image.size == (SIZE, SIZE):
         pixels = to_luminance(image if image.mode in ("L", "RGB") else image.convert("RGB"))
         if is_dataset_form(pixels):
-            return pixels
+            return Preprocessed(pixels)
     from edgefmnist.runtime.segment import foreground_mask, illumination
 
     rgb = image.convert("RGB")
@@ -94,7 +105,7 @@ def to_dataset_form(image: Image.Image) -> np.ndarray:
     contrast = np.abs(light - luminance) / np.maximum(light, MIN_LIGHT)
     peak = max(float(np.percentile(contrast[mask], 99)), 0.05)
     intensity = np.maximum(np.clip(contrast / peak, 0.0, 1.0), MASK_FLOOR) * mask
-    return centre(255.0 * intensity, mask)
+    return Preprocessed(centre(255.0 * intensity, mask))
 
 
 def centre(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -117,3 +128,20 @@ def centre(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def preprocess_file(path: Path) -> np.ndarray:
     """Load ``path`` and return it in Fashion-MNIST form, uint8 ``[28, 28]``; raises ``ImageError``."""
     return to_dataset_form(load_picture(path))
+
+
+def preprocess(source: PictureSource, name: str | None = None) -> Preprocessed:
+    """Load a picture (a path or its encoded bytes, see :func:`load_picture`) in Fashion-MNIST form.
+
+    Thread safe. Raises :class:`EdgeFmnistError` (``ImageError`` for an unreadable picture), one
+    line starting with ``"{name}: "``, for any failure, so that one picture never stops a batch.
+    """
+    label = name or (os.fspath(source) if isinstance(source, str | Path) else "<bytes>")
+    try:
+        return dataset_form(load_picture(source, name=label))
+    except EdgeFmnistError:
+        raise
+    except Exception as exc:  # a decoder or OpenCV failure on one odd picture
+        raise EdgeFmnistError(
+            f"{label}: cannot preprocess this picture ({type(exc).__name__}: {first_line(exc)})"
+        ) from None

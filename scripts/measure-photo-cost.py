@@ -171,7 +171,7 @@ print(time.perf_counter() - t0, rss() - rss0, cv2.__version__)
 
 def measure_cv2_import(repeats: int, cpu: int | None) -> dict:
     """``import cv2`` in fresh interpreters: alone, and after numpy + Pillow + onnxruntime."""
-    result = {}
+    result: dict[str, object] = {}
     for name, before in (("alone", ""), ("after numpy, Pillow, onnxruntime", "import numpy, PIL.Image, onnxruntime")):
         times, growths = [], []
         for _ in range(repeats):
@@ -229,8 +229,6 @@ def pick_photos(count: int) -> list[Path]:
 
 def measure_grabcut_share(photos: list[Path]) -> dict:
     """Per-photo ms of ``preprocess_file`` and of its loading, foreground mask and GrabCut calls."""
-    import warnings
-
     from edgefmnist.runtime import preprocess, segment
 
     spent = {"load_picture": 0.0, "foreground_mask": 0.0, "grabcut": 0.0}
@@ -252,15 +250,13 @@ def measure_grabcut_share(photos: list[Path]) -> dict:
     segment.grabcut = timed("grabcut", originals[2])
     rows = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # NothingFound on a few photos: timed all the same
-            preprocess.preprocess_file(photos[0])  # warm-up: no import counted
-            for photo in photos:
-                for name in spent:
-                    spent[name] = 0.0
-                start = time.perf_counter()
-                preprocess.preprocess_file(photo)
-                rows.append({"total": time.perf_counter() - start, **spent})
+        preprocess.preprocess_file(photos[0])  # warm-up: no import counted
+        for photo in photos:
+            for name in spent:
+                spent[name] = 0.0
+            start = time.perf_counter()
+            preprocess.preprocess_file(photo)
+            rows.append({"total": time.perf_counter() - start, **spent})
     finally:
         preprocess.load_picture, segment.foreground_mask, segment.grabcut = originals
     median = {name: 1000 * statistics.median(row[name] for row in rows) for name in rows[0]}

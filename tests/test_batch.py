@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefmnist.runtime.batch import Preprocessed, classify_in_batches, preprocess_in_order
+from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.infer import classify_files
 from edgefmnist.runtime.photo_bench import build_pictures
 from edgefmnist.runtime.predictor import Predictor, default_model_path
@@ -85,14 +85,14 @@ def test_a_consumer_that_stops_early_does_not_wait_for_the_rest() -> None:
 
 def test_batches_hold_only_readable_pictures_and_keep_the_order() -> None:
     pictures = [
-        Preprocessed(Path(f"{i}.png"), error="unreadable")
+        PreparedPicture(Path(f"{i}.png"), error="unreadable")
         if i % 4 == 1
-        else Preprocessed(Path(f"{i}.png"), np.zeros(1))
+        else PreparedPicture(Path(f"{i}.png"), np.zeros(1))
         for i in range(23)
     ]
     batches: list[list[str]] = []
 
-    def classify(batch: list[Preprocessed]) -> list[str]:
+    def classify(batch: list[PreparedPicture]) -> list[str]:
         assert all(not p.error for p in batch)
         batches.append([p.path.name for p in batch])
         return [f"label of {p.path.name}" for p in batch]

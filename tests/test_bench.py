@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench
 from edgefmnist.runtime.machine import parse_cpuinfo
-from test_cli import assert_one_line_error, run
+from helpers import assert_one_line_error, run
 
 PI4_CPUINFO = """processor\t: 0
 BogoMIPS\t: 108.00
@@ -37,8 +37,8 @@ def test_cpuinfo_names_the_cpu_and_its_int8_instructions() -> None:
 
 
 @pytest.mark.slow
-def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(exported_mlp: Path, fashion) -> None:
-    models = [exported_mlp, exported_mlp.with_name("mlp.int8.onnx")]
+def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
+    models = [shipped_mlp, shipped_mlp.with_name("mlp.int8.onnx")]
     settings = BenchSettings(batches=(1, 8), threads=1, runs=50, warmup=5, cold_starts=1)
     report = json.loads(json.dumps(run_bench(models, fashion.test, settings, torch_available=True)))
     rows = report["rows"]
@@ -70,7 +70,7 @@ def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(exported_mlp: 
 def test_bench_rejects_bad_batch_sizes() -> None:
     for bad in ("0,1", "1,x", ""):
         result = run("bench", "--batch", bad)
-        assert_one_line_error(result, 1, "--batch")
+        assert_one_line_error(result, 2, "--batch")
 
 
 REFERENCES = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -13,10 +13,11 @@ import pytest
 from edgefmnist.export.onnx_export import finalize_model
 from edgefmnist.export.pipeline import export_checkpoint, int8_path_for, verify_against_checkpoint
 from edgefmnist.runtime.metadata import SCHEMA_KEY, ModelMetadata, read_metadata
-from edgefmnist.runtime.predictor import INPUT_NAME, Predictor
+from edgefmnist.runtime.predictor import Predictor
 
 from edgefmnist import spec
 from edgefmnist.checkpoint import load_checkpoint
+from edgefmnist.contract import INPUT_NAME, Dtype
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import ModelError, ValidationFailed
 from edgefmnist.train import predict_logits
@@ -100,7 +101,7 @@ def test_metadata_round_trips(exported, trained) -> None:
 
     for result in (fp32, int8):
         meta = read_metadata(result.path)
-        assert meta.class_names == spec.CLASS_NAMES and meta.arch == "cnn" and meta.precision == result.precision
+        assert meta.class_names == spec.CLASS_NAMES and meta.arch == "cnn" and meta.dtype == result.dtype
         assert meta.input["normalization"] == {
             "in_graph": True,
             "formula": "(x / 255 - mean) / std",
@@ -113,7 +114,10 @@ def test_metadata_round_trips(exported, trained) -> None:
         assert meta.extra["test_accuracy"] == result.parity.candidate_accuracy
         assert meta.extra["opset"] == 17 and meta.min_onnxruntime == "1.17.0"
         calibration = meta.calibration
-        assert calibration == result.calibration.to_metadata() == result.to_dict()["calibration"]
+        assert (
+            calibration is not None
+            and calibration == result.calibration.to_metadata() == result.to_dict()["calibration"]
+        )
         assert calibration["method"] == "temperature" and calibration["split"] == "validation"
         assert calibration["temperature"] > 0 and calibration["nll_after"] <= calibration["nll_before"]
         assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration["test"])
@@ -197,7 +201,7 @@ def test_dynamic_batch_axis(exported, fashion, quantize: str) -> None:
     for result in exported("cnn", quantize):
         predictor = Predictor(result.path)
         reference = predictor.logits(fashion.test.images[:256], batch_size=256)
-        batch_independent = result.precision == "fp32" or quantize == "static"
+        batch_independent = result.dtype is Dtype.fp32 or quantize == "static"
         for batch in (1, 7, 256):
             logits, probabilities = predictor.run(fashion.test.images[:batch])
             assert logits.shape == probabilities.shape == (batch, 10)
@@ -229,7 +233,7 @@ def test_version_guard_refuses_with_what_to_install(exported, tmp_path: Path) ->
 
 
 def test_verify_against_checkpoint_and_recorded_accuracy(exported, trained, fashion, tmp_path: Path) -> None:
-    from edgefmnist.export.parity import check_recorded_accuracy
+    from edgefmnist.runtime.verify import check_recorded_accuracy
 
     fp32, int8 = exported("mlp", "dynamic")
     for result in (fp32, int8):

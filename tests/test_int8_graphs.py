@@ -13,7 +13,7 @@ import onnxruntime
 import pytest
 from edgefmnist.export.onnx_export import export_onnx
 from edgefmnist.export.qdq_rewrite import first_conv_as_depthwise, split_pixel_normalization
-from edgefmnist.export.quantize import PRESETS, quantize_model
+from edgefmnist.export.quantize import PRESETS, QuantMode, quantize_model
 from edgefmnist.runtime.predictor import default_model_path
 
 from edgefmnist.checkpoint import load_checkpoint
@@ -68,7 +68,7 @@ def graphs(fashion, tmp_path_factory) -> dict[tuple[str, str], Path]:
     for arch in ("mlp", "cnn"):
         fp32, int8 = folder / f"{arch}.onnx", folder / f"{arch}.int8.onnx"
         export_onnx(load_checkpoint(SHIPPED / f"{arch}.pt").net, fp32, temperature=1.5)  # T = 1 would fold away
-        quantize_model(fp32, int8, PRESETS["static"], fashion.train.images)
+        quantize_model(fp32, int8, PRESETS[QuantMode.static], fashion.train.images)
         paths[(arch, "fp32")], paths[(arch, "int8")] = fp32, int8
     return paths
 

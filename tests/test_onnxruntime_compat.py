@@ -51,7 +51,7 @@ def test_models_run_on_onnxruntime_1_17(trained, real_data_dir, fashion, tmp_pat
     for model in models:
         old = np.load(f"{model}.logits.npy")
         new = Predictor(model).logits(images)
-        if read_metadata(model).precision == "fp32":
+        if read_metadata(model).dtype == "fp32":
             np.testing.assert_allclose(old, new, atol=1e-4)
             assert (old.argmax(1) == new.argmax(1)).all()
         else:  # int8 kernels may round differently between releases

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefmnist.runtime.preprocess import ImageError, NothingFound, load_image, preprocess_file, to_dataset_form
+from edgefmnist.runtime.picture import load_picture
+from edgefmnist.runtime.preprocess import ImageError, dataset_form, preprocess, preprocess_file, to_dataset_form
 from PIL import Image
 
 
@@ -88,26 +88,22 @@ def test_animated_gif_uses_the_first_frame(tmp_path: Path, fashion, boot: np.nda
 
 
 @pytest.mark.parametrize("value", [0, 255])
-def test_uniform_images_warn_and_give_a_blank_image(value: int) -> None:
-    with pytest.warns(NothingFound):
-        result = to_dataset_form(Image.new("L", (50, 40), value))
-    assert result.shape == (28, 28) and not result.any()
+def test_uniform_images_are_noted_and_give_a_blank_image(value: int) -> None:
+    result = dataset_form(Image.new("L", (50, 40), value))
+    assert result.nothing_found == "no object found: the picture is uniform"
+    assert result.pixels.shape == (28, 28) and not result.pixels.any()
 
 
 @pytest.mark.parametrize("size", [(5000, 20), (20, 5000), (800, 100), (10, 1)])
 def test_extreme_aspect_ratios_are_classified(tmp_path: Path, boot: np.ndarray, size: tuple[int, int]) -> None:
     strip = shop_photo(boot).convert("RGB").resize(size)
     strip.save(tmp_path / "strip.png")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NothingFound)
-        assert preprocess_file(tmp_path / "strip.png").shape == (28, 28)
+    assert preprocess_file(tmp_path / "strip.png").shape == (28, 28)
 
 
 def test_tiny_images(tmp_path: Path) -> None:
     Image.new("L", (1, 1), 128).save(tmp_path / "one.png")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NothingFound)
-        assert preprocess_file(tmp_path / "one.png").shape == (28, 28)
+    assert preprocess_file(tmp_path / "one.png").shape == (28, 28)
 
 
 @pytest.mark.parametrize(
@@ -123,14 +119,14 @@ def test_bad_files_raise_a_one_line_error_naming_them(tmp_path: Path, boot, make
     path = tmp_path / "x.png"
     make(path)
     with pytest.raises(ImageError, match=message) as caught:
-        load_image(path)
+        load_picture(path)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_decompression_bomb_is_refused(tmp_path: Path) -> None:
     Image.new("1", (10_000, 10_000)).save(tmp_path / "bomb.png")  # 100 Mpx, a few KiB on disk
     with pytest.raises(ImageError, match="decompression bomb"):
-        load_image(tmp_path / "bomb.png")
+        load_picture(tmp_path / "bomb.png")
 
 
 def test_dataset_images_touching_the_edges_pass_through_unchanged(fashion) -> None:
@@ -141,3 +137,43 @@ def test_dataset_images_touching_the_edges_pass_through_unchanged(fashion) -> No
     assert len(bright) == 8
     for image in bright:
         np.testing.assert_array_equal(to_dataset_form(Image.fromarray(image)), image)
+
+
+def test_a_picture_given_as_bytes_is_preprocessed_as_its_file(tmp_path: Path, boot: np.ndarray) -> None:
+    shop_photo(boot).save(tmp_path / "boot.jpg", quality=90)
+    encoded = (tmp_path / "boot.jpg").read_bytes()
+    from_bytes = preprocess(encoded, name="<stdin>")
+    np.testing.assert_array_equal(from_bytes.pixels, preprocess_file(tmp_path / "boot.jpg"))
+    assert from_bytes.nothing_found == ""
+    with pytest.raises(ImageError, match=r"^<stdin>: corrupt or truncated image"):
+        preprocess(encoded[:200], name="<stdin>")
+    with pytest.raises(ImageError, match=r"^<bytes>: not an image Pillow can read"):
+        preprocess(b"not a picture")
+
+
+def test_preprocessing_from_threads_changes_no_global_state(tmp_path: Path, boot: np.ndarray) -> None:
+    """8 threads preprocess photos and blank pictures while warnings filters stay as the host set them."""
+    import threading
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    shop_photo(boot).convert("RGB").save(tmp_path / "boot.png")
+    Image.new("L", (60, 40), 200).save(tmp_path / "blank.png")
+    expected = {name: preprocess(tmp_path / name) for name in ("boot.png", "blank.png")}
+    filters_before = list(warnings.filters)
+    barrier = threading.Barrier(8)
+
+    def run(i: int) -> bool:
+        barrier.wait()
+        name = ("boot.png", "blank.png")[i % 2]
+        same = True
+        for _ in range(5):
+            result = preprocess(tmp_path / name)
+            same &= result.nothing_found == expected[name].nothing_found
+            same &= bool(np.array_equal(result.pixels, expected[name].pixels))
+        return same
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(run, range(8)))
+    assert expected["blank.png"].nothing_found and not expected["boot.png"].nothing_found
+    assert warnings.filters == filters_before

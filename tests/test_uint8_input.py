@@ -10,22 +10,23 @@ import onnx
 import onnxruntime
 import pytest
 from edgefmnist.runtime.call_floor import one_node_model
-from edgefmnist.runtime.predictor import Predictor, default_model_path, to_input
+from edgefmnist.runtime.predictor import Predictor, default_model_path
 
+from edgefmnist.contract import to_model_input
 from edgefmnist.errors import ModelError
 
 INT8 = default_model_path().parent / "mlp.int8.onnx"
 
 
-def test_to_input_rounds_and_clips_float_pixels_for_a_uint8_model() -> None:
+def test_to_model_input_rounds_and_clips_float_pixels_for_a_uint8_model() -> None:
     images = np.array([[-3.0, 0.4, 0.5, 1.5, 127.49, 254.6, 300.0]] * 28, np.float64)[:, :7]
     images = np.pad(images, ((0, 0), (0, 21)))
-    got = to_input(images, np.uint8)
+    got = to_model_input(images, np.uint8)
     assert got.dtype == np.uint8 and got.shape == (1, 1, 28, 28)
     assert got[0, 0, 0, :7].tolist() == [0, 0, 0, 2, 127, 255, 255]  # round half to even, as np.rint
-    assert to_input(images, np.float32).dtype == np.float32
+    assert to_model_input(images, np.float32).dtype == np.float32
     with pytest.raises(ValueError, match="shape"):
-        to_input(np.zeros((2, 28, 27)), np.uint8)
+        to_model_input(np.zeros((2, 28, 27)), np.uint8)
 
 
 def test_the_predictor_feeds_uint8_and_float_images_give_the_same_answers(fashion) -> None:

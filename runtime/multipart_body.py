@@ -1,0 +1,90 @@
+"""multipart/form-data bodies parsed in memory (python-multipart's streaming parser), for ``edgefmnist serve``.
+
+    curl -F file=@shirt.jpg -F file=@hat.png http://127.0.0.1:8000/v1/classify/batch
+
+Starlette's own form parser spools file parts larger than 1 MiB to temporary files; the
+service never writes an upload to disk, so it parses the body it already holds (bounded by
+the body limit) with ``python_multipart.MultipartParser`` and keeps the parts as bytes.
+"""
+
+from __future__ import annotations
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+
+class MultipartError(ValueError):
+    """The body is not well-formed multipart/form-data."""
+
+
+def parse_multipart(body: bytes, content_type: str, field: str) -> list[tuple[str, bytes]]:
+    """The parts of form field ``field`` in ``body``, as ``(filename or field, bytes)`` in order.
+
+    ``content_type`` is the request's header, with its ``boundary`` parameter. Parts of
+    other fields are skipped. Raises :class:`MultipartError` for a missing boundary, a part
+    without ``Content-Disposition``, or a body that ends before its closing boundary.
+    """
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise MultipartError("Content-Type has no boundary")
+    parts: list[tuple[str, bytes]] = []
+    headers: dict[bytes, bytes] = {}
+    header_field = bytearray()
+    header_value = bytearray()
+    data = bytearray()
+    finished = False
+
+    def on_part_begin() -> None:
+        headers.clear()
+        data.clear()
+
+    def on_header_field(chunk: bytes, start: int, end: int) -> None:
+        header_field.extend(chunk[start:end])
+
+    def on_header_value(chunk: bytes, start: int, end: int) -> None:
+        header_value.extend(chunk[start:end])
+
+    def on_header_end() -> None:
+        headers[bytes(header_field).lower()] = bytes(header_value)
+        header_field.clear()
+        header_value.clear()
+
+    def on_part_data(chunk: bytes, start: int, end: int) -> None:
+        data.extend(chunk[start:end])
+
+    def on_part_end() -> None:
+        disposition = headers.get(b"content-disposition")
+        if disposition is None:
+            raise MultipartError("a part has no Content-Disposition header")
+        _, params = parse_options_header(disposition)
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        if name == field:
+            filename = params.get(b"filename", b"").decode("utf-8", "replace")
+            parts.append((filename or name, bytes(data)))
+
+    def on_end() -> None:
+        nonlocal finished
+        finished = True
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+            "on_end": on_end,
+        },
+    )
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartError:
+        raise
+    except Exception as exc:  # python-multipart's MultipartParseError and friends
+        raise MultipartError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if not finished:
+        raise MultipartError("the body ends before its closing boundary")
+    return parts

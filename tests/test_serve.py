@@ -1,0 +1,355 @@
+"""`edgefmnist serve` as a real process on a free local port: every endpoint, every error status,
+the token, the limits, hostile uploads, a slow client, overload and SIGTERM during load."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from serve_client import Reply, ServerProcess
+
+PHOTOS = Path(__file__).parent / "data" / "photos"
+RESULT_KEYS = ("label", "index", "probability", "unsure", "top_k")
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width x height`` grey pixels (its data is one empty row)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def infer_json(paths: list[Path], *args: str) -> list[dict]:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", "infer", *[f"--image={p}" for p in paths], "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_error(reply: Reply, status: int, *fragments: str) -> None:
+    assert reply.status == status, reply.body
+    assert reply.headers["content-type"] == "application/json"
+    message = reply.json()["error"]
+    assert message and "\n" not in message and "Traceback" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.fixture(scope="module")
+def test_pngs(fashion) -> list[bytes]:
+    return [png_bytes(fashion.test.images[i]) for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def server():
+    process = ServerProcess("--max-body-mb", "1")
+    yield process
+    code, err = process.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
+def test_classify_equals_infer_json_raw_and_multipart(server: ServerProcess, test_pngs: list[bytes], tmp_path: Path):
+    paths = []
+    for i, data in enumerate(test_pngs[:3]):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(data)
+    expected = infer_json(paths)
+    for data, want in zip(test_pngs, expected, strict=False):
+        for reply in (server.post_image(data), server.post_files([("x.png", data)])):
+            assert reply.status == 200, reply.body
+            got = reply.json()
+            assert {key: got[key] for key in RESULT_KEYS} == {key: want[key] for key in RESULT_KEYS}
+            assert got["timings"]["preprocess_ms"] > 0 and got["timings"]["inference_us"] > 0
+    assert server.post_files([("x.png", test_pngs[0])]).json()["image"] == "x.png"
+
+
+def test_preprocessed_image_is_what_infer_feeds_the_network(server: ServerProcess, tmp_path: Path):
+    photo = sorted((PHOTOS / "shoes").glob("*.jpg"))[0]
+    saved = tmp_path / "seen.png"
+    want = infer_json([photo], "--save-preprocessed", str(saved))[0]
+    reply = server.post_files([(photo.name, photo.read_bytes())], "/v1/classify?preprocessed=true")
+    got = reply.json()
+    assert {key: got[key] for key in RESULT_KEYS} == {key: want[key] for key in RESULT_KEYS}
+    prefix = "data:image/png;base64,"
+    assert got["preprocessed"].startswith(prefix)
+    seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(got["preprocessed"][len(prefix) :]))))
+    assert seen.shape == (28, 28) and np.array_equal(seen, np.asarray(Image.open(saved)))
+
+
+def test_batch_classifies_each_file_and_names_the_bad_one(server: ServerProcess, test_pngs: list[bytes]):
+    files = [("a.png", test_pngs[0]), ("notes.txt", b"hello"), ("b.png", test_pngs[1])]
+    reply = server.post_files(files, "/v1/classify/batch")
+    assert reply.status == 200, reply.body
+    entries = reply.json()
+    assert [entry["image"] for entry in entries] == ["a.png", "notes.txt", "b.png"]
+    assert entries[1] == {"image": "notes.txt", "error": "notes.txt: not an image Pillow can read"}
+    for entry, data in ((entries[0], test_pngs[0]), (entries[2], test_pngs[1])):
+        single = server.post_image(data).json()
+        assert {key: entry[key] for key in RESULT_KEYS} == {key: single[key] for key in RESULT_KEYS}
+
+
+def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs: list[bytes]):
+    model = server.request("GET", "/v1/model").json()
+    assert model["file"] == "cnn.onnx" and len(model["class_names"]) == 10 and model["precision"] == "fp32"
+    assert server.request("GET", "/healthz").json()["status"] == "ok"
+    server.post_image(test_pngs[0])
+    server.post_image(b"not a picture")
+    metrics = server.request("GET", "/metrics")
+    assert metrics.status == 200 and metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.body.decode()
+    assert 'edgefmnist_requests_total{path="/v1/classify",status="200"}' in text
+    assert 'edgefmnist_requests_total{path="/v1/classify",status="400"}' in text
+    assert 'edgefmnist_request_seconds_bucket{le="0.1",path="/v1/classify"}' in text
+    assert "edgefmnist_requests_in_flight 1.0" in text  # the /metrics request itself
+    paths = server.request("GET", "/openapi.json").json()["paths"]
+    assert {"/v1/classify", "/v1/classify/batch", "/v1/model", "/healthz", "/metrics"} <= set(paths)
+    page = server.request("GET", "/")
+    html = page.body.decode()
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'type="file" accept="image/*" capture' in html
+    assert "http://" not in html and "https://" not in html  # self-contained: nothing from a CDN
+
+
+def chunked_post(server: ServerProcess, size: int) -> Reply:
+    """POST ``size`` bytes as chunked transfer encoding: no Content-Length to refuse it by."""
+    import http.client
+
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    try:
+        chunks = (b"\0" * 65536 for _ in range(size // 65536))
+        connection.request("POST", "/v1/classify", chunks, {"Content-Type": "image/png"}, encode_chunked=True)
+        response = connection.getresponse()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        connection.close()
+
+
+def truncated_png() -> bytes:
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data = png_bytes(noise)
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    "send, status, fragments",
+    [
+        (lambda s: s.post_image(b"just some text"), 400, ["not an image"]),
+        (lambda s: s.post_image(truncated_png()), 400, ["corrupt or truncated"]),
+        (lambda s: s.post_image(b""), 400, ["empty body"]),
+        (lambda s: s.post_image(b"--x\r\nbroken", content_type="multipart/form-data; boundary=x"), 400, ["multipart"]),
+        (lambda s: s.post_files([], "/v1/classify"), 400, ["'file'"]),
+        (lambda s: s.post_image(b"x" * 100, content_type="text/plain"), 415, ["text/plain"]),
+        (lambda s: s.post_image(b"x", "/v1/classify/batch"), 415, ["multipart"]),
+        (lambda s: s.post_image(png_declaring(100_000, 100_000)), 413, ["100000 x 100000", "bomb"]),
+        (lambda s: s.post_image(b"\0" * (2 << 20)), 413, ["limit of 1,048,576 bytes"]),
+        (lambda s: chunked_post(s, 2 << 20), 413, ["limit of 1,048,576 bytes"]),
+        (lambda s: s.request("GET", "/v1/nothing"), 404, ["Not Found"]),
+        (lambda s: s.request("GET", "/v1/classify"), 405, ["Method Not Allowed"]),
+    ],
+    ids=[
+        "not-image",
+        "truncated",
+        "empty",
+        "bad-multipart",
+        "no-file",
+        "text",
+        "batch-raw",
+        "bomb",
+        "too-large",
+        "chunked-too-large",
+        "404",
+        "405",
+    ],
+)
+def test_errors_are_json_one_liners_with_their_status(server: ServerProcess, send, status, fragments) -> None:
+    assert_error(send(server), status, *fragments)
+    assert server.request("GET", "/healthz").status == 200  # and the service lives on
+
+
+def test_token_is_required_on_the_api_but_not_on_health_or_page(test_pngs: list[bytes]):
+    guarded = ServerProcess("--token", "s3cret")
+    try:
+        assert_error(guarded.post_image(test_pngs[0]), 401, "token")
+        assert_error(guarded.post_image(test_pngs[0], Authorization="Bearer wrong"), 401, "token")
+        assert_error(guarded.post_image(test_pngs[0], Authorization="s3cret"), 401, "token")
+        assert_error(guarded.request("GET", "/metrics"), 401)
+        assert guarded.post_image(test_pngs[0], Authorization="Bearer s3cret").status == 200
+        assert guarded.request("GET", "/v1/model", headers={"Authorization": "Bearer s3cret"}).status == 200
+        assert guarded.request("GET", "/healthz").status == 200 and guarded.request("GET", "/").status == 200
+    finally:
+        assert guarded.stop()[0] == 0
+
+
+def open_slow_upload(server: ServerProcess, declared: int) -> socket.socket:
+    """A client that has sent its headers and one byte of a ``declared``-byte body."""
+    sock = socket.create_connection((server.host, server.port))
+    head = f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {declared}\r\n\r\n"
+    sock.sendall(head.encode() + b"\x89")
+    return sock
+
+
+def test_a_client_sending_one_byte_a_second_does_not_block_others(server: ServerProcess, test_pngs: list[bytes]):
+    slow = open_slow_upload(server, len(test_pngs[0]))
+    try:
+        for second in range(1, 4):
+            start = time.perf_counter()
+            for _ in range(5):
+                assert server.post_image(test_pngs[1]).status == 200
+            assert time.perf_counter() - start < 1.0
+            time.sleep(max(0.0, 1.0 - (time.perf_counter() - start)))
+            slow.send(test_pngs[0][second : second + 1])
+    finally:
+        slow.close()
+
+
+def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_pngs: list[bytes]):
+    small = ServerProcess("--threads", "1", "--queue", "0", "--upload-timeout", "1")
+    try:
+        slow = open_slow_upload(small, 1000)
+        slow.settimeout(10)
+        start = time.perf_counter()
+        answer = slow.recv(4096).decode()
+        assert 0.9 < time.perf_counter() - start < 5
+        while chunk := slow.recv(4096):  # the server closes the connection after the answer
+            answer += chunk.decode()
+        assert answer.startswith("HTTP/1.1 408") and '{"error":"upload not complete after 1 s"}' in answer
+        slow.close()
+        assert small.post_image(test_pngs[0]).status == 200
+    finally:
+        assert small.stop()[0] == 0
+
+
+def test_too_many_files_in_a_batch_is_413(server: ServerProcess, test_pngs: list[bytes]):
+    assert_error(server.post_files([("a.png", test_pngs[0])] * 65, "/v1/classify/batch"), 413, "65 files", "64")
+
+
+def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]):
+    small = ServerProcess("--threads", "1", "--queue", "0")
+    try:
+        holder = open_slow_upload(small, 1000)  # admitted: it holds the only place while it uploads
+        time.sleep(0.3)
+        start = time.perf_counter()
+        reply = small.post_image(test_pngs[0])
+        assert time.perf_counter() - start < 1.0
+        assert_error(reply, 503, "busy")
+        assert reply.headers["retry-after"] == "1"
+        holder.close()
+        time.sleep(0.3)
+        assert small.post_image(test_pngs[0]).status == 200
+    finally:
+        assert small.stop()[0] == 0
+
+
+@pytest.mark.slow
+def test_sigterm_during_load_answers_every_accepted_request_and_exits_0():
+    photos = [p.read_bytes() for p in sorted((PHOTOS / "dress").glob("*.jpg"))[:4]]
+    target = ServerProcess("--threads", "2")
+    outcomes: list[tuple[str, float]] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + 20
+
+    def client(n: int) -> None:
+        while time.monotonic() < stop_at:
+            try:
+                reply = target.post_image(photos[n % len(photos)], content_type="image/jpeg")
+                outcome = "ok" if reply.status == 200 and "label" in reply.json() else f"bad {reply.status}"
+            except (ConnectionRefusedError, ConnectionResetError):
+                outcome = "refused"  # the listening socket is closed: not accepted
+            except Exception as exc:  # a truncated or missing answer to an accepted request
+                outcome = f"lost {type(exc).__name__}"
+            with lock:
+                outcomes.append((outcome, time.monotonic()))
+            if outcome == "refused":
+                return
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2.0)
+    sigterm_at = time.monotonic()
+    code, err = target.stop()
+    for thread in threads:
+        thread.join()
+    answered = int(err.split("answering ")[1].split()[0])
+    kinds = [outcome for outcome, _ in outcomes]
+    assert code == 0 and "Traceback" not in err, err
+    assert set(kinds) <= {"ok", "refused"}, kinds
+    assert kinds.count("ok") == answered  # the server answered exactly what the clients received
+    assert any(outcome == "ok" and at > sigterm_at for outcome, at in outcomes)  # in flight at SIGTERM, finished
+    assert kinds.count("refused") == 8
+
+
+@pytest.mark.slow
+def test_labels_through_the_server_equal_infer_json_on_1000_test_images_and_photos(fashion, tmp_path: Path):
+    paths = []
+    for i in range(1000):
+        paths.append(tmp_path / f"test-{i:04d}.png")
+        Image.fromarray(fashion.test.images[i]).save(paths[-1])
+    paths += [sorted(folder.glob("*.jpg"))[0] for folder in sorted(PHOTOS.iterdir()) if folder.is_dir()]
+    expected = infer_json([tmp_path, *paths[1000:]])
+    assert [Path(row["image"]).name for row in expected] == [p.name for p in paths]
+    target = ServerProcess()
+    try:
+        for path, want in zip(paths, expected, strict=True):
+            got = target.post_files([(path.name, path.read_bytes())]).json()
+            assert {key: got.get(key) for key in (*RESULT_KEYS, "warning")} == {
+                key: want.get(key) for key in (*RESULT_KEYS, "warning")
+            }, path
+    finally:
+        assert target.stop()[0] == 0
+
+
+def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", "serve", "--port", str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"edgefmnist: error: cannot listen on 127.0.0.1:{server.port}")
+
+
+def test_listening_on_the_network_without_a_token_warns() -> None:
+    exposed = ServerProcess("--host", "0.0.0.0")
+    try:
+        assert "without --token" in exposed.first_lines[0]
+        assert exposed.request("GET", "/healthz").status == 200
+    finally:
+        assert exposed.stop()[0] == 0
+    quiet = ServerProcess()
+    try:
+        assert quiet.first_lines == [quiet.first_lines[0]] and "warning" not in quiet.first_lines[0]
+    finally:
+        assert quiet.stop()[0] == 0
+
+
+def test_sigterm_as_soon_as_the_address_is_announced_exits_0() -> None:
+    for _ in range(2):
+        code, err = ServerProcess().stop()
+        assert code == 0 and "stopped after answering 0 requests" in err, err
