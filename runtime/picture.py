@@ -41,6 +41,10 @@ class ImageError(EdgeFmnistError):
     """An image file cannot be read or decoded, or is refused as too large."""
 
 
+class PictureTooLarge(ImageError):
+    """A picture refused for its size in pixels (a decompression bomb?), before it is decoded in full."""
+
+
 def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | None = None) -> Image.Image:
     """Load the first frame of a picture: EXIF-rotated, transparency on white, longest side <= ``max_side``.
 
@@ -63,8 +67,8 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     that another thread could change, and every refusal is decided by this function alone.
 
     Raises ``ImageError`` (one line starting with ``"{name}: "``) for a missing file, a folder,
-    an unreadable file, a non-image, a refused size, a corrupt or truncated image, or any other
-    decoder failure; ``ValueError`` if ``max_side`` < 1.
+    an unreadable file, a non-image, a refused size (:class:`PictureTooLarge`), a corrupt or
+    truncated image, or any other decoder failure; ``ValueError`` if ``max_side`` < 1.
     """
     if max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side}")
@@ -93,7 +97,7 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Only plugins' own internal checks (GIF frames, TIFF tiles) can still reach Pillow's limit,
         # and only if the application lowered Image.MAX_IMAGE_PIXELS below ours.
-        raise ImageError(f"{path}: refused by Pillow's decompression-bomb limit ({first_line(exc)})") from None
+        raise PictureTooLarge(f"{path}: refused by Pillow's decompression-bomb limit ({first_line(exc)})") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -136,7 +140,7 @@ def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Imag
         image.draft(image.mode, (max_side, max_side))  # libjpeg scales by 1/2..1/8, never below max_side
         if image.size[0] * image.size[1] > MAX_DECODED_PIXELS:
             width, height = header_size
-            raise ImageError(
+            raise PictureTooLarge(
                 f"{path}: refused, {width} x {height} pixels decode to {image.size[0]} x {image.size[1]}, "
                 f"more than {MAX_DECODED_PIXELS:,} (a decompression bomb? use a smaller max_side)"
             )
@@ -148,10 +152,12 @@ def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Imag
 
 
 def refuse_if_larger(path: str, size: tuple[int, int], limit: int) -> None:
-    """Raise ``ImageError`` if a ``(width, height)`` in pixels holds more than ``limit`` pixels."""
+    """Raise :class:`PictureTooLarge` if a ``(width, height)`` in pixels holds more than ``limit`` pixels."""
     width, height = size
     if width * height > limit:
-        raise ImageError(f"{path}: refused, {width} x {height} pixels is more than {limit:,} (a decompression bomb?)")
+        raise PictureTooLarge(
+            f"{path}: refused, {width} x {height} pixels is more than {limit:,} (a decompression bomb?)"
+        )
 
 
 def to_rgb_or_l(image: Image.Image) -> Image.Image:

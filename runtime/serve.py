@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 from edgefmnist.runtime.infer import Classified, check_min_confidence, classify_arrays
 from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
+from edgefmnist.runtime.picture import PictureTooLarge
 from edgefmnist.runtime.predictor import Predictor
-from edgefmnist.runtime.upload import PictureTooLarge, preprocess_upload
+from edgefmnist.runtime.preprocess import preprocess
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -244,12 +245,13 @@ class Classifier:
         for name, data in pictures:
             start = time.perf_counter()
             try:
-                pixels, reason = preprocess_upload(data, name)
+                picture = preprocess(data, name)
             except EdgeFmnistError as exc:
                 status = 413 if isinstance(exc, PictureTooLarge) else 400
                 entries.append({"image": name, "error": str(exc), "status": status})
                 continue
-            good.append((len(entries), pixels, reason, 1000 * (time.perf_counter() - start)))
+            preprocess_ms = 1000 * (time.perf_counter() - start)
+            good.append((len(entries), picture.pixels, picture.nothing_found, preprocess_ms))
             entries.append({})
         if good:
             start = time.perf_counter()
