@@ -353,3 +353,11 @@ def test_sigterm_as_soon_as_the_address_is_announced_exits_0() -> None:
     for _ in range(2):
         code, err = ServerProcess().stop()
         assert code == 0 and "stopped after answering 0 requests" in err, err
+
+
+def test_help_shows_examples_and_the_extra() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", "serve", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "edgefmnist serve --host 0.0.0.0" in result.stdout
+    assert "edgefmnist[serve]" in result.stdout and "--upload-timeout" in result.stdout
