@@ -227,6 +227,7 @@ def test_a_client_sending_one_byte_a_second_does_not_block_others(server: Server
         slow.close()
 
 
+@pytest.mark.slow
 def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_pngs: list[bytes]):
     small = ServerProcess("--threads", "1", "--queue", "0", "--upload-timeout", "1")
     try:
@@ -335,6 +336,7 @@ def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
     assert result.stderr.startswith(f"edgefmnist: error: cannot listen on 127.0.0.1:{server.port}")
 
 
+@pytest.mark.slow
 def test_listening_on_the_network_without_a_token_warns() -> None:
     exposed = ServerProcess("--host", "0.0.0.0")
     try:
@@ -349,6 +351,7 @@ def test_listening_on_the_network_without_a_token_warns() -> None:
         assert quiet.stop()[0] == 0
 
 
+@pytest.mark.slow
 def test_sigterm_as_soon_as_the_address_is_announced_exits_0() -> None:
     for _ in range(2):
         code, err = ServerProcess().stop()
