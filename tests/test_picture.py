@@ -447,3 +447,15 @@ def test_the_module_is_torch_free() -> None:
     code = "import sys, edgefmnist.runtime.picture; print(sorted({'torch', 'onnx'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["png-100mp", "jpeg-300mp"])
+def test_a_refused_size_is_picture_too_large_from_a_file_or_from_bytes(bombs: dict[str, Path], name: str) -> None:
+    from edgefmnist.runtime.picture import PictureTooLarge
+
+    for source in (bombs[name], bombs[name].read_bytes()):
+        with pytest.raises(PictureTooLarge, match=REFUSED):
+            load_picture(source, name="upload")
+    with pytest.raises(ImageError) as caught:
+        load_picture(b"not a picture", name="upload")
+    assert not isinstance(caught.value, PictureTooLarge)
