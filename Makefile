@@ -10,9 +10,10 @@ TORCH_INDEX ?=
 DEMO_DIR ?= runs/demo
 MODELS_DIR ?= models
 FUZZ_SECONDS ?= 210
-SHIPPED := $(addprefix $(MODELS_DIR)/,mlp.pt mlp.onnx mlp.int8.onnx cnn.pt cnn.onnx cnn.int8.onnx)
+# The shipped file names come from the contract module (evaluated only by the targets that use them).
+SHIPPED = $(addprefix $(MODELS_DIR)/,$(shell $(BIN)/python -m edgefmnist.contract))
 
-.PHONY: setup test test-fast demo models bench arm64-smoke fuzz serve load-test clean
+.PHONY: setup lint typecheck train-dry-run test test-fast demo models bench arm64-smoke fuzz serve load-test clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +23,20 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_INDEX)
 	$(BIN)/pip install --quiet -e '.[train,serve,dev]'
 	touch $@
+
+# ruff (lint and format) and mypy, configured in pyproject.toml; CI runs both before the tests.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy on the installed layout (export/, runtime/, models/ mapped into edgefmnist.*): scripts/typecheck.py.
+typecheck: setup
+	$(BIN)/python scripts/typecheck.py
+
+# Every architecture with every recipe, one batch of each phase (seconds each; writes nothing).
+train-dry-run: setup
+	for arch in mlp cnn; do for recipe in tutorial best photo; do \
+		$(BIN)/edgefmnist train --arch $$arch --recipe $$recipe --dry-run || exit 1; done; done
 
 test: setup
 	$(BIN)/pytest
@@ -45,13 +60,15 @@ models: setup
 	$(BIN)/edgefmnist export $(MODELS_DIR)/mlp.pt --quantize static
 	$(BIN)/edgefmnist train --arch cnn --recipe photo --out $(MODELS_DIR)/cnn.pt
 	$(BIN)/edgefmnist export $(MODELS_DIR)/cnn.pt --quantize static
-	$(BIN)/edgefmnist bench $(SHIPPED) --json > $(MODELS_DIR)/bench.json.partial
+	$(BIN)/edgefmnist bench $(SHIPPED) $(REFERENCES) --json > $(MODELS_DIR)/bench.json.partial
 	mv $(MODELS_DIR)/bench.json.partial $(MODELS_DIR)/bench.json
 	$(BIN)/python -m edgefmnist.model_card $(MODELS_DIR) --bench $(MODELS_DIR)/bench.json
 
-# The README's performance table: every shipped model, edgefmnist beside plain onnxruntime and PyTorch.
+# The README's performance table: every shipped model, edgefmnist beside plain onnxruntime and PyTorch,
+# the int8 models beside the previous release's files (benchmarks/), and infer's pictures/s.
+REFERENCES := $(addprefix --reference benchmarks/,mlp.int8.previous.onnx cnn.int8.previous.onnx)
 bench: setup
-	$(BIN)/edgefmnist bench --markdown
+	$(BIN)/edgefmnist bench --markdown --photos $(REFERENCES)
 
 # The runtime on emulated arm64 (a Pi 4's Cortex-A72): shipped models, same predictions as here.
 arm64-smoke: setup
@@ -68,4 +85,4 @@ serve: setup
 	$(BIN)/edgefmnist serve $(SERVE_ARGS)
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, WriteFailed
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 
@@ -28,10 +28,10 @@ def current_umask() -> int:
     return mask
 
 
-def write_failed(path: Path, exc: OSError) -> EdgeFmnistError | OSError:
-    """A full disk, a read-only folder, ... as a one-line error; any other OSError as it is."""
+def write_failed(path: Path, exc: OSError) -> WriteFailed | OSError:
+    """A full disk, a read-only folder, ... as a one-line :class:`WriteFailed`; any other OSError as it is."""
     if exc.errno in WRITE_ERRORS:
-        return EdgeFmnistError(f"{path}: cannot write ({exc.strerror or exc}); the previous file is untouched")
+        return WriteFailed(f"{path}: cannot write ({exc.strerror or exc}); the previous file is untouched")
     return exc
 
 
@@ -46,7 +46,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise EdgeFmnistError(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 runs on click
 
-from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError, first_line
-
-try:  # typer >= 0.20 vendors click; its usage errors derive from TyperException
-    from typer.exceptions import TyperException as CommandLineError
-except ImportError:  # pragma: no cover - older typer on top of click
-    from click import ClickException as CommandLineError
+import edgefmnist
+from edgefmnist import contract, spec
+from edgefmnist.contract import Arch
+from edgefmnist.errors import EdgeFmnistError, UsageError, first_line
+from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 app = typer.Typer(
     add_completion=False,
@@ -34,17 +33,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board.",
 )
-
-
-class Arch(str, Enum):
-    mlp = "mlp"
-    cnn = "cnn"
-
-
-class RecipeName(str, Enum):
-    seed = "seed"
-    best = "best"
-    photo = "photo"
 
 
 class Quantize(str, Enum):
@@ -84,6 +72,35 @@ def show_progress(line: str) -> None:
         typer.echo(f"… {line}", err=True)
 
 
+def warn_if_oversubscribed(threads: int | None) -> None:
+    """A warning line when ``--threads`` exceeds the cores this process may use (it then runs slower)."""
+    from edgefmnist.runtime.predictor import available_cores
+
+    cores = available_cores()
+    if threads is not None and threads > cores:
+        typer.echo(
+            f"edgefmnist: warning: --threads {threads} is more than the {cores} cores available; "
+            "onnxruntime's threads then compete for them and run slower",
+            err=True,
+        )
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgefmnist {edgefmnist.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board."""
+
+
 def need_training_extra() -> None:
     """Fail with one clear line when torch is missing (a runtime-only install)."""
     try:
@@ -100,9 +117,15 @@ def data(
         typer.Option(
             "--download",
             help=(
-                "Download into the cache (~/.cache/edgefmnist) even if found elsewhere; "
+                "Download into the cache (~/.cache/edgefmnist) unless the data is already found; "
                 "$EDGEFMNIST_MIRROR overrides the address."
             ),
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Download again into the cache, replacing the files there (implies --download)."
         ),
     ] = False,
     json_output: JsonOption = False,
@@ -115,14 +138,18 @@ def data(
 
       edgefmnist data --download --json
     """
-    from edgefmnist.data import default_cache_dir, download_data, load_fashion_mnist
+    from edgefmnist.data import already_present, default_cache_dir, download_data, load_fashion_mnist
 
-    if download:
-        data_dir = download_data(default_cache_dir())
+    download = download or replace
+    present = already_present(data_dir) if download and not replace else None
+    downloaded = download and present is None
+    if downloaded:
+        data_dir = download_data(default_cache_dir(), replace=replace)
     dataset = load_fashion_mnist(data_dir)
     report = {
         "folder": str(dataset.source.folder),
         "origin": dataset.source.origin,
+        "downloaded": downloaded,
         "verified": True,
         "train": len(dataset.train),
         "validation": len(dataset.validation),
@@ -132,6 +159,8 @@ def data(
     if json_output:
         print_json(report)
         return
+    if present is not None:
+        typer.echo("Already present, nothing downloaded (--replace downloads it again into the cache).")
     typer.echo(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
     typer.echo(
         f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images)"
@@ -146,8 +175,8 @@ def train(
         RecipeName,
         typer.Option(
             help=(
-                "seed: the Keras tutorial; best: the tuned recipe; photo: best, partly on the dataset "
-                "rendered as photos and preprocessed as infer does."
+                "tutorial: the Keras tutorial's; best: the tuned recipe; photo: best, partly on the dataset "
+                "rendered as photos and preprocessed as infer does (seed: the tutorial's former name)."
             )
         ),
     ] = RecipeName.best,
@@ -160,28 +189,51 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="Checkpoint path [default: runs/ARCH-RECIPE.pt].", dir_okay=False)
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="One batch of each phase (train, validation, test), one epoch; writes nothing."),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train on the real Fashion-MNIST; keep the best epoch by validation accuracy.
 
     Writes the checkpoint, its history (.history.json) and learning curves (.curves.png).
+    --dry-run checks that the recipe, the data and the loop work, in seconds, and writes nothing.
 
     Examples:
 
-      edgefmnist train --arch mlp --recipe seed
+      edgefmnist train --arch mlp --recipe tutorial
 
       edgefmnist train --arch cnn --recipe best --out models/cnn.pt
+
+      edgefmnist train --arch cnn --recipe photo --dry-run
     """
     need_training_extra()
     from edgefmnist.training_run import run_training
 
+    if recipe in DEPRECATED_NAMES:
+        recipe = DEPRECATED_NAMES[recipe]
+        typer.echo(f"edgefmnist: warning: --recipe seed is deprecated: use --recipe {recipe.value}", err=True)
     report = run_training(
-        arch.value, recipe.value, epochs=epochs, patience=patience, seed=seed, data_dir=data_dir, out=out
+        arch.value,
+        recipe.value,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        data_dir=data_dir,
+        out=out,
+        dry_run=dry_run,
     )
     if json_output:
         print_json(report)
         return
     metrics = report["metrics"]
+    if dry_run:
+        typer.echo(
+            f"{arch.value}/{recipe.value}: dry run passed, one batch of each phase "
+            f"({', '.join(f'{name} {count}' for name, count in report['images'].items())} images); nothing written"
+        )
+        return
     typer.echo(
         f"{arch.value}/{recipe.value}: test accuracy {100 * metrics['test_accuracy']:.2f} % "
         f"(validation {100 * metrics['val_accuracy']:.2f} %, "
@@ -205,17 +257,26 @@ def export(
     quantize: Annotated[
         Quantize, typer.Option(help="Also write NAME.int8.onnx: dynamic (int8 weights) or static (QDQ, calibrated).")
     ] = Quantize.none,
-    opset: Annotated[int, typer.Option(help="ONNX opset (13-20; 17 loads on onnxruntime 1.17 and later).")] = 17,
+    opset: Annotated[
+        int,
+        typer.Option(
+            min=contract.MIN_OPSET,
+            max=contract.MAX_OPSET,
+            help=f"ONNX opset ({contract.DEFAULT_OPSET} and older load on onnxruntime {contract.OLDEST_TESTED_ORT[0]}."
+            f"{contract.OLDEST_TESTED_ORT[1]} and later).",
+        ),
+    ] = contract.DEFAULT_OPSET,
     atol: Annotated[
         float, typer.Option(help="Largest |logit difference| allowed between fp32 ONNX and PyTorch.")
-    ] = 1e-4,
+    ] = contract.FP32_ATOL,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Export a checkpoint to ONNX (and int8), validated on the full test set before it lands.
 
     Fails (exit 3, nothing replaced) when fp32 differs from PyTorch by more than --atol or
-    disagrees on any image, or when int8 loses more than 0.5 points or agrees on < 99 %.
+    disagrees on any image, or when int8 loses more accuracy or agrees on fewer images than
+    the limits of `edgefmnist.contract` (README, "Export").
 
     Each model's probabilities are calibrated: softmax(logits / T), T fitted on the
     5,000 validation images (temperature scaling), recorded with ECE before and after.
@@ -234,7 +295,7 @@ def export(
         print_json([result.to_dict() for result in results])
         return
     for result in results:
-        typer.echo(f"{result.path} ({result.precision}, {result.size_bytes / 1024:.0f} KiB)")
+        typer.echo(f"{result.path} ({result.dtype}, {result.size_bytes / 1024:.0f} KiB)")
         typer.echo(f"  {result.parity.summary()}")
         typer.echo(f"  {result.calibration.summary()}")
 
@@ -246,7 +307,9 @@ def verify(
         Path | None,
         typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", exists=True, dir_okay=False),
     ] = None,
-    atol: Annotated[float, typer.Option(help="Largest |logit difference| allowed for an fp32 model.")] = 1e-4,
+    atol: Annotated[
+        float, typer.Option(help="Largest |logit difference| allowed for an fp32 model.")
+    ] = contract.FP32_ATOL,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -261,8 +324,11 @@ def verify(
 
       edgefmnist verify mlp.onnx --json
     """
+    from edgefmnist.verdict import Verdict
+
+    result: Verdict
     if checkpoint is None:
-        from edgefmnist.export.parity import check_recorded_accuracy
+        from edgefmnist.runtime.verify import check_recorded_accuracy
 
         result = check_recorded_accuracy(model, data_dir)
     else:
@@ -274,15 +340,17 @@ def verify(
         print_json(result.to_dict())
     else:
         typer.echo(result.summary())
-    if not result.passed:
-        raise typer.Exit(3)
+    result.raise_if_failed(str(model))
 
 
 @app.command()
 def infer(
     image: Annotated[
         list[str] | None,
-        typer.Option("--image", help="A picture, a folder of pictures, or a glob pattern (repeatable)."),
+        typer.Option(
+            "--image",
+            help="A picture, a folder of pictures, a glob pattern, or - for a picture on standard input (repeatable).",
+        ),
     ] = None,
     sample: Annotated[
         str | None, typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")
@@ -290,12 +358,26 @@ def infer(
     model: Annotated[
         Path | None, typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)
     ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes to show per image.")] = 3,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes to show per image.")
+    ] = contract.DEFAULT_TOP_K,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="onnxruntime intra-op threads [default: cores, at most 4].")
+        int | None,
+        typer.Option(
+            min=1, help=f"onnxruntime intra-op threads [default: cores, at most {contract.MAX_DEFAULT_THREADS}]."
+        ),
     ] = None,
     save_preprocessed: Annotated[
-        Path | None, typer.Option(help="Save the 28x28 image the model sees (a folder when several images).")
+        str | None,
+        typer.Option(
+            help=(
+                "Save the 28x28 image the model sees: a file for one picture; a folder when it ends with /, "
+                "exists as a folder, or several pictures are given (names never collide)."
+            )
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Pictures preprocessed in parallel [default: the available cores].")
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     data_dir: DataDirOption = None,
@@ -314,15 +396,20 @@ def infer(
 
       edgefmnist infer --image 'photos/*.jpg' --top-k 2 --json
 
+      rpicam-still -o - | edgefmnist infer --image -
+
       edgefmnist infer --image hat.jpg --min-confidence 0.7
 
       edgefmnist infer --sample 0:5 --model runs/mlp.onnx
     """
-    from edgefmnist.runtime.infer import classify_arrays, classify_files, expand_images, parse_sample
+    from edgefmnist.runtime.infer import classify_arrays, classify_files, find_pictures, parse_sample
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if not image and sample is None:
-        raise EdgeFmnistError("nothing to classify: pass --image PATH or --sample START:STOP")
+        raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
+    if image and sample is not None:
+        raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
+    warn_if_oversubscribed(threads)
     predictor = Predictor(model or default_model_path(), threads=threads)
     if sample is not None:
         from edgefmnist.data import load_test_split
@@ -335,7 +422,13 @@ def infer(
         for result, i in zip(results, picked, strict=False):
             result.true_label = predictor.class_names[test.labels[i]]
     else:
-        results = classify_files(predictor, expand_images(image), top_k, save_preprocessed, min_confidence)
+        pictures = find_pictures(image or [])
+        for path in pictures.skipped:
+            typer.echo(
+                f"edgefmnist: warning: {path}: skipped, not a picture format ({path.suffix or 'no extension'})",
+                err=True,
+            )
+        results = classify_files(predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers)
     if json_output:
         print_json([r.to_dict() for r in results])
     else:
@@ -426,13 +519,14 @@ def evaluate(
       edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep
     """
     if model is not None and model_option is not None:
-        raise EdgeFmnistError("give the model once: as MODEL or as --model")
+        raise UsageError("give the model once: as MODEL or as --model")
     model = model or model_option
+    warn_if_oversubscribed(threads)
     if photos is not None:
         evaluate_photos(photos, model, split.value, min_confidence, sweep, plot, threads, json_output)
         return
     if sweep:
-        raise EdgeFmnistError("--sweep needs --photos DIR")
+        raise UsageError("--sweep needs --photos DIR")
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 
@@ -516,7 +610,7 @@ def parse_batches(text: str) -> tuple[int, ...]:
     except ValueError:
         batches = ()
     if not batches or batches[0] < 1:
-        raise EdgeFmnistError(f"--batch {text!r}: expected comma-separated positive integers such as 1,32,256")
+        raise UsageError(f"--batch {text!r}: expected comma-separated positive integers such as 1,32,256")
     return batches
 
 
@@ -528,10 +622,23 @@ def bench(
             help="ONNX models and/or .pt checkpoints [default: every shipped model].", exists=True, dir_okay=False
         ),
     ] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = "1,32,256",
+    batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = ",".join(
+        map(str, contract.BENCH_BATCHES)
+    ),
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads for every engine.")] = 1,
-    runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = 2000,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = 200,
+    runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = contract.BENCH_RUNS,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = contract.BENCH_WARMUP,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="An earlier model file run plainly beside the model of its architecture and precision (repeatable).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    photos: Annotated[
+        bool, typer.Option("--photos", help="Also pictures/s of infer on 28x28 PNGs and 12 MP JPEGs, 1 worker vs all.")
+    ] = False,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (for a README).")] = False,
@@ -551,6 +658,8 @@ def bench(
       edgefmnist bench runs/mlp.onnx runs/mlp.int8.onnx --threads 4 --markdown
 
       edgefmnist bench --batch 1,64 --runs 500 --json > bench.json
+
+      edgefmnist bench --reference benchmarks/mlp.int8.previous.onnx --photos
     """
     import importlib.util
 
@@ -558,6 +667,7 @@ def bench(
     from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench, shipped_models, to_json
 
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
+    warn_if_oversubscribed(threads)
     torch_available = importlib.util.find_spec("torch") is not None
     report = run_bench(
         models or shipped_models(torch_available),
@@ -565,6 +675,8 @@ def bench(
         settings,
         torch_available,
         progress=show_progress,
+        references=reference or [],
+        photos=photos,
     )
     typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))
 
@@ -632,11 +744,11 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit."""
     try:
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
-    except CommandLineError as exc:  # bad flags, missing files named on the command line
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            typer.echo(exc.format_message())
-        else:
-            typer.echo(f"edgefmnist: error: {exc.format_message()}", err=True)
+    except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
+        typer.echo(exc.format_message())
+        code = exc.exit_code
+    except ClickException as exc:  # bad flags, missing files named on the command line (exit 2)
+        typer.echo(f"edgefmnist: error: {exc.format_message()}", err=True)
         code = exc.exit_code
     except EdgeFmnistError as exc:
         typer.echo(f"edgefmnist: error: {exc}", err=True)

@@ -14,6 +14,7 @@ import hashlib
 import io
 import math
 import os
+import re
 import struct
 import urllib.error
 import urllib.request
@@ -32,6 +33,7 @@ ENV_MIRROR = "EDGEFMNIST_MIRROR"  # a base URL serving the four .gz files instea
 DEBIAN_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+IDX_UBYTE_MAGIC = b"\x00\x00\x08"  # the first 3 bytes of any unsigned-byte IDX file
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -78,15 +80,52 @@ class FashionMNIST:
 
 
 def idx_file(folder: Path, name: str) -> Path | None:
-    """The path of ``name`` in ``folder``, gzipped or plain, or None."""
+    """The path of ``name`` in ``folder``, gzipped or plain, or None.
+
+    The official name first (``NAME.gz``, ``NAME``), then the names unpackers write: any of
+    ``-``, ``.``, ``_`` between the parts and any letter case (7-Zip and WinRAR write
+    ``t10k-images.idx3-ubyte``). Which file it is, the SHA-256 of its content decides.
+    """
     for candidate in (folder / f"{name}.gz", folder / name):
         if candidate.is_file():
             return candidate
-    return None
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return None
+    return next((p for p in entries if normalised_idx_name(p.name) == name and p.is_file()), None)
+
+
+def normalised_idx_name(file_name: str) -> str:
+    """``"T10K_images.idx3-ubyte.gz"`` -> ``"t10k-images-idx3-ubyte"``: lower case, no ``.gz``, dashes between parts."""
+    stem = file_name.lower().removesuffix(".gz")
+    return re.sub(r"[._-]", "-", stem)
+
+
+def near_misses(folder: Path, name: str) -> list[str]:
+    """Files in ``folder`` that look meant to be ``name`` (same split and kind) but are not accepted."""
+    prefix = "-".join(name.split("-")[:2])  # "t10k-images"
+    try:
+        return sorted(p.name for p in folder.iterdir() if normalised_idx_name(p.name).startswith(prefix))
+    except OSError:
+        return []
 
 
 def has_all_files(folder: Path) -> bool:
     return all(idx_file(folder, name) for name in spec.IDX_SHA256)
+
+
+def missing_files_error(folder: Path) -> DataError:
+    """A one-line error naming the missing files, the near misses found, and the names accepted."""
+    missing = [n for n in spec.IDX_SHA256 if not idx_file(folder, n)]
+    found = [miss for name in missing for miss in near_misses(folder, name)]
+    message = f"{folder}: missing Fashion-MNIST file(s): {', '.join(missing)}(.gz)"
+    if found:
+        message += (
+            f"; found {', '.join(found)}, but expected NAME or NAME.gz for each NAME above"
+            " (dots or underscores for the dashes are fine)"
+        )
+    return DataError(message)
 
 
 def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource:
@@ -96,8 +135,7 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
         explicit = [(Path(os.environ[ENV_DATA_DIR]), f"${ENV_DATA_DIR}")]
     for folder, origin in explicit:
         if not has_all_files(folder):
-            missing = [n for n in spec.IDX_SHA256 if not idx_file(folder, n)]
-            raise DataError(f"{folder}: missing Fashion-MNIST file(s): {', '.join(missing)}(.gz)")
+            raise missing_files_error(folder)
         return DataSource(folder, origin)
     for folder, origin in ((default_cache_dir(), "cache"), (DEBIAN_DATA_DIR, "debian package")):
         if has_all_files(folder):
@@ -110,16 +148,26 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
     return DataSource(download_data(default_cache_dir()), "download")
 
 
-def download_data(folder: Path, base_url: str | None = None) -> Path:
+def already_present(data_dir: Path | None = None) -> DataSource | None:
+    """Where :func:`find_data` finds the four files without downloading, or None (what ``data --download`` asks)."""
+    try:
+        return find_data(data_dir, download=False)
+    except DataError:
+        return None
+
+
+def download_data(folder: Path, base_url: str | None = None, replace: bool = False) -> Path:
     """Download the four official ``.gz`` files into ``folder``, verifying their MD5.
 
-    From ``base_url``, else ``$EDGEFMNIST_MIRROR``, else the official address. A file is
-    written only after its checksum matched.
+    From ``base_url``, else ``$EDGEFMNIST_MIRROR``, else the official address. A file already
+    in ``folder`` is kept unless ``replace``; a new file is moved into place (replacing the old
+    one) only after its checksum matched. Raises ``DataError`` when a download fails or its MD5
+    differs.
     """
     base_url = base_url or os.environ.get(ENV_MIRROR) or spec.DOWNLOAD_URL
     for name, md5 in spec.DOWNLOAD_MD5.items():
         target = folder / f"{name}.gz"
-        if target.is_file():
+        if target.is_file() and not replace:
             continue
         url = f"{base_url}{name}.gz"
         try:
@@ -153,14 +201,18 @@ def _read_exactly(stream: io.BufferedIOBase, size: int, path: Path, what: str) -
 def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
     """Read an IDX file (gzipped or plain): its dimensions and exactly the bytes they declare.
 
+    A ``.gz`` name holding plain IDX bytes (a browser decompressed the download but kept the
+    name) is read as plain; the SHA-256 check of the content still decides whether it is official.
+
     Never reads more than the header declares plus one byte, so a gzip bomb costs nothing.
     """
     path = Path(path)
     try:
         with open(path, "rb") as raw:
-            gzipped = raw.read(2) == b"\x1f\x8b"
-        if path.suffix == ".gz" and not gzipped:
-            raise DataError(f"{path}: not a gzip file")
+            start = raw.read(4)
+        gzipped = start[:2] == b"\x1f\x8b"
+        if path.suffix == ".gz" and not gzipped and start[:3] != IDX_UBYTE_MAGIC:
+            raise DataError(f"{path}: not a gzip file, nor an IDX file that was already decompressed")
         opener = gzip.open if gzipped else open
         with opener(path, "rb") as stream:
             header = _read_exactly(stream, 4, path, "header")
@@ -205,10 +257,10 @@ def load_idx_labels(path: Path) -> np.ndarray:
 
 def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
     """Load ``"train"`` or ``"test"`` from ``folder``; with ``verify``, check the SHA-256."""
-    paths = [idx_file(folder, name) for name in SPLIT_FILES[split]]
-    for name, path in zip(SPLIT_FILES[split], paths, strict=False):
-        if path is None:
-            raise DataError(f"{folder / name}(.gz): no such file")
+    found = [idx_file(folder, name) for name in SPLIT_FILES[split]]
+    paths = [path for path in found if path is not None]
+    if len(paths) < len(found):
+        raise missing_files_error(folder)
     images, labels = load_idx_images(paths[0]), load_idx_labels(paths[1])
     if len(images) != len(labels):
         raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")

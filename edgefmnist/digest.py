@@ -1,4 +1,10 @@
-"""SHA-256 of files, as recorded in model metadata (torch-free, used by export and runtime)."""
+"""SHA-256 of files, as recorded in model metadata (torch-free).
+
+    edgefmnist export runs/mlp.pt --quantize static   # records checkpoint_sha256 and the int8 model's parent_sha256
+
+Export records the hash of the checkpoint a model came from and, for an int8 model, of its
+fp32 parent; ``verify --checkpoint`` and the shipped-model test compare them with the files.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Errors meant for people: the CLI prints their message as one line and exits non-zero."""
+"""Errors meant for people: the CLI prints their message as one line and exits with ``exit_code``.
+
+Exit codes (README, "Command line"): 1 bad input, 2 bad flags (:class:`UsageError`, as the
+command line's own usage errors), 3 a parity or accuracy check failed (:class:`ValidationFailed`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,16 @@ class EdgeFmnistError(Exception):
     """A problem with the user's input or environment, explained in one line."""
 
     exit_code = 1
+
+
+class UsageError(EdgeFmnistError):
+    """A flag value the command cannot use, or flags that conflict (exit code 2)."""
+
+    exit_code = 2
+
+
+class WriteFailed(EdgeFmnistError):
+    """An artifact could not be written (full disk, read-only folder, ...); the previous file is untouched."""
 
 
 class DataError(EdgeFmnistError):

@@ -17,19 +17,22 @@ import argparse
 import functools
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgefmnist.calibration import expected_calibration_error, softmax
+from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, Dtype, shipped_names
 from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
-from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, Predictor
+from edgefmnist.runtime.predictor import Predictor
 
 ARCHES = {
     "mlp": "MLP 784-300-100-10 (the tutorial's network)",
     "cnn": "CNN 3x(conv3x3+BN+ReLU+pool) 16-32-64, head 576-64-10",
 }
+assert set(ARCHES) == set(SHIPPED_ARCHES), "a description for each shipped architecture"
 CARD_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*?\| (?P<accuracy>\d+\.\d+) % \|")
 
 
@@ -54,7 +57,8 @@ def agreement_text(path: Path) -> str:
     """Parity as recorded at export: fp32 against PyTorch, int8 against its fp32 parent."""
     parity = read_metadata(path).extra["parity"]
     text = f"{100 * parity['top1_agreement']:.2f} % vs {parity['reference']}"
-    return text + (f", max \\|Δlogit\\| {parity['max_abs_logit_diff']:.1e}" if parity["precision"] == "fp32" else "")
+    dtype = parity.get("dtype", parity.get("precision"))  # "precision" in models exported before the rename
+    return text + (f", max \\|Δlogit\\| {parity['max_abs_logit_diff']:.1e}" if dtype == "fp32" else "")
 
 
 def bench_p50(bench: dict, name: str) -> str:
@@ -82,7 +86,7 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
         quantization = metadata.extra.get("quantization") or {}
         what = (
             f"fp32 ONNX, opset {metadata.extra['opset']}"
-            if metadata.precision == "fp32"
+            if metadata.dtype is Dtype.fp32
             else f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
             f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'})"
         )
@@ -119,7 +123,7 @@ def calibration_row(path: Path, test: Split) -> str:
     )
 
 
-def calibration_section(folder: Path, names: list[str], test: Split) -> list[str]:
+def calibration_section(folder: Path, names: Sequence[str], test: Split) -> list[str]:
     rows = [
         calibration_row(folder / name, test) for name in names if name.endswith(".onnx") and (folder / name).is_file()
     ]
@@ -139,7 +143,7 @@ def calibration_section(folder: Path, names: list[str], test: Split) -> list[str
 
 
 def render_card(folder: Path, test: Split, bench: dict) -> str:
-    names = [f"{arch}{suffix}" for arch in ARCHES for suffix in (".pt", ".onnx", ".int8.onnx")]
+    names = shipped_names()
     rows = [card_row(folder / name, test, bench) for name in names if (folder / name).is_file()]
     machine, settings = bench["machine"], bench["settings"]
     pick = bench.get("recommendation") or {}

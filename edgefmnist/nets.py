@@ -10,30 +10,40 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from edgefmnist import spec
-
-ARCHITECTURES = ("mlp", "cnn")
+from edgefmnist.contract import Arch, Choice
 
 
 @dataclass(frozen=True)
 class NetConfig:
     """Everything needed to rebuild a network (saved in every checkpoint)."""
 
-    arch: str
+    arch: Arch
     mean: float = 0.0  # of the 0-1 pixels; (0, 1) is the tutorial's plain /255 scaling
     std: float = 1.0
     dropout: float = 0.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        """Parse ``arch`` (a string in a checkpoint); ``ValueError`` for an unknown one or a bad ``std``/``dropout``."""
+        object.__setattr__(self, "arch", Arch.parse(self.arch, "architecture"))
+        if not (self.std > 0 and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"std {self.std} must be > 0 and dropout {self.dropout} in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (the architecture as its string), as a checkpoint stores them."""
+        return {key: Choice.plain(value) for key, value in asdict(self).items()}
 
 
 class PixelNormalize(nn.Module):
     """``(x / 255 - mean) / std`` as one multiply-add with constant buffers."""
+
+    scale: torch.Tensor
+    shift: torch.Tensor
 
     def __init__(self, mean: float, std: float) -> None:
         super().__init__()
@@ -110,18 +120,14 @@ def fold_normalization(net: nn.Module) -> nn.Module:
     layers = [copy.deepcopy(layer) for layer in net.layers if not isinstance(layer, nn.Dropout)]
     first = next(layer for layer in layers if isinstance(layer, nn.Linear))
     with torch.no_grad():
-        first.bias += net.normalize.shift * first.weight.sum(dim=1)
-        first.weight *= net.normalize.scale
+        first.bias.add_(net.normalize.shift * first.weight.sum(dim=1))
+        first.weight.mul_(net.normalize.scale)
     return nn.Sequential(*layers).eval()
 
 
 def build_net(config: NetConfig) -> nn.Module:
     """A freshly initialised network for ``config``."""
-    if config.arch == "mlp":
-        return MLP(config)
-    if config.arch == "cnn":
-        return CNN(config)
-    raise ValueError(f"unknown architecture {config.arch!r}; expected one of {', '.join(ARCHITECTURES)}")
+    return MLP(config) if config.arch is Arch.mlp else CNN(config)
 
 
 def count_parameters(net: nn.Module) -> int:

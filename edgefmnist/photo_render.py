@@ -81,16 +81,17 @@ def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
         coarse = rng.normal(0, 1, (height // cell + 2, width // cell + 2))
         surface += cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)[..., None] * rng.uniform(5, 30)
     elif kind == "tiles":
-        period, line, angle = rng.integers(20, 70), rng.integers(1, 4), rng.uniform(-np.pi / 9, np.pi / 9)
+        period, line, angle = int(rng.integers(20, 70)), int(rng.integers(1, 4)), rng.uniform(-np.pi / 9, np.pi / 9)
         u, v = x * np.cos(angle) + y * np.sin(angle), -x * np.sin(angle) + y * np.cos(angle)
         grout = ((u % period) < line) | ((v % period) < line)
         surface[grout] = surface[grout] * rng.uniform(0.5, 0.9) if rng.random() < 0.7 else rng.uniform(0, 255, 3)
     elif kind == "stripes":
-        period, angle = rng.uniform(6, 30), rng.uniform(0, np.pi)
-        waves = np.sin((x * np.cos(angle) + y * np.sin(angle)) / period * 2 * np.pi)
+        wavelength, angle = rng.uniform(6, 30), rng.uniform(0, np.pi)
+        waves = np.sin((x * np.cos(angle) + y * np.sin(angle)) / wavelength * 2 * np.pi)
         surface += waves[..., None] * rng.uniform(5, 25) + rng.normal(0, 4, (height, width, 1))
     elif kind == "carpet":
-        surface = cv2.GaussianBlur(surface + rng.normal(0, rng.uniform(6, 20), (height, width, 1)), (3, 3), 0)
+        noisy = surface + rng.normal(0, rng.uniform(6, 20), (height, width, 1))
+        surface = np.asarray(cv2.GaussianBlur(noisy, (3, 3), 0), dtype=np.float64)
     return surface
 
 

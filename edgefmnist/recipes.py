@@ -1,27 +1,58 @@
-"""Training recipes: the tutorial's ``seed`` recipe, the tuned ``best`` ones and the ``photo`` ones.
+"""Training recipes: the Keras tutorial's (``tutorial``), the tuned ``best`` ones and the ``photo`` ones.
 
 A recipe is a frozen dataclass saved into every checkpoint, so a checkpoint says exactly
 how it was trained. ``edgefmnist train --arch mlp --recipe best`` picks ``RECIPES[("mlp", "best")]``.
+The tutorial recipe was called ``seed`` before; that name still works for one release, with a
+deprecation warning.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import warnings
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from edgefmnist import spec
+from edgefmnist.contract import Arch, Choice
+
+
+class RecipeName(Choice):
+    """The recipes of :data:`RECIPES` (``seed``: the tutorial's former name, deprecated)."""
+
+    tutorial = "tutorial"
+    best = "best"
+    photo = "photo"
+    seed = "seed"
+
+
+DEPRECATED_NAMES = {RecipeName.seed: RecipeName.tutorial}
+
+
+class Optimizer(Choice):
+    sgd = "sgd"  # torch.optim.SGD without momentum, as the Keras tutorial's SGD(lr=0.01)
+    adamw = "adamw"
+
+
+class Schedule(Choice):
+    constant = "constant"
+    onecycle = "onecycle"  # torch.optim.lr_scheduler.OneCycleLR, peak at ``lr``, stepped every batch
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to train one network."""
+    """How to train one network. Strings are accepted for the enum fields (a checkpoint stores them so).
+
+    Raises ``ValueError`` from ``__post_init__`` for an unknown optimizer or schedule, and for
+    a non-positive lr, batch size or epoch count, or a fraction outside 0..1.
+    """
 
     name: str
-    optimizer: str  # "sgd" or "adamw"
-    lr: float  # the constant rate (sgd) or the one-cycle peak (adamw)
+    optimizer: Optimizer
+    lr: float  # the constant rate, or the one-cycle peak
     batch_size: int
     epochs: int
     weight_decay: float = 0.0
-    schedule: str = "constant"  # "constant" or "onecycle"
+    schedule: Schedule = Schedule.constant
     label_smoothing: float = 0.0
     dropout: float = 0.0
     standardize: bool = False  # standardise pixels with the training mean/std, else /255
@@ -30,12 +61,25 @@ class Recipe:
     photo_fraction: float = 0.0  # share of training images replaced by their photo view (photo_dataset.py)
     patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: never
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "optimizer", Optimizer.parse(self.optimizer, "optimizer"))
+        object.__setattr__(self, "schedule", Schedule.parse(self.schedule, "schedule"))
+        if not (self.lr >= 0 and self.batch_size >= 1 and self.epochs >= 1 and self.patience >= 0):
+            raise ValueError(
+                f"recipe {self.name!r}: lr >= 0, batch_size >= 1, epochs >= 1 and patience >= 0 are required"
+            )
+        for name in ("label_smoothing", "dropout", "photo_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"recipe {self.name!r}: {name} {getattr(self, name)} is not between 0 and 1")
 
-    def with_overrides(self, **changes: object) -> Recipe:
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (enums as their strings): what a checkpoint and a model's metadata store."""
+        return {f.name: Choice.plain(getattr(self, f.name)) for f in fields(self)}
+
+    def with_overrides(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed (``None`` values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **kept)
 
     @property
     def pixel_mean_std(self) -> tuple[float, float]:
@@ -43,59 +87,59 @@ class Recipe:
 
 
 # The Keras tutorial: SGD(lr=0.01), batch 32, 30 epochs, plain sparse cross-entropy, pixels / 255.
-TUTORIAL = Recipe(name="seed", optimizer="sgd", lr=0.01, batch_size=32, epochs=30)
+TUTORIAL = Recipe(name="tutorial", optimizer=Optimizer.sgd, lr=0.01, batch_size=32, epochs=30)
 
-RECIPES: dict[tuple[str, str], Recipe] = {
-    ("mlp", "seed"): TUTORIAL,
-    ("cnn", "seed"): TUTORIAL,
-    ("mlp", "best"): Recipe(
+RECIPES: dict[tuple[Arch, RecipeName], Recipe] = {
+    (Arch.mlp, RecipeName.tutorial): TUTORIAL,
+    (Arch.cnn, RecipeName.tutorial): TUTORIAL,
+    (Arch.mlp, RecipeName.best): Recipe(
         name="best",
-        optimizer="adamw",
+        optimizer=Optimizer.adamw,
         lr=2e-3,
         batch_size=128,
         epochs=30,
         weight_decay=0.05,
-        schedule="onecycle",
+        schedule=Schedule.onecycle,
         label_smoothing=0.1,
         dropout=0.1,
         standardize=True,
     ),
     # The CNN underfits with dropout and label smoothing on top of augmentation: it goes without.
-    ("cnn", "best"): Recipe(
+    (Arch.cnn, RecipeName.best): Recipe(
         name="best",
-        optimizer="adamw",
+        optimizer=Optimizer.adamw,
         lr=4e-3,
         batch_size=128,
         epochs=30,
         weight_decay=0.01,
-        schedule="onecycle",
+        schedule=Schedule.onecycle,
         standardize=True,
         augment=True,
     ),
     # Trained for photos: three in four of the images that have a photo view (every 4th, see
     # edgefmnist/photo_dataset.py) are shown as the runtime's preprocessing of a rendered photo
     # of them, about a fifth of all images seen; the rest are the dataset's own images.
-    ("mlp", "photo"): Recipe(
+    (Arch.mlp, RecipeName.photo): Recipe(
         name="photo",
-        optimizer="adamw",
+        optimizer=Optimizer.adamw,
         lr=2e-3,
         batch_size=128,
         epochs=40,
         weight_decay=0.05,
-        schedule="onecycle",
+        schedule=Schedule.onecycle,
         label_smoothing=0.1,
         dropout=0.1,
         standardize=True,
         photo_fraction=0.75,
     ),
-    ("cnn", "photo"): Recipe(
+    (Arch.cnn, RecipeName.photo): Recipe(
         name="photo",
-        optimizer="adamw",
+        optimizer=Optimizer.adamw,
         lr=4e-3,
         batch_size=128,
         epochs=40,
         weight_decay=0.01,
-        schedule="onecycle",
+        schedule=Schedule.onecycle,
         standardize=True,
         augment=True,
         shift_per_image=True,
@@ -105,7 +149,16 @@ RECIPES: dict[tuple[str, str], Recipe] = {
 
 
 def get_recipe(arch: str, name: str) -> Recipe:
-    try:
-        return RECIPES[(arch, name)]
-    except KeyError:
-        raise ValueError(f"no recipe {name!r} for {arch!r}") from None
+    """The recipe ``name`` for network ``arch``.
+
+    Raises ``ValueError`` for an unknown architecture or recipe; warns (``DeprecationWarning``)
+    for a deprecated name and returns the recipe it stands for.
+    """
+    recipe_name = RecipeName.parse(name, "recipe")
+    if recipe_name in DEPRECATED_NAMES:
+        replacement = DEPRECATED_NAMES[recipe_name]
+        warnings.warn(
+            f"recipe {recipe_name.value!r} is deprecated: use {replacement.value!r}", DeprecationWarning, stacklevel=2
+        )
+        recipe_name = replacement
+    return RECIPES[(Arch.parse(arch, "architecture"), recipe_name)]

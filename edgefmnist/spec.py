@@ -1,9 +1,14 @@
-"""The facts about Fashion-MNIST and the model's contract that every stage shares.
+"""The facts about Fashion-MNIST that every stage shares: classes, image size, pixel statistics, files.
 
-Training and export read the class names and pixel statistics here; the runtime reads those
-back from the model file's metadata (which export writes from here), and takes from here only
-the image size and the defaults of the unsure verdict. This module imports neither torch nor
-onnx.
+    edgefmnist data --json      # checks the IDX files against IDX_SHA256
+
+Training and export read the class names and pixel statistics here and write them into each
+model's metadata; the runtime classifies with the class names *of the model file*. The
+runtime imports this module too, for the image size and class count (the shape it checks a
+model against), the class names a photo set's folders are matched to, and the unsure
+verdict's threshold and sweep targets. The model's own interface (tensor names, opsets,
+tolerances, shipped files) is in :mod:`edgefmnist.contract`. This module imports neither
+torch nor onnx.
 """
 
 from __future__ import annotations

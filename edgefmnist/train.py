@@ -1,6 +1,6 @@
 """Train a network on the real Fashion-MNIST, keeping the best checkpoint by validation accuracy.
 
-    edgefmnist train --arch mlp --recipe seed      # the tutorial, ~88 %
+    edgefmnist train --arch mlp --recipe tutorial  # the Keras tutorial, ~88 %
     edgefmnist train --arch cnn --recipe best      # the accurate option
 
 Data stays in memory as one float tensor (raw 0-255 pixels, the network normalises), so an
@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from edgefmnist.checkpoint import Checkpoint
+from edgefmnist.contract import Arch
 from edgefmnist.data import FashionMNIST, Split
 from edgefmnist.nets import NetConfig, build_net
-from edgefmnist.recipes import Recipe
+from edgefmnist.recipes import Optimizer, Recipe, Schedule
 
 EVAL_BATCH = 2000
 MAX_SHIFT = 2  # pixels, for the augmenting recipes
@@ -54,9 +55,10 @@ def accuracy(net: nn.Module, split: Split) -> float:
 
 
 def augment_batch(batch: torch.Tensor, generator: torch.Generator, per_image: bool = False) -> torch.Tensor:
-    """Random horizontal flips and shifts of up to ``MAX_SHIFT`` pixels (zero padded).
+    """Random horizontal flips and shifts of up to ``MAX_SHIFT`` pixels (zero padded) of ``[N, 1, 28, 28]``.
 
-    The shift is drawn once for the batch, or for each image when ``per_image``.
+    Each image is flipped with probability 1/2. The shift (dx, dy) is drawn once and applied to
+    the whole batch, unless ``per_image``: then each image gets its own (the ``photo`` CNN recipe).
     """
     n, size = len(batch), batch.shape[-1]
     flip = torch.rand(n, generator=generator) < 0.5
@@ -75,15 +77,24 @@ def batches_per_epoch(images: int, batch_size: int) -> int:
     return -(-images // batch_size)
 
 
-def make_optimizer(net: nn.Module, recipe: Recipe, steps: int) -> tuple[torch.optim.Optimizer, object | None]:
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay), None
-    if recipe.optimizer != "adamw":
-        raise ValueError(f"unknown optimizer {recipe.optimizer!r}")
-    optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    if recipe.schedule != "onecycle":
+def make_optimizer(
+    net: nn.Module, recipe: Recipe, steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """The recipe's optimizer and, for the one-cycle schedule, its scheduler (stepped once per batch).
+
+    The schedule applies to either optimizer. One-cycle also cycles AdamW's beta1 (PyTorch's
+    default); plain SGD has no momentum to cycle, so it gets the learning-rate cycle only.
+    """
+    optimizer: torch.optim.Optimizer
+    if recipe.optimizer is Optimizer.sgd:
+        optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.schedule is Schedule.constant:
         return optimizer, None
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.lr, total_steps=steps, cycle_momentum=recipe.optimizer is not Optimizer.sgd
+    )
     return optimizer, scheduler
 
 
@@ -111,11 +122,11 @@ def train(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     mean, std = recipe.pixel_mean_std
-    net_config = NetConfig(arch=arch, mean=mean, std=std, dropout=recipe.dropout)
+    net_config = NetConfig(arch=Arch.parse(arch, "architecture"), mean=mean, std=std, dropout=recipe.dropout)
     net = build_net(net_config)
     images, labels = to_tensor(data.train.images), torch.from_numpy(data.train.labels).long()
     photos = None
-    if recipe.photo_fraction:
+    if recipe.photo_fraction and photo_images is not None:
         photos = images.clone()
         photos[torch.from_numpy(has_view)] = to_tensor(photo_images)
         photo_odds = torch.zeros(len(labels))
@@ -124,7 +135,7 @@ def train(
     optimizer, scheduler = make_optimizer(net, recipe, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
-    best_val, best_state, best_epoch = -1.0, None, 0
+    best_val, best_state, best_epoch = -1.0, copy.deepcopy(net.state_dict()), 0
     history: list[dict[str, float]] = []
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()

@@ -1,23 +1,32 @@
 """What ``edgefmnist train`` does around the training loop: data, progress bar, artifacts.
 
-edgefmnist train --arch mlp --recipe best --out runs/mlp-best.pt
+    edgefmnist train --arch mlp --recipe best --out runs/mlp-best.pt
+    edgefmnist train --arch cnn --recipe photo --dry-run     # one batch of each phase, nothing written
+
+A dry run (as pytorch/examples' ``--dry-run``) finds and verifies the data, then runs one
+epoch on one batch of each phase: one training batch (photo views built for it alone), one
+evaluation batch of the validation split and one of the test split. It checks that a recipe,
+the data and the training loop work together, in seconds, and writes no checkpoint, history
+or curves (photo views are cached as in any run).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from edgefmnist.atomic import write_text_atomic
 from edgefmnist.checkpoint import save_checkpoint
-from edgefmnist.data import load_fashion_mnist
+from edgefmnist.data import FashionMNIST, Split, load_fashion_mnist
 from edgefmnist.nets import count_multiply_adds, count_parameters
 from edgefmnist.plots import save_learning_curves
 from edgefmnist.recipes import get_recipe
-from edgefmnist.train import EpochReport, batches_per_epoch, train
+from edgefmnist.train import EVAL_BATCH, EpochReport, batches_per_epoch, train
 
 
 def artifact_paths(checkpoint: Path) -> tuple[Path, Path]:
@@ -37,6 +46,20 @@ def build_photo_views(train_images: np.ndarray, seed: int, quiet: bool) -> np.nd
         return photo_views(images, seed, on_progress=lambda done: bar.update(done - bar.n))
 
 
+def one_batch_of_each(dataset: FashionMNIST, batch_size: int) -> FashionMNIST:
+    """The first ``batch_size`` training images and the first evaluation batch of validation and test."""
+
+    def head(split: Split, count: int) -> Split:
+        return Split(split.images[:count], split.labels[:count])
+
+    return dataclasses.replace(
+        dataset,
+        train=head(dataset.train, batch_size),
+        validation=head(dataset.validation, EVAL_BATCH),
+        test=head(dataset.test, EVAL_BATCH),
+    )
+
+
 def run_training(
     arch: str,
     recipe_name: str,
@@ -46,12 +69,22 @@ def run_training(
     data_dir: Path | None = None,
     out: Path | None = None,
     quiet: bool = False,
-) -> dict:
-    """Train, then write the checkpoint, history and curves; return a JSON-ready report."""
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Train, then write the checkpoint, history and curves; return a JSON-ready report.
+
+    With ``dry_run``: one epoch on one batch of each phase (module docstring), nothing written;
+    the report's ``checkpoint``, ``history`` and ``curves`` are None. Raises ``ValueError`` for an
+    unknown architecture or recipe, :class:`DataError` when the data cannot be found or verified,
+    and :class:`WriteFailed` when an artifact cannot be written.
+    """
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)
     recipe = get_recipe(arch, recipe_name).with_overrides(epochs=epochs, patience=patience)
     dataset = load_fashion_mnist(data_dir)
+    if dry_run:
+        recipe = recipe.with_overrides(epochs=1)
+        dataset = one_batch_of_each(dataset, recipe.batch_size)
     photo_images = build_photo_views(dataset.train.images, seed, quiet) if recipe.photo_fraction else None
     bar = tqdm(
         total=recipe.epochs * batches_per_epoch(len(dataset.train), recipe.batch_size),
@@ -79,18 +112,21 @@ def run_training(
         )
     finally:
         bar.close()
-    save_checkpoint(out, checkpoint)
-    write_text_atomic(history_path, json.dumps(checkpoint.history, indent=2))
-    save_learning_curves(curves_path, checkpoint.history, f"{arch} · {recipe_name} recipe · seed {seed}")
+    if not dry_run:
+        save_checkpoint(out, checkpoint)
+        write_text_atomic(history_path, json.dumps(checkpoint.history, indent=2))
+        save_learning_curves(curves_path, checkpoint.history, f"{arch} · {recipe_name} recipe · seed {seed}")
     return {
+        "dry_run": dry_run,
         "arch": arch,
         "recipe": recipe.to_dict(),
         "seed": seed,
         "data": {"folder": str(dataset.source.folder), "origin": dataset.source.origin},
+        "images": {"train": len(dataset.train), "validation": len(dataset.validation), "test": len(dataset.test)},
         "parameters": count_parameters(checkpoint.net),
         "multiply_adds": count_multiply_adds(checkpoint.net),
         "metrics": checkpoint.metrics,
-        "checkpoint": str(out),
-        "history": str(history_path),
-        "curves": str(curves_path),
+        "checkpoint": None if dry_run else str(out),
+        "history": None if dry_run else str(history_path),
+        "curves": None if dry_run else str(curves_path),
     }

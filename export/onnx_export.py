@@ -18,17 +18,13 @@ from pathlib import Path
 
 import onnx
 import torch
-from edgefmnist.export.temperature import TEMPERATURE_NAME
-from edgefmnist.runtime.metadata import ModelMetadata
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES
 from torch import nn
 
 from edgefmnist import spec
+from edgefmnist.contract import DEFAULT_OPSET, INPUT_NAME, MAX_OPSET, MIN_OPSET, OUTPUT_NAMES, TEMPERATURE_NAME
 from edgefmnist.errors import ModelError, first_line
+from edgefmnist.model_metadata import ModelMetadata
 from edgefmnist.nets import fold_normalization
-
-DEFAULT_OPSET = 17
-MIN_OPSET = 13  # per-channel int8 quantisation needs 13
 
 
 class WithProbabilities(nn.Module):
@@ -50,8 +46,8 @@ class WithProbabilities(nn.Module):
 
 def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET, temperature: float = 1.0) -> None:
     """Write ``net`` (in eval mode) as ONNX with a dynamic batch axis; the softmax divides by ``temperature``."""
-    if not MIN_OPSET <= opset <= 20:
-        raise ModelError(f"--opset {opset}: supported opsets are {MIN_OPSET}-20 (onnxruntime 1.17 loads up to 20)")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ModelError(f"--opset {opset}: supported opsets are {MIN_OPSET}-{MAX_OPSET}")
     net = fold_normalization(net.eval())
     example = torch.zeros(1, *spec.INPUT_SHAPE)
     batch_axis = {0: "batch"}

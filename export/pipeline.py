@@ -24,28 +24,40 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
-from edgefmnist.export.onnx_export import DEFAULT_OPSET, export_onnx, finalize_model, opset_of
-from edgefmnist.export.parity import DEFAULT_ATOL, ParityReport, compare_logits
-from edgefmnist.export.quantize import PRESETS, QuantPreset, quantize_model
+from edgefmnist.export.onnx_export import export_onnx, finalize_model, opset_of
+from edgefmnist.export.parity import ParityReport, compare_logits
+from edgefmnist.export.quantize import PRESETS, QuantMode, QuantPreset, quantize_model
 from edgefmnist.export.temperature import set_temperature
-from edgefmnist.runtime.metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata, oldest_onnxruntime
-from edgefmnist.runtime.predictor import INPUT_NAME, OUTPUT_NAMES, Predictor
+from edgefmnist.runtime.predictor import session_input_dtype
 
 import edgefmnist
 from edgefmnist import spec
 from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.calibration import TemperatureCalibration, calibrate
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint
+from edgefmnist.contract import (
+    DEFAULT_OPSET,
+    FP32_ATOL,
+    INPUT_LAYOUT,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    Dtype,
+    format_version,
+    int8_name,
+    oldest_onnxruntime,
+    to_model_input,
+)
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import EdgeFmnistError, ValidationFailed
+from edgefmnist.errors import EdgeFmnistError, ModelError
+from edgefmnist.model_metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata
 from edgefmnist.train import predict_logits
 
 
 @dataclass(frozen=True)
 class ExportedModel:
     path: Path
-    precision: str
+    dtype: Dtype  # of the weights
     size_bytes: int
     parity: ParityReport  # against PyTorch (fp32) or against the fp32 ONNX parent (int8)
     calibration: TemperatureCalibration  # T fitted on validation; validation and test figures
@@ -53,7 +65,7 @@ class ExportedModel:
     def to_dict(self) -> dict:
         return {
             "path": str(self.path),
-            "precision": self.precision,
+            "dtype": self.dtype.value,
             "size_bytes": self.size_bytes,
             "parity": self.parity.to_dict(),
             CALIBRATION_KEY: self.calibration.to_metadata(),
@@ -62,14 +74,17 @@ class ExportedModel:
 
 def int8_path_for(fp32_path: Path) -> Path:
     """``runs/mlp.onnx`` -> ``runs/mlp.int8.onnx``."""
-    return fp32_path.with_name(fp32_path.stem + ".int8.onnx")
+    return fp32_path.with_name(int8_name(fp32_path.name))
 
 
 def model_outputs(
     session: onnxruntime.InferenceSession, images: np.ndarray, batch_size: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches."""
-    inputs = Predictor.as_input(images)
+    """Logits and probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``, in batches.
+
+    The images go in as the session's input dtype asks (float32, or the same uint8 pixels).
+    """
+    inputs = to_model_input(images, session_input_dtype(session))
     runs = [
         session.run(list(OUTPUT_NAMES), {INPUT_NAME: inputs[i : i + batch_size]})
         for i in range(0, len(inputs), batch_size)
@@ -89,20 +104,32 @@ def calibrate_graph(path: Path, validation: Split) -> TemperatureCalibration:
     return calibration
 
 
+def input_dtype_name(model: onnx.ModelProto) -> str:
+    """``"uint8"`` or ``"float32"``: what the graph's input takes (the predictor feeds that)."""
+    return "uint8" if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8 else "float32"
+
+
 def build_metadata(
-    checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, precision: str, extra: dict
+    checkpoint: Checkpoint, checkpoint_sha256: str, model: onnx.ModelProto, dtype: Dtype, extra: dict
 ) -> ModelMetadata:
-    """The self-description written into every exported model (DESIGN.md rule 2)."""
+    """The self-description written into every exported model (:mod:`edgefmnist.model_metadata`).
+
+    Raises :class:`ModelError` when the graph's opset or IR version is newer than every
+    onnxruntime release the contract knows.
+    """
     config = checkpoint.net_config
     opset = opset_of(model)
+    needed = oldest_onnxruntime(opset, model.ir_version)
+    if needed is None:
+        raise ModelError(f"opset {opset} / IR {model.ir_version} is newer than any onnxruntime this toolkit knows")
     return ModelMetadata(
         schema=SCHEMA_VERSION,
         class_names=checkpoint.class_names,
         input={
             "name": INPUT_NAME,
-            "layout": "NCHW",
+            "layout": INPUT_LAYOUT,
             "shape": ["batch", *spec.INPUT_SHAPE],
-            "dtype": "float32",
+            "dtype": input_dtype_name(model),
             "pixels": "raw 0-255 grayscale",
             "background": "dark (Fashion-MNIST negatives)",
             "normalization": {
@@ -112,9 +139,9 @@ def build_metadata(
                 "std": config.std,
             },
         },
-        precision=precision,
-        arch=config.arch,
-        min_onnxruntime=oldest_onnxruntime(opset, model.ir_version),
+        dtype=dtype,
+        arch=config.arch.value,
+        min_onnxruntime=format_version(needed),
         extra={
             "net_config": config.to_dict(),
             "recipe": checkpoint.recipe.to_dict(),
@@ -149,16 +176,15 @@ def _finish(
     target: Path,
     checkpoint: Checkpoint,
     checkpoint_sha256: str,
-    precision: str,
+    dtype: Dtype,
     report: ParityReport,
     extra: dict,
 ) -> None:
     """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
-    if not report.passed:
-        raise ValidationFailed(f"{target}: not written, validation failed: {report.summary()}")
+    report.raise_if_failed(f"{target}: not written")
     model = onnx.load(str(tmp))  # finalize_model runs the checker on the finished file
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
-    finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, precision, extra))
+    finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, dtype, extra))
 
 
 def export_checkpoint(
@@ -166,14 +192,23 @@ def export_checkpoint(
     out: Path | None = None,
     quantize: str = "none",
     opset: int = DEFAULT_OPSET,
-    atol: float = DEFAULT_ATOL,
+    atol: float = FP32_ATOL,
     data_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[ExportedModel]:
     """Export fp32 (always) and int8 (``quantize`` = dynamic/static), each calibrated and validated before it lands.
 
-    ``progress`` receives a short line at the start of each stage.
+    ``out`` defaults to the checkpoint's name with ``.onnx``; the int8 model goes beside it as
+    ``NAME.int8.onnx``. ``progress`` receives a short line at the start of each stage.
+
+    Raises :class:`CheckpointError` for an unreadable checkpoint, :class:`DataError` when the
+    data set cannot be found or verified, :class:`ModelError` for an opset outside
+    ``contract.MIN_OPSET``..``MAX_OPSET`` or a graph the ONNX checker rejects, ``ValueError``
+    for an unknown ``quantize``, :class:`ValidationFailed` (exit code 3) when a model fails
+    validation (the file at its path is then left as it was), and :class:`WriteFailed` when
+    the final write fails.
     """
+    mode = None if quantize == "none" else QuantMode.parse(quantize, "quantisation mode")
     checkpoint = load_checkpoint(checkpoint_path)
     checkpoint_sha256 = file_sha256(checkpoint_path)
     out = out or checkpoint_path.with_suffix(".onnx")
@@ -195,7 +230,7 @@ def export_checkpoint(
             torch_logits,
             fp32_logits,
             test.labels,
-            precision="fp32",
+            dtype=Dtype.fp32,
             atol=atol,
             reference_name=f"PyTorch {checkpoint_path.name}",
             candidate_name=out.name,
@@ -203,23 +238,25 @@ def export_checkpoint(
             temperature=calibration.temperature,
         )
         calibration = calibration.with_test(fp32_logits, test.labels)
-        _finish(tmp, out, checkpoint, checkpoint_sha256, "fp32", report, {CALIBRATION_KEY: calibration.to_metadata()})
-    results.append(ExportedModel(out, "fp32", out.stat().st_size, report, calibration))
-    if quantize == "none":
+        _finish(
+            tmp, out, checkpoint, checkpoint_sha256, Dtype.fp32, report, {CALIBRATION_KEY: calibration.to_metadata()}
+        )
+    results.append(ExportedModel(out, Dtype.fp32, out.stat().st_size, report, calibration))
+    if mode is None:
         return results
 
-    preset: QuantPreset = PRESETS[quantize]
+    preset: QuantPreset = PRESETS[mode]
     int8_path = int8_path_for(out)
     with staged(int8_path) as tmp:
         progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
-        quantize_model(out, tmp, preset, dataset.train.images if quantize == "static" else None)
+        quantize_model(out, tmp, preset, dataset.train.images if mode is QuantMode.static else None)
         calibration = calibrate_graph(tmp, dataset.validation)
         int8_logits, int8_probabilities = onnx_outputs(tmp, test.images)
         report = compare_logits(
             fp32_logits,
             int8_logits,
             test.labels,
-            precision="int8",
+            dtype=Dtype.int8,
             reference_name=out.name,
             candidate_name=int8_path.name,
             candidate_probabilities=int8_probabilities,
@@ -229,7 +266,7 @@ def export_checkpoint(
             torch_logits,
             int8_logits,
             test.labels,
-            precision="int8",
+            dtype=Dtype.int8,
             reference_name=f"PyTorch {checkpoint_path.name}",
             candidate_name=int8_path.name,
         )
@@ -239,7 +276,7 @@ def export_checkpoint(
             int8_path,
             checkpoint,
             checkpoint_sha256,
-            "int8",
+            Dtype.int8,
             report,
             {
                 "parent_sha256": file_sha256(out),
@@ -249,14 +286,14 @@ def export_checkpoint(
                 CALIBRATION_KEY: calibration.to_metadata(),
             },
         )
-    results.append(ExportedModel(int8_path, "int8", int8_path.stat().st_size, report, calibration))
+    results.append(ExportedModel(int8_path, Dtype.int8, int8_path.stat().st_size, report, calibration))
     return results
 
 
 def verify_against_checkpoint(
     model_path: Path,
     checkpoint_path: Path,
-    atol: float = DEFAULT_ATOL,
+    atol: float = FP32_ATOL,
     data_dir: Path | None = None,
     test: Split | None = None,
 ) -> ParityReport:
@@ -265,6 +302,8 @@ def verify_against_checkpoint(
     Probabilities are checked against ``softmax(logits / T)`` with the model's recorded ``T``
     (1 for a model exported before temperature scaling).
     """
+    from edgefmnist.runtime.predictor import Predictor  # the runtime runs the exported model
+
     predictor = Predictor(model_path)
     checkpoint = load_checkpoint(checkpoint_path)
     test = test or load_test_split(data_dir)
@@ -273,7 +312,7 @@ def verify_against_checkpoint(
         predict_logits(checkpoint.net, test.images),
         logits,
         test.labels,
-        precision=predictor.metadata.precision,
+        dtype=predictor.metadata.dtype,
         atol=atol,
         reference_name=f"PyTorch {checkpoint_path.name}",
         candidate_name=model_path.name,

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from edgefmnist.runtime.predictor import OUTPUT_NAMES
 from onnx import numpy_helper
 
+from edgefmnist.contract import OUTPUT_NAMES, TEMPERATURE_NAME
 from edgefmnist.errors import ModelError
-
-TEMPERATURE_NAME = "temperature"
 
 
 def _softmax_node(model: onnx.ModelProto) -> onnx.NodeProto:

@@ -6,10 +6,14 @@
 Every ONNX model is measured twice in the same run: through edgefmnist's :class:`Predictor`
 and the plain way (``InferenceSession.run`` with a feed dict; default session options but
 the same thread count), so each figure of the predictor has a ratio against plain
-onnxruntime. Both get the same float32 input arrays. Latency is wall time per call
+onnxruntime. Both get the same input arrays, in the dtype the model's input asks for
+(float32, or uint8 pixels). A ``--reference`` model (the int8 files of an earlier release,
+kept under ``benchmarks/``) runs plain, in the same timing blocks as the model of the same
+architecture and precision, which gets a ratio against it. Latency is wall time per call
 (``time.perf_counter_ns``) after a warm-up; throughput is the batch size over the median
 call time; cold start is a fresh Python process (import, load, first inference), timed from
-outside, with its peak resident memory.
+outside, with its peak resident memory. The per-call floor is a one-node graph
+(:mod:`edgefmnist.runtime.call_floor`) through ``run`` and through IOBinding.
 """
 
 from __future__ import annotations
@@ -19,30 +23,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
+from edgefmnist.runtime.call_floor import floor_runners
 from edgefmnist.runtime.machine import machine_info
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
 
+from edgefmnist.contract import BENCH_BATCHES, BENCH_RUNS, BENCH_WARMUP, shipped_names
 from edgefmnist.data import Split
 from edgefmnist.errors import EdgeFmnistError
 
 REPORT_SCHEMA = 1
-ENGINES = ("edgefmnist", "onnxruntime", "pytorch")
 ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points of the best
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    batches: tuple[int, ...] = (1, 32, 256)
+    batches: tuple[int, ...] = BENCH_BATCHES
     threads: int = 1
-    runs: int = 2000  # timed batch-1 calls per row (throughput runs scale with it)
-    warmup: int = 200
+    runs: int = BENCH_RUNS  # timed batch-1 calls per row (throughput runs scale with it)
+    warmup: int = BENCH_WARMUP
     cold_starts: int = 3  # fresh processes per row; the median is reported
 
 
@@ -59,6 +64,8 @@ class BenchRow:
     cold_start_ms: float
     peak_rss_mib: float
     vs_plain: dict[str, float] = field(default_factory=dict)  # edgefmnist / plain onnxruntime
+    vs_reference: dict[str, float] = field(default_factory=dict)  # edgefmnist / plain onnxruntime on the reference
+    reference: str = ""  # the reference file this row's vs_reference compares with; for a reference row, "self"
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -66,7 +73,14 @@ class BenchRow:
         return values
 
 
-Runner = Callable[[np.ndarray], np.ndarray]  # float32 [N, 1, 28, 28] -> logits [N, 10]
+Runner = Callable[[np.ndarray], np.ndarray]  # [N, 1, 28, 28] in the model's input dtype -> logits [N, 10]
+
+
+def input_dtype(path: Path) -> np.dtype:
+    """What a model's input takes: uint8 when its metadata says so, else float32 (and for checkpoints)."""
+    if path.suffix != ".onnx":
+        return np.dtype(np.float32)
+    return np.dtype(read_metadata(path).input.get("dtype", "float32"))
 
 
 def session_options(threads: int) -> onnxruntime.SessionOptions:
@@ -112,7 +126,8 @@ COLD_START = {
     "onnxruntime": "import numpy as np, onnxruntime as ort\n"
     "options = ort.SessionOptions(); options.intra_op_num_threads = threads\n"
     "session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])\n"
-    "session.run(None, {'image': np.zeros((1, 1, 28, 28), np.float32)})",
+    "dtype = np.uint8 if session.get_inputs()[0].type == 'tensor(uint8)' else np.float32\n"
+    "session.run(None, {'image': np.zeros((1, 1, 28, 28), dtype)})",
     "pytorch": "import torch\nfrom pathlib import Path\nfrom edgefmnist.checkpoint import load_checkpoint\n"
     "torch.set_num_threads(threads)\nnet = load_checkpoint(Path(path)).net.eval()\n"
     "with torch.inference_mode(): net(torch.zeros(1, 1, 28, 28))",
@@ -132,7 +147,8 @@ import numpy as np
 import onnxruntime
 from PIL import Image
 session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-image = np.asarray(Image.open(sys.argv[2]).convert("L"), dtype=np.float32)[None, None]
+dtype = np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else np.float32
+image = np.asarray(Image.open(sys.argv[2]).convert("L"), dtype=dtype)[None, None]
 print(int(session.run(None, {"image": image})[0].argmax()))
 """
 
@@ -143,24 +159,28 @@ def percentiles_us(samples_ns: list[int]) -> dict[str, float]:
 
 
 def time_calls(
-    runners: dict[str, Runner], images: np.ndarray, calls: int, warmup: int, blocks: int = 10
+    runners: Mapping[str, Callable[[np.ndarray], object]],
+    images: dict[str, np.ndarray],
+    calls: int,
+    warmup: int,
+    blocks: int = 10,
 ) -> dict[str, list[int]]:
     """Nanoseconds of each of ``calls`` runs per runner, after ``warmup`` untimed ones.
 
     The runners take turns in ``blocks`` blocks, so that a noisy moment on a shared machine
     hits all of them alike and their ratio stays fair.
     """
-    for run in runners.values():
+    for name, run in runners.items():
         for _ in range(warmup):
-            run(images)
+            run(images[name])
     samples: dict[str, list[int]] = {name: [] for name in runners}
     clock = time.perf_counter_ns
     for _ in range(blocks):
         for name, run in runners.items():
-            block = samples[name]
+            block, inputs = samples[name], images[name]
             for _ in range(-(-calls // blocks)):
                 start = clock()
-                run(images)
+                run(inputs)
                 block.append(clock() - start)
     return samples
 
@@ -197,8 +217,8 @@ def cold_start(engine: str, path: Path, settings: BenchSettings) -> dict[str, fl
     return median_of_runs([sys.executable, "-c", code, str(path), str(settings.threads)], settings.cold_starts)
 
 
-def accuracy_of(run: Runner, test: Split, batch_size: int = 1000) -> float:
-    images = test.images.astype(np.float32)[:, None]
+def accuracy_of(run: Runner, test: Split, dtype: np.dtype, batch_size: int = 1000) -> float:
+    images = test.images.astype(dtype)[:, None]
     predicted = np.concatenate([run(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
     return float((predicted == test.labels).mean())
 
@@ -207,11 +227,19 @@ def precision_of(path: Path, engine: str) -> str:
     return "fp32" if engine == "pytorch" else read_metadata(path).precision
 
 
-def measure(path: Path, engines: tuple[str, ...], test: Split, settings: BenchSettings) -> list[BenchRow]:
-    """One row per engine for one model: accuracy on the full test set, batch-1 latency,
-    throughput per batch size (engines interleaved), and cold start."""
+def measure(
+    path: Path, engines: tuple[str, ...], test: Split, settings: BenchSettings, reference: Path | None = None
+) -> list[BenchRow]:
+    """One row per engine for one model (and one for ``reference`` through plain onnxruntime):
+    accuracy on the full test set, batch-1 latency, throughput per batch size (all interleaved),
+    and cold start."""
     runners = {engine: RUNNERS[engine](path, settings.threads) for engine in engines}
-    single = test.images[:1].astype(np.float32)[:, None]
+    sources = dict.fromkeys(engines, path)
+    if reference is not None:
+        runners["reference"] = plain_runner(reference, settings.threads)
+        sources["reference"] = reference
+    dtypes = {name: input_dtype(source) for name, source in sources.items()}
+    single = {name: test.images[:1].astype(dtype)[:, None] for name, dtype in dtypes.items()}
     latency = {
         name: percentiles_us(samples)
         for name, samples in time_calls(runners, single, settings.runs, settings.warmup).items()
@@ -222,33 +250,50 @@ def measure(path: Path, engines: tuple[str, ...], test: Split, settings: BenchSe
             for name in runners:
                 throughput[name][1] = round(1e6 / latency[name]["p50"], 1)
             continue
-        images = np.resize(test.images, (batch, *test.images.shape[1:])).astype(np.float32)[:, None]
+        resized = np.resize(test.images, (batch, *test.images.shape[1:]))[:, None]
+        images = {name: resized.astype(dtype) for name, dtype in dtypes.items()}
         calls = max(20, 4 * settings.runs // batch)
         for name, samples in time_calls(runners, images, calls, warmup=3).items():
             throughput[name][batch] = round(batch / (float(np.median(samples)) / 1e9), 1)
     rows = []
     for name, run in runners.items():
-        started = cold_start(name, path, settings)
+        source = sources[name]
+        engine = "onnxruntime" if name == "reference" else name
+        started = cold_start(engine, source, settings)
         rows.append(
             BenchRow(
-                model=path.name,
-                path=str(path),
-                engine=name,
-                precision=precision_of(path, name),
-                size_bytes=path.stat().st_size,
-                accuracy=accuracy_of(run, test),
+                model=source.name,
+                path=str(source),
+                engine=engine,
+                precision=precision_of(source, engine),
+                size_bytes=source.stat().st_size,
+                accuracy=accuracy_of(run, test, dtypes[name]),
                 latency_us=latency[name],
                 throughput=throughput[name],
                 cold_start_ms=started["wall_ms"],
                 peak_rss_mib=started["peak_rss_mib"],
+                reference="self" if name == "reference" else "",
             )
         )
+    if reference is not None:
+        compare_with_reference(rows)
     return rows
+
+
+def compare_with_reference(rows: list[BenchRow]) -> None:
+    """Fill ``vs_reference`` of the edgefmnist row from the reference row measured beside it."""
+    base = next(row for row in rows if row.reference == "self")
+    for row in rows:
+        if row.engine == "edgefmnist":
+            row.reference = base.model
+            row.vs_reference = {"p50": round(row.latency_us["p50"] / base.latency_us["p50"], 3)}
+            for batch, value in row.throughput.items():
+                row.vs_reference[f"throughput_{batch}"] = round(value / base.throughput[batch], 3)
 
 
 def compare_with_plain(rows: list[BenchRow]) -> None:
     """Fill ``vs_plain`` of each edgefmnist row from the plain-onnxruntime row of the same model."""
-    plain = {row.path: row for row in rows if row.engine == "onnxruntime"}
+    plain = {row.path: row for row in rows if row.engine == "onnxruntime" and row.reference != "self"}
     for row in rows:
         base = plain.get(row.path)
         if row.engine != "edgefmnist" or base is None:
@@ -260,7 +305,7 @@ def compare_with_plain(rows: list[BenchRow]) -> None:
 
 def recommend(rows: list[BenchRow], margin: float = ACCURACY_MARGIN) -> dict | None:
     """The fastest edgefmnist variant (batch-1 p50) within ``margin`` of the best accuracy."""
-    candidates = [row for row in rows if row.engine == "edgefmnist"]
+    candidates = [row for row in rows if row.engine == "edgefmnist"]  # references are not candidates
     if not candidates:
         return None
     best = max(row.accuracy for row in candidates)
@@ -301,12 +346,7 @@ def infer_overhead(model: Path, test: Split, settings: BenchSettings) -> dict:
 def shipped_models(torch_available: bool) -> list[Path]:
     """The shipped models, each architecture's checkpoint (with torch), fp32 and int8 model."""
     folder = default_model_path().parent
-    names = [
-        f"{arch}{suffix}"
-        for arch in ("mlp", "cnn")
-        for suffix in ((".pt",) if torch_available else ()) + (".onnx", ".int8.onnx")
-    ]
-    return [folder / name for name in names if (folder / name).is_file()]
+    return [folder / name for name in shipped_names(checkpoints=torch_available) if (folder / name).is_file()]
 
 
 def plan(models: list[Path], torch_available: bool) -> Iterator[tuple[Path, tuple[str, ...]]]:
@@ -320,23 +360,55 @@ def plan(models: list[Path], torch_available: bool) -> Iterator[tuple[Path, tupl
             raise EdgeFmnistError(f"{path}: benchmarking a checkpoint needs PyTorch: pip install 'edgefmnist[train]'")
 
 
+def matching_reference(path: Path, references: list[Path]) -> Path | None:
+    """The reference of the same architecture and precision as the ONNX model ``path``, if any."""
+    if path.suffix != ".onnx":
+        return None
+    wanted = read_metadata(path)
+    for reference in references:
+        metadata = read_metadata(reference)
+        if (metadata.arch, metadata.precision) == (wanted.arch, wanted.precision):
+            return reference
+    return None
+
+
+def call_floor(settings: BenchSettings) -> dict[str, dict[str, float]]:
+    """Batch-1 latency of the one-node graph through ``run`` and IOBinding, interleaved."""
+
+    def ignoring_input(call: Callable[[], object]) -> Callable[[np.ndarray], object]:
+        return lambda _images: call()
+
+    runners = {name: ignoring_input(call) for name, call in floor_runners(settings.threads).items()}
+    empty = dict.fromkeys(runners, np.zeros(0))
+    return {
+        name: percentiles_us(samples)
+        for name, samples in time_calls(runners, empty, settings.runs, settings.warmup).items()
+    }
+
+
 def run_bench(
     models: list[Path],
     test: Split,
     settings: BenchSettings,
     torch_available: bool,
     progress: Callable[[str], None] = lambda _: None,
+    references: list[Path] | None = None,
+    photos: bool = False,
 ) -> dict:
     """The whole report (see README, "Benchmark JSON")."""
     rows = []
     for path, engines in plan(models, torch_available):
-        progress(f"{path.name} via {' and '.join(engines)}")
-        rows += measure(path, engines, test, settings)
+        reference = matching_reference(path, references or [])
+        beside = f" beside {reference.name}" if reference else ""
+        progress(f"{path.name} via {' and '.join(engines)}{beside}")
+        rows += measure(path, engines, test, settings, reference)
     compare_with_plain(rows)
+    progress("the per-call floor (a one-node graph)")
+    floor = call_floor(settings)
     onnx_models = [path for path in models if path.suffix == ".onnx"]
     progress("edgefmnist infer vs a bare script")
     overhead = infer_overhead(onnx_models[0], test, settings) if onnx_models else None
-    return {
+    report = {
         "schema": REPORT_SCHEMA,
         "machine": machine_info(),
         "settings": {
@@ -347,7 +419,15 @@ def run_bench(
         "rows": [row.to_dict() for row in rows],
         "recommendation": recommend(rows),
         "infer_overhead": overhead,
+        "call_floor_us": floor,
     }
+    if photos and onnx_models:
+        from edgefmnist.runtime.photo_bench import photo_bench
+
+        progress("infer on picture files: one worker against all cores")
+        with tempfile.TemporaryDirectory(prefix="edgefmnist-photos-") as scratch:
+            report["photos"] = photo_bench(onnx_models[0], test.images, Path(scratch))
+    return report
 
 
 def format_table(report: dict, markdown: bool = False) -> str:
@@ -365,12 +445,14 @@ def format_table(report: dict, markdown: bool = False) -> str:
         "p50 vs plain",
         *[f"img/s @{b}" for b in batches],
         f"@{max(batches)} vs plain",
+        "p50 vs ref",
+        f"@{max(batches)} vs ref",
         "cold start ms",
         "peak MiB",
     ]
     lines = [header]
     for row in report["rows"]:
-        ratios = row["vs_plain"]
+        ratios, previous = row["vs_plain"], row.get("vs_reference", {})
         lines.append(
             [
                 row["model"],
@@ -382,6 +464,8 @@ def format_table(report: dict, markdown: bool = False) -> str:
                 f"{ratios['p50']:.2f}x" if ratios else "",
                 *(f"{row['throughput'][str(b)]:,.0f}" for b in batches),
                 f"{ratios[f'throughput_{max(batches)}']:.2f}x" if ratios else "",
+                f"{previous['p50']:.2f}x" if previous else "",
+                f"{previous[f'throughput_{max(batches)}']:.2f}x" if previous else "",
                 f"{row['cold_start_ms']:,.0f}",
                 f"{row['peak_rss_mib']:.0f}",
             ]
@@ -393,6 +477,25 @@ def format_table(report: dict, markdown: bool = False) -> str:
         f"{'yes' if machine['int8_dot_product'] else 'no'}), onnxruntime {machine['onnxruntime']}, "
         f"{report['settings']['threads']} thread(s)"
     ]
+    references = {row["model"] for row in report["rows"] if row.get("reference") == "self"}
+    if references:
+        notes.append(
+            f"ref: plain onnxruntime on {', '.join(sorted(references))} (an earlier release's files), "
+            "timed in the same blocks as the model it is the reference of"
+        )
+    floor = report.get("call_floor_us")
+    if floor:
+        notes.append(
+            f"per-call floor (a one-node graph): {floor['run']['p50']:.1f} µs through `run`, "
+            f"{floor['iobinding']['p50']:.1f} µs through IOBinding (p50)"
+        )
+    for name, label in (("png_28x28", "28x28 PNGs"), ("jpeg_12mp", "12 MP phone JPEGs")):
+        photos = report.get("photos", {}).get(name)
+        if photos:
+            notes.append(
+                f"`infer` on {photos['pictures']} {label}: {photos['one_worker_per_s']:,.1f} pictures/s with one "
+                f"worker, {photos['all_workers_per_s']:,.1f} with {photos['workers']} ({photos['speedup']:.2f}x)"
+            )
     if report["recommendation"]:
         pick = report["recommendation"]
         notes.append(f"recommended here: {pick['model']}, the {pick['rule']}")

@@ -11,17 +11,25 @@ answer for pictures outside what Fashion-MNIST covers. Unsure is an answer, not 
 from __future__ import annotations
 
 import glob
+import os
+import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
+from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, UsageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # photo sets (photo_eval)
+STDIN = "-"  # an --image argument that means one picture read from standard input
+STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
+MAX_STDIN_BYTES = 256 << 20  # an encoded 200 MP camera JPEG is well below this
 
 
 def is_unsure(probability: float, min_confidence: float, nothing_found: bool = False) -> bool:
@@ -77,24 +85,50 @@ class Classified:
         return line
 
 
-def expand_images(patterns: list[str]) -> list[Path]:
-    """Files as given, image files inside directories, and glob matches, in order, without repeats."""
+@dataclass(frozen=True)
+class PictureFiles:
+    """What ``--image`` arguments name: the files to classify, and the files skipped as no picture format."""
+
+    paths: list[Path]
+    skipped: list[Path]
+
+
+def find_pictures(patterns: list[str]) -> PictureFiles:
+    """Expand ``--image`` arguments: files as given, picture files inside folders, glob matches; in order, no repeats.
+
+    A folder or a glob keeps the files whose extension is one of
+    :func:`~edgefmnist.runtime.picture_formats.picture_extensions` (what the installed Pillow and
+    HEIF plugin decode) and lists the others in ``skipped``; a file named on its own is always
+    tried, whatever its name, and ``-`` (standard input) is kept as it is. Raises
+    :class:`EdgeFmnistError` for a folder or a glob without a single picture file.
+    """
+    extensions = None
     found: list[Path] = []
+    skipped: list[Path] = []
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not images:
-                raise EdgeFmnistError(f"{path}: a folder with no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            found.extend(images)
-        elif not path.exists() and glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern))
+            matches = sorted(p for p in path.iterdir() if p.is_file())
+        elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
             if not matches:
                 raise EdgeFmnistError(f"{pattern}: no files match")
-            found.extend(matches)
         else:
             found.append(path)  # a missing file is reported per image
-    return list(dict.fromkeys(found))
+            continue
+        extensions = extensions or picture_extensions()
+        pictures = [p for p in matches if p.suffix.lower() in extensions]
+        if not pictures:
+            what = "a folder" if path.is_dir() else "matches"
+            raise EdgeFmnistError(f"{pattern}: {what} with no picture files (no extension that Pillow reads here)")
+        found.extend(pictures)
+        skipped.extend(p for p in matches if p.suffix.lower() not in extensions)
+    return PictureFiles(list(dict.fromkeys(found)), list(dict.fromkeys(skipped)))
+
+
+def expand_images(patterns: list[str]) -> list[Path]:
+    """The files :func:`find_pictures` keeps, without the skipped ones."""
+    return find_pictures(patterns).paths
 
 
 def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int) -> list[dict]:
@@ -119,7 +153,7 @@ def classify_arrays(
 ) -> list[Classified]:
     """Classify uint8 images ``[N, 28, 28]`` in one call.
 
-    ``nothing_found[i]``, when not empty, is preprocessing's :class:`NothingFound` message for
+    ``nothing_found[i]``, when not empty, is preprocessing's ``Preprocessed.nothing_found`` reason for
     image i: it becomes the result's warning and makes the verdict unsure.
     """
     check_min_confidence(min_confidence)
@@ -142,33 +176,99 @@ def classify_arrays(
     return results
 
 
+def preprocess_picture(path: Path) -> tuple[np.ndarray, str]:
+    """One picture file (``-``: the picture on standard input) -> uint8 ``[28, 28]`` and its "nothing found" reason.
+
+    Raises :class:`EdgeFmnistError`, one line naming the picture, if it cannot be read or preprocessed.
+    """
+    picture = preprocess(read_stdin(), name=STDIN_NAME) if str(path) == STDIN else preprocess(path)
+    return picture.pixels, picture.nothing_found
+
+
+def picture_name(path: Path) -> str:
+    """How a picture is named in results: its path, or ``<stdin>``."""
+    return STDIN_NAME if str(path) == STDIN else str(path)
+
+
+def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
+    """The encoded picture on standard input (at most ``limit`` bytes); raises :class:`EdgeFmnistError`.
+
+    Refuses a terminal (nothing was piped in: reading would wait for typing), empty input and
+    input larger than ``limit``, each in one line.
+    """
+    if sys.stdin is None or sys.stdin.isatty():
+        raise EdgeFmnistError(f"{STDIN_NAME}: standard input is a terminal; pipe a picture in, e.g. cat x.jpg | ...")
+    data = sys.stdin.buffer.read(limit + 1)
+    if not data:
+        raise EdgeFmnistError(f"{STDIN_NAME}: nothing on standard input, expected a picture")
+    if len(data) > limit:
+        raise EdgeFmnistError(f"{STDIN_NAME}: more than {limit:,} bytes on standard input, refused")
+    return data
+
+
 def classify_files(
     predictor: Predictor,
     paths: list[Path],
     k: int = 3,
-    save_preprocessed: Path | None = None,
+    save_preprocessed: str | Path | None = None,
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+    workers: int | None = None,
 ) -> list[Classified]:
-    """Classify each file; a file that cannot be read gets an ``error`` instead of a prediction."""
-    results: list[Classified] = []
-    for path in paths:
-        try:
-            picture = preprocess(path)
-        except EdgeFmnistError as exc:
-            results.append(Classified(str(path), error=str(exc)))
-            continue
-        result = classify_arrays(
-            predictor, picture.pixels[None], [str(path)], k, min_confidence, [picture.nothing_found]
-        )[0]
-        if save_preprocessed is not None:
-            save_png(preprocessed_path(save_preprocessed, path, len(paths)), picture.pixels)
-        results.append(result)
-    return results
+    """Classify each file (``-``: the picture on standard input), in order.
+
+    Pictures are preprocessed on ``workers`` threads (default: the available cores) and classified
+    in batches (:mod:`edgefmnist.runtime.batch`). A picture that cannot be read gets a result with
+    ``error`` set instead of a prediction, and the others go on. ``save_preprocessed`` receives
+    the 28x28 image the model saw of each picture, as :func:`preprocessed_paths` names them.
+    """
+    targets = dict(zip(paths, preprocessed_paths(save_preprocessed, paths), strict=True)) if save_preprocessed else {}
+
+    def classify(pictures: list[PreparedPicture]) -> list[Classified]:
+        pixels = np.stack([picture.pixels for picture in pictures if picture.pixels is not None])
+        names = [picture_name(picture.path) for picture in pictures]
+        results = classify_arrays(
+            predictor, pixels, names, k, min_confidence, [picture.nothing_found for picture in pictures]
+        )
+        for picture, image in zip(pictures, pixels, strict=True):
+            if picture.path in targets:
+                save_png(targets[picture.path], image)
+        return results
+
+    def failed(picture: PreparedPicture) -> Classified:
+        return Classified(picture_name(picture.path), error=picture.error)
+
+    prepared = preprocess_in_order(paths, preprocess_picture, workers)
+    return list(classify_in_batches(prepared, classify, failed))
 
 
-def preprocessed_path(target: Path, source: Path, count: int) -> Path:
-    """One image: ``target`` is the file; several: a folder that gets ``NAME.png`` for each."""
-    return target if count == 1 else target / f"{source.stem}.png"
+def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
+    """Where ``--save-preprocessed TARGET`` puts the 28x28 PNG of each source picture, in order.
+
+    TARGET is a folder when it ends with ``/``, is an existing folder, or several pictures are
+    given; otherwise it is the file for the one picture. In a folder each picture keeps its path
+    relative to the folder all sources share, with ``.png`` for its extension
+    (``photos/shirt/1.jpg`` and ``photos/dress/1.jpg`` -> ``TARGET/shirt/1.png`` and
+    ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
+    (``1.jpg.png``, ``1.webp.png``), and standard input is ``stdin.png``. So names never collide.
+    Raises :class:`EdgeFmnistError` when several pictures are given and TARGET is a file.
+    """
+    text = os.fspath(target)
+    folder = Path(text)
+    if not (text.endswith(("/", os.sep)) or folder.is_dir() or len(sources) > 1):
+        return [folder]
+    if folder.exists() and not folder.is_dir():
+        raise EdgeFmnistError(f"--save-preprocessed {text}: a file, but {len(sources)} pictures need a folder")
+    absolute = [Path(os.path.abspath(s)) if str(s) != STDIN else None for s in sources]
+    parents = [str(a.parent) for a in absolute if a is not None]
+    common = Path(os.path.commonpath(parents)) if parents else Path()
+    relative = [a.relative_to(common) if a is not None else Path("stdin") for a in absolute]
+    names = [r.with_suffix(".png") for r in relative]
+    for _ in range(len(names)):  # keep the extension of every picture in a clash (one file given twice stays one)
+        if len(set(names)) == len(names):
+            break
+        clashing = {name for name, count in Counter(names).items() if count > 1}
+        names = [r.with_name(r.name + ".png") if n in clashing else n for r, n in zip(relative, names, strict=True)]
+    return [folder / name for name in names]
 
 
 def save_png(path: Path, pixels: np.ndarray) -> None:
@@ -181,13 +281,19 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
 
 
 def parse_sample(text: str, size: int) -> range:
-    """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size``."""
+    """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size`` images.
+
+    Raises :class:`UsageError` (exit code 2) for text that is not ``START:STOP`` or ``INDEX``,
+    an empty range, or indices outside ``0:size``.
+    """
     try:
         start, colon, stop = text.partition(":")
         first = int(start) if start else 0
         last = (int(stop) if stop else size) if colon else first + 1
     except ValueError:
-        raise EdgeFmnistError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
+        raise UsageError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
+    if first >= last:
+        raise UsageError(f"--sample {text}: START must be below STOP (0:5 is the first five images)")
     if not 0 <= first < last <= size:
-        raise EdgeFmnistError(f"--sample {text}: indices must lie within 0:{size}")
+        raise UsageError(f"--sample {text}: the test set has {size:,} images, so indices must lie within 0:{size}")
     return range(first, last)

@@ -9,6 +9,7 @@ inside the model's folder (old onnxruntime releases would follow ``../`` or a sy
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,9 +45,10 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes):
+def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
     """Yield ``(field_number, value)``; value is an int or a bytes slice."""
     pos = 0
+    value: int | bytes
     while pos < len(data):
         key, pos = _varint(data, pos)
         number, wire_type = key >> 3, key & 7

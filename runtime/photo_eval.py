@@ -135,7 +135,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
 
 
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
-    photos = []
+    photos: list[Photo] = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         name = folder_class(sub.name, class_names)
         accepted = (name,) if name else ()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+from edgefmnist.runtime.picture_formats import SNIFF_BYTES, is_heif, missing_decoder, register_heif_plugin
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from edgefmnist.errors import EdgeFmnistError, first_line
@@ -29,7 +30,10 @@ WORK_SIDE = 256  # default longest side of a loaded picture, in pixels
 MAX_PIXELS = 40_000_000  # header limit for formats decoded at full size (PNG, GIF, WEBP, TIFF, BMP, ...)
 MAX_JPEG_PIXELS = 250_000_000  # header limit for JPEG, whose decoding draft mode reduces up to 8x per side
 MAX_DECODED_PIXELS = MAX_PIXELS  # what a JPEG may still hold after draft reduction (only a large max_side reaches it)
+# HEIF and AVIF decode at full size (no draft mode): phones write them at up to 48-50 MP (about 150 MB as RGB)
+MAX_HEIF_PIXELS = 64_000_000
 JPEG_FORMATS = ("JPEG", "MPO")
+FULL_SIZE_PHONE_FORMATS = ("HEIF", "AVIF")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("LA", "La", "RGBA", "RGBa", "PA")
 RESAMPLE = Image.Resampling.LANCZOS
@@ -42,7 +46,7 @@ class ImageError(EdgeFmnistError):
 
 
 class PictureTooLarge(ImageError):
-    """A picture refused for its size in pixels (a decompression bomb?), before it is decoded in full."""
+    """The picture declares or decodes to more pixels than the loader accepts (a decompression bomb?)."""
 
 
 def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | None = None) -> Image.Image:
@@ -66,9 +70,10 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     ``Image.open`` dispatches to them, minus its global check: no state is read or written
     that another thread could change, and every refusal is decided by this function alone.
 
-    Raises ``ImageError`` (one line starting with ``"{name}: "``) for a missing file, a folder,
-    an unreadable file, a non-image, a refused size (:class:`PictureTooLarge`), a corrupt or
-    truncated image, or any other decoder failure; ``ValueError`` if ``max_side`` < 1.
+    Raises ``ImageError`` (one line starting with ``"{name}: "``; :class:`PictureTooLarge` for a
+    refused size) for a missing file, a folder,
+    an unreadable file, a non-image, a refused size, a corrupt or truncated image, or any other
+    decoder failure; ``ValueError`` if ``max_side`` < 1.
     """
     if max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side}")
@@ -98,6 +103,8 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
         # Only plugins' own internal checks (GIF frames, TIFF tiles) can still reach Pillow's limit,
         # and only if the application lowered Image.MAX_IMAGE_PIXELS below ours.
         raise PictureTooLarge(f"{path}: refused by Pillow's decompression-bomb limit ({first_line(exc)})") from None
+    except MissingDecoder as exc:
+        raise ImageError(f"{path}: {exc}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -106,14 +113,24 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
         raise ImageError(f"{path}: cannot decode this image ({type(exc).__name__}: {first_line(exc)})") from None
 
 
+class MissingDecoder(UnidentifiedImageError):
+    """A known picture format (HEIF, AVIF) that no installed decoder reads; the message says what to install."""
+
+
 def open_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
     """Parse the image header in ``fp`` with the first matching Pillow plugin; no pixel is decoded.
 
     The same dispatch as ``Image.open`` (common plugins first, then all), without its check
-    against the process-wide ``Image.MAX_IMAGE_PIXELS``. Raises ``UnidentifiedImageError`` if
-    no plugin accepts the file, and whatever the matching plugin raises for a corrupt header.
+    against the process-wide ``Image.MAX_IMAGE_PIXELS``; a HEIF file first registers the HEIF
+    plugin (:func:`~edgefmnist.runtime.picture_formats.register_heif_plugin`). Raises
+    ``UnidentifiedImageError`` if no plugin accepts the file (its message names the format and
+    the install command when the file is HEIF or AVIF and no decoder for it is installed), and
+    whatever the matching plugin raises for a corrupt header.
     """
-    prefix = fp.read(16)
+    start = fp.read(SNIFF_BYTES)
+    prefix = start[:16]  # what Image.open hands the plugins' accept functions
+    if is_heif(start):
+        register_heif_plugin()
     tried: set[str] = set()
     for register_plugins in (Image.preinit, Image.init):
         register_plugins()
@@ -128,13 +145,16 @@ def open_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
                 return factory(fp, filename)
             except (SyntaxError, IndexError, TypeError, struct.error):
                 continue  # not this format after all: Image.open tries the next one too
+    reason = missing_decoder(start)
+    if reason:
+        raise MissingDecoder(reason)
     raise UnidentifiedImageError(f"cannot identify image file {filename!r}")
 
 
 def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Image.Image:
     """Check the header size, decode (a JPEG at reduced scale), rotate, flatten and shrink ``image``."""
     is_jpeg = image.format in JPEG_FORMATS
-    refuse_if_larger(path, image.size, MAX_JPEG_PIXELS if is_jpeg else MAX_PIXELS)
+    refuse_if_larger(path, image.size, pixel_limit(image.format))
     if is_jpeg:
         header_size = image.size
         image.draft(image.mode, (max_side, max_side))  # libjpeg scales by 1/2..1/8, never below max_side
@@ -144,15 +164,38 @@ def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Imag
                 f"{path}: refused, {width} x {height} pixels decode to {image.size[0]} x {image.size[1]}, "
                 f"more than {MAX_DECODED_PIXELS:,} (a decompression bomb? use a smaller max_side)"
             )
-    image.load()
+    try:
+        image.load()
+    except OSError as exc:
+        if not is_missing_codec(exc):
+            raise
+        raise ImageError(f"{path}: a {image.format} variant this Pillow cannot decode ({first_line(exc)})") from None
     ImageOps.exif_transpose(image, in_place=True)
-    picture = to_rgb_or_l(image)
+    try:
+        picture = to_rgb_or_l(image)
+    except ValueError as exc:  # Pillow has no conversion for this mode: valid, but not supported here
+        raise ImageError(
+            f"{path}: a {image.format} picture in pixel mode {image.mode}, which is not supported"
+        ) from exc
     picture.thumbnail((max_side, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
     return picture
 
 
+def pixel_limit(format_id: str | None) -> int:
+    """The most pixels a header of ``format_id`` may declare: JPEG is decoded reduced, HEIF/AVIF at full size."""
+    if format_id in JPEG_FORMATS:
+        return MAX_JPEG_PIXELS
+    return MAX_HEIF_PIXELS if format_id in FULL_SIZE_PHONE_FORMATS else MAX_PIXELS
+
+
+def is_missing_codec(exc: OSError) -> bool:
+    """True for Pillow's "decoder ... not available" (a valid file whose compression this build lacks)."""
+    message = str(exc)
+    return message.startswith(("decoder ", "encoder ")) and message.endswith("not available")
+
+
 def refuse_if_larger(path: str, size: tuple[int, int], limit: int) -> None:
-    """Raise :class:`PictureTooLarge` if a ``(width, height)`` in pixels holds more than ``limit`` pixels."""
+    """Raise ``ImageError`` if a ``(width, height)`` in pixels holds more than ``limit`` pixels."""
     width, height = size
     if width * height > limit:
         raise PictureTooLarge(
@@ -163,19 +206,24 @@ def refuse_if_larger(path: str, size: tuple[int, int], limit: int) -> None:
 def to_rgb_or_l(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> a new ``RGB`` or ``L`` image of the same size.
 
-    Transparency (alpha, ``tRNS``, palette transparency) is composited onto white; 16-bit and
-    32-bit integer pixels are scaled to 8 bits (by 255/65535 if any exceeds 255, else kept);
-    float pixels are clipped to 0-255; CMYK, YCbCr, LAB, HSV become RGB; ``1`` and gray palettes
-    become ``L``. ``L`` and ``RGB`` without transparency are copied unchanged.
+    Transparency (alpha, ``tRNS``, palette transparency) is composited onto white. Pixels wider
+    than 8 bits are scaled by the range their data really uses, not by the container's depth:
+    integer pixels (``I;16*``, ``I``) whose maximum exceeds 255 by ``255 / (2**b - 1)``, ``b`` the
+    bits the maximum needs (a camera's 10, 12 or 14 bits in a 16-bit PNG; 16 for full 16-bit
+    data), negative values counting as 0; float pixels (``F``) by 255 when they all lie in 0..1
+    (the float-image convention), else by ``255 / maximum`` above 255, NaN counting as 0.
+    ``LAB`` (CIELab TIFF) becomes ``L`` from its lightness channel L* (Pillow's own LAB -> RGB
+    copies the channels unchanged); CMYK, YCbCr, HSV become RGB; ``1`` and gray palettes become
+    ``L``. ``L`` and ``RGB`` without transparency are copied unchanged. Raises ``ValueError`` for
+    a mode Pillow cannot convert.
     """
     mode = image.mode
     if mode in SIXTEEN_BIT_MODES:
-        values = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
-        if values.max(initial=0) > 255:  # round-half-up of v * 255 / 65535, in integers
-            values = (values * 510 + 65535) // 131070
-        return Image.fromarray(values.astype(np.uint8), "L")
+        return scaled_to_8_bits(np.asarray(image).astype(np.float64), integer=True)
     if mode == "F":
-        return Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L")
+        return scaled_to_8_bits(np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0))
+    if mode == "LAB":
+        return image.getchannel("L")
     if mode in ("P", "PA"):
         gray = is_gray_palette(image)
         if mode == "PA" or "transparency" in image.info:
@@ -194,6 +242,20 @@ def to_rgb_or_l(image: Image.Image) -> Image.Image:
     if mode == "1":
         return image.convert("L")
     return image.convert("RGB")
+
+
+def scaled_to_8_bits(values: np.ndarray, integer: bool = False) -> Image.Image:
+    """Pixels ``[H, W]`` (float64) -> an ``L`` image, scaled by their range as :func:`to_rgb_or_l` says."""
+    values = np.clip(values, 0.0, None)
+    peak = float(values.max(initial=0.0))
+    if integer and peak > 255.0:
+        bits = int(peak).bit_length()  # 4095 -> 12, 65535 -> 16
+        values = values * (255.0 / (2**bits - 1))
+    elif peak > 255.0:
+        values = values * (255.0 / peak)
+    elif not integer and peak <= 1.0:
+        values = values * 255.0
+    return Image.fromarray(np.floor(values + 0.5).clip(0, 255).astype(np.uint8), "L")
 
 
 def is_gray_palette(image: Image.Image) -> bool:

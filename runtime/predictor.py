@@ -3,7 +3,10 @@
     edgefmnist infer --image shirt.jpg        # the CLI front end
     Predictor("models/mlp.onnx").predict(images)   # images: uint8 [N, 28, 28], dark background
 
-The model carries its own normalisation, so the predictor feeds raw 0-255 pixels.
+The model carries its own normalisation, so the predictor feeds raw 0-255 pixels, in the dtype
+the model's input asks for: float32, or uint8 for the static int8 models (whose first layer
+reads the pixels as their own uint8 quantisation; the metadata's ``input.dtype`` says which).
+Float images given to a uint8 model are rounded to the nearest pixel value and clipped to 0-255.
 
 A single image takes the hot path: input and output buffers allocated and bound to the
 session once per thread (onnxruntime's IOBinding), so a call is one copy in, one run, one
@@ -24,15 +27,30 @@ import onnxruntime
 from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 
 from edgefmnist import spec
+from edgefmnist.contract import (
+    DEFAULT_MODEL_NAME,
+    INPUT_DTYPES,
+    INPUT_NAME,
+    MAX_DEFAULT_THREADS,
+    OUTPUT_NAMES,
+    PRETRAINED_PACKAGE,
+    to_model_input,
+)
 from edgefmnist.errors import ModelError, first_line
 
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("logits", "probabilities")
 IMAGE_SIZE = spec.IMAGE_SIZE
 
 
+def session_input_dtype(session: onnxruntime.InferenceSession) -> np.dtype:
+    """The numpy dtype of the session's input (float32 or uint8); :class:`ModelError` for any other."""
+    kind = session.get_inputs()[0].type
+    if kind not in INPUT_DTYPES:
+        raise ModelError(f"input must be float or uint8 [N, 1, 28, 28], found {kind}")
+    return INPUT_DTYPES[kind]
+
+
 def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Logits ``[N, 10]`` of float32 NCHW ``inputs``, run ``batch_size`` images at a time."""
+    """Logits ``[N, 10]`` of NCHW ``inputs`` (the session's input dtype), run ``batch_size`` images at a time."""
     return np.concatenate(
         [
             session.run([OUTPUT_NAMES[0]], {INPUT_NAME: inputs[i : i + batch_size]})[0]
@@ -41,13 +59,17 @@ def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, ba
     )
 
 
-def default_threads() -> int:
-    """Intra-op threads: the cores available, at most 4 (a Raspberry Pi 4 or 5)."""
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
     try:
-        available = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        available = os.cpu_count() or 1
-    return max(1, min(4, available))
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Intra-op threads: the cores available, at most ``contract.MAX_DEFAULT_THREADS``."""
+    return max(1, min(MAX_DEFAULT_THREADS, available_cores()))
 
 
 SINGLE_IMAGE_SHAPES = {(IMAGE_SIZE, IMAGE_SIZE), (1, IMAGE_SIZE, IMAGE_SIZE), (1, 1, IMAGE_SIZE, IMAGE_SIZE)}
@@ -56,8 +78,8 @@ SINGLE_IMAGE_SHAPES = {(IMAGE_SIZE, IMAGE_SIZE), (1, IMAGE_SIZE, IMAGE_SIZE), (1
 class SingleImageBinding:
     """One thread's pre-allocated input and outputs for a single image, bound to the session once."""
 
-    def __init__(self, session: onnxruntime.InferenceSession, classes: int) -> None:
-        self.image = np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    def __init__(self, session: onnxruntime.InferenceSession, classes: int, dtype: np.dtype) -> None:
+        self.image = np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), dtype)
         self._image_views = {shape: self.image.reshape(shape) for shape in SINGLE_IMAGE_SHAPES}
         self.outputs = np.zeros((len(OUTPUT_NAMES), 1, classes), np.float32)  # logits, probabilities
         self.binding = session.io_binding()
@@ -68,7 +90,10 @@ class SingleImageBinding:
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits and probabilities ``[1, 10]`` of one image (copies: the buffers are reused)."""
-        np.copyto(self._image_views[image.shape], image, casting="same_kind")
+        if self.image.dtype == np.uint8 and image.dtype != np.uint8:  # other pixels: rounded and clipped
+            np.copyto(self._image_views[image.shape], np.clip(np.rint(image), 0, 255), casting="unsafe")
+        else:
+            np.copyto(self._image_views[image.shape], image, casting="same_kind")
         self._run()
         logits, probabilities = self.outputs.copy()
         return logits, probabilities
@@ -81,7 +106,7 @@ def bound_run(session: onnxruntime.InferenceSession, binding: onnxruntime.IOBind
     wrapper's per-call checks); else the public ``run_with_iobinding``.
     """
     compiled, compiled_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
-    if hasattr(compiled, "run_with_iobinding") and compiled_binding is not None:
+    if compiled is not None and hasattr(compiled, "run_with_iobinding") and compiled_binding is not None:
         return lambda: compiled.run_with_iobinding(compiled_binding, None)
     return lambda: session.run_with_iobinding(binding)
 
@@ -90,6 +115,14 @@ class Predictor:
     """Classify 28x28 images with an exported edgefmnist ONNX model."""
 
     def __init__(self, model_path: Path | str, threads: int | None = None) -> None:
+        """Load the model at ``model_path`` into one onnxruntime session with ``threads`` intra-op
+        threads (default :func:`default_threads`).
+
+        Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
+        then the graph's signature: one float32 input ``[N, 1, 28, 28]`` and the contract's two
+        outputs of one score per class. Raises :class:`ModelError` for a missing, corrupt or
+        foreign model, one that needs a newer onnxruntime, or one onnxruntime cannot load.
+        """
         self.path = Path(model_path)
         self.metadata: ModelMetadata = read_metadata(self.path)
         self.metadata.check_runtime(self.path)
@@ -113,10 +146,14 @@ class Predictor:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if [i.name for i in inputs] != [INPUT_NAME]:
             raise ModelError(f"{self.path}: expected one input named {INPUT_NAME!r}, found {[i.name for i in inputs]}")
-        if inputs[0].type != "tensor(float)" or list(inputs[0].shape[1:]) != [1, IMAGE_SIZE, IMAGE_SIZE]:
+        if inputs[0].type not in INPUT_DTYPES or list(inputs[0].shape[1:]) != [1, IMAGE_SIZE, IMAGE_SIZE]:
             raise ModelError(
-                f"{self.path}: input must be float [N, 1, 28, 28], found {inputs[0].type} {inputs[0].shape}"
+                f"{self.path}: input must be float or uint8 [N, 1, 28, 28], found {inputs[0].type} {inputs[0].shape}"
             )
+        self.input_dtype = INPUT_DTYPES[inputs[0].type]
+        declared = self.metadata.input.get("dtype", "float32")  # models made before uint8 inputs say float32
+        if declared != self.input_dtype.name:
+            raise ModelError(f"{self.path}: the metadata says a {declared} input, the graph takes {self.input_dtype}")
         if tuple(o.name for o in outputs) != OUTPUT_NAMES:
             raise ModelError(f"{self.path}: expected outputs {list(OUTPUT_NAMES)}, found {[o.name for o in outputs]}")
         classes = outputs[0].shape[-1]
@@ -126,22 +163,19 @@ class Predictor:
                 f"expected {spec.NUM_CLASSES}"
             )
 
-    @staticmethod
-    def as_input(images: np.ndarray) -> np.ndarray:
-        """uint8 or float images ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> float32 NCHW."""
-        images = np.asarray(images)
-        if images.ndim == 2:
-            images = images[None]
-        if images.ndim == 3:
-            images = images[:, None]
-        if images.ndim != 4 or images.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"expected images of shape [N, 28, 28], got {list(images.shape)}")
-        return np.ascontiguousarray(images, dtype=np.float32)
+    def as_input(self, images: np.ndarray) -> np.ndarray:
+        """uint8 or float images ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> the model's NCHW input.
+
+        float32 for a float model; uint8 for a uint8 model (float pixels rounded, clipped to 0-255).
+        """
+        return to_model_input(images, self.input_dtype)
 
     def _single_image_binding(self) -> SingleImageBinding:
         binding = getattr(self._per_thread, "binding", None)
         if binding is None:
-            binding = self._per_thread.binding = SingleImageBinding(self.session, len(self.class_names))
+            binding = self._per_thread.binding = SingleImageBinding(
+                self.session, len(self.class_names), self.input_dtype
+            )
         return binding
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,14 +207,11 @@ class Predictor:
         return self.run(images)[1]
 
 
-DEFAULT_MODEL_NAME = "cnn.onnx"
-
-
 def default_model_path() -> Path:
     """The shipped default model inside the installed package (``edgefmnist.pretrained``)."""
     from importlib.resources import files
 
-    candidate = Path(str(files("edgefmnist.pretrained") / DEFAULT_MODEL_NAME))
+    candidate = Path(str(files(PRETRAINED_PACKAGE) / DEFAULT_MODEL_NAME))
     if not candidate.is_file():
         raise ModelError(f"no shipped model {DEFAULT_MODEL_NAME} in edgefmnist.pretrained; pass --model PATH.onnx")
     return candidate

@@ -31,7 +31,7 @@ ROOT=$WORK/root        # the unpacked arm64 packages
 SITE=$WORK/site        # the aarch64 wheels of the dependencies, installed with --target
                        # (and $WORK/project: this checkout's own wheel, rebuilt every run)
 OUT=$WORK/results
-MODELS=(mlp.onnx mlp.int8.onnx cnn.onnx cnn.int8.onnx)
+read -r -a MODELS <<< "$("$PYTHON" -m edgefmnist.contract --onnx)"   # the shipped ONNX models
 
 say() { echo "arm64-smoke: $*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
@@ -120,7 +120,7 @@ for folder in "$PHOTOS_DIR"/*/; do
     while IFS= read -r photo; do photos+=("$photo"); done < <(ls "$folder" | LC_ALL=C sort | grep -iE '\.(jpe?g|png)$' | head -n "$PHOTOS_PER_CLASS" | sed "s|^|$folder|")
 done
 [ "${#photos[@]}" -gt 0 ] || fail "no photos in $PHOTOS_DIR"
-default_model=$WORK/project/edgefmnist/pretrained/$("$PYTHON" -c 'from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME; print(DEFAULT_MODEL_NAME)')
+default_model=$WORK/project/edgefmnist/pretrained/$("$PYTHON" -c 'from edgefmnist.contract import DEFAULT_MODEL_NAME; print(DEFAULT_MODEL_NAME)')
 image_args=(); for photo in "${photos[@]}"; do image_args+=(--image "$photo"); done
 "$PYTHON" -m edgefmnist.cli infer --model "$default_model" "${image_args[@]}" --json > "$OUT/x86-photos.json" 2> "$OUT/x86-photos.log" \
     || fail "infer --image on x86: $(tail -n 1 "$OUT/x86-photos.log")"

@@ -171,7 +171,7 @@ print(time.perf_counter() - t0, rss() - rss0, cv2.__version__)
 
 def measure_cv2_import(repeats: int, cpu: int | None) -> dict:
     """``import cv2`` in fresh interpreters: alone, and after numpy + Pillow + onnxruntime."""
-    result = {}
+    result: dict[str, object] = {}
     for name, before in (("alone", ""), ("after numpy, Pillow, onnxruntime", "import numpy, PIL.Image, onnxruntime")):
         times, growths = [], []
         for _ in range(repeats):

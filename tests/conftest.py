@@ -1,37 +1,12 @@
-"""Shared fixtures: synthetic IDX files for parser tests, the real data, and short real trainings."""
+"""Shared fixtures: the real data, the shipped models, and short real trainings (helpers: tests/helpers.py)."""
 
 from __future__ import annotations
 
-import gzip
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from edgefmnist.data import DEBIAN_DATA_DIR, IMAGES_MAGIC, LABELS_MAGIC, find_data, load_fashion_mnist
-
-
-def idx_bytes(array: np.ndarray, magic: int | None = None, dims: tuple[int, ...] | None = None) -> bytes:
-    """Serialise ``array`` as IDX; ``magic`` and ``dims`` may be forged for corrupt-file tests."""
-    dims = array.shape if dims is None else dims
-    magic = (IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC) if magic is None else magic
-    return struct.pack(f">I{len(dims)}I", magic, *dims) + array.astype(np.uint8).tobytes()
-
-
-def write_idx(path: Path, payload: bytes, gzipped: bool = True) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(payload) if gzipped else payload)
-    return path
-
-
-def write_synthetic_dataset(folder: Path, train: int = 200, test: int = 50, seed: int = 0) -> Path:
-    """Four small, valid (but not official) IDX files."""
-    rng = np.random.default_rng(seed)
-    for prefix, count in (("train", train), ("t10k", test)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", idx_bytes(rng.integers(0, 256, (count, 28, 28))))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", idx_bytes(rng.integers(0, 10, count)))
-    return folder
+from edgefmnist.data import DEBIAN_DATA_DIR, find_data, load_fashion_mnist
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +21,14 @@ def real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def fashion(real_data_dir: Path):
     return load_fashion_mnist(real_data_dir)
+
+
+@pytest.fixture(scope="session")
+def shipped_mlp() -> Path:
+    """The shipped fp32 MLP (``mlp.int8.onnx`` beside it): a real exported model at no training cost."""
+    from edgefmnist.runtime.predictor import default_model_path
+
+    return default_model_path().with_name("mlp.onnx")
 
 
 @pytest.fixture(scope="session")

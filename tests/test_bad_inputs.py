@@ -16,16 +16,16 @@ import shutil
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import idx_bytes
 from edgefmnist.runtime.predictor import default_model_path
+from helpers import encoded, idx_bytes, run
 from onnx import TensorProto, helper
 from PIL import Image
-from test_cli import run
 
 from edgefmnist import spec
 
@@ -145,9 +145,9 @@ MODEL_CASES = {
     ),
     "unknown op": (lambda d, t: edge_model(d / "m.onnx", op="NoSuchOperator"), "onnxruntime cannot load it"),
     "loads but cannot run": (lambda d, t: runs_into_a_shape_error(d / "m.onnx"), "onnxruntime failed to run it"),
-    "newer opset and IR, metadata silent": (
+    "newer opset and IR, metadata silent": (  # the guard reads the graph's own opset and IR version
         lambda d, t: edge_model(d / "m.onnx", opset=40, ir_version=30),
-        "onnxruntime cannot load it",
+        "opset 40 / IR 30 is newer than any onnxruntime this toolkit knows",
     ),
     "needs a newer onnxruntime": (
         lambda d, t: edge_model(d / "m.onnx", props=with_props(min_onnxruntime='"9.0.0"')),
@@ -199,6 +199,8 @@ def test_bad_model_is_refused(case: str, tmp_path: Path, good_png: Path) -> None
 
 
 class RunsCode:
+    marker = Path("/nonexistent")  # set by each test: a file the payload would create
+
     def __reduce__(self):
         return os.system, (f"touch {RunsCode.marker}",)
 
@@ -246,12 +248,6 @@ def test_bad_checkpoint_is_refused(case: str, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- images
-
-
-def encoded(image: Image.Image, form: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, form, **options)
-    return buffer.getvalue()
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -316,7 +312,42 @@ def animated_gif(fashion) -> bytes:
     return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
 
+def heic(image: Image.Image) -> bytes:
+    import pillow_heif
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(image.convert("RGB")).save(buffer, quality=-1)  # lossless
+    return buffer.getvalue()
+
+
+def twelve_bit_png(image: Image.Image) -> bytes:
+    """A 16-bit PNG holding 12-bit data (0..4095), as a camera or a scanner writes it."""
+    return encoded(Image.fromarray(((np.asarray(image).astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)))
+
+
+def cielab_tiff(image: Image.Image) -> bytes:
+    neutral = Image.new("L", image.size, 128)  # a* = b* = 0
+    return encoded(Image.merge("LAB", (image, neutral, neutral)), "TIFF")
+
+
+def animated_webp(image: Image.Image) -> bytes:
+    return encoded(image, "WEBP", save_all=True, append_images=[Image.new("L", image.size, 0)], lossless=True)
+
+
+PHONE_AND_WIDE: tuple[str, ...] = ("12-bit data in a 16-bit PNG", "float TIFF in 0..1", "CIELab TIFF")
+PHONE_AND_WIDE += ("HEIC", "HEIC named .jpg", "AVIF", "animated WebP")
 ODD_IMAGES = {  # suffix, builder, warning expected
+    "12-bit data in a 16-bit PNG": (".png", twelve_bit_png, False),
+    "float TIFF in 0..1": (
+        ".tif",
+        lambda im: encoded(Image.fromarray(np.asarray(im) / np.float32(255), "F"), "TIFF"),
+        False,
+    ),
+    "CIELab TIFF": (".tif", cielab_tiff, False),
+    "HEIC": (".heic", heic, False),
+    "HEIC named .jpg": (".jpg", heic, False),
+    "AVIF": (".avif", lambda im: encoded(im, "AVIF", quality=100), False),
+    "animated WebP": (".webp", animated_webp, False),
     "16-bit": (".png", lambda im: encoded(Image.fromarray(np.asarray(im).astype(np.uint16) * 257)), False),
     "palette": (".png", lambda im: encoded(im.convert("P")), False),
     "palette with transparency": (".png", lambda im: encoded(im.convert("P"), transparency=0), False),
@@ -339,14 +370,19 @@ def test_odd_but_valid_image_gets_a_prediction(case: str, tmp_path: Path, fashio
         suffix, make, warns = ODD_IMAGES[case]
         picture = tmp_path / f"picture{suffix}"
         picture.write_bytes(make(shirt(fashion)))
-    result = run("infer", "--model", str(SHIPPED / "mlp.onnx"), "--image", str(picture), "--json")
+    seen = tmp_path / "seen.png"
+    args = ["infer", "--model", str(SHIPPED / "mlp.onnx"), "--image", str(picture), "--save-preprocessed", str(seen)]
+    result = run(*args, "--json")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     [prediction] = json.loads(result.stdout)
     probabilities = [entry["probability"] for entry in prediction["top_k"]]
     assert prediction["label"] in spec.CLASS_NAMES and np.all(np.isfinite(probabilities))
     assert ("no object found" in result.stderr) == warns and ("warning" in prediction) == warns
-    if case in ("animated GIF", "EXIF-rotated JPEG", "palette", "RGBA", "LA", "16-bit"):
+    if case in ("animated GIF", "EXIF-rotated JPEG", "palette", "RGBA", "LA", "16-bit", *PHONE_AND_WIDE):
         assert prediction["label"] == "Pullover"  # test image 1, the first frame, upright again
+    if case in PHONE_AND_WIDE and case != "AVIF":  # lossless: the network sees test image 1 itself
+        difference = np.abs(np.asarray(Image.open(seen), dtype=int) - fashion.test.images[1])
+        assert difference.max() <= 1
 
 
 # ---------------------------------------------------------------- data
@@ -373,7 +409,7 @@ def gzip_bomb() -> bytes:
     return b"".join(chunks) + stream.flush()
 
 
-DATA_CASES = {
+DATA_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "wrong magic": (dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x12345678)), "images", "bad IDX magic"),
     "too many dimensions": (
         dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x00000804, dims=(3, 28, 28, 1))),
@@ -417,7 +453,8 @@ def test_download_with_a_wrong_checksum_saves_nothing(tmp_path: Path) -> None:
     for name in spec.DOWNLOAD_MD5:
         (mirror / f"{name}.gz").write_bytes(gzip.compress(b"not the dataset"))
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "EDGEFMNIST_MIRROR": mirror.as_uri() + "/"}
-    assert_refused(["data", "--download"], tmp_path, "train-images-idx3-ubyte.gz", "checksum mismatch", env=env)
+    args = ["data", "--download", "--replace"]  # the data is present (Debian package): download it again
+    assert_refused(args, tmp_path, "train-images-idx3-ubyte.gz", "checksum mismatch", env=env)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.gz*"))
 
 

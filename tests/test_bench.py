@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench
 from edgefmnist.runtime.machine import parse_cpuinfo
-from test_cli import assert_one_line_error, run
+from helpers import assert_one_line_error, run
 
 PI4_CPUINFO = """processor\t: 0
 BogoMIPS\t: 108.00
@@ -37,8 +37,8 @@ def test_cpuinfo_names_the_cpu_and_its_int8_instructions() -> None:
 
 
 @pytest.mark.slow
-def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(exported_mlp: Path, fashion) -> None:
-    models = [exported_mlp, exported_mlp.with_name("mlp.int8.onnx")]
+def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
+    models = [shipped_mlp, shipped_mlp.with_name("mlp.int8.onnx")]
     settings = BenchSettings(batches=(1, 8), threads=1, runs=50, warmup=5, cold_starts=1)
     report = json.loads(json.dumps(run_bench(models, fashion.test, settings, torch_available=True)))
     rows = report["rows"]
@@ -70,4 +70,36 @@ def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(exported_mlp: 
 def test_bench_rejects_bad_batch_sizes() -> None:
     for bad in ("0,1", "1,x", ""):
         result = run("bench", "--batch", bad)
-        assert_one_line_error(result, 1, "--batch")
+        assert_one_line_error(result, 2, "--batch")
+
+
+REFERENCES = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_bench_times_a_reference_file_beside_its_model_and_reports_the_call_floor(fashion) -> None:
+    from edgefmnist.runtime.predictor import default_model_path
+
+    model, reference = default_model_path().parent / "mlp.int8.onnx", REFERENCES / "mlp.int8.previous.onnx"
+    fp32 = model.with_name("mlp.onnx")
+    settings = BenchSettings(batches=(1, 8), threads=1, runs=50, warmup=5, cold_starts=1)
+    report = json.loads(
+        json.dumps(run_bench([fp32, model], fashion.test, settings, torch_available=False, references=[reference]))
+    )
+    rows = report["rows"]
+    assert [(r["model"], r["engine"], r["reference"]) for r in rows] == [
+        ("mlp.onnx", "edgefmnist", ""),  # no fp32 reference given: no reference row
+        ("mlp.onnx", "onnxruntime", ""),
+        ("mlp.int8.onnx", "edgefmnist", "mlp.int8.previous.onnx"),
+        ("mlp.int8.onnx", "onnxruntime", ""),
+        ("mlp.int8.previous.onnx", "onnxruntime", "self"),
+    ]
+    ours, previous = rows[2], rows[4]
+    assert previous["precision"] == "int8" and abs(previous["accuracy"] - ours["accuracy"]) < 0.005
+    assert ours["vs_reference"]["p50"] == round(ours["latency_us"]["p50"] / previous["latency_us"]["p50"], 3)
+    assert set(ours["vs_reference"]) == {"p50", "throughput_1", "throughput_8"} and not rows[0]["vs_reference"]
+    assert not previous["vs_plain"] and report["recommendation"]["model"] in {"mlp.onnx", "mlp.int8.onnx"}
+    floor = report["call_floor_us"]
+    assert 0 < floor["iobinding"]["p50"] < ours["latency_us"]["p90"] and floor["run"]["p50"] > 0
+    text = format_table(report)
+    assert "ref: plain onnxruntime on mlp.int8.previous.onnx" in text and "per-call floor (a one-node graph)" in text

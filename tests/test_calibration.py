@@ -24,6 +24,7 @@ from edgefmnist.calibration import (
     negative_log_likelihood,
     softmax,
 )
+from edgefmnist.contract import Dtype
 from edgefmnist.errors import ModelError
 
 
@@ -146,7 +147,7 @@ def test_set_temperature_refuses_a_graph_of_another_shape(tmp_path: Path) -> Non
 
 def metadata(extra: dict) -> ModelMetadata:
     return ModelMetadata(
-        schema=1, class_names=("a",) * 10, input={}, precision="fp32", arch="mlp", min_onnxruntime="1.17.0", extra=extra
+        schema=1, class_names=("a",) * 10, input={}, dtype=Dtype.fp32, arch="mlp", min_onnxruntime="1.17.0", extra=extra
     )
 
 
@@ -189,7 +190,12 @@ def outputs(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def test_export_fits_on_validation_and_lowers_nll_and_ece(exported_mlp: Path, fashion, name: str) -> None:
     path = exported_mlp.with_name(name)
     recorded = read_metadata(path).calibration
-    assert recorded["method"] == "temperature" and recorded["split"] == "validation" and recorded["temperature"] > 0
+    assert (
+        recorded is not None
+        and recorded["method"] == "temperature"
+        and recorded["split"] == "validation"
+        and recorded["temperature"] > 0
+    )
     assert recorded["images"] == len(fashion.validation) == 5000
     assert recorded["nll_after"] <= recorded["nll_before"] and recorded["ece_after"] < recorded["ece_before"]
     # Re-fit on the file's own validation logits: the same T and figures (the test set played no part).

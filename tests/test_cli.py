@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_synthetic_dataset
+from edgefmnist.runtime.predictor import available_cores, default_model_path
+from helpers import assert_one_line_error, run, write_synthetic_dataset
 
-
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edgefmnist.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edgefmnist: error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+import edgefmnist
 
 
 @pytest.mark.parametrize("command", ["train", "export", "verify", "data"])
@@ -83,9 +64,85 @@ def test_train_export_verify_end_to_end(tmp_path: Path, real_data_dir: Path) -> 
     exported = run("export", str(checkpoint), "--quantize", "static", "--json", "--data-dir", str(real_data_dir))
     assert exported.returncode == 0, exported.stderr
     reports = json.loads(exported.stdout)
-    assert [r["precision"] for r in reports] == ["fp32", "int8"] and all(r["parity"]["passed"] for r in reports)
+    assert [r["dtype"] for r in reports] == ["fp32", "int8"] and all(r["parity"]["passed"] for r in reports)
     for model in (tmp_path / "mlp.onnx", tmp_path / "mlp.int8.onnx"):
         verified = run("verify", str(model), "--checkpoint", str(checkpoint), "--data-dir", str(real_data_dir))
         assert verified.returncode == 0 and "PASS" in verified.stdout
     failing = run("export", str(checkpoint), "--atol", "1e-12", "--data-dir", str(real_data_dir))
     assert_one_line_error(failing, 3, "max |Δlogit|")
+
+
+SHIPPED = default_model_path().parent
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["infer", "--sample", "0:2", "--image", "x.png"], ["--image and --sample exclude each other"]),
+        (["infer", "--sample", "5:2"], ["--sample 5:2: START must be below STOP"]),
+        (["infer", "--sample", "9990:10001"], ["--sample 9990:10001: the test set has 10,000 images"]),
+        (["infer", "--sample", "a:b"], ["--sample a:b: expected START:STOP"]),
+        (["infer"], ["nothing to classify"]),
+        (["bench", "--batch", "0,32"], ["--batch '0,32'"]),
+        (["export", str(SHIPPED / "mlp.pt"), "--opset", "99"], ["--opset", "99"]),
+        (["export", str(SHIPPED / "mlp.pt"), "--opset", "12"], ["--opset", "12"]),
+        (["evaluate", "--sweep", "--data-dir", "/"], ["--sweep needs --photos"]),
+    ],
+)
+def test_bad_flag_values_exit_2(args: list[str], fragments: list[str], real_data_dir: Path) -> None:
+    data = ["--data-dir", str(real_data_dir)] if args[0] == "infer" and "--sample" in args else []
+    assert_one_line_error(run(*args, *data), 2, *fragments)
+
+
+def test_more_threads_than_cores_is_taken_with_a_warning(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(tmp_path / "x.png")
+    threads = available_cores() + 1
+    result = run("infer", "--image", str(tmp_path / "x.png"), "--threads", str(threads))
+    assert result.returncode == 0 and result.stdout.startswith(str(tmp_path / "x.png"))
+    assert f"edgefmnist: warning: --threads {threads} is more than the {available_cores()} cores" in result.stderr
+    within = run("infer", "--image", str(tmp_path / "x.png"), "--threads", "1")
+    assert within.returncode == 0 and "--threads" not in within.stderr
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"edgefmnist {edgefmnist.__version__}"
+
+
+def test_no_arguments_prints_the_help() -> None:
+    result = run()
+    assert "Usage: edgefmnist" in result.stdout and "edgefmnist: error" not in result.stderr
+
+
+def test_a_failed_check_exits_3_for_verify_as_for_export(tmp_path: Path, real_data_dir: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(SHIPPED / "mlp.onnx"))
+    for prop in model.metadata_props:
+        if prop.key == "test_accuracy":
+            prop.value = "0.5"  # the metadata now lies about the accuracy
+    lying = tmp_path / "lying.onnx"
+    onnx.save(model, str(lying))
+    result = run("verify", str(lying), "--data-dir", str(real_data_dir))
+    assert_one_line_error(result, 3, f"{lying}, validation failed", "the metadata claims 50.00 %")
+    assert "FAIL" in result.stdout  # the report itself, on stdout as for a pass
+
+
+def test_write_failures_have_their_own_error_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from edgefmnist.atomic import write_text_atomic
+    from edgefmnist.errors import WriteFailed
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    target = tmp_path / "report.json"
+    target.write_text("previous")
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(WriteFailed, match="cannot write \\(No space left on device\\); the previous file is untouched"):
+        write_text_atomic(target, "new")
+    assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["report.json"]

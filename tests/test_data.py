@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes, write_idx, write_synthetic_dataset
+from helpers import idx_bytes, write_idx, write_synthetic_dataset
 
 from edgefmnist import data, spec
 from edgefmnist.errors import DataError
@@ -146,3 +146,79 @@ def test_real_data_verifies_with_the_tutorial_split(fashion) -> None:
     # the standardisation constants in spec are the training set's statistics
     pixels = np.concatenate([fashion.validation.images, fashion.train.images]).astype(np.float64) / 255
     assert abs(pixels.mean() - spec.PIXEL_MEAN) < 1e-3 and abs(pixels.std() - spec.PIXEL_STD) < 1e-3
+
+
+# --- names, decompressed .gz files, download only when missing ---------------------------------
+
+
+def test_names_as_unpackers_write_them_are_accepted(tmp_path: Path) -> None:
+    folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
+    renames = {
+        "t10k-images-idx3-ubyte.gz": "t10k-images.idx3-ubyte",  # 7-Zip, WinRAR: a dot, decompressed
+        "t10k-labels-idx1-ubyte.gz": "t10k-labels.idx1-ubyte",
+        "train-images-idx3-ubyte.gz": "train_images_idx3_ubyte.gz",
+        "train-labels-idx1-ubyte.gz": "TRAIN-LABELS-IDX1-UBYTE.gz",
+    }
+    for old, new in renames.items():
+        content = (folder / old).read_bytes()
+        (folder / old).unlink()
+        (folder / new).write_bytes(gzip.decompress(content) if not new.endswith(".gz") else content)
+    assert data.find_data(folder) == data.DataSource(folder, "--data-dir")
+    split, checksums = data.load_split(folder, "test", verify=False)
+    assert len(split) == 10 and set(checksums) == {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
+
+
+def test_the_unpacker_name_of_the_real_file_verifies_by_sha256(tmp_path: Path, real_data_dir: Path) -> None:
+    for name in spec.IDX_SHA256:
+        source = data.idx_file(real_data_dir, name)
+        assert source is not None
+        plain = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
+        (tmp_path / name.replace("-idx", ".idx")).write_bytes(plain)
+    split, checksums = data.load_split(tmp_path, "test", verify=True)
+    assert len(split) == 10_000 and checksums["t10k-images-idx3-ubyte"] == spec.IDX_SHA256["t10k-images-idx3-ubyte"]
+
+
+def test_a_near_miss_says_which_names_were_expected(tmp_path: Path) -> None:
+    folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
+    (folder / "t10k-images-idx3-ubyte.gz").rename(folder / "t10k-images-idx3-ubyte (1).gz")
+    with pytest.raises(DataError) as caught:
+        data.find_data(folder)
+    message = str(caught.value)
+    assert "missing Fashion-MNIST file(s): t10k-images-idx3-ubyte(.gz)" in message
+    assert "found t10k-images-idx3-ubyte (1).gz, but expected NAME or NAME.gz" in message and "\n" not in message
+
+
+def test_a_gz_name_holding_decompressed_idx_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(idx_bytes(images()))  # a browser decompressed it and kept the name
+    np.testing.assert_array_equal(data.load_idx_images(path), images())
+    path.write_bytes(b"<html>Not found</html>")
+    with pytest.raises(DataError, match="not a gzip file, nor an IDX file"):
+        data.load_idx_images(path)
+
+
+def test_download_keeps_present_files_unless_asked_to_replace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = write_synthetic_dataset(tmp_path / "mirror")
+    md5 = {name: hashlib.md5((mirror / f"{name}.gz").read_bytes()).hexdigest() for name in spec.DOWNLOAD_MD5}
+    monkeypatch.setattr(spec, "DOWNLOAD_MD5", md5)
+    cache = write_synthetic_dataset(tmp_path / "cache", seed=1)
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+    data.download_data(cache, base_url="http://127.0.0.1:9/")  # offline, and nothing is missing: no request
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before
+    data.download_data(cache, base_url=mirror.as_uri() + "/", replace=True)
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == {p.name: p.read_bytes() for p in mirror.iterdir()}
+
+
+def test_data_download_offline_with_the_data_present_says_where_it_is(tmp_path: Path, real_data_dir: Path) -> None:
+    import json
+
+    from test_cli import run
+
+    offline = {"EDGEFMNIST_MIRROR": "http://127.0.0.1:9/", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = run("data", "--download", "--data-dir", str(real_data_dir), "--json", env=offline)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["folder"] == str(real_data_dir) and report["downloaded"] is False
+    assert not (tmp_path / "cache").exists()
+    text = run("data", "--download", "--data-dir", str(real_data_dir), env=offline)
+    assert text.returncode == 0 and text.stdout.startswith("Already present, nothing downloaded")

@@ -13,10 +13,11 @@ import pytest
 from edgefmnist.export.onnx_export import finalize_model
 from edgefmnist.export.pipeline import export_checkpoint, int8_path_for, verify_against_checkpoint
 from edgefmnist.runtime.metadata import SCHEMA_KEY, ModelMetadata, read_metadata
-from edgefmnist.runtime.predictor import INPUT_NAME, Predictor
+from edgefmnist.runtime.predictor import Predictor
 
 from edgefmnist import spec
 from edgefmnist.checkpoint import load_checkpoint
+from edgefmnist.contract import INPUT_NAME, Dtype
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import ModelError, ValidationFailed
 from edgefmnist.train import predict_logits
@@ -100,7 +101,7 @@ def test_metadata_round_trips(exported, trained) -> None:
 
     for result in (fp32, int8):
         meta = read_metadata(result.path)
-        assert meta.class_names == spec.CLASS_NAMES and meta.arch == "cnn" and meta.precision == result.precision
+        assert meta.class_names == spec.CLASS_NAMES and meta.arch == "cnn" and meta.dtype == result.dtype
         assert meta.input["normalization"] == {
             "in_graph": True,
             "formula": "(x / 255 - mean) / std",
@@ -113,16 +114,25 @@ def test_metadata_round_trips(exported, trained) -> None:
         assert meta.extra["test_accuracy"] == result.parity.candidate_accuracy
         assert meta.extra["opset"] == 17 and meta.min_onnxruntime == "1.17.0"
         calibration = meta.calibration
-        assert calibration == result.calibration.to_metadata() == result.to_dict()["calibration"]
+        assert (
+            calibration is not None
+            and calibration == result.calibration.to_metadata() == result.to_dict()["calibration"]
+        )
         assert calibration["method"] == "temperature" and calibration["split"] == "validation"
         assert calibration["temperature"] > 0 and calibration["nll_after"] <= calibration["nll_before"]
         assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration["test"])
         assert result.parity.temperature == calibration["temperature"] and result.parity.max_abs_probability_diff < 1e-3
     meta = read_metadata(int8.path)
     assert meta.extra["parent_sha256"] == file_sha256(fp32.path)
-    assert meta.extra["quantization"]["mode"] == "static" and meta.extra["quantization"]["float_logits"]
-    assert meta.extra["quantization"]["weight_type"] == meta.extra["quantization"]["activation_type"] == "int8"
-    assert meta.extra["quantization"]["reduce_range"] is True  # 7-bit weights: see test_static_int8_is_exact_*
+    quantization = meta.extra["quantization"]
+    assert quantization["mode"] == "static" and not quantization["float_logits"]  # a QGemm with float output
+    assert quantization["weight_type"] == "int8" and quantization["activation_type"] == "uint8"
+    assert quantization["reduce_range"] is True  # 7-bit weights: see test_static_int8_is_exact_*
+    assert (
+        quantization["input_dtype"] == meta.input["dtype"] == "uint8"
+        and read_metadata(fp32.path).input["dtype"] == "float32"
+    )
+    assert quantization["depthwise_first_conv"] and quantization["per_channel_ops"] == ["Gemm"]
     assert ModelMetadata.from_props(meta.to_props(), "x") == meta
 
 
@@ -144,7 +154,7 @@ def test_static_int8_is_exact_on_this_cpu_and_cannot_saturate_on_any(exported, f
     The weight bound (|q| <= 64, so 2 x 255 x 64 <= 32767) holds on any machine.
     """
     _, int8 = exported(arch, "static")
-    inputs = Predictor.as_input(fashion.test.images)
+    inputs = Predictor(int8.path).as_input(fashion.test.images)
     fused, reference = (
         np.concatenate(
             [
@@ -191,7 +201,7 @@ def test_dynamic_batch_axis(exported, fashion, quantize: str) -> None:
     for result in exported("cnn", quantize):
         predictor = Predictor(result.path)
         reference = predictor.logits(fashion.test.images[:256], batch_size=256)
-        batch_independent = result.precision == "fp32" or quantize == "static"
+        batch_independent = result.dtype is Dtype.fp32 or quantize == "static"
         for batch in (1, 7, 256):
             logits, probabilities = predictor.run(fashion.test.images[:batch])
             assert logits.shape == probabilities.shape == (batch, 10)
@@ -223,7 +233,7 @@ def test_version_guard_refuses_with_what_to_install(exported, tmp_path: Path) ->
 
 
 def test_verify_against_checkpoint_and_recorded_accuracy(exported, trained, fashion, tmp_path: Path) -> None:
-    from edgefmnist.export.parity import check_recorded_accuracy
+    from edgefmnist.runtime.verify import check_recorded_accuracy
 
     fp32, int8 = exported("mlp", "dynamic")
     for result in (fp32, int8):

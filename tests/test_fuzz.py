@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes
 from edgefmnist.runtime.predictor import Predictor, default_model_path
 from edgefmnist.runtime.preprocess import ImageError, preprocess_file
+from helpers import encoded, idx_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_bad_inputs import encoded
 
 from edgefmnist.data import load_idx_images, load_idx_labels
 from edgefmnist.errors import DataError, ModelError

@@ -11,53 +11,46 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess_file
+from helpers import TORCH_FREE, assert_one_line_error, run
 from PIL import Image
-from test_cli import assert_one_line_error, run
 
 from edgefmnist import spec
 
-TORCH_FREE = (
-    "import sys, runpy; sys.argv = ['edgefmnist', *sys.argv[1:]]\n"
-    "try:\n    runpy.run_module('edgefmnist.cli', run_name='__main__')\n"
-    "finally:\n    bad = [m for m in ('torch', 'onnx', 'matplotlib', 'rich', 'pydantic') if m in sys.modules]\n"
-    "    print('IMPORTED:' + ','.join(bad), file=sys.stderr)"
-)
 
-
-def test_infer_plain_and_json(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     for i in range(3):
         Image.fromarray(fashion.test.images[i]).save(tmp_path / f"{i}.png")
-    plain = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "0.png"), "--top-k", "3")
+    plain = run("infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "0.png"), "--top-k", "3")
     assert plain.returncode == 0 and plain.stdout.count("\n") == 1
     assert plain.stdout.startswith(f"{tmp_path / '0.png'}: ") and plain.stdout.count("(") == 1
-    result = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path), "--json", "--top-k", "2")
+    result = run("infer", "--model", str(shipped_mlp), "--image", str(tmp_path), "--json", "--top-k", "2")
     rows = json.loads(result.stdout)
     assert [Path(r["image"]).name for r in rows] == ["0.png", "1.png", "2.png"]
-    expected = Predictor(exported_mlp).predict(fashion.test.images[:3])
+    expected = Predictor(shipped_mlp).predict(fashion.test.images[:3])
     for row, probabilities in zip(rows, expected, strict=False):
         assert set(row) == {"image", "label", "index", "probability", "unsure", "top_k"} and len(row["top_k"]) == 2
         assert row["unsure"] == (row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE)
         assert row["index"] == probabilities.argmax() and row["probability"] == pytest.approx(probabilities.max())
         assert row["top_k"][0] == {"label": row["label"], "probability": row["probability"]}
-    globbed = run("infer", "--model", str(exported_mlp), "--image", str(tmp_path / "[01].png"), "--json")
+    globbed = run("infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "[01].png"), "--json")
     assert len(json.loads(globbed.stdout)) == 2
 
 
-def test_infer_sample_shows_the_true_class(exported_mlp: Path, fashion) -> None:
-    result = run("infer", "--model", str(exported_mlp), "--sample", "0:5", "--json")
+def test_infer_sample_shows_the_true_class(shipped_mlp: Path, fashion) -> None:
+    result = run("infer", "--model", str(shipped_mlp), "--sample", "0:5", "--json")
     rows = json.loads(result.stdout)
     assert [r["image"] for r in rows] == [f"test[{i}]" for i in range(5)]
-    assert [r["true_label"] for r in rows] == [Predictor(exported_mlp).class_names[k] for k in fashion.test.labels[:5]]
-    assert_one_line_error(run("infer", "--model", str(exported_mlp), "--sample", "9999:20000"), 1, "--sample")
+    assert [r["true_label"] for r in rows] == [Predictor(shipped_mlp).class_names[k] for k in fashion.test.labels[:5]]
+    assert_one_line_error(run("infer", "--model", str(shipped_mlp), "--sample", "9999:20000"), 2, "--sample")
 
 
-def test_good_images_are_classified_and_bad_ones_reported(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+def test_good_images_are_classified_and_bad_ones_reported(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "good.png")
     (tmp_path / "text.png").write_text("not an image")
     result = run(
         "infer",
         "--model",
-        str(exported_mlp),
+        str(shipped_mlp),
         "--image",
         str(tmp_path / "good.png"),
         "--image",
@@ -73,19 +66,19 @@ def test_good_images_are_classified_and_bad_ones_reported(exported_mlp: Path, fa
     ]
 
 
-def test_bad_models_and_missing_input(exported_mlp: Path, tmp_path: Path) -> None:
+def test_bad_models_and_missing_input(shipped_mlp: Path, tmp_path: Path) -> None:
     truncated = tmp_path / "cut.onnx"
-    truncated.write_bytes(exported_mlp.read_bytes()[:5000])
+    truncated.write_bytes(shipped_mlp.read_bytes()[:5000])
     assert_one_line_error(run("infer", "--model", str(truncated), "--sample", "0:1"), 1, str(truncated))
-    assert_one_line_error(run("infer", "--model", str(exported_mlp)), 1, "nothing to classify")
+    assert_one_line_error(run("infer", "--model", str(shipped_mlp)), 2, "nothing to classify")
 
 
-def test_save_preprocessed(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+def test_save_preprocessed(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     Image.fromarray(255 - np.kron(fashion.test.images[1], np.ones((8, 8), np.uint8))).save(tmp_path / "big.png")
     out = tmp_path / "seen.png"
     assert (
         run(
-            "infer", "--model", str(exported_mlp), "--image", str(tmp_path / "big.png"), "--save-preprocessed", str(out)
+            "infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "big.png"), "--save-preprocessed", str(out)
         ).returncode
         == 0
     )
@@ -93,38 +86,38 @@ def test_save_preprocessed(exported_mlp: Path, fashion, tmp_path: Path) -> None:
 
 
 def test_infer_and_evaluate_never_import_torch_onnx_or_other_heavy_modules(
-    exported_mlp: Path, fashion, tmp_path: Path
+    shipped_mlp: Path, fashion, tmp_path: Path
 ) -> None:
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "x.png")
     for args in (
-        ["infer", "--model", str(exported_mlp), "--image", str(tmp_path / "x.png")],
-        ["evaluate", str(exported_mlp)],
+        ["infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "x.png")],
+        ["evaluate", str(shipped_mlp)],
     ):
         result = subprocess.run([sys.executable, "-c", TORCH_FREE, *args], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert result.stderr.strip().splitlines()[-1] == "IMPORTED:"
 
 
-def test_evaluate_json_and_plot(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+def test_evaluate_json_and_plot(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     plot = tmp_path / "confusion.png"
-    result = run("evaluate", str(exported_mlp), "--json", "--plot", str(plot))
+    result = run("evaluate", str(shipped_mlp), "--json", "--plot", str(plot))
     report = json.loads(result.stdout)
-    predictions = Predictor(exported_mlp).logits(fashion.test.images).argmax(1)
+    predictions = Predictor(shipped_mlp).logits(fashion.test.images).argmax(1)
     assert report["accuracy"] == pytest.approx(np.mean(predictions == fashion.test.labels))
     assert np.array(report["confusion"]).sum() == 10_000 and len(report["per_class"]) == 10
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
-def test_all_test_images_as_png_round_trip(exported_mlp: Path, fashion, tmp_path: Path) -> None:
+def test_all_test_images_as_png_round_trip(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     """Every test image saved as PNG and classified through `infer` gets the raw-array prediction."""
     folder = tmp_path / "png"
     folder.mkdir()
     for i, pixels in enumerate(fashion.test.images):
         Image.fromarray(pixels).save(folder / f"{i:05d}.png")
-    result = run("infer", "--model", str(exported_mlp), "--image", str(folder), "--json")
+    result = run("infer", "--model", str(shipped_mlp), "--image", str(folder), "--json")
     rows = json.loads(result.stdout)
-    expected = Predictor(exported_mlp).logits(fashion.test.images).argmax(1)
+    expected = Predictor(shipped_mlp).logits(fashion.test.images).argmax(1)
     mismatches = int(np.sum(np.array([r["index"] for r in rows]) != expected)) if len(rows) == 10_000 else -1
     assert mismatches == 0, f"{mismatches} of 10,000 test PNGs classified differently from their arrays"
 
@@ -173,8 +166,8 @@ def test_shop_photos_agree_with_raw_predictions(fashion, tmp_path: Path) -> None
 
 
 def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Path) -> None:
-    from edgefmnist.export.parity import check_recorded_accuracy
     from edgefmnist.runtime.predictor import default_model_path
+    from edgefmnist.runtime.verify import check_recorded_accuracy
 
     default = default_model_path()
     assert default.name == "cnn.onnx" and check_recorded_accuracy(default).passed
@@ -184,7 +177,7 @@ def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Pa
 
 
 def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
-    exported_mlp: Path, fashion, tmp_path: Path, monkeypatch
+    shipped_mlp: Path, fashion, tmp_path: Path, monkeypatch
 ) -> None:
     from edgefmnist.runtime import infer
 
@@ -200,9 +193,154 @@ def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
         return real(image)
 
     monkeypatch.setattr(preprocess, "dataset_form", failing_on_odd)
-    results = infer.classify_files(Predictor(exported_mlp), [tmp_path / "odd.png", tmp_path / "good.png"])
+    results = infer.classify_files(Predictor(shipped_mlp), [tmp_path / "odd.png", tmp_path / "good.png"])
     assert (
         results[0].error
         == f"{tmp_path / 'odd.png'}: cannot preprocess this picture (RuntimeError: an unexpected failure)"
     )
     assert results[1].label == "Ankle boot" and not results[1].error
+
+
+# --- folders, globs and --save-preprocessed -----------------------------------------------------
+
+SHIPPED_MLP = Path(__file__).parents[1] / "models" / "mlp.onnx"
+
+
+def test_folder_extensions_are_exactly_those_pillow_and_the_heif_plugin_open(tmp_path: Path) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+    from edgefmnist.runtime.picture_formats import picture_extensions, register_heif_plugin
+    from PIL import Image, ImageFile
+
+    def is_stub(factory: object) -> bool:
+        return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+
+    assert register_heif_plugin() is not None  # pi-heif is part of the base install
+    Image.init()
+    opened = {
+        ext
+        for ext, fmt in Image.registered_extensions().items()
+        if fmt in Image.OPEN and not is_stub(Image.OPEN[fmt][0])
+    }
+    assert picture_extensions() == opened
+    assert {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".avif", ".heic", ".heif", ".tif"} <= opened
+    saved_only_or_stub = {ext for ext in Image.registered_extensions() if ext not in opened}  # .pdf, .h5, .grib, ...
+    assert {".pdf", ".h5"} <= saved_only_or_stub
+    names = [f"x{ext}" for ext in sorted(opened)] + [f"y{ext}" for ext in sorted(saved_only_or_stub)]
+    names += ["notes.txt", "README", "X.HEIC"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    found = find_pictures([str(tmp_path)])
+    kept = {p.name for p in found.paths}
+    assert kept == {f"x{ext}" for ext in opened} | {"X.HEIC"}
+    assert {p.name for p in found.skipped} == set(names) - kept
+    globbed = find_pictures([str(tmp_path / "*")])
+    assert globbed == found  # a folder and a glob treat every file alike
+
+
+def picture_folder(tmp_path: Path, fashion) -> Path:
+    """Test image 1 (a pullover) as AVIF, JFIF, JPE and HEIC, beside a text file."""
+    import pillow_heif
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = Image.fromarray(fashion.test.images[1])
+    image.save(folder / "a.avif", quality=100)
+    image.save(folder / "b.jfif", format="JPEG", quality=100)
+    image.save(folder / "c.jpe", format="JPEG", quality=100)
+    pillow_heif.from_pillow(image.convert("RGB")).save(folder / "d.heic", quality=-1)  # lossless
+    (folder / "notes.txt").write_text("where these came from\n")
+    return folder
+
+
+def test_a_folder_classifies_every_photo_format_and_reports_what_it_skips(tmp_path: Path, fashion) -> None:
+    folder = picture_folder(tmp_path, fashion)
+    by_folder = run("infer", "--model", str(SHIPPED_MLP), "--image", str(folder), "--json")
+    assert by_folder.returncode == 0, by_folder.stderr
+    results = json.loads(by_folder.stdout)
+    assert [Path(r["image"]).name for r in results] == ["a.avif", "b.jfif", "c.jpe", "d.heic"]
+    assert {r["label"] for r in results} == {"Pullover"}
+    assert by_folder.stderr.strip().splitlines() == [
+        f"edgefmnist: warning: {folder / 'notes.txt'}: skipped, not a picture format (.txt)"
+    ]
+    by_glob = run("infer", "--model", str(SHIPPED_MLP), "--image", str(folder / "*"), "--json")
+    assert (by_glob.returncode, by_glob.stdout, by_glob.stderr) == (0, by_folder.stdout, by_folder.stderr)
+
+
+def test_preprocessed_paths_never_collide(tmp_path: Path) -> None:
+    from edgefmnist.runtime.infer import preprocessed_paths
+
+    out = tmp_path / "seen"
+    sources = [tmp_path / p for p in ("a/shirt.jpg", "b/shirt.jpg", "a/coat.jpg", "a/coat.png", "a/coat.jpg.jpg")]
+    targets = preprocessed_paths(str(out), sources)
+    relative = [str(t.relative_to(out)) for t in targets]
+    assert relative == ["a/shirt.png", "b/shirt.png", "a/coat.jpg.png", "a/coat.png.png", "a/coat.jpg.jpg.png"]
+    many = [tmp_path / f"class{i % 10}" / f"{i // 10}.jpg" for i in range(150)]  # 150 photos, 15 names
+    assert len(set(preprocessed_paths(str(out), many))) == 150
+    assert preprocessed_paths(str(out), [tmp_path / "x" / "one.jpg"]) == [out]  # one picture: a file
+    assert preprocessed_paths(f"{out}/", [tmp_path / "x" / "one.jpg"]) == [out / "one.png"]  # ends with /: a folder
+    out.mkdir()
+    assert preprocessed_paths(str(out), [tmp_path / "x" / "one.jpg"]) == [out / "one.png"]  # an existing folder
+    assert preprocessed_paths(str(out), [Path("-")]) == [out / "stdin.png"]
+
+
+def test_save_preprocessed_into_a_folder_through_the_cli(tmp_path: Path, fashion) -> None:
+    for folder, index in (("a", 1), ("b", 0)):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(fashion.test.images[index]).save(tmp_path / folder / "shirt.png")
+    one = run(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "a" / "shirt.png"),
+        "--save-preprocessed", f"{tmp_path / 'one'}/",
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["shirt.png"]
+    both = run(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "a"), "--image", str(tmp_path / "b"),
+        "--save-preprocessed", str(tmp_path / "seen"),
+    )  # fmt: skip
+    assert both.returncode == 0, both.stderr
+    for folder, index in (("a", 1), ("b", 0)):
+        saved = np.asarray(Image.open(tmp_path / "seen" / folder / "shirt.png"))
+        np.testing.assert_array_equal(saved, fashion.test.images[index])
+
+
+def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, fashion) -> None:
+    for name in ("x.png", "y.png"):
+        Image.fromarray(fashion.test.images[0]).save(tmp_path / name)
+    (tmp_path / "seen.png").write_bytes(b"keep me")
+    result = run(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "x.png"), "--image", str(tmp_path / "y.png"),
+        "--save-preprocessed", str(tmp_path / "seen.png"),
+    )  # fmt: skip
+    assert_one_line_error(result, 1, "seen.png", "a file, but 2 pictures need a folder")
+    assert (tmp_path / "seen.png").read_bytes() == b"keep me"
+
+
+# --- standard input -----------------------------------------------------------------------------
+
+
+def infer_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-", *args]
+    return subprocess.run(command, input=data, capture_output=True, timeout=300)
+
+
+def test_a_picture_piped_to_stdin_is_classified(tmp_path: Path, fashion) -> None:
+    import io
+
+    import pillow_heif
+
+    png, heic = io.BytesIO(), io.BytesIO()
+    Image.fromarray(fashion.test.images[1]).save(png, format="PNG")
+    pillow_heif.from_pillow(Image.fromarray(fashion.test.images[1]).convert("RGB")).save(heic, quality=-1)
+    for data in (png.getvalue(), heic.getvalue()):  # a camera pipeline: rpicam-still -o - | edgefmnist infer --image -
+        result = infer_stdin(data, "--save-preprocessed", f"{tmp_path}/")
+        assert result.returncode == 0 and result.stderr == b"", result.stderr
+        assert result.stdout.decode().startswith("<stdin>: Pullover ")
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "stdin.png")), fashion.test.images[1])
+
+
+@pytest.mark.parametrize("data, message", [(b"", "nothing on standard input"), (b"no picture", "not an image")])
+def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
+    result = infer_stdin(data)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and result.stdout == b"", result.stderr
+    assert lines[0].startswith("edgefmnist: error: <stdin>: ") and message in lines[0]

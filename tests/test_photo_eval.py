@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.infer import Classified, is_unsure
 from edgefmnist.runtime.photo_eval import PhotoSetError, folder_class, load_photo_set, photo_split, select_split
+from helpers import TORCH_FREE, assert_one_line_error, run
 from PIL import Image
-from test_cli import assert_one_line_error, run
-from test_infer import TORCH_FREE
 
 from edgefmnist import spec
 
@@ -122,7 +121,7 @@ def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(
         run("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence"
     )
-    assert_one_line_error(run("evaluate", "--sweep"), 1, "--sweep needs --photos")
+    assert_one_line_error(run("evaluate", "--sweep"), 2, "--sweep needs --photos")
 
 
 # The report

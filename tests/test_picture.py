@@ -11,6 +11,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import edgefmnist.runtime.picture as picture_module
 import numpy as np
@@ -104,7 +105,13 @@ def assert_one_line_about(caught: pytest.ExceptionInfo[ImageError], path: Path) 
     assert message.startswith(f"{path}: ") and "\n" not in message
 
 
-def save(image: Image.Image, path: Path, **options: object) -> Path:
+def rgb(picture: Image.Image, xy: tuple[int, int]) -> tuple[int, int, int]:
+    """The RGB triple of one pixel of an RGB picture."""
+    red, green, blue = picture.convert("RGB").getpixel(xy)  # type: ignore[misc]
+    return red, green, blue
+
+
+def save(image: Image.Image, path: Path, **options: Any) -> Path:
     image.save(path, **options)
     return path
 
@@ -287,7 +294,7 @@ def test_exif_orientation_is_applied(tmp_path: Path, orientation: int, expected_
     picture = load_picture(save(source, tmp_path / "x.jpg", exif=exif, quality=95))
     assert picture.size == expected_size
     corner = {1: (0, 0), 3: (59, 39), 6: (39, 0), 8: (0, 59)}[orientation]  # where the mark is once upright
-    red, green, _ = picture.getpixel(corner)
+    red, green, _ = rgb(picture, corner)
     assert red > 200 and green < 60
 
 
@@ -302,7 +309,7 @@ def test_a_big_rotated_jpeg_is_reduced_upright(tmp_path: Path) -> None:
 def test_only_the_first_frame_is_read(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (20, 20), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
-    red, _, blue = load_picture(tmp_path / "anim.gif").getpixel((5, 5))
+    red, _, blue = rgb(load_picture(tmp_path / "anim.gif"), (5, 5))
     assert red > 200 and blue < 50
 
 
@@ -310,7 +317,7 @@ def test_the_first_frame_of_an_mpo_is_reduced(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (2000, 1500), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     frames[0].save(tmp_path / "stereo.jpg", format="MPO", save_all=True, append_images=frames[1:])
     picture = load_picture(tmp_path / "stereo.jpg")
-    red, _, blue = picture.getpixel((5, 5))
+    red, _, blue = rgb(picture, (5, 5))
     assert picture.size == (256, 192) and red > 200 and blue < 50
 
 
@@ -447,6 +454,102 @@ def test_the_module_is_torch_free() -> None:
     code = "import sys, edgefmnist.runtime.picture; print(sorted({'torch', 'onnx'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# --- phone formats: HEIC, AVIF, animated WebP ---------------------------------------------------
+
+
+def heic_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as HEIC by pillow-heif (its encoder; the runtime decodes with the installed plugin)."""
+    import pillow_heif
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(image.convert("RGB")).save(buffer, quality=95)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name", ["photo.heic", "photo.HEIF", "iphone-saved-as.jpg"])
+def test_heic_is_decoded_whatever_its_name(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(heic_bytes(scene()))
+    picture = load_picture(path)
+    assert picture.mode == "RGB" and picture.size == scene().size
+    assert np.abs(np.asarray(picture, dtype=float) - np.asarray(scene(), dtype=float)).mean() < 8
+
+
+def test_avif_is_decoded(tmp_path: Path) -> None:
+    picture = load_picture(save(scene(), tmp_path / "x.avif", quality=95))
+    assert picture.mode == "RGB" and picture.size == scene().size
+    assert np.abs(np.asarray(picture, dtype=float) - np.asarray(scene(), dtype=float)).mean() < 8
+
+
+def test_an_animated_webp_gives_its_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (20, 20), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:], lossless=True)
+    assert load_picture(tmp_path / "anim.webp").getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_heic_without_a_decoder_names_the_format_and_the_install_command(tmp_path: Path) -> None:
+    path = tmp_path / "IMG_0001.jpg"  # an iPhone photo renamed: the bytes decide
+    path.write_bytes(heic_bytes(scene()))
+    code = (
+        "import sys\n"
+        "sys.modules['pi_heif'] = sys.modules['pillow_heif'] = None  # neither plugin installed\n"
+        "from edgefmnist.runtime.picture import load_picture, ImageError\n"
+        "try:\n    load_picture(sys.argv[1])\nexcept ImageError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    message = result.stdout.strip()
+    assert message.startswith(f"{path}: a HEIC/HEIF picture") and "pip install pi-heif" in message, message
+    assert "\n" not in message
+
+
+# --- pixel data wider than 8 bits, and Lab ------------------------------------------------------
+
+
+def test_12_bit_data_in_a_16_bit_png_spans_the_8_bit_range(tmp_path: Path) -> None:
+    gray = np.asarray(scene().convert("L"))
+    twelve_bit = ((gray.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)  # 0..4095, as a 12-bit sensor
+    picture = load_picture(save(Image.fromarray(twelve_bit), tmp_path / "x.png"))
+    assert picture.mode == "L"
+    assert np.abs(np.asarray(picture, dtype=int) - gray).max() <= 1
+
+
+def test_a_float_tiff_in_0_to_1_is_scaled_by_255(tmp_path: Path) -> None:
+    gray = np.asarray(scene().convert("L"))
+    unit = Image.fromarray((gray / 255.0).astype(np.float32), "F")
+    picture = load_picture(save(unit, tmp_path / "x.tif"))
+    assert picture.mode == "L"
+    assert np.abs(np.asarray(picture, dtype=int) - gray).max() <= 1
+
+
+def test_float_pixels_above_255_and_nan_are_scaled_by_their_range() -> None:
+    values = np.array([[0.0, 500.0, 1000.0, np.nan, -3.0]], np.float32)
+    np.testing.assert_array_equal(np.asarray(to_rgb_or_l(Image.fromarray(values, "F"))), [[0, 128, 255, 0, 0]])
+
+
+def test_a_cielab_tiff_becomes_its_lightness(tmp_path: Path) -> None:
+    lightness = scene().convert("L")
+    neutral = Image.new("L", lightness.size, 128)  # a* = b* = 0 (Pillow stores them offset by 128)
+    lab = Image.merge("LAB", (lightness, neutral, neutral))
+    picture = load_picture(save(lab, tmp_path / "x.tif"))
+    assert picture.mode == "L"
+    np.testing.assert_array_equal(np.asarray(picture), np.asarray(lightness))
+
+
+def test_a_valid_picture_in_an_unsupported_mode_is_not_called_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save(scene(), tmp_path / "x.png")
+
+    def no_conversion(image: Image.Image) -> Image.Image:
+        raise ValueError(f"conversion from {image.mode} to RGB not supported")
+
+    monkeypatch.setattr(picture_module, "to_rgb_or_l", no_conversion)
+    with pytest.raises(ImageError, match="a PNG picture in pixel mode RGB, which is not supported") as caught:
+        load_picture(path)
+    assert "corrupt" not in str(caught.value)
+    assert_one_line_about(caught, path)
 
 
 @pytest.mark.parametrize("name", ["png-100mp", "jpeg-300mp"])

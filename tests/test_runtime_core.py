@@ -8,11 +8,12 @@ from pathlib import Path
 
 import onnx
 import pytest
-from edgefmnist.runtime.metadata import ModelMetadata, oldest_onnxruntime, parse_version, read_metadata
+from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 from edgefmnist.runtime.onnx_header import read_model_header
 from edgefmnist.runtime.predictor import Predictor
 from onnx import TensorProto, helper
 
+from edgefmnist.contract import Dtype, oldest_onnxruntime, parse_version
 from edgefmnist.errors import ModelError
 
 
@@ -72,7 +73,7 @@ def test_malformed_metadata_is_refused(tmp_path: Path) -> None:
 
 
 def test_version_guard() -> None:
-    meta = ModelMetadata(1, ("a",) * 10, {}, "fp32", "mlp", "1.17.0")
+    meta = ModelMetadata(1, ("a",) * 10, {}, Dtype.fp32, "mlp", "1.17.0")
     meta.check_runtime("m.onnx", installed="1.17.3")
     meta.check_runtime("m.onnx", installed="1.32.0+cpu")
     with pytest.raises(ModelError, match=r"m.onnx: needs onnxruntime >= 1.17.0, installed 1.16.3"):
@@ -81,31 +82,55 @@ def test_version_guard() -> None:
 
 
 def test_oldest_onnxruntime_follows_opset_and_ir() -> None:
-    assert oldest_onnxruntime(17, 8) == "1.17.0"
-    assert oldest_onnxruntime(21, 10) == "1.18.0"
-    assert oldest_onnxruntime(23, 11) == "1.22.0"
-    with pytest.raises(ModelError, match="newer than any onnxruntime"):
-        oldest_onnxruntime(40, 20)
+    assert oldest_onnxruntime(17, 8) == (1, 17, 0)
+    assert oldest_onnxruntime(21, 10) == (1, 18, 0)
+    assert oldest_onnxruntime(23, 11) == (1, 22, 0)
+    assert oldest_onnxruntime(40, 20) is None
+
+
+def minimal_props(min_onnxruntime: str) -> dict[str, str]:
+    return {
+        "edgefmnist.schema": "1",
+        "class_names": '["a"]',
+        "input": "{}",
+        "precision": '"fp32"',
+        "arch": '"mlp"',
+        "min_onnxruntime": f'"{min_onnxruntime}"',
+    }
+
+
+def test_version_guard_follows_the_graph_not_only_the_metadata_claim(tmp_path: Path) -> None:
+    understated = tiny_model(tmp_path / "new.onnx", minimal_props("1.17.0"), ir_version=10, opset=21)
+    assert read_metadata(understated).min_onnxruntime == "1.18.0"  # opset 21 / IR 10 needs 1.18
+    with pytest.raises(ModelError, match="needs onnxruntime >= 1.18.0"):
+        read_metadata(understated).check_runtime(understated, installed="1.17.3")
+    stated = tiny_model(tmp_path / "old.onnx", minimal_props("1.20.0"), ir_version=8, opset=17)
+    assert read_metadata(stated).min_onnxruntime == "1.20.0"  # a later claim is kept
+    future = tiny_model(tmp_path / "future.onnx", minimal_props("1.17.0"), ir_version=30, opset=40)
+    with pytest.raises(ModelError, match="opset 40 / IR 30 is newer than any onnxruntime"):
+        read_metadata(future)
 
 
 def test_runtime_imports_neither_torch_nor_onnx() -> None:
     code = (
-        "import sys, edgefmnist.runtime, edgefmnist.data, edgefmnist.export.parity; "
+        "import sys, edgefmnist.runtime, edgefmnist.runtime.verify, edgefmnist.data, edgefmnist.contract, "
+        "edgefmnist.model_metadata, edgefmnist.export.parity, edgefmnist.cli; "
         "bad = sorted(m for m in ('torch', 'onnx') if m in sys.modules); print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(exported_mlp: Path, fashion) -> None:
+def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
     import numpy as np
     import onnxruntime
 
-    for model in (exported_mlp, exported_mlp.with_name("mlp.int8.onnx")):  # static int8 is batch-independent
+    for model in (shipped_mlp, shipped_mlp.with_name("mlp.int8.onnx")):  # static int8 is batch-independent
         predictor = Predictor(model, threads=1)
         plain = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         images = fashion.test.images[:300]
-        single = [plain.run(None, {"image": image[None, None].astype(np.float32)}) for image in images]
+        dtype = predictor.input_dtype  # uint8 pixels for the static int8 model
+        single = [plain.run(None, {"image": image[None, None].astype(dtype)}) for image in images]
         expected_logits = np.concatenate([logits for logits, _ in single])
         expected_probabilities = np.concatenate([probabilities for _, probabilities in single])
         for i, image in enumerate(images):
@@ -118,5 +143,5 @@ def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(expor
         kept = predictor.run(images[0])[0]
         predictor.run(images[1])
         assert np.array_equal(kept[0], expected_logits[0])  # results are copies, not the reused buffers
-        batch = plain.run(None, {"image": images[:7, None].astype(np.float32)})[1]
+        batch = plain.run(None, {"image": images[:7, None].astype(dtype)})[1]
         assert np.array_equal(predictor.predict(images[:7]), batch)

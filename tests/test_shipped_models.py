@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from edgefmnist.runtime.metadata import SCHEMA_VERSION, parse_version, read_metadata
-from edgefmnist.runtime.predictor import DEFAULT_MODEL_NAME, default_model_path
+from edgefmnist.runtime.metadata import SCHEMA_VERSION, read_metadata
+from edgefmnist.runtime.predictor import default_model_path
 
+from edgefmnist.contract import CHECKPOINT_SUFFIX, DEFAULT_MODEL_NAME, Dtype, parse_version, shipped_names
 from edgefmnist.model_card import measured_accuracy, read_card_accuracies
 
 SHIPPED = default_model_path().parent
-ONNX_MODELS = ("mlp.onnx", "mlp.int8.onnx", "cnn.onnx", "cnn.int8.onnx")
-CHECKPOINTS = ("mlp.pt", "cnn.pt")
+ONNX_MODELS = shipped_names(checkpoints=False)
+CHECKPOINTS = tuple(name for name in shipped_names() if name.endswith(CHECKPOINT_SUFFIX))
 SAME_IMAGES = 2e-4  # two of 10,000 test images: room for a CPU that rounds a borderline case differently
 
 
@@ -26,8 +27,8 @@ def shipped_claim_failures(model: Path, card: dict[str, float], test) -> list[st
     failures = []
     if metadata.schema != SCHEMA_VERSION or metadata.arch != model.name.split(".")[0]:
         failures.append(f"schema {metadata.schema} / arch {metadata.arch}")
-    if metadata.precision != ("int8" if ".int8." in model.name else "fp32"):
-        failures.append(f"precision {metadata.precision}")
+    if metadata.dtype != (Dtype.int8 if ".int8." in model.name else Dtype.fp32):
+        failures.append(f"dtype {metadata.dtype}")
     if parse_version(metadata.min_onnxruntime) > (1, 17, 0) or metadata.extra.get("seed") != 0:
         failures.append(f"min onnxruntime {metadata.min_onnxruntime} / seed {metadata.extra.get('seed')}")
     if abs(metadata.extra.get("test_accuracy", -1) - measured) > SAME_IMAGES:

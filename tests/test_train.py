@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from edgefmnist.checkpoint import load_checkpoint, save_checkpoint
 from edgefmnist.data import FashionMNIST, Split
 from edgefmnist.errors import CheckpointError
-from edgefmnist.recipes import get_recipe
-from edgefmnist.train import accuracy, predict_logits, train
+from edgefmnist.recipes import Schedule, get_recipe
+from edgefmnist.train import accuracy, make_optimizer, predict_logits, train
 from edgefmnist.training_run import run_training
 
 
@@ -36,16 +37,26 @@ def test_short_real_training_learns_and_is_reproducible(fashion) -> None:
 
 
 @pytest.mark.slow
-def test_best_epoch_is_chosen_by_validation_and_patience_stops_early(fashion) -> None:
-    recipe = get_recipe("mlp", "seed").with_overrides(epochs=6, patience=1, lr=0.5)  # lr too high: erratic
+def test_best_epoch_is_chosen_by_validation(fashion) -> None:
+    recipe = get_recipe("mlp", "tutorial").with_overrides(epochs=6, lr=0.5)  # lr too high: erratic
     checkpoint = train("mlp", recipe, subset(fashion, 5_000), seed=0)
     history = checkpoint.history
     best = max(history, key=lambda h: h["val_accuracy"])
     assert checkpoint.metrics["best_epoch"] == best["epoch"]
     assert checkpoint.metrics["val_accuracy"] == best["val_accuracy"] == accuracy(checkpoint.net, fashion.validation)
-    assert len(history) == checkpoint.metrics["epochs_run"] <= 6
-    if len(history) < 6:  # stopped early: the last epoch was no better than the best
-        assert history[-1]["epoch"] - best["epoch"] >= 1
+    assert len(history) == checkpoint.metrics["epochs_run"] == 6
+
+
+def test_patience_stops_training_when_validation_stops_improving(fashion) -> None:
+    # lr 0: the weights never change, so validation accuracy is flat and no epoch after the first is better.
+    frozen = get_recipe("mlp", "tutorial").with_overrides(epochs=5, patience=2, lr=0.0)
+    validation = Split(fashion.validation.images[:500], fashion.validation.labels[:500])
+    tiny = dataclasses.replace(subset(fashion, 64), validation=validation)
+    stopped = train("mlp", frozen, tiny, seed=0)
+    assert [h["epoch"] for h in stopped.history] == [1, 2, 3]  # epochs 2 and 3 without a better one: stop
+    assert stopped.metrics["best_epoch"] == 1 and stopped.metrics["epochs_run"] == 3
+    never = train("mlp", frozen.with_overrides(patience=0), tiny, seed=0)
+    assert len(never.history) == 5  # patience 0: every epoch runs
 
 
 @pytest.mark.slow
@@ -115,3 +126,40 @@ def test_run_training_writes_checkpoint_history_and_curves(tmp_path: Path, real_
     assert Path(report["curves"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report["parameters"] == 266_610 and report["metrics"]["test_accuracy"] > 0.8
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_recipes_are_validated_and_the_schedule_applies_to_sgd() -> None:
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'; expected one of constant, onecycle"):
+        get_recipe("mlp", "tutorial").with_overrides(schedule="cosine")
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
+        get_recipe("mlp", "tutorial").with_overrides(optimizer="adam")
+    with pytest.raises(ValueError, match="dropout 1.5 is not between 0 and 1"):
+        get_recipe("mlp", "best").with_overrides(dropout=1.5)
+    recipe = get_recipe("mlp", "tutorial").with_overrides(schedule="onecycle")
+    assert recipe.schedule is Schedule.onecycle and recipe.to_dict()["schedule"] == "onecycle"
+    optimizer, scheduler = make_optimizer(nn.Linear(2, 2), recipe, steps=10)
+    assert isinstance(optimizer, torch.optim.SGD) and scheduler is not None  # SGD no longer ignores its schedule
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(rates) == pytest.approx(recipe.lr) and rates[0] < recipe.lr / 10 and rates[-1] < recipe.lr / 10
+    assert optimizer.param_groups[0]["momentum"] == 0  # plain SGD: the cycle moves the rate only
+
+
+def test_the_tutorial_recipe_was_called_seed() -> None:
+    with pytest.warns(DeprecationWarning, match="recipe 'seed' is deprecated: use 'tutorial'"):
+        assert get_recipe("cnn", "seed") == get_recipe("cnn", "tutorial")
+    with pytest.raises(ValueError, match="unknown recipe 'fast'"):
+        get_recipe("mlp", "fast")
+
+
+def test_dry_run_runs_one_batch_of_each_phase_and_writes_nothing(tmp_path: Path, real_data_dir: Path) -> None:
+    arch, recipe = "cnn", "photo"  # the recipe with the most phases: photo views, augmentation, one-cycle
+    out = tmp_path / "never" / "model.pt"
+    report = run_training(arch, recipe, data_dir=real_data_dir, out=out, quiet=True, dry_run=True)
+    batch = get_recipe(arch, recipe).batch_size
+    assert report["dry_run"] and report["images"] == {"train": batch, "validation": 2000, "test": 2000}
+    assert report["metrics"]["epochs_run"] == 1 and 0.0 <= report["metrics"]["test_accuracy"] <= 1.0
+    assert report["checkpoint"] is None and not out.parent.exists()

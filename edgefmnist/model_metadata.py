@@ -1,0 +1,143 @@
+"""The model file's self-description: the JSON values in ONNX ``metadata_props`` (schema 1).
+
+    edgefmnist export runs/mlp.pt      # writes it (edgefmnist.export.pipeline)
+    edgefmnist infer --image x.jpg     # reads it back (edgefmnist.runtime.metadata.read_metadata)
+
+Export builds a :class:`ModelMetadata` and writes :meth:`ModelMetadata.to_props`; the runtime
+parses it with :meth:`ModelMetadata.from_props` (``json.loads``, never ``eval``) to learn the
+class names, input convention and weight dtype. Part of the contract (:mod:`edgefmnist.contract`):
+it imports neither torch, onnx nor onnxruntime.
+
+The optional ``calibration`` entry (models exported since temperature scaling) says what
+the graph's ``probabilities`` output already applies: ``softmax(logits / temperature)``,
+``T`` fitted on the validation split, with ECE/NLL before and after. A model without it
+outputs a plain softmax (``T = 1``) and loads as before.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgefmnist.contract import Dtype, parse_version
+from edgefmnist.errors import ModelError
+
+SCHEMA_KEY = "edgefmnist.schema"
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("class_names", "input", "precision", "arch", "min_onnxruntime")
+CALIBRATION_KEY = "calibration"
+
+
+def valid_calibration(entry: object) -> bool:
+    """Whether a ``calibration`` entry is ``{"method": "temperature", "temperature": finite > 0, ...}``."""
+    if not isinstance(entry, dict) or entry.get("method") != "temperature":
+        return False
+    temperature = entry.get("temperature")
+    return (
+        isinstance(temperature, (int, float))
+        and not isinstance(temperature, bool)
+        and math.isfinite(temperature)
+        and temperature > 0
+    )
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The parsed ``metadata_props`` of an edgefmnist model."""
+
+    schema: int
+    class_names: tuple[str, ...]
+    input: dict[str, Any]
+    dtype: Dtype  # of the weights: fp32, or int8 (quantised); the file's key is "precision" (schema 1)
+    arch: str
+    min_onnxruntime: str
+    extra: dict[str, Any] = field(default_factory=dict)  # recipe, accuracy, hashes, parity, ...
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", Dtype.parse(self.dtype, "weight dtype"))
+
+    @property
+    def precision(self) -> str:
+        """The weights' dtype as a string: the former name of :attr:`dtype` (the file's key is still this)."""
+        return self.dtype.value
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The ``calibration`` entry (``method``, ``temperature``, ``ece_before``, ...), or None for an older model."""
+        return self.extra.get(CALIBRATION_KEY)
+
+    @property
+    def temperature(self) -> float:
+        """The ``T`` of the graph's ``softmax(logits / T)``: 1.0 for a model exported without calibration."""
+        return float(self.calibration["temperature"]) if self.calibration else 1.0
+
+    def to_props(self) -> dict[str, str]:
+        """``metadata_props`` entries: every value JSON-encoded."""
+        values = {
+            SCHEMA_KEY: self.schema,
+            "class_names": list(self.class_names),
+            "input": self.input,
+            "precision": self.dtype.value,
+            "arch": self.arch,
+            "min_onnxruntime": self.min_onnxruntime,
+            **self.extra,
+        }
+        return {key: json.dumps(value, sort_keys=True) for key, value in values.items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: Path | str) -> ModelMetadata:
+        """Parse and validate; raise :class:`ModelError` naming ``source`` on any problem."""
+        if SCHEMA_KEY not in props:
+            raise ModelError(f"{source}: no edgefmnist metadata (was it exported with `edgefmnist export`?)")
+        try:
+            values = {key: json.loads(text) for key, text in props.items()}
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{source}: malformed metadata ({exc.msg})") from None
+        schema = values.pop(SCHEMA_KEY)
+        if schema != SCHEMA_VERSION:
+            raise ModelError(
+                f"{source}: metadata schema {schema!r} is unknown to edgefmnist "
+                f"(this one reads schema {SCHEMA_VERSION}); pip install -U edgefmnist"
+            )
+        missing = [key for key in REQUIRED_KEYS if key not in values]
+        if missing:
+            raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
+        names = values.pop("class_names")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ModelError(f"{source}: metadata class_names is not a list of names")
+        if not isinstance(values["input"], dict):
+            raise ModelError(f"{source}: metadata input is not an object")
+        calibration = values.get(CALIBRATION_KEY)
+        if calibration is not None and not valid_calibration(calibration):
+            raise ModelError(
+                f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})"
+            )
+        try:
+            dtype = Dtype.parse(values.pop("precision"), "weight dtype")
+        except ValueError as exc:
+            raise ModelError(f"{source}: metadata {exc}") from None
+        return cls(
+            schema=schema,
+            class_names=tuple(names),
+            input=values.pop("input"),
+            dtype=dtype,
+            arch=str(values.pop("arch")),
+            min_onnxruntime=str(values.pop("min_onnxruntime")),
+            extra=values,
+        )
+
+    def check_runtime(self, source: Path | str, installed: str | None = None) -> None:
+        """The version guard: raise :class:`ModelError` when ``installed`` (default: the imported
+        onnxruntime's version) is older than ``min_onnxruntime``."""
+        if installed is None:
+            import onnxruntime
+
+            installed = str(onnxruntime.__version__)
+        if parse_version(installed) < parse_version(self.min_onnxruntime):
+            raise ModelError(
+                f"{source}: needs onnxruntime >= {self.min_onnxruntime}, installed {installed}; "
+                f"pip install 'onnxruntime>={self.min_onnxruntime}'"
+            )

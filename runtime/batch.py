@@ -1,0 +1,135 @@
+"""Many picture files at once: decode and preprocess on every core, run the model in batches.
+
+    edgefmnist infer --image photos/              # a folder of phone photos
+    edgefmnist infer --image 'shop/*.jpg' --workers 2
+
+Decoding a phone-size JPEG and separating its garment (GrabCut) costs tens of milliseconds per
+picture, the model tens of microseconds per image. So the pictures are preprocessed by a pool
+of worker threads (Pillow's decoder and OpenCV's GrabCut release the GIL for most of their
+work, so threads run in parallel, share the one model session and cost no process start-up),
+and the 28x28 results are classified ``batch_size`` at a time.
+
+Memory stays bounded whatever the number of files: at most ``window`` pictures (twice the
+workers) are submitted at a time, each worker holds one picture while it decodes it (JPEGs
+at reduced scale, :mod:`edgefmnist.runtime.picture`), and what waits for the model is
+28x28 uint8 images (784 bytes each), at most ``batch_size`` of them.
+
+Results come back in the input order; a picture that cannot be read or preprocessed becomes
+its own one-line error and the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from edgefmnist.errors import EdgeFmnistError
+
+DEFAULT_BATCH_SIZE = 64
+Result = TypeVar("Result")
+
+
+def default_workers() -> int:
+    """Preprocessing threads: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class PreparedPicture:
+    """One picture after preprocessing: uint8 pixels ``[28, 28]`` and the "nothing found" reason, or an error."""
+
+    path: Path
+    pixels: np.ndarray | None = None
+    nothing_found: str = ""  # preprocessing's "nothing found" reason; "" when an object was found
+    error: str = ""  # the one-line reason the picture could not be preprocessed
+
+
+Preprocess = Callable[[Path], tuple[np.ndarray, str]]
+
+
+def _outcome(path: Path, future: Future[tuple[np.ndarray, str]]) -> PreparedPicture:
+    try:
+        pixels, nothing_found = future.result()
+    except EdgeFmnistError as exc:
+        return PreparedPicture(path, error=str(exc))
+    return PreparedPicture(path, pixels, nothing_found)
+
+
+def preprocess_in_order(
+    paths: Iterable[Path], preprocess: Preprocess, workers: int | None = None, window: int | None = None
+) -> Generator[PreparedPicture, None, None]:
+    """``preprocess(path)`` of every path on ``workers`` threads, yielded in the order of ``paths``.
+
+    ``preprocess`` returns uint8 ``[28, 28]`` pixels and a "nothing found" message, and raises
+    :class:`EdgeFmnistError` for a picture it cannot handle (that picture's ``error``; any other
+    exception is a bug and propagates). At most ``window`` (default ``2 * workers``) pictures
+    are submitted and not yet yielded. One worker runs everything in the calling thread.
+    """
+    workers = workers or default_workers()
+    if workers == 1:
+        for path in paths:
+            try:
+                pixels, nothing_found = preprocess(path)
+            except EdgeFmnistError as exc:
+                yield PreparedPicture(path, error=str(exc))
+                continue
+            yield PreparedPicture(path, pixels, nothing_found)
+        return
+    window = max(workers, window or 2 * workers)
+    pending: deque[tuple[Path, Future[tuple[np.ndarray, str]]]] = deque()
+    remaining = iter(paths)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefmnist-preprocess") as pool:
+        try:
+            for path in remaining:
+                pending.append((path, pool.submit(preprocess, path)))
+                if len(pending) >= window:
+                    yield _outcome(*pending.popleft())
+            while pending:
+                yield _outcome(*pending.popleft())
+        finally:  # a consumer that stops early (or an exception) must not wait for the rest
+            for _, future in pending:
+                future.cancel()
+
+
+def classify_in_batches(
+    pictures: Iterable[PreparedPicture],
+    classify: Callable[[list[PreparedPicture]], list[Result]],
+    failed: Callable[[PreparedPicture], Result],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[Result]:
+    """One result per picture, in order.
+
+    ``classify`` gets the pictures that have pixels, up to ``batch_size`` at once, and returns one
+    result for each; ``failed`` makes the result of a picture with an ``error``.
+    """
+    ready: list[PreparedPicture] = []
+    waiting: list[PreparedPicture] = []  # in order: the errors keep their place between classified pictures
+    for picture in pictures:
+        waiting.append(picture)
+        if not picture.error:
+            ready.append(picture)
+        if len(waiting) >= batch_size:
+            yield from _flush(waiting, ready, classify, failed)
+            waiting, ready = [], []
+    yield from _flush(waiting, ready, classify, failed)
+
+
+def _flush(
+    waiting: list[PreparedPicture],
+    ready: list[PreparedPicture],
+    classify: Callable[[list[PreparedPicture]], list[Result]],
+    failed: Callable[[PreparedPicture], Result],
+) -> Iterator[Result]:
+    classified = iter(classify(ready) if ready else [])
+    for picture in waiting:
+        yield failed(picture) if picture.error else next(classified)

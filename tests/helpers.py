@@ -1,0 +1,80 @@
+"""Helpers shared by the test modules (imported as ``from helpers import ...``; no fixtures here).
+
+Test modules import each other never, only this module and ``conftest``'s fixtures, so that
+importing one test (the fuzz test, say) pulls in nothing it does not use: this module imports
+only the standard library, numpy, Pillow and ``edgefmnist.data``, never torch or onnx.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from edgefmnist.data import IMAGES_MAGIC, LABELS_MAGIC
+
+# The CLI run as `python -c TORCH_FREE ARGS...`: it prints which heavy modules got imported on its last stderr line.
+TORCH_FREE = (
+    "import sys, runpy; sys.argv = ['edgefmnist', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_module('edgefmnist.cli', run_name='__main__')\n"
+    "finally:\n    bad = [m for m in ('torch', 'onnx', 'matplotlib', 'rich', 'pydantic') if m in sys.modules]\n"
+    "    print('IMPORTED:' + ','.join(bad), file=sys.stderr)"
+)
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``edgefmnist ARGS...`` in a subprocess (this interpreter), with text output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    """The run exited with ``code`` and printed one ``edgefmnist: error:`` line holding every fragment."""
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgefmnist: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def idx_bytes(array: np.ndarray, magic: int | None = None, dims: tuple[int, ...] | None = None) -> bytes:
+    """Serialise ``array`` as IDX; ``magic`` and ``dims`` may be forged for corrupt-file tests."""
+    dims = array.shape if dims is None else dims
+    magic = (IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC) if magic is None else magic
+    return struct.pack(f">I{len(dims)}I", magic, *dims) + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, payload: bytes, gzipped: bool = True) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload) if gzipped else payload)
+    return path
+
+
+def write_synthetic_dataset(folder: Path, train: int = 200, test: int = 50, seed: int = 0) -> Path:
+    """Four small, valid (but not official) IDX files."""
+    rng = np.random.default_rng(seed)
+    for prefix, count in (("train", train), ("t10k", test)):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", idx_bytes(rng.integers(0, 256, (count, 28, 28))))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", idx_bytes(rng.integers(0, 10, count)))
+    return folder
+
+
+def encoded(image: Image.Image, form: str = "PNG", **options: Any) -> bytes:
+    """``image`` saved in ``form`` (Pillow's format name) into bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, form, **options)
+    return buffer.getvalue()

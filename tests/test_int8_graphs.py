@@ -1,0 +1,111 @@
+"""The exported graphs, node by node: the fp32 and int8 models of both networks, as written and as onnxruntime
+fuses them (its quantisation tests count op types the same way, ``check_op_type_count``), so a rewrite or a
+fusion that stops happening fails here."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from edgefmnist.export.onnx_export import export_onnx
+from edgefmnist.export.qdq_rewrite import first_conv_as_depthwise, split_pixel_normalization
+from edgefmnist.export.quantize import PRESETS, QuantMode, quantize_model
+from edgefmnist.runtime.predictor import default_model_path
+
+from edgefmnist.checkpoint import load_checkpoint
+
+SHIPPED = default_model_path().parent
+
+EXPORTED = {
+    ("mlp", "fp32"): {"Flatten": 1, "Gemm": 3, "Relu": 2, "Div": 1, "Softmax": 1},
+    ("cnn", "fp32"): {
+        "Mul": 1, "Add": 1, "Conv": 3, "Relu": 4, "MaxPool": 3, "Flatten": 1, "Gemm": 2, "Div": 1, "Softmax": 1,
+    },
+    # uint8 pixels in (no QuantizeLinear on the input), the logits layer quantised with a float output
+    ("mlp", "int8"): {"Flatten": 1, "DequantizeLinear": 9, "QuantizeLinear": 2, "Gemm": 3, "Div": 1, "Softmax": 1},
+    # no normalisation nodes; the first conv as Expand + depthwise conv
+    ("cnn", "int8"): {
+        "Expand": 1, "DequantizeLinear": 19, "QuantizeLinear": 8, "Conv": 3, "MaxPool": 3,
+        "Flatten": 1, "Gemm": 2, "Div": 1, "Softmax": 1,
+    },
+}  # fmt: skip
+FUSED = {  # ORT_ENABLE_EXTENDED: the fusions every CPU gets (ALL adds layout changes that depend on the CPU)
+    ("mlp", "fp32"): {"Flatten": 1, "FusedGemm": 2, "Gemm": 1, "Div": 1, "Softmax": 1},
+    ("cnn", "fp32"): {
+        "Mul": 1, "Add": 1, "FusedConv": 3, "MaxPool": 3, "Flatten": 1, "FusedGemm": 1, "Gemm": 1, "Div": 1,
+        "Softmax": 1,
+    },
+    ("mlp", "int8"): {"Flatten": 1, "QGemm": 3, "Div": 1, "Softmax": 1},
+    ("cnn", "int8"): {
+        "Expand": 1, "QLinearConv": 3, "MaxPool": 3, "Flatten": 1, "QGemm": 2, "Div": 1, "Softmax": 1,
+    },
+}  # fmt: skip
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(Counter(node.op_type for node in model.graph.node))
+
+
+def optimized(path: Path, level: str, tmp_path: Path) -> onnx.ModelProto:
+    """The graph onnxruntime runs at optimisation ``level``, as it saves it."""
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, level)
+    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.{level}.onnx")
+    options.log_severity_level = 3
+    onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return onnx.load(options.optimized_model_filepath)
+
+
+@pytest.fixture(scope="module")
+def graphs(fashion, tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """The shipped checkpoints exported afresh: fp32 with ``export_onnx``, int8 with the static preset."""
+    folder = tmp_path_factory.mktemp("graphs")
+    paths = {}
+    for arch in ("mlp", "cnn"):
+        fp32, int8 = folder / f"{arch}.onnx", folder / f"{arch}.int8.onnx"
+        export_onnx(load_checkpoint(SHIPPED / f"{arch}.pt").net, fp32, temperature=1.5)  # T = 1 would fold away
+        quantize_model(fp32, int8, PRESETS[QuantMode.static], fashion.train.images)
+        paths[(arch, "fp32")], paths[(arch, "int8")] = fp32, int8
+    return paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", list(EXPORTED), ids="-".join)
+def test_node_counts_as_exported_and_as_fused(graphs, key: tuple[str, str], tmp_path: Path) -> None:
+    path = graphs[key]
+    assert op_counts(onnx.load(str(path))) == EXPORTED[key]
+    assert op_counts(optimized(path, "ORT_ENABLE_EXTENDED", tmp_path)) == FUSED[key]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_int8_takes_uint8_pixels_and_the_cnn_starts_with_a_depthwise_conv(graphs, arch: str, tmp_path: Path) -> None:
+    model = onnx.load(str(graphs[(arch, "int8")]))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    if arch == "cnn":
+        fused = optimized(graphs[(arch, "int8")], "ORT_ENABLE_EXTENDED", tmp_path)
+        first_conv = next(node for node in fused.graph.node if node.op_type == "QLinearConv")
+        assert {attr.name: attr.i for attr in first_conv.attribute}["group"] == 16
+
+
+def test_normalisation_split_and_depthwise_first_conv_are_exact(fashion, tmp_path: Path) -> None:
+    """The CNN with its normalisation taken off the input and its first conv as Expand + depthwise conv,
+    fed the normalised images, gives the fp32 model's logits."""
+    original = SHIPPED / "cnn.onnx"
+    model = onnx.load(str(original))
+    scale, shift = split_pixel_normalization(model) or (None, None)
+    assert scale is not None and shift is not None
+    assert first_conv_as_depthwise(model)
+    rewritten = tmp_path / "rewritten.onnx"
+    onnx.save(model, str(rewritten))
+    images = fashion.test.images[:500, None].astype(np.float32)
+    session = onnxruntime.InferenceSession(str(original), providers=["CPUExecutionProvider"])
+    expected = session.run(["logits"], {"image": images})[0]
+    session = onnxruntime.InferenceSession(str(rewritten), providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {"image": (images * np.float32(scale) + np.float32(shift)).astype(np.float32)})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert op_counts(model)["Conv"] == 3 and "Mul" not in op_counts(model)
