@@ -41,8 +41,9 @@ train-dry-run: setup
 test: setup
 	$(BIN)/pytest
 
+# The tests not marked slow, on two worker processes (pytest-xdist).
 test-fast: setup
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n 2
 
 demo: setup
 	$(BIN)/edgefmnist data
