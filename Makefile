@@ -85,5 +85,9 @@ SERVE_ARGS ?=
 serve: setup
 	$(BIN)/edgefmnist serve $(SERVE_ARGS)
 
+# The service under wrk (apt-get install wrk): 32 clients for 60 s, against 32 infer process loops, 256 clients.
+load-test: setup
+	$(BIN)/python scripts/load-test.py
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -724,7 +724,7 @@ def serve(
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """
     try:
-        from edgefmnist.runtime.serve import ServeSettings
+        from edgefmnist.runtime.serve_gate import ServeSettings
         from edgefmnist.runtime.server import serve as run_server
     except ImportError as exc:
         raise EdgeFmnistError(
