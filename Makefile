@@ -41,8 +41,9 @@ train-dry-run: setup
 test: setup
 	$(BIN)/pytest
 
+# The tests not marked slow, on two worker processes (pytest-xdist).
 test-fast: setup
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n 2
 
 demo: setup
 	$(BIN)/edgefmnist data
@@ -83,6 +84,10 @@ fuzz: setup
 SERVE_ARGS ?=
 serve: setup
 	$(BIN)/edgefmnist serve $(SERVE_ARGS)
+
+# The service under wrk (apt-get install wrk): 32 clients for 60 s, against 32 infer process loops, 256 clients.
+load-test: setup
+	$(BIN)/python scripts/load-test.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

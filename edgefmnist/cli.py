@@ -308,8 +308,11 @@ def verify(
         typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", exists=True, dir_okay=False),
     ] = None,
     atol: Annotated[
-        float, typer.Option(help="Largest |logit difference| allowed for an fp32 model.")
-    ] = contract.FP32_ATOL,
+        float | None,
+        typer.Option(
+            help=f"With --checkpoint: largest |logit difference| for an fp32 model [default: {contract.FP32_ATOL}]."
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -327,6 +330,8 @@ def verify(
     from edgefmnist.verdict import Verdict
 
     result: Verdict
+    if checkpoint is None and atol is not None:
+        raise UsageError("--atol applies only with --checkpoint (a board-side verify compares accuracies)")
     if checkpoint is None:
         from edgefmnist.runtime.verify import check_recorded_accuracy
 
@@ -335,7 +340,7 @@ def verify(
         need_training_extra()
         from edgefmnist.export.pipeline import verify_against_checkpoint
 
-        result = verify_against_checkpoint(model, checkpoint, atol, data_dir)
+        result = verify_against_checkpoint(model, checkpoint, contract.FP32_ATOL if atol is None else atol, data_dir)
     if json_output:
         print_json(result.to_dict())
     else:
@@ -719,7 +724,7 @@ def serve(
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """
     try:
-        from edgefmnist.runtime.serve import ServeSettings
+        from edgefmnist.runtime.serve_gate import ServeSettings
         from edgefmnist.runtime.server import serve as run_server
     except ImportError as exc:
         raise EdgeFmnistError(

@@ -75,6 +75,14 @@ def network_figures(checkpoint: Path) -> tuple[str, str]:
     return f"{count_parameters(net):,}", f"{count_multiply_adds(net):,}"
 
 
+def weight_granularity(quantization: dict) -> str:
+    """``per-channel``, ``per-tensor``, or e.g. ``per-channel Gemm, per-tensor others``, from ``quantization``."""
+    if quantization.get("per_channel"):
+        return "per-channel"
+    ops = quantization.get("per_channel_ops") or []
+    return f"per-channel {'/'.join(ops)}, per-tensor others" if ops else "per-tensor"
+
+
 def card_row(path: Path, test: Split, bench: dict) -> str:
     arch = path.name.split(".")[0]
     params, macs = network_figures(path.with_name(f"{arch}.pt"))
@@ -88,7 +96,7 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
             f"fp32 ONNX, opset {metadata.extra['opset']}"
             if metadata.dtype is Dtype.fp32
             else f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
-            f"{'per-channel' if quantization.get('per_channel') else 'per-tensor'})"
+            f"{weight_granularity(quantization)}, {metadata.input.get('dtype', 'float32')} input)"
         )
         if path.name == DEFAULT_MODEL_NAME:
             what += "; **the default of `infer` and `evaluate`**"

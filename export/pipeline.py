@@ -300,7 +300,11 @@ def verify_against_checkpoint(
     """Parity of an exported model (fp32 or int8) against the PyTorch checkpoint.
 
     Probabilities are checked against ``softmax(logits / T)`` with the model's recorded ``T``
-    (1 for a model exported before temperature scaling).
+    (1 for a model exported before temperature scaling). ``test`` (the test split) is loaded
+    from ``data_dir`` when not given. A failed check is not raised but listed in the report's
+    ``failures`` (:meth:`ParityReport.raise_if_failed` makes it exit code 3). Raises
+    :class:`ModelError` for a model the runtime cannot load, :class:`CheckpointError` for an
+    unreadable checkpoint and :class:`DataError` when the test set cannot be found or verified.
     """
     from edgefmnist.runtime.predictor import Predictor  # the runtime runs the exported model
 

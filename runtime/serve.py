@@ -21,208 +21,29 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import io
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
 
 import numpy as np
 from edgefmnist.runtime.infer import Classified, check_min_confidence, classify_arrays
 from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
+from edgefmnist.runtime.picture import PictureTooLarge
 from edgefmnist.runtime.predictor import Predictor
-from edgefmnist.runtime.upload import PictureTooLarge, preprocess_upload
+from edgefmnist.runtime.preprocess import preprocess
+from edgefmnist.runtime.serve_gate import ASGIApp, Gate, ServeSettings, ServiceError, ServiceMetrics, error_response
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError, first_line
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-MIB = 1024 * 1024
-CLASSIFY_PATHS = ("/v1/classify", "/v1/classify/batch")
-PROTECTED_PREFIXES = ("/v1/", "/metrics")
-RAW_TYPES = ("image/", "application/octet-stream")
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """The service's limits and defaults.
-
-    ``threads``: worker threads, each classifying one request at a time (onnxruntime runs one
-    intra-op thread per call); ``queue``: requests admitted beyond the busy workers, after
-    which new classification requests get 503; ``max_body``: request body limit in bytes;
-    ``max_files``: pictures per batch request; ``upload_seconds``: the time a client has to
-    send its whole body (else 408), so slow clients cannot hold a slot for ever.
-    """
-
-    threads: int = 2
-    queue: int = 32
-    max_body: int = 20 * MIB
-    max_files: int = 64
-    upload_seconds: float = 30.0
-    token: str | None = None
-    top_k: int = 3
-    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE
-
-
-class ServiceError(Exception):
-    """An HTTP error status with a one-line message, answered as ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-class ServiceMetrics:
-    """Prometheus metrics of one service, in their own registry (``prometheus_client``)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "edgefmnist_requests",
-            "HTTP requests answered, by path and status",
-            ["path", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "edgefmnist_request_seconds",
-            "Time from request start to the end of the response, seconds",
-            ["path"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.in_flight = Gauge("edgefmnist_requests_in_flight", "Requests being answered", registry=self.registry)
-        self.answered = 0
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-class Gate:
-    """ASGI middleware in front of the app: metrics, token, admission, body limit and upload deadline.
-
-    Everything it refuses is refused before the body is read: a missing or wrong token (401,
-    compared with ``hmac.compare_digest``), a ``Content-Length`` above ``max_body`` (413), a
-    classification request when ``threads + queue`` are already admitted (503). A body that
-    grows past ``max_body`` without a length, or arrives slower than ``upload_seconds``, makes
-    ``receive`` raise :class:`ServiceError` (413, 408) inside the endpoint.
-    """
-
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: ServiceMetrics, known_paths: set[str]) -> None:
-        self.app = app
-        self.settings = settings
-        self.metrics = metrics
-        self.known_paths = known_paths
-        self.admitted = 0
-        self.capacity = settings.threads + settings.queue
-        self.token = settings.token.encode() if settings.token else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"] if scope["path"] in self.known_paths else "other"
-        start = time.perf_counter()
-        status = 500
-        self.metrics.in_flight.inc()
-
-        async def send_counted(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.guarded(scope, receive, send_counted)
-        finally:
-            self.metrics.in_flight.dec()
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
-            self.metrics.answered += 1
-
-    async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {key.decode("latin-1").lower(): value for key, value in scope["headers"]}
-        refusal = self.refusal(scope["path"], headers)
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
-        receive = self.limited(receive)
-        if scope["path"] not in CLASSIFY_PATHS:
-            await self.app(scope, receive, send)
-            return
-        if self.admitted >= self.capacity:
-            workers, queue = self.settings.threads, self.settings.queue
-            busy = f"busy: {self.admitted} requests admitted ({workers} workers, queue {queue}); retry later"
-            await error_response(503, busy, {"Retry-After": "1"})(scope, receive, send)
-            return
-        self.admitted += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.admitted -= 1
-
-    def refusal(self, path: str, headers: dict[str, bytes]) -> JSONResponse | None:
-        """The response that refuses a request from its headers alone, or None."""
-        if self.token is not None and path.startswith(PROTECTED_PREFIXES):
-            scheme, _, given = headers.get("authorization", b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
-                return error_response(
-                    401, "missing or wrong token: send 'Authorization: Bearer TOKEN'", {"WWW-Authenticate": "Bearer"}
-                )
-        length = headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return error_response(400, f"Content-Length {length.decode('latin-1')!r} is not a number")
-            if int(length) > self.settings.max_body:
-                return error_response(413, too_large(int(length), self.settings.max_body))
-        return None
-
-    def limited(self, receive: Receive) -> Receive:
-        """``receive`` that raises :class:`ServiceError` past ``max_body`` bytes or the upload deadline."""
-        deadline = time.monotonic() + self.settings.upload_seconds
-        received = 0
-        done = False
-
-        async def receive_limited() -> Message:
-            nonlocal received, done
-            if done:
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                raise ServiceError(408, f"upload not complete after {self.settings.upload_seconds:g} s") from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.settings.max_body:
-                    raise ServiceError(413, too_large(received, self.settings.max_body))
-                done = not message.get("more_body", False)
-            return message
-
-        return receive_limited
-
-
-def too_large(size: int, limit: int) -> str:
-    return f"request body of {size:,} bytes or more is larger than the limit of {limit:,} bytes"
+RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
 
 
 class Classifier:
@@ -244,12 +65,13 @@ class Classifier:
         for name, data in pictures:
             start = time.perf_counter()
             try:
-                pixels, reason = preprocess_upload(data, name)
+                picture = preprocess(data, name)
             except EdgeFmnistError as exc:
                 status = 413 if isinstance(exc, PictureTooLarge) else 400
                 entries.append({"image": name, "error": str(exc), "status": status})
                 continue
-            good.append((len(entries), pixels, reason, 1000 * (time.perf_counter() - start)))
+            preprocess_ms = 1000 * (time.perf_counter() - start)
+            good.append((len(entries), picture.pixels, picture.nothing_found, preprocess_ms))
             entries.append({})
         if good:
             start = time.perf_counter()

@@ -22,7 +22,8 @@ from types import FrameType
 
 import uvicorn
 from edgefmnist.runtime.predictor import Predictor
-from edgefmnist.runtime.serve import ServeSettings, create_app
+from edgefmnist.runtime.serve import create_app
+from edgefmnist.runtime.serve_gate import ServeSettings
 
 from edgefmnist.errors import EdgeFmnistError
 

@@ -132,6 +132,7 @@ for model in "${MODELS[@]}"; do
     run_arm64 -m edgefmnist.cli evaluate "$shipped" --data-dir "$DATA_DIR" --json > "$OUT/arm64-evaluate-$model.json"
     "$PYTHON" - "$shipped" "$OUT/x86-$model.json" "$OUT/arm64-$model.json" "$OUT/arm64-evaluate-$model.json" <<'EOF' || fail "$model"
 import json, sys
+from edgefmnist.contract import RECORDED_ACCURACY_TOLERANCE
 from edgefmnist.runtime.metadata import read_metadata
 model, x86, arm, evaluation = sys.argv[1], *(json.load(open(p)) for p in sys.argv[2:])
 metadata = read_metadata(model)
@@ -140,7 +141,7 @@ drift = max(abs(a["probability"] - b["probability"]) for a, b in zip(x86, arm))
 recorded, measured = metadata.extra["test_accuracy"], evaluation["accuracy"]
 line = (f"{metadata.precision} {model.split('/')[-1]}: {len(x86)} images, labels agree {100 * same:.2f} %, "
         f"max |Δp| {drift:.1e}; evaluate on arm64 {100 * measured:.2f} % (recorded {100 * recorded:.2f} %)")
-ok = len(arm) == len(x86) and abs(measured - recorded) <= 0.001
+ok = len(arm) == len(x86) and abs(measured - recorded) <= RECORDED_ACCURACY_TOLERANCE
 ok &= (same == 1.0 and drift <= 1e-4) if metadata.precision == "fp32" else same >= 0.995
 print(("PASS " if ok else "FAIL ") + line, file=sys.stderr)
 sys.exit(0 if ok else 1)

@@ -19,7 +19,9 @@ as raw ``image/png`` bodies, each connection cycling through them from its own o
    how many got 200 and how many 503, and the server's peak RSS (``VmHWM`` from
    ``/proc/PID/status``) after the load phase and after the overload.
 
-On a 2-core machine wrk, the server and the processes share the cores: the figures are what
+Each wrk run starts when the server has finished answering the previous one (its
+``edgefmnist_requests_in_flight`` gauge), since wrk leaves requests behind when it closes its
+connections. On a 2-core machine wrk, the server and the processes share the cores: the figures are what
 one box does with its own load generator on it.
 """
 
@@ -107,6 +109,24 @@ def start_server(model: str | None) -> tuple[subprocess.Popen[str], str]:
     return server, match.group(1)
 
 
+def wait_until_idle(url: str, timeout: float = 60) -> None:
+    """Wait until the server answers nothing but this poll (``edgefmnist_requests_in_flight`` is 1).
+
+    wrk closes its connections at the end of a run while the server is still answering them:
+    the next phase starts only when those requests are done, so they do not count against it.
+    """
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        if re.search(r"^edgefmnist_requests_in_flight 1\.0$", text, re.MULTILINE):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"load-test: the server at {url} is still busy after {timeout:g} s")
+
+
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident set size (``VmHWM``), MiB."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -124,6 +144,7 @@ def run_wrk(url: str, clients: int, seconds: int, script: Path, folder: Path, im
         "wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s",
         "-s", str(script), url, "--", str(folder), str(images),
     ]  # fmt: skip
+    wait_until_idle(url)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     result = json.loads(output.split("RESULT ", 1)[1].splitlines()[0])
     result["per_second"] = result["requests"] / result["seconds"]

@@ -131,10 +131,13 @@ MODEL_CASES = {
         lambda d, t: d.joinpath("m.onnx").write_bytes(np.random.default_rng(0).bytes(4096)),
         "not an ONNX model",
     ),
-    "wrong input shape": (lambda d, t: edge_model(d / "m.onnx", size=32), "input must be float [N, 1, 28, 28]"),
+    "wrong input shape": (
+        lambda d, t: edge_model(d / "m.onnx", size=32),
+        "input must be float or uint8 [N, 1, 28, 28]",
+    ),
     "wrong input dtype": (
         lambda d, t: edge_model(d / "m.onnx", dtype=TensorProto.DOUBLE),
-        "input must be float [N, 1, 28, 28]",
+        "input must be float or uint8 [N, 1, 28, 28]",
     ),
     "9 classes": (lambda d, t: edge_model(d / "m.onnx", classes=9), "9 outputs for 10 class names"),
     "11 classes": (

@@ -137,36 +137,39 @@ def peak_rss_kib(folder: Path) -> int:
     return int(done.stdout.split()[-1])
 
 
-@pytest.mark.slow
-def test_infer_on_200_phone_jpegs_runs_on_every_core_with_the_same_labels_and_bounded_memory(
-    fashion, tmp_path: Path
-) -> None:
-    """200 12 MP JPEGs made from test images: >= 1.7x the pictures/s of one worker on 2 cores.
+@pytest.fixture(scope="module")
+def phone_jpegs(fashion, tmp_path_factory) -> list[Path]:
+    """200 12 MP JPEGs made from test images (10 distinct garments, copied)."""
+    return build_pictures(fashion.test.images, tmp_path_factory.mktemp("phone"), 200, phone=True, distinct=10)
 
-    Memory is bounded by the pool's window, not by the number of files: a fresh process that
-    classifies 200 of these JPEGs peaks within 15 % (and 40 MiB) of one that classifies 20.
-    One worker and two alternate three times on the same files; the ratio is the median.
-    """
+
+@pytest.mark.slow
+def test_infer_on_200_phone_jpegs_uses_every_core_and_gives_the_same_labels(phone_jpegs: list[Path]) -> None:
+    """>= 1.7x the pictures/s of one worker with two on 2 cores; one worker and two alternate three times
+    on the same files and the ratio is the median."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two cores")
-    paths = build_pictures(fashion.test.images, tmp_path / "phone", 200, phone=True, distinct=10)
     predictor = Predictor(default_model_path(), threads=1)
-    classify_files(predictor, paths[:4], workers=2)  # OpenCV loaded, caches warm
+    classify_files(predictor, phone_jpegs[:4], workers=2)  # OpenCV loaded, caches warm
     single, parallel, ratios = [], [], []
     for _ in range(3):
         start = time.perf_counter()
-        single = classify_files(predictor, paths, workers=1)
+        single = classify_files(predictor, phone_jpegs, workers=1)
         one = time.perf_counter() - start
         start = time.perf_counter()
-        parallel = classify_files(predictor, paths, workers=2)
+        parallel = classify_files(predictor, phone_jpegs, workers=2)
         ratios.append(one / (time.perf_counter() - start))
     assert [r.to_dict() for r in parallel] == [r.to_dict() for r in single]
     assert not any(r.error for r in single)
     assert sorted(ratios)[1] >= 1.7, ratios
 
+
+@pytest.mark.slow
+def test_memory_is_bounded_by_the_pool_not_by_the_number_of_pictures(phone_jpegs: list[Path], tmp_path: Path) -> None:
+    """A fresh process that classifies 200 phone JPEGs peaks within 15 % (or 40 MiB) of one that classifies 20."""
     few = tmp_path / "few"
     few.mkdir()
-    for path in paths[:20]:
+    for path in phone_jpegs[:20]:
         os.link(path, few / path.name)
-    small, large = peak_rss_kib(few), peak_rss_kib(paths[0].parent)
+    small, large = peak_rss_kib(few), peak_rss_kib(phone_jpegs[0].parent)
     assert large <= max(1.15 * small, small + 40 * 1024), (small, large)

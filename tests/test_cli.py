@@ -87,6 +87,7 @@ SHIPPED = default_model_path().parent
         (["export", str(SHIPPED / "mlp.pt"), "--opset", "99"], ["--opset", "99"]),
         (["export", str(SHIPPED / "mlp.pt"), "--opset", "12"], ["--opset", "12"]),
         (["evaluate", "--sweep", "--data-dir", "/"], ["--sweep needs --photos"]),
+        (["verify", str(SHIPPED / "mlp.onnx"), "--atol", "1e-3"], ["--atol applies only with --checkpoint"]),
     ],
 )
 def test_bad_flag_values_exit_2(args: list[str], fragments: list[str], real_data_dir: Path) -> None:

@@ -550,3 +550,15 @@ def test_a_valid_picture_in_an_unsupported_mode_is_not_called_corrupt(
         load_picture(path)
     assert "corrupt" not in str(caught.value)
     assert_one_line_about(caught, path)
+
+
+@pytest.mark.parametrize("name", ["png-100mp", "jpeg-300mp"])
+def test_a_refused_size_is_picture_too_large_from_a_file_or_from_bytes(bombs: dict[str, Path], name: str) -> None:
+    from edgefmnist.runtime.picture import PictureTooLarge
+
+    for source in (bombs[name], bombs[name].read_bytes()):
+        with pytest.raises(PictureTooLarge, match=REFUSED):
+            load_picture(source, name="upload")
+    with pytest.raises(ImageError) as caught:
+        load_picture(b"not a picture", name="upload")
+    assert not isinstance(caught.value, PictureTooLarge)

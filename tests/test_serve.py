@@ -13,7 +13,9 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,7 +42,7 @@ def png_declaring(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
 
-def infer_json(paths: list[Path], *args: str) -> list[dict]:
+def infer_json(paths: list[Path], *args: str) -> list[dict[str, Any]]:
     result = subprocess.run(
         [sys.executable, "-m", "edgefmnist.cli", "infer", *[f"--image={p}" for p in paths], "--json", *args],
         capture_output=True,
@@ -61,19 +63,21 @@ def assert_error(reply: Reply, status: int, *fragments: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def test_pngs(fashion) -> list[bytes]:
+def test_pngs(fashion: Any) -> list[bytes]:
     return [png_bytes(fashion.test.images[i]) for i in range(6)]
 
 
 @pytest.fixture(scope="module")
-def server():
+def server() -> Iterator[ServerProcess]:
     process = ServerProcess("--max-body-mb", "1")
     yield process
     code, err = process.stop()
     assert code == 0 and "Traceback" not in err, err
 
 
-def test_classify_equals_infer_json_raw_and_multipart(server: ServerProcess, test_pngs: list[bytes], tmp_path: Path):
+def test_classify_equals_infer_json_raw_and_multipart(
+    server: ServerProcess, test_pngs: list[bytes], tmp_path: Path
+) -> None:
     paths = []
     for i, data in enumerate(test_pngs[:3]):
         paths.append(tmp_path / f"{i}.png")
@@ -88,7 +92,7 @@ def test_classify_equals_infer_json_raw_and_multipart(server: ServerProcess, tes
     assert server.post_files([("x.png", test_pngs[0])]).json()["image"] == "x.png"
 
 
-def test_preprocessed_image_is_what_infer_feeds_the_network(server: ServerProcess, tmp_path: Path):
+def test_preprocessed_image_is_what_infer_feeds_the_network(server: ServerProcess, tmp_path: Path) -> None:
     photo = sorted((PHOTOS / "shoes").glob("*.jpg"))[0]
     saved = tmp_path / "seen.png"
     want = infer_json([photo], "--save-preprocessed", str(saved))[0]
@@ -101,7 +105,7 @@ def test_preprocessed_image_is_what_infer_feeds_the_network(server: ServerProces
     assert seen.shape == (28, 28) and np.array_equal(seen, np.asarray(Image.open(saved)))
 
 
-def test_batch_classifies_each_file_and_names_the_bad_one(server: ServerProcess, test_pngs: list[bytes]):
+def test_batch_classifies_each_file_and_names_the_bad_one(server: ServerProcess, test_pngs: list[bytes]) -> None:
     files = [("a.png", test_pngs[0]), ("notes.txt", b"hello"), ("b.png", test_pngs[1])]
     reply = server.post_files(files, "/v1/classify/batch")
     assert reply.status == 200, reply.body
@@ -113,7 +117,7 @@ def test_batch_classifies_each_file_and_names_the_bad_one(server: ServerProcess,
         assert {key: entry[key] for key in RESULT_KEYS} == {key: single[key] for key in RESULT_KEYS}
 
 
-def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs: list[bytes]):
+def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs: list[bytes]) -> None:
     model = server.request("GET", "/v1/model").json()
     assert model["file"] == "cnn.onnx" and len(model["class_names"]) == 10 and model["precision"] == "fp32"
     assert server.request("GET", "/healthz").json()["status"] == "ok"
@@ -186,12 +190,14 @@ def truncated_png() -> bytes:
         "405",
     ],
 )
-def test_errors_are_json_one_liners_with_their_status(server: ServerProcess, send, status, fragments) -> None:
+def test_errors_are_json_one_liners_with_their_status(
+    server: ServerProcess, send: Callable[[ServerProcess], Reply], status: int, fragments: list[str]
+) -> None:
     assert_error(send(server), status, *fragments)
     assert server.request("GET", "/healthz").status == 200  # and the service lives on
 
 
-def test_token_is_required_on_the_api_but_not_on_health_or_page(test_pngs: list[bytes]):
+def test_token_is_required_on_the_api_but_not_on_health_or_page(test_pngs: list[bytes]) -> None:
     guarded = ServerProcess("--token", "s3cret")
     try:
         assert_error(guarded.post_image(test_pngs[0]), 401, "token")
@@ -213,7 +219,9 @@ def open_slow_upload(server: ServerProcess, declared: int) -> socket.socket:
     return sock
 
 
-def test_a_client_sending_one_byte_a_second_does_not_block_others(server: ServerProcess, test_pngs: list[bytes]):
+def test_a_client_sending_one_byte_a_second_does_not_block_others(
+    server: ServerProcess, test_pngs: list[bytes]
+) -> None:
     slow = open_slow_upload(server, len(test_pngs[0]))
     try:
         for second in range(1, 4):
@@ -227,7 +235,8 @@ def test_a_client_sending_one_byte_a_second_does_not_block_others(server: Server
         slow.close()
 
 
-def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_pngs: list[bytes]):
+@pytest.mark.slow
+def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_pngs: list[bytes]) -> None:
     small = ServerProcess("--threads", "1", "--queue", "0", "--upload-timeout", "1")
     try:
         slow = open_slow_upload(small, 1000)
@@ -244,11 +253,11 @@ def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_png
         assert small.stop()[0] == 0
 
 
-def test_too_many_files_in_a_batch_is_413(server: ServerProcess, test_pngs: list[bytes]):
+def test_too_many_files_in_a_batch_is_413(server: ServerProcess, test_pngs: list[bytes]) -> None:
     assert_error(server.post_files([("a.png", test_pngs[0])] * 65, "/v1/classify/batch"), 413, "65 files", "64")
 
 
-def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]):
+def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]) -> None:
     small = ServerProcess("--threads", "1", "--queue", "0")
     try:
         holder = open_slow_upload(small, 1000)  # admitted: it holds the only place while it uploads
@@ -266,7 +275,7 @@ def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]):
 
 
 @pytest.mark.slow
-def test_sigterm_during_load_answers_every_accepted_request_and_exits_0():
+def test_sigterm_during_load_answers_every_accepted_request_and_exits_0() -> None:
     photos = [p.read_bytes() for p in sorted((PHOTOS / "dress").glob("*.jpg"))[:4]]
     target = ServerProcess("--threads", "2")
     outcomes: list[tuple[str, float]] = []
@@ -305,7 +314,9 @@ def test_sigterm_during_load_answers_every_accepted_request_and_exits_0():
 
 
 @pytest.mark.slow
-def test_labels_through_the_server_equal_infer_json_on_1000_test_images_and_photos(fashion, tmp_path: Path):
+def test_labels_through_the_server_equal_infer_json_on_1000_test_images_and_photos(
+    fashion: Any, tmp_path: Path
+) -> None:
     paths = []
     for i in range(1000):
         paths.append(tmp_path / f"test-{i:04d}.png")
@@ -335,6 +346,7 @@ def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
     assert result.stderr.startswith(f"edgefmnist: error: cannot listen on 127.0.0.1:{server.port}")
 
 
+@pytest.mark.slow
 def test_listening_on_the_network_without_a_token_warns() -> None:
     exposed = ServerProcess("--host", "0.0.0.0")
     try:
@@ -349,7 +361,16 @@ def test_listening_on_the_network_without_a_token_warns() -> None:
         assert quiet.stop()[0] == 0
 
 
+@pytest.mark.slow
 def test_sigterm_as_soon_as_the_address_is_announced_exits_0() -> None:
     for _ in range(2):
         code, err = ServerProcess().stop()
         assert code == 0 and "stopped after answering 0 requests" in err, err
+
+
+def test_help_shows_examples_and_the_extra() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", "serve", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "edgefmnist serve --host 0.0.0.0" in result.stdout
+    assert "edgefmnist[serve]" in result.stdout and "--upload-timeout" in result.stdout

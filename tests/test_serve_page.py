@@ -6,7 +6,9 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serve_client import ServerProcess
@@ -17,7 +19,7 @@ PHOTO = sorted((Path(__file__).parent / "data" / "photos" / "shoes").glob("*.jpg
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser() -> Iterator[Any]:
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.fail("the browser test needs Debian's browser: apt-get install chromium chromium-driver")
     from selenium import webdriver
@@ -33,7 +35,7 @@ def browser():
 
 
 @pytest.mark.slow
-def test_page_uploads_a_photo_and_shows_label_bars_and_the_28x28_image(browser) -> None:
+def test_page_uploads_a_photo_and_shows_label_bars_and_the_28x28_image(browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

@@ -20,8 +20,16 @@ from edgefmnist.train import accuracy, make_optimizer, predict_logits, train
 from edgefmnist.training_run import run_training
 
 
-def subset(data: FashionMNIST, n: int) -> FashionMNIST:
-    return dataclasses.replace(data, train=Split(data.train.images[:n], data.train.labels[:n]))
+def subset(data: FashionMNIST, n: int, evaluated: int | None = None) -> FashionMNIST:
+    """The first ``n`` training images; with ``evaluated``, also only that many validation and test images."""
+
+    def head(split: Split, count: int) -> Split:
+        return Split(split.images[:count], split.labels[:count])
+
+    data = dataclasses.replace(data, train=head(data.train, n))
+    if evaluated is not None:
+        data = dataclasses.replace(data, validation=head(data.validation, evaluated), test=head(data.test, evaluated))
+    return data
 
 
 @pytest.mark.slow
@@ -50,8 +58,7 @@ def test_best_epoch_is_chosen_by_validation(fashion) -> None:
 def test_patience_stops_training_when_validation_stops_improving(fashion) -> None:
     # lr 0: the weights never change, so validation accuracy is flat and no epoch after the first is better.
     frozen = get_recipe("mlp", "tutorial").with_overrides(epochs=5, patience=2, lr=0.0)
-    validation = Split(fashion.validation.images[:500], fashion.validation.labels[:500])
-    tiny = dataclasses.replace(subset(fashion, 64), validation=validation)
+    tiny = subset(fashion, 64, evaluated=500)
     stopped = train("mlp", frozen, tiny, seed=0)
     assert [h["epoch"] for h in stopped.history] == [1, 2, 3]  # epochs 2 and 3 without a better one: stop
     assert stopped.metrics["best_epoch"] == 1 and stopped.metrics["epochs_run"] == 3
@@ -68,7 +75,7 @@ def test_cnn_trains_with_augmentation(fashion) -> None:
 
 def test_checkpoint_round_trip(tmp_path: Path, fashion) -> None:
     recipe = get_recipe("cnn", "best").with_overrides(epochs=1)
-    checkpoint = train("cnn", recipe, subset(fashion, 512), seed=3)
+    checkpoint = train("cnn", recipe, subset(fashion, 512, evaluated=500), seed=3)
     path = tmp_path / "ck.pt"
     save_checkpoint(path, checkpoint)
     raw = torch.load(path, weights_only=True)  # plain data only
@@ -103,7 +110,7 @@ def test_bad_checkpoints_are_refused(tmp_path: Path, make_file, message: str, ca
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, fashion) -> None:
-    checkpoint = train("mlp", get_recipe("mlp", "best").with_overrides(epochs=1), subset(fashion, 256))
+    checkpoint = train("mlp", get_recipe("mlp", "best").with_overrides(epochs=1), subset(fashion, 256, evaluated=500))
     path = tmp_path / "ck.pt"
     save_checkpoint(path, checkpoint)
     payload = torch.load(path, weights_only=True)
@@ -156,7 +163,7 @@ def test_the_tutorial_recipe_was_called_seed() -> None:
 
 
 def test_dry_run_runs_one_batch_of_each_phase_and_writes_nothing(tmp_path: Path, real_data_dir: Path) -> None:
-    arch, recipe = "cnn", "photo"  # the recipe with the most phases: photo views, augmentation, one-cycle
+    arch, recipe = "mlp", "photo"  # photo views and one-cycle (make train-dry-run covers every recipe)
     out = tmp_path / "never" / "model.pt"
     report = run_training(arch, recipe, data_dir=real_data_dir, out=out, quiet=True, dry_run=True)
     batch = get_recipe(arch, recipe).batch_size

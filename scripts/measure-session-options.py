@@ -1,0 +1,99 @@
+"""Which onnxruntime session and run options speed up the predictor: each against the defaults, interleaved.
+
+    taskset -c 1 .venv/bin/python scripts/measure-session-options.py models/mlp.int8.onnx models/cnn.int8.onnx
+
+For each model, four variants of the predictor's single-image path (IOBinding, pre-bound
+buffers, 1 thread): the CPU memory arena on or off (``SessionOptions.enable_cpu_mem_arena``)
+and the run option ``disable_synchronize_execution_providers`` off or on. They take turns in
+40 blocks of 100 calls; each block's median is divided by the default variant's median of the
+same round, and the table gives the median ratio with the 10th-90th percentile of the blocks.
+Then batch-256 throughput with the arena on and off (8 rounds of 3 calls, same ratios).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import onnxruntime as ort
+from edgefmnist.runtime.predictor import INPUT_DTYPES, INPUT_NAME, OUTPUT_NAMES
+
+from edgefmnist.data import load_test_split
+
+
+def session(path: str, arena: bool) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = arena
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def single_image_call(path: str, image: np.ndarray, arena: bool, sync_off: bool) -> Callable[[], object]:
+    sess = session(path, arena)
+    pixels = np.ascontiguousarray(image[None, None], dtype=INPUT_DTYPES[sess.get_inputs()[0].type])
+    outputs = np.zeros((2, 1, 10), np.float32)
+    binding = sess.io_binding()
+    binding.bind_cpu_input(INPUT_NAME, pixels)
+    for name, buffer in zip(OUTPUT_NAMES, outputs, strict=True):
+        binding.bind_output(name, "cpu", 0, np.float32, [1, 10], buffer.ctypes.data)
+    run_options = ort.RunOptions()
+    if sync_off:
+        run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+    keep = (pixels, outputs)  # the bound buffers must outlive the call
+    return lambda: (sess.run_with_iobinding(binding, run_options), keep)
+
+
+def ratios(samples: dict[str, list[float]], base: str) -> dict[str, str]:
+    out = {}
+    for name, values in samples.items():
+        r = np.array(values) / np.array(samples[base])
+        out[name] = (
+            f"{np.median(values):9.1f}  {np.median(r):.3f} [{np.percentile(r, 10):.3f}-{np.percentile(r, 90):.3f}]"
+        )
+    return out
+
+
+def main(paths: list[str]) -> None:
+    images = load_test_split().images
+    for path in paths:
+        calls = {
+            f"arena={arena!s:5} sync_off={sync!s:5}": single_image_call(path, images[0], arena, sync)
+            for arena in (True, False)
+            for sync in (False, True)
+        }
+        samples: dict[str, list[float]] = {name: [] for name in calls}
+        for call in calls.values():
+            for _ in range(500):
+                call()
+        for _ in range(40):
+            for name, call in calls.items():
+                block = []
+                for _ in range(100):
+                    start = time.perf_counter_ns()
+                    call()
+                    block.append(time.perf_counter_ns() - start)
+                samples[name].append(float(np.median(block)) / 1000)
+        print(f"{path}: batch-1 µs, ratio to the defaults [10th-90th percentile of 40 blocks]")
+        for name, text in ratios(samples, next(iter(calls))).items():
+            print(f"  {name}  {text}")
+        batch = np.resize(images, (256, 28, 28))[:, None]
+        sessions = {f"arena={arena}": session(path, arena) for arena in (True, False)}
+        throughput: dict[str, list[float]] = {name: [] for name in sessions}
+        for _ in range(8):
+            for name, sess in sessions.items():
+                inputs = {INPUT_NAME: batch.astype(INPUT_DTYPES[sess.get_inputs()[0].type])}
+                times = []
+                for _ in range(3):
+                    began = time.perf_counter()
+                    sess.run([OUTPUT_NAMES[0]], inputs)
+                    times.append(time.perf_counter() - began)
+                throughput[name].append(256 / float(np.median(times)))
+        print(f"{path}: batch-256 images/s, ratio to the arena on")
+        for name, text in ratios(throughput, "arena=True").items():
+            print(f"  {name:11s}  {text}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
