@@ -60,8 +60,9 @@ def test_labels_out_of_range_are_refused(tmp_path: Path) -> None:
     [
         (b"this is not gzip", "not a gzip file"),
         (b"", "not a gzip file"),
-        (gzip.compress(idx_bytes(images()))[:40], "cannot read"),
+        (gzip.compress(idx_bytes(images()), mtime=0)[:40], "cannot read"),
     ],
+    ids=["text", "empty", "truncated"],
 )
 def test_broken_gzip_is_refused(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "images.gz"
