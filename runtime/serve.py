@@ -10,11 +10,11 @@ Endpoints: ``POST /v1/classify`` (raw ``image/*`` body or multipart field ``file
 --json`` gives for the same picture, from the same code (:mod:`edgefmnist.runtime.infer`),
 plus ``timings``.
 
-Every error is JSON ``{"error": "one line"}`` with its status: 400 not an image, 401 bad or
-missing token, 404/405 unknown route, 408 upload slower than the upload deadline, 413 body
-larger than the limit (checked before it is read) or a decompression bomb, 415 a body type
-other than ``image/*``, ``application/octet-stream`` or ``multipart/form-data``, 503 when the
-worker pool and its queue are full. The limits live in :class:`ServeSettings`.
+Every error is JSON ``{"error": "one line"}`` with its status: 400 not an image or a bad query
+parameter, 401 bad or missing token, 404/405 unknown route, 408 upload slower than the upload
+deadline, 413 body larger than the limit (checked before it is read) or a decompression bomb,
+415 a body type other than ``image/*``, ``application/octet-stream`` or ``multipart/form-data``,
+503 when the worker pool and its queue are full. The limits live in :class:`ServeSettings`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import base64
 import io
 import json
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from typing import Any
@@ -36,6 +37,8 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 from edgefmnist.runtime.serve_gate import ASGIApp, Gate, ServeSettings, ServiceError, ServiceMetrics, error_response
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -44,6 +47,7 @@ from starlette.requests import ClientDisconnect
 from edgefmnist.errors import EdgeFmnistError, first_line
 
 RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
+ERROR_SCHEMA = {"schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}
 
 
 class Classifier:
@@ -160,6 +164,35 @@ def page_html() -> str:
     return (files("edgefmnist.runtime") / "serve_page.html").read_text(encoding="utf-8")
 
 
+def validation_message(errors: Sequence[Any]) -> str:
+    """FastAPI's request validation errors as one line, e.g. ``query parameter 'preprocessed': Input ...``."""
+    parts = []
+    for error in errors:
+        where, *names = error.get("loc", ()) or ("request",)
+        name = ".".join(str(part) for part in names)
+        parts.append(f"{where} parameter {name!r}: {error.get('msg', 'invalid')}" if name else error.get("msg", ""))
+    return "; ".join(parts) or "invalid request"
+
+
+def service_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI description with its 422 validation responses as the service's 400 ``{"error"}``."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            if operation.get("responses", {}).pop("422", None) is not None:
+                operation["responses"]["400"] = {
+                    "description": "Bad request",
+                    "content": {"application/json": ERROR_SCHEMA},
+                }
+        schemas = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        if "components" in schema and not schemas:
+            schema["components"].pop("schemas")
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
 def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, ServiceMetrics]:
     """The ASGI application (the FastAPI app behind a :class:`Gate`) and its metrics.
 
@@ -177,6 +210,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
         version="1",
         lifespan=None,
     )
+    app.openapi = lambda: service_openapi(app)  # type: ignore[method-assign]
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -185,6 +219,10 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, validation_message(exc.errors()))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -132,6 +132,8 @@ def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs:
     assert "edgefmnist_requests_in_flight 1.0" in text  # the /metrics request itself
     paths = server.request("GET", "/openapi.json").json()["paths"]
     assert {"/v1/classify", "/v1/classify/batch", "/v1/model", "/healthz", "/metrics"} <= set(paths)
+    for path in ("/v1/classify", "/v1/classify/batch"):  # bad query parameters are the service's 400, not 422
+        assert set(paths[path]["post"]["responses"]) == {"200", "400"}
     page = server.request("GET", "/")
     html = page.body.decode()
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
@@ -174,6 +176,8 @@ def truncated_png() -> bytes:
         (lambda s: chunked_post(s, 2 << 20), 413, ["limit of 1,048,576 bytes"]),
         (lambda s: s.request("GET", "/v1/nothing"), 404, ["Not Found"]),
         (lambda s: s.request("GET", "/v1/classify"), 405, ["Method Not Allowed"]),
+        (lambda s: s.post_image(b"x", "/v1/classify?preprocessed=maybe"), 400, ["query parameter 'preprocessed'"]),
+        (lambda s: s.post_image(b"x", "/v1/classify/batch?preprocessed=2"), 400, ["query parameter 'preprocessed'"]),
     ],
     ids=[
         "not-image",
@@ -188,6 +192,8 @@ def truncated_png() -> bytes:
         "chunked-too-large",
         "404",
         "405",
+        "bad-query",
+        "batch-bad-query",
     ],
 )
 def test_errors_are_json_one_liners_with_their_status(
