@@ -6,9 +6,9 @@
 Endpoints: ``POST /v1/classify`` (raw ``image/*`` body or multipart field ``file``),
 ``POST /v1/classify/batch`` (multipart, several ``file`` fields), ``GET /v1/model``,
 ``GET /healthz``, ``GET /metrics`` (Prometheus text format), ``GET /`` (a page for a phone),
-``GET /docs`` and ``/openapi.json`` (FastAPI's OpenAPI). A result is what ``edgefmnist infer
---json`` gives for the same picture, from the same code (:mod:`edgefmnist.runtime.infer`),
-plus ``timings``.
+``GET /openapi.json`` (FastAPI's OpenAPI; no ``/docs``: its Swagger UI would come from a CDN).
+A result is what ``edgefmnist infer --json`` gives for the same picture, from the same code
+(:mod:`edgefmnist.runtime.infer`), plus ``timings``.
 
 Every error is JSON ``{"error": "one line"}`` with its status: 400 not an image or a bad query
 parameter, 401 bad or missing token, 404/405 unknown route, 408 upload slower than the upload
@@ -209,6 +209,8 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
         summary="Fashion-MNIST classification on an edge board",
         version="1",
         lifespan=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.openapi = lambda: service_openapi(app)  # type: ignore[method-assign]
 

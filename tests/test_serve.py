@@ -178,6 +178,8 @@ def truncated_png() -> bytes:
         (lambda s: s.request("GET", "/v1/classify"), 405, ["Method Not Allowed"]),
         (lambda s: s.post_image(b"x", "/v1/classify?preprocessed=maybe"), 400, ["query parameter 'preprocessed'"]),
         (lambda s: s.post_image(b"x", "/v1/classify/batch?preprocessed=2"), 400, ["query parameter 'preprocessed'"]),
+        (lambda s: s.request("GET", "/docs"), 404, ["Not Found"]),
+        (lambda s: s.request("GET", "/redoc"), 404, ["Not Found"]),
     ],
     ids=[
         "not-image",
@@ -194,6 +196,8 @@ def truncated_png() -> bytes:
         "405",
         "bad-query",
         "batch-bad-query",
+        "no-docs",
+        "no-redoc",
     ],
 )
 def test_errors_are_json_one_liners_with_their_status(
