@@ -101,7 +101,8 @@ class Gate:
     compared with ``hmac.compare_digest``), a ``Content-Length`` above ``max_body`` (413), a
     classification request when ``threads + queue`` are already admitted (503). A body that
     grows past ``max_body`` without a length, or arrives slower than ``upload_seconds``, makes
-    ``receive`` raise :class:`ServiceError` (413, 408) inside the endpoint.
+    ``receive`` raise :class:`ServiceError` (413, 408) inside the endpoint. ``HEAD`` is answered
+    wherever ``GET`` is (health checkers and proxies use it).
     """
 
     def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: ServiceMetrics, known_paths: set[str]) -> None:
@@ -117,6 +118,8 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "HEAD":  # answered as GET; uvicorn sends the headers without the body
+            scope = {**scope, "method": "GET"}
         path = scope["path"] if scope["path"] in self.known_paths else "other"
         start = time.perf_counter()
         status = 500

@@ -141,6 +141,17 @@ def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs:
     assert "http://" not in html and "https://" not in html  # self-contained: nothing from a CDN
 
 
+def test_head_is_answered_where_get_is(server: ServerProcess) -> None:
+    for path in ("/", "/healthz", "/v1/model", "/metrics", "/openapi.json"):
+        get, head = server.request("GET", path), server.request("HEAD", path)
+        assert head.status == get.status == 200, (path, head.status)
+        assert head.body == b"" and head.headers["content-type"] == get.headers["content-type"]
+        if path != "/metrics":  # the metrics text changes with every request
+            assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.body))
+    assert server.request("HEAD", "/v1/classify").status == 405
+    assert server.request("HEAD", "/v1/nothing").status == 404
+
+
 def chunked_post(server: ServerProcess, size: int) -> Reply:
     """POST ``size`` bytes as chunked transfer encoding: no Content-Length to refuse it by."""
     import http.client
