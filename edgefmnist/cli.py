@@ -732,6 +732,7 @@ def serve(
         ) from None
     from edgefmnist.runtime.predictor import Predictor, default_model_path, default_threads
 
+    warn_if_oversubscribed(threads)
     workers = threads or default_threads()
     settings = ServeSettings(
         threads=workers,

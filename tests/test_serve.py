@@ -356,6 +356,22 @@ def test_labels_through_the_server_equal_infer_json_on_1000_test_images_and_phot
         assert target.stop()[0] == 0
 
 
+def test_more_threads_than_cores_start_with_a_warning(server: ServerProcess) -> None:
+    from edgefmnist.runtime.predictor import available_cores
+
+    threads = available_cores() + 1
+    crowded = ServerProcess("--threads", str(threads))
+    try:
+        warning, serving = crowded.first_lines
+        assert warning.startswith(
+            f"edgefmnist: warning: --threads {threads} is more than the {available_cores()} cores"
+        )
+        assert f"({threads} workers" in serving and crowded.request("GET", "/healthz").status == 200
+    finally:
+        assert crowded.stop()[0] == 0
+    assert "warning" not in "".join(server.first_lines)  # the default: the cores, at most 4
+
+
 def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "edgefmnist.cli", "serve", "--port", str(server.port)],
