@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
+from edgefmnist.runtime.picture import MAX_ENCODED_BYTES
 from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
@@ -29,7 +30,6 @@ from edgefmnist.errors import EdgeFmnistError, UsageError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # photo sets (photo_eval)
 STDIN = "-"  # an --image argument that means one picture read from standard input
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
-MAX_STDIN_BYTES = 256 << 20  # an encoded 200 MP camera JPEG is well below this
 
 
 def is_unsure(probability: float, min_confidence: float, nothing_found: bool = False) -> bool:
@@ -190,7 +190,7 @@ def picture_name(path: Path) -> str:
     return STDIN_NAME if str(path) == STDIN else str(path)
 
 
-def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
+def read_stdin(limit: int = MAX_ENCODED_BYTES) -> bytes:
     """The encoded picture on standard input (at most ``limit`` bytes); raises :class:`EdgeFmnistError`.
 
     Refuses a terminal (nothing was piped in: reading would wait for typing), empty input and
