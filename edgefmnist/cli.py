@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -745,8 +746,19 @@ def serve(
     run_server(Predictor(model or default_model_path(), threads=1), settings, host, port)
 
 
+def silence_pillow_user_warnings() -> None:
+    """Drop Pillow's ``UserWarning``s (a corrupt EXIF block, a truncated tag) for this process.
+
+    They describe metadata the picture is classified without, and would break the one-line
+    stderr. Set once by the command line, the host application; the library never touches the
+    process-wide warning filters.
+    """
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit."""
+    silence_pillow_user_warnings()
     try:
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
