@@ -429,11 +429,8 @@ def infer(
             result.true_label = predictor.class_names[test.labels[i]]
     else:
         pictures = find_pictures(image or [])
-        for path in pictures.skipped:
-            typer.echo(
-                f"edgefmnist: warning: {path}: skipped, not a picture format ({path.suffix or 'no extension'})",
-                err=True,
-            )
+        for path, reason in pictures.skipped.items():
+            typer.echo(f"edgefmnist: warning: {path}: skipped, {reason}", err=True)
         results = classify_files(predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers)
     if json_output:
         print_json([r.to_dict() for r in results])
