@@ -118,7 +118,11 @@ def has_all_files(folder: Path) -> bool:
 
 
 def missing_files_error(folder: Path) -> DataError:
-    """A one-line error naming the missing files, the near misses found, and the names accepted."""
+    """A one-line error naming a missing folder, or the missing files, the near misses and the names accepted."""
+    if not folder.is_dir():
+        return DataError(
+            f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}, expected the Fashion-MNIST files"
+        )
     missing = [n for n in spec.IDX_SHA256 if not idx_file(folder, n)]
     found = [miss for name in missing for miss in near_misses(folder, name)]
     message = f"{folder}: missing Fashion-MNIST file(s): {', '.join(missing)}(.gz)"

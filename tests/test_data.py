@@ -120,6 +120,15 @@ def test_explicit_folder_missing_files_is_an_error(tmp_path: Path) -> None:
         data.find_data(tmp_path)
 
 
+def test_a_data_folder_that_does_not_exist_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "nonexistent"))
+    with pytest.raises(DataError, match="nonexistent: no such folder, expected the Fashion-MNIST files"):
+        data.find_data()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataError, match="a-file: not a folder"):
+        data.find_data(tmp_path / "a-file")
+
+
 def test_download_verifies_and_writes_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A local file:// mirror stands in for the official one; bad bytes leave nothing behind."""
     mirror = write_synthetic_dataset(tmp_path / "mirror")
