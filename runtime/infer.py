@@ -28,7 +28,6 @@ from edgefmnist.runtime.preprocess import preprocess
 from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError, UsageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # photo sets (photo_eval)
 STDIN = "-"  # an --image argument that means one picture read from standard input
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
 
