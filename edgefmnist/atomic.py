@@ -6,6 +6,10 @@ half-written file under the final name and never damages the file that was there
 Long work (an export and its validation) happens elsewhere; the target folder sees only
 the final write. Where Linux offers ``O_TMPFILE``, :func:`write_bytes_atomic` writes to an
 unnamed file that vanishes if the process is killed, and names it only to rename it.
+
+A symlink is written through: its target gets the new bytes and the link stays. An existing
+target that is not a regular file (``/dev/null``, a FIFO, a block device) is written to directly,
+since renaming over it would replace the device node itself; a socket or a directory is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +40,53 @@ def write_failed(path: Path, exc: OSError) -> WriteFailed | OSError:
     return exc
 
 
+def write_target(path: Path) -> tuple[Path, bool]:
+    """The file a write to ``path`` lands in (symlinks resolved), and whether it is a special file.
+
+    Special means it exists and is not a regular file (a character or block device, a FIFO):
+    such a file is written to in place. Raises :class:`EdgeFmnistError` for a directory or a socket.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        return target, False  # missing (or unreadable): the rename path creates it or reports why
+    if stat.S_ISDIR(mode):
+        raise EdgeFmnistError(f"{path}: is a directory, expected a file path")
+    if stat.S_ISSOCK(mode):
+        raise EdgeFmnistError(f"{path}: is a socket, expected a file path")
+    return target, not stat.S_ISREG(mode)
+
+
+def write_in_place(path: Path, data: bytes) -> None:
+    """Write ``data`` straight into the special file ``path`` (a device, a FIFO); raises :class:`WriteFailed`."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise WriteFailed(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success move it into place, else delete it."""
-    path = Path(path)
-    if path.is_dir():
-        raise EdgeFmnistError(f"{path}: is a directory, expected a file path")
+    """Yield a temp path beside ``path``; on success move it into place, else delete it.
+
+    For a special file (see :func:`write_target`) the temp path is in a scratch folder and its
+    bytes are written into the file. Raises :class:`EdgeFmnistError` for a directory or a socket,
+    :class:`WriteFailed` when the disk is full or the folder is read-only.
+    """
+    path, special = write_target(Path(path))
+    if special:
+        with tempfile.TemporaryDirectory(prefix="edgefmnist-") as scratch:
+            tmp = Path(scratch) / path.name
+            yield tmp
+            write_in_place(path, tmp.read_bytes())
+        return
     folder = path.parent  # Path("x").parent is Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -70,9 +116,14 @@ def atomic_write(path: Path) -> Iterator[Path]:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically; unnamed until complete where the system allows."""
-    path = Path(path)
-    if not write_unnamed_then_rename(path, data):
+    """Write ``data`` to ``path`` atomically; unnamed until complete where the system allows.
+
+    A special file (a device, a FIFO) is written in place; raises as :func:`atomic_write` does.
+    """
+    path, special = write_target(Path(path))
+    if special:
+        write_in_place(path, data)
+    elif not write_unnamed_then_rename(path, data):
         with atomic_write(path) as tmp:
             tmp.write_bytes(data)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -428,11 +429,8 @@ def infer(
             result.true_label = predictor.class_names[test.labels[i]]
     else:
         pictures = find_pictures(image or [])
-        for path in pictures.skipped:
-            typer.echo(
-                f"edgefmnist: warning: {path}: skipped, not a picture format ({path.suffix or 'no extension'})",
-                err=True,
-            )
+        for path, reason in pictures.skipped.items():
+            typer.echo(f"edgefmnist: warning: {path}: skipped, {reason}", err=True)
         results = classify_files(predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers)
     if json_output:
         print_json([r.to_dict() for r in results])
@@ -746,8 +744,19 @@ def serve(
     run_server(Predictor(model or default_model_path(), threads=1), settings, host, port)
 
 
+def silence_pillow_user_warnings() -> None:
+    """Drop Pillow's ``UserWarning``s (a corrupt EXIF block, a truncated tag) for this process.
+
+    They describe metadata the picture is classified without, and would break the one-line
+    stderr. Set once by the command line, the host application; the library never touches the
+    process-wide warning filters.
+    """
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit."""
+    silence_pillow_user_warnings()
     try:
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help

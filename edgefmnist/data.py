@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import math
 import os
@@ -26,7 +27,7 @@ import numpy as np
 
 from edgefmnist import spec
 from edgefmnist.atomic import write_bytes_atomic
-from edgefmnist.errors import DataError
+from edgefmnist.errors import DataError, first_line
 
 ENV_DATA_DIR = "EDGEFMNIST_DATA"
 ENV_MIRROR = "EDGEFMNIST_MIRROR"  # a base URL serving the four .gz files instead of the official one
@@ -39,6 +40,7 @@ SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 DOWNLOAD_TIMEOUT_S = 30.0
+MAX_DOWNLOAD_BYTES = 32 << 20  # the largest official .gz (train-images) has 26,421,880 bytes
 MAX_IDX_BYTES = 1 << 28  # the largest official file holds 47,040,000 bytes
 READ_CHUNK = 1 << 20
 
@@ -116,7 +118,11 @@ def has_all_files(folder: Path) -> bool:
 
 
 def missing_files_error(folder: Path) -> DataError:
-    """A one-line error naming the missing files, the near misses found, and the names accepted."""
+    """A one-line error naming a missing folder, or the missing files, the near misses and the names accepted."""
+    if not folder.is_dir():
+        return DataError(
+            f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}, expected the Fashion-MNIST files"
+        )
     missing = [n for n in spec.IDX_SHA256 if not idx_file(folder, n)]
     found = [miss for name in missing for miss in near_misses(folder, name)]
     message = f"{folder}: missing Fashion-MNIST file(s): {', '.join(missing)}(.gz)"
@@ -161,29 +167,52 @@ def download_data(folder: Path, base_url: str | None = None, replace: bool = Fal
 
     From ``base_url``, else ``$EDGEFMNIST_MIRROR``, else the official address. A file already
     in ``folder`` is kept unless ``replace``; a new file is moved into place (replacing the old
-    one) only after its checksum matched. Raises ``DataError`` when a download fails or its MD5
-    differs.
+    one) only after its checksum matched. Raises ``DataError`` when the address is not a URL, a
+    download fails, is larger than ``MAX_DOWNLOAD_BYTES`` or its MD5 differs.
     """
     base_url = base_url or os.environ.get(ENV_MIRROR) or spec.DOWNLOAD_URL
+    base_url = base_url if base_url.endswith("/") else base_url + "/"
     for name, md5 in spec.DOWNLOAD_MD5.items():
         target = folder / f"{name}.gz"
         if target.is_file() and not replace:
             continue
         url = f"{base_url}{name}.gz"
-        try:
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                payload = response.read()
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DataError(
-                f"{url}: download failed ({reason}); are you offline? "
-                "Pass --data-dir or install the Debian package dataset-fashion-mnist"
-            ) from None
+        payload = fetch(url)
         got = hashlib.md5(payload).hexdigest()
         if got != md5:
             raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); nothing was saved")
         write_bytes_atomic(target, payload)
     return folder
+
+
+def fetch(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
+    """The body at ``url``, read a chunk at a time.
+
+    Raises ``DataError`` for an address that is not a URL, a failed download, or more than ``limit`` bytes.
+    """
+    chunks, size = [], 0
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            while chunk := response.read(READ_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise DataError(
+                        f"{url}: more than {limit:,} bytes, larger than any Fashion-MNIST file; "
+                        "refused, nothing was saved"
+                    )
+                chunks.append(chunk)
+    except ValueError as exc:  # http.client.InvalidURL too
+        raise DataError(
+            f"{url}: not a download address ({first_line(exc)}); "
+            f"${ENV_MIRROR} must be a base URL such as http://host/fashion-mnist/"
+        ) from None
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DataError(
+            f"{url}: download failed ({reason}); are you offline? "
+            "Pass --data-dir or install the Debian package dataset-fashion-mnist"
+        ) from None
+    return b"".join(chunks)
 
 
 def _read_exactly(stream: io.BufferedIOBase, size: int, path: Path, what: str) -> bytes:

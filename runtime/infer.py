@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
+from edgefmnist.runtime.picture import MAX_ENCODED_BYTES
 from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
@@ -26,10 +28,8 @@ from edgefmnist.runtime.preprocess import preprocess
 from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError, UsageError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # photo sets (photo_eval)
 STDIN = "-"  # an --image argument that means one picture read from standard input
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
-MAX_STDIN_BYTES = 256 << 20  # an encoded 200 MP camera JPEG is well below this
 
 
 def is_unsure(probability: float, min_confidence: float, nothing_found: bool = False) -> bool:
@@ -87,10 +87,27 @@ class Classified:
 
 @dataclass(frozen=True)
 class PictureFiles:
-    """What ``--image`` arguments name: the files to classify, and the files skipped as no picture format."""
+    """What ``--image`` arguments name: the files to classify, and the entries skipped with the reason why."""
 
     paths: list[Path]
-    skipped: list[Path]
+    skipped: dict[Path, str]  # "not a picture format (.txt)", "a dangling symlink", "a FIFO", ...
+
+
+def not_a_file_reason(path: Path) -> str:
+    """Why a folder entry or glob match that is not a regular file is skipped (a folder, a FIFO, ...)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a dangling symlink" if path.is_symlink() else "vanished while listed"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "a folder (folders inside are not searched)"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    return "a device, not a regular file"
 
 
 def find_pictures(patterns: list[str]) -> PictureFiles:
@@ -98,32 +115,39 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
 
     A folder or a glob keeps the files whose extension is one of
     :func:`~edgefmnist.runtime.picture_formats.picture_extensions` (what the installed Pillow and
-    HEIF plugin decode) and lists the others in ``skipped``; a file named on its own is always
+    HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
+    sub-folder, a dangling symlink, a FIFO), each with its reason; a file named on its own is always
     tried, whatever its name, and ``-`` (standard input) is kept as it is. Raises
     :class:`EdgeFmnistError` for a folder or a glob without a single picture file.
     """
     extensions = None
     found: list[Path] = []
-    skipped: list[Path] = []
+    skipped: dict[Path, str] = {}
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.is_file())
+            entries = sorted(path.iterdir())
         elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
-            matches = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
-            if not matches:
+            entries = sorted(Path(p) for p in glob.glob(pattern))
+            if not any(p.is_file() for p in entries):
                 raise EdgeFmnistError(f"{pattern}: no files match")
         else:
             found.append(path)  # a missing file is reported per image
             continue
         extensions = extensions or picture_extensions()
-        pictures = [p for p in matches if p.suffix.lower() in extensions]
+        pictures = []
+        for entry in entries:
+            if not entry.is_file():
+                skipped.setdefault(entry, not_a_file_reason(entry))
+            elif entry.suffix.lower() in extensions:
+                pictures.append(entry)
+            else:
+                skipped.setdefault(entry, f"not a picture format ({entry.suffix or 'no extension'})")
         if not pictures:
             what = "a folder with no picture files" if path.is_dir() else "no picture files match"
             raise EdgeFmnistError(f"{pattern}: {what} (none has an extension that Pillow reads here)")
         found.extend(pictures)
-        skipped.extend(p for p in matches if p.suffix.lower() not in extensions)
-    return PictureFiles(list(dict.fromkeys(found)), list(dict.fromkeys(skipped)))
+    return PictureFiles(list(dict.fromkeys(found)), skipped)
 
 
 def expand_images(patterns: list[str]) -> list[Path]:
@@ -190,7 +214,7 @@ def picture_name(path: Path) -> str:
     return STDIN_NAME if str(path) == STDIN else str(path)
 
 
-def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
+def read_stdin(limit: int = MAX_ENCODED_BYTES) -> bytes:
     """The encoded picture on standard input (at most ``limit`` bytes); raises :class:`EdgeFmnistError`.
 
     Refuses a terminal (nothing was piped in: reading would wait for typing), empty input and

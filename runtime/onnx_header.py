@@ -9,6 +9,8 @@ inside the model's folder (old onnxruntime releases would follow ``../`` or a sy
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +124,15 @@ def check_external_data(path: Path, locations: tuple[str, ...]) -> None:
             raise ModelError(f"{path}: external data {location!r} lies outside the model's folder; refused")
 
 
+def is_pytorch_checkpoint(data: bytes) -> bool:
+    """Whether ``data`` is what ``torch.save`` writes: a zip archive holding a ``data.pkl``."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return any(name.rsplit("/", 1)[-1] == "data.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        return False
+
+
 def read_model_header(path: Path) -> ModelHeader:
     """:func:`parse_model_header` of a file, with one-line :class:`ModelError` messages."""
     path = Path(path)
@@ -141,6 +152,10 @@ def read_model_header(path: Path) -> ModelHeader:
     try:
         header = parse_model_header(data)
     except ValueError:
+        if is_pytorch_checkpoint(data):
+            raise ModelError(
+                f"{path}: a PyTorch checkpoint, not an ONNX model; export it first: edgefmnist export {path}"
+            ) from None
         raise ModelError(f"{path}: not an ONNX model (corrupt or truncated)") from None
     check_external_data(path, header.external_data)
     return header

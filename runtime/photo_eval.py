@@ -34,7 +34,8 @@ from pathlib import Path, PurePath
 from typing import Literal, TypeVar
 
 import numpy as np
-from edgefmnist.runtime.infer import IMAGE_SUFFIXES, check_min_confidence, is_unsure
+from edgefmnist.runtime.infer import check_min_confidence, is_unsure
+from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 
@@ -136,13 +137,14 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
 
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
     photos: list[Photo] = []
+    extensions = picture_extensions()
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         name = folder_class(sub.name, class_names)
         accepted = (name,) if name else ()
         photos.extend(
             Photo(path, name or sub.name, accepted)
             for path in sorted(sub.iterdir())
-            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+            if path.is_file() and path.suffix.lower() in extensions
         )
     return photos
 

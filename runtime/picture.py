@@ -38,6 +38,7 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("LA", "La", "RGBA", "RGBa", "PA")
 RESAMPLE = Image.Resampling.LANCZOS
 PictureSource = Path | str | bytes  # a file path, or a picture's encoded bytes
+MAX_ENCODED_BYTES = 256 << 20  # a picture read whole into memory (a pipe, stdin); a 200 MP camera JPEG is well below
 REDUCING_GAP = 3.0  # integer pre-reduction leaves at least 3x for Lanczos: indistinguishable from a full resample
 
 
@@ -53,7 +54,9 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     """Load the first frame of a picture: EXIF-rotated, transparency on white, longest side <= ``max_side``.
 
     ``source`` is a file path, or the picture's encoded bytes (an upload, standard input);
-    ``name`` labels it in error messages (default: the path, or ``"<bytes>"``).
+    ``name`` labels it in error messages (default: the path, or ``"<bytes>"``). A path that cannot
+    seek (a pipe such as ``/dev/stdin`` or ``<(cat x.jpg)``) is read into memory first, at most
+    ``MAX_ENCODED_BYTES``.
 
     Returns a new image of mode ``RGB`` (colour sources) or ``L`` (grayscale sources: L, 1, LA,
     16-bit, float, a gray palette). A picture whose longest side is already <= ``max_side`` keeps
@@ -71,9 +74,9 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     that another thread could change, and every refusal is decided by this function alone.
 
     Raises ``ImageError`` (one line starting with ``"{name}: "``; :class:`PictureTooLarge` for a
-    refused size) for a missing file, a folder,
-    an unreadable file, a non-image, a refused size, a corrupt or truncated image, or any other
-    decoder failure; ``ValueError`` if ``max_side`` < 1.
+    refused size) for a missing file, a folder, an unreadable file, a pipe holding more than
+    ``MAX_ENCODED_BYTES``, a non-image, a refused size, a corrupt or truncated image, or any
+    other decoder failure; ``ValueError`` if ``max_side`` < 1.
     """
     if max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side}")
@@ -90,6 +93,8 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
             raise ImageError(f"{path}: is a directory, expected an image") from None
         except OSError as exc:
             raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+        if not fp.seekable():
+            fp = read_whole_pipe(fp, path)
     try:
         with fp:
             image = open_header(fp, path)
@@ -111,6 +116,18 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
     except Exception as exc:  # Pillow's decoders meet hostile bytes with TypeError, MemoryError, ...
         raise ImageError(f"{path}: cannot decode this image ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def read_whole_pipe(pipe: IO[bytes], path: str) -> IO[bytes]:
+    """The rest of ``pipe`` (closed here) as an in-memory file; raises :class:`ImageError` past the limit."""
+    with pipe:
+        try:
+            data = pipe.read(MAX_ENCODED_BYTES + 1)
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+    if len(data) > MAX_ENCODED_BYTES:
+        raise ImageError(f"{path}: more than {MAX_ENCODED_BYTES:,} bytes from a pipe, refused")
+    return io.BytesIO(data)
 
 
 class MissingDecoder(UnidentifiedImageError):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +120,15 @@ def test_explicit_folder_missing_files_is_an_error(tmp_path: Path) -> None:
         data.find_data(tmp_path)
 
 
+def test_a_data_folder_that_does_not_exist_is_named_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "nonexistent"))
+    with pytest.raises(DataError, match="nonexistent: no such folder, expected the Fashion-MNIST files"):
+        data.find_data()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataError, match="a-file: not a folder"):
+        data.find_data(tmp_path / "a-file")
+
+
 def test_download_verifies_and_writes_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A local file:// mirror stands in for the official one; bad bytes leave nothing behind."""
     mirror = write_synthetic_dataset(tmp_path / "mirror")
@@ -132,6 +144,62 @@ def test_download_verifies_and_writes_atomically(tmp_path: Path, monkeypatch: py
         data.download_data(cache, base_url=mirror.as_uri() + "/")
     assert not (cache / "t10k-labels-idx1-ubyte.gz").exists()
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_mirror_without_a_trailing_slash_is_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mirror = write_synthetic_dataset(tmp_path / "mirror")
+    md5 = {name: hashlib.md5((mirror / f"{name}.gz").read_bytes()).hexdigest() for name in spec.DOWNLOAD_MD5}
+    monkeypatch.setattr(spec, "DOWNLOAD_MD5", md5)
+    monkeypatch.setenv(data.ENV_MIRROR, mirror.as_uri())
+    data.download_data(tmp_path / "cache")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(f"{n}.gz" for n in md5)
+
+
+@pytest.mark.parametrize("mirror", ["notaurl/", "http://[::1/"])
+def test_a_mirror_that_is_not_a_url_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> None:
+    monkeypatch.setenv(data.ENV_MIRROR, mirror)
+    with pytest.raises(DataError, match="not a download address") as caught:
+        data.download_data(tmp_path / "cache")
+    assert "\n" not in str(caught.value) and not (tmp_path / "cache").exists()
+
+
+class EndlessZeros(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with zeros and no Content-Length, well past the download limit."""
+
+    protocol_version = "HTTP/1.0"
+    sent = 0
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        block = bytes(1 << 20)
+        try:
+            for _ in range(48):  # 48 MiB, past the limit
+                self.wfile.write(block)
+                EndlessZeros.sent += len(block)
+        except OSError:
+            pass  # the client hung up
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def zeros_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EndlessZeros)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_download_larger_than_any_official_file_is_refused(tmp_path: Path, zeros_server: str) -> None:
+    with pytest.raises(DataError, match="more than 33,554,432 bytes, larger than any Fashion-MNIST file") as caught:
+        data.download_data(tmp_path / "cache", base_url=zeros_server)
+    assert "\n" not in str(caught.value) and not (tmp_path / "cache").exists()
 
 
 def test_download_offline_is_a_clear_error(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -356,3 +357,35 @@ def test_a_folder_or_glob_without_pictures_is_an_error(tmp_path: Path) -> None:
         find_pictures([str(tmp_path)])
     with pytest.raises(EdgeFmnistError, match="no picture files match"):
         find_pictures([str(tmp_path / "*.txt")])
+
+
+def test_a_folder_reports_entries_that_are_not_regular_files(tmp_path: Path) -> None:
+    import os
+
+    from edgefmnist.runtime.infer import find_pictures
+
+    (tmp_path / "good.jpg").write_bytes(b"")
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    found = find_pictures([str(tmp_path)])
+    assert found.paths == [tmp_path / "good.jpg"]
+    assert found.skipped == {
+        tmp_path / "dangling.jpg": "a dangling symlink",
+        tmp_path / "dir.jpg": "a folder (folders inside are not searched)",
+        tmp_path / "pipe.jpg": "a FIFO, not a regular file",
+    }
+    assert find_pictures([str(tmp_path / "*.jpg")]) == found
+
+
+def test_a_corrupt_exif_block_leaves_stderr_empty(tmp_path: Path) -> None:
+    """Pillow warns about EXIF tags that point past the file; the CLI still prints only the result."""
+    tag_past_the_end = struct.pack("<HHII", 0x010E, 2, 100, 1000)  # ImageDescription, 100 bytes at offset 1000
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + tag_past_the_end + struct.pack("<I", 0)
+    canvas = Image.new("RGB", (90, 120), (255, 255, 255))
+    canvas.paste((40, 40, 40), (20, 15, 70, 105))  # a dark garment-like block on white
+    path = tmp_path / "corrupt-exif.jpg"
+    canvas.save(path, quality=90, exif=b"Exif\x00\x00" + tiff)
+    result = run("infer", "--image", str(path))
+    assert result.returncode == 0 and result.stdout.startswith(f"{path}: ")
+    assert result.stderr == ""

@@ -85,6 +85,14 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert folder_class("t_shirt_top") == "T-shirt/top" and folder_class("t-shirt") is None
 
 
+def test_class_folders_take_the_same_extensions_as_infer(tmp_path: Path) -> None:
+    for name in ("a.heic", "b.avif", "c.jfif", "d.JPE", "notes.txt"):
+        (tmp_path / "Coat" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "Coat" / name).write_bytes(b"")
+    names = {p.path.name for p in load_photo_set(tmp_path)}
+    assert names == {"a.heic", "b.avif", "c.jfif", "d.JPE"}
+
+
 def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path) -> None:
     photo(tmp_path / "a" / "one.jpg")
     photo(tmp_path / "a" / "two.jpg", 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import subprocess
@@ -562,3 +563,40 @@ def test_a_refused_size_is_picture_too_large_from_a_file_or_from_bytes(bombs: di
     with pytest.raises(ImageError) as caught:
         load_picture(b"not a picture", name="upload")
     assert not isinstance(caught.value, PictureTooLarge)
+
+
+# --- pipes: a path that cannot seek ---------------------------------------------------------------
+
+
+def fifo_fed_with(path: Path, data: bytes) -> threading.Thread:
+    """A FIFO at ``path`` that a thread fills with ``data`` once a reader opens it."""
+    import os
+
+    os.mkfifo(path)
+
+    def feed() -> None:
+        with open(path, "wb") as pipe, contextlib.suppress(BrokenPipeError):
+            pipe.write(data)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_picture_in_a_pipe_is_read_into_memory(tmp_path: Path) -> None:
+    encoded = io.BytesIO()
+    scene(64, 48).save(encoded, format="JPEG", quality=95)
+    feeder = fifo_fed_with(tmp_path / "pipe.jpg", encoded.getvalue())
+    picture = load_picture(tmp_path / "pipe.jpg")
+    feeder.join(timeout=10)
+    assert picture.size == (64, 48) and picture.mode == "RGB"
+
+
+def test_a_pipe_longer_than_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(picture_module, "MAX_ENCODED_BYTES", 1000)
+    fifo = tmp_path / "pipe.png"
+    feeder = fifo_fed_with(fifo, bytes(5000))
+    with pytest.raises(ImageError, match="more than 1,000 bytes from a pipe, refused") as caught:
+        load_picture(fifo)
+    feeder.join(timeout=10)
+    assert_one_line_about(caught, fifo)

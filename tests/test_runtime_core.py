@@ -51,6 +51,22 @@ def test_header_reader_refuses_non_models(tmp_path: Path, content: bytes, messag
         read_model_header(path)
 
 
+def test_a_pytorch_checkpoint_is_named_as_one(tmp_path: Path) -> None:
+    import zipfile
+
+    checkpoint = tmp_path / "cnn.pt"
+    with zipfile.ZipFile(checkpoint, "w") as archive:  # the layout torch.save writes
+        archive.writestr("cnn/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("cnn/version", b"3\n")
+    with pytest.raises(ModelError, match="a PyTorch checkpoint, not an ONNX model; export it first: edgefmnist export"):
+        read_model_header(checkpoint)
+    other_zip = tmp_path / "photos.zip"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("a.jpg", b"not really")
+    with pytest.raises(ModelError, match="not an ONNX model \\(corrupt or truncated\\)"):
+        read_model_header(other_zip)
+
+
 def test_truncated_model_is_refused(tmp_path: Path) -> None:
     path = tiny_model(tmp_path / "m.onnx")
     path.write_bytes(path.read_bytes()[:-5])

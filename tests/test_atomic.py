@@ -1,0 +1,68 @@
+"""Atomic writes: symlinks are written through, special files are written in place."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from edgefmnist.atomic import atomic_write, write_bytes_atomic
+from edgefmnist.errors import EdgeFmnistError, WriteFailed
+
+
+def test_a_symlink_to_a_regular_file_gets_its_target_updated(tmp_path: Path) -> None:
+    target = tmp_path / "real" / "model.onnx"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    link = tmp_path / "model.onnx"
+    link.symlink_to(target)
+    write_bytes_atomic(link, b"new")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.parametrize("writer", ["bytes", "context"])
+def test_a_symlink_to_dev_null_leaves_the_device_and_the_link_alone(tmp_path: Path, writer: str) -> None:
+    link = tmp_path / "out.png"
+    link.symlink_to("/dev/null")
+    if writer == "bytes":
+        write_bytes_atomic(link, b"picture")
+    else:
+        with atomic_write(link) as tmp:
+            tmp.write_bytes(b"picture")
+    assert link.is_symlink() and os.readlink(link) == "/dev/null"
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_device_is_one_write_failure(tmp_path: Path) -> None:
+    link = tmp_path / "out.json"
+    link.symlink_to("/dev/full")
+    with pytest.raises(WriteFailed, match="/dev/full: cannot write \\(No space left on device\\)"):
+        write_bytes_atomic(link, b"{}")
+    assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_a_fifo_is_written_in_place(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so that opening for writing does not block
+    try:
+        write_bytes_atomic(fifo, b"picture")
+        assert os.read(reader, 100) == b"picture"
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_directory_behind_a_symlink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    link = tmp_path / "out.png"
+    link.symlink_to(tmp_path / "folder")
+    with pytest.raises(EdgeFmnistError, match="is a directory"):
+        write_bytes_atomic(link, b"picture")
+    assert link.is_symlink()
