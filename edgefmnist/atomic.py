@@ -35,6 +35,27 @@ def write_failed(path: Path, exc: OSError) -> WriteFailed | OSError:
     return exc
 
 
+def check_writable(path: Path) -> None:
+    """Fail early, writing nothing, when ``path`` cannot be written later.
+
+    Creates and removes a probe file in the nearest folder that exists (``path``'s missing folders
+    are made only by the real write). Raises :class:`EdgeFmnistError` when ``path`` is a directory
+    and :class:`WriteFailed` when its folder cannot hold a new file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise EdgeFmnistError(f"{path}: is a directory, expected a file path")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success move it into place, else delete it."""
