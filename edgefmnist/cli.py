@@ -12,6 +12,7 @@ work on a board where only numpy, onnxruntime, pillow and typer are installed.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -41,12 +42,27 @@ class Quantize(str, Enum):
     static = "static"
 
 
+def must_exist(value: Path | list[Path] | None) -> Path | list[Path] | None:
+    """Option callback: raise :class:`EdgeFmnistError` (exit 1, as any missing input) for a path that does not exist."""
+    for path in value if isinstance(value, list) else [value]:
+        if path is not None and not path.exists():
+            raise EdgeFmnistError(f"{path}: does not exist")
+    return value
+
+
+def must_be_finite(value: float | None) -> float | None:
+    """Option callback: raise ``typer.BadParameter`` (exit 2) for nan or an infinity, which no range check catches."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
         help="Folder with the four IDX files (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
-        exists=True,
+        callback=must_exist,
         file_okay=False,
     ),
 ]
@@ -57,6 +73,7 @@ MinConfidenceOption = Annotated[
         "--min-confidence",
         min=0.0,
         max=1.0,
+        callback=must_be_finite,
         help="Say unsure unless the top probability is above this (0: never unsure, 1: always).",
     ),
 ]
@@ -248,7 +265,7 @@ def train(
 @app.command()
 def export(
     checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint written by `edgefmnist train`.", exists=True, dir_okay=False)
+        Path, typer.Argument(help="A checkpoint written by `edgefmnist train`.", callback=must_exist, dir_okay=False)
     ],
     out: Annotated[
         Path | None,
@@ -267,7 +284,10 @@ def export(
         ),
     ] = contract.DEFAULT_OPSET,
     atol: Annotated[
-        float, typer.Option(help="Largest |logit difference| allowed between fp32 ONNX and PyTorch.")
+        float,
+        typer.Option(
+            min=0.0, callback=must_be_finite, help="Largest |logit difference| allowed between fp32 ONNX and PyTorch."
+        ),
     ] = contract.FP32_ATOL,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
@@ -302,15 +322,17 @@ def export(
 
 @app.command()
 def verify(
-    model: Annotated[Path, typer.Argument(help="An exported .onnx model.", exists=True, dir_okay=False)],
+    model: Annotated[Path, typer.Argument(help="An exported .onnx model.", callback=must_exist, dir_okay=False)],
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", exists=True, dir_okay=False),
+        typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", callback=must_exist, dir_okay=False),
     ] = None,
     atol: Annotated[
         float | None,
         typer.Option(
-            help=f"With --checkpoint: largest |logit difference| for an fp32 model [default: {contract.FP32_ATOL}]."
+            min=0.0,
+            callback=must_be_finite,
+            help=f"With --checkpoint: largest |logit difference| for an fp32 model [default: {contract.FP32_ATOL}].",
         ),
     ] = None,
     data_dir: DataDirOption = None,
@@ -361,7 +383,8 @@ def infer(
         str | None, typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)
+        Path | None,
+        typer.Option(help="An exported .onnx model [default: the shipped model].", callback=must_exist, dir_okay=False),
     ] = None,
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes to show per image.")
@@ -460,19 +483,19 @@ def evaluate(
     model: Annotated[
         Path | None,
         typer.Argument(
-            help="An .onnx model or a .pt checkpoint [default: the shipped model].", exists=True, dir_okay=False
+            help="An .onnx model or a .pt checkpoint [default: the shipped model].", callback=must_exist, dir_okay=False
         ),
     ] = None,
     model_option: Annotated[
         Path | None,
-        typer.Option("--model", help="The model, as an option (same as MODEL).", exists=True, dir_okay=False),
+        typer.Option("--model", help="The model, as an option (same as MODEL).", callback=must_exist, dir_okay=False),
     ] = None,
     photos: Annotated[
         Path | None,
         typer.Option(
             "--photos",
             help="Evaluate on real photos instead: DIR/labels.csv or one sub-folder per class.",
-            exists=True,
+            callback=must_exist,
             file_okay=False,
         ),
     ] = None,
@@ -624,7 +647,9 @@ def bench(
     models: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="ONNX models and/or .pt checkpoints [default: every shipped model].", exists=True, dir_okay=False
+            help="ONNX models and/or .pt checkpoints [default: every shipped model].",
+            callback=must_exist,
+            dir_okay=False,
         ),
     ] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = ",".join(
@@ -637,7 +662,7 @@ def bench(
         list[Path] | None,
         typer.Option(
             help="An earlier model file run plainly beside the model of its architecture and precision (repeatable).",
-            exists=True,
+            callback=must_exist,
             dir_okay=False,
         ),
     ] = None,
@@ -689,7 +714,8 @@ def bench(
 @app.command()
 def serve(
     model: Annotated[
-        Path | None, typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)
+        Path | None,
+        typer.Option(help="An exported .onnx model [default: the shipped model].", callback=must_exist, dir_okay=False),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the service on the network.")] = (
         "127.0.0.1"
