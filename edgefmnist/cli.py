@@ -430,13 +430,19 @@ def infer(
 
       edgefmnist infer --sample 0:5 --model runs/mlp.onnx
     """
-    from edgefmnist.runtime.infer import classify_arrays, classify_files, find_pictures, parse_sample
+    from edgefmnist.runtime.infer import STDIN, classify_arrays, classify_files, find_pictures, parse_sample
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if not image and sample is None:
         raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
     if image and sample is not None:
         raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
+    if sample is not None and save_preprocessed is not None:
+        raise UsageError("--save-preprocessed applies to --image: test-set images are already the 28x28 the model sees")
+    if "" in (image or []) or save_preprocessed == "":
+        raise UsageError("--image and --save-preprocessed need a path, not an empty string")
+    if (image or []).count(STDIN) > 1:
+        raise UsageError("--image - given more than once: standard input holds one picture")
     warn_if_oversubscribed(threads)
     predictor = Predictor(model or default_model_path(), threads=threads)
     if sample is not None:
@@ -500,14 +506,14 @@ def evaluate(
         ),
     ] = None,
     split: Annotated[
-        PhotoSplit,
+        PhotoSplit | None,
         typer.Option(
             help=(
                 "With --photos: the photos whose file-name hash puts them in this half "
-                "(choice: for choosing, report: for reporting)."
+                "(choice: for choosing, report: for reporting) [default: all]."
             )
         ),
-    ] = PhotoSplit.all,
+    ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     sweep: Annotated[
         bool,
@@ -551,10 +557,12 @@ def evaluate(
     model = model or model_option
     warn_if_oversubscribed(threads)
     if photos is not None:
-        evaluate_photos(photos, model, split.value, min_confidence, sweep, plot, threads, json_output)
+        evaluate_photos(
+            photos, model, (split or PhotoSplit.all).value, min_confidence, sweep, plot, threads, json_output
+        )
         return
-    if sweep:
-        raise UsageError("--sweep needs --photos DIR")
+    if sweep or split is not None:
+        raise UsageError(f"{'--sweep' if sweep else '--split'} needs --photos DIR")
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 
@@ -696,6 +704,8 @@ def bench(
     from edgefmnist.data import load_test_split
     from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench, shipped_models, to_json
 
+    if json_output and markdown:
+        raise UsageError("--json and --markdown exclude each other: choose one output format")
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
     warn_if_oversubscribed(threads)
     torch_available = importlib.util.find_spec("torch") is not None

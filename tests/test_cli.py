@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from edgefmnist.runtime.predictor import available_cores, default_model_path
 from helpers import assert_one_line_error, run, run_in_process, write_synthetic_dataset
+from PIL import Image
 
 import edgefmnist
 
@@ -187,3 +188,26 @@ def test_a_bad_number_is_a_usage_error(args: list[str], flag: str, tmp_path: Pat
     checkpoint.write_bytes(b"")
     filled = [arg.format(checkpoint=checkpoint, model=default_model_path()) for arg in args]
     assert_one_line_error(run_in_process(*filled), 2, flag)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["infer", "--sample", "0:3", "--save-preprocessed", "out/"], "--save-preprocessed"),
+        (["infer", "--image", ""], "empty string"),
+        (["infer", "--image", "{picture}", "--save-preprocessed", ""], "empty string"),
+        (["infer", "--image", "-", "--image", "-"], "standard input"),
+        (["bench", "--json", "--markdown"], "--json and --markdown"),
+        (["evaluate", "{model}", "--split", "report"], "--split needs --photos"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_conflicting_or_meaningless_flags_are_usage_errors(
+    args: list[str], fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picture = tmp_path / "good.png"
+    Image.new("L", (28, 28)).save(picture)
+    monkeypatch.chdir(tmp_path)
+    filled = [arg.format(picture=picture, model=default_model_path()) for arg in args]
+    assert_one_line_error(run_in_process(*filled), 2, fragment)
+    assert [p.name for p in tmp_path.iterdir()] == ["good.png"]
