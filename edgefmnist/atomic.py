@@ -72,6 +72,28 @@ def write_in_place(path: Path, data: bytes) -> None:
         raise WriteFailed(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
+def check_writable(path: Path) -> None:
+    """Fail early, writing nothing, when ``path`` cannot be written later.
+
+    A special file (a device, a FIFO) is written in place and passes. Otherwise a probe file is
+    created and removed in the nearest existing folder of the write's target (``path``'s missing
+    folders are made only by the real write). Raises :class:`EdgeFmnistError` when ``path`` is a
+    directory or a socket and :class:`WriteFailed` when its folder cannot hold a new file.
+    """
+    target, special = write_target(Path(path))
+    if special:
+        return
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success move it into place, else delete it.

@@ -12,6 +12,7 @@ work on a board where only numpy, onnxruntime, pillow and typer are installed.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import warnings
 from enum import Enum
@@ -42,12 +43,27 @@ class Quantize(str, Enum):
     static = "static"
 
 
+def must_exist(value: Path | list[Path] | None) -> Path | list[Path] | None:
+    """Option callback: raise :class:`EdgeFmnistError` (exit 1, as any missing input) for a path that does not exist."""
+    for path in value if isinstance(value, list) else [value]:
+        if path is not None and not path.exists():
+            raise EdgeFmnistError(f"{path}: does not exist")
+    return value
+
+
+def must_be_finite(value: float | None) -> float | None:
+    """Option callback: raise ``typer.BadParameter`` (exit 2) for nan or an infinity, which no range check catches."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
         "--data-dir",
         help="Folder with the four IDX files (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
-        exists=True,
+        callback=must_exist,
         file_okay=False,
     ),
 ]
@@ -58,6 +74,7 @@ MinConfidenceOption = Annotated[
         "--min-confidence",
         min=0.0,
         max=1.0,
+        callback=must_be_finite,
         help="Say unsure unless the top probability is above this (0: never unsure, 1: always).",
     ),
 ]
@@ -249,7 +266,7 @@ def train(
 @app.command()
 def export(
     checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint written by `edgefmnist train`.", exists=True, dir_okay=False)
+        Path, typer.Argument(help="A checkpoint written by `edgefmnist train`.", callback=must_exist, dir_okay=False)
     ],
     out: Annotated[
         Path | None,
@@ -268,7 +285,10 @@ def export(
         ),
     ] = contract.DEFAULT_OPSET,
     atol: Annotated[
-        float, typer.Option(help="Largest |logit difference| allowed between fp32 ONNX and PyTorch.")
+        float,
+        typer.Option(
+            min=0.0, callback=must_be_finite, help="Largest |logit difference| allowed between fp32 ONNX and PyTorch."
+        ),
     ] = contract.FP32_ATOL,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
@@ -303,15 +323,17 @@ def export(
 
 @app.command()
 def verify(
-    model: Annotated[Path, typer.Argument(help="An exported .onnx model.", exists=True, dir_okay=False)],
+    model: Annotated[Path, typer.Argument(help="An exported .onnx model.", callback=must_exist, dir_okay=False)],
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", exists=True, dir_okay=False),
+        typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", callback=must_exist, dir_okay=False),
     ] = None,
     atol: Annotated[
         float | None,
         typer.Option(
-            help=f"With --checkpoint: largest |logit difference| for an fp32 model [default: {contract.FP32_ATOL}]."
+            min=0.0,
+            callback=must_be_finite,
+            help=f"With --checkpoint: largest |logit difference| for an fp32 model [default: {contract.FP32_ATOL}].",
         ),
     ] = None,
     data_dir: DataDirOption = None,
@@ -362,7 +384,8 @@ def infer(
         str | None, typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)
+        Path | None,
+        typer.Option(help="An exported .onnx model [default: the shipped model].", callback=must_exist, dir_okay=False),
     ] = None,
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes to show per image.")
@@ -408,13 +431,19 @@ def infer(
 
       edgefmnist infer --sample 0:5 --model runs/mlp.onnx
     """
-    from edgefmnist.runtime.infer import classify_arrays, classify_files, find_pictures, parse_sample
+    from edgefmnist.runtime.infer import STDIN, classify_arrays, classify_files, find_pictures, parse_sample
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if not image and sample is None:
         raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
     if image and sample is not None:
         raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
+    if sample is not None and save_preprocessed is not None:
+        raise UsageError("--save-preprocessed applies to --image: test-set images are already the 28x28 the model sees")
+    if "" in (image or []) or save_preprocessed == "":
+        raise UsageError("--image and --save-preprocessed need a path, not an empty string")
+    if (image or []).count(STDIN) > 1:
+        raise UsageError("--image - given more than once: standard input holds one picture")
     warn_if_oversubscribed(threads)
     predictor = Predictor(model or default_model_path(), threads=threads)
     if sample is not None:
@@ -458,31 +487,31 @@ def evaluate(
     model: Annotated[
         Path | None,
         typer.Argument(
-            help="An .onnx model or a .pt checkpoint [default: the shipped model].", exists=True, dir_okay=False
+            help="An .onnx model or a .pt checkpoint [default: the shipped model].", callback=must_exist, dir_okay=False
         ),
     ] = None,
     model_option: Annotated[
         Path | None,
-        typer.Option("--model", help="The model, as an option (same as MODEL).", exists=True, dir_okay=False),
+        typer.Option("--model", help="The model, as an option (same as MODEL).", callback=must_exist, dir_okay=False),
     ] = None,
     photos: Annotated[
         Path | None,
         typer.Option(
             "--photos",
             help="Evaluate on real photos instead: DIR/labels.csv or one sub-folder per class.",
-            exists=True,
+            callback=must_exist,
             file_okay=False,
         ),
     ] = None,
     split: Annotated[
-        PhotoSplit,
+        PhotoSplit | None,
         typer.Option(
             help=(
                 "With --photos: the photos whose file-name hash puts them in this half "
-                "(choice: for choosing, report: for reporting)."
+                "(choice: for choosing, report: for reporting) [default: all]."
             )
         ),
-    ] = PhotoSplit.all,
+    ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     sweep: Annotated[
         bool,
@@ -526,10 +555,12 @@ def evaluate(
     model = model or model_option
     warn_if_oversubscribed(threads)
     if photos is not None:
-        evaluate_photos(photos, model, split.value, min_confidence, sweep, plot, threads, json_output)
+        evaluate_photos(
+            photos, model, (split or PhotoSplit.all).value, min_confidence, sweep, plot, threads, json_output
+        )
         return
-    if sweep:
-        raise UsageError("--sweep needs --photos DIR")
+    if sweep or split is not None:
+        raise UsageError(f"{'--sweep' if sweep else '--split'} needs --photos DIR")
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 
@@ -622,7 +653,9 @@ def bench(
     models: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="ONNX models and/or .pt checkpoints [default: every shipped model].", exists=True, dir_okay=False
+            help="ONNX models and/or .pt checkpoints [default: every shipped model].",
+            callback=must_exist,
+            dir_okay=False,
         ),
     ] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = ",".join(
@@ -635,7 +668,7 @@ def bench(
         list[Path] | None,
         typer.Option(
             help="An earlier model file run plainly beside the model of its architecture and precision (repeatable).",
-            exists=True,
+            callback=must_exist,
             dir_okay=False,
         ),
     ] = None,
@@ -669,6 +702,8 @@ def bench(
     from edgefmnist.data import load_test_split
     from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench, shipped_models, to_json
 
+    if json_output and markdown:
+        raise UsageError("--json and --markdown exclude each other: choose one output format")
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
     warn_if_oversubscribed(threads)
     torch_available = importlib.util.find_spec("torch") is not None
@@ -687,7 +722,8 @@ def bench(
 @app.command()
 def serve(
     model: Annotated[
-        Path | None, typer.Option(help="An exported .onnx model [default: the shipped model].", dir_okay=False)
+        Path | None,
+        typer.Option(help="An exported .onnx model [default: the shipped model].", callback=must_exist, dir_okay=False),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the service on the network.")] = (
         "127.0.0.1"

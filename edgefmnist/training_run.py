@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgefmnist.atomic import write_text_atomic
+from edgefmnist.atomic import check_writable, write_text_atomic
 from edgefmnist.checkpoint import save_checkpoint
 from edgefmnist.data import FashionMNIST, Split, load_fashion_mnist
 from edgefmnist.nets import count_multiply_adds, count_parameters
@@ -73,14 +73,18 @@ def run_training(
 ) -> dict[str, Any]:
     """Train, then write the checkpoint, history and curves; return a JSON-ready report.
 
+    The output paths are checked for writing before the data is loaded (also in a dry run).
     With ``dry_run``: one epoch on one batch of each phase (module docstring), nothing written;
     the report's ``checkpoint``, ``history`` and ``curves`` are None. Raises ``ValueError`` for an
     unknown architecture or recipe, :class:`DataError` when the data cannot be found or verified,
-    and :class:`WriteFailed` when an artifact cannot be written.
+    and :class:`WriteFailed` when an artifact cannot be written (:class:`EdgeFmnistError` when
+    ``out`` is a directory).
     """
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)
     recipe = get_recipe(arch, recipe_name).with_overrides(epochs=epochs, patience=patience)
+    for path in (out, history_path, curves_path):
+        check_writable(path)
     dataset = load_fashion_mnist(data_dir)
     if dry_run:
         recipe = recipe.with_overrides(epochs=1)

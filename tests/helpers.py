@@ -7,6 +7,7 @@ only the standard library, numpy, Pillow and ``edgefmnist.data``, never torch or
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
@@ -38,6 +39,22 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         text=True,
         env={**os.environ, **(env or {})},
         timeout=600,
+    )
+
+
+def run_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``edgefmnist ARGS...`` through ``cli.main`` in this process: for refusals that need no fresh interpreter."""
+    from edgefmnist.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+    return subprocess.CompletedProcess(
+        list(args), code if isinstance(code, int) else 1, stdout.getvalue(), stderr.getvalue()
     )
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from edgefmnist.runtime.predictor import available_cores, default_model_path
-from helpers import assert_one_line_error, run, write_synthetic_dataset
+from helpers import assert_one_line_error, run, run_in_process, write_synthetic_dataset
+from PIL import Image
 
 import edgefmnist
 
@@ -31,7 +32,7 @@ def test_data_json_reports_the_verified_source(real_data_dir: Path) -> None:
     [
         (["train", "--arch", "resnet"], 2, ["--arch"]),
         (["train", "--bogus"], 2, ["--bogus"]),
-        (["export", "/no/such/file.pt"], 2, ["/no/such/file.pt", "does not exist"]),
+        (["export", "/no/such/file.pt"], 1, ["/no/such/file.pt", "does not exist"]),
         (["verify", "/"], 2, ["is a directory"]),
         (["export"], 2, ["Missing argument"]),
         (["verify", "/etc/hostname"], 1, ["/etc/hostname", "not an ONNX model"]),
@@ -147,3 +148,66 @@ def test_write_failures_have_their_own_error_type(tmp_path: Path, monkeypatch: p
     with pytest.raises(WriteFailed, match="cannot write \\(No space left on device\\); the previous file is untouched"):
         write_text_atomic(target, "new")
     assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+MISSING_INPUTS = [
+    ["verify", "{missing}"],
+    ["verify", "{model}", "--checkpoint", "{missing}"],
+    ["export", "{missing}"],
+    ["bench", "{missing}"],
+    ["bench", "{model}", "--reference", "{missing}"],
+    ["evaluate", "{missing}"],
+    ["evaluate", "--model", "{missing}"],
+    ["evaluate", "--photos", "{missing}"],
+    ["data", "--data-dir", "{missing}"],
+    ["infer", "--model", "{missing}", "--sample", "0:1"],
+    ["serve", "--model", "{missing}", "--port", "0"],
+]
+
+
+@pytest.mark.parametrize("args", MISSING_INPUTS, ids=" ".join)
+def test_a_missing_input_is_exit_1_everywhere(args: list[str], tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing")
+    filled = [arg.format(missing=missing, model=default_model_path()) for arg in args]
+    assert_one_line_error(run_in_process(*filled), 1, missing, "does not exist")
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["export", "{checkpoint}", "--atol", "-1"], "--atol"),
+        (["export", "{checkpoint}", "--atol", "nan"], "--atol"),
+        (["verify", "{model}", "--checkpoint", "{checkpoint}", "--atol", "nan"], "--atol"),
+        (["infer", "--sample", "0:1", "--min-confidence", "nan"], "--min-confidence"),
+        (["evaluate", "--min-confidence", "nan"], "--min-confidence"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else value,
+)
+def test_a_bad_number_is_a_usage_error(args: list[str], flag: str, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "never-read.pt"
+    checkpoint.write_bytes(b"")
+    filled = [arg.format(checkpoint=checkpoint, model=default_model_path()) for arg in args]
+    assert_one_line_error(run_in_process(*filled), 2, flag)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["infer", "--sample", "0:3", "--save-preprocessed", "out/"], "--save-preprocessed"),
+        (["infer", "--image", ""], "empty string"),
+        (["infer", "--image", "{picture}", "--save-preprocessed", ""], "empty string"),
+        (["infer", "--image", "-", "--image", "-"], "standard input"),
+        (["bench", "--json", "--markdown"], "--json and --markdown"),
+        (["evaluate", "{model}", "--split", "report"], "--split needs --photos"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_conflicting_or_meaningless_flags_are_usage_errors(
+    args: list[str], fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picture = tmp_path / "good.png"
+    Image.new("L", (28, 28)).save(picture)
+    monkeypatch.chdir(tmp_path)
+    filled = [arg.format(picture=picture, model=default_model_path()) for arg in args]
+    assert_one_line_error(run_in_process(*filled), 2, fragment)
+    assert [p.name for p in tmp_path.iterdir()] == ["good.png"]

@@ -121,7 +121,7 @@ def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
 
 
 def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
-    assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "missing")), 2, "--photos", "does not exist")
+    assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "missing")), 1, "missing", "does not exist")
     (tmp_path / "file.txt").write_text("x")
     assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "file.txt")), 2, "--photos")
     (tmp_path / "empty").mkdir()

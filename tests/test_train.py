@@ -14,7 +14,7 @@ from torch import nn
 
 from edgefmnist.checkpoint import load_checkpoint, save_checkpoint
 from edgefmnist.data import FashionMNIST, Split
-from edgefmnist.errors import CheckpointError
+from edgefmnist.errors import CheckpointError, EdgeFmnistError, WriteFailed
 from edgefmnist.recipes import Schedule, get_recipe
 from edgefmnist.train import accuracy, make_optimizer, predict_logits, train
 from edgefmnist.training_run import run_training
@@ -170,3 +170,24 @@ def test_dry_run_runs_one_batch_of_each_phase_and_writes_nothing(tmp_path: Path,
     assert report["dry_run"] and report["images"] == {"train": batch, "validation": 2000, "test": 2000}
     assert report["metrics"]["epochs_run"] == 1 and 0.0 <= report["metrics"]["test_accuracy"] <= 1.0
     assert report["checkpoint"] is None and not out.parent.exists()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize("where", ["/proc", "a file", "a directory"])
+def test_an_unwritable_output_is_refused_before_training(
+    where: str, dry_run: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded before the output was checked")
+
+    monkeypatch.setattr("edgefmnist.training_run.load_fashion_mnist", no_data)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder.pt").mkdir()
+    out, error = {
+        "/proc": (Path("/proc/edgefmnist-x.pt"), WriteFailed),
+        "a file": (tmp_path / "file" / "x.pt", WriteFailed),
+        "a directory": (tmp_path / "folder.pt", EdgeFmnistError),
+    }[where]
+    with pytest.raises(error, match="cannot write|is a directory"):
+        run_training("mlp", "tutorial", out=out, quiet=True, dry_run=dry_run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.pt"]
