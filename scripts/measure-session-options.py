@@ -86,9 +86,9 @@ def main(paths: list[str]) -> None:
                 inputs = {INPUT_NAME: batch.astype(INPUT_DTYPES[sess.get_inputs()[0].type])}
                 times = []
                 for _ in range(3):
-                    start = time.perf_counter()
+                    began = time.perf_counter()
                     sess.run([OUTPUT_NAMES[0]], inputs)
-                    times.append(time.perf_counter() - start)
+                    times.append(time.perf_counter() - began)
                 throughput[name].append(256 / float(np.median(times)))
         print(f"{path}: batch-256 images/s, ratio to the arena on")
         for name, text in ratios(throughput, "arena=True").items():
