@@ -16,6 +16,7 @@ ECE/NLL before and after. The ``logits`` output stays raw.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -245,23 +246,25 @@ def export_checkpoint(
     if mode is None:
         return results
 
-    preset: QuantPreset = PRESETS[mode]
     int8_path = int8_path_for(out)
     with staged(int8_path) as tmp:
-        progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
-        quantize_model(out, tmp, preset, dataset.train.images if mode is QuantMode.static else None)
-        calibration = calibrate_graph(tmp, dataset.validation)
-        int8_logits, int8_probabilities = onnx_outputs(tmp, test.images)
-        report = compare_logits(
-            fp32_logits,
-            int8_logits,
-            test.labels,
-            dtype=Dtype.int8,
-            reference_name=out.name,
-            candidate_name=int8_path.name,
-            candidate_probabilities=int8_probabilities,
-            temperature=calibration.temperature,
-        )
+        for preset in preset_and_fallback(PRESETS[mode]):
+            progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
+            quantize_model(out, tmp, preset, dataset.train.images if mode is QuantMode.static else None)
+            calibration = calibrate_graph(tmp, dataset.validation)
+            int8_logits, int8_probabilities = onnx_outputs(tmp, test.images)
+            report = compare_logits(
+                fp32_logits,
+                int8_logits,
+                test.labels,
+                dtype=Dtype.int8,
+                reference_name=out.name,
+                candidate_name=int8_path.name,
+                candidate_probabilities=int8_probabilities,
+                temperature=calibration.temperature,
+            )
+            if report.passed:
+                break
         torch_report = compare_logits(
             torch_logits,
             int8_logits,
@@ -288,6 +291,18 @@ def export_checkpoint(
         )
     results.append(ExportedModel(int8_path, Dtype.int8, int8_path.stat().st_size, report, calibration))
     return results
+
+
+def preset_and_fallback(preset: QuantPreset) -> list[QuantPreset]:
+    """``preset``, then, for static int8 with some per-tensor weights, the same with every weight per channel.
+
+    Per-tensor conv weights keep the faster kernels and pass the gate on the shipped CNN
+    (99.28 % agreement), but a CNN trained for two epochs agreed on only 98.80 % with them
+    and on 99.14 % per channel: export tries the second when the first fails validation.
+    """
+    if preset.mode is not QuantMode.static or preset.per_channel:
+        return [preset]
+    return [preset, dataclasses.replace(preset, per_channel=True)]
 
 
 def verify_against_checkpoint(

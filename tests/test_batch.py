@@ -145,23 +145,27 @@ def phone_jpegs(fashion, tmp_path_factory) -> list[Path]:
 
 @pytest.mark.slow
 def test_infer_on_200_phone_jpegs_uses_every_core_and_gives_the_same_labels(phone_jpegs: list[Path]) -> None:
-    """>= 1.7x the pictures/s of one worker with two on 2 cores; one worker and two alternate three times
-    on the same files and the ratio is the median."""
+    """>= 1.7x the pictures/s of one worker with two on 2 cores, and the same results.
+
+    The 200 pictures go in 10 chunks of 20; each chunk is classified with one worker and with
+    two, in alternating order, so that the shared machine's load changes hit both alike; the
+    speed-up is the median of the 10 chunks' ratios.
+    """
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two cores")
     predictor = Predictor(default_model_path(), threads=1)
     classify_files(predictor, phone_jpegs[:4], workers=2)  # OpenCV loaded, caches warm
-    single, parallel, ratios = [], [], []
-    for _ in range(3):
-        start = time.perf_counter()
-        single = classify_files(predictor, phone_jpegs, workers=1)
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        parallel = classify_files(predictor, phone_jpegs, workers=2)
-        ratios.append(one / (time.perf_counter() - start))
-    assert [r.to_dict() for r in parallel] == [r.to_dict() for r in single]
-    assert not any(r.error for r in single)
-    assert sorted(ratios)[1] >= 1.7, ratios
+    ratios = []
+    for i in range(0, len(phone_jpegs), 20):
+        chunk, seconds, results = phone_jpegs[i : i + 20], {}, {}
+        for workers in (1, 2) if i % 40 == 0 else (2, 1):
+            start = time.perf_counter()
+            results[workers] = classify_files(predictor, chunk, workers=workers)
+            seconds[workers] = time.perf_counter() - start
+        assert [r.to_dict() for r in results[2]] == [r.to_dict() for r in results[1]]
+        assert not any(r.error for r in results[1])
+        ratios.append(seconds[1] / seconds[2])
+    assert float(np.median(ratios)) >= 1.7, sorted(ratios)
 
 
 @pytest.mark.slow

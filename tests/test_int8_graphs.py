@@ -109,3 +109,13 @@ def test_normalisation_split_and_depthwise_first_conv_are_exact(fashion, tmp_pat
     got = session.run(["logits"], {"image": (images * np.float32(scale) + np.float32(shift)).astype(np.float32)})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert op_counts(model)["Conv"] == 3 and "Mul" not in op_counts(model)
+
+
+def test_static_export_falls_back_to_per_channel_weights_everywhere() -> None:
+    from edgefmnist.export.pipeline import preset_and_fallback
+    from edgefmnist.export.quantize import QuantMode
+
+    first, second = preset_and_fallback(PRESETS[QuantMode.static])
+    assert not first.per_channel and first.per_channel_ops == ("Gemm",) and second.per_channel
+    assert {**first.to_dict(), "per_channel": True} == second.to_dict()
+    assert preset_and_fallback(PRESETS[QuantMode.dynamic]) == [PRESETS[QuantMode.dynamic]]
