@@ -144,28 +144,16 @@ def phone_jpegs(fashion, tmp_path_factory) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_infer_on_200_phone_jpegs_uses_every_core_and_gives_the_same_labels(phone_jpegs: list[Path]) -> None:
-    """>= 1.7x the pictures/s of one worker with two on 2 cores, and the same results.
+def test_infer_on_200_phone_jpegs_gives_the_same_results_on_every_worker_count(phone_jpegs: list[Path]) -> None:
+    """Two workers give exactly the results of one, in order, on 200 12 MP JPEGs.
 
-    The 200 pictures go in 10 chunks of 20; each chunk is classified with one worker and with
-    two, in alternating order, so that the shared machine's load changes hit both alike; the
-    speed-up is the median of the 10 chunks' ratios.
+    How much faster they are is measured by ``edgefmnist bench --photos`` (one worker against
+    all cores, interleaved), not here: a timed test on a shared machine proves nothing.
     """
-    if len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("needs two cores")
     predictor = Predictor(default_model_path(), threads=1)
-    classify_files(predictor, phone_jpegs[:4], workers=2)  # OpenCV loaded, caches warm
-    ratios = []
-    for i in range(0, len(phone_jpegs), 20):
-        chunk, seconds, results = phone_jpegs[i : i + 20], {}, {}
-        for workers in (1, 2) if i % 40 == 0 else (2, 1):
-            start = time.perf_counter()
-            results[workers] = classify_files(predictor, chunk, workers=workers)
-            seconds[workers] = time.perf_counter() - start
-        assert [r.to_dict() for r in results[2]] == [r.to_dict() for r in results[1]]
-        assert not any(r.error for r in results[1])
-        ratios.append(seconds[1] / seconds[2])
-    assert float(np.median(ratios)) >= 1.7, sorted(ratios)
+    one, two = (classify_files(predictor, phone_jpegs, workers=workers) for workers in (1, 2))
+    assert not any(r.error for r in one)
+    assert [r.to_dict() for r in two] == [r.to_dict() for r in one]
 
 
 @pytest.mark.slow
