@@ -193,7 +193,6 @@ def test_a_bad_number_is_a_usage_error(args: list[str], flag: str, tmp_path: Pat
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["infer", "--sample", "0:3", "--save-preprocessed", "out/"], "--save-preprocessed"),
         (["infer", "--image", ""], "empty string"),
         (["infer", "--image", "{picture}", "--save-preprocessed", ""], "empty string"),
         (["infer", "--image", "-", "--image", "-"], "standard input"),

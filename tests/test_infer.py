@@ -356,3 +356,20 @@ def test_a_folder_or_glob_without_pictures_is_an_error(tmp_path: Path) -> None:
         find_pictures([str(tmp_path)])
     with pytest.raises(EdgeFmnistError, match="no picture files match"):
         find_pictures([str(tmp_path / "*.txt")])
+
+
+def test_save_preprocessed_with_sample_saves_the_test_images(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    result = run_in_process("infer", "--model", str(shipped_mlp), "--sample", "3:5", "--save-preprocessed", f"{out}/")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["test-3.png", "test-4.png"]
+    for index in (3, 4):
+        assert np.array_equal(np.asarray(Image.open(out / f"test-{index}.png")), fashion.test.images[index])
+    one = tmp_path / "one.png"
+    assert (
+        run_in_process(
+            "infer", "--model", str(shipped_mlp), "--sample", "7", "--save-preprocessed", str(one)
+        ).returncode
+        == 0
+    )
+    assert np.array_equal(np.asarray(Image.open(one)), fashion.test.images[7])
