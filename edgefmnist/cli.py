@@ -431,15 +431,20 @@ def infer(
 
       edgefmnist infer --sample 0:5 --model runs/mlp.onnx
     """
-    from edgefmnist.runtime.infer import STDIN, classify_arrays, classify_files, find_pictures, parse_sample
+    from edgefmnist.runtime.infer import (
+        STDIN,
+        classify_arrays,
+        classify_files,
+        find_pictures,
+        parse_sample,
+        save_test_images,
+    )
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if not image and sample is None:
         raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
     if image and sample is not None:
         raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
-    if sample is not None and save_preprocessed is not None:
-        raise UsageError("--save-preprocessed applies to --image: test-set images are already the 28x28 the model sees")
     if "" in (image or []) or save_preprocessed == "":
         raise UsageError("--image and --save-preprocessed need a path, not an empty string")
     if (image or []).count(STDIN) > 1:
@@ -451,6 +456,8 @@ def infer(
 
         test = load_test_split(data_dir)
         picked = parse_sample(sample, len(test))
+        if save_preprocessed is not None:
+            save_test_images(save_preprocessed, test.images, picked)
         results = classify_arrays(
             predictor, test.images[picked.start : picked.stop], [f"test[{i}]" for i in picked], top_k, min_confidence
         )

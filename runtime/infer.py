@@ -295,6 +295,15 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     return [folder / name for name in names]
 
 
+def save_test_images(target: str | Path, images: np.ndarray, indices: range) -> None:
+    """Save test-set images ``indices`` as ``--save-preprocessed TARGET`` (:func:`preprocessed_paths`) names them:
+    ``TARGET/test-INDEX.png`` in a folder, else the one file. Raises :class:`EdgeFmnistError` when several
+    images are given and TARGET is a file.
+    """
+    for path, index in zip(preprocessed_paths(target, [Path(f"test-{i}.png") for i in indices]), indices, strict=True):
+        save_png(path, images[index])
+
+
 def save_png(path: Path, pixels: np.ndarray) -> None:
     from PIL import Image
 

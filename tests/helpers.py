@@ -14,6 +14,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +44,35 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def run_in_process(*args: str) -> subprocess.CompletedProcess[str]:
-    """``edgefmnist ARGS...`` through ``cli.main`` in this process: for refusals that need no fresh interpreter."""
+    """``edgefmnist ARGS...`` through ``cli.main`` in this process, output captured at the file-descriptor level too.
+
+    For refusals that need no fresh interpreter: no torch or onnxruntime start-up per call.
+    """
     from edgefmnist.cli import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
     code: int | str | None = 0
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    with tempfile.TemporaryFile() as native_out, tempfile.TemporaryFile() as native_err:
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(native_out.fileno(), 1)
+        os.dup2(native_err.fileno(), 2)
         try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code
-    return subprocess.CompletedProcess(
-        list(args), code if isinstance(code, int) else 1, stdout.getvalue(), stderr.getvalue()
-    )
+            with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+                try:
+                    main(list(args))
+                except SystemExit as exc:
+                    code = exc.code
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+        native_out.seek(0)
+        native_err.seek(0)
+        out = native_out.read().decode(errors="replace") + stdout.getvalue()
+        err = native_err.read().decode(errors="replace") + stderr.getvalue()
+    return subprocess.CompletedProcess(list(args), code if isinstance(code, int) else 1, out, err)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:

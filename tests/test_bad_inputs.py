@@ -1,4 +1,4 @@
-"""Hostile and odd inputs through the real CLI in a subprocess.
+"""Hostile and odd inputs through the real CLI (in this process unless the case needs its own environment).
 
 Every refused input must give: a non-zero exit, exactly one line on stderr that names the
 file and the reason, no traceback, and no file written or changed. Odd but valid pictures
@@ -23,7 +23,7 @@ import onnx
 import pytest
 import torch
 from edgefmnist.runtime.predictor import default_model_path
-from helpers import encoded, idx_bytes, run
+from helpers import encoded, idx_bytes, run, run_in_process
 from onnx import TensorProto, helper
 from PIL import Image
 
@@ -45,7 +45,7 @@ def assert_refused(
 ) -> None:
     """Run the CLI; assert the refusal contract (one line naming ``names`` and ``reason``, nothing written)."""
     before = snapshot(folder)
-    result = run(*args, env=env)
+    result = run(*args, env=env) if env else run_in_process(*args)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == code, result.stderr
     assert len(lines) == 1 and lines[0].startswith("edgefmnist: error: "), result.stderr
@@ -375,7 +375,7 @@ def test_odd_but_valid_image_gets_a_prediction(case: str, tmp_path: Path, fashio
         picture.write_bytes(make(shirt(fashion)))
     seen = tmp_path / "seen.png"
     args = ["infer", "--model", str(SHIPPED / "mlp.onnx"), "--image", str(picture), "--save-preprocessed", str(seen)]
-    result = run(*args, "--json")
+    result = run_in_process(*args, "--json")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     [prediction] = json.loads(result.stdout)
     probabilities = [entry["probability"] for entry in prediction["top_k"]]

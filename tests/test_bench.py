@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench
 from edgefmnist.runtime.machine import parse_cpuinfo
-from helpers import assert_one_line_error, run
+from helpers import assert_one_line_error, run_in_process
 
 PI4_CPUINFO = """processor\t: 0
 BogoMIPS\t: 108.00
@@ -69,7 +69,7 @@ def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(shipped_mlp: P
 
 def test_bench_rejects_bad_batch_sizes() -> None:
     for bad in ("0,1", "1,x", ""):
-        result = run("bench", "--batch", bad)
+        result = run_in_process("bench", "--batch", bad)
         assert_one_line_error(result, 2, "--batch")
 
 

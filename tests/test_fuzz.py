@@ -150,6 +150,7 @@ def test_inputs_fuzzing_once_found_give_documented_errors(found: str, tmp_path: 
         documented_outcome(target, path, (allowed,))
 
 
+@pytest.mark.slow  # 300 inputs per target: about 20 s of CPU; the corpus replay above stays in the fast set
 @pytest.mark.parametrize(
     "name, target, seeds, suffix, allowed",
     [

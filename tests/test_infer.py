@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess_file
-from helpers import TORCH_FREE, assert_one_line_error, run
+from helpers import TORCH_FREE, assert_one_line_error, run, run_in_process
 from PIL import Image
 
 from edgefmnist import spec
@@ -21,10 +21,10 @@ from edgefmnist import spec
 def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     for i in range(3):
         Image.fromarray(fashion.test.images[i]).save(tmp_path / f"{i}.png")
-    plain = run("infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "0.png"), "--top-k", "3")
+    plain = run_in_process("infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "0.png"), "--top-k", "3")
     assert plain.returncode == 0 and plain.stdout.count("\n") == 1
     assert plain.stdout.startswith(f"{tmp_path / '0.png'}: ") and plain.stdout.count("(") == 1
-    result = run("infer", "--model", str(shipped_mlp), "--image", str(tmp_path), "--json", "--top-k", "2")
+    result = run_in_process("infer", "--model", str(shipped_mlp), "--image", str(tmp_path), "--json", "--top-k", "2")
     rows = json.loads(result.stdout)
     assert [Path(r["image"]).name for r in rows] == ["0.png", "1.png", "2.png"]
     expected = Predictor(shipped_mlp).predict(fashion.test.images[:3])
@@ -33,22 +33,22 @@ def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> Non
         assert row["unsure"] == (row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE)
         assert row["index"] == probabilities.argmax() and row["probability"] == pytest.approx(probabilities.max())
         assert row["top_k"][0] == {"label": row["label"], "probability": row["probability"]}
-    globbed = run("infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "[01].png"), "--json")
+    globbed = run_in_process("infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "[01].png"), "--json")
     assert len(json.loads(globbed.stdout)) == 2
 
 
 def test_infer_sample_shows_the_true_class(shipped_mlp: Path, fashion) -> None:
-    result = run("infer", "--model", str(shipped_mlp), "--sample", "0:5", "--json")
+    result = run_in_process("infer", "--model", str(shipped_mlp), "--sample", "0:5", "--json")
     rows = json.loads(result.stdout)
     assert [r["image"] for r in rows] == [f"test[{i}]" for i in range(5)]
     assert [r["true_label"] for r in rows] == [Predictor(shipped_mlp).class_names[k] for k in fashion.test.labels[:5]]
-    assert_one_line_error(run("infer", "--model", str(shipped_mlp), "--sample", "9999:20000"), 2, "--sample")
+    assert_one_line_error(run_in_process("infer", "--model", str(shipped_mlp), "--sample", "9999:20000"), 2, "--sample")
 
 
 def test_good_images_are_classified_and_bad_ones_reported(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "good.png")
     (tmp_path / "text.png").write_text("not an image")
-    result = run(
+    result = run_in_process(
         "infer",
         "--model",
         str(shipped_mlp),
@@ -70,15 +70,15 @@ def test_good_images_are_classified_and_bad_ones_reported(shipped_mlp: Path, fas
 def test_bad_models_and_missing_input(shipped_mlp: Path, tmp_path: Path) -> None:
     truncated = tmp_path / "cut.onnx"
     truncated.write_bytes(shipped_mlp.read_bytes()[:5000])
-    assert_one_line_error(run("infer", "--model", str(truncated), "--sample", "0:1"), 1, str(truncated))
-    assert_one_line_error(run("infer", "--model", str(shipped_mlp)), 2, "nothing to classify")
+    assert_one_line_error(run_in_process("infer", "--model", str(truncated), "--sample", "0:1"), 1, str(truncated))
+    assert_one_line_error(run_in_process("infer", "--model", str(shipped_mlp)), 2, "nothing to classify")
 
 
 def test_save_preprocessed(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     Image.fromarray(255 - np.kron(fashion.test.images[1], np.ones((8, 8), np.uint8))).save(tmp_path / "big.png")
     out = tmp_path / "seen.png"
     assert (
-        run(
+        run_in_process(
             "infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "big.png"), "--save-preprocessed", str(out)
         ).returncode
         == 0
@@ -101,7 +101,7 @@ def test_infer_and_evaluate_never_import_torch_onnx_or_other_heavy_modules(
 
 def test_evaluate_json_and_plot(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     plot = tmp_path / "confusion.png"
-    result = run("evaluate", str(shipped_mlp), "--json", "--plot", str(plot))
+    result = run_in_process("evaluate", str(shipped_mlp), "--json", "--plot", str(plot))
     report = json.loads(result.stdout)
     predictions = Predictor(shipped_mlp).logits(fashion.test.images).argmax(1)
     assert report["accuracy"] == pytest.approx(np.mean(predictions == fashion.test.labels))
@@ -116,7 +116,7 @@ def test_all_test_images_as_png_round_trip(shipped_mlp: Path, fashion, tmp_path:
     folder.mkdir()
     for i, pixels in enumerate(fashion.test.images):
         Image.fromarray(pixels).save(folder / f"{i:05d}.png")
-    result = run("infer", "--model", str(shipped_mlp), "--image", str(folder), "--json")
+    result = run_in_process("infer", "--model", str(shipped_mlp), "--image", str(folder), "--json")
     rows = json.loads(result.stdout)
     expected = Predictor(shipped_mlp).logits(fashion.test.images).argmax(1)
     mismatches = int(np.sum(np.array([r["index"] for r in rows]) != expected)) if len(rows) == 10_000 else -1
@@ -173,7 +173,7 @@ def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Pa
     default = default_model_path()
     assert default.name == "cnn.onnx" and check_recorded_accuracy(default).passed
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "boot.png")
-    result = run("infer", "--image", str(tmp_path / "boot.png"), "--json")
+    result = run_in_process("infer", "--image", str(tmp_path / "boot.png"), "--json")
     assert result.returncode == 0 and json.loads(result.stdout)[0]["label"] == "Ankle boot"
 
 
@@ -255,7 +255,7 @@ def picture_folder(tmp_path: Path, fashion) -> Path:
 
 def test_a_folder_classifies_every_photo_format_and_reports_what_it_skips(tmp_path: Path, fashion) -> None:
     folder = picture_folder(tmp_path, fashion)
-    by_folder = run("infer", "--model", str(SHIPPED_MLP), "--image", str(folder), "--json")
+    by_folder = run_in_process("infer", "--model", str(SHIPPED_MLP), "--image", str(folder), "--json")
     assert by_folder.returncode == 0, by_folder.stderr
     results = json.loads(by_folder.stdout)
     assert [Path(r["image"]).name for r in results] == ["a.avif", "b.jfif", "c.jpe", "d.heic"]
@@ -263,7 +263,7 @@ def test_a_folder_classifies_every_photo_format_and_reports_what_it_skips(tmp_pa
     assert by_folder.stderr.strip().splitlines() == [
         f"edgefmnist: warning: {folder / 'notes.txt'}: skipped, not a picture format (.txt)"
     ]
-    by_glob = run("infer", "--model", str(SHIPPED_MLP), "--image", str(folder / "*"), "--json")
+    by_glob = run_in_process("infer", "--model", str(SHIPPED_MLP), "--image", str(folder / "*"), "--json")
     assert (by_glob.returncode, by_glob.stdout, by_glob.stderr) == (0, by_folder.stdout, by_folder.stderr)
 
 
@@ -288,13 +288,13 @@ def test_save_preprocessed_into_a_folder_through_the_cli(tmp_path: Path, fashion
     for folder, index in (("a", 1), ("b", 0)):
         (tmp_path / folder).mkdir()
         Image.fromarray(fashion.test.images[index]).save(tmp_path / folder / "shirt.png")
-    one = run(
+    one = run_in_process(
         "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "a" / "shirt.png"),
         "--save-preprocessed", f"{tmp_path / 'one'}/",
     )  # fmt: skip
     assert one.returncode == 0, one.stderr
     assert [p.name for p in (tmp_path / "one").iterdir()] == ["shirt.png"]
-    both = run(
+    both = run_in_process(
         "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "a"), "--image", str(tmp_path / "b"),
         "--save-preprocessed", str(tmp_path / "seen"),
     )  # fmt: skip
@@ -308,7 +308,7 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
     for name in ("x.png", "y.png"):
         Image.fromarray(fashion.test.images[0]).save(tmp_path / name)
     (tmp_path / "seen.png").write_bytes(b"keep me")
-    result = run(
+    result = run_in_process(
         "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "x.png"), "--image", str(tmp_path / "y.png"),
         "--save-preprocessed", str(tmp_path / "seen.png"),
     )  # fmt: skip
@@ -389,3 +389,20 @@ def test_a_corrupt_exif_block_leaves_stderr_empty(tmp_path: Path) -> None:
     result = run("infer", "--image", str(path))
     assert result.returncode == 0 and result.stdout.startswith(f"{path}: ")
     assert result.stderr == ""
+
+
+def test_save_preprocessed_with_sample_saves_the_test_images(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    result = run_in_process("infer", "--model", str(shipped_mlp), "--sample", "3:5", "--save-preprocessed", f"{out}/")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["test-3.png", "test-4.png"]
+    for index in (3, 4):
+        assert np.array_equal(np.asarray(Image.open(out / f"test-{index}.png")), fashion.test.images[index])
+    one = tmp_path / "one.png"
+    assert (
+        run_in_process(
+            "infer", "--model", str(shipped_mlp), "--sample", "7", "--save-preprocessed", str(one)
+        ).returncode
+        == 0
+    )
+    assert np.array_equal(np.asarray(Image.open(one)), fashion.test.images[7])

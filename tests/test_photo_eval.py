@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.infer import Classified, is_unsure
 from edgefmnist.runtime.photo_eval import PhotoSetError, folder_class, load_photo_set, photo_split, select_split
-from helpers import TORCH_FREE, assert_one_line_error, run
+from helpers import TORCH_FREE, assert_one_line_error, run_in_process
 from PIL import Image
 
 from edgefmnist import spec
@@ -24,7 +24,7 @@ ACCURACY_FLOOR = 0.58
 
 
 def evaluate_json(*args: str) -> dict:
-    result = run("evaluate", "--json", *args)
+    result = run_in_process("evaluate", "--json", *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -117,19 +117,25 @@ def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
     (tmp_path / "labels.csv").write_text(text)
     with pytest.raises(PhotoSetError, match=fragment):
         load_photo_set(tmp_path)
-    assert_one_line_error(run("evaluate", "--photos", str(tmp_path)), 1, str(tmp_path / "labels.csv"), fragment)
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(tmp_path)), 1, str(tmp_path / "labels.csv"), fragment
+    )
 
 
 def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
-    assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "missing")), 1, "missing", "does not exist")
-    (tmp_path / "file.txt").write_text("x")
-    assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "file.txt")), 2, "--photos")
-    (tmp_path / "empty").mkdir()
-    assert_one_line_error(run("evaluate", "--photos", str(tmp_path / "empty")), 1, str(tmp_path / "empty"), "no photos")
     assert_one_line_error(
-        run("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence"
+        run_in_process("evaluate", "--photos", str(tmp_path / "missing")), 1, "missing", "does not exist"
     )
-    assert_one_line_error(run("evaluate", "--sweep"), 2, "--sweep needs --photos")
+    (tmp_path / "file.txt").write_text("x")
+    assert_one_line_error(run_in_process("evaluate", "--photos", str(tmp_path / "file.txt")), 2, "--photos")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(tmp_path / "empty")), 1, str(tmp_path / "empty"), "no photos"
+    )
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence"
+    )
+    assert_one_line_error(run_in_process("evaluate", "--sweep"), 2, "--sweep needs --photos")
 
 
 # The report
@@ -197,7 +203,7 @@ def test_the_sweep_names_the_smallest_threshold_meeting_the_targets(regression_r
 
 
 def test_the_sweep_as_text_and_json(small_set: Path) -> None:
-    text = run("evaluate", "--photos", str(small_set), "--sweep")
+    text = run_in_process("evaluate", "--photos", str(small_set), "--sweep")
     assert (
         text.returncode == 0
         and "0.95" in text.stdout
@@ -221,7 +227,7 @@ def test_threshold_extremes_and_unreadable_photos(tmp_path: Path) -> None:
     assert never["threshold"]["ood_unsure"] == {"unknown": 1.0}  # the blank picture: unsure whatever the threshold
     always = evaluate_json("--photos", str(tmp_path), "--min-confidence", "1")
     assert always["threshold"]["coverage"] == 0.0 and always["threshold"]["selective_accuracy"] is None
-    text = run("evaluate", "--photos", str(tmp_path))
+    text = run_in_process("evaluate", "--photos", str(tmp_path))
     assert text.returncode == 0 and "1 unreadable" in text.stdout
 
 
@@ -269,15 +275,17 @@ def test_unsure_line_and_json() -> None:
 
 def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> None:
     real = sorted(REGRESSION_SET.glob("*/*.jpg"))[:4]
-    never = json.loads(run("infer", "--json", "--min-confidence", "0", *(f"--image={p}" for p in real)).stdout)
+    never = json.loads(
+        run_in_process("infer", "--json", "--min-confidence", "0", *(f"--image={p}" for p in real)).stdout
+    )
     assert [row["unsure"] for row in never] == ["warning" in row for row in never]  # only "nothing found" is unsure
     assert not all(row["unsure"] for row in never)
-    always = run("infer", "--min-confidence", "1", "--top-k", "2", *(f"--image={p}" for p in real))
+    always = run_in_process("infer", "--min-confidence", "1", "--top-k", "2", *(f"--image={p}" for p in real))
     assert always.returncode == 0
     assert [line.split(": ", 1)[1].startswith("unsure (") for line in always.stdout.splitlines()] == [True] * 4
     assert all(line.count(", ") == 1 for line in always.stdout.splitlines())  # both of the top 2 shown
     Image.new("RGB", (64, 48), (230, 230, 230)).save(tmp_path / "wall.jpg")
-    uniform = run("infer", "--json", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
+    uniform = run_in_process("infer", "--json", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
     row = json.loads(uniform.stdout)[0]
     assert (
         uniform.returncode == 0
@@ -285,18 +293,22 @@ def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> N
         and row["label"]
         and row["warning"].startswith("no object found")
     )
-    plain = run("infer", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
+    plain = run_in_process("infer", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
     assert plain.stdout.startswith(f"{tmp_path / 'wall.jpg'}: unsure (") and "warning" in plain.stderr
 
 
 def test_infer_sample_honours_the_threshold(real_data_dir: Path) -> None:
     rows = json.loads(
-        run("infer", "--sample", "0:3", "--min-confidence", "1", "--json", "--data-dir", str(real_data_dir)).stdout
+        run_in_process(
+            "infer", "--sample", "0:3", "--min-confidence", "1", "--json", "--data-dir", str(real_data_dir)
+        ).stdout
     )
     assert [row["unsure"] for row in rows] == [True] * 3 and all(row["true_label"] for row in rows)
-    text = run("infer", "--sample", "0:1", "--min-confidence", "1", "--data-dir", str(real_data_dir)).stdout
+    text = run_in_process("infer", "--sample", "0:1", "--min-confidence", "1", "--data-dir", str(real_data_dir)).stdout
     assert text.startswith("test[0]: unsure (") and text.rstrip().endswith("?]")
     rows = json.loads(
-        run("infer", "--sample", "0:3", "--min-confidence", "0", "--json", "--data-dir", str(real_data_dir)).stdout
+        run_in_process(
+            "infer", "--sample", "0:3", "--min-confidence", "0", "--json", "--data-dir", str(real_data_dir)
+        ).stdout
     )
     assert [row["unsure"] for row in rows] == [False] * 3
