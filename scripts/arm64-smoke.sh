@@ -86,9 +86,12 @@ rm -rf "$WORK/project" "$WORK"/wheels/edgefmnist-*.whl
 project=$(ls "$WORK"/wheels/edgefmnist-*.whl)
 dependencies=$( (cat pyproject.toml; echo "$ORT_VERSION") | sha256sum | cut -c1-16)   # wheels kept until these change
 if [ "$(cat "$SITE/.complete" 2>/dev/null)" != "$dependencies" ]; then
-    "$PYTHON" -m pip download --quiet "${platform[@]}" -d "$WORK/wheels" "$project" "onnxruntime==$ORT_VERSION"
+    # a folder of its own per dependency set: wheels of another onnxruntime pin never mix in
+    deps_wheels="$WORK/wheels/deps-$dependencies"
+    rm -rf "$deps_wheels" && mkdir -p "$deps_wheels"
+    "$PYTHON" -m pip download --quiet "${platform[@]}" -d "$deps_wheels" "$project" "onnxruntime==$ORT_VERSION"
     rm -rf "$SITE" && "$PYTHON" -m pip install --quiet --no-deps "${platform[@]}" --target "$SITE" \
-        $(ls "$WORK"/wheels/*.whl | grep -v /edgefmnist-)
+        $(ls "$deps_wheels"/*.whl | grep -v /edgefmnist-)
     echo "$dependencies" > "$SITE/.complete"
 fi
 "$PYTHON" -m pip install --quiet --no-deps "${platform[@]}" --target "$WORK/project" "$project"
