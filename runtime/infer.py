@@ -150,11 +150,6 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     return PictureFiles(list(dict.fromkeys(found)), skipped)
 
 
-def expand_images(patterns: list[str]) -> list[Path]:
-    """The files :func:`find_pictures` keeps, without the skipped ones."""
-    return find_pictures(patterns).paths
-
-
 def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int) -> list[dict]:
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [{"label": class_names[i], "probability": float(probabilities[i])} for i in order]
