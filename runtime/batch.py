@@ -57,9 +57,10 @@ class PreparedPicture:
 Preprocess = Callable[[Path], tuple[np.ndarray, str]]
 
 
-def _outcome(path: Path, future: Future[tuple[np.ndarray, str]]) -> PreparedPicture:
+def prepare(path: Path, preprocess: Preprocess) -> PreparedPicture:
+    """``preprocess(path)`` as a :class:`PreparedPicture`; an :class:`EdgeFmnistError` becomes its ``error``."""
     try:
-        pixels, nothing_found = future.result()
+        pixels, nothing_found = preprocess(path)
     except EdgeFmnistError as exc:
         return PreparedPicture(path, error=str(exc))
     return PreparedPicture(path, pixels, nothing_found)
@@ -78,26 +79,20 @@ def preprocess_in_order(
     workers = workers or default_workers()
     if workers == 1:
         for path in paths:
-            try:
-                pixels, nothing_found = preprocess(path)
-            except EdgeFmnistError as exc:
-                yield PreparedPicture(path, error=str(exc))
-                continue
-            yield PreparedPicture(path, pixels, nothing_found)
+            yield prepare(path, preprocess)
         return
     window = max(workers, window or 2 * workers)
-    pending: deque[tuple[Path, Future[tuple[np.ndarray, str]]]] = deque()
-    remaining = iter(paths)
+    pending: deque[Future[PreparedPicture]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefmnist-preprocess") as pool:
         try:
-            for path in remaining:
-                pending.append((path, pool.submit(preprocess, path)))
+            for path in paths:
+                pending.append(pool.submit(prepare, path, preprocess))
                 if len(pending) >= window:
-                    yield _outcome(*pending.popleft())
+                    yield pending.popleft().result()
             while pending:
-                yield _outcome(*pending.popleft())
+                yield pending.popleft().result()
         finally:  # a consumer that stops early (or an exception) must not wait for the rest
-            for _, future in pending:
+            for future in pending:
                 future.cancel()
 
 
