@@ -13,9 +13,8 @@ module turns it into the same form:
    gets its contrast against the background, ``|light - luminance| / light``: exactly the
    dataset's negation on white paper, whatever the exposure, vignetting or shadow, and the
    same for a garment lighter or darker than its floor;
-4. the contrast is scaled so the garment's 99th percentile is 255, with a floor inside the
-   mask so a garment the colour of its background still shows its outline, then trimmed,
-   resized and centred as the dataset was.
+4. the contrast is scaled so the garment's 99th percentile is 255 (what is outside the mask
+   is 0), then trimmed, resized and centred as the dataset was.
 
 An image already in dataset form (28x28, dark border) passes through unchanged, and never
 loads OpenCV. The shipped networks are trained on Fashion-MNIST images rendered as photos and
@@ -45,7 +44,6 @@ SEGMENT_SIDE = 96  # the longer side, in pixels, at which the garment is segment
 MIN_CONTRAST_SPREAD = 2.0  # luminance standard deviation (0-255) below which a picture is uniform
 MIN_OBJECT_SHARE = 0.005  # a mask smaller than this share of the picture is no object
 MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than this (dark floors)
-MASK_FLOOR = 0.15  # the least intensity inside the mask, of 255: the outline always shows
 RESAMPLE = Image.Resampling.LANCZOS
 
 
@@ -104,7 +102,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     light = illumination(luminance, ~mask)
     contrast = np.abs(light - luminance) / np.maximum(light, MIN_LIGHT)
     peak = max(float(np.percentile(contrast[mask], 99)), 0.05)
-    intensity = np.maximum(np.clip(contrast / peak, 0.0, 1.0), MASK_FLOOR) * mask
+    intensity = np.clip(contrast / peak, 0.0, 1.0) * mask
     return Preprocessed(centre(255.0 * intensity, mask))
 
 

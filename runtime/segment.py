@@ -8,7 +8,9 @@ photographer frames a picture: the outer band of the frame is probably backgroun
 probably object. Colour models of both are fitted and a graph cut decides every pixel, so
 floors, beds, tiles and carpets are told apart from the garment by colour and texture, not
 by a brightness threshold. The light is a smooth quadratic surface fitted to the background
-(flat-field correction), so vignetting, a shadow band or side light divide out.
+(flat-field correction), so vignetting, a shadow band or side light divide out: once before
+GrabCut, fitted to the frame's outer band, so that a shadow does not become a colour of its
+own that a light garment is mistaken for; and once after it, fitted to all the background.
 
 OpenCV (``opencv-python-headless``, aarch64 wheels on PyPI) is imported here and only here;
 a 28x28 image in dataset form never loads it.
@@ -23,6 +25,8 @@ BANDS = (0.06, 0.0)  # of the longer side: the outer band seeded as probable bac
 ITERATIONS = 2  # GrabCut rounds; more change the mask of photos-dev's choice half little and cost ~6 ms each
 MIN_SHARE = 0.005  # a mask smaller than this share of the picture is retried with the next band
 KEEP_PART = 0.05  # connected parts of the mask smaller than this share of the largest are dropped (specks)
+OUTLIER_MADS = 3.0  # band pixels farther than this many median deviations from a first fit are left out of the second
+MIN_GAIN_LIGHT = 8.0  # flat-fielding before GrabCut never divides by a light below this (0-255): no blown-up noise
 
 cv2.setNumThreads(1)  # the images are small: threads cost more than they save, and hosts may be shared
 
@@ -36,8 +40,9 @@ def foreground_mask(rgb: np.ndarray) -> np.ndarray:
     then only the outer ring is seeded as background, and if GrabCut still finds nothing, the
     pixels whose colour stands out from the border's by Otsu's threshold are the object.
     After that, parts smaller than ``KEEP_PART`` of the largest are dropped and holes inside
-    the object are filled.
+    the object are filled. The colours GrabCut models are those of :func:`flatten_light`.
     """
+    rgb = flatten_light(rgb)
     for band in BANDS:
         mask = grabcut(rgb, band)
         if mask.sum() >= MIN_SHARE * mask.size:
@@ -56,12 +61,37 @@ def colour_contrast_mask(rgb: np.ndarray) -> np.ndarray:
     return mask
 
 
+def outer_band(shape: tuple[int, ...], band: float) -> np.ndarray:
+    """bool ``[H, W]``: the frame's outer band, ``band`` of the longer side wide (at least the outermost ring)."""
+    height, width = shape[:2]
+    pixels = max(1, round(band * max(height, width)))
+    inside = np.zeros((height, width), bool)
+    inside[pixels:-pixels, pixels:-pixels] = True
+    return ~inside
+
+
+def flatten_light(rgb: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` RGB with the light fitted to its outer band (:func:`illumination`) divided out.
+
+    The band's median brightness is kept. The light is fitted twice, the second time without the
+    band pixels that stray more than ``OUTLIER_MADS`` median deviations from the first fit, so
+    tile grout, a pattern or a garment's edge in the band do not pass for shade. This is what a
+    photographer's framing allows before the garment is known: the band is mostly background,
+    so vignetting, a gradient or a shadow band across the frame is mostly removed before GrabCut
+    models colours.
+    """
+    luminance = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    band = outer_band(luminance.shape, BANDS[0])
+    deviation = np.abs(luminance - illumination(luminance, band))
+    inliers = band & (deviation <= max(OUTLIER_MADS * float(np.median(deviation[band])), 1.0))
+    gain = np.median(luminance[band]) / np.maximum(illumination(luminance, inliers), MIN_GAIN_LIGHT)
+    return np.clip(rgb * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
+
+
 def grabcut(rgb: np.ndarray, band: float) -> np.ndarray:
     """GrabCut's object mask, uint8 0/1 ``[H, W]``, seeded with a background band of ``band`` of the longer side."""
     height, width = rgb.shape[:2]
-    seeds = np.full((height, width), cv2.GC_PR_FGD, np.uint8)
-    pixels = max(1, round(band * max(height, width)))
-    seeds[:pixels], seeds[-pixels:], seeds[:, :pixels], seeds[:, -pixels:] = (cv2.GC_PR_BGD,) * 4
+    seeds = np.where(outer_band(rgb.shape, band), cv2.GC_PR_BGD, cv2.GC_PR_FGD).astype(np.uint8)
     seeds[0], seeds[-1], seeds[:, 0], seeds[:, -1] = (cv2.GC_BGD,) * 4
     background_model, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(0)  # GrabCut seeds its colour models by k-means from OpenCV's (per-thread) RNG

@@ -112,3 +112,23 @@ def encoded(image: Image.Image, form: str = "PNG", **options: Any) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, form, **options)
     return buffer.getvalue()
+
+
+PAPER = 240.0  # white paper under even light, 0-255
+
+
+def paper_photo(image: np.ndarray, lighting: Any, angle: float = 0.0, scale: int = 8, margin: int = 40) -> Image.Image:
+    """A uint8 ``[28, 28]`` dataset image printed dark on white paper, lit, rotated, saved as JPEG q90.
+
+    ``lighting`` is an :class:`edgefmnist.photo_render.Lighting` (its ``field`` multiplies the
+    photo); the garment spans ``28 * scale`` pixels inside a ``margin`` of paper on each side.
+    """
+    big = np.asarray(Image.fromarray(image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC), np.float64)
+    side = 28 * scale + 2 * margin
+    paper = np.full((side, side), PAPER)
+    paper[margin:-margin, margin:-margin] = PAPER * (1 - big / 255.0)
+    photo = paper[..., None] * lighting.field(side, side)
+    picture = Image.fromarray(photo.clip(0, 255).astype(np.uint8), "RGB")
+    if angle:
+        picture = picture.rotate(angle, Image.Resampling.BILINEAR, fillcolor=tuple(int(c) for c in photo[0, 0]))
+    return Image.open(io.BytesIO(encoded(picture, "JPEG", quality=90)))

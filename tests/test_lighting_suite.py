@@ -8,19 +8,16 @@ conditions, and this suite keeps it from falling below 89 % anywhere.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from edgefmnist.runtime.predictor import Predictor, default_model_path
 from edgefmnist.runtime.preprocess import to_dataset_form
-from PIL import Image
+from helpers import PAPER, paper_photo
 
 from edgefmnist.photo_render import Lighting
 
 IMAGES = 300  # test images per condition
 MIN_AGREEMENT = 0.89  # measured 0.903-0.937 with the shipped cnn.onnx; the goal is 0.95
-PAPER = 240.0  # white paper under even light, 0-255
 
 CONDITIONS: dict[str, tuple[Lighting, float]] = {  # lighting, rotation in degrees
     "even light": (Lighting(), 0.0),
@@ -35,21 +32,6 @@ CONDITIONS: dict[str, tuple[Lighting, float]] = {  # lighting, rotation in degre
     "colour cast": (Lighting(cast=(1.1, 1.0, 0.75)), 0.0),
     "rotation 6°": (Lighting(), 6.0),
 }
-
-
-def paper_photo(image: np.ndarray, lighting: Lighting, angle: float, scale: int = 8, margin: int = 40) -> Image.Image:
-    """A uint8 ``[28, 28]`` dataset image printed dark on white paper, lit, rotated, saved as JPEG q90."""
-    big = np.asarray(Image.fromarray(image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC), np.float64)
-    side = 28 * scale + 2 * margin
-    paper = np.full((side, side), PAPER)
-    paper[margin:-margin, margin:-margin] = PAPER * (1 - big / 255.0)
-    photo = paper[..., None] * lighting.field(side, side)
-    picture = Image.fromarray(photo.clip(0, 255).astype(np.uint8), "RGB")
-    if angle:
-        picture = picture.rotate(angle, Image.Resampling.BILINEAR, fillcolor=tuple(int(c) for c in photo[0, 0]))
-    encoded = io.BytesIO()
-    picture.save(encoded, "JPEG", quality=90)
-    return Image.open(io.BytesIO(encoded.getvalue()))
 
 
 @pytest.fixture(scope="module")
