@@ -140,5 +140,6 @@ def illumination(luminance: np.ndarray, background: np.ndarray) -> np.ndarray:
     picked = background.ravel()
     if picked.sum() < 20:
         return np.full(luminance.shape, float(np.median(luminance)))
-    coefficients, *_ = np.linalg.lstsq(terms[picked], luminance.ravel()[picked], rcond=None)
+    chosen = terms[picked]  # the normal equations: a 6x6 solve, where an SVD of all the rows held the GIL for long
+    coefficients, *_ = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ luminance.ravel()[picked], rcond=None)
     return (terms @ coefficients).reshape(height, width)
