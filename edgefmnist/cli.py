@@ -406,7 +406,12 @@ def infer(
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Pictures preprocessed in parallel [default: the available cores].")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Pictures preprocessed in parallel "
+            "[default: the available cores when a picture takes 2 ms or more, else 1].",
+        ),
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     data_dir: DataDirOption = None,

@@ -14,13 +14,21 @@ workers) are submitted at a time, each worker holds one picture while it decodes
 at reduced scale, :mod:`edgefmnist.runtime.picture`), and what waits for the model is
 28x28 uint8 images (784 bytes each), at most ``batch_size`` of them.
 
+Threads pay only when a picture costs milliseconds. A 28x28 PNG in dataset form costs a
+fraction of one, nearly all of it Python holding the GIL, and two threads handing it back and
+forth ran at 0.66x one thread. So by default the first pictures are timed in the calling
+thread, and the pool starts only when they took ``PARALLEL_ABOVE_SECONDS`` or more.
+
 Results come back in the input order; a picture that cannot be read or preprocessed becomes
 its own one-line error and the others go on.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import statistics
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +41,8 @@ import numpy as np
 from edgefmnist.errors import EdgeFmnistError
 
 DEFAULT_BATCH_SIZE = 64
+PROBE_PICTURES = 3  # pictures timed in the calling thread before the default worker count is chosen
+PARALLEL_ABOVE_SECONDS = 0.002  # median time per probed picture from which the default uses every core
 Result = TypeVar("Result")
 
 
@@ -75,17 +85,29 @@ def preprocess_in_order(
     :class:`EdgeFmnistError` for a picture it cannot handle (that picture's ``error``; any other
     exception is a bug and propagates). At most ``window`` (default ``2 * workers``) pictures
     are submitted and not yet yielded. One worker runs everything in the calling thread.
+    ``workers=None`` times the first ``PROBE_PICTURES`` pictures in the calling thread, then
+    goes on there if their median took less than ``PARALLEL_ABOVE_SECONDS``, else on
+    :func:`default_workers` threads.
     """
-    workers = workers or default_workers()
+    remaining = iter(paths)
+    if workers is None:
+        seconds = []
+        for path in itertools.islice(remaining, PROBE_PICTURES):
+            started = time.perf_counter()
+            picture = prepare(path, preprocess)
+            seconds.append(time.perf_counter() - started)
+            yield picture
+        slow = bool(seconds) and statistics.median(seconds) >= PARALLEL_ABOVE_SECONDS
+        workers = default_workers() if slow else 1
     if workers == 1:
-        for path in paths:
+        for path in remaining:
             yield prepare(path, preprocess)
         return
     window = max(workers, window or 2 * workers)
     pending: deque[Future[PreparedPicture]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgefmnist-preprocess") as pool:
         try:
-            for path in paths:
+            for path in remaining:
                 pending.append(pool.submit(prepare, path, preprocess))
                 if len(pending) >= window:
                     yield pending.popleft().result()

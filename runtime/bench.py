@@ -494,7 +494,8 @@ def format_table(report: dict, markdown: bool = False) -> str:
         if photos:
             notes.append(
                 f"`infer` on {photos['pictures']} {label}: {photos['one_worker_per_s']:,.1f} pictures/s with one "
-                f"worker, {photos['all_workers_per_s']:,.1f} with {photos['workers']} ({photos['speedup']:.2f}x)"
+                f"worker, {photos['all_workers_per_s']:,.1f} with {photos['workers']} ({photos['speedup']:.2f}x), "
+                f"{photos['default_per_s']:,.1f} by default ({photos['default_speedup']:.2f}x)"
             )
     if report["recommendation"]:
         pick = report["recommendation"]

@@ -235,10 +235,11 @@ def classify_files(
 ) -> list[Classified]:
     """Classify each file (``-``: the picture on standard input), in order.
 
-    Pictures are preprocessed on ``workers`` threads (default: the available cores) and classified
-    in batches (:mod:`edgefmnist.runtime.batch`). A picture that cannot be read gets a result with
-    ``error`` set instead of a prediction, and the others go on. ``save_preprocessed`` receives
-    the 28x28 image the model saw of each picture, as :func:`preprocessed_paths` names them.
+    Pictures are preprocessed on ``workers`` threads (default: the available cores when the first
+    pictures take 2 ms or more each, see :func:`preprocess_in_order`) and classified in batches
+    (:mod:`edgefmnist.runtime.batch`). A picture that cannot be read gets a result with ``error``
+    set instead of a prediction, and the others go on. ``save_preprocessed`` receives the 28x28
+    image the model saw of each picture, as :func:`preprocessed_paths` names them.
     """
     targets = dict(zip(paths, preprocessed_paths(save_preprocessed, paths), strict=True)) if save_preprocessed else {}
 

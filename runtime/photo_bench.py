@@ -7,9 +7,10 @@ themselves as 28x28 PNGs (dataset form: no segmentation), and the same garments 
 photos (:func:`phone_jpeg`: dark on a light floor under uneven light, with sensor noise,
 4000x3000, JPEG quality 90), which take the whole photo path (reduced-scale decode, GrabCut,
 light correction). Each folder is classified with :func:`edgefmnist.runtime.infer.classify_files`
-(preprocessing, batched inference, results in order), alternately with one worker and with
-every available core, ``rounds`` times; the figures are medians and the speed-up is the median
-of the per-round ratios.
+(preprocessing, batched inference, results in order), in turn with one worker, with every
+available core and with the default (which times the first pictures and uses every core only
+when they cost milliseconds), ``rounds`` times; the figures are medians and the speed-ups are
+the medians of the per-round ratios to one worker.
 """
 
 from __future__ import annotations
@@ -78,25 +79,28 @@ def build_pictures(
     return paths
 
 
-def pictures_per_second(predictor: Predictor, paths: list[Path], workers: int) -> float:
-    """Pictures per second of ``classify_files`` on ``paths`` with ``workers`` preprocessing threads."""
+def pictures_per_second(predictor: Predictor, paths: list[Path], workers: int | None) -> float:
+    """Pictures per second of ``classify_files`` on ``paths`` with ``workers`` threads (None: the default)."""
     start = time.perf_counter()
     classify_files(predictor, paths, workers=workers)
     return len(paths) / (time.perf_counter() - start)
 
 
 def compare_workers(predictor: Predictor, paths: list[Path], workers: int, rounds: int = 3) -> dict[str, float]:
-    """One worker against ``workers``, alternating ``rounds`` times: median pictures/s and speed-up."""
-    single, parallel = [], []
+    """One worker, ``workers`` and the default in turn, ``rounds`` times: median pictures/s and speed-ups."""
+    single, parallel, default = [], [], []
     for _ in range(rounds):
         single.append(pictures_per_second(predictor, paths, 1))
         parallel.append(pictures_per_second(predictor, paths, workers))
+        default.append(pictures_per_second(predictor, paths, None))
     return {
         "pictures": len(paths),
         "workers": workers,
         "one_worker_per_s": round(float(np.median(single)), 1),
         "all_workers_per_s": round(float(np.median(parallel)), 1),
         "speedup": round(float(np.median(np.array(parallel) / np.array(single))), 2),
+        "default_per_s": round(float(np.median(default)), 1),
+        "default_speedup": round(float(np.median(np.array(default) / np.array(single))), 2),
     }
 
 

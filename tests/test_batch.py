@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
+from edgefmnist.runtime.batch import PROBE_PICTURES, PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.infer import classify_files
-from edgefmnist.runtime.photo_bench import build_pictures
+from edgefmnist.runtime.photo_bench import build_pictures, compare_workers
 from edgefmnist.runtime.predictor import Predictor, default_model_path
 from PIL import Image
 
@@ -81,6 +81,32 @@ def test_a_consumer_that_stops_early_does_not_wait_for_the_rest() -> None:
     next(stream)
     stream.close()
     assert preprocess.started <= 4
+
+
+@pytest.mark.parametrize(("delay", "pooled"), [(0.0, False), (0.005, True)])
+def test_the_default_uses_threads_only_when_pictures_cost_milliseconds(delay: float, pooled: bool) -> None:
+    """By default the first pictures are timed in the calling thread; only slow ones start the pool."""
+    threads: list[str] = []
+
+    def preprocess(path: Path) -> tuple[np.ndarray, str]:
+        threads.append(threading.current_thread().name)
+        time.sleep(delay)
+        return np.zeros((28, 28), np.uint8), ""
+
+    paths = names(12, bad=set())
+    assert [r.path for r in preprocess_in_order(paths, preprocess)] == paths
+    main = threading.current_thread().name
+    assert threads[:PROBE_PICTURES] == [main] * PROBE_PICTURES
+    assert all((name != main) == pooled for name in threads[PROBE_PICTURES:]), threads
+
+
+def test_photo_bench_reports_every_worker_setting(fashion, tmp_path: Path) -> None:
+    predictor = Predictor(default_model_path(), threads=1)
+    paths = build_pictures(fashion.test.images, tmp_path, 12, phone=False)
+    figures = compare_workers(predictor, paths, workers=2, rounds=1)
+    assert figures["pictures"] == 12 and figures["workers"] == 2
+    for key in ("one_worker_per_s", "all_workers_per_s", "default_per_s", "speedup", "default_speedup"):
+        assert figures[key] > 0, key
 
 
 def test_batches_hold_only_readable_pictures_and_keep_the_order() -> None:
