@@ -419,8 +419,8 @@ def infer(
 ) -> None:
     """Classify pictures of clothing (torch-free): any size, format, background.
 
-    The verdict is "unsure" when the top probability is not above --min-confidence or the
-    picture is uniform: `hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)`; JSON gets
+    The verdict is "unsure" when the top probability is not above --min-confidence or no
+    object was found: `hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)` (--top-k 2); JSON gets
     "unsure": true and keeps the best guess. Unsure is an answer (exit 0). Exit code 1 when
     any image could not be classified (the others are still printed).
 
@@ -685,7 +685,10 @@ def bench(
         ),
     ] = None,
     photos: Annotated[
-        bool, typer.Option("--photos", help="Also pictures/s of infer on 28x28 PNGs and 12 MP JPEGs, 1 worker vs all.")
+        bool,
+        typer.Option(
+            "--photos", help="Also pictures/s of infer on 28x28 PNGs and 12 MP JPEGs: 1 worker, all, default."
+        ),
     ] = False,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,

@@ -16,8 +16,10 @@ at reduced scale, :mod:`edgefmnist.runtime.picture`), and what waits for the mod
 
 Threads pay only when a picture costs milliseconds. A 28x28 PNG in dataset form costs a
 fraction of one, nearly all of it Python holding the GIL, and two threads handing it back and
-forth ran at 0.66x one thread. So by default the first pictures are timed in the calling
-thread, and the pool starts only when they took ``PARALLEL_ABOVE_SECONDS`` or more.
+forth ran at 0.66x one thread. So by default pictures are preprocessed in the calling thread
+and timed, and the pool takes over the rest as soon as the last ``PROBE_PICTURES`` readable
+ones took ``PARALLEL_ABOVE_SECONDS`` or more (median): a folder of photos starts it at the
+third picture, a folder of 28x28 PNGs never, and a mixed folder when its photos begin.
 
 Results come back in the input order; a picture that cannot be read or preprocessed becomes
 its own one-line error and the others go on.
@@ -25,7 +27,6 @@ its own one-line error and the others go on.
 
 from __future__ import annotations
 
-import itertools
 import os
 import statistics
 import time
@@ -41,8 +42,8 @@ import numpy as np
 from edgefmnist.errors import EdgeFmnistError
 
 DEFAULT_BATCH_SIZE = 64
-PROBE_PICTURES = 3  # pictures timed in the calling thread before the default worker count is chosen
-PARALLEL_ABOVE_SECONDS = 0.002  # median time per probed picture from which the default uses every core
+PROBE_PICTURES = 3  # the default's decision looks at the last this many readable pictures
+PARALLEL_ABOVE_SECONDS = 0.002  # their median time from which the default starts the pool on every core
 Result = TypeVar("Result")
 
 
@@ -85,20 +86,25 @@ def preprocess_in_order(
     :class:`EdgeFmnistError` for a picture it cannot handle (that picture's ``error``; any other
     exception is a bug and propagates). At most ``window`` (default ``2 * workers``) pictures
     are submitted and not yet yielded. One worker runs everything in the calling thread.
-    ``workers=None`` times the first ``PROBE_PICTURES`` pictures in the calling thread, then
-    goes on there if their median took less than ``PARALLEL_ABOVE_SECONDS``, else on
-    :func:`default_workers` threads.
+    ``workers=None`` preprocesses in the calling thread, timing each picture, until the last
+    ``PROBE_PICTURES`` readable pictures took ``PARALLEL_ABOVE_SECONDS`` or more (median); the
+    rest then go to :func:`default_workers` threads. Pictures that fail (fast, whatever their
+    size) are not timed.
     """
     remaining = iter(paths)
     if workers is None:
-        seconds = []
-        for path in itertools.islice(remaining, PROBE_PICTURES):
+        recent: deque[float] = deque(maxlen=PROBE_PICTURES)
+        for path in remaining:
             started = time.perf_counter()
             picture = prepare(path, preprocess)
-            seconds.append(time.perf_counter() - started)
+            if not picture.error:
+                recent.append(time.perf_counter() - started)
             yield picture
-        slow = bool(seconds) and statistics.median(seconds) >= PARALLEL_ABOVE_SECONDS
-        workers = default_workers() if slow else 1
+            if len(recent) == PROBE_PICTURES and statistics.median(recent) >= PARALLEL_ABOVE_SECONDS:
+                break
+        else:
+            return
+        workers = default_workers()
     if workers == 1:
         for path in remaining:
             yield prepare(path, preprocess)

@@ -4,7 +4,7 @@
     edgefmnist infer --image hat.jpg --min-confidence 0.6
 
 The verdict is "unsure" when the top (calibrated) probability is not above the threshold
-(``spec.DEFAULT_MIN_CONFIDENCE`` unless given) or when the picture is uniform: an honest
+(``spec.DEFAULT_MIN_CONFIDENCE`` unless given) or when no object was found: an honest
 answer for pictures outside what Fashion-MNIST covers. Unsure is an answer, not an error.
 """
 

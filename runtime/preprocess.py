@@ -10,7 +10,7 @@ module turns it into the same form:
 1. the picture is loaded small and upright (:mod:`edgefmnist.runtime.picture`);
 2. the garment is separated from the background by GrabCut (:mod:`edgefmnist.runtime.segment`);
 3. the light is measured on the background and divided out, and each pixel of the garment
-   gets its contrast against the background, ``|light - luminance| / light``: exactly the
+   gets its contrast against the background, ``|light - luminance| / max(light, MIN_LIGHT)``: exactly the
    dataset's negation on white paper, whatever the exposure, vignetting or shadow, and the
    same for a garment lighter or darker than its floor;
 4. the contrast is scaled so the garment's 99th percentile is 255 (what is outside the mask

@@ -26,7 +26,8 @@ ITERATIONS = 2  # GrabCut rounds; more change the mask of photos-dev's choice ha
 MIN_SHARE = 0.005  # a mask smaller than this share of the picture is retried with the next band
 KEEP_PART = 0.05  # connected parts of the mask smaller than this share of the largest are dropped (specks)
 OUTLIER_MADS = 3.0  # band pixels farther than this many median deviations from a first fit are left out of the second
-MIN_GAIN_LIGHT = 8.0  # flat-fielding before GrabCut never divides by a light below this (0-255): no blown-up noise
+MIN_GAIN_LIGHT = 8.0  # flat-fielding before GrabCut treats light below this (0-255) as this: no blown-up noise,
+# and a black backdrop (band median 0) is left as it is instead of being multiplied by 0
 
 cv2.setNumThreads(1)  # the images are small: threads cost more than they save, and hosts may be shared
 
@@ -73,7 +74,8 @@ def outer_band(shape: tuple[int, ...], band: float) -> np.ndarray:
 def flatten_light(rgb: np.ndarray) -> np.ndarray:
     """uint8 ``[H, W, 3]`` RGB with the light fitted to its outer band (:func:`illumination`) divided out.
 
-    The band's median brightness is kept. The light is fitted twice, the second time without the
+    The band's median brightness is kept (at least ``MIN_GAIN_LIGHT``, so that a black
+    backdrop is not scaled to nothing). The light is fitted twice, the second time without the
     band pixels that stray more than ``OUTLIER_MADS`` median deviations from the first fit, so
     tile grout, a pattern or a garment's edge in the band do not pass for shade. This is what a
     photographer's framing allows before the garment is known: the band is mostly background,
@@ -84,7 +86,8 @@ def flatten_light(rgb: np.ndarray) -> np.ndarray:
     band = outer_band(luminance.shape, BANDS[0])
     deviation = np.abs(luminance - illumination(luminance, band))
     inliers = band & (deviation <= max(OUTLIER_MADS * float(np.median(deviation[band])), 1.0))
-    gain = np.median(luminance[band]) / np.maximum(illumination(luminance, inliers), MIN_GAIN_LIGHT)
+    level = max(float(np.median(luminance[band])), MIN_GAIN_LIGHT)
+    gain = level / np.maximum(illumination(luminance, inliers), MIN_GAIN_LIGHT)
     return np.clip(rgb * gain[..., None] + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -83,21 +83,39 @@ def test_a_consumer_that_stops_early_does_not_wait_for_the_rest() -> None:
     assert preprocess.started <= 4
 
 
-@pytest.mark.parametrize(("delay", "pooled"), [(0.0, False), (0.005, True)])
-def test_the_default_uses_threads_only_when_pictures_cost_milliseconds(delay: float, pooled: bool) -> None:
-    """By default the first pictures are timed in the calling thread; only slow ones start the pool."""
-    threads: list[str] = []
+def threads_used(paths: list[Path], slow_from: int) -> list[bool]:
+    """For each picture preprocessed with the default worker count: did a pool thread do it?
+
+    Pictures before index ``slow_from`` return at once, later ones take 5 ms; "bad" ones fail at once.
+    """
+    used: dict[Path, bool] = {}
 
     def preprocess(path: Path) -> tuple[np.ndarray, str]:
-        threads.append(threading.current_thread().name)
-        time.sleep(delay)
+        used[path] = threading.current_thread() is not threading.main_thread()
+        if "bad" in path.name:
+            raise EdgeFmnistError(f"{path}: cannot identify image file")
+        if int(path.stem.split("-")[-1]) >= slow_from:
+            time.sleep(0.005)
         return np.zeros((28, 28), np.uint8), ""
 
-    paths = names(12, bad=set())
     assert [r.path for r in preprocess_in_order(paths, preprocess)] == paths
-    main = threading.current_thread().name
-    assert threads[:PROBE_PICTURES] == [main] * PROBE_PICTURES
-    assert all((name != main) == pooled for name in threads[PROBE_PICTURES:]), threads
+    return [used[path] for path in paths]
+
+
+def test_the_default_keeps_cheap_pictures_in_the_calling_thread() -> None:
+    assert not any(threads_used(names(12, bad={4}), slow_from=12))
+
+
+def test_the_default_starts_the_pool_once_pictures_cost_milliseconds() -> None:
+    assert threads_used(names(12, bad=set()), slow_from=0) == [False] * PROBE_PICTURES + [True] * 9
+    mixed = threads_used(names(20, bad=set()), slow_from=8)  # 28x28 PNGs first, then photos
+    pooled_from = 8 + PROBE_PICTURES // 2 + 1  # once most of the last three were slow
+    assert not any(mixed[:pooled_from]) and all(mixed[pooled_from:])
+
+
+def test_failed_pictures_do_not_count_as_cheap() -> None:
+    used = threads_used(names(12, bad={0, 1, 2}), slow_from=3)
+    assert not any(used[:6]) and all(used[6:])
 
 
 def test_photo_bench_reports_every_worker_setting(fashion, tmp_path: Path) -> None:

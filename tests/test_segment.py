@@ -77,6 +77,14 @@ def test_flattening_divides_out_a_light_gradient_on_the_band() -> None:
     assert flat.std() < 1.0 and floor.std() > 20
 
 
+def test_a_garment_on_black_is_found(fashion) -> None:
+    """A black backdrop (the band's median is 0) must not be flattened to nothing."""
+    for colour in ((200, 200, 200), (90, 160, 40)):
+        photo, truth = garment_on(np.zeros((96, 80, 3), np.uint8), fashion.test.images[0], colour=colour)
+        assert iou(foreground_mask(photo), truth) > 0.85, colour
+    assert (flatten_light(photo) == photo).all()
+
+
 def test_colour_contrast_fallback_finds_the_odd_colour() -> None:
     photo = np.full((40, 40, 3), (10, 200, 10), np.uint8)
     photo[10:30, 12:28] = (200, 20, 20)
