@@ -105,6 +105,37 @@ def calibrate_graph(path: Path, validation: Split) -> TemperatureCalibration:
     return calibration
 
 
+def calibrate_and_compare(
+    path: Path,
+    validation: Split,
+    test: Split,
+    reference_logits: np.ndarray,
+    *,
+    dtype: Dtype,
+    reference_name: str,
+    atol: float = FP32_ATOL,
+) -> tuple[TemperatureCalibration, np.ndarray, ParityReport]:
+    """:func:`calibrate_graph`, then the graph's test logits ``[N, 10]`` and their :func:`compare_logits` report.
+
+    The graph (named by its file name) is compared with ``reference_logits`` ``[N, 10]``, its
+    probabilities checked against its fitted temperature.
+    """
+    calibration = calibrate_graph(path, validation)
+    logits, probabilities = onnx_outputs(path, test.images)
+    report = compare_logits(
+        reference_logits,
+        logits,
+        test.labels,
+        dtype=dtype,
+        atol=atol,
+        reference_name=reference_name,
+        candidate_name=path.name,
+        candidate_probabilities=probabilities,
+        temperature=calibration.temperature,
+    )
+    return calibration, logits, report
+
+
 def input_dtype_name(model: onnx.ModelProto) -> str:
     """``"uint8"`` or ``"float32"``: what the graph's input takes (the predictor feeds that)."""
     return "uint8" if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8 else "float32"
@@ -225,18 +256,14 @@ def export_checkpoint(
             "validation images, validating it on the test set"
         )
         export_onnx(checkpoint.net, tmp, opset)
-        calibration = calibrate_graph(tmp, dataset.validation)
-        fp32_logits, fp32_probabilities = onnx_outputs(tmp, test.images)
-        report = compare_logits(
+        calibration, fp32_logits, report = calibrate_and_compare(
+            tmp,
+            dataset.validation,
+            test,
             torch_logits,
-            fp32_logits,
-            test.labels,
             dtype=Dtype.fp32,
             atol=atol,
             reference_name=f"PyTorch {checkpoint_path.name}",
-            candidate_name=out.name,
-            candidate_probabilities=fp32_probabilities,
-            temperature=calibration.temperature,
         )
         calibration = calibration.with_test(fp32_logits, test.labels)
         _finish(
@@ -251,17 +278,13 @@ def export_checkpoint(
         for preset in preset_and_fallback(PRESETS[mode]):
             progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
             quantize_model(out, tmp, preset, dataset.train.images if mode is QuantMode.static else None)
-            calibration = calibrate_graph(tmp, dataset.validation)
-            int8_logits, int8_probabilities = onnx_outputs(tmp, test.images)
-            report = compare_logits(
+            calibration, int8_logits, report = calibrate_and_compare(
+                tmp,
+                dataset.validation,
+                test,
                 fp32_logits,
-                int8_logits,
-                test.labels,
                 dtype=Dtype.int8,
                 reference_name=out.name,
-                candidate_name=int8_path.name,
-                candidate_probabilities=int8_probabilities,
-                temperature=calibration.temperature,
             )
             if report.passed:
                 break
