@@ -115,7 +115,8 @@ say "$(run_arm64 -c 'import platform, onnxruntime, numpy, cv2; print(platform.ma
 run_arm64 -c 'import sys, edgefmnist.runtime; assert "torch" not in sys.modules and "onnx" not in sys.modules'
 
 # One picture under the Pi's /sys/class/drm: the result on stdout, and not a byte on stderr.
-first_photo=$(ls "$PHOTOS_DIR"/*/*.jpg | LC_ALL=C sort | head -n 1)
+# (sed -n, not head: head exits early, and under pipefail a writer it cut off fails the line)
+first_photo=$(ls "$PHOTOS_DIR"/*/*.jpg | LC_ALL=C sort | sed -n 1p)
 set +e
 pi_drm env PYTHONPATH="$WORK/project:$SITE" PYTHONNOUSERSITE=1 "$QEMU" -cpu cortex-a72 -L "$ROOT" \
     "$ROOT/usr/bin/python3.11" -P -m edgefmnist.cli infer --image "$first_photo" > "$OUT/pi-drm.out" 2> "$OUT/pi-drm.err"
@@ -155,7 +156,7 @@ done
 # wheel's own copy on both sides: arm64 finds it as the default, x86 is pointed at the same file).
 photos=()
 for folder in "$PHOTOS_DIR"/*/; do
-    while IFS= read -r photo; do photos+=("$photo"); done < <(ls "$folder" | LC_ALL=C sort | grep -iE '\.(jpe?g|png)$' | head -n "$PHOTOS_PER_CLASS" | sed "s|^|$folder|")
+    while IFS= read -r photo; do photos+=("$photo"); done < <(ls "$folder" | LC_ALL=C sort | grep -iE '\.(jpe?g|png)$' | sed -n "1,${PHOTOS_PER_CLASS}p" | sed "s|^|$folder|")
 done
 [ "${#photos[@]}" -gt 0 ] || fail "no photos in $PHOTOS_DIR"
 default_model=$WORK/project/edgefmnist/pretrained/$("$PYTHON" -c 'from edgefmnist.contract import DEFAULT_MODEL_NAME; print(DEFAULT_MODEL_NAME)')
