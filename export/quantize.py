@@ -22,7 +22,9 @@ the form onnxruntime runs fastest (graph rewrites in :mod:`edgefmnist.export.qdq
   per channel 99.16 %, so the convolutions keep the faster per-tensor kernels. Entropy or
   percentile calibration and 2,048-4,096 calibration images moved neither by more than 0.1 point.
   When a model fails validation that way, export retries with every weight per channel
-  (:func:`edgefmnist.export.pipeline.preset_and_fallback`).
+  (:func:`edgefmnist.export.pipeline.preset_and_fallback`);
+- bias correction (:mod:`edgefmnist.export.bias_correction`): each layer's expected
+  weight-rounding error, measured on the calibration images, taken out of its int32 bias.
 
 Static int8 weights are 7-bit (``reduce_range=True``), so that a model gives the same answers
 on every CPU. onnxruntime runs QDQ int8 activations as uint8 on x86-64 (it adds 128 to their
@@ -54,6 +56,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from edgefmnist.export.bias_correction import correct_biases
 from edgefmnist.export.qdq_rewrite import feed_uint8, first_conv_as_depthwise, float_logits, split_pixel_normalization
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -107,6 +110,9 @@ class QuantPreset:
     # Expand + depthwise conv. Absent from older models' metadata: float32 input, no rewrite.
     input_dtype: str = "float32"
     depthwise_first_conv: bool = False
+    # static only (edgefmnist.export.bias_correction): each layer's expected weight-rounding error taken
+    # out of its int32 bias. Absent from older models' metadata: not corrected.
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         """Parse the enum fields (strings accepted); ``ValueError`` for an unknown mode, format, type or method."""
@@ -135,6 +141,7 @@ class QuantPreset:
                 "input_dtype",
                 "depthwise_first_conv",
                 "per_channel_ops",
+                "bias_correction",
             ):
                 values.pop(key)
         return values
@@ -151,6 +158,7 @@ PRESETS = {
         reduce_range=True,
         input_dtype="uint8",
         depthwise_first_conv=True,
+        bias_correction=True,
     ),
 }
 
@@ -254,10 +262,11 @@ def quantize_model(
                 "TensorQuantOverrides": per_channel_overrides(onnx.load(str(prepared)), preset.per_channel_ops),
             },
         )
-        if preset.input_dtype == "uint8" or not preset.float_logits:
-            model = onnx.load(str(int8_path))
-            if preset.input_dtype == "uint8":
-                feed_uint8(model, input_scale, input_zero_point)
-            if not preset.float_logits:
-                float_logits(model, OUTPUT_NAMES[0])
-            onnx.save(model, str(int8_path))
+        model = onnx.load(str(int8_path))
+        if preset.bias_correction:
+            correct_biases(model, onnx.load(str(prepared)), calibration[:, None])
+        if preset.input_dtype == "uint8":
+            feed_uint8(model, input_scale, input_zero_point)
+        if not preset.float_logits:
+            float_logits(model, OUTPUT_NAMES[0])
+        onnx.save(model, str(int8_path))

@@ -133,6 +133,7 @@ def test_metadata_round_trips(exported, trained) -> None:
         and read_metadata(fp32.path).input["dtype"] == "float32"
     )
     assert quantization["depthwise_first_conv"] and quantization["per_channel_ops"] == ["Gemm"]
+    assert quantization["bias_correction"]
     assert ModelMetadata.from_props(meta.to_props(), "x") == meta
 
 
