@@ -8,7 +8,7 @@ Through Weight Equalization and Bias Correction" (ICCV 2019), section 4.2, with 
 fp32 activations of the calibration images instead of batch-norm statistics.
 
 Measured on the shipped models (AMD EPYC Zen 3, the static preset, the 5,000 validation images): the mean
-squared difference of the int8 logits from fp32's fell from 0.042 to 0.033 for the CNN with per-tensor conv
+squared difference of the int8 logits from fp32's fell from 0.042 to 0.032 for the CNN with per-tensor conv
 weights and from 0.029 to 0.022 with per-channel ones; the MLP's top-1 agreement with fp32 went from 99.68 to
 99.82 % (test set: 99.76 to 99.81 %).
 """
@@ -37,6 +37,8 @@ def _attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
 
 def layer_inputs(fp32: onnx.ModelProto, names: list[str], images: np.ndarray) -> dict[str, np.ndarray]:
     """The float32 tensors ``names`` of the fp32 graph ``fp32`` on ``images`` (float32 ``[N, 1, 28, 28]``)."""
+    if not names:  # onnxruntime runs every output for an empty list
+        return {}
     tapped = onnx.ModelProto()
     tapped.CopyFrom(fp32)
     known = {output.name for output in tapped.graph.output}
@@ -68,18 +70,24 @@ def expected_error(node: onnx.NodeProto, weight_error: np.ndarray, inputs: np.nd
 
     ``weight_error`` is ``W_q - W`` in the node's weight layout; ``inputs`` the node's first input on
     the calibration images (``[N, C, H, W]`` for a Conv, ``[N, K]`` for a Gemm). The mean runs over
-    the images and, for a Conv, over every output position (padding included).
+    the images and, for a Conv, over every output position (padding included); a Gemm's ``alpha``
+    scales it. Raises ``ValueError`` (naming the node) for a Gemm with ``transA``, and for a Conv
+    that is not 2-D or uses ``auto_pad`` or asymmetric pads.
     """
+    weight_error, inputs = weight_error.astype(np.float64), inputs.astype(np.float64)
     if node.op_type == "Gemm":
         if _attribute(node, "transA", 0):
             raise ValueError(f"{node.name}: a Gemm with transA is not supported")
         weight = weight_error if _attribute(node, "transB", 0) else weight_error.T
-        return inputs.astype(np.float64).mean(axis=0) @ weight.T
+        return float(_attribute(node, "alpha", 1.0)) * (inputs.mean(axis=0) @ weight.T)
     pads = list(_attribute(node, "pads", [0, 0, 0, 0]))
+    auto_pad = _attribute(node, "auto_pad", b"NOTSET")
+    if weight_error.ndim != 4 or inputs.ndim != 4 or auto_pad not in (b"NOTSET", "NOTSET"):
+        raise ValueError(f"{node.name}: only 2-D convolutions with explicit pads are supported")
     if len(pads) != 4 or pads[:2] != pads[2:]:
         raise ValueError(f"{node.name}: only 2-D convolutions with symmetric pads are supported, pads {pads}")
     outputs = torch.nn.functional.conv2d(
-        torch.from_numpy(inputs.astype(np.float64)),
+        torch.from_numpy(inputs),
         torch.from_numpy(weight_error),
         stride=tuple(_attribute(node, "strides", [1, 1])),
         padding=tuple(pads[:2]),
@@ -95,10 +103,11 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
     ``int8`` is the QDQ graph that onnxruntime's ``quantize_static`` made from ``fp32`` (same node
     names; weights and biases as DequantizeLinear of initializers); ``images`` are the calibration
     inputs of ``fp32`` (float32 ``[N, 1, 28, 28]``). Layers without a bias or left in float (the
-    logits layer with ``float_logits``) are left as they are.
-    Returns the largest ``|E[(W_q - W) x]|`` of each corrected layer, by node name.
-    Raises ``ValueError`` when a layer of ``int8`` has no counterpart with constant weights and bias
-    in ``fp32``.
+    logits layer with ``float_logits``) are left as they are; corrected biases are clipped to the
+    int32 range, as onnxruntime's quantiser clips them.
+    Returns the largest ``|E[(W_q - W) x]|`` of each corrected layer, by node name. Raises
+    ``ValueError`` when no layer has a quantised bias (e.g. the QOperator format), or when a layer
+    has no counterpart of the same unique name with constant weights and bias in ``fp32``.
     """
     fp32_nodes = {node.name: node for node in fp32.graph.node}
     fp32_values = {tensor.name: numpy_helper.to_array(tensor) for tensor in fp32.graph.initializer}
@@ -111,20 +120,28 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
         and len(node.input) > 2
         and all(getattr(producers.get(name), "op_type", "") == "DequantizeLinear" for name in node.input[1:3])
     ]
+    if not layers:
+        raise ValueError("bias correction: no Conv or Gemm with a quantised bias (it needs the QDQ format)")
+    names = [node.name for node in fp32.graph.node]
     for node in layers:
         original = fp32_nodes.get(node.name)
+        if not node.name or names.count(node.name) != 1:
+            raise ValueError(f"bias correction: layer name {node.name!r} does not name exactly one fp32 node")
         if original is None or original.input[1] not in fp32_values or original.input[2] not in fp32_values:
             raise ValueError(f"{node.name}: no node of that name with constant weights and bias in the fp32 graph")
     inputs = layer_inputs(fp32, [fp32_nodes[node.name].input[0] for node in layers], images)
     corrected, replaced = {}, {}
+    int32 = np.iinfo(np.int32)
     for node in layers:
         original = fp32_nodes[node.name]
         weight_error = dequantized(int8_values, producers[node.input[1]]) - fp32_values[original.input[1]]
         error = expected_error(node, weight_error, inputs[original.input[0]])
+        beta = float(_attribute(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
         bias = producers[node.input[2]]  # DequantizeLinear(int32 bias, scale = input scale x weight scale)
         scale = int8_values[bias.input[1]].astype(np.float64)
-        exact = fp32_values[original.input[2]].astype(np.float64) - error
-        replaced[bias.input[0]] = numpy_helper.from_array(np.round(exact / scale).astype(np.int32), bias.input[0])
+        exact = fp32_values[original.input[2]].astype(np.float64) - error / beta
+        quantized = np.clip(np.round(exact / scale), int32.min, int32.max).astype(np.int32)
+        replaced[bias.input[0]] = numpy_helper.from_array(quantized, bias.input[0])
         corrected[node.name] = float(np.abs(error).max())
     for tensor in int8.graph.initializer:
         if tensor.name in replaced:
