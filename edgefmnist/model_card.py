@@ -96,7 +96,8 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
             f"fp32 ONNX, opset {metadata.extra['opset']}"
             if metadata.dtype is Dtype.fp32
             else f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
-            f"{weight_granularity(quantization)}, {metadata.input.get('dtype', 'float32')} input)"
+            f"{weight_granularity(quantization)}, {metadata.input.get('dtype', 'float32')} input"
+            f"{', bias-corrected' if quantization.get('bias_correction') else ''})"
         )
         if path.name == DEFAULT_MODEL_NAME:
             what += "; **the default of `infer` and `evaluate`**"
