@@ -15,14 +15,13 @@ weights and from 0.029 to 0.022 with per-channel ones; the MLP's top-1 agreement
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime
 import torch
+from edgefmnist.export.qdq_rewrite import initializer_values
 from onnx import helper, numpy_helper
 
 from edgefmnist.contract import INPUT_NAME
@@ -45,11 +44,8 @@ def layer_inputs(fp32: onnx.ModelProto, names: list[str], images: np.ndarray) ->
     for name in names:
         if name not in known:
             tapped.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    with tempfile.TemporaryDirectory(prefix="edgefmnist-bias-") as workdir:
-        path = Path(workdir) / "tapped.onnx"
-        onnx.save(tapped, str(path))
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        values = session.run(names, {INPUT_NAME: images.astype(np.float32)})
+    session = onnxruntime.InferenceSession(tapped.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = session.run(names, {INPUT_NAME: images.astype(np.float32)})
     return dict(zip(names, values, strict=True))
 
 
@@ -110,8 +106,7 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
     has no counterpart of the same unique name with constant weights and bias in ``fp32``.
     """
     fp32_nodes = {node.name: node for node in fp32.graph.node}
-    fp32_values = {tensor.name: numpy_helper.to_array(tensor) for tensor in fp32.graph.initializer}
-    int8_values = {tensor.name: numpy_helper.to_array(tensor) for tensor in int8.graph.initializer}
+    fp32_values, int8_values = initializer_values(fp32), initializer_values(int8)
     producers = {output: node for node in int8.graph.node for output in node.output}
     layers = [
         node

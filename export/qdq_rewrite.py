@@ -32,7 +32,8 @@ from onnx import TensorProto, helper, numpy_helper
 SHAPE_OPS = ("Flatten", "Reshape", "Expand")  # ops that move uint8 pixels without arithmetic
 
 
-def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+def initializer_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every initializer of ``model`` as a numpy array, by name."""
     return {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
 
 
@@ -84,7 +85,7 @@ def split_pixel_normalization(model: onnx.ModelProto) -> tuple[float, float] | N
         return None
     mul = consumers[0]
     add = _only_consumer(model, mul.output[0], "Add")
-    values = _initializers(model)
+    values = initializer_values(model)
     scale = _scalar(values, mul.input[1] if mul.input[0] == graph_input else mul.input[0])
     shift = _scalar(values, add.input[1] if add.input[0] == mul.output[0] else add.input[0])
     for node in _consumers(model, add.output[0]):
@@ -101,7 +102,7 @@ def first_conv_as_depthwise(model: onnx.ModelProto) -> bool:
     if len(convs) != 1:
         return False
     conv = convs[0]
-    weight = _initializers(model).get(conv.input[1])
+    weight = initializer_values(model).get(conv.input[1])
     group = next((attr.i for attr in conv.attribute if attr.name == "group"), 1)
     if weight is None or weight.ndim != 4 or weight.shape[1] != 1 or group != 1:
         return False
@@ -141,7 +142,7 @@ def feed_uint8(model: onnx.ModelProto, scale: float, zero_point: int, tolerance:
     quantize = consumers[0]
     if quantize.op_type != "QuantizeLinear":
         raise ValueError(f"the input reaches a {quantize.op_type}, not a QuantizeLinear")
-    values = _initializers(model)
+    values = initializer_values(model)
     calibrated_scale = _scalar(values, quantize.input[1])
     calibrated_zero_point = values[quantize.input[2]]
     if calibrated_zero_point.dtype != np.uint8:

@@ -244,6 +244,7 @@ def quantize_model(
         rewritten = Path(workdir) / "rewritten.onnx"
         onnx.save(model, str(rewritten))
         quant_pre_process(str(rewritten), str(prepared))
+        prepared_model = onnx.load(str(prepared))
         quantize_static(
             prepared,
             int8_path,
@@ -261,12 +262,12 @@ def quantize_model(
             extra_options={
                 "WeightSymmetric": True,
                 "ActivationSymmetric": False,
-                "TensorQuantOverrides": per_channel_overrides(onnx.load(str(prepared)), preset.per_channel_ops),
+                "TensorQuantOverrides": per_channel_overrides(prepared_model, preset.per_channel_ops),
             },
         )
         model = onnx.load(str(int8_path))
         if preset.bias_correction:
-            correct_biases(model, onnx.load(str(prepared)), calibration[:, None])
+            correct_biases(model, prepared_model, calibration[:, None])
         if preset.input_dtype == "uint8":
             feed_uint8(model, input_scale, input_zero_point)
         if not preset.float_logits:

@@ -12,9 +12,9 @@ import onnxruntime
 import pytest
 from edgefmnist.export.bias_correction import correct_biases, expected_error
 from edgefmnist.export.pipeline import onnx_outputs
-from edgefmnist.export.quantize import PRESETS, QuantMode, quantize_model
+from edgefmnist.export.quantize import PRESETS, ImageCalibrationReader, QuantMode, quantize_model
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
 
 def run_graph(
@@ -90,7 +90,9 @@ def test_a_graph_without_quantised_biases_is_refused(tmp_path: Path) -> None:
     fp32_path, int8_path = tmp_path / "tiny.onnx", tmp_path / "tiny.qop.onnx"
     tiny_net(fp32_path)
     images = np.random.default_rng(2).uniform(0, 1, (64, 1, 8, 8)).astype(np.float32)
-    quantize_static(str(fp32_path), str(int8_path), Images(images), quant_format=QuantFormat.QOperator)
+    quantize_static(
+        str(fp32_path), str(int8_path), ImageCalibrationReader(images[:, 0]), quant_format=QuantFormat.QOperator
+    )
     with pytest.raises(ValueError, match="no Conv or Gemm with a quantised bias"):
         correct_biases(onnx.load(str(int8_path)), onnx.load(str(fp32_path)), images)
 
@@ -143,14 +145,6 @@ def tiny_net(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-class Images(CalibrationDataReader):
-    def __init__(self, images: np.ndarray) -> None:
-        self._batches = iter([{"image": images}])
-
-    def get_next(self) -> dict | None:
-        return next(self._batches, None)
-
-
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
 def test_each_corrected_layer_has_the_fp32_mean_output(per_channel: bool, tmp_path: Path) -> None:
     """Fed the fp32 activations of the calibration images, every corrected int8 layer (weights and bias as
@@ -162,7 +156,7 @@ def test_each_corrected_layer_has_the_fp32_mean_output(per_channel: bool, tmp_pa
     quantize_static(
         str(fp32_path),
         str(int8_path),
-        Images(images),
+        ImageCalibrationReader(images[:, 0]),
         quant_format=QuantFormat.QDQ,
         per_channel=per_channel,
         reduce_range=True,
