@@ -74,6 +74,13 @@ class ModelMetadata:
         """The ``T`` of the graph's ``softmax(logits / T)``: 1.0 for a model exported without calibration."""
         return float(self.calibration["temperature"]) if self.calibration else 1.0
 
+    @property
+    def trained_on_mirror_images(self) -> bool:
+        """Whether training showed images mirrored left to right (the recipe's ``augment``): then a
+        mirrored picture is as familiar to the network as the picture itself."""
+        recipe = self.extra.get("recipe")
+        return isinstance(recipe, dict) and bool(recipe.get("augment"))
+
     def to_props(self) -> dict[str, str]:
         """``metadata_props`` entries: every value JSON-encoded."""
         values = {

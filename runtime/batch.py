@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from edgefmnist.runtime.preprocess import Preprocessed
 
 from edgefmnist.errors import EdgeFmnistError
 
@@ -63,18 +64,19 @@ class PreparedPicture:
     pixels: np.ndarray | None = None
     nothing_found: str = ""  # preprocessing's "nothing found" reason; "" when an object was found
     error: str = ""  # the one-line reason the picture could not be preprocessed
+    photo: bool = False  # the picture was a photo, not already in dataset form (Preprocessed.photo)
 
 
-Preprocess = Callable[[Path], tuple[np.ndarray, str]]
+Preprocess = Callable[[Path], Preprocessed]
 
 
 def prepare(path: Path, preprocess: Preprocess) -> PreparedPicture:
     """``preprocess(path)`` as a :class:`PreparedPicture`; an :class:`EdgeFmnistError` becomes its ``error``."""
     try:
-        pixels, nothing_found = preprocess(path)
+        picture = preprocess(path)
     except EdgeFmnistError as exc:
         return PreparedPicture(path, error=str(exc))
-    return PreparedPicture(path, pixels, nothing_found)
+    return PreparedPicture(path, picture.pixels, picture.nothing_found, photo=picture.photo)
 
 
 def preprocess_in_order(

@@ -34,7 +34,7 @@ from pathlib import Path, PurePath
 from typing import Literal, TypeVar
 
 import numpy as np
-from edgefmnist.runtime.infer import check_min_confidence, is_unsure
+from edgefmnist.runtime.infer import check_min_confidence, is_unsure, picture_probabilities
 from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
@@ -216,9 +216,11 @@ def predict_photos(
 ) -> PhotoPredictions:
     """Preprocess each photo (the per-photo cost), then run the model once on the whole batch.
 
+    The probabilities are ``infer``'s (:func:`edgefmnist.runtime.infer.picture_probabilities`).
+
     An unreadable photo is recorded in ``errors`` and left out; nothing is cached on disk.
     """
-    kept, pixels, empty, errors = [], [], [], []
+    kept, pixels, empty, was_photo, errors = [], [], [], [], []
     for photo in progress(photos, "photos"):
         try:
             picture = preprocess(photo.path)
@@ -228,8 +230,11 @@ def predict_photos(
         kept.append(photo)
         pixels.append(picture.pixels)
         empty.append(bool(picture.nothing_found))
+        was_photo.append(picture.photo)
     classes = len(predictor.class_names)
-    probabilities = predictor.predict(np.stack(pixels)) if pixels else np.zeros((0, classes), np.float32)
+    probabilities = (
+        picture_probabilities(predictor, np.stack(pixels), was_photo) if pixels else np.zeros((0, classes), np.float32)
+    )
     return PhotoPredictions(tuple(predictor.class_names), kept, probabilities, np.array(empty, bool), errors)
 
 

@@ -53,10 +53,13 @@ class Preprocessed:
 
     ``nothing_found`` is why no object was found ("the picture is uniform", ...), or "" when one
     was; the pixels are then all black, and a classifier's answer for them is meaningless.
+    ``photo`` is True when the picture was a photo (segmented and re-rendered), False when it
+    was already in dataset form and passed through unchanged.
     """
 
     pixels: np.ndarray
     nothing_found: str = ""
+    photo: bool = False
 
 
 def is_dataset_form(pixels: np.ndarray) -> bool:
@@ -70,7 +73,7 @@ def border(pixels: np.ndarray) -> np.ndarray:
 
 
 def blank(reason: str) -> Preprocessed:
-    return Preprocessed(np.zeros((SIZE, SIZE), dtype=np.uint8), f"no object found: {reason}")
+    return Preprocessed(np.zeros((SIZE, SIZE), dtype=np.uint8), f"no object found: {reason}", photo=True)
 
 
 def to_dataset_form(image: Image.Image) -> np.ndarray:
@@ -103,7 +106,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     contrast = np.abs(light - luminance) / np.maximum(light, MIN_LIGHT)
     peak = max(float(np.percentile(contrast[mask], 99)), 0.05)
     intensity = np.clip(contrast / peak, 0.0, 1.0) * mask
-    return Preprocessed(centre(255.0 * intensity, mask))
+    return Preprocessed(centre(255.0 * intensity, mask), photo=True)
 
 
 def centre(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from edgefmnist.runtime.infer import Classified, check_min_confidence, classify_
 from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
 from edgefmnist.runtime.picture import PictureTooLarge
 from edgefmnist.runtime.predictor import Predictor
-from edgefmnist.runtime.preprocess import preprocess
+from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 from edgefmnist.runtime.serve_gate import ASGIApp, Gate, ServeSettings, ServiceError, ServiceMetrics, error_response
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -65,7 +65,7 @@ class Classifier:
         (the predictor and the verdict, for the whole call).
         """
         entries: list[dict[str, Any]] = []
-        good: list[tuple[int, np.ndarray, str, float]] = []
+        good: list[tuple[int, Preprocessed, float]] = []
         for name, data in pictures:
             start = time.perf_counter()
             try:
@@ -75,21 +75,23 @@ class Classifier:
                 entries.append({"image": name, "error": str(exc), "status": status})
                 continue
             preprocess_ms = 1000 * (time.perf_counter() - start)
-            good.append((len(entries), picture.pixels, picture.nothing_found, preprocess_ms))
+            good.append((len(entries), picture, preprocess_ms))
             entries.append({})
         if good:
             start = time.perf_counter()
             results = classify_arrays(
                 self.predictor,
-                np.stack([pixels for _, pixels, _, _ in good]),
-                [pictures[i][0] for i, _, _, _ in good],
+                np.stack([picture.pixels for _, picture, _ in good]),
+                [pictures[i][0] for i, _, _ in good],
                 self.settings.top_k,
                 self.settings.min_confidence,
-                [reason for _, _, reason, _ in good],
+                [picture.nothing_found for _, picture, _ in good],
+                [picture.photo for _, picture, _ in good],
             )
             inference_us = 1e6 * (time.perf_counter() - start)
-            for (i, pixels, _, preprocess_ms), result in zip(good, results, strict=True):
-                entries[i] = self.result_dict(result, pixels if with_pixels else None, preprocess_ms, inference_us)
+            for (i, picture, preprocess_ms), result in zip(good, results, strict=True):
+                pixels = picture.pixels if with_pixels else None
+                entries[i] = self.result_dict(result, pixels, preprocess_ms, inference_us)
         return entries
 
     @staticmethod

@@ -16,6 +16,7 @@ from edgefmnist.runtime.batch import PROBE_PICTURES, PreparedPicture, classify_i
 from edgefmnist.runtime.infer import classify_files
 from edgefmnist.runtime.photo_bench import build_pictures, compare_workers
 from edgefmnist.runtime.predictor import Predictor, default_model_path
+from edgefmnist.runtime.preprocess import Preprocessed
 from PIL import Image
 
 from edgefmnist.errors import EdgeFmnistError
@@ -30,7 +31,7 @@ class SlowPreprocess:
         self.running = self.most_running = self.started = 0
         self.rng = random.Random(0)
 
-    def __call__(self, path: Path) -> tuple[np.ndarray, str]:
+    def __call__(self, path: Path) -> Preprocessed:
         with self.lock:
             self.running += 1
             self.started += 1
@@ -42,7 +43,7 @@ class SlowPreprocess:
         if "bad" in path.name:
             raise EdgeFmnistError(f"{path}: cannot identify image file")
         index = int(path.stem.split("-")[-1])
-        return np.full((28, 28), index % 256, np.uint8), "nothing" if index % 7 == 0 else ""
+        return Preprocessed(np.full((28, 28), index % 256, np.uint8), "nothing" if index % 7 == 0 else "")
 
 
 def names(count: int, bad: set[int]) -> list[Path]:
@@ -90,13 +91,13 @@ def threads_used(paths: list[Path], slow_from: int) -> list[bool]:
     """
     used: dict[Path, bool] = {}
 
-    def preprocess(path: Path) -> tuple[np.ndarray, str]:
+    def preprocess(path: Path) -> Preprocessed:
         used[path] = threading.current_thread() is not threading.main_thread()
         if "bad" in path.name:
             raise EdgeFmnistError(f"{path}: cannot identify image file")
         if int(path.stem.split("-")[-1]) >= slow_from:
             time.sleep(0.005)
-        return np.zeros((28, 28), np.uint8), ""
+        return Preprocessed(np.zeros((28, 28), np.uint8))
 
     assert [r.path for r in preprocess_in_order(paths, preprocess)] == paths
     return [used[path] for path in paths]

@@ -406,3 +406,34 @@ def test_save_preprocessed_with_sample_saves_the_test_images(shipped_mlp: Path, 
         == 0
     )
     assert np.array_equal(np.asarray(Image.open(one)), fashion.test.images[7])
+
+
+def test_a_photo_is_classified_with_its_mirror_image_by_a_network_trained_on_them(shipped_mlp: Path, fashion) -> None:
+    """Test-time mirroring: the average for photos, when the recipe mirrored; never for dataset-form images."""
+    from edgefmnist.runtime.infer import picture_probabilities
+    from edgefmnist.runtime.predictor import default_model_path
+
+    images = fashion.test.images[:6]
+    photo = [True, False, True, False, True, True]
+    cnn = Predictor(default_model_path())
+    assert cnn.metadata.trained_on_mirror_images
+    single, mirrored = cnn.predict(images), cnn.predict(np.ascontiguousarray(images[:, :, ::-1]))
+    assert not np.allclose(single, mirrored, atol=1e-3)  # the mirror image really is another input
+    expected = np.where(np.array(photo)[:, None], (single + mirrored) / 2, single)
+    np.testing.assert_allclose(picture_probabilities(cnn, images, photo), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(picture_probabilities(cnn, images, [False] * 6), single)
+    np.testing.assert_array_equal(picture_probabilities(cnn, images), single)
+    with pytest.raises(ValueError, match="5 photo flags for 6 images"):
+        picture_probabilities(cnn, images, photo[:5])
+    mlp = Predictor(shipped_mlp)
+    assert not mlp.metadata.trained_on_mirror_images
+    np.testing.assert_array_equal(picture_probabilities(mlp, images, photo), mlp.predict(images))
+
+
+def test_preprocessing_says_whether_a_picture_was_a_photo(fashion) -> None:
+    from edgefmnist.runtime.preprocess import dataset_form
+
+    assert not dataset_form(Image.fromarray(fashion.test.images[0])).photo
+    on_paper = Image.fromarray(255 - np.kron(fashion.test.images[0], np.ones((4, 4), np.uint8)))
+    assert dataset_form(on_paper).photo and not dataset_form(on_paper).nothing_found
+    assert dataset_form(Image.new("L", (60, 40), 128)).photo  # uniform: a photo with nothing found

@@ -1,15 +1,17 @@
 """The synthetic lighting suite: test images printed on white paper and photographed in bad light.
 
-Each condition photographs the same test images, and the shipped default model is asked for
-the label it gives the raw 28x28 array. The goal is 95 % under every condition; the shipped
-model reaches 94.7-97.0 % (95.3 % or more everywhere but the shadow band, 94.7 %), with no
-cliff between conditions, and this suite keeps it from falling below 93 % anywhere.
+Each condition photographs the same test images, and the shipped default model, classifying
+each photo as ``infer`` does (with its mirror image, :func:`picture_probabilities`), is asked
+for the label it gives the raw 28x28 array. The goal is 95 % under every condition; the
+shipped model reaches 94.3-96.3 % (95.0 % or more everywhere but the shadow band, 94.3 %),
+with no cliff between conditions, and this suite keeps it from falling below 93 % anywhere.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from edgefmnist.runtime.infer import picture_probabilities
 from edgefmnist.runtime.predictor import Predictor, default_model_path
 from edgefmnist.runtime.preprocess import to_dataset_form
 from helpers import PAPER, paper_photo
@@ -17,7 +19,7 @@ from helpers import PAPER, paper_photo
 from edgefmnist.photo_render import Lighting
 
 IMAGES = 300  # test images per condition
-MIN_AGREEMENT = 0.93  # measured 0.947-0.970 with the shipped cnn.onnx; the goal is 0.95
+MIN_AGREEMENT = 0.93  # measured 0.943-0.963 with the shipped cnn.onnx; the goal is 0.95
 
 CONDITIONS: dict[str, tuple[Lighting, float]] = {  # lighting, rotation in degrees
     "even light": (Lighting(), 0.0),
@@ -47,7 +49,7 @@ def test_default_model_agrees_with_raw_images_under_bad_light(raw_labels, condit
     predictor, images, expected = raw_labels
     lighting, angle = CONDITIONS[condition]
     seen = np.stack([to_dataset_form(paper_photo(image, lighting, angle)) for image in images])
-    agreement = float((predictor.predict(seen).argmax(1) == expected).mean())
+    agreement = float((picture_probabilities(predictor, seen, [True] * len(seen)).argmax(1) == expected).mean())
     assert agreement >= MIN_AGREEMENT, f"{condition}: {100 * agreement:.1f} % agreement"
 
 
