@@ -12,6 +12,12 @@ The NLL of ``softmax(z / T)`` is convex in ``1 / T`` (a log-sum-exp of functions
 ``1 / T``), hence unimodal in ``log T``; a golden-section search on ``log T`` therefore finds
 the global minimum inside its bracket. No scipy needed.
 
+The same validation logits give the reference of the *typicality* of a picture: the share of
+validation images whose largest logit is lower than the picture's. The largest logit (before
+the softmax) is the MaxLogit out-of-distribution score of Hendrycks, Basart, Mazeika et al.
+2022 ("Scaling Out-of-Distribution Detection for Real-World Settings"); expressing it as a
+quantile of the model's own validation images puts every model on one scale, 0 to 1.
+
 This module imports only numpy, so the runtime may use it too (ECE of a model's outputs).
 """
 
@@ -26,6 +32,13 @@ ECE_BINS = 15  # Guo et al. 2017 use 15 equal-width confidence bins
 TEMPERATURE_BOUNDS = (0.01, 100.0)  # the bracket searched; a fit at an edge means the data push T further
 LOG_T_TOLERANCE = 1e-6  # golden-section stops when the bracket on log T is this narrow
 INV_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+# Quantile levels at which the validation split's largest logits are stored: fine where the
+# unsure threshold lies (about the 1 % least typical images), coarse above.
+TYPICALITY_LEVELS = (
+    *(k / 1000 for k in range(20)),  # 0.000-0.019
+    *(k / 100 for k in range(2, 10)),  # 0.02-0.09
+    *(k / 10 for k in range(1, 11)),  # 0.1-1.0
+)
 
 
 def _as_logits(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +173,7 @@ class TemperatureCalibration:
     temperature: float
     validation: CalibrationFigures
     test: CalibrationFigures | None = None
+    max_logit_quantiles: dict[str, list[float]] | None = None  # see max_logit_quantiles()
 
     def to_metadata(self) -> dict:
         """The model file's ``"calibration"`` entry: the fit on the validation split, test figures nested."""
@@ -171,6 +185,8 @@ class TemperatureCalibration:
             "bins": ECE_BINS,
             **{k: v for k, v in self.validation.to_dict().items() if k.startswith(("ece_", "nll_"))},
         }
+        if self.max_logit_quantiles is not None:
+            entry["max_logit_quantiles"] = self.max_logit_quantiles
         if self.test is not None:
             entry["test"] = {k: v for k, v in self.test.to_dict().items() if k != "split"}
         return entry
@@ -178,7 +194,10 @@ class TemperatureCalibration:
     def with_test(self, logits: np.ndarray, labels: np.ndarray) -> TemperatureCalibration:
         """A copy that also holds the figures of the test ``logits`` ``[N, C]`` at this temperature."""
         return TemperatureCalibration(
-            self.temperature, self.validation, measure_calibration(logits, labels, self.temperature, "test")
+            self.temperature,
+            self.validation,
+            measure_calibration(logits, labels, self.temperature, "test"),
+            self.max_logit_quantiles,
         )
 
     def summary(self) -> str:
@@ -187,12 +206,29 @@ class TemperatureCalibration:
 
 
 def calibrate(validation_logits: np.ndarray, validation_labels: np.ndarray) -> TemperatureCalibration:
-    """Fit ``T`` on the validation split's logits ``[N, C]`` and measure ECE/NLL there before and after.
+    """Fit ``T`` on the validation split's logits ``[N, C]`` and measure ECE/NLL there before and after;
+    also keep their largest logits' quantiles, the reference of :func:`typicality`.
 
     ``T`` is rounded to float32, the precision an ONNX graph stores it in, so the figures
     describe exactly the ``T`` the graph applies.
     """
     temperature = float(np.float32(fit_temperature(validation_logits, validation_labels)))
     return TemperatureCalibration(
-        temperature, measure_calibration(validation_logits, validation_labels, temperature, "validation")
+        temperature,
+        measure_calibration(validation_logits, validation_labels, temperature, "validation"),
+        max_logit_quantiles=max_logit_quantiles(validation_logits),
     )
+
+
+def max_logit_quantiles(logits: np.ndarray) -> dict[str, list[float]]:
+    """``{"levels", "values"}``: the largest logit of each row of ``logits`` ``[N, C]`` at the
+    quantile levels ``TYPICALITY_LEVELS`` (numpy's default linear interpolation)."""
+    values = np.quantile(np.asarray(logits, np.float64).max(axis=1), TYPICALITY_LEVELS)
+    return {"levels": list(TYPICALITY_LEVELS), "values": [float(v) for v in np.maximum.accumulate(values)]}
+
+
+def typicality(max_logits: np.ndarray, quantiles: dict[str, list[float]]) -> np.ndarray:
+    """float64 ``[N]`` in 0..1: for each largest logit in ``max_logits`` ``[N]``, the share of the
+    reference images (``quantiles``, from :func:`max_logit_quantiles`) whose largest logit is lower,
+    interpolated linearly between the stored quantiles (0 below the lowest, 1 above the highest)."""
+    return np.interp(np.asarray(max_logits, np.float64), quantiles["values"], quantiles["levels"])

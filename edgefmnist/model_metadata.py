@@ -44,6 +44,21 @@ def valid_calibration(entry: object) -> bool:
     )
 
 
+def valid_quantiles(entry: object) -> bool:
+    """Whether a ``max_logit_quantiles`` entry is ``{"levels", "values"}``: equal-length lists of finite
+    numbers, at least two, both non-decreasing, the levels within 0..1."""
+    if not isinstance(entry, dict):
+        return False
+    levels, values = entry.get("levels"), entry.get("values")
+    if not (isinstance(levels, list) and isinstance(values, list) and len(levels) == len(values) >= 2):
+        return False
+    numbers = [*levels, *values]
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers):
+        return False
+    rising = all(a <= b for row in (levels, values) for a, b in zip(row, row[1:], strict=False))
+    return rising and 0 <= levels[0] and levels[-1] <= 1
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """The parsed ``metadata_props`` of an edgefmnist model."""
@@ -73,6 +88,12 @@ class ModelMetadata:
     def temperature(self) -> float:
         """The ``T`` of the graph's ``softmax(logits / T)``: 1.0 for a model exported without calibration."""
         return float(self.calibration["temperature"]) if self.calibration else 1.0
+
+    @property
+    def max_logit_quantiles(self) -> dict[str, list[float]] | None:
+        """The validation split's largest-logit quantiles (``{"levels", "values"}``, see
+        :func:`edgefmnist.calibration.typicality`), or None for a model exported without them."""
+        return (self.calibration or {}).get("max_logit_quantiles")
 
     @property
     def trained_on_mirror_images(self) -> bool:
@@ -122,6 +143,11 @@ class ModelMetadata:
             raise ModelError(
                 f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})"
             )
+        if calibration is not None and "max_logit_quantiles" in calibration:
+            if not valid_quantiles(calibration["max_logit_quantiles"]):
+                raise ModelError(
+                    f"{source}: metadata calibration.max_logit_quantiles is not two rising lists of numbers"
+                )
         try:
             dtype = Dtype.parse(values.pop("precision"), "weight dtype")
         except ValueError as exc:

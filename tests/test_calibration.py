@@ -17,12 +17,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgefmnist.calibration import (
     ECE_BINS,
+    TYPICALITY_LEVELS,
     calibrate,
     expected_calibration_error,
     fit_temperature,
+    max_logit_quantiles,
     measure_calibration,
     negative_log_likelihood,
     softmax,
+    typicality,
 )
 from edgefmnist.contract import Dtype
 from edgefmnist.errors import ModelError
@@ -176,6 +179,49 @@ def test_metadata_calibration_is_optional_and_validated() -> None:
             ModelMetadata.from_props(props, "bad.onnx")
 
 
+def test_typicality_is_the_share_of_reference_images_with_a_lower_top_logit() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, (20000, 10))
+    reference[np.arange(20000), rng.integers(0, 10, 20000)] += rng.uniform(0, 8, 20000)
+    quantiles = max_logit_quantiles(reference)
+    assert quantiles["levels"] == list(TYPICALITY_LEVELS) and len(TYPICALITY_LEVELS) == 38
+    tops = reference.max(1)
+    assert quantiles["values"][0] == tops.min() and quantiles["values"][-1] == tops.max()
+    probes = np.quantile(tops, [0.003, 0.011, 0.05, 0.5])
+    measured = typicality(probes, quantiles)
+    np.testing.assert_allclose(measured, [(tops < p).mean() for p in probes], atol=0.002)
+    np.testing.assert_array_equal(typicality(np.array([tops.min() - 1, tops.max() + 1]), quantiles), [0.0, 1.0])
+    recorded = calibrate(reference, reference.argmax(1)).to_metadata()["max_logit_quantiles"]
+    assert recorded == quantiles
+    assert (
+        ModelMetadata.from_props(
+            metadata(
+                {CALIBRATION_KEY: {"method": "temperature", "temperature": 1.0, "max_logit_quantiles": recorded}}
+            ).to_props(),
+            "m.onnx",
+        ).max_logit_quantiles
+        == quantiles
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"levels": [0.0, 1.0], "values": [2.0]},
+        {"levels": [0.0, 0.5, 1.0], "values": [3.0, 2.0, 4.0]},
+        {"levels": [0.5, 0.0], "values": [1.0, 2.0]},
+        {"levels": [0.0, 2.0], "values": [1.0, 2.0]},
+        {"levels": [0.0, 1.0], "values": [1.0, "2"]},
+        [0.0, 1.0],
+    ],
+)
+def test_metadata_refuses_malformed_max_logit_quantiles(bad: object) -> None:
+    entry = {"method": "temperature", "temperature": 1.0, "max_logit_quantiles": bad}
+    props = {**metadata({}).to_props(), CALIBRATION_KEY: json.dumps(entry)}
+    with pytest.raises(ModelError, match="^bad.onnx: metadata calibration.max_logit_quantiles is not two rising"):
+        ModelMetadata.from_props(props, "bad.onnx")
+
+
 # ---- a real short-trained MLP, exported with static int8 (tests/conftest.py) ----
 
 
@@ -203,6 +249,9 @@ def test_export_fits_on_validation_and_lowers_nll_and_ece(exported_mlp: Path, fa
     refit = calibrate(logits, fashion.validation.labels)
     assert refit.temperature == pytest.approx(recorded["temperature"], rel=1e-4)
     assert refit.validation.ece_after == pytest.approx(recorded["ece_after"], abs=1e-3)
+    refit_quantiles = max_logit_quantiles(logits)  # from the same validation logits
+    assert recorded["max_logit_quantiles"]["levels"] == refit_quantiles["levels"]
+    np.testing.assert_allclose(recorded["max_logit_quantiles"]["values"], refit_quantiles["values"], rtol=1e-5)
     test_logits, _ = outputs(path, fashion.test.images)
     test_figures = measure_calibration(test_logits, fashion.test.labels, recorded["temperature"], "test")
     assert recorded["test"]["ece_after"] == pytest.approx(test_figures.ece_after, abs=1e-3)
