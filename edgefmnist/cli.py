@@ -78,6 +78,17 @@ MinConfidenceOption = Annotated[
         help="Say unsure unless the top probability is above this (0: never unsure, 1: always).",
     ),
 ]
+MinTypicalityOption = Annotated[
+    float,
+    typer.Option(
+        "--min-typicality",
+        min=0.0,
+        max=1.0,
+        callback=must_be_finite,
+        help="Say unsure when fewer than this share of the model's validation images have a lower "
+        "largest logit (0: never for this reason).",
+    ),
+]
 
 
 def print_json(value: object) -> None:
@@ -414,6 +425,7 @@ def infer(
         ),
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
+    min_typicality: MinTypicalityOption = spec.DEFAULT_MIN_TYPICALITY,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -464,7 +476,12 @@ def infer(
         if save_preprocessed is not None:
             save_test_images(save_preprocessed, test.images, picked)
         results = classify_arrays(
-            predictor, test.images[picked.start : picked.stop], [f"test[{i}]" for i in picked], top_k, min_confidence
+            predictor,
+            test.images[picked.start : picked.stop],
+            [f"test[{i}]" for i in picked],
+            top_k,
+            min_confidence,
+            min_typicality=min_typicality,
         )
         for result, i in zip(results, picked, strict=False):
             result.true_label = predictor.class_names[test.labels[i]]
@@ -472,7 +489,9 @@ def infer(
         pictures = find_pictures(image or [])
         for path, reason in pictures.skipped.items():
             typer.echo(f"edgefmnist: warning: {path}: skipped, {reason}", err=True)
-        results = classify_files(predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers)
+        results = classify_files(
+            predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers, min_typicality
+        )
     if json_output:
         print_json([r.to_dict() for r in results])
     else:
@@ -525,10 +544,20 @@ def evaluate(
         ),
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
+    min_typicality: MinTypicalityOption = spec.DEFAULT_MIN_TYPICALITY,
     sweep: Annotated[
         bool,
         typer.Option(
-            "--sweep", help="With --photos: list thresholds 0.30-0.95 and name the smallest that meets the targets."
+            "--sweep",
+            help="With --photos: list min-confidence 0.30-0.95 (at --min-typicality) and name the smallest "
+            "that meets the targets.",
+        ),
+    ] = False,
+    sweep_typicality: Annotated[
+        bool,
+        typer.Option(
+            "--sweep-typicality",
+            help="With --photos: the same over min-typicality 0-0.05 (at --min-confidence).",
         ),
     ] = False,
     plot: Annotated[
@@ -548,8 +577,8 @@ def evaluate(
     An ONNX model needs only the runtime; a .pt checkpoint needs PyTorch.
 
     With --photos: in-domain accuracy (forced answer), recall and unsure rate per source
-    class, the confusion with an unsure column, and at --min-confidence the coverage, the
-    accuracy on answered photos and the unsure rate on out-of-domain photos (e.g. hats).
+    class, the confusion with an unsure column, and at --min-confidence and --min-typicality the
+    coverage, the accuracy on answered photos and the unsure rate on out-of-domain photos (e.g. hats).
     Choose on --split choice, report on --split report. Unreadable photos are counted.
 
     Examples:
@@ -561,18 +590,23 @@ def evaluate(
       edgefmnist evaluate --photos ../shared/photos-dev --split report --plot photos.png
 
       edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep
+
+      edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep-typicality
     """
     if model is not None and model_option is not None:
         raise UsageError("give the model once: as MODEL or as --model")
     model = model or model_option
     warn_if_oversubscribed(threads)
+    if sweep and sweep_typicality:
+        raise UsageError("give one of --sweep and --sweep-typicality")
+    varied = "confidence" if sweep else "typicality" if sweep_typicality else None
     if photos is not None:
-        evaluate_photos(
-            photos, model, (split or PhotoSplit.all).value, min_confidence, sweep, plot, threads, json_output
-        )
+        thresholds = (min_confidence, min_typicality)
+        evaluate_photos(photos, model, (split or PhotoSplit.all).value, thresholds, varied, plot, threads, json_output)
         return
-    if sweep or split is not None:
-        raise UsageError(f"{'--sweep' if sweep else '--split'} needs --photos DIR")
+    if varied or split is not None:
+        flag = "--sweep" if sweep else "--sweep-typicality" if sweep_typicality else "--split"
+        raise UsageError(f"{flag} needs --photos DIR")
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 
@@ -608,13 +642,14 @@ def evaluate_photos(
     folder: Path,
     model: Path | None,
     split: str,
-    min_confidence: float,
-    sweep: bool,
+    thresholds: tuple[float, float],
+    varied: str | None,
     plot: Path | None,
     threads: int | None,
     json_output: bool,
 ) -> None:
-    """`evaluate --photos`: the report (or the threshold sweep) on one half of a photo set."""
+    """`evaluate --photos`: the report at ``thresholds`` (min-confidence, min-typicality), and the
+    sweep of the ``varied`` one ("confidence" or "typicality"; None: no sweep), on one half of a photo set."""
     from edgefmnist.runtime.photo_eval import (
         format_photo_report,
         format_sweep,
@@ -634,10 +669,10 @@ def evaluate_photos(
         raise EdgeFmnistError(f"{folder}: no photos in the {split} half")
     predictor = Predictor(model or default_model_path(), threads=threads)
     predictions = predict_photos(predictor, selected)
-    report = photo_report(predictions, min_confidence)
+    report = photo_report(predictions, *thresholds)
     title = f"{predictor.path.name} on {folder.name or folder} ({split})"
     head = {"model": str(predictor.path), "folder": str(folder), "split": split}
-    swept = threshold_sweep(predictions) if sweep else None
+    swept = threshold_sweep(predictions, varied, *thresholds) if varied else None
     if plot is not None:
         save_photo_plot(plot, report, predictions, title)
     if json_output:
@@ -758,6 +793,7 @@ def serve(
     ] = 30.0,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes per result.")] = 3,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
+    min_typicality: MinTypicalityOption = spec.DEFAULT_MIN_TYPICALITY,
 ) -> None:
     """Serve the model over HTTP: a JSON API, Prometheus metrics and a page for a phone at /.
 
@@ -791,6 +827,7 @@ def serve(
         token=token or None,
         top_k=top_k,
         min_confidence=min_confidence,
+        min_typicality=min_typicality,
     )
     run_server(Predictor(model or default_model_path(), threads=1), settings, host, port)
 

@@ -3,11 +3,13 @@
     edgefmnist infer --image shirt.jpg --image 'photos/*.png' --top-k 3 --json
     edgefmnist infer --image hat.jpg --min-confidence 0.6
 
-The verdict is "unsure" when the top (calibrated) probability is not above the threshold
-(``spec.DEFAULT_MIN_CONFIDENCE`` unless given) or when no object was found: an honest
-answer for pictures outside what Fashion-MNIST covers. Unsure is an answer, not an error.
-A photo is classified as it is and mirrored, when the network was trained on mirrored
-images (:func:`picture_probabilities`).
+The verdict is "unsure" when the top (calibrated) probability is not above its threshold
+(``spec.DEFAULT_MIN_CONFIDENCE`` unless given), when the picture is less typical than its
+threshold (``spec.DEFAULT_MIN_TYPICALITY``; the share of the model's validation images whose
+largest logit is lower, :func:`edgefmnist.calibration.typicality`), or when no object was
+found: an honest answer for pictures outside what Fashion-MNIST covers. Unsure is an answer,
+not an error. A photo is classified as it is and mirrored, when the network was trained on
+mirrored images (:func:`picture_outputs`).
 """
 
 from __future__ import annotations
@@ -28,20 +30,28 @@ from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
-from edgefmnist import spec
+from edgefmnist import calibration, spec
 from edgefmnist.errors import EdgeFmnistError, UsageError
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
 
 
-def is_unsure(probability: float, min_confidence: float, nothing_found: bool = False) -> bool:
-    """The verdict rule: unsure when nothing was found or ``probability <= min_confidence``.
+def is_unsure(
+    probability: float,
+    min_confidence: float,
+    nothing_found: bool = False,
+    typicality: float | None = None,
+    min_typicality: float = 0.0,
+) -> bool:
+    """The verdict rule: unsure when nothing was found, ``probability <= min_confidence`` or
+    ``typicality < min_typicality`` (a model without a typicality reference has ``None``: not checked).
 
-    So ``min_confidence=0`` never says unsure about a real object (a top probability of 10
-    classes is at least 0.1) and ``min_confidence=1`` always does.
+    So ``min_confidence=0`` with ``min_typicality=0`` never says unsure about a real object (a
+    top probability of 10 classes is at least 0.1) and ``min_confidence=1`` always does.
     """
-    return nothing_found or probability <= min_confidence
+    atypical = typicality is not None and typicality < min_typicality
+    return nothing_found or probability <= min_confidence or atypical
 
 
 @dataclass
@@ -60,6 +70,7 @@ class Classified:
     error: str = ""
     true_label: str = ""  # known for test-set samples only
     unsure: bool = False
+    typicality: float | None = None  # 0..1, None for a model without the reference
 
     def to_dict(self) -> dict:
         if self.error:
@@ -72,6 +83,8 @@ class Classified:
             "unsure": self.unsure,
             "top_k": self.top_k,
         }
+        if self.typicality is not None:
+            result["typicality"] = self.typicality
         optional = {"warning": self.warning, "true_label": self.true_label}
         return {**result, **{key: value for key, value in optional.items() if value}}
 
@@ -165,28 +178,45 @@ def check_min_confidence(min_confidence: float) -> float:
     return min_confidence
 
 
-def picture_probabilities(predictor: Predictor, images: np.ndarray, photo: Sequence[bool] | None = None) -> np.ndarray:
-    """Calibrated probabilities, float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``.
+def check_min_typicality(min_typicality: float) -> float:
+    """Return ``min_typicality``; raise :class:`EdgeFmnistError` unless it lies in 0..1."""
+    if not 0.0 <= min_typicality <= 1.0:
+        raise EdgeFmnistError(f"--min-typicality {min_typicality}: expected a share between 0 and 1")
+    return min_typicality
+
+
+def picture_outputs(
+    predictor: Predictor, images: np.ndarray, photo: Sequence[bool] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and calibrated probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``.
 
     An image that was a photo (``photo[i]``, see ``Preprocessed.photo``) is also classified
-    mirrored left to right, and the two probabilities are averaged, when the network was trained
-    on mirrored images (``ModelMetadata.trained_on_mirror_images``): test-time augmentation,
-    which evens out the preprocessing's small asymmetries. On photos-dev's choice half it raised
-    the shipped CNN's in-domain accuracy from 56.0 to 56.6 % and, at the same coverage, the
-    share of hats called unsure. An image already in dataset form is classified once, so its
-    probabilities are exactly the model's. Raises ``ValueError`` when ``photo`` and ``images``
-    differ in length.
+    mirrored left to right, and the two logits and the two probabilities are averaged, when the
+    network was trained on mirrored images (``ModelMetadata.trained_on_mirror_images``):
+    test-time augmentation, which evens out the preprocessing's small asymmetries. On
+    photos-dev's choice half it raised the shipped CNN's in-domain accuracy from 56.0 to 56.6 %.
+    An image already in dataset form is classified once, so its outputs are exactly the
+    model's. Raises ``ValueError`` when ``photo`` and ``images`` differ in length.
     """
     if photo is not None and len(photo) != len(images):
         raise ValueError(f"{len(photo)} photo flags for {len(images)} images")
-    probabilities = predictor.predict(images)
+    logits, probabilities = predictor.run(images)
     if photo is None or not predictor.metadata.trained_on_mirror_images:
-        return probabilities
+        return logits, probabilities
     picked = np.flatnonzero(np.asarray(photo, bool))
     if picked.size:
-        mirrored = predictor.predict(np.ascontiguousarray(images[picked, :, ::-1]))
+        mirrored_logits, mirrored = predictor.run(np.ascontiguousarray(images[picked, :, ::-1]))
+        logits[picked] = (logits[picked] + mirrored_logits) / 2
         probabilities[picked] = (probabilities[picked] + mirrored) / 2
-    return probabilities
+    return logits, probabilities
+
+
+def picture_typicality(predictor: Predictor, logits: np.ndarray) -> np.ndarray | None:
+    """float64 ``[N]`` in 0..1 for logits ``[N, 10]``: the share of the model's validation images
+    whose largest logit is lower (:func:`edgefmnist.calibration.typicality`); None for a model
+    exported without that reference."""
+    quantiles = predictor.metadata.max_logit_quantiles
+    return None if quantiles is None else calibration.typicality(logits.max(axis=1), quantiles)
 
 
 def classify_arrays(
@@ -197,19 +227,23 @@ def classify_arrays(
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
     nothing_found: list[str] | None = None,
     photo: Sequence[bool] | None = None,
+    min_typicality: float = spec.DEFAULT_MIN_TYPICALITY,
 ) -> list[Classified]:
     """Classify uint8 images ``[N, 28, 28]`` in one call.
 
     ``nothing_found[i]``, when not empty, is preprocessing's ``Preprocessed.nothing_found`` reason for
     image i: it becomes the result's warning and makes the verdict unsure. ``photo[i]`` says
-    image i was a photo (:func:`picture_probabilities`); None: none was.
+    image i was a photo (:func:`picture_outputs`); None: none was.
     """
     check_min_confidence(min_confidence)
-    probabilities = picture_probabilities(predictor, images, photo)
+    check_min_typicality(min_typicality)
+    logits, probabilities = picture_outputs(predictor, images, photo)
+    typical = picture_typicality(predictor, logits)
     empty = nothing_found or [""] * len(names)
     results = []
-    for name, row, reason in zip(names, probabilities, empty, strict=False):
+    for i, (name, row, reason) in enumerate(zip(names, probabilities, empty, strict=False)):
         best = int(row.argmax())
+        score = None if typical is None else float(typical[i])
         results.append(
             Classified(
                 name,
@@ -218,7 +252,8 @@ def classify_arrays(
                 float(row[best]),
                 top_k(row, predictor.class_names, k),
                 warning=reason,
-                unsure=is_unsure(float(row[best]), min_confidence, bool(reason)),
+                unsure=is_unsure(float(row[best]), min_confidence, bool(reason), score, min_typicality),
+                typicality=score,
             )
         )
     return results
@@ -260,6 +295,7 @@ def classify_files(
     save_preprocessed: str | Path | None = None,
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
     workers: int | None = None,
+    min_typicality: float = spec.DEFAULT_MIN_TYPICALITY,
 ) -> list[Classified]:
     """Classify each file (``-``: the picture on standard input), in order.
 
@@ -282,6 +318,7 @@ def classify_files(
             min_confidence,
             [picture.nothing_found for picture in pictures],
             [picture.photo for picture in pictures],
+            min_typicality,
         )
         for picture, image in zip(pictures, pixels, strict=True):
             if picture.path in targets:

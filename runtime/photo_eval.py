@@ -34,7 +34,13 @@ from pathlib import Path, PurePath
 from typing import Literal, TypeVar
 
 import numpy as np
-from edgefmnist.runtime.infer import check_min_confidence, is_unsure, picture_probabilities
+from edgefmnist.runtime.infer import (
+    check_min_confidence,
+    check_min_typicality,
+    is_unsure,
+    picture_outputs,
+    picture_typicality,
+)
 from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
@@ -47,6 +53,7 @@ SPLITS = ("choice", "report", "all")
 LABELS_FILE = "labels.csv"
 LABEL_COLUMNS = ("file", "source_class", "accepted")
 UNSURE = "unsure"
+SWEEP_GRIDS = {"confidence": spec.SWEEP_THRESHOLDS, "typicality": spec.SWEEP_TYPICALITIES}
 T = TypeVar("T")
 
 
@@ -167,7 +174,9 @@ class PhotoPredictions:
     """The model's outputs on a photo set: everything the reports and the sweep are computed from.
 
     ``probabilities`` float32 ``[M, 10]`` and ``nothing_found`` bool ``[M]`` for the M readable
-    ``photos``; ``errors`` lists ``{"file", "error"}`` for the unreadable ones.
+    ``photos``; ``typicality`` float ``[M]`` (None for a model without the reference, see
+    :func:`edgefmnist.runtime.infer.picture_typicality`); ``errors`` lists ``{"file", "error"}``
+    for the unreadable ones.
     """
 
     class_names: tuple[str, ...]
@@ -175,6 +184,7 @@ class PhotoPredictions:
     probabilities: np.ndarray
     nothing_found: np.ndarray
     errors: list[dict[str, str]] = field(default_factory=list)
+    typicality: np.ndarray | None = None
 
     @property
     def predicted(self) -> np.ndarray:
@@ -193,11 +203,12 @@ class PhotoPredictions:
     def in_domain(self) -> np.ndarray:
         return np.array([p.in_domain for p in self.photos], bool)
 
-    def unsure(self, min_confidence: float) -> np.ndarray:
+    def unsure(self, min_confidence: float, min_typicality: float = spec.DEFAULT_MIN_TYPICALITY) -> np.ndarray:
+        typical = [None] * len(self.photos) if self.typicality is None else [float(t) for t in self.typicality]
         return np.array(
             [
-                is_unsure(float(c), min_confidence, bool(e))
-                for c, e in zip(self.confidence, self.nothing_found, strict=False)
+                is_unsure(float(c), min_confidence, bool(e), t, min_typicality)
+                for c, e, t in zip(self.confidence, self.nothing_found, typical, strict=False)
             ],
             bool,
         )
@@ -216,7 +227,7 @@ def predict_photos(
 ) -> PhotoPredictions:
     """Preprocess each photo (the per-photo cost), then run the model once on the whole batch.
 
-    The probabilities are ``infer``'s (:func:`edgefmnist.runtime.infer.picture_probabilities`).
+    The outputs are ``infer``'s (:func:`edgefmnist.runtime.infer.picture_outputs`).
 
     An unreadable photo is recorded in ``errors`` and left out; nothing is cached on disk.
     """
@@ -232,10 +243,13 @@ def predict_photos(
         empty.append(bool(picture.nothing_found))
         was_photo.append(picture.photo)
     classes = len(predictor.class_names)
-    probabilities = (
-        picture_probabilities(predictor, np.stack(pixels), was_photo) if pixels else np.zeros((0, classes), np.float32)
+    logits, probabilities = (
+        picture_outputs(predictor, np.stack(pixels), was_photo)
+        if pixels
+        else (np.zeros((0, classes), np.float32), np.zeros((0, classes), np.float32))
     )
-    return PhotoPredictions(tuple(predictor.class_names), kept, probabilities, np.array(empty, bool), errors)
+    typical = picture_typicality(predictor, logits)
+    return PhotoPredictions(tuple(predictor.class_names), kept, probabilities, np.array(empty, bool), errors, typical)
 
 
 def _share(mask: np.ndarray, of: np.ndarray) -> float | None:
@@ -244,14 +258,21 @@ def _share(mask: np.ndarray, of: np.ndarray) -> float | None:
     return float((mask & of).sum() / total) if total else None
 
 
-def threshold_figures(predictions: PhotoPredictions, min_confidence: float) -> dict:
-    """Coverage, selective accuracy and out-of-domain unsure rates at one threshold."""
-    unsure, inside, right = predictions.unsure(min_confidence), predictions.in_domain(), predictions.right()
+def threshold_figures(
+    predictions: PhotoPredictions, min_confidence: float, min_typicality: float = spec.DEFAULT_MIN_TYPICALITY
+) -> dict:
+    """Coverage, selective accuracy and out-of-domain unsure rates at one pair of thresholds."""
+    unsure, inside, right = (
+        predictions.unsure(min_confidence, min_typicality),
+        predictions.in_domain(),
+        predictions.right(),
+    )
     answered = inside & ~unsure
     sources = np.array([p.source_class for p in predictions.photos])
     ood_sources = [s for s in predictions.sources() if not inside[sources == s].any()]
     return {
         "min_confidence": min_confidence,
+        "min_typicality": min_typicality if predictions.typicality is not None else None,
         "coverage": _share(~unsure, inside),
         "selective_accuracy": _share(right, answered),
         "ood_unsure_rate": _share(unsure, ~inside),
@@ -259,7 +280,11 @@ def threshold_figures(predictions: PhotoPredictions, min_confidence: float) -> d
     }
 
 
-def photo_report(predictions: PhotoPredictions, min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE) -> dict:
+def photo_report(
+    predictions: PhotoPredictions,
+    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+    min_typicality: float = spec.DEFAULT_MIN_TYPICALITY,
+) -> dict:
     """Everything ``evaluate --photos`` reports, as JSON-ready values.
 
     ``accuracy`` is the forced-answer accuracy on in-domain photos (the unsure verdict
@@ -268,8 +293,13 @@ def photo_report(predictions: PhotoPredictions, min_confidence: float = spec.DEF
     ``forced_confusion`` counts best guesses only.
     """
     check_min_confidence(min_confidence)
+    check_min_typicality(min_typicality)
     names = predictions.class_names
-    unsure, inside, right = predictions.unsure(min_confidence), predictions.in_domain(), predictions.right()
+    unsure, inside, right = (
+        predictions.unsure(min_confidence, min_typicality),
+        predictions.in_domain(),
+        predictions.right(),
+    )
     predicted = predictions.predicted
     sources = predictions.sources()
     source_of = np.array([p.source_class for p in predictions.photos])
@@ -300,7 +330,7 @@ def photo_report(predictions: PhotoPredictions, min_confidence: float = spec.DEF
         "per_source": per_source,
         "confusion": {"rows": sources, "columns": [*names, UNSURE], "counts": confusion},
         "forced_confusion": {"rows": sources, "columns": list(names), "counts": forced},
-        "threshold": threshold_figures(predictions, min_confidence),
+        "threshold": threshold_figures(predictions, min_confidence, min_typicality),
     }
 
 
@@ -310,22 +340,32 @@ def _meets(value: float | None, target: float) -> bool:
 
 def threshold_sweep(
     predictions: PhotoPredictions,
-    thresholds: Sequence[float] = spec.SWEEP_THRESHOLDS,
+    varied: str = "confidence",
+    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+    min_typicality: float = spec.DEFAULT_MIN_TYPICALITY,
     ood_class: str = spec.TARGET_OOD_CLASS,
 ) -> dict:
-    """Coverage, selective accuracy and OOD unsure rates per threshold, and the smallest threshold
-    that meets all of ``spec.TARGET_*`` (``chosen`` is None when none does).
+    """Coverage, selective accuracy and OOD unsure rates over one threshold's grid, the other held,
+    and the smallest value that meets all of ``spec.TARGET_*`` (``chosen`` is None when none does).
 
-    The OOD target applies to ``ood_class`` photos (hats); without any, to all OOD photos.
+    ``varied`` is ``"confidence"`` (``spec.SWEEP_THRESHOLDS``, at ``min_typicality``) or
+    ``"typicality"`` (``spec.SWEEP_TYPICALITIES``, at ``min_confidence``). The OOD target applies
+    to ``ood_class`` photos (hats); without any, to all OOD photos. Raises ``ValueError`` for
+    another ``varied``.
     """
+    if varied not in SWEEP_GRIDS:
+        raise ValueError(f"varied must be one of {', '.join(SWEEP_GRIDS)}, got {varied!r}")
     targets = {
         "selective_accuracy": spec.TARGET_SELECTIVE_ACCURACY,
         "coverage": spec.TARGET_COVERAGE,
         "ood_unsure": spec.TARGET_OOD_UNSURE,
     }
+    check_min_confidence(min_confidence)
+    check_min_typicality(min_typicality)
     rows = []
-    for threshold in thresholds:
-        figures = threshold_figures(predictions, check_min_confidence(float(threshold)))
+    for value in SWEEP_GRIDS[varied]:
+        pair = (value, min_typicality) if varied == "confidence" else (min_confidence, value)
+        figures = threshold_figures(predictions, *pair)
         ood = figures["ood_unsure"].get(ood_class, figures["ood_unsure_rate"])
         met = {
             "selective_accuracy": _meets(figures["selective_accuracy"], targets["selective_accuracy"]),
@@ -333,9 +373,9 @@ def threshold_sweep(
             "ood_unsure": _meets(ood, targets["ood_unsure"]),
         }
         rows.append({**figures, "target_ood_unsure": ood, "met": met, "all_met": all(met.values())})
-    chosen = next((row["min_confidence"] for row in rows if row["all_met"]), None)
+    chosen = next((row[f"min_{varied}"] for row in rows if row["all_met"]), None)
     ood_name = ood_class if any(ood_class in row["ood_unsure"] for row in rows) else "out-of-domain"
-    return {"targets": {**targets, "ood_class": ood_name}, "rows": rows, "chosen": chosen}
+    return {"targets": {**targets, "ood_class": ood_name}, "varied": varied, "rows": rows, "chosen": chosen}
 
 
 def format_photo_report(report: dict, title: str) -> str:
@@ -349,7 +389,7 @@ def format_photo_report(report: dict, title: str) -> str:
         f"{title}: {report['photos']:,} photos ({report['in_domain']:,} in domain, "
         f"{report['out_of_domain']:,} out of domain, {report['unreadable']:,} unreadable)",
         f"  accuracy (forced answer, in domain)  {pct(report['accuracy'])} %",
-        f"  at min-confidence {figures['min_confidence']:.2f}: coverage {pct(figures['coverage'])} %, "
+        f"  at {thresholds_text(figures)}: coverage {pct(figures['coverage'])} %, "
         f"selective accuracy {pct(figures['selective_accuracy'])} %, "
         f"unsure on out-of-domain {pct(figures['ood_unsure_rate'])} %",
         "",
@@ -370,12 +410,23 @@ def format_photo_report(report: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def thresholds_text(figures: dict) -> str:
+    """``min-confidence 0.40, min-typicality 0.011`` (no typicality for a model without the reference)."""
+    text = f"min-confidence {figures['min_confidence']:.2f}"
+    if figures.get("min_typicality") is not None:
+        text += f", min-typicality {figures['min_typicality']:.3f}"
+    return text
+
+
 def format_sweep(sweep: dict) -> str:
     """The sweep as a table, and the threshold it names."""
-    targets = sweep["targets"]
+    targets, varied = sweep["targets"], sweep["varied"]
+    held = "min_typicality" if varied == "confidence" else "min_confidence"
+    held_value = sweep["rows"][0][held] if sweep["rows"] else None
     lines = [
         f"targets: selective accuracy >= {targets['selective_accuracy']:.2f}, coverage >= {targets['coverage']:.2f}, "
         f"{targets['ood_class']} unsure >= {targets['ood_unsure']:.2f}",
+        f"varied: min-{varied}" + ("" if held_value is None else f"; held: {held.replace('_', '-')} {held_value:g}"),
         "",
         f"{'threshold':>9} {'coverage':>9} {'sel. acc':>9} {'OOD unsure':>11} "
         f"{targets['ood_class'] + ' unsure':>11}  met",
@@ -384,14 +435,15 @@ def format_sweep(sweep: dict) -> str:
         met = ", ".join(name for name, ok in row["met"].items() if ok) or "none"
         cells = [row["coverage"], row["selective_accuracy"], row["ood_unsure_rate"], row["target_ood_unsure"]]
         text = ["—" if v is None else f"{v:.3f}" for v in cells]
+        digits = 2 if varied == "confidence" else 3
         lines.append(
-            f"{row['min_confidence']:>9.2f} {text[0]:>9} {text[1]:>9} {text[2]:>11} {text[3]:>11}  "
+            f"{row[f'min_{varied}']:>9.{digits}f} {text[0]:>9} {text[1]:>9} {text[2]:>11} {text[3]:>11}  "
             + ("ALL" if row["all_met"] else met)
         )
     chosen = sweep["chosen"]
     lines += [
         "",
-        f"smallest threshold meeting all targets: {chosen:.2f}"
+        f"smallest min-{varied} meeting all targets: {chosen:g}"
         if chosen is not None
         else "no threshold meets all targets",
     ]
@@ -400,7 +452,8 @@ def format_sweep(sweep: dict) -> str:
 
 def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, title: str) -> None:
     """Two panels: the verdict confusion (source class x predicted class + unsure) as a heat map,
-    and selective accuracy against coverage over thresholds 0..0.99. Needs matplotlib."""
+    and selective accuracy against coverage over min-confidence 0..0.99 (min-typicality held at
+    the report's). Needs matplotlib."""
     from edgefmnist.plots import _pyplot, save_figure
 
     plt = _pyplot()
@@ -410,7 +463,7 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
     image = left.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     left.set_xticks(range(counts.shape[1]), report["confusion"]["columns"], rotation=45, ha="right")
     left.set_yticks(range(counts.shape[0]), report["confusion"]["rows"])
-    left.set_xlabel(f"verdict (unsure: top probability <= {report['threshold']['min_confidence']:.2f})")
+    left.set_xlabel(f"verdict (unsure below {thresholds_text(report['threshold'])})")
     left.set_ylabel("source class")
     for i, row in enumerate(counts):
         for j, count in enumerate(row):
@@ -425,7 +478,8 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
             )
     fig.colorbar(image, ax=left, fraction=0.046, label="share of the row")
     left.set_title(title)
-    curve = [threshold_figures(predictions, t / 100) for t in range(0, 100)]
+    held = report["threshold"]["min_typicality"] or 0.0
+    curve = [threshold_figures(predictions, t / 100, held) for t in range(0, 100)]
     points = [
         (c["coverage"], c["selective_accuracy"], c["min_confidence"])
         for c in curve
@@ -443,6 +497,6 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
             )
     right.set_xlabel("coverage: in-domain photos answered (%)")
     right.set_ylabel("accuracy on the answered photos (%)")
-    right.set_title("accuracy vs coverage (labels: threshold)")
+    right.set_title(f"accuracy vs coverage (labels: min-confidence; min-typicality {held:g})")
     right.grid(alpha=0.3)
     save_figure(fig, path)

@@ -30,7 +30,7 @@ from importlib.resources import files
 from typing import Any
 
 import numpy as np
-from edgefmnist.runtime.infer import Classified, check_min_confidence, classify_arrays
+from edgefmnist.runtime.infer import Classified, check_min_confidence, check_min_typicality, classify_arrays
 from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
 from edgefmnist.runtime.picture import PictureTooLarge
 from edgefmnist.runtime.predictor import Predictor
@@ -87,6 +87,7 @@ class Classifier:
                 self.settings.min_confidence,
                 [picture.nothing_found for _, picture, _ in good],
                 [picture.photo for _, picture, _ in good],
+                self.settings.min_typicality,
             )
             inference_us = 1e6 * (time.perf_counter() - start)
             for (i, picture, preprocess_ms), result in zip(good, results, strict=True):
@@ -201,6 +202,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
     Raises :class:`EdgeFmnistError` for settings out of range.
     """
     check_min_confidence(settings.min_confidence)
+    check_min_typicality(settings.min_typicality)
     if settings.threads < 1 or settings.queue < 0 or settings.max_body < 1 or settings.max_files < 1:
         raise EdgeFmnistError("serve: threads, max body and max files must be at least 1, queue at least 0")
     classifier = Classifier(predictor, settings)

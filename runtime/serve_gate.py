@@ -53,6 +53,7 @@ class ServeSettings:
     token: str | None = None
     top_k: int = 3
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE
+    min_typicality: float = spec.DEFAULT_MIN_TYPICALITY
 
 
 class ServiceError(Exception):

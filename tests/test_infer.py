@@ -16,6 +16,7 @@ from helpers import TORCH_FREE, assert_one_line_error, run, run_in_process
 from PIL import Image
 
 from edgefmnist import spec
+from edgefmnist.calibration import typicality
 
 
 def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
@@ -27,10 +28,16 @@ def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> Non
     result = run_in_process("infer", "--model", str(shipped_mlp), "--image", str(tmp_path), "--json", "--top-k", "2")
     rows = json.loads(result.stdout)
     assert [Path(r["image"]).name for r in rows] == ["0.png", "1.png", "2.png"]
-    expected = Predictor(shipped_mlp).predict(fashion.test.images[:3])
-    for row, probabilities in zip(rows, expected, strict=False):
-        assert set(row) == {"image", "label", "index", "probability", "unsure", "top_k"} and len(row["top_k"]) == 2
-        assert row["unsure"] == (row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE)
+    predictor = Predictor(shipped_mlp)
+    logits, expected = predictor.run(fashion.test.images[:3])
+    quantiles = predictor.metadata.max_logit_quantiles
+    assert quantiles is not None
+    typical = typicality(logits.max(1), quantiles)
+    for row, probabilities, score in zip(rows, expected, typical, strict=True):
+        assert set(row) == {"image", "label", "index", "probability", "unsure", "top_k", "typicality"}
+        assert len(row["top_k"]) == 2 and row["typicality"] == pytest.approx(score)
+        unsure = row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE or score < spec.DEFAULT_MIN_TYPICALITY
+        assert row["unsure"] == unsure
         assert row["index"] == probabilities.argmax() and row["probability"] == pytest.approx(probabilities.max())
         assert row["top_k"][0] == {"label": row["label"], "probability": row["probability"]}
     globbed = run_in_process("infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "[01].png"), "--json")
@@ -410,24 +417,25 @@ def test_save_preprocessed_with_sample_saves_the_test_images(shipped_mlp: Path, 
 
 def test_a_photo_is_classified_with_its_mirror_image_by_a_network_trained_on_them(shipped_mlp: Path, fashion) -> None:
     """Test-time mirroring: the average for photos, when the recipe mirrored; never for dataset-form images."""
-    from edgefmnist.runtime.infer import picture_probabilities
+    from edgefmnist.runtime.infer import picture_outputs
     from edgefmnist.runtime.predictor import default_model_path
 
     images = fashion.test.images[:6]
     photo = [True, False, True, False, True, True]
     cnn = Predictor(default_model_path())
     assert cnn.metadata.trained_on_mirror_images
-    single, mirrored = cnn.predict(images), cnn.predict(np.ascontiguousarray(images[:, :, ::-1]))
-    assert not np.allclose(single, mirrored, atol=1e-3)  # the mirror image really is another input
-    expected = np.where(np.array(photo)[:, None], (single + mirrored) / 2, single)
-    np.testing.assert_allclose(picture_probabilities(cnn, images, photo), expected, rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(picture_probabilities(cnn, images, [False] * 6), single)
-    np.testing.assert_array_equal(picture_probabilities(cnn, images), single)
+    single, mirrored = cnn.run(images), cnn.run(np.ascontiguousarray(images[:, :, ::-1]))
+    assert not np.allclose(single[1], mirrored[1], atol=1e-3)  # the mirror image really is another input
+    for output, (alone, flipped) in enumerate(zip(single, mirrored, strict=True)):
+        expected = np.where(np.array(photo)[:, None], (alone + flipped) / 2, alone)
+        np.testing.assert_allclose(picture_outputs(cnn, images, photo)[output], expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(picture_outputs(cnn, images, [False] * 6)[output], alone)
+        np.testing.assert_array_equal(picture_outputs(cnn, images)[output], alone)
     with pytest.raises(ValueError, match="5 photo flags for 6 images"):
-        picture_probabilities(cnn, images, photo[:5])
+        picture_outputs(cnn, images, photo[:5])
     mlp = Predictor(shipped_mlp)
     assert not mlp.metadata.trained_on_mirror_images
-    np.testing.assert_array_equal(picture_probabilities(mlp, images, photo), mlp.predict(images))
+    np.testing.assert_array_equal(picture_outputs(mlp, images, photo)[1], mlp.predict(images))
 
 
 def test_preprocessing_says_whether_a_picture_was_a_photo(fashion) -> None:

@@ -214,19 +214,49 @@ def test_the_sweep_as_text_and_json(small_set: Path) -> None:
     assert all(row["target_ood_unsure"] == row["ood_unsure_rate"] for row in sweep["rows"])
 
 
+def test_the_typicality_sweep_holds_the_confidence_and_varies_the_typicality(small_set: Path) -> None:
+    sweep = evaluate_json("--photos", str(small_set), "--sweep-typicality", "--min-confidence", "0.3")["sweep"]
+    assert sweep["varied"] == "typicality"
+    assert [row["min_typicality"] for row in sweep["rows"]] == list(spec.SWEEP_TYPICALITIES)
+    assert {row["min_confidence"] for row in sweep["rows"]} == {0.3}
+    coverage = [row["coverage"] for row in sweep["rows"]]
+    assert coverage == sorted(coverage, reverse=True)  # a higher bar answers fewer photos
+    text = run_in_process("evaluate", "--photos", str(small_set), "--sweep-typicality")
+    assert text.returncode == 0 and "varied: min-typicality; held: min-confidence 0.4" in text.stdout
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(small_set), "--sweep", "--sweep-typicality"), 2, "one of --sweep"
+    )
+    assert_one_line_error(run_in_process("evaluate", "--sweep-typicality"), 2, "--sweep-typicality needs --photos")
+
+
+def test_the_unsure_rule_and_the_shipped_typicality_references() -> None:
+    from edgefmnist.runtime.infer import is_unsure
+    from edgefmnist.runtime.metadata import read_metadata
+    from edgefmnist.runtime.predictor import default_model_path
+
+    assert is_unsure(0.9, 0.4, False, 0.005, 0.011) and not is_unsure(0.9, 0.4, False, 0.02, 0.011)
+    assert is_unsure(0.3, 0.4, False, 0.5, 0.011) and is_unsure(0.9, 0.4, True, 0.5, 0.011)
+    assert not is_unsure(0.9, 0.4, False, None, 0.011)  # a model without the reference: not checked
+    for path in default_model_path().parent.glob("*.onnx"):
+        quantiles = read_metadata(path).max_logit_quantiles
+        assert quantiles is not None and len(quantiles["values"]) == len(quantiles["levels"]), path.name
+
+
 def test_threshold_extremes_and_unreadable_photos(tmp_path: Path) -> None:
     for k in range(3):
         photo(tmp_path / "Coat" / f"{k}.jpg", k)
     (tmp_path / "unknown").mkdir()
     (tmp_path / "unknown" / "broken.jpg").write_bytes(b"not a jpeg")
     Image.new("RGB", (50, 40), (180, 180, 180)).save(tmp_path / "unknown" / "blank.png")
-    never = evaluate_json("--photos", str(tmp_path), "--min-confidence", "0")
+    never = evaluate_json("--photos", str(tmp_path), "--min-confidence", "0", "--min-typicality", "0")
     assert (never["photos"], never["classified"], never["unreadable"]) == (5, 4, 1)
     assert "broken.jpg" in never["errors"][0]["file"] and "broken.jpg" in never["errors"][0]["error"]
     assert never["threshold"]["coverage"] == 1.0
     assert never["threshold"]["ood_unsure"] == {"unknown": 1.0}  # the blank picture: unsure whatever the threshold
     always = evaluate_json("--photos", str(tmp_path), "--min-confidence", "1")
     assert always["threshold"]["coverage"] == 0.0 and always["threshold"]["selective_accuracy"] is None
+    atypical = evaluate_json("--photos", str(tmp_path), "--min-confidence", "0", "--min-typicality", "1")
+    assert atypical["threshold"]["coverage"] == 0.0  # no photo has a larger top logit than every validation image
     text = run_in_process("evaluate", "--photos", str(tmp_path))
     assert text.returncode == 0 and "1 unreadable" in text.stdout
 
@@ -276,7 +306,9 @@ def test_unsure_line_and_json() -> None:
 def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> None:
     real = sorted(REGRESSION_SET.glob("*/*.jpg"))[:4]
     never = json.loads(
-        run_in_process("infer", "--json", "--min-confidence", "0", *(f"--image={p}" for p in real)).stdout
+        run_in_process(
+            "infer", "--json", "--min-confidence", "0", "--min-typicality", "0", *(f"--image={p}" for p in real)
+        ).stdout
     )
     assert [row["unsure"] for row in never] == ["warning" in row for row in never]  # only "nothing found" is unsure
     assert not all(row["unsure"] for row in never)
@@ -308,7 +340,16 @@ def test_infer_sample_honours_the_threshold(real_data_dir: Path) -> None:
     assert text.startswith("test[0]: unsure (") and text.rstrip().endswith("?]")
     rows = json.loads(
         run_in_process(
-            "infer", "--sample", "0:3", "--min-confidence", "0", "--json", "--data-dir", str(real_data_dir)
+            "infer",
+            "--sample",
+            "0:3",
+            "--min-confidence",
+            "0",
+            "--min-typicality",
+            "0",
+            "--json",
+            "--data-dir",
+            str(real_data_dir),
         ).stdout
     )
     assert [row["unsure"] for row in rows] == [False] * 3
