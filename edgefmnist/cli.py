@@ -75,7 +75,7 @@ MinConfidenceOption = Annotated[
         min=0.0,
         max=1.0,
         callback=must_be_finite,
-        help="Say unsure unless the top probability is above this (0: never unsure, 1: always).",
+        help="Say unsure unless the top probability is above this (0: never for this reason, 1: always).",
     ),
 ]
 MinTypicalityOption = Annotated[
@@ -431,9 +431,10 @@ def infer(
 ) -> None:
     """Classify pictures of clothing (torch-free): any size, format, background.
 
-    The verdict is "unsure" when the top probability is not above --min-confidence or no
-    object was found: `hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)` (--top-k 2); JSON gets
-    "unsure": true and keeps the best guess. Unsure is an answer (exit 0). Exit code 1 when
+    The verdict is "unsure" when the top probability is not above --min-confidence, when the
+    picture is less typical than --min-typicality, or when no object was found:
+    `hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)` (--top-k 2); JSON gets "unsure": true, the
+    typicality, and keeps the best guess. Unsure is an answer (exit 0). Exit code 1 when
     any image could not be classified (the others are still printed).
 
     Examples:
@@ -662,13 +663,21 @@ def evaluate_photos(
     )
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
-    if model is not None and model.suffix != ".onnx":
+    if model is not None and model.suffix.lower() != ".onnx":
         raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
     selected = select_split(load_photo_set(folder), split)
     if not selected:
         raise EdgeFmnistError(f"{folder}: no photos in the {split} half")
     predictor = Predictor(model or default_model_path(), threads=threads)
+    if varied == "typicality" and predictor.metadata.max_logit_quantiles is None:
+        raise EdgeFmnistError(
+            f"{predictor.path}: no typicality reference in its metadata (exported before it); "
+            "--sweep-typicality needs one: re-export the model"
+        )
     predictions = predict_photos(predictor, selected)
+    if not predictions.photos:
+        first = predictions.errors[0]["error"]
+        raise EdgeFmnistError(f"{folder}: none of the {len(selected)} photos could be read (first: {first})")
     report = photo_report(predictions, *thresholds)
     title = f"{predictor.path.name} on {folder.name or folder} ({split})"
     head = {"model": str(predictor.path), "folder": str(folder), "split": split}
@@ -787,9 +796,14 @@ def serve(
         str | None,
         typer.Option(envvar="EDGEFMNIST_TOKEN", help="Require 'Authorization: Bearer TOKEN' on /v1/* and /metrics."),
     ] = None,
-    max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0.001, help="Request body limit, MiB.")] = 20.0,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", min=0.001, callback=must_be_finite, help="Request body limit, MiB.")
+    ] = 20.0,
     upload_timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds a client has to send its whole request body (else 408).")
+        float,
+        typer.Option(
+            min=0.1, callback=must_be_finite, help="Seconds a client has to send its whole request body (else 408)."
+        ),
     ] = 30.0,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes per result.")] = 3,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,

@@ -45,8 +45,9 @@ def valid_calibration(entry: object) -> bool:
 
 
 def valid_quantiles(entry: object) -> bool:
-    """Whether a ``max_logit_quantiles`` entry is ``{"levels", "values"}``: equal-length lists of finite
-    numbers, at least two, both non-decreasing, the levels within 0..1."""
+    """Whether a ``max_logit_quantiles`` entry is a quantile table: ``{"levels", "values"}``,
+    equal-length lists of at least two finite numbers, the levels rising from 0 to 1, the values
+    non-decreasing and spread over a finite, non-zero range."""
     if not isinstance(entry, dict):
         return False
     levels, values = entry.get("levels"), entry.get("values")
@@ -55,8 +56,11 @@ def valid_quantiles(entry: object) -> bool:
     numbers = [*levels, *values]
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers):
         return False
-    rising = all(a <= b for row in (levels, values) for a, b in zip(row, row[1:], strict=False))
-    return rising and 0 <= levels[0] and levels[-1] <= 1
+    rising = all(a < b for a, b in zip(levels, levels[1:], strict=False)) and all(
+        a <= b for a, b in zip(values, values[1:], strict=False)
+    )
+    spread = values[-1] - values[0]
+    return rising and levels[0] == 0 and levels[-1] == 1 and math.isfinite(spread) and spread > 0
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,8 @@ class ModelMetadata:
         if calibration is not None and "max_logit_quantiles" in calibration:
             if not valid_quantiles(calibration["max_logit_quantiles"]):
                 raise ModelError(
-                    f"{source}: metadata calibration.max_logit_quantiles is not two rising lists of numbers"
+                    f"{source}: metadata calibration.max_logit_quantiles is not a quantile table "
+                    "(levels rising from 0 to 1, as many non-decreasing finite values)"
                 )
         try:
             dtype = Dtype.parse(values.pop("precision"), "weight dtype")

@@ -83,8 +83,7 @@ class Classified:
             "unsure": self.unsure,
             "top_k": self.top_k,
         }
-        if self.typicality is not None:
-            result["typicality"] = self.typicality
+        result["typicality"] = self.typicality  # None (null) for a model without the reference
         optional = {"warning": self.warning, "true_label": self.true_label}
         return {**result, **{key: value for key, value in optional.items() if value}}
 

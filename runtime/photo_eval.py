@@ -425,11 +425,10 @@ def format_sweep(sweep: dict) -> str:
     held_value = sweep["rows"][0][held] if sweep["rows"] else None
     lines = [
         f"targets: selective accuracy >= {targets['selective_accuracy']:.2f}, coverage >= {targets['coverage']:.2f}, "
-        f"{targets['ood_class']} unsure >= {targets['ood_unsure']:.2f}",
+        f"{targets['ood_class']} unsure >= {targets['ood_unsure']:.2f} (the target OOD column)",
         f"varied: min-{varied}" + ("" if held_value is None else f"; held: {held.replace('_', '-')} {held_value:g}"),
         "",
-        f"{'threshold':>9} {'coverage':>9} {'sel. acc':>9} {'OOD unsure':>11} "
-        f"{targets['ood_class'] + ' unsure':>11}  met",
+        f"{'threshold':>9} {'coverage':>9} {'sel. acc':>9} {'OOD unsure':>11} {'target OOD':>11}  met",
     ]
     for row in sweep["rows"]:
         met = ", ".join(name for name, ok in row["met"].items() if ok) or "none"
@@ -497,6 +496,6 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
             )
     right.set_xlabel("coverage: in-domain photos answered (%)")
     right.set_ylabel("accuracy on the answered photos (%)")
-    right.set_title(f"accuracy vs coverage (labels: min-confidence; min-typicality {held:g})")
+    right.set_title(f"over min-confidence (labels), min-typicality {held:g}")
     right.grid(alpha=0.3)
     save_figure(fig, path)

@@ -212,13 +212,16 @@ def test_typicality_is_the_share_of_reference_images_with_a_lower_top_logit() ->
         {"levels": [0.5, 0.0], "values": [1.0, 2.0]},
         {"levels": [0.0, 2.0], "values": [1.0, 2.0]},
         {"levels": [0.0, 1.0], "values": [1.0, "2"]},
+        {"levels": [0.4, 0.6], "values": [1.0, 2.0]},  # not from 0 to 1
+        {"levels": [0.0, 1.0], "values": [5.0, 5.0]},  # no spread
+        {"levels": [0.0, 1.0], "values": [-1e308, 1e308]},  # a spread that overflows
         [0.0, 1.0],
     ],
 )
 def test_metadata_refuses_malformed_max_logit_quantiles(bad: object) -> None:
     entry = {"method": "temperature", "temperature": 1.0, "max_logit_quantiles": bad}
     props = {**metadata({}).to_props(), CALIBRATION_KEY: json.dumps(entry)}
-    with pytest.raises(ModelError, match="^bad.onnx: metadata calibration.max_logit_quantiles is not two rising"):
+    with pytest.raises(ModelError, match="^bad.onnx: metadata calibration.max_logit_quantiles is not a quantile table"):
         ModelMetadata.from_props(props, "bad.onnx")
 
 

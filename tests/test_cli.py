@@ -180,6 +180,10 @@ def test_a_missing_input_is_exit_1_everywhere(args: list[str], tmp_path: Path) -
         (["verify", "{model}", "--checkpoint", "{checkpoint}", "--atol", "nan"], "--atol"),
         (["infer", "--sample", "0:1", "--min-confidence", "nan"], "--min-confidence"),
         (["evaluate", "--min-confidence", "nan"], "--min-confidence"),
+        (["infer", "--sample", "0:1", "--min-typicality", "inf"], "--min-typicality"),
+        (["evaluate", "--min-typicality", "1.5"], "--min-typicality"),
+        (["serve", "--max-body-mb", "nan"], "--max-body-mb"),
+        (["serve", "--upload-timeout", "inf"], "--upload-timeout"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else value,
 )

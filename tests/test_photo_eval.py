@@ -222,11 +222,46 @@ def test_the_typicality_sweep_holds_the_confidence_and_varies_the_typicality(sma
     coverage = [row["coverage"] for row in sweep["rows"]]
     assert coverage == sorted(coverage, reverse=True)  # a higher bar answers fewer photos
     text = run_in_process("evaluate", "--photos", str(small_set), "--sweep-typicality")
-    assert text.returncode == 0 and "varied: min-typicality; held: min-confidence 0.4" in text.stdout
+    held = f"varied: min-typicality; held: min-confidence {spec.DEFAULT_MIN_CONFIDENCE:g}"
+    assert text.returncode == 0 and held in text.stdout
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(small_set), "--sweep", "--sweep-typicality"), 2, "one of --sweep"
     )
     assert_one_line_error(run_in_process("evaluate", "--sweep-typicality"), 2, "--sweep-typicality needs --photos")
+
+
+def test_a_model_without_the_typicality_reference_is_judged_by_probability_alone(
+    small_set: Path, tmp_path: Path
+) -> None:
+    import onnx
+    from edgefmnist.runtime.predictor import default_model_path
+
+    model = onnx.load(str(default_model_path()))
+    for prop in model.metadata_props:
+        if prop.key == "calibration":
+            calibration = json.loads(prop.value)
+            del calibration["max_logit_quantiles"]
+            prop.value = json.dumps(calibration)
+    older = tmp_path / "older.ONNX"
+    onnx.save(model, str(older))
+    report = evaluate_json("--photos", str(small_set), "--model", str(older), "--min-typicality", "0.9")
+    assert report["threshold"]["min_typicality"] is None and report["threshold"]["coverage"] > 0
+    rows = json.loads(run_in_process("infer", "--json", "--model", str(older), "--sample", "0:2").stdout)
+    assert [row["typicality"] for row in rows] == [None, None]
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(small_set), "--model", str(older), "--sweep-typicality"),
+        1,
+        "no typicality reference",
+        "--sweep-typicality needs one",
+    )
+
+
+def test_a_photo_set_with_nothing_readable_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "Coat").mkdir()
+    (tmp_path / "Coat" / "broken.jpg").write_bytes(b"not a jpeg")
+    result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"))
+    assert_one_line_error(result, 1, "none of the 1 photos could be read", "broken.jpg")
+    assert not (tmp_path / "p.png").exists()
 
 
 def test_the_unsure_rule_and_the_shipped_typicality_references() -> None:
@@ -289,7 +324,7 @@ def test_unsure_rule() -> None:
 
 def test_unsure_line_and_json() -> None:
     top = [{"label": "T-shirt/top", "probability": 0.38}, {"label": "Bag", "probability": 0.21}]
-    unsure = Classified("hat.jpg", "T-shirt/top", 0, 0.38, top, unsure=True)
+    unsure = Classified("hat.jpg", "T-shirt/top", 0, 0.38, top, unsure=True, typicality=0.004)
     assert unsure.line() == "hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)"
     assert unsure.to_dict() == {
         "image": "hat.jpg",
@@ -298,6 +333,7 @@ def test_unsure_line_and_json() -> None:
         "probability": 0.38,
         "unsure": True,
         "top_k": top,
+        "typicality": 0.004,
     }
     sure = Classified("shirt.jpg", "T-shirt/top", 0, 0.38, top)
     assert sure.line() == "shirt.jpg: T-shirt/top 0.38 (Bag 0.21)" and sure.to_dict()["unsure"] is False
