@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefmnist.calibration import expected_calibration_error, softmax
+from edgefmnist import spec
+from edgefmnist.calibration import expected_calibration_error, softmax, typicality
 from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, Dtype, shipped_names
 from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
@@ -116,19 +117,26 @@ def runtime_outputs(path: Path, images: np.ndarray, batch_size: int = 1000) -> t
 
 
 def calibration_row(path: Path, test: Split) -> str:
-    """``| file | T | validation ECE (%) | test ECE (%) |``; ECE cells read ``before → after``.
+    """``| file | T | validation ECE (%) | test ECE (%) | logit at min-typicality | test images below (%) |``;
+    ECE cells read ``before → after``.
 
     Percentages carry no ``%`` sign, so :data:`CARD_ROW` never mistakes them for accuracies.
     """
     logits, probabilities = runtime_outputs(path, test.images)
     test_before = 100 * expected_calibration_error(softmax(logits), test.labels)
     test_after = 100 * expected_calibration_error(probabilities, test.labels)
-    calibration = read_metadata(path).calibration
+    metadata = read_metadata(path)
+    calibration, quantiles = metadata.calibration, metadata.max_logit_quantiles
+    typical = "— | —"
+    if quantiles is not None:
+        floor = float(np.interp(spec.DEFAULT_MIN_TYPICALITY, quantiles["levels"], quantiles["values"]))
+        below = 100 * float(np.mean(typicality(logits.max(1), quantiles) < spec.DEFAULT_MIN_TYPICALITY))
+        typical = f"{floor:.3f} | {below:.2f}"
     if calibration is None:
-        return f"| `{path.name}` | — (not calibrated) | — | {test_before:.2f} |"
+        return f"| `{path.name}` | — (not calibrated) | — | {test_before:.2f} | {typical} |"
     return (
         f"| `{path.name}` | {calibration['temperature']:.4f} | {100 * calibration['ece_before']:.2f} → "
-        f"{100 * calibration['ece_after']:.2f} | {test_before:.2f} → {test_after:.2f} |"
+        f"{100 * calibration['ece_after']:.2f} | {test_before:.2f} → {test_after:.2f} | {typical} |"
     )
 
 
@@ -143,9 +151,12 @@ def calibration_section(folder: Path, names: Sequence[str], test: Split) -> list
         "`logits` stays raw. `T` is fitted at export on that model's own logits for the 5,000 validation images",
         "(never the test set); the int8 model gets its own `T`. ECE: expected calibration error, 15 equal-width",
         "confidence bins, in percent, before (`T = 1`) → after. Test ECE is measured through the runtime.",
+        "The same validation logits give each model its typicality reference (`max_logit_quantiles`): a picture",
+        f"whose largest logit is below the value at the default min-typicality ({spec.DEFAULT_MIN_TYPICALITY:g}) is",
+        "called unsure; the last column is the share of test images that are.",
         "",
-        "| file | T | validation ECE (%) | test ECE (%) |",
-        "|---|---:|---:|---:|",
+        "| file | T | validation ECE (%) | test ECE (%) | largest logit at min-typicality | test images below (%) |",
+        "|---|---:|---:|---:|---:|---:|",
         *rows,
         "",
     ]

@@ -1,7 +1,7 @@
-"""Accuracy on real photos and the "unsure" threshold: what ``edgefmnist evaluate --photos`` does.
+"""Accuracy on real photos and the "unsure" thresholds: what ``edgefmnist evaluate --photos`` does.
 
     edgefmnist evaluate --photos ../shared/photos-dev --split report --json
-    edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep
+    edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep-typicality
 
 A photo set is a folder in one of two forms:
 
@@ -15,7 +15,7 @@ A photo set is a folder in one of two forms:
   (``unknown``, ``hat``, ...) holds out-of-domain photos.
 
 Photos are split in two halves by a fixed hash of the file name (:func:`photo_split`): every
-choice (preprocessing, the threshold) is made on the ``choice`` half, and results are reported
+choice (preprocessing, the thresholds) is made on the ``choice`` half, and results are reported
 on the ``report`` half, which stays unseen by those choices.
 
 Runtime-only: numpy, onnxruntime, pillow; tqdm (a progress bar) and matplotlib (``--plot``)

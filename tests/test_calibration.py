@@ -311,4 +311,7 @@ def test_model_card_calibration_rows(exported_mlp: Path, fashion) -> None:
     rows = [line for line in lines if line.startswith("| `")]
     temperature = read_metadata(exported_mlp).temperature
     assert len(rows) == 2 and rows[0].startswith(f"| `mlp.onnx` | {temperature:.4f} | ")
+    for row in rows:  # the typicality columns: the logit at the default level, and a share of the test set
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(cells) == 6 and float(cells[4]) > 0 and 0 <= float(cells[5]) < 10
     assert read_card_accuracies("\n".join(lines)) == {}  # never mistaken for an accuracy row
