@@ -20,7 +20,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from edgefmnist.contract import Dtype, parse_version
 from edgefmnist.errors import ModelError
@@ -31,17 +31,17 @@ REQUIRED_KEYS = ("class_names", "input", "precision", "arch", "min_onnxruntime")
 CALIBRATION_KEY = "calibration"
 
 
+def finite_number(value: object) -> TypeGuard[float]:
+    """Whether a JSON value is an int or float (not a bool) and finite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def valid_calibration(entry: object) -> bool:
     """Whether a ``calibration`` entry is ``{"method": "temperature", "temperature": finite > 0, ...}``."""
     if not isinstance(entry, dict) or entry.get("method") != "temperature":
         return False
     temperature = entry.get("temperature")
-    return (
-        isinstance(temperature, (int, float))
-        and not isinstance(temperature, bool)
-        and math.isfinite(temperature)
-        and temperature > 0
-    )
+    return finite_number(temperature) and temperature > 0
 
 
 def valid_quantiles(entry: object) -> bool:
@@ -53,8 +53,7 @@ def valid_quantiles(entry: object) -> bool:
     levels, values = entry.get("levels"), entry.get("values")
     if not (isinstance(levels, list) and isinstance(values, list) and len(levels) == len(values) >= 2):
         return False
-    numbers = [*levels, *values]
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers):
+    if not all(finite_number(x) for x in (*levels, *values)):
         return False
     rising = all(a < b for a, b in zip(levels, levels[1:], strict=False)) and all(
         a <= b for a, b in zip(values, values[1:], strict=False)

@@ -170,18 +170,21 @@ def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int) -> li
     return [{"label": class_names[i], "probability": float(probabilities[i])} for i in order]
 
 
+def check_unit_threshold(value: float, flag: str, kind: str) -> float:
+    """Return ``value``; raise :class:`EdgeFmnistError` naming ``flag`` unless it lies in 0..1."""
+    if not 0.0 <= value <= 1.0:
+        raise EdgeFmnistError(f"{flag} {value}: expected {kind} between 0 and 1")
+    return value
+
+
 def check_min_confidence(min_confidence: float) -> float:
     """Return ``min_confidence``; raise :class:`EdgeFmnistError` unless it lies in 0..1."""
-    if not 0.0 <= min_confidence <= 1.0:
-        raise EdgeFmnistError(f"--min-confidence {min_confidence}: expected a probability between 0 and 1")
-    return min_confidence
+    return check_unit_threshold(min_confidence, "--min-confidence", "a probability")
 
 
 def check_min_typicality(min_typicality: float) -> float:
     """Return ``min_typicality``; raise :class:`EdgeFmnistError` unless it lies in 0..1."""
-    if not 0.0 <= min_typicality <= 1.0:
-        raise EdgeFmnistError(f"--min-typicality {min_typicality}: expected a share between 0 and 1")
-    return min_typicality
+    return check_unit_threshold(min_typicality, "--min-typicality", "a share")
 
 
 def picture_outputs(
