@@ -605,9 +605,16 @@ def evaluate(
         thresholds = (min_confidence, min_typicality)
         evaluate_photos(photos, model, (split or PhotoSplit.all).value, thresholds, varied, plot, threads, json_output)
         return
-    if varied or split is not None:
-        flag = "--sweep" if sweep else "--sweep-typicality" if sweep_typicality else "--split"
-        raise UsageError(f"{flag} needs --photos DIR")
+    photo_only = {
+        "--sweep": sweep,
+        "--sweep-typicality": sweep_typicality,
+        "--split": split is not None,
+        "--min-confidence": min_confidence != spec.DEFAULT_MIN_CONFIDENCE,
+        "--min-typicality": min_typicality != spec.DEFAULT_MIN_TYPICALITY,
+    }
+    for flag, given in photo_only.items():
+        if given:
+            raise UsageError(f"{flag} needs --photos DIR (the test set is scored by its forced answers)")
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 

@@ -202,6 +202,8 @@ def test_a_bad_number_is_a_usage_error(args: list[str], flag: str, tmp_path: Pat
         (["infer", "--image", "-", "--image", "-"], "standard input"),
         (["bench", "--json", "--markdown"], "--json and --markdown"),
         (["evaluate", "{model}", "--split", "report"], "--split needs --photos"),
+        (["evaluate", "{model}", "--min-confidence", "0.7"], "--min-confidence needs --photos"),
+        (["evaluate", "{model}", "--min-typicality", "0.05"], "--min-typicality needs --photos"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
