@@ -89,7 +89,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     if image.size == (SIZE, SIZE):
         pixels = to_luminance(image if image.mode in ("L", "RGB") else image.convert("RGB"))
         if is_dataset_form(pixels):
-            return Preprocessed(pixels)
+            return blank("the picture is uniform") if pixels.std() < MIN_CONTRAST_SPREAD else Preprocessed(pixels)
     from edgefmnist.runtime.segment import foreground_mask, illumination
 
     rgb = image.convert("RGB")
