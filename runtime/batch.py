@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
 from edgefmnist.runtime.preprocess import Preprocessed
 
 from edgefmnist.errors import EdgeFmnistError
@@ -58,13 +57,11 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class PreparedPicture:
-    """One picture after preprocessing: uint8 pixels ``[28, 28]`` and the "nothing found" reason, or an error."""
+    """One picture after preprocessing: its :class:`Preprocessed` form, or the error that stopped it."""
 
     path: Path
-    pixels: np.ndarray | None = None
-    nothing_found: str = ""  # preprocessing's "nothing found" reason; "" when an object was found
+    preprocessed: Preprocessed | None = None
     error: str = ""  # the one-line reason the picture could not be preprocessed
-    photo: bool = False  # the picture was a photo, not already in dataset form (Preprocessed.photo)
 
 
 Preprocess = Callable[[Path], Preprocessed]
@@ -76,7 +73,7 @@ def prepare(path: Path, preprocess: Preprocess) -> PreparedPicture:
         picture = preprocess(path)
     except EdgeFmnistError as exc:
         return PreparedPicture(path, error=str(exc))
-    return PreparedPicture(path, picture.pixels, picture.nothing_found, photo=picture.photo)
+    return PreparedPicture(path, picture)
 
 
 def preprocess_in_order(
@@ -84,7 +81,7 @@ def preprocess_in_order(
 ) -> Generator[PreparedPicture, None, None]:
     """``preprocess(path)`` of every path on ``workers`` threads, yielded in the order of ``paths``.
 
-    ``preprocess`` returns uint8 ``[28, 28]`` pixels and a "nothing found" message, and raises
+    ``preprocess`` returns a :class:`Preprocessed` (pixels, "nothing found" reason, photo flag) and raises
     :class:`EdgeFmnistError` for a picture it cannot handle (that picture's ``error``; any other
     exception is a bug and propagates). At most ``window`` (default ``2 * workers``) pictures
     are submitted and not yet yielded. One worker runs everything in the calling thread.

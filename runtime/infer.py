@@ -310,7 +310,8 @@ def classify_files(
     targets = dict(zip(paths, preprocessed_paths(save_preprocessed, paths), strict=True)) if save_preprocessed else {}
 
     def classify(pictures: list[PreparedPicture]) -> list[Classified]:
-        pixels = np.stack([picture.pixels for picture in pictures if picture.pixels is not None])
+        forms = [picture.preprocessed for picture in pictures if picture.preprocessed is not None]
+        pixels = np.stack([form.pixels for form in forms])
         names = [picture_name(picture.path) for picture in pictures]
         results = classify_arrays(
             predictor,
@@ -318,8 +319,8 @@ def classify_files(
             names,
             k,
             min_confidence,
-            [picture.nothing_found for picture in pictures],
-            [picture.photo for picture in pictures],
+            [form.nothing_found for form in forms],
+            [form.photo for form in forms],
             min_typicality,
         )
         for picture, image in zip(pictures, pixels, strict=True):

@@ -58,10 +58,10 @@ def test_results_keep_the_input_order_and_errors_stay_in_place(workers: int) -> 
     assert [r.path for r in results] == paths
     for i, result in enumerate(results):
         if "bad" in result.path.name:
-            assert result.pixels is None and result.error == f"{result.path}: cannot identify image file"
+            assert result.preprocessed is None and result.error == f"{result.path}: cannot identify image file"
         else:
-            assert not result.error and result.pixels is not None and result.pixels[0, 0] == i
-            assert result.nothing_found == ("nothing" if i % 7 == 0 else "")
+            assert not result.error and result.preprocessed is not None and result.preprocessed.pixels[0, 0] == i
+            assert result.preprocessed.nothing_found == ("nothing" if i % 7 == 0 else "")
     assert preprocess.most_running <= workers
 
 
@@ -132,7 +132,7 @@ def test_batches_hold_only_readable_pictures_and_keep_the_order() -> None:
     pictures = [
         PreparedPicture(Path(f"{i}.png"), error="unreadable")
         if i % 4 == 1
-        else PreparedPicture(Path(f"{i}.png"), np.zeros(1))
+        else PreparedPicture(Path(f"{i}.png"), Preprocessed(np.zeros((28, 28), np.uint8)))
         for i in range(23)
     ]
     batches: list[list[str]] = []
