@@ -17,7 +17,7 @@ import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 runs on click
@@ -68,27 +68,41 @@ DataDirOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-MinConfidenceOption = Annotated[
-    float,
-    typer.Option(
+
+
+def scoped(scope: str, text: str) -> str:
+    """A help text: ``scope`` (e.g. "With --photos: ") then ``text``, or ``text`` with a capital."""
+    return f"{scope}{text}" if scope else text[:1].upper() + text[1:]
+
+
+def min_confidence_option(scope: str = "") -> Any:
+    """The --min-confidence option; ``scope`` starts its help (e.g. "With --photos: ")."""
+    return typer.Option(
         "--min-confidence",
         min=0.0,
         max=1.0,
         callback=must_be_finite,
-        help="Say unsure unless the top probability is above this (0: never for this reason, 1: always).",
-    ),
-]
-MinTypicalityOption = Annotated[
-    float,
-    typer.Option(
+        help=scoped(scope, "say unsure unless the top probability is above this (0: never for this reason, 1: always)"),
+    )
+
+
+def min_typicality_option(scope: str = "") -> Any:
+    """The --min-typicality option; ``scope`` starts its help."""
+    return typer.Option(
         "--min-typicality",
         min=0.0,
         max=1.0,
         callback=must_be_finite,
-        help="Say unsure when fewer than this share of the model's validation images have a lower "
-        "largest logit (0: never for this reason).",
-    ),
-]
+        help=scoped(
+            scope,
+            "say unsure when fewer than this share of the model's validation images have a lower "
+            "largest logit (0: never for this reason).",
+        ),
+    )
+
+
+MinConfidenceOption = Annotated[float, min_confidence_option()]
+MinTypicalityOption = Annotated[float, min_typicality_option()]
 
 
 def print_json(value: object) -> None:
@@ -544,8 +558,8 @@ def evaluate(
             )
         ),
     ] = None,
-    min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
-    min_typicality: MinTypicalityOption = spec.DEFAULT_MIN_TYPICALITY,
+    min_confidence: Annotated[float, min_confidence_option("With --photos: ")] = spec.DEFAULT_MIN_CONFIDENCE,
+    min_typicality: Annotated[float, min_typicality_option("With --photos: ")] = spec.DEFAULT_MIN_TYPICALITY,
     sweep: Annotated[
         bool,
         typer.Option(
