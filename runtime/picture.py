@@ -95,6 +95,10 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
             raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
         if not fp.seekable():
             fp = read_whole_pipe(fp, path)
+    if fp.seek(0, io.SEEK_END) == 0:
+        fp.close()
+        raise ImageError(f"{path}: empty file, not an image")
+    fp.seek(0)
     try:
         with fp:
             image = open_header(fp, path)

@@ -41,7 +41,8 @@ DARK_BORDER = 60  # a border pixel darker than this is background in dataset for
 DARK_BORDER_SHARE = 0.25  # a 28x28 image with at least this share of dark border pixels is in dataset form
 # (every one of the 70,000 Fashion-MNIST images has; 8 test images have a border *mean* above 60)
 SEGMENT_SIDE = 96  # the longer side, in pixels, at which the garment is segmented
-MIN_CONTRAST_SPREAD = 2.0  # luminance standard deviation (0-255) below which a picture is uniform
+MIN_CONTRAST_SPREAD = 2.0  # luminance standard deviation (0-255) below which a picture is nearly uniform
+NEARLY_UNIFORM = "the picture is nearly uniform"
 MIN_OBJECT_SHARE = 0.005  # a mask smaller than this share of the picture is no object
 MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than this (dark floors)
 RESAMPLE = Image.Resampling.LANCZOS
@@ -51,7 +52,7 @@ RESAMPLE = Image.Resampling.LANCZOS
 class Preprocessed:
     """A picture in Fashion-MNIST form: ``pixels`` uint8 ``[28, 28]``.
 
-    ``nothing_found`` is why no object was found ("the picture is uniform", ...), or "" when one
+    ``nothing_found`` is why no object was found ("the picture is nearly uniform", ...), or "" when one
     was; the pixels are then all black, and a classifier's answer for them is meaningless.
     ``photo`` is True when the picture was a photo (segmented and re-rendered), False when it
     was already in dataset form and passed through unchanged.
@@ -89,7 +90,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     if image.size == (SIZE, SIZE):
         pixels = to_luminance(image if image.mode in ("L", "RGB") else image.convert("RGB"))
         if is_dataset_form(pixels):
-            return blank("the picture is uniform") if pixels.std() < MIN_CONTRAST_SPREAD else Preprocessed(pixels)
+            return blank(NEARLY_UNIFORM) if pixels.std() < MIN_CONTRAST_SPREAD else Preprocessed(pixels)
     from edgefmnist.runtime.segment import foreground_mask, illumination
 
     rgb = image.convert("RGB")
@@ -98,7 +99,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     small = rgb.resize(small_size, Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
     luminance = to_luminance(small).astype(np.float64)
     if luminance.std() < MIN_CONTRAST_SPREAD:
-        return blank("the picture is uniform")
+        return blank(NEARLY_UNIFORM)
     mask = foreground_mask(np.asarray(small))
     if mask.sum() < MIN_OBJECT_SHARE * mask.size:
         return blank("nothing stands out from the background")

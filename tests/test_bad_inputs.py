@@ -275,7 +275,7 @@ def shirt(fashion) -> Image.Image:
 
 
 BAD_IMAGES = {
-    "0-byte": (lambda f: b"", "not an image"),
+    "0-byte": (lambda f: b"", "empty file, not an image"),
     "text renamed .png": (lambda f: b"just some text, honestly\n", "not an image"),
     "truncated PNG": (lambda f: encoded(shirt(f).resize((280, 280)))[:600], "corrupt or truncated"),
     "truncated JPEG": (lambda f: encoded(shirt(f).resize((280, 280)), "JPEG")[:700], "corrupt or truncated"),

@@ -330,7 +330,7 @@ def test_the_first_frame_of_an_mpo_is_reduced(tmp_path: Path) -> None:
     [
         (lambda p: None, "no such file"),
         (lambda p: p.mkdir(), "is a directory"),
-        (lambda p: p.write_bytes(b""), "not an image Pillow can read"),
+        (lambda p: p.write_bytes(b""), "empty file, not an image"),
         (lambda p: p.write_text("just text"), "not an image Pillow can read"),
         (lambda p: p.write_bytes(scene_bytes("PNG")[:300]), "corrupt or truncated"),
         (lambda p: p.write_bytes(scene_bytes("JPEG")[:400]), "corrupt or truncated"),
