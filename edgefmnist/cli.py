@@ -82,7 +82,9 @@ def min_confidence_option(scope: str = "") -> Any:
         min=0.0,
         max=1.0,
         callback=must_be_finite,
-        help=scoped(scope, "say unsure unless the top probability is above this (0: never for this reason, 1: always)"),
+        help=scoped(
+            scope, "say unsure unless the top probability is above this (0: never for this reason, 1: always)."
+        ),
     )
 
 
