@@ -30,15 +30,21 @@ CHUNK = 250  # images per worker task
 STRIDE = 4  # the photo view is built for every STRIDE-th training image (GrabCut costs ~30 ms an image)
 
 
-def render_and_preprocess(images: np.ndarray, seed: int, first_index: int) -> np.ndarray:
-    """uint8 ``[N, 28, 28]`` -> uint8 ``[N, 28, 28]``: each rendered as a photo and preprocessed."""
+def render_and_preprocess(
+    images: np.ndarray, seed: int, first_index: int, labels: np.ndarray | None = None
+) -> np.ndarray:
+    """uint8 ``[N, 28, 28]`` -> uint8 ``[N, 28, 28]``: each rendered as a photo and preprocessed.
+
+    ``labels`` (int ``[N]``, the classes) let footwear be posed as phones see it.
+    """
     from edgefmnist.photo_render import render_photo
     from edgefmnist.runtime.preprocess import to_dataset_form
 
     out = np.empty_like(images)
     for offset, image in enumerate(images):
         rng = np.random.default_rng([seed, first_index + offset])
-        out[offset] = to_dataset_form(render_photo(image, rng))
+        label = None if labels is None else int(labels[offset])
+        out[offset] = to_dataset_form(render_photo(image, rng, label=label))
     return out
 
 
@@ -56,20 +62,28 @@ def code_version() -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
-def cache_path(images: np.ndarray, seed: int) -> Path:
-    content = hashlib.sha256(images.tobytes()).hexdigest()[:12]
+def cache_path(images: np.ndarray, seed: int, labels: np.ndarray | None = None) -> Path:
+    digest = hashlib.sha256(images.tobytes())
+    if labels is not None:
+        digest.update(np.asarray(labels, np.int64).tobytes())
+    content = digest.hexdigest()[:12]
     return default_cache_dir() / f"photo-renders-{content}-seed{seed}-{code_version()}.npy"
 
 
 def photo_views(
-    images: np.ndarray, seed: int = 0, workers: int | None = None, on_progress: Callable[[int], None] | None = None
+    images: np.ndarray,
+    seed: int = 0,
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """The photo view of each image given, uint8 ``[N, 28, 28]``, from the cache or built and cached.
 
+    ``labels`` (int ``[N]``) are the images' classes, so footwear is posed as phones see it.
     ``on_progress(done)`` is called with the number of images finished after each chunk.
     Training passes every ``STRIDE``-th image (:func:`photo_subset`).
     """
-    path = cache_path(images, seed)
+    path = cache_path(images, seed, labels)
     if path.is_file():
         cached = np.load(path)
         if cached.shape == images.shape and cached.dtype == np.uint8:
@@ -79,7 +93,14 @@ def photo_views(
     out = np.empty_like(images)
     with ProcessPoolExecutor(workers) as pool:
         futures = {
-            start: pool.submit(render_and_preprocess, images[start : start + CHUNK], seed, start) for start in starts
+            start: pool.submit(
+                render_and_preprocess,
+                images[start : start + CHUNK],
+                seed,
+                start,
+                None if labels is None else labels[start : start + CHUNK],
+            )
+            for start in starts
         }
         done = 0
         for start, future in futures.items():

@@ -7,6 +7,9 @@ white), laid on a background (paper, a plain colour, a blotchy floor, tiles, str
 at a random place and size, lit unevenly (exposure, vignetting, a gradient, a soft shadow
 band, a colour cast), slightly rotated, given sensor noise and JPEG-compressed. Every choice
 is drawn from the ``numpy.random.Generator`` passed in, so a seed gives the same photo.
+
+Footwear, which the dataset shows alone and from the side, is also posed as phones see it
+(:func:`footwear_pose`): turned at an angle, or as a pair pointing away from the camera.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from PIL import Image
 from edgefmnist.runtime.segment import fill_holes
 
 MIN_SCALE, MAX_SCALE = 3.0, 8.0  # upscaling of the 28x28 image
+FOOTWEAR = (5, 7, 9)  # Sandal, Sneaker, Ankle boot (spec.CLASS_NAMES)
+PAIR_ODDS, TURNED_ODDS = 0.35, 0.2  # a shoe is shown as a pair, or alone and turned; else as in the dataset
 BACKGROUNDS = ("paper", "plain", "blotches", "tiles", "stripes", "carpet")
 BACKGROUND_ODDS = (0.25, 0.2, 0.2, 0.15, 0.1, 0.1)
 
@@ -70,6 +75,59 @@ def silhouette(image: np.ndarray) -> np.ndarray:
     return fill_holes(mask)
 
 
+def _turned(image: np.ndarray, angle: float, squash: float = 1.0) -> np.ndarray:
+    """``image`` squashed vertically by ``squash``, rotated ``angle`` degrees, cropped to the product."""
+    size = image.shape[0]
+    squashed = cv2.resize(image.astype(np.float32), (size, max(1, round(size * squash))), interpolation=cv2.INTER_AREA)
+    big = int(np.ceil(size * 1.5))
+    canvas = np.zeros((big, big), np.float32)
+    top, left = (big - squashed.shape[0]) // 2, (big - size) // 2
+    canvas[top : top + squashed.shape[0], left : left + size] = squashed
+    rotation = cv2.getRotationMatrix2D((big / 2 - 0.5, big / 2 - 0.5), angle, 1.0)
+    rotated = cv2.warpAffine(canvas, rotation, (big, big), flags=cv2.INTER_LINEAR)
+    rows, cols = np.nonzero(rotated > 12)
+    if not len(rows):
+        return rotated
+    return rotated[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def _on_square(parts: list[tuple[np.ndarray, int, int]], height: int, width: int) -> np.ndarray:
+    """Each ``(part, top, left)`` drawn (brightest wins) on a canvas, centred in a square: uint8."""
+    side = max(height, width)
+    square = np.zeros((side, side), np.float32)
+    top0, left0 = (side - height) // 2, (side - width) // 2
+    for part, top, left in parts:
+        rows, cols = slice(top0 + top, top0 + top + part.shape[0]), slice(left0 + left, left0 + left + part.shape[1])
+        square[rows, cols] = np.maximum(square[rows, cols], part)
+    return square.clip(0, 255).astype(np.uint8)
+
+
+def footwear_pose(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 ``[28, 28]`` side view of a shoe -> uint8 ``[S, S]`` (S >= 28): how a phone may see it.
+
+    With odds ``PAIR_ODDS`` a pair seen from above, pointing away from or towards the camera:
+    the side view, narrowed to 55-90 % of its height (a shoe is narrower than it is tall), turned
+    about 90 degrees, beside its mirror image. With odds ``TURNED_ODDS`` the shoe alone, turned
+    15-60 degrees either way. Otherwise the image unchanged.
+    """
+    draw = rng.random()
+    if draw < PAIR_ODDS:
+        squash, turn = rng.uniform(0.55, 0.9), rng.choice((90.0, -90.0)) + rng.uniform(-20, 20)
+        left = _turned(image, turn + rng.uniform(-8, 8), squash)
+        right = _turned(image, -turn + rng.uniform(-8, 8), squash)[:, ::-1]
+        gap = int(rng.integers(-1, 5))
+        height, width = max(left.shape[0], right.shape[0]), left.shape[1] + gap + right.shape[1]
+        parts = [
+            (left, int(rng.integers(0, height - left.shape[0] + 1)), 0),
+            (right, int(rng.integers(0, height - right.shape[0] + 1)), left.shape[1] + gap),
+        ]
+        return _on_square(parts, height, max(width, left.shape[1], right.shape[1]))
+    if draw < PAIR_ODDS + TURNED_ODDS:
+        alone = _turned(image, rng.choice((1.0, -1.0)) * rng.uniform(15, 60))
+        return _on_square([(alone, 0, 0)], *alone.shape)
+    return image
+
+
 def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A random surface, float64 ``[H, W, 3]`` in 0-255."""
     kind = rng.choice(BACKGROUNDS, p=BACKGROUND_ODDS)
@@ -102,12 +160,16 @@ def render_photo(
     surface: np.ndarray | None = None,
     angle: float | None = None,
     quality: int | None = None,
+    label: int | None = None,
 ) -> Image.Image:
     """A uint8 ``[28, 28]`` dataset image -> an RGB photo of it (Pillow image, about 100-350 px).
 
+    ``label`` (the image's class) poses footwear as phones see it (:func:`footwear_pose`).
     ``lighting``, ``surface`` (a float ``[H, W, 3]`` background in 0-255, which also sets the
     frame size), ``angle`` (degrees) and ``quality`` (JPEG) default to random draws from ``rng``.
     """
+    if label in FOOTWEAR:
+        image = footwear_pose(image, rng)
     side = int(28 * rng.uniform(MIN_SCALE, MAX_SCALE))
     if surface is not None:
         side = min(side, *surface.shape[:2])

@@ -118,7 +118,7 @@ def train(
 
     has_view = photo_subset(len(data.train))
     if recipe.photo_fraction and photo_images is None:
-        photo_images = photo_views(data.train.images[has_view], seed)
+        photo_images = photo_views(data.train.images[has_view], seed, labels=data.train.labels[has_view])
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     mean, std = recipe.pixel_mean_std

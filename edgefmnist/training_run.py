@@ -35,15 +35,16 @@ def artifact_paths(checkpoint: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".history.json"), stem.with_name(stem.name + ".curves.png")
 
 
-def build_photo_views(train_images: np.ndarray, seed: int, quiet: bool) -> np.ndarray:
+def build_photo_views(train: Split, seed: int, quiet: bool) -> np.ndarray:
     """The photo views training uses (cached), with a progress bar while they are built."""
     from edgefmnist.photo_dataset import photo_subset, photo_views
 
-    images = train_images[photo_subset(len(train_images))]
+    picked = photo_subset(len(train))
+    images, labels = train.images[picked], train.labels[picked]
     with tqdm(
         total=len(images), desc="photo views", unit="image", disable=True if quiet else None, dynamic_ncols=True
     ) as bar:
-        return photo_views(images, seed, on_progress=lambda done: bar.update(done - bar.n))
+        return photo_views(images, seed, on_progress=lambda done: bar.update(done - bar.n), labels=labels)
 
 
 def one_batch_of_each(dataset: FashionMNIST, batch_size: int) -> FashionMNIST:
@@ -89,7 +90,7 @@ def run_training(
     if dry_run:
         recipe = recipe.with_overrides(epochs=1)
         dataset = one_batch_of_each(dataset, recipe.batch_size)
-    photo_images = build_photo_views(dataset.train.images, seed, quiet) if recipe.photo_fraction else None
+    photo_images = build_photo_views(dataset.train, seed, quiet) if recipe.photo_fraction else None
     bar = tqdm(
         total=recipe.epochs * batches_per_epoch(len(dataset.train), recipe.batch_size),
         desc=f"{arch}/{recipe_name}",

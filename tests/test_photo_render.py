@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgefmnist.photo_dataset import STRIDE, photo_subset, photo_views, render_and_preprocess
-from edgefmnist.photo_render import Lighting, render_photo
+from edgefmnist.photo_render import PAIR_ODDS, TURNED_ODDS, Lighting, footwear_pose, render_photo
 from edgefmnist.train import augment_batch
 
 
@@ -19,6 +19,37 @@ def test_a_seed_gives_the_same_photo(fashion) -> None:
     assert first.ndim == 3 and first.shape[2] == 3 and min(first.shape[:2]) >= 28 * 3
     np.testing.assert_array_equal(first, again)
     assert first.shape != other.shape or not np.array_equal(first, other)
+
+
+def first_of_class(fashion, label: int) -> np.ndarray:
+    return fashion.test.images[int(np.flatnonzero(fashion.test.labels == label)[0])]
+
+
+def test_a_label_other_than_footwear_changes_nothing(fashion) -> None:
+    shirt = first_of_class(fashion, 6)
+    plain = np.asarray(render_photo(shirt, np.random.default_rng(3)))
+    np.testing.assert_array_equal(np.asarray(render_photo(shirt, np.random.default_rng(3), label=6)), plain)
+
+
+def test_footwear_poses(fashion) -> None:
+    import cv2
+
+    sneaker = first_of_class(fashion, 7)
+    poses = [footwear_pose(sneaker, np.random.default_rng(seed)) for seed in range(200)]
+    unchanged = [pose is sneaker for pose in poses]
+    assert all(pose.dtype == np.uint8 and pose.ndim == 2 and pose.shape[0] == pose.shape[1] for pose in poses)
+    pairs = []
+    for pose in poses:
+        count, _, stats, _ = cv2.connectedComponentsWithStats((pose > 12).astype(np.uint8))
+        big = stats[1:][stats[1:, cv2.CC_STAT_AREA] > 40]
+        if len(big) == 2 and all(h > w for w, h in big[:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]]):
+            pairs.append(pose)
+    # The sneaker lies flat (wider than tall); a pair from above is two upright shoes side by side.
+    rows, cols = np.nonzero(sneaker > 12)
+    assert np.ptp(cols) > np.ptp(rows)
+    assert abs(np.mean(unchanged) - (1 - PAIR_ODDS - TURNED_ODDS)) < 0.1
+    assert 0.5 * PAIR_ODDS < len(pairs) / len(poses) <= PAIR_ODDS + 0.1
+    np.testing.assert_array_equal(footwear_pose(sneaker, np.random.default_rng(5)), poses[5])
 
 
 def test_lighting_field() -> None:
@@ -44,6 +75,11 @@ def test_photo_views_are_deterministic_and_cached(fashion, tmp_path, monkeypatch
     assert len(cached) == 1
     np.testing.assert_array_equal(np.load(cached[0]), direct)
     np.testing.assert_array_equal(photo_views(images, seed=0, workers=1), direct)  # from the cache
+    labels = fashion.train.labels[:6]
+    posed = photo_views(images, seed=0, workers=1, labels=labels)
+    assert not np.array_equal(posed, direct)
+    np.testing.assert_array_equal(posed, render_and_preprocess(images, seed=0, first_index=0, labels=labels))
+    assert len(list((tmp_path / "edgefmnist").glob("photo-renders-*.npy"))) == 2  # the labels are in the key
 
 
 def test_photo_subset() -> None:
