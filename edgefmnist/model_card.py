@@ -186,8 +186,9 @@ def render_card(folder: Path, test: Split, bench: dict) -> str:
             "",
             "## The default model",
             "",
-            f"`infer` and `evaluate` use `{DEFAULT_MODEL_NAME}` unless given `--model`. It is the most accurate model,",
-            "it matches PyTorch exactly on any CPU (fp32), and one picture costs tens of microseconds, far",
+            f"`infer` and `evaluate` use `{DEFAULT_MODEL_NAME}` unless given `--model`. It is the most accurate",
+            "fp32 model (an int8 file may score a few images above or below its fp32 parent: the rounding of",
+            "its weights), it matches PyTorch exactly on any CPU, and one picture costs tens of microseconds, far",
             "less than decoding the picture. On the machine above the bench recommended "
             f"`{pick.get('model', '?')}` ({pick.get('rule', 'no recommendation')}).",
             "int8 pays off only on CPUs with int8 dot-product instructions (a Raspberry Pi 5, not a Pi 4):",

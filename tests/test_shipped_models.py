@@ -89,9 +89,13 @@ def test_shipped_checkpoint_matches_the_card_and_its_onnx_model(name: str, card:
     assert read_metadata(onnx_model).extra["checkpoint_sha256"] == file_sha256(SHIPPED / name)
 
 
-def test_every_shipped_file_is_in_the_card_and_the_default_is_the_most_accurate(card: dict[str, float]) -> None:
+def test_every_shipped_file_is_in_the_card_and_the_default_is_the_most_accurate_fp32(card: dict[str, float]) -> None:
+    from edgefmnist.runtime.bench import ACCURACY_MARGIN
+
     assert set(card) == set(ONNX_MODELS + CHECKPOINTS)
-    assert DEFAULT_MODEL_NAME in ONNX_MODELS and card[DEFAULT_MODEL_NAME] == max(card.values())
+    fp32 = [name for name in ONNX_MODELS if ".int8." not in name]
+    assert DEFAULT_MODEL_NAME in fp32 and card[DEFAULT_MODEL_NAME] == max(card[name] for name in fp32)
+    assert card[DEFAULT_MODEL_NAME] >= max(card.values()) - ACCURACY_MARGIN
     for name in ("mlp.int8.onnx", "cnn.int8.onnx"):
         from edgefmnist.digest import file_sha256
 
