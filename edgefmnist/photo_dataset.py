@@ -6,7 +6,8 @@ Image ``i`` of a split is rendered with a generator seeded by ``(seed, i)``
 (:func:`edgefmnist.photo_render.render_photo`) and turned back into 28x28 by the runtime's own
 :func:`edgefmnist.runtime.preprocess.to_dataset_form`, so the network learns exactly what
 ``edgefmnist infer`` feeds it. The result is cached as ``.npy`` in the user cache, keyed by the
-images, the seed and the source of the rendering and preprocessing code. GrabCut runs once
+images, their labels (footwear is posed), the seed and the source of the rendering and
+preprocessing code. GrabCut runs once
 per image, so only every ``STRIDE``-th training image gets a photo view: 13,750 images, a
 few minutes on two cores.
 """
@@ -35,8 +36,10 @@ def render_and_preprocess(
 ) -> np.ndarray:
     """uint8 ``[N, 28, 28]`` -> uint8 ``[N, 28, 28]``: each rendered as a photo and preprocessed.
 
-    ``labels`` (int ``[N]``, the classes) let footwear be posed as phones see it.
+    ``labels`` (int ``[N]``, the classes) let footwear be posed as phones see it; ``ValueError``
+    when there are not as many labels as images.
     """
+    check_labels(images, labels)
     from edgefmnist.photo_render import render_photo
     from edgefmnist.runtime.preprocess import to_dataset_form
 
@@ -46,6 +49,12 @@ def render_and_preprocess(
         label = None if labels is None else int(labels[offset])
         out[offset] = to_dataset_form(render_photo(image, rng, label=label))
     return out
+
+
+def check_labels(images: np.ndarray, labels: np.ndarray | None) -> None:
+    """``ValueError`` unless ``labels`` is None or holds one label per image."""
+    if labels is not None and len(labels) != len(images):
+        raise ValueError(f"{len(labels)} labels for {len(images)} images")
 
 
 def photo_subset(count: int) -> np.ndarray:
@@ -79,10 +88,12 @@ def photo_views(
 ) -> np.ndarray:
     """The photo view of each image given, uint8 ``[N, 28, 28]``, from the cache or built and cached.
 
-    ``labels`` (int ``[N]``) are the images' classes, so footwear is posed as phones see it.
+    ``labels`` (int ``[N]``) are the images' classes, so footwear is posed as phones see it
+    (``ValueError`` when there are not as many as images).
     ``on_progress(done)`` is called with the number of images finished after each chunk.
     Training passes every ``STRIDE``-th image (:func:`photo_subset`).
     """
+    check_labels(images, labels)
     path = cache_path(images, seed, labels)
     if path.is_file():
         cached = np.load(path)

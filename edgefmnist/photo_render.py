@@ -9,7 +9,7 @@ band, a colour cast), slightly rotated, given sensor noise and JPEG-compressed. 
 is drawn from the ``numpy.random.Generator`` passed in, so a seed gives the same photo.
 
 Footwear, which the dataset shows alone and from the side, is also posed as phones see it
-(:func:`footwear_pose`): turned at an angle, or as a pair pointing away from the camera.
+(:func:`footwear_pose`): turned at an angle, or as a pair seen from above.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import numpy as np
 from PIL import Image
 
 from edgefmnist.runtime.segment import fill_holes
+from edgefmnist.spec import CLASS_NAMES
 
 MIN_SCALE, MAX_SCALE = 3.0, 8.0  # upscaling of the 28x28 image
-FOOTWEAR = (5, 7, 9)  # Sandal, Sneaker, Ankle boot (spec.CLASS_NAMES)
+PRODUCT_LEVEL = 12  # a dataset pixel above this is part of the product
+FOOTWEAR = tuple(CLASS_NAMES.index(name) for name in ("Sandal", "Sneaker", "Ankle boot"))
 PAIR_ODDS, TURNED_ODDS = 0.35, 0.2  # a shoe is shown as a pair, or alone and turned; else as in the dataset
 BACKGROUNDS = ("paper", "plain", "blotches", "tiles", "stripes", "carpet")
 BACKGROUND_ODDS = (0.25, 0.2, 0.2, 0.15, 0.1, 0.1)
@@ -71,7 +73,7 @@ def random_lighting(rng: np.random.Generator) -> Lighting:
 
 def silhouette(image: np.ndarray) -> np.ndarray:
     """The product's filled outline: bool ``[28, 28]`` of a uint8 dataset image."""
-    mask = cv2.morphologyEx((image > 12).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx((image > PRODUCT_LEVEL).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     return fill_holes(mask)
 
 
@@ -85,8 +87,8 @@ def _turned(image: np.ndarray, angle: float, squash: float = 1.0) -> np.ndarray:
     canvas[top : top + squashed.shape[0], left : left + size] = squashed
     rotation = cv2.getRotationMatrix2D((big / 2 - 0.5, big / 2 - 0.5), angle, 1.0)
     rotated = cv2.warpAffine(canvas, rotation, (big, big), flags=cv2.INTER_LINEAR)
-    rows, cols = np.nonzero(rotated > 12)
-    if not len(rows):
+    rows, cols = np.nonzero(rotated > PRODUCT_LEVEL)
+    if not len(rows):  # a faint product that the interpolation dimmed below the level
         return rotated
     return rotated[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
@@ -103,14 +105,20 @@ def _on_square(parts: list[tuple[np.ndarray, int, int]], height: int, width: int
 
 
 def footwear_pose(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A uint8 ``[28, 28]`` side view of a shoe -> uint8 ``[S, S]`` (S >= 28): how a phone may see it.
+    """A uint8 ``[N, N]`` side view of a shoe -> uint8 ``[S, S]``: how a phone may see it.
 
     With odds ``PAIR_ODDS`` a pair seen from above, pointing away from or towards the camera:
     the side view, narrowed to 55-90 % of its height (a shoe is narrower than it is tall), turned
     about 90 degrees, beside its mirror image. With odds ``TURNED_ODDS`` the shoe alone, turned
-    15-60 degrees either way. Otherwise the image unchanged.
+    15-60 degrees either way, cropped to it (so S may be below N). Otherwise, and for an image
+    with no product pixel (none above ``PRODUCT_LEVEL``), ``image`` itself.
+    ``ValueError`` for an image that is not square.
     """
+    if image.ndim != 2 or image.shape[0] != image.shape[1]:
+        raise ValueError(f"footwear_pose needs a square grey image, got shape {image.shape}")
     draw = rng.random()
+    if not (image > PRODUCT_LEVEL).any():
+        return image
     if draw < PAIR_ODDS:
         squash, turn = rng.uniform(0.55, 0.9), rng.choice((90.0, -90.0)) + rng.uniform(-20, 20)
         left = _turned(image, turn + rng.uniform(-8, 8), squash)

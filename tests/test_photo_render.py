@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from edgefmnist import photo_dataset
 from edgefmnist.photo_dataset import STRIDE, photo_subset, photo_views, render_and_preprocess
-from edgefmnist.photo_render import PAIR_ODDS, TURNED_ODDS, Lighting, footwear_pose, render_photo
+from edgefmnist.photo_render import PAIR_ODDS, PRODUCT_LEVEL, TURNED_ODDS, Lighting, footwear_pose, render_photo
 from edgefmnist.train import augment_batch
 
 
@@ -31,25 +32,45 @@ def test_a_label_other_than_footwear_changes_nothing(fashion) -> None:
     np.testing.assert_array_equal(np.asarray(render_photo(shirt, np.random.default_rng(3), label=6)), plain)
 
 
+def principal_angle(image: np.ndarray) -> float:
+    """Degrees between the product's long axis and the horizontal, from its second moments."""
+    import cv2
+
+    moments = cv2.moments((image > PRODUCT_LEVEL).astype(np.uint8), binaryImage=True)
+    return float(np.degrees(0.5 * np.arctan2(2 * moments["mu11"], moments["mu20"] - moments["mu02"])))
+
+
 def test_footwear_poses(fashion) -> None:
     import cv2
 
     sneaker = first_of_class(fashion, 7)
+    assert abs(principal_angle(sneaker)) < 10  # the dataset's side view lies flat
     poses = [footwear_pose(sneaker, np.random.default_rng(seed)) for seed in range(200)]
-    unchanged = [pose is sneaker for pose in poses]
+    draws = np.array([np.random.default_rng(seed).random() for seed in range(200)])  # the pose's first draw
     assert all(pose.dtype == np.uint8 and pose.ndim == 2 and pose.shape[0] == pose.shape[1] for pose in poses)
-    pairs = []
-    for pose in poses:
-        count, _, stats, _ = cv2.connectedComponentsWithStats((pose > 12).astype(np.uint8))
-        big = stats[1:][stats[1:, cv2.CC_STAT_AREA] > 40]
-        if len(big) == 2 and all(h > w for w, h in big[:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]]):
-            pairs.append(pose)
-    # The sneaker lies flat (wider than tall); a pair from above is two upright shoes side by side.
-    rows, cols = np.nonzero(sneaker > 12)
-    assert np.ptp(cols) > np.ptp(rows)
-    assert abs(np.mean(unchanged) - (1 - PAIR_ODDS - TURNED_ODDS)) < 0.1
-    assert 0.5 * PAIR_ODDS < len(pairs) / len(poses) <= PAIR_ODDS + 0.1
+    upright_pairs, turned = 0, []
+    for pose, draw in zip(poses, draws, strict=True):
+        _, _, stats, _ = cv2.connectedComponentsWithStats((pose > PRODUCT_LEVEL).astype(np.uint8))
+        parts = stats[1:][stats[1:, cv2.CC_STAT_AREA] > 40][:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]]
+        if draw < PAIR_ODDS:  # two upright shoes side by side (they may touch)
+            assert len(parts) in (1, 2) and all(height > width for width, height in parts)
+            upright_pairs += len(parts) == 2
+        elif draw < PAIR_ODDS + TURNED_ODDS:
+            assert len(parts) == 1
+            turn = (principal_angle(pose) - principal_angle(sneaker) + 90) % 180 - 90
+            turned.append(abs(turn))
+        else:
+            assert pose is sneaker
+    assert upright_pairs >= 0.6 * np.sum(draws < PAIR_ODDS)
+    assert len(turned) > 20 and all(8 < angle < 68 for angle in turned), sorted(turned)  # turned 15-60 degrees
     np.testing.assert_array_equal(footwear_pose(sneaker, np.random.default_rng(5)), poses[5])
+
+
+def test_footwear_pose_refuses_a_non_square_image_and_keeps_a_blank_one() -> None:
+    with pytest.raises(ValueError, match="square"):
+        footwear_pose(np.zeros((28, 20), np.uint8), np.random.default_rng(0))
+    blank = np.zeros((28, 28), np.uint8)
+    assert all(footwear_pose(blank, np.random.default_rng(seed)) is blank for seed in range(20))
 
 
 def test_lighting_field() -> None:
@@ -76,10 +97,15 @@ def test_photo_views_are_deterministic_and_cached(fashion, tmp_path, monkeypatch
     np.testing.assert_array_equal(np.load(cached[0]), direct)
     np.testing.assert_array_equal(photo_views(images, seed=0, workers=1), direct)  # from the cache
     labels = fashion.train.labels[:6]
+    assert {5, 7, 9} & set(labels.tolist())  # some footwear among them
+    monkeypatch.setattr(photo_dataset, "CHUNK", 2)  # several chunks, each with its own labels
     posed = photo_views(images, seed=0, workers=1, labels=labels)
-    assert not np.array_equal(posed, direct)
-    np.testing.assert_array_equal(posed, render_and_preprocess(images, seed=0, first_index=0, labels=labels))
+    for i in range(6):
+        alone = render_and_preprocess(images[i : i + 1], seed=0, first_index=i, labels=labels[i : i + 1])
+        np.testing.assert_array_equal(posed[i], alone[0])
     assert len(list((tmp_path / "edgefmnist").glob("photo-renders-*.npy"))) == 2  # the labels are in the key
+    with pytest.raises(ValueError, match="5 labels for 6 images"):
+        photo_views(images, seed=0, workers=1, labels=labels[:5])
 
 
 def test_photo_subset() -> None:
