@@ -75,36 +75,21 @@ def scoped(scope: str, text: str) -> str:
     return f"{scope}{text}" if scope else text[:1].upper() + text[1:]
 
 
-def min_confidence_option(scope: str = "") -> Any:
-    """The --min-confidence option; ``scope`` starts its help (e.g. "With --photos: ")."""
-    return typer.Option(
-        "--min-confidence",
-        min=0.0,
-        max=1.0,
-        callback=must_be_finite,
-        help=scoped(
-            scope, "say unsure unless the top probability is above this (0: never for this reason, 1: always)."
-        ),
-    )
+MIN_CONFIDENCE_HELP = "say unsure unless the top probability is above this (0: never for this reason, 1: always)."
+MIN_TYPICALITY_HELP = (
+    "say unsure when fewer than this share of the model's validation images have a lower "
+    "largest logit (0: never for this reason)."
+)
 
 
-def min_typicality_option(scope: str = "") -> Any:
-    """The --min-typicality option; ``scope`` starts its help."""
-    return typer.Option(
-        "--min-typicality",
-        min=0.0,
-        max=1.0,
-        callback=must_be_finite,
-        help=scoped(
-            scope,
-            "say unsure when fewer than this share of the model's validation images have a lower "
-            "largest logit (0: never for this reason).",
-        ),
-    )
+def unsure_threshold_option(flag: str, text: str, scope: str = "") -> Any:
+    """A finite 0-1 threshold option of the unsure verdict; ``scope`` starts its help (e.g. "With --photos: ")."""
+    return typer.Option(flag, min=0.0, max=1.0, callback=must_be_finite, help=scoped(scope, text))
 
 
-MinConfidenceOption = Annotated[float, min_confidence_option()]
-MinTypicalityOption = Annotated[float, min_typicality_option()]
+MinConfidenceOption = Annotated[float, unsure_threshold_option("--min-confidence", MIN_CONFIDENCE_HELP)]
+MinTypicalityOption = Annotated[float, unsure_threshold_option("--min-typicality", MIN_TYPICALITY_HELP)]
+PHOTOS_ONLY = "With --photos: "
 
 
 def print_json(value: object) -> None:
@@ -560,8 +545,12 @@ def evaluate(
             )
         ),
     ] = None,
-    min_confidence: Annotated[float, min_confidence_option("With --photos: ")] = spec.DEFAULT_MIN_CONFIDENCE,
-    min_typicality: Annotated[float, min_typicality_option("With --photos: ")] = spec.DEFAULT_MIN_TYPICALITY,
+    min_confidence: Annotated[
+        float, unsure_threshold_option("--min-confidence", MIN_CONFIDENCE_HELP, PHOTOS_ONLY)
+    ] = spec.DEFAULT_MIN_CONFIDENCE,
+    min_typicality: Annotated[
+        float, unsure_threshold_option("--min-typicality", MIN_TYPICALITY_HELP, PHOTOS_ONLY)
+    ] = spec.DEFAULT_MIN_TYPICALITY,
     sweep: Annotated[
         bool,
         typer.Option(

@@ -62,6 +62,17 @@ def photo_subset(count: int) -> np.ndarray:
     return np.arange(0, count, STRIDE)
 
 
+def training_photo_views(
+    images: np.ndarray, labels: np.ndarray, seed: int = 0, on_progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """The photo views training uses: :func:`photo_views` of the :func:`photo_subset` of a training split.
+
+    ``images`` uint8 ``[N, 28, 28]`` and ``labels`` int ``[N]``; returns uint8 ``[len(photo_subset(N)), 28, 28]``.
+    """
+    picked = photo_subset(len(images))
+    return photo_views(images[picked], seed, on_progress=on_progress, labels=labels[picked])
+
+
 def code_version() -> str:
     """A digest of the rendering and preprocessing source: a change to either rebuilds the cache."""
     from edgefmnist import photo_render

@@ -129,7 +129,7 @@ def footwear_pose(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             (left, int(rng.integers(0, height - left.shape[0] + 1)), 0),
             (right, int(rng.integers(0, height - right.shape[0] + 1)), left.shape[1] + gap),
         ]
-        return _on_square(parts, height, max(width, left.shape[1], right.shape[1]))
+        return _on_square(parts, height, width)  # the gap is at least -1, so width covers both
     if draw < PAIR_ODDS + TURNED_ODDS:
         alone = _turned(image, rng.choice((1.0, -1.0)) * rng.uniform(15, 60))
         return _on_square([(alone, 0, 0)], *alone.shape)

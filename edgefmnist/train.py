@@ -114,11 +114,11 @@ def train(
     :func:`edgefmnist.photo_dataset.photo_subset`, used when ``recipe.photo_fraction`` > 0 (built
     if missing). A picked image is replaced by its photo view with probability ``photo_fraction``.
     """
-    from edgefmnist.photo_dataset import photo_subset, photo_views
+    from edgefmnist.photo_dataset import photo_subset, training_photo_views
 
     has_view = photo_subset(len(data.train))
     if recipe.photo_fraction and photo_images is None:
-        photo_images = photo_views(data.train.images[has_view], seed, labels=data.train.labels[has_view])
+        photo_images = training_photo_views(data.train.images, data.train.labels, seed)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     mean, std = recipe.pixel_mean_std

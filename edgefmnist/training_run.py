@@ -37,14 +37,13 @@ def artifact_paths(checkpoint: Path) -> tuple[Path, Path]:
 
 def build_photo_views(train: Split, seed: int, quiet: bool) -> np.ndarray:
     """The photo views training uses (cached), with a progress bar while they are built."""
-    from edgefmnist.photo_dataset import photo_subset, photo_views
+    from edgefmnist.photo_dataset import photo_subset, training_photo_views
 
-    picked = photo_subset(len(train))
-    images, labels = train.images[picked], train.labels[picked]
+    total = len(photo_subset(len(train)))
     with tqdm(
-        total=len(images), desc="photo views", unit="image", disable=True if quiet else None, dynamic_ncols=True
+        total=total, desc="photo views", unit="image", disable=True if quiet else None, dynamic_ncols=True
     ) as bar:
-        return photo_views(images, seed, on_progress=lambda done: bar.update(done - bar.n), labels=labels)
+        return training_photo_views(train.images, train.labels, seed, on_progress=lambda done: bar.update(done - bar.n))
 
 
 def one_batch_of_each(dataset: FashionMNIST, batch_size: int) -> FashionMNIST:
