@@ -2,9 +2,10 @@
 
     taskset -c 1 .venv/bin/python scripts/measure-session-options.py models/mlp.int8.onnx models/cnn.int8.onnx
 
-For each model, four variants of the predictor's single-image path (IOBinding, pre-bound
-buffers, 1 thread): the CPU memory arena on or off (``SessionOptions.enable_cpu_mem_arena``)
-and the run option ``disable_synchronize_execution_providers`` off or on. They take turns in
+For each model, four variants of the predictor's single-image run (IOBinding with pre-bound
+buffers through ``predictor.bound_run``, 1 thread): the CPU memory arena on or off
+(``SessionOptions.enable_cpu_mem_arena``) and the run option
+``disable_synchronize_execution_providers`` off or on (``predictor.unsynchronized_run_options``). They take turns in
 40 blocks of 100 calls; each block's median is divided by the default variant's median of the
 same round, and the table gives the median ratio with the 10th-90th percentile of the blocks.
 Then batch-256 throughput with the arena on and off (8 rounds of 3 calls, same ratios).
@@ -18,7 +19,13 @@ from collections.abc import Callable
 
 import numpy as np
 import onnxruntime as ort
-from edgefmnist.runtime.predictor import INPUT_DTYPES, INPUT_NAME, OUTPUT_NAMES
+from edgefmnist.runtime.predictor import (
+    INPUT_DTYPES,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    bound_run,
+    unsynchronized_run_options,
+)
 
 from edgefmnist.data import load_test_split
 
@@ -38,11 +45,9 @@ def single_image_call(path: str, image: np.ndarray, arena: bool, sync_off: bool)
     binding.bind_cpu_input(INPUT_NAME, pixels)
     for name, buffer in zip(OUTPUT_NAMES, outputs, strict=True):
         binding.bind_output(name, "cpu", 0, np.float32, [1, 10], buffer.ctypes.data)
-    run_options = ort.RunOptions()
-    if sync_off:
-        run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+    run = bound_run(sess, binding, unsynchronized_run_options() if sync_off else None)
     keep = (pixels, outputs)  # the bound buffers must outlive the call
-    return lambda: (sess.run_with_iobinding(binding, run_options), keep)
+    return lambda: (run(), keep)
 
 
 def ratios(samples: dict[str, list[float]], base: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 from edgefmnist.runtime.onnx_header import read_model_header
-from edgefmnist.runtime.predictor import Predictor
+from edgefmnist.runtime.predictor import Predictor, unsynchronized_run_options
 from onnx import TensorProto, helper
 
 from edgefmnist.contract import Dtype, oldest_onnxruntime, parse_version
@@ -137,6 +137,14 @@ def test_runtime_imports_neither_torch_nor_onnx() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_single_image_path_skips_only_the_iobinding_synchronisation() -> None:
+    import onnxruntime
+
+    options, default = unsynchronized_run_options(), onnxruntime.RunOptions()
+    assert options.get_run_config_entry("disable_synchronize_execution_providers") == "1"
+    assert (options.log_severity_level, options.terminate) == (default.log_severity_level, default.terminate)
+
+
 def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
     import numpy as np
     import onnxruntime
@@ -150,7 +158,8 @@ def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipp
         expected_logits = np.concatenate([logits for logits, _ in single])
         expected_probabilities = np.concatenate([probabilities for _, probabilities in single])
         for i, image in enumerate(images):
-            for variant in (image, image[None], image[None, None], image.astype(np.float64), image.astype(np.int64)):
+            variants = (image, image[None], image[None, None], np.asfortranarray(image), image.astype(np.float64))
+            for variant in (*variants, image.astype(np.int64), image.astype(np.float32)[None]):
                 logits, probabilities = predictor.run(variant)
                 assert logits.shape == probabilities.shape == (1, 10)
                 assert np.array_equal(logits[0], expected_logits[i]) and np.array_equal(
