@@ -77,11 +77,14 @@ def network_figures(checkpoint: Path) -> tuple[str, str]:
 
 
 def weight_granularity(quantization: dict) -> str:
-    """``per-channel``, ``per-tensor``, or e.g. ``per-channel Gemm, per-tensor others``, from ``quantization``."""
-    if quantization.get("per_channel"):
-        return "per-channel"
+    """``per-channel``, ``per-tensor``, or e.g. ``per-channel Gemm, per-tensor others``, from ``quantization``,
+    with ``MSE ranges`` after it when the weight scales were fitted (:mod:`edgefmnist.export.weight_ranges`)."""
     ops = quantization.get("per_channel_ops") or []
-    return f"per-channel {'/'.join(ops)}, per-tensor others" if ops else "per-tensor"
+    if quantization.get("per_channel"):
+        granularity = "per-channel"
+    else:
+        granularity = f"per-channel {'/'.join(ops)}, per-tensor others" if ops else "per-tensor"
+    return f"{granularity}, MSE ranges" if quantization.get("mse_weight_ranges") else granularity
 
 
 def card_row(path: Path, test: Split, bench: dict) -> str:

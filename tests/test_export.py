@@ -132,8 +132,8 @@ def test_metadata_round_trips(exported, trained) -> None:
         quantization["input_dtype"] == meta.input["dtype"] == "uint8"
         and read_metadata(fp32.path).input["dtype"] == "float32"
     )
-    assert quantization["depthwise_first_conv"] and quantization["per_channel_ops"] == ["Gemm"]
-    assert quantization["bias_correction"]
+    assert quantization["depthwise_first_conv"] and quantization["per_channel_ops"] == []
+    assert quantization["bias_correction"] and quantization["mse_weight_ranges"]
     assert ModelMetadata.from_props(meta.to_props(), "x") == meta
 
 
