@@ -85,10 +85,14 @@ class SingleImageBinding:
         self.binding.bind_cpu_input(INPUT_NAME, self.image)
         for name, buffer in zip(OUTPUT_NAMES, self.outputs, strict=False):
             self.binding.bind_output(name, "cpu", 0, np.float32, list(buffer.shape), buffer.ctypes.data)
-        self._run = bound_run(session, self.binding, unsynchronized_run_options())
+        self.run_options = onnxruntime.RunOptions()  # built once: see bound_run
+        self._run = bound_run(session, self.binding, self.run_options)
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and probabilities ``[1, 10]`` of one image (copies: the buffers are reused)."""
+        """Logits and probabilities ``[1, 10]`` of one image (copies: the buffers are reused).
+
+        ``image`` must have one of :data:`SINGLE_IMAGE_SHAPES` (:meth:`Predictor.run` checks it).
+        """
         if image.dtype is self.image.dtype:  # the model's own dtype: a plain copy (broadcast to NCHW)
             self.image[...] = image
         elif self.image.dtype == np.uint8:  # other pixels for a uint8 model: rounded and clipped
@@ -100,27 +104,16 @@ class SingleImageBinding:
         return outputs[0], outputs[1]
 
 
-def unsynchronized_run_options() -> onnxruntime.RunOptions:
-    """Run options that skip IOBinding's synchronisation of the bound inputs and outputs.
-
-    The run config key ``disable_synchronize_execution_providers`` (onnxruntime's
-    ``onnxruntime_run_options_config_keys.h``): the sync is there for device memory and does
-    nothing for CPU buffers, which are all this predictor binds. It took the single-image path
-    of the MLP int8 to about 0.87x and of the CNN int8 to about 0.95x of its time (README,
-    "Performance": session and run options).
-    """
-    options = onnxruntime.RunOptions()
-    options.add_run_config_entry("disable_synchronize_execution_providers", "1")
-    return options
-
-
 def bound_run(
     session: onnxruntime.InferenceSession, binding: onnxruntime.IOBinding, run_options: onnxruntime.RunOptions | None
 ) -> Callable[[], None]:
     """A no-argument call that runs ``session`` on ``binding`` with ``run_options``.
 
     Calls the compiled session directly when this onnxruntime exposes it (it skips the Python
-    wrapper's per-call checks); else the public ``run_with_iobinding``.
+    wrapper's per-call checks); else the public ``run_with_iobinding``. Pass run options built
+    once: given None, onnxruntime's Python binding builds default ones on every call, and options
+    built once took the MLP int8's single-image run to 0.86x of that time (README, "Performance":
+    session and run options).
     """
     compiled, compiled_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)
     if compiled is not None and hasattr(compiled, "run_with_iobinding") and compiled_binding is not None:

@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 from edgefmnist.runtime.onnx_header import read_model_header
-from edgefmnist.runtime.predictor import Predictor, unsynchronized_run_options
+from edgefmnist.runtime.predictor import Predictor
 from onnx import TensorProto, helper
 
 from edgefmnist.contract import Dtype, oldest_onnxruntime, parse_version
@@ -137,12 +138,42 @@ def test_runtime_imports_neither_torch_nor_onnx() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_single_image_path_skips_only_the_iobinding_synchronisation() -> None:
+def test_the_single_image_path_passes_run_options_built_once(shipped_mlp: Path, monkeypatch) -> None:
+    """Given None, onnxruntime's binding builds default run options on every call (README, "session
+    and run options"): the predictor hands its IOBinding runs one RunOptions, the same every call."""
+    import edgefmnist.runtime.predictor as predictor_module
     import onnxruntime
 
-    options, default = unsynchronized_run_options(), onnxruntime.RunOptions()
-    assert options.get_run_config_entry("disable_synchronize_execution_providers") == "1"
-    assert (options.log_severity_level, options.terminate) == (default.log_severity_level, default.terminate)
+    passed = []
+    real_bound_run = predictor_module.bound_run
+
+    def recording_bound_run(session, binding, run_options):
+        run = real_bound_run(session, binding, run_options)
+
+        def recorded() -> None:
+            passed.append(run_options)
+            run()
+
+        return recorded
+
+    monkeypatch.setattr(predictor_module, "bound_run", recording_bound_run)
+    predictor = Predictor(shipped_mlp, threads=1)
+    for _ in range(3):
+        predictor.run(np.zeros((28, 28), np.uint8))
+    assert len(passed) == 3 and isinstance(passed[0], onnxruntime.RunOptions)
+    assert all(options is passed[0] for options in passed)
+
+
+def test_bound_run_calls_the_compiled_session_with_the_given_options() -> None:
+    from types import SimpleNamespace
+
+    from edgefmnist.runtime.predictor import bound_run
+
+    calls = []
+    compiled = SimpleNamespace(run_with_iobinding=lambda binding, options: calls.append((binding, options)))
+    options = object()
+    bound_run(SimpleNamespace(_sess=compiled), SimpleNamespace(_iobinding="compiled binding"), options)()
+    assert calls == [("compiled binding", options)]
 
 
 def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
