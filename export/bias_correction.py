@@ -34,6 +34,23 @@ def _attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
     return default if attribute is None else helper.get_attribute_value(attribute)
 
 
+def fp32_counterpart(
+    node: onnx.NodeProto, fp32: onnx.ModelProto, fp32_values: dict[str, np.ndarray], purpose: str
+) -> onnx.NodeProto:
+    """The node of ``fp32`` that ``node`` (a layer of the int8 graph made from it) was quantised from.
+
+    Matched by name, which must name exactly one fp32 node, one with constant weights and bias
+    (``fp32_values``: its initializers). Raises ``ValueError``, prefixed with ``purpose``, otherwise.
+    """
+    matches = [original for original in fp32.graph.node if original.name == node.name]
+    if not node.name or len(matches) != 1:
+        raise ValueError(f"{purpose}: layer name {node.name!r} does not name exactly one fp32 node")
+    original = matches[0]
+    if len(original.input) < 3 or any(name not in fp32_values for name in original.input[1:3]):
+        raise ValueError(f"{purpose}: {node.name}: the fp32 node has no constant weights and bias")
+    return original
+
+
 def layer_inputs(fp32: onnx.ModelProto, names: list[str], images: np.ndarray) -> dict[str, np.ndarray]:
     """The float32 tensors ``names`` of the fp32 graph ``fp32`` on ``images`` (float32 ``[N, 1, 28, 28]``)."""
     if not names:  # onnxruntime runs every output for an empty list
@@ -117,13 +134,8 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
     ]
     if not layers:
         raise ValueError("bias correction: no Conv or Gemm with a quantised bias (it needs the QDQ format)")
-    names = [node.name for node in fp32.graph.node]
     for node in layers:
-        original = fp32_nodes.get(node.name)
-        if not node.name or names.count(node.name) != 1:
-            raise ValueError(f"bias correction: layer name {node.name!r} does not name exactly one fp32 node")
-        if original is None or original.input[1] not in fp32_values or original.input[2] not in fp32_values:
-            raise ValueError(f"{node.name}: no node of that name with constant weights and bias in the fp32 graph")
+        fp32_counterpart(node, fp32, fp32_values, "bias correction")
     inputs = layer_inputs(fp32, [fp32_nodes[node.name].input[0] for node in layers], images)
     corrected, replaced = {}, {}
     int32 = np.iinfo(np.int32)

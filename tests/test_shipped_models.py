@@ -110,6 +110,18 @@ def test_every_shipped_file_is_in_the_card_and_the_default_is_the_most_accurate_
         assert read_metadata(SHIPPED / name).extra["parent_sha256"] == file_sha256(parent)
 
 
+def test_the_card_names_each_int8_models_weights_as_its_metadata_records_them() -> None:
+    from edgefmnist.model_card import weight_granularity
+
+    card_text = (SHIPPED / "README.md").read_text()
+    for name in ("mlp.int8.onnx", "cnn.int8.onnx"):
+        quantization = read_metadata(SHIPPED / name).extra["quantization"]
+        assert f"{weight_granularity(quantization)}, uint8 input" in card_text
+    assert weight_granularity({"per_channel": True, "mse_weight_ranges": False}) == "per-channel"
+    assert weight_granularity({"per_channel_ops": ["Gemm"]}) == "per-channel Gemm, per-tensor others"
+    assert weight_granularity({"per_channel_ops": [], "mse_weight_ranges": True}) == "per-tensor, MSE ranges"
+
+
 # A shipped network may not fall below these test accuracies: the CNN keeps what the `best` CNN
 # recipe reached (92.76 %), the MLP 90.5 % (the tutorial's recipe reaches 88.05 %).
 RELEASE_FLOOR = {"cnn.onnx": 0.9276, "mlp.onnx": 0.905}
