@@ -9,10 +9,12 @@ Neural Network Quantization" (arXiv:2106.08295, 2021), section 3.1. Measured on 
 (the 5,000 validation images), the squared error of the layers' *outputs* on the calibration images
 as the criterion instead agreed less with fp32: MLP 99.68 against 99.74 %, CNN 99.24 against 99.38 %.
 
-Weights stay within the quantiser's own integer range (``|q| <= 64`` with ``reduce_range``), so the
-int16-saturation guarantee of :mod:`edgefmnist.export.quantize` still holds. A bias is re-quantised
-to the new ``input scale x weight scale``, and no candidate scale is allowed that would push it out
-of int32 (onnxruntime's quantiser may have widened a weight scale for that reason). Run it before
+The candidates are fractions of the quantiser's own scale: the min-max scale, unless onnxruntime
+widened it so that a large bias fits int32. Weights stay within the quantiser's integer range
+(``|q| <= 64`` with ``reduce_range``), so the int16-saturation guarantee of
+:mod:`edgefmnist.export.quantize` still holds. A quantised bias is re-quantised to the new
+``input scale x weight scale``; no candidate below the quantiser's scale may push it out of int32
+(at the quantiser's own scale it is clipped to int32 as the quantiser clips it). Run it before
 bias correction, which then measures the rounding error of the new weights.
 """
 
@@ -34,11 +36,11 @@ def mse_fractions(
 ) -> np.ndarray:
     """The fraction of ``scale`` with the least squared rounding-and-clipping error, per scale entry.
 
-    ``weight`` is float ``[C, ...]``; ``scale`` has the same number of dimensions, with size 1 on
-    every axis but, for per-channel scales, the channel axis. ``limit`` is the largest integer
-    magnitude. Candidates whose scale falls below ``smallest_scale`` (broadcastable to ``scale``)
-    are skipped, except the whole scale (fraction 1). Returns float64 of ``scale``'s shape, each
-    entry one of :data:`RANGE_FRACTIONS`.
+    ``weight`` is a float array; ``scale`` (> 0) has as many dimensions, each of size 1 except, for
+    per-channel scales, the output-channel axis (0 for a Conv or a ``transB`` Gemm, 1 for a Gemm
+    without). ``limit`` is the largest integer magnitude. Candidates whose scale falls below
+    ``smallest_scale`` (broadcastable to ``scale``) are skipped, except the whole scale (fraction 1).
+    Returns float64 of ``scale``'s shape, each entry one of :data:`RANGE_FRACTIONS`.
     """
     weight, scale = weight.astype(np.float64), scale.astype(np.float64)
     summed_axes = tuple(axis for axis in range(weight.ndim) if scale.shape[axis] == 1)
@@ -61,11 +63,16 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
     """Give each quantised Conv and Gemm of ``int8`` its MSE weight scale, in place; re-quantise its bias.
 
     ``int8`` is the QDQ graph that onnxruntime's ``quantize_static`` made from ``fp32`` (same node
-    names); ``limit`` is the largest integer weight magnitude the quantiser used (64 with
+    names); a layer is quantised when its weight is a DequantizeLinear of an initializer. Its int8
+    weights and float32 scale (one, or one per output channel along the DequantizeLinear's axis)
+    are replaced, and so are a quantised bias's int32 values and float32 scale; a float bias is
+    left as it is. ``limit`` is the largest integer weight magnitude the quantiser used (64 with
     ``reduce_range``, else 127). Returns each layer's chosen fraction of the quantiser's scale
     (the smallest one for per-channel weights), by node name. Raises ``ValueError`` when a
-    quantised layer's name does not name exactly one fp32 node with constant weights and bias, or
-    its weights are not symmetric int8 (zero point 0).
+    quantised layer's name does not name exactly one fp32 node with constant weights (and bias,
+    if quantised), when its weights are not symmetric int8 (zero point 0), exceed ``limit``, or
+    differ in shape from the fp32 weights, or when its scales fit neither one per tensor nor one
+    per output channel.
     """
     fp32_values, int8_values = initializer_values(fp32), initializer_values(int8)
     producers = {output: node for node in int8.graph.node for output in node.output}
@@ -75,24 +82,30 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
         weight_dq = producers.get(node.input[1]) if node.op_type in CORRECTED_OPS else None
         if weight_dq is None or weight_dq.op_type != "DequantizeLinear" or weight_dq.input[0] not in int8_values:
             continue  # a layer left in float
-        original = fp32_counterpart(node, fp32, fp32_values, "MSE weight ranges")
-        zero_point = int8_values.get(weight_dq.input[2], np.zeros(1)) if len(weight_dq.input) > 2 else np.zeros(1)
-        if int8_values[weight_dq.input[0]].dtype != np.int8 or np.any(zero_point != 0):
-            raise ValueError(f"MSE weight ranges: {node.name}: weights must be symmetric int8 (zero point 0)")
-        weight = fp32_values[original.input[1]]
-        scale = int8_values[weight_dq.input[1]].astype(np.float64)
-        shape = [1] * weight.ndim
-        if scale.ndim == 1:  # per channel, along the DequantizeLinear's axis
-            shape[_axis(weight_dq)] = -1
         bias_dq = producers.get(node.input[2]) if len(node.input) > 2 else None
         if bias_dq is not None and bias_dq.op_type != "DequantizeLinear":
             bias_dq = None  # a float bias
+        purpose = f"MSE weight ranges: {node.name}"
+        original = fp32_counterpart(node, fp32, fp32_values, "MSE weight ranges", with_bias=bias_dq is not None)
+        quantized, weight = int8_values[weight_dq.input[0]], fp32_values[original.input[1]]
+        zero_point = int8_values.get(weight_dq.input[2], np.zeros(1)) if len(weight_dq.input) > 2 else np.zeros(1)
+        if quantized.dtype != np.int8 or np.any(zero_point != 0):
+            raise ValueError(f"{purpose}: weights must be symmetric int8 (zero point 0)")
+        if quantized.shape != weight.shape or np.abs(quantized.astype(np.int64)).max() > limit:
+            raise ValueError(f"{purpose}: int8 weights of shape {quantized.shape} within +-{limit} expected")
+        scale = int8_values[weight_dq.input[1]].astype(np.float64)
+        shape = [1] * weight.ndim
+        if scale.size > 1:  # per channel, along the DequantizeLinear's axis
+            axis = _axis(weight_dq)
+            if scale.size != weight.shape[axis]:
+                raise ValueError(f"{purpose}: {scale.size} scales for {weight.shape[axis]} channels on axis {axis}")
+            shape[axis] = -1
         smallest_scale: np.ndarray | float = 0.0
         if bias_dq is not None:  # int32 at input scale x weight scale: keep the fp32 bias within int32
             input_scale = int8_values[bias_dq.input[1]].astype(np.float64) / scale.reshape(-1)
             bias = fp32_values[original.input[2]].astype(np.float64)
             needed = np.abs(bias) / (INT32_MAX * input_scale)  # the smallest weight scale for each bias entry
-            smallest_scale = needed.reshape(shape) if scale.ndim == 1 else float(needed.max())
+            smallest_scale = needed.reshape(shape) if scale.size > 1 else float(needed.max())
         fraction = mse_fractions(weight, scale.reshape(shape), limit, smallest_scale)
         step = scale.reshape(shape) * fraction
         replaced[weight_dq.input[0]] = np.clip(np.round(weight / step), -limit, limit).astype(np.int8)
