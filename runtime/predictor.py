@@ -89,11 +89,14 @@ class SingleImageBinding:
         self._run = bound_run(session, self.binding, self.run_options)
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and probabilities ``[1, 10]`` of one image (copies: the buffers are reused).
+        """Logits and probabilities, float32 ``[1, 10]`` each, of one image (views of one copy of the
+        reused output buffers).
 
-        ``image`` must have one of :data:`SINGLE_IMAGE_SHAPES` (:meth:`Predictor.run` checks it).
+        ``image`` is an unsigned, signed or float array of one of :data:`SINGLE_IMAGE_SHAPES`
+        (:meth:`Predictor.run` checks both); float pixels for a uint8 model are rounded and clipped.
         """
-        if image.dtype is self.image.dtype:  # the model's own dtype: a plain copy (broadcast to NCHW)
+        # The model's own dtype (identical object; an equal one takes the branches below): a plain copy
+        if image.dtype is self.image.dtype:
             self.image[...] = image
         elif self.image.dtype == np.uint8:  # other pixels for a uint8 model: rounded and clipped
             np.copyto(self.image, np.clip(np.rint(image), 0, 255).reshape(self.image.shape), casting="unsafe")

@@ -2,12 +2,13 @@
 
     taskset -c 1 .venv/bin/python scripts/measure-session-options.py models/mlp.int8.onnx models/cnn.int8.onnx
 
-For each model, six variants of the predictor's single-image run (IOBinding with pre-bound
-buffers through ``predictor.bound_run``, 1 thread): the CPU memory arena on or off
-(``SessionOptions.enable_cpu_mem_arena``), times the run options: None (onnxruntime's Python
-binding then builds default ones per call), built once, or built once with the run config key
-``disable_synchronize_execution_providers=1``. They take turns in
-40 blocks of 100 calls; each block's median is divided by the default variant's median of the
+For each model, six variants of the predictor's single-image onnxruntime call (IOBinding with
+pre-bound buffers through ``predictor.bound_run``, 1 thread; without the predictor's own copies
+in and out): the CPU memory arena on or off (``SessionOptions.enable_cpu_mem_arena``), each
+with run options None (onnxruntime's Python binding then builds default ones per call), built
+once (what the predictor passes), or built once with the run config key
+``disable_synchronize_execution_providers=1``. They take turns in 40 blocks of 100 calls; each
+block's median is divided by that of onnxruntime's defaults (arena on, run options None) in the
 same round, and the table gives the median ratio with the 10th-90th percentile of the blocks.
 Then batch-256 throughput with the arena on and off (8 rounds of 3 calls, same ratios).
 """
@@ -90,7 +91,7 @@ def main(paths: list[str]) -> None:
                     call()
                     block.append(time.perf_counter_ns() - start)
                 samples[name].append(float(np.median(block)) / 1000)
-        print(f"{path}: batch-1 µs, ratio to the defaults [10th-90th percentile of 40 blocks]")
+        print(f"{path}: batch-1 µs, ratio to arena on, run options None [10th-90th percentile of 40 blocks]")
         for name, text in ratios(samples, next(iter(calls))).items():
             print(f"  {name}  {text}")
         batch = np.resize(images, (256, 28, 28))[:, None]

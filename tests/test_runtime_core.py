@@ -138,42 +138,44 @@ def test_runtime_imports_neither_torch_nor_onnx() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_single_image_path_passes_run_options_built_once(shipped_mlp: Path, monkeypatch) -> None:
+def test_the_single_image_path_passes_run_options_built_once(shipped_mlp: Path) -> None:
     """Given None, onnxruntime's binding builds default run options on every call (README, "session
-    and run options"): the predictor hands its IOBinding runs one RunOptions, the same every call."""
-    import edgefmnist.runtime.predictor as predictor_module
+    and run options"): what reaches the compiled session is one RunOptions, the same every call."""
+    from types import SimpleNamespace
+
     import onnxruntime
 
-    passed = []
-    real_bound_run = predictor_module.bound_run
-
-    def recording_bound_run(session, binding, run_options):
-        run = real_bound_run(session, binding, run_options)
-
-        def recorded() -> None:
-            passed.append(run_options)
-            run()
-
-        return recorded
-
-    monkeypatch.setattr(predictor_module, "bound_run", recording_bound_run)
     predictor = Predictor(shipped_mlp, threads=1)
-    for _ in range(3):
-        predictor.run(np.zeros((28, 28), np.uint8))
-    assert len(passed) == 3 and isinstance(passed[0], onnxruntime.RunOptions)
-    assert all(options is passed[0] for options in passed)
+    session, received = predictor.session, []
+
+    def recording_run(binding, run_options) -> None:
+        received.append(run_options)
+        session._sess.run_with_iobinding(binding, run_options)
+
+    predictor.session = SimpleNamespace(
+        io_binding=session.io_binding, _sess=SimpleNamespace(run_with_iobinding=recording_run)
+    )
+    image = np.zeros((28, 28), np.uint8)
+    results = [predictor.run(image)[0] for _ in range(3)]
+    assert len(received) == 3 and isinstance(received[0], onnxruntime.RunOptions)
+    assert all(options is received[0] for options in received)
+    expected = session.run(["logits"], {"image": image[None, None].astype(predictor.input_dtype)})[0]
+    assert all(np.array_equal(logits, expected) for logits in results)
 
 
-def test_bound_run_calls_the_compiled_session_with_the_given_options() -> None:
+def test_bound_run_calls_the_compiled_session_else_the_public_one() -> None:
     from types import SimpleNamespace
 
     from edgefmnist.runtime.predictor import bound_run
 
     calls = []
-    compiled = SimpleNamespace(run_with_iobinding=lambda binding, options: calls.append((binding, options)))
-    options = object()
-    bound_run(SimpleNamespace(_sess=compiled), SimpleNamespace(_iobinding="compiled binding"), options)()
-    assert calls == [("compiled binding", options)]
+    compiled = SimpleNamespace(run_with_iobinding=lambda binding, options: calls.append(("compiled", binding, options)))
+    public = SimpleNamespace(run_with_iobinding=lambda binding, options: calls.append(("public", binding, options)))
+    options, binding = object(), SimpleNamespace(_iobinding="compiled binding")
+    bound_run(SimpleNamespace(_sess=compiled), binding, options)()
+    plain_binding = SimpleNamespace()  # an onnxruntime without the private attributes
+    bound_run(public, plain_binding, options)()
+    assert calls == [("compiled", "compiled binding", options), ("public", plain_binding, options)]
 
 
 def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
