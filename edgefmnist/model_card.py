@@ -194,8 +194,9 @@ def render_card(folder: Path, test: Split, bench: dict) -> str:
             "its weights), it matches PyTorch exactly on any CPU, and one picture costs tens of microseconds, far",
             "less than decoding the picture. On the machine above the bench recommended "
             f"`{pick.get('model', '?')}` ({pick.get('rule', 'no recommendation')}).",
-            "Whether int8 pays off depends on the CPU: without int8 dot-product instructions (a Pi 4 has",
-            "none, a Pi 5 has them) the int8 CNN can be slower than fp32 while the int8 MLP is faster;",
+            "Whether int8 pays off depends on the CPU: on the machine above, without int8 dot-product",
+            "instructions (a Pi 4 has none, a Pi 5 has them), the int8 CNN was slower than fp32 and the",
+            "int8 MLP faster;",
             "run `edgefmnist bench` on your board and pass `--model` accordingly.",
             "",
             "Every model's claims are in its own metadata; `edgefmnist verify MODEL.onnx` re-measures them.",
