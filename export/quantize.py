@@ -25,7 +25,7 @@ the form onnxruntime runs fastest (graph rewrites in :mod:`edgefmnist.export.qdq
   min-max, per channel for Gemm only        99.82 / 99.81    99.28 / 99.24
   min-max, per tensor                       99.62 / 99.67    99.18 / 99.00
   MSE, per channel for Gemm only            99.80 / 99.85    99.30 / 99.35
-  MSE, per channel for Conv only           --               99.22 / 99.08
+  MSE, per channel for Conv only            --               99.22 / 99.08
   **MSE, per tensor**                       99.74 / 99.76    99.38 / 99.37
   ========================================  ===============  ===============
 
