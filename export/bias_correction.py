@@ -30,9 +30,19 @@ from edgefmnist.contract import INPUT_NAME
 CORRECTED_OPS = ("Conv", "Gemm")
 
 
-def _attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
-    attribute = next((attr for attr in node.attribute if attr.name == name), None)
-    return default if attribute is None else helper.get_attribute_value(attribute)
+def attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
+    """The value of ``node``'s attribute ``name``, or ``default`` when the node has none."""
+    found = next((attr for attr in node.attribute if attr.name == name), None)
+    return default if found is None else helper.get_attribute_value(found)
+
+
+def scale_shape(dequantize: onnx.NodeProto, scale: np.ndarray, ndim: int) -> list[int]:
+    """The shape that broadcasts a DequantizeLinear's ``scale`` over its ``ndim``-dimensional input:
+    all ones for one scale, ``-1`` on the node's ``axis`` (default 1) for one scale per channel."""
+    shape = [1] * ndim
+    if np.size(scale) > 1:
+        shape[int(attribute(dequantize, "axis", 1))] = -1
+    return shape
 
 
 def fp32_counterpart(
@@ -75,11 +85,8 @@ def dequantized(initializers: dict[str, np.ndarray], dequantize: onnx.NodeProto)
     values = initializers[dequantize.input[0]].astype(np.float64)
     scale = initializers[dequantize.input[1]].astype(np.float64)
     zero_point = initializers[dequantize.input[2]].astype(np.float64) if len(dequantize.input) > 2 else 0.0
-    if np.ndim(scale) == 1:
-        shape = [1] * values.ndim
-        shape[int(_attribute(dequantize, "axis", 1))] = -1
-        scale, zero_point = scale.reshape(shape), np.reshape(zero_point, shape)
-    return (values - zero_point) * scale
+    shape = scale_shape(dequantize, scale, values.ndim)
+    return (values - np.reshape(zero_point, shape)) * scale.reshape(shape)
 
 
 def expected_error(node: onnx.NodeProto, weight_error: np.ndarray, inputs: np.ndarray) -> np.ndarray:
@@ -93,12 +100,12 @@ def expected_error(node: onnx.NodeProto, weight_error: np.ndarray, inputs: np.nd
     """
     weight_error, inputs = weight_error.astype(np.float64), inputs.astype(np.float64)
     if node.op_type == "Gemm":
-        if _attribute(node, "transA", 0):
+        if attribute(node, "transA", 0):
             raise ValueError(f"{node.name}: a Gemm with transA is not supported")
-        weight = weight_error if _attribute(node, "transB", 0) else weight_error.T
-        return float(_attribute(node, "alpha", 1.0)) * (inputs.mean(axis=0) @ weight.T)
-    pads = list(_attribute(node, "pads", [0, 0, 0, 0]))
-    auto_pad = _attribute(node, "auto_pad", b"NOTSET")
+        weight = weight_error if attribute(node, "transB", 0) else weight_error.T
+        return float(attribute(node, "alpha", 1.0)) * (inputs.mean(axis=0) @ weight.T)
+    pads = list(attribute(node, "pads", [0, 0, 0, 0]))
+    auto_pad = attribute(node, "auto_pad", b"NOTSET")
     if weight_error.ndim != 4 or inputs.ndim != 4 or auto_pad not in (b"NOTSET", "NOTSET"):
         raise ValueError(f"{node.name}: only 2-D convolutions with explicit pads are supported")
     if len(pads) != 4 or pads[:2] != pads[2:]:
@@ -106,10 +113,10 @@ def expected_error(node: onnx.NodeProto, weight_error: np.ndarray, inputs: np.nd
     outputs = torch.nn.functional.conv2d(
         torch.from_numpy(inputs),
         torch.from_numpy(weight_error),
-        stride=tuple(_attribute(node, "strides", [1, 1])),
+        stride=tuple(attribute(node, "strides", [1, 1])),
         padding=tuple(pads[:2]),
-        dilation=tuple(_attribute(node, "dilations", [1, 1])),
-        groups=int(_attribute(node, "group", 1)),
+        dilation=tuple(attribute(node, "dilations", [1, 1])),
+        groups=int(attribute(node, "group", 1)),
     )
     return outputs.mean(dim=(0, 2, 3)).numpy()
 
@@ -147,7 +154,7 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
         original = fp32_nodes[node.name]
         weight_error = dequantized(int8_values, producers[node.input[1]]) - fp32_values[original.input[1]]
         error = expected_error(node, weight_error, inputs[original.input[0]])
-        beta = float(_attribute(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
+        beta = float(attribute(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
         bias = producers[node.input[2]]  # DequantizeLinear(int32 bias, scale = input scale x weight scale)
         scale = int8_values[bias.input[1]].astype(np.float64)
         exact = fp32_values[original.input[2]].astype(np.float64) - error / beta

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from edgefmnist.export.bias_correction import CORRECTED_OPS, fp32_counterpart
+from edgefmnist.export.bias_correction import CORRECTED_OPS, fp32_counterpart, scale_shape
 from edgefmnist.export.qdq_rewrite import initializer_values
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 # Candidate scales as fractions of the quantiser's scale: 0.300, 0.305, ..., 1.000.
 RANGE_FRACTIONS = np.linspace(0.3, 1.0, 141)
@@ -52,11 +52,6 @@ def mse_fractions(
         )
         errors.append(error if f == 1.0 else np.where(step < smallest_scale, np.inf, error))
     return RANGE_FRACTIONS[np.argmin(np.stack(errors), axis=0)]
-
-
-def _axis(dequantize: onnx.NodeProto) -> int:
-    attribute = next((attr for attr in dequantize.attribute if attr.name == "axis"), None)
-    return 1 if attribute is None else int(helper.get_attribute_value(attribute))
 
 
 def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) -> dict[str, float]:
@@ -94,12 +89,9 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
         if quantized.shape != weight.shape or np.abs(quantized.astype(np.int64)).max() > limit:
             raise ValueError(f"{purpose}: int8 weights of shape {quantized.shape} within +-{limit} expected")
         scale = int8_values[weight_dq.input[1]].astype(np.float64)
-        shape = [1] * weight.ndim
-        if scale.size > 1:  # per channel, along the DequantizeLinear's axis
-            axis = _axis(weight_dq)
-            if scale.size != weight.shape[axis]:
-                raise ValueError(f"{purpose}: {scale.size} scales for {weight.shape[axis]} channels on axis {axis}")
-            shape[axis] = -1
+        shape = scale_shape(weight_dq, scale, weight.ndim)
+        if scale.size > 1 and scale.size != weight.shape[shape.index(-1)]:  # per channel, along the node's axis
+            raise ValueError(f"{purpose}: {scale.size} scales for axis {shape.index(-1)} of weights {weight.shape}")
         smallest_scale: np.ndarray | float = 0.0
         if bias_dq is not None:  # int32 at input scale x weight scale: keep the fp32 bias within int32
             input_scale = int8_values[bias_dq.input[1]].astype(np.float64) / scale.reshape(-1)
