@@ -1,8 +1,9 @@
 """Helpers shared by the test modules (imported as ``from helpers import ...``; no fixtures here).
 
-Test modules import each other never, only this module and ``conftest``'s fixtures, so that
-importing one test (the fuzz test, say) pulls in nothing it does not use: this module imports
-only the standard library, numpy, Pillow and ``edgefmnist.data``, never torch or onnx.
+Test modules import each other never, only this module, ``quant_graphs`` (ONNX graphs for the
+int8 tests) and ``conftest``'s fixtures, so that importing one test (the fuzz test, say) pulls in
+nothing it does not use: this module imports only the standard library, numpy, Pillow and
+``edgefmnist.data``, never torch or onnx.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from edgefmnist.export.bias_correction import correct_biases, expected_error
 from edgefmnist.export.pipeline import onnx_outputs
 from edgefmnist.export.quantize import PRESETS, ImageCalibrationReader, QuantMode, quantize_model
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import QuantFormat, quantize_static
+from quant_graphs import conv_gemm_net, quantise_qdq
 
 
 def run_graph(
@@ -129,20 +130,7 @@ def tiny_net(path: Path) -> None:
         "gemm.w": rng.normal(0, 0.2, (4 * 6 * 6, 3)),  # not transposed: per-channel scales on axis 1
         "gemm.b": rng.normal(0, 0.1, 3),
     }
-    nodes = [
-        helper.make_node("Conv", ["image", "conv.w", "conv.b"], ["conv.y"], name="conv"),
-        helper.make_node("Relu", ["conv.y"], ["relu.y"], name="relu"),
-        helper.make_node("Flatten", ["relu.y"], ["flat"], name="flatten"),
-        helper.make_node("Gemm", ["flat", "gemm.w", "gemm.b"], ["logits"], name="gemm"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 8, 8])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
-        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    conv_gemm_net(path, weights, image_size=8)
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per-tensor", "per-channel"])
@@ -153,17 +141,7 @@ def test_each_corrected_layer_has_the_fp32_mean_output(per_channel: bool, tmp_pa
     fp32_path, int8_path = tmp_path / "tiny.onnx", tmp_path / "tiny.int8.onnx"
     tiny_net(fp32_path)
     images = np.random.default_rng(2).uniform(0, 1, (256, 1, 8, 8)).astype(np.float32)
-    quantize_static(
-        str(fp32_path),
-        str(int8_path),
-        ImageCalibrationReader(images[:, 0]),
-        quant_format=QuantFormat.QDQ,
-        per_channel=per_channel,
-        reduce_range=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        extra_options={"WeightSymmetric": True},
-    )
+    quantise_qdq(fp32_path, int8_path, images[:, 0], per_channel)
     fp32, plain = onnx.load(str(fp32_path)), onnx.load(str(int8_path))
     corrected = onnx.load(str(int8_path))
     assert set(correct_biases(corrected, fp32, images)) == {"conv", "gemm"}

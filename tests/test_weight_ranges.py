@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-from edgefmnist.export.quantize import ImageCalibrationReader
 from edgefmnist.export.weight_ranges import RANGE_FRACTIONS, fit_weight_ranges, mse_fractions
-from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+from onnx import helper, numpy_helper
+from onnxruntime.quantization import QuantType
+from quant_graphs import conv_gemm_net, quantise_qdq
 
 LIMIT = 64  # 7-bit weights, as the static preset quantises them
 
@@ -68,22 +68,7 @@ def laplace_net(
     }
     if not conv_bias:
         del weights["conv.b"]
-    nodes = [
-        helper.make_node(
-            "Conv", ["image", "conv.w", "conv.b"][: 3 if conv_bias else 2], ["conv.y"], name=names[0], pads=[1, 1, 1, 1]
-        ),
-        helper.make_node("Relu", ["conv.y"], ["relu.y"], name="relu"),
-        helper.make_node("Flatten", ["relu.y"], ["flat"], name="flatten"),
-        helper.make_node("Gemm", ["flat", "gemm.w", "gemm.b"], ["logits"], name=names[1], transB=int(transposed)),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "laplace",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 20, 20])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
-        [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    conv_gemm_net(path, weights, image_size=20, pads=(1, 1, 1, 1), transposed=transposed, names=names)
 
 
 IMAGES = np.random.default_rng(4).uniform(0, 1, (64, 20, 20)).astype(np.float32)
@@ -92,17 +77,7 @@ IMAGES = np.random.default_rng(4).uniform(0, 1, (64, 20, 20)).astype(np.float32)
 def quantised(fp32_path: Path, per_channel: bool, **options) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     """``fp32_path`` and its static QDQ quantisation (7-bit symmetric int8 weights unless ``options`` say else)."""
     int8_path = fp32_path.with_suffix(".int8.onnx")
-    quantize_static(
-        str(fp32_path),
-        str(int8_path),
-        ImageCalibrationReader(IMAGES),
-        quant_format=QuantFormat.QDQ,
-        per_channel=per_channel,
-        reduce_range=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=options.pop("weight_type", QuantType.QInt8),
-        extra_options={"WeightSymmetric": True, **options},
-    )
+    quantise_qdq(fp32_path, int8_path, IMAGES, per_channel, **options)
     return onnx.load(str(fp32_path)), onnx.load(str(int8_path))
 
 
