@@ -10,9 +10,9 @@ import onnx
 import onnxruntime
 import pytest
 from edgefmnist.export.weight_ranges import RANGE_FRACTIONS, fit_weight_ranges, mse_fractions
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 from onnxruntime.quantization import QuantType
-from quant_graphs import conv_gemm_net, quantise_qdq
+from quant_graphs import LAPLACE_IMAGES, laplace_net, quantised, stored_layer
 
 LIMIT = 64  # 7-bit weights, as the static preset quantises them
 
@@ -48,64 +48,9 @@ def test_per_channel_fractions_follow_each_channel() -> None:
         assert fraction[row, 0] == RANGE_FRACTIONS[int(np.argmin(errors))]
 
 
-def laplace_net(
-    path: Path,
-    transposed: bool = True,
-    gemm_bias_scale: float = 0.1,
-    names: tuple = ("conv", "gemm"),
-    conv_bias: bool = True,
-) -> None:
-    """Conv (8 channels, 3x3, padded) -> Relu -> Flatten -> Gemm (5 outputs, ``transB`` if ``transposed``)
-    on ``image`` ``[N, 1, 20, 20]``, with Laplace weights (3,200 per Gemm output) and normal biases
-    (none for the conv unless ``conv_bias``)."""
-    rng = np.random.default_rng(3)
-    gemm_weight = rng.laplace(0, 0.02, (5, 8 * 20 * 20))
-    weights = {
-        "conv.w": rng.laplace(0, 0.1, (8, 1, 3, 3)),
-        "conv.b": rng.normal(0, 0.1, 8),
-        "gemm.w": gemm_weight if transposed else gemm_weight.T,
-        "gemm.b": rng.normal(0, gemm_bias_scale, 5),
-    }
-    if not conv_bias:
-        del weights["conv.b"]
-    conv_gemm_net(path, weights, image_size=20, pads=(1, 1, 1, 1), transposed=transposed, names=names)
-
-
-IMAGES = np.random.default_rng(4).uniform(0, 1, (64, 20, 20)).astype(np.float32)
-
-
-def quantised(fp32_path: Path, per_channel: bool, **options) -> tuple[onnx.ModelProto, onnx.ModelProto]:
-    """``fp32_path`` and its static QDQ quantisation (7-bit symmetric int8 weights unless ``options`` say else)."""
-    int8_path = fp32_path.with_suffix(".int8.onnx")
-    quantise_qdq(fp32_path, int8_path, IMAGES, per_channel, **options)
-    return onnx.load(str(fp32_path)), onnx.load(str(int8_path))
-
-
-def stored_layer(model: onnx.ModelProto, name: str) -> dict[str, np.ndarray]:
-    """Layer ``name``'s stored weight, scales and bias, the weight and bias dequantised along their axis."""
-    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    producers = {output: node for node in model.graph.node for output in node.output}
-    layer = next(node for node in model.graph.node if node.name == name)
-    weight_dq, bias_dq, input_dq = (producers[tensor] for tensor in (layer.input[1], layer.input[2], layer.input[0]))
-    q, weight_scale = values[weight_dq.input[0]], values[weight_dq.input[1]]
-    shape = [1] * q.ndim
-    if weight_scale.ndim == 1:
-        axis = next((helper.get_attribute_value(a) for a in weight_dq.attribute if a.name == "axis"), 1)
-        shape[axis] = -1
-    return {
-        "q": q,
-        "weight": q * weight_scale.astype(np.float64).reshape(shape),
-        "weight_scale": weight_scale,
-        "bias_q": values[bias_dq.input[0]],
-        "bias": values[bias_dq.input[0]] * values[bias_dq.input[1]].astype(np.float64),
-        "bias_scale": values[bias_dq.input[1]],
-        "input_scale": values[input_dq.input[1]].astype(np.float64),
-    }
-
-
 def logits(model: onnx.ModelProto) -> np.ndarray:
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"image": IMAGES[:, None]})[0]
+    return session.run(["logits"], {"image": LAPLACE_IMAGES[:, None]})[0]
 
 
 @pytest.mark.parametrize(

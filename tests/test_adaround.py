@@ -1,0 +1,94 @@
+"""Adaptive rounding: every weight is rounded down or up from ``W / s`` (nothing else changes), and the
+learned rounding brings a quantised graph's outputs nearer fp32's than rounding to nearest, also on
+images it did not see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from edgefmnist.export.adaround import initial_logits, rectified_sigmoid, round_adaptively
+from onnx import numpy_helper
+from onnxruntime.quantization import QuantType
+from quant_graphs import LAPLACE_IMAGES, laplace_net, quantised, stored_layer
+
+LIMIT = 64  # 7-bit weights, as the static preset quantises them
+ITERATIONS = 1500
+UNSEEN_IMAGES = np.random.default_rng(5).uniform(0, 1, (256, 20, 20)).astype(np.float32)
+
+
+def output_error(model: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndarray) -> float:
+    """Mean squared difference of ``model``'s logits from ``fp32``'s on ``images``."""
+
+    def logits(m: onnx.ModelProto) -> np.ndarray:
+        session = onnxruntime.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(["logits"], {"image": images[:, None]})[0]
+
+    return float(np.square(logits(model) - logits(fp32)).mean())
+
+
+def test_the_soft_offset_starts_at_the_weights_own_fraction() -> None:
+    """``h(V0)`` is the fractional part of ``W / s``: the optimisation starts from the exact weights."""
+    residual = np.linspace(0, 0.999, 1000)
+    np.testing.assert_allclose(rectified_sigmoid(initial_logits(residual)).numpy(), residual, atol=1e-5)
+    assert rectified_sigmoid(torch.tensor([-50.0, 50.0])).tolist() == [0.0, 1.0]  # clipped, reachable exactly
+
+
+@pytest.mark.parametrize(
+    ("per_channel", "conv_bias"),
+    [(False, True), (True, True), (False, False)],
+    ids=["per-tensor", "per-channel", "conv-without-bias"],
+)
+def test_learned_rounding_is_nearer_fp32_than_nearest(per_channel: bool, conv_bias: bool, tmp_path: Path) -> None:
+    laplace_net(tmp_path / "net.onnx", conv_bias=conv_bias)
+    fp32, nearest = quantised(tmp_path / "net.onnx", per_channel)
+    learned = onnx.ModelProto()
+    learned.CopyFrom(nearest)
+    changed = round_adaptively(learned, fp32, LAPLACE_IMAGES[:, None], LIMIT, iterations=ITERATIONS)
+    assert set(changed) == {"conv", "gemm"} and changed["gemm"] > 0.01
+    exact = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in fp32.graph.initializer}
+    for name in ("conv", "gemm"):
+        old, new = stored_layer(nearest, name), stored_layer(learned, name)
+        assert new["q"].dtype == np.int8 and np.abs(new["q"]).max() <= LIMIT
+        assert np.mean(new["q"] != old["q"]) == pytest.approx(changed[name])
+        scale = new["weight_scale"].astype(np.float64)  # per channel along axis 0 (Conv, transB Gemm)
+        ratio = exact[f"{name}.w"] / scale.reshape([-1] + [1] * (new["q"].ndim - 1))  # W / s
+        down, up = (np.clip(rounded, -LIMIT, LIMIT) for rounded in (np.floor(ratio), np.ceil(ratio)))
+        assert np.all((new["q"] == down) | (new["q"] == up))
+        assert new.keys() == old.keys()
+        for key in new.keys() - {"q", "weight"}:  # scales and biases
+            np.testing.assert_array_equal(new[key], old[key])
+    before, after = (
+        set(t.name for t in m.graph.initializer if not t.name.endswith("w_quantized")) for m in (nearest, learned)
+    )
+    assert before == after
+    for images in (LAPLACE_IMAGES, UNSEEN_IMAGES):
+        assert output_error(learned, fp32, images) < 0.8 * output_error(nearest, fp32, images)
+
+
+def test_the_same_seed_gives_the_same_weights(tmp_path: Path) -> None:
+    laplace_net(tmp_path / "net.onnx")
+    fp32, int8 = quantised(tmp_path / "net.onnx", False)
+    runs = []
+    for _ in range(2):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(int8)
+        round_adaptively(copy, fp32, LAPLACE_IMAGES[:, None], LIMIT, iterations=300, seed=7)
+        runs.append(stored_layer(copy, "gemm")["q"])
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"weight_type": QuantType.QUInt8}, {"WeightSymmetric": False}],
+    ids=["uint8-weights", "asymmetric-int8"],
+)
+def test_weights_that_are_not_symmetric_int8_are_refused(options: dict, tmp_path: Path) -> None:
+    laplace_net(tmp_path / "net.onnx")
+    fp32, int8 = quantised(tmp_path / "net.onnx", False, **options)
+    with pytest.raises(ValueError, match="symmetric int8"):
+        round_adaptively(int8, fp32, LAPLACE_IMAGES[:, None], LIMIT, iterations=10)
