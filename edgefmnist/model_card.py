@@ -76,15 +76,17 @@ def network_figures(checkpoint: Path) -> tuple[str, str]:
     return f"{count_parameters(net):,}", f"{count_multiply_adds(net):,}"
 
 
-def weight_granularity(quantization: dict) -> str:
+def describe_weights(quantization: dict) -> str:
     """``per-channel``, ``per-tensor``, or e.g. ``per-channel Gemm, per-tensor others``, from ``quantization``,
-    with ``MSE ranges`` after it when the weight scales were fitted (:mod:`edgefmnist.export.weight_ranges`)."""
+    with ``MSE ranges`` after it when the weight scales were fitted (:mod:`edgefmnist.export.weight_ranges`)
+    and ``AdaRound`` when the weights were rounded by it (:mod:`edgefmnist.export.adaround`)."""
     ops = quantization.get("per_channel_ops") or []
     if quantization.get("per_channel"):
-        granularity = "per-channel"
+        text = "per-channel"
     else:
-        granularity = f"per-channel {'/'.join(ops)}, per-tensor others" if ops else "per-tensor"
-    return f"{granularity}, MSE ranges" if quantization.get("mse_weight_ranges") else granularity
+        text = f"per-channel {'/'.join(ops)}, per-tensor others" if ops else "per-tensor"
+    text += ", MSE ranges" if quantization.get("mse_weight_ranges") else ""
+    return text + (", AdaRound" if quantization.get("adaptive_rounding") else "")
 
 
 def card_row(path: Path, test: Split, bench: dict) -> str:
@@ -100,7 +102,7 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
             f"fp32 ONNX, opset {metadata.extra['opset']}"
             if metadata.dtype is Dtype.fp32
             else f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
-            f"{weight_granularity(quantization)}, {metadata.input.get('dtype', 'float32')} input"
+            f"{describe_weights(quantization)}, {metadata.input.get('dtype', 'float32')} input"
             f"{', bias-corrected' if quantization.get('bias_correction') else ''})"
         )
         if path.name == DEFAULT_MODEL_NAME:

@@ -133,7 +133,9 @@ def test_metadata_round_trips(exported, trained) -> None:
         and read_metadata(fp32.path).input["dtype"] == "float32"
     )
     assert quantization["depthwise_first_conv"] and quantization["per_channel_ops"] == []
-    assert quantization["bias_correction"] and quantization["mse_weight_ranges"]
+    assert (
+        quantization["mse_weight_ranges"] and quantization["adaptive_rounding"] and not quantization["bias_correction"]
+    )
     assert ModelMetadata.from_props(meta.to_props(), "x") == meta
 
 

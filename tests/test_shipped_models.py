@@ -111,15 +111,18 @@ def test_every_shipped_file_is_in_the_card_and_the_default_is_the_most_accurate_
 
 
 def test_the_card_names_each_int8_models_weights_as_its_metadata_records_them() -> None:
-    from edgefmnist.model_card import weight_granularity
+    from edgefmnist.model_card import describe_weights
 
     card_text = (SHIPPED / "README.md").read_text()
     for name in ("mlp.int8.onnx", "cnn.int8.onnx"):
         quantization = read_metadata(SHIPPED / name).extra["quantization"]
-        assert f"{weight_granularity(quantization)}, uint8 input" in card_text
-    assert weight_granularity({"per_channel": True, "mse_weight_ranges": False}) == "per-channel"
-    assert weight_granularity({"per_channel_ops": ["Gemm"]}) == "per-channel Gemm, per-tensor others"
-    assert weight_granularity({"per_channel_ops": [], "mse_weight_ranges": True}) == "per-tensor, MSE ranges"
+        assert f"{describe_weights(quantization)}, uint8 input" in card_text
+    assert describe_weights({"per_channel": True, "mse_weight_ranges": False}) == "per-channel"
+    assert describe_weights({"per_channel_ops": ["Gemm"]}) == "per-channel Gemm, per-tensor others"
+    assert describe_weights({"per_channel_ops": [], "mse_weight_ranges": True}) == "per-tensor, MSE ranges"
+    assert (
+        describe_weights({"mse_weight_ranges": True, "adaptive_rounding": True}) == "per-tensor, MSE ranges, AdaRound"
+    )
 
 
 # A shipped network may not fall below these test accuracies: the CNN keeps what the `best` CNN
