@@ -27,7 +27,7 @@ from onnx import helper, numpy_helper
 
 from edgefmnist.contract import INPUT_NAME
 
-CORRECTED_OPS = ("Conv", "Gemm")
+LAYER_OPS = ("Conv", "Gemm")  # the layers whose weights are quantised, corrected and re-rounded
 
 
 def attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
@@ -65,12 +65,13 @@ def fp32_counterpart(
     return original
 
 
-def layer_inputs(fp32: onnx.ModelProto, names: list[str], images: np.ndarray) -> dict[str, np.ndarray]:
-    """The float32 tensors ``names`` of the fp32 graph ``fp32`` on ``images`` (float32 ``[N, 1, 28, 28]``)."""
+def layer_inputs(model: onnx.ModelProto, names: list[str], images: np.ndarray) -> dict[str, np.ndarray]:
+    """The float32 tensors ``names`` of ``model`` (an fp32 graph, or a QDQ graph taking float input) on
+    ``images`` (float32 ``[N, 1, 28, 28]``), by name."""
     if not names:  # onnxruntime runs every output for an empty list
         return {}
     tapped = onnx.ModelProto()
-    tapped.CopyFrom(fp32)
+    tapped.CopyFrom(model)
     known = {output.name for output in tapped.graph.output}
     for name in names:
         if name not in known:
@@ -89,36 +90,69 @@ def dequantized(initializers: dict[str, np.ndarray], dequantize: onnx.NodeProto)
     return (values - np.reshape(zero_point, shape)) * scale.reshape(shape)
 
 
+def torch_layer(node: onnx.NodeProto, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A Conv or Gemm node computed in torch, in the dtype of ``x``.
+
+    ``x`` is ``[N, C, H, W]`` for a Conv, ``[N, K]`` for a Gemm; ``weight`` is in the node's layout
+    (``[C_out, C / group, k, k]``; ``[outputs, K]`` with ``transB``, else ``[K, outputs]``), ``bias``
+    ``[C_out]`` or None. Returns ``[N, C_out, H', W']`` or ``[N, outputs]``; a Gemm's ``alpha`` and
+    ``beta`` apply. Raises ``ValueError`` (naming the node) for a Gemm with ``transA``, and for a Conv
+    that is not 2-D or uses ``auto_pad`` or asymmetric pads.
+    """
+    if node.op_type == "Gemm":
+        if attribute(node, "transA", 0):
+            raise ValueError(f"{node.name}: a Gemm with transA is not supported")
+        w = weight if attribute(node, "transB", 0) else weight.T
+        out = float(attribute(node, "alpha", 1.0)) * (x @ w.T)
+        return out if bias is None else out + float(attribute(node, "beta", 1.0)) * bias
+    pads = list(attribute(node, "pads", [0, 0, 0, 0]))
+    auto_pad = attribute(node, "auto_pad", b"NOTSET")
+    if weight.ndim != 4 or x.ndim != 4 or auto_pad not in (b"NOTSET", "NOTSET"):
+        raise ValueError(f"{node.name}: only 2-D convolutions with explicit pads are supported")
+    if len(pads) != 4 or pads[:2] != pads[2:]:
+        raise ValueError(f"{node.name}: only 2-D convolutions with symmetric pads are supported, pads {pads}")
+    return torch.nn.functional.conv2d(
+        x,
+        weight,
+        bias,
+        stride=tuple(attribute(node, "strides", [1, 1])),
+        padding=tuple(pads[:2]),
+        dilation=tuple(attribute(node, "dilations", [1, 1])),
+        groups=int(attribute(node, "group", 1)),
+    )
+
+
 def expected_error(node: onnx.NodeProto, weight_error: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     """``E[(W_q - W) x]`` per output channel, float64 ``[C_out]``, of a Conv or Gemm on ``inputs``.
 
     ``weight_error`` is ``W_q - W`` in the node's weight layout; ``inputs`` the node's first input on
     the calibration images (``[N, C, H, W]`` for a Conv, ``[N, K]`` for a Gemm). The mean runs over
     the images and, for a Conv, over every output position (padding included); a Gemm's ``alpha``
-    scales it. Raises ``ValueError`` (naming the node) for a Gemm with ``transA``, and for a Conv
-    that is not 2-D or uses ``auto_pad`` or asymmetric pads.
+    scales it. Raises ``ValueError`` as :func:`torch_layer` does.
     """
-    weight_error, inputs = weight_error.astype(np.float64), inputs.astype(np.float64)
-    if node.op_type == "Gemm":
-        if attribute(node, "transA", 0):
-            raise ValueError(f"{node.name}: a Gemm with transA is not supported")
-        weight = weight_error if attribute(node, "transB", 0) else weight_error.T
-        return float(attribute(node, "alpha", 1.0)) * (inputs.mean(axis=0) @ weight.T)
-    pads = list(attribute(node, "pads", [0, 0, 0, 0]))
-    auto_pad = attribute(node, "auto_pad", b"NOTSET")
-    if weight_error.ndim != 4 or inputs.ndim != 4 or auto_pad not in (b"NOTSET", "NOTSET"):
-        raise ValueError(f"{node.name}: only 2-D convolutions with explicit pads are supported")
-    if len(pads) != 4 or pads[:2] != pads[2:]:
-        raise ValueError(f"{node.name}: only 2-D convolutions with symmetric pads are supported, pads {pads}")
-    outputs = torch.nn.functional.conv2d(
-        torch.from_numpy(inputs),
-        torch.from_numpy(weight_error),
-        stride=tuple(attribute(node, "strides", [1, 1])),
-        padding=tuple(pads[:2]),
-        dilation=tuple(attribute(node, "dilations", [1, 1])),
-        groups=int(attribute(node, "group", 1)),
+    outputs = torch_layer(
+        node, torch.from_numpy(inputs.astype(np.float64)), torch.from_numpy(weight_error.astype(np.float64)), None
     )
-    return outputs.mean(dim=(0, 2, 3)).numpy()
+    return outputs.mean(dim=(0, 2, 3) if node.op_type == "Conv" else 0).numpy()
+
+
+def quantised_weight(
+    node: onnx.NodeProto, producers: dict[str, onnx.NodeProto], values: dict[str, np.ndarray], purpose: str
+) -> onnx.NodeProto | None:
+    """The DequantizeLinear of ``node``'s constant int8 weights in a QDQ graph, or None when ``node`` is
+    not a Conv or Gemm or its weights are left in float.
+
+    ``producers`` maps each tensor of the graph to the node that makes it, ``values`` holds the
+    graph's initializers. Raises ``ValueError``, prefixed with ``purpose`` and the node's name, when
+    the weights are not symmetric int8 (zero point 0).
+    """
+    dequantize = producers.get(node.input[1]) if node.op_type in LAYER_OPS else None
+    if dequantize is None or dequantize.op_type != "DequantizeLinear" or dequantize.input[0] not in values:
+        return None
+    zero_point = values.get(dequantize.input[2], np.zeros(1)) if len(dequantize.input) > 2 else np.zeros(1)
+    if values[dequantize.input[0]].dtype != np.int8 or np.any(zero_point != 0):
+        raise ValueError(f"{purpose}: {node.name}: weights must be symmetric int8 (zero point 0)")
+    return dequantize
 
 
 def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndarray) -> dict[str, float]:
@@ -139,7 +173,7 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
     layers = [
         node
         for node in int8.graph.node
-        if node.op_type in CORRECTED_OPS
+        if node.op_type in LAYER_OPS
         and len(node.input) > 2
         and all(getattr(producers.get(name), "op_type", "") == "DequantizeLinear" for name in node.input[1:3])
     ]

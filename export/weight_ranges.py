@@ -15,14 +15,15 @@ widened it so that a large bias fits int32. Weights stay within the quantiser's 
 :mod:`edgefmnist.export.quantize` still holds. A quantised bias is re-quantised to the new
 ``input scale x weight scale``; no candidate below the quantiser's scale may push it out of int32
 (at the quantiser's own scale it is clipped to int32 as the quantiser clips it). Run it before
-bias correction, which then measures the rounding error of the new weights.
+AdaRound (:mod:`edgefmnist.export.adaround`), which keeps the scales, or bias correction, which then
+measures the rounding error of the new weights.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import onnx
-from edgefmnist.export.bias_correction import CORRECTED_OPS, fp32_counterpart, scale_shape
+from edgefmnist.export.bias_correction import fp32_counterpart, quantised_weight, scale_shape
 from edgefmnist.export.qdq_rewrite import initializer_values
 from onnx import numpy_helper
 
@@ -74,8 +75,8 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
     replaced: dict[str, np.ndarray] = {}
     fractions = {}
     for node in int8.graph.node:
-        weight_dq = producers.get(node.input[1]) if node.op_type in CORRECTED_OPS else None
-        if weight_dq is None or weight_dq.op_type != "DequantizeLinear" or weight_dq.input[0] not in int8_values:
+        weight_dq = quantised_weight(node, producers, int8_values, "MSE weight ranges")
+        if weight_dq is None:
             continue  # a layer left in float
         bias_dq = producers.get(node.input[2]) if len(node.input) > 2 else None
         if bias_dq is not None and bias_dq.op_type != "DequantizeLinear":
@@ -83,9 +84,6 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
         purpose = f"MSE weight ranges: {node.name}"
         original = fp32_counterpart(node, fp32, fp32_values, "MSE weight ranges", with_bias=bias_dq is not None)
         quantized, weight = int8_values[weight_dq.input[0]], fp32_values[original.input[1]]
-        zero_point = int8_values.get(weight_dq.input[2], np.zeros(1)) if len(weight_dq.input) > 2 else np.zeros(1)
-        if quantized.dtype != np.int8 or np.any(zero_point != 0):
-            raise ValueError(f"{purpose}: weights must be symmetric int8 (zero point 0)")
         if quantized.shape != weight.shape or np.abs(quantized.astype(np.int64)).max() > limit:
             raise ValueError(f"{purpose}: int8 weights of shape {quantized.shape} within +-{limit} expected")
         scale = int8_values[weight_dq.input[1]].astype(np.float64)
