@@ -15,7 +15,6 @@ from edgefmnist.export import adaround
 from edgefmnist.export.adaround import initial_logits, rectified_sigmoid, round_adaptively
 from edgefmnist.export.bias_correction import layer_inputs
 from onnx import numpy_helper
-from onnxruntime.quantization import QuantType
 from quant_graphs import LAPLACE_IMAGES, laplace_net, quantised, stored_layer
 
 LIMIT = 64  # 7-bit weights, as the static preset quantises them
@@ -115,15 +114,3 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_others(tmp_path: 
         runs.append(stored_layer(copy, "gemm")["q"])
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.array_equal(runs[0], runs[2])
-
-
-@pytest.mark.parametrize(
-    "options",
-    [{"weight_type": QuantType.QUInt8}, {"WeightSymmetric": False}],
-    ids=["uint8-weights", "asymmetric-int8"],
-)
-def test_weights_that_are_not_symmetric_int8_are_refused(options: dict, tmp_path: Path) -> None:
-    laplace_net(tmp_path / "net.onnx")
-    fp32, int8 = quantised(tmp_path / "net.onnx", False, **options)
-    with pytest.raises(ValueError, match="symmetric int8"):
-        round_adaptively(int8, fp32, LAPLACE_IMAGES[:, None], LIMIT, iterations=10)

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+from edgefmnist.export.adaround import round_adaptively
 from edgefmnist.export.weight_ranges import RANGE_FRACTIONS, fit_weight_ranges, mse_fractions
 from onnx import numpy_helper
 from onnxruntime.quantization import QuantType
@@ -95,11 +96,20 @@ def test_fit_weight_ranges_on_a_quantised_graph(per_channel: bool, transposed: b
     [{"weight_type": QuantType.QUInt8}, {"WeightSymmetric": False}],
     ids=["uint8-weights", "asymmetric-int8"],
 )
-def test_weights_that_are_not_symmetric_int8_are_refused(options: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda int8, fp32: fit_weight_ranges(int8, fp32, LIMIT),
+        lambda int8, fp32: round_adaptively(int8, fp32, LAPLACE_IMAGES[:, None], LIMIT, iterations=10),
+    ],
+    ids=["mse-ranges", "adaround"],
+)
+def test_weights_that_are_not_symmetric_int8_are_refused(edit, options: dict, tmp_path: Path) -> None:
+    """Both weight edits refuse them (the check they share: bias_correction.quantised_weight)."""
     laplace_net(tmp_path / "net.onnx")
     fp32, int8 = quantised(tmp_path / "net.onnx", False, **options)
     with pytest.raises(ValueError, match="symmetric int8"):
-        fit_weight_ranges(int8, fp32, LIMIT)
+        edit(int8, fp32)
 
 
 def test_layers_must_have_unique_names(tmp_path: Path) -> None:
