@@ -197,7 +197,6 @@ PRESETS = {
         depthwise_first_conv=True,
         mse_weight_ranges=True,
         adaptive_rounding=True,
-        adaptive_rounding_iterations=10_000,
     ),
 }
 
