@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 import torch
 from edgefmnist.export.bias_correction import (
+    check_int8_weights,
     dequantized,
     fp32_counterpart,
     layer_inputs,
@@ -147,8 +148,7 @@ def round_adaptively(
         if len(original.input) > 2 and original.input[2] and original.input[2] not in fp32_values:
             raise ValueError(f"AdaRound: {node.name}: the fp32 node has no constant bias")
         quantized, weight = int8_values[weight_dq.input[0]], fp32_values[original.input[1]].astype(np.float64)
-        if quantized.shape != weight.shape or np.abs(quantized.astype(np.int64)).max() > limit:
-            raise ValueError(f"AdaRound: {node.name}: int8 weights of shape {weight.shape} within +-{limit} expected")
+        check_int8_weights(quantized, weight, limit, f"AdaRound: {node.name}")
         scale = int8_values[weight_dq.input[1]].astype(np.float64)
         relu = fp32_consumers.get(original.output[0]) == ["Relu"]  # the QDQ graph clamps it into the output
         bias = as_tensor(stored_bias(node, producers, int8_values))

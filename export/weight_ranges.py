@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from edgefmnist.export.bias_correction import fp32_counterpart, quantised_weight, scale_shape
+from edgefmnist.export.bias_correction import check_int8_weights, fp32_counterpart, quantised_weight, scale_shape
 from edgefmnist.export.qdq_rewrite import initializer_values
 from onnx import numpy_helper
 
@@ -84,8 +84,7 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
         purpose = f"MSE weight ranges: {node.name}"
         original = fp32_counterpart(node, fp32, fp32_values, "MSE weight ranges", with_bias=bias_dq is not None)
         quantized, weight = int8_values[weight_dq.input[0]], fp32_values[original.input[1]]
-        if quantized.shape != weight.shape or np.abs(quantized.astype(np.int64)).max() > limit:
-            raise ValueError(f"{purpose}: int8 weights of shape {quantized.shape} within +-{limit} expected")
+        check_int8_weights(quantized, weight, limit, purpose)
         scale = int8_values[weight_dq.input[1]].astype(np.float64)
         shape = scale_shape(weight_dq, scale, weight.ndim)
         if scale.size > 1 and scale.size != weight.shape[shape.index(-1)]:  # per channel, along the node's axis

@@ -112,6 +112,22 @@ def test_weights_that_are_not_symmetric_int8_are_refused(edit, options: dict, tm
         edit(int8, fp32)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda int8, fp32, limit: fit_weight_ranges(int8, fp32, limit),
+        lambda int8, fp32, limit: round_adaptively(int8, fp32, LAPLACE_IMAGES[:, None], limit, iterations=10),
+    ],
+    ids=["mse-ranges", "adaround"],
+)
+def test_weights_beyond_the_limit_are_refused(edit, tmp_path: Path) -> None:
+    """Both weight edits refuse int8 weights larger than the quantiser's limit (bias_correction.check_int8_weights)."""
+    laplace_net(tmp_path / "net.onnx")
+    fp32, int8 = quantised(tmp_path / "net.onnx", False)
+    with pytest.raises(ValueError, match=r"within \+-10 expected"):
+        edit(int8, fp32, 10)
+
+
 def test_layers_must_have_unique_names(tmp_path: Path) -> None:
     """Unnamed layers, or an fp32 graph where a layer's name is taken twice, are refused."""
     laplace_net(tmp_path / "unnamed.onnx", names=("", ""))
