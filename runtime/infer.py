@@ -202,15 +202,14 @@ def picture_outputs(
     """
     if photo is not None and len(photo) != len(images):
         raise ValueError(f"{len(photo)} photo flags for {len(images)} images")
-    logits, probabilities = predictor.run(images)
-    if photo is None or not predictor.metadata.trained_on_mirror_images:
-        return logits, probabilities
-    picked = np.flatnonzero(np.asarray(photo, bool))
-    if picked.size:
-        mirrored_logits, mirrored = predictor.run(np.ascontiguousarray(images[picked, :, ::-1]))
-        logits[picked] = (logits[picked] + mirrored_logits) / 2
-        probabilities[picked] = (probabilities[picked] + mirrored) / 2
-    return logits, probabilities
+    picked = np.flatnonzero(np.asarray(photo, bool)) if photo is not None else np.zeros(0, np.int64)
+    if not picked.size or not predictor.metadata.trained_on_mirror_images:
+        return predictor.run(images)
+    count = len(images)
+    logits, probabilities = predictor.run(np.concatenate([images, images[picked, :, ::-1]]))  # one call for both
+    logits[picked] = (logits[picked] + logits[count:]) / 2
+    probabilities[picked] = (probabilities[picked] + probabilities[count:]) / 2
+    return logits[:count], probabilities[:count]
 
 
 def picture_typicality(predictor: Predictor, logits: np.ndarray) -> np.ndarray | None:

@@ -433,6 +433,16 @@ def test_a_photo_is_classified_with_its_mirror_image_by_a_network_trained_on_the
         np.testing.assert_array_equal(picture_outputs(cnn, images)[output], alone)
     with pytest.raises(ValueError, match="5 photo flags for 6 images"):
         picture_outputs(cnn, images, photo[:5])
+    calls: list[int] = []
+    run = cnn.run
+
+    def counted(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(batch))
+        return run(batch)
+
+    cnn.run = counted  # type: ignore[method-assign,assignment]
+    picture_outputs(cnn, images, photo)
+    assert calls == [6 + 4]  # the pictures and the 4 photos' mirror images, in one call
     mlp = Predictor(shipped_mlp)
     assert not mlp.metadata.trained_on_mirror_images
     np.testing.assert_array_equal(picture_outputs(mlp, images, photo)[1], mlp.predict(images))
