@@ -452,6 +452,7 @@ def infer(
     """
     from edgefmnist.runtime.infer import (
         STDIN,
+        Classified,
         classify_arrays,
         classify_files,
         find_pictures,
@@ -494,6 +495,7 @@ def infer(
         results = classify_files(
             predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers, min_typicality
         )
+        results += [Classified(pattern, error=f"{pattern}: {reason}") for pattern, reason in pictures.empty.items()]
     if json_output:
         print_json([r.to_dict() for r in results])
     else:

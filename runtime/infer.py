@@ -106,6 +106,7 @@ class PictureFiles:
 
     paths: list[Path]
     skipped: dict[Path, str]  # "not a picture format (.txt)", "a dangling symlink", "a FIFO", ...
+    empty: dict[str, str] = field(default_factory=dict)  # argument -> why it names no picture (an error)
 
 
 def not_a_file_reason(path: Path) -> str:
@@ -132,12 +133,14 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     :func:`~edgefmnist.runtime.picture_formats.picture_extensions` (what the installed Pillow and
     HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
     sub-folder, a dangling symlink, a FIFO), each with its reason; a file named on its own is always
-    tried, whatever its name, and ``-`` (standard input) is kept as it is. Raises
-    :class:`EdgeFmnistError` for a folder or a glob without a single picture file.
+    tried, whatever its name, and ``-`` (standard input) is kept as it is. A folder or a glob
+    without a single picture file is listed in ``empty`` with the reason, and the other arguments
+    are still expanded: ``infer`` reports it as an error after classifying the rest.
     """
     extensions = None
     found: list[Path] = []
     skipped: dict[Path, str] = {}
+    empty: dict[str, str] = {}
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
@@ -145,7 +148,8 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
         elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
             entries = sorted(Path(p) for p in glob.glob(pattern))
             if not any(p.is_file() for p in entries):
-                raise EdgeFmnistError(f"{pattern}: no files match")
+                empty[pattern] = "no files match"
+                continue
         else:
             found.append(path)  # a missing file is reported per image
             continue
@@ -160,9 +164,9 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
                 skipped.setdefault(entry, f"not a picture format ({entry.suffix or 'no extension'})")
         if not pictures:
             what = "a folder with no picture files" if path.is_dir() else "no picture files match"
-            raise EdgeFmnistError(f"{pattern}: {what} (none has an extension that Pillow reads here)")
+            empty[pattern] = f"{what} (none has an extension that Pillow reads here)"
         found.extend(pictures)
-    return PictureFiles(list(dict.fromkeys(found)), skipped)
+    return PictureFiles(list(dict.fromkeys(found)), skipped, empty)
 
 
 def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int) -> list[dict]:
@@ -190,13 +194,14 @@ def check_min_typicality(min_typicality: float) -> float:
 def picture_outputs(
     predictor: Predictor, images: np.ndarray, photo: Sequence[bool] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and calibrated probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``.
+    """Logits and calibrated probabilities, both float32 ``[N, 10]``, of uint8 images ``[N, 28, 28]``
+    (or ``[N, 1, 28, 28]``; the mirror flips the last axis).
 
     An image that was a photo (``photo[i]``, see ``Preprocessed.photo``) is also classified
     mirrored left to right, and the two logits and the two probabilities are averaged, when the
     network was trained on mirrored images (``ModelMetadata.trained_on_mirror_images``):
-    test-time augmentation, which evens out the preprocessing's small asymmetries. On
-    photos-dev's choice half it raised the shipped CNN's in-domain accuracy from 56.0 to 56.6 %.
+    test-time augmentation, which evens out the preprocessing's small asymmetries (README,
+    "A photo is classified with its mirror image", for what it gained on photos-dev's choice half).
     An image already in dataset form is classified once, so its outputs are exactly the
     model's. Raises ``ValueError`` when ``photo`` and ``images`` differ in length.
     """
@@ -206,10 +211,10 @@ def picture_outputs(
     if not picked.size or not predictor.metadata.trained_on_mirror_images:
         return predictor.run(images)
     count = len(images)
-    logits, probabilities = predictor.run(np.concatenate([images, images[picked, :, ::-1]]))  # one call for both
+    logits, probabilities = predictor.run(np.concatenate([images, images[picked, ..., ::-1]]))  # one call for both
     logits[picked] = (logits[picked] + logits[count:]) / 2
     probabilities[picked] = (probabilities[picked] + probabilities[count:]) / 2
-    return logits[:count], probabilities[:count]
+    return logits[:count].copy(), probabilities[:count].copy()
 
 
 def picture_typicality(predictor: Predictor, logits: np.ndarray) -> np.ndarray | None:
@@ -304,9 +309,13 @@ def classify_files(
     pictures take 2 ms or more each, see :func:`preprocess_in_order`) and classified in batches
     (:mod:`edgefmnist.runtime.batch`). A picture that cannot be read gets a result with ``error``
     set instead of a prediction, and the others go on. ``save_preprocessed`` receives the 28x28
-    image the model saw of each picture, as :func:`preprocessed_paths` names them.
+    image the model saw of each picture, as :func:`preprocessed_paths` names them; raises
+    :class:`EdgeFmnistError`, before anything is read or written, when one of those would be a picture given.
     """
-    targets = dict(zip(paths, preprocessed_paths(save_preprocessed, paths), strict=True)) if save_preprocessed else {}
+    targets = {}
+    if save_preprocessed:
+        saved = refuse_overwriting_sources(preprocessed_paths(save_preprocessed, paths), paths)
+        targets = dict(zip(paths, saved, strict=True))
 
     def classify(pictures: list[PreparedPicture]) -> list[Classified]:
         forms = [picture.preprocessed for picture in pictures if picture.preprocessed is not None]
@@ -362,6 +371,17 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
         clashing = {name for name, count in Counter(names).items() if count > 1}
         names = [r.with_name(r.name + ".png") if n in clashing else n for r, n in zip(relative, names, strict=True)]
     return [folder / name for name in names]
+
+
+def refuse_overwriting_sources(targets: list[Path], sources: list[Path]) -> list[Path]:
+    """Return ``targets``; raise :class:`EdgeFmnistError` when one of them is one of the ``sources`` (same file)."""
+    pictures = {os.path.realpath(s): s for s in sources if str(s) != STDIN}
+    for target in targets:
+        if os.path.realpath(target) in pictures:
+            raise EdgeFmnistError(
+                f"--save-preprocessed {target}: would overwrite the picture {pictures[os.path.realpath(target)]}"
+            )
+    return targets
 
 
 def save_test_images(target: str | Path, images: np.ndarray, indices: range) -> None:

@@ -354,16 +354,44 @@ def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     assert lines[0].startswith("edgefmnist: error: <stdin>: ") and message in lines[0]
 
 
-def test_a_folder_or_glob_without_pictures_is_an_error(tmp_path: Path) -> None:
+def test_a_folder_or_glob_without_pictures_is_reported_and_the_others_are_classified(tmp_path: Path, fashion) -> None:
     from edgefmnist.runtime.infer import find_pictures
 
-    from edgefmnist.errors import EdgeFmnistError
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("no picture here\n")
+    Image.fromarray(fashion.test.images[1]).save(tmp_path / "one.png")
+    Image.fromarray(fashion.test.images[0]).save(tmp_path / "two.png")
+    args = [str(tmp_path / "notes"), str(tmp_path / "notes" / "*.txt"), str(tmp_path / "none" / "*.jpg")]
+    found = find_pictures([str(tmp_path / "one.png"), *args])
+    assert found.paths == [tmp_path / "one.png"]
+    assert found.empty == {
+        args[0]: "a folder with no picture files (none has an extension that Pillow reads here)",
+        args[1]: "no picture files match (none has an extension that Pillow reads here)",
+        args[2]: "no files match",
+    }
+    result = run_in_process(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "one.png"),
+        "--image", args[0], "--image", str(tmp_path / "two.png"),
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert [line.split(":")[1].split()[0] for line in result.stdout.splitlines()] == ["Pullover", "Ankle"]
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [f"edgefmnist: error: {args[0]}: {found.empty[args[0]]}"]
 
-    (tmp_path / "notes.txt").write_text("no picture here\n")
-    with pytest.raises(EdgeFmnistError, match="a folder with no picture files"):
-        find_pictures([str(tmp_path)])
-    with pytest.raises(EdgeFmnistError, match="no picture files match"):
-        find_pictures([str(tmp_path / "*.txt")])
+
+def test_save_preprocessed_never_overwrites_a_picture(tmp_path: Path, fashion) -> None:
+    photo = np.asarray(Image.fromarray(fashion.test.images[0]).resize((64, 64)))
+    Image.fromarray(photo).save(tmp_path / "x.png")
+    Image.fromarray(photo).save(tmp_path / "y.jpg")
+    before = {name: (tmp_path / name).read_bytes() for name in ("x.png", "y.jpg")}
+    for args in (
+        ["--image", str(tmp_path), "--save-preprocessed", str(tmp_path)],  # the folder into itself: x.png
+        ["--image", str(tmp_path / "y.jpg"), "--save-preprocessed", str(tmp_path / "y.jpg")],
+    ):
+        result = run_in_process("infer", "--model", str(SHIPPED_MLP), *args)
+        assert_one_line_error(result, 1, "--save-preprocessed", "would overwrite the picture")
+        assert result.stdout == ""
+    assert {name: (tmp_path / name).read_bytes() for name in ("x.png", "y.jpg")} == before
 
 
 def test_a_folder_reports_entries_that_are_not_regular_files(tmp_path: Path) -> None:
@@ -443,6 +471,9 @@ def test_a_photo_is_classified_with_its_mirror_image_by_a_network_trained_on_the
     cnn.run = counted  # type: ignore[method-assign,assignment]
     picture_outputs(cnn, images, photo)
     assert calls == [6 + 4]  # the pictures and the 4 photos' mirror images, in one call
+    cnn.run = run  # type: ignore[method-assign]
+    channels = picture_outputs(cnn, images[:, None], photo)  # [N, 1, 28, 28]: mirrored left to right too
+    np.testing.assert_allclose(channels[1], picture_outputs(cnn, images, photo)[1], rtol=1e-6, atol=1e-6)
     mlp = Predictor(shipped_mlp)
     assert not mlp.metadata.trained_on_mirror_images
     np.testing.assert_array_equal(picture_outputs(mlp, images, photo)[1], mlp.predict(images))
