@@ -130,8 +130,8 @@ def round_adaptively(
     integer weight magnitude (64 with ``reduce_range``); ``iterations`` Adam steps per layer. Scales and
     biases are kept. Returns the share of each layer's weights rounded differently from before, by
     node name. Raises ``ValueError`` for a layer without a unique fp32 counterpart with constant
-    weights, for weights that are not symmetric int8, and for a Gemm with ``transA`` or a Conv that
-    is not 2-D with explicit symmetric pads.
+    weights, for weights that are not symmetric int8, exceed ``limit`` or differ in shape from the
+    fp32 weights, and for a Gemm with ``transA`` or a Conv that is not 2-D with explicit symmetric pads.
     """
     fp32_values, int8_values = initializer_values(fp32), initializer_values(int8)
     producers = {output: node for node in int8.graph.node for output in node.output}
