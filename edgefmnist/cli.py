@@ -448,7 +448,7 @@ def infer(
 
       edgefmnist infer --image hat.jpg --min-confidence 0.7
 
-      edgefmnist infer --sample 0:5 --model runs/mlp.onnx
+      edgefmnist infer --sample 0:5 --model models/mlp.int8.onnx
     """
     from edgefmnist.runtime.infer import (
         STDIN,
@@ -764,7 +764,7 @@ def bench(
 
       edgefmnist bench
 
-      edgefmnist bench runs/mlp.onnx runs/mlp.int8.onnx --threads 4 --markdown
+      edgefmnist bench models/mlp.onnx models/mlp.int8.onnx --threads 4 --markdown
 
       edgefmnist bench --batch 1,64 --runs 500 --json > bench.json
 
