@@ -591,9 +591,9 @@ def evaluate(
 
     Examples:
 
-      edgefmnist evaluate runs/mlp.int8.onnx --plot confusion.png
+      edgefmnist evaluate models/mlp.int8.onnx --plot confusion.png
 
-      edgefmnist evaluate runs/cnn.pt --json
+      edgefmnist evaluate models/cnn.pt --json
 
       edgefmnist evaluate --photos ../shared/photos-dev --split report --plot photos.png
 

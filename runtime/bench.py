@@ -1,7 +1,7 @@
 """``edgefmnist bench``: accuracy and speed of every model variant, side by side, on this CPU.
 
     edgefmnist bench                                  # the shipped models (+ PyTorch when installed)
-    edgefmnist bench runs/mlp.onnx runs/mlp.int8.onnx --batch 1,32,256 --threads 1 --json
+    edgefmnist bench models/mlp.onnx models/mlp.int8.onnx --batch 1,32,256 --threads 1 --json
 
 Every ONNX model is measured twice in the same run: through edgefmnist's :class:`Predictor`
 and the plain way (``InferenceSession.run`` with a feed dict; default session options but

@@ -313,7 +313,7 @@ def classify_files(
     :class:`EdgeFmnistError`, before anything is read or written, when one of those would be a picture given.
     """
     targets = {}
-    if save_preprocessed:
+    if save_preprocessed and paths:
         saved = refuse_overwriting_sources(preprocessed_paths(save_preprocessed, paths), paths)
         targets = dict(zip(paths, saved, strict=True))
 
@@ -373,13 +373,29 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     return [folder / name for name in names]
 
 
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file ``path`` names (``-``: standard input, when it is a regular
+    file), or None when there is none: two names of one file, links included, have the same."""
+    try:
+        info = os.fstat(sys.stdin.fileno()) if str(path) == STDIN else os.stat(path)
+    except (OSError, ValueError):  # no such file; a closed or detached standard input
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+
+
 def refuse_overwriting_sources(targets: list[Path], sources: list[Path]) -> list[Path]:
-    """Return ``targets``; raise :class:`EdgeFmnistError` when one of them is one of the ``sources`` (same file)."""
-    pictures = {os.path.realpath(s): s for s in sources if str(s) != STDIN}
+    """Return ``targets``; raise :class:`EdgeFmnistError` when one of them is the file of one of the
+    ``sources`` (the same file under any name: a symlink, a hard link, ``/dev/stdin`` for ``-``)."""
+    pictures: dict[tuple[int, int], Path] = {}
+    for source in sources:
+        identity = file_identity(source)
+        if identity is not None:
+            pictures.setdefault(identity, source)
     for target in targets:
-        if os.path.realpath(target) in pictures:
+        identity = file_identity(target) if str(target) != STDIN else None
+        if identity in pictures:
             raise EdgeFmnistError(
-                f"--save-preprocessed {target}: would overwrite the picture {pictures[os.path.realpath(target)]}"
+                f"--save-preprocessed: {target} would overwrite the picture {picture_name(pictures[identity])}"
             )
     return targets
 

@@ -1,6 +1,6 @@
 """Read a model's self-description before any session is built, and guard the onnxruntime version.
 
-    edgefmnist infer --model runs/mlp.onnx --image x.jpg     # the predictor reads it first
+    edgefmnist infer --model models/mlp.onnx --image x.jpg     # the predictor reads it first
 
 The schema itself (:class:`ModelMetadata`) is part of the contract and lives in
 :mod:`edgefmnist.model_metadata`; this module reads it from the file with the torch- and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -391,7 +392,26 @@ def test_save_preprocessed_never_overwrites_a_picture(tmp_path: Path, fashion) -
         result = run_in_process("infer", "--model", str(SHIPPED_MLP), *args)
         assert_one_line_error(result, 1, "--save-preprocessed", "would overwrite the picture")
         assert result.stdout == ""
+    os.link(tmp_path / "y.jpg", tmp_path / "hard.jpg")  # another name of the same file
+    result = run_in_process("infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "hard.jpg"),
+                            "--save-preprocessed", str(tmp_path / "y.jpg"))  # fmt: skip
+    assert_one_line_error(result, 1, f"{tmp_path / 'y.jpg'} would overwrite the picture {tmp_path / 'hard.jpg'}")
+    with open(tmp_path / "x.png", "rb") as piped:  # standard input that is the file itself
+        command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-"]
+        stdin = subprocess.run([*command, "--save-preprocessed", str(tmp_path / "x.png")], stdin=piped,
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert_one_line_error(stdin, 1, "would overwrite the picture <stdin>")
     assert {name: (tmp_path / name).read_bytes() for name in ("x.png", "y.jpg")} == before
+
+
+def test_save_preprocessed_with_nothing_to_classify_reports_the_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run_in_process(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "empty"),
+        "--save-preprocessed", str(tmp_path / "out.png"),
+    )  # fmt: skip
+    assert_one_line_error(result, 1, "empty: a folder with no picture files")
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_a_folder_reports_entries_that_are_not_regular_files(tmp_path: Path) -> None:

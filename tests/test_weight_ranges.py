@@ -132,10 +132,10 @@ def test_int8_weights_of_another_shape_are_refused() -> None:
     from edgefmnist.export.bias_correction import check_int8_weights
 
     check_int8_weights(np.full((3, 2), -64, np.int8), np.zeros((3, 2)), 64, "P")
-    expected = r"P: int8 weights of shape \(3, 2\) within \+-64 expected, found shape \(2, 3\), largest 0"
+    expected = r"P: int8 weights of shape \(3, 2\) within \+-64 expected, found shape \(2, 3\), largest magnitude 0"
     with pytest.raises(ValueError, match=expected):
         check_int8_weights(np.zeros((2, 3), np.int8), np.zeros((3, 2)), 64, "P")
-    with pytest.raises(ValueError, match=r"found shape \(0,\), largest 0"):
+    with pytest.raises(ValueError, match=r"found shape \(0,\), largest magnitude 0"):
         check_int8_weights(np.zeros(0, np.int8), np.zeros(3), 64, "P")
 
 
