@@ -158,8 +158,9 @@ def quantised_weight(
 def check_int8_weights(quantized: np.ndarray, weight: np.ndarray, limit: int, purpose: str) -> None:
     """Raise ``ValueError`` (prefixed with ``purpose``) unless the int8 weights ``quantized`` have the
     fp32 ``weight``'s shape and stay within ``+-limit``."""
-    if quantized.shape != weight.shape or np.abs(quantized.astype(np.int64)).max(initial=0) > limit:
-        found = f"shape {quantized.shape}, largest magnitude {np.abs(quantized.astype(np.int64)).max(initial=0)}"
+    largest = int(np.abs(quantized.astype(np.int64)).max(initial=0))
+    if quantized.shape != weight.shape or largest > limit:
+        found = f"shape {quantized.shape}, largest magnitude {largest}"
         raise ValueError(f"{purpose}: int8 weights of shape {weight.shape} within +-{limit} expected, found {found}")
 
 
