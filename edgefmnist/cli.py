@@ -757,8 +757,10 @@ def bench(
     Rows: each ONNX model through edgefmnist's predictor and through plain
     InferenceSession.run; each .pt checkpoint through PyTorch (when installed). Columns:
     size, test accuracy, batch-1 latency p50/p90/p99, throughput per batch size, cold start
-    and peak memory of a fresh process. Ends with the CPU, its int8 instructions and a
-    recommendation.
+    and peak memory of a fresh process, and ratios against plain onnxruntime, the --reference
+    file and (int8) the fp32 model. The models of one network take turns in the same timing
+    blocks; each ratio is the median of the blocks' ratios. Ends with the CPU, its int8
+    instructions and a recommendation.
 
     Examples:
 

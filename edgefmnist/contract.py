@@ -106,6 +106,7 @@ MAX_DEFAULT_THREADS = 4  # intra-op threads when not given: the cores available,
 BENCH_BATCHES = (1, 32, 256)
 BENCH_RUNS = 2000  # timed batch-1 calls per row
 BENCH_WARMUP = 200
+BENCH_BLOCKS = 20  # the runners being compared take turns this many times; ratios are medians over the blocks
 
 
 def shipped_names(checkpoints: bool = True) -> tuple[str, ...]:

@@ -9,7 +9,9 @@ the same thread count), so each figure of the predictor has a ratio against plai
 onnxruntime. Both get the same input arrays, in the dtype the model's input asks for
 (float32, or uint8 pixels). A ``--reference`` model (the int8 files of an earlier release,
 kept under ``benchmarks/``) runs plain, in the same timing blocks as the model of the same
-architecture and precision, which gets a ratio against it. Latency is wall time per call
+architecture and precision, which gets a ratio against it. All the ONNX models of one
+architecture (fp32, int8, their references) take turns in the same timing blocks, so an int8
+model's ratio to its fp32 model is measured side by side too. Latency is wall time per call
 (``time.perf_counter_ns``) after a warm-up; throughput is the batch size over the median
 call time; cold start is a fresh Python process (import, load, first inference), timed from
 outside, with its peak resident memory. The per-call floor is a one-node graph
@@ -34,7 +36,7 @@ from edgefmnist.runtime.machine import machine_info
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
 
-from edgefmnist.contract import BENCH_BATCHES, BENCH_RUNS, BENCH_WARMUP, shipped_names
+from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, shipped_names
 from edgefmnist.data import Split
 from edgefmnist.errors import EdgeFmnistError
 
@@ -65,10 +67,13 @@ class BenchRow:
     peak_rss_mib: float
     vs_plain: dict[str, float] = field(default_factory=dict)  # edgefmnist / plain onnxruntime
     vs_reference: dict[str, float] = field(default_factory=dict)  # edgefmnist / plain onnxruntime on the reference
+    vs_fp32: dict[str, float] = field(default_factory=dict)  # int8 edgefmnist / fp32 edgefmnist, same architecture
     reference: str = ""  # the reference file this row's vs_reference compares with; for a reference row, "self"
+    per_block: dict[str, list[float]] = field(default_factory=dict)  # "p50" (ns) and "throughput_B" in each block
 
     def to_dict(self) -> dict:
         values = asdict(self)
+        del values["per_block"]
         values["throughput"] = {str(batch): value for batch, value in self.throughput.items()}
         return values
 
@@ -163,9 +168,10 @@ def time_calls(
     images: dict[str, np.ndarray],
     calls: int,
     warmup: int,
-    blocks: int = 10,
-) -> dict[str, list[int]]:
-    """Nanoseconds of each of ``calls`` runs per runner, after ``warmup`` untimed ones.
+    blocks: int = BENCH_BLOCKS,
+) -> dict[str, list[list[int]]]:
+    """Nanoseconds of each of (at least) ``calls`` runs per runner, block by block, after ``warmup``
+    untimed ones.
 
     The runners take turns in ``blocks`` blocks, so that a noisy moment on a shared machine
     hits all of them alike and their ratio stays fair.
@@ -173,16 +179,21 @@ def time_calls(
     for name, run in runners.items():
         for _ in range(warmup):
             run(images[name])
-    samples: dict[str, list[int]] = {name: [] for name in runners}
+    samples: dict[str, list[list[int]]] = {name: [] for name in runners}
     clock = time.perf_counter_ns
     for _ in range(blocks):
         for name, run in runners.items():
-            block, inputs = samples[name], images[name]
+            block, inputs = [], images[name]
             for _ in range(-(-calls // blocks)):
                 start = clock()
                 run(inputs)
                 block.append(clock() - start)
+            samples[name].append(block)
     return samples
+
+
+def flat(blocks: list[list[int]]) -> list[int]:
+    return [sample for block in blocks for sample in block]
 
 
 def run_process(command: list[str]) -> tuple[float, float]:
@@ -227,38 +238,46 @@ def precision_of(path: Path, engine: str) -> str:
     return "fp32" if engine == "pytorch" else read_metadata(path).precision
 
 
+def runner_name(path: Path, engine: str) -> str:
+    """The key of a model's runner in a timing group; ``engine`` "reference" is plain onnxruntime on a reference."""
+    return f"{path} via {engine}"
+
+
 def measure(
-    path: Path, engines: tuple[str, ...], test: Split, settings: BenchSettings, reference: Path | None = None
+    models: list[tuple[Path, tuple[str, ...]]], test: Split, settings: BenchSettings, references: list[Path]
 ) -> list[BenchRow]:
-    """One row per engine for one model (and one for ``reference`` through plain onnxruntime):
-    accuracy on the full test set, batch-1 latency, throughput per batch size (all interleaved),
-    and cold start."""
-    runners = {engine: RUNNERS[engine](path, settings.threads) for engine in engines}
-    sources = dict.fromkeys(engines, path)
-    if reference is not None:
-        runners["reference"] = plain_runner(reference, settings.threads)
-        sources["reference"] = reference
+    """One row per (model, engine) of one architecture, and one per matching reference (plain
+    onnxruntime): accuracy on the full test set, batch-1 latency and throughput per batch size,
+    all timed in the same blocks so that their ratios are fair, and cold start."""
+    timed = [(path, engine) for path, engines in models for engine in engines]
+    timed += [(reference, "reference") for reference in references]
+    sources = {runner_name(path, engine): path for path, engine in timed}
+    engine_of = {runner_name(path, engine): engine for path, engine in timed}
+    runners = {
+        runner_name(path, engine): (plain_runner if engine == "reference" else RUNNERS[engine])(path, settings.threads)
+        for path, engine in timed
+    }
     dtypes = {name: input_dtype(source) for name, source in sources.items()}
     single = {name: test.images[:1].astype(dtype)[:, None] for name, dtype in dtypes.items()}
-    latency = {
-        name: percentiles_us(samples)
-        for name, samples in time_calls(runners, single, settings.runs, settings.warmup).items()
-    }
-    throughput: dict[str, dict[int, float]] = {name: {} for name in runners}
+    timings = {1: time_calls(runners, single, settings.runs, settings.warmup)}
     for batch in settings.batches:
-        if batch == 1:
-            for name in runners:
-                throughput[name][1] = round(1e6 / latency[name]["p50"], 1)
-            continue
-        resized = np.resize(test.images, (batch, *test.images.shape[1:]))[:, None]
-        images = {name: resized.astype(dtype) for name, dtype in dtypes.items()}
-        calls = max(20, 4 * settings.runs // batch)
-        for name, samples in time_calls(runners, images, calls, warmup=3).items():
-            throughput[name][batch] = round(batch / (float(np.median(samples)) / 1e9), 1)
+        if batch != 1:
+            resized = np.resize(test.images, (batch, *test.images.shape[1:]))[:, None]
+            images = {name: resized.astype(dtype) for name, dtype in dtypes.items()}
+            calls = max(3 * BENCH_BLOCKS, 4 * settings.runs // batch)
+            timings[batch] = time_calls(runners, images, calls, warmup=3)
+    latency = {name: percentiles_us(flat(blocks)) for name, blocks in timings[1].items()}
+    throughput: dict[str, dict[int, float]] = {name: {} for name in runners}
+    per_block: dict[str, dict[str, list[float]]] = {name: {"p50": []} for name in runners}
+    for name in runners:
+        per_block[name]["p50"] = [float(np.median(block)) for block in timings[1][name]]
+        for batch in settings.batches:
+            throughput[name][batch] = round(batch / (float(np.median(flat(timings[batch][name]))) / 1e9), 1)
+            per_block[name][f"throughput_{batch}"] = [batch / float(np.median(b)) for b in timings[batch][name]]
     rows = []
     for name, run in runners.items():
-        source = sources[name]
-        engine = "onnxruntime" if name == "reference" else name
+        source, engine = sources[name], engine_of[name]
+        engine = "onnxruntime" if engine == "reference" else engine
         started = cold_start(engine, source, settings)
         rows.append(
             BenchRow(
@@ -272,23 +291,37 @@ def measure(
                 throughput=throughput[name],
                 cold_start_ms=started["wall_ms"],
                 peak_rss_mib=started["peak_rss_mib"],
-                reference="self" if name == "reference" else "",
+                reference="self" if engine_of[name] == "reference" else "",
+                per_block=per_block[name],
             )
         )
-    if reference is not None:
-        compare_with_reference(rows)
+    compare_within_group(dict(zip(runners, rows, strict=True)), models, references)
     return rows
 
 
-def compare_with_reference(rows: list[BenchRow]) -> None:
-    """Fill ``vs_reference`` of the edgefmnist row from the reference row measured beside it."""
-    base = next(row for row in rows if row.reference == "self")
-    for row in rows:
-        if row.engine == "edgefmnist":
-            row.reference = base.model
-            row.vs_reference = {"p50": round(row.latency_us["p50"] / base.latency_us["p50"], 3)}
-            for batch, value in row.throughput.items():
-                row.vs_reference[f"throughput_{batch}"] = round(value / base.throughput[batch], 3)
+def ratios(row: BenchRow, base: BenchRow) -> dict[str, float]:
+    """``row``'s batch-1 p50 and throughput per batch size over ``base``'s, ``{"p50", "throughput_B"}``:
+    the median over the timing blocks of the two rows' ratio in each block (both rows were timed
+    in the same blocks), so that a slow stretch of the machine cancels out of every ratio."""
+    return {
+        key: round(float(np.median(np.divide(values, base.per_block[key]))), 3) for key, values in row.per_block.items()
+    }
+
+
+def compare_within_group(
+    rows: dict[str, BenchRow], models: list[tuple[Path, tuple[str, ...]]], references: list[Path]
+) -> None:
+    """Fill the ratios of each edgefmnist row against rows timed in the same blocks: ``vs_reference``
+    (plain onnxruntime on the reference file of its precision) and, for int8, ``vs_fp32`` (edgefmnist
+    on the group's fp32 model). ``rows`` are keyed by :func:`runner_name`."""
+    ours = {path: rows[runner_name(path, "edgefmnist")] for path, engines in models if "edgefmnist" in engines}
+    fp32 = next((row for row in ours.values() if row.precision == "fp32"), None)
+    for path, row in ours.items():
+        reference = matching_reference(path, references)
+        if reference is not None:
+            row.reference, row.vs_reference = reference.name, ratios(row, rows[runner_name(reference, "reference")])
+        if row.precision == "int8" and fp32 is not None:
+            row.vs_fp32 = ratios(row, fp32)
 
 
 def compare_with_plain(rows: list[BenchRow]) -> None:
@@ -296,11 +329,8 @@ def compare_with_plain(rows: list[BenchRow]) -> None:
     plain = {row.path: row for row in rows if row.engine == "onnxruntime" and row.reference != "self"}
     for row in rows:
         base = plain.get(row.path)
-        if row.engine != "edgefmnist" or base is None:
-            continue
-        row.vs_plain = {"p50": round(row.latency_us["p50"] / base.latency_us["p50"], 3)}
-        for batch, value in row.throughput.items():
-            row.vs_plain[f"throughput_{batch}"] = round(value / base.throughput[batch], 3)
+        if row.engine == "edgefmnist" and base is not None:
+            row.vs_plain = ratios(row, base)
 
 
 def recommend(rows: list[BenchRow], margin: float = ACCURACY_MARGIN) -> dict | None:
@@ -362,6 +392,16 @@ def plan(models: list[Path], torch_available: bool) -> Iterator[tuple[Path, tupl
             raise EdgeFmnistError(f"{path}: benchmarking a checkpoint needs PyTorch: pip install 'edgefmnist[train]'")
 
 
+def timing_groups(models: list[Path], torch_available: bool) -> list[list[tuple[Path, tuple[str, ...]]]]:
+    """:func:`plan` in timing groups: the ONNX models of one architecture (fp32 and int8) together,
+    so that they are timed in the same blocks, in the order first met; each checkpoint alone."""
+    groups: dict[str, list[tuple[Path, tuple[str, ...]]]] = {}
+    for path, engines in plan(models, torch_available):
+        key = read_metadata(path).arch if path.suffix == ".onnx" else str(path)
+        groups.setdefault(key, []).append((path, engines))
+    return list(groups.values())
+
+
 def matching_reference(path: Path, references: list[Path]) -> Path | None:
     """The reference of the same architecture and precision as the ONNX model ``path``, if any."""
     if path.suffix != ".onnx":
@@ -383,8 +423,8 @@ def call_floor(settings: BenchSettings) -> dict[str, dict[str, float]]:
     runners = {name: ignoring_input(call) for name, call in floor_runners(settings.threads).items()}
     empty = dict.fromkeys(runners, np.zeros(0))
     return {
-        name: percentiles_us(samples)
-        for name, samples in time_calls(runners, empty, settings.runs, settings.warmup).items()
+        name: percentiles_us(flat(blocks))
+        for name, blocks in time_calls(runners, empty, settings.runs, settings.warmup).items()
     }
 
 
@@ -399,11 +439,13 @@ def run_bench(
 ) -> dict:
     """The whole report (see README, "Benchmark JSON")."""
     rows = []
-    for path, engines in plan(models, torch_available):
-        reference = matching_reference(path, references or [])
-        beside = f" beside {reference.name}" if reference else ""
-        progress(f"{path.name} via {' and '.join(engines)}{beside}")
-        rows += measure(path, engines, test, settings, reference)
+    for group in timing_groups(models, torch_available):
+        matched = (matching_reference(path, references or []) for path, _ in group)
+        wanted = [reference for reference in dict.fromkeys(matched) if reference is not None]
+        engines = dict.fromkeys(engine for _, names in group for engine in names)
+        beside = f" beside {', '.join(reference.name for reference in wanted)}" if wanted else ""
+        progress(f"{', '.join(path.name for path, _ in group)} via {' and '.join(engines)}{beside}")
+        rows += measure(group, test, settings, wanted)
     compare_with_plain(rows)
     progress("the per-call floor (a one-node graph)")
     floor = call_floor(settings)
@@ -449,12 +491,13 @@ def format_table(report: dict, markdown: bool = False) -> str:
         f"@{max(batches)} vs plain",
         "p50 vs ref",
         f"@{max(batches)} vs ref",
+        "p50 vs fp32",
         "cold start ms",
         "peak MiB",
     ]
     lines = [header]
     for row in report["rows"]:
-        ratios, previous = row["vs_plain"], row.get("vs_reference", {})
+        ratios, previous, fp32 = row["vs_plain"], row.get("vs_reference", {}), row.get("vs_fp32", {})
         lines.append(
             [
                 row["model"],
@@ -468,6 +511,7 @@ def format_table(report: dict, markdown: bool = False) -> str:
                 f"{ratios[f'throughput_{max(batches)}']:.2f}x" if ratios else "",
                 f"{previous['p50']:.2f}x" if previous else "",
                 f"{previous[f'throughput_{max(batches)}']:.2f}x" if previous else "",
+                f"{fp32['p50']:.2f}x" if fp32 else "",
                 f"{row['cold_start_ms']:,.0f}",
                 f"{row['peak_rss_mib']:.0f}",
             ]
