@@ -401,10 +401,11 @@ def format_photo_report(report: dict, title: str) -> str:
             + ("" if row["in_domain"] else "  (out of domain: unsure is right)")
         )
     lines += ["", "  confusion: rows source class, columns the verdict"]
-    columns = [c[:6] for c in report["confusion"]["columns"]]
-    lines.append(f"  {'':<14} " + " ".join(f"{c:>6}" for c in columns))
-    for source, counts in zip(report["confusion"]["rows"], report["confusion"]["counts"], strict=False):
-        lines.append(f"  {source:<14} " + " ".join(f"{n:>6}" for n in counts))
+    columns, counts = report["confusion"]["columns"], report["confusion"]["counts"]
+    widths = [max(len(column), *(len(str(row[i])) for row in counts)) for i, column in enumerate(columns)]
+    lines.append(f"  {'':<14} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    for source, row in zip(report["confusion"]["rows"], counts, strict=True):
+        lines.append(f"  {source:<14} " + " ".join(f"{n:>{w}}" for n, w in zip(row, widths, strict=True)))
     for error in report["errors"]:
         lines.append(f"  unreadable: {error['error']}")
     return "\n".join(lines)

@@ -216,6 +216,20 @@ def test_the_sweep_as_text_and_json(small_set: Path) -> None:
     assert all(row["target_ood_unsure"] == row["ood_unsure_rate"] for row in sweep["rows"])
 
 
+def test_the_text_report_names_every_verdict_in_full_over_aligned_counts(small_set: Path) -> None:
+    text = run_in_process("evaluate", "--photos", str(small_set))
+    lines = text.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "confusion: rows source class" in line) + 1
+    assert text.returncode == 0 and lines[header].split() == [
+        *"T-shirt/top Trouser Pullover Dress Coat Sandal Shirt Sneaker Bag".split(),
+        "Ankle",
+        "boot",
+        "unsure",
+    ]
+    coat = next(line for line in lines[header:] if line.split()[0] == "Coat")
+    assert len(coat) == len(lines[header]) and sum(map(int, coat.split()[1:])) == 3  # each count under its name
+
+
 def test_the_typicality_sweep_holds_the_confidence_and_varies_the_typicality(small_set: Path) -> None:
     sweep = evaluate_json("--photos", str(small_set), "--sweep-typicality", "--min-confidence", "0.3")["sweep"]
     assert sweep["varied"] == "typicality"
