@@ -11,13 +11,15 @@ work on a board where only numpy, onnxruntime, pillow and typer are installed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
 import warnings
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 runs on click
@@ -27,6 +29,9 @@ from edgefmnist import contract, spec
 from edgefmnist.contract import Arch
 from edgefmnist.errors import EdgeFmnistError, UsageError, first_line
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
+
+if TYPE_CHECKING:
+    from edgefmnist.runtime.infer import Classified
 
 app = typer.Typer(
     add_completion=False,
@@ -478,7 +483,7 @@ def infer(
         picked = parse_sample(sample, len(test))
         if save_preprocessed is not None:
             save_test_images(save_preprocessed, test.images, picked)
-        results = classify_arrays(
+        results: Iterable[Classified] = classify_arrays(
             predictor,
             test.images[picked.start : picked.stop],
             [f"test[{i}]" for i in picked],
@@ -492,23 +497,35 @@ def infer(
         pictures = find_pictures(image or [])
         for path, reason in pictures.skipped.items():
             typer.echo(f"edgefmnist: warning: {path}: skipped, {reason}", err=True)
-        results = classify_files(
+        classified = classify_files(
             predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers, min_typicality
         )
-        results += [Classified(pattern, error=f"{pattern}: {reason}") for pattern, reason in pictures.empty.items()]
+        empty = [Classified(pattern, error=f"{pattern}: {reason}") for pattern, reason in pictures.empty.items()]
+        results = itertools.chain(classified, empty)
+    shown = []  # with --json, printed at the end as one document; as text, each result as it comes
+    failed = False
+    for result in results:
+        failed = failed or bool(result.error)
+        if json_output:
+            shown.append(result)
+        else:
+            report_result(result)
     if json_output:
-        print_json([r.to_dict() for r in results])
-    else:
-        for r in results:
-            if not r.error:
-                typer.echo(r.line())
-    for r in results:
-        if r.warning:
-            typer.echo(f"edgefmnist: warning: {r.image}: {r.warning}", err=True)
-        if r.error:
-            typer.echo(f"edgefmnist: error: {r.error}", err=True)
-    if any(r.error for r in results):
+        print_json([result.to_dict() for result in shown])
+        for result in shown:
+            report_result(result, line=False)
+    if failed:
         raise typer.Exit(1)
+
+
+def report_result(result: Classified, line: bool = True) -> None:
+    """``result``'s line on stdout (with ``line``), then its warning or error on stderr."""
+    if line and not result.error:
+        typer.echo(result.line())
+    if result.warning:
+        typer.echo(f"edgefmnist: warning: {result.image}: {result.warning}", err=True)
+    if result.error:
+        typer.echo(f"edgefmnist: error: {result.error}", err=True)
 
 
 class PhotoSplit(str, Enum):

@@ -19,7 +19,7 @@ import os
 import stat
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,15 +302,17 @@ def classify_files(
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
     workers: int | None = None,
     min_typicality: float = spec.DEFAULT_MIN_TYPICALITY,
-) -> list[Classified]:
-    """Classify each file (``-``: the picture on standard input), in order.
+) -> Iterator[Classified]:
+    """Classify each file (``-``: the picture on standard input), in order, yielding each batch's
+    results as soon as it is classified (so a long list shows its first answers early).
 
     Pictures are preprocessed on ``workers`` threads (default: the available cores when the first
     pictures take 2 ms or more each, see :func:`preprocess_in_order`) and classified in batches
     (:mod:`edgefmnist.runtime.batch`). A picture that cannot be read gets a result with ``error``
     set instead of a prediction, and the others go on. ``save_preprocessed`` receives the 28x28
     image the model saw of each picture, as :func:`preprocessed_paths` names them; raises
-    :class:`EdgeFmnistError`, before anything is read or written, when one of those would be a picture given.
+    :class:`EdgeFmnistError`, at the call (before anything is read or written), when one of those
+    would be a picture given.
     """
     targets = {}
     if save_preprocessed and paths:
@@ -340,7 +342,7 @@ def classify_files(
         return Classified(picture_name(picture.path), error=picture.error)
 
     prepared = preprocess_in_order(paths, preprocess_picture, workers)
-    return list(classify_in_batches(prepared, classify, failed))
+    return classify_in_batches(prepared, classify, failed)
 
 
 def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:

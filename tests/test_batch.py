@@ -157,8 +157,8 @@ def test_a_folder_with_a_bad_file_is_classified_in_order_in_parallel(fashion, tm
         else:
             Image.fromarray(fashion.test.images[i], "L").save(path)
         paths.append(path)
-    sequential = classify_files(predictor, paths, workers=1)
-    parallel = classify_files(predictor, paths, workers=3)
+    sequential = list(classify_files(predictor, paths, workers=1))
+    parallel = list(classify_files(predictor, paths, workers=3))
     assert [r.to_dict() for r in parallel] == [r.to_dict() for r in sequential]
     assert [r.image for r in parallel] == [str(p) for p in paths]
     assert parallel[17].error.startswith(str(paths[17])) and not any(r.error for r in parallel[:17] + parallel[18:])
@@ -171,7 +171,8 @@ from pathlib import Path
 from edgefmnist.runtime.infer import classify_files
 from edgefmnist.runtime.predictor import Predictor, default_model_path
 results = classify_files(Predictor(default_model_path(), threads=1), sorted(Path(sys.argv[1]).iterdir()), workers=2)
-assert not any(r.error for r in results), [r.error for r in results if r.error]
+errors = [r.error for r in results if r.error]
+assert not errors, errors
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
@@ -196,7 +197,7 @@ def test_infer_on_200_phone_jpegs_gives_the_same_results_on_every_worker_count(p
     all cores, interleaved), not here: a timed test on a shared machine proves nothing.
     """
     predictor = Predictor(default_model_path(), threads=1)
-    one, two = (classify_files(predictor, phone_jpegs, workers=workers) for workers in (1, 2))
+    one, two = (list(classify_files(predictor, phone_jpegs, workers=workers)) for workers in (1, 2))
     assert not any(r.error for r in one)
     assert [r.to_dict() for r in two] == [r.to_dict() for r in one]
 

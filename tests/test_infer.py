@@ -185,6 +185,26 @@ def test_shipped_default_model_is_used_and_its_claims_hold(fashion, tmp_path: Pa
     assert result.returncode == 0 and json.loads(result.stdout)[0]["label"] == "Ankle boot"
 
 
+def test_results_come_batch_by_batch_before_the_last_picture_is_read(
+    shipped_mlp: Path, fashion, tmp_path: Path, monkeypatch
+) -> None:
+    from edgefmnist.runtime import infer
+    from edgefmnist.runtime.batch import DEFAULT_BATCH_SIZE
+
+    paths = []
+    for i in range(3 * DEFAULT_BATCH_SIZE):
+        paths.append(tmp_path / f"{i:03d}.png")
+        Image.fromarray(fashion.test.images[i]).save(paths[-1])
+    read = []
+    real = infer.preprocess_picture
+    monkeypatch.setattr(infer, "preprocess_picture", lambda path: read.append(path) or real(path))
+    results = infer.classify_files(Predictor(shipped_mlp), paths, workers=1)
+    assert not read  # nothing is read until the results are asked for
+    first = next(results)
+    assert first.image == str(paths[0]) and DEFAULT_BATCH_SIZE <= len(read) < len(paths)
+    assert [first.image, *(r.image for r in results)] == [str(path) for path in paths] and len(read) == len(paths)
+
+
 def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
     shipped_mlp: Path, fashion, tmp_path: Path, monkeypatch
 ) -> None:
@@ -202,7 +222,7 @@ def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
         return real(image)
 
     monkeypatch.setattr(preprocess, "dataset_form", failing_on_odd)
-    results = infer.classify_files(Predictor(shipped_mlp), [tmp_path / "odd.png", tmp_path / "good.png"])
+    results = list(infer.classify_files(Predictor(shipped_mlp), [tmp_path / "odd.png", tmp_path / "good.png"]))
     assert (
         results[0].error
         == f"{tmp_path / 'odd.png'}: cannot preprocess this picture (RuntimeError: an unexpected failure)"
