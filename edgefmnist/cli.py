@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Iterable
@@ -521,7 +522,10 @@ def infer(
 def report_result(result: Classified, line: bool = True) -> None:
     """``result``'s line on stdout (with ``line``), then its warning or error on stderr."""
     if line and not result.error:
-        typer.echo(result.line())
+        try:
+            typer.echo(result.line())
+        except BrokenPipeError:  # the reader has gone (`| head -3`): print no more, but save and report the rest
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if result.warning:
         typer.echo(f"edgefmnist: warning: {result.image}: {result.warning}", err=True)
     if result.error:
@@ -889,6 +893,9 @@ def silence_pillow_user_warnings() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
 
 
+INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit."""
     silence_pillow_user_warnings()
@@ -908,8 +915,9 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"edgefmnist: error: {where}{exc.strerror or first_line(exc)}", err=True)
         code = 1
     except (KeyboardInterrupt, typer.Abort):
+        code = INTERRUPTED
+    if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code itself
         typer.echo("edgefmnist: interrupted", err=True)
-        code = 130
     sys.exit(code if isinstance(code, int) else 0)
 
 

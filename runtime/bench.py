@@ -36,9 +36,9 @@ from edgefmnist.runtime.machine import machine_info
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
 
-from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, shipped_names
+from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, int8_name, shipped_names
 from edgefmnist.data import Split
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, UsageError
 
 REPORT_SCHEMA = 1
 ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points of the best
@@ -68,6 +68,7 @@ class BenchRow:
     vs_plain: dict[str, float] = field(default_factory=dict)  # edgefmnist / plain onnxruntime
     vs_reference: dict[str, float] = field(default_factory=dict)  # edgefmnist / plain onnxruntime on the reference
     vs_fp32: dict[str, float] = field(default_factory=dict)  # int8 edgefmnist / fp32 edgefmnist, same architecture
+    fp32: str = ""  # the fp32 model (path) this int8 row's vs_fp32 compares with
     reference: str = ""  # the reference file this row's vs_reference compares with; for a reference row, "self"
     per_block: dict[str, list[float]] = field(default_factory=dict)  # "p50" (ns) and "throughput_B" in each block
 
@@ -170,21 +171,21 @@ def time_calls(
     warmup: int,
     blocks: int = BENCH_BLOCKS,
 ) -> dict[str, list[list[int]]]:
-    """Nanoseconds of each of (at least) ``calls`` runs per runner, block by block, after ``warmup``
-    untimed ones.
+    """Nanoseconds of each of ``calls`` runs per runner, block by block, after ``warmup`` untimed ones.
 
-    The runners take turns in ``blocks`` blocks, so that a noisy moment on a shared machine
-    hits all of them alike and their ratio stays fair.
+    The runners take turns in ``blocks`` blocks (fewer when there are fewer calls), so that a noisy
+    moment on a shared machine hits all of them alike and their ratio stays fair.
     """
     for name, run in runners.items():
         for _ in range(warmup):
             run(images[name])
     samples: dict[str, list[list[int]]] = {name: [] for name in runners}
     clock = time.perf_counter_ns
-    for _ in range(blocks):
+    blocks = max(1, min(blocks, calls))
+    for index in range(blocks):
         for name, run in runners.items():
             block, inputs = [], images[name]
-            for _ in range(-(-calls // blocks)):
+            for _ in range(calls // blocks + (index < calls % blocks)):
                 start = clock()
                 run(inputs)
                 block.append(clock() - start)
@@ -313,15 +314,18 @@ def compare_within_group(
 ) -> None:
     """Fill the ratios of each edgefmnist row against rows timed in the same blocks: ``vs_reference``
     (plain onnxruntime on the reference file of its precision) and, for int8, ``vs_fp32`` (edgefmnist
-    on the group's fp32 model). ``rows`` are keyed by :func:`runner_name`."""
+    on its fp32 parent: the fp32 model that export wrote it beside, ``mlp.onnx`` for ``mlp.int8.onnx``,
+    else the group's first fp32 model), naming the file compared with in ``reference`` and ``fp32``.
+    ``rows`` are keyed by :func:`runner_name`."""
     ours = {path: rows[runner_name(path, "edgefmnist")] for path, engines in models if "edgefmnist" in engines}
-    fp32 = next((row for row in ours.values() if row.precision == "fp32"), None)
+    fp32 = [path for path, row in ours.items() if row.precision == "fp32"]
     for path, row in ours.items():
         reference = matching_reference(path, references)
         if reference is not None:
             row.reference, row.vs_reference = reference.name, ratios(row, rows[runner_name(reference, "reference")])
-        if row.precision == "int8" and fp32 is not None:
-            row.vs_fp32 = ratios(row, fp32)
+        if row.precision == "int8" and fp32:
+            parent = next((model for model in fp32 if model.with_name(int8_name(model.name)) == path), fp32[0])
+            row.fp32, row.vs_fp32 = str(parent), ratios(row, ours[parent])
 
 
 def compare_with_plain(rows: list[BenchRow]) -> None:
@@ -333,22 +337,37 @@ def compare_with_plain(rows: list[BenchRow]) -> None:
             row.vs_plain = ratios(row, base)
 
 
+def comparable_p50(row: BenchRow, candidates: dict[str, BenchRow]) -> float:
+    """``row``'s batch-1 p50 for choosing between models (µs). An int8 row timed beside its fp32 model
+    counts as that model's p50 times their in-block ratio (``vs_fp32``), so that the pair compares as
+    the shared blocks measured it, not as their pooled p50s (which a change of load between blocks
+    can tilt)."""
+    parent = candidates.get(row.fp32)
+    if parent is None or not row.vs_fp32:
+        return row.latency_us["p50"]
+    return parent.latency_us["p50"] * row.vs_fp32["p50"]
+
+
 def recommend(rows: list[BenchRow], margin: float = ACCURACY_MARGIN) -> dict | None:
-    """The fastest edgefmnist variant (batch-1 p50) within ``margin`` of the best accuracy."""
-    candidates = [row for row in rows if row.engine == "edgefmnist"]  # references are not candidates
+    """The fastest edgefmnist variant (batch-1 p50, see :func:`comparable_p50`) within ``margin`` of
+    the best accuracy."""
+    candidates = {row.path: row for row in rows if row.engine == "edgefmnist"}  # references are not candidates
     if not candidates:
         return None
-    most_accurate = max(candidates, key=lambda row: row.accuracy)
+    most_accurate = max(candidates.values(), key=lambda row: row.accuracy)
     best = most_accurate.accuracy
-    fastest = min((row for row in candidates if row.accuracy >= best - margin), key=lambda row: row.latency_us["p50"])
+    fastest = min(
+        (row for row in candidates.values() if row.accuracy >= best - margin),
+        key=lambda row: comparable_p50(row, candidates),
+    )
     return {
         "model": fastest.model,
         "path": fastest.path,
         "precision": fastest.precision,
         "accuracy": fastest.accuracy,
         "p50_us": fastest.latency_us["p50"],
-        "rule": f"fastest batch-1 p50 within {100 * margin:.1f} points of the best accuracy "
-        f"({most_accurate.model}, {100 * best:.2f} %)",
+        "rule": f"fastest batch-1 p50 (int8 against its fp32 model by their in-block ratio) within "
+        f"{100 * margin:.1f} points of the best accuracy ({most_accurate.model}, {100 * best:.2f} %)",
     }
 
 
@@ -438,6 +457,11 @@ def run_bench(
     photos: bool = False,
 ) -> dict:
     """The whole report (see README, "Benchmark JSON")."""
+    unmatched = set(references or []) - {matching_reference(path, references or []) for path in models}
+    if unmatched:
+        raise UsageError(
+            f"--reference {sorted(unmatched)[0]}: no model given of its network and precision to compare it with"
+        )
     rows = []
     for group in timing_groups(models, torch_available):
         matched = (matching_reference(path, references or []) for path, _ in group)

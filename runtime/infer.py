@@ -310,7 +310,8 @@ def classify_files(
     pictures take 2 ms or more each, see :func:`preprocess_in_order`) and classified in batches
     (:mod:`edgefmnist.runtime.batch`). A picture that cannot be read gets a result with ``error``
     set instead of a prediction, and the others go on. ``save_preprocessed`` receives the 28x28
-    image the model saw of each picture, as :func:`preprocessed_paths` names them; raises
+    image the model saw of each picture, as :func:`preprocessed_paths` names them (a picture whose
+    image cannot be written there gets a result with ``error`` set, and the others go on); raises
     :class:`EdgeFmnistError`, at the call (before anything is read or written), when one of those
     would be a picture given.
     """
@@ -333,9 +334,13 @@ def classify_files(
             [form.photo for form in forms],
             min_typicality,
         )
-        for picture, image in zip(pictures, pixels, strict=True):
+        for i, (picture, image) in enumerate(zip(pictures, pixels, strict=True)):
             if picture.path in targets:
-                save_png(targets[picture.path], image)
+                try:
+                    save_png(targets[picture.path], image)
+                except EdgeFmnistError as exc:  # this picture's save failed: say so, and go on with the rest
+                    name = results[i].image
+                    results[i] = Classified(name, error=f"{name}: its preprocessed picture was not saved: {exc}")
         return results
 
     def failed(picture: PreparedPicture) -> Classified:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from edgefmnist.runtime.bench import BenchRow, BenchSettings, format_table, ratios, run_bench
+from edgefmnist.runtime.bench import BenchRow, BenchSettings, format_table, ratios, recommend, run_bench, time_calls
 from edgefmnist.runtime.machine import parse_cpuinfo
 from helpers import assert_one_line_error, run_in_process
+
+from edgefmnist.contract import BENCH_BLOCKS
 
 PI4_CPUINFO = """processor\t: 0
 BogoMIPS\t: 108.00
@@ -41,12 +44,12 @@ def within_noise(ratio: float, pooled: float) -> bool:
     return ratio > 0 and 0.5 < ratio / pooled < 2
 
 
-def block_row(p50_per_block: list[float], images_per_s: list[float]) -> BenchRow:
+def block_row(p50_per_block: list[float], images_per_s: list[float], name: str = "m.onnx") -> BenchRow:
     return BenchRow(
-        model="m.onnx",
-        path="m.onnx",
+        model=name,
+        path=name,
         engine="edgefmnist",
-        precision="fp32",
+        precision="int8" if ".int8." in name else "fp32",
         size_bytes=1,
         accuracy=0.9,
         latency_us={},
@@ -62,6 +65,34 @@ def test_ratios_are_medians_of_block_ratios_so_a_slow_stretch_cancels_out() -> N
     ours, base = block_row([10, 100, 11, 9], [800, 80, 700, 900]), block_row([20, 200, 20, 20], [400, 40, 400, 400])
     assert ratios(ours, base) == {"p50": 0.5, "throughput_8": 2.0}
     assert "per_block" not in ours.to_dict()  # the JSON keeps the figures, not the raw blocks
+
+
+def test_the_recommendation_weighs_int8_against_its_fp32_model_by_their_in_block_ratio() -> None:
+    fp32, int8 = block_row([], [], "cnn.onnx"), block_row([], [], "cnn.int8.onnx")
+    fp32.accuracy = int8.accuracy = 0.93
+    fp32.latency_us, int8.latency_us = {"p50": 83.0}, {"p50": 65.0}  # the pooled p50s favour int8 ...
+    int8.fp32, int8.vs_fp32 = "cnn.onnx", {"p50": 1.1}  # ... but block by block it was 10 % slower
+    assert (recommend([fp32, int8]) or {})["model"] == "cnn.onnx"
+    int8.vs_fp32 = {"p50": 0.9}
+    assert (recommend([fp32, int8]) or {})["model"] == "cnn.int8.onnx"
+
+
+def test_every_call_asked_for_is_timed_and_blocks_never_run_empty() -> None:
+    for runs in (10, 210, 3):
+        calls: list[np.ndarray] = []
+        blocks = time_calls({"a": calls.append, "b": calls.append}, {"a": np.zeros(0), "b": np.zeros(0)}, runs, 0)
+        assert [sum(map(len, timed)) for timed in blocks.values()] == [runs, runs] and len(calls) == 2 * runs
+        assert all(timed for per_runner in blocks.values() for timed in per_runner)
+        assert len(blocks["a"]) == min(runs, BENCH_BLOCKS) == len(blocks["b"])
+
+
+def test_a_reference_without_a_model_to_compare_with_is_refused() -> None:
+    from edgefmnist.runtime.predictor import default_model_path
+
+    mlp = str(default_model_path().parent / "mlp.int8.onnx")
+    cnn_reference = str(REFERENCES / "cnn.int8.previous.onnx")
+    result = run_in_process("bench", mlp, "--reference", cnn_reference, "--runs", "10")
+    assert_one_line_error(result, 2, f"--reference {cnn_reference}", "no model given of its network and precision")
 
 
 @pytest.mark.slow
@@ -153,6 +184,7 @@ def test_bench_times_a_reference_file_beside_its_model_and_reports_the_call_floo
     )  # batch 1, then batch 8
     assert within_noise(ours["vs_fp32"]["p50"], ours["latency_us"]["p50"] / rows[0]["latency_us"]["p50"])
     assert set(ours["vs_fp32"]) == {"p50", "throughput_1", "throughput_8"} and not rows[0]["vs_fp32"]
+    assert ours["fp32"] == str(fp32) and not rows[0]["fp32"]
     floor = report["call_floor_us"]
     assert 0 < floor["iobinding"]["p50"] < ours["latency_us"]["p90"] and floor["run"]["p50"] > 0
     text = format_table(report)

@@ -197,12 +197,75 @@ def test_results_come_batch_by_batch_before_the_last_picture_is_read(
         Image.fromarray(fashion.test.images[i]).save(paths[-1])
     read = []
     real = infer.preprocess_picture
-    monkeypatch.setattr(infer, "preprocess_picture", lambda path: read.append(path) or real(path))
+
+    def counting(path: Path):
+        read.append(path)
+        return real(path)
+
+    monkeypatch.setattr(infer, "preprocess_picture", counting)
     results = infer.classify_files(Predictor(shipped_mlp), paths, workers=1)
     assert not read  # nothing is read until the results are asked for
     first = next(results)
     assert first.image == str(paths[0]) and DEFAULT_BATCH_SIZE <= len(read) < len(paths)
     assert [first.image, *(r.image for r in results)] == [str(path) for path in paths] and len(read) == len(paths)
+
+
+def test_a_save_that_fails_is_that_pictures_error_and_the_rest_are_still_printed_and_saved(
+    fashion, tmp_path: Path
+) -> None:
+    source, target = tmp_path / "src", tmp_path / "seen"
+    (source / "zz").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(fashion.test.images[i]).save(source / f"{i}.png")
+    Image.fromarray(fashion.test.images[3]).save(source / "zz" / "x.png")
+    target.mkdir()
+    (target / "zz").write_text("a file where the folder would go")
+    result = run_in_process(
+        "infer", "--image", f"{source}/", "--image", f"{source}/zz/", "--save-preprocessed", f"{target}/"
+    )
+    assert result.returncode == 1 and len(result.stdout.splitlines()) == 3
+    assert f"error: {source / 'zz' / 'x.png'}: its preprocessed picture was not saved: {target / 'zz' / 'x.png'}" in (
+        result.stderr
+    )
+    assert sorted(path.name for path in target.glob("*.png")) == ["0.png", "1.png", "2.png"]
+
+
+def pictures_folder(folder: Path, count: int) -> Path:
+    """``count`` distinct files: links to the regression set's photos under new names."""
+    photos = sorted(Path(__file__).parent.joinpath("data", "photos").glob("*/*.jpg"))
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"{i:04d}.jpg").symlink_to(photos[i % len(photos)])
+    return folder
+
+
+def start_infer(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgefmnist.cli", "infer", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_reader_that_stops_early_does_not_stop_the_saving(tmp_path: Path) -> None:
+    folder = pictures_folder(tmp_path / "in", 150)
+    process = start_infer("--image", str(folder), "--save-preprocessed", f"{tmp_path / 'seen'}/")
+    assert process.stdout is not None and process.stdout.readline().startswith(str(folder / "0000.jpg"))
+    process.stdout.close()  # `| head -1`
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0 and not stderr  # no traceback, no error: the reader just left
+    assert len(list((tmp_path / "seen").glob("*.png"))) == 150
+
+
+def test_ctrl_c_stops_with_one_line_and_the_shells_code(tmp_path: Path) -> None:
+    import signal
+
+    process = start_infer("--image", str(pictures_folder(tmp_path / "in", 900)))
+    assert process.stdout is not None and process.stdout.readline()  # the first batch is out
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130 and stderr == "edgefmnist: interrupted\n"
 
 
 def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
