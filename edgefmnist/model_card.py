@@ -167,6 +167,22 @@ def calibration_section(folder: Path, names: Sequence[str], test: Split) -> list
     ]
 
 
+def int8_speed_text(bench: dict) -> str:
+    """``the int8 MLP took 0.62x its fp32 model's batch-1 p50 and the int8 CNN 0.97x ...``, from the
+    bench rows' ``vs_fp32`` (int8 and fp32 timed in the same blocks)."""
+    ratios = [
+        (row["model"].split(".")[0].upper(), row["vs_fp32"]["p50"])
+        for row in bench["rows"]
+        if row["engine"] == "edgefmnist" and row.get("vs_fp32")
+    ]
+    if not ratios:
+        return "the bench timed no int8 model beside its fp32 model"
+    (first, ratio), *others = ratios
+    text = f"the int8 {first} took {ratio:.2f}x its fp32 model's batch-1 p50"
+    text += "".join(f", the int8 {name} {value:.2f}x" for name, value in others)
+    return text + " (timed in the same blocks)"
+
+
 def render_card(folder: Path, test: Split, bench: dict) -> str:
     names = shipped_names()
     rows = [card_row(folder / name, test, bench) for name in names if (folder / name).is_file()]
@@ -196,10 +212,10 @@ def render_card(folder: Path, test: Split, bench: dict) -> str:
             "its weights), it matches PyTorch exactly on any CPU, and one picture costs tens of microseconds, far",
             "less than decoding the picture. On the machine above the bench recommended "
             f"`{pick.get('model', '?')}` ({pick.get('rule', 'no recommendation')}).",
-            "Whether int8 pays off depends on the CPU: on the machine above, without int8 dot-product",
-            "instructions (a Pi 4 has none, a Pi 5 has them), the int8 CNN was slower than fp32 and the",
-            "int8 MLP faster;",
-            "run `edgefmnist bench` on your board and pass `--model` accordingly.",
+            "Whether int8 pays off depends on the CPU: on the machine above, "
+            f"{'with' if machine['int8_dot_product'] else 'without'} int8 dot-product instructions "
+            f"(a Pi 4 has none, a Pi 5 has them), {int8_speed_text(bench)}; run `edgefmnist bench` on your "
+            "board and pass `--model` accordingly.",
             "",
             "Every model's claims are in its own metadata; `edgefmnist verify MODEL.onnx` re-measures them.",
             "",

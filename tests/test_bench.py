@@ -190,3 +190,17 @@ def test_bench_times_a_reference_file_beside_its_model_and_reports_the_call_floo
     text = format_table(report)
     assert "ref: plain onnxruntime on mlp.int8.previous.onnx" in text and "per-call floor (a one-node graph)" in text
     assert "p50 vs fp32" in text.splitlines()[0] and f"{ours['vs_fp32']['p50']:.2f}x" in text.splitlines()[3]
+
+
+def test_the_model_card_says_how_int8_compared_with_fp32_in_the_bench() -> None:
+    from edgefmnist.model_card import int8_speed_text
+
+    rows = [
+        {"model": "mlp.int8.onnx", "engine": "edgefmnist", "vs_fp32": {"p50": 0.62}},
+        {"model": "mlp.int8.onnx", "engine": "onnxruntime", "vs_fp32": {}},
+        {"model": "cnn.int8.onnx", "engine": "edgefmnist", "vs_fp32": {"p50": 1.04}},
+    ]
+    assert int8_speed_text({"rows": rows}) == (
+        "the int8 MLP took 0.62x its fp32 model's batch-1 p50, the int8 CNN 1.04x (timed in the same blocks)"
+    )
+    assert "no int8 model" in int8_speed_text({"rows": rows[1:2]})
