@@ -99,7 +99,18 @@ PHOTOS_ONLY = "With --photos: "
 
 
 def print_json(value: object) -> None:
-    typer.echo(json.dumps(value, indent=2))
+    echo_unless_gone(json.dumps(value, indent=2))
+
+
+def echo_unless_gone(text: str, err: bool = False) -> None:
+    """``typer.echo``, except that once the reader of that stream has gone (``| head -3``, a closed
+    terminal) the text is dropped and the command goes on, so that it still finishes its work
+    (every picture saved, the exit code right) instead of stopping halfway."""
+    try:
+        typer.echo(text, err=err)
+    except BrokenPipeError:
+        stream = sys.stderr if err else sys.stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def show_progress(line: str) -> None:
@@ -442,7 +453,8 @@ def infer(
     picture is less typical than --min-typicality, or when no object was found:
     `hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)` (--top-k 2); JSON gets "unsure": true, the
     typicality, and keeps the best guess. Unsure is an answer (exit 0). Exit code 1 when
-    any image could not be classified (the others are still printed).
+    any image could not be classified or its --save-preprocessed image not written (the
+    others are still printed and saved); 130 after Ctrl-C.
 
     Examples:
 
@@ -497,7 +509,7 @@ def infer(
     else:
         pictures = find_pictures(image or [])
         for path, reason in pictures.skipped.items():
-            typer.echo(f"edgefmnist: warning: {path}: skipped, {reason}", err=True)
+            echo_unless_gone(f"edgefmnist: warning: {path}: skipped, {reason}", err=True)
         classified = classify_files(
             predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers, min_typicality
         )
@@ -506,7 +518,7 @@ def infer(
     shown = []  # with --json, printed at the end as one document; as text, each result as it comes
     failed = False
     for result in results:
-        failed = failed or bool(result.error)
+        failed = failed or bool(result.error or result.not_saved)
         if json_output:
             shown.append(result)
         else:
@@ -520,16 +532,14 @@ def infer(
 
 
 def report_result(result: Classified, line: bool = True) -> None:
-    """``result``'s line on stdout (with ``line``), then its warning or error on stderr."""
+    """``result``'s line on stdout (with ``line``), then its warning and errors on stderr."""
     if line and not result.error:
-        try:
-            typer.echo(result.line())
-        except BrokenPipeError:  # the reader has gone (`| head -3`): print no more, but save and report the rest
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        echo_unless_gone(result.line())
     if result.warning:
-        typer.echo(f"edgefmnist: warning: {result.image}: {result.warning}", err=True)
-    if result.error:
-        typer.echo(f"edgefmnist: error: {result.error}", err=True)
+        echo_unless_gone(f"edgefmnist: warning: {result.image}: {result.warning}", err=True)
+    for problem in (result.not_saved, result.error):
+        if problem:
+            echo_unless_gone(f"edgefmnist: error: {problem}", err=True)
 
 
 class PhotoSplit(str, Enum):
@@ -897,7 +907,8 @@ INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: every error becomes one line on stderr and a non-zero exit."""
+    """Console entry point: every error becomes one line on stderr and a non-zero exit (a reader
+    that closes the output early, as ``head`` does, ends a command silently, with exit code 1)."""
     silence_pillow_user_warnings()
     try:
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)

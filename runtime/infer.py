@@ -68,6 +68,7 @@ class Classified:
     top_k: list[dict] = field(default_factory=list)
     warning: str = ""
     error: str = ""
+    not_saved: str = ""  # why its preprocessed picture could not be saved (the prediction stands)
     true_label: str = ""  # known for test-set samples only
     unsure: bool = False
     typicality: float | None = None  # 0..1, None for a model without the reference
@@ -84,7 +85,7 @@ class Classified:
             "top_k": self.top_k,
         }
         result["typicality"] = self.typicality  # None (null) for a model without the reference
-        optional = {"warning": self.warning, "true_label": self.true_label}
+        optional = {"warning": self.warning, "true_label": self.true_label, "not_saved": self.not_saved}
         return {**result, **{key: value for key, value in optional.items() if value}}
 
     def line(self) -> str:
@@ -311,13 +312,18 @@ def classify_files(
     (:mod:`edgefmnist.runtime.batch`). A picture that cannot be read gets a result with ``error``
     set instead of a prediction, and the others go on. ``save_preprocessed`` receives the 28x28
     image the model saw of each picture, as :func:`preprocessed_paths` names them (a picture whose
-    image cannot be written there gets a result with ``error`` set, and the others go on); raises
-    :class:`EdgeFmnistError`, at the call (before anything is read or written), when one of those
-    would be a picture given.
+    image cannot be written there keeps its prediction, with the reason in ``not_saved``, and the
+    others go on); raises :class:`EdgeFmnistError`, at the call (before anything is read or
+    written), when one of those would be a picture given or a folder that cannot take a new file
+    (:func:`edgefmnist.atomic.check_writable`).
     """
     targets = {}
     if save_preprocessed and paths:
         saved = refuse_overwriting_sources(preprocessed_paths(save_preprocessed, paths), paths)
+        from edgefmnist.atomic import check_writable
+
+        for target in {path.parent: path for path in saved}.values():  # one probe per folder
+            check_writable(target)
         targets = dict(zip(paths, saved, strict=True))
 
     def classify(pictures: list[PreparedPicture]) -> list[Classified]:
@@ -338,9 +344,10 @@ def classify_files(
             if picture.path in targets:
                 try:
                     save_png(targets[picture.path], image)
-                except EdgeFmnistError as exc:  # this picture's save failed: say so, and go on with the rest
-                    name = results[i].image
-                    results[i] = Classified(name, error=f"{name}: its preprocessed picture was not saved: {exc}")
+                except EdgeFmnistError as exc:  # this picture's save failed: say so, go on with the rest
+                    results[i].not_saved = str(exc)
+                except OSError as exc:
+                    results[i].not_saved = f"{targets[picture.path]}: cannot write here ({exc.strerror or exc})"
         return results
 
     def failed(picture: PreparedPicture) -> Classified:

@@ -210,24 +210,54 @@ def test_results_come_batch_by_batch_before_the_last_picture_is_read(
     assert [first.image, *(r.image for r in results)] == [str(path) for path in paths] and len(read) == len(paths)
 
 
-def test_a_save_that_fails_is_that_pictures_error_and_the_rest_are_still_printed_and_saved(
-    fashion, tmp_path: Path
-) -> None:
+def test_a_folder_that_cannot_take_the_saves_is_refused_before_anything_is_read(fashion, tmp_path: Path) -> None:
     source, target = tmp_path / "src", tmp_path / "seen"
     (source / "zz").mkdir(parents=True)
-    for i in range(3):
-        Image.fromarray(fashion.test.images[i]).save(source / f"{i}.png")
-    Image.fromarray(fashion.test.images[3]).save(source / "zz" / "x.png")
+    for name in ("0.png", "zz/x.png"):
+        Image.fromarray(fashion.test.images[0]).save(source / name)
     target.mkdir()
     (target / "zz").write_text("a file where the folder would go")
     result = run_in_process(
-        "infer", "--image", f"{source}/", "--image", f"{source}/zz/", "--save-preprocessed", f"{target}/"
+        "infer",
+        "--image",
+        str(source / "0.png"),
+        "--image",
+        str(source / "zz" / "x.png"),
+        "--save-preprocessed",
+        f"{target}/",
     )
-    assert result.returncode == 1 and len(result.stdout.splitlines()) == 3
-    assert f"error: {source / 'zz' / 'x.png'}: its preprocessed picture was not saved: {target / 'zz' / 'x.png'}" in (
-        result.stderr
+    assert_one_line_error(result, 1, str(target / "zz"), "cannot write here")
+    assert not result.stdout and sorted(path.name for path in target.iterdir()) == ["zz"]
+
+
+def test_a_save_that_fails_keeps_the_answer_and_the_rest_are_still_printed_and_saved(
+    fashion, tmp_path: Path, monkeypatch
+) -> None:
+    from edgefmnist.runtime import infer
+
+    for i in range(3):
+        Image.fromarray(fashion.test.images[i]).save(tmp_path / f"{i}.png")
+    real = infer.save_png
+
+    def full_disk_for_the_first(path: Path, pixels: np.ndarray) -> None:
+        if path.name == "0.png":
+            raise OSError(28, "No space left on device")
+        real(path, pixels)
+
+    monkeypatch.setattr(infer, "save_png", full_disk_for_the_first)
+    target = tmp_path / "seen"
+    pictures = [str(tmp_path / f"{i}.png") for i in range(3)]
+    result = run_in_process("infer", *(f"--image={p}" for p in pictures), "--save-preprocessed", f"{target}/")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1 and [line.split(":")[0] for line in lines] == pictures  # every answer printed
+    assert (
+        result.stderr.strip() == f"edgefmnist: error: {target / '0.png'}: cannot write here (No space left on device)"
     )
-    assert sorted(path.name for path in target.glob("*.png")) == ["0.png", "1.png", "2.png"]
+    assert sorted(path.name for path in target.iterdir()) == ["1.png", "2.png"]
+    first = json.loads(
+        run_in_process("infer", f"--image={pictures[0]}", "--json", "--save-preprocessed", f"{target}/").stdout
+    )[0]
+    assert lines[0].startswith(f"{pictures[0]}: {first['label']} ") and "No space left" in first["not_saved"]
 
 
 def pictures_folder(folder: Path, count: int) -> Path:
@@ -248,14 +278,23 @@ def start_infer(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_a_reader_that_stops_early_does_not_stop_the_saving(tmp_path: Path) -> None:
+@pytest.mark.parametrize("output", ["--top-k=1", "--json"])
+def test_readers_that_have_gone_do_not_stop_the_saving(output: str, tmp_path: Path) -> None:
     folder = pictures_folder(tmp_path / "in", 150)
-    process = start_infer("--image", str(folder), "--save-preprocessed", f"{tmp_path / 'seen'}/")
-    assert process.stdout is not None and process.stdout.readline().startswith(str(folder / "0000.jpg"))
-    process.stdout.close()  # `| head -1`
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0 and not stderr  # no traceback, no error: the reader just left
-    assert len(list((tmp_path / "seen").glob("*.png"))) == 150
+    process = start_infer(  # the missing picture first: its error line is the first thing written
+        "--image",
+        str(tmp_path / "missing.jpg"),
+        "--image",
+        str(folder),
+        output,
+        "--save-preprocessed",
+        f"{tmp_path / 'seen'}/",
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # `2>&1 | true`: both readers gone before the first line
+    process.stderr.close()
+    assert process.wait(timeout=300) == 1  # the missing picture, not the closed pipes
+    assert len(list((tmp_path / "seen").rglob("*.png"))) == 150
 
 
 def test_ctrl_c_stops_with_one_line_and_the_shells_code(tmp_path: Path) -> None:
