@@ -806,20 +806,29 @@ def bench(
     import importlib.util
 
     from edgefmnist.data import load_test_split
-    from edgefmnist.runtime.bench import BenchSettings, format_table, run_bench, shipped_models, to_json
+    from edgefmnist.runtime.bench import (
+        BenchSettings,
+        check_references,
+        format_table,
+        run_bench,
+        shipped_models,
+        to_json,
+    )
 
     if json_output and markdown:
         raise UsageError("--json and --markdown exclude each other: choose one output format")
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
     warn_if_oversubscribed(threads)
     torch_available = importlib.util.find_spec("torch") is not None
+    benched = models or shipped_models(torch_available)
+    references = check_references(benched, reference or [])  # before the data is loaded
     report = run_bench(
-        models or shipped_models(torch_available),
+        benched,
         load_test_split(data_dir),
         settings,
         torch_available,
         progress=show_progress,
-        references=reference or [],
+        references=references,
         photos=photos,
     )
     typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))

@@ -356,18 +356,17 @@ def recommend(rows: list[BenchRow], margin: float = ACCURACY_MARGIN) -> dict | N
         return None
     most_accurate = max(candidates.values(), key=lambda row: row.accuracy)
     best = most_accurate.accuracy
-    fastest = min(
-        (row for row in candidates.values() if row.accuracy >= best - margin),
-        key=lambda row: comparable_p50(row, candidates),
-    )
+    eligible = [row for row in candidates.values() if row.accuracy >= best - margin]
+    fastest = min(eligible, key=lambda row: comparable_p50(row, candidates))
+    paired = any(row.fp32 in candidates and row.vs_fp32 for row in eligible)
     return {
         "model": fastest.model,
         "path": fastest.path,
         "precision": fastest.precision,
         "accuracy": fastest.accuracy,
         "p50_us": fastest.latency_us["p50"],
-        "rule": f"fastest batch-1 p50 (int8 against its fp32 model by their in-block ratio) within "
-        f"{100 * margin:.1f} points of the best accuracy ({most_accurate.model}, {100 * best:.2f} %)",
+        "rule": f"fastest batch-1 p50{' (int8 against its fp32 model by their in-block ratio)' if paired else ''} "
+        f"within {100 * margin:.1f} points of the best accuracy ({most_accurate.model}, {100 * best:.2f} %)",
     }
 
 
@@ -421,6 +420,33 @@ def timing_groups(models: list[Path], torch_available: bool) -> list[list[tuple[
     return list(groups.values())
 
 
+def check_references(models: list[Path], references: list[Path]) -> list[Path]:
+    """The ``--reference`` files, each once (the same file under two spellings counts once), after
+    refusing, with :class:`UsageError`, a file that is also a model to bench, two files of one
+    network and precision, and a file with no model of its network and precision to compare with.
+    Reads only the files' metadata (:class:`ModelError` for one that is not an edgefmnist model)."""
+    unique: dict[Path, Path] = {}
+    for reference in references:
+        unique.setdefault(reference.resolve(), reference)
+    benched = {model.resolve() for model in models}
+    kinds = {(meta.arch, meta.precision) for meta in (read_metadata(m) for m in models if m.suffix == ".onnx")}
+    seen: dict[tuple[str, str], Path] = {}
+    for resolved, reference in unique.items():
+        if resolved in benched:
+            raise UsageError(f"--reference {reference}: also given as a model to bench; give it once")
+        metadata = read_metadata(reference)
+        kind = (metadata.arch, metadata.precision)
+        if kind in seen:
+            raise UsageError(
+                f"--reference {reference} and {seen[kind]}: both {kind[1]} {kind[0]}; "
+                "give one reference per network and precision"
+            )
+        if kind not in kinds:
+            raise UsageError(f"--reference {reference}: no {kind[1]} {kind[0]} model given to compare it with")
+        seen[kind] = reference
+    return list(unique.values())
+
+
 def matching_reference(path: Path, references: list[Path]) -> Path | None:
     """The reference of the same architecture and precision as the ONNX model ``path``, if any."""
     if path.suffix != ".onnx":
@@ -457,14 +483,10 @@ def run_bench(
     photos: bool = False,
 ) -> dict:
     """The whole report (see README, "Benchmark JSON")."""
-    unmatched = set(references or []) - {matching_reference(path, references or []) for path in models}
-    if unmatched:
-        raise UsageError(
-            f"--reference {sorted(unmatched)[0]}: no model given of its network and precision to compare it with"
-        )
+    references = check_references(models, references or [])
     rows = []
     for group in timing_groups(models, torch_available):
-        matched = (matching_reference(path, references or []) for path, _ in group)
+        matched = (matching_reference(path, references) for path, _ in group)
         wanted = [reference for reference in dict.fromkeys(matched) if reference is not None]
         engines = dict.fromkeys(engine for _, names in group for engine in names)
         beside = f" beside {', '.join(reference.name for reference in wanted)}" if wanted else ""

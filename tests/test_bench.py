@@ -86,13 +86,31 @@ def test_every_call_asked_for_is_timed_and_blocks_never_run_empty() -> None:
         assert len(blocks["a"]) == min(runs, BENCH_BLOCKS) == len(blocks["b"])
 
 
-def test_a_reference_without_a_model_to_compare_with_is_refused() -> None:
+def test_references_are_refused_unless_each_has_one_model_to_compare_with(tmp_path: Path) -> None:
     from edgefmnist.runtime.predictor import default_model_path
 
-    mlp = str(default_model_path().parent / "mlp.int8.onnx")
-    cnn_reference = str(REFERENCES / "cnn.int8.previous.onnx")
-    result = run_in_process("bench", mlp, "--reference", cnn_reference, "--runs", "10")
-    assert_one_line_error(result, 2, f"--reference {cnn_reference}", "no model given of its network and precision")
+    mlp_int8 = str(default_model_path().parent / "mlp.int8.onnx")
+    mlp_ref, cnn_ref = str(REFERENCES / "mlp.int8.previous.onnx"), str(REFERENCES / "cnn.int8.previous.onnx")
+    older = tmp_path / "mlp.int8.older.onnx"
+    older.write_bytes(Path(mlp_ref).read_bytes())
+    # refused before the test set is loaded: --data-dir holds no data set
+    refusals = [
+        ([mlp_int8, "--reference", cnn_ref], f"--reference {cnn_ref}", "no int8 cnn model given"),
+        ([mlp_int8, "--reference", mlp_ref, "--reference", str(older)], "both int8 mlp", "one reference per"),
+        ([mlp_int8, mlp_ref, "--reference", mlp_ref], f"--reference {mlp_ref}", "also given as a model"),
+    ]
+    for args, *fragments in refusals:
+        result = run_in_process("bench", *args, "--runs", "10", "--data-dir", str(tmp_path))
+        assert_one_line_error(result, 2, *fragments)
+
+
+def test_one_reference_under_two_spellings_counts_once() -> None:
+    from edgefmnist.runtime.bench import check_references
+    from edgefmnist.runtime.predictor import default_model_path
+
+    reference = REFERENCES / "mlp.int8.previous.onnx"
+    spelled = REFERENCES / ".." / "benchmarks" / reference.name
+    assert check_references([default_model_path().parent / "mlp.int8.onnx"], [reference, spelled]) == [reference]
 
 
 @pytest.mark.slow
@@ -196,11 +214,12 @@ def test_the_model_card_says_how_int8_compared_with_fp32_in_the_bench() -> None:
     from edgefmnist.model_card import int8_speed_text
 
     rows = [
-        {"model": "mlp.int8.onnx", "engine": "edgefmnist", "vs_fp32": {"p50": 0.62}},
-        {"model": "mlp.int8.onnx", "engine": "onnxruntime", "vs_fp32": {}},
-        {"model": "cnn.int8.onnx", "engine": "edgefmnist", "vs_fp32": {"p50": 1.04}},
+        {"model": "mlp.int8.onnx", "engine": "edgefmnist", "vs_fp32": {"p50": 0.62}, "fp32": "models/mlp.onnx"},
+        {"model": "mlp.int8.onnx", "engine": "onnxruntime", "vs_fp32": {}, "fp32": ""},
+        {"model": "cnn.int8.onnx", "engine": "edgefmnist", "vs_fp32": {"p50": 1.04}, "fp32": "/x/cnn.onnx"},
     ]
     assert int8_speed_text({"rows": rows}) == (
-        "the int8 MLP took 0.62x its fp32 model's batch-1 p50, the int8 CNN 1.04x (timed in the same blocks)"
+        "mlp.int8.onnx took 0.62x the batch-1 p50 of mlp.onnx, cnn.int8.onnx 1.04x that of cnn.onnx "
+        "(timed in the same blocks)"
     )
     assert "no int8 model" in int8_speed_text({"rows": rows[1:2]})
