@@ -270,11 +270,16 @@ def pictures_folder(folder: Path, count: int) -> Path:
 
 
 def start_infer(*args: str) -> subprocess.Popen[str]:
+    """``edgefmnist infer ARGS`` in a child process with pipes for its output and Ctrl-C's default
+    handling (a test runner started in the background passes Ctrl-C on as ignored)."""
+    import signal
+
     return subprocess.Popen(
         [sys.executable, "-m", "edgefmnist.cli", "infer", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
