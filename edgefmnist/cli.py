@@ -916,8 +916,9 @@ INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: every error becomes one line on stderr and a non-zero exit (a reader
-    that closes the output early, as ``head`` does, ends a command silently, with exit code 1)."""
+    """Console entry point: every error becomes one line on stderr and a non-zero exit. A reader that
+    closes the output early, as ``head`` does, is no error: ``infer`` and ``--json`` output finish
+    their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1."""
     silence_pillow_user_warnings()
     try:
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
