@@ -250,15 +250,14 @@ def measure(
     """One row per (model, engine) of one architecture, and one per matching reference (plain
     onnxruntime): accuracy on the full test set, batch-1 latency and throughput per batch size,
     all timed in the same blocks so that their ratios are fair, and cold start."""
-    timed = [(path, engine) for path, engines in models for engine in engines]
-    timed += [(reference, "reference") for reference in references]
-    sources = {runner_name(path, engine): path for path, engine in timed}
-    engine_of = {runner_name(path, engine): engine for path, engine in timed}
+    pairs = [(path, engine) for path, engines in models for engine in engines]
+    pairs += [(reference, "reference") for reference in references]
+    timed = {runner_name(path, engine): (path, engine) for path, engine in pairs}
     runners = {
-        runner_name(path, engine): (plain_runner if engine == "reference" else RUNNERS[engine])(path, settings.threads)
-        for path, engine in timed
+        name: (plain_runner if engine == "reference" else RUNNERS[engine])(path, settings.threads)
+        for name, (path, engine) in timed.items()
     }
-    dtypes = {name: input_dtype(source) for name, source in sources.items()}
+    dtypes = {name: input_dtype(path) for name, (path, _) in timed.items()}
     single = {name: test.images[:1].astype(dtype)[:, None] for name, dtype in dtypes.items()}
     timings = {1: time_calls(runners, single, settings.runs, settings.warmup)}
     for batch in settings.batches:
@@ -267,19 +266,14 @@ def measure(
             images = {name: resized.astype(dtype) for name, dtype in dtypes.items()}
             calls = max(3 * BENCH_BLOCKS, 4 * settings.runs // batch)
             timings[batch] = time_calls(runners, images, calls, warmup=3)
-    latency = {name: percentiles_us(flat(blocks)) for name, blocks in timings[1].items()}
-    throughput: dict[str, dict[int, float]] = {name: {} for name in runners}
-    per_block: dict[str, dict[str, list[float]]] = {name: {"p50": []} for name in runners}
-    for name in runners:
-        per_block[name]["p50"] = [float(np.median(block)) for block in timings[1][name]]
-        for batch in settings.batches:
-            throughput[name][batch] = round(batch / (float(np.median(flat(timings[batch][name]))) / 1e9), 1)
-            per_block[name][f"throughput_{batch}"] = [batch / float(np.median(b)) for b in timings[batch][name]]
     rows = []
     for name, run in runners.items():
-        source, engine = sources[name], engine_of[name]
-        engine = "onnxruntime" if engine == "reference" else engine
+        source, kind = timed[name]
+        engine = "onnxruntime" if kind == "reference" else kind
         started = cold_start(engine, source, settings)
+        per_block = {"p50": [float(np.median(block)) for block in timings[1][name]]}
+        for batch in settings.batches:
+            per_block[f"throughput_{batch}"] = [batch / float(np.median(block)) for block in timings[batch][name]]
         rows.append(
             BenchRow(
                 model=source.name,
@@ -288,12 +282,15 @@ def measure(
                 precision=precision_of(source, engine),
                 size_bytes=source.stat().st_size,
                 accuracy=accuracy_of(run, test, dtypes[name]),
-                latency_us=latency[name],
-                throughput=throughput[name],
+                latency_us=percentiles_us(flat(timings[1][name])),
+                throughput={
+                    batch: round(batch / (float(np.median(flat(timings[batch][name]))) / 1e9), 1)
+                    for batch in settings.batches
+                },
                 cold_start_ms=started["wall_ms"],
                 peak_rss_mib=started["peak_rss_mib"],
-                reference="self" if engine_of[name] == "reference" else "",
-                per_block=per_block[name],
+                reference="self" if kind == "reference" else "",
+                per_block=per_block,
             )
         )
     compare_within_group(dict(zip(runners, rows, strict=True)), models, references)
