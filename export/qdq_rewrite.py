@@ -8,13 +8,15 @@ Before quantisation (on the fp32 graph, exact arithmetic):
   the quantiser sees the normalised image as the graph input. Its uint8 quantisation with scale
   ``scale`` and zero point ``round(-shift / scale)`` (the mean pixel, 73 for Fashion-MNIST) *is*
   the raw pixel, so the int8 graph needs neither the normalisation nodes nor a QuantizeLinear.
-- :func:`first_conv_as_depthwise` turns a 1-channel-in convolution into ``Expand`` to its C
-  output channels and a depthwise (group C) convolution with the same [C, 1, k, k] weights:
-  the same sums, but onnxruntime runs a depthwise QLinearConv on MLAS's depthwise kernel,
-  which for K = 9 is far faster than its im2col path.
+- :func:`float_first_block` names the nodes from the input to the first MaxPool (the CNN's
+  normalisation, first conv, ReLU and pooling), which quantisation then leaves in float: on
+  x86-64 without VNNI, onnxruntime runs a 1-channel-in int8 conv (K = 9) slower than its fp32
+  NCHWc conv, and the pooled output is a quarter of the conv's.
 
 After quantisation (on the QDQ graph):
 
+- :func:`cast_uint8_input` makes the graph input uint8 pixels and casts them to float for a
+  first block left in float (exact: every pixel 0-255 is a float32).
 - :func:`feed_uint8` drops the input's QuantizeLinear and makes the graph input uint8 pixels,
   dequantised with the exact scale and zero point (1 and 0 for raw pixels).
 - :func:`float_logits` strips the Quantize/DequantizeLinear pair on the logits, so onnxruntime
@@ -29,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-SHAPE_OPS = ("Flatten", "Reshape", "Expand")  # ops that move uint8 pixels without arithmetic
+SHAPE_OPS = ("Flatten", "Reshape")  # ops that move uint8 pixels without arithmetic
 
 
 def initializer_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -95,31 +97,31 @@ def split_pixel_normalization(model: onnx.ModelProto) -> tuple[float, float] | N
     return scale, shift
 
 
-def first_conv_as_depthwise(model: onnx.ModelProto) -> bool:
-    """Rewrite a group-1 Conv on the 1-channel graph input as ``Expand`` + depthwise Conv; True if done."""
-    graph_input = model.graph.input[0].name
-    convs = [node for node in _consumers(model, graph_input) if node.op_type == "Conv"]
-    if len(convs) != 1:
-        return False
-    conv = convs[0]
-    weight = initializer_values(model).get(conv.input[1])
-    group = next((attr.i for attr in conv.attribute if attr.name == "group"), 1)
-    if weight is None or weight.ndim != 4 or weight.shape[1] != 1 or group != 1:
-        return False
-    channels = int(weight.shape[0])
-    shape_name, expanded = f"{graph_input}_expand_shape", f"{graph_input}_expanded"
-    model.graph.initializer.append(numpy_helper.from_array(np.array([1, channels, 1, 1], np.int64), shape_name))
-    # Expanded channels-first: 16 copies of a contiguous 784-byte plane. Expanding channels-last (so that
-    # onnxruntime's NCHW->NHWC transpose in front of the QLinearConv cancels) writes byte by byte and
-    # measured slower: CNN batch-1 p50 1.03x and batch-256 throughput 0.76x the previous int8 file,
-    # against 0.78x and 1.14x channels-first (AMD EPYC Zen 3, 1 thread, interleaved).
-    expand = helper.make_node("Expand", [graph_input, shape_name], [expanded], name=f"{graph_input}_expand")
-    conv.input[0] = expanded
-    kept = [attr for attr in conv.attribute if attr.name != "group"]
-    del conv.attribute[:]
-    conv.attribute.extend([*kept, helper.make_attribute("group", channels)])
-    model.graph.node.insert(list(model.graph.node).index(conv), expand)
-    return True
+def float_first_block(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes from the graph input through its first MaxPool, when they hold a Conv; else ``[]``.
+
+    The nodes must form a chain, each read only by the next (e.g. Mul, Add, Conv, Relu, MaxPool).
+    """
+    names, tensor, has_conv = [], model.graph.input[0].name, False
+    while len(consumers := _consumers(model, tensor)) == 1 and len(consumers[0].output) == 1:
+        node = consumers[0]
+        names.append(node.name)
+        has_conv = has_conv or node.op_type == "Conv"
+        if node.op_type == "MaxPool":
+            return names if has_conv else []
+        tensor = node.output[0]
+    return []
+
+
+def cast_uint8_input(model: onnx.ModelProto) -> None:
+    """Make the graph input uint8 ``[N, 1, 28, 28]`` pixels, cast to float32 for the nodes that read it."""
+    graph_input = model.graph.input[0]
+    cast_output = f"{graph_input.name}_float"
+    for node in _consumers(model, graph_input.name):
+        node.input[:] = [cast_output if name == graph_input.name else name for name in node.input]
+    cast = helper.make_node("Cast", [graph_input.name], [cast_output], to=TensorProto.FLOAT, name=cast_output)
+    model.graph.node.insert(0, cast)
+    graph_input.type.tensor_type.elem_type = TensorProto.UINT8
 
 
 def feed_uint8(model: onnx.ModelProto, scale: float, zero_point: int, tolerance: float = 0.01) -> None:

@@ -39,6 +39,11 @@ from edgefmnist.contract import (
 from edgefmnist.errors import ModelError, first_line
 
 IMAGE_SIZE = spec.IMAGE_SIZE
+# onnxruntime's QDQ propagation moves the QuantizeLinear after a float MaxPool in front of it, so the
+# pooling runs on uint8 in NCHW (a slow kernel) instead of in float inside the fused NCHWc conv block.
+# The int8 CNN keeps its first block in float (edgefmnist.export.qdq_rewrite.float_first_block); moving a
+# quantisation across a max is exact, so turning the propagation off changes only the speed.
+DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 
 def session_input_dtype(session: onnxruntime.InferenceSession) -> np.dtype:
@@ -129,7 +134,7 @@ class Predictor:
 
     def __init__(self, model_path: Path | str, threads: int | None = None) -> None:
         """Load the model at ``model_path`` into one onnxruntime session with ``threads`` intra-op
-        threads (default :func:`default_threads`).
+        threads (default :func:`default_threads`), every graph optimisation but :data:`DISABLED_OPTIMIZERS`.
 
         Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
         then the graph's signature: one float32 input ``[N, 1, 28, 28]`` and the contract's two
@@ -149,7 +154,12 @@ class Predictor:
         options.log_severity_level = 4  # fatal only: errors reach the user as one ModelError line
         try:  # onnxruntime prints an "EP Error" banner to stdout before it re-raises: keep stdout clean
             with contextlib.redirect_stdout(io.StringIO()):
-                self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+                self.session = onnxruntime.InferenceSession(
+                    str(self.path),
+                    options,
+                    providers=["CPUExecutionProvider"],
+                    disabled_optimizers=DISABLED_OPTIMIZERS,
+                )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{self.path}: onnxruntime cannot load it ({first_line(exc)})") from None
         self._check_signature()

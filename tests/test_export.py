@@ -132,7 +132,7 @@ def test_metadata_round_trips(exported, trained) -> None:
         quantization["input_dtype"] == meta.input["dtype"] == "uint8"
         and read_metadata(fp32.path).input["dtype"] == "float32"
     )
-    assert quantization["depthwise_first_conv"] and quantization["per_channel_ops"] == []
+    assert quantization["float_first_block"] and quantization["per_channel_ops"] == []
     assert (
         quantization["mse_weight_ranges"] and quantization["adaptive_rounding"] and not quantization["bias_correction"]
     )

@@ -13,9 +13,9 @@ import onnx
 import onnxruntime
 import pytest
 from edgefmnist.export.onnx_export import export_onnx
-from edgefmnist.export.qdq_rewrite import first_conv_as_depthwise, split_pixel_normalization
+from edgefmnist.export.qdq_rewrite import cast_uint8_input, float_first_block, split_pixel_normalization
 from edgefmnist.export.quantize import PRESETS, QuantMode, quantize_model
-from edgefmnist.runtime.predictor import default_model_path
+from edgefmnist.runtime.predictor import DISABLED_OPTIMIZERS, default_model_path
 
 from edgefmnist.checkpoint import load_checkpoint
 
@@ -28,13 +28,14 @@ EXPORTED = {
     },
     # uint8 pixels in (no QuantizeLinear on the input), the logits layer quantised with a float output
     ("mlp", "int8"): {"Flatten": 1, "DequantizeLinear": 9, "QuantizeLinear": 2, "Gemm": 3, "Div": 1, "Softmax": 1},
-    # no normalisation nodes; the first conv as Expand + depthwise conv
+    # the first block (normalisation, conv, ReLU, max-pool) in float after a Cast of the uint8 pixels
     ("cnn", "int8"): {
-        "Expand": 1, "DequantizeLinear": 19, "QuantizeLinear": 8, "Conv": 3, "MaxPool": 3,
-        "Flatten": 1, "Gemm": 2, "Div": 1, "Softmax": 1,
+        "Cast": 1, "Mul": 1, "Add": 1, "Conv": 3, "Relu": 1, "DequantizeLinear": 15, "QuantizeLinear": 7,
+        "MaxPool": 3, "Flatten": 1, "Gemm": 2, "Div": 1, "Softmax": 1,
     },
 }  # fmt: skip
-FUSED = {  # ORT_ENABLE_EXTENDED: the fusions every CPU gets (ALL adds layout changes that depend on the CPU)
+FUSED = {  # ORT_ENABLE_EXTENDED: the fusions every CPU gets (ALL adds layout changes that depend on the CPU);
+    # with the predictor's DISABLED_OPTIMIZERS
     ("mlp", "fp32"): {"Flatten": 1, "FusedGemm": 2, "Gemm": 1, "Div": 1, "Softmax": 1},
     ("cnn", "fp32"): {
         "Mul": 1, "Add": 1, "FusedConv": 3, "MaxPool": 3, "Flatten": 1, "FusedGemm": 1, "Gemm": 1, "Div": 1,
@@ -42,7 +43,8 @@ FUSED = {  # ORT_ENABLE_EXTENDED: the fusions every CPU gets (ALL adds layout ch
     },
     ("mlp", "int8"): {"Flatten": 1, "QGemm": 3, "Div": 1, "Softmax": 1},
     ("cnn", "int8"): {
-        "Expand": 1, "QLinearConv": 3, "MaxPool": 3, "Flatten": 1, "QGemm": 2, "Div": 1, "Softmax": 1,
+        "Cast": 1, "Mul": 1, "Add": 1, "FusedConv": 1, "MaxPool": 3, "QuantizeLinear": 1, "QLinearConv": 2,
+        "Flatten": 1, "QGemm": 2, "Div": 1, "Softmax": 1,
     },
 }  # fmt: skip
 
@@ -51,13 +53,14 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(Counter(node.op_type for node in model.graph.node))
 
 
-def optimized(path: Path, level: str, tmp_path: Path) -> onnx.ModelProto:
-    """The graph onnxruntime runs at optimisation ``level``, as it saves it."""
+def optimized(path: Path, level: str, tmp_path: Path, disabled: list[str] = DISABLED_OPTIMIZERS) -> onnx.ModelProto:
+    """The graph onnxruntime runs at optimisation ``level`` without the ``disabled`` optimisers (by default
+    those the predictor turns off), as it saves it."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, level)
-    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.{level}.onnx")
+    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.{level}.{len(disabled)}.onnx")
     options.log_severity_level = 3
-    onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
     return onnx.load(options.optimized_model_filepath)
 
 
@@ -86,32 +89,50 @@ def test_node_counts_as_exported_and_as_fused(graphs, key: tuple[str, str], tmp_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
-def test_int8_takes_uint8_pixels_and_the_cnn_starts_with_a_depthwise_conv(graphs, arch: str, tmp_path: Path) -> None:
+def test_int8_takes_uint8_and_the_cnn_pools_in_float_before_quantising(graphs, arch: str, tmp_path: Path) -> None:
     model = onnx.load(str(graphs[(arch, "int8")]))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     if arch == "cnn":
         fused = optimized(graphs[(arch, "int8")], "ORT_ENABLE_EXTENDED", tmp_path)
-        first_conv = next(node for node in fused.graph.node if node.op_type == "QLinearConv")
-        assert {attr.name: attr.i for attr in first_conv.attribute}["group"] == 16
+        first_block = ["Cast", "Mul", "Add", "FusedConv", "MaxPool", "QuantizeLinear"]
+        assert [node.op_type for node in fused.graph.node][:6] == first_block
+        # onnxruntime's QDQ propagation, left on, would quantise before the pooling (and lose the Conv+ReLU fusion)
+        propagated = optimized(graphs[(arch, "int8")], "ORT_ENABLE_EXTENDED", tmp_path, disabled=[])
+        assert [node.op_type for node in propagated.graph.node][3:6] == ["Conv", "QuantizeLinear", "MaxPool"]
 
 
-def test_normalisation_split_and_depthwise_first_conv_are_exact(fashion, tmp_path: Path) -> None:
-    """The CNN with its normalisation taken off the input and its first conv as Expand + depthwise conv,
-    fed the normalised images, gives the fp32 model's logits."""
+def test_normalisation_split_is_exact(fashion, tmp_path: Path) -> None:
+    """The CNN with its normalisation taken off the input, fed the normalised images, gives the fp32 model's logits."""
     original = SHIPPED / "cnn.onnx"
     model = onnx.load(str(original))
     scale, shift = split_pixel_normalization(model) or (None, None)
     assert scale is not None and shift is not None
-    assert first_conv_as_depthwise(model)
-    rewritten = tmp_path / "rewritten.onnx"
-    onnx.save(model, str(rewritten))
+    assert "Mul" not in op_counts(model) and "Add" not in op_counts(model)
     images = fashion.test.images[:500, None].astype(np.float32)
-    session = onnxruntime.InferenceSession(str(original), providers=["CPUExecutionProvider"])
-    expected = session.run(["logits"], {"image": images})[0]
-    session = onnxruntime.InferenceSession(str(rewritten), providers=["CPUExecutionProvider"])
-    got = session.run(["logits"], {"image": (images * np.float32(scale) + np.float32(shift)).astype(np.float32)})[0]
+    expected = logits_of(original, images)
+    got = logits_of(model, (images * np.float32(scale) + np.float32(shift)).astype(np.float32))
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    assert op_counts(model)["Conv"] == 3 and "Mul" not in op_counts(model)
+
+
+def test_the_float_first_block_and_its_uint8_cast(fashion) -> None:
+    """The CNN's first block runs from the input through the first MaxPool (the MLP has none), and the
+    uint8 input cast to float gives exactly the fp32 model's logits on the same pixels."""
+    model = onnx.load(str(SHIPPED / "cnn.onnx"))
+    block = float_first_block(model)
+    by_name = {node.name: node.op_type for node in model.graph.node}
+    assert [by_name[name] for name in block] == ["Mul", "Add", "Conv", "Relu", "MaxPool"]
+    assert float_first_block(onnx.load(str(SHIPPED / "mlp.onnx"))) == []
+    images = fashion.test.images[:500, None]
+    expected = logits_of(SHIPPED / "cnn.onnx", images.astype(np.float32))
+    cast_uint8_input(model)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    np.testing.assert_array_equal(logits_of(model, images), expected)
+
+
+def logits_of(model: Path | onnx.ModelProto, images: np.ndarray) -> np.ndarray:
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    session = onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"image": images})[0]
 
 
 def test_static_export_falls_back_to_per_channel_weights_everywhere() -> None:
