@@ -103,7 +103,8 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
             if metadata.dtype is Dtype.fp32
             else f"int8 ONNX ({quantization.get('mode')}, {quantization.get('quant_format', 'QOperator')}, "
             f"{describe_weights(quantization)}, {metadata.input.get('dtype', 'float32')} input"
-            f"{', bias-corrected' if quantization.get('bias_correction') else ''})"
+            f"{', bias-corrected' if quantization.get('bias_correction') else ''}"
+            f"{', first block in float' if quantization.get('float_first_block') else ''})"
         )
         if path.name == DEFAULT_MODEL_NAME:
             what += "; **the default of `infer` and `evaluate`**"

@@ -29,6 +29,14 @@ SCHEMA_KEY = "edgefmnist.schema"
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("class_names", "input", "precision", "arch", "min_onnxruntime")
 CALIBRATION_KEY = "calibration"
+# {"disabled_optimizers": [names]}: onnxruntime graph optimisers the model runs faster without
+# (passed to onnxruntime.InferenceSession by the predictor); absent: none.
+SESSION_KEY = "onnxruntime_session"
+# What an int8 CNN with its first block in float records: onnxruntime's QDQ propagation would move the
+# QuantizeLinear after the float MaxPool in front of it, so that the pooling runs on uint8 in NCHW, a
+# slow kernel, and the conv loses its ReLU fusion. Moving a quantisation across a max is exact: only the
+# speed changes (edgefmnist.export.qdq_rewrite.float_first_block).
+FLOAT_BLOCK_SESSION = {"disabled_optimizers": ["QDQPropagationTransformer"]}
 
 
 def finite_number(value: object) -> TypeGuard[float]:
@@ -42,6 +50,12 @@ def valid_calibration(entry: object) -> bool:
         return False
     temperature = entry.get("temperature")
     return finite_number(temperature) and temperature > 0
+
+
+def valid_session(entry: object) -> bool:
+    """Whether an ``onnxruntime_session`` entry is ``{"disabled_optimizers": [names]}``."""
+    names = entry.get("disabled_optimizers") if isinstance(entry, dict) else None
+    return isinstance(names, list) and all(isinstance(name, str) and name for name in names)
 
 
 def valid_quantiles(entry: object) -> bool:
@@ -99,6 +113,11 @@ class ModelMetadata:
         return (self.calibration or {}).get("max_logit_quantiles")
 
     @property
+    def disabled_optimizers(self) -> list[str]:
+        """onnxruntime graph optimisers to turn off for this model (see :data:`SESSION_KEY`); ``[]`` for most."""
+        return list(self.extra.get(SESSION_KEY, {}).get("disabled_optimizers", []))
+
+    @property
     def trained_on_mirror_images(self) -> bool:
         """Whether training showed images mirrored left to right (the recipe's ``augment``): then a
         mirrored picture is as familiar to the network as the picture itself."""
@@ -152,6 +171,11 @@ class ModelMetadata:
                     f"{source}: metadata calibration.max_logit_quantiles is not a quantile table "
                     "(levels rising from 0 to 1, as many non-decreasing finite values)"
                 )
+        if SESSION_KEY in values and not valid_session(values[SESSION_KEY]):
+            raise ModelError(
+                f'{source}: metadata {SESSION_KEY} is not {{"disabled_optimizers": [names]}} '
+                f"({json.dumps(values[SESSION_KEY])[:80]})"
+            )
         try:
             dtype = Dtype.parse(values.pop("precision"), "weight dtype")
         except ValueError as exc:

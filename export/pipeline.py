@@ -51,7 +51,7 @@ from edgefmnist.contract import (
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import EdgeFmnistError, ModelError
-from edgefmnist.model_metadata import CALIBRATION_KEY, SCHEMA_VERSION, ModelMetadata
+from edgefmnist.model_metadata import CALIBRATION_KEY, FLOAT_BLOCK_SESSION, SCHEMA_VERSION, SESSION_KEY, ModelMetadata
 from edgefmnist.train import predict_logits
 
 
@@ -277,7 +277,7 @@ def export_checkpoint(
     with staged(int8_path) as tmp:
         for preset in preset_and_fallback(PRESETS[mode]):
             progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
-            quantize_model(out, tmp, preset, dataset.train.images if mode is QuantMode.static else None)
+            applied = quantize_model(out, tmp, preset, dataset.train.images if mode is QuantMode.static else None)
             calibration, int8_logits, report = calibrate_and_compare(
                 tmp,
                 dataset.validation,
@@ -307,7 +307,8 @@ def export_checkpoint(
             {
                 "parent_sha256": file_sha256(out),
                 "parent": out.name,
-                "quantization": preset.to_dict(),
+                "quantization": applied.to_dict(),
+                **({SESSION_KEY: FLOAT_BLOCK_SESSION} if applied.float_first_block else {}),
                 "parity_vs_pytorch": torch_report.to_dict(),
                 CALIBRATION_KEY: calibration.to_metadata(),
             },

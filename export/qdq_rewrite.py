@@ -98,17 +98,21 @@ def split_pixel_normalization(model: onnx.ModelProto) -> tuple[float, float] | N
 
 
 def float_first_block(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes from the graph input through its first MaxPool, when they hold a Conv; else ``[]``.
+    """Names of the nodes from the graph input through its first MaxPool, holding exactly one Conv; else ``[]``.
 
-    The nodes must form a chain, each read only by the next (e.g. Mul, Add, Conv, Relu, MaxPool).
+    The nodes must form a chain, each read only by the next (e.g. Mul, Add, Conv, Relu, MaxPool),
+    and have names (quantisation excludes them by name). ``[]`` when the input feeds several nodes,
+    a node is unnamed, a second Conv comes before the MaxPool, or there is no such MaxPool.
     """
-    names, tensor, has_conv = [], model.graph.input[0].name, False
+    names, tensor, convs = [], model.graph.input[0].name, 0
     while len(consumers := _consumers(model, tensor)) == 1 and len(consumers[0].output) == 1:
         node = consumers[0]
+        convs += node.op_type == "Conv"
+        if not node.name or convs > 1:
+            return []
         names.append(node.name)
-        has_conv = has_conv or node.op_type == "Conv"
         if node.op_type == "MaxPool":
-            return names if has_conv else []
+            return names if convs == 1 else []
         tensor = node.output[0]
     return []
 

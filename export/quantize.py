@@ -12,7 +12,7 @@ the form onnxruntime runs fastest (graph rewrites in :mod:`edgefmnist.export.qdq
   read through a Cast of the uint8 pixels and quantised after the pooling: onnxruntime runs it
   as one fp32 NCHWc conv block, faster than any int8 form of a 1-channel-in conv on x86-64
   without VNNI (the predictor turns off the QDQ propagation that would move the quantisation
-  in front of the pooling, :data:`edgefmnist.runtime.predictor.DISABLED_OPTIMIZERS`);
+  in front of the pooling, recorded in the model's metadata, :data:`edgefmnist.model_metadata.FLOAT_BLOCK_SESSION`);
 - the logits layer quantised too, as a QGemm with float output: the Quantize/DequantizeLinear
   pair on the logits is stripped, so the logits do not saturate at a calibrated range; the
   softmax stays in float;
@@ -82,7 +82,7 @@ fp32 (CNN 99.60 -> 99.09 %).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -259,10 +259,11 @@ def per_channel_overrides(model: onnx.ModelProto, op_types: tuple[str, ...]) -> 
 
 def quantize_model(
     fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None = None
-) -> None:
+) -> QuantPreset:
     """Write the int8 version of ``fp32_path`` to ``int8_path`` (after onnxruntime's pre-processing).
 
-    ``train_images`` (uint8 ``[N, 28, 28]``) are needed for static quantisation; raises
+    Returns the preset as applied: ``float_first_block`` is False for a graph without such a block
+    (the MLP). ``train_images`` (uint8 ``[N, 28, 28]``) are needed for static quantisation; raises
     :class:`ValueError` without them, or when a rewrite of the preset does not fit the graph.
     """
     if preset.mode is QuantMode.static and train_images is None:
@@ -279,12 +280,12 @@ def quantize_model(
                 weight_type=QUANT_TYPES[preset.weight_type],
                 op_types_to_quantize=["Conv", "Gemm", "MatMul"],
             )
-            return
+            return preset
         assert train_images is not None
         model = onnx.load(str(fp32_path))
         input_scale, input_zero_point = 1.0, 0  # raw pixels 0-255 are their own uint8 quantisation
-        in_float = float_first_block(model) if preset.float_first_block else []
-        split = preset.input_dtype == "uint8" and not in_float  # a float first block keeps its normalisation
+        keep_float = preset.float_first_block and bool(float_first_block(model))
+        split = preset.input_dtype == "uint8" and not keep_float  # a float first block keeps its normalisation
         normalization = split_pixel_normalization(model) if split else None
         calibration = pick_calibration_images(train_images, preset).astype(np.float32)
         if normalization is not None:  # the graph now starts from the normalised image
@@ -295,6 +296,9 @@ def quantize_model(
         onnx.save(model, str(rewritten))
         quant_pre_process(str(rewritten), str(prepared))
         prepared_model = onnx.load(str(prepared))
+        in_float = float_first_block(prepared_model) if keep_float else []  # the names quantisation sees
+        if keep_float and not in_float:
+            raise ValueError("onnxruntime's pre-processing changed the first block; it cannot stay in float")
         quantize_static(
             prepared,
             int8_path,
@@ -337,3 +341,4 @@ def quantize_model(
         if not preset.float_logits:
             float_logits(model, OUTPUT_NAMES[0])
         onnx.save(model, str(int8_path))
+        return replace(preset, float_first_block=keep_float)

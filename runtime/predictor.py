@@ -4,8 +4,9 @@
     Predictor("models/mlp.onnx").predict(images)   # images: uint8 [N, 28, 28], dark background
 
 The model carries its own normalisation, so the predictor feeds raw 0-255 pixels, in the dtype
-the model's input asks for: float32, or uint8 for the static int8 models (whose first layer
-reads the pixels as their own uint8 quantisation; the metadata's ``input.dtype`` says which).
+the model's input asks for: float32, or uint8 for the static int8 models (the metadata's
+``input.dtype`` says which). The session turns off the onnxruntime graph optimisers the
+metadata names (``onnxruntime_session``; the int8 CNN names one that would slow it down).
 Float images given to a uint8 model are rounded to the nearest pixel value and clipped to 0-255.
 
 A single image takes the hot path: input and output buffers allocated and bound to the
@@ -39,11 +40,6 @@ from edgefmnist.contract import (
 from edgefmnist.errors import ModelError, first_line
 
 IMAGE_SIZE = spec.IMAGE_SIZE
-# onnxruntime's QDQ propagation moves the QuantizeLinear after a float MaxPool in front of it, so the
-# pooling runs on uint8 in NCHW (a slow kernel) instead of in float inside the fused NCHWc conv block.
-# The int8 CNN keeps its first block in float (edgefmnist.export.qdq_rewrite.float_first_block); moving a
-# quantisation across a max is exact, so turning the propagation off changes only the speed.
-DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 
 def session_input_dtype(session: onnxruntime.InferenceSession) -> np.dtype:
@@ -134,7 +130,8 @@ class Predictor:
 
     def __init__(self, model_path: Path | str, threads: int | None = None) -> None:
         """Load the model at ``model_path`` into one onnxruntime session with ``threads`` intra-op
-        threads (default :func:`default_threads`), every graph optimisation but :data:`DISABLED_OPTIMIZERS`.
+        threads (default :func:`default_threads`), every graph optimisation but those the model's metadata
+        turns off (:attr:`ModelMetadata.disabled_optimizers`).
 
         Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
         then the graph's signature: one float32 input ``[N, 1, 28, 28]`` and the contract's two
@@ -158,7 +155,7 @@ class Predictor:
                     str(self.path),
                     options,
                     providers=["CPUExecutionProvider"],
-                    disabled_optimizers=DISABLED_OPTIMIZERS,
+                    disabled_optimizers=self.metadata.disabled_optimizers,
                 )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{self.path}: onnxruntime cannot load it ({first_line(exc)})") from None

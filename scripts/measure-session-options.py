@@ -4,7 +4,8 @@
 
 For each model, six variants of the predictor's single-image onnxruntime call (IOBinding with
 pre-bound buffers through ``predictor.bound_run``, 1 thread; without the predictor's own copies
-in and out): the CPU memory arena on or off (``SessionOptions.enable_cpu_mem_arena``), each
+in and out; without the graph optimisers the model's metadata turns off, as the predictor): the
+CPU memory arena on or off (``SessionOptions.enable_cpu_mem_arena``), each
 with run options None (onnxruntime's Python binding then builds default ones per call), built
 once (what the predictor passes), or built once with the run config key
 ``disable_synchronize_execution_providers=1``. They take turns in 40 blocks of 100 calls; each
@@ -18,9 +19,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import (
     INPUT_DTYPES,
     INPUT_NAME,
@@ -35,7 +38,8 @@ def session(path: str, arena: bool) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = arena
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    disabled = read_metadata(Path(path)).disabled_optimizers  # as the predictor does
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
 
 
 def run_options(kind: str) -> ort.RunOptions | None:

@@ -5,6 +5,7 @@ fusion that stops happening fails here."""
 from __future__ import annotations
 
 import dataclasses
+import platform
 from collections import Counter
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import pytest
 from edgefmnist.export.onnx_export import export_onnx
 from edgefmnist.export.qdq_rewrite import cast_uint8_input, float_first_block, split_pixel_normalization
 from edgefmnist.export.quantize import PRESETS, QuantMode, quantize_model
-from edgefmnist.runtime.predictor import DISABLED_OPTIMIZERS, default_model_path
+from edgefmnist.runtime.predictor import default_model_path
 
 from edgefmnist.checkpoint import load_checkpoint
+from edgefmnist.model_metadata import FLOAT_BLOCK_SESSION
 
 SHIPPED = default_model_path().parent
 
@@ -35,7 +37,7 @@ EXPORTED = {
     },
 }  # fmt: skip
 FUSED = {  # ORT_ENABLE_EXTENDED: the fusions every CPU gets (ALL adds layout changes that depend on the CPU);
-    # with the predictor's DISABLED_OPTIMIZERS
+    # with the optimisers the int8 CNN's metadata turns off (FLOAT_BLOCK_SESSION) turned off, as the predictor does
     ("mlp", "fp32"): {"Flatten": 1, "FusedGemm": 2, "Gemm": 1, "Div": 1, "Softmax": 1},
     ("cnn", "fp32"): {
         "Mul": 1, "Add": 1, "FusedConv": 3, "MaxPool": 3, "Flatten": 1, "FusedGemm": 1, "Gemm": 1, "Div": 1,
@@ -53,9 +55,10 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(Counter(node.op_type for node in model.graph.node))
 
 
-def optimized(path: Path, level: str, tmp_path: Path, disabled: list[str] = DISABLED_OPTIMIZERS) -> onnx.ModelProto:
+def optimized(path: Path, level: str, tmp_path: Path, disabled: list[str] | None = None) -> onnx.ModelProto:
     """The graph onnxruntime runs at optimisation ``level`` without the ``disabled`` optimisers (by default
-    those the predictor turns off), as it saves it."""
+    those the int8 CNN's metadata turns off, which no other graph here is affected by), as it saves it."""
+    disabled = FLOAT_BLOCK_SESSION["disabled_optimizers"] if disabled is None else disabled
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, level)
     options.optimized_model_filepath = str(tmp_path / f"{path.stem}.{level}.{len(disabled)}.onnx")
@@ -74,7 +77,8 @@ def graphs(fashion, tmp_path_factory) -> dict[tuple[str, str], Path]:
     for arch in ("mlp", "cnn"):
         fp32, int8 = folder / f"{arch}.onnx", folder / f"{arch}.int8.onnx"
         export_onnx(load_checkpoint(SHIPPED / f"{arch}.pt").net, fp32, temperature=1.5)  # T = 1 would fold away
-        quantize_model(fp32, int8, preset, fashion.train.images)
+        applied = quantize_model(fp32, int8, preset, fashion.train.images)
+        assert applied.float_first_block == (arch == "cnn")  # what the metadata records: the MLP has no such block
         paths[(arch, "fp32")], paths[(arch, "int8")] = fp32, int8
     return paths
 
@@ -99,6 +103,14 @@ def test_int8_takes_uint8_and_the_cnn_pools_in_float_before_quantising(graphs, a
         # onnxruntime's QDQ propagation, left on, would quantise before the pooling (and lose the Conv+ReLU fusion)
         propagated = optimized(graphs[(arch, "int8")], "ORT_ENABLE_EXTENDED", tmp_path, disabled=[])
         assert [node.op_type for node in propagated.graph.node][3:6] == ["Conv", "QuantizeLinear", "MaxPool"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the NCHWc layout is onnxruntime's on x86-64")
+def test_int8_cnn_runs_its_first_block_in_the_fp32_nchwc_layout(graphs, tmp_path: Path) -> None:
+    """At ORT_ENABLE_ALL, where the speed comes from: conv and max-pool in NCHWc, then one quantisation."""
+    fused = [node.op_type for node in optimized(graphs[("cnn", "int8")], "ORT_ENABLE_ALL", tmp_path).graph.node]
+    assert fused[3:7] == ["Conv", "MaxPool", "ReorderOutput", "QuantizeLinear"]
 
 
 def test_normalisation_split_is_exact(fashion, tmp_path: Path) -> None:
@@ -127,6 +139,27 @@ def test_the_float_first_block_and_its_uint8_cast(fashion) -> None:
     cast_uint8_input(model)
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     np.testing.assert_array_equal(logits_of(model, images), expected)
+
+
+def chain(*op_types: str, named: bool = True, input_readers: int = 1) -> onnx.ModelProto:
+    """A graph whose input runs through ``op_types`` one after another (attributes left out: never run)."""
+    tensors = ["image", *[f"t{i}" for i in range(len(op_types))]]
+    nodes = [
+        onnx.helper.make_node(op, [tensors[i]], [tensors[i + 1]], name=f"n{i}" if named else "")
+        for i, op in enumerate(op_types)
+    ]
+    nodes += [onnx.helper.make_node("Relu", ["image"], [f"extra{i}"]) for i in range(input_readers - 1)]
+    value = onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, None)
+    return onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [value], []))
+
+
+def test_the_float_first_block_is_one_conv_chain_to_the_first_max_pool() -> None:
+    assert float_first_block(chain("Mul", "Add", "Conv", "Relu", "MaxPool", "Conv")) == ["n0", "n1", "n2", "n3", "n4"]
+    assert float_first_block(chain("Conv", "Relu", "Conv", "Relu", "MaxPool")) == []  # two convs: not one block
+    assert float_first_block(chain("Relu", "MaxPool", "Conv")) == []  # no conv before the pooling
+    assert float_first_block(chain("Flatten", "Gemm", "Relu")) == []  # no pooling (the MLP)
+    assert float_first_block(chain("Conv", "Relu", "MaxPool", named=False)) == []  # excluded by name: needs names
+    assert float_first_block(chain("Conv", "Relu", "MaxPool", input_readers=2)) == []  # the input feeds two nodes
 
 
 def logits_of(model: Path | onnx.ModelProto, images: np.ndarray) -> np.ndarray:

@@ -29,16 +29,41 @@ def test_to_model_input_rounds_and_clips_float_pixels_for_a_uint8_model() -> Non
         to_model_input(np.zeros((2, 28, 27)), np.uint8)
 
 
-def test_the_predictor_feeds_uint8_and_float_images_give_the_same_answers(fashion) -> None:
-    predictor = Predictor(INT8, threads=1)
+@pytest.mark.parametrize("name", ["mlp.int8.onnx", "cnn.int8.onnx"])
+def test_the_predictor_feeds_uint8_and_float_images_give_the_same_answers(fashion, name: str) -> None:
+    """Through the predictor (with the optimisers the model's metadata turns off) as through plain onnxruntime."""
+    predictor = Predictor(INT8.parent / name, threads=1)
     assert predictor.input_dtype == np.uint8 and predictor.metadata.input["dtype"] == "uint8"
     images = fashion.test.images[:50]
-    plain = onnxruntime.InferenceSession(str(INT8), providers=["CPUExecutionProvider"])
+    plain = onnxruntime.InferenceSession(str(INT8.parent / name), providers=["CPUExecutionProvider"])
     expected = plain.run(["logits"], {"image": images[:, None]})[0]
     for variant in (images, images.astype(np.float32), images.astype(np.float64) + 0.3, images.astype(np.int64)):
         np.testing.assert_array_equal(predictor.run(variant)[0], expected)
         np.testing.assert_array_equal(predictor.logits(variant), expected)
         np.testing.assert_array_equal(np.concatenate([predictor.run(image)[0] for image in variant]), expected)
+
+
+def test_the_predictor_turns_off_the_optimisers_the_metadata_names(monkeypatch) -> None:
+    created = []
+    original = onnxruntime.InferenceSession
+
+    def recording(*args, **kwargs):
+        created.append(kwargs.get("disabled_optimizers"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    for name in ("cnn.int8.onnx", "cnn.onnx", "mlp.int8.onnx"):
+        Predictor(INT8.parent / name, threads=1)
+    assert created == [["QDQPropagationTransformer"], [], []]
+
+
+def test_malformed_session_metadata_is_refused(tmp_path: Path) -> None:
+    model = onnx.load(str(INT8))
+    model.metadata_props.add(key="onnxruntime_session", value=json.dumps({"disabled_optimizers": "QDQ"}))
+    malformed = tmp_path / "malformed.onnx"
+    onnx.save(model, str(malformed))
+    with pytest.raises(ModelError, match="metadata onnxruntime_session is not"):
+        Predictor(malformed)
 
 
 def test_a_graph_whose_input_contradicts_the_metadata_is_refused(tmp_path: Path) -> None:
