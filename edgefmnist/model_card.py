@@ -184,6 +184,20 @@ def int8_speed_text(bench: dict) -> str:
     return text + " (timed in the same blocks)"
 
 
+def session_setting_text(folder: Path, names: Sequence[str]) -> list[str]:
+    """A sentence per shipped ONNX model whose metadata names onnxruntime optimisers to turn off."""
+    lines = []
+    for name in names:
+        path = folder / name
+        if path.suffix == ".onnx" and path.is_file() and (disabled := read_metadata(path).disabled_optimizers):
+            lines.append(
+                f"`{name}` runs at the speed above without onnxruntime's {', '.join(f'`{o}`' for o in disabled)} "
+                "(its metadata's `onnxruntime_session`, which the predictor follows); plain onnxruntime with it on "
+                "gives the same outputs, slower."
+            )
+    return lines
+
+
 def render_card(folder: Path, test: Split, bench: dict) -> str:
     names = shipped_names()
     rows = [card_row(folder / name, test, bench) for name in names if (folder / name).is_file()]
@@ -217,6 +231,7 @@ def render_card(folder: Path, test: Split, bench: dict) -> str:
             f"{'with' if machine['int8_dot_product'] else 'without'} int8 dot-product instructions "
             f"(a Pi 4 has none, a Pi 5 has them), {int8_speed_text(bench)}; run `edgefmnist bench` on your "
             "board and pass `--model` accordingly.",
+            *session_setting_text(folder, names),
             "",
             "Every model's claims are in its own metadata; `edgefmnist verify MODEL.onnx` re-measures them.",
             "",

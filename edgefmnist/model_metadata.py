@@ -30,13 +30,14 @@ SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("class_names", "input", "precision", "arch", "min_onnxruntime")
 CALIBRATION_KEY = "calibration"
 # {"disabled_optimizers": [names]}: onnxruntime graph optimisers the model runs faster without
-# (passed to onnxruntime.InferenceSession by the predictor); absent: none.
+# (passed to onnxruntime.InferenceSession by the predictor; onnxruntime ignores a name it does not
+# know); absent: none. No other key is allowed.
 SESSION_KEY = "onnxruntime_session"
 # What an int8 CNN with its first block in float records: onnxruntime's QDQ propagation would move the
 # QuantizeLinear after the float MaxPool in front of it, so that the pooling runs on uint8 in NCHW, a
 # slow kernel, and the conv loses its ReLU fusion. Moving a quantisation across a max is exact: only the
 # speed changes (edgefmnist.export.qdq_rewrite.float_first_block).
-FLOAT_BLOCK_SESSION = {"disabled_optimizers": ["QDQPropagationTransformer"]}
+FLOAT_BLOCK_DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
 
 
 def finite_number(value: object) -> TypeGuard[float]:
@@ -53,9 +54,11 @@ def valid_calibration(entry: object) -> bool:
 
 
 def valid_session(entry: object) -> bool:
-    """Whether an ``onnxruntime_session`` entry is ``{"disabled_optimizers": [names]}``."""
-    names = entry.get("disabled_optimizers") if isinstance(entry, dict) else None
-    return isinstance(names, list) and all(isinstance(name, str) and name for name in names)
+    """Whether an ``onnxruntime_session`` entry is ``{"disabled_optimizers": [non-empty names]}``, nothing else."""
+    if not isinstance(entry, dict) or set(entry) != {"disabled_optimizers"}:
+        return False
+    names = entry["disabled_optimizers"]
+    return isinstance(names, list) and all(isinstance(name, str) and name.strip() for name in names)
 
 
 def valid_quantiles(entry: object) -> bool:
@@ -173,7 +176,7 @@ class ModelMetadata:
                 )
         if SESSION_KEY in values and not valid_session(values[SESSION_KEY]):
             raise ModelError(
-                f'{source}: metadata {SESSION_KEY} is not {{"disabled_optimizers": [names]}} '
+                f'{source}: metadata {SESSION_KEY} is not {{"disabled_optimizers": [non-empty names]}} '
                 f"({json.dumps(values[SESSION_KEY])[:80]})"
             )
         try:

@@ -51,7 +51,13 @@ from edgefmnist.contract import (
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import EdgeFmnistError, ModelError
-from edgefmnist.model_metadata import CALIBRATION_KEY, FLOAT_BLOCK_SESSION, SCHEMA_VERSION, SESSION_KEY, ModelMetadata
+from edgefmnist.model_metadata import (
+    CALIBRATION_KEY,
+    FLOAT_BLOCK_DISABLED_OPTIMIZERS,
+    SCHEMA_VERSION,
+    SESSION_KEY,
+    ModelMetadata,
+)
 from edgefmnist.train import predict_logits
 
 
@@ -308,7 +314,11 @@ def export_checkpoint(
                 "parent_sha256": file_sha256(out),
                 "parent": out.name,
                 "quantization": applied.to_dict(),
-                **({SESSION_KEY: FLOAT_BLOCK_SESSION} if applied.float_first_block else {}),
+                **(
+                    {SESSION_KEY: {"disabled_optimizers": list(FLOAT_BLOCK_DISABLED_OPTIMIZERS)}}
+                    if applied.float_first_block
+                    else {}
+                ),
                 "parity_vs_pytorch": torch_report.to_dict(),
                 CALIBRATION_KEY: calibration.to_metadata(),
             },

@@ -4,11 +4,12 @@
 
 Before quantisation (on the fp32 graph, exact arithmetic):
 
-- :func:`split_pixel_normalization` takes the CNN's ``x * scale + shift`` off the input, so that
+- :func:`split_pixel_normalization`, for a CNN quantised whole (preset ``float_first_block`` off;
+  the shipped int8 CNN keeps its first block in float), takes its ``x * scale + shift`` off the input, so that
   the quantiser sees the normalised image as the graph input. Its uint8 quantisation with scale
   ``scale`` and zero point ``round(-shift / scale)`` (the mean pixel, 73 for Fashion-MNIST) *is*
   the raw pixel, so the int8 graph needs neither the normalisation nodes nor a QuantizeLinear.
-- :func:`float_first_block` names the nodes from the input to the first MaxPool (the CNN's
+- :func:`first_block_nodes` names the nodes from the input to the first MaxPool (the CNN's
   normalisation, first conv, ReLU and pooling), which quantisation then leaves in float: on
   x86-64 without VNNI, onnxruntime runs a 1-channel-in int8 conv (K = 9) slower than its fp32
   NCHWc conv, and the pooled output is a quarter of the conv's.
@@ -22,7 +23,9 @@ After quantisation (on the QDQ graph):
 - :func:`float_logits` strips the Quantize/DequantizeLinear pair on the logits, so onnxruntime
   fuses the last layer into a QGemm with float output.
 
-Each rewrite checks the pattern it expects and raises :class:`ValueError` when it is absent.
+:func:`first_block_nodes` returns ``[]`` and :func:`split_pixel_normalization` None when the graph has
+no such block or normalisation; the other rewrites check the pattern they expect and raise
+:class:`ValueError` when it is absent.
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def split_pixel_normalization(model: onnx.ModelProto) -> tuple[float, float] | N
     return scale, shift
 
 
-def float_first_block(model: onnx.ModelProto) -> list[str]:
+def first_block_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of the nodes from the graph input through its first MaxPool, holding exactly one Conv; else ``[]``.
 
     The nodes must form a chain, each read only by the next (e.g. Mul, Add, Conv, Relu, MaxPool),
@@ -118,8 +121,13 @@ def float_first_block(model: onnx.ModelProto) -> list[str]:
 
 
 def cast_uint8_input(model: onnx.ModelProto) -> None:
-    """Make the graph input uint8 ``[N, 1, 28, 28]`` pixels, cast to float32 for the nodes that read it."""
+    """Make the graph input uint8 ``[N, 1, 28, 28]`` pixels, cast to float32 for the nodes that read it.
+
+    ``ValueError`` unless the input is float32 and read by some node.
+    """
     graph_input = model.graph.input[0]
+    if graph_input.type.tensor_type.elem_type != TensorProto.FLOAT or not _consumers(model, graph_input.name):
+        raise ValueError(f"the graph input {graph_input.name!r} is not a float32 tensor that nodes read")
     cast_output = f"{graph_input.name}_float"
     for node in _consumers(model, graph_input.name):
         node.input[:] = [cast_output if name == graph_input.name else name for name in node.input]

@@ -12,7 +12,8 @@ the form onnxruntime runs fastest (graph rewrites in :mod:`edgefmnist.export.qdq
   read through a Cast of the uint8 pixels and quantised after the pooling: onnxruntime runs it
   as one fp32 NCHWc conv block, faster than any int8 form of a 1-channel-in conv on x86-64
   without VNNI (the predictor turns off the QDQ propagation that would move the quantisation
-  in front of the pooling, recorded in the model's metadata, :data:`edgefmnist.model_metadata.FLOAT_BLOCK_SESSION`);
+  in front of the pooling, as the model's metadata asks:
+  :data:`edgefmnist.model_metadata.FLOAT_BLOCK_DISABLED_OPTIMIZERS`);
 - the logits layer quantised too, as a QGemm with float output: the Quantize/DequantizeLinear
   pair on the logits is stripped, so the logits do not saturate at a calibrated range; the
   softmax stays in float;
@@ -93,7 +94,7 @@ from edgefmnist.export.bias_correction import correct_biases
 from edgefmnist.export.qdq_rewrite import (
     cast_uint8_input,
     feed_uint8,
-    float_first_block,
+    first_block_nodes,
     float_logits,
     split_pixel_normalization,
 )
@@ -284,7 +285,7 @@ def quantize_model(
         assert train_images is not None
         model = onnx.load(str(fp32_path))
         input_scale, input_zero_point = 1.0, 0  # raw pixels 0-255 are their own uint8 quantisation
-        keep_float = preset.float_first_block and bool(float_first_block(model))
+        keep_float = preset.float_first_block and bool(first_block_nodes(model))
         split = preset.input_dtype == "uint8" and not keep_float  # a float first block keeps its normalisation
         normalization = split_pixel_normalization(model) if split else None
         calibration = pick_calibration_images(train_images, preset).astype(np.float32)
@@ -296,7 +297,7 @@ def quantize_model(
         onnx.save(model, str(rewritten))
         quant_pre_process(str(rewritten), str(prepared))
         prepared_model = onnx.load(str(prepared))
-        in_float = float_first_block(prepared_model) if keep_float else []  # the names quantisation sees
+        in_float = first_block_nodes(prepared_model) if keep_float else []  # the names quantisation sees
         if keep_float and not in_float:
             raise ValueError("onnxruntime's pre-processing changed the first block; it cannot stay in float")
         quantize_static(

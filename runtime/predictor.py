@@ -134,7 +134,7 @@ class Predictor:
         turns off (:attr:`ModelMetadata.disabled_optimizers`).
 
         Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
-        then the graph's signature: one float32 input ``[N, 1, 28, 28]`` and the contract's two
+        then the graph's signature: one float32 or uint8 input ``[N, 1, 28, 28]`` and the contract's two
         outputs of one score per class. Raises :class:`ModelError` for a missing, corrupt or
         foreign model, one that needs a newer onnxruntime, or one onnxruntime cannot load.
         """

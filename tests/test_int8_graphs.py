@@ -14,12 +14,12 @@ import onnx
 import onnxruntime
 import pytest
 from edgefmnist.export.onnx_export import export_onnx
-from edgefmnist.export.qdq_rewrite import cast_uint8_input, float_first_block, split_pixel_normalization
+from edgefmnist.export.qdq_rewrite import cast_uint8_input, first_block_nodes, split_pixel_normalization
 from edgefmnist.export.quantize import PRESETS, QuantMode, quantize_model
 from edgefmnist.runtime.predictor import default_model_path
 
 from edgefmnist.checkpoint import load_checkpoint
-from edgefmnist.model_metadata import FLOAT_BLOCK_SESSION
+from edgefmnist.model_metadata import FLOAT_BLOCK_DISABLED_OPTIMIZERS
 
 SHIPPED = default_model_path().parent
 
@@ -37,7 +37,7 @@ EXPORTED = {
     },
 }  # fmt: skip
 FUSED = {  # ORT_ENABLE_EXTENDED: the fusions every CPU gets (ALL adds layout changes that depend on the CPU);
-    # with the optimisers the int8 CNN's metadata turns off (FLOAT_BLOCK_SESSION) turned off, as the predictor does
+    # as the predictor runs them (as_run: the int8 CNN without the optimiser its metadata turns off)
     ("mlp", "fp32"): {"Flatten": 1, "FusedGemm": 2, "Gemm": 1, "Div": 1, "Softmax": 1},
     ("cnn", "fp32"): {
         "Mul": 1, "Add": 1, "FusedConv": 3, "MaxPool": 3, "Flatten": 1, "FusedGemm": 1, "Gemm": 1, "Div": 1,
@@ -55,16 +55,22 @@ def op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(Counter(node.op_type for node in model.graph.node))
 
 
-def optimized(path: Path, level: str, tmp_path: Path, disabled: list[str] | None = None) -> onnx.ModelProto:
-    """The graph onnxruntime runs at optimisation ``level`` without the ``disabled`` optimisers (by default
-    those the int8 CNN's metadata turns off, which no other graph here is affected by), as it saves it."""
-    disabled = FLOAT_BLOCK_SESSION["disabled_optimizers"] if disabled is None else disabled
+def optimized(path: Path, level: str, tmp_path: Path, disabled: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
+    """The graph onnxruntime runs at optimisation ``level`` without the ``disabled`` optimisers, as it saves it."""
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, level)
-    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.{level}.{len(disabled)}.onnx")
+    options.optimized_model_filepath = str(tmp_path / f"{path.stem}.{level}.{'-'.join(disabled) or 'all'}.onnx")
     options.log_severity_level = 3
-    onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(disabled)
+    )
     return onnx.load(options.optimized_model_filepath)
+
+
+def as_run(graphs: dict[tuple[str, str], Path], key: tuple[str, str], level: str, tmp_path: Path) -> onnx.ModelProto:
+    """``optimized`` as the predictor runs ``key``: the int8 CNN's metadata turns QDQ propagation off."""
+    disabled = FLOAT_BLOCK_DISABLED_OPTIMIZERS if key == ("cnn", "int8") else ()
+    return optimized(graphs[key], level, tmp_path, disabled)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +94,7 @@ def graphs(fashion, tmp_path_factory) -> dict[tuple[str, str], Path]:
 def test_node_counts_as_exported_and_as_fused(graphs, key: tuple[str, str], tmp_path: Path) -> None:
     path = graphs[key]
     assert op_counts(onnx.load(str(path))) == EXPORTED[key]
-    assert op_counts(optimized(path, "ORT_ENABLE_EXTENDED", tmp_path)) == FUSED[key]
+    assert op_counts(as_run(graphs, key, "ORT_ENABLE_EXTENDED", tmp_path)) == FUSED[key]
 
 
 @pytest.mark.slow
@@ -97,11 +103,11 @@ def test_int8_takes_uint8_and_the_cnn_pools_in_float_before_quantising(graphs, a
     model = onnx.load(str(graphs[(arch, "int8")]))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     if arch == "cnn":
-        fused = optimized(graphs[(arch, "int8")], "ORT_ENABLE_EXTENDED", tmp_path)
+        fused = as_run(graphs, (arch, "int8"), "ORT_ENABLE_EXTENDED", tmp_path)
         first_block = ["Cast", "Mul", "Add", "FusedConv", "MaxPool", "QuantizeLinear"]
         assert [node.op_type for node in fused.graph.node][:6] == first_block
         # onnxruntime's QDQ propagation, left on, would quantise before the pooling (and lose the Conv+ReLU fusion)
-        propagated = optimized(graphs[(arch, "int8")], "ORT_ENABLE_EXTENDED", tmp_path, disabled=[])
+        propagated = optimized(graphs[(arch, "int8")], "ORT_ENABLE_EXTENDED", tmp_path)
         assert [node.op_type for node in propagated.graph.node][3:6] == ["Conv", "QuantizeLinear", "MaxPool"]
 
 
@@ -109,7 +115,7 @@ def test_int8_takes_uint8_and_the_cnn_pools_in_float_before_quantising(graphs, a
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the NCHWc layout is onnxruntime's on x86-64")
 def test_int8_cnn_runs_its_first_block_in_the_fp32_nchwc_layout(graphs, tmp_path: Path) -> None:
     """At ORT_ENABLE_ALL, where the speed comes from: conv and max-pool in NCHWc, then one quantisation."""
-    fused = [node.op_type for node in optimized(graphs[("cnn", "int8")], "ORT_ENABLE_ALL", tmp_path).graph.node]
+    fused = [node.op_type for node in as_run(graphs, ("cnn", "int8"), "ORT_ENABLE_ALL", tmp_path).graph.node]
     assert fused[3:7] == ["Conv", "MaxPool", "ReorderOutput", "QuantizeLinear"]
 
 
@@ -130,10 +136,10 @@ def test_the_float_first_block_and_its_uint8_cast(fashion) -> None:
     """The CNN's first block runs from the input through the first MaxPool (the MLP has none), and the
     uint8 input cast to float gives exactly the fp32 model's logits on the same pixels."""
     model = onnx.load(str(SHIPPED / "cnn.onnx"))
-    block = float_first_block(model)
+    block = first_block_nodes(model)
     by_name = {node.name: node.op_type for node in model.graph.node}
     assert [by_name[name] for name in block] == ["Mul", "Add", "Conv", "Relu", "MaxPool"]
-    assert float_first_block(onnx.load(str(SHIPPED / "mlp.onnx"))) == []
+    assert first_block_nodes(onnx.load(str(SHIPPED / "mlp.onnx"))) == []
     images = fashion.test.images[:500, None]
     expected = logits_of(SHIPPED / "cnn.onnx", images.astype(np.float32))
     cast_uint8_input(model)
@@ -154,12 +160,12 @@ def chain(*op_types: str, named: bool = True, input_readers: int = 1) -> onnx.Mo
 
 
 def test_the_float_first_block_is_one_conv_chain_to_the_first_max_pool() -> None:
-    assert float_first_block(chain("Mul", "Add", "Conv", "Relu", "MaxPool", "Conv")) == ["n0", "n1", "n2", "n3", "n4"]
-    assert float_first_block(chain("Conv", "Relu", "Conv", "Relu", "MaxPool")) == []  # two convs: not one block
-    assert float_first_block(chain("Relu", "MaxPool", "Conv")) == []  # no conv before the pooling
-    assert float_first_block(chain("Flatten", "Gemm", "Relu")) == []  # no pooling (the MLP)
-    assert float_first_block(chain("Conv", "Relu", "MaxPool", named=False)) == []  # excluded by name: needs names
-    assert float_first_block(chain("Conv", "Relu", "MaxPool", input_readers=2)) == []  # the input feeds two nodes
+    assert first_block_nodes(chain("Mul", "Add", "Conv", "Relu", "MaxPool", "Conv")) == ["n0", "n1", "n2", "n3", "n4"]
+    assert first_block_nodes(chain("Conv", "Relu", "Conv", "Relu", "MaxPool")) == []  # two convs: not one block
+    assert first_block_nodes(chain("Relu", "MaxPool", "Conv")) == []  # no conv before the pooling
+    assert first_block_nodes(chain("Flatten", "Gemm", "Relu")) == []  # no pooling (the MLP)
+    assert first_block_nodes(chain("Conv", "Relu", "MaxPool", named=False)) == []  # excluded by name: needs names
+    assert first_block_nodes(chain("Conv", "Relu", "MaxPool", input_readers=2)) == []  # the input feeds two nodes
 
 
 def logits_of(model: Path | onnx.ModelProto, images: np.ndarray) -> np.ndarray:

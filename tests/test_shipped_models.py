@@ -123,6 +123,7 @@ def test_the_card_names_each_int8_models_weights_as_its_metadata_records_them() 
         row = next(line for line in card_text.splitlines() if line.startswith(f"| `{name}` |"))
         assert quantization["float_first_block"] is in_float and (", first block in float" in row) is in_float
         assert metadata.disabled_optimizers == (["QDQPropagationTransformer"] if in_float else [])
+        assert (f"`{name}` runs at the speed above without onnxruntime's" in card_text) is in_float
     assert describe_weights({"per_channel": True, "mse_weight_ranges": False}) == "per-channel"
     assert describe_weights({"per_channel_ops": ["Gemm"]}) == "per-channel Gemm, per-tensor others"
     assert describe_weights({"per_channel_ops": [], "mse_weight_ranges": True}) == "per-tensor, MSE ranges"

@@ -57,13 +57,36 @@ def test_the_predictor_turns_off_the_optimisers_the_metadata_names(monkeypatch) 
     assert created == [["QDQPropagationTransformer"], [], []]
 
 
-def test_malformed_session_metadata_is_refused(tmp_path: Path) -> None:
+def with_session_metadata(tmp_path: Path, value: object) -> Path:
     model = onnx.load(str(INT8))
-    model.metadata_props.add(key="onnxruntime_session", value=json.dumps({"disabled_optimizers": "QDQ"}))
-    malformed = tmp_path / "malformed.onnx"
-    onnx.save(model, str(malformed))
+    model.metadata_props.add(key="onnxruntime_session", value=json.dumps(value))
+    path = tmp_path / "session.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"disabled_optimizers": "QDQ"},
+        {"disabled_optimizers": [""]},
+        {"disabled_optimizers": ["  "]},
+        {"disabled_optimizers": [1]},
+        {"disabled_optimizers": None},
+        {},
+        {"disabled_optimizers": [], "intra_op_num_threads": 64},
+        ["QDQPropagationTransformer"],
+    ],
+)
+def test_malformed_session_metadata_is_refused(tmp_path: Path, value: object) -> None:
     with pytest.raises(ModelError, match="metadata onnxruntime_session is not"):
-        Predictor(malformed)
+        Predictor(with_session_metadata(tmp_path, value))
+
+
+def test_an_optimiser_name_onnxruntime_does_not_know_changes_nothing(tmp_path: Path, fashion) -> None:
+    unknown = Predictor(with_session_metadata(tmp_path, {"disabled_optimizers": ["NoSuchTransformer"]}), threads=1)
+    images = fashion.test.images[:50]
+    np.testing.assert_array_equal(unknown.logits(images), Predictor(INT8, threads=1).logits(images))
 
 
 def test_a_graph_whose_input_contradicts_the_metadata_is_refused(tmp_path: Path) -> None:
