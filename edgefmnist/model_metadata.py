@@ -36,7 +36,7 @@ SESSION_KEY = "onnxruntime_session"
 # What an int8 CNN with its first block in float records: onnxruntime's QDQ propagation would move the
 # QuantizeLinear after the float MaxPool in front of it, so that the pooling runs on uint8 in NCHW, a
 # slow kernel, and the conv loses its ReLU fusion. Moving a quantisation across a max is exact: only the
-# speed changes (edgefmnist.export.qdq_rewrite.float_first_block).
+# speed changes (edgefmnist.export.qdq_rewrite.first_block_nodes).
 FLOAT_BLOCK_DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
 
 

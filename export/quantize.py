@@ -10,7 +10,7 @@ the form onnxruntime runs fastest (graph rewrites in :mod:`edgefmnist.export.qdq
   zero point 0), so no QuantizeLinear runs on the input;
 - the CNN's first block (normalisation, the 1 -> 16 channel conv, ReLU, max-pool) left in float,
   read through a Cast of the uint8 pixels and quantised after the pooling: onnxruntime runs it
-  as one fp32 NCHWc conv block, faster than any int8 form of a 1-channel-in conv on x86-64
+  as one fp32 NCHWc conv block, faster than the int8 forms of a 1-channel-in conv measured on x86-64
   without VNNI (the predictor turns off the QDQ propagation that would move the quantisation
   in front of the pooling, as the model's metadata asks:
   :data:`edgefmnist.model_metadata.FLOAT_BLOCK_DISABLED_OPTIMIZERS`);
