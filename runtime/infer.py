@@ -37,6 +37,31 @@ STDIN = "-"  # an --image argument that means one picture read from standard inp
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
 
 
+NO_OBJECT = "no object found"
+LOW_CONFIDENCE = "top probability not above --min-confidence"
+ATYPICAL = "typicality below --min-typicality"
+
+
+def unsure_reasons(
+    probability: float,
+    min_confidence: float,
+    nothing_found: bool = False,
+    typicality: float | None = None,
+    min_typicality: float = 0.0,
+) -> list[str]:
+    """Why the verdict is unsure, in this order: ``NO_OBJECT`` when nothing was found,
+    ``LOW_CONFIDENCE`` when ``probability <= min_confidence``, ``ATYPICAL`` when
+    ``typicality < min_typicality`` (a model without a typicality reference has ``None``: not
+    checked); an empty list when it is not.
+    """
+    checks = (
+        (nothing_found, NO_OBJECT),
+        (probability <= min_confidence, LOW_CONFIDENCE),
+        (typicality is not None and typicality < min_typicality, ATYPICAL),
+    )
+    return [reason for failed, reason in checks if failed]
+
+
 def is_unsure(
     probability: float,
     min_confidence: float,
@@ -44,14 +69,12 @@ def is_unsure(
     typicality: float | None = None,
     min_typicality: float = 0.0,
 ) -> bool:
-    """The verdict rule: unsure when nothing was found, ``probability <= min_confidence`` or
-    ``typicality < min_typicality`` (a model without a typicality reference has ``None``: not checked).
+    """The verdict rule: unsure when :func:`unsure_reasons` gives any reason.
 
     So ``min_confidence=0`` with ``min_typicality=0`` never says unsure about a real object (a
     top probability of 10 classes is at least 0.1) and ``min_confidence=1`` always does.
     """
-    atypical = typicality is not None and typicality < min_typicality
-    return nothing_found or probability <= min_confidence or atypical
+    return bool(unsure_reasons(probability, min_confidence, nothing_found, typicality, min_typicality))
 
 
 @dataclass
@@ -72,6 +95,7 @@ class Classified:
     true_label: str = ""  # known for test-set samples only
     unsure: bool = False
     typicality: float | None = None  # 0..1, None for a model without the reference
+    unsure_reasons: list[str] = field(default_factory=list)  # unsure_reasons(), when unsure
 
     def to_dict(self) -> dict:
         if self.error:
@@ -85,7 +109,12 @@ class Classified:
             "top_k": self.top_k,
         }
         result["typicality"] = self.typicality  # None (null) for a model without the reference
-        optional = {"warning": self.warning, "true_label": self.true_label, "not_saved": self.not_saved}
+        optional = {
+            "unsure_reasons": self.unsure_reasons,
+            "warning": self.warning,
+            "true_label": self.true_label,
+            "not_saved": self.not_saved,
+        }
         return {**result, **{key: value for key, value in optional.items() if value}}
 
     def line(self) -> str:
@@ -251,6 +280,7 @@ def classify_arrays(
     for i, (name, row, reason) in enumerate(zip(names, probabilities, empty, strict=False)):
         best = int(row.argmax())
         score = None if typical is None else float(typical[i])
+        reasons = unsure_reasons(float(row[best]), min_confidence, bool(reason), score, min_typicality)
         results.append(
             Classified(
                 name,
@@ -259,8 +289,9 @@ def classify_arrays(
                 float(row[best]),
                 top_k(row, predictor.class_names, k),
                 warning=reason,
-                unsure=is_unsure(float(row[best]), min_confidence, bool(reason), score, min_typicality),
+                unsure=bool(reasons),
                 typicality=score,
+                unsure_reasons=reasons,
             )
         )
     return results

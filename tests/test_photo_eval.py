@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefmnist.runtime.infer import Classified, is_unsure
+from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, is_unsure, unsure_reasons
 from edgefmnist.runtime.photo_eval import PhotoSetError, folder_class, load_photo_set, photo_split, select_split
 from helpers import TORCH_FREE, assert_one_line_error, run_in_process
 from PIL import Image
@@ -338,9 +338,28 @@ def test_unsure_rule() -> None:
     assert not is_unsure(0.1, 0.0) and is_unsure(1.0, 1.0) and is_unsure(0.99, 0.0, nothing_found=True)
 
 
+@pytest.mark.parametrize(
+    ("probability", "nothing_found", "typicality", "reasons"),
+    [
+        (0.9, False, 0.5, []),
+        (0.9, False, None, []),  # a model without the typicality reference: not checked
+        (0.3, False, 0.5, [LOW_CONFIDENCE]),  # "not above": the threshold itself is unsure
+        (0.9, False, 0.01, [ATYPICAL]),
+        (0.2, True, 0.0, [NO_OBJECT, LOW_CONFIDENCE, ATYPICAL]),
+    ],
+)
+def test_unsure_reasons_name_every_rule_that_fired(
+    probability: float, nothing_found: bool, typicality: float | None, reasons: list[str]
+) -> None:
+    assert unsure_reasons(probability, 0.3, nothing_found, typicality, 0.012) == reasons
+    assert is_unsure(probability, 0.3, nothing_found, typicality, 0.012) is bool(reasons)
+
+
 def test_unsure_line_and_json() -> None:
     top = [{"label": "T-shirt/top", "probability": 0.38}, {"label": "Bag", "probability": 0.21}]
-    unsure = Classified("hat.jpg", "T-shirt/top", 0, 0.38, top, unsure=True, typicality=0.004)
+    unsure = Classified(
+        "hat.jpg", "T-shirt/top", 0, 0.38, top, unsure=True, typicality=0.004, unsure_reasons=[ATYPICAL]
+    )
     assert unsure.line() == "hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)"
     assert unsure.to_dict() == {
         "image": "hat.jpg",
@@ -350,9 +369,11 @@ def test_unsure_line_and_json() -> None:
         "unsure": True,
         "top_k": top,
         "typicality": 0.004,
+        "unsure_reasons": ["typicality below --min-typicality"],
     }
     sure = Classified("shirt.jpg", "T-shirt/top", 0, 0.38, top)
     assert sure.line() == "shirt.jpg: T-shirt/top 0.38 (Bag 0.21)" and sure.to_dict()["unsure"] is False
+    assert "unsure_reasons" not in sure.to_dict()
 
 
 def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> None:
@@ -363,7 +384,12 @@ def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> N
         ).stdout
     )
     assert [row["unsure"] for row in never] == ["warning" in row for row in never]  # only "nothing found" is unsure
+    assert [row.get("unsure_reasons", []) for row in never] == [[NO_OBJECT] if row["unsure"] else [] for row in never]
     assert not all(row["unsure"] for row in never)
+    rows = json.loads(
+        run_in_process("infer", "--json", "--min-confidence", "1", *(f"--image={p}" for p in real)).stdout
+    )
+    assert all(row["unsure"] and LOW_CONFIDENCE in row["unsure_reasons"] for row in rows)
     always = run_in_process("infer", "--min-confidence", "1", "--top-k", "2", *(f"--image={p}" for p in real))
     assert always.returncode == 0
     assert [line.split(": ", 1)[1].startswith("unsure (") for line in always.stdout.splitlines()] == [True] * 4
@@ -376,6 +402,7 @@ def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> N
         and row["unsure"] is True
         and row["label"]
         and row["warning"].startswith("no object found")
+        and row["unsure_reasons"][0] == NO_OBJECT  # a black image is atypical as well
     )
     plain = run_in_process("infer", "--min-confidence", "0", "--image", str(tmp_path / "wall.jpg"))
     assert plain.stdout.startswith(f"{tmp_path / 'wall.jpg'}: unsure (") and "warning" in plain.stderr
