@@ -37,9 +37,10 @@ STDIN = "-"  # an --image argument that means one picture read from standard inp
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
 
 
-NO_OBJECT = "no object found"
-LOW_CONFIDENCE = "top probability not above --min-confidence"
-ATYPICAL = "typicality below --min-typicality"
+# Why a verdict is unsure: stable codes for scripts (JSON "unsure_reasons")
+NO_OBJECT = "no_object"  # preprocessing found no object (a uniform picture, nothing stands out)
+LOW_CONFIDENCE = "low_confidence"  # the top probability is not above min_confidence
+ATYPICAL = "atypical"  # the typicality is below min_typicality
 
 
 def unsure_reasons(
@@ -93,9 +94,13 @@ class Classified:
     error: str = ""
     not_saved: str = ""  # why its preprocessed picture could not be saved (the prediction stands)
     true_label: str = ""  # known for test-set samples only
-    unsure: bool = False
     typicality: float | None = None  # 0..1, None for a model without the reference
-    unsure_reasons: list[str] = field(default_factory=list)  # unsure_reasons(), when unsure
+    unsure_reasons: list[str] = field(default_factory=list)  # what unsure_reasons() gave: empty when sure
+
+    @property
+    def unsure(self) -> bool:
+        """The verdict is unsure: some rule of :func:`unsure_reasons` fired."""
+        return bool(self.unsure_reasons)
 
     def to_dict(self) -> dict:
         if self.error:
@@ -289,7 +294,6 @@ def classify_arrays(
                 float(row[best]),
                 top_k(row, predictor.class_names, k),
                 warning=reason,
-                unsure=bool(reasons),
                 typicality=score,
                 unsure_reasons=reasons,
             )

@@ -35,10 +35,15 @@ def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> Non
     assert quantiles is not None
     typical = typicality(logits.max(1), quantiles)
     for row, probabilities, score in zip(rows, expected, typical, strict=True):
-        assert set(row) == {"image", "label", "index", "probability", "unsure", "top_k", "typicality"}
+        fired = {
+            "low_confidence": row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE,
+            "atypical": score < spec.DEFAULT_MIN_TYPICALITY,
+        }
+        reasons = [reason for reason, hit in fired.items() if hit]
+        keys = {"image", "label", "index", "probability", "unsure", "top_k", "typicality"}
+        assert set(row) == keys | ({"unsure_reasons"} if reasons else set())
         assert len(row["top_k"]) == 2 and row["typicality"] == pytest.approx(score)
-        unsure = row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE or score < spec.DEFAULT_MIN_TYPICALITY
-        assert row["unsure"] == unsure
+        assert row["unsure"] == bool(reasons) and row.get("unsure_reasons", []) == reasons
         assert row["index"] == probabilities.argmax() and row["probability"] == pytest.approx(probabilities.max())
         assert row["top_k"][0] == {"label": row["label"], "probability": row["probability"]}
     globbed = run_in_process("infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "[01].png"), "--json")

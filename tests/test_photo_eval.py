@@ -357,9 +357,7 @@ def test_unsure_reasons_name_every_rule_that_fired(
 
 def test_unsure_line_and_json() -> None:
     top = [{"label": "T-shirt/top", "probability": 0.38}, {"label": "Bag", "probability": 0.21}]
-    unsure = Classified(
-        "hat.jpg", "T-shirt/top", 0, 0.38, top, unsure=True, typicality=0.004, unsure_reasons=[ATYPICAL]
-    )
+    unsure = Classified("hat.jpg", "T-shirt/top", 0, 0.38, top, typicality=0.004, unsure_reasons=[ATYPICAL])
     assert unsure.line() == "hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)"
     assert unsure.to_dict() == {
         "image": "hat.jpg",
@@ -369,7 +367,7 @@ def test_unsure_line_and_json() -> None:
         "unsure": True,
         "top_k": top,
         "typicality": 0.004,
-        "unsure_reasons": ["typicality below --min-typicality"],
+        "unsure_reasons": ["atypical"],
     }
     sure = Classified("shirt.jpg", "T-shirt/top", 0, 0.38, top)
     assert sure.line() == "shirt.jpg: T-shirt/top 0.38 (Bag 0.21)" and sure.to_dict()["unsure"] is False
