@@ -452,7 +452,8 @@ def infer(
     The verdict is "unsure" when the top probability is not above --min-confidence, when the
     picture is less typical than --min-typicality, or when no object was found:
     `hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)` (--top-k 2); JSON gets "unsure": true,
-    "unsure_reasons" (which of these rules fired), the typicality, and keeps the best guess.
+    "unsure_reasons" (the rules that fired: no_object, low_confidence, atypical; only when
+    unsure), the typicality, and keeps the best guess.
     Unsure is an answer (exit 0). Exit code 1 when any image could not be classified or its
     --save-preprocessed image not written (the others are still printed and saved); 130 after
     Ctrl-C.

@@ -82,7 +82,8 @@ def is_unsure(
 class Classified:
     """The result for one picture: a prediction (possibly unsure), or the one-line reason it failed.
 
-    ``label``/``probability``/``top_k`` hold the model's best guess even when ``unsure`` is set.
+    ``label``/``probability``/``top_k`` hold the model's best guess even when the verdict is unsure
+    (``unsure_reasons`` not empty).
     """
 
     image: str
@@ -115,7 +116,7 @@ class Classified:
         }
         result["typicality"] = self.typicality  # None (null) for a model without the reference
         optional = {
-            "unsure_reasons": self.unsure_reasons,
+            "unsure_reasons": list(self.unsure_reasons),
             "warning": self.warning,
             "true_label": self.true_label,
             "not_saved": self.not_saved,

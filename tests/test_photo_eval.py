@@ -372,6 +372,8 @@ def test_unsure_line_and_json() -> None:
     sure = Classified("shirt.jpg", "T-shirt/top", 0, 0.38, top)
     assert sure.line() == "shirt.jpg: T-shirt/top 0.38 (Bag 0.21)" and sure.to_dict()["unsure"] is False
     assert "unsure_reasons" not in sure.to_dict()
+    unsure.to_dict()["unsure_reasons"].append("edited")  # the JSON is a copy: the result keeps its reasons
+    assert unsure.unsure_reasons == [ATYPICAL] and unsure.unsure
 
 
 def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> None:
