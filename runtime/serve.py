@@ -4,7 +4,8 @@
     curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
 
 Endpoints: ``POST /v1/classify`` (raw ``image/*`` body or multipart field ``file``),
-``POST /v1/classify/batch`` (multipart, several ``file`` fields), ``GET /v1/model``,
+``POST /v1/classify/batch`` (multipart, several ``file`` fields), ``GET /v1/model`` (the model's
+metadata and the unsure thresholds, ``min_confidence`` and ``min_typicality``),
 ``GET /healthz``, ``GET /metrics`` (Prometheus text format), ``GET /`` (a page for a phone),
 ``GET /openapi.json`` (FastAPI's OpenAPI; no ``/docs``: its Swagger UI would come from a CDN).
 A result is what ``edgefmnist infer --json`` gives for the same picture, from the same code
@@ -156,10 +157,21 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
     return [("upload", body)]
 
 
-def model_description(predictor: Predictor) -> dict[str, Any]:
-    """The model's metadata as JSON values, with its file name and the service's verdict settings."""
+def model_description(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
+    """The model's metadata as JSON values, with its file name and the unsure thresholds in force.
+
+    ``min_confidence`` and ``min_typicality`` are the thresholds of the ``low_confidence`` and
+    ``atypical`` reasons; ``min_typicality`` is None for a model without the typicality reference
+    (that rule is not checked).
+    """
     props = predictor.metadata.to_props()
-    return {"file": predictor.path.name, **{key: json.loads(value) for key, value in props.items()}}
+    checks_typicality = predictor.metadata.max_logit_quantiles is not None
+    return {
+        "file": predictor.path.name,
+        **{key: json.loads(value) for key, value in props.items()},
+        "min_confidence": settings.min_confidence,
+        "min_typicality": settings.min_typicality if checks_typicality else None,
+    }
 
 
 def page_html() -> str:
@@ -251,9 +263,9 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
             entry.pop("status", None)
         return JSONResponse(entries)
 
-    @app.get("/v1/model", summary="The model's metadata")
+    @app.get("/v1/model", summary="The model's metadata and the unsure thresholds in force")
     async def model() -> JSONResponse:
-        return JSONResponse(model_description(predictor))
+        return JSONResponse(model_description(predictor, settings))
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> JSONResponse:

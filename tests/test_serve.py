@@ -22,6 +22,8 @@ import pytest
 from PIL import Image
 from serve_client import Reply, ServerProcess
 
+from edgefmnist import spec
+
 PHOTOS = Path(__file__).parent / "data" / "photos"
 RESULT_KEYS = ("label", "index", "probability", "unsure", "top_k")
 
@@ -120,6 +122,8 @@ def test_batch_classifies_each_file_and_names_the_bad_one(server: ServerProcess,
 def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs: list[bytes]) -> None:
     model = server.request("GET", "/v1/model").json()
     assert model["file"] == "cnn.onnx" and len(model["class_names"]) == 10 and model["precision"] == "fp32"
+    assert model["min_confidence"] == spec.DEFAULT_MIN_CONFIDENCE
+    assert model["min_typicality"] == spec.DEFAULT_MIN_TYPICALITY
     assert server.request("GET", "/healthz").json()["status"] == "ok"
     server.post_image(test_pngs[0])
     server.post_image(b"not a picture")
@@ -139,6 +143,50 @@ def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs:
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     assert 'type="file" accept="image/*" capture' in html
     assert "http://" not in html and "https://" not in html  # self-contained: nothing from a CDN
+
+
+def test_model_reports_the_thresholds_that_decide_the_unsure_reasons(test_pngs: list[bytes]) -> None:
+    strict = ServerProcess("--min-confidence", "0.9", "--min-typicality", "0.6")
+    try:
+        model = strict.request("GET", "/v1/model").json()
+        assert (model["min_confidence"], model["min_typicality"]) == (0.9, 0.6)
+        seen = set()
+        for data in test_pngs:
+            got = strict.post_image(data).json()
+            fired = (
+                ("low_confidence", got["probability"] <= model["min_confidence"]),
+                ("atypical", got["typicality"] < model["min_typicality"]),
+            )
+            assert got.get("unsure_reasons", []) == [reason for reason, failed in fired if failed]
+            seen.add(tuple(got.get("unsure_reasons", [])))
+        assert {(), ("atypical",), ("low_confidence", "atypical")} <= seen  # the first 6 test images
+    finally:
+        assert strict.stop()[0] == 0
+
+
+def test_model_without_the_typicality_reference_reports_no_min_typicality(
+    test_pngs: list[bytes], tmp_path: Path
+) -> None:
+    import onnx
+    from edgefmnist.runtime.predictor import default_model_path
+
+    model = onnx.load(str(default_model_path()))
+    for prop in model.metadata_props:
+        if prop.key == "calibration":
+            calibration = json.loads(prop.value)
+            del calibration["max_logit_quantiles"]
+            prop.value = json.dumps(calibration)
+    older = tmp_path / "older.onnx"
+    onnx.save(model, str(older))
+    target = ServerProcess("--model", str(older), "--min-typicality", "0.9")
+    try:
+        described = target.request("GET", "/v1/model").json()
+        assert described["file"] == "older.onnx"
+        assert (described["min_confidence"], described["min_typicality"]) == (spec.DEFAULT_MIN_CONFIDENCE, None)
+        got = target.post_image(test_pngs[0]).json()
+        assert got["typicality"] is None and "unsure_reasons" not in got
+    finally:
+        assert target.stop()[0] == 0
 
 
 def test_head_is_answered_where_get_is(server: ServerProcess) -> None:
