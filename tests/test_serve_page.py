@@ -1,4 +1,5 @@
-"""The page at / in a real headless browser (Debian's chromium through Selenium): upload a photo, read the label."""
+"""The page at / in a real headless browser (Debian's chromium through Selenium): upload a photo, read the label
+and, for an unsure verdict, why."""
 
 from __future__ import annotations
 
@@ -11,11 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from serve_client import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PHOTO = sorted((Path(__file__).parent / "data" / "photos" / "shoes").glob("*.jpg"))[0]
+REASON_WORDS = {  # what the page says for each code of "unsure_reasons"
+    "no_object": "no object found",
+    "low_confidence": "top probability too low",
+    "atypical": "unlike the training images",
+}
+
+
+def reasons_line(result: dict[str, Any]) -> str:
+    """The line the page shows under an unsure verdict; empty for a sure one."""
+    return "why: " + "; ".join(REASON_WORDS[code] for code in result["unsure_reasons"]) if result["unsure"] else ""
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +66,41 @@ def test_page_uploads_a_photo_and_shows_label_bars_and_the_28x28_image(browser: 
         label = browser.find_element(By.ID, "label").text
         want = f"unsure (best guess: {expected['label']})" if expected["unsure"] else expected["label"]
         assert label == want
+        assert browser.find_element(By.ID, "reasons").text == reasons_line(expected)
         bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
         assert [bar.text.rsplit(" ", 2)[0] for bar in bars] == [entry["label"] for entry in expected["top_k"][:3]]
         seen = browser.find_element(By.ID, "seen")
         assert browser.execute_script("return arguments[0].naturalWidth", seen) == 28
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalHeight", seen) == 28
+    finally:
+        assert server.stop()[0] == 0
+
+
+@pytest.mark.slow
+def test_page_says_why_a_verdict_is_unsure_and_clears_it_for_a_sure_one(
+    browser: Any, fashion: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    grey = tmp_path / "grey.png"
+    Image.new("L", (64, 64), 128).save(grey)
+    trouser = tmp_path / "trouser.png"
+    Image.fromarray(fashion.test.images[2]).save(trouser)
+    server = ServerProcess()
+    try:
+        unsure = server.post_image(grey.read_bytes()).json()
+        assert unsure["unsure_reasons"] == list(REASON_WORDS)  # a uniform picture fails every rule
+        sure = server.post_image(trouser.read_bytes()).json()
+        assert not sure["unsure"]
+        browser.get(f"http://{server.host}:{server.port}/")
+        browser.find_element(By.ID, "file").send_keys(str(grey))
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "reasons").is_displayed())
+        assert browser.find_element(By.ID, "label").text == f"unsure (best guess: {unsure['label']})"
+        reasons = browser.find_element(By.ID, "reasons")
+        assert reasons.text == "why: no object found; top probability too low; unlike the training images"
+        browser.find_element(By.ID, "file").send_keys(str(trouser))
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "label").text == sure["label"])
+        assert not reasons.is_displayed() and reasons.get_attribute("textContent") == ""
     finally:
         assert server.stop()[0] == 0
