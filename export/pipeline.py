@@ -100,7 +100,11 @@ def model_outputs(
 
 
 def onnx_outputs(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`model_outputs` of a graph not yet finished (no metadata, so no :class:`Predictor`)."""
+    """:func:`model_outputs` of a graph not yet finished, in a plain session (no metadata yet for ``open_session``).
+
+    The one optimiser metadata turns off (QDQ propagation, int8 CNN) moves a quantisation across a max, which is
+    exact: the predictor's logits equal a plain session's bit for bit (tests/test_uint8_input.py).
+    """
     return model_outputs(onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]), images)
 
 

@@ -89,20 +89,15 @@ def input_dtype(path: Path) -> np.dtype:
     return np.dtype(read_metadata(path).input.get("dtype", "float32"))
 
 
-def session_options(threads: int) -> onnxruntime.SessionOptions:
-    """Default session options, but for the thread count (so that both sides use the same)."""
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    return options
-
-
 def edgefmnist_runner(path: Path, threads: int) -> Runner:
     predictor = Predictor(path, threads=threads)
     return lambda images: predictor.run(images)[0]
 
 
 def plain_runner(path: Path, threads: int) -> Runner:
-    session = onnxruntime.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()  # the defaults, but for the thread count (the same on both sides)
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda images: session.run(None, {INPUT_NAME: images})[0]
 
 

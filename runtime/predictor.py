@@ -73,6 +73,28 @@ def default_threads() -> int:
     return max(1, min(MAX_DEFAULT_THREADS, available_cores()))
 
 
+def open_session(
+    path: Path, metadata: ModelMetadata, threads: int, *, arena: bool = True
+) -> onnxruntime.InferenceSession:
+    """A CPU session on the model at ``path``: ``threads`` intra-op threads, one inter-op, sequential; every
+    graph optimisation but the ``metadata``'s :attr:`ModelMetadata.disabled_optimizers`; the CPU memory arena
+    on unless ``arena`` is False. Raises :class:`ModelError` naming ``path`` when onnxruntime cannot load it.
+    """
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = arena
+    options.log_severity_level = 4  # fatal only: errors reach the user as one ModelError line
+    try:  # onnxruntime prints an "EP Error" banner to stdout before it re-raises: keep stdout clean
+        with contextlib.redirect_stdout(io.StringIO()):
+            return onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=metadata.disabled_optimizers
+            )
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelError(f"{path}: onnxruntime cannot load it ({first_line(exc)})") from None
+
+
 SINGLE_IMAGE_SHAPES = {(IMAGE_SIZE, IMAGE_SIZE), (1, IMAGE_SIZE, IMAGE_SIZE), (1, 1, IMAGE_SIZE, IMAGE_SIZE)}
 
 
@@ -129,9 +151,8 @@ class Predictor:
     """Classify 28x28 images with an exported edgefmnist ONNX model."""
 
     def __init__(self, model_path: Path | str, threads: int | None = None) -> None:
-        """Load the model at ``model_path`` into one onnxruntime session with ``threads`` intra-op
-        threads (default :func:`default_threads`), every graph optimisation but those the model's metadata
-        turns off (:attr:`ModelMetadata.disabled_optimizers`).
+        """Load the model at ``model_path`` into one onnxruntime session (:func:`open_session`) with
+        ``threads`` intra-op threads (default :func:`default_threads`).
 
         Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
         then the graph's signature: one float32 or uint8 input ``[N, 1, 28, 28]`` and the contract's two
@@ -143,22 +164,7 @@ class Predictor:
         self.metadata.check_runtime(self.path)
         self.class_names = self.metadata.class_names
         self.threads = threads or default_threads()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 4  # fatal only: errors reach the user as one ModelError line
-        try:  # onnxruntime prints an "EP Error" banner to stdout before it re-raises: keep stdout clean
-            with contextlib.redirect_stdout(io.StringIO()):
-                self.session = onnxruntime.InferenceSession(
-                    str(self.path),
-                    options,
-                    providers=["CPUExecutionProvider"],
-                    disabled_optimizers=self.metadata.disabled_optimizers,
-                )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"{self.path}: onnxruntime cannot load it ({first_line(exc)})") from None
+        self.session = open_session(self.path, self.metadata, self.threads)
         self._check_signature()
         self._per_thread = threading.local()
 

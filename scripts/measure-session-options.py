@@ -29,17 +29,14 @@ from edgefmnist.runtime.predictor import (
     INPUT_NAME,
     OUTPUT_NAMES,
     bound_run,
+    open_session,
 )
 
 from edgefmnist.data import load_test_split
 
 
 def session(path: str, arena: bool) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = arena
-    disabled = read_metadata(Path(path)).disabled_optimizers  # as the predictor does
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    return open_session(Path(path), read_metadata(Path(path)), 1, arena=arena)
 
 
 def run_options(kind: str) -> ort.RunOptions | None:

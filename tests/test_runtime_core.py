@@ -11,7 +11,7 @@ import onnx
 import pytest
 from edgefmnist.runtime.metadata import ModelMetadata, read_metadata
 from edgefmnist.runtime.onnx_header import read_model_header
-from edgefmnist.runtime.predictor import Predictor
+from edgefmnist.runtime.predictor import Predictor, open_session
 from onnx import TensorProto, helper
 
 from edgefmnist.contract import Dtype, oldest_onnxruntime, parse_version
@@ -136,6 +136,33 @@ def test_runtime_imports_neither_torch_nor_onnx() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_open_session_takes_threads_arena_and_the_optimisers_the_metadata_turns_off(
+    shipped_mlp: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import onnxruntime
+
+    disabled = []
+    original = onnxruntime.InferenceSession
+
+    def recording(*args, **kwargs):
+        disabled.append(kwargs["disabled_optimizers"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording)
+    int8 = shipped_mlp.with_name("cnn.int8.onnx")
+    for arena in (True, False):
+        options = open_session(int8, read_metadata(int8), 2, arena=arena).get_session_options()
+        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (2, 1)
+        assert options.enable_cpu_mem_arena is arena
+        assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    open_session(shipped_mlp, read_metadata(shipped_mlp), 1)
+    assert disabled == [["QDQPropagationTransformer"]] * 2 + [[]]
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(shipped_mlp.read_bytes()[:-64])
+    with pytest.raises(ModelError, match=f"{broken}: onnxruntime cannot load it"):
+        open_session(broken, read_metadata(shipped_mlp), 1)
 
 
 def test_the_single_image_path_passes_run_options_built_once(shipped_mlp: Path) -> None:
