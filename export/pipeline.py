@@ -103,7 +103,7 @@ def onnx_outputs(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """:func:`model_outputs` of a graph not yet finished, in a plain session (no metadata yet for ``open_session``).
 
     The one optimiser metadata turns off (QDQ propagation, int8 CNN) moves a quantisation across a max, which is
-    exact: the predictor's logits equal a plain session's bit for bit (tests/test_uint8_input.py).
+    exact: tests/test_uint8_input.py finds the predictor's logits equal to a plain session's.
     """
     return model_outputs(onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]), images)
 
