@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import json
 import os
 import struct
 import subprocess
@@ -133,3 +134,17 @@ def paper_photo(image: np.ndarray, lighting: Any, angle: float = 0.0, scale: int
     if angle:
         picture = picture.rotate(angle, Image.Resampling.BILINEAR, fillcolor=tuple(int(c) for c in photo[0, 0]))
     return Image.open(io.BytesIO(encoded(picture, "JPEG", quality=90)))
+
+
+def without_typicality_reference(model: Path, out: Path) -> Path:
+    """Save to ``out`` a copy of the .onnx ``model`` without its calibration's ``max_logit_quantiles`` (older)."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    for prop in proto.metadata_props:
+        if prop.key == "calibration":
+            calibration = json.loads(prop.value)
+            del calibration["max_logit_quantiles"]
+            prop.value = json.dumps(calibration)
+    onnx.save(proto, str(out))
+    return out

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, is_unsure, unsure_reasons
 from edgefmnist.runtime.photo_eval import PhotoSetError, folder_class, load_photo_set, photo_split, select_split
-from helpers import TORCH_FREE, assert_one_line_error, run_in_process
+from helpers import TORCH_FREE, assert_one_line_error, run_in_process, without_typicality_reference
 from PIL import Image
 
 from edgefmnist import spec
@@ -249,17 +249,9 @@ def test_the_typicality_sweep_holds_the_confidence_and_varies_the_typicality(sma
 def test_a_model_without_the_typicality_reference_is_judged_by_probability_alone(
     small_set: Path, tmp_path: Path
 ) -> None:
-    import onnx
     from edgefmnist.runtime.predictor import default_model_path
 
-    model = onnx.load(str(default_model_path()))
-    for prop in model.metadata_props:
-        if prop.key == "calibration":
-            calibration = json.loads(prop.value)
-            del calibration["max_logit_quantiles"]
-            prop.value = json.dumps(calibration)
-    older = tmp_path / "older.ONNX"
-    onnx.save(model, str(older))
+    older = without_typicality_reference(default_model_path(), tmp_path / "older.ONNX")
     report = evaluate_json("--photos", str(small_set), "--model", str(older), "--min-typicality", "0.9")
     assert report["threshold"]["min_typicality"] is None and report["threshold"]["coverage"] > 0
     rows = json.loads(run_in_process("infer", "--json", "--model", str(older), "--sample", "0:2").stdout)

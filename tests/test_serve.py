@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import without_typicality_reference
 from PIL import Image
 from serve_client import Reply, ServerProcess
 
@@ -167,17 +168,9 @@ def test_model_reports_the_thresholds_that_decide_the_unsure_reasons(test_pngs: 
 def test_model_without_the_typicality_reference_reports_no_min_typicality(
     test_pngs: list[bytes], tmp_path: Path
 ) -> None:
-    import onnx
     from edgefmnist.runtime.predictor import default_model_path
 
-    model = onnx.load(str(default_model_path()))
-    for prop in model.metadata_props:
-        if prop.key == "calibration":
-            calibration = json.loads(prop.value)
-            del calibration["max_logit_quantiles"]
-            prop.value = json.dumps(calibration)
-    older = tmp_path / "older.onnx"
-    onnx.save(model, str(older))
+    older = without_typicality_reference(default_model_path(), tmp_path / "older.onnx")
     target = ServerProcess("--model", str(older), "--min-typicality", "0.9")
     try:
         described = target.request("GET", "/v1/model").json()
