@@ -53,7 +53,9 @@ def unsure_reasons(
     """Why the verdict is unsure, in this order: ``NO_OBJECT`` when nothing was found,
     ``LOW_CONFIDENCE`` when ``probability <= min_confidence``, ``ATYPICAL`` when
     ``typicality < min_typicality`` (a model without a typicality reference has ``None``: not
-    checked); an empty list when it is not.
+    checked); an empty list when it is not. The verdict is unsure when the list is not empty: so
+    ``min_confidence=0`` with ``min_typicality=0`` never says unsure about a real object (a top
+    probability of 10 classes is at least 0.1) and ``min_confidence=1`` always does.
     """
     checks = (
         (nothing_found, NO_OBJECT),
@@ -61,21 +63,6 @@ def unsure_reasons(
         (typicality is not None and typicality < min_typicality, ATYPICAL),
     )
     return [reason for failed, reason in checks if failed]
-
-
-def is_unsure(
-    probability: float,
-    min_confidence: float,
-    nothing_found: bool = False,
-    typicality: float | None = None,
-    min_typicality: float = 0.0,
-) -> bool:
-    """The verdict rule: unsure when :func:`unsure_reasons` gives any reason.
-
-    So ``min_confidence=0`` with ``min_typicality=0`` never says unsure about a real object (a
-    top probability of 10 classes is at least 0.1) and ``min_confidence=1`` always does.
-    """
-    return bool(unsure_reasons(probability, min_confidence, nothing_found, typicality, min_typicality))
 
 
 @dataclass

@@ -37,9 +37,9 @@ import numpy as np
 from edgefmnist.runtime.infer import (
     check_min_confidence,
     check_min_typicality,
-    is_unsure,
     picture_outputs,
     picture_typicality,
+    unsure_reasons,
 )
 from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
@@ -207,7 +207,7 @@ class PhotoPredictions:
         typical = [None] * len(self.photos) if self.typicality is None else [float(t) for t in self.typicality]
         return np.array(
             [
-                is_unsure(float(c), min_confidence, bool(e), t, min_typicality)
+                bool(unsure_reasons(float(c), min_confidence, bool(e), t, min_typicality))
                 for c, e, t in zip(self.confidence, self.nothing_found, typical, strict=False)
             ],
             bool,

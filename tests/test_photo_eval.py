@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, is_unsure, unsure_reasons
+from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, unsure_reasons
 from edgefmnist.runtime.photo_eval import PhotoSetError, folder_class, load_photo_set, photo_split, select_split
 from helpers import TORCH_FREE, assert_one_line_error, run_in_process, without_typicality_reference
 from PIL import Image
@@ -273,13 +273,14 @@ def test_a_photo_set_with_nothing_readable_is_an_error(tmp_path: Path) -> None:
 
 
 def test_the_unsure_rule_and_the_shipped_typicality_references() -> None:
-    from edgefmnist.runtime.infer import is_unsure
     from edgefmnist.runtime.metadata import read_metadata
     from edgefmnist.runtime.predictor import default_model_path
 
-    assert is_unsure(0.9, 0.4, False, 0.005, 0.011) and not is_unsure(0.9, 0.4, False, 0.02, 0.011)
-    assert is_unsure(0.3, 0.4, False, 0.5, 0.011) and is_unsure(0.9, 0.4, True, 0.5, 0.011)
-    assert not is_unsure(0.9, 0.4, False, None, 0.011)  # a model without the reference: not checked
+    assert unsure_reasons(0.9, 0.4, False, 0.005, 0.011) == [ATYPICAL]
+    assert unsure_reasons(0.9, 0.4, False, 0.02, 0.011) == []
+    assert unsure_reasons(0.3, 0.4, False, 0.5, 0.011) == [LOW_CONFIDENCE]
+    assert unsure_reasons(0.9, 0.4, True, 0.5, 0.011) == [NO_OBJECT]
+    assert unsure_reasons(0.9, 0.4, False, None, 0.011) == []  # a model without the reference: not checked
     for path in default_model_path().parent.glob("*.onnx"):
         quantiles = read_metadata(path).max_logit_quantiles
         assert quantiles is not None and len(quantiles["values"]) == len(quantiles["levels"]), path.name
@@ -326,8 +327,9 @@ def test_evaluate_photos_stays_torch_free(small_set: Path) -> None:
 
 
 def test_unsure_rule() -> None:
-    assert is_unsure(0.38, 0.5) and not is_unsure(0.51, 0.5)
-    assert not is_unsure(0.1, 0.0) and is_unsure(1.0, 1.0) and is_unsure(0.99, 0.0, nothing_found=True)
+    assert unsure_reasons(0.38, 0.5) == [LOW_CONFIDENCE] and unsure_reasons(0.51, 0.5) == []
+    assert unsure_reasons(0.1, 0.0) == [] and unsure_reasons(1.0, 1.0) == [LOW_CONFIDENCE]
+    assert unsure_reasons(0.99, 0.0, nothing_found=True) == [NO_OBJECT]
 
 
 @pytest.mark.parametrize(
@@ -344,7 +346,6 @@ def test_unsure_reasons_name_every_rule_that_fired(
     probability: float, nothing_found: bool, typicality: float | None, reasons: list[str]
 ) -> None:
     assert unsure_reasons(probability, 0.3, nothing_found, typicality, 0.012) == reasons
-    assert is_unsure(probability, 0.3, nothing_found, typicality, 0.012) is bool(reasons)
 
 
 def test_unsure_line_and_json() -> None:
