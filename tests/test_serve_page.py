@@ -26,8 +26,9 @@ REASON_WORDS = {  # what the page says for each code of "unsure_reasons"
 
 
 def reasons_line(result: dict[str, Any]) -> str:
-    """The line the page shows under an unsure verdict; empty for a sure one."""
-    return "why: " + "; ".join(REASON_WORDS[code] for code in result["unsure_reasons"]) if result["unsure"] else ""
+    """The line the page shows under an unsure verdict (for no object, the warning); empty for a sure one."""
+    words = {**REASON_WORDS, "no_object": result.get("warning") or REASON_WORDS["no_object"]}
+    return "why: " + "; ".join(words[code] for code in result["unsure_reasons"]) if result["unsure"] else ""
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,10 @@ def test_page_says_why_a_verdict_is_unsure_and_clears_it_for_a_sure_one(
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "reasons").is_displayed())
         assert browser.find_element(By.ID, "label").text == f"unsure (best guess: {unsure['label']})"
         reasons = browser.find_element(By.ID, "reasons")
-        assert reasons.text == "why: no object found; top probability too low; unlike the training images"
+        assert unsure["warning"] == "no object found: the picture is nearly uniform"
+        assert reasons.text == reasons_line(unsure)
+        assert reasons.text == f"why: {unsure['warning']}; top probability too low; unlike the training images"
+        assert browser.find_element(By.ID, "status").text.endswith(" ms to preprocess")  # said once, not twice
         browser.find_element(By.ID, "file").send_keys(str(trouser))
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "label").text == sure["label"])
         assert not reasons.is_displayed() and reasons.get_attribute("textContent") == ""
