@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +40,7 @@ ALPHA_MODES = ("LA", "La", "RGBA", "RGBa", "PA")
 RESAMPLE = Image.Resampling.LANCZOS
 PictureSource = Path | str | bytes  # a file path, or a picture's encoded bytes
 MAX_ENCODED_BYTES = 256 << 20  # a picture read whole into memory (a pipe, stdin); a 200 MP camera JPEG is well below
+BAND_ROWS = 256  # rows flattened at a time by to_rgb_or_l (a 6,300-pixel-wide float band: 13 MB as float64)
 REDUCING_GAP = 3.0  # integer pre-reduction leaves at least 3x for Lanczos: indistinguishable from a full resample
 
 
@@ -193,13 +195,13 @@ def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Imag
         raise ImageError(f"{path}: a {image.format} variant this Pillow cannot decode ({first_line(exc)})") from None
     ImageOps.exif_transpose(image, in_place=True)
     try:
-        picture = to_rgb_or_l(image)
+        picture = image if is_plain(image) else to_rgb_or_l(image)  # a plain picture is shrunk in place
     except ValueError as exc:  # Pillow has no conversion for this mode: valid, but not supported here
         raise ImageError(
             f"{path}: a {image.format} picture in pixel mode {image.mode}, which is not supported"
         ) from exc
     picture.thumbnail((max_side, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
-    return picture
+    return picture.copy() if picture is image else picture  # the shrunk copy outlives the file, which closes image
 
 
 def pixel_limit(format_id: str | None) -> int:
@@ -237,12 +239,53 @@ def to_rgb_or_l(image: Image.Image) -> Image.Image:
     copies the channels unchanged); CMYK, YCbCr, HSV become RGB; ``1`` and gray palettes become
     ``L``. ``L`` and ``RGB`` without transparency are copied unchanged. Raises ``ValueError`` for
     a mode Pillow cannot convert.
+
+    Every other mode is converted ``BAND_ROWS`` rows at a time (the maximum of wide pixels is
+    taken over the whole picture first), so the conversion's working copies hold one band, not
+    the picture: a 40 MP float TIFF or RGBA PNG then costs about what a 40 MP RGB PNG does.
     """
+    if is_plain(image):
+        return image.copy()
+    peak = wide_pixel_peak(image)
+    result: Image.Image | None = None
+    for top, band in row_bands(image):
+        flat = flatten_band(band, peak)
+        if result is None:
+            result = Image.new(flat.mode, image.size)
+        result.paste(flat, (0, top))
+    assert result is not None  # a Pillow image has at least one row
+    return result
+
+
+def is_plain(image: Image.Image) -> bool:
+    """True for an ``L`` or ``RGB`` picture without transparency: what :func:`to_rgb_or_l` returns unchanged."""
+    return image.mode in ("L", "RGB") and "transparency" not in image.info
+
+
+def row_bands(image: Image.Image) -> Iterator[tuple[int, Image.Image]]:
+    """``(top row, band)`` for consecutive crops of at most ``BAND_ROWS`` rows covering ``image``."""
+    for top in range(0, image.height, BAND_ROWS):
+        yield top, image.crop((0, top, image.width, min(top + BAND_ROWS, image.height)))
+
+
+def wide_values(image: Image.Image) -> np.ndarray:
+    """Pixels of an integer or float picture as float64 ``[H, W]``; negatives, NaN and infinities count as 0."""
+    values = np.nan_to_num(np.asarray(image).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(values, 0.0, None)
+
+
+def wide_pixel_peak(image: Image.Image) -> float | None:
+    """The largest of :func:`wide_values` over the picture, read band by band; None for 8-bit modes."""
+    if image.mode not in SIXTEEN_BIT_MODES and image.mode != "F":
+        return None
+    return max(float(wide_values(band).max(initial=0.0)) for _, band in row_bands(image))
+
+
+def flatten_band(image: Image.Image, peak: float | None) -> Image.Image:
+    """One band of :func:`to_rgb_or_l`; ``peak`` is the whole picture's :func:`wide_pixel_peak`."""
     mode = image.mode
-    if mode in SIXTEEN_BIT_MODES:
-        return scaled_to_8_bits(np.asarray(image).astype(np.float64), integer=True)
-    if mode == "F":
-        return scaled_to_8_bits(np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0))
+    if peak is not None:
+        return scaled_to_8_bits(wide_values(image), peak, integer=mode != "F")
     if mode == "LAB":
         return image.getchannel("L")
     if mode in ("P", "PA"):
@@ -258,17 +301,13 @@ def to_rgb_or_l(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("L" if mode in ("LA", "La") else "RGB")
-    if mode in ("L", "RGB"):
-        return image.copy()
     if mode == "1":
         return image.convert("L")
     return image.convert("RGB")
 
 
-def scaled_to_8_bits(values: np.ndarray, integer: bool = False) -> Image.Image:
-    """Pixels ``[H, W]`` (float64) -> an ``L`` image, scaled by their range as :func:`to_rgb_or_l` says."""
-    values = np.clip(values, 0.0, None)
-    peak = float(values.max(initial=0.0))
+def scaled_to_8_bits(values: np.ndarray, peak: float, integer: bool = False) -> Image.Image:
+    """Pixels ``[H, W]`` (float64, at least 0) -> an ``L`` image, scaled as :func:`to_rgb_or_l` says for ``peak``."""
     if integer and peak > 255.0:
         bits = int(peak).bit_length()  # 4095 -> 12, 65535 -> 16
         values = values * (255.0 / (2**bits - 1))
