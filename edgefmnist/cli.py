@@ -699,6 +699,7 @@ def evaluate_photos(
     """`evaluate --photos`: the report at ``thresholds`` (min-confidence, min-typicality), and the
     sweep of the ``varied`` one ("confidence" or "typicality"; None: no sweep), on one half of a photo set."""
     from edgefmnist.runtime.photo_eval import (
+        class_folder_notes,
         format_photo_report,
         format_sweep,
         load_photo_set,
@@ -731,6 +732,8 @@ def evaluate_photos(
     swept = threshold_sweep(predictions, varied, *thresholds) if varied else None
     if plot is not None:
         save_photo_plot(plot, report, predictions, title)
+    for note in class_folder_notes(folder):  # after every refusal, so that an error stays one line
+        typer.echo(f"edgefmnist: note: {note}", err=True)
     if json_output:
         print_json({**head, **report, **({"sweep": swept} if swept else {}), **({"plot": str(plot)} if plot else {})})
     else:

@@ -117,6 +117,30 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     return sorted(photos, key=lambda p: str(p.path))
 
 
+def class_folder_notes(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) -> list[str]:
+    """What a photo set of class folders scores in a way its owner may not expect, one line each.
+
+    Folders named after no class count as out of domain (a ``shoes`` or ``t-shirt`` folder
+    too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``), and pictures beside the
+    folders are not scored. Empty for a set with ``labels.csv``, which says everything.
+    """
+    folder = Path(folder)
+    if (folder / LABELS_FILE).is_file() or not folder.is_dir():
+        return []
+    entries = sorted(folder.iterdir())
+    others = [p.name for p in entries if p.is_dir() and folder_class(p.name, class_names) is None]
+    loose = [p for p in entries if p.is_file() and p.suffix.lower() in picture_extensions()]
+    notes = []
+    if others:
+        notes.append(
+            f"{folder}: {len(others)} folder(s) named after no Fashion-MNIST class count as out of domain "
+            f"(only 'unsure' is right there): {', '.join(others)}"
+        )
+    if loose:
+        notes.append(f"{folder}: {len(loose)} picture(s) beside the class folders are not scored")
+    return notes
+
+
 def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     known = set(class_names)
     try:

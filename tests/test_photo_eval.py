@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, unsure_reasons
-from edgefmnist.runtime.photo_eval import PhotoSetError, folder_class, load_photo_set, photo_split, select_split
+from edgefmnist.runtime.photo_eval import (
+    PhotoSetError,
+    class_folder_notes,
+    folder_class,
+    load_photo_set,
+    photo_split,
+    select_split,
+)
 from helpers import TORCH_FREE, assert_one_line_error, run_in_process, without_typicality_reference
 from PIL import Image
 
@@ -85,6 +92,14 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert photos["unknown"].accepted == () and not photos["unknown"].in_domain
     assert photos["hat"].source_class == "hat" and not photos["hat"].in_domain
     assert folder_class("t_shirt_top") == "T-shirt/top" and folder_class("t-shirt") is None
+    assert class_folder_notes(tmp_path) == [
+        f"{tmp_path}: 2 folder(s) named after no Fashion-MNIST class count as out of domain "
+        "(only 'unsure' is right there): hat, unknown"
+    ]
+    photo(tmp_path / "loose.jpg")
+    assert class_folder_notes(tmp_path)[1] == f"{tmp_path}: 1 picture(s) beside the class folders are not scored"
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
+    assert class_folder_notes(tmp_path) == []  # labels.csv says what each photo is
 
 
 def test_class_folders_take_the_same_extensions_as_infer(tmp_path: Path) -> None:
@@ -228,6 +243,10 @@ def test_the_text_report_names_every_verdict_in_full_over_aligned_counts(small_s
     ]
     coat = next(line for line in lines[header:] if line.split()[0] == "Coat")
     assert len(coat) == len(lines[header]) and sum(map(int, coat.split()[1:])) == 3  # each count under its name
+    assert text.stderr == (
+        f"edgefmnist: note: {small_set}: 1 folder(s) named after no Fashion-MNIST class count as out of domain "
+        "(only 'unsure' is right there): unknown\n"
+    )
 
 
 def test_the_typicality_sweep_holds_the_confidence_and_varies_the_typicality(small_set: Path) -> None:
