@@ -251,7 +251,7 @@ def train(
 
       edgefmnist train --arch mlp --recipe tutorial
 
-      edgefmnist train --arch cnn --recipe best --out models/cnn.pt
+      edgefmnist train --arch cnn --recipe best --out runs/cnn.pt
 
       edgefmnist train --arch cnn --recipe photo --dry-run
     """
@@ -855,7 +855,11 @@ def serve(
     queue: Annotated[int, typer.Option(min=0, help="Requests admitted beyond busy workers; then 503.")] = 32,
     token: Annotated[
         str | None,
-        typer.Option(envvar="EDGEFMNIST_TOKEN", help="Require 'Authorization: Bearer TOKEN' on /v1/* and /metrics."),
+        typer.Option(
+            envvar="EDGEFMNIST_TOKEN",
+            help="Require 'Authorization: Bearer TOKEN' on /v1/* and /metrics (better from the environment: "
+            "a command line shows in ps).",
+        ),
     ] = None,
     max_body_mb: Annotated[
         float, typer.Option("--max-body-mb", min=0.001, callback=must_be_finite, help="Request body limit, MiB.")
@@ -879,7 +883,9 @@ def serve(
 
       edgefmnist serve
 
-      edgefmnist serve --host 0.0.0.0 --token "$(cat ~/.edgefmnist-token)"
+      export EDGEFMNIST_TOKEN="$(cat ~/.edgefmnist-token)"
+
+      edgefmnist serve --host 0.0.0.0
 
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """
