@@ -37,9 +37,9 @@ from edgefmnist.runtime.picture import PictureTooLarge
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 from edgefmnist.runtime.serve_gate import ASGIApp, Gate, ServeSettings, ServiceError, ServiceMetrics, error_response
+from edgefmnist.runtime.serve_openapi import request_body, responses, service_openapi
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,7 +48,6 @@ from starlette.requests import ClientDisconnect
 from edgefmnist.errors import EdgeFmnistError, first_line
 
 RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
-ERROR_SCHEMA = {"schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}
 
 
 class Classifier:
@@ -189,25 +188,6 @@ def validation_message(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def service_openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's OpenAPI description with its 422 validation responses as the service's 400 ``{"error"}``."""
-    if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        for operation in (op for path in schema["paths"].values() for op in path.values()):
-            if operation.get("responses", {}).pop("422", None) is not None:
-                operation["responses"]["400"] = {
-                    "description": "Bad request",
-                    "content": {"application/json": ERROR_SCHEMA},
-                }
-        schemas = schema.get("components", {}).get("schemas", {})
-        for name in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(name, None)
-        if "components" in schema and not schemas:
-            schema["components"].pop("schemas")
-        app.openapi_schema = schema
-    return app.openapi_schema
-
-
 def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, ServiceMetrics]:
     """The ASGI application (the FastAPI app behind a :class:`Gate`) and its metrics.
 
@@ -246,7 +226,12 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         return error_response(500, f"internal error ({type(exc).__name__}: {first_line(exc)})")
 
-    @app.post("/v1/classify", summary="Classify one picture (raw image/* body or multipart field 'file')")
+    @app.post(
+        "/v1/classify",
+        summary="Classify one picture (raw image/* body or multipart field 'file')",
+        openapi_extra=request_body(batch=False),
+        responses=responses(batch=False),
+    )
     async def classify(request: Request, preprocessed: bool = False) -> JSONResponse:
         pictures = await read_pictures(request, settings.max_files, batch=False)
         entry = (await classifier.run(pictures, preprocessed))[0]
@@ -255,7 +240,12 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
             return error_response(status, entry["error"])
         return JSONResponse(entry)
 
-    @app.post("/v1/classify/batch", summary="Classify several pictures (multipart, repeated field 'file')")
+    @app.post(
+        "/v1/classify/batch",
+        summary="Classify several pictures (multipart, repeated field 'file')",
+        openapi_extra=request_body(batch=True),
+        responses=responses(batch=True),
+    )
     async def classify_batch(request: Request, preprocessed: bool = False) -> JSONResponse:
         pictures = await read_pictures(request, settings.max_files, batch=True)
         entries = await classifier.run(pictures, preprocessed)

@@ -138,7 +138,18 @@ def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs:
     paths = server.request("GET", "/openapi.json").json()["paths"]
     assert {"/v1/classify", "/v1/classify/batch", "/v1/model", "/healthz", "/metrics"} <= set(paths)
     for path in ("/v1/classify", "/v1/classify/batch"):  # bad query parameters are the service's 400, not 422
-        assert set(paths[path]["post"]["responses"]) == {"200", "400"}
+        post = paths[path]["post"]
+        assert set(post["responses"]) == {"200", "400", "401", "408", "413", "415", "503"}
+        assert post["responses"]["413"]["content"]["application/json"]["schema"]["required"] == ["error"]
+        file_field = post["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["file"]
+        result = post["responses"]["200"]["content"]["application/json"]["schema"]
+        if path.endswith("batch"):  # several file fields, a list of results
+            file_field, result = file_field["items"], result["items"]
+        else:  # or the picture as the body
+            assert {"image/*", "application/octet-stream"} < set(post["requestBody"]["content"])
+        assert file_field == {"type": "string", "format": "binary"}
+        answer = server.post_image(test_pngs[0]).json()
+        assert set(result["required"]) <= set(answer) <= set(result["properties"])
     page = server.request("GET", "/")
     html = page.body.decode()
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
