@@ -22,6 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click.exceptions
 import typer
 from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 runs on click
 
@@ -38,6 +39,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # click 8.4 and later suggest the closest command themselves (NoSuchCommand); Typer would add it a second time
+    suggest_commands=not hasattr(click.exceptions, "NoSuchCommand"),
     rich_markup_mode=None,
     help="Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board.",
 )
@@ -485,8 +488,9 @@ def infer(
         raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
     if image and sample is not None:
         raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
-    if "" in (image or []) or save_preprocessed == "":
-        raise UsageError("--image and --save-preprocessed need a path, not an empty string")
+    for flag, given_empty in (("--image", "" in (image or [])), ("--save-preprocessed", save_preprocessed == "")):
+        if given_empty:
+            raise UsageError(f"{flag} needs a path, not an empty string")
     if (image or []).count(STDIN) > 1:
         raise UsageError("--image - given more than once: standard input holds one picture")
     warn_if_oversubscribed(threads)
@@ -926,6 +930,14 @@ def silence_pillow_user_warnings() -> None:
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
 
 
+def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
+    """A hint after click's "Got unexpected extra arguments" after ``--image``: the shell expanded a pattern."""
+    given = sys.argv[1:] if argv is None else argv
+    if not exc.format_message().startswith("Got unexpected extra argument") or "--image" not in given:
+        return ""
+    return " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', or give the folder)"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit. A reader that
     closes the output early, as ``head`` does, is no error: ``infer`` and ``--json`` output finish
@@ -937,7 +949,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(exc.format_message())
         code = exc.exit_code
     except ClickException as exc:  # bad flags, missing files named on the command line (exit 2)
-        typer.echo(f"edgefmnist: error: {exc.format_message()}", err=True)
+        typer.echo(f"edgefmnist: error: {exc.format_message()}{extra_argument_hint(exc, argv)}", err=True)
         code = exc.exit_code
     except EdgeFmnistError as exc:
         typer.echo(f"edgefmnist: error: {exc}", err=True)

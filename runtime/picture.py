@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,9 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
             raise ImageError(f"{path}: is a directory, expected an image") from None
         except OSError as exc:
             raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+        if is_device(fp):  # /dev/zero seeks to an end of 0 and reads forever
+            fp.close()
+            raise ImageError(f"{path}: a device, not a picture file")
         if not fp.seekable():
             fp = read_whole_pipe(fp, path)
     if fp.seek(0, io.SEEK_END) == 0:
@@ -122,6 +126,12 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
     except Exception as exc:  # Pillow's decoders meet hostile bytes with TypeError, MemoryError, ...
         raise ImageError(f"{path}: cannot decode this image ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def is_device(fp: IO[bytes]) -> bool:
+    """True for an open character or block device (a terminal, ``/dev/zero``, a disk)."""
+    mode = os.fstat(fp.fileno()).st_mode
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
 
 def read_whole_pipe(pipe: IO[bytes], path: str) -> IO[bytes]:

@@ -36,10 +36,14 @@ def test_data_json_reports_the_verified_source(real_data_dir: Path) -> None:
         (["verify", "/"], 2, ["is a directory"]),
         (["export"], 2, ["Missing argument"]),
         (["verify", "/etc/hostname"], 1, ["/etc/hostname", "not an ONNX model"]),
+        (["infr"], 2, ["No such command 'infr'. Did you mean 'infer'?"]),
+        (["infer", "--image", "a.jpg", "b.jpg"], 2, ["unexpected extra argument", "quote it, --image 'photos/*.jpg'"]),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(args: list[str], code: int, fragments: list[str]) -> None:
-    assert_one_line_error(run(*args), code, *fragments)
+    result = run(*args)
+    assert_one_line_error(result, code, *fragments)
+    assert result.stderr.count("Did you mean") <= 1
 
 
 def test_unofficial_data_is_refused(tmp_path: Path) -> None:
@@ -197,8 +201,11 @@ def test_a_bad_number_is_a_usage_error(args: list[str], flag: str, tmp_path: Pat
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["infer", "--image", ""], "empty string"),
-        (["infer", "--image", "{picture}", "--save-preprocessed", ""], "empty string"),
+        (["infer", "--image", ""], "--image needs a path, not an empty string"),
+        (
+            ["infer", "--image", "{picture}", "--save-preprocessed", ""],
+            "--save-preprocessed needs a path, not an empty string",
+        ),
         (["infer", "--image", "-", "--image", "-"], "standard input"),
         (["bench", "--json", "--markdown"], "--json and --markdown"),
         (["evaluate", "{model}", "--split", "report"], "--split needs --photos"),
