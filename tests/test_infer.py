@@ -456,6 +456,24 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
     assert (tmp_path / "seen.png").read_bytes() == b"keep me"
 
 
+def test_save_preprocessed_refuses_a_file_named_for_another_picture_format(tmp_path: Path, fashion) -> None:
+    Image.fromarray(fashion.test.images[0]).save(tmp_path / "x.png")
+    for name in ("seen.jpg", "seen.WEBP"):
+        result = run_in_process(
+            "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "x.png"),
+            "--save-preprocessed", str(tmp_path / name),
+        )  # fmt: skip
+        assert_one_line_error(result, 1, name, "written as a PNG; name the file .png")
+        assert not (tmp_path / name).exists()
+    for name in ("seen.PNG", "seen"):  # a PNG, or a name without an extension
+        result = run_in_process(
+            "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "x.png"),
+            "--save-preprocessed", str(tmp_path / name),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert Image.open(tmp_path / name).format == "PNG"
+
+
 # --- standard input -----------------------------------------------------------------------------
 
 
@@ -519,15 +537,15 @@ def test_save_preprocessed_never_overwrites_a_picture(tmp_path: Path, fashion) -
     before = {name: (tmp_path / name).read_bytes() for name in ("x.png", "y.jpg")}
     for args in (
         ["--image", str(tmp_path), "--save-preprocessed", str(tmp_path)],  # the folder into itself: x.png
-        ["--image", str(tmp_path / "y.jpg"), "--save-preprocessed", str(tmp_path / "y.jpg")],
+        ["--image", str(tmp_path / "x.png"), "--save-preprocessed", str(tmp_path / "x.png")],
     ):
         result = run_in_process("infer", "--model", str(SHIPPED_MLP), *args)
         assert_one_line_error(result, 1, "--save-preprocessed", "would overwrite the picture")
         assert result.stdout == ""
-    os.link(tmp_path / "y.jpg", tmp_path / "hard.jpg")  # another name of the same file
-    result = run_in_process("infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "hard.jpg"),
-                            "--save-preprocessed", str(tmp_path / "y.jpg"))  # fmt: skip
-    assert_one_line_error(result, 1, f"{tmp_path / 'y.jpg'} would overwrite the picture {tmp_path / 'hard.jpg'}")
+    os.link(tmp_path / "x.png", tmp_path / "hard.png")  # another name of the same file
+    result = run_in_process("infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "hard.png"),
+                            "--save-preprocessed", str(tmp_path / "x.png"))  # fmt: skip
+    assert_one_line_error(result, 1, f"{tmp_path / 'x.png'} would overwrite the picture {tmp_path / 'hard.png'}")
     with open(tmp_path / "x.png", "rb") as piped:  # standard input that is the file itself
         command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-"]
         stdin = subprocess.run([*command, "--save-preprocessed", str(tmp_path / "x.png")], stdin=piped,
