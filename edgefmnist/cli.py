@@ -52,11 +52,13 @@ class Quantize(str, Enum):
     static = "static"
 
 
-def must_exist(value: Path | list[Path] | None) -> Path | list[Path] | None:
-    """Option callback: raise :class:`EdgeFmnistError` (exit 1, as any missing input) for a path that does not exist."""
+def must_exist(param: typer.CallbackParam, value: Path | list[Path] | None) -> Path | list[Path] | None:
+    """Callback: raise :class:`EdgeFmnistError` (exit 1, as any missing input) for a path that does not exist,
+    naming the option it was given to (``--data-dir /x: does not exist``)."""
+    flag = f"{param.opts[0]} " if param.param_type_name == "option" else ""
     for path in value if isinstance(value, list) else [value]:
         if path is not None and not path.exists():
-            raise EdgeFmnistError(f"{path}: does not exist")
+            raise EdgeFmnistError(f"{flag}{path}: does not exist")
     return value
 
 

@@ -173,7 +173,9 @@ MISSING_INPUTS = [
 def test_a_missing_input_is_exit_1_everywhere(args: list[str], tmp_path: Path) -> None:
     missing = str(tmp_path / "missing")
     filled = [arg.format(missing=missing, model=default_model_path()) for arg in args]
-    assert_one_line_error(run_in_process(*filled), 1, missing, "does not exist")
+    given_to = filled[filled.index(missing) - 1]  # the option it was given to is named, an argument stands alone
+    named = f"{given_to} {missing}: " if given_to.startswith("--") else f"error: {missing}: "
+    assert_one_line_error(run_in_process(*filled), 1, named + "does not exist")
 
 
 @pytest.mark.parametrize(
