@@ -153,6 +153,8 @@ class MissingDecoder(UnidentifiedImageError):
 def open_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
     """Parse the image header in ``fp`` with the first matching Pillow plugin; no pixel is decoded.
 
+    Every pixel is then read from ``fp`` alone: ``filename`` names the picture in messages only.
+
     The same dispatch as ``Image.open`` (common plugins first, then all), without its check
     against the process-wide ``Image.MAX_IMAGE_PIXELS``; a HEIF file first registers the HEIF
     plugin (:func:`~edgefmnist.runtime.picture_formats.register_heif_plugin`). Raises
@@ -175,7 +177,9 @@ def open_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
                 if not accepted or isinstance(accepted, str):  # a string is Pillow's "almost, but no"
                     continue
                 fp.seek(0)
-                return factory(fp, filename)
+                # no file name: with one, Pillow maps raw pixels (uncompressed TIFF, PPM, ...) from that
+                # path instead of reading fp; for an upload, the client would pick the server file read
+                return factory(fp, "")
             except (SyntaxError, IndexError, TypeError, struct.error):
                 continue  # not this format after all: Image.open tries the next one too
     reason = missing_decoder(start)

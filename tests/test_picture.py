@@ -353,6 +353,25 @@ def test_bad_files_raise_one_line_naming_them(tmp_path: Path, make, message: str
     assert_one_line_about(caught, path)
 
 
+@pytest.mark.parametrize("format", ["TIFF", "PPM"])
+def test_pixels_come_from_the_bytes_never_from_the_file_the_name_points_at(tmp_path: Path, format: str) -> None:
+    """Given a path as its file name, Pillow maps raw pixels (uncompressed TIFF, PPM) from that path."""
+    other = tmp_path / f"other.{format.lower()}"
+    scene().convert("L").save(other, format=format)  # uncompressed, on disk
+    buffer = io.BytesIO()
+    Image.new("L", scene().size, 0).save(buffer, format=format)  # a black picture of the same size
+    for name in (str(other), None):
+        assert np.asarray(load_picture(buffer.getvalue(), name=name)).max() == 0
+    assert np.asarray(load_picture(other)).max() > 0
+
+
+def test_an_uncompressed_tiff_from_a_path_is_turned_upright_as_from_bytes(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90° clockwise to view
+    Image.new("L", (256, 180), 50).save(tmp_path / "x.tif", exif=exif)  # uncompressed: Pillow would map it
+    assert load_picture(tmp_path / "x.tif").size == load_picture((tmp_path / "x.tif").read_bytes()).size == (180, 256)
+
+
 def scene_bytes(format: str) -> bytes:
     buffer = io.BytesIO()
     scene(300, 200).save(buffer, format=format)

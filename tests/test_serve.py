@@ -95,6 +95,16 @@ def test_classify_equals_infer_json_raw_and_multipart(
     assert server.post_files([("x.png", test_pngs[0])]).json()["image"] == "x.png"
 
 
+def test_an_upload_is_decoded_from_its_own_bytes_whatever_its_file_name(server: ServerProcess, tmp_path: Path) -> None:
+    """An uncompressed TIFF named after a file on the server: its pixels are not read from that file."""
+    secret = tmp_path / "secret.tif"
+    Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (100, 1))[:, :100]).save(secret)
+    black = io.BytesIO()
+    Image.new("L", (100, 100), 0).save(black, format="TIFF")
+    reply = server.post_files([(str(secret), black.getvalue())], "/v1/classify?preprocessed=true")
+    assert reply.status == 200 and reply.json()["unsure_reasons"][0] == "no_object", reply.body
+
+
 def test_preprocessed_image_is_what_infer_feeds_the_network(server: ServerProcess, tmp_path: Path) -> None:
     photo = sorted((PHOTOS / "shoes").glob("*.jpg"))[0]
     saved = tmp_path / "seen.png"
