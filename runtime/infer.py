@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
-from edgefmnist.runtime.picture import MAX_ENCODED_BYTES
+from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
 from edgefmnist.runtime.picture_formats import picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
+from PIL import Image
 
 from edgefmnist import calibration, spec
 from edgefmnist.errors import EdgeFmnistError, UsageError
@@ -305,11 +306,13 @@ def picture_name(path: Path) -> str:
 def read_stdin(limit: int = MAX_ENCODED_BYTES) -> bytes:
     """The encoded picture on standard input (at most ``limit`` bytes); raises :class:`EdgeFmnistError`.
 
-    Refuses a terminal (nothing was piped in: reading would wait for typing), empty input and
-    input larger than ``limit``, each in one line.
+    Refuses a terminal (nothing was piped in: reading would wait for typing), another device,
+    empty input and input larger than ``limit``, each in one line.
     """
     if sys.stdin is None or sys.stdin.isatty():
         raise EdgeFmnistError(f"{STDIN_NAME}: standard input is a terminal; pipe a picture in, e.g. cat x.jpg | ...")
+    if is_device(sys.stdin.buffer):  # /dev/zero would be read up to the limit
+        raise EdgeFmnistError(f"{STDIN_NAME}: standard input is a device, not a picture; pipe a picture in")
     data = sys.stdin.buffer.read(limit + 1)
     if not data:
         raise EdgeFmnistError(f"{STDIN_NAME}: nothing on standard input, expected a picture")
@@ -395,7 +398,7 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     text = os.fspath(target)
     folder = Path(text)
     if not (text.endswith(("/", os.sep)) or folder.is_dir() or len(sources) > 1):
-        if folder.suffix.lower() != ".png" and folder.suffix.lower() in picture_extensions():
+        if Image.registered_extensions().get(folder.suffix.lower(), "PNG") != "PNG":  # x.jpg, x.pdf; x.apng is PNG
             raise EdgeFmnistError(f"--save-preprocessed {text}: the 28x28 is written as a PNG; name the file .png")
         return [folder]
     if folder.exists() and not folder.is_dir():

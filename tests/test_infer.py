@@ -18,6 +18,7 @@ from PIL import Image
 
 from edgefmnist import spec
 from edgefmnist.calibration import typicality
+from edgefmnist.errors import EdgeFmnistError
 
 
 def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
@@ -503,6 +504,24 @@ def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and result.stdout == b"", result.stderr
     assert lines[0].startswith("edgefmnist: error: <stdin>: ") and message in lines[0]
+
+
+def test_a_device_on_stdin_is_refused_before_it_is_read() -> None:
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-"]
+    with open("/dev/zero", "rb") as zero:  # endless: read up to the 256 MiB limit without the check
+        result = subprocess.run(command, stdin=zero, capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result, 1, "<stdin>: standard input is a device, not a picture")
+
+
+def test_save_preprocessed_accepts_the_extensions_of_png_only(tmp_path: Path, fashion) -> None:
+    from edgefmnist.runtime.infer import preprocessed_paths
+
+    one = [tmp_path / "x.jpg"]
+    for name in ("seen.png", "seen.APNG", "seen", "seen.bin"):  # PNG, or no picture format
+        assert preprocessed_paths(tmp_path / name, one) == [tmp_path / name]
+    for name in ("seen.jpg", "seen.pdf", "seen.tiff"):
+        with pytest.raises(EdgeFmnistError, match="written as a PNG; name the file .png"):
+            preprocessed_paths(tmp_path / name, one)
 
 
 def test_a_folder_or_glob_without_pictures_is_reported_and_the_others_are_classified(tmp_path: Path, fashion) -> None:
