@@ -40,7 +40,7 @@ from edgefmnist.runtime.serve_gate import ASGIApp, Gate, ServeSettings, ServiceE
 from edgefmnist.runtime.serve_openapi import request_body, responses, service_openapi
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -208,7 +208,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
         docs_url=None,
         redoc_url=None,
     )
-    app.openapi = lambda: service_openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: service_openapi(app, token=bool(settings.token))  # type: ignore[method-assign]
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -261,7 +261,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok", "model": predictor.path.name})
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgefmnist.runtime.serve_gate import PROTECTED_PREFIXES
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -17,7 +18,7 @@ RESULT_SCHEMA: dict[str, Any] = {  # one entry of `infer --json`, plus timings (
     "type": "object",
     "required": ["image", "label", "index", "probability", "unsure", "top_k", "typicality", "timings"],
     "properties": {
-        "image": {"type": "string", "description": "the file name, or 'body' for a raw body"},
+        "image": {"type": "string", "description": "the upload's file name, or 'upload' for a raw body"},
         "label": {"type": "string", "description": "the best class (also when unsure)"},
         "index": {"type": "integer", "minimum": 0, "maximum": 9},
         "probability": {"type": "number", "description": "its calibrated probability, 0..1"},
@@ -42,8 +43,12 @@ RESULT_SCHEMA: dict[str, Any] = {  # one entry of `infer --json`, plus timings (
         "preprocessed": {"type": "string", "description": "with ?preprocessed=true: the 28x28 as a PNG data URL"},
     },
 }
+ITEM_ERROR_SCHEMA = {  # a batch's entry for a picture that could not be classified
+    "type": "object",
+    "required": ["image", "error"],
+    "properties": {"image": {"type": "string"}, "error": {"type": "string"}},
+}
 ERRORS = {
-    401: "Missing or wrong token",
     408: "Body not complete within the upload deadline",
     413: "Body over the size limit, or a decompression bomb",
     415: "A body type other than image/*, application/octet-stream or multipart/form-data",
@@ -61,7 +66,7 @@ def request_body(batch: bool) -> dict[str, Any]:
 
 def responses(batch: bool) -> dict[int | str, dict[str, Any]]:
     """``responses`` of the classify endpoints: the result (a list of them for a batch) and each error status."""
-    result = {"type": "array", "items": RESULT_SCHEMA} if batch else RESULT_SCHEMA
+    result = {"type": "array", "items": {"oneOf": [RESULT_SCHEMA, ITEM_ERROR_SCHEMA]}} if batch else RESULT_SCHEMA
     return {
         200: {"description": "The verdict", "content": {"application/json": {"schema": result}}},
         **{
@@ -71,16 +76,24 @@ def responses(batch: bool) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def service_openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's OpenAPI description with its 422 validation responses as the service's 400 ``{"error"}``."""
+def service_openapi(app: FastAPI, token: bool) -> dict[str, Any]:
+    """FastAPI's OpenAPI description with its 422 validation responses as the service's 400 ``{"error"}``;
+    with ``token`` (``--token``), the bearer scheme and a 401 on every path that needs it."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        for operation in (op for path in schema["paths"].values() for op in path.values()):
-            if operation.get("responses", {}).pop("422", None) is not None:
-                operation["responses"]["400"] = {
-                    "description": "Bad request",
-                    "content": {"application/json": ERROR_SCHEMA},
-                }
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if responses.pop("422", None) is not None:
+                    responses["400"] = {"description": "Bad request", "content": {"application/json": ERROR_SCHEMA}}
+                if token and path.startswith(PROTECTED_PREFIXES):
+                    operation["security"] = [{"bearer": []}]
+                    responses["401"] = {
+                        "description": "Missing or wrong token",
+                        "content": {"application/json": ERROR_SCHEMA},
+                    }
+        if token:
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         schemas = schema.get("components", {}).get("schemas", {})
         for name in ("HTTPValidationError", "ValidationError"):
             schemas.pop(name, None)

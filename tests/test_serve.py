@@ -149,17 +149,21 @@ def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs:
     assert {"/v1/classify", "/v1/classify/batch", "/v1/model", "/healthz", "/metrics"} <= set(paths)
     for path in ("/v1/classify", "/v1/classify/batch"):  # bad query parameters are the service's 400, not 422
         post = paths[path]["post"]
-        assert set(post["responses"]) == {"200", "400", "401", "408", "413", "415", "503"}
+        assert set(post["responses"]) == {"200", "400", "408", "413", "415", "503"}  # 401 only with --token
         assert post["responses"]["413"]["content"]["application/json"]["schema"]["required"] == ["error"]
         file_field = post["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["file"]
         result = post["responses"]["200"]["content"]["application/json"]["schema"]
-        if path.endswith("batch"):  # several file fields, a list of results
-            file_field, result = file_field["items"], result["items"]
+        if path.endswith("batch"):  # several file fields, a list of results or errors
+            file_field, (result, error) = file_field["items"], result["items"]["oneOf"]
+            batch = server.post_files([("x.png", test_pngs[0]), ("bad.png", b"no picture")], path).json()
+            assert set(error["required"]) <= set(batch[1]) <= set(error["properties"])
         else:  # or the picture as the body
             assert {"image/*", "application/octet-stream"} < set(post["requestBody"]["content"])
         assert file_field == {"type": "string", "format": "binary"}
         answer = server.post_image(test_pngs[0]).json()
         assert set(result["required"]) <= set(answer) <= set(result["properties"])
+        assert answer["image"] == "upload" and "'upload' for a raw body" in result["properties"]["image"]["description"]
+    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
     page = server.request("GET", "/")
     html = page.body.decode()
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
@@ -290,6 +294,12 @@ def test_token_is_required_on_the_api_but_not_on_health_or_page(test_pngs: list[
         assert guarded.post_image(test_pngs[0], Authorization="Bearer s3cret").status == 200
         assert guarded.request("GET", "/v1/model", headers={"Authorization": "Bearer s3cret"}).status == 200
         assert guarded.request("GET", "/healthz").status == 200 and guarded.request("GET", "/").status == 200
+        described = guarded.request("GET", "/openapi.json").json()
+        assert described["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
+        for path, operations in described["paths"].items():  # the description says where the token is needed
+            for operation in operations.values():
+                guarded_path = path.startswith(("/v1/", "/metrics"))
+                assert ("401" in operation["responses"]) == guarded_path == ("security" in operation), path
     finally:
         assert guarded.stop()[0] == 0
 
