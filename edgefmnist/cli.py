@@ -933,9 +933,14 @@ INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as
 
 
 def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
-    """A hint after click's "Got unexpected extra arguments" after ``--image``: the shell expanded a pattern."""
+    """A hint after click's "Got unexpected extra arguments (A B)" from ``infer`` when every extra argument is an
+    existing file: the shell expanded an unquoted ``--image`` pattern."""
     given = sys.argv[1:] if argv is None else argv
-    if not exc.format_message().startswith("Got unexpected extra argument") or "--image" not in given:
+    message = exc.format_message()
+    extra = message[message.find("(") + 1 : message.rfind(")")].split()
+    if not (message.startswith("Got unexpected extra argument") and "infer" in given and extra):
+        return ""
+    if not all(Path(name).is_file() for name in extra):
         return ""
     return " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', or give the folder)"
 

@@ -120,24 +120,31 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
 def class_folder_notes(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) -> list[str]:
     """What a photo set of class folders scores in a way its owner may not expect, one line each.
 
-    Folders named after no class count as out of domain (a ``shoes`` or ``t-shirt`` folder
-    too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``), and pictures beside the
-    folders are not scored. Empty for a set with ``labels.csv``, which says everything.
+    Folders of pictures named after no class count as out of domain (a ``shoes`` or ``t-shirt``
+    folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``); pictures beside the
+    folders or in their sub-folders are not scored. Empty for a set with ``labels.csv``, which
+    says everything. Folder names are quoted (``'odd, name'``).
     """
     folder = Path(folder)
     if (folder / LABELS_FILE).is_file() or not folder.is_dir():
         return []
-    entries = sorted(folder.iterdir())
-    others = [p.name for p in entries if p.is_dir() and folder_class(p.name, class_names) is None]
-    loose = [p for p in entries if p.is_file() and p.suffix.lower() in picture_extensions()]
+    extensions = picture_extensions()
+
+    def is_picture(path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() in extensions
+
+    subs = sorted(p for p in folder.iterdir() if p.is_dir())
+    others = [s.name for s in subs if folder_class(s.name, class_names) is None and any(map(is_picture, s.iterdir()))]
+    loose = sum(map(is_picture, folder.iterdir()))
+    nested = sum(is_picture(p) for s in subs for d in s.iterdir() if d.is_dir() for p in d.rglob("*"))
     notes = []
     if others:
         notes.append(
             f"{folder}: {len(others)} folder(s) named after no Fashion-MNIST class count as out of domain "
-            f"(only 'unsure' is right there): {', '.join(others)}"
+            f"(only 'unsure' is right there): {', '.join(map(repr, others))}"
         )
-    if loose:
-        notes.append(f"{folder}: {len(loose)} picture(s) beside the class folders are not scored")
+    if loose or nested:
+        notes.append(f"{folder}: {loose + nested} picture(s) beside the class folders or below them are not scored")
     return notes
 
 

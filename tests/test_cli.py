@@ -27,6 +27,10 @@ def test_data_json_reports_the_verified_source(real_data_dir: Path) -> None:
     assert (report["train"], report["validation"], report["test"]) == (55_000, 5_000, 10_000)
 
 
+# what the shell gives for an unquoted pattern: existing files
+EXPANDED = [str(p) for p in sorted((Path(__file__).parent / "data" / "photos" / "shoes").glob("*.jpg"))[:3]]
+
+
 @pytest.mark.parametrize(
     "args, code, fragments",
     [
@@ -37,13 +41,19 @@ def test_data_json_reports_the_verified_source(real_data_dir: Path) -> None:
         (["export"], 2, ["Missing argument"]),
         (["verify", "/etc/hostname"], 1, ["/etc/hostname", "not an ONNX model"]),
         (["infr"], 2, ["No such command 'infr'. Did you mean 'infer'?"]),
-        (["infer", "--image", "a.jpg", "b.jpg"], 2, ["unexpected extra argument", "quote it, --image 'photos/*.jpg'"]),
+        (["infer", "--image", *EXPANDED], 2, ["unexpected extra argument", "quote it, --image 'photos/*.jpg'"]),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(args: list[str], code: int, fragments: list[str]) -> None:
     result = run(*args)
     assert_one_line_error(result, code, *fragments)
     assert result.stderr.count("Did you mean") <= 1
+
+
+def test_no_pattern_hint_for_extra_arguments_that_are_no_files() -> None:
+    result = run("infer", "--image", EXPANDED[0], "--top-k", "2", "b", "c")
+    assert_one_line_error(result, 2, "unexpected extra arguments (b c)")
+    assert "quote it" not in result.stderr
 
 
 def test_unofficial_data_is_refused(tmp_path: Path) -> None:

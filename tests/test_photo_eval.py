@@ -92,12 +92,18 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert photos["unknown"].accepted == () and not photos["unknown"].in_domain
     assert photos["hat"].source_class == "hat" and not photos["hat"].in_domain
     assert folder_class("t_shirt_top") == "T-shirt/top" and folder_class("t-shirt") is None
+    (tmp_path / "empty").mkdir()  # adds no photo: not worth a note
+    (tmp_path / "labels.csv").mkdir()  # a folder, not the labels file
     assert class_folder_notes(tmp_path) == [
         f"{tmp_path}: 2 folder(s) named after no Fashion-MNIST class count as out of domain "
-        "(only 'unsure' is right there): hat, unknown"
+        "(only 'unsure' is right there): 'hat', 'unknown'"
     ]
     photo(tmp_path / "loose.jpg")
-    assert class_folder_notes(tmp_path)[1] == f"{tmp_path}: 1 picture(s) beside the class folders are not scored"
+    photo(tmp_path / "Trouser" / "more" / "deeper" / "nested.jpg")
+    assert class_folder_notes(tmp_path)[1] == (
+        f"{tmp_path}: 2 picture(s) beside the class folders or below them are not scored"
+    )
+    (tmp_path / "labels.csv").rmdir()
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
     assert class_folder_notes(tmp_path) == []  # labels.csv says what each photo is
 
@@ -245,7 +251,7 @@ def test_the_text_report_names_every_verdict_in_full_over_aligned_counts(small_s
     assert len(coat) == len(lines[header]) and sum(map(int, coat.split()[1:])) == 3  # each count under its name
     assert text.stderr == (
         f"edgefmnist: note: {small_set}: 1 folder(s) named after no Fashion-MNIST class count as out of domain "
-        "(only 'unsure' is right there): unknown\n"
+        "(only 'unsure' is right there): 'unknown'\n"
     )
 
 
