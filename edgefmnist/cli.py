@@ -719,7 +719,8 @@ def evaluate_photos(
 
     if model is not None and model.suffix.lower() != ".onnx":
         raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
-    selected = select_split(load_photo_set(folder), split)
+    photos = load_photo_set(folder)
+    selected = select_split(photos, split)
     if not selected:
         raise EdgeFmnistError(f"{folder}: no photos in the {split} half")
     predictor = Predictor(model or default_model_path(), threads=threads)
@@ -738,7 +739,7 @@ def evaluate_photos(
     swept = threshold_sweep(predictions, varied, *thresholds) if varied else None
     if plot is not None:
         save_photo_plot(plot, report, predictions, title)
-    for note in class_folder_notes(folder):  # after every refusal, so that an error stays one line
+    for note in class_folder_notes(folder, photos):  # after every refusal, so that an error stays one line
         typer.echo(f"edgefmnist: note: {note}", err=True)
     if json_output:
         print_json({**head, **report, **({"sweep": swept} if swept else {}), **({"plot": str(plot)} if plot else {})})

@@ -117,8 +117,9 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     return sorted(photos, key=lambda p: str(p.path))
 
 
-def class_folder_notes(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) -> list[str]:
-    """What a photo set of class folders scores in a way its owner may not expect, one line each.
+def class_folder_notes(folder: Path, photos: Sequence[Photo]) -> list[str]:
+    """What a photo set of class folders, loaded as ``photos`` by :func:`load_photo_set`, scores in a
+    way its owner may not expect, one line each.
 
     Folders of pictures named after no class count as out of domain (a ``shoes`` or ``t-shirt``
     folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``); pictures beside the
@@ -126,26 +127,25 @@ def class_folder_notes(folder: Path, class_names: Sequence[str] = spec.CLASS_NAM
     says everything. Folder names are quoted (``'odd, name'``).
     """
     folder = Path(folder)
-    if (folder / LABELS_FILE).is_file() or not folder.is_dir():
+    if (folder / LABELS_FILE).is_file():
         return []
+    others = sorted({photo.source_class for photo in photos if not photo.in_domain})  # their folders' names
     extensions = picture_extensions()
-
-    def is_picture(path: Path) -> bool:
-        return path.is_file() and path.suffix.lower() in extensions
-
-    subs = sorted(p for p in folder.iterdir() if p.is_dir())
-    others = [s.name for s in subs if folder_class(s.name, class_names) is None and any(map(is_picture, s.iterdir()))]
-    loose = sum(map(is_picture, folder.iterdir()))
-    nested = sum(is_picture(p) for s in subs for d in s.iterdir() if d.is_dir() for p in d.rglob("*"))
+    unscored = sum(is_picture_file(path, extensions) for path in folder.rglob("*")) - len(photos)
     notes = []
     if others:
         notes.append(
             f"{folder}: {len(others)} folder(s) named after no Fashion-MNIST class count as out of domain "
             f"(only 'unsure' is right there): {', '.join(map(repr, others))}"
         )
-    if loose or nested:
-        notes.append(f"{folder}: {loose + nested} picture(s) beside the class folders or below them are not scored")
+    if unscored:
+        notes.append(f"{folder}: {unscored} picture(s) beside the class folders or below them are not scored")
     return notes
+
+
+def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
+    """A file whose extension is one of ``extensions`` (:func:`picture_extensions`)."""
+    return path.is_file() and path.suffix.lower() in extensions
 
 
 def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
@@ -182,7 +182,7 @@ def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]
         photos.extend(
             Photo(path, name or sub.name, accepted)
             for path in sorted(sub.iterdir())
-            if path.is_file() and path.suffix.lower() in extensions
+            if is_picture_file(path, extensions)
         )
     return photos
 

@@ -94,18 +94,18 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert folder_class("t_shirt_top") == "T-shirt/top" and folder_class("t-shirt") is None
     (tmp_path / "empty").mkdir()  # adds no photo: not worth a note
     (tmp_path / "labels.csv").mkdir()  # a folder, not the labels file
-    assert class_folder_notes(tmp_path) == [
+    assert class_folder_notes(tmp_path, load_photo_set(tmp_path)) == [
         f"{tmp_path}: 2 folder(s) named after no Fashion-MNIST class count as out of domain "
         "(only 'unsure' is right there): 'hat', 'unknown'"
     ]
     photo(tmp_path / "loose.jpg")
     photo(tmp_path / "Trouser" / "more" / "deeper" / "nested.jpg")
-    assert class_folder_notes(tmp_path)[1] == (
+    assert class_folder_notes(tmp_path, load_photo_set(tmp_path))[1] == (
         f"{tmp_path}: 2 picture(s) beside the class folders or below them are not scored"
     )
     (tmp_path / "labels.csv").rmdir()
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
-    assert class_folder_notes(tmp_path) == []  # labels.csv says what each photo is
+    assert class_folder_notes(tmp_path, load_photo_set(tmp_path)) == []  # labels.csv says what each photo is
 
 
 def test_class_folders_take_the_same_extensions_as_infer(tmp_path: Path) -> None:
