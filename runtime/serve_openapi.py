@@ -56,6 +56,11 @@ ERRORS = {
 }
 
 
+def error_doc(description: str) -> dict[str, Any]:
+    """One error response: ``description`` and the ``{"error": "one line"}`` body."""
+    return {"description": description, "content": {"application/json": ERROR_SCHEMA}}
+
+
 def request_body(batch: bool) -> dict[str, Any]:
     """``openapi_extra`` of the classify endpoints: one picture raw or as field ``file``, or several ``file`` fields."""
     field = {"type": "array", "items": BINARY} if batch else BINARY
@@ -69,10 +74,7 @@ def responses(batch: bool) -> dict[int | str, dict[str, Any]]:
     result = {"type": "array", "items": {"oneOf": [RESULT_SCHEMA, ITEM_ERROR_SCHEMA]}} if batch else RESULT_SCHEMA
     return {
         200: {"description": "The verdict", "content": {"application/json": {"schema": result}}},
-        **{
-            status: {"description": text, "content": {"application/json": ERROR_SCHEMA}}
-            for status, text in ERRORS.items()
-        },
+        **{status: error_doc(text) for status, text in ERRORS.items()},
     }
 
 
@@ -85,13 +87,10 @@ def service_openapi(app: FastAPI, token: bool) -> dict[str, Any]:
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
                 if responses.pop("422", None) is not None:
-                    responses["400"] = {"description": "Bad request", "content": {"application/json": ERROR_SCHEMA}}
+                    responses["400"] = error_doc("Bad request")
                 if token and path.startswith(PROTECTED_PREFIXES):
                     operation["security"] = [{"bearer": []}]
-                    responses["401"] = {
-                        "description": "Missing or wrong token",
-                        "content": {"application/json": ERROR_SCHEMA},
-                    }
+                    responses["401"] = error_doc("Missing or wrong token")
         if token:
             schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         schemas = schema.get("components", {}).get("schemas", {})
