@@ -59,6 +59,8 @@ class Recipe:
     augment: bool = False  # random shifts of up to 2 pixels and horizontal flips
     shift_per_image: bool = False  # draw the augmenting shift for each image, not once per batch
     photo_fraction: float = 0.0  # share of training images replaced by their photo view (photo_dataset.py)
+    rotation_probability: float = 0.0  # share of augmented images turned by a random angle
+    rotation_degrees: float = 0.0  # the largest such angle, either way
     patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: never
 
     def __post_init__(self) -> None:
@@ -68,7 +70,9 @@ class Recipe:
             raise ValueError(
                 f"recipe {self.name!r}: lr >= 0, batch_size >= 1, epochs >= 1 and patience >= 0 are required"
             )
-        for name in ("label_smoothing", "dropout", "photo_fraction"):
+        if not 0.0 <= self.rotation_degrees <= 180.0:
+            raise ValueError(f"recipe {self.name!r}: rotation_degrees {self.rotation_degrees} is not between 0 and 180")
+        for name in ("label_smoothing", "dropout", "photo_fraction", "rotation_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"recipe {self.name!r}: {name} {getattr(self, name)} is not between 0 and 1")
 

@@ -73,6 +73,22 @@ def augment_batch(batch: torch.Tensor, generator: torch.Generator, per_image: bo
     return padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
+def rotate_batch(batch: torch.Tensor, generator: torch.Generator, probability: float, degrees: float) -> torch.Tensor:
+    """``[N, 1, H, W]`` with each image turned, with probability ``probability``, about its centre.
+
+    The angle is uniform in ±``degrees``; pixels turned in from outside are 0 (the dataset's
+    background), and the rest are sampled bilinearly (``torch.nn.functional.grid_sample``); an
+    image not turned is sampled at angle 0, so it comes back equal up to float rounding.
+    """
+    n = len(batch)
+    turned = torch.rand(n, generator=generator) < probability
+    angles = torch.empty(n).uniform_(-degrees, degrees, generator=generator).deg2rad() * turned
+    cos, sin, zero = angles.cos(), angles.sin(), torch.zeros(n)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = nn.functional.affine_grid(theta, list(batch.shape), align_corners=False)
+    return nn.functional.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def batches_per_epoch(images: int, batch_size: int) -> int:
     return -(-images // batch_size)
 
@@ -150,6 +166,8 @@ def train(
                 x = torch.where(as_photo[:, None, None, None], photos[picked], x)
             if recipe.augment:
                 x = augment_batch(x, generator, recipe.shift_per_image)
+            if recipe.rotation_probability:
+                x = rotate_batch(x, generator, recipe.rotation_probability, recipe.rotation_degrees)
             logits = net(x)
             loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)

@@ -17,7 +17,7 @@ from edgefmnist.photo_render import (
     footwear_pose,
     render_photo,
 )
-from edgefmnist.train import augment_batch
+from edgefmnist.train import augment_batch, rotate_batch
 
 
 def test_a_seed_gives_the_same_photo(fashion) -> None:
@@ -130,3 +130,21 @@ def test_per_image_shift_moves_each_image_on_its_own() -> None:
     assert all(abs(r - 14) <= 2 and abs(c - 13.5) <= 2.5 for r, c in positions)  # a flip moves column 14 to 13
     assert len(positions) > 5  # a single shift for the batch would give one position (two with flips)
     assert torch.equal(shifted.sum(dim=(1, 2, 3)), torch.ones(64))
+
+
+def test_rotation_turns_the_chosen_share_of_images_by_at_most_the_angle() -> None:
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.zeros(400, 1, 28, 28)
+    batch[:, 0, 4:24, 13:15] = 255.0  # a vertical bar through the centre
+    turned = rotate_batch(batch, generator, probability=0.5, degrees=10)
+    moved = (turned - batch).abs().amax(dim=(1, 2, 3)) > 1
+    assert 0.4 < moved.float().mean() < 0.6  # about half are turned, the rest are left as they were
+    torch.testing.assert_close(turned[~moved], batch[~moved], rtol=0, atol=1e-3)
+    rows = torch.arange(28.0)[:, None]
+    cols = torch.arange(28.0)[None, :]
+    for image in turned[moved]:  # the bar's tilt: the slope of its columns against its rows
+        weight = image[0] / image[0].sum()
+        row_mean, col_mean = (weight * rows).sum(), (weight * cols).sum()
+        slope = (weight * (rows - row_mean) * (cols - col_mean)).sum() / (weight * (rows - row_mean) ** 2).sum()
+        assert abs(float(torch.rad2deg(torch.atan(slope)))) <= 10.5
+    torch.testing.assert_close(rotate_batch(batch, generator, probability=0.0, degrees=10), batch, rtol=0, atol=1e-3)

@@ -142,6 +142,10 @@ def test_recipes_are_validated_and_the_schedule_applies_to_sgd() -> None:
         get_recipe("mlp", "tutorial").with_overrides(optimizer="adam")
     with pytest.raises(ValueError, match="dropout 1.5 is not between 0 and 1"):
         get_recipe("mlp", "best").with_overrides(dropout=1.5)
+    with pytest.raises(ValueError, match="rotation_probability -0.1 is not between 0 and 1"):
+        get_recipe("cnn", "best").with_overrides(rotation_probability=-0.1)
+    with pytest.raises(ValueError, match="rotation_degrees 200 is not between 0 and 180"):
+        get_recipe("cnn", "best").with_overrides(rotation_degrees=200)
     recipe = get_recipe("mlp", "tutorial").with_overrides(schedule="onecycle")
     assert recipe.schedule is Schedule.onecycle and recipe.to_dict()["schedule"] == "onecycle"
     optimizer, scheduler = make_optimizer(nn.Linear(2, 2), recipe, steps=10)
