@@ -74,11 +74,14 @@ def augment_batch(batch: torch.Tensor, generator: torch.Generator, per_image: bo
 
 
 def rotate_batch(batch: torch.Tensor, generator: torch.Generator, probability: float, degrees: float) -> torch.Tensor:
-    """``[N, 1, H, W]`` with each image turned, with probability ``probability``, about its centre.
+    """Float32 ``[N, 1, S, S]`` (square images, on the CPU) with each image turned, with
+    probability ``probability``, about its centre.
 
-    The angle is uniform in ±``degrees``; pixels turned in from outside are 0 (the dataset's
-    background), and the rest are sampled bilinearly (``torch.nn.functional.grid_sample``); an
-    image not turned is sampled at angle 0, so it comes back equal up to float rounding.
+    The angle is uniform in ±``degrees`` (degrees); pixels turned in from outside are 0 (the
+    dataset's background), and the rest are sampled bilinearly
+    (``torch.nn.functional.grid_sample``); an image not turned is sampled at angle 0, so it
+    comes back equal up to float rounding. The arguments are checked by :class:`Recipe`; a
+    negative ``degrees`` raises ``RuntimeError`` (from ``torch.Tensor.uniform_``).
     """
     n = len(batch)
     turned = torch.rand(n, generator=generator) < probability

@@ -142,9 +142,13 @@ def test_rotation_turns_the_chosen_share_of_images_by_at_most_the_angle() -> Non
     torch.testing.assert_close(turned[~moved], batch[~moved], rtol=0, atol=1e-3)
     rows = torch.arange(28.0)[:, None]
     cols = torch.arange(28.0)[None, :]
+    tilts = []
     for image in turned[moved]:  # the bar's tilt: the slope of its columns against its rows
         weight = image[0] / image[0].sum()
         row_mean, col_mean = (weight * rows).sum(), (weight * cols).sum()
+        assert abs(float(row_mean) - 13.5) < 0.3 and abs(float(col_mean) - 13.5) < 0.3  # turned about the centre
         slope = (weight * (rows - row_mean) * (cols - col_mean)).sum() / (weight * (rows - row_mean) ** 2).sum()
-        assert abs(float(torch.rad2deg(torch.atan(slope)))) <= 10.5
+        tilts.append(float(torch.rad2deg(torch.atan(slope))))
+    assert max(abs(t) for t in tilts) <= 10.5
+    assert min(tilts) < -8 and max(tilts) > 8  # both ways, out to nearly the largest angle
     torch.testing.assert_close(rotate_batch(batch, generator, probability=0.0, degrees=10), batch, rtol=0, atol=1e-3)
