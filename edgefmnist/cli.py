@@ -607,6 +607,13 @@ def evaluate(
             help="With --photos: the same over min-typicality 0-0.05 (at --min-confidence).",
         ),
     ] = False,
+    choose: Annotated[
+        bool,
+        typer.Option(
+            "--choose",
+            help="With --photos: the pair of thresholds the defaults' rule picks over both grids.",
+        ),
+    ] = False,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -639,6 +646,8 @@ def evaluate(
       edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep
 
       edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep-typicality
+
+      edgefmnist evaluate --photos ../shared/photos-dev --split choice --choose
     """
     if model is not None and model_option is not None:
         raise UsageError("give the model once: as MODEL or as --model")
@@ -649,10 +658,12 @@ def evaluate(
     varied = "confidence" if sweep else "typicality" if sweep_typicality else None
     if photos is not None:
         thresholds = (min_confidence, min_typicality)
-        evaluate_photos(photos, model, (split or PhotoSplit.all).value, thresholds, varied, plot, threads, json_output)
+        chosen_split = (split or PhotoSplit.all).value
+        evaluate_photos(photos, model, chosen_split, thresholds, varied, choose, plot, threads, json_output)
         return
     photo_only = {
         "--sweep": sweep,
+        "--choose": choose,
         "--sweep-typicality": sweep_typicality,
         "--split": split is not None,
         "--min-confidence": min_confidence != spec.DEFAULT_MIN_CONFIDENCE,
@@ -698,14 +709,18 @@ def evaluate_photos(
     split: str,
     thresholds: tuple[float, float],
     varied: str | None,
+    choose: bool,
     plot: Path | None,
     threads: int | None,
     json_output: bool,
 ) -> None:
-    """`evaluate --photos`: the report at ``thresholds`` (min-confidence, min-typicality), and the
-    sweep of the ``varied`` one ("confidence" or "typicality"; None: no sweep), on one half of a photo set."""
+    """`evaluate --photos`: the report at ``thresholds`` (min-confidence, min-typicality), the
+    sweep of the ``varied`` one ("confidence" or "typicality"; None: no sweep), and with
+    ``choose`` the pair the defaults' rule picks, on one half of a photo set."""
     from edgefmnist.runtime.photo_eval import (
+        choose_thresholds,
         class_folder_notes,
+        format_choice,
         format_photo_report,
         format_sweep,
         load_photo_set,
@@ -737,16 +752,22 @@ def evaluate_photos(
     title = f"{predictor.path.name} on {folder.name or folder} ({split})"
     head = {"model": str(predictor.path), "folder": str(folder), "split": split}
     swept = threshold_sweep(predictions, varied, *thresholds) if varied else None
+    if choose and not predictions.in_domain().any():
+        raise EdgeFmnistError(f"{folder}: --choose needs in-domain photos, and the {split} half has none")
+    chosen = choose_thresholds(predictions) if choose else None
     if plot is not None:
         save_photo_plot(plot, report, predictions, title)
     for note in class_folder_notes(folder, photos):  # after every refusal, so that an error stays one line
         typer.echo(f"edgefmnist: note: {note}", err=True)
     if json_output:
-        print_json({**head, **report, **({"sweep": swept} if swept else {}), **({"plot": str(plot)} if plot else {})})
+        extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": str(plot) if plot else None}
+        print_json({**head, **report, **{key: value for key, value in extras.items() if value}})
     else:
         typer.echo(format_photo_report(report, title))
         if swept:
             typer.echo("\n" + format_sweep(swept))
+        if chosen:
+            typer.echo("\n" + format_choice(chosen))
         if plot is not None:
             typer.echo(f"\nplot: {plot}")
 

@@ -58,12 +58,11 @@ DOWNLOAD_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 # DEFAULT_MIN_CONFIDENCE and its typicality (the share of the model's validation images whose
 # largest logit is lower) is at least DEFAULT_MIN_TYPICALITY; else, and for a uniform picture,
 # the verdict is "unsure". Chosen on the *choice* half of ../shared/photos-dev with
-# `edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep` (and
-# `--sweep-typicality`) for the shipped cnn.onnx, a photo's outputs averaged with its mirror
-# image's: of all pairs on the two sweeps' grids (SWEEP_THRESHOLDS x SWEEP_TYPICALITIES), those
-# that miss the coverage and hat targets below by the least in sum, then of those the one whose
-# answered photos are most often right, the third target, then the smallest values (0.019 and
-# 0.020 give the same figures). No pair meets all the targets; this one gives coverage 0.587,
+# `edgefmnist evaluate --photos ../shared/photos-dev --split choice --choose` for the shipped
+# cnn.onnx, a photo's outputs averaged with its mirror image's: of all pairs on the two sweeps'
+# grids (SWEEP_THRESHOLDS x SWEEP_TYPICALITIES), those that miss the coverage and hat targets
+# below by the least in sum, then of those the one whose answered photos are most often right,
+# the third target, then the smallest values (runtime/photo_eval.py, choose_thresholds). No pair meets all the targets; this one gives coverage 0.587,
 # hats unsure 0.515 and accuracy of the answered photos 0.743 on the choice half.
 DEFAULT_MIN_CONFIDENCE = 0.45
 DEFAULT_MIN_TYPICALITY = 0.019

@@ -409,6 +409,50 @@ def threshold_sweep(
     return {"targets": {**targets, "ood_class": ood_name}, "varied": varied, "rows": rows, "chosen": chosen}
 
 
+def choose_thresholds(predictions: PhotoPredictions, ood_class: str = spec.TARGET_OOD_CLASS) -> dict:
+    """The pair of thresholds that the defaults' rule picks (``spec.DEFAULT_MIN_CONFIDENCE``'s comment).
+
+    Over every pair of ``spec.SWEEP_THRESHOLDS`` x ``spec.SWEEP_TYPICALITIES`` (the confidence
+    grid alone for a model without the typicality reference): the smallest summed shortfall of
+    the coverage and of the ``ood_class`` unsure rate (all out-of-domain photos when there is no
+    such class) below their targets, then the highest accuracy on the answered photos, then the
+    smallest min-confidence and min-typicality. Returns :func:`threshold_figures` of that pair
+    with ``shortfall``. ``ValueError`` when no photo is in domain.
+    """
+    if not predictions.in_domain().any():
+        raise ValueError("choosing thresholds needs in-domain photos")
+    typicalities = spec.SWEEP_TYPICALITIES if predictions.typicality is not None else (spec.DEFAULT_MIN_TYPICALITY,)
+    best: tuple[tuple[float, float, float, float], dict] | None = None
+    for min_confidence in spec.SWEEP_THRESHOLDS:
+        for min_typicality in typicalities:
+            figures = threshold_figures(predictions, min_confidence, min_typicality)
+            ood = figures["ood_unsure"].get(ood_class, figures["ood_unsure_rate"]) or 0.0
+            shortfall = max(0.0, spec.TARGET_COVERAGE - figures["coverage"]) + max(0.0, spec.TARGET_OOD_UNSURE - ood)
+            key = (round(shortfall, 9), -(figures["selective_accuracy"] or 0.0), min_confidence, min_typicality)
+            if best is None or key < best[0]:
+                best = key, {**figures, "shortfall": shortfall}
+    assert best is not None  # the grids are not empty
+    return best[1]
+
+
+def format_choice(chosen: dict, ood_class: str = spec.TARGET_OOD_CLASS) -> str:
+    """One line: the pair :func:`choose_thresholds` picked and its figures."""
+    ood = chosen["ood_unsure"].get(ood_class)
+    ood_text = (
+        f"{ood_class} unsure {_percent(ood)}"
+        if ood is not None
+        else f"out-of-domain unsure {_percent(chosen['ood_unsure_rate'])}"
+    )
+    return (
+        f"the defaults' rule picks {thresholds_text(chosen)}: coverage {_percent(chosen['coverage'])}, "
+        f"{ood_text}, selective accuracy {_percent(chosen['selective_accuracy'])} (shortfall {chosen['shortfall']:.4f})"
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
 def format_photo_report(report: dict, title: str) -> str:
     """A plain-text summary for the terminal."""
 

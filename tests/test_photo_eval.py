@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, unsure_reasons
 from edgefmnist.runtime.photo_eval import (
+    Photo,
+    PhotoPredictions,
     PhotoSetError,
+    choose_thresholds,
     class_folder_notes,
     folder_class,
     load_photo_set,
@@ -235,6 +238,44 @@ def test_the_sweep_as_text_and_json(small_set: Path) -> None:
     sweep = evaluate_json("--photos", str(small_set), "--sweep")["sweep"]
     assert sweep["targets"]["ood_class"] == "out-of-domain"  # no hats here: all out-of-domain photos count
     assert all(row["target_ood_unsure"] == row["ood_unsure_rate"] for row in sweep["rows"])
+
+
+def test_the_defaults_rule_picks_the_smallest_pair_that_meets_the_targets_best() -> None:
+    """Ten coats, six right and sure, four wrong at 0.52; five hats, sure but atypical (0.001).
+
+    Every min-typicality from 0.002 up calls the hats unsure; every min-confidence from 0.55 to
+    0.90 then keeps 60 % coverage with all answers right, where 0.30-0.50 answers the wrong four
+    too (selective accuracy 0.6): the rule picks (0.55, 0.002)."""
+    coat, bag = spec.CLASS_NAMES.index("Coat"), spec.CLASS_NAMES.index("Bag")
+    photos = [Photo(Path(f"c{k}.jpg"), "coat", ("Coat",)) for k in range(10)]
+    photos += [Photo(Path(f"h{k}.jpg"), "hat", ()) for k in range(5)]
+    probabilities = np.full((15, 10), 0.01, np.float32)
+    probabilities[:6, coat] = probabilities[10:, bag] = 0.9
+    probabilities[6:10, bag] = 0.52
+    typicality = np.array([0.5] * 10 + [0.001] * 5)
+    predictions = PhotoPredictions(spec.CLASS_NAMES, photos, probabilities, np.zeros(15, bool), [], typicality)
+    chosen = choose_thresholds(predictions)
+    assert (chosen["min_confidence"], chosen["min_typicality"]) == (0.55, 0.002)
+    assert (chosen["coverage"], chosen["selective_accuracy"], chosen["ood_unsure"]["hat"]) == (0.6, 1.0, 1.0)
+    assert chosen["shortfall"] == 0.0
+    without_reference = choose_thresholds(PhotoPredictions(spec.CLASS_NAMES, photos, probabilities, np.zeros(15, bool)))
+    assert without_reference["min_typicality"] is None  # the confidence grid alone: hats answered, 0.6 short
+    assert without_reference["shortfall"] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="needs in-domain photos"):
+        choose_thresholds(PhotoPredictions(spec.CLASS_NAMES, photos[10:], probabilities[10:], np.zeros(5, bool)))
+
+
+def test_the_chosen_pair_as_text_and_json(small_set: Path) -> None:
+    text = run_in_process("evaluate", "--photos", str(small_set), "--choose")
+    assert text.returncode == 0 and "the defaults' rule picks min-confidence" in text.stdout
+    chosen = evaluate_json("--photos", str(small_set), "--choose")["chosen_thresholds"]
+    assert chosen["min_confidence"] in spec.SWEEP_THRESHOLDS and chosen["min_typicality"] in spec.SWEEP_TYPICALITIES
+    assert_one_line_error(run_in_process("evaluate", "--choose"), 2, "--choose needs --photos")
+    hats_only = small_set / "hats"
+    photo(hats_only / "unknown" / "h.jpg")
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(hats_only), "--choose"), 1, "--choose needs in-domain photos"
+    )
 
 
 def test_the_text_report_names_every_verdict_in_full_over_aligned_counts(small_set: Path) -> None:
