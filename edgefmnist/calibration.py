@@ -13,10 +13,14 @@ The NLL of ``softmax(z / T)`` is convex in ``1 / T`` (a log-sum-exp of functions
 the global minimum inside its bracket. No scipy needed.
 
 The same validation logits give the reference of the *typicality* of a picture: the share of
-validation images whose largest logit is lower than the picture's. The largest logit (before
-the softmax) is the MaxLogit out-of-distribution score of Hendrycks, Basart, Mazeika et al.
-2022 ("Scaling Out-of-Distribution Detection for Real-World Settings"); expressing it as a
-quantile of the model's own validation images puts every model on one scale, 0 to 1.
+the validation images that the model gives the picture's class whose largest logit is lower
+than the picture's. The largest logit (before the softmax) is the MaxLogit
+out-of-distribution score of Hendrycks, Basart, Mazeika et al. 2022 ("Scaling
+Out-of-Distribution Detection for Real-World Settings"); expressing it as a quantile of the
+model's own validation images puts every model on one scale, 0 to 1, and taking the quantile
+within the predicted class puts every class on it too: a bag's largest logit runs higher
+than a shirt's, so a hat read as Bag stands out among bags where it would not among all
+images. Models exported before the class tables have the table of all images only.
 
 This module imports only numpy, so the runtime may use it too (ECE of a model's outputs).
 """
@@ -32,6 +36,7 @@ ECE_BINS = 15  # Guo et al. 2017 use 15 equal-width confidence bins
 TEMPERATURE_BOUNDS = (0.01, 100.0)  # the bracket searched; a fit at an edge means the data push T further
 LOG_T_TOLERANCE = 1e-6  # golden-section stops when the bracket on log T is this narrow
 INV_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+MIN_CLASS_IMAGES = 50  # a class given to fewer validation images gets the table of all images
 # Quantile levels at which the validation split's largest logits are stored: fine where the
 # unsure threshold lies (about the 1 % least typical images), coarse above.
 TYPICALITY_LEVELS = (
@@ -174,6 +179,7 @@ class TemperatureCalibration:
     validation: CalibrationFigures
     test: CalibrationFigures | None = None
     max_logit_quantiles: dict[str, list[float]] | None = None  # see max_logit_quantiles()
+    class_max_logit_quantiles: list[dict[str, list[float]]] | None = None  # see class_max_logit_quantiles()
 
     def to_metadata(self) -> dict:
         """The model file's ``"calibration"`` entry: the fit on the validation split, test figures nested."""
@@ -187,6 +193,8 @@ class TemperatureCalibration:
         }
         if self.max_logit_quantiles is not None:
             entry["max_logit_quantiles"] = self.max_logit_quantiles
+        if self.class_max_logit_quantiles is not None:
+            entry["class_max_logit_quantiles"] = self.class_max_logit_quantiles
         if self.test is not None:
             entry["test"] = {k: v for k, v in self.test.to_dict().items() if k != "split"}
         return entry
@@ -198,6 +206,7 @@ class TemperatureCalibration:
             self.validation,
             measure_calibration(logits, labels, self.temperature, "test"),
             self.max_logit_quantiles,
+            self.class_max_logit_quantiles,
         )
 
     def summary(self) -> str:
@@ -207,7 +216,8 @@ class TemperatureCalibration:
 
 def calibrate(validation_logits: np.ndarray, validation_labels: np.ndarray) -> TemperatureCalibration:
     """Fit ``T`` on the validation split's logits ``[N, C]`` and measure ECE/NLL there before and after;
-    also keep their largest logits' quantiles, the reference of :func:`typicality`.
+    also keep their largest logits' quantiles, over all images and per predicted class, the
+    references of :func:`typicality`.
 
     ``T`` is rounded to float32, the precision an ONNX graph stores it in, so the figures
     describe exactly the ``T`` the graph applies.
@@ -217,6 +227,7 @@ def calibrate(validation_logits: np.ndarray, validation_labels: np.ndarray) -> T
         temperature,
         measure_calibration(validation_logits, validation_labels, temperature, "validation"),
         max_logit_quantiles=max_logit_quantiles(validation_logits),
+        class_max_logit_quantiles=class_max_logit_quantiles(validation_logits),
     )
 
 
@@ -225,6 +236,33 @@ def max_logit_quantiles(logits: np.ndarray) -> dict[str, list[float]]:
     quantile levels ``TYPICALITY_LEVELS`` (numpy's default linear interpolation)."""
     values = np.quantile(np.asarray(logits, np.float64).max(axis=1), TYPICALITY_LEVELS)
     return {"levels": list(TYPICALITY_LEVELS), "values": [float(v) for v in np.maximum.accumulate(values)]}
+
+
+def class_max_logit_quantiles(logits: np.ndarray) -> list[dict[str, list[float]]]:
+    """One :func:`max_logit_quantiles` table per class (``C`` of them) of the rows of ``logits``
+    ``[N, C]`` whose largest logit is that class's; a class with fewer than
+    ``MIN_CLASS_IMAGES`` such rows, or whose rows' largest logits are all equal, gets the table of
+    all rows."""
+    logits = np.asarray(logits, np.float64)
+    predicted, overall = logits.argmax(axis=1), max_logit_quantiles(logits)
+    tables = []
+    for k in range(logits.shape[1]):
+        rows = logits[predicted == k]
+        table = max_logit_quantiles(rows) if len(rows) >= MIN_CLASS_IMAGES else overall
+        tables.append(table if table["values"][-1] > table["values"][0] else overall)
+    return tables
+
+
+def class_typicality(logits: np.ndarray, tables: list[dict[str, list[float]]]) -> np.ndarray:
+    """float64 ``[N]`` in 0..1: :func:`typicality` of each row of ``logits`` ``[N, C]`` against the
+    table (``tables``, from :func:`class_max_logit_quantiles`) of its predicted class."""
+    logits = np.asarray(logits, np.float64)
+    predicted, largest = logits.argmax(axis=1), logits.max(axis=1)
+    result = np.empty(len(logits))
+    for k in np.unique(predicted):
+        rows = predicted == k
+        result[rows] = typicality(largest[rows], tables[int(k)])
+    return result
 
 
 def typicality(max_logits: np.ndarray, quantiles: dict[str, list[float]]) -> np.ndarray:

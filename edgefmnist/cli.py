@@ -88,8 +88,8 @@ def scoped(scope: str, text: str) -> str:
 
 MIN_CONFIDENCE_HELP = "say unsure unless the top probability is above this (0: never for this reason, 1: always)."
 MIN_TYPICALITY_HELP = (
-    "say unsure when fewer than this share of the model's validation images have a lower "
-    "largest logit (0: never for this reason)."
+    "say unsure when fewer than this share of the model's validation images of the predicted "
+    "class have a lower largest logit (0: never for this reason)."
 )
 
 
@@ -739,7 +739,7 @@ def evaluate_photos(
     if not selected:
         raise EdgeFmnistError(f"{folder}: no photos in the {split} half")
     predictor = Predictor(model or default_model_path(), threads=threads)
-    if varied == "typicality" and predictor.metadata.max_logit_quantiles is None:
+    if varied == "typicality" and not predictor.metadata.has_typicality_reference:
         raise EdgeFmnistError(
             f"{predictor.path}: no typicality reference in its metadata (exported before it); "
             "--sweep-typicality needs one: re-export the model"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefmnist import spec
-from edgefmnist.calibration import expected_calibration_error, softmax, typicality
+from edgefmnist.calibration import class_typicality, expected_calibration_error, softmax, typicality
 from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, Dtype, shipped_names
 from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
@@ -133,11 +133,14 @@ def calibration_row(path: Path, test: Split) -> str:
     test_after = 100 * expected_calibration_error(probabilities, test.labels)
     metadata = read_metadata(path)
     calibration, quantiles = metadata.calibration, metadata.max_logit_quantiles
+    tables = metadata.class_max_logit_quantiles or ([quantiles] if quantiles is not None else [])
     typical = "— | —"
-    if quantiles is not None:
-        floor = float(np.interp(spec.DEFAULT_MIN_TYPICALITY, quantiles["levels"], quantiles["values"]))
-        below = 100 * float(np.mean(typicality(logits.max(1), quantiles) < spec.DEFAULT_MIN_TYPICALITY))
-        typical = f"{floor:.3f} | {below:.2f}"
+    if tables:
+        floors = [float(np.interp(spec.DEFAULT_MIN_TYPICALITY, t["levels"], t["values"])) for t in tables]
+        scores = class_typicality(logits, tables) if len(tables) > 1 else typicality(logits.max(1), tables[0])
+        below = 100 * float(np.mean(scores < spec.DEFAULT_MIN_TYPICALITY))
+        span = f"{min(floors):.3f}" if len(floors) == 1 else f"{min(floors):.2f} to {max(floors):.2f}"
+        typical = f"{span} | {below:.2f}"
     if calibration is None:
         return f"| `{path.name}` | — (not calibrated) | — | {test_before:.2f} | {typical} |"
     return (
@@ -157,11 +160,13 @@ def calibration_section(folder: Path, names: Sequence[str], test: Split) -> list
         "`logits` stays raw. `T` is fitted at export on that model's own logits for the 5,000 validation images",
         "(never the test set); the int8 model gets its own `T`. ECE: expected calibration error, 15 equal-width",
         "confidence bins, in percent, before (`T = 1`) → after. Test ECE is measured through the runtime.",
-        "The same validation logits give each model its typicality reference (`max_logit_quantiles`): a picture",
-        f"whose largest logit is below the value at the default min-typicality ({spec.DEFAULT_MIN_TYPICALITY:g}) is",
+        "The same validation logits give each model its typicality references, one per class",
+        "(`class_max_logit_quantiles`, of the validation images the model gives that class): a picture whose",
+        f"largest logit is below its class's value at the default min-typicality ({spec.DEFAULT_MIN_TYPICALITY:g}) is",
         "called unsure; the last column is the share of test images that are.",
         "",
-        "| file | T | validation ECE (%) | test ECE (%) | largest logit at min-typicality | test images below (%) |",
+        "| file | T | validation ECE (%) | test ECE (%) | largest logit at min-typicality, per class "
+        "| test images below (%) |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
         "",

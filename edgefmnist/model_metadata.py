@@ -116,6 +116,18 @@ class ModelMetadata:
         return (self.calibration or {}).get("max_logit_quantiles")
 
     @property
+    def has_typicality_reference(self) -> bool:
+        """Whether a picture's typicality can be measured: either table is in the metadata."""
+        return self.class_max_logit_quantiles is not None or self.max_logit_quantiles is not None
+
+    @property
+    def class_max_logit_quantiles(self) -> list[dict[str, list[float]]] | None:
+        """One such table per class, of the validation images given that class (see
+        :func:`edgefmnist.calibration.class_typicality`), or None for a model exported without them.
+        The predictor checks that there is one per class."""
+        return (self.calibration or {}).get("class_max_logit_quantiles")
+
+    @property
     def disabled_optimizers(self) -> list[str]:
         """onnxruntime graph optimisers to turn off for this model (see :data:`SESSION_KEY`); ``[]`` for most."""
         return list(self.extra.get(SESSION_KEY, {}).get("disabled_optimizers", []))
@@ -173,6 +185,12 @@ class ModelMetadata:
                 raise ModelError(
                     f"{source}: metadata calibration.max_logit_quantiles is not a quantile table "
                     "(levels rising from 0 to 1, as many non-decreasing finite values)"
+                )
+        if calibration is not None and "class_max_logit_quantiles" in calibration:
+            tables = calibration["class_max_logit_quantiles"]
+            if not (isinstance(tables, list) and tables and all(map(valid_quantiles, tables))):
+                raise ModelError(
+                    f"{source}: metadata calibration.class_max_logit_quantiles is not a list of quantile tables"
                 )
         if SESSION_KEY in values and not valid_session(values[SESSION_KEY]):
             raise ModelError(

@@ -243,9 +243,12 @@ def picture_outputs(
 
 def picture_typicality(predictor: Predictor, logits: np.ndarray) -> np.ndarray | None:
     """float64 ``[N]`` in 0..1 for logits ``[N, 10]``: the share of the model's validation images
-    whose largest logit is lower (:func:`edgefmnist.calibration.typicality`); None for a model
-    exported without that reference."""
-    quantiles = predictor.metadata.max_logit_quantiles
+    of the predicted class whose largest logit is lower
+    (:func:`edgefmnist.calibration.class_typicality`); for a model exported with the table of all
+    images only, the share of all of them; None for a model exported without either."""
+    tables, quantiles = predictor.metadata.class_max_logit_quantiles, predictor.metadata.max_logit_quantiles
+    if tables is not None:
+        return calibration.class_typicality(logits, tables)
     return None if quantiles is None else calibration.typicality(logits.max(axis=1), quantiles)
 
 

@@ -188,6 +188,12 @@ class Predictor:
                 f"{self.path}: the model has {classes} outputs for {len(self.class_names)} class names; "
                 f"expected {spec.NUM_CLASSES}"
             )
+        tables = self.metadata.class_max_logit_quantiles
+        if tables is not None and len(tables) != classes:
+            raise ModelError(
+                f"{self.path}: metadata calibration.class_max_logit_quantiles has {len(tables)} tables "
+                f"for {classes} classes"
+            )
 
     def as_input(self, images: np.ndarray) -> np.ndarray:
         """uint8 or float images ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> the model's NCHW input.

@@ -164,7 +164,7 @@ def model_description(predictor: Predictor, settings: ServeSettings) -> dict[str
     (that rule is not checked).
     """
     props = predictor.metadata.to_props()
-    checks_typicality = predictor.metadata.max_logit_quantiles is not None
+    checks_typicality = predictor.metadata.has_typicality_reference
     return {
         "file": predictor.path.name,
         **{key: json.loads(value) for key, value in props.items()},

@@ -136,15 +136,16 @@ def paper_photo(image: np.ndarray, lighting: Any, angle: float = 0.0, scale: int
     return Image.open(io.BytesIO(encoded(picture, "JPEG", quality=90)))
 
 
-def without_typicality_reference(model: Path, out: Path) -> Path:
-    """Save to ``out`` a copy of the .onnx ``model`` without its calibration's ``max_logit_quantiles`` (older)."""
+def without_typicality_reference(model: Path, out: Path, keep_overall: bool = False) -> Path:
+    """Save to ``out`` a copy of the .onnx ``model`` as exported before its calibration's typicality
+    tables: without ``class_max_logit_quantiles``, and unless ``keep_overall`` without ``max_logit_quantiles``."""
     import onnx
 
+    dropped = ("class_max_logit_quantiles",) if keep_overall else ("class_max_logit_quantiles", "max_logit_quantiles")
     proto = onnx.load(str(model))
     for prop in proto.metadata_props:
         if prop.key == "calibration":
             calibration = json.loads(prop.value)
-            del calibration["max_logit_quantiles"]
-            prop.value = json.dumps(calibration)
+            prop.value = json.dumps({key: value for key, value in calibration.items() if key not in dropped})
     onnx.save(proto, str(out))
     return out

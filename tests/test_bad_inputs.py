@@ -121,6 +121,11 @@ def runs_into_a_shape_error(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+NINE_CLASS_TABLES = {
+    "method": "temperature",
+    "temperature": 1.0,
+    "class_max_logit_quantiles": [{"levels": [0.0, 1.0], "values": [1.0, 2.0]}] * 9,
+}
 MODEL_CASES = {
     "0-byte": (lambda d, t: d.joinpath("m.onnx").write_bytes(b""), "empty file"),
     "truncated": (
@@ -145,6 +150,10 @@ MODEL_CASES = {
             d / "m.onnx", classes=11, props=with_props(class_names=json.dumps([*spec.CLASS_NAMES, "Hat"]))
         ),
         "expected 10",
+    ),
+    "9 class typicality tables": (
+        lambda d, t: edge_model(d / "m.onnx", props=with_props(calibration=json.dumps(NINE_CLASS_TABLES))),
+        "class_max_logit_quantiles has 9 tables for 10 classes",
     ),
     "unknown op": (lambda d, t: edge_model(d / "m.onnx", op="NoSuchOperator"), "onnxruntime cannot load it"),
     "loads but cannot run": (lambda d, t: runs_into_a_shape_error(d / "m.onnx"), "onnxruntime failed to run it"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -17,8 +18,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgefmnist.calibration import (
     ECE_BINS,
+    MIN_CLASS_IMAGES,
     TYPICALITY_LEVELS,
     calibrate,
+    class_max_logit_quantiles,
+    class_typicality,
     expected_calibration_error,
     fit_temperature,
     max_logit_quantiles,
@@ -204,6 +208,40 @@ def test_typicality_is_the_share_of_reference_images_with_a_lower_top_logit() ->
     )
 
 
+def test_class_typicality_ranks_a_picture_among_the_images_of_its_predicted_class() -> None:
+    """Class 0's images have large top logits, class 1's small ones: a top logit of 5 is low for
+    class 0 and high for class 1, and a class with too few images falls back on all of them."""
+    rng = np.random.default_rng(1)
+    reference = rng.normal(0, 0.1, (3000, 3))
+    reference[:1000, 0] = rng.uniform(6, 10, 1000)  # class 0: top logits 6-10
+    reference[1000:2990, 1] = rng.uniform(2, 6, 1990)  # class 1: 2-6
+    reference[2990:, 2] = rng.uniform(0.5, 1.0, 10)  # class 2: 10 images, fewer than MIN_CLASS_IMAGES
+    assert 10 < MIN_CLASS_IMAGES
+    tables = class_max_logit_quantiles(reference)
+    assert len(tables) == 3 and tables[2] == max_logit_quantiles(reference)
+    probes = np.array([[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 0.75], [9.0, 0.0, 0.0]])
+    measured = class_typicality(probes, tables)
+    assert measured[0] == 0.0  # below every class-0 image
+    assert measured[1] == pytest.approx(0.75, abs=0.02)  # above three quarters of class 1
+    assert measured[2] == pytest.approx(typicality(np.array([0.75]), tables[2])[0])  # all images' table
+    assert measured[3] == pytest.approx(0.75, abs=0.02)
+    recorded = calibrate(reference, reference.argmax(1)).to_metadata()["class_max_logit_quantiles"]
+    assert recorded == tables
+    entry = {"method": "temperature", "temperature": 1.0, "class_max_logit_quantiles": recorded}
+    three = dataclasses.replace(metadata({CALIBRATION_KEY: entry}), class_names=("a", "b", "c"))
+    assert ModelMetadata.from_props(three.to_props(), "m.onnx").class_max_logit_quantiles == tables
+
+
+@pytest.mark.parametrize(
+    "tables", [[{"levels": [0.0, 1.0], "values": [1.0, 1.0]}] * 10, {"levels": [0.0, 1.0]}, [], [[0.0, 1.0]]]
+)
+def test_metadata_refuses_class_tables_that_are_not_quantile_tables(tables: object) -> None:
+    entry = {"method": "temperature", "temperature": 1.0, "class_max_logit_quantiles": tables}
+    props = {**metadata({}).to_props(), CALIBRATION_KEY: json.dumps(entry)}
+    with pytest.raises(ModelError, match="^bad.onnx: metadata calibration.class_max_logit_quantiles is not a list"):
+        ModelMetadata.from_props(props, "bad.onnx")
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -255,6 +293,10 @@ def test_export_fits_on_validation_and_lowers_nll_and_ece(exported_mlp: Path, fa
     refit_quantiles = max_logit_quantiles(logits)  # from the same validation logits
     assert recorded["max_logit_quantiles"]["levels"] == refit_quantiles["levels"]
     np.testing.assert_allclose(recorded["max_logit_quantiles"]["values"], refit_quantiles["values"], rtol=1e-5)
+    for table, refit_table in zip(
+        recorded["class_max_logit_quantiles"], class_max_logit_quantiles(logits), strict=True
+    ):
+        np.testing.assert_allclose(table["values"], refit_table["values"], rtol=1e-5)
     test_logits, _ = outputs(path, fashion.test.images)
     test_figures = measure_calibration(test_logits, fashion.test.labels, recorded["temperature"], "test")
     assert recorded["test"]["ece_after"] == pytest.approx(test_figures.ece_after, abs=1e-3)

@@ -17,7 +17,7 @@ from helpers import TORCH_FREE, assert_one_line_error, run, run_in_process
 from PIL import Image
 
 from edgefmnist import spec
-from edgefmnist.calibration import typicality
+from edgefmnist.calibration import class_typicality
 from edgefmnist.errors import EdgeFmnistError
 
 
@@ -32,9 +32,9 @@ def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> Non
     assert [Path(r["image"]).name for r in rows] == ["0.png", "1.png", "2.png"]
     predictor = Predictor(shipped_mlp)
     logits, expected = predictor.run(fashion.test.images[:3])
-    quantiles = predictor.metadata.max_logit_quantiles
-    assert quantiles is not None
-    typical = typicality(logits.max(1), quantiles)
+    tables = predictor.metadata.class_max_logit_quantiles
+    assert tables is not None
+    typical = class_typicality(logits, tables)
     for row, probabilities, score in zip(rows, expected, typical, strict=True):
         fired = {
             "low_confidence": row["probability"] <= spec.DEFAULT_MIN_CONFIDENCE,

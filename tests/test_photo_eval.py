@@ -330,6 +330,25 @@ def test_a_model_without_the_typicality_reference_is_judged_by_probability_alone
     )
 
 
+def test_a_model_with_the_table_of_all_images_only_ranks_among_all_of_them(tmp_path: Path, fashion) -> None:
+    """Models exported before the per-class tables keep their typicality: among all validation images."""
+    from edgefmnist.runtime.infer import picture_typicality
+    from edgefmnist.runtime.predictor import Predictor, default_model_path
+
+    from edgefmnist.calibration import class_typicality, typicality
+
+    older = Predictor(without_typicality_reference(default_model_path(), tmp_path / "older.onnx", keep_overall=True))
+    current = Predictor(default_model_path())
+    logits = current.logits(fashion.test.images[:200])
+    quantiles, tables = older.metadata.max_logit_quantiles, current.metadata.class_max_logit_quantiles
+    assert older.metadata.class_max_logit_quantiles is None and quantiles is not None and tables is not None
+    among_all, among_class = picture_typicality(older, logits), picture_typicality(current, logits)
+    assert among_all is not None and among_class is not None
+    np.testing.assert_array_equal(among_all, typicality(logits.max(1), quantiles))
+    np.testing.assert_array_equal(among_class, class_typicality(logits, tables))
+    assert not np.array_equal(among_all, among_class)
+
+
 def test_a_photo_set_with_nothing_readable_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "Coat").mkdir()
     (tmp_path / "Coat" / "broken.jpg").write_bytes(b"not a jpeg")
@@ -348,8 +367,10 @@ def test_the_unsure_rule_and_the_shipped_typicality_references() -> None:
     assert unsure_reasons(0.9, 0.4, True, 0.5, 0.011) == [NO_OBJECT]
     assert unsure_reasons(0.9, 0.4, False, None, 0.011) == []  # a model without the reference: not checked
     for path in default_model_path().parent.glob("*.onnx"):
-        quantiles = read_metadata(path).max_logit_quantiles
+        metadata = read_metadata(path)
+        quantiles, tables = metadata.max_logit_quantiles, metadata.class_max_logit_quantiles
         assert quantiles is not None and len(quantiles["values"]) == len(quantiles["levels"]), path.name
+        assert tables is not None and len(tables) == len(metadata.class_names), path.name  # typicality per class
 
 
 def test_threshold_extremes_and_unreadable_photos(tmp_path: Path) -> None:
