@@ -611,7 +611,9 @@ def evaluate(
         bool,
         typer.Option(
             "--choose",
-            help="With --photos: the pair of thresholds the defaults' rule picks over both grids.",
+            help="With --photos: pick min-confidence and min-typicality over both sweeps' grids by the rule the "
+            "defaults were chosen by: the least shortfall from the coverage and hat targets, then the most "
+            "answers right (--min-confidence and --min-typicality still set the report).",
         ),
     ] = False,
     plot: Annotated[
@@ -738,6 +740,11 @@ def evaluate_photos(
     selected = select_split(photos, split)
     if not selected:
         raise EdgeFmnistError(f"{folder}: no photos in the {split} half")
+    if choose and len({photo.in_domain for photo in selected}) < 2:
+        lacking = "out-of-domain" if selected[0].in_domain else "in-domain"
+        raise EdgeFmnistError(
+            f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
+        )
     predictor = Predictor(model or default_model_path(), threads=threads)
     if varied == "typicality" and not predictor.metadata.has_typicality_reference:
         raise EdgeFmnistError(
@@ -752,9 +759,10 @@ def evaluate_photos(
     title = f"{predictor.path.name} on {folder.name or folder} ({split})"
     head = {"model": str(predictor.path), "folder": str(folder), "split": split}
     swept = threshold_sweep(predictions, varied, *thresholds) if varied else None
-    if choose and not predictions.in_domain().any():
-        raise EdgeFmnistError(f"{folder}: --choose needs in-domain photos, and the {split} half has none")
-    chosen = choose_thresholds(predictions) if choose else None
+    try:
+        chosen = choose_thresholds(predictions) if choose else None
+    except ValueError as exc:  # the photos of one kind were all unreadable
+        raise EdgeFmnistError(f"{folder}: --choose: {exc}") from None
     if plot is not None:
         save_photo_plot(plot, report, predictions, title)
     for note in class_folder_notes(folder, photos):  # after every refusal, so that an error stays one line

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefmnist import spec
-from edgefmnist.calibration import class_typicality, expected_calibration_error, softmax, typicality
+from edgefmnist.calibration import expected_calibration_error, reference_typicality, softmax
 from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, Dtype, shipped_names
 from edgefmnist.data import Split, load_test_split
 from edgefmnist.runtime.metadata import read_metadata
@@ -135,9 +135,9 @@ def calibration_row(path: Path, test: Split) -> str:
     calibration, quantiles = metadata.calibration, metadata.max_logit_quantiles
     tables = metadata.class_max_logit_quantiles or ([quantiles] if quantiles is not None else [])
     typical = "— | —"
-    if tables:
+    scores = reference_typicality(logits, metadata.class_max_logit_quantiles, quantiles)
+    if tables and scores is not None:
         floors = [float(np.interp(spec.DEFAULT_MIN_TYPICALITY, t["levels"], t["values"])) for t in tables]
-        scores = class_typicality(logits, tables) if len(tables) > 1 else typicality(logits.max(1), tables[0])
         below = 100 * float(np.mean(scores < spec.DEFAULT_MIN_TYPICALITY))
         span = f"{min(floors):.3f}" if len(floors) == 1 else f"{min(floors):.2f} to {max(floors):.2f}"
         typical = f"{span} | {below:.2f}"
@@ -162,8 +162,8 @@ def calibration_section(folder: Path, names: Sequence[str], test: Split) -> list
         "confidence bins, in percent, before (`T = 1`) → after. Test ECE is measured through the runtime.",
         "The same validation logits give each model its typicality references, one per class",
         "(`class_max_logit_quantiles`, of the validation images the model gives that class): a picture whose",
-        f"largest logit is below its class's value at the default min-typicality ({spec.DEFAULT_MIN_TYPICALITY:g}) is",
-        "called unsure; the last column is the share of test images that are.",
+        "largest logit is below its class's value at the default min-typicality "
+        f"({spec.DEFAULT_MIN_TYPICALITY:.3f}) is called unsure; the last column is the share of test images that are.",
         "",
         "| file | T | validation ECE (%) | test ECE (%) | largest logit at min-typicality, per class "
         "| test images below (%) |",
@@ -213,7 +213,8 @@ def render_card(folder: Path, test: Split, bench: dict) -> str:
             "# Shipped models",
             "",
             "Trained, exported, quantised and validated by the project's own commands on the real",
-            "Fashion-MNIST, seed 0. `make models` regenerates every file here, this card included.",
+            "Fashion-MNIST, seed 0. `make models` regenerates every file here, this card included (on another",
+            "CPU, AdaRound may round a few of the int8 CNN's weights otherwise, and latencies differ).",
             "",
             "| file | what | parameters | multiply-adds | size | test accuracy | agreement | batch-1 p50 µs |",
             "|---|---|---:|---:|---:|---:|---|---:|",

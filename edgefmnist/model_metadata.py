@@ -188,10 +188,14 @@ class ModelMetadata:
                 )
         if calibration is not None and "class_max_logit_quantiles" in calibration:
             tables = calibration["class_max_logit_quantiles"]
-            if not (isinstance(tables, list) and tables and all(map(valid_quantiles, tables))):
-                raise ModelError(
-                    f"{source}: metadata calibration.class_max_logit_quantiles is not a list of quantile tables"
-                )
+            if not (isinstance(tables, list) and tables):
+                raise ModelError(f"{source}: metadata calibration.class_max_logit_quantiles is not a list of tables")
+            for index, table in enumerate(tables):
+                if not valid_quantiles(table):
+                    raise ModelError(
+                        f"{source}: metadata calibration.class_max_logit_quantiles[{index}] is not a quantile table "
+                        "(levels rising from 0 to 1, as many non-decreasing finite values)"
+                    )
         if SESSION_KEY in values and not valid_session(values[SESSION_KEY]):
             raise ModelError(
                 f'{source}: metadata {SESSION_KEY} is not {{"disabled_optimizers": [non-empty names]}} '

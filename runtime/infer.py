@@ -5,8 +5,8 @@
 
 The verdict is "unsure" when the top (calibrated) probability is not above its threshold
 (``spec.DEFAULT_MIN_CONFIDENCE`` unless given), when the picture is less typical than its
-threshold (``spec.DEFAULT_MIN_TYPICALITY``; the share of the model's validation images whose
-largest logit is lower, :func:`edgefmnist.calibration.typicality`), or when no object was
+threshold (``spec.DEFAULT_MIN_TYPICALITY``; the share of the model's validation images of the
+predicted class whose largest logit is lower, :func:`picture_typicality`), or when no object was
 found: an honest answer for pictures outside what Fashion-MNIST covers. Unsure is an answer,
 not an error. A photo is classified as it is and mirrored, when the network was trained on
 mirrored images (:func:`picture_outputs`).
@@ -246,10 +246,8 @@ def picture_typicality(predictor: Predictor, logits: np.ndarray) -> np.ndarray |
     of the predicted class whose largest logit is lower
     (:func:`edgefmnist.calibration.class_typicality`); for a model exported with the table of all
     images only, the share of all of them; None for a model exported without either."""
-    tables, quantiles = predictor.metadata.class_max_logit_quantiles, predictor.metadata.max_logit_quantiles
-    if tables is not None:
-        return calibration.class_typicality(logits, tables)
-    return None if quantiles is None else calibration.typicality(logits.max(axis=1), quantiles)
+    metadata = predictor.metadata
+    return calibration.reference_typicality(logits, metadata.class_max_logit_quantiles, metadata.max_logit_quantiles)
 
 
 def classify_arrays(

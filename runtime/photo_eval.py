@@ -365,6 +365,12 @@ def photo_report(
     }
 
 
+def target_ood_unsure(figures: dict, ood_class: str) -> float | None:
+    """The unsure rate in :func:`threshold_figures` that the OOD target applies to: ``ood_class``'s
+    photos', else (no such photo) all out-of-domain photos'."""
+    return figures["ood_unsure"].get(ood_class, figures["ood_unsure_rate"])
+
+
 def _meets(value: float | None, target: float) -> bool:
     return value is not None and value >= target
 
@@ -397,7 +403,7 @@ def threshold_sweep(
     for value in SWEEP_GRIDS[varied]:
         pair = (value, min_typicality) if varied == "confidence" else (min_confidence, value)
         figures = threshold_figures(predictions, *pair)
-        ood = figures["ood_unsure"].get(ood_class, figures["ood_unsure_rate"])
+        ood = target_ood_unsure(figures, ood_class)
         met = {
             "selective_accuracy": _meets(figures["selective_accuracy"], targets["selective_accuracy"]),
             "coverage": _meets(figures["coverage"], targets["coverage"]),
@@ -417,16 +423,18 @@ def choose_thresholds(predictions: PhotoPredictions, ood_class: str = spec.TARGE
     the coverage and of the ``ood_class`` unsure rate (all out-of-domain photos when there is no
     such class) below their targets, then the highest accuracy on the answered photos, then the
     smallest min-confidence and min-typicality. Returns :func:`threshold_figures` of that pair
-    with ``shortfall``. ``ValueError`` when no photo is in domain.
+    with ``shortfall``. ``ValueError`` when no photo is in domain or none is out of domain
+    (there would be nothing to weigh coverage or the unsure rate against).
     """
-    if not predictions.in_domain().any():
-        raise ValueError("choosing thresholds needs in-domain photos")
+    inside = predictions.in_domain()
+    if not inside.any() or inside.all():
+        raise ValueError("choosing thresholds needs in-domain and out-of-domain photos")
     typicalities = spec.SWEEP_TYPICALITIES if predictions.typicality is not None else (spec.DEFAULT_MIN_TYPICALITY,)
     best: tuple[tuple[float, float, float, float], dict] | None = None
     for min_confidence in spec.SWEEP_THRESHOLDS:
         for min_typicality in typicalities:
             figures = threshold_figures(predictions, min_confidence, min_typicality)
-            ood = figures["ood_unsure"].get(ood_class, figures["ood_unsure_rate"]) or 0.0
+            ood = target_ood_unsure(figures, ood_class) or 0.0
             shortfall = max(0.0, spec.TARGET_COVERAGE - figures["coverage"]) + max(0.0, spec.TARGET_OOD_UNSURE - ood)
             key = (round(shortfall, 9), -(figures["selective_accuracy"] or 0.0), min_confidence, min_typicality)
             if best is None or key < best[0]:
@@ -445,7 +453,8 @@ def format_choice(chosen: dict, ood_class: str = spec.TARGET_OOD_CLASS) -> str:
     )
     return (
         f"the defaults' rule picks {thresholds_text(chosen)}: coverage {_percent(chosen['coverage'])}, "
-        f"{ood_text}, selective accuracy {_percent(chosen['selective_accuracy'])} (shortfall {chosen['shortfall']:.4f})"
+        f"{ood_text}, selective accuracy {_percent(chosen['selective_accuracy'])} "
+        f"(summed shortfall from the coverage and unsure targets: {chosen['shortfall']:.4f})"
     )
 
 

@@ -232,14 +232,31 @@ def test_class_typicality_ranks_a_picture_among_the_images_of_its_predicted_clas
     assert ModelMetadata.from_props(three.to_props(), "m.onnx").class_max_logit_quantiles == tables
 
 
+GOOD_TABLE = {"levels": [0.0, 1.0], "values": [1.0, 2.0]}
+
+
 @pytest.mark.parametrize(
-    "tables", [[{"levels": [0.0, 1.0], "values": [1.0, 1.0]}] * 10, {"levels": [0.0, 1.0]}, [], [[0.0, 1.0]]]
+    "tables, message",
+    [
+        ({"levels": [0.0, 1.0]}, " is not a list of tables"),
+        ([], " is not a list of tables"),
+        ([GOOD_TABLE, {"levels": [0.0, 1.0], "values": [1.0, 1.0]}], r"\[1\] is not a quantile table"),
+        ([[0.0, 1.0]], r"\[0\] is not a quantile table"),
+    ],
 )
-def test_metadata_refuses_class_tables_that_are_not_quantile_tables(tables: object) -> None:
+def test_metadata_refuses_class_tables_that_are_not_quantile_tables(tables: object, message: str) -> None:
     entry = {"method": "temperature", "temperature": 1.0, "class_max_logit_quantiles": tables}
     props = {**metadata({}).to_props(), CALIBRATION_KEY: json.dumps(entry)}
-    with pytest.raises(ModelError, match="^bad.onnx: metadata calibration.class_max_logit_quantiles is not a list"):
+    with pytest.raises(ModelError, match=f"^bad.onnx: metadata calibration.class_max_logit_quantiles{message}"):
         ModelMetadata.from_props(props, "bad.onnx")
+
+
+def test_class_typicality_refuses_too_few_tables_and_needs_rows() -> None:
+    with pytest.raises(ValueError, match="9 typicality tables for logits of shape"):
+        class_typicality(np.zeros((2, 10)), [GOOD_TABLE] * 9)
+    with pytest.raises(ValueError, match="at least one row"):
+        class_max_logit_quantiles(np.zeros((0, 10)))
+    assert class_typicality(np.zeros((0, 10)), [GOOD_TABLE] * 10).shape == (0,)
 
 
 @pytest.mark.parametrize(
@@ -355,5 +372,6 @@ def test_model_card_calibration_rows(exported_mlp: Path, fashion) -> None:
     assert len(rows) == 2 and rows[0].startswith(f"| `mlp.onnx` | {temperature:.4f} | ")
     for row in rows:  # the typicality columns: the logit at the default level, and a share of the test set
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert len(cells) == 6 and float(cells[4]) > 0 and 0 <= float(cells[5]) < 10
+        lowest, highest = (float(value) for value in cells[4].split(" to "))  # the per-class span
+        assert len(cells) == 6 and 0 < lowest <= highest and 0 <= float(cells[5]) < 10
     assert read_card_accuracies("\n".join(lines)) == {}  # never mistaken for an accuracy row

@@ -261,8 +261,18 @@ def test_the_defaults_rule_picks_the_smallest_pair_that_meets_the_targets_best()
     without_reference = choose_thresholds(PhotoPredictions(spec.CLASS_NAMES, photos, probabilities, np.zeros(15, bool)))
     assert without_reference["min_typicality"] is None  # the confidence grid alone: hats answered, 0.6 short
     assert without_reference["shortfall"] == pytest.approx(0.6)
-    with pytest.raises(ValueError, match="needs in-domain photos"):
-        choose_thresholds(PhotoPredictions(spec.CLASS_NAMES, photos[10:], probabilities[10:], np.zeros(5, bool)))
+    for part in (slice(10, None), slice(None, 10)):  # hats alone, coats alone
+        only = PhotoPredictions(spec.CLASS_NAMES, photos[part], probabilities[part], np.zeros(15, bool)[part])
+        with pytest.raises(ValueError, match="needs in-domain and out-of-domain photos"):
+            choose_thresholds(only)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PHOTOS_DEV.is_dir(), reason="photos-dev is not beside the project")
+def test_the_defaults_are_the_pair_the_rule_picks_on_the_choice_half() -> None:
+    chosen = evaluate_json("--photos", str(PHOTOS_DEV), "--split", "choice", "--choose")["chosen_thresholds"]
+    defaults = (spec.DEFAULT_MIN_CONFIDENCE, spec.DEFAULT_MIN_TYPICALITY)
+    assert (chosen["min_confidence"], chosen["min_typicality"]) == defaults
 
 
 def test_the_chosen_pair_as_text_and_json(small_set: Path) -> None:
@@ -271,11 +281,12 @@ def test_the_chosen_pair_as_text_and_json(small_set: Path) -> None:
     chosen = evaluate_json("--photos", str(small_set), "--choose")["chosen_thresholds"]
     assert chosen["min_confidence"] in spec.SWEEP_THRESHOLDS and chosen["min_typicality"] in spec.SWEEP_TYPICALITIES
     assert_one_line_error(run_in_process("evaluate", "--choose"), 2, "--choose needs --photos")
-    hats_only = small_set / "hats"
+    hats_only, coats_only = small_set / "hats", small_set / "coats"
     photo(hats_only / "unknown" / "h.jpg")
-    assert_one_line_error(
-        run_in_process("evaluate", "--photos", str(hats_only), "--choose"), 1, "--choose needs in-domain photos"
-    )
+    photo(coats_only / "Coat" / "c.jpg")
+    for folder, lacking in ((hats_only, "in-domain"), (coats_only, "out-of-domain")):
+        result = run_in_process("evaluate", "--photos", str(folder), "--choose")
+        assert_one_line_error(result, 1, "--choose needs in-domain and out-of-domain photos", f"no {lacking} one")
 
 
 def test_the_text_report_names_every_verdict_in_full_over_aligned_counts(small_set: Path) -> None:
