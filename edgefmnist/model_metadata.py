@@ -61,6 +61,15 @@ def valid_session(entry: object) -> bool:
     return isinstance(names, list) and all(isinstance(name, str) and name.strip() for name in names)
 
 
+def check_quantile_table(entry: object, name: str, source: Path | str) -> None:
+    """:class:`ModelError` naming ``source`` and ``calibration.{name}`` unless :func:`valid_quantiles`."""
+    if not valid_quantiles(entry):
+        raise ModelError(
+            f"{source}: metadata calibration.{name} is not a quantile table "
+            "(levels rising from 0 to 1, as many non-decreasing finite values)"
+        )
+
+
 def valid_quantiles(entry: object) -> bool:
     """Whether a ``max_logit_quantiles`` entry is a quantile table: ``{"levels", "values"}``,
     equal-length lists of at least two finite numbers, the levels rising from 0 to 1, the values
@@ -181,21 +190,13 @@ class ModelMetadata:
                 f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})"
             )
         if calibration is not None and "max_logit_quantiles" in calibration:
-            if not valid_quantiles(calibration["max_logit_quantiles"]):
-                raise ModelError(
-                    f"{source}: metadata calibration.max_logit_quantiles is not a quantile table "
-                    "(levels rising from 0 to 1, as many non-decreasing finite values)"
-                )
+            check_quantile_table(calibration["max_logit_quantiles"], "max_logit_quantiles", source)
         if calibration is not None and "class_max_logit_quantiles" in calibration:
             tables = calibration["class_max_logit_quantiles"]
             if not (isinstance(tables, list) and tables):
                 raise ModelError(f"{source}: metadata calibration.class_max_logit_quantiles is not a list of tables")
             for index, table in enumerate(tables):
-                if not valid_quantiles(table):
-                    raise ModelError(
-                        f"{source}: metadata calibration.class_max_logit_quantiles[{index}] is not a quantile table "
-                        "(levels rising from 0 to 1, as many non-decreasing finite values)"
-                    )
+                check_quantile_table(table, f"class_max_logit_quantiles[{index}]", source)
         if SESSION_KEY in values and not valid_session(values[SESSION_KEY]):
             raise ModelError(
                 f'{source}: metadata {SESSION_KEY} is not {{"disabled_optimizers": [non-empty names]}} '

@@ -445,12 +445,8 @@ def choose_thresholds(predictions: PhotoPredictions, ood_class: str = spec.TARGE
 
 def format_choice(chosen: dict, ood_class: str = spec.TARGET_OOD_CLASS) -> str:
     """One line: the pair :func:`choose_thresholds` picked and its figures."""
-    ood = chosen["ood_unsure"].get(ood_class)
-    ood_text = (
-        f"{ood_class} unsure {_percent(ood)}"
-        if ood is not None
-        else f"out-of-domain unsure {_percent(chosen['ood_unsure_rate'])}"
-    )
+    ood_name = ood_class if ood_class in chosen["ood_unsure"] else "out-of-domain"
+    ood_text = f"{ood_name} unsure {_percent(target_ood_unsure(chosen, ood_class))}"
     return (
         f"the defaults' rule picks {thresholds_text(chosen)}: coverage {_percent(chosen['coverage'])}, "
         f"{ood_text}, selective accuracy {_percent(chosen['selective_accuracy'])} "
