@@ -490,9 +490,6 @@ def infer(
         raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
     if image and sample is not None:
         raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
-    for flag, given_empty in (("--image", "" in (image or [])), ("--save-preprocessed", save_preprocessed == "")):
-        if given_empty:
-            raise UsageError(f"{flag} needs a path, not an empty string")
     if (image or []).count(STDIN) > 1:
         raise UsageError("--image - given more than once: standard input holds one picture")
     warn_if_oversubscribed(threads)
@@ -975,12 +972,27 @@ def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
     return " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', or give the folder)"
 
 
+def refuse_empty_values(argv: list[str]) -> None:
+    """Raise :class:`UsageError` for an empty string on the command line (``--out ""``, ``--out=``, ``export ""``).
+
+    Click would read an empty path as ``.``, the current folder: a command would then write
+    beside or read all of it. No option of this tool takes an empty value.
+    """
+    for before, arg in zip(["", *argv], argv, strict=False):
+        if arg == "":
+            flag = before if before.startswith("-") and "=" not in before else "an argument"
+            raise UsageError(f"{flag} needs a value, not an empty string")
+        if arg.startswith("--") and arg.endswith("="):
+            raise UsageError(f"{arg[:-1]} needs a value, not an empty string")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit. A reader that
     closes the output early, as ``head`` does, is no error: ``infer`` and ``--json`` output finish
     their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1."""
     silence_pillow_user_warnings()
     try:
+        refuse_empty_values(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
         typer.echo(exc.format_message())

@@ -213,11 +213,16 @@ def test_a_bad_number_is_a_usage_error(args: list[str], flag: str, tmp_path: Pat
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["infer", "--image", ""], "--image needs a path, not an empty string"),
+        (["infer", "--image", ""], "--image needs a value, not an empty string"),
         (
             ["infer", "--image", "{picture}", "--save-preprocessed", ""],
-            "--save-preprocessed needs a path, not an empty string",
+            "--save-preprocessed needs a value, not an empty string",
         ),
+        (["train", "--dry-run", "--out", ""], "--out needs a value, not an empty string"),
+        (["train", "--dry-run", "--out="], "--out needs a value, not an empty string"),
+        (["export", ""], "an argument needs a value, not an empty string"),
+        (["evaluate", "--photos", ""], "--photos needs a value, not an empty string"),
+        (["serve", "--host", ""], "--host needs a value, not an empty string"),
         (["infer", "--image", "-", "--image", "-"], "standard input"),
         (["bench", "--json", "--markdown"], "--json and --markdown"),
         (["evaluate", "{model}", "--split", "report"], "--split needs --photos"),
