@@ -158,8 +158,9 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
     sub-folder, a dangling symlink, a FIFO), each with its reason; a file named on its own is always
     tried, whatever its name, and ``-`` (standard input) is kept as it is. A folder or a glob
-    without a single picture file is listed in ``empty`` with the reason, and the other arguments
-    are still expanded: ``infer`` reports it as an error after classifying the rest.
+    without a single picture file, or one that cannot be read (a folder without read or search
+    permission), is listed in ``empty`` with the reason, and the other arguments are still
+    expanded: ``infer`` reports it as an error after classifying the rest.
     """
     extensions = None
     found: list[Path] = []
@@ -167,15 +168,19 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     empty: dict[str, str] = {}
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_dir():
-            entries = sorted(path.iterdir())
-        elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
-            entries = sorted(Path(p) for p in glob.glob(pattern))
-            if not any(p.is_file() for p in entries):
-                empty[pattern] = "no files match"
+        try:
+            if path.is_dir():
+                entries = sorted(path.iterdir())
+            elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
+                entries = sorted(Path(p) for p in glob.glob(pattern))
+                if not any(p.is_file() for p in entries):
+                    empty[pattern] = "no files match"
+                    continue
+            else:
+                found.append(path)  # a missing file is reported per image
                 continue
-        else:
-            found.append(path)  # a missing file is reported per image
+        except OSError as exc:  # a folder on the way that may not be read or searched
+            empty[pattern] = f"cannot read ({exc.strerror or type(exc).__name__})"
             continue
         extensions = extensions or picture_extensions()
         pictures = []

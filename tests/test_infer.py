@@ -549,6 +549,40 @@ def test_a_folder_or_glob_without_pictures_is_reported_and_the_others_are_classi
     assert errors == [f"edgefmnist: error: {args[0]}: {found.empty[args[0]]}"]
 
 
+def test_a_folder_that_cannot_be_read_is_reported_and_the_others_are_classified(
+    tmp_path: Path, fashion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    Image.fromarray(fashion.test.images[1]).save(tmp_path / "one.png")
+    real_iterdir, real_stat = Path.iterdir, Path.stat
+
+    def iterdir(self: Path):  # as for a folder without read permission (the tests may run as root)
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    def stat(self: Path, **kwargs):  # as for a file inside a folder without search permission
+        if self.parent == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(Path, "stat", stat)
+    inside = str(locked / "x.jpg")
+    found = find_pictures([str(tmp_path / "one.png"), str(locked), inside])
+    assert found.paths == [tmp_path / "one.png"]
+    assert found.empty == {str(locked): "cannot read (Permission denied)", inside: "cannot read (Permission denied)"}
+    result = run_in_process(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "one.png"), "--image", str(locked)
+    )
+    assert result.returncode == 1
+    assert [line.split(":")[1].split()[0] for line in result.stdout.splitlines()] == ["Pullover"]
+    assert result.stderr.splitlines() == [f"edgefmnist: error: {locked}: cannot read (Permission denied)"]
+
+
 def test_save_preprocessed_never_overwrites_a_picture(tmp_path: Path, fashion) -> None:
     photo = np.asarray(Image.fromarray(fashion.test.images[0]).resize((64, 64)))
     Image.fromarray(photo).save(tmp_path / "x.png")
