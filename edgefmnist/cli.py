@@ -236,7 +236,9 @@ def train(
     patience: Annotated[
         int | None, typer.Option(min=0, help="Stop after N epochs without a better validation accuracy (0: never).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (weights, shuffling, augmentation).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=contract.MAX_SEED, help="Random seed (weights, shuffling, augmentation).")
+    ] = 0,
     data_dir: DataDirOption = None,
     out: Annotated[
         Path | None, typer.Option(help="Checkpoint path [default: runs/ARCH-RECIPE.pt].", dir_okay=False)
@@ -427,7 +429,9 @@ def infer(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1, help=f"onnxruntime intra-op threads [default: cores, at most {contract.MAX_DEFAULT_THREADS}]."
+            min=1,
+            max=contract.MAX_THREADS,
+            help=f"onnxruntime intra-op threads [default: cores, at most {contract.MAX_DEFAULT_THREADS}].",
         ),
     ] = None,
     save_preprocessed: Annotated[
@@ -443,6 +447,7 @@ def infer(
         int | None,
         typer.Option(
             min=1,
+            max=contract.MAX_THREADS,
             help="Pictures preprocessed in parallel "
             "[default: the available cores when a picture takes 2 ms or more, else 1].",
         ),
@@ -620,7 +625,9 @@ def evaluate(
             dir_okay=False,
         ),
     ] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, max=contract.MAX_THREADS, help="onnxruntime intra-op threads.")
+    ] = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -655,6 +662,8 @@ def evaluate(
     if sweep and sweep_typicality:
         raise UsageError("give one of --sweep and --sweep-typicality")
     varied = "confidence" if sweep else "typicality" if sweep_typicality else None
+    if plot is not None:
+        check_plot_path(plot)
     if photos is not None:
         thresholds = (min_confidence, min_typicality)
         chosen_split = (split or PhotoSplit.all).value
@@ -700,6 +709,15 @@ def evaluate(
         typer.echo(format_report(evaluation, str(model)))
         if plot is not None:
             typer.echo(f"\nconfusion matrix: {plot}")
+
+
+def check_plot_path(plot: Path) -> None:
+    """Refuse, before any work, a ``--plot`` not named .png (:class:`UsageError`) or not writable (``WriteFailed``)."""
+    from edgefmnist.atomic import check_writable
+
+    if plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot {plot}: the plot is written as a PNG; name the file .png")
+    check_writable(plot)
 
 
 def evaluate_photos(
@@ -800,7 +818,9 @@ def bench(
     batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = ",".join(
         map(str, contract.BENCH_BATCHES)
     ),
-    threads: Annotated[int, typer.Option(min=1, help="Intra-op threads for every engine.")] = 1,
+    threads: Annotated[
+        int, typer.Option(min=1, max=contract.MAX_THREADS, help="Intra-op threads for every engine.")
+    ] = 1,
     runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = contract.BENCH_RUNS,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = contract.BENCH_WARMUP,
     reference: Annotated[
@@ -883,7 +903,10 @@ def serve(
     ),
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="Worker threads classifying in parallel [default: cores, at most 4].")
+        int | None,
+        typer.Option(
+            min=1, max=contract.MAX_THREADS, help="Worker threads classifying in parallel [default: cores, at most 4]."
+        ),
     ] = None,
     queue: Annotated[int, typer.Option(min=0, help="Requests admitted beyond busy workers; then 503.")] = 32,
     token: Annotated[

@@ -103,6 +103,8 @@ DEFAULT_MODEL_NAME = "cnn.onnx"  # the default of `infer` and `evaluate`
 # ---- CLI defaults -----------------------------------------------------------------------------
 DEFAULT_TOP_K = 3
 MAX_DEFAULT_THREADS = 4  # intra-op threads when not given: the cores available, at most 4 (a Pi 4 or 5)
+MAX_THREADS = 1024  # the most threads or workers a flag takes: beyond any board's cores, within onnxruntime's int
+MAX_SEED = 2**32 - 1  # the largest seed every generator takes (torch, and numpy's legacy RandomState)
 BENCH_BATCHES = (1, 32, 256)
 BENCH_RUNS = 2000  # timed batch-1 calls per row
 BENCH_WARMUP = 200
