@@ -112,6 +112,8 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
         )
     labels = folder / LABELS_FILE
     photos = _from_labels_csv(labels, class_names) if labels.is_file() else _from_class_folders(folder, class_names)
+    if not photos and labels.is_file():
+        raise PhotoSetError(f"{labels}: no photos (a header and no rows)")
     if not photos:
         raise PhotoSetError(f"{folder}: no photos (expected {LABELS_FILE} or one sub-folder of images per class)")
     return sorted(photos, key=lambda p: str(p.path))
@@ -151,7 +153,7 @@ def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
 def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     known = set(class_names)
     try:
-        with open(labels, newline="", encoding="utf-8") as handle:
+        with open(labels, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(handle)
             missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
@@ -160,6 +162,9 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 )
             photos = []
             for line, row in enumerate(reader, start=2):
+                if None in row or None in row.values():  # more fields than the header (key None), or fewer
+                    header = ",".join(reader.fieldnames or [])
+                    raise PhotoSetError(f"{labels}: line {line}: expected the header's fields, {header}")
                 file = (row["file"] or "").strip()
                 if not file:
                     raise PhotoSetError(f"{labels}: line {line}: empty file name")

@@ -122,8 +122,9 @@ def test_class_folders_take_the_same_extensions_as_infer(tmp_path: Path) -> None
 def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path) -> None:
     photo(tmp_path / "a" / "one.jpg")
     photo(tmp_path / "a" / "two.jpg", 1)
-    (tmp_path / "labels.csv").write_text(
-        "file,source_class,accepted\na/one.jpg,longsleeve,T-shirt/top;Pullover; Shirt\na/two.jpg,hat,\n"
+    (tmp_path / "labels.csv").write_text(  # with a byte-order mark, as spreadsheets save "CSV UTF-8"
+        "\ufefffile,source_class,accepted\na/one.jpg,longsleeve,T-shirt/top;Pullover; Shirt\na/two.jpg,hat,\n",
+        encoding="utf-8",
     )
     one, two = load_photo_set(tmp_path)
     assert one.path == tmp_path / "a" / "one.jpg" and one.accepted == ("T-shirt/top", "Pullover", "Shirt")
@@ -137,6 +138,12 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path) -> None:
         ("file,source_class\nx.jpg,hat\n", "missing accepted"),
         ("file,source_class,accepted\nx.jpg,hat,Hat\n", "'Hat' is not a Fashion-MNIST class"),
         ("file,source_class,accepted\n,hat,\n", "empty file name"),
+        ("file,source_class,accepted\n", "a header and no rows"),
+        (
+            "file,source_class,accepted\nx.jpg,dress\n",
+            "line 2: expected the header's fields, file,source_class,accepted",
+        ),
+        ("file,source_class,accepted\nx.jpg,dress,Dress,Coat\n", "line 2: expected the header's fields"),
     ],
 )
 def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
@@ -523,3 +530,22 @@ def test_infer_sample_honours_the_threshold(real_data_dir: Path) -> None:
         ).stdout
     )
     assert [row["unsure"] for row in rows] == [False] * 3
+
+
+def test_a_plot_that_cannot_be_written_is_refused_before_any_photo_is_read(
+    small_set: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgefmnist.runtime.photo_eval as photo_eval
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the photos were read before the plot's path was checked")
+
+    monkeypatch.setattr(photo_eval, "predict_photos", never)
+    a_file = tmp_path_factory.mktemp("out") / "a-file"
+    a_file.write_text("not a folder\n")
+    result = run_in_process("evaluate", "--photos", str(small_set), "--plot", str(a_file / "photos.png"))
+    assert_one_line_error(result, 1, str(a_file / "photos.png"), "cannot write here")
+    assert result.stdout == ""
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(small_set), "--plot", "photos.jpg"), 2, "name the file .png"
+    )
