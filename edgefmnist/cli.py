@@ -22,6 +22,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import click.exceptions
 import typer
 from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 runs on click
@@ -662,8 +663,6 @@ def evaluate(
     if sweep and sweep_typicality:
         raise UsageError("give one of --sweep and --sweep-typicality")
     varied = "confidence" if sweep else "typicality" if sweep_typicality else None
-    if plot is not None:
-        check_plot_path(plot)
     if photos is not None:
         thresholds = (min_confidence, min_typicality)
         chosen_split = (split or PhotoSplit.all).value
@@ -680,6 +679,8 @@ def evaluate(
     for flag, given in photo_only.items():
         if given:
             raise UsageError(f"{flag} needs --photos DIR (the test set is scored by its forced answers)")
+    if plot is not None:
+        check_plot_path(plot)
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 
@@ -712,10 +713,15 @@ def evaluate(
 
 
 def check_plot_path(plot: Path) -> None:
-    """Refuse, before any work, a ``--plot`` not named .png (:class:`UsageError`) or not writable (``WriteFailed``)."""
-    from edgefmnist.atomic import check_writable
+    """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``) or is named as
+    another picture format (``x.jpg``, :class:`UsageError`). A device or FIFO passes, as any name
+    without a picture extension."""
+    from PIL import Image
 
-    if plot.suffix.lower() != ".png":
+    from edgefmnist.atomic import check_writable, write_target
+
+    _, special = write_target(plot)
+    if not special and Image.registered_extensions().get(plot.suffix.lower(), "PNG") != "PNG":
         raise UsageError(f"--plot {plot}: the plot is written as a PNG; name the file .png")
     check_writable(plot)
 
@@ -751,6 +757,8 @@ def evaluate_photos(
 
     if model is not None and model.suffix.lower() != ".onnx":
         raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
+    if plot is not None:
+        check_plot_path(plot)
     photos = load_photo_set(folder)
     selected = select_split(photos, split)
     if not selected:
@@ -995,18 +1003,36 @@ def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
     return " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', or give the folder)"
 
 
-def refuse_empty_values(argv: list[str]) -> None:
-    """Raise :class:`UsageError` for an empty string on the command line (``--out ""``, ``--out=``, ``export ""``).
+def refuse_empty_paths(argv: list[str]) -> None:
+    """Raise :class:`UsageError` for an empty string given as a path (``--out ""``, ``--out=``, ``export ""``).
 
-    Click would read an empty path as ``.``, the current folder: a command would then write
-    beside or read all of it. No option of this tool takes an empty value.
+    Click reads an empty path as ``.``, the current folder: a command would then write beside
+    or read all of it. The command's parameters of click's ``Path`` type are looked up, with
+    ``infer``'s ``--image`` and ``--save-preprocessed`` (paths given as text); arguments after
+    ``--`` are left to click.
     """
-    for before, arg in zip(["", *argv], argv, strict=False):
-        if arg == "":
-            flag = before if before.startswith("-") and "=" not in before else "an argument"
-            raise UsageError(f"{flag} needs a value, not an empty string")
-        if arg.startswith("--") and arg.endswith("="):
-            raise UsageError(f"{arg[:-1]} needs a value, not an empty string")
+    command = typer.main.get_command(app)
+    chosen = command.commands.get(argv[0]) if argv and isinstance(command, click.Group) else None
+    if chosen is None:
+        return
+    paths = {"--image", "--save-preprocessed"} if argv[0] == "infer" else set()
+    takes_value = set()
+    for param in chosen.params:
+        if isinstance(param, click.Option) and not param.is_flag:
+            takes_value.update(param.opts)
+            if isinstance(param.type, click.Path):
+                paths.update(param.opts)
+    path_argument = any(isinstance(p, click.Argument) and isinstance(p.type, click.Path) for p in chosen.params)
+    for before, arg in zip(argv, argv[1:], strict=False):
+        if arg == "--":
+            return
+        flag, equals, value = arg.partition("=")
+        if equals and not value and flag in paths:
+            raise UsageError(f"{flag} needs a path, not an empty string")
+        if arg == "" and before in paths:
+            raise UsageError(f"{before} needs a path, not an empty string")
+        if arg == "" and before not in takes_value and path_argument:
+            raise UsageError("an empty argument where a path is expected")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1015,7 +1041,7 @@ def main(argv: list[str] | None = None) -> None:
     their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1."""
     silence_pillow_user_warnings()
     try:
-        refuse_empty_values(sys.argv[1:] if argv is None else argv)
+        refuse_empty_paths(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
         typer.echo(exc.format_message())

@@ -158,9 +158,10 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
     sub-folder, a dangling symlink, a FIFO), each with its reason; a file named on its own is always
     tried, whatever its name, and ``-`` (standard input) is kept as it is. A folder or a glob
-    without a single picture file, or one that cannot be read (a folder without read or search
-    permission), is listed in ``empty`` with the reason, and the other arguments are still
-    expanded: ``infer`` reports it as an error after classifying the rest.
+    without a single picture file, or one that cannot be read (a folder on the way without read
+    or search permission), is listed in ``empty`` (arguments that give no picture) with the
+    reason, and the other arguments are still expanded: ``infer`` reports it as an error after
+    classifying the rest.
     """
     extensions = None
     found: list[Path] = []
@@ -179,18 +180,18 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             else:
                 found.append(path)  # a missing file is reported per image
                 continue
-        except OSError as exc:  # a folder on the way that may not be read or searched
+            extensions = extensions or picture_extensions()
+            pictures = []
+            for entry in entries:
+                if not entry.is_file():
+                    skipped.setdefault(entry, not_a_file_reason(entry))
+                elif entry.suffix.lower() in extensions:
+                    pictures.append(entry)
+                else:
+                    skipped.setdefault(entry, f"not a picture format ({entry.suffix or 'no extension'})")
+        except OSError as exc:  # a folder on the way that may not be read (listed) or searched
             empty[pattern] = f"cannot read ({exc.strerror or type(exc).__name__})"
             continue
-        extensions = extensions or picture_extensions()
-        pictures = []
-        for entry in entries:
-            if not entry.is_file():
-                skipped.setdefault(entry, not_a_file_reason(entry))
-            elif entry.suffix.lower() in extensions:
-                pictures.append(entry)
-            else:
-                skipped.setdefault(entry, f"not a picture format ({entry.suffix or 'no extension'})")
         if not pictures:
             what = "a folder with no picture files" if path.is_dir() else "no picture files match"
             empty[pattern] = f"{what} (none has an extension that Pillow reads here)"

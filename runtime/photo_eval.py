@@ -111,11 +111,14 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
             f"{folder}: {'no such folder' if not folder.exists() else 'not a folder'} (--photos expects a photo folder)"
         )
     labels = folder / LABELS_FILE
-    photos = _from_labels_csv(labels, class_names) if labels.is_file() else _from_class_folders(folder, class_names)
-    if not photos and labels.is_file():
-        raise PhotoSetError(f"{labels}: no photos (a header and no rows)")
-    if not photos:
-        raise PhotoSetError(f"{folder}: no photos (expected {LABELS_FILE} or one sub-folder of images per class)")
+    if labels.is_file():
+        photos = _from_labels_csv(labels, class_names)
+        if not photos:
+            raise PhotoSetError(f"{labels}: no photos (a header and no rows)")
+    else:
+        photos = _from_class_folders(folder, class_names)
+        if not photos:
+            raise PhotoSetError(f"{folder}: no photos (expected {LABELS_FILE} or one sub-folder of images per class)")
     return sorted(photos, key=lambda p: str(p.path))
 
 
@@ -161,18 +164,19 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
                 )
             photos = []
-            for line, row in enumerate(reader, start=2):
-                if None in row or None in row.values():  # more fields than the header (key None), or fewer
-                    header = ",".join(reader.fieldnames or [])
-                    raise PhotoSetError(f"{labels}: line {line}: expected the header's fields, {header}")
-                file = (row["file"] or "").strip()
+            for row in reader:
+                line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
+                absent = [c for c in LABEL_COLUMNS if row[c] is None]
+                if absent:  # a short row: its fields would land in the wrong columns
+                    raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
+                file = row["file"].strip()
                 if not file:
                     raise PhotoSetError(f"{labels}: line {line}: empty file name")
-                accepted = tuple(a.strip() for a in (row["accepted"] or "").split(";") if a.strip())
+                accepted = tuple(a.strip() for a in row["accepted"].split(";") if a.strip())
                 unknown = [a for a in accepted if a not in known]
                 if unknown:
                     raise PhotoSetError(f"{labels}: line {line}: {unknown[0]!r} is not a Fashion-MNIST class")
-                photos.append(Photo(labels.parent / file, (row["source_class"] or "").strip() or UNSURE, accepted))
+                photos.append(Photo(labels.parent / file, row["source_class"].strip() or UNSURE, accepted))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos

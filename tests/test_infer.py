@@ -564,17 +564,21 @@ def test_a_folder_that_cannot_be_read_is_reported_and_the_others_are_classified(
             raise PermissionError(13, "Permission denied", str(self))
         return real_iterdir(self)
 
+    listed = tmp_path / "listed"  # may be listed, not searched
+    listed.mkdir()
+    Image.fromarray(fashion.test.images[0]).save(listed / "two.png")
+
     def stat(self: Path, **kwargs):  # as for a file inside a folder without search permission
-        if self.parent == locked:
+        if self.parent in (locked, listed):
             raise PermissionError(13, "Permission denied", str(self))
         return real_stat(self, **kwargs)
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
     monkeypatch.setattr(Path, "stat", stat)
     inside = str(locked / "x.jpg")
-    found = find_pictures([str(tmp_path / "one.png"), str(locked), inside])
+    found = find_pictures([str(tmp_path / "one.png"), str(locked), inside, str(listed)])
     assert found.paths == [tmp_path / "one.png"]
-    assert found.empty == {str(locked): "cannot read (Permission denied)", inside: "cannot read (Permission denied)"}
+    assert found.empty == dict.fromkeys([str(locked), inside, str(listed)], "cannot read (Permission denied)")
     result = run_in_process(
         "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "one.png"), "--image", str(locked)
     )
