@@ -1011,6 +1011,8 @@ def refuse_empty_paths(argv: list[str]) -> None:
     ``infer``'s ``--image`` and ``--save-preprocessed`` (paths given as text); arguments after
     ``--`` are left to click.
     """
+    if not any(arg == "" or (arg.startswith("--") and arg.endswith("=")) for arg in argv):
+        return  # the usual case, without building the commands (tens of milliseconds)
     command = typer.main.get_command(app)
     chosen = command.commands.get(argv[0]) if argv and isinstance(command, click.Group) else None
     if chosen is None:
