@@ -716,12 +716,11 @@ def check_plot_path(plot: Path) -> None:
     """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``) or is named as
     another picture format (``x.jpg``, :class:`UsageError`). A device or FIFO passes, as any name
     without a picture extension."""
-    from PIL import Image
-
     from edgefmnist.atomic import check_writable, write_target
+    from edgefmnist.runtime.picture_formats import names_another_format
 
     _, special = write_target(plot)
-    if not special and Image.registered_extensions().get(plot.suffix.lower(), "PNG") != "PNG":
+    if not special and names_another_format(plot):
         raise UsageError(f"--plot {plot}: the plot is written as a PNG; name the file .png")
     check_writable(plot)
 

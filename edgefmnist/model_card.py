@@ -136,7 +136,7 @@ def calibration_row(path: Path, test: Split) -> str:
     tables = metadata.class_max_logit_quantiles or ([quantiles] if quantiles is not None else [])
     typical = "— | —"
     scores = reference_typicality(logits, metadata.class_max_logit_quantiles, quantiles)
-    if tables and scores is not None:
+    if scores is not None:  # then there is at least one table
         floors = [float(np.interp(spec.DEFAULT_MIN_TYPICALITY, t["levels"], t["values"])) for t in tables]
         below = 100 * float(np.mean(scores < spec.DEFAULT_MIN_TYPICALITY))
         span = f"{min(floors):.3f}" if len(floors) == 1 else f"{min(floors):.2f} to {max(floors):.2f}"

@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
-from edgefmnist.runtime.picture_formats import picture_extensions
+from edgefmnist.runtime.picture_formats import names_another_format, picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
-from PIL import Image
 
 from edgefmnist import calibration, spec
 from edgefmnist.errors import EdgeFmnistError, UsageError
@@ -405,7 +404,7 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     text = os.fspath(target)
     folder = Path(text)
     if not (text.endswith(("/", os.sep)) or folder.is_dir() or len(sources) > 1):
-        if Image.registered_extensions().get(folder.suffix.lower(), "PNG") != "PNG":  # x.jpg, x.pdf; x.apng is PNG
+        if names_another_format(folder):
             raise EdgeFmnistError(f"--save-preprocessed {text}: the 28x28 is written as a PNG; name the file .png")
         return [folder]
     if folder.exists() and not folder.is_dir():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import threading
 from functools import cache
+from pathlib import Path
 
 from PIL import Image, ImageFile, features
 
@@ -94,3 +95,10 @@ def is_stub(format_id: str) -> bool:
     """True if Pillow's plugin for ``format_id`` only identifies files and decodes nothing by itself."""
     factory = Image.OPEN[format_id][0]
     return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+
+
+def names_another_format(path: Path) -> bool:
+    """Whether ``path``'s extension is one Pillow gives to a format other than PNG (``x.jpg``,
+    ``x.pdf``): a PNG written under that name would be mislabelled. ``x.apng``, no extension and
+    an extension Pillow does not know are not another format."""
+    return Image.registered_extensions().get(path.suffix.lower(), "PNG") != "PNG"
