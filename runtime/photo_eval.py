@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -93,17 +94,19 @@ def _squash(name: str) -> str:
     return re.sub(r"[\s_/\-]+", "", name).lower()
 
 
-def folder_class(folder_name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str | None:
-    """The Fashion-MNIST class a folder stands for (``"T-shirt_top"`` -> ``"T-shirt/top"``), else None."""
-    by_key = {_squash(name): name for name in class_names}
-    return by_key.get(_squash(folder_name))
+def class_named(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str | None:
+    """The Fashion-MNIST class a folder or a ``labels.csv`` entry names, compared ignoring case,
+    spaces, ``-``, ``_`` and ``/`` (``"T-shirt_top"``, ``"t-shirt/top"`` -> ``"T-shirt/top"``), else None."""
+    by_key = {_squash(known): known for known in class_names}
+    return by_key.get(_squash(name))
 
 
 def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) -> list[Photo]:
     """Read a photo set: ``folder/labels.csv`` when present, else one sub-folder per class.
 
     Returns photos sorted by path; raises :class:`PhotoSetError` for a missing
-    folder, an empty set, a malformed labels.csv or an unknown class in ``accepted``.
+    folder, an empty set, a malformed labels.csv, a file it lists twice or an unknown class in
+    ``accepted`` (classes are named as :func:`class_named` reads them).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -154,7 +157,6 @@ def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
 
 
 def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
-    known = set(class_names)
     try:
         with open(labels, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(handle)
@@ -164,6 +166,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
                 )
             photos = []
+            first_line: dict[str, int] = {}  # file -> the line that listed it
             for row in reader:
                 line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
                 absent = [c for c in LABEL_COLUMNS if row[c] is None]
@@ -172,11 +175,19 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 file = row["file"].strip()
                 if not file:
                     raise PhotoSetError(f"{labels}: line {line}: empty file name")
-                accepted = tuple(a.strip() for a in row["accepted"].split(";") if a.strip())
-                unknown = [a for a in accepted if a not in known]
-                if unknown:
-                    raise PhotoSetError(f"{labels}: line {line}: {unknown[0]!r} is not a Fashion-MNIST class")
-                photos.append(Photo(labels.parent / file, row["source_class"].strip() or UNSURE, accepted))
+                key = os.path.normpath(file)  # "a/x.jpg" and "a//x.jpg" name one photo
+                if key in first_line:
+                    raise PhotoSetError(
+                        f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}"
+                    )
+                first_line[key] = line
+                accepted = []
+                for entry in filter(None, (a.strip() for a in row["accepted"].split(";"))):
+                    name = class_named(entry, class_names)
+                    if name is None:
+                        raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a Fashion-MNIST class")
+                    accepted.append(name)
+                photos.append(Photo(labels.parent / file, row["source_class"].strip() or UNSURE, tuple(accepted)))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
@@ -186,7 +197,7 @@ def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]
     photos: list[Photo] = []
     extensions = picture_extensions()
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        name = folder_class(sub.name, class_names)
+        name = class_named(sub.name, class_names)
         accepted = (name,) if name else ()
         photos.extend(
             Photo(path, name or sub.name, accepted)

@@ -16,7 +16,7 @@ from edgefmnist.runtime.photo_eval import (
     PhotoSetError,
     choose_thresholds,
     class_folder_notes,
-    folder_class,
+    class_named,
     load_photo_set,
     photo_split,
     select_split,
@@ -94,7 +94,7 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert photos["ankle-boot"].accepted == ("Ankle boot",)
     assert photos["unknown"].accepted == () and not photos["unknown"].in_domain
     assert photos["hat"].source_class == "hat" and not photos["hat"].in_domain
-    assert folder_class("t_shirt_top") == "T-shirt/top" and folder_class("t-shirt") is None
+    assert class_named("t_shirt_top") == "T-shirt/top" and class_named("t-shirt") is None
     (tmp_path / "empty").mkdir()  # adds no photo: not worth a note
     (tmp_path / "labels.csv").mkdir()  # a folder, not the labels file
     assert class_folder_notes(tmp_path, load_photo_set(tmp_path)) == [
@@ -124,7 +124,7 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
     photo(tmp_path / "a" / "one.jpg")
     photo(tmp_path / "a" / "two.jpg", 1)
     (tmp_path / "labels.csv").write_text(  # a field beyond the header's (a trailing comma) is ignored
-        f"{mark}file,source_class,accepted\na/one.jpg,longsleeve,T-shirt/top;Pullover; Shirt\na/two.jpg,hat,,\n",
+        f"{mark}file,source_class,accepted\na/one.jpg,longsleeve,t-shirt/top;PULLOVER; Shirt\na/two.jpg,hat,,\n",
         encoding="utf-8",
     )
     one, two = load_photo_set(tmp_path)
@@ -139,6 +139,10 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
         ("file,source_class\nx.jpg,hat\n", "missing accepted"),
         ("file,source_class,accepted\nx.jpg,hat,Hat\n", "'Hat' is not a Fashion-MNIST class"),
         ("file,source_class,accepted\n,hat,\n", "empty file name"),
+        (
+            "file,source_class,accepted\na/x.jpg,coat,Coat\nb.jpg,hat,\na//x.jpg,dress,Dress\n",
+            "line 4: 'a//x.jpg' is listed again, first on line 2",
+        ),
         ("file,source_class,accepted\n", "a header and no rows"),
         ("file,source_class,accepted\nx.jpg,dress\n", "line 2: too few fields, no accepted"),
         ("file,source_class,accepted\n\n\nx.jpg,hat,\nx.jpg\n", "line 5: too few fields, no source_class, accepted"),
