@@ -70,6 +70,13 @@ def must_be_finite(value: float | None) -> float | None:
     return value
 
 
+def must_be_an_address(value: str) -> str:
+    """Option callback: raise ``typer.BadParameter`` (exit 2) for an empty or blank host name."""
+    if not value.strip():
+        raise typer.BadParameter("needs an address (127.0.0.1, 0.0.0.0 or a host name), not an empty string")
+    return value
+
+
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -905,9 +912,12 @@ def serve(
         Path | None,
         typer.Option(help="An exported .onnx model [default: the shipped model].", callback=must_exist, dir_okay=False),
     ] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the service on the network.")] = (
-        "127.0.0.1"
-    ),
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on; 0.0.0.0 exposes the service on the network.", callback=must_be_an_address
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
     threads: Annotated[
         int | None,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import without_typicality_reference
+from helpers import assert_one_line_error, without_typicality_reference
 from PIL import Image
 from serve_client import Reply, ServerProcess
 
@@ -452,6 +452,17 @@ def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
     )
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"edgefmnist: error: cannot listen on 127.0.0.1:{server.port}")
+
+
+@pytest.mark.parametrize("host", ["", " "])
+def test_an_empty_host_is_a_usage_error(host: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", "serve", "--host", host, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_error(result, 2, "--host", "not an empty string")
 
 
 @pytest.mark.slow
