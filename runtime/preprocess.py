@@ -7,7 +7,8 @@ its longest side resized to 28 pixels, centred and negated, so the product is li
 black. A user's photo is a garment on a floor, a bed or a hanger, under uneven light. This
 module turns it into the same form:
 
-1. the picture is loaded small and upright (:mod:`edgefmnist.runtime.picture`);
+1. the picture is loaded small and upright (:mod:`edgefmnist.runtime.picture`), and
+   letterbox or pillarbox bars are cut off (:func:`picture_inside_bars`);
 2. the garment is separated from the background by GrabCut (:mod:`edgefmnist.runtime.segment`);
 3. the light is measured on the background and divided out, and each pixel of the garment
    gets its contrast against the background, ``|light - luminance| / max(light, MIN_LIGHT)``: exactly the
@@ -46,6 +47,13 @@ NEARLY_UNIFORM = "the picture is nearly uniform"
 MIN_OBJECT_SHARE = 0.005  # a mask smaller than this share of the picture is no object
 MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than this (dark floors)
 RESAMPLE = Image.Resampling.LANCZOS
+BAR_TOLERANCE = 12  # a bar pixel is within this (0-255, every channel) of the bar's colour
+MIN_BAR = 0.05  # of the side across the bars: a thinner run of lines (a tile's grout, a wall's edge) is no bar
+BAR_SHARE = 0.98  # a line of the frame is part of a bar when this share of it is the bar's colour
+PICTURE_SHARE = 0.9  # the picture starts at a line where at least this share differs from the bar's colour
+PICTURE_CONTRAST = (36, 0.5)  # and at least this share differs by more than this: a shadow's soft edge does not
+BAR_COLOUR_INSIDE = 0.1  # bars are trimmed only from a picture with less than this share of their colour
+BAR_EDGE = 2  # lines between the two allowed for resampling and JPEG ringing, in pixels at the loaded size
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,63 @@ def border(pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
 
 
+def picture_inside_bars(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    """The box ``(left, top, right, bottom)`` of uint8 ``[H, W, 3]`` RGB without letterbox or pillarbox bars.
+
+    A bar is a run of whole rows (or columns) of one colour, within ``BAR_TOLERANCE``, at an
+    edge, ending within ``BAR_EDGE`` lines at the line where the picture starts: one that
+    differs from the bar's colour almost everywhere (``PICTURE_SHARE``), in a picture where
+    that colour is rare (below ``BAR_COLOUR_INSIDE``). A photo padded to a square, or a
+    screenshot of it, has such bars. A floor or a backdrop around a garment does not: the
+    line where the garment starts is still mostly background, and where a garment spans the
+    frame, its background's colour fills much of the rest. The whole frame when there are no
+    bars, or when less than a quarter of a side would be left. Bars on all four sides at once
+    are not found (no line inside them differs almost everywhere).
+    """
+    height, width = rgb.shape[:2]
+    columns = rgb.transpose(1, 0, 2)
+    (top, top_colour), (bottom, bottom_colour) = bar_lines(rgb), bar_lines(rgb[::-1])
+    (left, left_colour), (right, right_colour) = bar_lines(columns), bar_lines(columns[::-1])
+    if height - top - bottom < height // 4 + 1:
+        top = bottom = 0
+    if width - left - right < width // 4 + 1:
+        left = right = 0
+    inside = rgb[top : height - bottom, left : width - right]
+    top, bottom, left, right = (
+        lines if lines and colour_share(inside, colour) < BAR_COLOUR_INSIDE else 0
+        for lines, colour in ((top, top_colour), (bottom, bottom_colour), (left, left_colour), (right, right_colour))
+    )
+    return left, top, width - right, height - bottom
+
+
+def colour_share(rgb: np.ndarray, colour: np.ndarray, tolerance: int = BAR_TOLERANCE) -> float:
+    """The share of the pixels of ``[..., 3]`` RGB within ``tolerance`` of ``colour`` in every channel."""
+    return float((np.abs(rgb.astype(np.int16) - colour).max(axis=-1) <= tolerance).mean())
+
+
+def bar_lines(rgb: np.ndarray) -> tuple[int, np.ndarray]:
+    """How many rows of uint8 ``[H, W, 3]`` RGB, from row 0 down, are a bar (see :func:`picture_inside_bars`),
+    and the bar's colour (int16 ``[3]``, the median of row 0)."""
+    colour = np.median(rgb[0], axis=0).astype(np.int16)
+    if int(colour.max() - colour.min()) > BAR_TOLERANCE:
+        return 0, colour  # not black, white or grey, as padding is
+    alike = (np.abs(rgb.astype(np.int16) - colour).max(axis=2) <= BAR_TOLERANCE).mean(axis=1)
+    run = int(np.argmin(alike >= BAR_SHARE)) if alike.min() < BAR_SHARE else 0
+    if run < MIN_BAR * len(alike):
+        return 0, colour
+    for line in range(run, min(run + BAR_EDGE + 1, len(alike))):
+        if alike[line] <= 1 - PICTURE_SHARE and picture_starts(rgb[line], colour):
+            return line, colour
+    return 0, colour
+
+
+def picture_starts(line: np.ndarray, colour: np.ndarray) -> bool:
+    """Whether a line (uint8 ``[W, 3]``) that differs from a bar's ``colour`` almost everywhere is a picture's
+    edge: much of it differs by far (``PICTURE_CONTRAST``), which a shadow's soft edge does not."""
+    contrast, share = PICTURE_CONTRAST
+    return colour_share(line, colour, contrast) <= 1 - share
+
+
 def blank(reason: str) -> Preprocessed:
     return Preprocessed(np.zeros((SIZE, SIZE), dtype=np.uint8), f"no object found: {reason}", photo=True)
 
@@ -85,6 +150,8 @@ def to_dataset_form(image: Image.Image) -> np.ndarray:
 def dataset_form(image: Image.Image) -> Preprocessed:
     """A picture (any mode, any size) in Fashion-MNIST form, noting a uniform picture or one with no object.
 
+    A photo's letterbox or pillarbox bars (:func:`picture_inside_bars`) are cut off first, or
+    they would be the background's only colour and the floor would pass for the garment.
     Pure: no global state is read or written, so threads may call it at once.
     """
     if image.size == (SIZE, SIZE):
@@ -94,6 +161,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     from edgefmnist.runtime.segment import foreground_mask, illumination
 
     rgb = image.convert("RGB")
+    rgb = rgb.crop(picture_inside_bars(np.asarray(rgb)))
     scale = SEGMENT_SIDE / max(rgb.size)
     small_size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
     small = rgb.resize(small_size, Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)

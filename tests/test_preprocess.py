@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgefmnist.runtime.picture import load_picture
-from edgefmnist.runtime.preprocess import ImageError, dataset_form, preprocess, preprocess_file, to_dataset_form
+from edgefmnist.runtime.preprocess import (
+    ImageError,
+    dataset_form,
+    picture_inside_bars,
+    preprocess,
+    preprocess_file,
+    to_dataset_form,
+)
 from PIL import Image
 
 
@@ -177,3 +184,91 @@ def test_preprocessing_from_threads_changes_no_global_state(tmp_path: Path, boot
         assert all(pool.map(run, range(8)))
     assert expected["blank.png"].nothing_found and not expected["boot.png"].nothing_found
     assert warnings.filters == filters_before
+
+
+def with_bars(picture: np.ndarray, bars: str, colour: int, ratio: float = 1.6) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` centred on a canvas ``ratio`` times as long across the bars, in grey level ``colour``."""
+    height, width = picture.shape[:2]
+    grown = (round(height * ratio), width) if bars == "top-bottom" else (height, round(width * ratio))
+    canvas = np.full((*grown, 3), colour, np.uint8)
+    top, left = (grown[0] - height) // 2, (grown[1] - width) // 2
+    canvas[top : top + height, left : left + width] = picture
+    return canvas
+
+
+def garment_on(backdrop: tuple[int, int, int], size=(120, 90), spans_height: bool = False) -> np.ndarray:
+    """A dark, textured garment on a plain backdrop; ``spans_height``: two trouser legs from the top to the bottom."""
+    rng = np.random.default_rng(0)
+    picture = np.empty((*size, 3), np.uint8)
+    picture[:] = backdrop
+    cloth = rng.integers(30, 90, size + (3,), dtype=np.uint8)
+    rows = slice(0, size[0]) if spans_height else slice(size[0] // 4, 3 * size[0] // 4)
+    for cols in (slice(size[1] // 5, 2 * size[1] // 5), slice(3 * size[1] // 5, 4 * size[1] // 5)):
+        picture[rows, cols] = cloth[rows, cols]
+    return picture
+
+
+@pytest.mark.parametrize("bars, colour", [("top-bottom", 0), ("left-right", 255), ("top-bottom", 40)])
+def test_letterbox_and_pillarbox_bars_are_found(bars: str, colour: int) -> None:
+    picture = np.random.default_rng(1).integers(60, 200, (100, 80, 3), dtype=np.uint8)  # a photo: no flat line
+    padded = with_bars(picture, bars, colour)
+    left, top, right, bottom = picture_inside_bars(padded)
+    np.testing.assert_array_equal(padded[top:bottom, left:right], picture)
+
+
+@pytest.mark.parametrize(
+    "picture, why",
+    [
+        (garment_on((250, 250, 250)), "a white backdrop: the garment's first line is mostly backdrop"),
+        (garment_on((250, 250, 250), spans_height=True), "legs from top to bottom: the backdrop fills the rest"),
+        (with_bars(garment_on((250, 250, 250)), "top-bottom", 0, ratio=1.04), "bars thinner than 5 % of the side"),
+        (
+            with_bars(np.random.default_rng(2).integers(60, 200, (30, 80, 3), dtype=np.uint8), "top-bottom", 0, 4.2),
+            "less than a quarter of the side would be left",
+        ),
+    ],
+)
+def test_no_bars_are_found_where_there_are_none(picture: np.ndarray, why: str) -> None:
+    assert picture_inside_bars(picture) == (0, 0, picture.shape[1], picture.shape[0]), why
+
+
+def test_a_coloured_band_or_a_soft_shadow_is_no_bar() -> None:
+    picture = np.random.default_rng(3).integers(60, 200, (100, 80, 3), dtype=np.uint8)
+    coloured = with_bars(picture, "top-bottom", 0)
+    coloured[(coloured == 0).all(axis=2)] = (200, 40, 40)  # a red band is a floor or a wall, not padding
+    assert picture_inside_bars(coloured) == (0, 0, 80, 160)
+    paper = np.full((100, 100, 3), 240, np.uint8)
+    paper[30:60, 30:60] = 60  # a garment
+    paper[:, 70:90] = np.linspace(240, 130, 20).astype(np.uint8)[None, :, None]  # a shadow's soft edge
+    paper[:, 90:] = 130
+    assert picture_inside_bars(paper) == (0, 0, 100, 100)
+
+
+def test_a_padded_photo_is_preprocessed_as_the_photo(tmp_path: Path, fashion, monkeypatch) -> None:
+    from edgefmnist.photo_render import render_photo
+
+    rendered = render_photo(fashion.test.images[1], np.random.default_rng(4), angle=0.0)
+    rendered.thumbnail((150, 150))  # padded, still below the loaded size: nothing is resampled
+    photo = np.asarray(rendered.convert("RGB"))
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    Image.fromarray(with_bars(photo, "top-bottom", 0)).save(tmp_path / "padded.png")
+    np.testing.assert_array_equal(preprocess(tmp_path / "padded.png").pixels, preprocess(tmp_path / "photo.png").pixels)
+    import edgefmnist.runtime.preprocess as module
+
+    monkeypatch.setattr(module, "picture_inside_bars", lambda rgb: (0, 0, rgb.shape[1], rgb.shape[0]))
+    untrimmed = preprocess(tmp_path / "padded.png").pixels
+    assert not np.array_equal(untrimmed, preprocess(tmp_path / "photo.png").pixels)  # the bars change what is found
+
+
+def test_bars_are_found_around_most_real_photos() -> None:
+    """The regression set's photos (``tests/data/photos``), padded losslessly: the photo's own box is found."""
+    folder = Path(__file__).parent / "data" / "photos"
+    photos = [np.asarray(load_picture(path).convert("RGB")) for path in sorted(folder.glob("*/*.jpg"))]
+    # measured 0.953 / 0.947 / 0.817 (black bars above and below, white or dark grey bars beside)
+    for bars, colour, floor in (("top-bottom", 0, 0.93), ("left-right", 255, 0.92), ("left-right", 40, 0.78)):
+        found = []
+        for photo in photos:
+            padded = with_bars(photo, bars, colour)
+            left, top, right, bottom = picture_inside_bars(padded)
+            found.append(padded[top:bottom, left:right].shape == photo.shape)
+        assert np.mean(found) >= floor, (bars, colour, np.mean(found))
