@@ -53,6 +53,9 @@ BAR_SHARE = 0.98  # a line of the frame is part of a bar when this share of it i
 PICTURE_SHARE = 0.9  # the picture starts at a line where at least this share differs from the bar's colour
 PICTURE_CONTRAST = (36, 0.5)  # and at least this share differs by more than this: a shadow's soft edge does not
 BAR_COLOUR_INSIDE = 0.1  # bars are trimmed only from a picture with less than this share of their colour
+CAMERA_ASPECTS = (1.0, 5 / 4, 4 / 3, 3 / 2, 16 / 9)  # longer side / shorter side of a camera's picture
+ASPECT_TOLERANCE = 0.03  # relative: the picture inside bars is found to a line or two
+MIN_PICTURE_SIDE = 48  # pixels: a smaller picture inside bars is no padded photo
 BAR_EDGE = 2  # lines between the two allowed for resampling and JPEG ringing, in pixels at the loaded size
 
 
@@ -84,30 +87,43 @@ def border(pixels: np.ndarray) -> np.ndarray:
 def picture_inside_bars(rgb: np.ndarray) -> tuple[int, int, int, int]:
     """The box ``(left, top, right, bottom)`` of uint8 ``[H, W, 3]`` RGB without letterbox or pillarbox bars.
 
-    A bar is a run of whole rows (or columns) of one colour, within ``BAR_TOLERANCE``, at an
-    edge, ending within ``BAR_EDGE`` lines at the line where the picture starts: one that
-    differs from the bar's colour almost everywhere (``PICTURE_SHARE``), in a picture where
-    that colour is rare (below ``BAR_COLOUR_INSIDE``). A photo padded to a square, or a
-    screenshot of it, has such bars. A floor or a backdrop around a garment does not: the
-    line where the garment starts is still mostly background, and where a garment spans the
-    frame, its background's colour fills much of the rest. The whole frame when there are no
-    bars, or when less than a quarter of a side would be left. Bars on all four sides at once
-    are not found (no line inside them differs almost everywhere).
+    A bar is a run of whole rows (or columns) of one neutral colour, within ``BAR_TOLERANCE``,
+    at least ``MIN_BAR`` of the side, at an edge, ending within ``BAR_EDGE`` lines at the line
+    where the picture starts: one that differs from the bar's colour almost everywhere
+    (``PICTURE_SHARE``) and by far in much of it (``PICTURE_CONTRAST``), in a picture where that
+    colour is rare (below ``BAR_COLOUR_INSIDE``), which has a camera's shape
+    (:func:`is_camera_picture`). A photo padded whole to a square, as messaging apps pad it,
+    has such bars. A floor or a backdrop around a garment does not: the line where the garment
+    starts is still mostly background, a shadow's soft edge is not sharp, and a garment
+    spanning the frame leaves its backdrop's colour in the rest, or is not shaped like a photo.
+    The whole frame when there are no bars, or when less than a quarter of a side would be
+    left. Not found: bars on all four sides at once, bars of a colour close to the photo's own
+    edge, a bar broken by a status bar's clock, and the other bar of a pair where one is not found.
     """
     height, width = rgb.shape[:2]
     columns = rgb.transpose(1, 0, 2)
     (top, top_colour), (bottom, bottom_colour) = bar_lines(rgb), bar_lines(rgb[::-1])
     (left, left_colour), (right, right_colour) = bar_lines(columns), bar_lines(columns[::-1])
-    if height - top - bottom < height // 4 + 1:
+    if 4 * (height - top - bottom) < height:
         top = bottom = 0
-    if width - left - right < width // 4 + 1:
+    if 4 * (width - left - right) < width:
         left = right = 0
     inside = rgb[top : height - bottom, left : width - right]
     top, bottom, left, right = (
         lines if lines and colour_share(inside, colour) < BAR_COLOUR_INSIDE else 0
         for lines, colour in ((top, top_colour), (bottom, bottom_colour), (left, left_colour), (right, right_colour))
     )
-    return left, top, width - right, height - bottom
+    box = (left, top, width - right, height - bottom)
+    return box if is_camera_picture(box) else (0, 0, width, height)
+
+
+def is_camera_picture(box: tuple[int, int, int, int]) -> bool:
+    """Whether ``(left, top, right, bottom)`` has a camera's shape: an aspect ratio of ``CAMERA_ASPECTS``
+    (within ``ASPECT_TOLERANCE``) and at least ``MIN_PICTURE_SIDE`` pixels on each side."""
+    sides = sorted((box[2] - box[0], box[3] - box[1]))
+    if sides[0] < MIN_PICTURE_SIDE:
+        return False
+    return any(abs(sides[1] / sides[0] / aspect - 1) <= ASPECT_TOLERANCE for aspect in CAMERA_ASPECTS)
 
 
 def colour_share(rgb: np.ndarray, colour: np.ndarray, tolerance: int = BAR_TOLERANCE) -> float:
@@ -126,7 +142,7 @@ def bar_lines(rgb: np.ndarray) -> tuple[int, np.ndarray]:
     if run < MIN_BAR * len(alike):
         return 0, colour
     for line in range(run, min(run + BAR_EDGE + 1, len(alike))):
-        if alike[line] <= 1 - PICTURE_SHARE and picture_starts(rgb[line], colour):
+        if 1 - alike[line] >= PICTURE_SHARE and picture_starts(rgb[line], colour):
             return line, colour
     return 0, colour
 
@@ -135,7 +151,7 @@ def picture_starts(line: np.ndarray, colour: np.ndarray) -> bool:
     """Whether a line (uint8 ``[W, 3]``) that differs from a bar's ``colour`` almost everywhere is a picture's
     edge: much of it differs by far (``PICTURE_CONTRAST``), which a shadow's soft edge does not."""
     contrast, share = PICTURE_CONTRAST
-    return colour_share(line, colour, contrast) <= 1 - share
+    return 1 - colour_share(line, colour, contrast) >= share
 
 
 def blank(reason: str) -> Preprocessed:

@@ -222,6 +222,12 @@ def test_letterbox_and_pillarbox_bars_are_found(bars: str, colour: int) -> None:
         (garment_on((250, 250, 250)), "a white backdrop: the garment's first line is mostly backdrop"),
         (garment_on((250, 250, 250), spans_height=True), "legs from top to bottom: the backdrop fills the rest"),
         (with_bars(garment_on((250, 250, 250)), "top-bottom", 0, ratio=1.04), "bars thinner than 5 % of the side"),
+        (with_bars(np.full((110, 300, 3), 90, np.uint8), "top-bottom", 250, 3.6), "a bag spanning a white backdrop"),
+        (with_bars(np.full((110, 300, 3), 90, np.uint8), "top-bottom", 5, 3.6), "a bag spanning a black backdrop"),
+        (
+            with_bars(np.random.default_rng(5).integers(60, 200, (30, 40, 3), dtype=np.uint8), "top-bottom", 0),
+            "a 4:3 picture smaller than a padded photo",
+        ),
         (
             with_bars(np.random.default_rng(2).integers(60, 200, (30, 80, 3), dtype=np.uint8), "top-bottom", 0, 4.2),
             "less than a quarter of the side would be left",
@@ -248,8 +254,8 @@ def test_a_padded_photo_is_preprocessed_as_the_photo(tmp_path: Path, fashion, mo
     from edgefmnist.photo_render import render_photo
 
     rendered = render_photo(fashion.test.images[1], np.random.default_rng(4), angle=0.0)
-    rendered.thumbnail((150, 150))  # padded, still below the loaded size: nothing is resampled
-    photo = np.asarray(rendered.convert("RGB"))
+    photo = np.asarray(rendered.convert("RGB").resize((120, 160)))  # 3:4; padded, still below the loaded size
+
     Image.fromarray(photo).save(tmp_path / "photo.png")
     Image.fromarray(with_bars(photo, "top-bottom", 0)).save(tmp_path / "padded.png")
     np.testing.assert_array_equal(preprocess(tmp_path / "padded.png").pixels, preprocess(tmp_path / "photo.png").pixels)
@@ -264,8 +270,9 @@ def test_bars_are_found_around_most_real_photos() -> None:
     """The regression set's photos (``tests/data/photos``), padded losslessly: the photo's own box is found."""
     folder = Path(__file__).parent / "data" / "photos"
     photos = [np.asarray(load_picture(path).convert("RGB")) for path in sorted(folder.glob("*/*.jpg"))]
-    # measured 0.953 / 0.947 / 0.817 (black bars above and below, white or dark grey bars beside)
-    for bars, colour, floor in (("top-bottom", 0, 0.93), ("left-right", 255, 0.92), ("left-right", 40, 0.78)):
+    # measured 0.877 / 0.867 / 0.753 (black bars above and below, white or dark grey bars beside); a tenth of
+    # photos-dev's photos have no camera's aspect ratio (cropped), and are never trimmed
+    for bars, colour, floor in (("top-bottom", 0, 0.85), ("left-right", 255, 0.84), ("left-right", 40, 0.72)):
         found = []
         for photo in photos:
             padded = with_bars(photo, bars, colour)
