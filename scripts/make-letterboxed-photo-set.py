@@ -1,29 +1,34 @@
 #!/usr/bin/env python3
-"""Copy a photo set with every photo padded by bars, as a messaging app or a screenshot pads it.
+"""Copy a photo set with every photo padded by bars, as a messaging app pads a photo to a square.
 
     .venv/bin/python scripts/make-letterboxed-photo-set.py ../shared/photos-dev /tmp/padded --bars top-bottom
     edgefmnist evaluate --photos /tmp/padded --split report
 
-Each photo of ``labels.csv`` is decoded upright (EXIF orientation applied), downscaled
-(Lanczos) to at most LONG_SIDE pixels on its long side, centred on a canvas RATIO times as
-long across the bars (``top-bottom``: a letterbox, ``left-right``: a pillarbox) in the bars'
-colour, and saved in the format its name gives (JPEG at quality QUALITY) under the same
-relative path and name, so each photo keeps its half of ``photo_split``. ``labels.csv`` is
-copied as it is. Measures what ``edgefmnist.runtime.preprocess.picture_inside_bars``
-recovers (README, "Letterbox bars").
+Each photo of the set's ``labels.csv`` is loaded as ``evaluate`` loads it (``load_picture``:
+upright, transparency on white, at most LONG_SIDE pixels on its long side), centred on a
+canvas RATIO times as long across the bars (``top-bottom``: a letterbox, ``left-right``: a
+pillarbox) in the bars' colour, and saved as JPEG quality QUALITY under the same relative
+path and name, so each photo keeps its half of ``photo_split``. ``labels.csv`` is copied as it
+is; a set that lists a photo outside its folder is refused. The copy is built beside the
+target and moved into place, so an interrupted run leaves nothing. Measures what
+``edgefmnist.runtime.preprocess.picture_inside_bars`` recovers (README, "Letterbox bars").
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
-from edgefmnist.runtime.photo_eval import LABELS_FILE
-from PIL import Image, ImageOps
+from edgefmnist.runtime.photo_eval import LABELS_FILE, load_photo_set
+from edgefmnist.runtime.picture import load_picture
+from PIL import Image
+
+from edgefmnist.errors import EdgeFmnistError
 
 LONG_SIDE = 640
 RATIO = 1.6  # the canvas across the bars, as a multiple of the photo: bars of 18.75 % of it on each side
@@ -32,15 +37,26 @@ COLOURS = {"black": (0, 0, 0), "white": (255, 255, 255), "grey": (40, 40, 40)}
 
 
 def padded(path: Path, bars: str, colour: tuple[int, int, int]) -> Image.Image:
-    """The photo at ``path``, upright and at most LONG_SIDE px, centred between two bars of ``colour``."""
-    with Image.open(path) as opened:
-        photo = ImageOps.exif_transpose(opened).convert("RGB")
-    photo.thumbnail((LONG_SIDE, LONG_SIDE), Image.Resampling.LANCZOS)
+    """The photo at ``path`` as ``evaluate`` loads it, at most LONG_SIDE px, centred between two bars of ``colour``."""
+    photo = load_picture(path, max_side=LONG_SIDE).convert("RGB")
     width, height = photo.size
     size = (width, round(height * RATIO)) if bars == "top-bottom" else (round(width * RATIO), height)
     canvas = Image.new("RGB", size, colour)
     canvas.paste(photo, ((size[0] - width) // 2, (size[1] - height) // 2))
     return canvas
+
+
+def pad_set(source: Path, building: Path, bars: str, colour: tuple[int, int, int]) -> int:
+    """Write the padded copy of ``source`` into ``building``; return the number of photos."""
+    photos = load_photo_set(source)
+    for photo in photos:
+        out = building / os.path.relpath(photo.path, source)
+        if not out.resolve().is_relative_to(building.resolve()):
+            raise EdgeFmnistError(f"{source / LABELS_FILE}: {photo.path} is outside the photo set's folder")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        padded(photo.path, bars, colour).save(out, "JPEG", quality=QUALITY)
+    shutil.copyfile(source / LABELS_FILE, building / LABELS_FILE)
+    return len(photos)
 
 
 def main() -> int:
@@ -50,28 +66,31 @@ def main() -> int:
     parser.add_argument("--bars", choices=("top-bottom", "left-right"), default="top-bottom")
     parser.add_argument("--colour", choices=tuple(COLOURS), default="black")
     args = parser.parse_args()
-    labels = args.source / LABELS_FILE
-    if not labels.is_file():
-        sys.exit(f"{labels}: no such file (the source must be a photo set with {LABELS_FILE})")
+    if not (args.source / LABELS_FILE).is_file():
+        sys.exit(f"{args.source / LABELS_FILE}: no such file (the source must be a photo set with {LABELS_FILE})")
     if args.target.exists():
         sys.exit(f"{args.target}: already exists")
-    with open(labels, newline="", encoding="utf-8-sig") as handle:
-        files = [row["file"] for row in csv.DictReader(handle)]
-    args.target.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{args.target.name}-", dir=args.target.parent))
-    try:  # built beside the target and moved into place: an interrupted run leaves no half-made set
-        for file in files:
-            out = building / file
-            out.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                padded(args.source / file, args.bars, COLOURS[args.colour]).save(out, quality=QUALITY)
-            except OSError as exc:
-                sys.exit(f"{args.source / file}: cannot pad it ({exc})")
-        shutil.copyfile(labels, building / LABELS_FILE)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the clean-up below
+    try:
+        args.target.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{args.target.name}-", dir=args.target.parent))
+    except OSError as exc:
+        sys.exit(f"{args.target}: cannot create it ({exc.strerror or exc})")
+    try:
+        count = pad_set(args.source, building, args.bars, COLOURS[args.colour])
+        umask = os.umask(0)
+        os.umask(umask)
+        building.chmod(0o777 & ~umask)  # as mkdir would make it, not mkdtemp's 0700
         building.rename(args.target)
+    except EdgeFmnistError as exc:
+        sys.exit(str(exc))
+    except OSError as exc:
+        sys.exit(f"{exc.filename or args.target}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)
     finally:
         shutil.rmtree(building, ignore_errors=True)
-    print(f"{len(files)} photos padded with {args.colour} {args.bars} bars in {args.target}")
+    print(f"{count} photos padded with {args.colour} {args.bars} bars in {args.target}")
     return 0
 
 
