@@ -462,7 +462,13 @@ def test_an_empty_host_is_a_usage_error(host: str) -> None:
         text=True,
         timeout=120,
     )
-    assert_one_line_error(result, 2, "--host", "not an empty string")
+    assert_one_line_error(result, 2, "--host", "not an empty or blank string")
+
+
+def test_an_ipv6_host_may_be_written_in_brackets() -> None:
+    from edgefmnist.cli import must_be_an_address
+
+    assert must_be_an_address("[::1]") == "::1" and must_be_an_address("::1") == "::1"
 
 
 @pytest.mark.slow
