@@ -49,7 +49,8 @@ MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than th
 RESAMPLE = Image.Resampling.LANCZOS
 BAR_TOLERANCE = 12  # a bar pixel is within this (0-255, every channel) of the bar's colour
 MIN_BAR = 0.05  # of the side across the bars: a thinner run of lines (a tile's grout, a wall's edge) is no bar
-BAR_SHARE = 0.98  # a line of the frame is part of a bar when this share of it is the bar's colour
+BAR_SHARE = 0.7  # a line of the frame is part of a bar when this share of it is the bar's colour (a phone's
+# status bar, its clock and icons, or its gesture bar take the rest)
 PICTURE_SHARE = 0.9  # the picture starts at a line where at least this share differs from the bar's colour
 PICTURE_CONTRAST = (36, 0.5)  # and at least this share differs by more than this: a shadow's soft edge does not
 BAR_COLOUR_INSIDE = 0.1  # bars are trimmed only from a picture with less than this share of their colour
@@ -87,18 +88,19 @@ def border(pixels: np.ndarray) -> np.ndarray:
 def picture_inside_bars(rgb: np.ndarray) -> tuple[int, int, int, int]:
     """The box ``(left, top, right, bottom)`` of uint8 ``[H, W, 3]`` RGB without letterbox or pillarbox bars.
 
-    A bar is a run of whole rows (or columns) of one neutral colour, within ``BAR_TOLERANCE``,
-    at least ``MIN_BAR`` of the side, at an edge, ending within ``BAR_EDGE`` lines at the line
-    where the picture starts: one that differs from the bar's colour almost everywhere
-    (``PICTURE_SHARE``) and by far in much of it (``PICTURE_CONTRAST``), in a picture where that
-    colour is rare (below ``BAR_COLOUR_INSIDE``), which has a camera's shape
-    (:func:`is_camera_picture`). A photo padded whole to a square, as messaging apps pad it,
-    has such bars. A floor or a backdrop around a garment does not: the line where the garment
-    starts is still mostly background, a shadow's soft edge is not sharp, and a garment
-    spanning the frame leaves its backdrop's colour in the rest, or is not shaped like a photo.
-    The whole frame when there are no bars, or when less than a quarter of a side would be
-    left. Not found: bars on all four sides at once, bars of a colour close to the photo's own
-    edge, a bar broken by a status bar's clock, and the other bar of a pair where one is not found.
+    A bar is a run of rows (or columns) mostly (``BAR_SHARE``) of one neutral colour, within
+    ``BAR_TOLERANCE``, at least ``MIN_BAR`` of the side, at an edge, ending within ``BAR_EDGE``
+    lines at the line where the picture starts: one that differs from the bar's colour almost
+    everywhere (``PICTURE_SHARE``) and by far in much of it (``PICTURE_CONTRAST``), in a picture
+    where that colour is rare (below ``BAR_COLOUR_INSIDE``), which has a camera's shape
+    (:func:`is_camera_picture`). A photo padded whole to a square, as messaging apps pad it, or
+    shown whole on a phone's screen and screenshotted, has such bars. A floor or a backdrop
+    around a garment does not: the line where the garment starts is still mostly background, a
+    shadow's soft edge is not sharp, and a garment spanning the frame leaves its backdrop's
+    colour in the rest, or is not shaped like a photo. The whole frame when there are no bars,
+    or when less than a quarter of a side would be left. Not found: bars on all four sides at
+    once, bars of a colour close to the photo's own edge, and the other bar of a pair where one
+    is not found.
     """
     height, width = rgb.shape[:2]
     columns = rgb.transpose(1, 0, 2)

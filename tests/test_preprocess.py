@@ -216,6 +216,17 @@ def test_letterbox_and_pillarbox_bars_are_found(bars: str, colour: int) -> None:
     np.testing.assert_array_equal(padded[top:bottom, left:right], picture)
 
 
+@pytest.mark.parametrize("colour, ink", [(0, 255), (255, 0)])
+def test_a_photo_in_a_phone_screenshot_is_found_under_the_status_bar(colour: int, ink: int) -> None:
+    picture = np.random.default_rng(6).integers(60, 200, (90, 120, 3), dtype=np.uint8)  # 4:3, fitted to the width
+    screen = np.full((260, 120, 3), colour, np.uint8)  # 19.5:9 in portrait
+    screen[85:175] = picture
+    screen[3:7, 8:20] = screen[3:7, 95:115] = ink  # the status bar: a clock and icons
+    screen[254:256, 45:75] = ink  # the gesture bar
+    left, top, right, bottom = picture_inside_bars(screen)
+    np.testing.assert_array_equal(screen[top:bottom, left:right], picture)
+
+
 @pytest.mark.parametrize(
     "picture, why",
     [
