@@ -57,7 +57,7 @@ BAR_COLOUR_INSIDE = 0.1  # bars are trimmed only from a picture with less than t
 CAMERA_ASPECTS = (1.0, 5 / 4, 4 / 3, 3 / 2, 16 / 9)  # longer side / shorter side of a camera's picture
 ASPECT_TOLERANCE = 0.03  # relative: the picture inside bars is found to a line or two
 MIN_PICTURE_SIDE = 48  # pixels: a smaller picture inside bars is no padded photo
-BAR_EDGE = 2  # lines between the two allowed for resampling and JPEG ringing, in pixels at the loaded size
+BAR_EDGE = 2  # lines of blur (resampling, JPEG ringing) allowed between a bar's last line and the picture's first
 
 
 @dataclass(frozen=True)
@@ -91,32 +91,35 @@ def picture_inside_bars(rgb: np.ndarray) -> tuple[int, int, int, int]:
     A bar is a run of rows (or columns) mostly (``BAR_SHARE``) of one neutral colour, within
     ``BAR_TOLERANCE``, at least ``MIN_BAR`` of the side, at an edge, ending within ``BAR_EDGE``
     lines at the line where the picture starts: one that differs from the bar's colour almost
-    everywhere (``PICTURE_SHARE``) and by far in much of it (``PICTURE_CONTRAST``), in a picture
-    where that colour is rare (below ``BAR_COLOUR_INSIDE``), which has a camera's shape
-    (:func:`is_camera_picture`). A photo padded whole to a square, as messaging apps pad it, or
-    shown whole on a phone's screen and screenshotted, has such bars. A floor or a backdrop
-    around a garment does not: the line where the garment starts is still mostly background, a
-    shadow's soft edge is not sharp, and a garment spanning the frame leaves its backdrop's
-    colour in the rest, or is not shaped like a photo. The whole frame when there are no bars,
-    or when less than a quarter of a side would be left. Not found: bars on all four sides at
-    once, bars of a colour close to the photo's own edge, and the other bar of a pair where one
-    is not found.
+    everywhere (``PICTURE_SHARE``) and by far in much of it (``PICTURE_CONTRAST``). Bars are cut
+    off in pairs (above and below, or beside), around a picture where their colours are rare
+    (below ``BAR_COLOUR_INSIDE``) and which has a camera's shape (:func:`is_camera_picture`). A
+    photo padded whole to a square, as messaging apps pad it, or shown whole on a phone's screen
+    and screenshotted, has such bars. A floor or a backdrop around a garment does not: the line
+    where the garment starts is still mostly background, a shadow's soft edge is not sharp, a
+    dark night beyond a lit floor is one band, not a pair, and a garment spanning the frame
+    leaves its backdrop's colour in the rest, or is not shaped like a photo. The whole frame
+    when there are no such bars, or when less than a quarter of a side would be left.
     """
     height, width = rgb.shape[:2]
     columns = rgb.transpose(1, 0, 2)
+    whole = (0, 0, width, height)
     (top, top_colour), (bottom, bottom_colour) = bar_lines(rgb), bar_lines(rgb[::-1])
     (left, left_colour), (right, right_colour) = bar_lines(columns), bar_lines(columns[::-1])
-    if 4 * (height - top - bottom) < height:
+    if not (top and bottom) or 4 * (height - top - bottom) < height:  # a pair, or none
         top = bottom = 0
-    if 4 * (width - left - right) < width:
+    if not (left and right) or 4 * (width - left - right) < width:
         left = right = 0
-    inside = rgb[top : height - bottom, left : width - right]
-    top, bottom, left, right = (
-        lines if lines and colour_share(inside, colour) < BAR_COLOUR_INSIDE else 0
-        for lines, colour in ((top, top_colour), (bottom, bottom_colour), (left, left_colour), (right, right_colour))
-    )
     box = (left, top, width - right, height - bottom)
-    return box if is_camera_picture(box) else (0, 0, width, height)
+    inside = rgb[top : height - bottom, left : width - right]
+    colours = [
+        colour
+        for lines, colour in ((top, top_colour), (bottom, bottom_colour), (left, left_colour), (right, right_colour))
+        if lines
+    ]
+    if not colours or not is_camera_picture(box):
+        return whole
+    return whole if any(colour_share(inside, colour) >= BAR_COLOUR_INSIDE for colour in colours) else box
 
 
 def is_camera_picture(box: tuple[int, int, int, int]) -> bool:
@@ -128,9 +131,14 @@ def is_camera_picture(box: tuple[int, int, int, int]) -> bool:
     return any(abs(sides[1] / sides[0] / aspect - 1) <= ASPECT_TOLERANCE for aspect in CAMERA_ASPECTS)
 
 
+def close_to(rgb: np.ndarray, colour: np.ndarray, tolerance: int = BAR_TOLERANCE) -> np.ndarray:
+    """bool ``[...]``: the pixels of uint8 ``[..., 3]`` RGB within ``tolerance`` of ``colour`` in every channel."""
+    return np.abs(rgb.astype(np.int16) - colour).max(axis=-1) <= tolerance
+
+
 def colour_share(rgb: np.ndarray, colour: np.ndarray, tolerance: int = BAR_TOLERANCE) -> float:
-    """The share of the pixels of ``[..., 3]`` RGB within ``tolerance`` of ``colour`` in every channel."""
-    return float((np.abs(rgb.astype(np.int16) - colour).max(axis=-1) <= tolerance).mean())
+    """The share of the pixels of uint8 ``[..., 3]`` RGB that are :func:`close_to` ``colour``."""
+    return float(close_to(rgb, colour, tolerance).mean())
 
 
 def bar_lines(rgb: np.ndarray) -> tuple[int, np.ndarray]:
@@ -139,7 +147,7 @@ def bar_lines(rgb: np.ndarray) -> tuple[int, np.ndarray]:
     colour = np.median(rgb[0], axis=0).astype(np.int16)
     if int(colour.max() - colour.min()) > BAR_TOLERANCE:
         return 0, colour  # not black, white or grey, as padding is
-    alike = (np.abs(rgb.astype(np.int16) - colour).max(axis=2) <= BAR_TOLERANCE).mean(axis=1)
+    alike = close_to(rgb, colour).mean(axis=1)  # per row
     run = int(np.argmin(alike >= BAR_SHARE)) if alike.min() < BAR_SHARE else 0
     if run < MIN_BAR * len(alike):
         return 0, colour

@@ -233,6 +233,10 @@ def test_a_photo_in_a_phone_screenshot_is_found_under_the_status_bar(colour: int
         (garment_on((250, 250, 250)), "a white backdrop: the garment's first line is mostly backdrop"),
         (garment_on((250, 250, 250), spans_height=True), "legs from top to bottom: the backdrop fills the rest"),
         (with_bars(garment_on((250, 250, 250)), "top-bottom", 0, ratio=1.04), "bars thinner than 5 % of the side"),
+        (
+            with_bars(np.random.default_rng(7).integers(60, 200, (100, 80, 3), dtype=np.uint8), "top-bottom", 0)[30:],
+            "one band, not a pair: a dark night beyond a lit floor",
+        ),
         (with_bars(np.full((110, 300, 3), 90, np.uint8), "top-bottom", 250, 3.6), "a bag spanning a white backdrop"),
         (with_bars(np.full((110, 300, 3), 90, np.uint8), "top-bottom", 5, 3.6), "a bag spanning a black backdrop"),
         (
