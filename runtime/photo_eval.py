@@ -175,7 +175,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 file = row["file"].strip()
                 if not file:
                     raise PhotoSetError(f"{labels}: line {line}: empty file name")
-                key = os.path.normpath(file)  # "a/x.jpg" and "a//x.jpg" name one photo
+                key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
                 if key in first_line:
                     raise PhotoSetError(
                         f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}"
@@ -187,7 +187,8 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     if name is None:
                         raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a Fashion-MNIST class")
                     accepted.append(name)
-                photos.append(Photo(labels.parent / file, row["source_class"].strip() or UNSURE, tuple(accepted)))
+                accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
+                photos.append(Photo(labels.parent / file, row["source_class"].strip() or UNSURE, accepted_once))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos

@@ -124,7 +124,7 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
     photo(tmp_path / "a" / "one.jpg")
     photo(tmp_path / "a" / "two.jpg", 1)
     (tmp_path / "labels.csv").write_text(  # a field beyond the header's (a trailing comma) is ignored
-        f"{mark}file,source_class,accepted\na/one.jpg,longsleeve,t-shirt/top;PULLOVER; Shirt\na/two.jpg,hat,,\n",
+        f"{mark}file,source_class,accepted\na/one.jpg,longsleeve,t-shirt/top;PULLOVER; Shirt;shirt\na/two.jpg,hat,,\n",
         encoding="utf-8",
     )
     one, two = load_photo_set(tmp_path)
@@ -551,3 +551,9 @@ def test_a_plot_that_cannot_be_written_is_refused_before_any_photo_is_read(
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(small_set), "--plot", "photos.jpg"), 2, "name the file .png"
     )
+
+
+def test_a_photo_listed_by_a_relative_and_an_absolute_path_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text(f"file,source_class,accepted\na/x.jpg,coat,Coat\n{tmp_path}/a/x.jpg,coat,\n")
+    with pytest.raises(PhotoSetError, match="is listed again, first on line 2"):
+        load_photo_set(tmp_path)
