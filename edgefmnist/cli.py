@@ -73,9 +73,11 @@ def must_be_finite(value: float | None) -> float | None:
 def must_be_an_address(value: str) -> str:
     """Option callback: ``value`` without the brackets of an IPv6 literal (``[::1]`` -> ``::1``, as URLs
     write it); raise ``typer.BadParameter`` (exit 2) for an empty or blank host name."""
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
     if not value.strip():
         raise typer.BadParameter("needs an address (127.0.0.1, 0.0.0.0 or a host name), not an empty or blank string")
-    return value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    return value
 
 
 DataDirOption = Annotated[

@@ -454,7 +454,7 @@ def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
     assert result.stderr.startswith(f"edgefmnist: error: cannot listen on 127.0.0.1:{server.port}")
 
 
-@pytest.mark.parametrize("host", ["", " "])
+@pytest.mark.parametrize("host", ["", " ", "[]"])
 def test_an_empty_host_is_a_usage_error(host: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "edgefmnist.cli", "serve", "--host", host, "--port", "0"],
