@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edgefmnist.runtime.photo_eval import LABELS_FILE, load_photo_set
 from edgefmnist.runtime.picture import load_picture
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from edgefmnist.errors import EdgeFmnistError
 
@@ -53,12 +53,12 @@ def padded(path: Path, bars: str, colour: tuple[int, int, int]) -> Image.Image:
 
 
 def screenshot(photo: Image.Image, colour: tuple[int, int, int]) -> Image.Image:
-    """``photo`` fitted to the width of a SCREEN in ``colour``, centred, under a status bar (a clock, four icons)
-    and above a gesture bar, both in the opposite grey level."""
+    """``photo`` fitted to a SCREEN in ``colour`` (to its width, unless taller), centred, under a status bar
+    (a clock, four icons) and above a gesture bar, both in the opposite grey level."""
     width, height = SCREEN
-    fitted = photo.resize((width, min(height, round(photo.height * width / photo.width))), Image.Resampling.LANCZOS)
+    fitted = ImageOps.contain(photo, SCREEN, Image.Resampling.LANCZOS)
     screen = Image.new("RGB", SCREEN, colour)
-    screen.paste(fitted, (0, (height - fitted.height) // 2))
+    screen.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
     ink = (255, 255, 255) if sum(colour) < 3 * 128 else (0, 0, 0)
     draw = ImageDraw.Draw(screen)
     draw.text((60, 20), "12:34", fill=ink, font=ImageFont.load_default(size=40))
