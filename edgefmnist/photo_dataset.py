@@ -76,9 +76,9 @@ def training_photo_views(
 def code_version() -> str:
     """A digest of the rendering and preprocessing source: a change to either rebuilds the cache."""
     from edgefmnist import photo_render
-    from edgefmnist.runtime import preprocess, segment
+    from edgefmnist.runtime import bars, preprocess, segment
 
-    source = "".join(inspect.getsource(module) for module in (photo_render, preprocess, segment))
+    source = "".join(inspect.getsource(module) for module in (photo_render, preprocess, bars, segment))
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 

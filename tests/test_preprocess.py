@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edgefmnist.runtime.bars import picture_inside_bars
 from edgefmnist.runtime.picture import load_picture
 from edgefmnist.runtime.preprocess import (
     ImageError,
     dataset_form,
-    picture_inside_bars,
     preprocess,
     preprocess_file,
     to_dataset_form,
