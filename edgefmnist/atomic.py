@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -135,6 +136,26 @@ def atomic_write(path: Path) -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def staged_folder(path: Path) -> Iterator[Path]:
+    """Yield a new folder beside ``path`` to fill; on success move it onto ``path`` (a folder there is
+    replaced as a whole), else delete it, so an interrupted build leaves nothing half-made.
+
+    The folder gets a plain ``mkdir``'s permissions, not ``mkdtemp``'s 0700. Raises ``OSError``
+    when the folder cannot be made or moved.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield staging
+        staging.chmod(0o777 & ~current_umask())
+        if path.exists():
+            shutil.rmtree(path)
+        staging.rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

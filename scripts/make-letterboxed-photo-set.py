@@ -23,13 +23,13 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from edgefmnist.runtime.photo_eval import LABELS_FILE, load_photo_set
 from edgefmnist.runtime.picture import load_picture
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from edgefmnist.atomic import staged_folder
 from edgefmnist.errors import EdgeFmnistError
 
 LONG_SIDE = 640
@@ -92,26 +92,16 @@ def main() -> int:
         sys.exit(f"{args.source / LABELS_FILE}: no such file (the source must be a photo set with {LABELS_FILE})")
     if args.target.exists():
         sys.exit(f"{args.target}: already exists")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the clean-up below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through staged_folder's clean-up
     try:
-        args.target.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{args.target.name}-", dir=args.target.parent))
-    except OSError as exc:
-        sys.exit(f"{args.target}: cannot create it ({exc.strerror or exc})")
-    try:
-        count = pad_set(args.source, building, args.bars, COLOURS[args.colour])
-        umask = os.umask(0)
-        os.umask(umask)
-        building.chmod(0o777 & ~umask)  # as mkdir would make it, not mkdtemp's 0700
-        building.rename(args.target)
+        with staged_folder(args.target) as building:
+            count = pad_set(args.source, building, args.bars, COLOURS[args.colour])
     except EdgeFmnistError as exc:
         sys.exit(str(exc))
     except OSError as exc:
         sys.exit(f"{exc.filename or args.target}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         sys.exit(130)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
     print(f"{count} photos padded with {args.colour} {args.bars} bars in {args.target}")
     return 0
 

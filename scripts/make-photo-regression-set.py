@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import shutil
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 from edgefmnist.runtime.photo_eval import LABEL_COLUMNS, photo_split
 from PIL import Image
+
+from edgefmnist.atomic import staged_folder
 
 PER_CLASS = 30
 LONG_SIDE = 128
@@ -102,9 +102,7 @@ def make(source: Path, out: Path, per_class: int = PER_CLASS) -> int:
     with open(source / "labels.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     picked = select_rows(rows, per_class)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:
         for row in picked:
             target = staging / row["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,11 +115,6 @@ def make(source: Path, out: Path, per_class: int = PER_CLASS) -> int:
             README.format(count=len(picked), per_class=per_class, long_side=LONG_SIDE, quality=QUALITY),
             encoding="utf-8",
         )
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return len(picked)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefmnist.atomic import atomic_write, write_bytes_atomic
+from edgefmnist.atomic import atomic_write, current_umask, staged_folder, write_bytes_atomic
 from edgefmnist.errors import EdgeFmnistError, WriteFailed
 
 
@@ -66,3 +66,17 @@ def test_a_directory_behind_a_symlink_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EdgeFmnistError, match="is a directory"):
         write_bytes_atomic(link, b"picture")
     assert link.is_symlink()
+
+
+def test_a_staged_folder_lands_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "set"
+    with pytest.raises(RuntimeError), staged_folder(target) as staging:
+        (staging / "half.txt").write_text("x")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []  # nothing half-made, no staging folder left
+    with staged_folder(target) as staging:
+        (staging / "new.txt").write_text("x")
+    with staged_folder(target) as staging:  # a second build replaces the first as a whole
+        (staging / "newer.txt").write_text("y")
+    assert [p.name for p in target.iterdir()] == ["newer.txt"] and list(tmp_path.iterdir()) == [target]
+    assert target.stat().st_mode & 0o777 == 0o777 & ~current_umask()  # a plain mkdir's, not mkdtemp's 0700
