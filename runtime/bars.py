@@ -51,14 +51,10 @@ def picture_inside_bars(rgb: np.ndarray) -> tuple[int, int, int, int]:
     if not (left and right) or 4 * (width - left - right) < width:
         left = right = 0
     box = (left, top, width - right, height - bottom)
-    inside = rgb[top : height - bottom, left : width - right]
-    colours = [
-        colour
-        for lines, colour in ((top, top_colour), (bottom, bottom_colour), (left, left_colour), (right, right_colour))
-        if lines
-    ]
-    if not colours or not is_camera_picture(box):
+    if box == whole or not is_camera_picture(box):
         return whole
+    colours = ([top_colour, bottom_colour] if top else []) + ([left_colour, right_colour] if left else [])
+    inside = rgb[top : height - bottom, left : width - right]
     return whole if any(colour_share(inside, colour) >= BAR_COLOUR_INSIDE for colour in colours) else box
 
 
