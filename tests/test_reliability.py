@@ -25,9 +25,13 @@ MAX_KILL_RUNS = 12  # exports started to get them: a kill can come after a run f
 
 @pytest.mark.slow
 def test_sigkill_during_export_leaves_the_previous_model_intact(trained, real_data_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "mlp.onnx"
+    folder, scratch = tmp_path / "models", tmp_path / "scratch"
+    folder.mkdir()
+    scratch.mkdir()  # the export's temporary files: a killed process cannot remove them, so not in /tmp
+    out = folder / "mlp.onnx"
     previous = (SHIPPED / "mlp.onnx").read_bytes()
     out.write_bytes(previous)
+    environment = {**os.environ, "TMPDIR": str(scratch)}
     command = [
         sys.executable,
         "-m",
@@ -40,7 +44,7 @@ def test_sigkill_during_export_leaves_the_previous_model_intact(trained, real_da
         str(real_data_dir),
     ]
     started = time.monotonic()
-    subprocess.run(command, check=True, capture_output=True, timeout=600)  # how long a whole export takes
+    subprocess.run(command, check=True, capture_output=True, timeout=600, env=environment)  # a whole export's time
     whole = time.monotonic() - started
     finished = out.read_bytes()
     assert finished != previous  # a finished export does replace the file
@@ -50,13 +54,13 @@ def test_sigkill_during_export_leaves_the_previous_model_intact(trained, real_da
         if len(killed) == KILLS:
             break
         out.write_bytes(previous)
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
         time.sleep(rng.uniform(0.2, 0.95) * whole)
         child.send_signal(signal.SIGKILL)
         code = child.wait(timeout=60)
         outcome = out.read_bytes()  # the old file, or (finished, or killed after os.replace) the whole new one
         assert outcome in (previous, finished), f"run {run}: a damaged model under the final name"
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx"], f"run {run}: something left behind"
+        assert sorted(p.name for p in folder.iterdir()) == ["mlp.onnx"], f"run {run}: something left behind"
         if code == -signal.SIGKILL:
             killed.append(outcome)
         else:  # the export beat the kill (a faster run than the timed one on a shared host)
