@@ -454,21 +454,30 @@ def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
     assert result.stderr.startswith(f"edgefmnist: error: cannot listen on 127.0.0.1:{server.port}")
 
 
-@pytest.mark.parametrize("host", ["", " ", "[]"])
-def test_an_empty_host_is_a_usage_error(host: str) -> None:
+@pytest.mark.parametrize(
+    ("host", "error"),
+    [
+        ("", "not an empty or blank string"),
+        (" ", "not an empty or blank string"),
+        ("[ ]", "not an empty or blank string"),
+        ("localhost:8080", "give the address alone, and the port with --port"),
+    ],
+)
+def test_an_empty_host_or_one_with_a_port_is_a_usage_error(host: str, error: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "edgefmnist.cli", "serve", "--host", host, "--port", "0"],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert_one_line_error(result, 2, "--host", "not an empty or blank string")
+    assert_one_line_error(result, 2, "--host", error)
 
 
-def test_an_ipv6_host_may_be_written_in_brackets() -> None:
+def test_an_ipv6_host_may_be_written_in_brackets_and_spaces_around_a_host_are_dropped() -> None:
     from edgefmnist.cli import must_be_an_address
 
     assert must_be_an_address("[::1]") == "::1" and must_be_an_address("::1") == "::1"
+    assert must_be_an_address(" 127.0.0.1 ") == "127.0.0.1" and must_be_an_address("[ fe80::1 ]") == "fe80::1"
 
 
 @pytest.mark.slow
