@@ -105,8 +105,9 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     """Read a photo set: ``folder/labels.csv`` when present, else one sub-folder per class.
 
     Returns photos sorted by path; raises :class:`PhotoSetError` for a missing
-    folder, an empty set, a malformed labels.csv, a file it lists twice or an unknown class in
-    ``accepted`` (classes are named as :func:`class_named` reads them).
+    folder, an empty set, a malformed labels.csv (a short row, a row longer than the header, an
+    ``accepted`` of separators alone), a file it lists twice or an unknown class in ``accepted``
+    (classes are named as :func:`class_named` reads them).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -172,6 +173,11 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 absent = [c for c in LABEL_COLUMNS if row[c] is None]
                 if absent:  # a short row: its fields would land in the wrong columns
                     raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
+                if any(extra.strip() for extra in row.get(None) or []):  # "Sandal,Sneaker" would drop Sneaker
+                    raise PhotoSetError(
+                        f"{labels}: line {line}: more fields than the header names "
+                        f"(separate the classes in accepted with ';', or quote a field that holds a comma)"
+                    )
                 file = row["file"].strip()
                 if not file:
                     raise PhotoSetError(f"{labels}: line {line}: empty file name")
@@ -181,8 +187,14 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                         f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}"
                     )
                 first_line[key] = line
+                entries = [a.strip() for a in row["accepted"].split(";")]
+                if row["accepted"].strip() and not any(entries):  # ";" is no class, and an empty cell is
+                    raise PhotoSetError(
+                        f"{labels}: line {line}: accepted {row['accepted']!r} names no class "
+                        "(leave it empty for a photo that no class covers)"
+                    )
                 accepted = []
-                for entry in filter(None, (a.strip() for a in row["accepted"].split(";"))):
+                for entry in filter(None, entries):
                     name = class_named(entry, class_names)
                     if name is None:
                         raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a Fashion-MNIST class")

@@ -123,7 +123,7 @@ def test_class_folders_take_the_same_extensions_as_infer(tmp_path: Path) -> None
 def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -> None:
     photo(tmp_path / "a" / "one.jpg")
     photo(tmp_path / "a" / "two.jpg", 1)
-    (tmp_path / "labels.csv").write_text(  # a field beyond the header's (a trailing comma) is ignored
+    (tmp_path / "labels.csv").write_text(  # an empty field beyond the header's (a trailing comma) is ignored
         f"{mark}file,source_class,accepted\na/one.jpg,longsleeve,t-shirt/top;PULLOVER; Shirt;shirt\na/two.jpg,hat,,\n",
         encoding="utf-8",
     )
@@ -146,6 +146,8 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
         ("file,source_class,accepted\n", "a header and no rows"),
         ("file,source_class,accepted\nx.jpg,dress\n", "line 2: too few fields, no accepted"),
         ("file,source_class,accepted\n\n\nx.jpg,hat,\nx.jpg\n", "line 5: too few fields, no source_class, accepted"),
+        ("file,source_class,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
+        ("file,source_class,accepted\nx.jpg,shoes, ; ;\n", "line 2: accepted ' ; ;' names no class"),
     ],
 )
 def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
