@@ -20,7 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from edgefmnist.errors import EdgeFmnistError, WriteFailed
@@ -93,6 +93,37 @@ def check_writable(path: Path) -> None:
         raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the regular file ``path`` names, else None (nothing there, a folder,
+    a device): two names of one file, symlinks and hard links included, have the same."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):  # no such file; a name with a NUL byte
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+
+
+def refuse_overwriting(
+    option: str,
+    targets: Iterable[Path],
+    inputs: Iterable[tuple[Path, str]],
+    identity: Callable[[Path], tuple[int, int] | None] = file_identity,
+) -> None:
+    """Raise :class:`EdgeFmnistError` when one of ``targets``, the files an ``option`` would write,
+    is under any name the file of one of ``inputs``: pairs of a path and what it is, as the
+    message names it (``"the model m.onnx"``) -> ``--plot: m.onnx would overwrite the model m.onnx``.
+    ``identity`` maps a path to its file (:func:`file_identity`)."""
+    known: dict[tuple[int, int], str] = {}
+    for path, what in inputs:
+        key = identity(path)
+        if key is not None:
+            known.setdefault(key, what)
+    for target in targets:
+        key = identity(target)
+        if key is not None and key in known:
+            raise EdgeFmnistError(f"{option}: {target} would overwrite {known[key]}")
 
 
 @contextlib.contextmanager

@@ -521,7 +521,7 @@ def infer(
         test = load_test_split(data_dir)
         picked = parse_sample(sample, len(test))
         if save_preprocessed is not None:
-            save_test_images(save_preprocessed, test.images, picked)
+            save_test_images(save_preprocessed, test.images, picked, predictor.path)
         results: Iterable[Classified] = classify_arrays(
             predictor,
             test.images[picked.start : picked.stop],
@@ -695,7 +695,9 @@ def evaluate(
         if given:
             raise UsageError(f"{flag} needs --photos DIR (the test set is scored by its forced answers)")
     if plot is not None:
-        check_plot_path(plot)
+        from edgefmnist.runtime.predictor import default_model_path
+
+        check_plot_path(plot, [(model or default_model_path(), f"the model {model or default_model_path()}")])
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 
@@ -727,16 +729,18 @@ def evaluate(
             typer.echo(f"\nconfusion matrix: {plot}")
 
 
-def check_plot_path(plot: Path) -> None:
-    """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``) or is named as
-    another picture format (``x.jpg``, :class:`UsageError`). A device or FIFO passes, as any name
+def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
+    """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``), is named as
+    another picture format (``x.jpg``, :class:`UsageError`) or is one of the command's ``inputs``
+    (pairs of a path and what it is, ``EdgeFmnistError``). A device or FIFO passes, as any name
     without a picture extension."""
-    from edgefmnist.atomic import check_writable, write_target
+    from edgefmnist.atomic import check_writable, refuse_overwriting, write_target
     from edgefmnist.runtime.picture_formats import names_another_format
 
     _, special = write_target(plot)
     if not special and names_another_format(plot):
         raise UsageError(f"--plot {plot}: the plot is written as a PNG; name the file .png")
+    refuse_overwriting("--plot", [plot], inputs)
     check_writable(plot)
 
 
@@ -755,6 +759,7 @@ def evaluate_photos(
     sweep of the ``varied`` one ("confidence" or "typicality"; None: no sweep), and with
     ``choose`` the pair the defaults' rule picks, on one half of a photo set."""
     from edgefmnist.runtime.photo_eval import (
+        LABELS_FILE,
         choose_thresholds,
         class_folder_notes,
         format_choice,
@@ -771,9 +776,12 @@ def evaluate_photos(
 
     if model is not None and model.suffix.lower() != ".onnx":
         raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
-    if plot is not None:
-        check_plot_path(plot)
     photos = load_photo_set(folder)
+    if plot is not None:
+        model_path = model or default_model_path()
+        labels = [(folder / LABELS_FILE, f"the photo set's {LABELS_FILE}")]
+        pictures = [(photo.path, f"the photo {photo.path}") for photo in photos]
+        check_plot_path(plot, [(model_path, f"the model {model_path}"), *labels, *pictures])
     selected = select_split(photos, split)
     if not selected:
         raise EdgeFmnistError(f"{folder}: no photos in the {split} half")

@@ -33,7 +33,7 @@ from edgefmnist.runtime.predictor import session_input_dtype
 
 import edgefmnist
 from edgefmnist import spec
-from edgefmnist.atomic import write_bytes_atomic
+from edgefmnist.atomic import refuse_overwriting, write_bytes_atomic, write_target
 from edgefmnist.calibration import TemperatureCalibration, calibrate
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.contract import (
@@ -229,6 +229,15 @@ def _finish(
     finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, dtype, extra))
 
 
+def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> None:
+    """Raise :class:`EdgeFmnistError`, before any work, when the model's path ``out`` does not end in
+    ``.onnx`` (a device or a FIFO passes), or when it or ``int8_path`` is the checkpoint's file."""
+    if out.suffix.lower() != ".onnx" and not write_target(out)[1]:
+        raise EdgeFmnistError(f"--out {out}: the model is written as ONNX; name the file .onnx")
+    outputs = [out] + ([int8_path] if int8_path is not None else [])
+    refuse_overwriting("--out", outputs, [(checkpoint_path, f"the checkpoint {checkpoint_path}")])
+
+
 def export_checkpoint(
     checkpoint_path: Path,
     out: Path | None = None,
@@ -246,14 +255,16 @@ def export_checkpoint(
     Raises :class:`CheckpointError` for an unreadable checkpoint, :class:`DataError` when the
     data set cannot be found or verified, :class:`ModelError` for an opset outside
     ``contract.MIN_OPSET``..``MAX_OPSET`` or a graph the ONNX checker rejects, ``ValueError``
-    for an unknown ``quantize``, :class:`ValidationFailed` (exit code 3) when a model fails
+    for an unknown ``quantize``, :class:`EdgeFmnistError` for an ``out`` not named ``.onnx`` or that
+    is the checkpoint (:func:`check_out_path`), :class:`ValidationFailed` (exit code 3) when a model fails
     validation (the file at its path is then left as it was), and :class:`WriteFailed` when
     the final write fails.
     """
     mode = None if quantize == "none" else QuantMode.parse(quantize, "quantisation mode")
+    out = out or checkpoint_path.with_suffix(".onnx")
+    check_out_path(out, checkpoint_path, int8_path_for(out) if mode else None)
     checkpoint = load_checkpoint(checkpoint_path)
     checkpoint_sha256 = file_sha256(checkpoint_path)
-    out = out or checkpoint_path.with_suffix(".onnx")
     dataset = load_fashion_mnist(data_dir)  # the validation split fits T; static int8 calibrates on train
     test = dataset.test
     progress(f"running PyTorch {checkpoint_path.name} on {len(test):,} test images")

@@ -31,6 +31,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
 from edgefmnist import calibration, spec
+from edgefmnist.atomic import file_identity, refuse_overwriting
 from edgefmnist.errors import EdgeFmnistError, UsageError
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
@@ -346,12 +347,12 @@ def classify_files(
     image the model saw of each picture, as :func:`preprocessed_paths` names them (a picture whose
     image cannot be written there keeps its prediction, with the reason in ``not_saved``, and the
     others go on); raises :class:`EdgeFmnistError`, at the call (before anything is read or
-    written), when one of those would be a picture given or a folder that cannot take a new file
+    written), when one of those would be a picture given, the model, or a folder that cannot take a new file
     (:func:`edgefmnist.atomic.check_writable`).
     """
     targets = {}
     if save_preprocessed and paths:
-        saved = refuse_overwriting_sources(preprocessed_paths(save_preprocessed, paths), paths)
+        saved = refuse_overwriting_sources(preprocessed_paths(save_preprocessed, paths), paths, predictor.path)
         from edgefmnist.atomic import check_writable
 
         for target in {path.parent: path for path in saved}.values():  # one probe per folder
@@ -422,39 +423,35 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     return [folder / name for name in names]
 
 
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """``(device, inode)`` of the file ``path`` names (``-``: standard input, when it is a regular
-    file), or None when there is none: two names of one file, links included, have the same."""
+def picture_identity(path: Path) -> tuple[int, int] | None:
+    """:func:`edgefmnist.atomic.file_identity`, where ``-`` is standard input when it is a regular file."""
+    if str(path) != STDIN:
+        return file_identity(path)
     try:
-        info = os.fstat(sys.stdin.fileno()) if str(path) == STDIN else os.stat(path)
-    except (OSError, ValueError):  # no such file; a closed or detached standard input
+        info = os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError):  # a closed or detached standard input
         return None
     return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
 
 
-def refuse_overwriting_sources(targets: list[Path], sources: list[Path]) -> list[Path]:
+def refuse_overwriting_sources(targets: list[Path], sources: list[Path], model: Path | None = None) -> list[Path]:
     """Return ``targets``; raise :class:`EdgeFmnistError` when one of them is the file of one of the
-    ``sources`` (the same file under any name: a symlink, a hard link, ``/dev/stdin`` for ``-``)."""
-    pictures: dict[tuple[int, int], Path] = {}
-    for source in sources:
-        identity = file_identity(source)
-        if identity is not None:
-            pictures.setdefault(identity, source)
-    for target in targets:
-        identity = file_identity(target) if str(target) != STDIN else None
-        if identity in pictures:
-            raise EdgeFmnistError(
-                f"--save-preprocessed: {target} would overwrite the picture {picture_name(pictures[identity])}"
-            )
+    ``sources`` or of the ``model`` (the same file under any name: a symlink, a hard link,
+    ``/dev/stdin`` for ``-``)."""
+    inputs = [(source, f"the picture {picture_name(source)}") for source in sources]
+    inputs += [(model, f"the model {model}")] if model is not None else []
+    outputs = [target for target in targets if str(target) != STDIN]
+    refuse_overwriting("--save-preprocessed", outputs, inputs, picture_identity)
     return targets
 
 
-def save_test_images(target: str | Path, images: np.ndarray, indices: range) -> None:
+def save_test_images(target: str | Path, images: np.ndarray, indices: range, model: Path | None = None) -> None:
     """Save test-set images ``indices`` as ``--save-preprocessed TARGET`` (:func:`preprocessed_paths`) names them:
-    ``TARGET/test-INDEX.png`` in a folder, else the one file. Raises :class:`EdgeFmnistError` when several
-    images are given and TARGET is a file.
+    ``TARGET/test-INDEX.png`` in a folder, else the one file. Raises :class:`EdgeFmnistError`, writing
+    nothing, when several images are given and TARGET is a file, or when a name is the ``model``'s file.
     """
-    for path, index in zip(preprocessed_paths(target, [Path(f"test-{i}.png") for i in indices]), indices, strict=True):
+    paths = refuse_overwriting_sources(preprocessed_paths(target, [Path(f"test-{i}.png") for i in indices]), [], model)
+    for path, index in zip(paths, indices, strict=True):
         save_png(path, images[index])
 
 

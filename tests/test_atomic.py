@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefmnist.atomic import atomic_write, current_umask, staged_folder, write_bytes_atomic
+from edgefmnist.atomic import atomic_write, current_umask, refuse_overwriting, staged_folder, write_bytes_atomic
 from edgefmnist.errors import EdgeFmnistError, WriteFailed
 
 
@@ -80,3 +80,15 @@ def test_a_staged_folder_lands_whole_or_not_at_all(tmp_path: Path) -> None:
         (staging / "newer.txt").write_text("y")
     assert [p.name for p in target.iterdir()] == ["newer.txt"] and list(tmp_path.iterdir()) == [target]
     assert target.stat().st_mode & 0o777 == 0o777 & ~current_umask()  # a plain mkdir's, not mkdtemp's 0700
+
+
+def test_an_output_is_refused_when_it_names_an_input_under_any_name(tmp_path: Path) -> None:
+    (model := tmp_path / "m.onnx").write_bytes(b"model")
+    os.link(model, hard := tmp_path / "hard.onnx")
+    (tmp_path / "soft.onnx").symlink_to(model)
+    inputs = [(model, f"the model {model}"), (tmp_path / "missing.csv", "a missing file")]
+    for target in (model, hard, tmp_path / "soft.onnx", tmp_path / "." / "m.onnx"):
+        with pytest.raises(EdgeFmnistError, match=f"^--plot: {target} would overwrite the model {model}$"):
+            refuse_overwriting("--plot", [tmp_path / "new.png", target], inputs)
+    refuse_overwriting("--plot", [tmp_path / "new.png", tmp_path / "missing.csv", tmp_path], inputs)  # passes
+    assert model.read_bytes() == b"model"

@@ -247,3 +247,31 @@ def test_conflicting_or_meaningless_flags_are_usage_errors(
     filled = [arg.format(picture=picture, model=default_model_path()) for arg in args]
     assert_one_line_error(run_in_process(*filled), 2, fragment)
     assert [p.name for p in tmp_path.iterdir()] == ["good.png"]
+
+
+def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
+    (checkpoint := tmp_path / "mlp.pt").write_bytes((SHIPPED / "mlp.pt").read_bytes())
+    (model := tmp_path / "mlp.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes())
+    photos = tmp_path / "photos"
+    (photos / "Dress").mkdir(parents=True)
+    Image.new("RGB", (64, 64), "white").save(photo := photos / "Dress" / "a.png")
+    (labelled := tmp_path / "labelled").mkdir()
+    Image.new("RGB", (64, 64), "white").save(labelled / "b.png")
+    (labels := labelled / "labels.csv").write_text("file,source_class,accepted\nb.png,dress,Dress\n")
+    (named_onnx := tmp_path / "ck.onnx").write_bytes(checkpoint.read_bytes())  # the default --out is its own name
+    (named_int8 := tmp_path / "m.int8.onnx").write_bytes(checkpoint.read_bytes())  # --out m.onnx's int8 model
+    before = {path: path.read_bytes() for path in (checkpoint, model, photo, labels, named_onnx, named_int8)}
+    for args, fragment in [
+        (["export", str(checkpoint), "--out", str(checkpoint)], "the model is written as ONNX; name the file .onnx"),
+        (["export", str(checkpoint), "--out", str(photo)], "the model is written as ONNX; name the file .onnx"),
+        (["export", str(named_onnx)], f"--out: {named_onnx} would overwrite the checkpoint {named_onnx}"),
+        (["export", str(named_int8), "--out", str(tmp_path / "m.onnx"), "--quantize", "static"], "the checkpoint"),
+        (["evaluate", str(model), "--plot", str(model)], f"--plot: {model} would overwrite the model {model}"),
+        (
+            ["evaluate", "--photos", str(photos), "--model", str(model), "--plot", str(photo)],
+            "would overwrite the photo",
+        ),
+        (["evaluate", "--photos", str(labelled), "--plot", str(labels)], "would overwrite the photo set's labels.csv"),
+    ]:
+        assert_one_line_error(run_in_process(*args), 1, fragment)
+    assert {path: path.read_bytes() for path in before} == before

@@ -611,6 +611,17 @@ def test_save_preprocessed_never_overwrites_a_picture(tmp_path: Path, fashion) -
     assert {name: (tmp_path / name).read_bytes() for name in ("x.png", "y.jpg")} == before
 
 
+@pytest.mark.parametrize("source", [["--image", "{picture}"], ["--sample", "0"]])
+def test_save_preprocessed_never_overwrites_the_model(tmp_path: Path, fashion, source: list[str]) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(SHIPPED_MLP.read_bytes())
+    Image.fromarray(fashion.test.images[0]).resize((64, 64)).save(picture := tmp_path / "x.png")
+    args = [arg.format(picture=picture) for arg in source]
+    result = run_in_process("infer", "--model", str(model), *args, "--save-preprocessed", str(model))
+    assert_one_line_error(result, 1, f"--save-preprocessed: {model} would overwrite the model {model}")
+    assert model.read_bytes() == SHIPPED_MLP.read_bytes()
+
+
 def test_save_preprocessed_with_nothing_to_classify_reports_the_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = run_in_process(
