@@ -45,6 +45,11 @@ def finite_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def refuse_constant(name: str) -> float:
+    """``json.loads``'s ``parse_constant``: raise ``ValueError`` for ``NaN``, ``Infinity`` or ``-Infinity``."""
+    raise ValueError(name)
+
+
 def valid_calibration(entry: object) -> bool:
     """Whether a ``calibration`` entry is ``{"method": "temperature", "temperature": finite > 0, ...}``."""
     if not isinstance(entry, dict) or entry.get("method") != "temperature":
@@ -166,10 +171,14 @@ class ModelMetadata:
         """Parse and validate; raise :class:`ModelError` naming ``source`` on any problem."""
         if SCHEMA_KEY not in props:
             raise ModelError(f"{source}: no edgefmnist metadata (was it exported with `edgefmnist export`?)")
-        try:
-            values = {key: json.loads(text) for key, text in props.items()}
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{source}: malformed metadata ({exc.msg})") from None
+        values = {}
+        for key, text in props.items():
+            try:
+                values[key] = json.loads(text, parse_constant=refuse_constant)
+            except json.JSONDecodeError as exc:
+                raise ModelError(f"{source}: malformed metadata ({exc.msg})") from None
+            except ValueError as exc:  # NaN or Infinity: Python's json reads them, JSON does not have them
+                raise ModelError(f"{source}: malformed metadata: {key} holds {exc}, not a JSON number") from None
         schema = values.pop(SCHEMA_KEY)
         if schema != SCHEMA_VERSION:
             raise ModelError(

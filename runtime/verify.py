@@ -17,6 +17,7 @@ from edgefmnist.runtime.predictor import Predictor
 
 from edgefmnist.contract import RECORDED_ACCURACY_TOLERANCE, Dtype
 from edgefmnist.data import load_test_split
+from edgefmnist.model_metadata import finite_number
 from edgefmnist.verdict import Verdict
 
 
@@ -51,7 +52,7 @@ def check_recorded_accuracy(model_path: Path, data_dir: Path | None = None) -> A
     measured = float(np.mean(predictor.logits(test.images).argmax(1) == test.labels))
     recorded = predictor.metadata.extra.get("test_accuracy")
     failures = []
-    if not isinstance(recorded, (int, float)):
+    if not finite_number(recorded):
         recorded = None
         failures.append("the metadata records no test accuracy")
     elif abs(measured - recorded) > RECORDED_ACCURACY_TOLERANCE:
