@@ -832,6 +832,8 @@ def parse_batches(text: str) -> tuple[int, ...]:
         batches = ()
     if not batches or batches[0] < 1:
         raise UsageError(f"--batch {text!r}: expected comma-separated positive integers such as 1,32,256")
+    if batches[-1] > contract.MAX_BENCH_BATCH:
+        raise UsageError(f"--batch {text!r}: at most {contract.MAX_BENCH_BATCH:,} images a batch (the test set)")
     return batches
 
 
@@ -845,9 +847,9 @@ def bench(
             dir_okay=False,
         ),
     ] = None,
-    batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = ",".join(
-        map(str, contract.BENCH_BATCHES)
-    ),
+    batch: Annotated[
+        str, typer.Option(help=f"Batch sizes for throughput, comma-separated (at most {contract.MAX_BENCH_BATCH:,}).")
+    ] = ",".join(map(str, contract.BENCH_BATCHES)),
     threads: Annotated[
         int, typer.Option(min=1, max=contract.MAX_THREADS, help="Intra-op threads for every engine.")
     ] = 1,
