@@ -16,12 +16,18 @@ class MultipartError(ValueError):
     """The body is not well-formed multipart/form-data."""
 
 
-def parse_multipart(body: bytes, content_type: str, field: str) -> list[tuple[str, bytes]]:
+class TooManyParts(MultipartError):
+    """The body has more parts than the caller takes."""
+
+
+def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) -> list[tuple[str, bytes]]:
     """The parts of form field ``field`` in ``body``, as ``(filename or field, bytes)`` in order.
 
     ``content_type`` is the request's header, with its ``boundary`` parameter. Parts of
     other fields are skipped. Raises :class:`MultipartError` for a missing boundary, a part
-    without ``Content-Disposition``, or a body that ends before its closing boundary.
+    without ``Content-Disposition``, or a body that ends before its closing boundary, and
+    :class:`TooManyParts` as soon as the body holds more than ``max_parts`` parts of any field
+    (a body of many tiny parts costs far more to parse than one of the same size).
     """
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
@@ -34,7 +40,13 @@ def parse_multipart(body: bytes, content_type: str, field: str) -> list[tuple[st
     data = bytearray()
     finished = False
 
+    count = 0
+
     def on_part_begin() -> None:
+        nonlocal count
+        count += 1
+        if count > max_parts:
+            raise TooManyParts(f"more than {max_parts} parts")
         headers.clear()
         data.clear()
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 from edgefmnist.runtime.infer import Classified, check_min_confidence, check_min_typicality, classify_arrays
-from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
+from edgefmnist.runtime.multipart_body import MultipartError, TooManyParts, parse_multipart
 from edgefmnist.runtime.picture import PictureTooLarge
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
@@ -42,12 +42,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from edgefmnist.errors import EdgeFmnistError, first_line
 
 RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
+OTHER_FORM_PARTS = 16  # multipart parts of other fields a request may carry beside its files (a form's extras)
 
 
 class Classifier:
@@ -133,8 +135,11 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type == "multipart/form-data":
         body = await read_body(request)
-        try:
-            files_ = parse_multipart(body, content_type, "file")
+        most = max_files + OTHER_FORM_PARTS
+        try:  # in a worker thread: the event loop keeps answering other requests meanwhile
+            files_ = await run_in_threadpool(parse_multipart, body, content_type, "file", most)
+        except TooManyParts:
+            raise ServiceError(413, f"more than {most} multipart parts in one request; the limit is {most}") from None
         except MultipartError as exc:
             raise ServiceError(400, f"malformed multipart body: {exc}") from None
         if not files_:

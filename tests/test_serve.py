@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from helpers import assert_one_line_error, without_typicality_reference
 from PIL import Image
-from serve_client import Reply, ServerProcess
+from serve_client import Reply, ServerProcess, multipart
 
 from edgefmnist import spec
 
@@ -232,6 +232,12 @@ def chunked_post(server: ServerProcess, size: int) -> Reply:
         connection.close()
 
 
+def tiny_parts(count: int) -> tuple[bytes, dict[str, str]]:
+    """A multipart body of ``count`` one-byte fields, and its headers."""
+    body, content_type = multipart([("x", b"a")] * count, field="note")
+    return body, {"Content-Type": content_type}
+
+
 def truncated_png() -> bytes:
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     data = png_bytes(noise)
@@ -246,6 +252,7 @@ def truncated_png() -> bytes:
         (lambda s: s.post_image(b""), 400, ["empty body"]),
         (lambda s: s.post_image(b"--x\r\nbroken", content_type="multipart/form-data; boundary=x"), 400, ["multipart"]),
         (lambda s: s.post_files([], "/v1/classify"), 400, ["'file'"]),
+        (lambda s: s.request("POST", "/v1/classify", *tiny_parts(5000)), 413, ["more than 80 multipart parts"]),
         (lambda s: s.post_image(b"x" * 100, content_type="text/plain"), 415, ["text/plain"]),
         (lambda s: s.post_image(b"x", "/v1/classify/batch"), 415, ["multipart"]),
         (lambda s: s.post_image(png_declaring(100_000, 100_000)), 413, ["100000 x 100000", "bomb"]),
@@ -264,6 +271,7 @@ def truncated_png() -> bytes:
         "empty",
         "bad-multipart",
         "no-file",
+        "many-parts",
         "text",
         "batch-raw",
         "bomb",
