@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import stat
 import sys
 from collections import Counter
@@ -467,15 +468,16 @@ def save_png(path: Path, pixels: np.ndarray) -> None:
 def parse_sample(text: str, size: int) -> range:
     """``"0:5"`` -> ``range(0, 5)``; ``"7"`` -> ``range(7, 8)``; bounds checked against ``size`` images.
 
-    Raises :class:`UsageError` (exit code 2) for text that is not ``START:STOP`` or ``INDEX``,
-    an empty range, or indices outside ``0:size``.
+    Raises :class:`UsageError` (exit code 2) for text that is not ``START:STOP`` or ``INDEX`` in
+    ASCII digits (``:5`` starts at 0, ``5:`` runs to the end), an empty range, or indices outside
+    ``0:size``.
     """
-    try:
-        start, colon, stop = text.partition(":")
-        first = int(start) if start else 0
-        last = (int(stop) if stop else size) if colon else first + 1
-    except ValueError:
-        raise UsageError(f"--sample {text}: expected START:STOP, e.g. 0:5") from None
+    parts = re.fullmatch(r"([0-9]*)(:([0-9]*))?", text)
+    if parts is None or not text:
+        raise UsageError(f"--sample {text!r}: expected START:STOP, e.g. 0:5")
+    start, colon, stop = parts.groups()
+    first = int(start) if start else 0
+    last = (int(stop) if stop else size) if colon else first + 1
     if first >= last:
         raise UsageError(f"--sample {text}: START must be below STOP (0:5 is the first five images)")
     if not 0 <= first < last <= size:
