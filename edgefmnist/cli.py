@@ -73,13 +73,15 @@ def must_be_finite(value: float | None) -> float | None:
 def must_be_an_address(value: str) -> str:
     """Option callback: ``value`` without surrounding spaces and without the brackets of an IPv6
     literal (``[::1]`` -> ``::1``, as URLs write it); raise ``typer.BadParameter`` (exit 2) for an
-    empty or blank host name, or for one with a port (``localhost:8080``: an IPv6 address has two
-    colons or more)."""
+    empty or blank host name, a URL (``http://127.0.0.1``) or a host with a port
+    (``localhost:8080``: an IPv6 address has two colons or more)."""
     value = value.strip()
     if value.startswith("[") and value.endswith("]"):
         value = value[1:-1].strip()
     if not value:
         raise typer.BadParameter("needs an address (127.0.0.1, 0.0.0.0 or a host name), not an empty or blank string")
+    if "/" in value:
+        raise typer.BadParameter(f"{value!r} is a URL: give the address alone (127.0.0.1), and the port with --port")
     if value.count(":") == 1:
         raise typer.BadParameter(f"{value!r} holds a port: give the address alone, and the port with --port")
     return value

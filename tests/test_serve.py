@@ -469,6 +469,7 @@ def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
         (" ", "not an empty or blank string"),
         ("[ ]", "not an empty or blank string"),
         ("localhost:8080", "give the address alone, and the port with --port"),
+        ("http://127.0.0.1", "is a URL: give the address alone (127.0.0.1)"),
     ],
 )
 def test_an_empty_host_or_one_with_a_port_is_a_usage_error(host: str, error: str) -> None:
