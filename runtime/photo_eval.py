@@ -148,7 +148,10 @@ def class_folder_notes(folder: Path, photos: Sequence[Photo]) -> list[str]:
             f"(only 'unsure' is right there): {', '.join(map(repr, others))}"
         )
     if unscored:
-        notes.append(f"{folder}: {unscored} picture(s) beside the class folders or below them are not scored")
+        notes.append(
+            f"{folder}: {unscored} picture(s) beside the class folders, below them "
+            "or hidden (a dot name) are not scored"
+        )
     return notes
 
 
@@ -209,15 +212,20 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
     photos: list[Photo] = []
     extensions = picture_extensions()
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p)):
         name = class_named(sub.name, class_names)
         accepted = (name,) if name else ()
         photos.extend(
             Photo(path, name or sub.name, accepted)
             for path in sorted(sub.iterdir())
-            if is_picture_file(path, extensions)
+            if is_picture_file(path, extensions) and not is_hidden(path)
         )
     return photos
+
+
+def is_hidden(path: Path) -> bool:
+    """A dot name: ``.thumbnails/`` or a macOS ``._IMG_1.jpg``, which is no picture though named like one."""
+    return path.name.startswith(".")
 
 
 def progress_bar(items: Sequence[T], description: str) -> Iterator[T]:

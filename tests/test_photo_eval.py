@@ -103,8 +103,11 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     ]
     photo(tmp_path / "loose.jpg")
     photo(tmp_path / "Trouser" / "more" / "deeper" / "nested.jpg")
+    photo(tmp_path / ".thumbnails" / "t.jpg")  # a viewer's cache is no class
+    (tmp_path / "Trouser" / "._Trouser.jpg").write_bytes(b"\0\5\26\7")  # macOS metadata named like a picture
+    assert {p.path.name for p in load_photo_set(tmp_path)} == {f"{name}.jpg" for name in photos}
     assert class_folder_notes(tmp_path, load_photo_set(tmp_path))[1] == (
-        f"{tmp_path}: 2 picture(s) beside the class folders or below them are not scored"
+        f"{tmp_path}: 4 picture(s) beside the class folders, below them or hidden (a dot name) are not scored"
     )
     (tmp_path / "labels.csv").rmdir()
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
