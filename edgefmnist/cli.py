@@ -763,12 +763,12 @@ def evaluate_photos(
     from edgefmnist.runtime.photo_eval import (
         LABELS_FILE,
         choose_thresholds,
-        class_folder_notes,
         format_choice,
         format_photo_report,
         format_sweep,
         load_photo_set,
         photo_report,
+        photo_set_notes,
         predict_photos,
         save_photo_plot,
         select_split,
@@ -812,7 +812,7 @@ def evaluate_photos(
         raise EdgeFmnistError(f"{folder}: --choose: {exc}") from None
     if plot is not None:
         save_photo_plot(plot, report, predictions, title)
-    for note in class_folder_notes(folder, photos):  # after every refusal, so that an error stays one line
+    for note in photo_set_notes(folder, photos):  # after every refusal, so that an error stays one line
         typer.echo(f"edgefmnist: note: {note}", err=True)
     if json_output:
         extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": str(plot) if plot else None}

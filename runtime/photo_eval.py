@@ -126,21 +126,30 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     return sorted(photos, key=lambda p: str(p.path))
 
 
-def class_folder_notes(folder: Path, photos: Sequence[Photo]) -> list[str]:
-    """What a photo set of class folders, loaded as ``photos`` by :func:`load_photo_set`, scores in a
-    way its owner may not expect, one line each.
+def photo_set_notes(folder: Path, photos: Sequence[Photo]) -> list[str]:
+    """What a photo set, loaded as ``photos`` by :func:`load_photo_set`, scores in a way its owner
+    may not expect, one line each.
 
-    Folders of pictures named after no class count as out of domain (a ``shoes`` or ``t-shirt``
-    folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``); pictures beside the
-    folders or in their sub-folders are not scored. Empty for a set with ``labels.csv``, which
-    says everything. Folder names are quoted (``'odd, name'``).
+    With ``labels.csv``: pictures in the folder or below it that it does not list are not scored.
+    With class folders: folders of pictures named after no class count as out of domain (a
+    ``shoes`` or ``t-shirt`` folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``), and
+    pictures beside the folders or in their sub-folders are not scored. Folder names are quoted
+    (``'odd, name'``). Dot names (:func:`is_hidden`) are neither scored nor noted.
     """
     folder = Path(folder)
-    if (folder / LABELS_FILE).is_file():
-        return []
-    others = sorted({photo.source_class for photo in photos if not photo.in_domain})  # their folders' names
     extensions = picture_extensions()
-    unscored = sum(is_picture_file(path, extensions) for path in folder.rglob("*")) - len(photos)
+    pictures = {
+        os.path.abspath(path)
+        for path in folder.rglob("*")
+        if is_picture_file(path, extensions) and not is_hidden(path, folder)
+    }
+    unscored = len(pictures - {os.path.abspath(photo.path) for photo in photos})
+    labels = folder / LABELS_FILE
+    if labels.is_file():
+        if not unscored:
+            return []
+        return [f"{labels}: {unscored} picture(s) below {folder} that it does not list are not scored"]
+    others = sorted({photo.source_class for photo in photos if not photo.in_domain})  # their folders' names
     notes = []
     if others:
         notes.append(
@@ -148,10 +157,7 @@ def class_folder_notes(folder: Path, photos: Sequence[Photo]) -> list[str]:
             f"(only 'unsure' is right there): {', '.join(map(repr, others))}"
         )
     if unscored:
-        notes.append(
-            f"{folder}: {unscored} picture(s) beside the class folders, below them "
-            "or hidden (a dot name) are not scored"
-        )
+        notes.append(f"{folder}: {unscored} picture(s) beside the class folders or below them are not scored")
     return notes
 
 
@@ -212,20 +218,21 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
     photos: list[Photo] = []
     extensions = picture_extensions()
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p)):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p, folder)):
         name = class_named(sub.name, class_names)
         accepted = (name,) if name else ()
         photos.extend(
             Photo(path, name or sub.name, accepted)
             for path in sorted(sub.iterdir())
-            if is_picture_file(path, extensions) and not is_hidden(path)
+            if is_picture_file(path, extensions) and not is_hidden(path, folder)
         )
     return photos
 
 
-def is_hidden(path: Path) -> bool:
-    """A dot name: ``.thumbnails/`` or a macOS ``._IMG_1.jpg``, which is no picture though named like one."""
-    return path.name.startswith(".")
+def is_hidden(path: Path, folder: Path) -> bool:
+    """Whether ``path``, below ``folder``, has a dot name on the way: ``.thumbnails/``, or a macOS
+    ``._IMG_1.jpg``, which is no picture though named like one."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
 
 
 def progress_bar(items: Sequence[T], description: str) -> Iterator[T]:

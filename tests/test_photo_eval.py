@@ -15,9 +15,9 @@ from edgefmnist.runtime.photo_eval import (
     PhotoPredictions,
     PhotoSetError,
     choose_thresholds,
-    class_folder_notes,
     class_named,
     load_photo_set,
+    photo_set_notes,
     photo_split,
     select_split,
 )
@@ -97,7 +97,7 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert class_named("t_shirt_top") == "T-shirt/top" and class_named("t-shirt") is None
     (tmp_path / "empty").mkdir()  # adds no photo: not worth a note
     (tmp_path / "labels.csv").mkdir()  # a folder, not the labels file
-    assert class_folder_notes(tmp_path, load_photo_set(tmp_path)) == [
+    assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [
         f"{tmp_path}: 2 folder(s) named after no Fashion-MNIST class count as out of domain "
         "(only 'unsure' is right there): 'hat', 'unknown'"
     ]
@@ -106,12 +106,17 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     photo(tmp_path / ".thumbnails" / "t.jpg")  # a viewer's cache is no class
     (tmp_path / "Trouser" / "._Trouser.jpg").write_bytes(b"\0\5\26\7")  # macOS metadata named like a picture
     assert {p.path.name for p in load_photo_set(tmp_path)} == {f"{name}.jpg" for name in photos}
-    assert class_folder_notes(tmp_path, load_photo_set(tmp_path))[1] == (
-        f"{tmp_path}: 4 picture(s) beside the class folders, below them or hidden (a dot name) are not scored"
+    assert photo_set_notes(tmp_path, load_photo_set(tmp_path))[1] == (
+        f"{tmp_path}: 2 picture(s) beside the class folders or below them are not scored"
     )
     (tmp_path / "labels.csv").rmdir()
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
-    assert class_folder_notes(tmp_path, load_photo_set(tmp_path)) == []  # labels.csv says what each photo is
+    assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [  # labels.csv says what each photo is
+        f"{tmp_path / 'labels.csv'}: 6 picture(s) below {tmp_path} that it does not list are not scored"
+    ]
+    listed = [str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*.jpg") if "/." not in str(path)]
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\n" + "".join(f"{n},hat,\n" for n in listed))
+    assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == []
 
 
 def test_class_folders_take_the_same_extensions_as_infer(tmp_path: Path) -> None:
