@@ -63,6 +63,15 @@ def must_exist(param: typer.CallbackParam, value: Path | list[Path] | None) -> P
     return value
 
 
+def must_be_a_model_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Callback for ``evaluate``'s model: :func:`must_exist`, then ``typer.BadParameter`` (exit 2)
+    for a folder, which is a photo set given without ``--photos``."""
+    must_exist(param, value)
+    if value is not None and value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder, not a model; to evaluate a photo set, give --photos {value}")
+    return value
+
+
 def must_be_finite(value: float | None) -> float | None:
     """Option callback: raise ``typer.BadParameter`` (exit 2) for nan or an infinity, which no range check catches."""
     if value is not None and not math.isfinite(value):
@@ -581,12 +590,12 @@ def evaluate(
     model: Annotated[
         Path | None,
         typer.Argument(
-            help="An .onnx model or a .pt checkpoint [default: the shipped model].", callback=must_exist, dir_okay=False
+            help="An .onnx model or a .pt checkpoint [default: the shipped model].", callback=must_be_a_model_file
         ),
     ] = None,
     model_option: Annotated[
         Path | None,
-        typer.Option("--model", help="The model, as an option (same as MODEL).", callback=must_exist, dir_okay=False),
+        typer.Option("--model", help="The model, as an option (same as MODEL).", callback=must_be_a_model_file),
     ] = None,
     photos: Annotated[
         Path | None,
