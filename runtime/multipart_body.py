@@ -9,7 +9,13 @@ the body limit) with ``python_multipart.MultipartParser`` and keeps the parts as
 
 from __future__ import annotations
 
+import logging
+
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+# The parser logs a warning for each malformed body before raising; the client gets the reason
+# in its 400 answer, so the service's stderr would only repeat what any client can send.
+logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
 
 
 class MultipartError(ValueError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import socket
 import struct
 import subprocess
@@ -517,3 +518,11 @@ def test_help_shows_examples_and_the_extra() -> None:
     )
     assert result.returncode == 0 and "edgefmnist serve --host 0.0.0.0" in result.stdout
     assert "edgefmnist[serve]" in result.stdout and "--upload-timeout" in result.stdout
+
+
+def test_a_malformed_multipart_body_is_answered_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
+
+    with caplog.at_level(logging.WARNING), pytest.raises(MultipartError, match="boundary"):
+        parse_multipart(b"--xgarbage\r\n", "multipart/form-data; boundary=x", "file", 10)
+    assert caplog.records == []  # the 400 answer carries the reason; stderr stays for the service's own news
