@@ -38,7 +38,6 @@ EXPANDED = [str(p) for p in sorted((Path(__file__).parent / "data" / "photos" / 
         (["train", "--bogus"], 2, ["--bogus"]),
         (["export", "/no/such/file.pt"], 1, ["/no/such/file.pt", "does not exist"]),
         (["verify", "/"], 2, ["is a directory"]),
-        (["evaluate", "/"], 2, ["/ is a folder, not a model; to evaluate a photo set, give --photos /"]),
         (["export"], 2, ["Missing argument"]),
         (["verify", "/etc/hostname"], 1, ["/etc/hostname", "not an ONNX model"]),
         (["infr"], 2, ["No such command 'infr'. Did you mean 'infer'?"]),
