@@ -708,7 +708,8 @@ def evaluate(
     if plot is not None:
         from edgefmnist.runtime.predictor import default_model_path
 
-        check_plot_path(plot, [(model or default_model_path(), f"the model {model or default_model_path()}")])
+        model_path = model or default_model_path()
+        check_plot_path(plot, [(model_path, f"the model {model_path}")])
     from edgefmnist.data import load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
 

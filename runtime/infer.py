@@ -425,14 +425,14 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
 
 
 def picture_identity(path: Path) -> tuple[int, int] | None:
-    """:func:`edgefmnist.atomic.file_identity`, where ``-`` is standard input when it is a regular file."""
+    """:func:`edgefmnist.atomic.file_identity`, where ``-`` is standard input (``/dev/fd/0``)."""
     if str(path) != STDIN:
         return file_identity(path)
     try:
-        info = os.fstat(sys.stdin.fileno())
-    except (OSError, ValueError):  # a closed or detached standard input
+        descriptor = sys.stdin.fileno()
+    except (OSError, ValueError, AttributeError):  # a closed, detached or missing standard input
         return None
-    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+    return file_identity(Path(f"/dev/fd/{descriptor}"))
 
 
 def refuse_overwriting_sources(targets: list[Path], sources: list[Path], model: Path | None = None) -> list[Path]:
