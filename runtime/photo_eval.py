@@ -197,7 +197,9 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     )
                 first_line[key] = line
                 entries = [a.strip() for a in row["accepted"].split(";")]
-                if row["accepted"].strip() and not any(entries):  # ";" is no class, and an empty cell is
+                if row["accepted"].strip() and not any(
+                    entries
+                ):  # ";" names no class; an empty cell means out of domain
                     raise PhotoSetError(
                         f"{labels}: line {line}: accepted {row['accepted']!r} names no class "
                         "(leave it empty for a photo that no class covers)"

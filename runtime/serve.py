@@ -139,7 +139,10 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
         try:  # in a worker thread: the event loop keeps answering other requests meanwhile
             files_ = await run_in_threadpool(parse_multipart, body, content_type, "file", most)
         except TooManyParts:
-            raise ServiceError(413, f"more than {most} multipart parts in one request; the limit is {most}") from None
+            raise ServiceError(
+                413,
+                f"more than {most} multipart parts in one request ({max_files} files and {OTHER_FORM_PARTS} others)",
+            ) from None
         except MultipartError as exc:
             raise ServiceError(400, f"malformed multipart body: {exc}") from None
         if not files_:
