@@ -197,9 +197,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     )
                 first_line[key] = line
                 entries = [a.strip() for a in row["accepted"].split(";")]
-                if row["accepted"].strip() and not any(
-                    entries
-                ):  # ";" names no class (empty: out of domain)
+                if row["accepted"].strip() and not any(entries):  # ";" names no class (empty: out of domain)
                     raise PhotoSetError(
                         f"{labels}: line {line}: accepted {row['accepted']!r} names no class "
                         "(leave it empty for a photo that no class covers)"
