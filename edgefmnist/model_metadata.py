@@ -50,6 +50,14 @@ def refuse_constant(name: str) -> float:
     raise ValueError(name)
 
 
+def finite_float(text: str) -> float:
+    """``json.loads``'s ``parse_float``: raise ``ValueError`` for a number beyond a float (``1e999``)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
 def valid_calibration(entry: object) -> bool:
     """Whether a ``calibration`` entry is ``{"method": "temperature", "temperature": finite > 0, ...}``."""
     if not isinstance(entry, dict) or entry.get("method") != "temperature":
@@ -174,10 +182,10 @@ class ModelMetadata:
         values = {}
         for key, text in props.items():
             try:
-                values[key] = json.loads(text, parse_constant=refuse_constant)
+                values[key] = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
             except json.JSONDecodeError as exc:
                 raise ModelError(f"{source}: malformed metadata ({exc.msg})") from None
-            except ValueError as exc:  # NaN or Infinity: Python's json reads them, JSON does not have them
+            except ValueError as exc:  # NaN, Infinity, 1e999: Python's json reads them, a JSON answer cannot carry them
                 raise ModelError(f"{source}: malformed metadata: {key} holds {exc}, not a JSON number") from None
         schema = values.pop(SCHEMA_KEY)
         if schema != SCHEMA_VERSION:

@@ -87,7 +87,7 @@ def test_malformed_metadata_is_refused(tmp_path: Path) -> None:
     path = tiny_model(tmp_path / "m.onnx", {"edgefmnist.schema": "1", "class_names": "[]"})
     with pytest.raises(ModelError, match="metadata lacks input, precision, arch, min_onnxruntime"):
         read_metadata(path)
-    for constant in ("NaN", "-Infinity"):  # Python's json reads them; a JSON answer could not carry them
+    for constant in ("NaN", "-Infinity", "1e999"):  # Python's json reads them; a JSON answer could not carry them
         path = tiny_model(tmp_path / "m.onnx", {"edgefmnist.schema": "1", "test_accuracy": constant})
         with pytest.raises(ModelError, match=f"malformed metadata: test_accuracy holds {constant}, not a JSON number"):
             read_metadata(path)
