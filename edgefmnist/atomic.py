@@ -20,7 +20,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from edgefmnist.errors import EdgeFmnistError, WriteFailed
@@ -105,23 +105,18 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
 
 
-def refuse_overwriting(
-    option: str,
-    targets: Iterable[Path],
-    inputs: Iterable[tuple[Path, str]],
-    identity: Callable[[Path], tuple[int, int] | None] = file_identity,
-) -> None:
+def refuse_overwriting(option: str, targets: Iterable[Path], inputs: Iterable[tuple[Path, str]]) -> None:
     """Raise :class:`EdgeFmnistError` when one of ``targets``, the files an ``option`` would write,
-    is under any name the file of one of ``inputs``: pairs of a path and what it is, as the
-    message names it (``"the model m.onnx"``) -> ``--plot: m.onnx would overwrite the model m.onnx``.
-    ``identity`` maps a path to its file (:func:`file_identity`)."""
+    is under any name (:func:`file_identity`) the file of one of ``inputs``: pairs of a path and
+    what it is, as the message names it (``"the model m.onnx"``) -> ``--plot: m.onnx would
+    overwrite the model m.onnx``."""
     known: dict[tuple[int, int], str] = {}
     for path, what in inputs:
-        key = identity(path)
+        key = file_identity(path)
         if key is not None:
             known.setdefault(key, what)
     for target in targets:
-        key = identity(target)
+        key = file_identity(target)
         if key is not None and key in known:
             raise EdgeFmnistError(f"{option}: {target} would overwrite {known[key]}")
 

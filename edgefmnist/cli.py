@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterable
@@ -68,7 +69,7 @@ def must_be_a_model_file(param: typer.CallbackParam, value: Path | None) -> Path
     for a folder, which is a photo set given without ``--photos``."""
     must_exist(param, value)
     if value is not None and value.is_dir():
-        raise typer.BadParameter(f"{value} is a folder, not a model; to evaluate a photo set, give --photos {value}")
+        raise typer.BadParameter(f"{value} is a folder, not a model (a photo set goes in --photos)")
     return value
 
 
@@ -85,8 +86,12 @@ def must_be_an_address(value: str) -> str:
     empty or blank host name, a URL (``http://127.0.0.1``) or a host with a port
     (``localhost:8080``: an IPv6 address has two colons or more)."""
     value = value.strip()
+    if value.startswith("[") and "]:" in value:
+        raise typer.BadParameter(f"{value!r} holds a port: give the address alone, and the port with --port")
     if value.startswith("[") and value.endswith("]"):
         value = value[1:-1].strip()
+    if "[" in value or "]" in value:
+        raise typer.BadParameter(f"{value!r}: brackets go around a whole IPv6 address, [::1]")
     if not value:
         raise typer.BadParameter("needs an address (127.0.0.1, 0.0.0.0 or a host name), not an empty or blank string")
     if "/" in value:
@@ -527,12 +532,12 @@ def infer(
     warn_if_oversubscribed(threads)
     predictor = Predictor(model or default_model_path(), threads=threads)
     if sample is not None:
-        from edgefmnist.data import load_test_split
+        from edgefmnist.data import inputs_of_test_split, load_test_split
 
         test = load_test_split(data_dir)
         picked = parse_sample(sample, len(test))
         if save_preprocessed is not None:
-            save_test_images(save_preprocessed, test.images, picked, predictor.path)
+            save_test_images(save_preprocessed, test.images, picked, predictor.path, inputs_of_test_split(data_dir))
         results: Iterable[Classified] = classify_arrays(
             predictor,
             test.images[picked.start : picked.stop],
@@ -705,15 +710,14 @@ def evaluate(
     for flag, given in photo_only.items():
         if given:
             raise UsageError(f"{flag} needs --photos DIR (the test set is scored by its forced answers)")
-    if plot is not None:
-        from edgefmnist.runtime.predictor import default_model_path
-
-        model_path = model or default_model_path()
-        check_plot_path(plot, [(model_path, f"the model {model_path}")])
-    from edgefmnist.data import load_test_split
+    from edgefmnist.data import inputs_of_test_split, load_test_split
     from edgefmnist.metrics import evaluate_predictions, format_report
+    from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     test = load_test_split(data_dir)
+    if plot is not None:
+        model_path = model or default_model_path()
+        check_plot_path(plot, [(model_path, f"the model {model_path}"), *inputs_of_test_split(data_dir)])
     if model is not None and model.suffix == ".pt":
         need_training_extra()
         from edgefmnist.checkpoint import load_checkpoint
@@ -722,8 +726,6 @@ def evaluate(
         checkpoint = load_checkpoint(model)
         class_names, logits = checkpoint.class_names, predict_logits(checkpoint.net, test.images)
     else:
-        from edgefmnist.runtime.predictor import Predictor, default_model_path
-
         predictor = Predictor(model or default_model_path(), threads=threads)
         model, class_names, logits = predictor.path, predictor.class_names, predictor.logits(test.images)
     evaluation = evaluate_predictions(test.labels, logits.argmax(1), class_names)
@@ -789,9 +791,10 @@ def evaluate_photos(
     if model is not None and model.suffix.lower() != ".onnx":
         raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
     photos = load_photo_set(folder)
+    notes = photo_set_notes(folder, photos, [plot] if plot else [])
+    model_path = model or default_model_path()
     if plot is not None:
-        model_path = model or default_model_path()
-        labels = [(folder / LABELS_FILE, f"the photo set's {LABELS_FILE}")]
+        labels = [(folder / LABELS_FILE, f"the photo set's {folder / LABELS_FILE}")]
         pictures = [(photo.path, f"the photo {photo.path}") for photo in photos]
         check_plot_path(plot, [(model_path, f"the model {model_path}"), *labels, *pictures])
     selected = select_split(photos, split)
@@ -802,7 +805,7 @@ def evaluate_photos(
         raise EdgeFmnistError(
             f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
         )
-    predictor = Predictor(model or default_model_path(), threads=threads)
+    predictor = Predictor(model_path, threads=threads)
     if varied == "typicality" and not predictor.metadata.has_typicality_reference:
         raise EdgeFmnistError(
             f"{predictor.path}: no typicality reference in its metadata (exported before it); "
@@ -822,7 +825,7 @@ def evaluate_photos(
         raise EdgeFmnistError(f"{folder}: --choose: {exc}") from None
     if plot is not None:
         save_photo_plot(plot, report, predictions, title)
-    for note in photo_set_notes(folder, photos):  # after every refusal, so that an error stays one line
+    for note in notes:  # after every refusal, so that an error stays one line
         typer.echo(f"edgefmnist: note: {note}", err=True)
     if json_output:
         extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": str(plot) if plot else None}
@@ -838,15 +841,16 @@ def evaluate_photos(
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
-    try:
-        batches = tuple(sorted({int(part) for part in text.split(",")}))
-    except ValueError:
-        batches = ()
-    if not batches or batches[0] < 1:
-        raise UsageError(f"--batch {text!r}: expected comma-separated positive integers such as 1,32,256")
-    if batches[-1] > contract.MAX_BENCH_BATCH:
-        raise UsageError(f"--batch {text!r}: at most {contract.MAX_BENCH_BATCH:,} images a batch (the test set)")
-    return batches
+    """``"1,32,256"`` -> ``(1, 32, 256)``, sorted and once each; :class:`UsageError` for anything but
+    ASCII digits and commas, for 0, or for more than ``contract.MAX_BENCH_BATCH``."""
+    parts = text.split(",")
+    shown = text if len(text) <= 40 else f"{text[:40]}..."
+    if not all(re.fullmatch(r"[0-9]+", part) and part.strip("0") for part in parts):
+        raise UsageError(f"--batch {shown!r}: expected comma-separated positive integers such as 1,32,256")
+    longest = len(str(contract.MAX_BENCH_BATCH))  # int() refuses 4,300 digits: compare lengths first
+    if any(len(part.lstrip("0")) > longest or int(part) > contract.MAX_BENCH_BATCH for part in parts):
+        raise UsageError(f"--batch {shown!r}: at most {contract.MAX_BENCH_BATCH:,} images a batch (the test set)")
+    return tuple(sorted({int(part) for part in parts}))
 
 
 @app.command()

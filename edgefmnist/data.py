@@ -284,11 +284,15 @@ def load_idx_labels(path: Path) -> np.ndarray:
     return labels
 
 
+def split_files(folder: Path, split: str) -> list[Path]:
+    """The IDX files of ``"train"`` or ``"test"`` in ``folder`` (images, labels) that are there."""
+    return [path for path in (idx_file(folder, name) for name in SPLIT_FILES[split]) if path is not None]
+
+
 def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
     """Load ``"train"`` or ``"test"`` from ``folder``; with ``verify``, check the SHA-256."""
-    found = [idx_file(folder, name) for name in SPLIT_FILES[split]]
-    paths = [path for path in found if path is not None]
-    if len(paths) < len(found):
+    paths = split_files(folder, split)
+    if len(paths) < len(SPLIT_FILES[split]):
         raise missing_files_error(folder)
     images, labels = load_idx_images(paths[0]), load_idx_labels(paths[1])
     if len(images) != len(labels):
@@ -322,3 +326,10 @@ def load_test_split(data_dir: Path | None = None, download: bool = True, verify:
     """Only the official test set (what evaluation and parity checks need)."""
     source = find_data(data_dir, download=download)
     return load_split(source.folder, "test", verify)[0]
+
+
+def inputs_of_test_split(data_dir: Path | None = None) -> list[tuple[Path, str]]:
+    """The test set's files as :func:`edgefmnist.atomic.refuse_overwriting` takes inputs, once
+    :func:`load_test_split` has found them: ``(path, "the test set's PATH")``."""
+    folder = find_data(data_dir, download=False).folder
+    return [(path, f"the test set's {path}") for path in split_files(folder, "test")]

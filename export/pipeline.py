@@ -39,6 +39,7 @@ from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.contract import (
     DEFAULT_OPSET,
     FP32_ATOL,
+    FP32_SUFFIX,
     INPUT_LAYOUT,
     INPUT_NAME,
     OUTPUT_NAMES,
@@ -230,10 +231,14 @@ def _finish(
 
 
 def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> None:
-    """Raise :class:`EdgeFmnistError`, before any work, when the model's path ``out`` does not end in
-    ``.onnx`` (a device or a FIFO passes), or when it or ``int8_path`` is the checkpoint's file."""
-    if out.suffix.lower() != ".onnx" and not write_target(out)[1]:
-        raise EdgeFmnistError(f"--out {out}: the model is written as ONNX; name the file .onnx")
+    """Raise :class:`EdgeFmnistError`, before any work, when the model's path ``out`` is not named
+    ``NAME.onnx`` (a device or a FIFO passes, but not with ``int8_path``: the int8 model is made
+    from the fp32 file), or when it or ``int8_path`` is the checkpoint's file."""
+    device = write_target(out)[1]
+    if device and int8_path is not None:
+        raise EdgeFmnistError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
+    if not device and out.suffix != FP32_SUFFIX:  # ".onnx" alone has no suffix
+        raise EdgeFmnistError(f"--out {out}: the model is written as ONNX; name it NAME{FP32_SUFFIX}")
     outputs = [out] + ([int8_path] if int8_path is not None else [])
     refuse_overwriting("--out", outputs, [(checkpoint_path, f"the checkpoint {checkpoint_path}")])
 

@@ -32,7 +32,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
 from edgefmnist import calibration, spec
-from edgefmnist.atomic import file_identity, refuse_overwriting
+from edgefmnist.atomic import refuse_overwriting
 from edgefmnist.errors import EdgeFmnistError, UsageError
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
@@ -424,34 +424,44 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     return [folder / name for name in names]
 
 
-def picture_identity(path: Path) -> tuple[int, int] | None:
-    """:func:`edgefmnist.atomic.file_identity`, where ``-`` is standard input (``/dev/fd/0``)."""
+def picture_file(path: Path) -> Path | None:
+    """The file a picture argument reads: ``path``, or for ``-`` standard input's (``/dev/fd/0``),
+    or None when standard input is closed or missing."""
     if str(path) != STDIN:
-        return file_identity(path)
+        return path
     try:
-        descriptor = sys.stdin.fileno()
-    except (OSError, ValueError, AttributeError):  # a closed, detached or missing standard input
+        return Path(f"/dev/fd/{sys.stdin.fileno()}")
+    except (OSError, ValueError, AttributeError):
         return None
-    return file_identity(Path(f"/dev/fd/{descriptor}"))
 
 
-def refuse_overwriting_sources(targets: list[Path], sources: list[Path], model: Path | None = None) -> list[Path]:
-    """Return ``targets``; raise :class:`EdgeFmnistError` when one of them is the file of one of the
-    ``sources`` or of the ``model`` (the same file under any name: a symlink, a hard link,
-    ``/dev/stdin`` for ``-``)."""
-    inputs = [(source, f"the picture {picture_name(source)}") for source in sources]
+def refuse_overwriting_sources(
+    targets: list[Path], sources: list[Path], model: Path | None = None, data: Sequence[tuple[Path, str]] = ()
+) -> list[Path]:
+    """Return ``targets``; raise :class:`EdgeFmnistError` when one of them is, under any name (a
+    symlink, a hard link, ``/dev/stdin`` for ``-``), the file of one of the ``sources``, of the
+    ``model`` or of the ``data`` (:func:`edgefmnist.data.inputs_of_test_split`)."""
+    pictures = [(picture_file(source), f"the picture {picture_name(source)}") for source in sources]
+    inputs = [(path, what) for path, what in pictures if path is not None] + list(data)
     inputs += [(model, f"the model {model}")] if model is not None else []
-    outputs = [target for target in targets if str(target) != STDIN]
-    refuse_overwriting("--save-preprocessed", outputs, inputs, picture_identity)
+    refuse_overwriting("--save-preprocessed", targets, inputs)
     return targets
 
 
-def save_test_images(target: str | Path, images: np.ndarray, indices: range, model: Path | None = None) -> None:
+def save_test_images(
+    target: str | Path,
+    images: np.ndarray,
+    indices: range,
+    model: Path | None = None,
+    data: Sequence[tuple[Path, str]] = (),
+) -> None:
     """Save test-set images ``indices`` as ``--save-preprocessed TARGET`` (:func:`preprocessed_paths`) names them:
     ``TARGET/test-INDEX.png`` in a folder, else the one file. Raises :class:`EdgeFmnistError`, writing
-    nothing, when several images are given and TARGET is a file, or when a name is the ``model``'s file.
+    nothing, when several images are given and TARGET is a file, or when a name is the ``model``'s
+    file or one of the ``data`` files (:func:`refuse_overwriting_sources`).
     """
-    paths = refuse_overwriting_sources(preprocessed_paths(target, [Path(f"test-{i}.png") for i in indices]), [], model)
+    names = preprocessed_paths(target, [Path(f"test-{i}.png") for i in indices])
+    paths = refuse_overwriting_sources(names, [], model, data)
     for path, index in zip(paths, indices, strict=True):
         save_png(path, images[index])
 
@@ -476,6 +486,8 @@ def parse_sample(text: str, size: int) -> range:
     if parts is None or not text:
         raise UsageError(f"--sample {text!r}: expected START:STOP, e.g. 0:5")
     start, colon, stop = parts.groups()
+    if max(len(start.lstrip("0")), len((stop or "").lstrip("0"))) > len(str(size)):  # int() refuses 4,300 digits
+        raise UsageError(f"--sample {text[:40]}: the test set has {size:,} images, so indices must lie within 0:{size}")
     first = int(start) if start else 0
     last = (int(stop) if stop else size) if colon else first + 1
     if first >= last:

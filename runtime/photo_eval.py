@@ -126,15 +126,15 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     return sorted(photos, key=lambda p: str(p.path))
 
 
-def photo_set_notes(folder: Path, photos: Sequence[Photo]) -> list[str]:
+def photo_set_notes(folder: Path, photos: Sequence[Photo], written: Sequence[Path] = ()) -> list[str]:
     """What a photo set, loaded as ``photos`` by :func:`load_photo_set`, scores in a way its owner
-    may not expect, one line each.
+    may not expect, one line each. ``written`` are files the run writes (a plot), not pictures left out.
 
     With ``labels.csv``: pictures in the folder or below it that it does not list are not scored.
     With class folders: folders of pictures named after no class count as out of domain (a
     ``shoes`` or ``t-shirt`` folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``), and
     pictures beside the folders or in their sub-folders are not scored. Folder names are quoted
-    (``'odd, name'``). Dot names (:func:`is_hidden`) are neither scored nor noted.
+    (``'odd, name'``). Dot names (:func:`is_hidden`) are skipped in class folders and in the notes.
     """
     folder = Path(folder)
     extensions = picture_extensions()
@@ -143,7 +143,7 @@ def photo_set_notes(folder: Path, photos: Sequence[Photo]) -> list[str]:
         for path in folder.rglob("*")
         if is_picture_file(path, extensions) and not is_hidden(path, folder)
     }
-    unscored = len(pictures - {os.path.abspath(photo.path) for photo in photos})
+    unscored = len(pictures - {os.path.abspath(path) for path in [*(photo.path for photo in photos), *written]})
     labels = folder / LABELS_FILE
     if labels.is_file():
         if not unscored:
@@ -170,11 +170,16 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     try:
         with open(labels, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(handle)
-            missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
+            header = list(reader.fieldnames or [])
+            missing = [c for c in LABEL_COLUMNS if c not in header]
             if missing:
                 raise PhotoSetError(
                     f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
                 )
+            repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
+            if repeated:
+                raise PhotoSetError(f"{labels}: the header names {', '.join(repeated)} twice")
+            unnamed = {name for name in header if not name.strip()}  # a spreadsheet's trailing comma
             photos = []
             first_line: dict[str, int] = {}  # file -> the line that listed it
             for row in reader:
@@ -182,7 +187,8 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 absent = [c for c in LABEL_COLUMNS if row[c] is None]
                 if absent:  # a short row: its fields would land in the wrong columns
                     raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
-                if any(extra.strip() for extra in row.get(None) or []):  # "Sandal,Sneaker" would drop Sneaker
+                extras = [*(row.get(None) or []), *(row[name] or "" for name in unnamed)]
+                if any(extra.strip() for extra in extras):  # "Sandal,Sneaker" would drop Sneaker
                     raise PhotoSetError(
                         f"{labels}: line {line}: more fields than the header names "
                         f"(separate the classes in accepted with ';', or quote a field that holds a comma)"

@@ -573,7 +573,7 @@ def test_directory_where_a_file_is_expected(tmp_path: Path, good_png: Path) -> N
         ["infer", "--model", str(tmp_path), "--image", str(good_png)], tmp_path, str(tmp_path), "is a directory", code=2
     )
     assert_refused(
-        ["evaluate", str(tmp_path)], tmp_path, f"give --photos {tmp_path}", "is a folder, not a model", code=2
+        ["evaluate", str(tmp_path)], tmp_path, "a photo set goes in --photos", "is a folder, not a model", code=2
     )
 
 

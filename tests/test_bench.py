@@ -145,7 +145,7 @@ def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(shipped_mlp: P
 
 
 def test_bench_rejects_bad_batch_sizes() -> None:
-    for bad in ("0,1", "1,x", "", "1,100000000"):
+    for bad in ("0,1", "1,x", "", "1,100000000", "1,10001", "\u0663", "+5", "9" * 5000, "00"):
         result = run_in_process("bench", "--batch", bad)
         assert_one_line_error(result, 2, "--batch")
 

@@ -100,6 +100,7 @@ SHIPPED = default_model_path().parent
         (["infer", "--sample", ""], ["--sample '': expected START:STOP"]),
         (["infer", "--sample", "1_0:12"], ["--sample '1_0:12': expected START:STOP"]),
         (["infer", "--sample", "\u0661:\u0663"], ["expected START:STOP"]),  # Arabic-Indic digits
+        (["infer", "--sample", "0:" + "9" * 5000], ["the test set has 10,000 images"]),
         (["infer"], ["nothing to classify"]),
         (["bench", "--batch", "0,32"], ["--batch '0,32'"]),
         (["export", str(SHIPPED / "mlp.pt"), "--opset", "99"], ["--opset", "99"]),
@@ -265,16 +266,33 @@ def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
     (named_int8 := tmp_path / "m.int8.onnx").write_bytes(checkpoint.read_bytes())  # --out m.onnx's int8 model
     before = {path: path.read_bytes() for path in (checkpoint, model, photo, labels, named_onnx, named_int8)}
     for args, fragment in [
-        (["export", str(checkpoint), "--out", str(checkpoint)], "the model is written as ONNX; name the file .onnx"),
-        (["export", str(checkpoint), "--out", str(photo)], "the model is written as ONNX; name the file .onnx"),
+        (["export", str(checkpoint), "--out", str(checkpoint)], "the model is written as ONNX; name it NAME.onnx"),
+        (["export", str(checkpoint), "--out", str(photo)], "the model is written as ONNX; name it NAME.onnx"),
         (["export", str(named_onnx)], f"--out: {named_onnx} would overwrite the checkpoint {named_onnx}"),
+        (["export", str(checkpoint), "--out", "/dev/null", "--quantize", "dynamic"], "--quantize makes the int8"),
         (["export", str(named_int8), "--out", str(tmp_path / "m.onnx"), "--quantize", "static"], "the checkpoint"),
         (["evaluate", str(model), "--plot", str(model)], f"--plot: {model} would overwrite the model {model}"),
         (
             ["evaluate", "--photos", str(photos), "--model", str(model), "--plot", str(photo)],
             "would overwrite the photo",
         ),
-        (["evaluate", "--photos", str(labelled), "--plot", str(labels)], "would overwrite the photo set's labels.csv"),
+        (["evaluate", "--photos", str(labelled), "--plot", str(labels)], f"would overwrite the photo set's {labels}"),
     ]:
         assert_one_line_error(run_in_process(*args), 1, fragment)
     assert {path: path.read_bytes() for path in before} == before
+
+
+def test_an_output_option_never_overwrites_the_test_set(real_data_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for source in real_data_dir.iterdir():
+        (data / source.name).write_bytes(source.read_bytes())
+    labels = next(data.glob("t10k-labels*"))
+    before = labels.read_bytes()
+    for args in (
+        ["infer", "--sample", "3", "--save-preprocessed", str(labels)],
+        ["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(labels)],
+    ):
+        result = run_in_process(*args, "--data-dir", str(data))
+        assert_one_line_error(result, 1, f"{labels} would overwrite the test set's {labels}")
+    assert labels.read_bytes() == before

@@ -155,6 +155,8 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
         ("file,source_class,accepted\nx.jpg,dress\n", "line 2: too few fields, no accepted"),
         ("file,source_class,accepted\n\n\nx.jpg,hat,\nx.jpg\n", "line 5: too few fields, no source_class, accepted"),
         ("file,source_class,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
+        ("file,source_class,accepted,\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
+        ("file,source_class,accepted,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "the header names accepted twice"),
         ("file,source_class,accepted\nx.jpg,shoes, ; ;\n", "line 2: accepted ' ; ;' names no class"),
     ],
 )
@@ -385,6 +387,17 @@ def test_a_photo_set_with_nothing_readable_is_an_error(tmp_path: Path) -> None:
     result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"))
     assert_one_line_error(result, 1, "none of the 1 photos could be read", "broken.jpg")
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_plot_saved_inside_the_photo_set_is_not_noted_as_a_picture_left_out(tmp_path: Path) -> None:
+    photo(tmp_path / "dress" / "a.jpg")
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\ndress/a.jpg,dress,Dress\n")
+    for _ in range(2):  # the second run finds the first run's plot there
+        result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"))
+        assert result.returncode == 0 and "not scored" not in result.stderr, result.stderr
+    photo(tmp_path / "dress" / "b.jpg")
+    result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"))
+    assert "labels.csv: 1 picture(s) below" in result.stderr  # b.jpg
 
 
 def test_the_unsure_rule_and_the_shipped_typicality_references() -> None:

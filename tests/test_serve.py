@@ -474,6 +474,8 @@ def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
         (" ", "not an empty or blank string"),
         ("[ ]", "not an empty or blank string"),
         ("localhost:8080", "give the address alone, and the port with --port"),
+        ("[::1]:8080", "give the address alone, and the port with --port"),
+        ("[::1", "brackets go around a whole IPv6 address"),
         ("http://127.0.0.1", "is a URL: give the address alone (127.0.0.1)"),
     ],
 )
