@@ -83,8 +83,8 @@ def must_be_finite(value: float | None) -> float | None:
 def must_be_an_address(value: str) -> str:
     """Option callback: ``value`` without surrounding spaces and without the brackets of an IPv6
     literal (``[::1]`` -> ``::1``, as URLs write it); raise ``typer.BadParameter`` (exit 2) for an
-    empty or blank host name, a URL (``http://127.0.0.1``) or a host with a port
-    (``localhost:8080``: an IPv6 address has two colons or more)."""
+    empty or blank host name, a URL (``http://127.0.0.1``), a host with a port (``localhost:8080``,
+    ``[::1]:8080``: a bare IPv6 address has two colons or more) or brackets not around the whole."""
     value = value.strip()
     if value.startswith("[") and "]:" in value:
         raise typer.BadParameter(f"{value!r} holds a port: give the address alone, and the port with --port")
