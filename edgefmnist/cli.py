@@ -31,7 +31,7 @@ from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 r
 import edgefmnist
 from edgefmnist import contract, spec
 from edgefmnist.contract import Arch
-from edgefmnist.errors import EdgeFmnistError, UsageError, first_line
+from edgefmnist.errors import EdgeFmnistError, UsageError, first_line, printable
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
@@ -551,7 +551,7 @@ def infer(
     else:
         pictures = find_pictures(image or [])
         for path, reason in pictures.skipped.items():
-            echo_unless_gone(f"edgefmnist: warning: {path}: skipped, {reason}", err=True)
+            echo_unless_gone(printable(f"edgefmnist: warning: {path}: skipped, {reason}"), err=True)
         classified = classify_files(
             predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers, min_typicality
         )
@@ -576,12 +576,12 @@ def infer(
 def report_result(result: Classified, line: bool = True) -> None:
     """``result``'s line on stdout (with ``line``), then its warning and errors on stderr."""
     if line and not result.error:
-        echo_unless_gone(result.line())
+        echo_unless_gone(printable(result.line()))
     if result.warning:
-        echo_unless_gone(f"edgefmnist: warning: {result.image}: {result.warning}", err=True)
+        echo_unless_gone(printable(f"edgefmnist: warning: {result.image}: {result.warning}"), err=True)
     for problem in (result.not_saved, result.error):
         if problem:
-            echo_unless_gone(f"edgefmnist: error: {problem}", err=True)
+            echo_unless_gone(printable(f"edgefmnist: error: {problem}"), err=True)
 
 
 class PhotoSplit(str, Enum):
@@ -826,7 +826,7 @@ def evaluate_photos(
     if plot is not None:
         save_photo_plot(plot, report, predictions, title)
     for note in notes:  # after every refusal, so that an error stays one line
-        typer.echo(f"edgefmnist: note: {note}", err=True)
+        typer.echo(printable(f"edgefmnist: note: {note}"), err=True)
     if json_output:
         extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": str(plot) if plot else None}
         print_json({**head, **report, **{key: value for key, value in extras.items() if value}})
@@ -1092,14 +1092,14 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(exc.format_message())
         code = exc.exit_code
     except ClickException as exc:  # bad flags, missing files named on the command line (exit 2)
-        typer.echo(f"edgefmnist: error: {exc.format_message()}{extra_argument_hint(exc, argv)}", err=True)
+        typer.echo(printable(f"edgefmnist: error: {exc.format_message()}{extra_argument_hint(exc, argv)}"), err=True)
         code = exc.exit_code
     except EdgeFmnistError as exc:
-        typer.echo(f"edgefmnist: error: {exc}", err=True)
+        typer.echo(printable(f"edgefmnist: error: {exc}"), err=True)
         code = exc.exit_code
     except OSError as exc:  # an unexpected file-system failure: still one line
         where = f"{exc.filename}: " if exc.filename else ""
-        typer.echo(f"edgefmnist: error: {where}{exc.strerror or first_line(exc)}", err=True)
+        typer.echo(printable(f"edgefmnist: error: {where}{exc.strerror or first_line(exc)}"), err=True)
         code = 1
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED

@@ -6,6 +6,16 @@ command line's own usage errors), 3 a parity or accuracy check failed (:class:`V
 
 from __future__ import annotations
 
+CONTROL_ESCAPES = {
+    code: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code), f"\\x{code:02x}") for code in [*range(0x20), 0x7F]
+}  # a file name may hold any of them; a message with them escaped stays one line, and a terminal's codes inert
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters written as escapes (``"a\\nb"`` for a newline), so a
+    message naming a file stays on one line whatever the name holds."""
+    return text.translate(CONTROL_ESCAPES)
+
 
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception message, for one-line errors."""

@@ -296,3 +296,13 @@ def test_an_output_option_never_overwrites_the_test_set(real_data_dir: Path, tmp
         result = run_in_process(*args, "--data-dir", str(data))
         assert_one_line_error(result, 1, f"{labels} would overwrite the test set's {labels}")
     assert labels.read_bytes() == before
+
+
+def test_a_name_with_control_characters_keeps_its_line(tmp_path: Path) -> None:
+    (bad := tmp_path / "bad\nname.jpg").write_bytes(b"junk")
+    assert_one_line_error(run_in_process("infer", "--image", str(bad)), 1, "bad\\nname.jpg: not an image")
+    missing = tmp_path / "x\x1b[31my.onnx"  # a terminal's colour code, shown as text
+    assert_one_line_error(run_in_process("verify", str(missing)), 1, "x\\x1b[31my.onnx: does not exist")
+    Image.new("L", (28, 28)).save(good := tmp_path / "we\nird.png")
+    result = run_in_process("infer", "--image", str(good), "--model", str(SHIPPED / "mlp.onnx"))
+    assert result.stdout.count("\n") == 1 and "we\\nird.png: unsure" in result.stdout
