@@ -31,7 +31,7 @@ from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 r
 import edgefmnist
 from edgefmnist import contract, spec
 from edgefmnist.contract import Arch
-from edgefmnist.errors import EdgeFmnistError, UsageError, first_line, printable
+from edgefmnist.errors import EdgeFmnistError, UsageError, counted, first_line, printable
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def warn_if_oversubscribed(threads: int | None) -> None:
     cores = available_cores()
     if threads is not None and threads > cores:
         typer.echo(
-            f"edgefmnist: warning: --threads {threads} is more than the {cores} cores available; "
+            f"edgefmnist: warning: --threads {threads} is more than the {counted(cores, 'core')} available; "
             "onnxruntime's threads then compete for them and run slower",
             err=True,
         )

@@ -17,6 +17,11 @@ def printable(text: str) -> str:
     return text.translate(CONTROL_ESCAPES)
 
 
+def counted(count: int, noun: str) -> str:
+    """``"1 core"``, ``"2 cores"``: a count and a noun that takes a plain ``s`` in the plural."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception message, for one-line errors."""
     for line in str(exc).splitlines():

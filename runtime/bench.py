@@ -38,7 +38,7 @@ from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_pa
 
 from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, int8_name, shipped_names
 from edgefmnist.data import Split
-from edgefmnist.errors import EdgeFmnistError, UsageError
+from edgefmnist.errors import EdgeFmnistError, UsageError, counted
 
 REPORT_SCHEMA = 1
 ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points of the best
@@ -556,10 +556,10 @@ def format_table(report: dict, markdown: bool = False) -> str:
         )
     machine = report["machine"]
     notes = [
-        f"{machine['cpu']} ({machine['arch']}, {machine['cores']} cores; "
+        f"{machine['cpu']} ({machine['arch']}, {counted(machine['cores'], 'core')}; "
         f"{', '.join(machine['flags']) or 'no listed flags'}; int8 dot product: "
         f"{'yes' if machine['int8_dot_product'] else 'no'}), onnxruntime {machine['onnxruntime']}, "
-        f"{report['settings']['threads']} thread(s)"
+        f"{counted(report['settings']['threads'], 'thread')}"
     ]
     references = {row["model"] for row in report["rows"] if row.get("reference") == "self"}
     if references:

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from edgefmnist import spec
+from edgefmnist.errors import counted
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -152,7 +153,8 @@ class Gate:
             return
         if self.admitted >= self.capacity:
             workers, queue = self.settings.threads, self.settings.queue
-            busy = f"busy: {self.admitted} requests admitted ({workers} workers, queue {queue}); retry later"
+            admitted, busy_workers = counted(self.admitted, "request"), counted(workers, "worker")
+            busy = f"busy: {admitted} admitted ({busy_workers}, queue {queue}); retry later"
             await error_response(503, busy, {"Retry-After": "1"})(scope, receive, send)
             return
         self.admitted += 1

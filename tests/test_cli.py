@@ -306,3 +306,9 @@ def test_a_name_with_control_characters_keeps_its_line(tmp_path: Path) -> None:
     Image.new("L", (28, 28)).save(good := tmp_path / "we\nird.png")
     result = run_in_process("infer", "--image", str(good), "--model", str(SHIPPED / "mlp.onnx"))
     assert result.stdout.count("\n") == 1 and "we\\nird.png: unsure" in result.stdout
+
+
+def test_counts_read_as_english() -> None:
+    from edgefmnist.errors import counted
+
+    assert [counted(n, "core") for n in (0, 1, 2)] == ["0 cores", "1 core", "2 cores"]
