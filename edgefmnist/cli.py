@@ -36,6 +36,7 @@ from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
     from edgefmnist.runtime.infer import Classified
+    from edgefmnist.runtime.predictor import Predictor
 
 app = typer.Typer(
     add_completion=False,
@@ -154,6 +155,14 @@ def show_progress(line: str) -> None:
     """A status line on stderr, only for a person at a terminal (like tqdm's bars)."""
     if sys.stderr.isatty():
         typer.echo(f"… {line}", err=True)
+
+
+def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) -> None:
+    """A warning line when ``--min-typicality`` was set but the model has no typicality reference
+    (exported before it), so that rule cannot fire."""
+    if min_typicality != spec.DEFAULT_MIN_TYPICALITY and not predictor.metadata.has_typicality_reference:
+        message = f"{predictor.path}: no typicality reference (exported before it), so --min-typicality is not checked"
+        typer.echo(printable(f"edgefmnist: warning: {message}"), err=True)
 
 
 def warn_if_oversubscribed(threads: int | None) -> None:
@@ -531,6 +540,7 @@ def infer(
         raise UsageError("--image - given more than once: standard input holds one picture")
     warn_if_oversubscribed(threads)
     predictor = Predictor(model or default_model_path(), threads=threads)
+    warn_if_typicality_unchecked(predictor, min_typicality)
     if sample is not None:
         from edgefmnist.data import inputs_of_test_split, load_test_split
 
@@ -806,6 +816,7 @@ def evaluate_photos(
             f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
         )
     predictor = Predictor(model_path, threads=threads)
+    warn_if_typicality_unchecked(predictor, thresholds[1])
     if varied == "typicality" and not predictor.metadata.has_typicality_reference:
         raise EdgeFmnistError(
             f"{predictor.path}: no typicality reference in its metadata (exported before it); "

@@ -354,6 +354,9 @@ def test_a_model_without_the_typicality_reference_is_judged_by_probability_alone
     assert report["threshold"]["min_typicality"] is None and report["threshold"]["coverage"] > 0
     rows = json.loads(run_in_process("infer", "--json", "--model", str(older), "--sample", "0:2").stdout)
     assert [row["typicality"] for row in rows] == [None, None]
+    told = run_in_process("infer", "--model", str(older), "--sample", "0", "--min-typicality", "0.9")
+    warning = f"edgefmnist: warning: {older}: no typicality reference (exported before it), so --min-typicality"
+    assert told.returncode == 0 and told.stderr.splitlines() == [f"{warning} is not checked"]
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(small_set), "--model", str(older), "--sweep-typicality"),
         1,
