@@ -546,8 +546,11 @@ def infer(
 
         test = load_test_split(data_dir)
         picked = parse_sample(sample, len(test))
-        if save_preprocessed is not None:
+        saved = (
             save_test_images(save_preprocessed, test.images, picked, predictor.path, inputs_of_test_split(data_dir))
+            if save_preprocessed is not None
+            else []
+        )
         results: Iterable[Classified] = classify_arrays(
             predictor,
             test.images[picked.start : picked.stop],
@@ -556,8 +559,9 @@ def infer(
             min_confidence,
             min_typicality=min_typicality,
         )
-        for result, i in zip(results, picked, strict=False):
+        for result, i, path in itertools.zip_longest(results, picked, saved):
             result.true_label = predictor.class_names[test.labels[i]]
+            result.saved = str(path or "")
     else:
         pictures = find_pictures(image or [])
         for path, reason in pictures.skipped.items():

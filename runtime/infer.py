@@ -83,6 +83,7 @@ class Classified:
     warning: str = ""
     error: str = ""
     not_saved: str = ""  # why its preprocessed picture could not be saved (the prediction stands)
+    saved: str = ""  # where its preprocessed picture was saved (--save-preprocessed)
     true_label: str = ""  # known for test-set samples only
     typicality: float | None = None  # 0..1, None for a model without the reference
     unsure_reasons: list[str] = field(default_factory=list)  # what unsure_reasons() gave: empty when sure
@@ -108,6 +109,7 @@ class Classified:
             "unsure_reasons": list(self.unsure_reasons),
             "warning": self.warning,
             "true_label": self.true_label,
+            "saved": self.saved,
             "not_saved": self.not_saved,
         }
         return {**result, **{key: value for key, value in optional.items() if value}}
@@ -378,6 +380,7 @@ def classify_files(
             if picture.path in targets:
                 try:
                     save_png(targets[picture.path], image)
+                    results[i].saved = str(targets[picture.path])
                 except EdgeFmnistError as exc:  # this picture's save failed: say so, go on with the rest
                     results[i].not_saved = str(exc)
                 except OSError as exc:
@@ -454,16 +457,17 @@ def save_test_images(
     indices: range,
     model: Path | None = None,
     data: Sequence[tuple[Path, str]] = (),
-) -> None:
+) -> list[Path]:
     """Save test-set images ``indices`` as ``--save-preprocessed TARGET`` (:func:`preprocessed_paths`) names them:
     ``TARGET/test-INDEX.png`` in a folder, else the one file. Raises :class:`EdgeFmnistError`, writing
     nothing, when several images are given and TARGET is a file, or when a name is the ``model``'s
-    file or one of the ``data`` files (:func:`refuse_overwriting_sources`).
+    file or one of the ``data`` files (:func:`refuse_overwriting_sources`). Returns the paths written, in order.
     """
     names = preprocessed_paths(target, [Path(f"test-{i}.png") for i in indices])
     paths = refuse_overwriting_sources(names, [], model, data)
     for path, index in zip(paths, indices, strict=True):
         save_png(path, images[index])
+    return paths
 
 
 def save_png(path: Path, pixels: np.ndarray) -> None:

@@ -264,6 +264,7 @@ def test_a_save_that_fails_keeps_the_answer_and_the_rest_are_still_printed_and_s
         run_in_process("infer", f"--image={pictures[0]}", "--json", "--save-preprocessed", f"{target}/").stdout
     )[0]
     assert lines[0].startswith(f"{pictures[0]}: {first['label']} ") and "No space left" in first["not_saved"]
+    assert "saved" not in first
 
 
 def pictures_folder(folder: Path, count: int) -> Path:
@@ -666,9 +667,12 @@ def test_a_corrupt_exif_block_leaves_stderr_empty(tmp_path: Path) -> None:
 
 def test_save_preprocessed_with_sample_saves_the_test_images(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     out = tmp_path / "seen"
-    result = run_in_process("infer", "--model", str(shipped_mlp), "--sample", "3:5", "--save-preprocessed", f"{out}/")
+    result = run_in_process(
+        "infer", "--model", str(shipped_mlp), "--sample", "3:5", "--json", "--save-preprocessed", f"{out}/"
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["test-3.png", "test-4.png"]
+    assert [row["saved"] for row in json.loads(result.stdout)] == [str(out / "test-3.png"), str(out / "test-4.png")]
     for index in (3, 4):
         assert np.array_equal(np.asarray(Image.open(out / f"test-{index}.png")), fashion.test.images[index])
     one = tmp_path / "one.png"
@@ -724,3 +728,22 @@ def test_preprocessing_says_whether_a_picture_was_a_photo(fashion) -> None:
     on_paper = Image.fromarray(255 - np.kron(fashion.test.images[0], np.ones((4, 4), np.uint8)))
     assert dataset_form(on_paper).photo and not dataset_form(on_paper).nothing_found
     assert dataset_form(Image.new("L", (60, 40), 128)).photo  # uniform: a photo with nothing found
+
+
+def test_the_json_says_where_each_preprocessed_picture_went(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        Image.fromarray(fashion.test.images[0]).resize((64, 64)).save(tmp_path / f"{name}.png")
+    out = tmp_path / "seen"
+    result = run_in_process(
+        "infer",
+        "--model",
+        str(shipped_mlp),
+        "--image",
+        str(tmp_path / "*.png"),
+        "--json",
+        "--save-preprocessed",
+        f"{out}/",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [row["saved"] for row in json.loads(result.stdout)] == [str(out / "a.png"), str(out / "b.png")]
+    assert all((out / name).is_file() for name in ("a.png", "b.png"))
