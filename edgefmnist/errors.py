@@ -6,14 +6,20 @@ command line's own usage errors), 3 a parity or accuracy check failed (:class:`V
 
 from __future__ import annotations
 
+NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 CONTROL_ESCAPES = {
-    code: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(chr(code), f"\\x{code:02x}") for code in [*range(0x20), 0x7F]
+    **{code: NAMED_ESCAPES.get(chr(code), f"\\x{code:02x}") for code in [*range(0x20), *range(0x7F, 0xA0)]},
+    **{code: f"\\u{code:04x}" for code in (0x2028, 0x2029)},  # line and paragraph separators
+    **{code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)},  # a name's undecodable byte
+    ord("\\"): "\\\\",  # so that an escape is never a name's own text
 }  # a file name may hold any of them; a message with them escaped stays one line, and a terminal's codes inert
 
 
 def printable(text: str) -> str:
-    """``text`` with its control characters written as escapes (``"a\\nb"`` for a newline), so a
-    message naming a file stays on one line whatever the name holds."""
+    """``text`` with its control characters (C0, DEL, C1, the Unicode line separators) written as
+    escapes (``"a\\nb"`` for a newline), a backslash doubled, and an undecodable byte of a file
+    name (Python's ``surrogateescape``, U+DC80-U+DCFF) as ``\\xNN``: so a message naming a file
+    stays on one line, and reads back unambiguously, whatever the name holds."""
     return text.translate(CONTROL_ESCAPES)
 
 

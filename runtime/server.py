@@ -25,7 +25,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.serve import create_app
 from edgefmnist.runtime.serve_gate import ServeSettings
 
-from edgefmnist.errors import EdgeFmnistError, counted
+from edgefmnist.errors import EdgeFmnistError, counted, printable
 
 SHUTDOWN_SECONDS = 60  # the longest a graceful stop waits for requests still being answered
 
@@ -111,7 +111,7 @@ def serve(
     try:
         with stop_signals(server.handle_exit):
             say(
-                f"edgefmnist: serving {predictor.path.name} on http://{shown}:{bound_port} "
+                f"edgefmnist: serving {printable(predictor.path.name)} on http://{shown}:{bound_port} "
                 f"({counted(settings.threads, 'worker')}, queue {settings.queue})"
             )
             asyncio.run(server.serve(sockets=[sock]))

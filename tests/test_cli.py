@@ -298,6 +298,15 @@ def test_an_output_option_never_overwrites_the_test_set(real_data_dir: Path, tmp
     assert labels.read_bytes() == before
 
 
+def test_printable_escapes_what_would_break_or_blur_a_line() -> None:
+    from edgefmnist.errors import printable
+
+    named = {"a\nb": "a\\nb", "a\\nb": "a\\\\nb", "c\x85d": "c\\x85d", "e\u2028f": "e\\u2028f", "g\x7f": "g\\x7f"}
+    assert {text: printable(text) for text in named} == named
+    assert printable(b"bad\xffname".decode("utf-8", "surrogateescape")) == "bad\\xffname"  # os.fsdecode's byte
+    assert printable("é 👕 plain") == "é 👕 plain"
+
+
 def test_a_name_with_control_characters_keeps_its_line(tmp_path: Path) -> None:
     (bad := tmp_path / "bad\nname.jpg").write_bytes(b"junk")
     assert_one_line_error(run_in_process("infer", "--image", str(bad)), 1, "bad\\nname.jpg: not an image")
