@@ -158,11 +158,15 @@ def show_progress(line: str) -> None:
 
 
 def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) -> None:
-    """A warning line when ``--min-typicality`` was set but the model has no typicality reference
-    (exported before it), so that rule cannot fire."""
-    if min_typicality != spec.DEFAULT_MIN_TYPICALITY and not predictor.metadata.has_typicality_reference:
+    """A warning line when ``--min-typicality`` was given above 0 but the model has no typicality
+    reference (exported before it), so that rule cannot fire. Called after the command's work, so
+    that an error stays one line."""
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source("min_typicality") if context is not None else None
+    given = source is not None and source is not click.core.ParameterSource.DEFAULT
+    if given and min_typicality > 0 and not predictor.metadata.has_typicality_reference:
         message = f"{predictor.path}: no typicality reference (exported before it), so --min-typicality is not checked"
-        typer.echo(printable(f"edgefmnist: warning: {message}"), err=True)
+        echo_unless_gone(printable(f"edgefmnist: warning: {message}"), err=True)
 
 
 def warn_if_oversubscribed(threads: int | None) -> None:
@@ -540,7 +544,6 @@ def infer(
         raise UsageError("--image - given more than once: standard input holds one picture")
     warn_if_oversubscribed(threads)
     predictor = Predictor(model or default_model_path(), threads=threads)
-    warn_if_typicality_unchecked(predictor, min_typicality)
     if sample is not None:
         from edgefmnist.data import inputs_of_test_split, load_test_split
 
@@ -583,6 +586,7 @@ def infer(
         print_json([result.to_dict() for result in shown])
         for result in shown:
             report_result(result, line=False)
+    warn_if_typicality_unchecked(predictor, min_typicality)
     if failed:
         raise typer.Exit(1)
 
@@ -820,7 +824,6 @@ def evaluate_photos(
             f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
         )
     predictor = Predictor(model_path, threads=threads)
-    warn_if_typicality_unchecked(predictor, thresholds[1])
     if varied == "typicality" and not predictor.metadata.has_typicality_reference:
         raise EdgeFmnistError(
             f"{predictor.path}: no typicality reference in its metadata (exported before it); "
@@ -842,6 +845,7 @@ def evaluate_photos(
         save_photo_plot(plot, report, predictions, title)
     for note in notes:  # after every refusal, so that an error stays one line
         typer.echo(printable(f"edgefmnist: note: {note}"), err=True)
+    warn_if_typicality_unchecked(predictor, thresholds[1])
     if json_output:
         extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": str(plot) if plot else None}
         print_json({**head, **report, **{key: value for key, value in extras.items() if value}})

@@ -125,7 +125,7 @@ def missing_files_error(folder: Path) -> DataError:
         )
     missing = [n for n in spec.IDX_SHA256 if not idx_file(folder, n)]
     found = [miss for name in missing for miss in near_misses(folder, name)]
-    message = f"{folder}: missing Fashion-MNIST file(s): {', '.join(missing)}(.gz)"
+    message = f"{folder}: missing Fashion-MNIST {'file' if len(missing) == 1 else 'files'}: {', '.join(missing)}(.gz)"
     if found:
         message += (
             f"; found {', '.join(found)}, but expected NAME or NAME.gz for each NAME above"

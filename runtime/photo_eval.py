@@ -47,7 +47,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, counted, printable
 
 Split = Literal["choice", "report"]
 SPLITS = ("choice", "report", "all")
@@ -148,16 +148,16 @@ def photo_set_notes(folder: Path, photos: Sequence[Photo], written: Sequence[Pat
     if labels.is_file():
         if not unscored:
             return []
-        return [f"{labels}: {unscored} picture(s) below {folder} that it does not list are not scored"]
+        return [f"{labels}: not scored: {counted(unscored, 'picture')} below {folder} that it does not list"]
     others = sorted({photo.source_class for photo in photos if not photo.in_domain})  # their folders' names
     notes = []
     if others:
         notes.append(
-            f"{folder}: {len(others)} folder(s) named after no Fashion-MNIST class count as out of domain "
+            f"{folder}: {counted(len(others), 'folder')} named after no Fashion-MNIST class, so out of domain "
             f"(only 'unsure' is right there): {', '.join(map(repr, others))}"
         )
     if unscored:
-        notes.append(f"{folder}: {unscored} picture(s) beside the class folders or below them are not scored")
+        notes.append(f"{folder}: not scored: {counted(unscored, 'picture')} beside the class folders or below them")
     return notes
 
 
@@ -541,7 +541,7 @@ def format_photo_report(report: dict, title: str) -> str:
     for source, row in zip(report["confusion"]["rows"], counts, strict=True):
         lines.append(f"  {source:<14} " + " ".join(f"{n:>{w}}" for n, w in zip(row, widths, strict=True)))
     for error in report["errors"]:
-        lines.append(f"  unreadable: {error['error']}")
+        lines.append(printable(f"  unreadable: {error['error']}"))
     return "\n".join(lines)
 
 

@@ -253,7 +253,7 @@ def test_a_near_miss_says_which_names_were_expected(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         data.find_data(folder)
     message = str(caught.value)
-    assert "missing Fashion-MNIST file(s): t10k-images-idx3-ubyte(.gz)" in message
+    assert "missing Fashion-MNIST file: t10k-images-idx3-ubyte(.gz)" in message
     assert "found t10k-images-idx3-ubyte (1).gz, but expected NAME or NAME.gz" in message and "\n" not in message
 
 

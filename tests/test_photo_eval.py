@@ -98,7 +98,7 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()  # adds no photo: not worth a note
     (tmp_path / "labels.csv").mkdir()  # a folder, not the labels file
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [
-        f"{tmp_path}: 2 folder(s) named after no Fashion-MNIST class count as out of domain "
+        f"{tmp_path}: 2 folders named after no Fashion-MNIST class, so out of domain "
         "(only 'unsure' is right there): 'hat', 'unknown'"
     ]
     photo(tmp_path / "loose.jpg")
@@ -107,12 +107,12 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     (tmp_path / "Trouser" / "._Trouser.jpg").write_bytes(b"\0\5\26\7")  # macOS metadata named like a picture
     assert {p.path.name for p in load_photo_set(tmp_path)} == {f"{name}.jpg" for name in photos}
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path))[1] == (
-        f"{tmp_path}: 2 picture(s) beside the class folders or below them are not scored"
+        f"{tmp_path}: not scored: 2 pictures beside the class folders or below them"
     )
     (tmp_path / "labels.csv").rmdir()
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [  # labels.csv says what each photo is
-        f"{tmp_path / 'labels.csv'}: 6 picture(s) below {tmp_path} that it does not list are not scored"
+        f"{tmp_path / 'labels.csv'}: not scored: 6 pictures below {tmp_path} that it does not list"
     ]
     listed = [str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*.jpg") if "/." not in str(path)]
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\n" + "".join(f"{n},hat,\n" for n in listed))
@@ -323,7 +323,7 @@ def test_the_text_report_names_every_verdict_in_full_over_aligned_counts(small_s
     coat = next(line for line in lines[header:] if line.split()[0] == "Coat")
     assert len(coat) == len(lines[header]) and sum(map(int, coat.split()[1:])) == 3  # each count under its name
     assert text.stderr == (
-        f"edgefmnist: note: {small_set}: 1 folder(s) named after no Fashion-MNIST class count as out of domain "
+        f"edgefmnist: note: {small_set}: 1 folder named after no Fashion-MNIST class, so out of domain "
         "(only 'unsure' is right there): 'unknown'\n"
     )
 
@@ -357,6 +357,11 @@ def test_a_model_without_the_typicality_reference_is_judged_by_probability_alone
     told = run_in_process("infer", "--model", str(older), "--sample", "0", "--min-typicality", "0.9")
     warning = f"edgefmnist: warning: {older}: no typicality reference (exported before it), so --min-typicality"
     assert told.returncode == 0 and told.stderr.splitlines() == [f"{warning} is not checked"]
+    for value, expected in (("0.01", [f"{warning} is not checked"]), ("0", [])):  # the default given; the rule off
+        result = run_in_process("infer", "--model", str(older), "--sample", "0", "--min-typicality", value)
+        assert result.stderr.splitlines() == expected
+    refused = run_in_process("infer", "--model", str(older), "--sample", "99999", "--min-typicality", "0.9")
+    assert_one_line_error(refused, 2, "--sample 99999")  # the warning waits for the work, which never came
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(small_set), "--model", str(older), "--sweep-typicality"),
         1,
@@ -400,7 +405,7 @@ def test_a_plot_saved_inside_the_photo_set_is_not_noted_as_a_picture_left_out(tm
         assert result.returncode == 0 and "not scored" not in result.stderr, result.stderr
     photo(tmp_path / "dress" / "b.jpg")
     result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"))
-    assert "labels.csv: 1 picture(s) below" in result.stderr  # b.jpg
+    assert "labels.csv: not scored: 1 picture below" in result.stderr  # b.jpg
 
 
 def test_the_unsure_rule_and_the_shipped_typicality_references() -> None:
