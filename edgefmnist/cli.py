@@ -549,10 +549,10 @@ def infer(
 
         test = load_test_split(data_dir)
         picked = parse_sample(sample, len(test))
-        saved = (
+        outcomes = (
             save_test_images(save_preprocessed, test.images, picked, predictor.path, inputs_of_test_split(data_dir))
             if save_preprocessed is not None
-            else []
+            else [("", "")] * len(picked)
         )
         results: Iterable[Classified] = classify_arrays(
             predictor,
@@ -562,9 +562,9 @@ def infer(
             min_confidence,
             min_typicality=min_typicality,
         )
-        for result, i, path in itertools.zip_longest(results, picked, saved):
+        for result, i, (saved, why_not) in zip(results, picked, outcomes, strict=True):
             result.true_label = predictor.class_names[test.labels[i]]
-            result.saved = str(path or "")
+            result.saved, result.not_saved = saved, why_not
     else:
         pictures = find_pictures(image or [])
         for path, reason in pictures.skipped.items():

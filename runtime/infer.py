@@ -378,13 +378,7 @@ def classify_files(
         )
         for i, (picture, image) in enumerate(zip(pictures, pixels, strict=True)):
             if picture.path in targets:
-                try:
-                    save_png(targets[picture.path], image)
-                    results[i].saved = str(targets[picture.path])
-                except EdgeFmnistError as exc:  # this picture's save failed: say so, go on with the rest
-                    results[i].not_saved = str(exc)
-                except OSError as exc:
-                    results[i].not_saved = f"{targets[picture.path]}: cannot write here ({exc.strerror or exc})"
+                results[i].saved, results[i].not_saved = save_or_say_why(targets[picture.path], image)
         return results
 
     def failed(picture: PreparedPicture) -> Classified:
@@ -457,17 +451,28 @@ def save_test_images(
     indices: range,
     model: Path | None = None,
     data: Sequence[tuple[Path, str]] = (),
-) -> list[Path]:
+) -> list[tuple[str, str]]:
     """Save test-set images ``indices`` as ``--save-preprocessed TARGET`` (:func:`preprocessed_paths`) names them:
-    ``TARGET/test-INDEX.png`` in a folder, else the one file. Raises :class:`EdgeFmnistError`, writing
-    nothing, when several images are given and TARGET is a file, or when a name is the ``model``'s
-    file or one of the ``data`` files (:func:`refuse_overwriting_sources`). Returns the paths written, in order.
+    ``TARGET/test-INDEX.png`` in a folder, else the one file; each image's :func:`save_or_say_why`, in
+    order. Raises :class:`EdgeFmnistError`, writing nothing, when several images are given and
+    TARGET is a file, or when a name is the ``model``'s file or one of the ``data`` files
+    (:func:`refuse_overwriting_sources`).
     """
     names = preprocessed_paths(target, [Path(f"test-{i}.png") for i in indices])
     paths = refuse_overwriting_sources(names, [], model, data)
-    for path, index in zip(paths, indices, strict=True):
-        save_png(path, images[index])
-    return paths
+    return [save_or_say_why(path, images[index]) for path, index in zip(paths, indices, strict=True)]
+
+
+def save_or_say_why(path: Path, pixels: np.ndarray) -> tuple[str, str]:
+    """Save ``pixels`` as a PNG at ``path``: ``(path, "")``, or ``("", why it failed)`` for one
+    picture's failed save, which its answer and the other pictures outlive."""
+    try:
+        save_png(path, pixels)
+    except EdgeFmnistError as exc:
+        return "", str(exc)
+    except OSError as exc:
+        return "", f"{path}: cannot write here ({exc.strerror or exc})"
+    return str(path), ""
 
 
 def save_png(path: Path, pixels: np.ndarray) -> None:

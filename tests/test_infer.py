@@ -747,3 +747,16 @@ def test_the_json_says_where_each_preprocessed_picture_went(shipped_mlp: Path, f
     assert result.returncode == 0, result.stderr
     assert [row["saved"] for row in json.loads(result.stdout)] == [str(out / "a.png"), str(out / "b.png")]
     assert all((out / name).is_file() for name in ("a.png", "b.png"))
+
+
+def test_a_failed_save_of_a_test_image_keeps_every_answer(shipped_mlp: Path, tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    (out / "test-4.png").mkdir(parents=True)  # where the second image would go
+    result = run_in_process(
+        "infer", "--model", str(shipped_mlp), "--sample", "3:6", "--json", "--save-preprocessed", f"{out}/"
+    )
+    rows = json.loads(result.stdout)
+    assert result.returncode == 1 and [row["image"] for row in rows] == ["test[3]", "test[4]", "test[5]"]
+    assert [row.get("saved") for row in rows] == [str(out / "test-3.png"), None, str(out / "test-5.png")]
+    assert "is a directory" in rows[1]["not_saved"]
+    assert result.stderr.splitlines() == [f"edgefmnist: error: {rows[1]['not_saved']}"]
