@@ -87,7 +87,9 @@ def must_be_an_address(value: str) -> str:
     empty or blank host name, a URL (``http://127.0.0.1``), a host with a port (``localhost:8080``,
     ``[::1]:8080``: a bare IPv6 address has two colons or more) or brackets not around the whole."""
     value = value.strip()
-    if value.startswith("[") and "]:" in value:
+    if "/" in value:
+        raise typer.BadParameter(f"{value!r} is a URL: give the address alone (127.0.0.1), and the port with --port")
+    if value.count(":") == 1 or (value.startswith("[") and "]:" in value):
         raise typer.BadParameter(f"{value!r} holds a port: give the address alone, and the port with --port")
     if value.startswith("[") and value.endswith("]"):
         value = value[1:-1].strip()
@@ -95,10 +97,6 @@ def must_be_an_address(value: str) -> str:
         raise typer.BadParameter(f"{value!r}: brackets go around a whole IPv6 address, [::1]")
     if not value:
         raise typer.BadParameter("needs an address (127.0.0.1, 0.0.0.0 or a host name), not an empty or blank string")
-    if "/" in value:
-        raise typer.BadParameter(f"{value!r} is a URL: give the address alone (127.0.0.1), and the port with --port")
-    if value.count(":") == 1:
-        raise typer.BadParameter(f"{value!r} holds a port: give the address alone, and the port with --port")
     return value
 
 
@@ -733,8 +731,8 @@ def evaluate(
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     test = load_test_split(data_dir)
+    model_path = model or default_model_path()
     if plot is not None:
-        model_path = model or default_model_path()
         check_plot_path(plot, [(model_path, f"the model {model_path}"), *inputs_of_test_split(data_dir)])
     if model is not None and model.suffix == ".pt":
         need_training_extra()
@@ -744,7 +742,7 @@ def evaluate(
         checkpoint = load_checkpoint(model)
         class_names, logits = checkpoint.class_names, predict_logits(checkpoint.net, test.images)
     else:
-        predictor = Predictor(model or default_model_path(), threads=threads)
+        predictor = Predictor(model_path, threads=threads)
         model, class_names, logits = predictor.path, predictor.class_names, predictor.logits(test.images)
     evaluation = evaluate_predictions(test.labels, logits.argmax(1), class_names)
     if plot is not None:
