@@ -138,6 +138,12 @@ def print_json(value: object) -> None:
     echo_unless_gone(json.dumps(value, indent=2))
 
 
+def say(line: str) -> None:
+    """One line of a report on stdout, through :func:`printable`: a file name in it that holds
+    a newline or a terminal code cannot break the line or forge another."""
+    typer.echo(printable(line))
+
+
 def echo_unless_gone(text: str, err: bool = False) -> None:
     """``typer.echo``, except that once the reader of that stream has gone (``| head -3``, a closed
     terminal) the text is dropped and the command goes on, so that it still finishes its work
@@ -256,7 +262,7 @@ def data(
         return
     if present is not None:
         typer.echo("Already present, nothing downloaded (--replace downloads it again into the cache).")
-    typer.echo(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
+    say(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
     typer.echo(
         f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images)"
         f" · test {report['test']:,}"
@@ -337,9 +343,9 @@ def train(
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
         f"{metrics['train_seconds']:.0f} s)"
     )
-    typer.echo(
-        f"  checkpoint {report['checkpoint']}\n  history    {report['history']}\n  curves     {report['curves']}"
-    )
+    say(f"  checkpoint {report['checkpoint']}")
+    say(f"  history    {report['history']}")
+    say(f"  curves     {report['curves']}")
 
 
 @app.command()
@@ -395,9 +401,9 @@ def export(
         print_json([result.to_dict() for result in results])
         return
     for result in results:
-        typer.echo(f"{result.path} ({result.dtype}, {result.size_bytes / 1024:.0f} KiB)")
-        typer.echo(f"  {result.parity.summary()}")
-        typer.echo(f"  {result.calibration.summary()}")
+        say(f"{result.path} ({result.dtype}, {result.size_bytes / 1024:.0f} KiB)")
+        say(f"  {result.parity.summary()}")
+        say(f"  {result.calibration.summary()}")
 
 
 @app.command()
@@ -446,7 +452,7 @@ def verify(
     if json_output:
         print_json(result.to_dict())
     else:
-        typer.echo(result.summary())
+        say(result.summary())
     result.raise_if_failed(str(model))
 
 
@@ -754,9 +760,10 @@ def evaluate(
     if json_output:
         print_json({"model": str(model), **evaluation.to_dict(), **({"plot": str(plot)} if plot else {})})
     else:
-        typer.echo(format_report(evaluation, str(model)))
+        typer.echo(format_report(evaluation, printable(str(model))))
         if plot is not None:
-            typer.echo(f"\nconfusion matrix: {plot}")
+            typer.echo()
+            say(f"confusion matrix: {plot}")
 
 
 def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
@@ -848,13 +855,14 @@ def evaluate_photos(
         extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": str(plot) if plot else None}
         print_json({**head, **report, **{key: value for key, value in extras.items() if value}})
     else:
-        typer.echo(format_photo_report(report, title))
+        typer.echo(format_photo_report(report, printable(title)))
         if swept:
             typer.echo("\n" + format_sweep(swept))
         if chosen:
             typer.echo("\n" + format_choice(chosen))
         if plot is not None:
-            typer.echo(f"\nplot: {plot}")
+            typer.echo()
+            say(f"plot: {plot}")
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

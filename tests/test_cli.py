@@ -315,6 +315,9 @@ def test_a_name_with_control_characters_keeps_its_line(tmp_path: Path) -> None:
     Image.new("L", (28, 28)).save(good := tmp_path / "we\nird.png")
     result = run_in_process("infer", "--image", str(good), "--model", str(SHIPPED / "mlp.onnx"))
     assert result.stdout.count("\n") == 1 and "we\\nird.png: unsure" in result.stdout
+    (model := tmp_path / "mo\ndel.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes())
+    report = run_in_process("verify", str(model))  # a report on stdout names the file on its line too
+    assert report.returncode == 0 and report.stdout.count("\n") == 1 and "mo\\ndel.onnx (fp32)" in report.stdout
 
 
 def test_counts_read_as_english() -> None:
