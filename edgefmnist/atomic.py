@@ -25,6 +25,7 @@ from pathlib import Path
 
 from edgefmnist.errors import EdgeFmnistError, WriteFailed
 
+TEMP_NAME_BYTES = 100  # of the target's name kept in a temp name: the whole name may take all 255 bytes allowed
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 
 
@@ -32,6 +33,13 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def temp_prefix(path: Path) -> str:
+    """``".NAME."``, the prefix of a temp file or folder beside ``path``: its name cut to
+    ``TEMP_NAME_BYTES`` bytes, so that a target whose name is near the file system's limit
+    (255 bytes) still gets a temp name (a cut multi-byte character stays a valid name)."""
+    return f".{os.fsdecode(os.fsencode(path.name)[:TEMP_NAME_BYTES])}."
 
 
 def write_failed(path: Path, exc: OSError) -> WriteFailed | OSError:
@@ -88,7 +96,7 @@ def check_writable(path: Path) -> None:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".probe", dir=folder)
     except OSError as exc:
         raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
@@ -139,7 +147,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
     folder = path.parent  # Path("x").parent is Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
     except OSError as exc:
         raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
@@ -173,7 +181,7 @@ def staged_folder(path: Path) -> Iterator[Path]:
     when the folder cannot be made or moved.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix(path), dir=path.parent))
     try:
         yield staging
         staging.chmod(0o777 & ~current_umask())
@@ -210,7 +218,7 @@ def write_unnamed_then_rename(path: Path, data: bytes) -> bool:
         fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666 & ~current_umask())
     except OSError:
         return False
-    tmp = folder / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    tmp = folder / f"{temp_prefix(path)}{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         view = memoryview(data)
         while view:

@@ -92,3 +92,14 @@ def test_an_output_is_refused_when_it_names_an_input_under_any_name(tmp_path: Pa
             refuse_overwriting("--plot", [tmp_path / "new.png", target], inputs)
     refuse_overwriting("--plot", [tmp_path / "new.png", tmp_path / "missing.csv", tmp_path], inputs)  # passes
     assert model.read_bytes() == b"model"
+
+
+def test_a_name_at_the_file_system_limit_gets_a_temp_name(tmp_path: Path) -> None:
+    from edgefmnist.atomic import check_writable
+
+    long = tmp_path / ("é" * 100 + "a" * 51 + ".png")  # 255 bytes, the most a name may hold
+    check_writable(long)
+    write_bytes_atomic(long, b"x")
+    with atomic_write(long) as tmp:
+        tmp.write_bytes(b"y")
+    assert long.read_bytes() == b"y" and os.listdir(tmp_path) == [long.name]
