@@ -174,7 +174,8 @@ def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) ->
 
 
 def warn_if_oversubscribed(threads: int | None) -> None:
-    """A warning line when ``--threads`` exceeds the cores this process may use (it then runs slower)."""
+    """A warning line when ``--threads`` exceeds the cores this process may use (it then runs slower).
+    Called once the command's flags and inputs have passed, so that an error stays one line."""
     from edgefmnist.runtime.predictor import available_cores
 
     cores = available_cores()
@@ -546,7 +547,6 @@ def infer(
         raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
     if (image or []).count(STDIN) > 1:
         raise UsageError("--image - given more than once: standard input holds one picture")
-    warn_if_oversubscribed(threads)
     predictor = Predictor(model or default_model_path(), threads=threads)
     if sample is not None:
         from edgefmnist.data import inputs_of_test_split, load_test_split
@@ -591,6 +591,7 @@ def infer(
         for result in shown:
             report_result(result, line=False)
     warn_if_typicality_unchecked(predictor, min_typicality)
+    warn_if_oversubscribed(threads)
     if failed:
         raise typer.Exit(1)
 
@@ -712,7 +713,6 @@ def evaluate(
     if model is not None and model_option is not None:
         raise UsageError("give the model once: as MODEL or as --model")
     model = model or model_option
-    warn_if_oversubscribed(threads)
     if sweep and sweep_typicality:
         raise UsageError("give one of --sweep and --sweep-typicality")
     varied = "confidence" if sweep else "typicality" if sweep_typicality else None
@@ -764,6 +764,7 @@ def evaluate(
         if plot is not None:
             typer.echo()
             say(f"confusion matrix: {plot}")
+    warn_if_oversubscribed(threads)
 
 
 def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
@@ -851,6 +852,7 @@ def evaluate_photos(
     for note in notes:  # after every refusal, so that an error stays one line
         typer.echo(printable(f"edgefmnist: note: {note}"), err=True)
     warn_if_typicality_unchecked(predictor, thresholds[1])
+    warn_if_oversubscribed(threads)
     if json_output:
         extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": str(plot) if plot else None}
         print_json({**head, **report, **{key: value for key, value in extras.items() if value}})
@@ -1030,7 +1032,6 @@ def serve(
         ) from None
     from edgefmnist.runtime.predictor import Predictor, default_model_path, default_threads
 
-    warn_if_oversubscribed(threads)
     workers = threads or default_threads()
     settings = ServeSettings(
         threads=workers,
@@ -1042,7 +1043,9 @@ def serve(
         min_confidence=min_confidence,
         min_typicality=min_typicality,
     )
-    run_server(Predictor(model or default_model_path(), threads=1), settings, host, port)
+    predictor = Predictor(model or default_model_path(), threads=1)
+    warn_if_oversubscribed(threads)  # after every refusal, so that an error stays one line
+    run_server(predictor, settings, host, port)
 
 
 def silence_pillow_user_warnings() -> None:
