@@ -23,6 +23,15 @@ def printable(text: str) -> str:
     return text.translate(CONTROL_ESCAPES)
 
 
+def is_utf8(name: str) -> bool:
+    """False for a file name holding a byte that is not UTF-8 (``os.fsdecode``'s surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def counted(count: int, noun: str) -> str:
     """``"1 core"``, ``"2 cores"``: a count and a noun that takes a plain ``s`` in the plural."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

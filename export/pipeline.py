@@ -51,7 +51,7 @@ from edgefmnist.contract import (
 )
 from edgefmnist.data import Split, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import EdgeFmnistError, ModelError
+from edgefmnist.errors import EdgeFmnistError, ModelError, UsageError, is_utf8
 from edgefmnist.model_metadata import (
     CALIBRATION_KEY,
     FLOAT_BLOCK_DISABLED_OPTIMIZERS,
@@ -231,14 +231,18 @@ def _finish(
 
 
 def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> None:
-    """Raise :class:`EdgeFmnistError`, before any work, when the model's path ``out`` is not named
-    ``NAME.onnx`` (a device or a FIFO passes, but not with ``int8_path``: the int8 model is made
-    from the fp32 file), or when it or ``int8_path`` is the checkpoint's file."""
+    """Raise, before any work, :class:`UsageError` when the model's path ``out`` is not named
+    ``NAME.onnx`` (a device or a FIFO passes), and :class:`EdgeFmnistError` when it is a device
+    with ``int8_path`` (the int8 model is made from the fp32 file), when it or ``int8_path`` is the
+    checkpoint's file, or when its name holds a byte that is not UTF-8 (onnxruntime's quantiser
+    opens files by text paths)."""
+    if any(not is_utf8(str(path)) for path in (out, int8_path) if path is not None):
+        raise EdgeFmnistError(f"--out {out}: the name holds a byte that is not UTF-8, which the ONNX tools cannot open")
     device = write_target(out)[1]
     if device and int8_path is not None:
         raise EdgeFmnistError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
     if not device and out.suffix != FP32_SUFFIX:  # ".onnx" alone has no suffix
-        raise EdgeFmnistError(f"--out {out}: the model is written as ONNX; name it NAME{FP32_SUFFIX}")
+        raise UsageError(f"--out {out}: the model is written as ONNX; name it NAME{FP32_SUFFIX}")
     outputs = [out] + ([int8_path] if int8_path is not None else [])
     refuse_overwriting("--out", outputs, [(checkpoint_path, f"the checkpoint {checkpoint_path}")])
 
@@ -260,10 +264,10 @@ def export_checkpoint(
     Raises :class:`CheckpointError` for an unreadable checkpoint, :class:`DataError` when the
     data set cannot be found or verified, :class:`ModelError` for an opset outside
     ``contract.MIN_OPSET``..``MAX_OPSET`` or a graph the ONNX checker rejects, ``ValueError``
-    for an unknown ``quantize``, :class:`EdgeFmnistError` for an ``out`` not named ``.onnx`` or that
-    is the checkpoint (:func:`check_out_path`), :class:`ValidationFailed` (exit code 3) when a model fails
-    validation (the file at its path is then left as it was), and :class:`WriteFailed` when
-    the final write fails.
+    for an unknown ``quantize``, :class:`UsageError` for an ``out`` not named ``.onnx`` and
+    :class:`EdgeFmnistError` for one that is the checkpoint (:func:`check_out_path`),
+    :class:`ValidationFailed` (exit code 3) when a model fails validation (the file at its path
+    is then left as it was), and :class:`WriteFailed` when the final write fails.
     """
     mode = None if quantize == "none" else QuantMode.parse(quantize, "quantisation mode")
     out = out or checkpoint_path.with_suffix(".onnx")

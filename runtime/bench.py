@@ -34,7 +34,7 @@ import onnxruntime
 from edgefmnist.runtime.call_floor import floor_runners
 from edgefmnist.runtime.machine import machine_info
 from edgefmnist.runtime.metadata import read_metadata
-from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
+from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path, model_source
 
 from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, int8_name, shipped_names
 from edgefmnist.data import Split
@@ -97,7 +97,7 @@ def edgefmnist_runner(path: Path, threads: int) -> Runner:
 def plain_runner(path: Path, threads: int) -> Runner:
     options = onnxruntime.SessionOptions()  # the defaults, but for the thread count (the same on both sides)
     options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(model_source(path), options, providers=["CPUExecutionProvider"])
     return lambda images: session.run(None, {INPUT_NAME: images})[0]
 
 

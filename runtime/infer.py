@@ -397,14 +397,14 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     (``photos/shirt/1.jpg`` and ``photos/dress/1.jpg`` -> ``TARGET/shirt/1.png`` and
     ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
     (``1.jpg.png``, ``1.webp.png``), and standard input is ``stdin.png``. So names never collide.
-    Raises :class:`EdgeFmnistError` when several pictures are given and TARGET is a file, or when
-    the one file's extension names another picture format (``x.jpg``).
+    Raises :class:`EdgeFmnistError` when several pictures are given and TARGET is a file, and
+    :class:`UsageError` when the one file's extension names another picture format (``x.jpg``).
     """
     text = os.fspath(target)
     folder = Path(text)
     if not (text.endswith(("/", os.sep)) or folder.is_dir() or len(sources) > 1):
         if names_another_format(folder):
-            raise EdgeFmnistError(f"--save-preprocessed {text}: the 28x28 is written as a PNG; name the file .png")
+            raise UsageError(f"--save-preprocessed {text}: the 28x28 is written as a PNG; name the file .png")
         return [folder]
     if folder.exists() and not folder.is_dir():
         raise EdgeFmnistError(f"--save-preprocessed {text}: a file, but {len(sources)} pictures need a folder")

@@ -37,7 +37,7 @@ from edgefmnist.contract import (
     PRETRAINED_PACKAGE,
     to_model_input,
 )
-from edgefmnist.errors import ModelError, first_line
+from edgefmnist.errors import ModelError, first_line, is_utf8
 
 IMAGE_SIZE = spec.IMAGE_SIZE
 
@@ -73,6 +73,13 @@ def default_threads() -> int:
     return max(1, min(MAX_DEFAULT_THREADS, available_cores()))
 
 
+def model_source(path: Path) -> str | bytes:
+    """What ``onnxruntime.InferenceSession`` is given for the model at ``path``: the path as text,
+    or the file's bytes when the name holds a byte that is not UTF-8 (onnxruntime takes only text
+    paths). Raises ``OSError`` when such a file cannot be read."""
+    return str(path) if is_utf8(str(path)) else path.read_bytes()
+
+
 def open_session(
     path: Path, metadata: ModelMetadata, threads: int, *, arena: bool = True
 ) -> onnxruntime.InferenceSession:
@@ -89,7 +96,10 @@ def open_session(
     try:  # onnxruntime prints an "EP Error" banner to stdout before it re-raises: keep stdout clean
         with contextlib.redirect_stdout(io.StringIO()):
             return onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=metadata.disabled_optimizers
+                model_source(path),
+                options,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=metadata.disabled_optimizers,
             )
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"{path}: onnxruntime cannot load it ({first_line(exc)})") from None

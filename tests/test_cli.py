@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -268,8 +269,6 @@ def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
     (named_int8 := tmp_path / "m.int8.onnx").write_bytes(checkpoint.read_bytes())  # --out m.onnx's int8 model
     before = {path: path.read_bytes() for path in (checkpoint, model, photo, labels, named_onnx, named_int8)}
     for args, fragment in [
-        (["export", str(checkpoint), "--out", str(checkpoint)], "the model is written as ONNX; name it NAME.onnx"),
-        (["export", str(checkpoint), "--out", str(photo)], "the model is written as ONNX; name it NAME.onnx"),
         (["export", str(named_onnx)], f"--out: {named_onnx} would overwrite the checkpoint {named_onnx}"),
         (["export", str(checkpoint), "--out", "/dev/null", "--quantize", "dynamic"], "--quantize makes the int8"),
         (["export", str(named_int8), "--out", str(tmp_path / "m.onnx"), "--quantize", "static"], "the checkpoint"),
@@ -281,6 +280,8 @@ def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
         (["evaluate", "--photos", str(labelled), "--plot", str(labels)], f"would overwrite the photo set's {labels}"),
     ]:
         assert_one_line_error(run_in_process(*args), 1, fragment)
+    for out in (checkpoint, photo):  # an output named for another format is a bad flag value, as --plot x.jpg
+        assert_one_line_error(run_in_process("export", str(checkpoint), "--out", str(out)), 2, "name it NAME.onnx")
     assert {path: path.read_bytes() for path in before} == before
 
 
@@ -320,6 +321,11 @@ def test_a_name_with_control_characters_keeps_its_line(tmp_path: Path) -> None:
     (model := tmp_path / "mo\ndel.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes())
     report = run_in_process("verify", str(model))  # a report on stdout names the file on its line too
     assert report.returncode == 0 and report.stdout.count("\n") == 1 and "mo\\ndel.onnx (fp32)" in report.stdout
+    (model := tmp_path / os.fsdecode(b"m\xff.onnx")).write_bytes((SHIPPED / "mlp.onnx").read_bytes())
+    loaded = run_in_process("verify", str(model))  # onnxruntime takes text paths: such a model is read as bytes
+    assert loaded.returncode == 0 and "m\\xff.onnx (fp32)" in loaded.stdout, loaded.stderr
+    refused = run_in_process("export", str(SHIPPED / "mlp.pt"), "--out", str(model))
+    assert_one_line_error(refused, 1, "m\\xff.onnx: the name holds a byte that is not UTF-8")
 
 
 def test_counts_read_as_english() -> None:

@@ -465,7 +465,7 @@ def test_save_preprocessed_refuses_a_file_named_for_another_picture_format(tmp_p
             "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "x.png"),
             "--save-preprocessed", str(tmp_path / name),
         )  # fmt: skip
-        assert_one_line_error(result, 1, name, "written as a PNG; name the file .png")
+        assert_one_line_error(result, 2, name, "written as a PNG; name the file .png")
         assert not (tmp_path / name).exists()
     for name in ("seen.PNG", "seen"):  # a PNG, or a name without an extension
         result = run_in_process(
