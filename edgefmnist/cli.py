@@ -158,7 +158,7 @@ def echo_unless_gone(text: str, err: bool = False) -> None:
 def show_progress(line: str) -> None:
     """A status line on stderr, only for a person at a terminal (like tqdm's bars)."""
     if sys.stderr.isatty():
-        typer.echo(f"… {line}", err=True)
+        typer.echo(printable(f"… {line}"), err=True)
 
 
 def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) -> None:

@@ -10,13 +10,15 @@ NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 CONTROL_ESCAPES = {
     **{code: NAMED_ESCAPES.get(chr(code), f"\\x{code:02x}") for code in [*range(0x20), *range(0x7F, 0xA0)]},
     **{code: f"\\u{code:04x}" for code in (0x2028, 0x2029)},  # line and paragraph separators
+    **{code: f"\\u{code:04x}" for code in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]},  # bidi overrides
     **{code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)},  # a name's undecodable byte
     ord("\\"): "\\\\",  # so that an escape is never a name's own text
 }  # a file name may hold any of them; a message with them escaped stays one line, and a terminal's codes inert
 
 
 def printable(text: str) -> str:
-    """``text`` with its control characters (C0, DEL, C1, the Unicode line separators) written as
+    """``text`` with its control characters (C0, DEL, C1, the Unicode line separators and the
+    bidirectional embeddings, overrides and isolates, which reorder what follows) written as
     escapes (``"a\\nb"`` for a newline), a backslash doubled, and an undecodable byte of a file
     name (Python's ``surrogateescape``, U+DC80-U+DCFF) as ``\\xNN``: so a message naming a file
     stays on one line, and reads back unambiguously, whatever the name holds."""

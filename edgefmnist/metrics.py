@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from edgefmnist.errors import printable
+
 
 @dataclass(frozen=True)
 class ClassMetrics:
@@ -69,7 +71,9 @@ def format_report(evaluation: Evaluation, title: str) -> str:
         f"{'class':<12} {'precision':>9} {'recall':>7} {'F1':>7} {'support':>8}",
     ]
     for row in evaluation.per_class:
-        lines.append(f"{row.name:<12} {row.precision:>9.3f} {row.recall:>7.3f} {row.f1:>7.3f} {row.support:>8,}")
+        lines.append(
+            f"{printable(row.name):<12} {row.precision:>9.3f} {row.recall:>7.3f} {row.f1:>7.3f} {row.support:>8,}"
+        )
     lines.append(
         f"{'macro avg':<12} {evaluation.macro_precision:>9.3f} {evaluation.macro_recall:>7.3f} "
         f"{evaluation.macro_f1:>7.3f} {evaluation.images:>8,}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgefmnist.atomic import atomic_write
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, printable
 
 
 def _pyplot():
@@ -13,6 +13,7 @@ def _pyplot():
         import matplotlib
 
         matplotlib.use("Agg")
+        matplotlib.rcParams["text.parse_math"] = False  # a "$" in a file or class name is text, not TeX
         import matplotlib.pyplot as plt
     except ImportError:
         raise EdgeFmnistError(
@@ -48,7 +49,7 @@ def save_learning_curves(path: Path, history: list[dict[str, float]], title: str
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle(title)
+    fig.suptitle(printable(title))
     save_figure(fig, path)
 
 
@@ -57,9 +58,9 @@ def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: t
     plt = _pyplot()
     fig, axis = plt.subplots(figsize=(8, 7))
     image = axis.imshow(confusion, cmap="Blues")
-    ticks = range(len(class_names))
-    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
-    axis.set_yticks(ticks, class_names)
+    ticks, names = range(len(class_names)), [printable(name) for name in class_names]
+    axis.set_xticks(ticks, names, rotation=45, ha="right")
+    axis.set_yticks(ticks, names)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     brightest = max(max(row) for row in confusion) or 1
@@ -75,5 +76,5 @@ def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: t
                 color="white" if count > brightest / 2 else "black",
             )
     fig.colorbar(image, ax=axis, fraction=0.046)
-    axis.set_title(title)
+    axis.set_title(printable(title))
     save_figure(fig, path)

@@ -38,7 +38,7 @@ from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_pa
 
 from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, int8_name, shipped_names
 from edgefmnist.data import Split
-from edgefmnist.errors import EdgeFmnistError, UsageError, counted
+from edgefmnist.errors import EdgeFmnistError, UsageError, counted, printable
 
 REPORT_SCHEMA = 1
 ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points of the best
@@ -538,7 +538,7 @@ def format_table(report: dict, markdown: bool = False) -> str:
         ratios, previous, fp32 = row["vs_plain"], row.get("vs_reference", {}), row.get("vs_fp32", {})
         lines.append(
             [
-                row["model"],
+                printable(row["model"]),
                 row["engine"],
                 row["precision"],
                 f"{row['size_bytes'] / 1024:,.0f}",
@@ -561,7 +561,7 @@ def format_table(report: dict, markdown: bool = False) -> str:
         f"{'yes' if machine['int8_dot_product'] else 'no'}), onnxruntime {machine['onnxruntime']}, "
         f"{counted(report['settings']['threads'], 'thread')}"
     ]
-    references = {row["model"] for row in report["rows"] if row.get("reference") == "self"}
+    references = {printable(row["model"]) for row in report["rows"] if row.get("reference") == "self"}
     if references:
         notes.append(
             f"ref: plain onnxruntime on {', '.join(sorted(references))} (an earlier release's files), "
@@ -583,7 +583,7 @@ def format_table(report: dict, markdown: bool = False) -> str:
             )
     if report["recommendation"]:
         pick = report["recommendation"]
-        notes.append(f"recommended here: {pick['model']}, the {pick['rule']}")
+        notes.append(f"recommended here: {printable(pick['model'])}, the {pick['rule']}")
     if report["infer_overhead"]:
         cost = report["infer_overhead"]
         notes.append(

@@ -154,11 +154,16 @@ def photo_set_notes(folder: Path, photos: Sequence[Photo], written: Sequence[Pat
     if others:
         notes.append(
             f"{folder}: {counted(len(others), 'folder')} named after no Fashion-MNIST class, so out of domain "
-            f"(only 'unsure' is right there): {', '.join(map(repr, others))}"
+            f"(only 'unsure' is right there): {', '.join(map(quoted, others))}"
         )
     if unscored:
         notes.append(f"{folder}: not scored: {counted(unscored, 'picture')} beside the class folders or below them")
     return notes
+
+
+def quoted(name: str) -> str:
+    """``'name'``: a name set apart in a message line, which :func:`printable` escapes as a whole."""
+    return f"'{name}'"
 
 
 def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
@@ -531,15 +536,16 @@ def format_photo_report(report: dict, title: str) -> str:
     ]
     for row in report["per_source"]:
         lines.append(
-            f"  {row['source_class']:<14} {row['photos']:>6} {pct(row['recall']):>9} {pct(row['unsure_rate']):>9}"
+            f"  {printable(row['source_class']):<14} {row['photos']:>6} "
+            f"{pct(row['recall']):>9} {pct(row['unsure_rate']):>9}"
             + ("" if row["in_domain"] else "  (out of domain: unsure is right)")
         )
     lines += ["", "  confusion: rows source class, columns the verdict"]
-    columns, counts = report["confusion"]["columns"], report["confusion"]["counts"]
+    columns, counts = [printable(column) for column in report["confusion"]["columns"]], report["confusion"]["counts"]
     widths = [max(len(column), *(len(str(row[i])) for row in counts)) for i, column in enumerate(columns)]
     lines.append(f"  {'':<14} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
     for source, row in zip(report["confusion"]["rows"], counts, strict=True):
-        lines.append(f"  {source:<14} " + " ".join(f"{n:>{w}}" for n, w in zip(row, widths, strict=True)))
+        lines.append(f"  {printable(source):<14} " + " ".join(f"{n:>{w}}" for n, w in zip(row, widths, strict=True)))
     for error in report["errors"]:
         lines.append(printable(f"  unreadable: {error['error']}"))
     return "\n".join(lines)
@@ -595,8 +601,8 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5), gridspec_kw={"width_ratios": [3, 2]})
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     image = left.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    left.set_xticks(range(counts.shape[1]), report["confusion"]["columns"], rotation=45, ha="right")
-    left.set_yticks(range(counts.shape[0]), report["confusion"]["rows"])
+    left.set_xticks(range(counts.shape[1]), map(printable, report["confusion"]["columns"]), rotation=45, ha="right")
+    left.set_yticks(range(counts.shape[0]), map(printable, report["confusion"]["rows"]))
     left.set_xlabel(f"verdict (unsure below {thresholds_text(report['threshold'])})")
     left.set_ylabel("source class")
     for i, row in enumerate(counts):
@@ -611,7 +617,7 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
                 color="white" if shares[i, j] > 0.5 else "black",
             )
     fig.colorbar(image, ax=left, fraction=0.046, label="share of the row")
-    left.set_title(title)
+    left.set_title(printable(title))
     held = report["threshold"]["min_typicality"] or 0.0
     curve = [threshold_figures(predictions, t / 100, held) for t in range(0, 100)]
     points = [

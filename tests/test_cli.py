@@ -304,7 +304,14 @@ def test_an_output_option_never_overwrites_the_test_set(real_data_dir: Path, tmp
 def test_printable_escapes_what_would_break_or_blur_a_line() -> None:
     from edgefmnist.errors import printable
 
-    named = {"a\nb": "a\\nb", "a\\nb": "a\\\\nb", "c\x85d": "c\\x85d", "e\u2028f": "e\\u2028f", "g\x7f": "g\\x7f"}
+    named = {
+        "a\nb": "a\\nb",
+        "a\\nb": "a\\\\nb",
+        "c\x85d": "c\\x85d",
+        "e\u2028f": "e\\u2028f",
+        "g\x7f": "g\\x7f",
+        "a\u202egpj.exe": "a\\u202egpj.exe",
+    }
     assert {text: printable(text) for text in named} == named
     assert printable(b"bad\xffname".decode("utf-8", "surrogateescape")) == "bad\\xffname"  # os.fsdecode's byte
     assert printable("é 👕 plain") == "é 👕 plain"

@@ -588,3 +588,14 @@ def test_a_photo_listed_by_a_relative_and_an_absolute_path_is_refused(tmp_path: 
     (tmp_path / "labels.csv").write_text(f"file,source_class,accepted\na/x.jpg,coat,Coat\n{tmp_path}/a/x.jpg,coat,\n")
     with pytest.raises(PhotoSetError, match="is listed again, first on line 2"):
         load_photo_set(tmp_path)
+
+
+def test_names_from_the_photo_set_keep_their_lines_in_the_report_and_the_plot(tmp_path: Path) -> None:
+    photo(tmp_path / "Coat" / "0.jpg", 0)
+    photo(tmp_path / "ha\nt $\\bad{$" / "1.jpg", 1)  # a newline and matplotlib's mathtext markers
+    result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"))
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "ha\\nt $\\\\bad{$" in line]
+    assert len(rows) == 2  # the per-class row and the confusion row, each whole
+    assert "'ha\\nt $\\\\bad{$'" in result.stderr  # the out-of-domain note, escaped once
+    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
