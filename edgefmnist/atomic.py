@@ -37,9 +37,9 @@ def current_umask() -> int:
 
 def temp_prefix(path: Path) -> str:
     """``".NAME."``, the prefix of a temp file or folder beside ``path``: its name cut to
-    ``TEMP_NAME_BYTES`` bytes, so that a target whose name is near the file system's limit
-    (255 bytes) still gets a temp name (a cut multi-byte character stays a valid name)."""
-    return f".{os.fsdecode(os.fsencode(path.name)[:TEMP_NAME_BYTES])}."
+    ``TEMP_NAME_BYTES`` bytes and to its UTF-8 characters, so that a target whose name is near
+    the file system's limit (255 bytes) still gets a temp name, and a temp name is always UTF-8."""
+    return f".{os.fsencode(path.name)[:TEMP_NAME_BYTES].decode('utf-8', 'ignore')}."
 
 
 def write_failed(path: Path, exc: OSError) -> WriteFailed | OSError:
@@ -86,7 +86,8 @@ def check_writable(path: Path) -> None:
 
     A special file (a device, a FIFO) is written in place and passes. Otherwise a probe file is
     created and removed in the nearest existing folder of the write's target (``path``'s missing
-    folders are made only by the real write). Raises :class:`EdgeFmnistError` when ``path`` is a
+    folders are made only by the real write), and the target's name must fit that folder's
+    :func:`longest_name`. Raises :class:`EdgeFmnistError` when ``path`` is a
     directory or a socket and :class:`WriteFailed` when its folder cannot hold a new file.
     """
     target, special = write_target(Path(path))
@@ -95,12 +96,22 @@ def check_writable(path: Path) -> None:
     folder = target.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
+    if len(os.fsencode(target.name)) > longest_name(folder):  # the probe's own name is shorter
+        raise WriteFailed(f"{path}: cannot write here ({os.strerror(errno.ENAMETOOLONG)})")
     try:
         fd, probe = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".probe", dir=folder)
     except OSError as exc:
         raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def longest_name(folder: Path) -> int:
+    """The most bytes a file name may hold in ``folder`` (``NAME_MAX``; 255 where it cannot be asked)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:

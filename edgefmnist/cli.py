@@ -313,8 +313,11 @@ def train(
       edgefmnist train --arch cnn --recipe photo --dry-run
     """
     need_training_extra()
+    from edgefmnist.runtime.picture_formats import picture_extensions
     from edgefmnist.training_run import run_training
 
+    if out is not None and out.suffix.lower() in {contract.FP32_SUFFIX, *picture_extensions()}:
+        raise UsageError(f"--out {out}: the checkpoint is a PyTorch file; name it NAME.pt")
     if recipe in DEPRECATED_NAMES:
         recipe = DEPRECATED_NAMES[recipe]
         typer.echo(f"edgefmnist: warning: --recipe seed is deprecated: use --recipe {recipe.value}", err=True)

@@ -33,7 +33,7 @@ from edgefmnist.runtime.predictor import session_input_dtype
 
 import edgefmnist
 from edgefmnist import spec
-from edgefmnist.atomic import refuse_overwriting, write_bytes_atomic, write_target
+from edgefmnist.atomic import check_writable, refuse_overwriting, write_bytes_atomic, write_target
 from edgefmnist.calibration import TemperatureCalibration, calibrate
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.contract import (
@@ -232,19 +232,24 @@ def _finish(
 
 def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> None:
     """Raise, before any work, :class:`UsageError` when the model's path ``out`` is not named
-    ``NAME.onnx`` (a device or a FIFO passes), and :class:`EdgeFmnistError` when it is a device
-    with ``int8_path`` (the int8 model is made from the fp32 file), when it or ``int8_path`` is the
+    ``NAME.onnx`` (a device or a FIFO passes); :class:`EdgeFmnistError` when it is a device with
+    ``int8_path`` (the int8 model is made from the fp32 file), when it or ``int8_path`` is the
     checkpoint's file, or when its name holds a byte that is not UTF-8 (onnxruntime's quantiser
-    opens files by text paths)."""
-    if any(not is_utf8(str(path)) for path in (out, int8_path) if path is not None):
-        raise EdgeFmnistError(f"--out {out}: the name holds a byte that is not UTF-8, which the ONNX tools cannot open")
+    opens files by text paths); :class:`WriteFailed` when either cannot be written
+    (:func:`~edgefmnist.atomic.check_writable`)."""
     device = write_target(out)[1]
-    if device and int8_path is not None:
-        raise EdgeFmnistError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
     if not device and out.suffix != FP32_SUFFIX:  # ".onnx" alone has no suffix
         raise UsageError(f"--out {out}: the model is written as ONNX; name it NAME{FP32_SUFFIX}")
+    if device and int8_path is not None:
+        raise EdgeFmnistError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
+    if not is_utf8(str(out)):
+        raise EdgeFmnistError(
+            f"{out}: the model's name holds a byte that is not UTF-8, which the ONNX tools cannot open"
+        )
     outputs = [out] + ([int8_path] if int8_path is not None else [])
     refuse_overwriting("--out", outputs, [(checkpoint_path, f"the checkpoint {checkpoint_path}")])
+    for path in outputs:
+        check_writable(path)
 
 
 def export_checkpoint(

@@ -103,3 +103,5 @@ def test_a_name_at_the_file_system_limit_gets_a_temp_name(tmp_path: Path) -> Non
     with atomic_write(long) as tmp:
         tmp.write_bytes(b"y")
     assert long.read_bytes() == b"y" and os.listdir(tmp_path) == [long.name]
+    with pytest.raises(WriteFailed, match="File name too long"):  # the probe's shorter name does not hide it
+        check_writable(tmp_path / ("a" * 252 + ".png"))

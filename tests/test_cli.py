@@ -282,6 +282,11 @@ def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
         assert_one_line_error(run_in_process(*args), 1, fragment)
     for out in (checkpoint, photo):  # an output named for another format is a bad flag value, as --plot x.jpg
         assert_one_line_error(run_in_process("export", str(checkpoint), "--out", str(out)), 2, "name it NAME.onnx")
+    for out in (model, photo):
+        assert_one_line_error(run_in_process("train", "--dry-run", "--out", str(out)), 2, "name it NAME.pt")
+    long = tmp_path / ("m" * 248 + ".onnx")  # fits, but its int8 model's name would not: refused before the work
+    result = run_in_process("export", str(checkpoint), "--out", str(long), "--quantize", "dynamic")
+    assert_one_line_error(result, 1, ".int8.onnx: cannot write here (File name too long)")
     assert {path: path.read_bytes() for path in before} == before
 
 
@@ -332,7 +337,7 @@ def test_a_name_with_control_characters_keeps_its_line(tmp_path: Path) -> None:
     loaded = run_in_process("verify", str(model))  # onnxruntime takes text paths: such a model is read as bytes
     assert loaded.returncode == 0 and "m\\xff.onnx (fp32)" in loaded.stdout, loaded.stderr
     refused = run_in_process("export", str(SHIPPED / "mlp.pt"), "--out", str(model))
-    assert_one_line_error(refused, 1, "m\\xff.onnx: the name holds a byte that is not UTF-8")
+    assert_one_line_error(refused, 1, "m\\xff.onnx: the model's name holds a byte that is not UTF-8")
 
 
 def test_counts_read_as_english() -> None:
