@@ -944,6 +944,7 @@ def bench(
     from edgefmnist.data import load_test_split
     from edgefmnist.runtime.bench import (
         BenchSettings,
+        check_names,
         check_references,
         format_table,
         run_bench,
@@ -957,6 +958,7 @@ def bench(
     warn_if_oversubscribed(threads)
     torch_available = importlib.util.find_spec("torch") is not None
     benched = models or shipped_models(torch_available)
+    check_names([*benched, *(reference or [])])
     references = check_references(benched, reference or [])  # before the data is loaded
     report = run_bench(
         benched,

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,11 +34,11 @@ import onnxruntime
 from edgefmnist.runtime.call_floor import floor_runners
 from edgefmnist.runtime.machine import machine_info
 from edgefmnist.runtime.metadata import read_metadata
-from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path, model_source
+from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
 
 from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, int8_name, shipped_names
 from edgefmnist.data import Split
-from edgefmnist.errors import EdgeFmnistError, UsageError, counted, printable
+from edgefmnist.errors import EdgeFmnistError, UsageError, counted, is_utf8, printable
 
 REPORT_SCHEMA = 1
 ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points of the best
@@ -97,7 +97,7 @@ def edgefmnist_runner(path: Path, threads: int) -> Runner:
 def plain_runner(path: Path, threads: int) -> Runner:
     options = onnxruntime.SessionOptions()  # the defaults, but for the thread count (the same on both sides)
     options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(model_source(path), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return lambda images: session.run(None, {INPUT_NAME: images})[0]
 
 
@@ -192,7 +192,7 @@ def flat(blocks: list[list[int]]) -> list[int]:
     return [sample for block in blocks for sample in block]
 
 
-def run_process(command: list[str]) -> tuple[float, float]:
+def run_process(command: list[str], what: str) -> tuple[float, float]:
     """Wall milliseconds and peak RSS (MiB) of one fresh process; its failure as a one-line error.
 
     A small launcher starts the process and reads its rusage: Linux carries a parent's
@@ -206,13 +206,13 @@ def run_process(command: list[str]) -> tuple[float, float]:
         exit_code = "?"
     if done.returncode != 0 or exit_code != "0":
         lines = done.stderr.strip().splitlines() or ["no output"]
-        raise EdgeFmnistError(f"benchmark process failed ({' '.join(command[1:3])}): {lines[-1]}")
+        raise EdgeFmnistError(f"benchmark process failed ({what}): {lines[-1]}")
     return float(wall_ms), int(peak_kib) / 1024  # Linux reports KiB
 
 
-def median_of_runs(command: list[str], runs: int) -> dict[str, float]:
+def median_of_runs(command: list[str], runs: int, what: str) -> dict[str, float]:
     """Median wall ms and the largest peak RSS over ``runs`` fresh processes."""
-    measured = [run_process(command) for _ in range(runs)]
+    measured = [run_process(command, what) for _ in range(runs)]
     return {
         "wall_ms": round(float(np.median([wall for wall, _ in measured])), 1),
         "peak_rss_mib": round(max(peak for _, peak in measured), 1),
@@ -221,7 +221,8 @@ def median_of_runs(command: list[str], runs: int) -> dict[str, float]:
 
 def cold_start(engine: str, path: Path, settings: BenchSettings) -> dict[str, float]:
     code = CHILD_PROLOGUE + COLD_START[engine]
-    return median_of_runs([sys.executable, "-c", code, str(path), str(settings.threads)], settings.cold_starts)
+    command = [sys.executable, "-c", code, str(path), str(settings.threads)]
+    return median_of_runs(command, settings.cold_starts, f"{engine} cold start on {path.name}")
 
 
 def accuracy_of(run: Runner, test: Split, dtype: np.dtype, batch_size: int = 1000) -> float:
@@ -375,7 +376,10 @@ def infer_overhead(model: Path, test: Split, settings: BenchSettings) -> dict:
             "bare": [sys.executable, str(bare), str(model), str(image)],
             "infer": [sys.executable, "-m", "edgefmnist.cli", "infer", "--image", str(image), "--model", str(model)],
         }
-        figures = {name: median_of_runs(command, max(5, settings.cold_starts)) for name, command in commands.items()}
+        figures = {
+            name: median_of_runs(command, max(5, settings.cold_starts), f"{name} infer on {model.name}")
+            for name, command in commands.items()
+        }
     return {
         "model": model.name,
         "bare_script": figures["bare"],
@@ -410,6 +414,17 @@ def timing_groups(models: list[Path], torch_available: bool) -> list[list[tuple[
         key = read_metadata(path).arch if path.suffix == ".onnx" else str(path)
         groups.setdefault(key, []).append((path, engines))
     return list(groups.values())
+
+
+def check_names(models: Iterable[Path]) -> None:
+    """Raise :class:`EdgeFmnistError` for a model whose file name holds a byte that is not UTF-8:
+    the plain onnxruntime and PyTorch baselines, in this process and in fresh ones, open models by
+    text path, as a user's script would."""
+    for model in models:
+        if not is_utf8(str(model)):
+            raise EdgeFmnistError(
+                f"{model}: the name holds a byte that is not UTF-8, which bench's baselines cannot open"
+            )
 
 
 def check_references(models: list[Path], references: list[Path]) -> list[Path]:
@@ -583,7 +598,7 @@ def format_table(report: dict, markdown: bool = False) -> str:
             )
     if report["recommendation"]:
         pick = report["recommendation"]
-        notes.append(f"recommended here: {printable(pick['model'])}, the {pick['rule']}")
+        notes.append(printable(f"recommended here: {pick['model']}, the {pick['rule']}"))
     if report["infer_overhead"]:
         cost = report["infer_overhead"]
         notes.append(

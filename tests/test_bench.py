@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,11 @@ def test_the_model_card_says_how_int8_compared_with_fp32_in_the_bench() -> None:
         "(timed in the same blocks)"
     )
     assert "no int8 model" in int8_speed_text({"rows": rows[1:2]})
+
+
+def test_a_model_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    from edgefmnist.runtime.predictor import default_model_path
+
+    (model := tmp_path / os.fsdecode(b"m\xff.onnx")).write_bytes(default_model_path().read_bytes())
+    result = run_in_process("bench", str(model), "--runs", "10", "--warmup", "0", "--batch", "1")
+    assert_one_line_error(result, 1, "m\\xff.onnx: the name holds a byte that is not UTF-8")
