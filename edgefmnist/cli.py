@@ -173,18 +173,25 @@ def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) ->
         echo_unless_gone(printable(f"edgefmnist: warning: {message}"), err=True)
 
 
-def warn_if_oversubscribed(threads: int | None) -> None:
-    """A warning line when ``--threads`` exceeds the cores this process may use (it then runs slower).
-    Called once the command's flags and inputs have passed, so that an error stays one line."""
+def oversubscription_warning(threads: int | None) -> str:
+    """The warning line when ``--threads`` exceeds the cores this process may use (it then runs
+    slower), else ``""``."""
     from edgefmnist.runtime.predictor import available_cores
 
     cores = available_cores()
-    if threads is not None and threads > cores:
-        typer.echo(
-            f"edgefmnist: warning: --threads {threads} is more than the {counted(cores, 'core')} available; "
-            "onnxruntime's threads then compete for them and run slower",
-            err=True,
-        )
+    if threads is None or threads <= cores:
+        return ""
+    return (
+        f"edgefmnist: warning: --threads {threads} is more than the {counted(cores, 'core')} available; "
+        "onnxruntime's threads then compete for them and run slower"
+    )
+
+
+def warn_if_oversubscribed(threads: int | None) -> None:
+    """:func:`oversubscription_warning` on stderr, if any. Called once the command's flags and
+    inputs have passed, so that an error stays one line."""
+    if warning := oversubscription_warning(threads):
+        echo_unless_gone(warning, err=True)
 
 
 def show_version(value: bool) -> None:
@@ -1048,9 +1055,8 @@ def serve(
         min_confidence=min_confidence,
         min_typicality=min_typicality,
     )
-    predictor = Predictor(model or default_model_path(), threads=1)
-    warn_if_oversubscribed(threads)  # after every refusal, so that an error stays one line
-    run_server(predictor, settings, host, port)
+    warnings = [warning] if (warning := oversubscription_warning(threads)) else []
+    run_server(Predictor(model or default_model_path(), threads=1), settings, host, port, warnings=warnings)
 
 
 def silence_pillow_user_warnings() -> None:

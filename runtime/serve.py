@@ -24,10 +24,12 @@ import asyncio
 import base64
 import io
 import json
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -164,6 +166,12 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
     return [("upload", body)]
 
 
+def json_name(path: Path) -> str:
+    """``path``'s file name for a JSON answer: a byte that is not UTF-8 becomes U+FFFD, which JSON
+    can carry (the name's own surrogate escape cannot be encoded)."""
+    return os.fsencode(path.name).decode("utf-8", "replace")
+
+
 def model_description(predictor: Predictor, settings: ServeSettings) -> dict[str, Any]:
     """The model's metadata as JSON values, with its file name and the unsure thresholds in force.
 
@@ -174,7 +182,7 @@ def model_description(predictor: Predictor, settings: ServeSettings) -> dict[str
     props = predictor.metadata.to_props()
     checks_typicality = predictor.metadata.has_typicality_reference
     return {
-        "file": predictor.path.name,
+        "file": json_name(predictor.path),
         **{key: json.loads(value) for key, value in props.items()},
         "min_confidence": settings.min_confidence,
         "min_typicality": settings.min_typicality if checks_typicality else None,
@@ -267,7 +275,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok", "model": predictor.path.name})
+        return JSONResponse({"status": "ok", "model": json_name(predictor.path)})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:

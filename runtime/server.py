@@ -17,7 +17,7 @@ import ipaddress
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 import uvicorn
@@ -88,14 +88,19 @@ def serve(
     host: str,
     port: int,
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    warnings: Sequence[str] = (),
 ) -> int:
     """Serve until SIGTERM/SIGINT, then answer what was received and return the number of requests answered.
+
+    ``warnings`` are said once the socket is bound, so that a refusal stays one error line.
 
     Raises :class:`EdgeFmnistError` if the socket cannot be bound or a setting is out of range.
     """
     app, metrics = create_app(predictor, settings)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
+    for warning in warnings:
+        say(warning)
     if not is_loopback(host) and not settings.token:
         say(f"edgefmnist: warning: listening on {host} without --token: anyone on the network can use the service")
     config = uvicorn.Config(

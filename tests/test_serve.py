@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import logging
+import os
 import socket
 import struct
 import subprocess
@@ -457,8 +458,11 @@ def test_more_threads_than_cores_start_with_a_warning(server: ServerProcess) -> 
 
 
 def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
+    from edgefmnist.runtime.predictor import available_cores
+
     result = subprocess.run(
-        [sys.executable, "-m", "edgefmnist.cli", "serve", "--port", str(server.port)],
+        [sys.executable, "-m", "edgefmnist.cli", "serve", "--port", str(server.port)]
+        + ["--threads", str(available_cores() + 1)],  # its warning waits for the socket: one line still
         capture_output=True,
         text=True,
         timeout=120,
@@ -532,3 +536,16 @@ def test_a_malformed_multipart_body_is_answered_not_logged(caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING), pytest.raises(MultipartError, match="boundary"):
         parse_multipart(b"--xgarbage\r\n", "multipart/form-data; boundary=x", "file", 10)
     assert caplog.records == []  # the 400 answer carries the reason; stderr stays for the service's own news
+
+
+def test_a_model_name_that_is_not_utf8_is_json_in_the_answers(tmp_path: Path) -> None:
+    import json
+
+    from edgefmnist.runtime.predictor import Predictor, default_model_path
+    from edgefmnist.runtime.serve import json_name, model_description
+    from edgefmnist.runtime.serve_gate import ServeSettings
+
+    (model := tmp_path / os.fsdecode(b"m\xff.onnx")).write_bytes(default_model_path().read_bytes())
+    assert json_name(model) == "m\ufffd.onnx"
+    description = model_description(Predictor(model, threads=1), ServeSettings(threads=1))
+    assert json.loads(json.dumps(description, ensure_ascii=False).encode())["file"] == "m\ufffd.onnx"
