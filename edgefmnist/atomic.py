@@ -86,32 +86,68 @@ def check_writable(path: Path) -> None:
 
     A special file (a device, a FIFO) is written in place and passes. Otherwise a probe file is
     created and removed in the nearest existing folder of the write's target (``path``'s missing
-    folders are made only by the real write), and the target's name must fit that folder's
-    :func:`longest_name`. Raises :class:`EdgeFmnistError` when ``path`` is a
-    directory or a socket and :class:`WriteFailed` when its folder cannot hold a new file.
+    folders are made only by the real write), and the target's name must fit (:func:`check_name_fits`).
+    Raises :class:`EdgeFmnistError` when ``path`` is a directory or a socket and :class:`WriteFailed`
+    when its folder cannot hold a new file.
     """
+    check_name_fits(path)
     target, special = write_target(Path(path))
-    if special:
-        return
-    folder = target.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if len(os.fsencode(target.name)) > longest_name(folder):  # the probe's own name is shorter
-        raise WriteFailed(f"{path}: cannot write here ({os.strerror(errno.ENAMETOOLONG)})")
+    if not special:
+        check_folder_takes_files(target.parent, path)
+
+
+def check_folder_takes_files(folder: Path, shown: Path) -> None:
+    """Raise :class:`WriteFailed` naming ``shown`` when a probe file cannot be created and removed in
+    ``folder``, or in its nearest existing folder when it is still to be made."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".probe", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".edgefmnist.", suffix=".probe", dir=nearest_folder(folder / "x"))
     except OSError as exc:
-        raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        raise WriteFailed(f"{shown}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
 
 
-def longest_name(folder: Path) -> int:
-    """The most bytes a file name may hold in ``folder`` (``NAME_MAX``; 255 where it cannot be asked)."""
+def nearest_folder(target: Path) -> Path:
+    """The nearest existing folder of ``target`` (its parent, or the parent's nearest existing one)."""
+    folder = target.parent
+    while not os.path.exists(folder) and folder != folder.parent:  # False, not an error, for a name too long
+        folder = folder.parent
+    return folder
+
+
+def longest_name(folder: Path) -> int | None:
+    """The most bytes a file name may hold in ``folder`` (``NAME_MAX``), or None when the system
+    does not say (no limit, or it cannot be asked)."""
     try:
-        return os.pathconf(folder, "PC_NAME_MAX")
+        limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
-        return 255
+        return None
+    return limit if limit > 0 else None
+
+
+def check_name_fits(path: Path) -> None:
+    """Raise :class:`WriteFailed` when the file ``path`` names is new and its name is longer than
+    its folder allows, before any work (the temp file a write goes through has a shorter name).
+
+    A name above :func:`longest_name` is created for a moment and removed when its folder
+    exists, since some file systems count characters, not bytes (NTFS, SMB); else it is refused.
+    """
+    target = Path(os.path.realpath(path))
+    if os.path.exists(target):  # its name fits (a folder or a device there is the write's to refuse)
+        return
+    limit = longest_name(nearest_folder(target))
+    if limit is None or len(os.fsencode(target.name)) <= limit:
+        return
+    too_long = WriteFailed(f"{path}: cannot write here ({os.strerror(errno.ENAMETOOLONG)})")
+    if not os.path.isdir(target.parent):
+        raise too_long
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise too_long from None
+        return  # any other reason is the write probe's to report
+    os.unlink(target)
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:

@@ -356,10 +356,7 @@ def classify_files(
     targets = {}
     if save_preprocessed and paths:
         saved = refuse_overwriting_sources(preprocessed_paths(save_preprocessed, paths), paths, predictor.path)
-        from edgefmnist.atomic import check_writable
-
-        for target in {path.parent: path for path in saved}.values():  # one probe per folder
-            check_writable(target)
+        check_targets(saved)
         targets = dict(zip(paths, saved, strict=True))
 
     def classify(pictures: list[PreparedPicture]) -> list[Classified]:
@@ -455,12 +452,27 @@ def save_test_images(
     """Save test-set images ``indices`` as ``--save-preprocessed TARGET`` (:func:`preprocessed_paths`) names them:
     ``TARGET/test-INDEX.png`` in a folder, else the one file; each image's :func:`save_or_say_why`, in
     order. Raises :class:`EdgeFmnistError`, writing nothing, when several images are given and
-    TARGET is a file, or when a name is the ``model``'s file or one of the ``data`` files
-    (:func:`refuse_overwriting_sources`).
+    TARGET is a file, when a name is the ``model``'s file or one of the ``data`` files
+    (:func:`refuse_overwriting_sources`), or when the images cannot be written there (:func:`check_targets`).
     """
     names = preprocessed_paths(target, [Path(f"test-{i}.png") for i in indices])
     paths = refuse_overwriting_sources(names, [], model, data)
+    check_targets(paths)
     return [save_or_say_why(path, images[index]) for path, index in zip(paths, indices, strict=True)]
+
+
+def check_targets(targets: Sequence[Path]) -> None:
+    """Refuse, before the work, files that cannot be written: every name must fit its folder
+    (:func:`edgefmnist.atomic.check_name_fits`), and each folder must take a new file
+    (:func:`edgefmnist.atomic.check_folder_takes_files`). Raises :class:`WriteFailed`; a folder or
+    device where one file would go is left to that file's own save."""
+    from edgefmnist.atomic import check_folder_takes_files, check_name_fits
+
+    for target in targets:
+        check_name_fits(target)
+    new_or_files = [path for path in targets if os.path.isfile(path) or not os.path.exists(path)]
+    for folder, target in {Path(os.path.realpath(path)).parent: path for path in new_or_files}.items():
+        check_folder_takes_files(folder, target)
 
 
 def save_or_say_why(path: Path, pixels: np.ndarray) -> tuple[str, str]:

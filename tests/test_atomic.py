@@ -105,3 +105,17 @@ def test_a_name_at_the_file_system_limit_gets_a_temp_name(tmp_path: Path) -> Non
     assert long.read_bytes() == b"y" and os.listdir(tmp_path) == [long.name]
     with pytest.raises(WriteFailed, match="File name too long"):  # the probe's shorter name does not hide it
         check_writable(tmp_path / ("a" * 252 + ".png"))
+
+
+def test_a_long_name_is_judged_by_the_folder_and_an_existing_file_passes(tmp_path: Path, monkeypatch) -> None:
+    from edgefmnist.atomic import check_name_fits
+
+    (existing := tmp_path / ("中" * 60 + ".png")).write_bytes(b"x")  # 184 bytes
+    monkeypatch.setattr(os, "pathconf", lambda folder, name: 143)  # a smaller limit, as eCryptfs has
+    check_name_fits(existing)  # it exists, so its name fits
+    check_name_fits(tmp_path / ("中" * 50 + ".png"))  # above 143 bytes, but this folder takes it
+    assert os.listdir(tmp_path) == [existing.name]  # the name was tried and removed
+    with pytest.raises(WriteFailed, match="File name too long"):
+        check_name_fits(tmp_path / "new" / ("a" * 200 + ".png"))  # no folder to try it in: the limit rules
+    monkeypatch.setattr(os, "pathconf", lambda folder, name: -1)  # no limit
+    check_name_fits(tmp_path / ("a" * 300 + ".png"))

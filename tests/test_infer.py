@@ -458,6 +458,23 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
     assert (tmp_path / "seen.png").read_bytes() == b"keep me"
 
 
+def test_save_preprocessed_is_checked_for_every_name_before_the_work(tmp_path: Path, fashion) -> None:
+    Image.fromarray(fashion.test.images[0]).save(short := tmp_path / "zz.png")
+    Image.fromarray(fashion.test.images[1]).save(long := tmp_path / ("p" * 253), format="PNG")  # its PNG: 257 bytes
+    for order in ([long, short], [short, long]):
+        folder = tmp_path / f"out{len(os.listdir(tmp_path))}"
+        result = run_in_process(
+            "infer", "--model", str(SHIPPED_MLP), *(arg for p in order for arg in ("--image", str(p))),
+            "--save-preprocessed", f"{folder}/",
+        )  # fmt: skip
+        assert_one_line_error(result, 1, "File name too long")
+        assert result.stdout == "" and not folder.exists()
+    (blocker := tmp_path / "blocker").write_bytes(b"")  # a file where a folder would be made
+    result = run_in_process("infer", "--sample", "0:2", "--save-preprocessed", f"{blocker}/sub/")
+    assert_one_line_error(result, 1, "cannot write here")
+    assert result.stdout == ""
+
+
 def test_save_preprocessed_refuses_a_file_named_for_another_picture_format(tmp_path: Path, fashion) -> None:
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "x.png")
     for name in ("seen.jpg", "seen.WEBP"):
