@@ -962,14 +962,15 @@ def bench(
     if json_output and markdown:
         raise UsageError("--json and --markdown exclude each other: choose one output format")
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
-    warn_if_oversubscribed(threads)
     torch_available = importlib.util.find_spec("torch") is not None
     benched = models or shipped_models(torch_available)
     check_names([*benched, *(reference or [])])
     references = check_references(benched, reference or [])  # before the data is loaded
+    test = load_test_split(data_dir)
+    warn_if_oversubscribed(threads)
     report = run_bench(
         benched,
-        load_test_split(data_dir),
+        test,
         settings,
         torch_available,
         progress=show_progress,

@@ -234,7 +234,7 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
     """Raise, before any work, :class:`UsageError` when the model's path ``out`` is not named
     ``NAME.onnx`` (a device or a FIFO passes); :class:`EdgeFmnistError` when it is a device with
     ``int8_path`` (the int8 model is made from the fp32 file), when it or ``int8_path`` is the
-    checkpoint's file, or when its name holds a byte that is not UTF-8 (onnxruntime's quantiser
+    checkpoint's file, or when its path holds a byte that is not UTF-8 (onnxruntime's quantiser
     opens files by text paths); :class:`WriteFailed` when either cannot be written
     (:func:`~edgefmnist.atomic.check_writable`)."""
     device = write_target(out)[1]
@@ -244,7 +244,7 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
         raise EdgeFmnistError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
     if not is_utf8(str(out)):
         raise EdgeFmnistError(
-            f"{out}: the model's name holds a byte that is not UTF-8, which the ONNX tools cannot open"
+            f"{out}: the model's path holds a byte that is not UTF-8, which the ONNX tools cannot open"
         )
     outputs = [out] + ([int8_path] if int8_path is not None else [])
     refuse_overwriting("--out", outputs, [(checkpoint_path, f"the checkpoint {checkpoint_path}")])

@@ -222,7 +222,7 @@ def median_of_runs(command: list[str], runs: int, what: str) -> dict[str, float]
 def cold_start(engine: str, path: Path, settings: BenchSettings) -> dict[str, float]:
     code = CHILD_PROLOGUE + COLD_START[engine]
     command = [sys.executable, "-c", code, str(path), str(settings.threads)]
-    return median_of_runs(command, settings.cold_starts, f"{engine} cold start on {path.name}")
+    return median_of_runs(command, settings.cold_starts, f"{engine} cold start on {path}")
 
 
 def accuracy_of(run: Runner, test: Split, dtype: np.dtype, batch_size: int = 1000) -> float:
@@ -377,7 +377,7 @@ def infer_overhead(model: Path, test: Split, settings: BenchSettings) -> dict:
             "infer": [sys.executable, "-m", "edgefmnist.cli", "infer", "--image", str(image), "--model", str(model)],
         }
         figures = {
-            name: median_of_runs(command, max(5, settings.cold_starts), f"{name} infer on {model.name}")
+            name: median_of_runs(command, max(5, settings.cold_starts), f"{name} process on {model}")
             for name, command in commands.items()
         }
     return {
@@ -417,14 +417,12 @@ def timing_groups(models: list[Path], torch_available: bool) -> list[list[tuple[
 
 
 def check_names(models: Iterable[Path]) -> None:
-    """Raise :class:`EdgeFmnistError` for a model whose file name holds a byte that is not UTF-8:
+    """Raise :class:`EdgeFmnistError` for a model whose path holds a byte that is not UTF-8:
     the plain onnxruntime and PyTorch baselines, in this process and in fresh ones, open models by
     text path, as a user's script would."""
     for model in models:
         if not is_utf8(str(model)):
-            raise EdgeFmnistError(
-                f"{model}: the name holds a byte that is not UTF-8, which bench's baselines cannot open"
-            )
+            raise EdgeFmnistError(f"{model}: the path holds a byte that is not UTF-8, which the baselines cannot open")
 
 
 def check_references(models: list[Path], references: list[Path]) -> list[Path]:

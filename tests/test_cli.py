@@ -337,7 +337,7 @@ def test_a_name_with_control_characters_keeps_its_line(tmp_path: Path) -> None:
     loaded = run_in_process("verify", str(model))  # onnxruntime takes text paths: such a model is read as bytes
     assert loaded.returncode == 0 and "m\\xff.onnx (fp32)" in loaded.stdout, loaded.stderr
     refused = run_in_process("export", str(SHIPPED / "mlp.pt"), "--out", str(model))
-    assert_one_line_error(refused, 1, "m\\xff.onnx: the model's name holds a byte that is not UTF-8")
+    assert_one_line_error(refused, 1, "m\\xff.onnx: the model's path holds a byte that is not UTF-8")
 
 
 def test_counts_read_as_english() -> None:
