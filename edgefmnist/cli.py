@@ -320,10 +320,10 @@ def train(
       edgefmnist train --arch cnn --recipe photo --dry-run
     """
     need_training_extra()
-    from edgefmnist.runtime.picture_formats import picture_extensions
+    from edgefmnist.runtime.picture_formats import names_a_picture_format
     from edgefmnist.training_run import run_training
 
-    if out is not None and out.suffix.lower() in {contract.FP32_SUFFIX, *picture_extensions()}:
+    if out is not None and (out.suffix.lower() == contract.FP32_SUFFIX or names_a_picture_format(out)):
         raise UsageError(f"--out {out}: the checkpoint is a PyTorch file; name it NAME.pt")
     if recipe in DEPRECATED_NAMES:
         recipe = DEPRECATED_NAMES[recipe]

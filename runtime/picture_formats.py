@@ -97,6 +97,11 @@ def is_stub(format_id: str) -> bool:
     return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
 
 
+def names_a_picture_format(path: Path) -> bool:
+    """Whether ``path``'s extension is one Pillow gives to a picture format (``x.png``, ``x.pdf``)."""
+    return path.suffix.lower() in Image.registered_extensions()
+
+
 def names_another_format(path: Path) -> bool:
     """Whether ``path``'s extension is one Pillow gives to a format other than PNG (``x.jpg``,
     ``x.pdf``): a PNG written under that name would be mislabelled. ``x.apng``, no extension and
