@@ -97,13 +97,22 @@ def is_stub(format_id: str) -> bool:
     return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
 
 
+def format_named(path: Path) -> str | None:
+    """The format Pillow gives ``path``'s extension (``"JPEG"`` for ``x.JPG``, ``"HEIF"`` for
+    ``x.heic`` when the HEIF plugin is installed), or None for an extension of no picture format;
+    stub formats (:func:`is_stub`: HDF5, GRIB, ...), which are data, not pictures, count as none."""
+    register_heif_plugin()
+    format_id = Image.registered_extensions().get(path.suffix.lower())
+    return None if format_id is None or (format_id in Image.OPEN and is_stub(format_id)) else format_id
+
+
 def names_a_picture_format(path: Path) -> bool:
     """Whether ``path``'s extension is one Pillow gives to a picture format (``x.png``, ``x.pdf``)."""
-    return path.suffix.lower() in Image.registered_extensions()
+    return format_named(path) is not None
 
 
 def names_another_format(path: Path) -> bool:
     """Whether ``path``'s extension is one Pillow gives to a format other than PNG (``x.jpg``,
     ``x.pdf``): a PNG written under that name would be mislabelled. ``x.apng``, no extension and
     an extension Pillow does not know are not another format."""
-    return Image.registered_extensions().get(path.suffix.lower(), "PNG") != "PNG"
+    return format_named(path) not in (None, "PNG")
