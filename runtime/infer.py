@@ -33,7 +33,7 @@ from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
 from edgefmnist import calibration, spec
 from edgefmnist.atomic import refuse_overwriting
-from edgefmnist.errors import EdgeFmnistError, UsageError
+from edgefmnist.errors import EdgeFmnistError, UsageError, counted
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
@@ -404,7 +404,10 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
             raise UsageError(f"--save-preprocessed {text}: the 28x28 is written as a PNG; name the file .png")
         return [folder]
     if folder.exists() and not folder.is_dir():
-        raise EdgeFmnistError(f"--save-preprocessed {text}: a file, but {len(sources)} pictures need a folder")
+        raise EdgeFmnistError(
+            f"--save-preprocessed {text}: a file, but {counted(len(sources), 'picture')} "
+            f"{'needs' if len(sources) == 1 else 'need'} a folder"
+        )
     absolute = [Path(os.path.abspath(s)) if str(s) != STDIN else None for s in sources]
     parents = [str(a.parent) for a in absolute if a is not None]
     common = Path(os.path.commonpath(parents)) if parents else Path()
