@@ -966,17 +966,16 @@ def bench(
     benched = models or shipped_models(torch_available)
     check_names([*benched, *(reference or [])])
     references = check_references(benched, reference or [])  # before the data is loaded
-    test = load_test_split(data_dir)
-    warn_if_oversubscribed(threads)
     report = run_bench(
         benched,
-        test,
+        load_test_split(data_dir),
         settings,
         torch_available,
         progress=show_progress,
         references=references,
         photos=photos,
     )
+    warn_if_oversubscribed(threads)
     typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))
 
 
