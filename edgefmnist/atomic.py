@@ -100,16 +100,15 @@ def check_folder_takes_files(folder: Path, shown: Path) -> None:
     """Raise :class:`WriteFailed` naming ``shown`` when a probe file cannot be created and removed in
     ``folder``, or in its nearest existing folder when it is still to be made."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".edgefmnist.", suffix=".probe", dir=nearest_folder(folder / "x"))
+        fd, probe = tempfile.mkstemp(prefix=".edgefmnist.", suffix=".probe", dir=nearest_existing(folder))
     except OSError as exc:
         raise WriteFailed(f"{shown}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
 
 
-def nearest_folder(target: Path) -> Path:
-    """The nearest existing folder of ``target`` (its parent, or the parent's nearest existing one)."""
-    folder = target.parent
+def nearest_existing(folder: Path) -> Path:
+    """``folder`` if it exists, else its nearest existing ancestor (where its missing folders would be made)."""
     while not os.path.exists(folder) and folder != folder.parent:  # False, not an error, for a name too long
         folder = folder.parent
     return folder
@@ -135,7 +134,7 @@ def check_name_fits(path: Path) -> None:
     target = Path(os.path.realpath(path))
     if os.path.exists(target):  # its name fits (a folder or a device there is the write's to refuse)
         return
-    limit = longest_name(nearest_folder(target))
+    limit = longest_name(nearest_existing(target.parent))
     if limit is None or len(os.fsencode(target.name)) <= limit:
         return
     too_long = WriteFailed(f"{path}: cannot write here ({os.strerror(errno.ENAMETOOLONG)})")
