@@ -609,7 +609,7 @@ def format_table(report: dict, markdown: bool = False) -> str:
             "| " + " | ".join(lines[0]) + " |",
             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
         ]
-        table += ["| " + " | ".join(cells) + " |" for cells in lines[1:]]
+        table += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |" for cells in lines[1:]]
         return "\n".join(table + [""] + [f"- {note}" for note in notes])
     widths = [max(len(cells[i]) for cells in lines) for i in range(len(header))]
     table = [

@@ -211,6 +211,36 @@ def test_bench_times_a_reference_file_beside_its_model_and_reports_the_call_floo
     assert "p50 vs fp32" in text.splitlines()[0] and f"{ours['vs_fp32']['p50']:.2f}x" in text.splitlines()[3]
 
 
+def test_the_bench_table_keeps_a_model_name_in_its_cell() -> None:
+    """A control character is escaped and, in Markdown, a ``|`` cannot open a column of its own."""
+    name = "a|b\nc.onnx"
+    row = {
+        "model": name,
+        "engine": "edgefmnist",
+        "precision": "fp32",
+        "size_bytes": 2048,
+        "accuracy": 0.9,
+        "latency_us": {"p50": 10.0, "p90": 11.0, "p99": 12.0},
+        "throughput": {"1": 1000.0},
+        "vs_plain": {},
+        "cold_start_ms": 50.0,
+        "peak_rss_mib": 60.0,
+    }
+    machine = {"cpu": "cpu", "arch": "x86_64", "cores": 2, "flags": [], "int8_dot_product": False, "onnxruntime": "1"}
+    report = {
+        "settings": {"batches": [1], "threads": 1},
+        "rows": [row],
+        "machine": machine,
+        "recommendation": None,
+        "infer_overhead": None,
+    }
+    text, markdown = format_table(report), format_table(report, markdown=True)
+    assert text.splitlines()[1].startswith("a|b\\nc.onnx  edgefmnist")
+    header, _, cells = markdown.splitlines()[:3]
+    assert cells.startswith("| a\\|b\\nc.onnx | edgefmnist |")
+    assert cells.replace("\\|", "").count("|") == header.count("|")
+
+
 def test_the_model_card_says_how_int8_compared_with_fp32_in_the_bench() -> None:
     from edgefmnist.model_card import int8_speed_text
 
