@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from edgefmnist.errors import EdgeFmnistError, WriteFailed
+from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed
 
 TEMP_NAME_BYTES = 100  # of the target's name kept in a temp name: the whole name may take all 255 bytes allowed
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
@@ -53,7 +53,7 @@ def write_target(path: Path) -> tuple[Path, bool]:
     """The file a write to ``path`` lands in (symlinks resolved), and whether it is a special file.
 
     Special means it exists and is not a regular file (a character or block device, a FIFO):
-    such a file is written to in place. Raises :class:`EdgeFmnistError` for a directory or a socket.
+    such a file is written to in place. Raises :class:`UsageError` (exit 2) for a directory or a socket.
     """
     target = Path(os.path.realpath(path))
     try:
@@ -61,9 +61,9 @@ def write_target(path: Path) -> tuple[Path, bool]:
     except OSError:
         return target, False  # missing (or unreadable): the rename path creates it or reports why
     if stat.S_ISDIR(mode):
-        raise EdgeFmnistError(f"{path}: is a directory, expected a file path")
+        raise UsageError(f"{path}: is a directory, expected a file path")
     if stat.S_ISSOCK(mode):
-        raise EdgeFmnistError(f"{path}: is a socket, expected a file path")
+        raise UsageError(f"{path}: is a socket, expected a file path")
     return target, not stat.S_ISREG(mode)
 
 
@@ -87,7 +87,7 @@ def check_writable(path: Path) -> None:
     A special file (a device, a FIFO) is written in place and passes. Otherwise a probe file is
     created and removed in the nearest existing folder of the write's target (``path``'s missing
     folders are made only by the real write), and the target's name must fit (:func:`check_name_fits`).
-    Raises :class:`EdgeFmnistError` when ``path`` is a directory or a socket and :class:`WriteFailed`
+    Raises :class:`UsageError` when ``path`` is a directory or a socket and :class:`WriteFailed`
     when its folder cannot hold a new file.
     """
     check_name_fits(path)
@@ -180,7 +180,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success move it into place, else delete it.
 
     For a special file (see :func:`write_target`) the temp path is in a scratch folder and its
-    bytes are written into the file. Raises :class:`EdgeFmnistError` for a directory or a socket,
+    bytes are written into the file. Raises :class:`UsageError` for a directory or a socket,
     :class:`WriteFailed` when the disk is full or the folder is read-only.
     """
     path, special = write_target(Path(path))

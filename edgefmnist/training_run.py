@@ -77,8 +77,8 @@ def run_training(
     With ``dry_run``: one epoch on one batch of each phase (module docstring), nothing written;
     the report's ``checkpoint``, ``history`` and ``curves`` are None. Raises ``ValueError`` for an
     unknown architecture or recipe, :class:`DataError` when the data cannot be found or verified,
-    and :class:`WriteFailed` when an artifact cannot be written (:class:`EdgeFmnistError` when
-    ``out`` is a directory).
+    and :class:`WriteFailed` when an artifact cannot be written (:class:`UsageError` when
+    ``out`` or an artifact path is a directory).
     """
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)

@@ -207,7 +207,7 @@ def staged(target: Path) -> Iterator[Path]:
     nothing there but the previous file.
     """
     if target.is_dir():
-        raise EdgeFmnistError(f"{target}: is a directory, expected a file path")
+        raise UsageError(f"{target}: is a directory, expected a file path")
     with tempfile.TemporaryDirectory(prefix="edgefmnist-export-") as scratch:
         path = Path(scratch) / target.name
         yield path

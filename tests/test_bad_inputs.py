@@ -595,3 +595,15 @@ def test_output_path_that_is_a_directory(tmp_path: Path) -> None:
         code=2,
     )
     shutil.rmtree(tmp_path / "plots")
+
+
+def test_a_folder_where_a_file_beside_the_output_goes(tmp_path: Path) -> None:
+    """The history that train writes beside its checkpoint is a file too: a folder there is a bad flag (exit 2)."""
+    (tmp_path / "run.history.json").mkdir()
+    assert_refused(
+        ["train", "--dry-run", "--out", str(tmp_path / "run.pt")],
+        tmp_path,
+        str(tmp_path / "run.history.json"),
+        "is a directory",
+        code=2,
+    )
