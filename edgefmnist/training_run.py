@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgefmnist.atomic import check_writable, write_text_atomic
+from edgefmnist.atomic import check_writable, write_target, write_text_atomic
 from edgefmnist.checkpoint import save_checkpoint
 from edgefmnist.data import FashionMNIST, Split, load_fashion_mnist
+from edgefmnist.errors import UsageError
 from edgefmnist.nets import count_multiply_adds, count_parameters
 from edgefmnist.plots import save_learning_curves
 from edgefmnist.recipes import get_recipe
@@ -78,11 +79,13 @@ def run_training(
     the report's ``checkpoint``, ``history`` and ``curves`` are None. Raises ``ValueError`` for an
     unknown architecture or recipe, :class:`DataError` when the data cannot be found or verified,
     and :class:`WriteFailed` when an artifact cannot be written (:class:`UsageError` when
-    ``out`` or an artifact path is a directory).
+    ``out`` is a device or a FIFO, or ``out`` or an artifact path is a directory).
     """
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)
     recipe = get_recipe(arch, recipe_name).with_overrides(epochs=epochs, patience=patience)
+    if write_target(out)[1]:
+        raise UsageError(f"{out}: not a regular file; the history and curves are written beside the checkpoint")
     for path in (out, history_path, curves_path):
         check_writable(path)
     dataset = load_fashion_mnist(data_dir)

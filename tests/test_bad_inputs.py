@@ -607,3 +607,9 @@ def test_a_folder_where_a_file_beside_the_output_goes(tmp_path: Path) -> None:
         "is a directory",
         code=2,
     )
+
+
+def test_train_refuses_a_device_for_its_checkpoint(tmp_path: Path) -> None:
+    """Its history and curves would land beside the device, in /dev."""
+    assert_refused(["train", "--dry-run", "--out", os.devnull], tmp_path, os.devnull, "not a regular file", code=2)
+    assert not Path(os.devnull + ".history.json").exists()
