@@ -1085,27 +1085,30 @@ def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
     return " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', or give the folder)"
 
 
-def refuse_empty_paths(argv: list[str]) -> None:
-    """Raise :class:`UsageError` for an empty string given as a path (``--out ""``, ``--out=``, ``export ""``).
+def refuse_misread_paths(argv: list[str]) -> None:
+    """Raise :class:`UsageError` for a path that click would read as another one.
 
-    Click reads an empty path as ``.``, the current folder: a command would then write beside
-    or read all of it. The command's parameters of click's ``Path`` type are looked up, with
-    ``infer``'s ``--image`` and ``--save-preprocessed`` (paths given as text); arguments after
-    ``--`` are left to click.
+    An empty string (``--out ""``, ``--out=``, ``export ""``) is read as ``.``, the current
+    folder: a command would then write beside or read all of it. A file path ending in ``/``
+    (``--plot newdir/``) loses its slash and names a file. The command's parameters of click's
+    ``Path`` type are looked up, with ``infer``'s ``--image`` and ``--save-preprocessed`` (paths
+    given as text, where a trailing ``/`` names a folder); arguments after ``--`` are left to click.
     """
-    if not any(arg == "" or (arg.startswith("--") and arg.endswith("=")) for arg in argv):
+    if not any(arg == "" or arg.endswith(("=", "/")) for arg in argv):
         return  # the usual case, without building the commands (tens of milliseconds)
     command = typer.main.get_command(app)
     chosen = command.commands.get(argv[0]) if argv and isinstance(command, click.Group) else None
     if chosen is None:
         return
     paths = {"--image", "--save-preprocessed"} if argv[0] == "infer" else set()
-    takes_value = set()
+    takes_value: set[str] = set()
+    files: set[str] = set()
     for param in chosen.params:
         if isinstance(param, click.Option) and not param.is_flag:
             takes_value.update(param.opts)
             if isinstance(param.type, click.Path):
                 paths.update(param.opts)
+                files.update(param.opts if not param.type.dir_okay else ())
     path_argument = any(isinstance(p, click.Argument) and isinstance(p.type, click.Path) for p in chosen.params)
     for before, arg in zip(argv, argv[1:], strict=False):
         if arg == "--":
@@ -1117,6 +1120,9 @@ def refuse_empty_paths(argv: list[str]) -> None:
             raise UsageError(f"{before} needs a path, not an empty string")
         if arg == "" and before not in takes_value and path_argument:
             raise UsageError("an empty argument where a path is expected")
+        flag, value = (flag, value) if equals and arg.startswith("-") else (before, arg)
+        if flag in files and value.endswith("/"):
+            raise UsageError(f"{flag} {value}: names a folder (it ends with /), expected a file path")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1125,7 +1131,7 @@ def main(argv: list[str] | None = None) -> None:
     their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1."""
     silence_pillow_user_warnings()
     try:
-        refuse_empty_paths(sys.argv[1:] if argv is None else argv)
+        refuse_misread_paths(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
         typer.echo(exc.format_message())

@@ -232,6 +232,8 @@ def test_a_bad_number_is_a_usage_error(args: list[str], flag: str, tmp_path: Pat
         ),
         (["train", "--dry-run", "--out", ""], "--out needs a path, not an empty string"),
         (["train", "--dry-run", "--out="], "--out needs a path, not an empty string"),
+        (["train", "--dry-run", "--out", "runs/"], "--out runs/: names a folder (it ends with /)"),
+        (["evaluate", "{model}", "--plot=new/"], "--plot new/: names a folder (it ends with /)"),
         (["export", ""], "an empty argument where a path is expected"),
         (["verify", "--json", ""], "an empty argument where a path is expected"),
         (["evaluate", "--photos", ""], "--photos needs a path, not an empty string"),
