@@ -353,6 +353,15 @@ def test_bad_files_raise_one_line_naming_them(tmp_path: Path, make, message: str
     assert_one_line_about(caught, path)
 
 
+def test_an_eps_picture_without_ghostscript_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(picture_module, "ghostscript_found", lambda: False)
+    path = tmp_path / "x.eps"
+    scene().convert("L").save(path)
+    with pytest.raises(ImageError, match="only Ghostscript can draw; install it") as caught:
+        load_picture(path)
+    assert_one_line_about(caught, path)
+
+
 @pytest.mark.parametrize("format", ["TIFF", "PPM"])
 def test_pixels_come_from_the_bytes_never_from_the_file_the_name_points_at(tmp_path: Path, format: str) -> None:
     """Given a path as its file name, Pillow maps raw pixels (uncompressed TIFF, PPM) from that path."""
