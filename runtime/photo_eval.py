@@ -187,9 +187,13 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             unnamed = {name for name in header if not name.strip()}  # a spreadsheet's trailing comma
             photos = []
             first_line: dict[str, int] = {}  # file -> the line that listed it
+            line = reader.line_num
             for row in reader:
-                line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
+                previous, line = line, reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
                 absent = [c for c in LABEL_COLUMNS if row[c] is None]
+                if absent and next(reader, None) is None and quote_left_open(labels):
+                    # the quote took every line after it into one field, to the end of the file
+                    raise PhotoSetError(f'{labels}: line {previous + 1}: a quote (") is never closed')
                 if absent:  # a short row: its fields would land in the wrong columns
                     raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
                 extras = [*(row.get(None) or []), *(row[name] or "" for name in unnamed)]
@@ -224,6 +228,17 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
+
+
+def quote_left_open(labels: Path) -> bool:
+    """Whether the CSV file ``labels`` ends inside a quoted field (a ``"`` never closed)."""
+    with open(labels, newline="", encoding="utf-8-sig") as handle:
+        try:
+            for _ in csv.reader(handle, strict=True):
+                pass
+        except csv.Error as exc:
+            return "unexpected end of data" in str(exc)
+    return False
 
 
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
