@@ -104,17 +104,25 @@ def normalised_idx_name(file_name: str) -> str:
     return re.sub(r"[._-]", "-", stem)
 
 
-def near_misses(folder: Path, name: str) -> list[str]:
-    """Files in ``folder`` that look meant to be ``name`` (same split and kind) but are not accepted."""
+def near_misses(folder: Path, name: str) -> list[Path]:
+    """Entries of ``folder`` that look meant to be ``name`` (same split and kind) but are not accepted:
+    misnamed files, or entries of the right name that are no file (a folder, a dangling symlink)."""
     prefix = "-".join(name.split("-")[:2])  # "t10k-images"
     try:
-        return sorted(p.name for p in folder.iterdir() if normalised_idx_name(p.name).startswith(prefix))
+        return sorted(p for p in folder.iterdir() if normalised_idx_name(p.name).startswith(prefix))
     except OSError:
         return []
 
 
 def has_all_files(folder: Path) -> bool:
     return all(idx_file(folder, name) for name in spec.IDX_SHA256)
+
+
+def not_a_file(path: Path) -> str:
+    """What ``path``, which is no regular file, is: "a folder", "a dangling symlink", ..."""
+    if path.is_dir():
+        return "a folder"
+    return "a dangling symlink" if path.is_symlink() and not path.exists() else "not a regular file"
 
 
 def missing_files_error(folder: Path) -> DataError:
@@ -126,9 +134,13 @@ def missing_files_error(folder: Path) -> DataError:
     missing = [n for n in spec.IDX_SHA256 if not idx_file(folder, n)]
     found = [miss for name in missing for miss in near_misses(folder, name)]
     message = f"{folder}: missing Fashion-MNIST {'file' if len(missing) == 1 else 'files'}: {', '.join(missing)}(.gz)"
-    if found:
+    for miss in found:
+        if not miss.is_file():
+            message += f"; {miss.name} is {not_a_file(miss)}"
+    misnamed = [miss.name for miss in found if miss.is_file()]
+    if misnamed:
         message += (
-            f"; found {', '.join(found)}, but expected NAME or NAME.gz for each NAME above"
+            f"; found {', '.join(misnamed)}, but expected NAME or NAME.gz for each NAME above"
             " (dots or underscores for the dashes are fine)"
         )
     return DataError(message)

@@ -257,6 +257,20 @@ def test_a_near_miss_says_which_names_were_expected(tmp_path: Path) -> None:
     assert "found t10k-images-idx3-ubyte (1).gz, but expected NAME or NAME.gz" in message and "\n" not in message
 
 
+def test_a_folder_with_a_data_file_name_is_said_to_be_a_folder(tmp_path: Path) -> None:
+    folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    (folder / "t10k-labels-idx1-ubyte.gz").mkdir()
+    (folder / "t10k-images-idx3-ubyte.gz").unlink()
+    (folder / "t10k-images-idx3-ubyte.gz").symlink_to(tmp_path / "gone")
+    with pytest.raises(DataError) as caught:
+        data.find_data(folder)
+    assert str(caught.value).endswith(
+        "files: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte(.gz); t10k-images-idx3-ubyte.gz is a dangling symlink; "
+        "t10k-labels-idx1-ubyte.gz is a folder"
+    )
+
+
 def test_a_gz_name_holding_decompressed_idx_is_read(tmp_path: Path) -> None:
     path = tmp_path / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(idx_bytes(images()))  # a browser decompressed it and kept the name
