@@ -471,10 +471,12 @@ def check_targets(targets: Sequence[Path]) -> None:
     device where one file would go is left to that file's own save."""
     from edgefmnist.atomic import check_folder_takes_files, check_name_fits
 
+    first_in: dict[Path, Path] = {}  # folder -> the first target in it, which a failed probe names
     for target in targets:
         check_name_fits(target)
-    new_or_files = [path for path in targets if os.path.isfile(path) or not os.path.exists(path)]
-    for folder, target in {Path(os.path.realpath(path)).parent: path for path in new_or_files}.items():
+        if os.path.isfile(target) or not os.path.exists(target):
+            first_in.setdefault(Path(os.path.realpath(target)).parent, target)
+    for folder, target in first_in.items():
         check_folder_takes_files(folder, target)
 
 

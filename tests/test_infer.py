@@ -471,7 +471,7 @@ def test_save_preprocessed_is_checked_for_every_name_before_the_work(tmp_path: P
         assert result.stdout == "" and not folder.exists()
     (blocker := tmp_path / "blocker").write_bytes(b"")  # a file where a folder would be made
     result = run_in_process("infer", "--sample", "0:2", "--save-preprocessed", f"{blocker}/sub/")
-    assert_one_line_error(result, 1, "cannot write here")
+    assert_one_line_error(result, 1, f"{blocker}/sub/test-0.png: cannot write here")  # the first file bound there
     assert result.stdout == ""
 
 
