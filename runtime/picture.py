@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from edgefmnist.runtime.picture_formats import SNIFF_BYTES, is_heif, missing_decoder, register_heif_plugin
+from edgefmnist.runtime.picture_formats import (
+    REFUSED_FORMATS,
+    SNIFF_BYTES,
+    is_heif,
+    missing_decoder,
+    register_heif_plugin,
+)
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from edgefmnist.errors import EdgeFmnistError, first_line
@@ -192,18 +198,11 @@ def open_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
     raise UnidentifiedImageError(f"cannot identify image file {filename!r}")
 
 
-def ghostscript_found() -> bool:
-    """Whether Pillow finds Ghostscript, which it needs to draw an EPS picture."""
-    from PIL import EpsImagePlugin
-
-    return bool(EpsImagePlugin.has_ghostscript())
-
-
 def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Image.Image:
     """Check the header size, decode (a JPEG at reduced scale), rotate, flatten and shrink ``image``."""
     is_jpeg = image.format in JPEG_FORMATS
-    if image.format == "EPS" and not ghostscript_found():
-        raise MissingDecoder("an EPS picture, which only Ghostscript can draw; install it (apt install ghostscript)")
+    if image.format in REFUSED_FORMATS:
+        raise ImageError(f"{path}: {REFUSED_FORMATS[image.format]}")
     refuse_if_larger(path, image.size, pixel_limit(image.format))
     if is_jpeg:
         header_size = image.size

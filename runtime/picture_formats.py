@@ -25,6 +25,14 @@ HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b
 AVIF_BRANDS = frozenset({b"avif", b"avis"})
 SNIFF_BYTES = 64  # enough of a file's start for its ftyp box: size, "ftyp", major brand, version, compatible brands
 
+# Formats Pillow recognises but the runtime does not decode, and why. An EPS file is PostScript, a program that
+# Pillow hands to Ghostscript to draw; untrusted PostScript is refused, as ImageMagick's default policy
+# refuses the PS and EPS coders. Pillow's MPEG plugin reads a video's size and no pixels.
+REFUSED_FORMATS = {
+    "EPS": "an EPS file: PostScript, a program, which is not run to draw it",
+    "MPEG": "an MPEG video, not a picture",
+}
+
 _register_lock = threading.Lock()
 
 
@@ -80,14 +88,15 @@ def picture_extensions() -> frozenset[str]:
 
     Those Pillow registers for a format it can open (``Image.OPEN``), after the HEIF plugin is
     registered when installed; stub formats (``ImageFile.StubImageFile``: BUFR, GRIB, HDF5,
-    WMF), which open but need a decoder the application must supply, are left out.
+    WMF), which open but need a decoder the application must supply, and ``REFUSED_FORMATS``
+    (EPS, MPEG) are left out.
     """
     register_heif_plugin()
     Image.init()
     return frozenset(
         extension.lower()
         for extension, format_id in Image.registered_extensions().items()
-        if format_id in Image.OPEN and not is_stub(format_id)
+        if format_id in Image.OPEN and not is_stub(format_id) and format_id not in REFUSED_FORMATS
     )
 
 

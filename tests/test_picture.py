@@ -27,6 +27,7 @@ from edgefmnist.runtime.picture import (
     to_luminance,
     to_rgb_or_l,
 )
+from edgefmnist.runtime.picture_formats import picture_extensions
 from PIL import Image
 
 PHOTOS = Path("/work/shared/photos-dev")
@@ -353,13 +354,17 @@ def test_bad_files_raise_one_line_naming_them(tmp_path: Path, make, message: str
     assert_one_line_about(caught, path)
 
 
-def test_an_eps_picture_without_ghostscript_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(picture_module, "ghostscript_found", lambda: False)
-    path = tmp_path / "x.eps"
-    scene().convert("L").save(path)
-    with pytest.raises(ImageError, match="only Ghostscript can draw; install it") as caught:
-        load_picture(path)
-    assert_one_line_about(caught, path)
+def test_postscript_and_video_are_refused_by_name(tmp_path: Path) -> None:
+    """An EPS file is a program that only Ghostscript draws: it is never run, whether or not Ghostscript is here."""
+    eps = tmp_path / "x.eps"
+    scene().convert("L").save(eps)
+    mpeg = tmp_path / "x.mpg"
+    mpeg.write_bytes(b"\x00\x00\x01\xb3\x14\x00\xf0\x13" + bytes(100))  # a sequence header: 320x240
+    for path, message in ((eps, "an EPS file: PostScript, a program, which is not run"), (mpeg, "an MPEG video")):
+        with pytest.raises(ImageError, match=message) as caught:
+            load_picture(path)
+        assert_one_line_about(caught, path)
+    assert not {".eps", ".ps", ".mpg", ".mpeg"} & picture_extensions()
 
 
 @pytest.mark.parametrize("format", ["TIFF", "PPM"])
