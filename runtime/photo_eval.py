@@ -28,6 +28,7 @@ import csv
 import hashlib
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import numpy as np
 from edgefmnist.runtime.infer import (
     check_min_confidence,
     check_min_typicality,
+    not_a_file_reason,
     picture_outputs,
     picture_typicality,
     unsure_reasons,
@@ -339,6 +341,7 @@ def predict_photos(
     kept, pixels, empty, was_photo, errors = [], [], [], [], []
     for photo in progress(photos, "photos"):
         try:
+            refuse_fifo_or_socket(photo.path)
             picture = preprocess(photo.path)
         except EdgeFmnistError as exc:
             errors.append({"file": str(photo.path), "error": str(exc)})
@@ -355,6 +358,17 @@ def predict_photos(
     )
     typical = picture_typicality(predictor, logits)
     return PhotoPredictions(tuple(predictor.class_names), kept, probabilities, np.array(empty, bool), errors, typical)
+
+
+def refuse_fifo_or_socket(path: Path) -> None:
+    """Raise :class:`EdgeFmnistError` for a FIFO or a socket listed as a photo: reading one would
+    wait for a writer forever. (``infer --image`` reads a FIFO, as ``cat`` would: ``<(...)``.)"""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: loading it says why
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        raise EdgeFmnistError(f"{path}: {not_a_file_reason(path)}")
 
 
 def _share(mask: np.ndarray, of: np.ndarray) -> float | None:

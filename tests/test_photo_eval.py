@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -443,6 +445,20 @@ def test_threshold_extremes_and_unreadable_photos(tmp_path: Path) -> None:
     assert atypical["threshold"]["coverage"] == 0.0  # no photo has a larger top logit than every validation image
     text = run_in_process("evaluate", "--photos", str(tmp_path))
     assert text.returncode == 0 and "1 unreadable" in text.stdout
+
+
+def test_a_fifo_listed_in_labels_csv_is_unreadable_not_waited_for(tmp_path: Path) -> None:
+    photo(tmp_path / "a.jpg")
+    os.mkfifo(tmp_path / "b.jpg")
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\na.jpg,dress,Dress\nb.jpg,dress,Dress\n")
+    writer = threading.Timer(60, lambda: os.close(os.open(tmp_path / "b.jpg", os.O_WRONLY)))  # ends a reader's wait
+    writer.start()
+    try:
+        report = evaluate_json("--photos", str(tmp_path))
+    finally:
+        writer.cancel()
+    assert (report["classified"], report["unreadable"]) == (1, 1)
+    assert report["errors"][0]["error"] == f"{tmp_path / 'b.jpg'}: a FIFO, not a regular file"
 
 
 @pytest.mark.slow
