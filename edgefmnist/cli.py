@@ -1035,6 +1035,10 @@ def serve(
 
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """
+    given = token if token is not None else os.environ.get("EDGEFMNIST_TOKEN")  # click reads an empty one as unset
+    if given is not None and not given.strip():
+        source = "--token" if token is not None else "$EDGEFMNIST_TOKEN"
+        raise UsageError(f"{source} is empty: give a secret, or leave it out to serve without a token")
     try:
         from edgefmnist.runtime.serve_gate import ServeSettings
         from edgefmnist.runtime.server import serve as run_server
@@ -1050,7 +1054,7 @@ def serve(
         queue=queue,
         max_body=round(max_body_mb * 1024 * 1024),
         upload_seconds=upload_timeout,
-        token=token or None,
+        token=token,
         top_k=top_k,
         min_confidence=min_confidence,
         min_typicality=min_typicality,

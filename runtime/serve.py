@@ -135,6 +135,9 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
     """The uploaded pictures as ``(name, bytes)``: a raw ``image/*`` body, or multipart ``file`` fields."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":  # a gzipped picture would read as a picture Pillow cannot read
+        raise ServiceError(415, f"unsupported Content-Encoding {encoding!r}: send the picture's bytes as they are")
     if media_type == "multipart/form-data":
         body = await read_body(request)
         most = max_files + OTHER_FORM_PARTS
@@ -155,10 +158,14 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
             raise ServiceError(413, f"{len(files_)} files in one request; the limit is {max_files}")
         return files_
     if batch:
-        raise ServiceError(415, f"expected multipart/form-data with 'file' fields, got {media_type or 'no type'!r}")
+        got = repr(media_type) if media_type else "no Content-Type"
+        raise ServiceError(415, f"expected multipart/form-data with 'file' fields, got {got}")
     if not media_type.startswith(RAW_TYPES):
         raise ServiceError(
-            415, f"unsupported Content-Type {media_type or 'none'!r}: send image/* or multipart/form-data ('file')"
+            415,
+            f"unsupported Content-Type {media_type!r}: send image/* or multipart/form-data ('file')"
+            if media_type
+            else "no Content-Type: send image/* or multipart/form-data ('file')",
         )
     body = await read_body(request)
     if not body:

@@ -4,6 +4,7 @@ the token, the limits, hostile uploads, a slow client, overload and SIGTERM duri
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import logging
@@ -261,6 +262,8 @@ def truncated_png() -> bytes:
         ),
         (lambda s: s.post_image(b"x" * 100, content_type="text/plain"), 415, ["text/plain"]),
         (lambda s: s.post_image(b"x", "/v1/classify/batch"), 415, ["multipart"]),
+        (lambda s: s.request("POST", "/v1/classify", b"x"), 415, ["no Content-Type: send image/*"]),
+        (lambda s: s.post_image(gzip.compress(b"x"), **{"Content-Encoding": "gzip"}), 415, ["Content-Encoding 'gzip'"]),
         (lambda s: s.post_image(png_declaring(100_000, 100_000)), 413, ["100000 x 100000", "bomb"]),
         (lambda s: s.post_image(b"\0" * (2 << 20)), 413, ["limit of 1,048,576 bytes"]),
         (lambda s: chunked_post(s, 2 << 20), 413, ["limit of 1,048,576 bytes"]),
@@ -280,6 +283,8 @@ def truncated_png() -> bytes:
         "many-parts",
         "text",
         "batch-raw",
+        "no-type",
+        "gzip",
         "bomb",
         "too-large",
         "chunked-too-large",
@@ -491,6 +496,25 @@ def test_an_empty_host_or_one_with_a_port_is_a_usage_error(host: str, error: str
         timeout=120,
     )
     assert_one_line_error(result, 2, "--host", error)
+
+
+@pytest.mark.parametrize(
+    "args, env, error",
+    [
+        (["--token="], {}, "--token is empty"),
+        (["--token", "  "], {}, "--token is empty"),
+        ([], {"EDGEFMNIST_TOKEN": ""}, "$EDGEFMNIST_TOKEN is empty"),
+    ],
+)
+def test_an_empty_token_is_refused_rather_than_serving_without_one(args: list[str], env: dict, error: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    assert_one_line_error(result, 2, error, "leave it out to serve without a token")
 
 
 def test_an_ipv6_host_may_be_written_in_brackets_and_spaces_around_a_host_are_dropped() -> None:
