@@ -35,8 +35,8 @@ def is_utf8(name: str) -> bool:
 
 
 def counted(count: int, noun: str) -> str:
-    """``"1 core"``, ``"2 cores"``: a count and a noun that takes a plain ``s`` in the plural."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    """``"1 core"``, ``"2 cores"``, ``"1,200 photos"``: a count and a noun that takes a plain ``s`` in the plural."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def first_line(exc: BaseException) -> str:

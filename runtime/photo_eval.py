@@ -554,7 +554,7 @@ def format_photo_report(report: dict, title: str) -> str:
 
     figures = report["threshold"]
     lines = [
-        f"{title}: {report['photos']:,} photos ({report['in_domain']:,} in domain, "
+        f"{title}: {counted(report['photos'], 'photo')} ({report['in_domain']:,} in domain, "
         f"{report['out_of_domain']:,} out of domain, {report['unreadable']:,} unreadable)",
         f"  accuracy (forced answer, in domain)  {pct(report['accuracy'])} %",
         f"  at {thresholds_text(figures)}: coverage {pct(figures['coverage'])} %, "

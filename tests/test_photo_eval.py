@@ -447,6 +447,12 @@ def test_threshold_extremes_and_unreadable_photos(tmp_path: Path) -> None:
     assert text.returncode == 0 and "1 unreadable" in text.stdout
 
 
+def test_one_photo_is_counted_in_the_singular(tmp_path: Path) -> None:
+    photo(tmp_path / "Coat" / "a.jpg")
+    result = run_in_process("evaluate", "--photos", str(tmp_path))
+    assert result.returncode == 0 and f"on {tmp_path.name} (all): 1 photo (1 in domain," in result.stdout
+
+
 def test_a_fifo_listed_in_labels_csv_is_unreadable_not_waited_for(tmp_path: Path) -> None:
     photo(tmp_path / "a.jpg")
     os.mkfifo(tmp_path / "b.jpg")
