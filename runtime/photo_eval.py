@@ -180,8 +180,10 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             header = list(reader.fieldnames or [])
             missing = [c for c in LABEL_COLUMNS if c not in header]
             if missing:
+                separated = len(header) == 1 and ";" in header[0]  # a spreadsheet's export in some locales
                 raise PhotoSetError(
                     f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
+                    + (" (the header is separated by ';': separate the columns with commas)" if separated else "")
                 )
             repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
             if repeated:

@@ -147,6 +147,7 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
     "text, fragment",
     [
         ("file,source_class\nx.jpg,hat\n", "missing accepted"),
+        ("file;source_class;accepted\nx.jpg;hat;\n", "separated by ';': separate the columns with commas"),
         ("file,source_class,accepted\nx.jpg,hat,Hat\n", "'Hat' is not a Fashion-MNIST class"),
         ("file,source_class,accepted\n,hat,\n", "empty file name"),
         (
