@@ -15,6 +15,7 @@ mirrored images (:func:`picture_outputs`).
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 import stat
@@ -67,6 +68,14 @@ def unsure_reasons(
     return [reason for failed, reason in checks if failed]
 
 
+def hundredths(probability: float) -> str:
+    """``probability`` rounded up to two decimals (``0.5401`` is ``"0.55"``), as the unsure rule reads it:
+    a probability shown at or below a ``--min-confidence`` of two decimals is at or below it,
+    and so unsure (:func:`unsure_reasons`), and one shown above it is above it. (A float32 a few
+    ulps above its decimal, 0.55 as 0.55000001, still shows as 0.55.)"""
+    return f"{math.ceil(probability * 100 - 1e-4) / 100:.2f}"
+
+
 @dataclass
 class Classified:
     """The result for one picture: a prediction (possibly unsure), or the one-line reason it failed.
@@ -116,10 +125,12 @@ class Classified:
 
     def line(self) -> str:
         """``shirt.jpg: Shirt 0.91 (T-shirt/top 0.06, Pullover 0.02)``, or when unsure
-        ``hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)`` (all of the top k in the parentheses)."""
-        shown = self.top_k if self.unsure else self.top_k[1:]
-        others = ", ".join(f"{entry['label']} {entry['probability']:.2f}" for entry in shown)
-        verdict = "unsure" if self.unsure else f"{self.label} {self.probability:.2f}"
+        ``hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)`` (all of the top k in the parentheses); the top
+        probability is rounded up to hundredths (:func:`hundredths`), the others to the nearest."""
+        top = f"{self.label} {hundredths(self.probability)}"  # as the unsure rule reads it
+        runners_up = [f"{entry['label']} {entry['probability']:.2f}" for entry in self.top_k[1:]]
+        others = ", ".join([top, *runners_up] if self.unsure else runners_up)
+        verdict = "unsure" if self.unsure else top
         line = f"{self.image}: {verdict}" + (f" ({others})" if others else "")
         if self.true_label:
             mark = "?" if self.unsure else "✓" if self.true_label == self.label else "✗"

@@ -532,6 +532,17 @@ def test_unsure_line_and_json() -> None:
     assert unsure.unsure_reasons == [ATYPICAL] and unsure.unsure
 
 
+def test_a_shown_top_probability_reads_as_the_unsure_rule_does() -> None:
+    """At the default 0.55, 0.5509 is answered and 0.5499 is not: shown rounded to the nearest, both would read 0.55."""
+    for probability, line in (
+        (0.5509, "x.jpg: Shirt 0.56 (Coat 0.45)"),
+        (0.5499, "x.jpg: unsure (Shirt 0.55, Coat 0.45)"),
+    ):
+        top = [{"label": "Shirt", "probability": probability}, {"label": "Coat", "probability": 0.449}]
+        reasons = unsure_reasons(probability, spec.DEFAULT_MIN_CONFIDENCE)
+        assert Classified("x.jpg", "Shirt", 6, probability, top, unsure_reasons=reasons).line() == line
+
+
 def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> None:
     real = sorted(REGRESSION_SET.glob("*/*.jpg"))[:4]
     never = json.loads(
