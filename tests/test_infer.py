@@ -553,6 +553,8 @@ def test_a_folder_or_glob_without_pictures_is_reported_and_the_others_are_classi
     args = [str(tmp_path / "notes"), str(tmp_path / "notes" / "*.txt"), str(tmp_path / "none" / "*.jpg")]
     found = find_pictures([str(tmp_path / "one.png"), *args])
     assert found.paths == [tmp_path / "one.png"]
+    twice = [str(tmp_path / "two.png"), str(tmp_path), str(tmp_path / "*.png"), str(tmp_path / "two.png")]
+    assert find_pictures(twice).paths == [tmp_path / "two.png", tmp_path / "one.png"]  # once each, where first given
     assert found.empty == {
         args[0]: "a folder with no picture files (none has an extension that Pillow reads here)",
         args[1]: "no picture files match (none has an extension that Pillow reads here)",
