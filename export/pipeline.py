@@ -200,18 +200,12 @@ def build_metadata(
 
 
 @contextlib.contextmanager
-def staged(target: Path) -> Iterator[Path]:
-    """A scratch path outside ``target``'s folder; when the block succeeds, its bytes land atomically.
-
-    The target folder sees only the final write, so a crash mid-export (even SIGKILL) leaves
-    nothing there but the previous file.
-    """
-    if target.is_dir():
-        raise UsageError(f"{target}: is a directory, expected a file path")
+def scratch_folder() -> Iterator[Path]:
+    """A scratch folder outside the targets' folders, where the models are made and validated: a
+    target folder sees only the final writes, so a failure, Ctrl-C or SIGKILL before them leaves
+    the previous files there as they were."""
     with tempfile.TemporaryDirectory(prefix="edgefmnist-export-") as scratch:
-        path = Path(scratch) / target.name
-        yield path
-        write_bytes_atomic(target, path.read_bytes())
+        yield Path(scratch)
 
 
 def _finish(
@@ -283,9 +277,9 @@ def export_checkpoint(
     test = dataset.test
     progress(f"running PyTorch {checkpoint_path.name} on {len(test):,} test images")
     torch_logits = predict_logits(checkpoint.net, test.images)
-    results = []
-
-    with staged(out) as tmp:
+    int8_path = int8_path_for(out)
+    with scratch_folder() as scratch:
+        tmp, int8_tmp = scratch / out.name, scratch / int8_path.name
         progress(
             f"exporting {out.name} (opset {opset}), fitting its temperature on {len(dataset.validation):,} "
             "validation images, validating it on the test set"
@@ -304,17 +298,15 @@ def export_checkpoint(
         _finish(
             tmp, out, checkpoint, checkpoint_sha256, Dtype.fp32, report, {CALIBRATION_KEY: calibration.to_metadata()}
         )
-    results.append(ExportedModel(out, Dtype.fp32, out.stat().st_size, report, calibration))
-    if mode is None:
-        return results
-
-    int8_path = int8_path_for(out)
-    with staged(int8_path) as tmp:
+        fp32 = (report, calibration)
+        if mode is None:
+            write_bytes_atomic(out, tmp.read_bytes())
+            return [ExportedModel(out, Dtype.fp32, out.stat().st_size, *fp32)]
         for preset in preset_and_fallback(PRESETS[mode]):
             progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
-            applied = quantize_model(out, tmp, preset, dataset.train.images if mode is QuantMode.static else None)
+            applied = quantize_model(tmp, int8_tmp, preset, dataset.train.images if mode is QuantMode.static else None)
             calibration, int8_logits, report = calibrate_and_compare(
-                tmp,
+                int8_tmp,
                 dataset.validation,
                 test,
                 fp32_logits,
@@ -333,14 +325,14 @@ def export_checkpoint(
         )
         calibration = calibration.with_test(int8_logits, test.labels)
         _finish(
-            tmp,
+            int8_tmp,
             int8_path,
             checkpoint,
             checkpoint_sha256,
             Dtype.int8,
             report,
             {
-                "parent_sha256": file_sha256(out),
+                "parent_sha256": file_sha256(tmp),
                 "parent": out.name,
                 "quantization": applied.to_dict(),
                 **(
@@ -352,8 +344,12 @@ def export_checkpoint(
                 CALIBRATION_KEY: calibration.to_metadata(),
             },
         )
-    results.append(ExportedModel(int8_path, Dtype.int8, int8_path.stat().st_size, report, calibration))
-    return results
+        write_bytes_atomic(out, tmp.read_bytes())  # both validated: the pair lands together, fp32 first
+        write_bytes_atomic(int8_path, int8_tmp.read_bytes())
+    return [
+        ExportedModel(out, Dtype.fp32, out.stat().st_size, *fp32),
+        ExportedModel(int8_path, Dtype.int8, int8_path.stat().st_size, report, calibration),
+    ]
 
 
 def preset_and_fallback(preset: QuantPreset) -> list[QuantPreset]:

@@ -104,6 +104,26 @@ def test_full_disk_during_export_leaves_the_previous_model_intact(
 
 
 @pytest.mark.slow
+def test_an_export_stopped_while_quantising_leaves_the_previous_pair(
+    trained, real_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fp32 model lands only with its int8 model: never a new fp32 beside an int8 made from the old one."""
+    from edgefmnist.export import pipeline
+
+    pair = {name: (SHIPPED / name).read_bytes() for name in ("mlp.onnx", "mlp.int8.onnx")}
+    for name, data in pair.items():
+        (tmp_path / name).write_bytes(data)
+
+    def stopped(*args, **kwargs) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "quantize_model", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.export_checkpoint(trained("mlp"), tmp_path / "mlp.onnx", "dynamic", data_dir=real_data_dir)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == pair
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mlp.onnx", "mlp.int8.onnx", "cnn.onnx"])
 def test_one_predictor_shared_by_8_threads_matches_a_sequential_run(name: str, fashion) -> None:
     predictor = Predictor(SHIPPED / name, threads=1)
