@@ -96,6 +96,14 @@ def check_writable(path: Path) -> None:
         check_folder_takes_files(target.parent, path)
 
 
+def check_regular_or_new(path: Path, what: str) -> None:
+    """Raise :class:`UsageError` when ``path`` is a directory, a socket, a device or a FIFO: ``what``
+    (a file written beside a command's output, as train's history beside its checkpoint) is a
+    file of its own, and a FIFO there would hold the command, its work done, until a reader came."""
+    if write_target(path)[1]:
+        raise UsageError(f"{path}: not a regular file, where {what} is written")
+
+
 def check_folder_takes_files(folder: Path, shown: Path) -> None:
     """Raise :class:`WriteFailed` naming ``shown`` when a probe file cannot be created and removed in
     ``folder``, or in its nearest existing folder when it is still to be made."""

@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgefmnist.atomic import check_writable, write_target, write_text_atomic
+from edgefmnist.atomic import check_regular_or_new, check_writable, write_text_atomic
 from edgefmnist.checkpoint import save_checkpoint
 from edgefmnist.data import FashionMNIST, Split, load_fashion_mnist
-from edgefmnist.errors import UsageError
 from edgefmnist.nets import count_multiply_adds, count_parameters
 from edgefmnist.plots import save_learning_curves
 from edgefmnist.recipes import get_recipe
@@ -84,9 +83,9 @@ def run_training(
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)
     recipe = get_recipe(arch, recipe_name).with_overrides(epochs=epochs, patience=patience)
-    if write_target(out)[1]:
-        raise UsageError(f"{out}: not a regular file; the history and curves are written beside the checkpoint")
-    for path in (out, history_path, curves_path):
+    for path, what in ((out, "the checkpoint, with its history and curves beside it,"), (history_path, "the history"),
+                       (curves_path, "the learning curves")):  # fmt: skip
+        check_regular_or_new(path, what)
         check_writable(path)
     dataset = load_fashion_mnist(data_dir)
     if dry_run:

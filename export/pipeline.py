@@ -33,7 +33,13 @@ from edgefmnist.runtime.predictor import session_input_dtype
 
 import edgefmnist
 from edgefmnist import spec
-from edgefmnist.atomic import check_writable, refuse_overwriting, write_bytes_atomic, write_target
+from edgefmnist.atomic import (
+    check_regular_or_new,
+    check_writable,
+    refuse_overwriting,
+    write_bytes_atomic,
+    write_target,
+)
 from edgefmnist.calibration import TemperatureCalibration, calibrate
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint
 from edgefmnist.contract import (
@@ -42,6 +48,7 @@ from edgefmnist.contract import (
     FP32_SUFFIX,
     INPUT_LAYOUT,
     INPUT_NAME,
+    INT8_SUFFIX,
     OUTPUT_NAMES,
     Dtype,
     format_version,
@@ -226,16 +233,24 @@ def _finish(
 
 def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> None:
     """Raise, before any work, :class:`UsageError` when the model's path ``out`` is not named
-    ``NAME.onnx`` (a device or a FIFO passes); :class:`EdgeFmnistError` when it is a device with
-    ``int8_path`` (the int8 model is made from the fp32 file), when it or ``int8_path`` is the
+    ``NAME.onnx`` (a device or a FIFO passes), when it is a device with ``int8_path`` (the int8
+    model is made from the fp32 file) or ``int8_path`` is no regular file; :class:`EdgeFmnistError`
+    when it or ``int8_path`` is the
     checkpoint's file, or when its path holds a byte that is not UTF-8 (onnxruntime's quantiser
     opens files by text paths); :class:`WriteFailed` when either cannot be written
     (:func:`~edgefmnist.atomic.check_writable`)."""
     device = write_target(out)[1]
     if not device and out.suffix != FP32_SUFFIX:  # ".onnx" alone has no suffix
         raise UsageError(f"--out {out}: the model is written as ONNX; name it NAME{FP32_SUFFIX}")
+    if not device and out.name.endswith(INT8_SUFFIX):
+        raise UsageError(
+            f"--out {out}: names an int8 model; give the fp32 model's name, NAME{FP32_SUFFIX} "
+            f"(--quantize writes NAME{INT8_SUFFIX} beside it)"
+        )
     if device and int8_path is not None:
-        raise EdgeFmnistError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
+        raise UsageError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
+    if int8_path is not None:
+        check_regular_or_new(int8_path, "--quantize's int8 model")
     if not is_utf8(str(out)):
         raise EdgeFmnistError(
             f"{out}: the model's path holds a byte that is not UTF-8, which the ONNX tools cannot open"

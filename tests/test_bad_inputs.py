@@ -613,3 +613,20 @@ def test_train_refuses_a_device_for_its_checkpoint(tmp_path: Path) -> None:
     """Its history and curves would land beside the device, in /dev."""
     assert_refused(["train", "--dry-run", "--out", os.devnull], tmp_path, os.devnull, "not a regular file", code=2)
     assert not Path(os.devnull + ".history.json").exists()
+
+
+def test_a_fifo_where_a_file_goes_beside_the_output_is_refused_before_the_work(tmp_path: Path) -> None:
+    """Written last, it would hold the command, its work done, until some reader opened it."""
+    (checkpoint := tmp_path / "m.pt").write_bytes((SHIPPED / "mlp.pt").read_bytes())
+    os.mkfifo(tmp_path / "m.int8.onnx")
+    assert_refused(
+        ["export", str(checkpoint), "--quantize", "dynamic"], tmp_path, "m.int8.onnx", "not a regular file", code=2
+    )
+    os.mkfifo(tmp_path / "run.curves.png")
+    assert_refused(
+        ["train", "--dry-run", "--out", str(tmp_path / "run.pt")],
+        tmp_path,
+        "run.curves.png",
+        "not a regular file",
+        code=2,
+    )

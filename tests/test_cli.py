@@ -272,7 +272,6 @@ def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
     before = {path: path.read_bytes() for path in (checkpoint, model, photo, labels, named_onnx, named_int8)}
     for args, fragment in [
         (["export", str(named_onnx)], f"--out: {named_onnx} would overwrite the checkpoint {named_onnx}"),
-        (["export", str(checkpoint), "--out", "/dev/null", "--quantize", "dynamic"], "--quantize makes the int8"),
         (["export", str(named_int8), "--out", str(tmp_path / "m.onnx"), "--quantize", "static"], "the checkpoint"),
         (["evaluate", str(model), "--plot", str(model)], f"--plot: {model} would overwrite the model {model}"),
         (
@@ -284,6 +283,11 @@ def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
         assert_one_line_error(run_in_process(*args), 1, fragment)
     for out in (checkpoint, photo):  # an output named for another format is a bad flag value, as --plot x.jpg
         assert_one_line_error(run_in_process("export", str(checkpoint), "--out", str(out)), 2, "name it NAME.onnx")
+    for args, fragment in [
+        (["--out", "/dev/null", "--quantize", "dynamic"], "--quantize makes the int8"),
+        (["--out", str(named_int8)], "names an int8 model; give the fp32 model's name"),
+    ]:
+        assert_one_line_error(run_in_process("export", str(checkpoint), *args), 2, fragment)
     for out in (model, photo):
         assert_one_line_error(run_in_process("train", "--dry-run", "--out", str(out)), 2, "name it NAME.pt")
     long = tmp_path / ("m" * 248 + ".onnx")  # fits, but its int8 model's name would not: refused before the work
