@@ -1035,10 +1035,7 @@ def serve(
 
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """
-    given = token if token is not None else os.environ.get("EDGEFMNIST_TOKEN")  # click reads an empty one as unset
-    if given is not None and not given.strip():
-        source = "--token" if token is not None else "$EDGEFMNIST_TOKEN"
-        raise UsageError(f"{source} is empty: give a secret, or leave it out to serve without a token")
+    check_token(token, os.environ.get("EDGEFMNIST_TOKEN"))
     try:
         from edgefmnist.runtime.serve_gate import ServeSettings
         from edgefmnist.runtime.server import serve as run_server
@@ -1061,6 +1058,19 @@ def serve(
     )
     warnings = [warning] if (warning := oversubscription_warning(threads)) else []
     run_server(Predictor(model or default_model_path(), threads=1), settings, host, port, warnings=warnings)
+
+
+def check_token(token: str | None, variable: str | None) -> None:
+    """Raise :class:`UsageError` for a token that no client could send: an empty or blank one (click
+    reads an empty ``$EDGEFMNIST_TOKEN`` as unset, so ``variable`` is its raw value), or one with
+    white space at an end, which HTTP strips from a header's value (RFC 9110, section 5.5)."""
+    given = token if token is not None else variable
+    if given is None or (given and given == given.strip()):
+        return
+    source = "$EDGEFMNIST_TOKEN" if given == variable else "--token"
+    if not given.strip():
+        raise UsageError(f"{source} is empty: give a secret, or leave it out to serve without a token")
+    raise UsageError(f"{source} has white space at an end, which a client's Authorization header cannot carry")
 
 
 def silence_pillow_user_warnings() -> None:

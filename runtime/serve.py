@@ -135,8 +135,9 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
     """The uploaded pictures as ``(name, bytes)``: a raw ``image/*`` body, or multipart ``file`` fields."""
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":  # a gzipped picture would read as a picture Pillow cannot read
+    codings = [c.strip().lower() for value in request.headers.getlist("content-encoding") for c in value.split(",")]
+    encoding = next((coding for coding in codings if coding not in ("identity", "")), None)
+    if encoding:  # a gzipped picture would read as a picture Pillow cannot read
         raise ServiceError(415, f"unsupported Content-Encoding {encoding!r}: send the picture's bytes as they are")
     if media_type == "multipart/form-data":
         body = await read_body(request)
