@@ -70,10 +70,13 @@ def unsure_reasons(
 
 def hundredths(probability: float) -> str:
     """``probability`` rounded up to two decimals (``0.5401`` is ``"0.55"``), as the unsure rule reads it:
-    a probability shown at or below a ``--min-confidence`` of two decimals is at or below it,
-    and so unsure (:func:`unsure_reasons`), and one shown above it is above it. (A float32 a few
-    ulps above its decimal, 0.55 as 0.55000001, still shows as 0.55.)"""
-    return f"{math.ceil(probability * 100 - 1e-4) / 100:.2f}"
+    shown at or below a ``--min-confidence`` of two decimals, it is at or below it, and so unsure
+    (:func:`unsure_reasons`); shown above it, it is above it. The shown value is the least
+    ``k / 100`` (compared as the rule compares, in floats) that is not below ``probability``."""
+    k = math.ceil(probability * 100)
+    while k > 0 and (k - 1) / 100 >= probability:  # probability * 100 may round up past an exact k
+        k -= 1
+    return f"{k / 100:.2f}"
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, unsure_reasons
+from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, hundredths, unsure_reasons
 from edgefmnist.runtime.photo_eval import (
     Photo,
     PhotoPredictions,
@@ -541,6 +541,21 @@ def test_a_shown_top_probability_reads_as_the_unsure_rule_does() -> None:
         top = [{"label": "Shirt", "probability": probability}, {"label": "Coat", "probability": 0.449}]
         reasons = unsure_reasons(probability, spec.DEFAULT_MIN_CONFIDENCE)
         assert Classified("x.jpg", "Shirt", 6, probability, top, unsure_reasons=reasons).line() == line
+
+
+def test_a_shown_top_probability_is_unsure_exactly_when_it_is_at_or_below_the_threshold() -> None:
+    edges = [k / 100 for k in range(101)]
+    probabilities = [
+        *np.random.default_rng(0).random(20_000).tolist(),
+        *edges,
+        *(float(np.float32(p)) for p in edges),  # a model's float32 outputs, a few ulps either side
+        *(float(np.nextafter(p, 2.0)) for p in edges),
+        *(float(np.nextafter(p, -1.0)) for p in edges),
+    ]
+    for threshold in (0.01, 0.3, 0.55, 0.99):
+        for probability in probabilities:
+            shown = float(hundredths(probability))
+            assert (shown <= threshold) == bool(unsure_reasons(probability, threshold)), (probability, threshold)
 
 
 def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> None:
