@@ -175,6 +175,9 @@ def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
 
 def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     try:
+        opened = unclosed_quote_line(labels)
+        if opened:
+            raise PhotoSetError(f'{labels}: line {opened}: a quote (") is never closed')
         with open(labels, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(handle)
             header = list(reader.fieldnames or [])
@@ -191,13 +194,9 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             unnamed = {name for name in header if not name.strip()}  # a spreadsheet's trailing comma
             photos = []
             first_line: dict[str, int] = {}  # file -> the line that listed it
-            line = reader.line_num
             for row in reader:
-                previous, line = line, reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
+                line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
                 absent = [c for c in LABEL_COLUMNS if row[c] is None]
-                if absent and next(reader, None) is None and quote_left_open(labels):
-                    # the quote took every line after it into one field, to the end of the file
-                    raise PhotoSetError(f'{labels}: line {previous + 1}: a quote (") is never closed')
                 if absent:  # a short row: its fields would land in the wrong columns
                     raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
                 extras = [*(row.get(None) or []), *(row[name] or "" for name in unnamed)]
@@ -234,15 +233,31 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     return photos
 
 
-def quote_left_open(labels: Path) -> bool:
-    """Whether the CSV file ``labels`` ends inside a quoted field (a ``"`` never closed)."""
+def unclosed_quote_line(labels: Path) -> int | None:
+    """The line of the CSV file ``labels`` where a quote that is never closed opens, or None.
+
+    Such a quote takes every line after it into one field, to the end of the file (what
+    ``csv``'s strict mode calls "unexpected end of data"); the row it opens starts at the first
+    line with text after the last row that ended.
+    """
     with open(labels, newline="", encoding="utf-8-sig") as handle:
-        try:
-            for _ in csv.reader(handle, strict=True):
-                pass
-        except csv.Error as exc:
-            return "unexpected end of data" in str(exc)
-    return False
+        lines = handle.readlines()
+    try:
+        for _ in csv.reader(lines, strict=True):
+            pass
+        return None
+    except csv.Error as exc:
+        if "unexpected end of data" not in str(exc):
+            return None
+    reader = csv.reader(lines)
+    ended = 0  # the line the last complete row ended on
+    for _ in reader:
+        if reader.line_num < len(lines):
+            ended = reader.line_num
+    start = ended
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    return start + 1
 
 
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:

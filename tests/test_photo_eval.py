@@ -159,6 +159,11 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
         ("file,source_class,accepted\n\n\nx.jpg,hat,\nx.jpg\n", "line 5: too few fields, no source_class, accepted"),
         ('file,source_class,accepted\n"x.jpg,hat,\ny.jpg,dress,Dress\n', "line 2: a quote"),
         ('file,source_class,accepted\nx.jpg,hat,\n"y.jpg,hat,', "line 3: a quote"),
+        ('file,source_class,accepted\nx.jpg,hat,\n\n\n"y.jpg,hat,\nz.jpg,hat,\n', "line 5: a quote"),  # after blanks
+        (
+            'file,source_class,accepted\nx.jpg,shirt,"Shirt\ny.jpg,shirt,Shirt\n',
+            "line 2: a quote",
+        ),  # in the last column
         ("file,source_class,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "the header names accepted twice"),
