@@ -1103,12 +1103,13 @@ def refuse_misread_paths(argv: list[str]) -> None:
     """Raise :class:`UsageError` for a path that click would read as another one.
 
     An empty string (``--out ""``, ``--out=``, ``export ""``) is read as ``.``, the current
-    folder: a command would then write beside or read all of it. A file path ending in ``/``
-    (``--plot newdir/``) loses its slash and names a file. The command's parameters of click's
-    ``Path`` type are looked up, with ``infer``'s ``--image`` and ``--save-preprocessed`` (paths
-    given as text, where a trailing ``/`` names a folder); arguments after ``--`` are left to click.
+    folder: a command would then write beside or read all of it. A file path that names a folder
+    (``--plot newdir/``, ``export m.pt/``, ``--out runs/.``) loses its ``/`` or ``.`` and names a
+    file. The command's parameters of click's ``Path`` type are looked up, with ``infer``'s
+    ``--image`` and ``--save-preprocessed`` (paths given as text, where a trailing ``/`` names a
+    folder); arguments after ``--`` are left to click.
     """
-    if not any(arg == "" or arg.endswith(("=", "/")) for arg in argv):
+    if not any(arg == "" or arg.endswith("=") or names_a_folder(arg) for arg in argv):
         return  # the usual case, without building the commands (tens of milliseconds)
     command = typer.main.get_command(app)
     chosen = command.commands.get(argv[0]) if argv and isinstance(command, click.Group) else None
@@ -1123,7 +1124,9 @@ def refuse_misread_paths(argv: list[str]) -> None:
             if isinstance(param.type, click.Path):
                 paths.update(param.opts)
                 files.update(param.opts if not param.type.dir_okay else ())
-    path_argument = any(isinstance(p, click.Argument) and isinstance(p.type, click.Path) for p in chosen.params)
+    path_arguments = [p for p in chosen.params if isinstance(p, click.Argument) and isinstance(p.type, click.Path)]
+    path_argument = bool(path_arguments)
+    file_argument = path_argument and not any(p.type.dir_okay for p in path_arguments)  # type: ignore[attr-defined]
     for before, arg in zip(argv, argv[1:], strict=False):
         if arg == "--":
             return
@@ -1135,8 +1138,16 @@ def refuse_misread_paths(argv: list[str]) -> None:
         if arg == "" and before not in takes_value and path_argument:
             raise UsageError("an empty argument where a path is expected")
         flag, value = (flag, value) if equals and arg.startswith("-") else (before, arg)
-        if flag in files and value.endswith("/"):
-            raise UsageError(f"{flag} {value}: names a folder (it ends with /), expected a file path")
+        if flag in files and names_a_folder(value):
+            raise UsageError(f"{flag} {value}: names a folder, expected a file path")
+        positional = before not in takes_value and not arg.startswith("-")
+        if positional and file_argument and names_a_folder(arg):
+            raise UsageError(f"{arg}: names a folder, expected a file path")
+
+
+def names_a_folder(path: str) -> bool:
+    """Whether ``path`` ends as only a folder's path can: ``/``, ``/.``, ``/..``, or is ``.`` or ``..``."""
+    return path.endswith(("/", "/.", "/..")) or path in (".", "..")
 
 
 def main(argv: list[str] | None = None) -> None:
