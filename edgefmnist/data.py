@@ -119,10 +119,10 @@ def has_all_files(folder: Path) -> bool:
 
 
 def not_a_file(path: Path) -> str:
-    """What ``path``, which is no regular file, is: "a folder", "a dangling symlink", ..."""
+    """What ``path``, which is no regular file, is: "a folder", "a broken symlink" (dangling or a loop), ..."""
     if path.is_dir():
         return "a folder"
-    return "a dangling symlink" if path.is_symlink() and not path.exists() else "not a regular file"
+    return "a broken symlink" if path.is_symlink() and not path.exists() else "not a regular file"
 
 
 def missing_files_error(folder: Path) -> DataError:
@@ -308,7 +308,7 @@ def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, di
         raise missing_files_error(folder)
     images, labels = load_idx_images(paths[0]), load_idx_labels(paths[1])
     if len(images) != len(labels):
-        raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+        raise DataError(f"{paths[1]}: {len(labels):,} labels, but {paths[0].name} holds {len(images):,} {split} images")
     checksums: dict[str, str] = {}
     for name, path, array in zip(SPLIT_FILES[split], paths, (images, labels), strict=False):
         header = struct.pack(f">I{array.ndim}I", IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC, *array.shape)

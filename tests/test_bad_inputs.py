@@ -516,7 +516,7 @@ DATA_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
         "truncated data",
     ),
     "label above 9": (dict(labels=idx_bytes(np.array([1, 12, 3]))), "labels", "label 12 out of range"),
-    "image/label count mismatch": (dict(labels=idx_bytes(np.array([1, 2]))), "", "3 test images but 2 labels"),
+    "image/label count mismatch": (dict(labels=idx_bytes(np.array([1, 2]))), "labels", "2 labels, but"),
     "not gzip": (dict(images=b"plain bytes in a .gz file", gzipped=False), "images", "not a gzip file"),
     "truncated gzip": (
         dict(

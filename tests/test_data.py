@@ -85,7 +85,9 @@ def test_gzip_bomb_reads_no_more_than_the_header_declares(tmp_path: Path) -> Non
 def test_image_and_label_counts_must_match(tmp_path: Path) -> None:
     folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(9)))
-    with pytest.raises(DataError, match="10 test images but 9 labels"):
+    with pytest.raises(
+        DataError, match="t10k-labels-idx1-ubyte.gz: 9 labels, but t10k-images-idx3-ubyte.gz holds 10 test images"
+    ):
         data.load_split(folder, "test", verify=False)
 
 
@@ -266,7 +268,7 @@ def test_a_folder_with_a_data_file_name_is_said_to_be_a_folder(tmp_path: Path) -
     with pytest.raises(DataError) as caught:
         data.find_data(folder)
     assert str(caught.value).endswith(
-        "files: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte(.gz); t10k-images-idx3-ubyte.gz is a dangling symlink; "
+        "files: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte(.gz); t10k-images-idx3-ubyte.gz is a broken symlink; "
         "t10k-labels-idx1-ubyte.gz is a folder"
     )
 
