@@ -1146,8 +1146,9 @@ def refuse_misread_paths(argv: list[str]) -> None:
 
 
 def names_a_folder(path: str) -> bool:
-    """Whether ``path`` ends as only a folder's path can: ``/``, ``/.``, ``/..``, or is ``.`` or ``..``."""
-    return path.endswith(("/", "/.", "/..")) or path in (".", "..")
+    """Whether ``path`` ends as only a folder's path can (``/``, ``/.``, ``/..``, or is ``.`` or ``..``)
+    but is no folder yet: an existing folder is click's to refuse ("is a directory")."""
+    return (path.endswith(("/", "/.", "/..")) or path in (".", "..")) and not os.path.isdir(path)
 
 
 def main(argv: list[str] | None = None) -> None:
