@@ -18,9 +18,11 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed
@@ -257,6 +259,49 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     elif not write_unnamed_then_rename(path, data):
         with atomic_write(path) as tmp:
             tmp.write_bytes(data)
+
+
+def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write each ``(path, bytes)`` of ``files`` with :func:`write_bytes_atomic`, in order, as one step.
+
+    For files that belong together (a model and the int8 model made from it): Ctrl-C (SIGINT)
+    waits until every file is written, and when a write fails, the files written before it get
+    their previous bytes back (or are removed when they are new), so the set is never left half
+    new. Raises as :func:`write_bytes_atomic` does.
+    """
+    previous = [path.read_bytes() if os.path.isfile(path) else None for path, _ in files]
+    with interrupts_deferred():
+        written = 0
+        try:
+            for path, data in files:
+                write_bytes_atomic(path, data)
+                written += 1
+        except BaseException:
+            for (path, _), old in zip(files[:written], previous, strict=False):
+                if old is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    write_bytes_atomic(path, old)
+            raise
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT (Ctrl-C) until the block ends, then raise ``KeyboardInterrupt`` if one came.
+
+    In the main thread only (where Python runs signal handlers); elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def write_unnamed_then_rename(path: Path, data: bytes) -> bool:

@@ -39,6 +39,7 @@ from edgefmnist.atomic import (
     refuse_overwriting,
     write_bytes_atomic,
     write_target,
+    write_together,
 )
 from edgefmnist.calibration import TemperatureCalibration, calibrate
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint
@@ -359,8 +360,7 @@ def export_checkpoint(
                 CALIBRATION_KEY: calibration.to_metadata(),
             },
         )
-        write_bytes_atomic(out, tmp.read_bytes())  # both validated: the pair lands together, fp32 first
-        write_bytes_atomic(int8_path, int8_tmp.read_bytes())
+        write_together([(out, tmp.read_bytes()), (int8_path, int8_tmp.read_bytes())])  # both validated
     return [
         ExportedModel(out, Dtype.fp32, out.stat().st_size, *fp32),
         ExportedModel(int8_path, Dtype.int8, int8_path.stat().st_size, report, calibration),

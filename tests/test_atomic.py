@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from edgefmnist.atomic import atomic_write, current_umask, refuse_overwriting, staged_folder, write_bytes_atomic
+from edgefmnist.atomic import (
+    atomic_write,
+    current_umask,
+    refuse_overwriting,
+    staged_folder,
+    write_bytes_atomic,
+    write_together,
+)
 from edgefmnist.errors import EdgeFmnistError, WriteFailed
 
 
@@ -119,3 +126,33 @@ def test_a_long_name_is_judged_by_the_folder_and_an_existing_file_passes(tmp_pat
         check_name_fits(tmp_path / "new" / ("a" * 200 + ".png"))  # no folder to try it in: the limit rules
     monkeypatch.setattr(os, "pathconf", lambda folder, name: -1)  # no limit
     check_name_fits(tmp_path / ("a" * 300 + ".png"))
+
+
+def test_files_written_together_are_all_new_or_all_as_before(tmp_path: Path) -> None:
+    (model := tmp_path / "m.onnx").write_bytes(b"old fp32")
+    (blocker := tmp_path / "file").write_bytes(b"")
+    new_file = tmp_path / "n.onnx"
+    unwritable = blocker / "m.int8.onnx"  # inside a file: the write fails
+    with pytest.raises(WriteFailed, match="cannot write"):
+        write_together([(model, b"new fp32"), (new_file, b"new"), (unwritable, b"new int8")])
+    assert model.read_bytes() == b"old fp32" and not new_file.exists()
+    write_together([(model, b"new fp32"), (new_file, b"new")])
+    assert (model.read_bytes(), new_file.read_bytes()) == (b"new fp32", b"new")
+
+
+def test_ctrl_c_while_files_are_written_together_waits_for_the_last(tmp_path: Path, monkeypatch) -> None:
+    import signal
+
+    from edgefmnist import atomic
+
+    real = atomic.write_bytes_atomic
+
+    def interrupted_after_the_first(path: Path, data: bytes) -> None:
+        real(path, data)
+        if path.name == "a":
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(atomic, "write_bytes_atomic", interrupted_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        write_together([(tmp_path / "a", b"1"), (tmp_path / "b", b"2")])
+    assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
