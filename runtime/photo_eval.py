@@ -236,24 +236,24 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
 def unclosed_quote_line(labels: Path) -> int | None:
     """The line of the CSV file ``labels`` where a quote that is never closed opens, or None.
 
-    Such a quote takes every line after it into one field, to the end of the file (what
-    ``csv``'s strict mode calls "unexpected end of data"); the row it opens starts at the first
-    line with text after the last row that ended.
+    Such a quote takes every line after it into one field, to the end of the file: the last row
+    ``csv`` reads then ends there, and read alone in strict mode it ends inside a quote
+    ("unexpected end of data"). That row starts at the first line with text after the row before it.
     """
     with open(labels, newline="", encoding="utf-8-sig") as handle:
         lines = handle.readlines()
+    reader = csv.reader(lines)
+    ended = 0  # the line the row before the last one ended on
+    for _ in reader:
+        if reader.line_num < len(lines):
+            ended = reader.line_num
     try:
-        for _ in csv.reader(lines, strict=True):
+        for _ in csv.reader(lines[ended:], strict=True):
             pass
         return None
     except csv.Error as exc:
         if "unexpected end of data" not in str(exc):
             return None
-    reader = csv.reader(lines)
-    ended = 0  # the line the last complete row ended on
-    for _ in reader:
-        if reader.line_num < len(lines):
-            ended = reader.line_num
     start = ended
     while start < len(lines) and not lines[start].strip():
         start += 1

@@ -164,6 +164,7 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
             'file,source_class,accepted\nx.jpg,shirt,"Shirt\ny.jpg,shirt,Shirt\n',
             "line 2: a quote",
         ),  # in the last column
+        ('file,source_class,accepted\nw.jpg,shirt,"Sh"irt\nx.jpg,shirt,"Shirt\ny.jpg,shirt,Shirt\n', "line 3: a quote"),
         ("file,source_class,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "the header names accepted twice"),
