@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import click
 import click.exceptions
 import typer
+from click.core import ParameterSource
 from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 runs on click
 
 import edgefmnist
@@ -1035,7 +1036,8 @@ def serve(
 
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """
-    check_token(token, os.environ.get("EDGEFMNIST_TOKEN"))
+    from_flag = click.get_current_context().get_parameter_source("token") is ParameterSource.COMMANDLINE
+    check_token(token if from_flag else None, None if from_flag else os.environ.get("EDGEFMNIST_TOKEN"))
     try:
         from edgefmnist.runtime.serve_gate import ServeSettings
         from edgefmnist.runtime.server import serve as run_server
@@ -1060,17 +1062,21 @@ def serve(
     run_server(Predictor(model or default_model_path(), threads=1), settings, host, port, warnings=warnings)
 
 
-def check_token(token: str | None, variable: str | None) -> None:
-    """Raise :class:`UsageError` for a token that no client could send: an empty or blank one (click
-    reads an empty ``$EDGEFMNIST_TOKEN`` as unset, so ``variable`` is its raw value), or one with
-    white space at an end, which HTTP strips from a header's value (RFC 9110, section 5.5)."""
-    given = token if token is not None else variable
-    if given is None or (given and given == given.strip()):
+def check_token(flag: str | None, variable: str | None) -> None:
+    """Raise :class:`UsageError` for a token that no client could send, from ``--token`` (``flag``)
+    or else from ``$EDGEFMNIST_TOKEN`` (``variable``, its raw value: click reads an empty one as
+    unset): an empty or blank one, one with white space at an end, which HTTP strips from a
+    header's value, or one holding a control character, which a header's value cannot hold
+    (RFC 9110, section 5.5)."""
+    given, source = (flag, "--token") if flag is not None else (variable, "$EDGEFMNIST_TOKEN")
+    if given is None:
         return
-    source = "$EDGEFMNIST_TOKEN" if given == variable else "--token"
     if not given.strip():
         raise UsageError(f"{source} is empty: give a secret, or leave it out to serve without a token")
-    raise UsageError(f"{source} has white space at an end, which a client's Authorization header cannot carry")
+    if given != given.strip():
+        raise UsageError(f"{source} has white space at an end, which a client's Authorization header cannot carry")
+    if any(ord(character) < 32 or ord(character) == 127 for character in given):
+        raise UsageError(f"{source} holds a control character, which a client's Authorization header cannot carry")
 
 
 def silence_pillow_user_warnings() -> None:

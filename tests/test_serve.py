@@ -518,6 +518,9 @@ def test_an_empty_host_or_one_with_a_port_is_a_usage_error(host: str, error: str
         ([], {"EDGEFMNIST_TOKEN": " "}, "$EDGEFMNIST_TOKEN is empty"),
         ([], {"EDGEFMNIST_TOKEN": "secret\r"}, "$EDGEFMNIST_TOKEN has white space at an end"),
         (["--token", " secret"], {}, "--token has white space at an end"),
+        (["--token", " secret"], {"EDGEFMNIST_TOKEN": " secret"}, "--token has white space at an end"),  # the flag wins
+        (["--token", "sec\nret"], {}, "--token holds a control character"),
+        ([], {"EDGEFMNIST_TOKEN": "sec\x01ret"}, "$EDGEFMNIST_TOKEN holds a control character"),
     ],
 )
 def test_a_token_no_client_could_send_is_refused(args: list[str], env: dict, error: str) -> None:
