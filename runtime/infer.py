@@ -73,8 +73,10 @@ def hundredths(probability: float) -> str:
     shown at or below a ``--min-confidence`` of two decimals, it is at or below it, and so unsure
     (:func:`unsure_reasons`); shown above it, it is above it. The shown value is the least
     ``k / 100`` (compared as the rule compares, in floats) that is not below ``probability``."""
-    k = math.ceil(probability * 100)
-    while k > 0 and (k - 1) / 100 >= probability:  # probability * 100 may round up past an exact k
+    k = math.ceil(probability * 100)  # probability * 100 may round past the k sought, either way
+    while k / 100 < probability:
+        k += 1
+    while (k - 1) / 100 >= probability:
         k -= 1
     return f"{k / 100:.2f}"
 

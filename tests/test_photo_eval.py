@@ -552,13 +552,13 @@ def test_a_shown_top_probability_reads_as_the_unsure_rule_does() -> None:
 def test_a_shown_top_probability_is_unsure_exactly_when_it_is_at_or_below_the_threshold() -> None:
     edges = [k / 100 for k in range(101)]
     probabilities = [
-        *np.random.default_rng(0).random(20_000).tolist(),
+        *np.random.default_rng(0).random(2_000).tolist(),
         *edges,
         *(float(np.float32(p)) for p in edges),  # a model's float32 outputs, a few ulps either side
         *(float(np.nextafter(p, 2.0)) for p in edges),
         *(float(np.nextafter(p, -1.0)) for p in edges),
     ]
-    for threshold in (0.01, 0.3, 0.55, 0.99):
+    for threshold in edges:
         for probability in probabilities:
             shown = float(hundredths(probability))
             assert (shown <= threshold) == bool(unsure_reasons(probability, threshold)), (probability, threshold)
