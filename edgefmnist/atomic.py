@@ -289,13 +289,15 @@ def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
 def interrupts_deferred() -> Iterator[None]:
     """Hold SIGINT (Ctrl-C) until the block ends, then raise ``KeyboardInterrupt`` if one came.
 
-    In the main thread only (where Python runs signal handlers); elsewhere the block runs as it is.
+    In the main thread only (where Python runs signal handlers), and only while SIGINT has a
+    Python handler (not ignored, as in a background job); otherwise the block runs as it is.
     """
-    if threading.current_thread() is not threading.main_thread():
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
         yield
         return
     received: list[int] = []
-    handler = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
     try:
         yield
     finally:

@@ -236,9 +236,8 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
     """Raise, before any work, :class:`UsageError` when the model's path ``out`` is not named
     ``NAME.onnx`` (a device or a FIFO passes), when it is a device with ``int8_path`` (the int8
     model is made from the fp32 file) or ``int8_path`` is no regular file; :class:`EdgeFmnistError`
-    when it or ``int8_path`` is the
-    checkpoint's file, or when its path holds a byte that is not UTF-8 (onnxruntime's quantiser
-    opens files by text paths); :class:`WriteFailed` when either cannot be written
+    when it or ``int8_path`` is the checkpoint's file, or when its path holds a byte that is not
+    UTF-8 (onnxruntime's quantiser opens files by text paths); :class:`WriteFailed` when either cannot be written
     (:func:`~edgefmnist.atomic.check_writable`)."""
     device = write_target(out)[1]
     if not device and out.suffix != FP32_SUFFIX:  # ".onnx" alone has no suffix

@@ -153,6 +153,10 @@ def test_ctrl_c_while_files_are_written_together_waits_for_the_last(tmp_path: Pa
             signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(atomic, "write_bytes_atomic", interrupted_after_the_first)
-    with pytest.raises(KeyboardInterrupt):
-        write_together([(tmp_path / "a", b"1"), (tmp_path / "b", b"2")])
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job inherits SIGINT ignored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_together([(tmp_path / "a", b"1"), (tmp_path / "b", b"2")])
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
