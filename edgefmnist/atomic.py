@@ -269,7 +269,8 @@ def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
     their previous bytes back (or are removed when they are new), so the set is never left half
     new. Raises as :func:`write_bytes_atomic` does.
     """
-    previous = [path.read_bytes() if os.path.isfile(path) else None for path, _ in files]
+    targets = [Path(os.path.realpath(path)) for path, _ in files]  # a symlink's file, which the write lands in
+    previous = [target.read_bytes() if target.is_file() else None for target in targets]
     with interrupts_deferred():
         written = 0
         try:
@@ -277,11 +278,11 @@ def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
                 write_bytes_atomic(path, data)
                 written += 1
         except BaseException:
-            for (path, _), old in zip(files[:written], previous, strict=False):
+            for target, old in zip(targets[:written], previous, strict=False):
                 if old is None:
-                    path.unlink(missing_ok=True)
+                    target.unlink(missing_ok=True)  # the new file, not a link that led to it
                 else:
-                    write_bytes_atomic(path, old)
+                    write_bytes_atomic(target, old)
             raise
 
 

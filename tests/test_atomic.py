@@ -160,3 +160,11 @@ def test_ctrl_c_while_files_are_written_together_waits_for_the_last(tmp_path: Pa
     finally:
         signal.signal(signal.SIGINT, inherited)
     assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
+
+
+def test_a_pair_written_through_a_dangling_link_is_undone_in_the_file_not_the_link(tmp_path: Path) -> None:
+    (link := tmp_path / "m.onnx").symlink_to(tmp_path / "real" / "m.onnx")  # its folder is still to be made
+    (blocker := tmp_path / "file").write_bytes(b"")
+    with pytest.raises(WriteFailed):
+        write_together([(link, b"new fp32"), (blocker / "m.int8.onnx", b"new int8")])
+    assert link.is_symlink() and not link.exists() and not (tmp_path / "real" / "m.onnx").exists()
