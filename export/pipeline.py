@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -251,6 +252,8 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
         raise UsageError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
     if int8_path is not None:
         check_regular_or_new(int8_path, "--quantize's int8 model")
+        if os.path.realpath(int8_path) == os.path.realpath(out):  # a symlink from one name to the other
+            raise UsageError(f"--out {out}: {int8_path} leads to it, so the int8 model would overwrite it")
     if not is_utf8(str(out)):
         raise EdgeFmnistError(
             f"{out}: the model's path holds a byte that is not UTF-8, which the ONNX tools cannot open"

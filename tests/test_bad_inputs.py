@@ -630,3 +630,16 @@ def test_a_fifo_where_a_file_goes_beside_the_output_is_refused_before_the_work(t
         "not a regular file",
         code=2,
     )
+
+
+def test_an_int8_name_that_leads_to_the_fp32_model_is_refused(tmp_path: Path) -> None:
+    (checkpoint := tmp_path / "m.pt").write_bytes((SHIPPED / "mlp.pt").read_bytes())
+    (tmp_path / "m.onnx").write_bytes(b"the previous fp32 model")
+    (tmp_path / "m.int8.onnx").symlink_to("m.onnx")
+    assert_refused(
+        ["export", str(checkpoint), "--quantize", "dynamic"],
+        tmp_path,
+        "so the int8 model would overwrite it",
+        "",
+        code=2,
+    )
