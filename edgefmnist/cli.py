@@ -32,7 +32,7 @@ from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 r
 import edgefmnist
 from edgefmnist import contract, spec
 from edgefmnist.contract import Arch
-from edgefmnist.errors import EdgeFmnistError, UsageError, counted, first_line, printable
+from edgefmnist.errors import EdgeFmnistError, UsageError, counted, first_line, is_utf8, printable
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
@@ -1075,6 +1075,8 @@ def check_token(flag: str | None, variable: str | None) -> None:
         raise UsageError(f"{source} is empty: give a secret, or leave it out to serve without a token")
     if given != given.strip():
         raise UsageError(f"{source} has white space at an end, which a client's Authorization header cannot carry")
+    if not is_utf8(given):
+        raise UsageError(f"{source} holds a byte that is not UTF-8: give the secret as UTF-8 text")
     if any(ord(character) < 32 or ord(character) == 127 for character in given):
         raise UsageError(f"{source} holds a control character, which a client's Authorization header cannot carry")
 

@@ -521,6 +521,7 @@ def test_an_empty_host_or_one_with_a_port_is_a_usage_error(host: str, error: str
         (["--token", " secret"], {"EDGEFMNIST_TOKEN": " secret"}, "--token has white space at an end"),  # the flag wins
         (["--token", "sec\nret"], {}, "--token holds a control character"),
         ([], {"EDGEFMNIST_TOKEN": "sec\x01ret"}, "$EDGEFMNIST_TOKEN holds a control character"),
+        (["--token", "sec\udc85ret"], {}, "--token holds a byte that is not UTF-8"),
     ],
 )
 def test_a_token_no_client_could_send_is_refused(args: list[str], env: dict, error: str) -> None:
