@@ -175,73 +175,71 @@ def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
 
 def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     try:
-        opened = unclosed_quote_line(labels)
+        with open(labels, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
+            lines = handle.readlines()
+        opened = unclosed_quote_line(lines)
         if opened:
             raise PhotoSetError(f'{labels}: line {opened}: a quote (") is never closed')
-        with open(labels, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
-            reader = csv.DictReader(handle)
-            header = list(reader.fieldnames or [])
-            missing = [c for c in LABEL_COLUMNS if c not in header]
-            if missing:
-                separated = len(header) == 1 and ";" in header[0]  # a spreadsheet's export in some locales
+        reader = csv.DictReader(lines)
+        header = list(reader.fieldnames or [])
+        missing = [c for c in LABEL_COLUMNS if c not in header]
+        if missing:
+            separated = len(header) == 1 and ";" in header[0]  # a spreadsheet's export in some locales
+            raise PhotoSetError(
+                f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
+                + (" (the header is separated by ';': separate the columns with commas)" if separated else "")
+            )
+        repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
+        if repeated:
+            raise PhotoSetError(f"{labels}: the header names {', '.join(repeated)} twice")
+        unnamed = {name for name in header if not name.strip()}  # a spreadsheet's trailing comma
+        photos = []
+        first_line: dict[str, int] = {}  # file -> the line that listed it
+        for row in reader:
+            line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
+            absent = [c for c in LABEL_COLUMNS if row[c] is None]
+            if absent:  # a short row: its fields would land in the wrong columns
+                raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
+            extras = [*(row.get(None) or []), *(row[name] or "" for name in unnamed)]
+            if any(extra.strip() for extra in extras):  # "Sandal,Sneaker" would drop Sneaker
                 raise PhotoSetError(
-                    f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
-                    + (" (the header is separated by ';': separate the columns with commas)" if separated else "")
+                    f"{labels}: line {line}: more fields than the header names "
+                    f"(separate the classes in accepted with ';', or quote a field that holds a comma)"
                 )
-            repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
-            if repeated:
-                raise PhotoSetError(f"{labels}: the header names {', '.join(repeated)} twice")
-            unnamed = {name for name in header if not name.strip()}  # a spreadsheet's trailing comma
-            photos = []
-            first_line: dict[str, int] = {}  # file -> the line that listed it
-            for row in reader:
-                line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
-                absent = [c for c in LABEL_COLUMNS if row[c] is None]
-                if absent:  # a short row: its fields would land in the wrong columns
-                    raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
-                extras = [*(row.get(None) or []), *(row[name] or "" for name in unnamed)]
-                if any(extra.strip() for extra in extras):  # "Sandal,Sneaker" would drop Sneaker
-                    raise PhotoSetError(
-                        f"{labels}: line {line}: more fields than the header names "
-                        f"(separate the classes in accepted with ';', or quote a field that holds a comma)"
-                    )
-                file = row["file"].strip()
-                if not file:
-                    raise PhotoSetError(f"{labels}: line {line}: empty file name")
-                key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
-                if key in first_line:
-                    raise PhotoSetError(
-                        f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}"
-                    )
-                first_line[key] = line
-                entries = [a.strip() for a in row["accepted"].split(";")]
-                if row["accepted"].strip() and not any(entries):  # ";" names no class (empty: out of domain)
-                    raise PhotoSetError(
-                        f"{labels}: line {line}: accepted {row['accepted']!r} names no class "
-                        "(leave it empty for a photo that no class covers)"
-                    )
-                accepted = []
-                for entry in filter(None, entries):
-                    name = class_named(entry, class_names)
-                    if name is None:
-                        raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a Fashion-MNIST class")
-                    accepted.append(name)
-                accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
-                photos.append(Photo(labels.parent / file, row["source_class"].strip() or UNSURE, accepted_once))
+            file = row["file"].strip()
+            if not file:
+                raise PhotoSetError(f"{labels}: line {line}: empty file name")
+            key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
+            if key in first_line:
+                raise PhotoSetError(f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}")
+            first_line[key] = line
+            entries = [a.strip() for a in row["accepted"].split(";")]
+            if row["accepted"].strip() and not any(entries):  # ";" names no class (empty: out of domain)
+                raise PhotoSetError(
+                    f"{labels}: line {line}: accepted {row['accepted']!r} names no class "
+                    "(leave it empty for a photo that no class covers)"
+                )
+            accepted = []
+            for entry in filter(None, entries):
+                name = class_named(entry, class_names)
+                if name is None:
+                    raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a Fashion-MNIST class")
+                accepted.append(name)
+            accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
+            photos.append(Photo(labels.parent / file, row["source_class"].strip() or UNSURE, accepted_once))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
 
 
-def unclosed_quote_line(labels: Path) -> int | None:
-    """The line of the CSV file ``labels`` where a quote that is never closed opens, or None.
+def unclosed_quote_line(lines: list[str]) -> int | None:
+    """The line of a CSV file's ``lines`` (read with ``newline=""``) where a quote that is never closed
+    opens, or None.
 
     Such a quote takes every line after it into one field, to the end of the file: the last row
     ``csv`` reads then ends there, and read alone in strict mode it ends inside a quote
     ("unexpected end of data"). That row starts at the first line with text after the row before it.
     """
-    with open(labels, newline="", encoding="utf-8-sig") as handle:
-        lines = handle.readlines()
     reader = csv.reader(lines)
     ended = 0  # the line the row before the last one ended on
     for _ in reader:
