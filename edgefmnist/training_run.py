@@ -83,8 +83,12 @@ def run_training(
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)
     recipe = get_recipe(arch, recipe_name).with_overrides(epochs=epochs, patience=patience)
-    written = {out: "the checkpoint (its history and curves go beside it)", history_path: "the history"}
-    for path, what in {**written, curves_path: "the learning curves"}.items():
+    written = {
+        out: "the checkpoint (its history and curves go beside it)",
+        history_path: "the history",
+        curves_path: "the learning curves",
+    }
+    for path, what in written.items():
         check_regular_or_new(path, what)
         check_writable(path)
     dataset = load_fashion_mnist(data_dir)
