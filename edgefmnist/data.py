@@ -27,7 +27,7 @@ import numpy as np
 
 from edgefmnist import spec
 from edgefmnist.atomic import write_bytes_atomic
-from edgefmnist.errors import DataError, first_line
+from edgefmnist.errors import DataError, first_line, not_a_file_reason
 
 ENV_DATA_DIR = "EDGEFMNIST_DATA"
 ENV_MIRROR = "EDGEFMNIST_MIRROR"  # a base URL serving the four .gz files instead of the official one
@@ -118,13 +118,6 @@ def has_all_files(folder: Path) -> bool:
     return all(idx_file(folder, name) for name in spec.IDX_SHA256)
 
 
-def not_a_file(path: Path) -> str:
-    """What ``path``, which is no regular file, is: "a folder", "a broken symlink" (dangling or a loop), ..."""
-    if path.is_dir():
-        return "a folder"
-    return "a broken symlink" if path.is_symlink() and not path.exists() else "not a regular file"
-
-
 def missing_files_error(folder: Path) -> DataError:
     """A one-line error naming a missing folder, or the missing files, the near misses and the names accepted."""
     if not folder.is_dir():
@@ -136,7 +129,7 @@ def missing_files_error(folder: Path) -> DataError:
     message = f"{folder}: missing Fashion-MNIST {'file' if len(missing) == 1 else 'files'}: {', '.join(missing)}(.gz)"
     for miss in found:
         if not miss.is_file():
-            message += f"; {miss.name} is {not_a_file(miss)}"
+            message += f"; {miss.name} is {not_a_file_reason(miss)}"
     misnamed = [miss.name for miss in found if miss.is_file()]
     if misnamed:
         message += (

@@ -6,6 +6,9 @@ command line's own usage errors), 3 a parity or accuracy check failed (:class:`V
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
 NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 CONTROL_ESCAPES = {
     **{code: NAMED_ESCAPES.get(chr(code), f"\\x{code:02x}") for code in [*range(0x20), *range(0x7F, 0xA0)]},
@@ -32,6 +35,26 @@ def is_utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def not_a_file_reason(path: Path) -> str:
+    """What ``path``, found to be no regular file, is, for a one-line message: "a folder", "a FIFO,
+    not a regular file" (a socket, a device), "a dangling symlink", "vanished while listed" (gone
+    since its folder was read) or "cannot be read (REASON)" (a symlink loop, a folder on the way
+    that may not be searched). One ``stat`` that follows symlinks; nothing is raised."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a dangling symlink" if path.is_symlink() else "vanished while listed"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    return "a device, not a regular file"
 
 
 def counted(count: int, noun: str) -> str:

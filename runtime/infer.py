@@ -18,7 +18,6 @@ import glob
 import math
 import os
 import re
-import stat
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -34,7 +33,7 @@ from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
 from edgefmnist import calibration, spec
 from edgefmnist.atomic import refuse_overwriting
-from edgefmnist.errors import EdgeFmnistError, UsageError, counted
+from edgefmnist.errors import EdgeFmnistError, UsageError, counted, not_a_file_reason
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
@@ -152,23 +151,6 @@ class PictureFiles:
     empty: dict[str, str] = field(default_factory=dict)  # argument -> why it names no picture (an error)
 
 
-def not_a_file_reason(path: Path) -> str:
-    """Why a folder entry or glob match that is not a regular file is skipped (a folder, a FIFO, ...)."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return "a dangling symlink" if path.is_symlink() else "vanished while listed"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if stat.S_ISDIR(mode):
-        return "a folder (folders inside are not searched)"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO, not a regular file"
-    if stat.S_ISSOCK(mode):
-        return "a socket, not a regular file"
-    return "a device, not a regular file"
-
-
 def find_pictures(patterns: list[str]) -> PictureFiles:
     """Expand ``--image`` arguments: files as given, picture files inside folders, glob matches; in order, no repeats.
 
@@ -203,7 +185,10 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             pictures = []
             for entry in entries:
                 if not entry.is_file():
-                    skipped.setdefault(entry, not_a_file_reason(entry))
+                    reason = not_a_file_reason(entry)
+                    if reason == "a folder":
+                        reason += " (folders inside are not searched)"
+                    skipped.setdefault(entry, reason)
                 elif entry.suffix.lower() in extensions:
                     pictures.append(entry)
                 else:

@@ -39,7 +39,6 @@ import numpy as np
 from edgefmnist.runtime.infer import (
     check_min_confidence,
     check_min_typicality,
-    not_a_file_reason,
     picture_outputs,
     picture_typicality,
     unsure_reasons,
@@ -383,7 +382,7 @@ def refuse_fifo_or_socket(path: Path) -> None:
     except OSError:
         return  # missing or unreadable: loading it says why
     if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-        raise EdgeFmnistError(f"{path}: {not_a_file_reason(path)}")
+        raise EdgeFmnistError(f"{path}: a {'FIFO' if stat.S_ISFIFO(mode) else 'socket'}, not a regular file")
 
 
 def _share(mask: np.ndarray, of: np.ndarray) -> float | None:

@@ -268,7 +268,7 @@ def test_a_folder_with_a_data_file_name_is_said_to_be_a_folder(tmp_path: Path) -
     with pytest.raises(DataError) as caught:
         data.find_data(folder)
     assert str(caught.value).endswith(
-        "files: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte(.gz); t10k-images-idx3-ubyte.gz is a broken symlink; "
+        "files: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte(.gz); t10k-images-idx3-ubyte.gz is a dangling symlink; "
         "t10k-labels-idx1-ubyte.gz is a folder"
     )
 
