@@ -83,27 +83,24 @@ def write_in_place(path: Path, data: bytes) -> None:
         raise WriteFailed(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, regular: str | None = None) -> None:
     """Fail early, writing nothing, when ``path`` cannot be written later.
 
-    A special file (a device, a FIFO) is written in place and passes. Otherwise a probe file is
-    created and removed in the nearest existing folder of the write's target (``path``'s missing
-    folders are made only by the real write), and the target's name must fit (:func:`check_name_fits`).
-    Raises :class:`UsageError` when ``path`` is a directory or a socket and :class:`WriteFailed`
-    when its folder cannot hold a new file.
+    A special file (a device, a FIFO) is written in place and passes, unless ``regular`` names
+    the file (a file written beside a command's output, as train's history beside its
+    checkpoint): such a file is one of its own, and a FIFO there would hold the command, its
+    work done, until a reader came. Otherwise a probe file is created and removed in the nearest
+    existing folder of the write's target (``path``'s missing folders are made only by the real
+    write), and the target's name must fit (:func:`check_name_fits`). Raises :class:`UsageError`
+    when ``path`` is a directory or a socket, or special where ``regular`` is given, and
+    :class:`WriteFailed` when its folder cannot hold a new file.
     """
     check_name_fits(path)
     target, special = write_target(Path(path))
+    if special and regular:
+        raise UsageError(f"{path}: not a regular file, where {regular} is written")
     if not special:
         check_folder_takes_files(target.parent, path)
-
-
-def check_regular_or_new(path: Path, what: str) -> None:
-    """Raise :class:`UsageError` when ``path`` is a directory, a socket, a device or a FIFO: ``what``
-    (a file written beside a command's output, as train's history beside its checkpoint) is a
-    file of its own, and a FIFO there would hold the command, its work done, until a reader came."""
-    if write_target(path)[1]:
-        raise UsageError(f"{path}: not a regular file, where {what} is written")
 
 
 def check_folder_takes_files(folder: Path, shown: Path) -> None:

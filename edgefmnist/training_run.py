@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgefmnist.atomic import check_regular_or_new, check_writable, write_text_atomic
+from edgefmnist.atomic import check_writable, write_text_atomic
 from edgefmnist.checkpoint import save_checkpoint
 from edgefmnist.data import FashionMNIST, Split, load_fashion_mnist
 from edgefmnist.nets import count_multiply_adds, count_parameters
@@ -89,8 +89,7 @@ def run_training(
         curves_path: "the learning curves",
     }
     for path, what in written.items():
-        check_regular_or_new(path, what)
-        check_writable(path)
+        check_writable(path, regular=what)
     dataset = load_fashion_mnist(data_dir)
     if dry_run:
         recipe = recipe.with_overrides(epochs=1)

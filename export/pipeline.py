@@ -35,7 +35,6 @@ from edgefmnist.runtime.predictor import session_input_dtype
 import edgefmnist
 from edgefmnist import spec
 from edgefmnist.atomic import (
-    check_regular_or_new,
     check_writable,
     refuse_overwriting,
     write_bytes_atomic,
@@ -251,7 +250,6 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
     if device and int8_path is not None:
         raise UsageError(f"--out {out}: not a file, and --quantize makes the int8 model from the fp32 file")
     if int8_path is not None:
-        check_regular_or_new(int8_path, "--quantize's int8 model")
         if os.path.realpath(int8_path) == os.path.realpath(out):  # a symlink from one name to the other
             raise UsageError(f"--out {out}: {int8_path} leads to it, so the int8 model would overwrite it")
     if not is_utf8(str(out)):
@@ -261,7 +259,7 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
     outputs = [out] + ([int8_path] if int8_path is not None else [])
     refuse_overwriting("--out", outputs, [(checkpoint_path, f"the checkpoint {checkpoint_path}")])
     for path in outputs:
-        check_writable(path)
+        check_writable(path, regular="--quantize's int8 model" if path == int8_path else None)
 
 
 def export_checkpoint(
