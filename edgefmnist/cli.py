@@ -1095,16 +1095,23 @@ INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as
 
 
 def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
-    """A hint after click's "Got unexpected extra arguments (A B)" from ``infer`` when every extra argument is an
-    existing file: the shell expanded an unquoted ``--image`` pattern."""
+    """A hint after click's "Got unexpected extra arguments (A B)" from ``infer`` when the extra
+    arguments look like pictures: every one an existing file (the shell expanded an unquoted
+    ``--image`` pattern), or one with an extension or existing (several pictures after one ``--image``)."""
     given = sys.argv[1:] if argv is None else argv
     message = exc.format_message()
     extra = message[message.find("(") + 1 : message.rfind(")")].split()
     if not (message.startswith("Got unexpected extra argument") and "infer" in given and extra):
         return ""
-    if not all(Path(name).is_file() for name in extra):
-        return ""
-    return " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', or give the folder)"
+    repeat = "--image a.jpg --image b.jpg"
+    if all(Path(name).is_file() for name in extra):
+        return (
+            " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', "
+            f"give the folder, or repeat {repeat})"
+        )
+    if any(Path(name).suffix or Path(name).exists() for name in extra):
+        return f" (each picture takes its own --image: {repeat})"
+    return ""
 
 
 def refuse_misread_paths(argv: list[str]) -> None:

@@ -42,7 +42,11 @@ EXPANDED = [str(p) for p in sorted((Path(__file__).parent / "data" / "photos" / 
         (["export"], 2, ["Missing argument"]),
         (["verify", "/etc/hostname"], 1, ["/etc/hostname", "not an ONNX model"]),
         (["infr"], 2, ["No such command 'infr'. Did you mean 'infer'?"]),
-        (["infer", "--image", *EXPANDED], 2, ["unexpected extra argument", "quote it, --image 'photos/*.jpg'"]),
+        (
+            ["infer", "--image", *EXPANDED],
+            2,
+            ["unexpected extra argument", "quote it, --image 'photos/*.jpg', give the folder, or repeat --image a.jpg"],
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(args: list[str], code: int, fragments: list[str]) -> None:
@@ -54,7 +58,14 @@ def test_bad_input_is_one_line_and_non_zero(args: list[str], code: int, fragment
 def test_no_pattern_hint_for_extra_arguments_that_are_no_files() -> None:
     result = run("infer", "--image", EXPANDED[0], "--top-k", "2", "b", "c")
     assert_one_line_error(result, 2, "unexpected extra arguments (b c)")
-    assert "quote it" not in result.stderr
+    assert "quote it" not in result.stderr and "own --image" not in result.stderr
+
+
+def test_pictures_after_one_image_option_get_the_repeat_hint() -> None:
+    result = run("infer", "--image", EXPANDED[0], EXPANDED[1], "nothere.jpg")
+    assert_one_line_error(
+        result, 2, "unexpected extra arguments", "each picture takes its own --image: --image a.jpg --image b.jpg"
+    )
 
 
 def test_unofficial_data_is_refused(tmp_path: Path) -> None:
