@@ -123,7 +123,15 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     else:
         photos = _from_class_folders(folder, class_names)
         if not photos:
-            raise PhotoSetError(f"{folder}: no photos (expected {LABELS_FILE} or one sub-folder of images per class)")
+            extensions = picture_extensions()
+            loose = sum(is_picture_file(p, extensions) and not is_hidden(p, folder) for p in folder.iterdir())
+            found = (
+                f"{counted(loose, 'picture')}, but no {LABELS_FILE} and no class sub-folders" if loose else "no photos"
+            )
+            raise PhotoSetError(
+                f"{folder}: {found} (expected {LABELS_FILE} or one sub-folder of images per class, "
+                f"named after it, as {folder / 'Trouser'}/)"
+            )
     return sorted(photos, key=lambda p: str(p.path))
 
 
@@ -194,6 +202,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
         unnamed = {name for name in header if not name.strip()}  # a spreadsheet's trailing comma
         photos = []
         first_line: dict[str, int] = {}  # file -> the line that listed it
+        domain_of: dict[str, tuple[bool, int]] = {}  # source class -> in domain, and the line that said so
         for row in reader:
             line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
             absent = [c for c in LABEL_COLUMNS if row[c] is None]
@@ -225,10 +234,32 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a Fashion-MNIST class")
                 accepted.append(name)
             accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
-            photos.append(Photo(labels.parent / file, row["source_class"].strip() or UNSURE, accepted_once))
+            source = row["source_class"].strip()
+            if not source:
+                raise PhotoSetError(
+                    f"{labels}: line {line}: empty source_class (what the photo shows: pants, hat, ...)"
+                )
+            check_one_domain(source, bool(accepted_once), line, domain_of, labels)
+            photos.append(Photo(labels.parent / file, source, accepted_once))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
+
+
+def check_one_domain(
+    source: str, in_domain: bool, line: int, domain_of: dict[str, tuple[bool, int]], labels: Path
+) -> None:
+    """Raise :class:`PhotoSetError` when the rows of ``source`` disagree on whether it is in domain
+    (an ``accepted`` left empty on one row): its recall would count the out-of-domain photos as
+    misses, and its unsure rate leave them out. ``domain_of`` maps each source class met so far
+    to whether it is in domain and the line that first said so, and is updated."""
+    in_domain_before, first = domain_of.setdefault(source, (in_domain, line))
+    if in_domain_before != in_domain:
+        named, empty = (line, first) if in_domain else (first, line)
+        raise PhotoSetError(
+            f"{labels}: line {line}: source class {source!r} has accepted classes on line {named} "
+            f"and none on line {empty} (a source class is in domain on every row or on none)"
+        )
 
 
 def unclosed_quote_line(lines: list[str]) -> int | None:

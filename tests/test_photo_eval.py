@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -169,6 +170,15 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
         ("file,source_class,accepted,\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "the header names accepted twice"),
         ("file,source_class,accepted\nx.jpg,shoes, ; ;\n", "line 2: accepted ' ; ;' names no class"),
+        ("file,source_class,accepted\nx.jpg, ,Trouser\n", "line 2: empty source_class"),
+        (
+            "file,source_class,accepted\na.jpg,pants,Trouser\nb.jpg,hat,\nd.jpg,pants,\n",
+            "line 4: source class 'pants' has accepted classes on line 2 and none on line 4",
+        ),
+        (
+            "file,source_class,accepted\na.jpg,pants,\nd.jpg,pants,Trouser\n",
+            "line 3: source class 'pants' has accepted classes on line 3 and none on line 2",
+        ),
     ],
 )
 def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
@@ -189,6 +199,15 @@ def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(tmp_path / "empty")), 1, str(tmp_path / "empty"), "no photos"
+    )
+    (tmp_path / "flat").mkdir()
+    for photo in sorted((REGRESSION_SET / "pants").glob("*.jpg"))[:2]:
+        shutil.copy(photo, tmp_path / "flat")
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(tmp_path / "flat")),
+        1,
+        "2 pictures, but no labels.csv and no class sub-folders",
+        f"as {tmp_path / 'flat' / 'Trouser'}/",
     )
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence"
