@@ -664,6 +664,25 @@ def format_sweep(sweep: dict) -> str:
     return "\n".join(lines)
 
 
+def curve_labels(
+    points: Sequence[tuple[float, float, float]], apart: float = 0.015
+) -> list[tuple[tuple[float, float], str]]:
+    """Labels for ``(coverage, accuracy, threshold)`` points of a curve, in order: a run of points
+    within ``apart`` of its first one in both coordinates (thresholds that change no answer) is
+    labelled once, by its range of thresholds ("0.0-0.3"), so that no labels are drawn on top of
+    each other."""
+    labels: list[tuple[tuple[float, float], str]] = []
+    run: list[tuple[float, float, float]] = []
+    for point in [*points, None]:
+        if run and (point is None or max(abs(point[0] - run[0][0]), abs(point[1] - run[0][1])) > apart):
+            thresholds = f"{run[0][2]:.1f}" + (f"-{run[-1][2]:.1f}" if len(run) > 1 else "")
+            labels.append(((run[0][0], run[0][1]), thresholds))
+            run = []
+        if point is not None:
+            run.append(point)
+    return labels
+
+
 def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, title: str) -> None:
     """Two panels: the verdict confusion (source class x predicted class + unsure) as a heat map,
     and selective accuracy against coverage over min-confidence 0..0.99 (min-typicality held at
@@ -701,14 +720,11 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
     ]
     if points:
         right.plot([100 * p[0] for p in points], [100 * p[1] for p in points], marker=".")
-        for coverage, accuracy, threshold in points[::10]:
+        for (coverage, accuracy), label in curve_labels(points[::10]):
             right.annotate(
-                f"{threshold:.1f}",
-                (100 * coverage, 100 * accuracy),
-                fontsize=8,
-                textcoords="offset points",
-                xytext=(4, 4),
+                label, (100 * coverage, 100 * accuracy), fontsize=8, textcoords="offset points", xytext=(4, 4)
             )
+        right.margins(x=0.08, y=0.08)  # room for the labels at the curve's ends
     right.set_xlabel("coverage: in-domain photos answered (%)")
     right.set_ylabel("accuracy on the answered photos (%)")
     right.set_title(f"over min-confidence (labels), min-typicality {held:g}")
