@@ -1014,7 +1014,10 @@ def serve(
     upload_timeout: Annotated[
         float,
         typer.Option(
-            min=0.1, callback=must_be_finite, help="Seconds a client has to send its whole request body (else 408)."
+            min=0.1,
+            callback=must_be_finite,
+            help="Seconds a client has to send a request's headers (else the connection is closed), "
+            "then its whole body (else 408).",
         ),
     ] = 30.0,
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes per result.")] = 3,

@@ -51,6 +51,7 @@ from starlette.requests import ClientDisconnect
 from edgefmnist.errors import EdgeFmnistError, first_line
 
 RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
+CLIENT_CLOSED = 499  # the status counted for a request whose client hung up mid-body (no one reads it)
 OTHER_FORM_PARTS = 16  # multipart parts of other fields a request may carry beside its files (a form's extras)
 
 
@@ -124,11 +125,12 @@ def png_data_url(pixels: np.ndarray) -> str:
 
 
 async def read_body(request: Request) -> bytes:
-    """The whole request body; a client that hangs up before sending it all gets a 400 it will not read."""
+    """The whole request body. A client that hangs up before sending it all gets a 499 it will not
+    read (nginx's "client closed request"), so that the metrics count it apart from bad requests."""
     try:
         return await request.body()
     except ClientDisconnect:
-        raise ServiceError(400, "the client disconnected before the body was complete") from None
+        raise ServiceError(CLIENT_CLOSED, "the client disconnected before the body was complete") from None
 
 
 async def read_pictures(request: Request, max_files: int, batch: bool) -> list[tuple[str, bytes]]:

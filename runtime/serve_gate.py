@@ -43,7 +43,8 @@ class ServeSettings:
     intra-op thread per call); ``queue``: requests admitted beyond the busy workers, after
     which new classification requests get 503; ``max_body``: request body limit in bytes;
     ``max_files``: pictures per batch request; ``upload_seconds``: the time a client has to
-    send its whole body (else 408), so slow clients cannot hold a slot for ever.
+    send its whole body (else 408), so slow clients cannot hold a slot for ever, and before
+    that its request's head (else the connection is closed, :mod:`edgefmnist.runtime.server`).
     """
 
     threads: int = 2

@@ -17,17 +17,68 @@ import ipaddress
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
+import h11
 import uvicorn
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.serve import create_app
 from edgefmnist.runtime.serve_gate import ServeSettings
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edgefmnist.errors import EdgeFmnistError, counted, printable
 
 SHUTDOWN_SECONDS = 60  # the longest a graceful stop waits for requests still being answered
+
+
+class RequestHeadDeadline(H11Protocol):
+    """uvicorn's h11 protocol, closing without an answer a connection whose request line and
+    headers have not all arrived within ``head_seconds`` of its opening or of the previous answer.
+
+    uvicorn bounds no such wait (its keep-alive timer restarts at every byte; uvicorn issue
+    #157, "--timeout-request-start"), so a client that sends a request's head slowly or not at
+    all (Slowloris) would hold its connection, and its file descriptor, for ever: enough of them
+    take every descriptor the process may open. Once the head is in, the upload deadline of
+    :class:`~edgefmnist.runtime.serve_gate.Gate` bounds the body (408). :func:`head_deadline_of`
+    makes the class for a given ``head_seconds``.
+    """
+
+    head_seconds: float = 30.0
+    head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.arm_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the head is in (or the request failed and is being closed)
+            self.disarm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:  # kept alive for the next one
+            self.arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disarm_head_deadline()
+        super().connection_lost(exc)
+
+    def arm_head_deadline(self) -> None:
+        self.disarm_head_deadline()
+        self.head_deadline = self.loop.call_later(self.head_seconds, self.head_too_slow)
+
+    def disarm_head_deadline(self) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
+            self.head_deadline = None
+
+    def head_too_slow(self) -> None:
+        self.head_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 def is_loopback(host: str) -> bool:
@@ -59,6 +110,49 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def head_deadline_of(seconds: float) -> type[RequestHeadDeadline]:
+    """:class:`RequestHeadDeadline` with ``head_seconds`` set to ``seconds``: uvicorn makes one
+    protocol per connection from the class it is given."""
+    return type("RequestHeadDeadline", (RequestHeadDeadline,), {"head_seconds": seconds})
+
+
+def raise_open_file_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit (POSIX ``RLIMIT_NOFILE``):
+    every connection holds a descriptor, and a soft limit of 1,024 (systemd's default) is reached
+    by a thousand idle clients. Left as it is where it cannot be raised or is not known."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class AcceptFailureWarning:
+    """An event-loop exception handler that says "cannot accept connections" in one line, at most
+    once every ``every`` seconds, where asyncio would log a traceback for every failed
+    ``accept()`` while the process has no descriptor left (thousands a second); every other
+    context goes to the loop's default handler."""
+
+    MESSAGE = "socket.accept() out of system resource"  # asyncio's, selector_events._accept_connection
+
+    def __init__(self, say: Callable[[str], None], every: float = 60.0) -> None:
+        self.say, self.every, self.last = say, every, -float("inf")
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if context.get("message") != self.MESSAGE:
+            loop.default_exception_handler(context)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            exc = context.get("exception")
+            why = f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else ""
+            self.say(f"edgefmnist: warning: cannot accept connections{why}; new ones wait until some close")
+
+
 class GracefulServer(uvicorn.Server):
     """uvicorn's server whose SIGTERM/SIGINT start the graceful stop and are not re-raised after it.
 
@@ -82,6 +176,11 @@ def stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[N
             signal.signal(sig, previous)
 
 
+async def serve_on(server: uvicorn.Server, sock: socket.socket, handler: AcceptFailureWarning) -> None:
+    asyncio.get_running_loop().set_exception_handler(handler)
+    await server.serve(sockets=[sock])
+
+
 def serve(
     predictor: Predictor,
     settings: ServeSettings,
@@ -97,6 +196,7 @@ def serve(
     Raises :class:`EdgeFmnistError` if the socket cannot be bound or a setting is out of range.
     """
     app, metrics = create_app(predictor, settings)
+    raise_open_file_limit()
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     for warning in warnings:
@@ -110,6 +210,7 @@ def serve(
         lifespan="off",
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
         server_header=False,
+        http=head_deadline_of(settings.upload_seconds),
     )
     server = GracefulServer(config)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -119,7 +220,7 @@ def serve(
                 f"edgefmnist: serving {printable(predictor.path.name)} on http://{shown}:{bound_port} "
                 f"({counted(settings.threads, 'worker')}, queue {settings.queue})"
             )
-            asyncio.run(server.serve(sockets=[sock]))
+            asyncio.run(serve_on(server, sock, AcceptFailureWarning(say)))
     finally:
         sock.close()
     say(f"edgefmnist: stopped after answering {metrics.answered} requests")

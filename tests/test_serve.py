@@ -376,6 +376,97 @@ def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_png
         assert small.stop()[0] == 0
 
 
+def seconds_until_closed(sock: socket.socket, trickle: bytes = b"") -> float:
+    """Seconds until the server closes ``sock`` without an answer, sending ``trickle`` a byte every 0.2 s."""
+    start = time.perf_counter()
+    sock.settimeout(0.2)
+    for byte in [*trickle, *[None] * 100]:
+        try:
+            assert sock.recv(4096) == b"", "the server answered a request whose head never came"
+            return time.perf_counter() - start
+        except TimeoutError:
+            if byte is not None:
+                sock.send(bytes([byte]))
+    raise AssertionError("the connection stayed open")
+
+
+def test_a_request_head_slower_than_the_timeout_is_closed_and_frees_its_descriptor(test_pngs: list[bytes]) -> None:
+    small = ServerProcess("--upload-timeout", "1")
+    try:
+        silent = socket.create_connection((small.host, small.port))
+        assert 0.8 < seconds_until_closed(silent) < 5
+        partial = socket.create_connection((small.host, small.port))
+        partial.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # no blank line: the head never ends
+        assert 0.8 < seconds_until_closed(partial) < 5
+        trickling = socket.create_connection((small.host, small.port))  # each byte in time, the head not
+        assert 0.8 < seconds_until_closed(trickling, b"GET /healthz HTTP/1.1\r\nX-Slow: yes") < 5
+        kept = socket.create_connection((small.host, small.port))  # a head sent in time, after an answer, is late
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        kept.settimeout(5)
+        answer = b""
+        while not answer.endswith(b"}"):  # the JSON body, which may come in a second packet
+            answer += kept.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert seconds_until_closed(kept, b"GET /healthz HTTP/1.1\r\n") < 5
+        for sock in (silent, partial, trickling, kept):
+            sock.close()
+        assert small.post_image(test_pngs[0]).status == 200
+    finally:
+        code, err = small.stop()
+        assert code == 0 and "Traceback" not in err
+
+
+def test_accept_failures_are_one_warning_line_and_other_loop_errors_pass_on() -> None:
+    from edgefmnist.runtime.server import AcceptFailureWarning
+
+    said: list[str] = []
+    passed: list[dict] = []
+
+    class Loop:
+        def default_exception_handler(self, context: dict) -> None:
+            passed.append(context)
+
+    handler = AcceptFailureWarning(said.append)
+    failure = {"message": AcceptFailureWarning.MESSAGE, "exception": OSError(24, "Too many open files")}
+    for _ in range(1000):
+        handler(Loop(), failure)  # type: ignore[arg-type]
+    handler(Loop(), {"message": "Task exception was never retrieved"})  # type: ignore[arg-type]
+    assert said == [
+        "edgefmnist: warning: cannot accept connections (Too many open files); new ones wait until some close"
+    ]
+    assert passed == [{"message": "Task exception was never retrieved"}]
+
+
+def test_the_soft_limit_on_open_files_is_raised_to_the_hard_limit() -> None:
+    resource = pytest.importorskip("resource")
+    from edgefmnist.runtime.server import raise_open_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 256:
+        pytest.skip(f"hard limit {hard}: nothing to raise here")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+        raise_open_file_limit()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_client_that_hangs_up_mid_body_is_counted_as_499_not_400(test_pngs: list[bytes]) -> None:
+    small = ServerProcess()
+    try:
+        open_slow_upload(small, 1000).close()
+        for _ in range(50):
+            text = small.request("GET", "/metrics").body.decode()
+            if 'status="499"' in text:
+                break
+            time.sleep(0.1)
+        assert 'edgefmnist_requests_total{path="/v1/classify",status="499"} 1.0' in text
+        assert 'status="400"' not in text
+    finally:
+        assert small.stop()[0] == 0
+
+
 def test_too_many_files_in_a_batch_is_413(server: ServerProcess, test_pngs: list[bytes]) -> None:
     assert_error(server.post_files([("a.png", test_pngs[0])] * 65, "/v1/classify/batch"), 413, "65 files", "64")
 
