@@ -50,25 +50,29 @@ class RequestHeadDeadline(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.arm_head_deadline()
+        self.follow_head()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # the head is in (or the request failed and is being closed)
-            self.disarm_head_deadline()
+        self.follow_head()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:  # kept alive for the next one
-            self.arm_head_deadline()
+        self.follow_head()
+
+    def follow_head(self) -> None:
+        """Armed while the connection waits for a request's head (h11's ``IDLE``), from the moment it
+        began to wait: at the opening, after an answer, or after the rest of a body answered early
+        (a 401 or 413 before it was read); disarmed while a request is read or answered."""
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self.head_deadline is None:
+                self.head_deadline = self.loop.call_later(self.head_seconds, self.head_too_slow)
+        else:
+            self.disarm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disarm_head_deadline()
         super().connection_lost(exc)
-
-    def arm_head_deadline(self) -> None:
-        self.disarm_head_deadline()
-        self.head_deadline = self.loop.call_later(self.head_seconds, self.head_too_slow)
 
     def disarm_head_deadline(self) -> None:
         if self.head_deadline is not None:

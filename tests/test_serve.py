@@ -416,6 +416,23 @@ def test_a_request_head_slower_than_the_timeout_is_closed_and_frees_its_descript
         assert code == 0 and "Traceback" not in err
 
 
+def test_a_connection_answered_before_its_body_is_closed_when_no_head_follows() -> None:
+    small = ServerProcess("--token", "t0ken", "--upload-timeout", "1")
+    try:
+        sock = socket.create_connection((small.host, small.port))
+        sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 10\r\n\r\n")
+        sock.settimeout(5)
+        answer = b""
+        while not answer.endswith(b"}"):  # 401 before the body is read
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 401")
+        sock.sendall(b"0123456789")  # the rest of the request, then nothing
+        assert 0.8 < seconds_until_closed(sock) < 5
+        sock.close()
+    finally:
+        assert small.stop()[0] == 0
+
+
 def test_accept_failures_are_one_warning_line_and_other_loop_errors_pass_on() -> None:
     from edgefmnist.runtime.server import AcceptFailureWarning
 
