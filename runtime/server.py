@@ -35,14 +35,15 @@ SHUTDOWN_SECONDS = 60  # the longest a graceful stop waits for requests still be
 
 class RequestHeadDeadline(H11Protocol):
     """uvicorn's h11 protocol, closing without an answer a connection whose request line and
-    headers have not all arrived within ``head_seconds`` of its opening or of the previous answer.
+    headers have not all arrived within ``head_seconds`` of its opening or of the previous
+    answer (with the rest of a body that was answered before it was read).
 
-    uvicorn bounds no such wait (its keep-alive timer restarts at every byte; uvicorn issue
-    #157, "--timeout-request-start"), so a client that sends a request's head slowly or not at
-    all (Slowloris) would hold its connection, and its file descriptor, for ever: enough of them
-    take every descriptor the process may open. Once the head is in, the upload deadline of
-    :class:`~edgefmnist.runtime.serve_gate.Gate` bounds the body (408). :func:`head_deadline_of`
-    makes the class for a given ``head_seconds``.
+    uvicorn bounds no such wait (its keep-alive timer is cancelled by a request's first byte and
+    armed again only by an answer; uvicorn issue #157, "--timeout-request-start"), so a client
+    that sends a request's head slowly or not at all (Slowloris) would hold its connection, and
+    its file descriptor, for ever: enough of them take every descriptor the process may open.
+    Once the head is in, the upload deadline of :class:`~edgefmnist.runtime.serve_gate.Gate`
+    bounds the body (408). :func:`head_deadline_of` makes the class for a given ``head_seconds``.
     """
 
     head_seconds: float = 30.0
@@ -61,10 +62,12 @@ class RequestHeadDeadline(H11Protocol):
         self.follow_head()
 
     def follow_head(self) -> None:
-        """Armed while the connection waits for a request's head (h11's ``IDLE``), from the moment it
-        began to wait: at the opening, after an answer, or after the rest of a body answered early
-        (a 401 or 413 before it was read); disarmed while a request is read or answered."""
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        """Armed from the moment the connection waits on the client alone, and not restarted by its
+        bytes: at the opening, and once an answer is sent, also when the rest of a body answered
+        early (a 401, 413 or 408) is still to come, so that it must all arrive, and the next head
+        too, within the deadline. Disarmed while a request is read or answered."""
+        waiting = self.conn.their_state is h11.IDLE or self.conn.our_state is h11.DONE
+        if waiting and not self.transport.is_closing():
             if self.head_deadline is None:
                 self.head_deadline = self.loop.call_later(self.head_seconds, self.head_too_slow)
         else:

@@ -416,7 +416,7 @@ def test_a_request_head_slower_than_the_timeout_is_closed_and_frees_its_descript
         assert code == 0 and "Traceback" not in err
 
 
-def test_a_connection_answered_before_its_body_is_closed_when_no_head_follows() -> None:
+def test_a_connection_answered_before_its_body_is_closed_when_the_rest_is_late() -> None:
     small = ServerProcess("--token", "t0ken", "--upload-timeout", "1")
     try:
         sock = socket.create_connection((small.host, small.port))
@@ -429,6 +429,18 @@ def test_a_connection_answered_before_its_body_is_closed_when_no_head_follows() 
         sock.sendall(b"0123456789")  # the rest of the request, then nothing
         assert 0.8 < seconds_until_closed(sock) < 5
         sock.close()
+        trickling = socket.create_connection((small.host, small.port))  # 413, then a body that never ends
+        trickling.sendall(
+            b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n"
+            b"Content-Type: image/png\r\nContent-Length: 100000000\r\n\r\n"
+        )
+        trickling.settimeout(5)
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += trickling.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413")
+        assert seconds_until_closed(trickling, b"x" * 50) < 5
+        trickling.close()
     finally:
         assert small.stop()[0] == 0
 
