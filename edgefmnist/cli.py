@@ -1100,7 +1100,8 @@ INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as
 def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
     """A hint after click's "Got unexpected extra arguments (A B)" from ``infer`` when the extra
     arguments look like pictures: every one an existing file (the shell expanded an unquoted
-    ``--image`` pattern), or one with an extension or existing (several pictures after one ``--image``)."""
+    ``--image`` pattern), or one a file or named with a picture extension (several pictures after
+    one ``--image``). Names are read from click's message, split at spaces."""
     given = sys.argv[1:] if argv is None else argv
     message = exc.format_message()
     extra = message[message.find("(") + 1 : message.rfind(")")].split()
@@ -1112,7 +1113,9 @@ def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
             " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', "
             f"give the folder, or repeat {repeat})"
         )
-    if any(Path(name).suffix or Path(name).exists() for name in extra):
+    from edgefmnist.runtime.picture_formats import picture_extensions
+
+    if any(Path(name).suffix.lower() in picture_extensions() or Path(name).is_file() for name in extra):
         return f" (each picture takes its own --image: {repeat})"
     return ""
 

@@ -124,10 +124,15 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
         photos = _from_class_folders(folder, class_names)
         if not photos:
             extensions = picture_extensions()
-            loose = sum(is_picture_file(p, extensions) and not is_hidden(p, folder) for p in folder.iterdir())
-            found = (
-                f"{counted(loose, 'picture')}, but no {LABELS_FILE} and no class sub-folders" if loose else "no photos"
-            )
+            entries = [p for p in folder.iterdir() if not is_hidden(p, folder)]
+            loose = sum(is_picture_file(p, extensions) for p in entries)
+            if any(p.is_dir() for p in entries):
+                beside = f" ({counted(loose, 'picture')} beside them)" if loose else ""
+                found = f"no photos in its sub-folders{beside}"
+            elif loose:
+                found = f"{counted(loose, 'picture')}, but no {LABELS_FILE} and no class sub-folders"
+            else:
+                found = "no photos"
             raise PhotoSetError(
                 f"{folder}: {found} (expected {LABELS_FILE} or one sub-folder of images per class, "
                 f"named after it, as {folder / 'Trouser'}/)"
@@ -668,9 +673,9 @@ def curve_labels(
     points: Sequence[tuple[float, float, float]], apart: float = 0.015
 ) -> list[tuple[tuple[float, float], str]]:
     """Labels for ``(coverage, accuracy, threshold)`` points of a curve, in order: a run of points
-    within ``apart`` of its first one in both coordinates (thresholds that change no answer) is
-    labelled once, by its range of thresholds ("0.0-0.3"), so that no labels are drawn on top of
-    each other."""
+    within ``apart`` of its first one in both coordinates (shares, 0..1: thresholds that change
+    few answers) is labelled once, by its range of thresholds ("0.0-0.3"), so that no labels are
+    drawn on top of each other."""
     labels: list[tuple[tuple[float, float], str]] = []
     run: list[tuple[float, float, float]] = []
     for point in [*points, None]:

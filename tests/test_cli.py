@@ -59,6 +59,9 @@ def test_no_pattern_hint_for_extra_arguments_that_are_no_files() -> None:
     result = run("infer", "--image", EXPANDED[0], "--top-k", "2", "b", "c")
     assert_one_line_error(result, 2, "unexpected extra arguments (b c)")
     assert "quote it" not in result.stderr and "own --image" not in result.stderr
+    number = run("infer", "--image", EXPANDED[0], "--min-confidence", "0.5", "0.6")
+    assert_one_line_error(number, 2, "unexpected extra argument (0.6)")
+    assert "own --image" not in number.stderr
 
 
 def test_pictures_after_one_image_option_get_the_repeat_hint() -> None:

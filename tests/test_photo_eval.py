@@ -210,6 +210,12 @@ def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
         "2 pictures, but no labels.csv and no class sub-folders",
         f"as {tmp_path / 'flat' / 'Trouser'}/",
     )
+    (tmp_path / "flat" / "Trouser").mkdir()
+    assert_one_line_error(
+        run_in_process("evaluate", "--photos", str(tmp_path / "flat")),
+        1,
+        "no photos in its sub-folders (2 pictures beside them)",
+    )
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(REGRESSION_SET), "--min-confidence", "2"), 2, "--min-confidence"
     )
