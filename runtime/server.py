@@ -184,6 +184,7 @@ def stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[N
 
 
 async def serve_on(server: uvicorn.Server, sock: socket.socket, handler: AcceptFailureWarning) -> None:
+    """Run ``server`` on the bound ``sock`` in the running loop, whose exception handler is ``handler``."""
     asyncio.get_running_loop().set_exception_handler(handler)
     await server.serve(sockets=[sock])
 
