@@ -376,6 +376,17 @@ def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_png
         assert small.stop()[0] == 0
 
 
+def raw_json_answer(sock: socket.socket) -> bytes:
+    """One answer with a JSON body, read from ``sock`` (its body may come in a packet of its own)."""
+    sock.settimeout(5)
+    answer = b""
+    while not answer.endswith(b"}"):
+        chunk = sock.recv(4096)
+        assert chunk, f"the server closed the connection after {answer!r}"
+        answer += chunk
+    return answer
+
+
 def seconds_until_closed(sock: socket.socket, trickle: bytes = b"") -> float:
     """Seconds until the server closes ``sock`` without an answer, sending ``trickle`` a byte every 0.2 s."""
     start = time.perf_counter()
@@ -402,11 +413,7 @@ def test_a_request_head_slower_than_the_timeout_is_closed_and_frees_its_descript
         assert 0.8 < seconds_until_closed(trickling, b"GET /healthz HTTP/1.1\r\nX-Slow: yes") < 5
         kept = socket.create_connection((small.host, small.port))  # a head sent in time, after an answer, is late
         kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        kept.settimeout(5)
-        answer = b""
-        while not answer.endswith(b"}"):  # the JSON body, which may come in a second packet
-            answer += kept.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 200")
+        assert raw_json_answer(kept).startswith(b"HTTP/1.1 200")
         assert seconds_until_closed(kept, b"GET /healthz HTTP/1.1\r\n") < 5
         for sock in (silent, partial, trickling, kept):
             sock.close()
@@ -421,11 +428,7 @@ def test_a_connection_answered_before_its_body_is_closed_when_the_rest_is_late()
     try:
         sock = socket.create_connection((small.host, small.port))
         sock.sendall(b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 10\r\n\r\n")
-        sock.settimeout(5)
-        answer = b""
-        while not answer.endswith(b"}"):  # 401 before the body is read
-            answer += sock.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 401")
+        assert raw_json_answer(sock).startswith(b"HTTP/1.1 401")  # before the body is read
         sock.sendall(b"0123456789")  # the rest of the request, then nothing
         assert 0.8 < seconds_until_closed(sock) < 5
         sock.close()
@@ -434,11 +437,7 @@ def test_a_connection_answered_before_its_body_is_closed_when_the_rest_is_late()
             b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0ken\r\n"
             b"Content-Type: image/png\r\nContent-Length: 100000000\r\n\r\n"
         )
-        trickling.settimeout(5)
-        answer = b""
-        while not answer.endswith(b"}"):
-            answer += trickling.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 413")
+        assert raw_json_answer(trickling).startswith(b"HTTP/1.1 413")
         assert seconds_until_closed(trickling, b"x" * 50) < 5
         trickling.close()
     finally:
