@@ -125,7 +125,7 @@ RECIPES: dict[tuple[Arch, RecipeName], Recipe] = {
     # edgefmnist/photo_dataset.py) are shown as the runtime's preprocessing of a rendered photo
     # of them, about a fifth of all images seen; the rest are the dataset's own images. The CNN
     # also turns half of what it sees by up to ±10°, chosen on the choice half of photos-dev
-    # (README, "Random rotations").
+    # (docs/experiments.md, "Random rotations").
     (Arch.mlp, RecipeName.photo): Recipe(
         name="photo",
         optimizer=Optimizer.adamw,

@@ -148,7 +148,7 @@ def bound_run(
     Calls the compiled session directly when this onnxruntime exposes it (it skips the Python
     wrapper's per-call checks); else the public ``run_with_iobinding``. Pass run options built
     once: given None, onnxruntime's Python binding builds default ones on every call, and options
-    built once took the MLP int8's single-image run to 0.86x of that time (README, "Performance":
+    built once took the MLP int8's single-image run to 0.86x of that time (docs/experiments.md, "Speed":
     session and run options).
     """
     compiled, compiled_binding = getattr(session, "_sess", None), getattr(binding, "_iobinding", None)

@@ -170,7 +170,7 @@ def test_open_session_takes_threads_arena_and_the_optimisers_the_metadata_turns_
 
 
 def test_the_single_image_path_passes_run_options_built_once(shipped_mlp: Path) -> None:
-    """Given None, onnxruntime's binding builds default run options on every call (README, "session
+    """Given None, onnxruntime's binding builds default run options on every call (docs/experiments.md, "session
     and run options"): what reaches the compiled session is one RunOptions, the same every call."""
     from types import SimpleNamespace
 
