@@ -27,7 +27,11 @@ from pathlib import Path
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
-from edgefmnist.runtime.picture_formats import names_another_format, picture_extensions
+from edgefmnist.runtime.picture_formats import (
+    names_another_format,
+    picture_extensions,
+    refuse_replacing_other_than_png,
+)
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
@@ -467,14 +471,16 @@ def save_test_images(
 
 def check_targets(targets: Sequence[Path]) -> None:
     """Refuse, before the work, files that cannot be written: every name must fit its folder
-    (:func:`edgefmnist.atomic.check_name_fits`), and each folder must take a new file
-    (:func:`edgefmnist.atomic.check_folder_takes_files`). Raises :class:`WriteFailed`; a folder or
-    device where one file would go is left to that file's own save."""
+    (:func:`edgefmnist.atomic.check_name_fits`), no existing file that is not a PNG may be written
+    over (a model, a checkpoint: :class:`UsageError`), and each folder must take a new file
+    (:func:`edgefmnist.atomic.check_folder_takes_files`, :class:`WriteFailed`). A folder or device
+    where one file would go is left to that file's own save."""
     from edgefmnist.atomic import check_folder_takes_files, check_name_fits
 
     first_in: dict[Path, Path] = {}  # folder -> the first target in it, which a failed probe names
     for target in targets:
         check_name_fits(target)
+        refuse_replacing_other_than_png("--save-preprocessed", target, "the 28x28")
         if os.path.isfile(target) or not os.path.exists(target):
             first_in.setdefault(Path(os.path.realpath(target)).parent, target)
     for folder, target in first_in.items():

@@ -11,11 +11,14 @@ for importing it. AVIF is Pillow's own (its wheels carry libavif from 11.3 on).
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from functools import cache
 from pathlib import Path
 
 from PIL import Image, ImageFile, features
+
+from edgefmnist.errors import UsageError
 
 HEIF_PLUGINS = ("pi_heif", "pillow_heif")  # import names, in order of preference
 HEIF_INSTALL = "pip install pi-heif"
@@ -125,3 +128,27 @@ def names_another_format(path: Path) -> bool:
     ``x.pdf``): a PNG written under that name would be mislabelled. ``x.apng``, no extension and
     an extension Pillow does not know are not another format."""
     return format_named(path) not in (None, "PNG")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # the first 8 bytes of every PNG file (PNG specification, section 5.2)
+
+
+def holds_other_than_png(path: Path) -> bool:
+    """Whether ``path`` (symlinks followed) is a regular file whose bytes are not a PNG's (a model,
+    a checkpoint, notes), which a PNG written there would destroy. False for a missing, empty or
+    unreadable file, a PNG, a folder, a device or a FIFO."""
+    try:
+        if not os.path.isfile(path):
+            return False
+        with open(path, "rb") as existing:
+            head = existing.read(len(PNG_SIGNATURE))
+    except OSError:
+        return False
+    return bool(head) and head != PNG_SIGNATURE
+
+
+def refuse_replacing_other_than_png(flag: str, path: Path, what: str) -> None:
+    """Raise :class:`UsageError` (exit 2) when ``path`` is an existing file that is not a PNG
+    (:func:`holds_other_than_png`): ``what`` (``"the plot"``) is a PNG, and is not written over it."""
+    if holds_other_than_png(path):
+        raise UsageError(f"{flag} {path}: an existing file that is not a PNG; {what} is not written over it")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -492,6 +493,31 @@ def test_save_preprocessed_refuses_a_file_named_for_another_picture_format(tmp_p
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert Image.open(tmp_path / name).format == "PNG"
+
+
+def test_save_preprocessed_never_writes_over_a_file_that_is_not_a_png(tmp_path: Path, fashion) -> None:
+    Image.fromarray(fashion.test.images[0]).save(tmp_path / "x.png")
+    model, notes = tmp_path / "model.onnx", tmp_path / "notes"
+    model.write_bytes(SHIPPED_MLP.read_bytes())
+    notes.write_text("keep me\n")
+    (tmp_path / "out").mkdir()
+    shutil.copy(SHIPPED_MLP, tmp_path / "out" / "test-1.png")  # a folder's target, named .png but not one
+    runs = [
+        (["--image", str(tmp_path / "x.png"), "--save-preprocessed", str(model)], model),
+        (["--sample", "0:1", "--save-preprocessed", str(notes)], notes),
+        (["--sample", "0:2", "--save-preprocessed", f"{tmp_path / 'out'}/"], tmp_path / "out" / "test-1.png"),
+    ]
+    for args, victim in runs:
+        before = victim.read_bytes()
+        assert_one_line_error(run_in_process("infer", "--model", str(SHIPPED_MLP), *args), 2, "not a PNG")
+        assert victim.read_bytes() == before
+    assert not (tmp_path / "out" / "test-0.png").exists()  # refused before anything was written
+    Image.new("L", (1, 1)).save(tmp_path / "old.png")  # an earlier 28x28 is replaced
+    result = run_in_process(
+        "infer", "--model", str(SHIPPED_MLP), "--sample", "0:1", "--save-preprocessed", str(tmp_path / "old.png")
+    )
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "old.png").size == (28, 28)
 
 
 # --- standard input -----------------------------------------------------------------------------

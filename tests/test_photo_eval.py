@@ -665,6 +665,12 @@ def test_a_plot_that_cannot_be_written_is_refused_before_any_photo_is_read(
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(small_set), "--plot", "photos.jpg"), 2, "name the file .png"
     )
+    shipped = (Path(__file__).parents[1] / "models" / "mlp.onnx").read_bytes()
+    model = tmp_path_factory.mktemp("models") / "model.onnx"  # a slip of the keyboard must not destroy it
+    model.write_bytes(shipped)
+    result = run_in_process("evaluate", "--photos", str(small_set), "--plot", str(model))
+    assert_one_line_error(result, 2, str(model), "an existing file that is not a PNG")
+    assert model.read_bytes() == shipped
 
 
 def test_a_photo_listed_by_a_relative_and_an_absolute_path_is_refused(tmp_path: Path) -> None:
