@@ -48,7 +48,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError, counted, printable
+from edgefmnist.errors import EdgeFmnistError, counted, not_a_file_reason, printable
 
 Split = Literal["choice", "report"]
 SPLITS = ("choice", "report", "all")
@@ -106,9 +106,11 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     """Read a photo set: ``folder/labels.csv`` when present, else one sub-folder per class.
 
     Returns photos sorted by path; raises :class:`PhotoSetError` for a missing
-    folder, an empty set, a malformed labels.csv (a short row, a row longer than the header, an
-    ``accepted`` of separators alone), a file it lists twice or an unknown class in ``accepted``
-    (classes are named as :func:`class_named` reads them).
+    folder, an empty set, a ``labels.csv`` that is no regular file (a folder, a FIFO, a dangling
+    symlink), a malformed one (a short row, a row longer than the header, an ``accepted`` of
+    separators alone, a file name holding a NUL byte), a file it lists twice or an unknown class
+    in ``accepted`` (classes are named as :func:`class_named` reads them). The header's names
+    are read ignoring case and surrounding spaces (``File, Source_Class, Accepted``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -120,6 +122,8 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
         photos = _from_labels_csv(labels, class_names)
         if not photos:
             raise PhotoSetError(f"{labels}: no photos (a header and no rows)")
+    elif os.path.lexists(labels):  # the folders' names would silently replace its labels
+        raise PhotoSetError(f"{labels}: {not_a_file_reason(labels)}; the photo set's labels cannot be read")
     else:
         photos = _from_class_folders(folder, class_names)
         if not photos:
@@ -193,13 +197,15 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
         if opened:
             raise PhotoSetError(f'{labels}: line {opened}: a quote (") is never closed')
         reader = csv.DictReader(lines)
-        header = list(reader.fieldnames or [])
+        header = [name.strip().lower() for name in reader.fieldnames or []]
+        reader.fieldnames = header
         missing = [c for c in LABEL_COLUMNS if c not in header]
         if missing:
-            separated = len(header) == 1 and ";" in header[0]  # a spreadsheet's export in some locales
+            separator = next((s for s in (";", "\t") if len(header) == 1 and s in header[0]), None)
+            shown = "a tab" if separator == "\t" else f"'{separator}'"  # ';': a spreadsheet's export in some locales
             raise PhotoSetError(
                 f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
-                + (" (the header is separated by ';': separate the columns with commas)" if separated else "")
+                + (f" (the header is separated by {shown}: separate the columns with commas)" if separator else "")
             )
         repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
         if repeated:
@@ -222,6 +228,8 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             file = row["file"].strip()
             if not file:
                 raise PhotoSetError(f"{labels}: line {line}: empty file name")
+            if "\0" in file:  # no file system takes one
+                raise PhotoSetError(f"{labels}: line {line}: the file name holds a NUL byte")
             key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
             if key in first_line:
                 raise PhotoSetError(f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}")
@@ -246,7 +254,9 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 )
             check_one_domain(source, bool(accepted_once), line, domain_of, labels)
             photos.append(Photo(labels.parent / file, source, accepted_once))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except OSError as exc:
+        raise PhotoSetError(f"{labels}: cannot read it ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
 

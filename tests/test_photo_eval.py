@@ -100,7 +100,6 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert photos["hat"].source_class == "hat" and not photos["hat"].in_domain
     assert class_named("t_shirt_top") == "T-shirt/top" and class_named("t-shirt") is None
     (tmp_path / "empty").mkdir()  # adds no photo: not worth a note
-    (tmp_path / "labels.csv").mkdir()  # a folder, not the labels file
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [
         f"{tmp_path}: 2 folders named after no Fashion-MNIST class, so out of domain "
         "(only 'unsure' is right there): 'hat', 'unknown'"
@@ -113,7 +112,6 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path))[1] == (
         f"{tmp_path}: not scored: 2 pictures beside the class folders or below them"
     )
-    (tmp_path / "labels.csv").rmdir()
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [  # labels.csv says what each photo is
         f"{tmp_path / 'labels.csv'}: not scored: 6 pictures below {tmp_path} that it does not list"
@@ -150,6 +148,8 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
     [
         ("file,source_class\nx.jpg,hat\n", "missing accepted"),
         ("file;source_class;accepted\nx.jpg;hat;\n", "separated by ';': separate the columns with commas"),
+        ("file\tsource_class\taccepted\nx.jpg\that\t\n", "separated by a tab: separate the columns with commas"),
+        ("file,source_class,accepted\nx\0.jpg,hat,\n", "line 2: the file name holds a NUL byte"),
         ("file,source_class,accepted\nx.jpg,hat,Hat\n", "'Hat' is not a Fashion-MNIST class"),
         ("file,source_class,accepted\n,hat,\n", "empty file name"),
         (
@@ -189,6 +189,28 @@ def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(tmp_path)), 1, str(tmp_path / "labels.csv"), fragment
     )
+
+
+def test_a_header_is_read_ignoring_case_and_spaces(tmp_path: Path) -> None:
+    photo(tmp_path / "a" / "one.jpg")
+    (tmp_path / "labels.csv").write_text("File , Source_Class,ACCEPTED\na/one.jpg,pants,Trouser\n")
+    (one,) = load_photo_set(tmp_path)
+    assert (one.path, one.source_class, one.accepted) == (tmp_path / "a" / "one.jpg", "pants", ("Trouser",))
+
+
+def test_a_labels_csv_that_is_no_file_is_refused_not_replaced_by_the_folder_names(tmp_path: Path) -> None:
+    photo(tmp_path / "Trouser" / "one.jpg")
+    labels = tmp_path / "labels.csv"
+    for make, reason in [
+        (lambda: labels.symlink_to(tmp_path / "gone.csv"), "a dangling symlink"),
+        (labels.mkdir, "a folder"),
+        (lambda: os.mkfifo(labels), "a FIFO"),
+    ]:
+        make()
+        with pytest.raises(PhotoSetError, match=reason):
+            load_photo_set(tmp_path)
+        assert_one_line_error(run_in_process("evaluate", "--photos", str(tmp_path)), 1, str(labels), reason)
+        labels.rmdir() if labels.is_dir() and not labels.is_symlink() else labels.unlink()
 
 
 def test_bad_photo_folder_is_one_line(tmp_path: Path) -> None:
