@@ -161,7 +161,9 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     A folder or a glob keeps the files whose extension is one of
     :func:`~edgefmnist.runtime.picture_formats.picture_extensions` (what the installed Pillow and
     HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
-    sub-folder, a dangling symlink, a FIFO), each with its reason; a file named on its own is always
+    sub-folder, a dangling symlink, a FIFO), each with its reason. Neither takes dot names
+    (``.thumbnails/``, a macOS ``._IMG_1.jpg``), and ``**`` in a glob matches any depth of
+    folders (``photos/**/*.jpg``, as ``glob.glob(recursive=True)``); a file named on its own is always
     tried, whatever its name, and ``-`` (standard input) is kept as it is. A folder or a glob
     without a single picture file, or one that cannot be read (a folder on the way without read
     or search permission), is listed in ``empty`` (arguments that give no picture) with the
@@ -175,10 +177,10 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     for pattern in patterns:
         path = Path(pattern)
         try:
-            if path.is_dir():
-                entries = sorted(path.iterdir())
+            if path.is_dir():  # dot names (.thumbnails/, a macOS ._IMG_1.jpg) are left out, as a glob leaves them
+                entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
             elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
-                entries = sorted(Path(p) for p in glob.glob(pattern))
+                entries = sorted(Path(p) for p in glob.glob(pattern, recursive=True))  # "**": any depth
                 if not any(p.is_file() for p in entries):
                     empty[pattern] = "no files match"
                     continue

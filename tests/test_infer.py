@@ -382,6 +382,19 @@ def test_folder_extensions_are_exactly_those_pillow_and_the_heif_plugin_open(tmp
     assert globbed == found  # a folder and a glob treat every file alike
 
 
+def test_folders_and_globs_leave_out_dot_names_and_globs_take_any_depth_with_two_stars(tmp_path: Path) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+
+    for name in ("top.jpg", "._top.jpg", ".hidden.jpg", "2024/a.jpg", "2024/07/b.jpg", ".cache/c.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")  # a macOS ._ file is metadata named like a picture
+    folder = find_pictures([str(tmp_path)])
+    assert folder.paths == [tmp_path / "top.jpg"] and set(folder.skipped) == {tmp_path / "2024"}
+    assert find_pictures([str(tmp_path / "*")]) == folder
+    deep = find_pictures([str(tmp_path / "**" / "*.jpg")])
+    assert deep.paths == [tmp_path / "2024" / "07" / "b.jpg", tmp_path / "2024" / "a.jpg", tmp_path / "top.jpg"]
+
+
 def picture_folder(tmp_path: Path, fashion) -> Path:
     """Test image 1 (a pullover) as AVIF, JFIF, JPE and HEIC, beside a text file."""
     import pillow_heif
