@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -762,20 +762,38 @@ def evaluate(
         predictor = Predictor(model_path, threads=threads)
         model, class_names, logits = predictor.path, predictor.class_names, predictor.logits(test.images)
     evaluation = evaluate_predictions(test.labels, logits.argmax(1), class_names)
+    plot_failure = None
     if plot is not None:
         from edgefmnist.plots import save_confusion_matrix
 
-        save_confusion_matrix(
-            plot, evaluation.confusion, class_names, f"{model.name}: {100 * evaluation.accuracy:.2f} % on the test set"
-        )
+        title = f"{model.name}: {100 * evaluation.accuracy:.2f} % on the test set"
+        plot_failure = failure_of(lambda: save_confusion_matrix(plot, evaluation.confusion, class_names, title))
+    saved_plot = {"plot": str(plot)} if plot and not plot_failure else {}
     if json_output:
-        print_json({"model": str(model), **evaluation.to_dict(), **({"plot": str(plot)} if plot else {})})
+        print_json({"model": str(model), **evaluation.to_dict(), **saved_plot, **plot_error(plot_failure)})
     else:
         typer.echo(format_report(evaluation, printable(str(model))))
-        if plot is not None:
+        if saved_plot:
             typer.echo()
             say(f"confusion matrix: {plot}")
     warn_if_oversubscribed(threads)
+    if plot_failure:  # the results are out: a full disk costs the plot only
+        raise plot_failure
+
+
+def failure_of(save: Callable[[], None]) -> EdgeFmnistError | None:
+    """Run ``save`` (a plot's write): None when it succeeded, else its one-line error, to be raised
+    once the results it would have drawn are printed."""
+    try:
+        save()
+    except EdgeFmnistError as exc:
+        return exc
+    return None
+
+
+def plot_error(failure: EdgeFmnistError | None) -> dict[str, str]:
+    """``{"plot_error": "one line"}`` for the JSON of a run whose plot could not be written, else ``{}``."""
+    return {"plot_error": str(failure)} if failure else {}
 
 
 def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
@@ -860,14 +878,14 @@ def evaluate_photos(
         chosen = choose_thresholds(predictions) if choose else None
     except ValueError as exc:  # the photos of one kind were all unreadable
         raise EdgeFmnistError(f"{folder}: --choose: {exc}") from None
-    if plot is not None:
-        save_photo_plot(plot, report, predictions, title)
+    plot_failure = failure_of(lambda: save_photo_plot(plot, report, predictions, title)) if plot else None
     for note in notes:  # after every refusal, so that an error stays one line
         typer.echo(printable(f"edgefmnist: note: {note}"), err=True)
     warn_if_typicality_unchecked(predictor, thresholds[1])
     warn_if_oversubscribed(threads)
+    saved_plot = str(plot) if plot and not plot_failure else None
     if json_output:
-        extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": str(plot) if plot else None}
+        extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": saved_plot, **plot_error(plot_failure)}
         print_json({**head, **report, **{key: value for key, value in extras.items() if value}})
     else:
         typer.echo(format_photo_report(report, printable(title)))
@@ -875,9 +893,11 @@ def evaluate_photos(
             typer.echo("\n" + format_sweep(swept))
         if chosen:
             typer.echo("\n" + format_choice(chosen))
-        if plot is not None:
+        if saved_plot:
             typer.echo()
             say(f"plot: {plot}")
+    if plot_failure:  # the results are out: a full disk costs the plot only
+        raise plot_failure
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

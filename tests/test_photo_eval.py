@@ -695,6 +695,19 @@ def test_a_plot_that_cannot_be_written_is_refused_before_any_photo_is_read(
     assert model.read_bytes() == shipped
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_plot_that_fails_to_write_costs_the_plot_not_the_results(small_set: Path) -> None:
+    for args in (["--json"], []):
+        result = run_in_process("evaluate", "--photos", str(small_set), "--plot", "/dev/full", *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.splitlines()[-1].startswith("edgefmnist: error: /dev/full: cannot write")
+        if args:
+            report = json.loads(result.stdout)
+            assert report["photos"] == 4 and report["plot_error"].startswith("/dev/full") and "plot" not in report
+        else:
+            assert "accuracy (forced answer, in domain)" in result.stdout and "plot:" not in result.stdout
+
+
 def test_a_photo_listed_by_a_relative_and_an_absolute_path_is_refused(tmp_path: Path) -> None:
     (tmp_path / "labels.csv").write_text(f"file,source_class,accepted\na/x.jpg,coat,Coat\n{tmp_path}/a/x.jpg,coat,\n")
     with pytest.raises(PhotoSetError, match="is listed again, first on line 2"):
