@@ -233,6 +233,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
         lifespan=None,
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # /v1/classify/ is a 404, not a 307 a client may not follow with its upload
     )
     app.openapi = lambda: service_openapi(app, token=bool(settings.token))  # type: ignore[method-assign]
 

@@ -32,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MIB = 1024 * 1024
 CLASSIFY_PATHS = ("/v1/classify", "/v1/classify/batch")
 PROTECTED_PREFIXES = ("/v1/", "/metrics")
+STOPPED = "the service was stopped before it answered this request"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -125,7 +126,7 @@ class Gate:
             scope = {**scope, "method": "GET"}
         path = scope["path"] if scope["path"] in self.known_paths else "other"
         start = time.perf_counter()
-        status = 500
+        status: int | None = None  # until the answer starts
         self.metrics.in_flight.inc()
 
         async def send_counted(message: Message) -> None:
@@ -136,15 +137,17 @@ class Gate:
 
         try:
             await self.guarded(scope, receive, send_counted)
+        except asyncio.CancelledError:  # the server stopped at once (a second Ctrl-C, or its graceful stop timed out)
+            if status is None:  # nothing sent yet: say so, rather than uvicorn's traceback and plain-text 500
+                await error_response(503, STOPPED)(scope, receive, send_counted)
         finally:
             self.metrics.in_flight.dec()
-            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.requests.labels(path, str(status or 500)).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)
             self.metrics.answered += 1
 
     async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {key.decode("latin-1").lower(): value for key, value in scope["headers"]}
-        refusal = self.refusal(scope["path"], headers)
+        refusal = self.refusal(scope["path"], scope["headers"])
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -164,9 +167,12 @@ class Gate:
         finally:
             self.admitted -= 1
 
-    def refusal(self, path: str, headers: dict[str, bytes]) -> JSONResponse | None:
-        """The response that refuses a request from its headers alone, or None."""
+    def refusal(self, path: str, raw_headers: list[tuple[bytes, bytes]]) -> JSONResponse | None:
+        """The response that refuses a request from its headers (ASGI's ``(name, value)`` pairs) alone, or None."""
+        headers = {key.decode("latin-1").lower(): value for key, value in raw_headers}
         if self.token is not None and path.startswith(PROTECTED_PREFIXES):
+            if sum(key.lower() == b"authorization" for key, _ in raw_headers) > 1:  # which one would count?
+                return error_response(400, "more than one Authorization header: send the token once")
             scheme, _, given = headers.get("authorization", b"").partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
                 return error_response(
@@ -177,7 +183,7 @@ class Gate:
             if not length.isdigit():
                 return error_response(400, f"Content-Length {length.decode('latin-1')!r} is not a number")
             if int(length) > self.settings.max_body:
-                return error_response(413, too_large(int(length), self.settings.max_body))
+                return error_response(413, too_large(int(length), self.settings.max_body, declared=True))
         return None
 
     def limited(self, receive: Receive) -> Receive:
@@ -204,5 +210,6 @@ class Gate:
         return receive_limited
 
 
-def too_large(size: int, limit: int) -> str:
-    return f"request body of {size:,} bytes or more is larger than the limit of {limit:,} bytes"
+def too_large(size: int, limit: int, declared: bool = False) -> str:
+    """The 413's message: a body ``declared`` by its Content-Length, or one of ``size`` bytes so far."""
+    return f"request body of {size:,} bytes{'' if declared else ' or more'} is larger than the limit of {limit:,} bytes"

@@ -6,7 +6,8 @@ The socket is bound here, before uvicorn starts, so a port in use is one line an
 and ``--port 0`` takes a free port (the line ``serving MODEL on http://HOST:PORT`` names it).
 On SIGTERM or SIGINT the listening socket closes, every request already received is
 answered, then the process exits 0 (uvicorn's graceful shutdown; newer uvicorn would
-re-raise the signal after it, which ends the process with status -15 instead).
+re-raise the signal after it, which ends the process with status -15 instead). A second
+SIGINT stops at once: requests still in progress get a 503, and the process exits 130.
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ def serve(
 
     ``warnings`` are said once the socket is bound, so that a refusal stays one error line.
 
-    Raises :class:`EdgeFmnistError` if the socket cannot be bound or a setting is out of range.
+    Raises :class:`EdgeFmnistError` if the socket cannot be bound or a setting is out of range,
+    and ``KeyboardInterrupt`` after a second SIGINT stopped it at once.
     """
     app, metrics = create_app(predictor, settings)
     raise_open_file_limit()
@@ -231,5 +233,8 @@ def serve(
             asyncio.run(serve_on(server, sock, AcceptFailureWarning(say)))
     finally:
         sock.close()
-    say(f"edgefmnist: stopped after answering {metrics.answered} requests")
+    if server.force_exit:  # a second Ctrl-C: what was still in progress got a 503
+        say(f"edgefmnist: stopped at once after answering {counted(metrics.answered, 'request')}")
+        raise KeyboardInterrupt
+    say(f"edgefmnist: stopped after answering {counted(metrics.answered, 'request')}")
     return metrics.answered

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -275,8 +276,8 @@ def truncated_png() -> bytes:
             ["Content-Encoding 'gzip'"],
         ),  # fmt: skip
         (lambda s: s.post_image(png_declaring(100_000, 100_000)), 413, ["100000 x 100000", "bomb"]),
-        (lambda s: s.post_image(b"\0" * (2 << 20)), 413, ["limit of 1,048,576 bytes"]),
-        (lambda s: chunked_post(s, 2 << 20), 413, ["limit of 1,048,576 bytes"]),
+        (lambda s: s.post_image(b"\0" * (2 << 20)), 413, ["of 2,097,152 bytes is larger than the limit of 1,048,576"]),
+        (lambda s: chunked_post(s, 2 << 20), 413, ["bytes or more is larger than the limit of 1,048,576 bytes"]),
         (lambda s: s.request("GET", "/v1/nothing"), 404, ["Not Found"]),
         (lambda s: s.request("GET", "/v1/classify"), 405, ["Method Not Allowed"]),
         (lambda s: s.post_image(b"x", "/v1/classify?preprocessed=maybe"), 400, ["query parameter 'preprocessed'"]),
@@ -324,6 +325,13 @@ def test_token_is_required_on_the_api_but_not_on_health_or_page(test_pngs: list[
         assert guarded.post_image(test_pngs[0], Authorization="Bearer s3cret").status == 200
         assert guarded.request("GET", "/v1/model", headers={"Authorization": "Bearer s3cret"}).status == 200
         assert guarded.request("GET", "/healthz").status == 200 and guarded.request("GET", "/").status == 200
+        with socket.create_connection((guarded.host, guarded.port)) as sock:  # which token would count?
+            sock.sendall(b"GET /v1/model HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n")
+            sock.sendall(b"Authorization: Bearer s3cret\r\n\r\n")
+            answer = raw_json_answer(sock)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"more than one Authorization header" in answer
+        slash = guarded.post_image(test_pngs[0], path="/v1/classify/", Authorization="Bearer s3cret")
+        assert_error(slash, 404)  # not a 307 that a client would follow without its upload
         described = guarded.request("GET", "/openapi.json").json()
         assert described["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
         for path, operations in described["paths"].items():  # the description says where the token is needed
@@ -514,6 +522,24 @@ def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]) -> None:
         assert small.post_image(test_pngs[0]).status == 200
     finally:
         assert small.stop()[0] == 0
+
+
+def test_a_second_ctrl_c_stops_at_once_and_what_was_in_progress_gets_a_503() -> None:
+    target = ServerProcess("--threads", "1", "--upload-timeout", "30")
+    slow = open_slow_upload(target, 1000)  # would keep a graceful stop waiting for 30 s
+    try:
+        time.sleep(0.3)
+        target.process.send_signal(signal.SIGINT)
+        time.sleep(1.0)  # the graceful stop has begun, and waits for the upload
+        target.process.send_signal(signal.SIGINT)
+        answer = raw_json_answer(slow)
+    finally:
+        slow.close()
+    _, err = target.process.communicate(timeout=10)  # it stops by itself
+    code = target.process.returncode
+    assert code == 130 and "Traceback" not in err and "ERROR" not in err, err
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"stopped before it answered this request" in answer
+    assert err.splitlines() == ["edgefmnist: stopped at once after answering 1 request", "edgefmnist: interrupted"]
 
 
 @pytest.mark.slow
