@@ -67,13 +67,38 @@ def unpickler_reason(exc: Exception) -> str:
     return "unsupported content"
 
 
+def check_checkpoint_file(path: Path) -> None:
+    """Raise :class:`CheckpointError`, before torch reads it, when ``path`` is no file or no
+    ``torch.save`` archive (a zip), saying so of an ONNX model or a file named ``.onnx``."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if zipfile.is_zipfile(path):
+        return
+    wanted = "give the .pt file that `edgefmnist train` wrote"
+    if is_onnx_model(path):
+        raise CheckpointError(f"{path}: an ONNX model, not a PyTorch checkpoint: {wanted}")
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (and named as an ONNX model): {wanted}")
+    raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a torch.save archive)")
+
+
+def is_onnx_model(path: Path) -> bool:
+    """Whether ``path`` parses as a serialised ONNX model (the runtime's ``parse_model_header``)."""
+    from edgefmnist.runtime.onnx_header import MAX_MODEL_BYTES, parse_model_header
+
+    try:
+        if path.stat().st_size > MAX_MODEL_BYTES:
+            return False
+        parse_model_header(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read and rebuild a checkpoint; any problem is a one-line :class:`CheckpointError`."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a torch.save archive)")
+    check_checkpoint_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -42,7 +42,7 @@ from edgefmnist.atomic import (
     write_together,
 )
 from edgefmnist.calibration import TemperatureCalibration, calibrate
-from edgefmnist.checkpoint import Checkpoint, load_checkpoint
+from edgefmnist.checkpoint import Checkpoint, check_checkpoint_file, load_checkpoint
 from edgefmnist.contract import (
     DEFAULT_OPSET,
     FP32_ATOL,
@@ -285,6 +285,7 @@ def export_checkpoint(
     is then left as it was), and :class:`WriteFailed` when the final write fails.
     """
     mode = None if quantize == "none" else QuantMode.parse(quantize, "quantisation mode")
+    check_checkpoint_file(checkpoint_path)  # an ONNX model given here is named as one, before --out is judged
     out = out or checkpoint_path.with_suffix(".onnx")
     check_out_path(out, checkpoint_path, int8_path_for(out) if mode else None)
     checkpoint = load_checkpoint(checkpoint_path)

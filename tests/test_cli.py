@@ -83,6 +83,23 @@ def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
 
 
+def test_an_onnx_model_given_to_export_is_named_as_one(tmp_path: Path) -> None:
+    shipped = Path(__file__).parents[1] / "models" / "mlp.onnx"
+    for name, fragment in [
+        ("model.onnx", "an ONNX model, not a PyTorch checkpoint"),  # its default --out would be itself
+        ("renamed.pt", "an ONNX model, not a PyTorch checkpoint"),
+    ]:
+        (tmp_path / name).write_bytes(shipped.read_bytes())
+        for args in ([], ["--quantize", "static"], ["--out", str(tmp_path / "x.onnx")]):
+            result = run_in_process("export", str(tmp_path / name), *args)
+            assert_one_line_error(
+                result, 1, str(tmp_path / name), fragment, "the .pt file that `edgefmnist train` wrote"
+            )
+        assert (tmp_path / name).read_bytes() == shipped.read_bytes()
+    (tmp_path / "text.onnx").write_text("not a model\n")
+    assert_one_line_error(run_in_process("export", str(tmp_path / "text.onnx")), 1, "named as an ONNX model")
+
+
 @pytest.mark.slow
 def test_train_export_verify_end_to_end(tmp_path: Path, real_data_dir: Path) -> None:
     checkpoint = tmp_path / "mlp.pt"
