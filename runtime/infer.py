@@ -326,8 +326,9 @@ def read_stdin(limit: int = MAX_ENCODED_BYTES) -> bytes:
     Refuses a terminal (nothing was piped in: reading would wait for typing), another device,
     empty input and input larger than ``limit``, each in one line.
     """
-    if sys.stdin is None or sys.stdin.isatty():
-        raise EdgeFmnistError(f"{STDIN_NAME}: standard input is a terminal; pipe a picture in, e.g. cat x.jpg | ...")
+    if sys.stdin is None or sys.stdin.isatty():  # None: the process started with it closed
+        state = "closed" if sys.stdin is None else "a terminal"
+        raise EdgeFmnistError(f"{STDIN_NAME}: standard input is {state}; pipe a picture in, e.g. cat x.jpg | ...")
     if is_device(sys.stdin.buffer):  # /dev/zero would be read up to the limit
         raise EdgeFmnistError(f"{STDIN_NAME}: standard input is a device, not a picture; pipe a picture in")
     data = sys.stdin.buffer.read(limit + 1)

@@ -564,6 +564,12 @@ def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     assert lines[0].startswith("edgefmnist: error: <stdin>: ") and message in lines[0]
 
 
+def test_a_closed_stdin_is_named_as_closed() -> None:
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=lambda: os.close(0))
+    assert_one_line_error(result, 1, "<stdin>: standard input is closed")
+
+
 def test_a_device_on_stdin_is_refused_before_it_is_read() -> None:
     command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-"]
     with open("/dev/zero", "rb") as zero:  # endless: read up to the 256 MiB limit without the check
