@@ -535,9 +535,13 @@ def infer(
 
       edgefmnist infer --image 'photos/*.jpg' --top-k 2 --json
 
+      edgefmnist infer --image photos/ --save-preprocessed seen/
+
       rpicam-still -o - | edgefmnist infer --image -
 
       edgefmnist infer --image hat.jpg --min-confidence 0.7
+
+      edgefmnist infer --image hat.jpg --min-typicality 0.02
 
       edgefmnist infer --sample 0:5 --model models/mlp.int8.onnx
     """
