@@ -812,8 +812,8 @@ def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
     _, special = write_target(plot)
     if not special and names_another_format(plot):
         raise UsageError(f"--plot {plot}: the plot is written as a PNG; name the file .png")
+    refuse_overwriting("--plot", [plot], inputs)  # first: naming the input says more
     refuse_replacing_other_than_png("--plot", plot, "the plot")
-    refuse_overwriting("--plot", [plot], inputs)
     check_writable(plot)
 
 
