@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import signal
 import socket
 import sys
@@ -29,9 +30,33 @@ from edgefmnist.runtime.serve import create_app
 from edgefmnist.runtime.serve_gate import ServeSettings
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from edgefmnist.errors import EdgeFmnistError, counted, printable
+from edgefmnist.errors import EdgeFmnistError, counted, first_line, printable
 
 SHUTDOWN_SECONDS = 60  # the longest a graceful stop waits for requests still being answered
+
+
+class OneLineLogFormatter(logging.Formatter):
+    """uvicorn's log records as the toolkit's own lines on stderr: ``edgefmnist: warning: Invalid
+    HTTP request received.``; an exception is its type and first line, never a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"edgefmnist: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            line += f" ({type(record.exc_info[1]).__name__}: {first_line(record.exc_info[1])})"
+        return printable(line)
+
+
+LOG_CONFIG = {  # uvicorn's LOGGING_CONFIG with one formatter, and no access log
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"line": {"()": OneLineLogFormatter}},
+    "handlers": {"stderr": {"formatter": "line", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn.error": {"level": "INFO"},
+        "uvicorn.access": {"handlers": [], "level": "INFO", "propagate": False},
+    },
+}
 
 
 class RequestHeadDeadline(H11Protocol):
@@ -215,6 +240,7 @@ def serve(
         say(f"edgefmnist: warning: listening on {host} without --token: anyone on the network can use the service")
     config = uvicorn.Config(
         app,
+        log_config=LOG_CONFIG,
         log_level="warning",
         access_log=False,
         lifespan="off",

@@ -524,6 +524,17 @@ def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]) -> None:
         assert small.stop()[0] == 0
 
 
+def test_uvicorn_s_own_log_lines_are_the_toolkit_s_lines() -> None:
+    target = ServerProcess()
+    with socket.create_connection((target.host, target.port)) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400")
+    code, err = target.stop()
+    assert code == 0 and "edgefmnist: warning: Invalid HTTP request received." in err.splitlines(), err
+    assert all(line.startswith("edgefmnist: ") for line in err.splitlines()), err
+
+
 def test_a_second_ctrl_c_stops_at_once_and_what_was_in_progress_gets_a_503() -> None:
     target = ServerProcess("--threads", "1", "--upload-timeout", "30")
     slow = open_slow_upload(target, 1000)  # would keep a graceful stop waiting for 30 s
