@@ -711,7 +711,11 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
     image = left.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     left.set_xticks(range(counts.shape[1]), map(printable, report["confusion"]["columns"]), rotation=45, ha="right")
     left.set_yticks(range(counts.shape[0]), map(printable, report["confusion"]["rows"]))
-    left.set_xlabel(f"verdict (unsure below {thresholds_text(report['threshold'])})")
+    figures = report["threshold"]
+    rule = f"top probability ≤ {figures['min_confidence']:.2f}"
+    if figures.get("min_typicality") is not None:
+        rule += f" or typicality < {figures['min_typicality']:.3f}"
+    left.set_xlabel(f"verdict (unsure: {rule})")
     left.set_ylabel("source class")
     for i, row in enumerate(counts):
         for j, count in enumerate(row):
