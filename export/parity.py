@@ -43,10 +43,12 @@ class ParityReport(Verdict):
     max_abs_probability_diff: float | None = None  # vs softmax(logits / temperature), see the module docstring
 
     def summary(self) -> str:
+        whose = "its own" if str(self.dtype) == "int8" else "the reference's"  # see the module docstring
         probabilities = (
             ""
             if self.max_abs_probability_diff is None
-            else f"max |Δprobability| {self.max_abs_probability_diff:.1e} at T {self.temperature:.4f}, "
+            else f"max |Δprobability| {self.max_abs_probability_diff:.1e} against softmax("
+            f"{whose} logits / {self.temperature:.4f}), "
         )
         return (
             f"{self.candidate} ({self.dtype}) vs {self.reference} on {self.images:,} test images: "
