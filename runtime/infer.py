@@ -402,8 +402,8 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     (``photos/shirt/1.jpg`` and ``photos/dress/1.jpg`` -> ``TARGET/shirt/1.png`` and
     ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
     (``1.jpg.png``, ``1.webp.png``), and standard input is ``stdin.png``. So names never collide.
-    Raises :class:`EdgeFmnistError` when several pictures are given and TARGET is a file, and
-    :class:`UsageError` when the one file's extension names another picture format (``x.jpg``).
+    Raises :class:`UsageError` (exit 2) when several pictures are given and TARGET is a file, or
+    when the one file's extension names another picture format (``x.jpg``).
     """
     text = os.fspath(target)
     folder = Path(text)
@@ -412,7 +412,7 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
             raise UsageError(f"--save-preprocessed {text}: the 28x28 is written as a PNG; name the file .png")
         return [folder]
     if folder.exists() and not folder.is_dir():
-        raise EdgeFmnistError(
+        raise UsageError(
             f"--save-preprocessed {text}: a file, but {counted(len(sources), 'picture')} "
             f"{'needs' if len(sources) == 1 else 'need'} a folder"
         )

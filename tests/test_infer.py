@@ -469,7 +469,7 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
         "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "x.png"), "--image", str(tmp_path / "y.png"),
         "--save-preprocessed", str(tmp_path / "seen.png"),
     )  # fmt: skip
-    assert_one_line_error(result, 1, "seen.png", "a file, but 2 pictures need a folder")
+    assert_one_line_error(result, 2, "seen.png", "a file, but 2 pictures need a folder")
     assert (tmp_path / "seen.png").read_bytes() == b"keep me"
 
 
