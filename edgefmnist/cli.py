@@ -801,19 +801,15 @@ def plot_error(failure: EdgeFmnistError | None) -> dict[str, str]:
 
 
 def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
-    """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``), is named as
-    another picture format (``x.jpg``, :class:`UsageError`) or is one of the command's ``inputs``
-    (pairs of a path and what it is, ``EdgeFmnistError``) or an existing file that is not a PNG (a
-    model, a checkpoint: :class:`UsageError`). A device or FIFO passes, as any new name without a
-    picture extension."""
-    from edgefmnist.atomic import check_writable, refuse_overwriting, write_target
-    from edgefmnist.runtime.picture_formats import names_another_format, refuse_replacing_other_than_png
+    """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``), has an
+    extension other than PNG's (``x.jpg``, ``model.onnx``: :class:`UsageError`), is one of the
+    command's ``inputs`` (pairs of a path and what it is, ``EdgeFmnistError``) or is an existing
+    file that is not a PNG (:class:`UsageError`). A device or FIFO passes, whatever its name."""
+    from edgefmnist.atomic import check_writable, refuse_overwriting
+    from edgefmnist.runtime.picture_formats import check_png_target
 
-    _, special = write_target(plot)
-    if not special and names_another_format(plot):
-        raise UsageError(f"--plot {plot}: the plot is written as a PNG; name the file .png")
     refuse_overwriting("--plot", [plot], inputs)  # first: naming the input says more
-    refuse_replacing_other_than_png("--plot", plot, "the plot")
+    check_png_target("--plot", plot, "the plot")
     check_writable(plot)
 
 

@@ -28,9 +28,8 @@ import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
 from edgefmnist.runtime.picture_formats import (
-    names_another_format,
+    check_png_target,
     picture_extensions,
-    refuse_replacing_other_than_png,
 )
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
@@ -402,14 +401,12 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     (``photos/shirt/1.jpg`` and ``photos/dress/1.jpg`` -> ``TARGET/shirt/1.png`` and
     ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
     (``1.jpg.png``, ``1.webp.png``), and standard input is ``stdin.png``. So names never collide.
-    Raises :class:`UsageError` (exit 2) when several pictures are given and TARGET is a file, or
-    when the one file's extension names another picture format (``x.jpg``).
+    Raises :class:`UsageError` (exit 2) when several pictures are given and TARGET is a file (the one
+    file's name is judged with the others, by :func:`check_targets`).
     """
     text = os.fspath(target)
     folder = Path(text)
     if not (text.endswith(("/", os.sep)) or folder.is_dir() or len(sources) > 1):
-        if names_another_format(folder):
-            raise UsageError(f"--save-preprocessed {text}: the 28x28 is written as a PNG; name the file .png")
         return [folder]
     if folder.exists() and not folder.is_dir():
         raise UsageError(
@@ -474,8 +471,9 @@ def save_test_images(
 
 def check_targets(targets: Sequence[Path]) -> None:
     """Refuse, before the work, files that cannot be written: every name must fit its folder
-    (:func:`edgefmnist.atomic.check_name_fits`), no existing file that is not a PNG may be written
-    over (a model, a checkpoint: :class:`UsageError`), and each folder must take a new file
+    (:func:`edgefmnist.atomic.check_name_fits`), a PNG must be right there (no extension other than
+    PNG's, no existing file that is not a PNG: :func:`check_png_target`, :class:`UsageError`), and
+    each folder must take a new file
     (:func:`edgefmnist.atomic.check_folder_takes_files`, :class:`WriteFailed`). A folder or device
     where one file would go is left to that file's own save."""
     from edgefmnist.atomic import check_folder_takes_files, check_name_fits
@@ -483,7 +481,7 @@ def check_targets(targets: Sequence[Path]) -> None:
     first_in: dict[Path, Path] = {}  # folder -> the first target in it, which a failed probe names
     for target in targets:
         check_name_fits(target)
-        refuse_replacing_other_than_png("--save-preprocessed", target, "the 28x28")
+        check_png_target("--save-preprocessed", target, "the 28x28")
         if os.path.isfile(target) or not os.path.exists(target):
             first_in.setdefault(Path(os.path.realpath(target)).parent, target)
     for folder, target in first_in.items():

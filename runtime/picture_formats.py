@@ -123,11 +123,11 @@ def names_a_picture_format(path: Path) -> bool:
     return format_named(path) is not None
 
 
-def names_another_format(path: Path) -> bool:
-    """Whether ``path``'s extension is one Pillow gives to a format other than PNG (``x.jpg``,
-    ``x.pdf``): a PNG written under that name would be mislabelled. ``x.apng``, no extension and
-    an extension Pillow does not know are not another format."""
-    return format_named(path) not in (None, "PNG")
+def names_other_than_png(path: Path) -> bool:
+    """Whether ``path`` has an extension that Pillow does not give to PNG (``x.jpg``, ``x.pdf``,
+    ``model.onnx``, ``notes.txt``): a PNG written under that name would be mislabelled, and the
+    name was likely meant for another file. ``x.png``, ``x.APNG`` and no extension are not."""
+    return bool(path.suffix) and format_named(path) != "PNG"
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # the first 8 bytes of every PNG file (PNG specification, section 5.2)
@@ -147,8 +147,14 @@ def holds_other_than_png(path: Path) -> bool:
     return bool(head) and head != PNG_SIGNATURE
 
 
-def refuse_replacing_other_than_png(flag: str, path: Path, what: str) -> None:
-    """Raise :class:`UsageError` (exit 2) when ``path`` is an existing file that is not a PNG
-    (:func:`holds_other_than_png`): ``what`` (``"the plot"``) is a PNG, and is not written over it."""
+def check_png_target(flag: str, path: Path, what: str) -> None:
+    """Raise :class:`UsageError` (exit 2) unless ``what`` (``"the plot"``), a PNG, may be written
+    at ``path``: a name with an extension other than PNG's (:func:`names_other_than_png`) or an
+    existing file that is not a PNG (:func:`holds_other_than_png`) is refused. An existing device
+    or FIFO passes, whatever its name; a folder is left to the write's own checks."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        return
+    if names_other_than_png(path):
+        raise UsageError(f"{flag} {path}: {what} is written as a PNG; name the file .png")
     if holds_other_than_png(path):
         raise UsageError(f"{flag} {path}: an existing file that is not a PNG; {what} is not written over it")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from edgefmnist import spec
 from edgefmnist.calibration import class_typicality
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import UsageError
 
 
 def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
@@ -516,13 +516,17 @@ def test_save_preprocessed_never_writes_over_a_file_that_is_not_a_png(tmp_path: 
     (tmp_path / "out").mkdir()
     shutil.copy(SHIPPED_MLP, tmp_path / "out" / "test-1.png")  # a folder's target, named .png but not one
     runs = [
-        (["--image", str(tmp_path / "x.png"), "--save-preprocessed", str(model)], model),
-        (["--sample", "0:1", "--save-preprocessed", str(notes)], notes),
-        (["--sample", "0:2", "--save-preprocessed", f"{tmp_path / 'out'}/"], tmp_path / "out" / "test-1.png"),
+        (["--image", str(tmp_path / "x.png"), "--save-preprocessed", str(model)], model, "name the file .png"),
+        (["--sample", "0:1", "--save-preprocessed", str(notes)], notes, "an existing file that is not a PNG"),
+        (
+            ["--sample", "0:2", "--save-preprocessed", f"{tmp_path / 'out'}/"],
+            tmp_path / "out" / "test-1.png",
+            "an existing file that is not a PNG",
+        ),
     ]
-    for args, victim in runs:
+    for args, victim, why in runs:
         before = victim.read_bytes()
-        assert_one_line_error(run_in_process("infer", "--model", str(SHIPPED_MLP), *args), 2, "not a PNG")
+        assert_one_line_error(run_in_process("infer", "--model", str(SHIPPED_MLP), *args), 2, why)
         assert victim.read_bytes() == before
     assert not (tmp_path / "out" / "test-0.png").exists()  # refused before anything was written
     Image.new("L", (1, 1)).save(tmp_path / "old.png")  # an earlier 28x28 is replaced
@@ -578,14 +582,15 @@ def test_a_device_on_stdin_is_refused_before_it_is_read() -> None:
 
 
 def test_save_preprocessed_accepts_the_extensions_of_png_only(tmp_path: Path, fashion) -> None:
-    from edgefmnist.runtime.infer import preprocessed_paths
+    from edgefmnist.runtime.infer import check_targets, preprocessed_paths
 
     one = [tmp_path / "x.jpg"]
-    for name in ("seen.png", "seen.APNG", "seen", "seen.bin"):  # PNG, or no picture format
+    for name in ("seen.png", "seen.APNG", "seen"):  # PNG, or no extension
         assert preprocessed_paths(tmp_path / name, one) == [tmp_path / name]
-    for name in ("seen.jpg", "seen.pdf", "seen.tiff"):
-        with pytest.raises(EdgeFmnistError, match="written as a PNG; name the file .png"):
-            preprocessed_paths(tmp_path / name, one)
+        check_targets([tmp_path / name])
+    for name in ("seen.jpg", "seen.pdf", "seen.tiff", "seen.onnx", "seen.pt", "labels.csv"):
+        with pytest.raises(UsageError, match="written as a PNG; name the file .png"):
+            check_targets(preprocessed_paths(tmp_path / name, one))
 
 
 def test_a_folder_or_glob_without_pictures_is_reported_and_the_others_are_classified(tmp_path: Path, fashion) -> None:

@@ -688,11 +688,12 @@ def test_a_plot_that_cannot_be_written_is_refused_before_any_photo_is_read(
         run_in_process("evaluate", "--photos", str(small_set), "--plot", "photos.jpg"), 2, "name the file .png"
     )
     shipped = (Path(__file__).parents[1] / "models" / "mlp.onnx").read_bytes()
-    model = tmp_path_factory.mktemp("models") / "model.onnx"  # a slip of the keyboard must not destroy it
-    model.write_bytes(shipped)
-    result = run_in_process("evaluate", "--photos", str(small_set), "--plot", str(model))
-    assert_one_line_error(result, 2, str(model), "an existing file that is not a PNG")
-    assert model.read_bytes() == shipped
+    models = tmp_path_factory.mktemp("models")  # a slip of the keyboard must not destroy a model
+    for name, why in [("model.onnx", "name the file .png"), ("model", "an existing file that is not a PNG")]:
+        (models / name).write_bytes(shipped)
+        result = run_in_process("evaluate", "--photos", str(small_set), "--plot", str(models / name))
+        assert_one_line_error(result, 2, str(models / name), why)
+        assert (models / name).read_bytes() == shipped
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

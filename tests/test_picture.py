@@ -710,8 +710,8 @@ def test_a_pipe_longer_than_the_limit_is_refused(tmp_path: Path, monkeypatch: py
 
 
 def test_an_output_name_is_judged_by_the_formats_of_pillow_and_its_heif_plugin() -> None:
-    from edgefmnist.runtime.picture_formats import names_a_picture_format, names_another_format
+    from edgefmnist.runtime.picture_formats import names_a_picture_format, names_other_than_png
 
     names = ("m.HEIC", "m.pdf", "m.png", "m.apng", "m.h5", "m.pt", "m")  # .h5: HDF5, a stub of data, no picture
     assert [names_a_picture_format(Path(name)) for name in names] == [True, True, True, True, False, False, False]
-    assert [names_another_format(Path(name)) for name in names] == [True, True, False, False, False, False, False]
+    assert [names_other_than_png(Path(name)) for name in names] == [True, True, False, False, True, True, False]
