@@ -84,24 +84,24 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
         nonlocal finished
         finished = True
 
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_end": on_end,
-        },
-    )
     try:
+        parser = MultipartParser(  # refuses a boundary of more than 256 bytes
+            boundary,
+            {
+                "on_part_begin": on_part_begin,
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_part_data": on_part_data,
+                "on_part_end": on_part_end,
+                "on_end": on_end,
+            },
+        )
         parser.write(body)
         parser.finalize()
     except MultipartError:
         raise
-    except Exception as exc:  # python-multipart's MultipartParseError and friends
+    except Exception as exc:  # python-multipart's FormParserError, MultipartParseError and friends
         raise MultipartError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     if not finished:
         raise MultipartError("the body ends before its closing boundary")

@@ -40,7 +40,8 @@ class OneLineLogFormatter(logging.Formatter):
     HTTP request received.``; an exception is its type and first line, never a traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"edgefmnist: {record.levelname.lower()}: {record.getMessage()}"
+        message = next((text.strip() for text in record.getMessage().splitlines() if text.strip()), "")
+        line = f"edgefmnist: {record.levelname.lower()}: {message}"
         if record.exc_info and record.exc_info[1] is not None:
             line += f" ({type(record.exc_info[1]).__name__}: {first_line(record.exc_info[1])})"
         return printable(line)

@@ -524,6 +524,21 @@ def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]) -> None:
         assert small.stop()[0] == 0
 
 
+def test_a_log_record_is_one_line_with_its_exception_s_type() -> None:
+    from edgefmnist.runtime.server import OneLineLogFormatter
+
+    try:
+        raise ValueError("bad thing\nsecond line")
+    except ValueError:
+        record = logging.LogRecord(
+            "uvicorn.error", logging.ERROR, "", 0, "Exception in ASGI application\n", (), sys.exc_info()
+        )
+    assert (
+        OneLineLogFormatter().format(record)
+        == "edgefmnist: error: Exception in ASGI application (ValueError: bad thing)"
+    )
+
+
 def test_uvicorn_s_own_log_lines_are_the_toolkit_s_lines() -> None:
     target = ServerProcess()
     with socket.create_connection((target.host, target.port)) as sock:
@@ -733,6 +748,8 @@ def test_a_malformed_multipart_body_is_answered_not_logged(caplog: pytest.LogCap
 
     with caplog.at_level(logging.WARNING), pytest.raises(MultipartError, match="boundary"):
         parse_multipart(b"--xgarbage\r\n", "multipart/form-data; boundary=x", "file", 10)
+    with caplog.at_level(logging.WARNING), pytest.raises(MultipartError, match="Boundary length 300"):
+        parse_multipart(b"", "multipart/form-data; boundary=" + "a" * 300, "file", 10)  # RFC 2046 allows 70
     assert caplog.records == []  # the 400 answer carries the reason; stderr stays for the service's own news
 
 
