@@ -24,8 +24,10 @@ are used only when installed / asked for.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import os
 import re
 import stat
@@ -191,13 +193,13 @@ def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
 
 def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     try:
-        with open(labels, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
-            lines = handle.readlines()
+        lines = io.StringIO(utf8_text(labels), newline="").readlines()
         opened = unclosed_quote_line(lines)
         if opened:
             raise PhotoSetError(f'{labels}: line {opened}: a quote (") is never closed')
         reader = csv.DictReader(lines)
-        header = [name.strip().lower() for name in reader.fieldnames or []]
+        # an unnamed column (a spreadsheet's trailing comma) gets a key of its own, or two would share ""
+        header = [name.strip().lower() or f"\0unnamed {i}" for i, name in enumerate(reader.fieldnames or [])]
         reader.fieldnames = header
         missing = [c for c in LABEL_COLUMNS if c not in header]
         if missing:
@@ -210,7 +212,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
         repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
         if repeated:
             raise PhotoSetError(f"{labels}: the header names {', '.join(repeated)} twice")
-        unnamed = {name for name in header if not name.strip()}  # a spreadsheet's trailing comma
+        unnamed = {name for name in header if name.startswith("\0")}
         photos = []
         first_line: dict[str, int] = {}  # file -> the line that listed it
         domain_of: dict[str, tuple[bool, int]] = {}  # source class -> in domain, and the line that said so
@@ -256,9 +258,20 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             photos.append(Photo(labels.parent / file, source, accepted_once))
     except OSError as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except csv.Error as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
+
+
+def utf8_text(path: Path) -> str:
+    """``path``'s text, read as UTF-8 after a spreadsheet's byte-order mark; raises
+    :class:`PhotoSetError` naming the line of the first byte that is not UTF-8, and ``OSError``."""
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PhotoSetError(f"{path}: line {line}: not UTF-8 text (save it as CSV UTF-8)") from None
 
 
 def check_one_domain(

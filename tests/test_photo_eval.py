@@ -169,6 +169,7 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
         ('file,source_class,accepted\nw.jpg,shirt,"Sh"irt\nx.jpg,shirt,"Shirt\ny.jpg,shirt,Shirt\n', "line 3: a quote"),
         ("file,source_class,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
+        ("file,source_class,accepted,,\nx.jpg,shoes,Sandal,Sneaker,\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "the header names accepted twice"),
         ("file,source_class,accepted\nx.jpg,shoes, ; ;\n", "line 2: accepted ' ; ;' names no class"),
         ("file,source_class,accepted\nx.jpg, ,Trouser\n", "line 2: empty source_class"),
@@ -189,6 +190,15 @@ def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
     assert_one_line_error(
         run_in_process("evaluate", "--photos", str(tmp_path)), 1, str(tmp_path / "labels.csv"), fragment
     )
+
+
+def test_a_labels_csv_that_is_not_utf8_is_named_by_its_line(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_bytes("file,source_class,accepted\na.jpg,hat,\nb\xe9.jpg,hat,\n".encode("latin-1"))
+    with pytest.raises(PhotoSetError, match="labels.csv: line 3: not UTF-8 text"):
+        load_photo_set(tmp_path)
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\n", encoding="utf-16")  # Excel's "Unicode text"
+    with pytest.raises(PhotoSetError, match="labels.csv: line 1: not UTF-8 text"):
+        load_photo_set(tmp_path)
 
 
 def test_a_header_is_read_ignoring_case_and_spaces(tmp_path: Path) -> None:
