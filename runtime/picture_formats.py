@@ -133,28 +133,29 @@ def names_other_than_png(path: Path) -> bool:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # the first 8 bytes of every PNG file (PNG specification, section 5.2)
 
 
-def holds_other_than_png(path: Path) -> bool:
-    """Whether ``path`` (symlinks followed) is a regular file whose bytes are not a PNG's (a model,
-    a checkpoint, notes), which a PNG written there would destroy. False for a missing, empty or
-    unreadable file, a PNG, a folder, a device or a FIFO."""
+def not_known_png(path: Path) -> str:
+    """Why a PNG written at ``path`` (symlinks followed) could destroy what is there: "an existing
+    file that is not a PNG" (a model, a checkpoint, notes), or that cannot be read to tell; ""
+    for a missing or empty file, a PNG, a folder, a device or a FIFO."""
+    if not os.path.isfile(path):
+        return ""
     try:
-        if not os.path.isfile(path):
-            return False
         with open(path, "rb") as existing:
             head = existing.read(len(PNG_SIGNATURE))
-    except OSError:
-        return False
-    return bool(head) and head != PNG_SIGNATURE
+    except OSError as exc:
+        return f"an existing file that cannot be read to tell whether it is a PNG ({exc.strerror or exc})"
+    return "an existing file that is not a PNG" if head and head != PNG_SIGNATURE else ""
 
 
 def check_png_target(flag: str, path: Path, what: str) -> None:
     """Raise :class:`UsageError` (exit 2) unless ``what`` (``"the plot"``), a PNG, may be written
     at ``path``: a name with an extension other than PNG's (:func:`names_other_than_png`) or an
-    existing file that is not a PNG (:func:`holds_other_than_png`) is refused. An existing device
-    or FIFO passes, whatever its name; a folder is left to the write's own checks."""
+    existing file that is not a PNG, or cannot be read to tell (:func:`not_known_png`), is
+    refused. An existing device or FIFO passes, whatever its name; a folder is left to the
+    write's own checks."""
     if os.path.exists(path) and not os.path.isfile(path):
         return
     if names_other_than_png(path):
         raise UsageError(f"{flag} {path}: {what} is written as a PNG; name the file .png")
-    if holds_other_than_png(path):
-        raise UsageError(f"{flag} {path}: an existing file that is not a PNG; {what} is not written over it")
+    if reason := not_known_png(path):
+        raise UsageError(f"{flag} {path}: {reason}; {what} is not written over it")

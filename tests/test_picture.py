@@ -709,6 +709,25 @@ def test_a_pipe_longer_than_the_limit_is_refused(tmp_path: Path, monkeypatch: py
     assert_one_line_about(caught, fifo)
 
 
+def test_a_png_is_written_only_where_nothing_else_could_be_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefmnist.runtime import picture_formats
+    from edgefmnist.runtime.picture_formats import PNG_SIGNATURE, not_known_png
+
+    (tmp_path / "old.png").write_bytes(PNG_SIGNATURE + b"rest")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "model").write_bytes(b"\x08\x07onnx")
+    assert [not_known_png(tmp_path / name) for name in ("old.png", "empty", "missing", ".")] == ["", "", "", ""]
+    assert not_known_png(tmp_path / "model") == "an existing file that is not a PNG"
+
+    def unreadable(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(picture_formats, "open", unreadable, raising=False)  # as a non-root user meets a 0200 file
+    assert "cannot be read to tell whether it is a PNG (Permission denied)" in not_known_png(tmp_path / "old.png")
+
+
 def test_an_output_name_is_judged_by_the_formats_of_pillow_and_its_heif_plugin() -> None:
     from edgefmnist.runtime.picture_formats import names_a_picture_format, names_other_than_png
 
