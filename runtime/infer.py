@@ -162,7 +162,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
     sub-folder, a dangling symlink, a FIFO), each with its reason. Neither takes dot names
     (``.thumbnails/``, a macOS ``._IMG_1.jpg``), and ``**`` in a glob matches any depth of
-    folders (``photos/**/*.jpg``, as ``glob.glob(recursive=True)``); a file named on its own is always
+    folders (``photos/**/*.jpg``, :func:`glob_matches`); a file named on its own is always
     tried, whatever its name, and ``-`` (standard input) is kept as it is. A folder or a glob
     without a single picture file, or one that cannot be read (a folder on the way without read
     or search permission), is listed in ``empty`` (arguments that give no picture) with the
@@ -179,7 +179,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             if path.is_dir():  # dot names (.thumbnails/, a macOS ._IMG_1.jpg) are left out, as a glob leaves them
                 entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
             elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
-                entries = sorted(Path(p) for p in glob.glob(pattern, recursive=True))  # "**": any depth
+                entries = glob_matches(pattern)
                 if not any(p.is_file() for p in entries):
                     empty[pattern] = "no files match"
                     continue
@@ -205,7 +205,42 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             what = "a folder with no picture files" if path.is_dir() else "no picture files match"
             empty[pattern] = f"{what} (none has an extension that Pillow reads here)"
         found.extend(pictures)
-    return PictureFiles(list(dict.fromkeys(found)), skipped, empty)
+    return PictureFiles(each_file_once(found), skipped, empty)
+
+
+def glob_matches(pattern: str) -> list[Path]:
+    """What a glob ``pattern`` names, sorted; names starting with a dot only where the pattern says so.
+
+    A ``**`` component matches any depth of folders, which are then left out themselves (the
+    pattern searches them; ``photos/**`` is ``photos/**/*``). As bash's ``globstar``, and unlike
+    ``glob.glob(recursive=True)``, it does not follow a symlinked folder, so a link to a parent
+    cannot repeat a picture or multiply the walk (``pathlib.Path.glob``). It leaves out dot
+    folders below the pattern's fixed ones (``.thumbnails/``), and dot files (``._IMG_1.jpg``)
+    unless the pattern's last part starts with a dot (``photos/**/.*.jpg``).
+    """
+    parts = Path(pattern).parts
+    if "**" not in parts:
+        return sorted(Path(match) for match in glob.glob(pattern))
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = Path(*parts[:fixed])
+    rest = [*parts[fixed:], "*"] if parts[-1] == "**" else list(parts[fixed:])
+    dot_files = rest[-1].startswith(".")
+
+    def shown(names: tuple[str, ...]) -> bool:
+        return not any(name.startswith(".") for name in names[:-1]) and (dot_files or not names[-1].startswith("."))
+
+    return sorted(
+        match for match in root.glob(str(Path(*rest))) if not match.is_dir() and shown(match.relative_to(root).parts)
+    )
+
+
+def each_file_once(paths: list[Path]) -> list[Path]:
+    """``paths`` in order, each file once under the first name that reached it: ``x.jpg`` and
+    ``./x.jpg``, a symlink and its target, or ``**`` through a symlinked folder name one picture."""
+    first: dict[str, Path] = {}
+    for path in paths:
+        first.setdefault(STDIN if str(path) == STDIN else os.path.realpath(path), path)
+    return list(first.values())
 
 
 def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int) -> list[dict]:

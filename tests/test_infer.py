@@ -393,6 +393,11 @@ def test_folders_and_globs_leave_out_dot_names_and_globs_take_any_depth_with_two
     assert find_pictures([str(tmp_path / "*")]) == folder
     deep = find_pictures([str(tmp_path / "**" / "*.jpg")])
     assert deep.paths == [tmp_path / "2024" / "07" / "b.jpg", tmp_path / "2024" / "a.jpg", tmp_path / "top.jpg"]
+    assert find_pictures([str(tmp_path / "**")]).skipped == {}  # the folders it matches are searched, not skipped
+    (tmp_path / "2024" / "07" / "up").symlink_to("..")  # loops: glob.glob's ** would take 2**40 paths through them
+    (tmp_path / "2024" / "07" / "top").symlink_to("../..")
+    looped = find_pictures([str(tmp_path / "**" / "*.jpg"), str(tmp_path / "top.jpg"), f"{tmp_path}/./top.jpg"])
+    assert looped.paths == deep.paths  # each file once, under the first name that reached it
 
 
 def picture_folder(tmp_path: Path, fashion) -> Path:
