@@ -9,6 +9,7 @@ needs to unpickle code; a file that would is refused, never retried unsafely.
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from torch import nn
 
 from edgefmnist import spec
 from edgefmnist.atomic import atomic_write
-from edgefmnist.errors import CheckpointError, first_line
+from edgefmnist.errors import CheckpointError, first_line, not_a_file_reason
 from edgefmnist.nets import NetConfig, build_net
 from edgefmnist.recipes import Recipe
 
@@ -71,7 +72,8 @@ def check_checkpoint_file(path: Path) -> None:
     """Raise :class:`CheckpointError`, before torch reads it, when ``path`` is no file or no
     ``torch.save`` archive (a zip), saying so of an ONNX model or a file named ``.onnx``."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        what = not_a_file_reason(path) if os.path.lexists(path) else "no such checkpoint file"  # /dev/null, a folder
+        raise CheckpointError(f"{path}: {what}")
     if zipfile.is_zipfile(path):
         return
     wanted = "give the .pt file that `edgefmnist train` wrote"

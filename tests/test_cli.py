@@ -96,6 +96,7 @@ def test_an_onnx_model_given_to_export_is_named_as_one(tmp_path: Path) -> None:
                 result, 1, str(tmp_path / name), fragment, "the .pt file that `edgefmnist train` wrote"
             )
         assert (tmp_path / name).read_bytes() == shipped.read_bytes()
+    assert_one_line_error(run_in_process("export", "/dev/null"), 1, "/dev/null: a device, not a regular file")
     (tmp_path / "text.onnx").write_text("not a model\n")
     assert_one_line_error(run_in_process("export", str(tmp_path / "text.onnx")), 1, "named as an ONNX model")
 
