@@ -33,6 +33,7 @@ import edgefmnist
 from edgefmnist import contract, spec
 from edgefmnist.contract import Arch
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, first_line, is_utf8, printable
+from edgefmnist.launch import INTERRUPTED
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
@@ -1114,9 +1115,6 @@ def silence_pillow_user_warnings() -> None:
     process-wide warning filters.
     """
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
-
-
-INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
 
 
 def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:

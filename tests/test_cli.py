@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from edgefmnist.runtime.predictor import available_cores, default_model_path
@@ -74,6 +75,26 @@ def test_pictures_after_one_image_option_get_the_repeat_hint() -> None:
 def test_unofficial_data_is_refused(tmp_path: Path) -> None:
     folder = write_synthetic_dataset(tmp_path / "fake")
     assert_one_line_error(run("data", "--data-dir", str(folder)), 1, "not the official Fashion-MNIST")
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import builtins
+
+    from edgefmnist import launch
+
+    real_import = builtins.__import__
+
+    def interrupted(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "edgefmnist.cli":  # as if Ctrl-C came while numpy loads
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        launch.main()
+    assert stopped.value.code == 130 and capsys.readouterr().err == "edgefmnist: interrupted\n"
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,21 @@
+"""The ``edgefmnist`` console script: it loads the CLI, so that Ctrl-C while numpy and the
+rest load is the same one line and exit code 130 as Ctrl-C during a command.
+
+    edgefmnist infer --image shirt.jpg      # runs launch.main, which runs edgefmnist.cli.main
+"""
+
+from __future__ import annotations
+
+import sys
+
+INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
+
+
+def main() -> None:
+    """Import and run :func:`edgefmnist.cli.main`; exit 130 with one line when interrupted while importing."""
+    try:
+        from edgefmnist.cli import main as run_cli
+    except KeyboardInterrupt:
+        print("edgefmnist: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    run_cli()
