@@ -27,10 +27,7 @@ from pathlib import Path
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
-from edgefmnist.runtime.picture_formats import (
-    check_png_target,
-    picture_extensions,
-)
+from edgefmnist.runtime.picture_formats import check_png_target, picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
