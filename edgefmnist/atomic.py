@@ -9,7 +9,8 @@ unnamed file that vanishes if the process is killed, and names it only to rename
 
 A symlink is written through: its target gets the new bytes and the link stays. An existing
 target that is not a regular file (``/dev/null``, a FIFO, a block device) is written to directly,
-since renaming over it would replace the device node itself; a socket or a directory is refused.
+since renaming over it would replace the device node itself (a FIFO that nothing reads is a
+failed write, not a wait for ever); a socket or a directory is refused.
 """
 
 from __future__ import annotations
@@ -55,24 +56,28 @@ def write_target(path: Path) -> tuple[Path, bool]:
     """The file a write to ``path`` lands in (symlinks resolved), and whether it is a special file.
 
     Special means it exists and is not a regular file (a character or block device, a FIFO):
-    such a file is written to in place. Raises :class:`UsageError` (exit 2) for a directory or a socket.
+    such a file is written to in place, under ``path`` itself. Raises :class:`UsageError` (exit 2)
+    for a directory or a socket.
     """
-    target = Path(os.path.realpath(path))
     try:
-        mode = target.stat().st_mode
+        mode = os.stat(path).st_mode  # through symlinks
     except OSError:
-        return target, False  # missing (or unreadable): the rename path creates it or reports why
+        return Path(os.path.realpath(path)), False  # missing (or unreadable): the rename path creates it or says why
     if stat.S_ISDIR(mode):
         raise UsageError(f"{path}: is a directory, expected a file path")
     if stat.S_ISSOCK(mode):
         raise UsageError(f"{path}: is a socket, expected a file path")
-    return target, not stat.S_ISREG(mode)
+    if not stat.S_ISREG(mode):  # opened by its own name: /dev/stdout onto a pipe resolves to no path
+        return Path(path), True
+    return Path(os.path.realpath(path)), False
 
 
 def write_in_place(path: Path, data: bytes) -> None:
-    """Write ``data`` straight into the special file ``path`` (a device, a FIFO); raises :class:`WriteFailed`."""
+    """Write ``data`` straight into the special file ``path`` (a device, a FIFO); raises :class:`WriteFailed`,
+    also for a FIFO that nothing reads, which a plain open would wait on for ever."""
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: a FIFO with no reader
+        os.set_blocking(fd, True)
         try:
             view = memoryview(data)
             while view:
@@ -80,7 +85,8 @@ def write_in_place(path: Path, data: bytes) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise WriteFailed(f"{path}: cannot write ({exc.strerror or exc})") from None
+        why = "a FIFO that nothing reads" if exc.errno == errno.ENXIO else exc.strerror or exc
+        raise WriteFailed(f"{path}: cannot write ({why})") from None
 
 
 def check_writable(path: Path, regular: str | None = None) -> None:

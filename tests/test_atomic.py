@@ -49,7 +49,7 @@ def test_a_symlink_to_dev_null_leaves_the_device_and_the_link_alone(tmp_path: Pa
 def test_a_full_device_is_one_write_failure(tmp_path: Path) -> None:
     link = tmp_path / "out.json"
     link.symlink_to("/dev/full")
-    with pytest.raises(WriteFailed, match="/dev/full: cannot write \\(No space left on device\\)"):
+    with pytest.raises(WriteFailed, match="out.json: cannot write \\(No space left on device\\)"):  # the name given
         write_bytes_atomic(link, b"{}")
     assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
@@ -64,6 +64,24 @@ def test_a_fifo_is_written_in_place(tmp_path: Path) -> None:
     finally:
         os.close(reader)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_fifo_that_nothing_reads_is_a_write_failure_not_a_wait(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(WriteFailed, match="pipe.png: cannot write \\(a FIFO that nothing reads\\)"):
+        write_bytes_atomic(fifo, b"picture")  # a plain open for writing would block until a reader came
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_pipe_reached_through_dev_fd_is_written_in_place(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()  # as /dev/stdout is when standard output is piped
+    try:
+        write_bytes_atomic(Path(f"/dev/fd/{write_end}"), b"picture")  # its resolved name, pipe:[N], is no path
+        assert os.read(read_end, 100) == b"picture"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_a_directory_behind_a_symlink_is_refused(tmp_path: Path) -> None:
