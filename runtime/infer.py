@@ -32,7 +32,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
 from edgefmnist import calibration, spec
-from edgefmnist.atomic import refuse_overwriting
+from edgefmnist.atomic import file_identity, refuse_overwriting
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, not_a_file_reason
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
@@ -198,6 +198,9 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
         except OSError as exc:  # a folder on the way that may not be read (listed) or searched
             empty[pattern] = f"cannot read ({exc.strerror or type(exc).__name__})"
             continue
+        except RecursionError:  # a ** walk down a tree of about a thousand folders
+            empty[pattern] = "too many folders deep to search"
+            continue
         if not pictures:
             what = "a folder with no picture files" if path.is_dir() else "no picture files match"
             empty[pattern] = f"{what} (none has an extension that Pillow reads here)"
@@ -211,9 +214,11 @@ def glob_matches(pattern: str) -> list[Path]:
     A ``**`` component matches any depth of folders, which are then left out themselves (the
     pattern searches them; ``photos/**`` is ``photos/**/*``). As bash's ``globstar``, and unlike
     ``glob.glob(recursive=True)``, it does not follow a symlinked folder, so a link to a parent
-    cannot repeat a picture or multiply the walk (``pathlib.Path.glob``). It leaves out dot
-    folders below the pattern's fixed ones (``.thumbnails/``), and dot files (``._IMG_1.jpg``)
-    unless the pattern's last part starts with a dot (``photos/**/.*.jpg``).
+    cannot repeat a picture or multiply the walk (``pathlib.Path.glob``). Below the pattern's
+    fixed folders it leaves out dot names (``.thumbnails/``, ``._IMG_1.jpg``) but those the
+    pattern spells (``photos/**/.cache/*.jpg``), and dot files when its last part starts with a
+    dot (``photos/**/.*.jpg``). ``RecursionError`` for a tree too deep for the walk (about 970
+    folders in Python 3.11).
     """
     parts = Path(pattern).parts
     if "**" not in parts:
@@ -221,10 +226,13 @@ def glob_matches(pattern: str) -> list[Path]:
     fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     root = Path(*parts[:fixed])
     rest = [*parts[fixed:], "*"] if parts[-1] == "**" else list(parts[fixed:])
+    spelled = {part for part in rest if part.startswith(".") and not glob.has_magic(part)}
     dot_files = rest[-1].startswith(".")
 
     def shown(names: tuple[str, ...]) -> bool:
-        return not any(name.startswith(".") for name in names[:-1]) and (dot_files or not names[-1].startswith("."))
+        hidden = [name for name in names[:-1] if name.startswith(".") and name not in spelled]
+        last = names[-1]
+        return not hidden and (dot_files or last in spelled or not last.startswith("."))
 
     return sorted(
         match for match in root.glob(str(Path(*rest))) if not match.is_dir() and shown(match.relative_to(root).parts)
@@ -233,10 +241,12 @@ def glob_matches(pattern: str) -> list[Path]:
 
 def each_file_once(paths: list[Path]) -> list[Path]:
     """``paths`` in order, each file once under the first name that reached it: ``x.jpg`` and
-    ``./x.jpg``, a symlink and its target, or ``**`` through a symlinked folder name one picture."""
-    first: dict[str, Path] = {}
+    ``./x.jpg``, a symlink and its target, or a hard link name one picture
+    (:func:`edgefmnist.atomic.file_identity`; a missing file is known by its resolved path)."""
+    first: dict[object, Path] = {}
     for path in paths:
-        first.setdefault(STDIN if str(path) == STDIN else os.path.realpath(path), path)
+        key = STDIN if str(path) == STDIN else file_identity(path) or os.path.realpath(path)
+        first.setdefault(key, path)
     return list(first.values())
 
 

@@ -396,8 +396,29 @@ def test_folders_and_globs_leave_out_dot_names_and_globs_take_any_depth_with_two
     assert find_pictures([str(tmp_path / "**")]).skipped == {}  # the folders it matches are searched, not skipped
     (tmp_path / "2024" / "07" / "up").symlink_to("..")  # loops: glob.glob's ** would take 2**40 paths through them
     (tmp_path / "2024" / "07" / "top").symlink_to("../..")
+    os.link(tmp_path / "top.jpg", tmp_path / "zz-hard.jpg")
     looped = find_pictures([str(tmp_path / "**" / "*.jpg"), str(tmp_path / "top.jpg"), f"{tmp_path}/./top.jpg"])
-    assert looped.paths == deep.paths  # each file once, under the first name that reached it
+    assert looped.paths == deep.paths  # each file once, under the first name that reached it (zz-hard.jpg is top.jpg)
+    spelled = find_pictures([str(tmp_path / "**" / ".cache" / "*.jpg"), str(tmp_path / "**" / "._*.jpg")])
+    assert spelled.paths == [tmp_path / ".cache" / "c.jpg", tmp_path / "._top.jpg"]  # dot names the pattern spells
+
+
+def test_a_tree_too_deep_for_a_two_star_walk_is_one_error_line(tmp_path: Path) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+
+    folder = str(tmp_path)
+    for _ in range(1100):  # pathlib's walk recurses once a folder: Python's limit is 1,000 frames
+        folder += "/d"
+        os.mkdir(folder)  # one at a time: mkdir(parents=True) recurses too
+    Path(folder, "z.jpg").write_bytes(b"")
+    try:
+        found = find_pictures([str(tmp_path / "**" / "*.jpg")])
+        assert found.paths == [] and found.empty == {str(tmp_path / "**" / "*.jpg"): "too many folders deep to search"}
+    finally:  # one at a time again: pytest's clean-up of old temp folders would recurse as deep
+        os.remove(Path(folder, "z.jpg"))
+        while folder != str(tmp_path):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
 
 
 def picture_folder(tmp_path: Path, fashion) -> Path:
