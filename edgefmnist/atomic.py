@@ -10,7 +10,9 @@ unnamed file that vanishes if the process is killed, and names it only to rename
 A symlink is written through: its target gets the new bytes and the link stays. An existing
 target that is not a regular file (``/dev/null``, a FIFO, a block device) is written to directly,
 since renaming over it would replace the device node itself (a FIFO that nothing reads is a
-failed write, not a wait for ever); a socket or a directory is refused.
+failed write, not a wait for ever); a socket or a directory is refused. So is a stream: a path
+through an open descriptor (``/dev/stdout``, ``/dev/fd/3``) is written into that descriptor, also
+when it leads to a regular file (``> out.png``), which a rename would take from the stream.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import signal
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +33,8 @@ from pathlib import Path
 from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed
 
 TEMP_NAME_BYTES = 100  # of the target's name kept in a temp name: the whole name may take all 255 bytes allowed
+MAX_SYMLINKS = 40  # links followed in one path before ELOOP, as Linux allows
+DESCRIPTOR_PATH = re.compile(r"/proc/(\d+)(?:/task/\d+)?/fd/(\d+)")  # /dev/fd, /proc/self/fd resolve to these
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 
 
@@ -52,12 +58,27 @@ def write_failed(path: Path, exc: OSError) -> WriteFailed | OSError:
     return exc
 
 
+def open_descriptor(path: Path) -> tuple[int, int] | None:
+    """``(pid, fd)`` when ``path``, followed link by link, goes through a process's open descriptor
+    in ``/proc`` (``/dev/stdout`` -> ``/proc/self/fd/1``, ``/dev/fd/3``), else None."""
+    current = os.path.abspath(path)
+    for _ in range(MAX_SYMLINKS):
+        current = os.path.join(os.path.realpath(os.path.dirname(current)), os.path.basename(current))
+        if match := DESCRIPTOR_PATH.fullmatch(current):
+            return int(match[1]), int(match[2])
+        try:
+            current = os.path.join(os.path.dirname(current), os.readlink(current))
+        except (OSError, ValueError):  # not a link (or no such file, a NUL byte)
+            return None
+    return None
+
+
 def write_target(path: Path) -> tuple[Path, bool]:
     """The file a write to ``path`` lands in (symlinks resolved), and whether it is a special file.
 
-    Special means it exists and is not a regular file (a character or block device, a FIFO):
-    such a file is written to in place, under ``path`` itself. Raises :class:`UsageError` (exit 2)
-    for a directory or a socket.
+    Special means it exists and is not a regular file (a character or block device, a FIFO), or
+    ``path`` leads through an open descriptor (:func:`open_descriptor`): such a file is written to
+    in place, under ``path`` itself. Raises :class:`UsageError` (exit 2) for a directory or a socket.
     """
     try:
         mode = os.stat(path).st_mode  # through symlinks
@@ -67,26 +88,47 @@ def write_target(path: Path) -> tuple[Path, bool]:
         raise UsageError(f"{path}: is a directory, expected a file path")
     if stat.S_ISSOCK(mode):
         raise UsageError(f"{path}: is a socket, expected a file path")
-    if not stat.S_ISREG(mode):  # opened by its own name: /dev/stdout onto a pipe resolves to no path
+    if not stat.S_ISREG(mode) or open_descriptor(path):  # /dev/stdout onto a pipe resolves to no path
         return Path(path), True
     return Path(os.path.realpath(path)), False
 
 
 def write_in_place(path: Path, data: bytes) -> None:
-    """Write ``data`` straight into the special file ``path`` (a device, a FIFO); raises :class:`WriteFailed`,
-    also for a FIFO that nothing reads, which a plain open would wait on for ever."""
+    """Write ``data`` straight into the special file ``path`` (see :func:`write_target`): into this
+    process's descriptor itself, after what it printed there, when ``path`` leads through one;
+    else into the file opened by name (a regular file behind another process's descriptor is
+    truncated first, as ``cp`` does). Raises :class:`WriteFailed`, also for a FIFO that nothing
+    reads, which a plain open would wait on for ever."""
+    descriptor = open_descriptor(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: a FIFO with no reader
+        if descriptor and descriptor[0] == os.getpid():
+            flush_standard_streams()
+            write_all(descriptor[1], data)
+            return
+        truncate = os.O_TRUNC if os.path.isfile(path) else 0  # O_TRUNC is undefined for some devices
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | truncate)  # ENXIO: a FIFO with no reader
         os.set_blocking(fd, True)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         finally:
             os.close(fd)
     except OSError as exc:
         why = "a FIFO that nothing reads" if exc.errno == errno.ENXIO else exc.strerror or exc
         raise WriteFailed(f"{path}: cannot write ({why})") from None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd``, however many calls it takes; raises ``OSError``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def flush_standard_streams() -> None:
+    """Flush ``sys.stdout`` and ``sys.stderr``, so that bytes written to their descriptors come after their text."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed, or None under pythonw
+            stream.flush()
 
 
 def check_writable(path: Path, regular: str | None = None) -> None:
@@ -325,9 +367,7 @@ def write_unnamed_then_rename(path: Path, data: bytes) -> bool:
         return False
     tmp = folder / f"{temp_prefix(path)}{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
         folder_fd = os.open(folder, os.O_RDONLY)
         try:  # a dir fd makes Python use linkat(AT_SYMLINK_FOLLOW), which names the unnamed file

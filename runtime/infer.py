@@ -516,15 +516,15 @@ def check_targets(targets: Sequence[Path]) -> None:
     (:func:`edgefmnist.atomic.check_name_fits`), a PNG must be right there (no extension other than
     PNG's, no existing file that is not a PNG: :func:`check_png_target`, :class:`UsageError`), and
     each folder must take a new file
-    (:func:`edgefmnist.atomic.check_folder_takes_files`, :class:`WriteFailed`). A folder or device
-    where one file would go is left to that file's own save."""
-    from edgefmnist.atomic import check_folder_takes_files, check_name_fits
+    (:func:`edgefmnist.atomic.check_folder_takes_files`, :class:`WriteFailed`). A folder, a device
+    or a stream (``/dev/stdout``) where one file would go is left to that file's own save."""
+    from edgefmnist.atomic import check_folder_takes_files, check_name_fits, open_descriptor
 
     first_in: dict[Path, Path] = {}  # folder -> the first target in it, which a failed probe names
     for target in targets:
         check_name_fits(target)
         check_png_target("--save-preprocessed", target, "the 28x28")
-        if os.path.isfile(target) or not os.path.exists(target):
+        if (os.path.isfile(target) or not os.path.exists(target)) and not open_descriptor(target):
             first_in.setdefault(Path(os.path.realpath(target)).parent, target)
     for folder, target in first_in.items():
         check_folder_takes_files(folder, target)

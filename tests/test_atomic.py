@@ -11,6 +11,7 @@ import pytest
 from edgefmnist.atomic import (
     atomic_write,
     current_umask,
+    open_descriptor,
     refuse_overwriting,
     staged_folder,
     write_bytes_atomic,
@@ -82,6 +83,28 @@ def test_a_pipe_reached_through_dev_fd_is_written_in_place(tmp_path: Path) -> No
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+@pytest.mark.parametrize("writer", ["bytes", "context", "link"])
+def test_a_file_behind_an_open_descriptor_gets_the_bytes_in_its_stream(tmp_path: Path, writer: str) -> None:
+    out = tmp_path / "out.png"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)  # as /dev/stdout is after `> out.png`
+    try:
+        os.write(fd, b"text;")
+        stream = Path(f"/dev/fd/{fd}")
+        if writer == "link":  # a name in a --save-preprocessed folder that leads to the stream
+            (stream := tmp_path / "test-0.png").symlink_to(f"/dev/fd/{fd}")
+        if writer == "context":
+            with atomic_write(stream) as tmp:
+                tmp.write_bytes(b"picture")
+        else:
+            write_bytes_atomic(stream, b"picture")
+        os.write(fd, b";more")  # the stream still leads to the file: it was not renamed over
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == b"text;picture;more"
+    assert open_descriptor(Path(f"/proc/self/fd/{fd}")) == (os.getpid(), fd)
+    assert open_descriptor(out) is None and open_descriptor(tmp_path / "missing") is None
 
 
 def test_a_directory_behind_a_symlink_is_refused(tmp_path: Path) -> None:

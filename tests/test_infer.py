@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -561,6 +562,16 @@ def test_save_preprocessed_never_writes_over_a_file_that_is_not_a_png(tmp_path: 
     )
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "old.png").size == (28, 28)
+
+
+def test_save_preprocessed_to_dev_stdout_redirected_to_a_file_keeps_the_stream(tmp_path: Path, fashion) -> None:
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--sample", "3:4"]
+    with open(tmp_path / "out", "wb") as redirect:  # > out: the picture, then the answer printed after it
+        result = subprocess.run([*command, "--save-preprocessed", "/dev/stdout"], stdout=redirect, timeout=300)
+    assert result.returncode == 0
+    data = (tmp_path / "out").read_bytes()
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), fashion.test.images[3])
+    assert data.endswith(b"\n") and b"test[3]: Trouser " in data.splitlines()[-1], data[-120:]
 
 
 # --- standard input -----------------------------------------------------------------------------
