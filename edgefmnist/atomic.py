@@ -5,7 +5,9 @@ Every artifact the toolkit writes (checkpoints, ONNX models, plots, JSON) goes t
 half-written file under the final name and never damages the file that was there before.
 Long work (an export and its validation) happens elsewhere; the target folder sees only
 the final write. Where Linux offers ``O_TMPFILE``, :func:`write_bytes_atomic` writes to an
-unnamed file that vanishes if the process is killed, and names it only to rename it.
+unnamed file that vanishes if the process is killed, and names it only to rename it. A file
+replaced keeps its permission bits; being a new file, it is no longer a hard link of the old one's
+other names.
 
 A symlink is written through: its target gets the new bytes and the link stays. An existing
 target that is not a regular file (``/dev/null``, a FIFO, a block device) is written to directly,
@@ -42,6 +44,16 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def replacement_mode(path: Path) -> int:
+    """The permission bits for a new file at ``path``: those of the regular file it replaces, as
+    ``cp`` onto an existing file keeps them, else ``0o666`` less the umask, as ``open`` gives."""
+    with contextlib.suppress(OSError):
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            return stat.S_IMODE(info.st_mode)
+    return 0o666 & ~current_umask()
 
 
 def temp_prefix(path: Path) -> str:
@@ -253,7 +265,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
         raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
+    os.chmod(tmp, replacement_mode(path))  # mkstemp makes 0600
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -362,11 +374,12 @@ def write_unnamed_then_rename(path: Path, data: bytes) -> bool:
     if path.is_dir() or not hasattr(os, "O_TMPFILE") or not folder.is_dir():
         return False
     try:
-        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o666 & ~current_umask())
+        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600)
     except OSError:
         return False
     tmp = folder / f"{temp_prefix(path)}{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
+        os.fchmod(fd, replacement_mode(path))  # not through the umask, which would drop a kept mode's bits
         write_all(fd, data)
         os.fsync(fd)
         folder_fd = os.open(folder, os.O_RDONLY)

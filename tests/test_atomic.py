@@ -107,6 +107,23 @@ def test_a_file_behind_an_open_descriptor_gets_the_bytes_in_its_stream(tmp_path:
     assert open_descriptor(out) is None and open_descriptor(tmp_path / "missing") is None
 
 
+@pytest.mark.parametrize("writer", ["bytes", "context"])
+def test_a_replaced_file_keeps_its_permissions_and_a_new_one_gets_the_umasks(tmp_path: Path, writer: str) -> None:
+    def write(path: Path) -> None:
+        if writer == "bytes":
+            write_bytes_atomic(path, b"new")
+        else:
+            with atomic_write(path) as tmp:
+                tmp.write_bytes(b"new")
+
+    (old := tmp_path / "old.png").write_bytes(b"old")
+    old.chmod(0o640)
+    write(old)
+    write(new := tmp_path / "new.png")
+    assert old.read_bytes() == b"new" and stat.S_IMODE(old.stat().st_mode) == 0o640
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~current_umask()
+
+
 def test_a_directory_behind_a_symlink_is_refused(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
     link = tmp_path / "out.png"
