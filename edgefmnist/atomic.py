@@ -48,11 +48,12 @@ def current_umask() -> int:
 
 def replacement_mode(path: Path) -> int:
     """The permission bits for a new file at ``path``: those of the regular file it replaces, as
-    ``cp`` onto an existing file keeps them, else ``0o666`` less the umask, as ``open`` gives."""
+    ``cp`` onto an existing file keeps them (read, write and execute; never set-user-ID or the
+    like), else ``0o666`` less the umask, as ``open`` gives."""
     with contextlib.suppress(OSError):
         info = os.stat(path)
         if stat.S_ISREG(info.st_mode):
-            return stat.S_IMODE(info.st_mode)
+            return stat.S_IMODE(info.st_mode) & 0o777
     return 0o666 & ~current_umask()
 
 
