@@ -33,7 +33,7 @@ import edgefmnist
 from edgefmnist import contract, spec
 from edgefmnist.contract import Arch
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, first_line, is_utf8, printable
-from edgefmnist.launch import INTERRUPTED, TERMINATED, Terminated, terminated_by_exception
+from edgefmnist.launch import INTERRUPTED, TERMINATED, Terminated, terminate_by_exception
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
@@ -1198,30 +1198,28 @@ def main(argv: list[str] | None = None) -> None:
     their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1.
     Ctrl-C exits 130 and SIGTERM 143, each with one line, after the clean-ups of the work under way."""
     silence_pillow_user_warnings()
-    with terminated_by_exception():
-        try:
-            refuse_misread_paths(sys.argv[1:] if argv is None else argv)
-            code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
-        except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
-            typer.echo(exc.format_message())
-            code = exc.exit_code
-        except ClickException as exc:  # bad flags, missing files named on the command line (exit 2)
-            typer.echo(
-                printable(f"edgefmnist: error: {exc.format_message()}{extra_argument_hint(exc, argv)}"), err=True
-            )
-            code = exc.exit_code
-        except EdgeFmnistError as exc:
-            typer.echo(printable(f"edgefmnist: error: {exc}"), err=True)
-            code = exc.exit_code
-        except OSError as exc:  # an unexpected file-system failure: still one line
-            where = f"{exc.filename}: " if exc.filename else ""
-            typer.echo(printable(f"edgefmnist: error: {where}{exc.strerror or first_line(exc)}"), err=True)
-            code = 1
-        except (KeyboardInterrupt, typer.Abort):
-            code = INTERRUPTED
-        except Terminated:
-            typer.echo("edgefmnist: terminated", err=True)
-            code = TERMINATED
+    terminate_by_exception()
+    try:
+        refuse_misread_paths(sys.argv[1:] if argv is None else argv)
+        code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
+        typer.echo(exc.format_message())
+        code = exc.exit_code
+    except ClickException as exc:  # bad flags, missing files named on the command line (exit 2)
+        typer.echo(printable(f"edgefmnist: error: {exc.format_message()}{extra_argument_hint(exc, argv)}"), err=True)
+        code = exc.exit_code
+    except EdgeFmnistError as exc:
+        typer.echo(printable(f"edgefmnist: error: {exc}"), err=True)
+        code = exc.exit_code
+    except OSError as exc:  # an unexpected file-system failure: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(printable(f"edgefmnist: error: {where}{exc.strerror or first_line(exc)}"), err=True)
+        code = 1
+    except (KeyboardInterrupt, typer.Abort):
+        code = INTERRUPTED
+    except Terminated:
+        typer.echo("edgefmnist: terminated", err=True)
+        code = TERMINATED
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code itself
         typer.echo("edgefmnist: interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)

@@ -9,11 +9,8 @@ that the clean-ups a write has (its temp file, its scratch folder) run before th
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-import threading
-from collections.abc import Iterator
 from types import FrameType
 
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
@@ -28,20 +25,10 @@ def raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
-@contextlib.contextmanager
-def terminated_by_exception() -> Iterator[None]:
-    """Inside the block, SIGTERM raises :class:`Terminated`; after it, SIGTERM is as it was. Only
-    where SIGTERM has its default action (not where the caller ignores it) and in the main thread,
-    where Python runs signal handlers."""
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is not signal.SIG_DFL or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signal.signal(signal.SIGTERM, raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def terminate_by_exception() -> None:
+    """Make SIGTERM raise :class:`Terminated`, unless it is ignored (as the caller may have asked)."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, raise_terminated)
 
 
 def default_termination() -> None:
@@ -52,13 +39,13 @@ def default_termination() -> None:
 def main() -> None:
     """Import and run :func:`edgefmnist.cli.main`; exit 130 (143) with one line when interrupted
     (terminated) while importing."""
-    with terminated_by_exception():
-        try:
-            from edgefmnist.cli import main as run_cli
-        except KeyboardInterrupt:
-            print("edgefmnist: interrupted", file=sys.stderr)
-            sys.exit(INTERRUPTED)
-        except Terminated:
-            print("edgefmnist: terminated", file=sys.stderr)
-            sys.exit(TERMINATED)
-        run_cli()
+    terminate_by_exception()
+    try:
+        from edgefmnist.cli import main as run_cli
+    except KeyboardInterrupt:
+        print("edgefmnist: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    except Terminated:
+        print("edgefmnist: terminated", file=sys.stderr)
+        sys.exit(TERMINATED)
+    run_cli()
