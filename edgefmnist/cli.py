@@ -33,7 +33,7 @@ import edgefmnist
 from edgefmnist import contract, spec
 from edgefmnist.contract import Arch
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, first_line, is_utf8, printable
-from edgefmnist.launch import INTERRUPTED, TERMINATED, Terminated, terminate_by_exception
+from edgefmnist.launch import INTERRUPTED
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
@@ -1195,10 +1195,8 @@ def names_a_folder(path: str) -> bool:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit. A reader that
     closes the output early, as ``head`` does, is no error: ``infer`` and ``--json`` output finish
-    their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1.
-    Ctrl-C exits 130 and SIGTERM 143, each with one line, after the clean-ups of the work under way."""
+    their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1."""
     silence_pillow_user_warnings()
-    terminate_by_exception()
     try:
         refuse_misread_paths(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
@@ -1217,9 +1215,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED
-    except Terminated:
-        typer.echo("edgefmnist: terminated", err=True)
-        code = TERMINATED
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code itself
         typer.echo("edgefmnist: interrupted", err=True)
     sys.exit(code if isinstance(code, int) else 0)

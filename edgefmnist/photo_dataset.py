@@ -26,7 +26,6 @@ import numpy as np
 
 from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.data import default_cache_dir
-from edgefmnist.launch import default_termination
 
 CHUNK = 250  # images per worker task
 STRIDE = 4  # the photo view is built for every STRIDE-th training image (GrabCut costs ~30 ms an image)
@@ -114,7 +113,7 @@ def photo_views(
     workers = workers or max(1, len(os.sched_getaffinity(0)))
     starts = range(0, len(images), CHUNK)
     out = np.empty_like(images)
-    with ProcessPoolExecutor(workers, initializer=default_termination) as pool:
+    with ProcessPoolExecutor(workers) as pool:
         futures = {
             start: pool.submit(
                 render_and_preprocess,

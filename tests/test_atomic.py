@@ -226,34 +226,3 @@ def test_a_pair_written_through_a_dangling_link_is_undone_in_the_file_not_the_li
     with pytest.raises(WriteFailed):
         write_together([(link, b"new fp32"), (blocker / "m.int8.onnx", b"new int8")])
     assert link.is_symlink() and not link.exists() and not (tmp_path / "real" / "m.onnx").exists()
-
-
-def test_sigterm_while_a_plot_is_written_into_a_fifo_leaves_no_scratch_folder(tmp_path: Path) -> None:
-    import fcntl
-    import select
-    import signal
-    import subprocess
-    import sys
-
-    from edgefmnist.runtime.predictor import default_model_path
-
-    os.mkfifo(fifo := tmp_path / "plot.png")
-    (scratch := tmp_path / "scratch").mkdir()
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader that never reads: the write blocks
-    try:
-        fcntl.fcntl(reader, fcntl.F_SETPIPE_SZ, 4096)  # smaller than any plot
-        command = [sys.executable, "-m", "edgefmnist.cli", "evaluate", str(default_model_path().parent / "mlp.onnx")]
-        process = subprocess.Popen(
-            [*command, "--plot", str(fifo)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "TMPDIR": str(scratch)},
-        )
-        assert select.select([reader], [], [], 300)[0], "the plot was never written"
-        process.send_signal(signal.SIGTERM)  # while the plot's bytes are in its scratch folder
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        os.close(reader)
-    assert process.returncode == 143 and stderr.splitlines()[-1] == "edgefmnist: terminated", stderr
-    assert list(scratch.glob("edgefmnist-*")) == []  # (a library's own files may be there)
