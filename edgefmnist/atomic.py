@@ -4,25 +4,28 @@ Every artifact the toolkit writes (checkpoints, ONNX models, plots, JSON) goes t
 :func:`atomic_write` or :func:`write_bytes_atomic`, so a crash or a full disk never leaves a
 half-written file under the final name and never damages the file that was there before.
 Long work (an export and its validation) happens elsewhere; the target folder sees only
-the final write. Where Linux offers ``O_TMPFILE``, :func:`write_bytes_atomic` writes to an
-unnamed file that vanishes if the process is killed, and names it only to rename it. A file
-replaced keeps its permission bits; being a new file, it is no longer a hard link of the old one's
-other names.
+the final write. Where Linux offers ``O_TMPFILE``, the bytes go to an unnamed file that
+vanishes if the process is killed, even by SIGKILL, and that is named only to be renamed. A file
+replaced keeps its permission bits and, where allowed, its owner; being a new file, it is no longer
+a hard link of the old one's other names.
 
 A symlink is written through: its target gets the new bytes and the link stays. An existing
 target that is not a regular file (``/dev/null``, a FIFO, a block device) is written to directly,
 since renaming over it would replace the device node itself (a FIFO that nothing reads is a
 failed write, not a wait for ever); a socket or a directory is refused. So is a stream: a path
-through an open descriptor (``/dev/stdout``, ``/dev/fd/3``) is written into that descriptor, also
-when it leads to a regular file (``> out.png``), which a rename would take from the stream.
+through a descriptor the caller gave this process (``/dev/stdout``, ``/dev/fd/3``) is written into
+that descriptor, also when it leads to a regular file (``> out.png``), which a rename would take
+from the stream.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
+import select
 import shutil
 import signal
 import stat
@@ -46,15 +49,21 @@ def current_umask() -> int:
     return mask
 
 
-def replacement_mode(path: Path) -> int:
-    """The permission bits for a new file at ``path``: those of the regular file it replaces, as
-    ``cp`` onto an existing file keeps them (read, write and execute; never set-user-ID or the
-    like), else ``0o666`` less the umask, as ``open`` gives."""
-    with contextlib.suppress(OSError):
+def keep_attributes(fd: int, path: Path) -> None:
+    """Give the new file open as ``fd`` the permission bits of the regular file at ``path`` it is to
+    replace (read, write and execute; never set-user-ID or the like) and, where this process may,
+    its owner and group, as ``cp`` onto an existing file keeps them; else ``0o666`` less the umask,
+    as ``open`` gives. Raises ``OSError`` when the bits cannot be set."""
+    try:
         info = os.stat(path)
-        if stat.S_ISREG(info.st_mode):
-            return stat.S_IMODE(info.st_mode) & 0o777
-    return 0o666 & ~current_umask()
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        os.fchmod(fd, 0o666 & ~current_umask())
+        return
+    with contextlib.suppress(OSError):  # EPERM: another user's file, or a group this process is not in
+        os.fchown(fd, info.st_uid, info.st_gid)
+    os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o777)  # after fchown, which may clear bits
 
 
 def temp_prefix(path: Path) -> str:
@@ -90,9 +99,16 @@ def write_target(path: Path) -> tuple[Path, bool]:
     """The file a write to ``path`` lands in (symlinks resolved), and whether it is a special file.
 
     Special means it exists and is not a regular file (a character or block device, a FIFO), or
-    ``path`` leads through an open descriptor (:func:`open_descriptor`): such a file is written to
-    in place, under ``path`` itself. Raises :class:`UsageError` (exit 2) for a directory or a socket.
+    ``path`` leads through a descriptor the caller gave this process (:func:`open_descriptor`,
+    :func:`check_given_descriptor`): such a file is written to in place, under ``path`` itself.
+    Raises :class:`UsageError` (exit 2) for a directory, a socket, a descriptor the caller did not
+    give, or another process's descriptor of a regular file (which a write by name would empty
+    under that process).
     """
+    descriptor = open_descriptor(path)
+    if descriptor and descriptor[0] == os.getpid():
+        check_given_descriptor(path, descriptor[1])
+        return Path(path), True  # a socket or a pipe too: it is the caller's stream
     try:
         mode = os.stat(path).st_mode  # through symlinks
     except OSError:
@@ -101,16 +117,32 @@ def write_target(path: Path) -> tuple[Path, bool]:
         raise UsageError(f"{path}: is a directory, expected a file path")
     if stat.S_ISSOCK(mode):
         raise UsageError(f"{path}: is a socket, expected a file path")
-    if not stat.S_ISREG(mode) or open_descriptor(path):  # /dev/stdout onto a pipe resolves to no path
+    if stat.S_ISREG(mode) and descriptor:
+        raise UsageError(f"{path}: is another process's open file; give the file's own path")
+    if not stat.S_ISREG(mode) or descriptor:  # another process's pipe or device is opened by name
         return Path(path), True
     return Path(os.path.realpath(path)), False
+
+
+def check_given_descriptor(path: Path, fd: int) -> None:
+    """Raise :class:`UsageError` unless ``fd``, which ``path`` leads through, is open for writing and
+    was given by the caller (inherited, so without ``FD_CLOEXEC``), as a shell's ``3> file`` gives it;
+    a descriptor this process opened for itself (a library's database) is not an output."""
+    try:
+        own = fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OSError:
+        raise UsageError(f"{path}: descriptor {fd} is not open") from None
+    if own:
+        raise UsageError(f"{path}: descriptor {fd} was not given by the caller, expected a file path")
+    if access not in (os.O_WRONLY, os.O_RDWR):
+        raise UsageError(f"{path}: descriptor {fd} is not open for writing")
 
 
 def write_in_place(path: Path, data: bytes) -> None:
     """Write ``data`` straight into the special file ``path`` (see :func:`write_target`): into this
     process's descriptor itself, after what it printed there, when ``path`` leads through one;
-    else into the file opened by name (a regular file behind another process's descriptor is
-    truncated first, as ``cp`` does). Raises :class:`WriteFailed`, also for a FIFO that nothing
+    else into the file opened by name. Raises :class:`WriteFailed`, also for a FIFO that nothing
     reads, which a plain open would wait on for ever."""
     descriptor = open_descriptor(path)
     try:
@@ -118,8 +150,7 @@ def write_in_place(path: Path, data: bytes) -> None:
             flush_standard_streams()
             write_all(descriptor[1], data)
             return
-        truncate = os.O_TRUNC if os.path.isfile(path) else 0  # O_TRUNC is undefined for some devices
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | truncate)  # ENXIO: a FIFO with no reader
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO: a FIFO with no reader
         os.set_blocking(fd, True)
         try:
             write_all(fd, data)
@@ -131,10 +162,14 @@ def write_in_place(path: Path, data: bytes) -> None:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """Write every byte of ``data`` to ``fd``, however many calls it takes; raises ``OSError``."""
+    """Write every byte of ``data`` to ``fd``, however many calls it takes, waiting while a
+    non-blocking descriptor is full; raises ``OSError``."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 def flush_standard_streams() -> None:
@@ -245,40 +280,65 @@ def refuse_overwriting(option: str, targets: Iterable[Path], inputs: Iterable[tu
 
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success move it into place, else delete it.
+    """Yield a temp path to write; on success move it onto ``path``, else delete it.
 
-    For a special file (see :func:`write_target`) the temp path is in a scratch folder and its
-    bytes are written into the file. Raises :class:`UsageError` for a directory or a socket,
-    :class:`WriteFailed` when the disk is full or the folder is read-only.
+    The temp path is an unnamed file in ``path``'s folder (:func:`open_unnamed`), opened by its
+    ``/proc/self/fd/N`` name, so a kill leaves nothing; where that is not possible, a named temp
+    file beside ``path``. For a special file (see :func:`write_target`) the unnamed file is in the
+    temp folder and its bytes are then written into the file. Raises :class:`UsageError` for a
+    directory or a socket, :class:`WriteFailed` when the disk is full or the folder is read-only.
     """
     path, special = write_target(Path(path))
-    if special:
-        with tempfile.TemporaryDirectory(prefix="edgefmnist-") as scratch:
-            tmp = Path(scratch) / path.name
-            yield tmp
-            write_in_place(path, tmp.read_bytes())
-        return
-    folder = path.parent  # Path("x").parent is Path(".")
+    folder = Path(tempfile.gettempdir()) if special else path.parent  # Path("x").parent is Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
+    fd = open_unnamed(folder)
+    if fd is None:
+        with named_temp_file(path, folder, special) as tmp:
+            yield tmp
+        return
+    unnamed = Path(f"/proc/self/fd/{fd}")
+    try:
+        yield unnamed
+        if special:
+            write_in_place(path, unnamed.read_bytes())
+        else:
+            name_and_rename(fd, path)
+    except OSError as exc:
+        raise write_failed(path, exc) from None
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def named_temp_file(path: Path, folder: Path, special: bool) -> Iterator[Path]:
+    """:func:`atomic_write` where no unnamed file can be made: a ``mkstemp`` file in ``folder``."""
+    try:
         fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
     except OSError as exc:
         raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
-    os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, replacement_mode(path))  # mkstemp makes 0600
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if special:
+            write_in_place(path, tmp.read_bytes())
+        else:
+            keep_attributes(fd, path)
+            os.fsync(fd)
+            os.replace(tmp, path)
+            fsync_folder(folder)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise write_failed(path, exc) from None
-    except BaseException:
+    finally:
+        os.close(fd)
         tmp.unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable, where the system allows it."""
+    with contextlib.suppress(OSError):
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -314,9 +374,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path, special = write_target(Path(path))
     if special:
         write_in_place(path, data)
-    elif not write_unnamed_then_rename(path, data):
-        with atomic_write(path) as tmp:
-            tmp.write_bytes(data)
+        return
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
@@ -365,23 +425,25 @@ def interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def write_unnamed_then_rename(path: Path, data: bytes) -> bool:
-    """Write ``data`` to an ``O_TMPFILE`` in ``path``'s folder, then name it and rename it onto ``path``.
-
-    Returns False, having written nothing, where that is not possible (no ``O_TMPFILE``, a
-    missing or unwritable folder, ``path`` a directory): :func:`atomic_write` then does the work.
-    """
-    folder = path.parent  # Path("x").parent is Path(".")
-    if path.is_dir() or not hasattr(os, "O_TMPFILE") or not folder.is_dir():
-        return False
+def open_unnamed(folder: Path) -> int | None:
+    """An ``O_TMPFILE`` descriptor (read and write, mode 0600) for a file in ``folder`` that has no
+    name until :func:`name_and_rename`, or None where the system or file system has none."""
+    if not hasattr(os, "O_TMPFILE"):
+        return None
     try:
-        fd = os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600)
+        return os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
     except OSError:
-        return False
+        return None
+
+
+def name_and_rename(fd: int, path: Path) -> None:
+    """Put the unnamed file open as ``fd`` at ``path``: its attributes (:func:`keep_attributes`),
+    fsync, a temp name in ``path``'s folder, then ``os.replace`` onto ``path``. Raises
+    :class:`WriteFailed` when the disk is full or the folder is read-only."""
+    folder = path.parent
     tmp = folder / f"{temp_prefix(path)}{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        os.fchmod(fd, replacement_mode(path))  # not through the umask, which would drop a kept mode's bits
-        write_all(fd, data)
+        keep_attributes(fd, path)
         os.fsync(fd)
         folder_fd = os.open(folder, os.O_RDONLY)
         try:  # a dir fd makes Python use linkat(AT_SYMLINK_FOLLOW), which names the unnamed file
@@ -393,9 +455,6 @@ def write_unnamed_then_rename(path: Path, data: bytes) -> bool:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise write_failed(path, exc) from None
-    finally:
-        os.close(fd)
-    return True
 
 
 def write_text_atomic(path: Path, text: str) -> None:

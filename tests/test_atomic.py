@@ -17,7 +17,7 @@ from edgefmnist.atomic import (
     write_bytes_atomic,
     write_together,
 )
-from edgefmnist.errors import EdgeFmnistError, WriteFailed
+from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed
 
 
 def test_a_symlink_to_a_regular_file_gets_its_target_updated(tmp_path: Path) -> None:
@@ -77,6 +77,7 @@ def test_a_fifo_that_nothing_reads_is_a_write_failure_not_a_wait(tmp_path: Path)
 
 def test_a_pipe_reached_through_dev_fd_is_written_in_place(tmp_path: Path) -> None:
     read_end, write_end = os.pipe()  # as /dev/stdout is when standard output is piped
+    os.set_inheritable(write_end, True)  # as a descriptor the caller gives is
     try:
         write_bytes_atomic(Path(f"/dev/fd/{write_end}"), b"picture")  # its resolved name, pipe:[N], is no path
         assert os.read(read_end, 100) == b"picture"
@@ -89,6 +90,7 @@ def test_a_pipe_reached_through_dev_fd_is_written_in_place(tmp_path: Path) -> No
 def test_a_file_behind_an_open_descriptor_gets_the_bytes_in_its_stream(tmp_path: Path, writer: str) -> None:
     out = tmp_path / "out.png"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)  # as /dev/stdout is after `> out.png`
+    os.set_inheritable(fd, True)
     try:
         os.write(fd, b"text;")
         stream = Path(f"/dev/fd/{fd}")
@@ -226,3 +228,112 @@ def test_a_pair_written_through_a_dangling_link_is_undone_in_the_file_not_the_li
     with pytest.raises(WriteFailed):
         write_together([(link, b"new fp32"), (blocker / "m.int8.onnx", b"new int8")])
     assert link.is_symlink() and not link.exists() and not (tmp_path / "real" / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("opened", "why"),
+    [
+        ("own", "was not given by the caller"),  # a library's own file (onnxruntime's database)
+        ("read-only", "is not open for writing"),
+        ("closed", "is not open"),
+    ],
+)
+def test_a_descriptor_the_caller_did_not_give_for_writing_is_refused(tmp_path: Path, opened: str, why: str) -> None:
+    (held := tmp_path / "held.db").write_bytes(b"database")
+    fd = os.open(held, os.O_RDONLY if opened == "read-only" else os.O_RDWR)  # O_CLOEXEC, as Python opens
+    if opened == "read-only":
+        os.set_inheritable(fd, True)
+    if opened == "closed":
+        os.close(fd)
+    try:
+        with pytest.raises(UsageError, match=f"/dev/fd/{fd}: descriptor {fd} {why}"):
+            write_bytes_atomic(Path(f"/dev/fd/{fd}"), b"picture")
+    finally:
+        if opened != "closed":
+            os.close(fd)
+    assert held.read_bytes() == b"database"
+
+
+def test_another_processs_open_regular_file_is_refused_not_emptied(tmp_path: Path) -> None:
+    import subprocess
+
+    (log := tmp_path / "log.txt").write_bytes(b"its log")
+    with open(log, "ab") as handle:
+        holder = subprocess.Popen(["sleep", "60"], stdout=handle)
+    try:
+        with pytest.raises(UsageError, match="is another process's open file"):
+            write_bytes_atomic(Path(f"/proc/{holder.pid}/fd/1"), b"picture")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert log.read_bytes() == b"its log"
+
+
+def test_a_non_blocking_pipe_gets_every_byte(tmp_path: Path) -> None:
+    import threading
+
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    os.set_blocking(write_end, False)  # as a parent may leave standard output
+    data = os.urandom(1 << 20)  # far more than a pipe holds
+    received = bytearray()
+    reader = threading.Thread(target=read_to_the_end, args=(read_end, received), daemon=True)
+    reader.start()
+    try:
+        write_bytes_atomic(Path(f"/dev/fd/{write_end}"), data)
+    finally:
+        os.close(write_end)
+        reader.join(60)
+        os.close(read_end)
+    assert bytes(received) == data
+
+
+def read_to_the_end(fd: int, received: bytearray) -> None:
+    while chunk := os.read(fd, 65536):
+        received.extend(chunk)
+
+
+def test_a_read_only_file_is_replaced_and_stays_read_only(tmp_path: Path) -> None:
+    (old := tmp_path / "old.png").write_bytes(b"old")
+    old.chmod(0o444)
+    with atomic_write(old) as tmp:
+        assert os.stat(tmp).st_mode & stat.S_IWUSR  # writable by its owner while it is written
+        tmp.write_bytes(b"new")
+    assert old.read_bytes() == b"new" and stat.S_IMODE(old.stat().st_mode) == 0o444
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_replaced_file_keeps_its_owner(tmp_path: Path) -> None:
+    (old := tmp_path / "old.png").write_bytes(b"old")
+    os.chown(old, 1234, 5678)
+    write_bytes_atomic(old, b"new")
+    assert (old.stat().st_uid, old.stat().st_gid) == (1234, 5678) and old.read_bytes() == b"new"
+
+
+@pytest.mark.parametrize("target", ["file", "fifo"])
+def test_a_kill_while_a_file_is_written_leaves_no_temp_file(tmp_path: Path, target: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    (folder := tmp_path / "out").mkdir()
+    (scratch := tmp_path / "scratch").mkdir()
+    (old := folder / "plot.png").write_bytes(b"old")
+    if target == "fifo":
+        old.unlink()
+        os.mkfifo(old)
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from edgefmnist.atomic import atomic_write\n"
+        "with atomic_write(Path(sys.argv[1])) as tmp:\n"
+        "    tmp.write_bytes(b'half a plot')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(old)], env={**os.environ, "TMPDIR": str(scratch)}, timeout=60
+    )
+    assert done.returncode == -signal.SIGTERM
+    assert sorted(p.name for p in folder.iterdir()) == ["plot.png"] and list(scratch.iterdir()) == []
+    if target == "file":
+        assert old.read_bytes() == b"old"
