@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, features
 
-from edgefmnist.atomic import open_descriptor
+from edgefmnist.atomic import open_descriptor, write_target
 from edgefmnist.errors import UsageError
 
 HEIF_PLUGINS = ("pi_heif", "pillow_heif")  # import names, in order of preference
@@ -152,10 +152,13 @@ def check_png_target(flag: str, path: Path, what: str) -> None:
     """Raise :class:`UsageError` (exit 2) unless ``what`` (``"the plot"``), a PNG, may be written
     at ``path``: a name with an extension other than PNG's (:func:`names_other_than_png`) or an
     existing file that is not a PNG, or cannot be read to tell (:func:`not_known_png`), is
-    refused. An existing device or FIFO passes, whatever its name, as does a stream
-    (:func:`~edgefmnist.atomic.open_descriptor`: ``/dev/stdout``); a folder is left to the
-    write's own checks."""
-    if (os.path.exists(path) and not os.path.isfile(path)) or open_descriptor(path):
+    refused. An existing device or FIFO passes, whatever its name, as does a stream the caller
+    gave (:func:`~edgefmnist.atomic.write_target`: ``/dev/stdout``; another descriptor is
+    refused); a folder is left to the write's own checks."""
+    if open_descriptor(path):
+        write_target(path)
+        return
+    if os.path.exists(path) and not os.path.isfile(path):
         return
     if names_other_than_png(path):
         raise UsageError(f"{flag} {path}: {what} is written as a PNG; name the file .png")

@@ -574,6 +574,21 @@ def test_save_preprocessed_to_dev_stdout_redirected_to_a_file_keeps_the_stream(t
     assert data.endswith(b"\n") and b"test[3]: Trouser " in data.splitlines()[-1], data[-120:]
 
 
+def test_save_preprocessed_to_a_descriptor_is_written_only_when_the_caller_gave_it(tmp_path: Path, fashion) -> None:
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--sample", "3:4"]
+    fd = os.open(tmp_path / "given", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:  # 3> given: the picture goes into the file the caller opened
+        given = subprocess.run([*command, "--save-preprocessed", f"/dev/fd/{fd}"], pass_fds=(fd,), timeout=300)
+    finally:
+        os.close(fd)
+    assert given.returncode == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "given")), fashion.test.images[3])
+    result = subprocess.run(
+        [*command, "--save-preprocessed", "/dev/fd/3"], capture_output=True, text=True, timeout=300
+    )  # no descriptor 3 from the caller
+    assert_one_line_error(result, 2, "/dev/fd/3: descriptor 3 ")
+
+
 # --- standard input -----------------------------------------------------------------------------
 
 
