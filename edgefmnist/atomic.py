@@ -376,7 +376,11 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         write_in_place(path, data)
         return
     with atomic_write(path) as tmp:
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
 
 
 def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
