@@ -841,6 +841,7 @@ def evaluate_photos(
         save_photo_plot,
         select_split,
         threshold_sweep,
+        unread_in_domain,
     )
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
@@ -899,6 +900,8 @@ def evaluate_photos(
             say(f"plot: {plot}")
     if plot_failure:  # the results are out: a full disk costs the plot only
         raise plot_failure
+    if unread := unread_in_domain(selected, predictions):
+        raise EdgeFmnistError(f"{folder}: none of the {unread} in-domain photos could be read: no accuracy to report")
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

@@ -433,6 +433,14 @@ def predict_photos(
     return PhotoPredictions(tuple(predictor.class_names), kept, probabilities, np.array(empty, bool), errors, typical)
 
 
+def unread_in_domain(selected: Sequence[Photo], predictions: PhotoPredictions) -> int:
+    """The number of in-domain photos among ``selected`` when every one of them was unreadable, else 0:
+    the report then has no accuracy, and ``evaluate`` exits 1 after printing it."""
+    in_domain = sum(photo.in_domain for photo in selected)
+    classified = sum(photo.in_domain for photo in predictions.photos)
+    return in_domain if in_domain and not classified else 0
+
+
 def refuse_fifo_or_socket(path: Path) -> None:
     """Raise :class:`EdgeFmnistError` for a FIFO or a socket listed as a photo: reading one would
     wait for a writer forever. (``infer --image`` reads a FIFO, as ``cat`` would: ``<(...)``.)"""

@@ -512,6 +512,20 @@ def test_threshold_extremes_and_unreadable_photos(tmp_path: Path) -> None:
     assert text.returncode == 0 and "1 unreadable" in text.stdout
 
 
+def test_in_domain_photos_that_are_all_unreadable_print_the_report_then_fail(tmp_path: Path) -> None:
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    photo(tmp_path / "hat.jpg")
+    labels = "file,source_class,accepted\nbroken.jpg,outwear,Coat\nhat.jpg,hat,\n"
+    (tmp_path / "labels.csv").write_text(labels)
+    result = run_in_process("evaluate", "--photos", str(tmp_path), "--json")
+    assert_one_line_error(result, 1, "none of the 1 in-domain photos could be read", "no accuracy")
+    report = json.loads(result.stdout)
+    assert (report["classified"], report["unreadable"], report["accuracy"]) == (1, 1, None)
+    photo(tmp_path / "coat.jpg")
+    (tmp_path / "labels.csv").write_text(labels + "coat.jpg,outwear,Coat\n")
+    assert run_in_process("evaluate", "--photos", str(tmp_path)).returncode == 0
+
+
 def test_one_photo_is_counted_in_the_singular(tmp_path: Path) -> None:
     photo(tmp_path / "Coat" / "a.jpg")
     result = run_in_process("evaluate", "--photos", str(tmp_path))
