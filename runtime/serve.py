@@ -135,6 +135,8 @@ async def read_body(request: Request) -> bytes:
 
 async def read_pictures(request: Request, max_files: int, batch: bool) -> list[tuple[str, bytes]]:
     """The uploaded pictures as ``(name, bytes)``: a raw ``image/*`` body, or multipart ``file`` fields."""
+    if len(request.headers.getlist("content-type")) > 1:  # which one the sender meant is anyone's guess
+        raise ServiceError(400, "more than one Content-Type header: send one")
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     codings = [c.strip().lower() for value in request.headers.getlist("content-encoding") for c in value.split(",")]

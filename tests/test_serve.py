@@ -236,6 +236,23 @@ def chunked_post(server: ServerProcess, size: int) -> Reply:
         connection.close()
 
 
+def post_with_two_content_types(server: ServerProcess, data: bytes) -> Reply:
+    """POST ``data`` with two Content-Type headers (``image/png`` and ``text/plain``)."""
+    import http.client
+
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    try:
+        connection.putrequest("POST", "/v1/classify")
+        for value in ("image/png", "text/plain"):
+            connection.putheader("Content-Type", value)
+        connection.putheader("Content-Length", str(len(data)))
+        connection.endheaders(data)
+        response = connection.getresponse()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        connection.close()
+
+
 def tiny_parts(count: int) -> tuple[bytes, dict[str, str]]:
     """A multipart body of ``count`` one-byte fields, and its headers."""
     body, content_type = multipart([("x", b"a")] * count, field="note")
@@ -275,6 +292,7 @@ def truncated_png() -> bytes:
             415,
             ["Content-Encoding 'gzip'"],
         ),  # fmt: skip
+        (lambda s: post_with_two_content_types(s, b"x"), 400, ["more than one Content-Type header"]),
         (lambda s: s.post_image(png_declaring(100_000, 100_000)), 413, ["100000 x 100000", "bomb"]),
         (lambda s: s.post_image(b"\0" * (2 << 20)), 413, ["of 2,097,152 bytes is larger than the limit of 1,048,576"]),
         (lambda s: chunked_post(s, 2 << 20), 413, ["bytes or more is larger than the limit of 1,048,576 bytes"]),
@@ -297,6 +315,7 @@ def truncated_png() -> bytes:
         "no-type",
         "gzip",
         "gzip-listed-second",
+        "two-types",
         "bomb",
         "too-large",
         "chunked-too-large",
