@@ -114,6 +114,10 @@ class RequestHeadDeadline(H11Protocol):
         if not self.transport.is_closing():
             self.transport.close()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """Silent: the service serves no WebSocket (``ws="none"``), so an ``Upgrade`` request is
+        answered as plain HTTP, with the JSON of any other request, not logged as a fault."""
+
 
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
@@ -248,6 +252,7 @@ def serve(
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
         server_header=False,
         http=head_deadline_of(settings.upload_seconds),
+        ws="none",  # no WebSocket endpoint: an Upgrade request gets the JSON answer of its path
     )
     server = GracefulServer(config)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host

@@ -334,6 +334,18 @@ def test_errors_are_json_one_liners_with_their_status(
     assert server.request("GET", "/healthz").status == 200  # and the service lives on
 
 
+def test_a_websocket_upgrade_is_answered_as_plain_http(server: ServerProcess) -> None:
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    assert_error(server.request("GET", "/v1/classify", headers=upgrade), 405, "Method Not Allowed")
+    health = server.request("GET", "/healthz", headers=upgrade)
+    assert health.status == 200 and json.loads(health.body)["status"] == "ok"
+
+
 def test_token_is_required_on_the_api_but_not_on_health_or_page(test_pngs: list[bytes]) -> None:
     guarded = ServerProcess("--token", "s3cret")
     try:
