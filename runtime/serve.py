@@ -38,7 +38,15 @@ from edgefmnist.runtime.multipart_body import MultipartError, TooManyParts, pars
 from edgefmnist.runtime.picture import PictureTooLarge
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
-from edgefmnist.runtime.serve_gate import ASGIApp, Gate, ServeSettings, ServiceError, ServiceMetrics, error_response
+from edgefmnist.runtime.serve_gate import (
+    CLIENT_CLOSED,
+    ASGIApp,
+    Gate,
+    ServeSettings,
+    ServiceError,
+    ServiceMetrics,
+    error_response,
+)
 from edgefmnist.runtime.serve_openapi import request_body, responses, service_openapi
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,7 +59,6 @@ from starlette.requests import ClientDisconnect
 from edgefmnist.errors import EdgeFmnistError, first_line
 
 RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
-CLIENT_CLOSED = 499  # the status counted for a request whose client hung up mid-body (no one reads it)
 OTHER_FORM_PARTS = 16  # multipart parts of other fields a request may carry beside its files (a form's extras)
 
 

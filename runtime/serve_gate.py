@@ -33,6 +33,7 @@ MIB = 1024 * 1024
 CLASSIFY_PATHS = ("/v1/classify", "/v1/classify/batch")
 PROTECTED_PREFIXES = ("/v1/", "/metrics")
 STOPPED = "the service was stopped before it answered this request"
+CLIENT_CLOSED = 499  # the status counted for a request whose client hung up mid-body (no one reads it)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -144,7 +145,8 @@ class Gate:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(path, str(status or 500)).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)
-            self.metrics.answered += 1
+            if status is not None and status != CLIENT_CLOSED:  # the shutdown line counts answers read
+                self.metrics.answered += 1
 
     async def guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = self.refusal(scope["path"], scope["headers"])
