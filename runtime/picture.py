@@ -129,9 +129,20 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if is_text_bomb(exc):
+            raise PictureTooLarge(
+                f"{path}: refused, its text chunks decompress to more than Pillow's limit (a decompression bomb?)"
+            ) from None
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
     except Exception as exc:  # Pillow's decoders meet hostile bytes with TypeError, MemoryError, ...
         raise ImageError(f"{path}: cannot decode this image ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def is_text_bomb(exc: Exception) -> bool:
+    """Whether ``exc`` is Pillow's refusal of a PNG whose zTXt, iTXt or iCCP chunks decompress past its
+    ``PngImagePlugin.MAX_TEXT_CHUNK`` or ``MAX_TEXT_MEMORY``: a ``ValueError`` that names the limit
+    (Pillow has no exception class of its own for it)."""
+    return isinstance(exc, ValueError) and "MAX_TEXT_" in str(exc)
 
 
 def is_device(fp: IO[bytes]) -> bool:
