@@ -131,7 +131,8 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         if is_text_bomb(exc):
             raise PictureTooLarge(
-                f"{path}: refused, its text chunks decompress to more than Pillow's limit (a decompression bomb?)"
+                f"{path}: refused, its text or ICC-profile chunks decompress to more than Pillow's limit"
+                " (a decompression bomb?)"
             ) from None
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
     except Exception as exc:  # Pillow's decoders meet hostile bytes with TypeError, MemoryError, ...
