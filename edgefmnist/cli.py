@@ -32,7 +32,7 @@ from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 r
 import edgefmnist
 from edgefmnist import contract, spec
 from edgefmnist.contract import Arch
-from edgefmnist.errors import EdgeFmnistError, UsageError, counted, first_line, is_utf8, printable
+from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed, counted, first_line, is_utf8, printable
 from edgefmnist.launch import INTERRUPTED
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
@@ -143,15 +143,36 @@ def print_json(value: object) -> None:
 def say(line: str) -> None:
     """One line of a report on stdout, through :func:`printable`: a file name in it that holds
     a newline or a terminal code cannot break the line or forge another."""
-    typer.echo(printable(line))
+    write_stdout(printable(line))
+
+
+def write_stdout(text: str = "") -> None:
+    """Print ``text`` and a newline on stdout.
+
+    Raises :class:`WriteFailed`, one line that names standard output, when it cannot take the
+    text: closed (``>&-``; Python then has no ``sys.stdout``) or a failed write (``> /dev/full``,
+    a full disk), as ``ls`` fails on a write error rather than exit 0 with its output lost.
+    ``BrokenPipeError`` (the reader has gone) is passed on, for :func:`echo_unless_gone`.
+    """
+    if sys.stdout is None:
+        raise WriteFailed("standard output is closed: nowhere to print the result")
+    try:
+        typer.echo(text)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise WriteFailed(f"standard output: cannot write ({exc.strerror or first_line(exc)})") from None
 
 
 def echo_unless_gone(text: str, err: bool = False) -> None:
-    """``typer.echo``, except that once the reader of that stream has gone (``| head -3``, a closed
-    terminal) the text is dropped and the command goes on, so that it still finishes its work
-    (every picture saved, the exit code right) instead of stopping halfway."""
+    """Print ``text`` (stdout through :func:`out`), except that once the reader of that stream has gone
+    (``| head -3``, a closed terminal) the text is dropped and the command goes on, so that it still
+    finishes its work (every picture saved, the exit code right) instead of stopping halfway."""
     try:
-        typer.echo(text, err=err)
+        if err:
+            typer.echo(text, err=True)
+        else:
+            write_stdout(text)
     except BrokenPipeError:
         stream = sys.stderr if err else sys.stdout
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
@@ -198,7 +219,7 @@ def warn_if_oversubscribed(threads: int | None) -> None:
 
 def show_version(value: bool) -> None:
     if value:
-        typer.echo(f"edgefmnist {edgefmnist.__version__}")
+        write_stdout(f"edgefmnist {edgefmnist.__version__}")
         raise typer.Exit()
 
 
@@ -271,9 +292,9 @@ def data(
         print_json(report)
         return
     if present is not None:
-        typer.echo("Already present, nothing downloaded (--replace downloads it again into the cache).")
+        write_stdout("Already present, nothing downloaded (--replace downloads it again into the cache).")
     say(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
-    typer.echo(
+    write_stdout(
         f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images)"
         f" · test {report['test']:,}"
     )
@@ -345,12 +366,12 @@ def train(
         return
     metrics = report["metrics"]
     if dry_run:
-        typer.echo(
+        write_stdout(
             f"{arch.value}/{recipe.value}: dry run passed, one batch of each phase "
             f"({', '.join(f'{name} {count}' for name, count in report['images'].items())} images); nothing written"
         )
         return
-    typer.echo(
+    write_stdout(
         f"{arch.value}/{recipe.value}: test accuracy {100 * metrics['test_accuracy']:.2f} % "
         f"(validation {100 * metrics['val_accuracy']:.2f} %, "
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
@@ -777,9 +798,9 @@ def evaluate(
     if json_output:
         print_json({"model": str(model), **evaluation.to_dict(), **saved_plot, **plot_error(plot_failure)})
     else:
-        typer.echo(format_report(evaluation, printable(str(model))))
+        write_stdout(format_report(evaluation, printable(str(model))))
         if saved_plot:
-            typer.echo()
+            write_stdout()
             say(f"confusion matrix: {plot}")
     warn_if_oversubscribed(threads)
     if plot_failure:  # the results are out: a full disk costs the plot only
@@ -890,13 +911,13 @@ def evaluate_photos(
         extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": saved_plot, **plot_error(plot_failure)}
         print_json({**head, **report, **{key: value for key, value in extras.items() if value}})
     else:
-        typer.echo(format_photo_report(report, printable(title)))
+        write_stdout(format_photo_report(report, printable(title)))
         if swept:
-            typer.echo("\n" + format_sweep(swept))
+            write_stdout("\n" + format_sweep(swept))
         if chosen:
-            typer.echo("\n" + format_choice(chosen))
+            write_stdout("\n" + format_choice(chosen))
         if saved_plot:
-            typer.echo()
+            write_stdout()
             say(f"plot: {plot}")
     if plot_failure:  # the results are out: a full disk costs the plot only
         raise plot_failure
@@ -1003,7 +1024,7 @@ def bench(
         photos=photos,
     )
     warn_if_oversubscribed(threads)
-    typer.echo(to_json(report) if json_output else format_table(report, markdown=markdown))
+    write_stdout(to_json(report) if json_output else format_table(report, markdown=markdown))
 
 
 @app.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +187,23 @@ def test_more_threads_than_cores_is_taken_with_a_warning(tmp_path: Path) -> None
 def test_version() -> None:
     result = run("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"edgefmnist {edgefmnist.__version__}"
+
+
+@pytest.mark.parametrize("stdout", ["closed", "/dev/full"])
+@pytest.mark.parametrize("args", [["infer", "--sample", "0:1"], ["infer", "--sample", "0:1", "--json"], ["--version"]])
+def test_a_result_that_cannot_be_printed_is_an_error_naming_stdout(args: list[str], stdout: str) -> None:
+    """``>&-`` and ``> /dev/full``: exit 1 and one line, never exit 0 with the result lost."""
+    if stdout == "/dev/full" and not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    command = [sys.executable, "-m", "edgefmnist.cli", *args]
+    if stdout == "closed":
+        result = subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=lambda: os.close(1))
+        expected = "edgefmnist: error: standard output is closed: nowhere to print the result"
+    else:
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+        expected = "edgefmnist: error: standard output: cannot write (No space left on device)"
+    assert result.returncode == 1 and result.stderr.splitlines() == [expected], result.stderr
 
 
 def test_no_arguments_prints_the_help() -> None:

@@ -486,6 +486,13 @@ def test_save_preprocessed_into_a_folder_through_the_cli(tmp_path: Path, fashion
     for folder, index in (("a", 1), ("b", 0)):
         saved = np.asarray(Image.open(tmp_path / "seen" / folder / "shirt.png"))
         np.testing.assert_array_equal(saved, fashion.test.images[index])
+    nested = tmp_path / "new" / "deeper" / "shirt-28.png"  # missing folders are made, as by mkdir -p
+    single = run_in_process(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "a" / "shirt.png"),
+        "--save-preprocessed", str(nested),
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(nested)), fashion.test.images[1])
 
 
 def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, fashion) -> None:
