@@ -463,6 +463,27 @@ def test_a_request_head_slower_than_the_timeout_is_closed_and_frees_its_descript
         assert code == 0 and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("lengths", "answer"),
+    [
+        ([b"10", b"10"], b'{"error":"upload: not an image Pillow can read"}'),  # equal: one length, RFC 9112 6.3
+        ([b"10, 10"], b'{"error":"upload: not an image Pillow can read"}'),
+        ([b"10", b"11"], b"Invalid HTTP request received."),  # which one is the body's? uvicorn's own 400
+        ([b"-1"], b"Invalid HTTP request received."),
+    ],
+)
+def test_repeated_or_negative_content_lengths(server: ServerProcess, lengths: list[bytes], answer: bytes) -> None:
+    head = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    head += b"".join(b"Content-Length: " + length + b"\r\n" for length in lengths)
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(head + b"\r\n" + b"0123456789")
+        sock.settimeout(5)
+        received = b""
+        while not received.endswith(answer) and (chunk := sock.recv(4096)):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 400") and received.endswith(answer), received
+
+
 def test_a_connection_answered_before_its_body_is_closed_when_the_rest_is_late() -> None:
     small = ServerProcess("--token", "t0ken", "--upload-timeout", "1")
     try:
