@@ -272,27 +272,27 @@ def bomb_png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b"")
 
 
-def png_with_huge_text(image: Image.Image) -> bytes:
-    """A valid PNG with a zTXt chunk that inflates to 8 MiB."""
+def png_with_huge_text(image: Image.Image, after_pixels: bool = False) -> bytes:
+    """A valid PNG with a zTXt chunk that inflates to 8 MiB, before its pixels or after them."""
     data = encoded(image)
     text = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"\x00" * (8 << 20)))
-    return data[:33] + text + data[33:]  # after the signature and IHDR
+    at = len(data) - 12 if after_pixels else 33  # before IEND, or after the signature and IHDR
+    return data[:at] + text + data[at:]
 
 
 def shirt(fashion) -> Image.Image:
     return Image.fromarray(fashion.test.images[1])
 
 
+TEXT_BOMB = "refused, its text or ICC-profile chunks decompress to more than Pillow's limit (a decompression bomb?)"
 BAD_IMAGES = {
     "0-byte": (lambda f: b"", "empty file, not an image"),
     "text renamed .png": (lambda f: b"just some text, honestly\n", "not an image"),
     "truncated PNG": (lambda f: encoded(shirt(f).resize((280, 280)))[:600], "corrupt or truncated"),
     "truncated JPEG": (lambda f: encoded(shirt(f).resize((280, 280)), "JPEG")[:700], "corrupt or truncated"),
     "decompression bomb": (lambda f: bomb_png(), "decompression bomb"),
-    "oversized text chunk": (
-        lambda f: png_with_huge_text(shirt(f)),
-        "decompressed data too large",
-    ),  # Pillow's MAX_TEXT_CHUNK
+    "oversized text chunk": (lambda f: png_with_huge_text(shirt(f)), TEXT_BOMB),  # Pillow's MAX_TEXT_CHUNK
+    "oversized text chunk after the pixels": (lambda f: png_with_huge_text(shirt(f), after_pixels=True), TEXT_BOMB),
 }
 
 
