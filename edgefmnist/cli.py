@@ -142,8 +142,13 @@ def print_json(value: object) -> None:
 
 def say(line: str) -> None:
     """One line of a report on stdout, through :func:`printable`: a file name in it that holds
-    a newline or a terminal code cannot break the line or forge another."""
+    a newline or a terminal code cannot break the line or forge another. Raises :class:`WriteFailed`
+    as :func:`write_stdout` does."""
     write_stdout(printable(line))
+
+
+STDOUT_CLOSED = "standard output is closed: nowhere to print the result"
+lost_stdout: list[str] = []  # why stdout stopped taking this run's output, reported by main when the work is done
 
 
 def write_stdout(text: str = "") -> None:
@@ -155,7 +160,7 @@ def write_stdout(text: str = "") -> None:
     ``BrokenPipeError`` (the reader has gone) is passed on, for :func:`echo_unless_gone`.
     """
     if sys.stdout is None:
-        raise WriteFailed("standard output is closed: nowhere to print the result")
+        raise WriteFailed(STDOUT_CLOSED)
     try:
         typer.echo(text)
     except BrokenPipeError:
@@ -165,9 +170,13 @@ def write_stdout(text: str = "") -> None:
 
 
 def echo_unless_gone(text: str, err: bool = False) -> None:
-    """Print ``text`` (stdout through :func:`out`), except that once the reader of that stream has gone
-    (``| head -3``, a closed terminal) the text is dropped and the command goes on, so that it still
-    finishes its work (every picture saved, the exit code right) instead of stopping halfway."""
+    """Print ``text`` (on stdout through :func:`write_stdout`) without stopping the work when the
+    stream cannot take it, so that the command still finishes (every picture saved and reported):
+
+    - the reader has gone (``| head -3``, a closed terminal): the text is dropped, no error;
+    - stdout fails (``> /dev/full``): the text is dropped, and :func:`main` reports the first
+      failure (``lost_stdout``) when the work is done, with exit code 1.
+    """
     try:
         if err:
             typer.echo(text, err=True)
@@ -176,6 +185,8 @@ def echo_unless_gone(text: str, err: bool = False) -> None:
     except BrokenPipeError:
         stream = sys.stderr if err else sys.stdout
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except WriteFailed as exc:
+        lost_stdout[:] = lost_stdout or [str(exc)]
 
 
 def show_progress(line: str) -> None:
@@ -1221,11 +1232,15 @@ def main(argv: list[str] | None = None) -> None:
     closes the output early, as ``head`` does, is no error: ``infer`` and ``--json`` output finish
     their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1."""
     silence_pillow_user_warnings()
+    lost_stdout.clear()
+    args = sys.argv[1:] if argv is None else argv
     try:
-        refuse_misread_paths(sys.argv[1:] if argv is None else argv)
+        if sys.stdout is None and not is_serve(args):  # even --help has nowhere to go
+            raise WriteFailed(STDOUT_CLOSED)
+        refuse_misread_paths(args)
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
-        typer.echo(exc.format_message())
+        echo_unless_gone(exc.format_message())
         code = exc.exit_code
     except ClickException as exc:  # bad flags, missing files named on the command line (exit 2)
         typer.echo(printable(f"edgefmnist: error: {exc.format_message()}{extra_argument_hint(exc, argv)}"), err=True)
@@ -1241,7 +1256,16 @@ def main(argv: list[str] | None = None) -> None:
         code = INTERRUPTED
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code itself
         typer.echo("edgefmnist: interrupted", err=True)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if lost_stdout:
+        typer.echo(printable(f"edgefmnist: error: {lost_stdout[0]}"), err=True)
+        code = code or 1
+    sys.exit(code)
+
+
+def is_serve(args: list[str]) -> bool:
+    """Whether ``args`` run ``serve``, the one command that prints its results elsewhere (HTTP, stderr)."""
+    return next((arg for arg in args if not arg.startswith("-")), None) == "serve"
 
 
 if __name__ == "__main__":

@@ -83,7 +83,8 @@ class UsageError(EdgeFmnistError):
 
 
 class WriteFailed(EdgeFmnistError):
-    """An artifact could not be written (full disk, read-only folder, ...); the previous file is untouched."""
+    """An output could not be written (a full disk, a read-only folder, a closed or full standard output, ...);
+    a file it would have replaced is untouched."""
 
 
 class DataError(EdgeFmnistError):

@@ -189,21 +189,49 @@ def test_version() -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"edgefmnist {edgefmnist.__version__}"
 
 
-@pytest.mark.parametrize("stdout", ["closed", "/dev/full"])
-@pytest.mark.parametrize("args", [["infer", "--sample", "0:1"], ["infer", "--sample", "0:1", "--json"], ["--version"]])
-def test_a_result_that_cannot_be_printed_is_an_error_naming_stdout(args: list[str], stdout: str) -> None:
-    """``>&-`` and ``> /dev/full``: exit 1 and one line, never exit 0 with the result lost."""
+def run_with_stdout(stdout: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``edgefmnist ARGS...`` with stdout ``"closed"`` (``>&-``) or sent to ``/dev/full``; stderr captured."""
     if stdout == "/dev/full" and not Path("/dev/full").exists():
         pytest.skip("needs /dev/full")
     command = [sys.executable, "-m", "edgefmnist.cli", *args]
     if stdout == "closed":
-        result = subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=lambda: os.close(1))
-        expected = "edgefmnist: error: standard output is closed: nowhere to print the result"
-    else:
-        with open("/dev/full", "w") as full:
-            result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
-        expected = "edgefmnist: error: standard output: cannot write (No space left on device)"
-    assert result.returncode == 1 and result.stderr.splitlines() == [expected], result.stderr
+        return subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=lambda: os.close(1))
+    with open("/dev/full", "w") as full:
+        return subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+
+
+STDOUT_ERRORS = {
+    "closed": "edgefmnist: error: standard output is closed: nowhere to print the result",
+    "/dev/full": "edgefmnist: error: standard output: cannot write (No space left on device)",
+}
+
+
+@pytest.mark.parametrize("stdout", list(STDOUT_ERRORS))
+@pytest.mark.parametrize("args", [["infer", "--sample", "0:1"], ["infer", "--sample", "0:1", "--json"], ["--version"]])
+def test_a_result_that_cannot_be_printed_is_an_error_naming_stdout(args: list[str], stdout: str) -> None:
+    """``>&-`` and ``> /dev/full``: exit 1 and one line, never exit 0 with the result lost."""
+    result = run_with_stdout(stdout, *args)
+    assert result.returncode == 1 and result.stderr.splitlines() == [STDOUT_ERRORS[stdout]], result.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["data", "--help"]])
+def test_help_with_stdout_closed_is_an_error_too(args: list[str]) -> None:
+    result = run_with_stdout("closed", *args)
+    assert result.returncode == 1 and result.stderr.splitlines() == [STDOUT_ERRORS["closed"]], result.stderr
+
+
+def test_infer_finishes_its_work_when_stdout_fails(tmp_path: Path, fashion) -> None:
+    """Every picture is saved and every bad one named; the lost output is one line at the end."""
+    for index in range(3):
+        Image.fromarray(fashion.test.images[index]).save(tmp_path / f"{index}.png")
+    (tmp_path / "bad.png").write_bytes(b"not a picture")
+    result = run_with_stdout(
+        "/dev/full", "infer", "--image", str(tmp_path), "--save-preprocessed", str(tmp_path / "seen")
+    )
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["0.png", "1.png", "2.png"]
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1 and len(lines) == 2 and "bad.png" in lines[0], result.stderr
+    assert lines[1] == STDOUT_ERRORS["/dev/full"]
 
 
 def test_no_arguments_prints_the_help() -> None:
