@@ -131,7 +131,7 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         if is_text_bomb(exc):
             raise PictureTooLarge(
-                f"{path}: refused, its text or ICC-profile chunks decompress to more than Pillow's limit"
+                f"{path}: refused, its text or ICC-profile chunks hold more than Pillow's limits"
                 " (a decompression bomb?)"
             ) from None
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
@@ -140,9 +140,9 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
 
 
 def is_text_bomb(exc: Exception) -> bool:
-    """Whether ``exc`` is Pillow's refusal of a PNG whose zTXt, iTXt or iCCP chunks decompress past its
-    ``PngImagePlugin.MAX_TEXT_CHUNK`` or ``MAX_TEXT_MEMORY``: a ``ValueError`` that names the limit
-    (Pillow has no exception class of its own for it)."""
+    """Whether ``exc`` is Pillow's refusal of a PNG's text: one zTXt, iTXt or iCCP chunk that decompresses
+    past ``PngImagePlugin.MAX_TEXT_CHUNK`` (1 MiB), or text chunks past ``MAX_TEXT_MEMORY`` (64 MiB) in
+    all. Pillow raises a ``ValueError`` that names the limit, with no exception class of its own."""
     return isinstance(exc, ValueError) and "MAX_TEXT_" in str(exc)
 
 

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +150,23 @@ def without_typicality_reference(model: Path, out: Path, keep_overall: bool = Fa
             prop.value = json.dumps({key: value for key, value in calibration.items() if key not in dropped})
     onnx.save(proto, str(out))
     return out
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: its length, type, data and CRC-32."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` grey pixels, in a few dozen bytes (a bomb's header)."""
+    header = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + png_chunk(b"IDAT", zlib.compress(b"\0")) + png_chunk(b"IEND", b"")
+
+
+def png_with_huge_text(image: Image.Image, after_pixels: bool = False) -> bytes:
+    """``image`` as a PNG with a zTXt chunk that inflates to 8 MiB (past Pillow's ``MAX_TEXT_CHUNK``),
+    before its pixels or after them."""
+    data = encoded(image)
+    text = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"\x00" * (8 << 20)))
+    at = len(data) - 12 if after_pixels else 33  # before IEND, or after the signature and IHDR
+    return data[:at] + text + data[at:]

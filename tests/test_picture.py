@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import warnings
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from edgefmnist.runtime.picture import (
     to_rgb_or_l,
 )
 from edgefmnist.runtime.picture_formats import picture_extensions
+from helpers import png_declaring
 from PIL import Image
 
 PHOTOS = Path("/work/shared/photos-dev")
@@ -49,16 +49,8 @@ def make_big_jpeg(path: Path, width: int, height: int, mode: str = "RGB") -> Pat
     return path
 
 
-def png_claiming(path: Path, width: int, height: int) -> Path:
-    """A tiny PNG whose header claims ``width`` x ``height`` (a decompression bomb's header)."""
-    buffer = io.BytesIO()
-    Image.new("1", (8, 8)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = data[12:29]  # type + 13 bytes of IHDR data
-    ihdr[4:12] = struct.pack(">II", width, height)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
-    path.write_bytes(bytes(data))
+def written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
     return path
 
 
@@ -102,9 +94,9 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Headers over this module's limits, on both sides of Pillow's own thresholds (89 MP warning, 179 MP error)."""
     folder = tmp_path_factory.mktemp("bombs")
     return {
-        "png-41mp": png_claiming(folder / "png-41mp.png", 8000, 5125),  # over ours, under Pillow's
-        "png-100mp": png_claiming(folder / "png-100mp.png", 10000, 10000),  # where Pillow would only warn
-        "png-900mp": png_claiming(folder / "png-900mp.png", 30000, 30000),
+        "png-41mp": written(folder / "png-41mp.png", png_declaring(8000, 5125)),  # over ours, under Pillow's
+        "png-100mp": written(folder / "png-100mp.png", png_declaring(10000, 10000)),  # where Pillow would only warn
+        "png-900mp": written(folder / "png-900mp.png", png_declaring(30000, 30000)),
         "jpeg-300mp": jpeg_claiming(folder / "jpeg-300mp.jpg", 20000, 15000),
     }
 

@@ -12,19 +12,17 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, without_typicality_reference
+from helpers import assert_one_line_error, png_declaring, png_with_huge_text, without_typicality_reference
 from PIL import Image
 from serve_client import Reply, ServerProcess, multipart
 
@@ -38,16 +36,6 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A PNG whose header declares ``width x height`` grey pixels (its data is one empty row)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
 
 
 def infer_json(paths: list[Path], *args: str) -> list[dict[str, Any]]:
@@ -295,6 +283,7 @@ def truncated_png() -> bytes:
         ),  # fmt: skip
         (lambda s: post_with_two_content_types(s, b"x"), 400, ["more than one Content-Type header"]),
         (lambda s: s.post_image(png_declaring(100_000, 100_000)), 413, ["100000 x 100000", "bomb"]),
+        (lambda s: s.post_image(png_with_huge_text(Image.new("L", (28, 28)))), 413, ["ICC-profile chunks", "bomb"]),
         (lambda s: s.post_image(b"\0" * (2 << 20)), 413, ["of 2,097,152 bytes is larger than the limit of 1,048,576"]),
         (lambda s: chunked_post(s, 2 << 20), 413, ["bytes or more is larger than the limit of 1,048,576 bytes"]),
         (lambda s: s.request("GET", "/v1/nothing"), 404, ["Not Found"]),
@@ -318,6 +307,7 @@ def truncated_png() -> bytes:
         "gzip-listed-second",
         "two-types",
         "bomb",
+        "text-bomb",
         "too-large",
         "chunked-too-large",
         "404",
