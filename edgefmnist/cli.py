@@ -148,7 +148,7 @@ def say(line: str) -> None:
 
 
 STDOUT_CLOSED = "standard output is closed: nowhere to print the result"
-lost_stdout: list[str] = []  # why stdout stopped taking this run's output, reported by main when the work is done
+lost_stdout: list[str] = []  # the first reason stdout stopped taking this run's output, for main to report
 
 
 def write_stdout(text: str = "") -> None:
@@ -186,7 +186,8 @@ def echo_unless_gone(text: str, err: bool = False) -> None:
         stream = sys.stderr if err else sys.stdout
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
     except WriteFailed as exc:
-        lost_stdout[:] = lost_stdout or [str(exc)]
+        if not lost_stdout:
+            lost_stdout.append(str(exc))
 
 
 def show_progress(line: str) -> None:
@@ -1035,7 +1036,7 @@ def bench(
         photos=photos,
     )
     warn_if_oversubscribed(threads)
-    write_stdout(to_json(report) if json_output else format_table(report, markdown=markdown))
+    echo_unless_gone(to_json(report) if json_output else format_table(report, markdown=markdown))
 
 
 @app.command()
@@ -1264,8 +1265,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def is_serve(args: list[str]) -> bool:
-    """Whether ``args`` run ``serve``, the one command that prints its results elsewhere (HTTP, stderr)."""
-    return next((arg for arg in args if not arg.startswith("-")), None) == "serve"
+    """Whether ``args`` run ``serve`` (not its help), the one command that prints nothing on stdout:
+    its answers go over HTTP and its log to stderr."""
+    return args[:1] == ["serve"] and "--help" not in args
 
 
 if __name__ == "__main__":

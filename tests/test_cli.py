@@ -194,8 +194,9 @@ def run_with_stdout(stdout: str, *args: str) -> subprocess.CompletedProcess[str]
     if stdout == "/dev/full" and not Path("/dev/full").exists():
         pytest.skip("needs /dev/full")
     command = [sys.executable, "-m", "edgefmnist.cli", *args]
-    if stdout == "closed":
-        return subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=lambda: os.close(1))
+    if stdout == "closed":  # the shell closes it: no preexec_fn, which is unsafe in a process with threads
+        command = ["sh", "-c", 'exec "$@" >&-', "sh", *command]
+        return subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=300)
     with open("/dev/full", "w") as full:
         return subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
 
@@ -214,10 +215,25 @@ def test_a_result_that_cannot_be_printed_is_an_error_naming_stdout(args: list[st
     assert result.returncode == 1 and result.stderr.splitlines() == [STDOUT_ERRORS[stdout]], result.stderr
 
 
-@pytest.mark.parametrize("args", [[], ["--help"], ["data", "--help"]])
+@pytest.mark.parametrize("args", [[], ["--help"], ["data", "--help"], ["serve", "--help"], ["--help", "serve"]])
 def test_help_with_stdout_closed_is_an_error_too(args: list[str]) -> None:
     result = run_with_stdout("closed", *args)
     assert result.returncode == 1 and result.stderr.splitlines() == [STDOUT_ERRORS["closed"]], result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["bench", str(Path(__file__).parents[1] / "models" / "mlp.onnx"), "--runs", "10", "--batch", "1"], ["data"]],
+    ids=["bench", "data"],
+)
+def test_json_for_a_reader_that_has_left_is_no_error(args: list[str]) -> None:
+    """``... --json | true``: the reader is gone before the document is written, and that is exit 0."""
+    command = [sys.executable, "-m", "edgefmnist.cli", *args, "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    error = process.stderr.read()
+    assert process.wait(timeout=300) == 0 and error == "", error
 
 
 def test_infer_finishes_its_work_when_stdout_fails(tmp_path: Path, fashion) -> None:
