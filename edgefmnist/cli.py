@@ -1231,7 +1231,9 @@ def names_a_folder(path: str) -> bool:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every error becomes one line on stderr and a non-zero exit. A reader that
     closes the output early, as ``head`` does, is no error: ``infer`` and ``--json`` output finish
-    their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1."""
+    their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1.
+    A stdout that is closed refuses every command but ``serve`` at once; one that fails on a write
+    (a full disk) is one line naming standard output, and exit code 1."""
     silence_pillow_user_warnings()
     lost_stdout.clear()
     args = sys.argv[1:] if argv is None else argv
