@@ -63,14 +63,18 @@ def photo_subset(count: int) -> np.ndarray:
 
 
 def training_photo_views(
-    images: np.ndarray, labels: np.ndarray, seed: int = 0, on_progress: Callable[[int], None] | None = None
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+    cache: bool = True,
 ) -> np.ndarray:
     """The photo views training uses: :func:`photo_views` of the :func:`photo_subset` of a training split.
 
     ``images`` uint8 ``[N, 28, 28]`` and ``labels`` int ``[N]``; returns uint8 ``[len(photo_subset(N)), 28, 28]``.
     """
     picked = photo_subset(len(images))
-    return photo_views(images[picked], seed, on_progress=on_progress, labels=labels[picked])
+    return photo_views(images[picked], seed, on_progress=on_progress, labels=labels[picked], cache=cache)
 
 
 def code_version() -> str:
@@ -96,8 +100,10 @@ def photo_views(
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
     labels: np.ndarray | None = None,
+    cache: bool = True,
 ) -> np.ndarray:
-    """The photo view of each image given, uint8 ``[N, 28, 28]``, from the cache or built and cached.
+    """The photo view of each image given, uint8 ``[N, 28, 28]``, from the cache or built and cached
+    (with ``cache`` False: built, and the cache neither read nor written).
 
     ``labels`` (int ``[N]``) are the images' classes, so footwear is posed as phones see it
     (``ValueError`` when there are not as many as images).
@@ -106,7 +112,7 @@ def photo_views(
     """
     check_labels(images, labels)
     path = cache_path(images, seed, labels)
-    if path.is_file():
+    if cache and path.is_file():
         cached = np.load(path)
         if cached.shape == images.shape and cached.dtype == np.uint8:
             return cached
@@ -130,6 +136,8 @@ def photo_views(
             done += len(out[start : start + CHUNK])
             if on_progress is not None:
                 on_progress(done)
+    if not cache:
+        return out
     buffer = io.BytesIO()
     np.save(buffer, out)
     path.parent.mkdir(parents=True, exist_ok=True)

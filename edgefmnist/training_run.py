@@ -6,8 +6,9 @@
 A dry run (as pytorch/examples' ``--dry-run``) finds and verifies the data, then runs one
 epoch on one batch of each phase: one training batch (photo views built for it alone), one
 evaluation batch of the validation split and one of the test split. It checks that a recipe,
-the data and the training loop work together, in seconds, and writes no checkpoint, history
-or curves (photo views are cached as in any run).
+the data and the training loop work together, in seconds, and writes no checkpoint, history,
+curves or cached photo views (the data is downloaded to the cache when it is found nowhere, as in
+any run).
 """
 
 from __future__ import annotations
@@ -35,15 +36,17 @@ def artifact_paths(checkpoint: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".history.json"), stem.with_name(stem.name + ".curves.png")
 
 
-def build_photo_views(train: Split, seed: int, quiet: bool) -> np.ndarray:
-    """The photo views training uses (cached), with a progress bar while they are built."""
+def build_photo_views(train: Split, seed: int, quiet: bool, cache: bool = True) -> np.ndarray:
+    """The photo views training uses (cached unless ``cache`` is False), with a progress bar while they are built."""
     from edgefmnist.photo_dataset import photo_subset, training_photo_views
 
     total = len(photo_subset(len(train)))
     with tqdm(
         total=total, desc="photo views", unit="image", disable=True if quiet else None, dynamic_ncols=True
     ) as bar:
-        return training_photo_views(train.images, train.labels, seed, on_progress=lambda done: bar.update(done - bar.n))
+        return training_photo_views(
+            train.images, train.labels, seed, on_progress=lambda done: bar.update(done - bar.n), cache=cache
+        )
 
 
 def one_batch_of_each(dataset: FashionMNIST, batch_size: int) -> FashionMNIST:
@@ -94,7 +97,7 @@ def run_training(
     if dry_run:
         recipe = recipe.with_overrides(epochs=1)
         dataset = one_batch_of_each(dataset, recipe.batch_size)
-    photo_images = build_photo_views(dataset.train, seed, quiet) if recipe.photo_fraction else None
+    photo_images = build_photo_views(dataset.train, seed, quiet, cache=not dry_run) if recipe.photo_fraction else None
     bar = tqdm(
         total=recipe.epochs * batches_per_epoch(len(dataset.train), recipe.batch_size),
         desc=f"{arch}/{recipe_name}",

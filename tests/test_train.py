@@ -166,14 +166,18 @@ def test_the_tutorial_recipe_was_called_seed() -> None:
         get_recipe("mlp", "fast")
 
 
-def test_dry_run_runs_one_batch_of_each_phase_and_writes_nothing(tmp_path: Path, real_data_dir: Path) -> None:
+def test_dry_run_runs_one_batch_of_each_phase_and_writes_nothing(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     arch, recipe = "mlp", "photo"  # photo views and one-cycle (make train-dry-run covers every recipe)
     out = tmp_path / "never" / "model.pt"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # photo views would be cached in cache/edgefmnist
     report = run_training(arch, recipe, data_dir=real_data_dir, out=out, quiet=True, dry_run=True)
     batch = get_recipe(arch, recipe).batch_size
     assert report["dry_run"] and report["images"] == {"train": batch, "validation": 2000, "test": 2000}
     assert report["metrics"]["epochs_run"] == 1 and 0.0 <= report["metrics"]["test_accuracy"] <= 1.0
     assert report["checkpoint"] is None and not out.parent.exists()
+    assert not (tmp_path / "cache" / "edgefmnist").exists()
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
