@@ -112,7 +112,8 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     symlink), a malformed one (a short row, a row longer than the header, an ``accepted`` of
     separators alone, a file name holding a NUL byte), a file it lists twice or an unknown class
     in ``accepted`` (classes are named as :func:`class_named` reads them). The header's names
-    are read ignoring case and surrounding spaces (``File, Source_Class, Accepted``).
+    are read ignoring case and surrounding spaces (``File, Source_Class, Accepted``), and so are
+    source classes, each reported as first spelt (``Hat`` and later ``hat`` are ``Hat``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -216,6 +217,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
         photos = []
         first_line: dict[str, int] = {}  # file -> the line that listed it
         domain_of: dict[str, tuple[bool, int]] = {}  # source class -> in domain, and the line that said so
+        spelling: dict[str, str] = {}  # a source class ignoring case -> its first spelling ("Hat", "hat": one class)
         for row in reader:
             line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
             absent = [c for c in LABEL_COLUMNS if row[c] is None]
@@ -254,6 +256,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 raise PhotoSetError(
                     f"{labels}: line {line}: empty source_class (what the photo shows: pants, hat, ...)"
                 )
+            source = spelling.setdefault(source.casefold(), source)
             check_one_domain(source, bool(accepted_once), line, domain_of, labels)
             photos.append(Photo(labels.parent / file, source, accepted_once))
     except OSError as exc:

@@ -143,6 +143,16 @@ def test_labels_csv_loading_with_out_of_domain_rows(tmp_path: Path, mark: str) -
     assert two.accepted == () and not two.in_domain and two.source_class == "hat"
 
 
+def test_source_classes_are_read_ignoring_case_and_reported_as_first_spelt(tmp_path: Path) -> None:
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        photo(tmp_path / name)
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\na.jpg,Hat,\nb.jpg,hat,\nc.jpg,HAT ,\n")
+    assert [p.source_class for p in load_photo_set(tmp_path)] == ["Hat", "Hat", "Hat"]
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\na.jpg,Pants,Trouser\nb.jpg,pants,\n")
+    with pytest.raises(PhotoSetError, match="line 3: source class 'Pants' has accepted classes on line 2"):
+        load_photo_set(tmp_path)
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [
