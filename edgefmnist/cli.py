@@ -12,10 +12,7 @@ work on a board where only numpy, onnxruntime, pillow and typer are installed.
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable
@@ -31,8 +28,27 @@ from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 r
 
 import edgefmnist
 from edgefmnist import contract, spec
+from edgefmnist.cli_params import (
+    check_token,
+    extra_argument_hint,
+    must_be_a_model_file,
+    must_be_an_address,
+    must_be_finite,
+    must_exist,
+    parse_batches,
+    refuse_misread_paths,
+)
+from edgefmnist.console import (
+    STDOUT_CLOSED,
+    echo_unless_gone,
+    lost_stdout,
+    print_json,
+    say,
+    show_progress,
+    write_stdout,
+)
 from edgefmnist.contract import Arch
-from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed, counted, first_line, is_utf8, printable
+from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed, counted, first_line, printable
 from edgefmnist.launch import INTERRUPTED
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
@@ -55,51 +71,6 @@ class Quantize(str, Enum):
     none = "none"
     dynamic = "dynamic"
     static = "static"
-
-
-def must_exist(param: typer.CallbackParam, value: Path | list[Path] | None) -> Path | list[Path] | None:
-    """Callback: raise :class:`EdgeFmnistError` (exit 1, as any missing input) for a path that does not exist,
-    naming the option it was given to (``--data-dir /x: does not exist``)."""
-    flag = f"{param.opts[0]} " if param.param_type_name == "option" else ""
-    for path in value if isinstance(value, list) else [value]:
-        if path is not None and not path.exists():
-            raise EdgeFmnistError(f"{flag}{path}: does not exist")
-    return value
-
-
-def must_be_a_model_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
-    """Callback for ``evaluate``'s model: :func:`must_exist`, then ``typer.BadParameter`` (exit 2)
-    for a folder, which is a photo set given without ``--photos``."""
-    must_exist(param, value)
-    if value is not None and value.is_dir():
-        raise typer.BadParameter(f"{value} is a folder, not a model (a photo set goes in --photos)")
-    return value
-
-
-def must_be_finite(value: float | None) -> float | None:
-    """Option callback: raise ``typer.BadParameter`` (exit 2) for nan or an infinity, which no range check catches."""
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value} is not a finite number")
-    return value
-
-
-def must_be_an_address(value: str) -> str:
-    """Option callback: ``value`` without surrounding spaces and without the brackets of an IPv6
-    literal (``[::1]`` -> ``::1``, as URLs write it); raise ``typer.BadParameter`` (exit 2) for an
-    empty or blank host name, a URL (``http://127.0.0.1``), a host with a port (``localhost:8080``,
-    ``[::1]:8080``: a bare IPv6 address has two colons or more) or brackets not around the whole."""
-    value = value.strip()
-    if "/" in value:
-        raise typer.BadParameter(f"{value!r} is a URL: give the address alone (127.0.0.1), and the port with --port")
-    if value.count(":") == 1 or (value.startswith("[") and "]:" in value):
-        raise typer.BadParameter(f"{value!r} holds a port: give the address alone, and the port with --port")
-    if value.startswith("[") and value.endswith("]"):
-        value = value[1:-1].strip()
-    if "[" in value or "]" in value:
-        raise typer.BadParameter(f"{value!r}: brackets go around a whole IPv6 address, [::1]")
-    if not value:
-        raise typer.BadParameter("needs an address (127.0.0.1, 0.0.0.0 or a host name), not an empty or blank string")
-    return value
 
 
 DataDirOption = Annotated[
@@ -134,66 +105,6 @@ def unsure_threshold_option(flag: str, text: str, scope: str = "") -> Any:
 MinConfidenceOption = Annotated[float, unsure_threshold_option("--min-confidence", MIN_CONFIDENCE_HELP)]
 MinTypicalityOption = Annotated[float, unsure_threshold_option("--min-typicality", MIN_TYPICALITY_HELP)]
 PHOTOS_ONLY = "With --photos: "
-
-
-def print_json(value: object) -> None:
-    echo_unless_gone(json.dumps(value, indent=2))
-
-
-def say(line: str) -> None:
-    """One line of a report on stdout, through :func:`printable`: a file name in it that holds
-    a newline or a terminal code cannot break the line or forge another. Raises :class:`WriteFailed`
-    as :func:`write_stdout` does."""
-    write_stdout(printable(line))
-
-
-STDOUT_CLOSED = "standard output is closed: nowhere to print the result"
-lost_stdout: list[str] = []  # the first reason stdout stopped taking this run's output, for main to report
-
-
-def write_stdout(text: str = "") -> None:
-    """Print ``text`` and a newline on stdout.
-
-    Raises :class:`WriteFailed`, one line that names standard output, when it cannot take the
-    text: closed (``>&-``; Python then has no ``sys.stdout``) or a failed write (``> /dev/full``,
-    a full disk), as ``ls`` fails on a write error rather than exit 0 with its output lost.
-    ``BrokenPipeError`` (the reader has gone) is passed on, for :func:`echo_unless_gone`.
-    """
-    if sys.stdout is None:
-        raise WriteFailed(STDOUT_CLOSED)
-    try:
-        typer.echo(text)
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise WriteFailed(f"standard output: cannot write ({exc.strerror or first_line(exc)})") from None
-
-
-def echo_unless_gone(text: str, err: bool = False) -> None:
-    """Print ``text`` (on stdout through :func:`write_stdout`) without stopping the work when the
-    stream cannot take it, so that the command still finishes (every picture saved and reported):
-
-    - the reader has gone (``| head -3``, a closed terminal): the text is dropped, no error;
-    - stdout fails (``> /dev/full``): the text is dropped, and :func:`main` reports the first
-      failure (``lost_stdout``) when the work is done, with exit code 1.
-    """
-    try:
-        if err:
-            typer.echo(text, err=True)
-        else:
-            write_stdout(text)
-    except BrokenPipeError:
-        stream = sys.stderr if err else sys.stdout
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-    except WriteFailed as exc:
-        if not lost_stdout:
-            lost_stdout.append(str(exc))
-
-
-def show_progress(line: str) -> None:
-    """A status line on stderr, only for a person at a terminal (like tqdm's bars)."""
-    if sys.stderr.isatty():
-        typer.echo(printable(f"… {line}"), err=True)
 
 
 def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) -> None:
@@ -937,19 +848,6 @@ def evaluate_photos(
         raise EdgeFmnistError(f"{folder}: none of the {unread} in-domain photos could be read: no accuracy to report")
 
 
-def parse_batches(text: str) -> tuple[int, ...]:
-    """``"1,32,256"`` -> ``(1, 32, 256)``, sorted and once each; :class:`UsageError` for anything but
-    ASCII digits and commas, for 0, or for more than ``contract.MAX_BENCH_BATCH``."""
-    parts = text.split(",")
-    shown = text if len(text) <= 40 else f"{text[:40]}..."
-    if not all(re.fullmatch(r"[0-9]+", part) and part.strip("0") for part in parts):
-        raise UsageError(f"--batch {shown!r}: expected comma-separated positive integers such as 1,32,256")
-    longest = len(str(contract.MAX_BENCH_BATCH))  # int() refuses 4,300 digits: compare lengths first
-    if any(len(part.lstrip("0")) > longest or int(part) > contract.MAX_BENCH_BATCH for part in parts):
-        raise UsageError(f"--batch {shown!r}: at most {contract.MAX_BENCH_BATCH:,} images a batch (the test set)")
-    return tuple(sorted({int(part) for part in parts}))
-
-
 @app.command()
 def bench(
     models: Annotated[
@@ -1124,25 +1022,6 @@ def serve(
     run_server(Predictor(model or default_model_path(), threads=1), settings, host, port, warnings=warnings)
 
 
-def check_token(flag: str | None, variable: str | None) -> None:
-    """Raise :class:`UsageError` for a token that no client could send, from ``--token`` (``flag``)
-    or else from ``$EDGEFMNIST_TOKEN`` (``variable``, its raw value: click reads an empty one as
-    unset): an empty or blank one, one with white space at an end, which HTTP strips from a
-    header's value, or one holding a control character, which a header's value cannot hold
-    (RFC 9110, section 5.5)."""
-    given, source = (flag, "--token") if flag is not None else (variable, "$EDGEFMNIST_TOKEN")
-    if given is None:
-        return
-    if not given.strip():
-        raise UsageError(f"{source} is empty: give a secret, or leave it out to serve without a token")
-    if given != given.strip():
-        raise UsageError(f"{source} has white space at an end, which a client's Authorization header cannot carry")
-    if not is_utf8(given):
-        raise UsageError(f"{source} holds a byte that is not UTF-8: give the secret as UTF-8 text")
-    if any(ord(character) < 32 or ord(character) == 127 for character in given):
-        raise UsageError(f"{source} holds a control character, which a client's Authorization header cannot carry")
-
-
 def silence_pillow_user_warnings() -> None:
     """Drop Pillow's ``UserWarning``s (a corrupt EXIF block, a truncated tag) for this process.
 
@@ -1151,81 +1030,6 @@ def silence_pillow_user_warnings() -> None:
     process-wide warning filters.
     """
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
-
-
-def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
-    """A hint after click's "Got unexpected extra arguments (A B)" from ``infer`` when the extra
-    arguments look like pictures: every one an existing file (the shell expanded an unquoted
-    ``--image`` pattern), or one a file or named with a picture extension (several pictures after
-    one ``--image``). Names are read from click's message, split at spaces."""
-    given = sys.argv[1:] if argv is None else argv
-    message = exc.format_message()
-    extra = message[message.find("(") + 1 : message.rfind(")")].split()
-    if not (message.startswith("Got unexpected extra argument") and "infer" in given and extra):
-        return ""
-    repeat = "--image a.jpg --image b.jpg"
-    if all(Path(name).is_file() for name in extra):
-        return (
-            " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', "
-            f"give the folder, or repeat {repeat})"
-        )
-    from edgefmnist.runtime.picture_formats import picture_extensions
-
-    if any(Path(name).suffix.lower() in picture_extensions() or Path(name).is_file() for name in extra):
-        return f" (each picture takes its own --image: {repeat})"
-    return ""
-
-
-def refuse_misread_paths(argv: list[str]) -> None:
-    """Raise :class:`UsageError` for a path that click would read as another one.
-
-    An empty string (``--out ""``, ``--out=``, ``export ""``) is read as ``.``, the current
-    folder: a command would then write beside or read all of it. A file path that names a folder
-    (``--plot newdir/``, ``export m.pt/``, ``--out runs/.``) loses its ``/`` or ``.`` and names a
-    file. The command's parameters of click's ``Path`` type are looked up, with ``infer``'s
-    ``--image`` and ``--save-preprocessed`` (paths given as text, where a trailing ``/`` names a
-    folder); arguments after ``--`` are left to click.
-    """
-    if not any(arg == "" or arg.endswith("=") or names_a_folder(arg) for arg in argv):
-        return  # the usual case, without building the commands (tens of milliseconds)
-    command = typer.main.get_command(app)
-    chosen = command.commands.get(argv[0]) if argv and isinstance(command, click.Group) else None
-    if chosen is None:
-        return
-    paths = {"--image", "--save-preprocessed"} if argv[0] == "infer" else set()
-    takes_value: set[str] = set()
-    files: set[str] = set()
-    for param in chosen.params:
-        if isinstance(param, click.Option) and not param.is_flag:
-            takes_value.update(param.opts)
-            if isinstance(param.type, click.Path):
-                paths.update(param.opts)
-                files.update(param.opts if not param.type.dir_okay else ())
-    path_arguments = [p for p in chosen.params if isinstance(p, click.Argument) and isinstance(p.type, click.Path)]
-    path_argument = bool(path_arguments)
-    file_argument = path_argument and not any(p.type.dir_okay for p in path_arguments)  # type: ignore[attr-defined]
-    for before, arg in zip(argv, argv[1:], strict=False):
-        if arg == "--":
-            return
-        flag, equals, value = arg.partition("=")
-        if equals and not value and flag in paths:
-            raise UsageError(f"{flag} needs a path, not an empty string")
-        if arg == "" and before in paths:
-            raise UsageError(f"{before} needs a path, not an empty string")
-        if arg == "" and before not in takes_value and path_argument:
-            raise UsageError("an empty argument where a path is expected")
-        flag, value = (flag, value) if equals and arg.startswith("-") else (before, arg)
-        if flag in files and names_a_folder(value):
-            raise UsageError(f"{flag} {value}: names a folder, expected a file path")
-        positional = before not in takes_value and not arg.startswith("-")
-        if positional and file_argument and names_a_folder(arg):
-            raise UsageError(f"{arg}: names a folder, expected a file path")
-
-
-def names_a_folder(path: str) -> bool:
-    """Whether ``path`` ends as only a folder's path can (``/``, ``/.``, ``/..``, or is ``.`` or ``..``)
-    but is no folder yet: an existing folder is click's to refuse ("is a directory")."""
-    return (path.endswith(("/", "/.", "/..")) or path in (".", "..")) and not os.path.isdir(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1240,7 +1044,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if sys.stdout is None and not is_serve(args):  # even --help has nowhere to go
             raise WriteFailed(STDOUT_CLOSED)
-        refuse_misread_paths(args)
+        refuse_misread_paths(args, app)
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
         echo_unless_gone(exc.format_message())

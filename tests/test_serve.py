@@ -753,7 +753,7 @@ def test_a_token_no_client_could_send_is_refused(args: list[str], env: dict, err
 
 
 def test_an_ipv6_host_may_be_written_in_brackets_and_spaces_around_a_host_are_dropped() -> None:
-    from edgefmnist.cli import must_be_an_address
+    from edgefmnist.cli_params import must_be_an_address
 
     assert must_be_an_address("[::1]") == "::1" and must_be_an_address("::1") == "::1"
     assert must_be_an_address(" 127.0.0.1 ") == "127.0.0.1" and must_be_an_address("[ fe80::1 ]") == "fe80::1"
