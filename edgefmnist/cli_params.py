@@ -86,8 +86,9 @@ def check_token(flag: str | None, variable: str | None) -> None:
     """Raise :class:`UsageError` for a token that no client could send, from ``--token`` (``flag``)
     or else from ``$EDGEFMNIST_TOKEN`` (``variable``, its raw value: click reads an empty one as
     unset): an empty or blank one, one with white space at an end, which HTTP strips from a
-    header's value, or one holding a control character, which a header's value cannot hold
-    (RFC 9110, section 5.5)."""
+    header's value, one holding a control character, which a header's value cannot hold
+    (RFC 9110, section 5.5), or one that is not ASCII, which browsers send as Latin-1 bytes
+    (the Fetch standard's byte strings) and curl as UTF-8."""
     given, source = (flag, "--token") if flag is not None else (variable, "$EDGEFMNIST_TOKEN")
     if given is None:
         return
@@ -99,6 +100,11 @@ def check_token(flag: str | None, variable: str | None) -> None:
         raise UsageError(f"{source} holds a byte that is not UTF-8: give the secret as UTF-8 text")
     if any(ord(character) < 32 or ord(character) == 127 for character in given):
         raise UsageError(f"{source} holds a control character, which a client's Authorization header cannot carry")
+    if not given.isascii():
+        raise UsageError(
+            f"{source} holds {next(c for c in given if not c.isascii())!r}, which is not ASCII: a browser sends it "
+            "in a header as other bytes than curl does, so the page could never use it; give an ASCII secret"
+        )
 
 
 def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
