@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -99,6 +100,17 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+def origin_form(scope: Scope) -> Scope:
+    """``scope`` with a request target in absolute form (``GET http://host/v1/model``, as clients
+    send it to a proxy) read as its path, ``/v1/model``: RFC 9112, section 3.2.2, has a server
+    accept that form, and uvicorn's h11 protocol passes the whole URL on as the path."""
+    if not scope["path"].startswith(("http://", "https://")):
+        return scope
+    path = urlsplit(scope["path"]).path or "/"
+    raw_path = urlsplit(scope.get("raw_path") or path.encode()).path or b"/"
+    return {**scope, "path": path, "raw_path": raw_path}
+
+
 class Gate:
     """ASGI middleware in front of the app: metrics, token, admission, body limit and upload deadline.
 
@@ -123,6 +135,7 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope = origin_form(scope)  # first: the token and the routes are looked up by the path
         if scope["method"] == "HEAD":  # answered as GET; uvicorn sends the headers without the body
             scope = {**scope, "method": "GET"}
         path = scope["path"] if scope["path"] in self.known_paths else "other"

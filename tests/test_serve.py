@@ -474,6 +474,24 @@ def test_repeated_or_negative_content_lengths(server: ServerProcess, lengths: li
     assert received.startswith(b"HTTP/1.1 400") and received.endswith(answer), received
 
 
+def test_a_request_target_in_absolute_form_is_read_as_its_path(test_pngs: list[bytes]) -> None:
+    guarded = ServerProcess("--token", "s3cret")  # RFC 9112, 3.2.2; and the token is checked on that path
+    try:
+        for target, token, status in [
+            (b"http://x/healthz", b"", b"200"),
+            (b"http://x/v1/model", b"", b"401"),
+            (b"https://x:1/v1/model?q=1", b"Authorization: Bearer s3cret\r\n", b"200"),
+            (b"http://x", b"", b"200"),  # the page
+        ]:
+            with socket.create_connection((guarded.host, guarded.port)) as sock:
+                sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + token + b"\r\n")
+                sock.settimeout(5)
+                answer = sock.recv(64)
+            assert answer.startswith(b"HTTP/1.1 " + status), (target, answer)
+    finally:
+        assert guarded.stop()[0] == 0
+
+
 def test_a_connection_answered_before_its_body_is_closed_when_the_rest_is_late() -> None:
     small = ServerProcess("--token", "t0ken", "--upload-timeout", "1")
     try:
