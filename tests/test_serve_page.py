@@ -108,3 +108,27 @@ def test_page_says_why_a_verdict_is_unsure_and_clears_it_for_a_sure_one(
         assert not reasons.is_displayed() and reasons.get_attribute("textContent") == ""
     finally:
         assert server.stop()[0] == 0
+
+
+@pytest.mark.slow
+def test_page_refuses_a_token_that_is_not_ascii_and_sends_the_right_one(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = ServerProcess("--token", "s3cret")
+    try:
+        browser.get(f"http://{server.host}:{server.port}/")
+        token, status, file = (browser.find_element(By.ID, name) for name in ("token", "status", "file"))
+        for typed, said in [("pässwörd", "not ASCII"), ("秘密", "not ASCII"), ("wrong", "missing or wrong token")]:
+            token.clear()
+            token.send_keys(typed)
+            browser.execute_script("arguments[0].value = ''", file)  # the same file again is a change
+            file.send_keys(str(PHOTO))
+            WebDriverWait(browser, 30).until(lambda d, said=said: said in status.text)
+        token.clear()
+        token.send_keys("s3cret")
+        browser.execute_script("arguments[0].value = ''", file)
+        file.send_keys(str(PHOTO))
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
+    finally:
+        assert server.stop()[0] == 0
