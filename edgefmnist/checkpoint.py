@@ -98,7 +98,9 @@ def is_onnx_model(path: Path) -> bool:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Read and rebuild a checkpoint; any problem is a one-line :class:`CheckpointError`."""
+    """Read and rebuild a checkpoint; any problem is a one-line :class:`CheckpointError`, including
+    weights that hold NaN or infinity (a run that diverged) and class names that are not
+    ``spec.NUM_CLASSES`` distinct names (:func:`edgefmnist.spec.class_names_problem`)."""
     path = Path(path)
     check_checkpoint_file(path)
     try:
@@ -121,14 +123,22 @@ def load_checkpoint(path: Path) -> Checkpoint:
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: weights do not fit the described network ({first_line(exc)})") from None
+    if not all(torch.isfinite(weights).all() for weights in net.state_dict().values() if weights.is_floating_point()):
+        raise CheckpointError(f"{path}: weights hold NaN or infinity (a training run that diverged?)")
+    if problem := spec.class_names_problem(payload.get("class_names")):
+        raise CheckpointError(f"{path}: {problem}")
     net.eval()
-    return Checkpoint(
-        net=net,
-        net_config=net_config,
-        recipe=recipe,
-        class_names=tuple(payload["class_names"]),
-        data_sha256=dict(payload["data_sha256"]),
-        metrics=dict(payload["metrics"]),
-        history=list(payload["history"]),
-        seed=int(payload["seed"]),
-    )
+    try:
+        return Checkpoint(
+            net=net,
+            net_config=net_config,
+            recipe=recipe,
+            class_names=tuple(payload["class_names"]),
+            data_sha256=dict(payload["data_sha256"]),
+            metrics=dict(payload["metrics"]),
+            history=list(payload["history"]),
+            seed=int(payload["seed"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        reason = f"no {exc}" if isinstance(exc, KeyError) else first_line(exc)
+        raise CheckpointError(f"{path}: not a whole edgefmnist checkpoint ({reason})") from None

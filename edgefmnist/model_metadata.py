@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from edgefmnist import spec
 from edgefmnist.contract import Dtype, parse_version
 from edgefmnist.errors import ModelError
 
@@ -197,8 +198,8 @@ class ModelMetadata:
         if missing:
             raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
         names = values.pop("class_names")
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise ModelError(f"{source}: metadata class_names is not a list of names")
+        if not isinstance(names, list) or (problem := spec.class_names_problem(names)):
+            raise ModelError(f"{source}: metadata: {problem or 'class_names is not a list of names'}")
         if not isinstance(values["input"], dict):
             raise ModelError(f"{source}: metadata input is not an object")
         calibration = values.get(CALIBRATION_KEY)

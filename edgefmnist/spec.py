@@ -26,6 +26,21 @@ CLASS_NAMES: tuple[str, ...] = (
     "Ankle boot",
 )
 NUM_CLASSES = len(CLASS_NAMES)
+
+
+def class_names_problem(names: object) -> str:
+    """What makes ``names`` unfit as a model's class names, or ``""``: they must be a list (or
+    tuple) of ``NUM_CLASSES`` distinct, non-blank strings, one per output of the networks."""
+    if not (isinstance(names, list | tuple) and all(isinstance(name, str) for name in names)):
+        return "class_names is not a list of names"
+    if len(names) != NUM_CLASSES:
+        return f"{len(names)} class names for the networks' {NUM_CLASSES} outputs"
+    if any(not name.strip() for name in names):
+        return "a blank class name"
+    repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
+    return f"the class name {repeated!r} is given twice" if repeated is not None else ""
+
+
 IMAGE_SIZE = 28
 INPUT_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # channels, height, width of one image
 

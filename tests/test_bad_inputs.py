@@ -149,7 +149,11 @@ MODEL_CASES = {
         lambda d, t: edge_model(
             d / "m.onnx", classes=11, props=with_props(class_names=json.dumps([*spec.CLASS_NAMES, "Hat"]))
         ),
-        "expected 10",
+        "11 class names for the networks' 10 outputs",
+    ),
+    "a class name twice": (
+        lambda d, t: edge_model(d / "m.onnx", props=with_props(class_names=json.dumps(["Bag"] * 10))),
+        "the class name 'Bag' is given twice",
     ),
     "9 class typicality tables": (
         lambda d, t: edge_model(d / "m.onnx", props=with_props(calibration=json.dumps(NINE_CLASS_TABLES))),
@@ -245,6 +249,28 @@ CHECKPOINT_CASES = {
         "not a readable PyTorch checkpoint",
     ),
     "0-byte": (lambda p: p.write_bytes(b""), "not a readable PyTorch checkpoint"),
+    "weights of a diverged run": (
+        lambda p: save_payload(
+            p,
+            {
+                **checkpoint_payload(),
+                "state_dict": {k: v * float("nan") for k, v in checkpoint_payload()["state_dict"].items()},
+            },
+        ),
+        "weights hold NaN or infinity",
+    ),
+    "3 class names": (
+        lambda p: save_payload(p, {**checkpoint_payload(), "class_names": ["a", "b", "c"]}),
+        "3 class names for the networks' 10 outputs",
+    ),
+    "a class name twice": (
+        lambda p: save_payload(p, {**checkpoint_payload(), "class_names": ["a"] * 10}),
+        "the class name 'a' is given twice",
+    ),
+    "no history": (
+        lambda p: save_payload(p, {k: v for k, v in checkpoint_payload().items() if k != "history"}),
+        "not a whole edgefmnist checkpoint (no 'history')",
+    ),
 }
 
 
