@@ -333,8 +333,17 @@ def load_test_split(data_dir: Path | None = None, download: bool = True, verify:
     return load_split(source.folder, "test", verify)[0]
 
 
-def inputs_of_test_split(data_dir: Path | None = None) -> list[tuple[Path, str]]:
-    """The test set's files as :func:`edgefmnist.atomic.refuse_overwriting` takes inputs, once
-    :func:`load_test_split` has found them: ``(path, "the test set's PATH")``."""
+SPLIT_TITLES = {"train": "training set", "test": "test set"}
+
+
+def inputs_of_data(data_dir: Path | None = None, splits: tuple[str, ...] = ("train", "test")) -> list[tuple[Path, str]]:
+    """The IDX files of ``splits`` as :func:`edgefmnist.atomic.refuse_overwriting` takes inputs,
+    once :func:`load_fashion_mnist` or :func:`load_test_split` has found them:
+    ``(path, "the test set's PATH")``."""
     folder = find_data(data_dir, download=False).folder
-    return [(path, f"the test set's {path}") for path in split_files(folder, "test")]
+    return [(path, f"the {SPLIT_TITLES[split]}'s {path}") for split in splits for path in split_files(folder, split)]
+
+
+def inputs_of_test_split(data_dir: Path | None = None) -> list[tuple[Path, str]]:
+    """The test set's files as :func:`inputs_of_data` gives them."""
+    return inputs_of_data(data_dir, ("test",))

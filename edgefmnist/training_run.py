@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgefmnist.atomic import check_writable, write_text_atomic
+from edgefmnist.atomic import check_writable, refuse_overwriting, write_text_atomic
 from edgefmnist.checkpoint import save_checkpoint
-from edgefmnist.data import FashionMNIST, Split, load_fashion_mnist
+from edgefmnist.data import FashionMNIST, Split, inputs_of_data, load_fashion_mnist
 from edgefmnist.nets import count_multiply_adds, count_parameters
 from edgefmnist.plots import save_learning_curves
 from edgefmnist.recipes import get_recipe
@@ -80,8 +80,9 @@ def run_training(
     With ``dry_run``: one epoch on one batch of each phase (module docstring), nothing written;
     the report's ``checkpoint``, ``history`` and ``curves`` are None. Raises ``ValueError`` for an
     unknown architecture or recipe, :class:`DataError` when the data cannot be found or verified,
-    and :class:`WriteFailed` when an artifact cannot be written (:class:`UsageError` when
-    ``out`` is a device or a FIFO, or ``out`` or an artifact path is a directory).
+    :class:`EdgeFmnistError` when an artifact's path leads to one of the data set's files (checked
+    once the data is found), and :class:`WriteFailed` when an artifact cannot be written
+    (:class:`UsageError` when ``out`` is a device or a FIFO, or ``out`` or an artifact path is a directory).
     """
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)
@@ -94,6 +95,7 @@ def run_training(
     for path, what in written.items():
         check_writable(path, regular=what)
     dataset = load_fashion_mnist(data_dir)
+    refuse_overwriting("--out", list(written), inputs_of_data(data_dir))  # a name that leads to an IDX file
     if dry_run:
         recipe = recipe.with_overrides(epochs=1)
         dataset = one_batch_of_each(dataset, recipe.batch_size)

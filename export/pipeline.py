@@ -57,7 +57,7 @@ from edgefmnist.contract import (
     oldest_onnxruntime,
     to_model_input,
 )
-from edgefmnist.data import Split, load_fashion_mnist, load_test_split
+from edgefmnist.data import Split, inputs_of_data, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import EdgeFmnistError, ModelError, UsageError, is_utf8
 from edgefmnist.model_metadata import (
@@ -280,17 +280,21 @@ def export_checkpoint(
     data set cannot be found or verified, :class:`ModelError` for an opset outside
     ``contract.MIN_OPSET``..``MAX_OPSET`` or a graph the ONNX checker rejects, ``ValueError``
     for an unknown ``quantize``, :class:`UsageError` for an ``out`` not named ``.onnx`` and
-    :class:`EdgeFmnistError` for one that is the checkpoint (:func:`check_out_path`),
+    :class:`EdgeFmnistError` for one that is the checkpoint (:func:`check_out_path`) or, once the
+    data is found, one of the data set's files,
     :class:`ValidationFailed` (exit code 3) when a model fails validation (the file at its path
     is then left as it was), and :class:`WriteFailed` when the final write fails.
     """
     mode = None if quantize == "none" else QuantMode.parse(quantize, "quantisation mode")
     check_checkpoint_file(checkpoint_path)  # an ONNX model given here is named as one, before --out is judged
     out = out or checkpoint_path.with_suffix(".onnx")
-    check_out_path(out, checkpoint_path, int8_path_for(out) if mode else None)
+    int8_target = int8_path_for(out) if mode else None
+    check_out_path(out, checkpoint_path, int8_target)
     checkpoint = load_checkpoint(checkpoint_path)
     checkpoint_sha256 = file_sha256(checkpoint_path)
     dataset = load_fashion_mnist(data_dir)  # the validation split fits T; static int8 calibrates on train
+    written = [path for path in (out, int8_target) if path is not None]
+    refuse_overwriting("--out", written, inputs_of_data(data_dir))  # a name that leads to an IDX file
     test = dataset.test
     progress(f"running PyTorch {checkpoint_path.name} on {len(test):,} test images")
     torch_logits = predict_logits(checkpoint.net, test.images)

@@ -414,20 +414,26 @@ def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
     assert {path: path.read_bytes() for path in before} == before
 
 
-def test_an_output_option_never_overwrites_the_test_set(real_data_dir: Path, tmp_path: Path) -> None:
+def test_an_output_option_never_overwrites_the_data_set(real_data_dir: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     for source in real_data_dir.iterdir():
         (data / source.name).write_bytes(source.read_bytes())
-    labels = next(data.glob("t10k-labels*"))
-    before = labels.read_bytes()
-    for args in (
-        ["infer", "--sample", "3", "--save-preprocessed", str(labels)],
-        ["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(labels)],
+    before = {path: path.read_bytes() for path in data.iterdir()}
+    labels, images = next(data.glob("t10k-labels*")), next(data.glob("train-images*"))
+    for name, target in [("m.onnx", labels), ("t.pt", images), ("u.history.json", images)]:
+        (tmp_path / name).symlink_to(target)  # an output's name that leads to a data file
+    for args, target, where in (
+        (["infer", "--sample", "3", "--save-preprocessed", str(labels)], labels, labels),
+        (["evaluate", str(SHIPPED / "mlp.onnx"), "--plot", str(labels)], labels, labels),
+        (["export", str(SHIPPED / "mlp.pt"), "--out", str(tmp_path / "m.onnx")], tmp_path / "m.onnx", labels),
+        (["train", "--dry-run", "--out", str(tmp_path / "t.pt")], tmp_path / "t.pt", images),
+        (["train", "--dry-run", "--out", str(tmp_path / "u.pt")], tmp_path / "u.history.json", images),
     ):
         result = run_in_process(*args, "--data-dir", str(data))
-        assert_one_line_error(result, 1, f"{labels} would overwrite the test set's {labels}")
-    assert labels.read_bytes() == before
+        kind = "test set" if where == labels else "training set"
+        assert_one_line_error(result, 1, f"{target} would overwrite the {kind}'s {where}")
+    assert {path: path.read_bytes() for path in data.iterdir()} == before
 
 
 def test_printable_escapes_what_would_break_or_blur_a_line() -> None:
