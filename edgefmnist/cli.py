@@ -48,7 +48,15 @@ from edgefmnist.console import (
     write_stdout,
 )
 from edgefmnist.contract import Arch
-from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed, counted, first_line, printable
+from edgefmnist.errors import (
+    EdgeFmnistError,
+    UsageError,
+    ValidationFailed,
+    WriteFailed,
+    counted,
+    first_line,
+    printable,
+)
 from edgefmnist.launch import INTERRUPTED
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
@@ -339,7 +347,8 @@ def export(
 
     Fails (exit 3, nothing replaced) when fp32 differs from PyTorch by more than --atol or
     disagrees on any image, or when int8 loses more accuracy or agrees on fewer images than
-    the limits of `edgefmnist.contract` (README, "Export").
+    the limits of `edgefmnist.contract` (README, "Export"); --json then prints the failed
+    model's report, with "written": false.
 
     Each model's probabilities are calibrated: softmax(logits / T), T fitted on the
     5,000 validation images (temperature scaling), recorded with ECE before and after.
@@ -353,7 +362,12 @@ def export(
     need_training_extra()
     from edgefmnist.export.pipeline import export_checkpoint
 
-    results = export_checkpoint(checkpoint, out, quantize.value, opset, atol, data_dir, progress=show_progress)
+    try:
+        results = export_checkpoint(checkpoint, out, quantize.value, opset, atol, data_dir, progress=show_progress)
+    except ValidationFailed as failure:
+        if json_output:  # the failed model's report, as verify --json prints one
+            print_json([failure.details])
+        raise
     if json_output:
         print_json([result.to_dict() for result in results])
         return

@@ -82,6 +82,7 @@ class ExportedModel:
         return {
             "path": str(self.path),
             "dtype": self.dtype.value,
+            "written": True,
             "size_bytes": self.size_bytes,
             "parity": self.parity.to_dict(),
             CALIBRATION_KEY: self.calibration.to_metadata(),
@@ -226,7 +227,8 @@ def _finish(
     extra: dict,
 ) -> None:
     """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
-    report.raise_if_failed(f"{target}: not written")
+    failed = {"path": str(target), "dtype": dtype.value, "written": False, "parity": report.to_dict()}
+    report.raise_if_failed(f"{target}: not written", failed)
     model = onnx.load(str(tmp))  # finalize_model runs the checker on the finished file
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
     finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, dtype, extra))

@@ -139,8 +139,15 @@ def test_train_export_verify_end_to_end(tmp_path: Path, real_data_dir: Path) -> 
     for model in (tmp_path / "mlp.onnx", tmp_path / "mlp.int8.onnx"):
         verified = run("verify", str(model), "--checkpoint", str(checkpoint), "--data-dir", str(real_data_dir))
         assert verified.returncode == 0 and "PASS" in verified.stdout
+    assert all(r["written"] for r in reports)
+    before = (tmp_path / "mlp.onnx").read_bytes()
     failing = run("export", str(checkpoint), "--atol", "1e-12", "--data-dir", str(real_data_dir))
     assert_one_line_error(failing, 3, "max |Δlogit|")
+    failing = run("export", str(checkpoint), "--atol", "1e-12", "--json", "--data-dir", str(real_data_dir))
+    assert_one_line_error(failing, 3, "max |Δlogit|")
+    (failed,) = json.loads(failing.stdout)  # the failed model's report, as verify --json gives one
+    assert failed["path"] == str(tmp_path / "mlp.onnx") and not failed["written"] and not failed["parity"]["passed"]
+    assert (tmp_path / "mlp.onnx").read_bytes() == before
 
 
 SHIPPED = default_model_path().parent
