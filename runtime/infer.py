@@ -14,6 +14,7 @@ mirrored images (:func:`picture_outputs`).
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import math
 import os
@@ -215,9 +216,9 @@ def glob_matches(pattern: str) -> list[Path]:
     pattern searches them; ``photos/**`` is ``photos/**/*``). As bash's ``globstar``, and unlike
     ``glob.glob(recursive=True)``, it does not follow a symlinked folder, so a link to a parent
     cannot repeat a picture or multiply the walk (``pathlib.Path.glob``). Below the pattern's
-    fixed folders it leaves out dot names (``.thumbnails/``, ``._IMG_1.jpg``) but those the
-    pattern spells (``photos/**/.cache/*.jpg``), and dot files when its last part starts with a
-    dot (``photos/**/.*.jpg``). ``RecursionError`` for a tree too deep for the walk (about 970
+    fixed folders it leaves out dot names (``.thumbnails/``, ``._IMG_1.jpg``) but those a part of
+    the pattern that starts with a dot matches (``photos/**/.cache/*.jpg``, ``photos/**/.*/*.jpg``,
+    ``photos/**/.*.jpg``). ``RecursionError`` for a tree too deep for the walk (about 970
     folders in Python 3.11).
     """
     parts = Path(pattern).parts
@@ -226,13 +227,14 @@ def glob_matches(pattern: str) -> list[Path]:
     fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     root = Path(*parts[:fixed])
     rest = [*parts[fixed:], "*"] if parts[-1] == "**" else list(parts[fixed:])
-    spelled = {part for part in rest if part.startswith(".") and not glob.has_magic(part)}
+    spelled = [part for part in rest[:-1] if part.startswith(".")]  # folders: ".cache", or ".*" for any dot name
     dot_files = rest[-1].startswith(".")
 
     def shown(names: tuple[str, ...]) -> bool:
-        hidden = [name for name in names[:-1] if name.startswith(".") and name not in spelled]
-        last = names[-1]
-        return not hidden and (dot_files or last in spelled or not last.startswith("."))
+        *folders, last = names
+        hidden = [name for name in folders if name.startswith(".")]
+        spelt = all(any(fnmatch.fnmatchcase(name, part) for part in spelled) for name in hidden)
+        return spelt and (dot_files or not last.startswith("."))
 
     return sorted(
         match for match in root.glob(str(Path(*rest))) if not match.is_dir() and shown(match.relative_to(root).parts)

@@ -402,6 +402,10 @@ def test_folders_and_globs_leave_out_dot_names_and_globs_take_any_depth_with_two
     assert looped.paths == deep.paths  # each file once, under the first name that reached it (zz-hard.jpg is top.jpg)
     spelled = find_pictures([str(tmp_path / "**" / ".cache" / "*.jpg"), str(tmp_path / "**" / "._*.jpg")])
     assert spelled.paths == [tmp_path / ".cache" / "c.jpg", tmp_path / "._top.jpg"]  # dot names the pattern spells
+    assert find_pictures([str(tmp_path / "**" / ".*" / "*")]).paths == [tmp_path / ".cache" / "c.jpg"]  # as bash
+    (tmp_path / ".cache" / ".d.jpg").write_bytes(b"")
+    dot_files = find_pictures([str(tmp_path / "**" / ".*.jpg")]).paths  # dot files, not inside dot folders (bash)
+    assert dot_files == [tmp_path / "._top.jpg", tmp_path / ".hidden.jpg"]
 
 
 def test_a_tree_too_deep_for_a_two_star_walk_is_one_error_line(tmp_path: Path) -> None:
