@@ -74,9 +74,11 @@ def temp_prefix(path: Path) -> str:
 
 
 def write_failed(path: Path, exc: OSError) -> WriteFailed | OSError:
-    """A full disk, a read-only folder, ... as a one-line :class:`WriteFailed`; any other OSError as it is."""
+    """A full disk, a read-only folder, ... as a one-line :class:`WriteFailed` that says what is left
+    at ``path`` (the previous file, untouched, or nothing); any other OSError as it is."""
     if exc.errno in WRITE_ERRORS:
-        return WriteFailed(f"{path}: cannot write ({exc.strerror or exc}); the previous file is untouched")
+        left = "the previous file is untouched" if os.path.lexists(path) else "nothing was written"
+        return WriteFailed(f"{path}: cannot write ({exc.strerror or exc}); {left}")
     return exc
 
 

@@ -292,6 +292,9 @@ def test_write_failures_have_their_own_error_type(tmp_path: Path, monkeypatch: p
     with pytest.raises(WriteFailed, match="cannot write \\(No space left on device\\); the previous file is untouched"):
         write_text_atomic(target, "new")
     assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+    with pytest.raises(WriteFailed, match="cannot write \\(No space left on device\\); nothing was written$"):
+        write_text_atomic(tmp_path / "new.json", "new")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
 MISSING_INPUTS = [
