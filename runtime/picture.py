@@ -105,7 +105,7 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
         if is_device(fp):  # /dev/zero seeks to an end of 0 and reads forever
             fp.close()
             raise ImageError(f"{path}: a device, not a picture file")
-        if not fp.seekable():
+        if not fp.seekable() or not seeks_to_its_end(fp):  # a pipe; a /proc file, seekable but not to its end
             fp = read_whole_pipe(fp, path)
     if fp.seek(0, io.SEEK_END) == 0:
         fp.close()
@@ -154,6 +154,17 @@ def is_device(fp: IO[bytes]) -> bool:
     except (OSError, ValueError):  # io.UnsupportedOperation: an in-memory or replaced stream
         return False
     return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def seeks_to_its_end(fp: IO[bytes]) -> bool:
+    """Whether ``fp`` (a seekable file at its start) can seek to its end; it is left at its start."""
+    try:
+        fp.seek(0, io.SEEK_END)
+    except OSError:
+        return False
+    finally:
+        fp.seek(0)
+    return True
 
 
 def read_whole_pipe(pipe: IO[bytes], path: str) -> IO[bytes]:
