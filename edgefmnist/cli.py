@@ -71,7 +71,20 @@ app = typer.Typer(
     # click 8.4 and later suggest the closest command themselves (NoSuchCommand); Typer would add it a second time
     suggest_commands=not hasattr(click.exceptions, "NoSuchCommand"),
     rich_markup_mode=None,
-    help="Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board.",
+    help="""Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board.
+
+    Examples:
+
+      edgefmnist infer --image shirt.jpg
+
+      edgefmnist infer --image 'photos/*.jpg' --json
+
+      edgefmnist evaluate --photos ../shared/photos-dev --split report
+
+      edgefmnist serve --port 8000
+
+    `edgefmnist COMMAND --help` says more, with examples of each command.
+    """,
 )
 
 
@@ -1006,7 +1019,7 @@ def serve(
 
       export EDGEFMNIST_TOKEN="$(cat ~/.edgefmnist-token)"
 
-      edgefmnist serve --host 0.0.0.0
+      edgefmnist serve --port 8000
 
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """

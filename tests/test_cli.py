@@ -17,11 +17,11 @@ from PIL import Image
 import edgefmnist
 
 
-@pytest.mark.parametrize("command", ["train", "export", "verify", "data"])
+@pytest.mark.parametrize("command", ["", "data", "train", "export", "verify", "infer", "evaluate", "bench", "serve"])
 def test_help_shows_examples(command: str) -> None:
-    result = run(command, "--help")
-    assert result.returncode == 0 and "edgefmnist " + command in result.stdout
-    assert "Example" in result.stdout
+    result = run(*filter(None, [command, "--help"]))
+    assert result.returncode == 0 and f"edgefmnist {command or 'infer'} " in result.stdout
+    assert "Examples:" in result.stdout
 
 
 def test_data_json_reports_the_verified_source(real_data_dir: Path) -> None:
