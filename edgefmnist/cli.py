@@ -1019,7 +1019,7 @@ def serve(
 
       export EDGEFMNIST_TOKEN="$(cat ~/.edgefmnist-token)"
 
-      edgefmnist serve --port 8000
+      edgefmnist serve --host 0.0.0.0
 
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from edgefmnist.runtime.onnx_header import read_model_header
 from edgefmnist.runtime.predictor import Predictor, open_session
 from onnx import TensorProto, helper
 
+from edgefmnist import spec
 from edgefmnist.contract import Dtype, oldest_onnxruntime, parse_version
 from edgefmnist.errors import ModelError
 
@@ -94,7 +96,7 @@ def test_malformed_metadata_is_refused(tmp_path: Path) -> None:
 
 
 def test_version_guard() -> None:
-    meta = ModelMetadata(1, ("a",) * 10, {}, Dtype.fp32, "mlp", "1.17.0")
+    meta = ModelMetadata(1, spec.CLASS_NAMES, {}, Dtype.fp32, "mlp", "1.17.0")
     meta.check_runtime("m.onnx", installed="1.17.3")
     meta.check_runtime("m.onnx", installed="1.32.0+cpu")
     with pytest.raises(ModelError, match=r"m.onnx: needs onnxruntime >= 1.17.0, installed 1.16.3"):
@@ -112,7 +114,7 @@ def test_oldest_onnxruntime_follows_opset_and_ir() -> None:
 def minimal_props(min_onnxruntime: str) -> dict[str, str]:
     return {
         "edgefmnist.schema": "1",
-        "class_names": '["a"]',
+        "class_names": json.dumps(spec.CLASS_NAMES),
         "input": "{}",
         "precision": '"fp32"',
         "arch": '"mlp"',

@@ -7,7 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,11 @@ def test_page_says_why_a_verdict_is_unsure_and_clears_it_for_a_sure_one(
         assert server.stop()[0] == 0
 
 
+def text_shown(element: Any, text: str) -> Callable[[Any], bool]:
+    """A wait condition: ``element``'s text holds ``text``."""
+    return lambda driver: text in element.text
+
+
 @pytest.mark.slow
 def test_page_refuses_a_token_that_is_not_ascii_and_sends_the_right_one(browser: Any) -> None:
     from selenium.webdriver.common.by import By
@@ -124,7 +129,7 @@ def test_page_refuses_a_token_that_is_not_ascii_and_sends_the_right_one(browser:
             token.send_keys(typed)
             browser.execute_script("arguments[0].value = ''", file)  # the same file again is a change
             file.send_keys(str(PHOTO))
-            WebDriverWait(browser, 30).until(lambda d, said=said: said in status.text)
+            WebDriverWait(browser, 30).until(text_shown(status, said))
         token.clear()
         token.send_keys("s3cret")
         browser.execute_script("arguments[0].value = ''", file)
