@@ -198,8 +198,9 @@ class ModelMetadata:
         if missing:
             raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
         names = values.pop("class_names")
-        if not isinstance(names, list) or (problem := spec.class_names_problem(names)):
-            raise ModelError(f"{source}: metadata: {problem or 'class_names is not a list of names'}")
+        problem = spec.class_names_problem(names) if isinstance(names, list) else "class_names is not a list of names"
+        if problem:
+            raise ModelError(f"{source}: metadata: {problem}")
         if not isinstance(values["input"], dict):
             raise ModelError(f"{source}: metadata input is not an object")
         calibration = values.get(CALIBRATION_KEY)

@@ -104,7 +104,7 @@ def origin_form(scope: Scope) -> Scope:
     """``scope`` with a request target in absolute form (``GET http://host/v1/model``, as clients
     send it to a proxy) read as its path, ``/v1/model``: RFC 9112, section 3.2.2, has a server
     accept that form, and uvicorn's h11 protocol passes the whole URL on as the path."""
-    if not scope["path"].startswith(("http://", "https://")):
+    if not scope["path"].lower().startswith(("http://", "https://")):  # a scheme is case-insensitive
         return scope
     path = urlsplit(scope["path"]).path or "/"
     raw_path = urlsplit(scope.get("raw_path") or path.encode()).path or b"/"

@@ -151,6 +151,10 @@ MODEL_CASES = {
         ),
         "11 class names for the networks' 10 outputs",
     ),
+    "class names not a list": (
+        lambda d, t: edge_model(d / "m.onnx", props=with_props(class_names='"abc"')),
+        "metadata: class_names is not a list of names",
+    ),
     "a class name twice": (
         lambda d, t: edge_model(d / "m.onnx", props=with_props(class_names=json.dumps(["Bag"] * 10))),
         "the class name 'Bag' is given twice",
