@@ -198,8 +198,7 @@ class ModelMetadata:
         if missing:
             raise ModelError(f"{source}: metadata lacks {', '.join(missing)}")
         names = values.pop("class_names")
-        problem = spec.class_names_problem(names) if isinstance(names, list) else "class_names is not a list of names"
-        if problem:
+        if problem := spec.class_names_problem(names):  # JSON gives a list, never a tuple
             raise ModelError(f"{source}: metadata: {problem}")
         if not isinstance(values["input"], dict):
             raise ModelError(f"{source}: metadata input is not an object")

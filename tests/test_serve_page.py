@@ -7,7 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,26 +110,22 @@ def test_page_says_why_a_verdict_is_unsure_and_clears_it_for_a_sure_one(
         assert server.stop()[0] == 0
 
 
-def text_shown(element: Any, text: str) -> Callable[[Any], bool]:
-    """A wait condition: ``element``'s text holds ``text``."""
-    return lambda driver: text in element.text
-
-
 @pytest.mark.slow
 def test_page_refuses_a_token_that_is_not_ascii_and_sends_the_right_one(browser: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import text_to_be_present_in_element
     from selenium.webdriver.support.ui import WebDriverWait
 
     server = ServerProcess("--token", "s3cret")
     try:
         browser.get(f"http://{server.host}:{server.port}/")
-        token, status, file = (browser.find_element(By.ID, name) for name in ("token", "status", "file"))
+        token, file = browser.find_element(By.ID, "token"), browser.find_element(By.ID, "file")
         for typed, said in [("pässwörd", "not ASCII"), ("秘密", "not ASCII"), ("wrong", "missing or wrong token")]:
             token.clear()
             token.send_keys(typed)
             browser.execute_script("arguments[0].value = ''", file)  # the same file again is a change
             file.send_keys(str(PHOTO))
-            WebDriverWait(browser, 30).until(text_shown(status, said))
+            WebDriverWait(browser, 30).until(text_to_be_present_in_element((By.ID, "status"), said))
         token.clear()
         token.send_keys("s3cret")
         browser.execute_script("arguments[0].value = ''", file)
