@@ -13,6 +13,8 @@ torch nor onnx.
 
 from __future__ import annotations
 
+import re
+
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top",
     "Trouser",
@@ -28,17 +30,32 @@ CLASS_NAMES: tuple[str, ...] = (
 NUM_CLASSES = len(CLASS_NAMES)
 
 
+def class_name_key(name: str) -> str:
+    """``name`` as photo sets match it to a class: without case, whitespace, ``-``, ``_`` or ``/``
+    (``"T-shirt_top"`` and ``"t-shirt/top"`` both give ``"tshirttop"``)."""
+    return re.sub(r"[\s_/\-]+", "", name).lower()
+
+
 def class_names_problem(names: object) -> str:
     """What makes ``names`` unfit as a model's class names, or ``""``: they must be a list (or
-    tuple) of ``NUM_CLASSES`` distinct, non-blank strings, one per output of the networks."""
+    tuple) of ``NUM_CLASSES`` non-blank strings, one per output of the networks, no two of them
+    the same name by :func:`class_name_key`."""
     if not (isinstance(names, list | tuple) and all(isinstance(name, str) for name in names)):
         return "class_names is not a list of names"
     if len(names) != NUM_CLASSES:
         return f"{len(names)} class names for the networks' {NUM_CLASSES} outputs"
     if any(not name.strip() for name in names):
         return "a blank class name"
-    repeated = next((name for i, name in enumerate(names) if name in names[:i]), None)
-    return f"the class name {repeated!r} is given twice" if repeated is not None else ""
+    keys = [class_name_key(name) for name in names]
+    for i, key in enumerate(keys):
+        first = names[keys.index(key)]
+        if keys.index(key) == i:
+            continue
+        if first == names[i]:
+            return f"the class name {first!r} is given twice"
+        ignored = "case, spaces, '-', '_' and '/'"
+        return f"the class names {first!r} and {names[i]!r} are one name to a photo set, which ignores {ignored}"
+    return ""
 
 
 IMAGE_SIZE = 28

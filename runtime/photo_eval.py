@@ -29,7 +29,6 @@ import csv
 import hashlib
 import io
 import os
-import re
 import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -93,15 +92,11 @@ def select_split(photos: Iterable[Photo], split: str) -> list[Photo]:
     return [p for p in photos if split == "all" or photo_split(p.path.name) == split]
 
 
-def _squash(name: str) -> str:
-    return re.sub(r"[\s_/\-]+", "", name).lower()
-
-
 def class_named(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str | None:
     """The Fashion-MNIST class a folder or a ``labels.csv`` entry names, compared ignoring case,
     spaces, ``-``, ``_`` and ``/`` (``"T-shirt_top"``, ``"t-shirt/top"`` -> ``"T-shirt/top"``), else None."""
-    by_key = {_squash(known): known for known in class_names}
-    return by_key.get(_squash(name))
+    by_key = {spec.class_name_key(known): known for known in class_names}
+    return by_key.get(spec.class_name_key(name))
 
 
 def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) -> list[Photo]:

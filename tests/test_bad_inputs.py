@@ -159,6 +159,12 @@ MODEL_CASES = {
         lambda d, t: edge_model(d / "m.onnx", props=with_props(class_names=json.dumps(["Bag"] * 10))),
         "the class name 'Bag' is given twice",
     ),
+    "two class names one to a photo set": (
+        lambda d, t: edge_model(
+            d / "m.onnx", props=with_props(class_names=json.dumps([*spec.CLASS_NAMES[:9], "t-shirt top"]))
+        ),
+        "the class names 'T-shirt/top' and 't-shirt top' are one name to a photo set",
+    ),
     "9 class typicality tables": (
         lambda d, t: edge_model(d / "m.onnx", props=with_props(calibration=json.dumps(NINE_CLASS_TABLES))),
         "class_max_logit_quantiles has 9 tables for 10 classes",
