@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -103,12 +103,13 @@ class ServiceMetrics:
 def origin_form(scope: Scope) -> Scope:
     """``scope`` with a request target in absolute form (``GET http://host/v1/model``, as clients
     send it to a proxy) read as its path, ``/v1/model``: RFC 9112, section 3.2.2, has a server
-    accept that form, and uvicorn's h11 protocol passes the whole URL on as the path."""
-    if not scope["path"].lower().startswith(("http://", "https://")):  # a scheme is case-insensitive
+    accept that form, and uvicorn's h11 protocol passes the whole URL on as the path. The URL
+    is split before it is percent-decoded, so ``%3F`` stays part of the path."""
+    target: bytes = scope.get("raw_path") or quote(scope["path"], safe="/:").encode()
+    if not target[:8].lower().startswith((b"http://", b"https://")):  # a scheme is case-insensitive
         return scope
-    path = urlsplit(scope["path"]).path or "/"
-    raw_path = urlsplit(scope.get("raw_path") or path.encode()).path or b"/"
-    return {**scope, "path": path, "raw_path": raw_path}
+    raw_path = urlsplit(target).path or b"/"
+    return {**scope, "path": unquote(raw_path.decode("latin-1")), "raw_path": raw_path}
 
 
 class Gate:
