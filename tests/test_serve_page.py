@@ -111,7 +111,7 @@ def test_page_says_why_a_verdict_is_unsure_and_clears_it_for_a_sure_one(
 
 
 @pytest.mark.slow
-def test_page_refuses_a_token_that_is_not_ascii_and_sends_the_right_one(browser: Any) -> None:
+def test_page_refuses_a_token_that_is_not_printable_ascii_and_sends_the_right_one(browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.expected_conditions import text_to_be_present_in_element
     from selenium.webdriver.support.ui import WebDriverWait
@@ -120,9 +120,13 @@ def test_page_refuses_a_token_that_is_not_ascii_and_sends_the_right_one(browser:
     try:
         browser.get(f"http://{server.host}:{server.port}/")
         token, file = browser.find_element(By.ID, "token"), browser.find_element(By.ID, "file")
-        for typed, said in [("pässwörd", "not ASCII"), ("秘密", "not ASCII"), ("wrong", "missing or wrong token")]:
-            token.clear()
-            token.send_keys(typed)
+        for typed, said in [
+            ("pässwörd", "'ä', which is not ASCII"),
+            ("秘密", "not ASCII"),
+            ("a\tb", "a control character"),  # set, not typed: a typed tab moves the focus
+            ("wrong", "missing or wrong token"),
+        ]:
+            browser.execute_script("arguments[0].value = arguments[1]", token, typed)
             browser.execute_script("arguments[0].value = ''", file)  # the same file again is a change
             file.send_keys(str(PHOTO))
             WebDriverWait(browser, 30).until(text_to_be_present_in_element((By.ID, "status"), said))
