@@ -360,8 +360,8 @@ def export(
 
     Fails (exit 3, nothing replaced) when fp32 differs from PyTorch by more than --atol or
     disagrees on any image, or when int8 loses more accuracy or agrees on fewer images than
-    the limits of `edgefmnist.contract` (README, "Export"); --json then prints the failed
-    model's report, with "written": false.
+    the limits of `edgefmnist.contract` (README, "Export"); --json then prints the report of
+    each model checked, the failed one last, with "written": false.
 
     Each model's probabilities are calibrated: softmax(logits / T), T fitted on the
     5,000 validation images (temperature scaling), recorded with ECE before and after.
@@ -378,8 +378,8 @@ def export(
     try:
         results = export_checkpoint(checkpoint, out, quantize.value, opset, atol, data_dir, progress=show_progress)
     except ValidationFailed as failure:
-        if json_output:  # the failed model's report, as verify --json prints one
-            print_json([failure.details])
+        if json_output:  # each model's report, the failed one last, as verify --json prints one
+            print_json(failure.reports)
         raise
     if json_output:
         print_json([result.to_dict() for result in results])

@@ -100,11 +100,11 @@ class ModelError(EdgeFmnistError):
 
 
 class ValidationFailed(EdgeFmnistError):
-    """A parity check between two models did not pass; ``details`` is the check's report as JSON-ready
-    values (``{}`` when none was given), for a ``--json`` caller."""
+    """A parity check between two models did not pass; ``reports`` are the checked models' reports
+    as JSON-ready values, the failed one last (``[]`` when none was given), for a ``--json`` caller."""
 
     exit_code = 3
 
-    def __init__(self, message: str, details: dict | None = None) -> None:
+    def __init__(self, message: str, reports: list[dict] | None = None) -> None:
         super().__init__(message)
-        self.details = details or {}
+        self.reports = reports or []

@@ -37,4 +37,4 @@ class Verdict:
         """Raise :class:`ValidationFailed` (exit code 3) naming ``subject`` when any check failed,
         with ``details`` (by default :meth:`to_dict`) for a ``--json`` caller."""
         if not self.passed:
-            raise ValidationFailed(f"{subject}, validation failed: {self.summary()}", details or self.to_dict())
+            raise ValidationFailed(f"{subject}, validation failed: {self.summary()}", [details or self.to_dict()])

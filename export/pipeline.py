@@ -59,7 +59,7 @@ from edgefmnist.contract import (
 )
 from edgefmnist.data import Split, inputs_of_data, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import EdgeFmnistError, ModelError, UsageError, is_utf8
+from edgefmnist.errors import EdgeFmnistError, ModelError, UsageError, ValidationFailed, is_utf8
 from edgefmnist.model_metadata import (
     CALIBRATION_KEY,
     FLOAT_BLOCK_DISABLED_OPTIMIZERS,
@@ -227,11 +227,15 @@ def _finish(
     extra: dict,
 ) -> None:
     """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
-    failed = {"path": str(target), "dtype": dtype.value, "written": False, "parity": report.to_dict()}
-    report.raise_if_failed(f"{target}: not written", failed)
+    report.raise_if_failed(f"{target}: not written", unwritten(target, dtype, report))
     model = onnx.load(str(tmp))  # finalize_model runs the checker on the finished file
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
     finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, dtype, extra))
+
+
+def unwritten(target: Path, dtype: Dtype, report: ParityReport) -> dict:
+    """The ``--json`` entry of a model that was validated (passed or not) but not written."""
+    return {"path": str(target), "dtype": dtype.value, "written": False, "parity": report.to_dict()}
 
 
 def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> None:
@@ -347,26 +351,29 @@ def export_checkpoint(
             candidate_name=int8_path.name,
         )
         calibration = calibration.with_test(int8_logits, test.labels)
-        _finish(
-            int8_tmp,
-            int8_path,
-            checkpoint,
-            checkpoint_sha256,
-            Dtype.int8,
-            report,
-            {
-                "parent_sha256": file_sha256(tmp),
-                "parent": out.name,
-                "quantization": applied.to_dict(),
-                **(
-                    {SESSION_KEY: {"disabled_optimizers": list(FLOAT_BLOCK_DISABLED_OPTIMIZERS)}}
-                    if applied.float_first_block
-                    else {}
-                ),
-                "parity_vs_pytorch": torch_report.to_dict(),
-                CALIBRATION_KEY: calibration.to_metadata(),
-            },
-        )
+        try:
+            _finish(
+                int8_tmp,
+                int8_path,
+                checkpoint,
+                checkpoint_sha256,
+                Dtype.int8,
+                report,
+                {
+                    "parent_sha256": file_sha256(tmp),
+                    "parent": out.name,
+                    "quantization": applied.to_dict(),
+                    **(
+                        {SESSION_KEY: {"disabled_optimizers": list(FLOAT_BLOCK_DISABLED_OPTIMIZERS)}}
+                        if applied.float_first_block
+                        else {}
+                    ),
+                    "parity_vs_pytorch": torch_report.to_dict(),
+                    CALIBRATION_KEY: calibration.to_metadata(),
+                },
+            )
+        except ValidationFailed as failure:  # the fp32 model passed, but lands only beside its int8 model
+            raise ValidationFailed(str(failure), [unwritten(out, Dtype.fp32, fp32[0]), *failure.reports]) from None
         write_together([(out, tmp.read_bytes()), (int8_path, int8_tmp.read_bytes())])  # both validated
     return [
         ExportedModel(out, Dtype.fp32, out.stat().st_size, *fp32),

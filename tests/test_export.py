@@ -197,6 +197,24 @@ def test_failed_validation_leaves_the_previous_model_untouched(trained, real_dat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.onnx"]
 
 
+def test_a_failed_int8_check_reports_both_models_and_writes_neither(
+    trained, real_data_dir, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr("edgefmnist.export.parity.MIN_INT8_AGREEMENT", 1.01)  # no int8 model can pass
+    out = tmp_path / "mlp.onnx"
+    with pytest.raises(ValidationFailed, match="top-1 agreement") as failure:
+        export_checkpoint(trained("mlp"), out, "dynamic", data_dir=real_data_dir)
+    fp32, int8 = failure.value.reports
+    assert (fp32["path"], fp32["dtype"], fp32["written"], fp32["parity"]["passed"]) == (str(out), "fp32", False, True)
+    assert (int8["path"], int8["dtype"], int8["written"], int8["parity"]["passed"]) == (
+        str(int8_path_for(out)),
+        "int8",
+        False,
+        False,
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("quantize", ["dynamic", "static"])
 def test_dynamic_batch_axis(exported, fashion, quantize: str) -> None:
     """Batches of 1, 7 and 256 run; fp32 and static int8 give each image the same logits in any batch.
