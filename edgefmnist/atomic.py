@@ -77,7 +77,7 @@ def write_failed(path: Path, exc: OSError) -> WriteFailed | OSError:
     """A full disk, a read-only folder, ... as a one-line :class:`WriteFailed` that says what is left
     at ``path`` (the previous file, untouched, or nothing); any other OSError as it is."""
     if exc.errno in WRITE_ERRORS:
-        left = "the previous file is untouched" if os.path.lexists(path) else "nothing was written"
+        left = "the previous file is untouched" if os.path.exists(path) else "nothing was written"
         return WriteFailed(f"{path}: cannot write ({exc.strerror or exc}); {left}")
     return exc
 
@@ -455,7 +455,8 @@ def name_and_rename(fd: int, path: Path) -> None:
         try:  # a dir fd makes Python use linkat(AT_SYMLINK_FOLLOW), which names the unnamed file
             os.link(f"/proc/self/fd/{fd}", tmp.name, dst_dir_fd=folder_fd, follow_symlinks=True)
             os.replace(tmp.name, path.name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-            os.fsync(folder_fd)
+            with contextlib.suppress(OSError):  # the new file is in place; make it durable where allowed
+                os.fsync(folder_fd)
         finally:
             os.close(folder_fd)
     except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -300,6 +301,21 @@ def test_a_read_only_file_is_replaced_and_stays_read_only(tmp_path: Path) -> Non
         assert os.stat(tmp).st_mode & stat.S_IWUSR  # writable by its owner while it is written
         tmp.write_bytes(b"new")
     assert old.read_bytes() == b"new" and stat.S_IMODE(old.stat().st_mode) == 0o444
+
+
+def test_a_folder_that_cannot_be_fsynced_still_gets_the_new_file(tmp_path: Path, monkeypatch) -> None:
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # as on a file system that refuses to sync a folder
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    (old := tmp_path / "old.json").write_bytes(b"old")
+    write_bytes_atomic(old, b"new")  # the rename is done: no error that would call it untouched
+    write_bytes_atomic(tmp_path / "new.json", b"new")
+    assert old.read_bytes() == (tmp_path / "new.json").read_bytes() == b"new"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
