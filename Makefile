@@ -65,7 +65,7 @@ models: setup
 	mv $(MODELS_DIR)/bench.json.partial $(MODELS_DIR)/bench.json
 	$(BIN)/python -m edgefmnist.model_card $(MODELS_DIR) --bench $(MODELS_DIR)/bench.json
 
-# The README's performance table: every shipped model, edgefmnist beside plain onnxruntime and PyTorch,
+# The performance table of docs/performance.md: every shipped model, edgefmnist beside plain onnxruntime and PyTorch,
 # the int8 models beside the previous release's files (benchmarks/), and infer's pictures/s.
 REFERENCES := $(addprefix --reference benchmarks/,mlp.int8.previous.onnx cnn.int8.previous.onnx)
 bench: setup
@@ -80,7 +80,7 @@ arm64-smoke: setup
 fuzz: setup
 	EDGEFMNIST_FUZZ_SECONDS=$(FUZZ_SECONDS) EDGEFMNIST_FUZZ_EXAMPLES=1000 $(BIN)/pytest tests/test_fuzz.py -s -q
 
-# The classification service on the shipped model, on localhost (see the README's "Service" section).
+# The classification service on the shipped model, on localhost (see docs/service.md).
 SERVE_ARGS ?=
 serve: setup
 	$(BIN)/edgefmnist serve $(SERVE_ARGS)

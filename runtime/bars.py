@@ -5,7 +5,7 @@
 A photo padded to a square by a messaging app, or shown whole on a phone and screenshotted,
 has black, white or grey bars above and below it or beside it. Left in, they are the
 background's only colour for GrabCut, and the floor passes for the garment. The rules and
-what they were measured on: README, "Letterbox bars".
+what they were measured on: docs/real-photos.md, "Letterbox bars".
 """
 
 from __future__ import annotations

@@ -487,7 +487,7 @@ def run_bench(
     references: list[Path] | None = None,
     photos: bool = False,
 ) -> dict:
-    """The whole report (see README, "Benchmark JSON")."""
+    """The whole report (see docs/performance.md, "Benchmark JSON")."""
     references = check_references(models, references or [])
     rows = []
     for group in timing_groups(models, torch_available):

@@ -283,7 +283,7 @@ def picture_outputs(
     An image that was a photo (``photo[i]``, see ``Preprocessed.photo``) is also classified
     mirrored left to right, and the two logits and the two probabilities are averaged, when the
     network was trained on mirrored images (``ModelMetadata.trained_on_mirror_images``):
-    test-time augmentation, which evens out the preprocessing's small asymmetries (README,
+    test-time augmentation, which evens out the preprocessing's small asymmetries (docs/real-photos.md,
     "A photo is classified with its mirror image", for what it gained on photos-dev's choice half).
     An image already in dataset form is classified once, so its outputs are exactly the
     model's. Raises ``ValueError`` when ``photo`` and ``images`` differ in length.

@@ -291,7 +291,7 @@ def to_rgb_or_l(image: Image.Image) -> Image.Image:
 
     Every other mode is converted ``BAND_ROWS`` rows at a time (the maximum of wide pixels is
     taken over the whole picture first), so the conversion's working copies hold one band, not
-    the picture (a 40 MP float TIFF: 1.6x its pixels at the peak instead of 7x; README, Memory).
+    the picture (a 40 MP float TIFF: 1.6x its pixels at the peak instead of 7x; docs/real-photos.md, "Memory").
     """
     if is_plain(image):
         return image.copy()

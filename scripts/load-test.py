@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load test of ``edgefmnist serve`` with Debian's ``wrk``, and the same work done by ``edgefmnist infer`` processes.
 
-    .venv/bin/python scripts/load-test.py                  # the README's figures (about 3 minutes)
+    .venv/bin/python scripts/load-test.py                  # docs/service.md's figures (about 3 minutes)
     .venv/bin/python scripts/load-test.py --seconds 5 --overload-seconds 3 --rounds 1 --round-seconds 3 --json
 
 One server process (``edgefmnist serve --port 0``, the shipped model unless ``--model``),

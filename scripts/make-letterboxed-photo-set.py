@@ -13,7 +13,7 @@ as JPEG quality QUALITY under the same relative path and name, so each photo kee
 of ``photo_split``. ``labels.csv`` is copied as it is; a set that lists a photo outside its
 folder is refused. The copy is built beside the target and moved into place, so an
 interrupted run leaves nothing. Measures what
-``edgefmnist.runtime.bars.picture_inside_bars`` recovers (README, "Letterbox bars").
+``edgefmnist.runtime.bars.picture_inside_bars`` recovers (docs/real-photos.md, "Letterbox bars").
 """
 
 from __future__ import annotations
