@@ -818,9 +818,10 @@ def evaluate_photos(
 
     if model is not None and model.suffix.lower() != ".onnx":
         raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
-    photos = load_photo_set(folder)
-    notes = photo_set_notes(folder, photos, [plot] if plot else [])
     model_path = model or default_model_path()
+    predictor = Predictor(model_path, threads=threads)
+    photos = load_photo_set(folder, predictor.class_names)  # "Dress" is right for a model that says "DRESS"
+    notes = photo_set_notes(folder, photos, [plot] if plot else [])
     if plot is not None:
         labels = [(folder / LABELS_FILE, f"the photo set's {folder / LABELS_FILE}")]
         pictures = [(photo.path, f"the photo {photo.path}") for photo in photos]
@@ -833,7 +834,6 @@ def evaluate_photos(
         raise EdgeFmnistError(
             f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
         )
-    predictor = Predictor(model_path, threads=threads)
     if varied == "typicality" and not predictor.metadata.has_typicality_reference:
         raise EdgeFmnistError(
             f"{predictor.path}: no typicality reference in its metadata (exported before it); "

@@ -328,6 +328,26 @@ def test_the_sweep_names_the_smallest_threshold_meeting_the_targets(regression_r
     assert sweep["chosen"] == (met[0] if met else None)
 
 
+def test_a_model_that_spells_its_classes_otherwise_is_scored_alike(tmp_path: Path) -> None:
+    import onnx
+    from edgefmnist.runtime.predictor import default_model_path
+
+    (trousers := tmp_path / "set" / "Trouser").mkdir(parents=True)
+    for photo in sorted((Path(__file__).parent / "data" / "photos" / "pants").glob("*.jpg"))[:6]:
+        shutil.copy(photo, trousers)  # real photos of pants, mostly called Trouser
+
+    proto = onnx.load(str(default_model_path()))
+    for prop in proto.metadata_props:
+        if prop.key == "class_names":
+            prop.value = json.dumps([name.upper().replace("/", " ") for name in json.loads(prop.value)])
+    onnx.save(proto, str(shouting := tmp_path / "shouting.onnx"))
+    reports = [
+        json.loads(run_in_process("evaluate", "--photos", str(tmp_path / "set"), "--json", *model).stdout)
+        for model in ([], ["--model", str(shouting)])
+    ]
+    assert reports[0]["accuracy"] == reports[1]["accuracy"] and reports[0]["accuracy"] > 0
+
+
 def test_the_sweep_as_text_and_json(small_set: Path) -> None:
     text = run_in_process("evaluate", "--photos", str(small_set), "--sweep")
     assert (
