@@ -105,7 +105,8 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     Returns photos sorted by path; raises :class:`PhotoSetError` for a missing
     folder, an empty set, a ``labels.csv`` that is no regular file (a folder, a FIFO, a dangling
     symlink), a malformed one (a short row, a row longer than the header, an ``accepted`` of
-    separators alone, a file name holding a NUL byte), a file it lists twice or an unknown class
+    separators alone, a file name holding a NUL byte or leading outside ``folder``, such as
+    ``../other/x.jpg``), a file it lists twice or an unknown class
     in ``accepted`` (classes are named as :func:`class_named` reads them). The header's names
     are read ignoring case and surrounding spaces (``File, Source_Class, Accepted``), and so are
     source classes, each reported as first spelt (``Hat`` and later ``hat`` are ``Hat``).
@@ -230,6 +231,8 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             if "\0" in file:  # no file system takes one
                 raise PhotoSetError(f"{labels}: line {line}: the file name holds a NUL byte")
             key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
+            if os.path.commonpath([key, os.path.abspath(labels.parent)]) != os.path.abspath(labels.parent):
+                raise PhotoSetError(f"{labels}: line {line}: {file!r} is outside the photo set's folder")
             if key in first_line:
                 raise PhotoSetError(f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}")
             first_line[key] = line

@@ -769,6 +769,15 @@ def test_a_photo_listed_by_a_relative_and_an_absolute_path_is_refused(tmp_path: 
         load_photo_set(tmp_path)
 
 
+@pytest.mark.parametrize("outside", ["../x.jpg", "a/../../x.jpg", "/etc/passwd", "/dev/zero"])
+def test_a_photo_listed_outside_the_folder_is_refused(tmp_path: Path, outside: str) -> None:
+    (tmp_path / "set").mkdir()
+    rows = f"file,source_class,accepted\na/y.jpg,coat,Coat\n{outside},coat,Coat\n"
+    (tmp_path / "set" / "labels.csv").write_text(rows)
+    with pytest.raises(PhotoSetError, match=f"line 3: '{outside}' is outside the photo set's folder"):
+        load_photo_set(tmp_path / "set")
+
+
 def test_names_from_the_photo_set_keep_their_lines_in_the_report_and_the_plot(tmp_path: Path) -> None:
     photo(tmp_path / "Coat" / "0.jpg", 0)
     photo(tmp_path / "ha\nt $\\bad{$" / "1.jpg", 1)  # a newline and matplotlib's mathtext markers
