@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed
+from edgefmnist.errors import EdgeFmnistError, Terminated, UsageError, WriteFailed
 
 TEMP_NAME_BYTES = 100  # of the target's name kept in a temp name: the whole name may take all 255 bytes allowed
 MAX_SYMLINKS = 40  # links followed in one path before ELOOP, as Linux allows
@@ -412,23 +412,28 @@ def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT (Ctrl-C) until the block ends, then raise ``KeyboardInterrupt`` if one came.
+    """Hold SIGINT (Ctrl-C) and SIGTERM until the block ends, then raise ``KeyboardInterrupt``
+    (or :class:`~edgefmnist.errors.Terminated`) if one came.
 
-    In the main thread only (where Python runs signal handlers), and only while SIGINT has a
-    Python handler (not ignored, as in a background job); otherwise the block runs as it is.
+    In the main thread only (where Python runs signal handlers), and for each signal only while
+    it has a Python handler (not ignored, as SIGINT in a background job, nor left to the
+    system, as SIGTERM outside :func:`edgefmnist.cli.main`).
     """
-    handler = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    held = [number for number, handler in handlers.items() if callable(handler)]
     received: list[int] = []
-    signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    for number in held:
+        signal.signal(number, lambda number, frame: received.append(number))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, handler)
+        for number in held:
+            signal.signal(number, handlers[number])
     if received:
-        raise KeyboardInterrupt
+        raise Terminated if signal.SIGTERM in received else KeyboardInterrupt
 
 
 def open_unnamed(folder: Path) -> int | None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable
 from enum import Enum
@@ -50,6 +52,7 @@ from edgefmnist.console import (
 from edgefmnist.contract import Arch
 from edgefmnist.errors import (
     EdgeFmnistError,
+    Terminated,
     UsageError,
     ValidationFailed,
     WriteFailed,
@@ -57,7 +60,7 @@ from edgefmnist.errors import (
     first_line,
     printable,
 )
-from edgefmnist.launch import INTERRUPTED
+from edgefmnist.launch import INTERRUPTED, TERMINATED
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
@@ -1064,8 +1067,17 @@ def main(argv: list[str] | None = None) -> None:
     closes the output early, as ``head`` does, is no error: ``infer`` and ``--json`` output finish
     their work (:func:`echo_unless_gone`); other output ends the command silently, with exit code 1.
     A stdout that is closed refuses every command but ``serve`` at once; one that fails on a write
-    (a full disk) is one line naming standard output, and exit code 1."""
+    (a full disk) is one line naming standard output, and exit code 1. SIGTERM stops a command
+    as Ctrl-C does (temp files removed), with exit code 143."""
     silence_pillow_user_warnings()
+    terminated: list[int] = []
+
+    def on_sigterm(number: int, frame: object) -> None:
+        terminated.append(number)
+        raise Terminated
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where handlers can be set
+    previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     lost_stdout.clear()
     args = sys.argv[1:] if argv is None else argv
     try:
@@ -1088,12 +1100,16 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED
-    if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code itself
-        typer.echo("edgefmnist: interrupted", err=True)
+    if code == INTERRUPTED and terminated:  # typer turns a KeyboardInterrupt into exit code 130 itself
+        code = TERMINATED
+    if code in (INTERRUPTED, TERMINATED):
+        typer.echo(f"edgefmnist: {'terminated' if code == TERMINATED else 'interrupted'}", err=True)
     code = code if isinstance(code, int) else 0
     if lost_stdout:
         typer.echo(printable(f"edgefmnist: error: {lost_stdout[0]}"), err=True)
         code = code or 1
+    if in_main_thread:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     sys.exit(code)
 
 

@@ -99,6 +99,11 @@ class ModelError(EdgeFmnistError):
     """An ONNX model is missing, corrupt, or not a model this toolkit can run."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, systemd, a cancelled CI job), raised where the program is, so
+    that it stops as Ctrl-C stops it: temp files removed, files that belong together kept together."""
+
+
 class ValidationFailed(EdgeFmnistError):
     """A parity check between two models did not pass; ``reports`` are the checked models' reports
     as JSON-ready values, the failed one last (``[]`` when none was given), for a ``--json`` caller."""

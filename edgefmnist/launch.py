@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 INTERRUPTED = 130  # the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
+TERMINATED = 143  # by SIGTERM (128 + 15)
 
 
 def main() -> None:

@@ -223,6 +223,32 @@ def test_ctrl_c_while_files_are_written_together_waits_for_the_last(tmp_path: Pa
     assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
 
 
+def test_sigterm_while_files_are_written_together_waits_for_the_last(tmp_path: Path, monkeypatch) -> None:
+    import signal
+
+    from edgefmnist import atomic
+    from edgefmnist.errors import Terminated
+
+    def raise_terminated(number: int, frame: object) -> None:  # as edgefmnist.cli.main's handler
+        raise Terminated
+
+    real = atomic.write_bytes_atomic
+
+    def terminated_after_the_first(path: Path, data: bytes) -> None:
+        real(path, data)
+        if path.name == "a":
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(atomic, "write_bytes_atomic", terminated_after_the_first)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        with pytest.raises(Terminated):
+            write_together([(tmp_path / "a", b"1"), (tmp_path / "b", b"2")])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
+
+
 def test_a_pair_written_through_a_dangling_link_is_undone_in_the_file_not_the_link(tmp_path: Path) -> None:
     (link := tmp_path / "m.onnx").symlink_to(tmp_path / "real" / "m.onnx")  # its folder is still to be made
     (blocker := tmp_path / "file").write_bytes(b"")

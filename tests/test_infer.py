@@ -311,14 +311,17 @@ def test_readers_that_have_gone_do_not_stop_the_saving(output: str, tmp_path: Pa
     assert len(list((tmp_path / "seen").rglob("*.png"))) == 150
 
 
-def test_ctrl_c_stops_with_one_line_and_the_shells_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sent, code, said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_or_sigterm_stops_with_one_line_and_the_shells_code(
+    tmp_path: Path, sent: str, code: int, said: str
+) -> None:
     import signal
 
     process = start_infer("--image", str(pictures_folder(tmp_path / "in", 900)))
     assert process.stdout is not None and process.stdout.readline()  # the first batch is out
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, sent))
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 130 and stderr == "edgefmnist: interrupted\n"
+    assert process.returncode == code and stderr == f"edgefmnist: {said}\n"
 
 
 def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(

@@ -70,6 +70,38 @@ def test_sigkill_during_export_leaves_the_previous_model_intact(trained, real_da
 
 
 @pytest.mark.slow
+def test_sigterm_during_export_removes_its_scratch_folder(trained, real_data_dir: Path, tmp_path: Path) -> None:
+    """``timeout``, systemd and a cancelled CI job stop an export with SIGTERM: it stops as Ctrl-C does."""
+    folder, scratch = tmp_path / "models", tmp_path / "scratch"
+    folder.mkdir()
+    scratch.mkdir()
+    out = folder / "mlp.onnx"
+    out.write_bytes(previous := (SHIPPED / "mlp.onnx").read_bytes())
+    command = [sys.executable, "-m", "edgefmnist.cli", "export", str(trained("mlp")), "--out", str(out)]
+    child = subprocess.Popen(
+        [*command, "--quantize", "static", "--data-dir", str(real_data_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+
+    def ours() -> list[Path]:  # onnxruntime 1.32 leaves a .ses file there too
+        return list(scratch.glob("edgefmnist-*"))
+
+    deadline = time.monotonic() + 300
+    while not ours() and time.monotonic() < deadline:  # the export is under way
+        time.sleep(0.05)
+    assert ours(), "no scratch folder appeared"
+    time.sleep(1.0)
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=120)
+    assert (child.returncode, stderr.splitlines()[-1]) == (143, "edgefmnist: terminated")
+    assert ours() == [] and out.read_bytes() == previous
+    assert sorted(p.name for p in folder.iterdir()) == ["mlp.onnx"]
+
+
+@pytest.mark.slow
 def test_full_disk_during_export_leaves_the_previous_model_intact(
     trained, real_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
