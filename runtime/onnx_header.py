@@ -10,12 +10,13 @@ inside the model's folder (old onnxruntime releases would follow ``../`` or a sy
 from __future__ import annotations
 
 import io
+import stat
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefmnist.errors import ModelError
+from edgefmnist.errors import ModelError, not_a_file_reason
 
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 MAX_MODEL_BYTES = 1 << 30
@@ -139,7 +140,9 @@ def read_model_header(path: Path) -> ModelHeader:
     if path.is_dir():
         raise ModelError(f"{path}: is a directory, expected an .onnx file")
     try:
-        size = path.stat().st_size
+        mode, size = (info := path.stat()).st_mode, info.st_size
+        if not stat.S_ISREG(mode):  # a FIFO would wait for a writer, /dev/zero never end
+            raise ModelError(f"{path}: {not_a_file_reason(path)}, expected an .onnx file")
         if size > MAX_MODEL_BYTES:
             raise ModelError(f"{path}: {size:,} bytes is too large for a Fashion-MNIST model")
         data = path.read_bytes()
@@ -153,8 +156,9 @@ def read_model_header(path: Path) -> ModelHeader:
         header = parse_model_header(data)
     except ValueError:
         if is_pytorch_checkpoint(data):
+            out = f" --out {path.with_name(path.stem + '.exported.onnx')}" if path.suffix == ".onnx" else ""
             raise ModelError(
-                f"{path}: a PyTorch checkpoint, not an ONNX model; export it first: edgefmnist export {path}"
+                f"{path}: a PyTorch checkpoint, not an ONNX model; export it first: edgefmnist export {path}{out}"
             ) from None
         raise ModelError(f"{path}: not an ONNX model (corrupt or truncated)") from None
     check_external_data(path, header.external_data)

@@ -128,6 +128,12 @@ NINE_CLASS_TABLES = {
 }
 MODEL_CASES = {
     "0-byte": (lambda d, t: d.joinpath("m.onnx").write_bytes(b""), "empty file"),
+    "a FIFO": (lambda d, t: os.mkfifo(d / "m.onnx"), "a FIFO, not a regular file, expected an .onnx file"),
+    "a device": (lambda d, t: d.joinpath("m.onnx").symlink_to("/dev/zero"), "a device, not a regular file"),
+    "a checkpoint named .onnx": (  # export's own output name would overwrite it: the hint names another
+        lambda d, t: shutil.copy(SHIPPED / "mlp.pt", d / "m.onnx"),
+        "m.onnx --out ",
+    ),
     "truncated": (
         lambda d, t: d.joinpath("m.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes()[:5000]),
         "not an ONNX model",
