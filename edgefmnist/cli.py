@@ -45,6 +45,7 @@ from edgefmnist.console import (
     echo_unless_gone,
     lost_stdout,
     print_json,
+    reporting_written,
     say,
     show_progress,
     write_stdout,
@@ -308,25 +309,29 @@ def train(
         out=out,
         dry_run=dry_run,
     )
-    if json_output:
-        print_json(report)
-        return
-    metrics = report["metrics"]
     if dry_run:
+        if json_output:
+            print_json(report)
+            return
         write_stdout(
             f"{arch.value}/{recipe.value}: dry run passed, one batch of each phase "
             f"({', '.join(f'{name} {count}' for name, count in report['images'].items())} images); nothing written"
         )
         return
-    write_stdout(
-        f"{arch.value}/{recipe.value}: test accuracy {100 * metrics['test_accuracy']:.2f} % "
-        f"(validation {100 * metrics['val_accuracy']:.2f} %, "
-        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
-        f"{metrics['train_seconds']:.0f} s)"
-    )
-    say(f"  checkpoint {report['checkpoint']}")
-    say(f"  history    {report['history']}")
-    say(f"  curves     {report['curves']}")
+    with reporting_written([report["checkpoint"]]):
+        if json_output:
+            print_json(report)
+            return
+        metrics = report["metrics"]
+        write_stdout(
+            f"{arch.value}/{recipe.value}: test accuracy {100 * metrics['test_accuracy']:.2f} % "
+            f"(validation {100 * metrics['val_accuracy']:.2f} %, "
+            f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+            f"{metrics['train_seconds']:.0f} s)"
+        )
+        say(f"  checkpoint {report['checkpoint']}")
+        say(f"  history    {report['history']}")
+        say(f"  curves     {report['curves']}")
 
 
 @app.command()
@@ -384,13 +389,14 @@ def export(
         if json_output:  # each model's report, the failed one last, as verify --json prints one
             print_json(failure.reports)
         raise
-    if json_output:
-        print_json([result.to_dict() for result in results])
-        return
-    for result in results:
-        say(f"{result.path} ({result.dtype}, {result.size_bytes / 1024:.0f} KiB)")
-        say(f"  {result.parity.summary()}")
-        say(f"  {result.calibration.summary()}")
+    with reporting_written([result.path for result in results]):
+        if json_output:
+            print_json([result.to_dict() for result in results])
+            return
+        for result in results:
+            say(f"{result.path} ({result.dtype}, {result.size_bytes / 1024:.0f} KiB)")
+            say(f"  {result.parity.summary()}")
+            say(f"  {result.calibration.summary()}")
 
 
 @app.command()

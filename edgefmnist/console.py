@@ -10,9 +10,11 @@ leaves the failure in ``lost_stdout`` for :func:`edgefmnist.cli.main` to report 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 
 import typer
 
@@ -71,6 +73,20 @@ def echo_unless_gone(text: str, err: bool = False) -> None:
     except WriteFailed as exc:
         if not lost_stdout:
             lost_stdout.append(str(exc))
+
+
+@contextlib.contextmanager
+def reporting_written(paths: Sequence[object]) -> Iterator[None]:
+    """Around the report of files already written (a model, a checkpoint): when stdout fails, its
+    one-line error (raised, or left in ``lost_stdout``) also says that they were written, so that
+    a script that reads the exit code alone is not told that the work was lost."""
+    written = f"written all the same: {', '.join(map(str, paths))}"
+    try:
+        yield
+    except WriteFailed as exc:
+        raise WriteFailed(f"{exc}; {written}") from None
+    if lost_stdout and not lost_stdout[0].endswith(written):
+        lost_stdout[0] += f"; {written}"
 
 
 def show_progress(line: str) -> None:

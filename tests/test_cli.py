@@ -257,6 +257,21 @@ def test_infer_finishes_its_work_when_stdout_fails(tmp_path: Path, fashion) -> N
     assert lines[1] == STDOUT_ERRORS["/dev/full"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["text", "json"])
+def test_an_export_whose_report_is_lost_says_its_models_were_written(
+    trained, real_data_dir: Path, tmp_path: Path, output: list[str]
+) -> None:
+    out = tmp_path / "mlp.onnx"
+    result = run_with_stdout(
+        "/dev/full", "export", str(trained("mlp")), "--out", str(out), "--data-dir", str(real_data_dir), *output
+    )
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"{STDOUT_ERRORS['/dev/full']}; written all the same: {out}"
+    ], result.stderr
+    assert out.stat().st_size > 0
+
+
 def test_no_arguments_prints_the_help() -> None:
     result = run()
     assert "Usage: edgefmnist" in result.stdout and "edgefmnist: error" not in result.stderr
