@@ -178,7 +178,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
                 entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
             elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
                 entries = glob_matches(pattern)
-                if not any(p.is_file() for p in entries):
+                if not entries:
                     empty[pattern] = "no files match"
                     continue
             else:
@@ -204,7 +204,10 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             continue
         if not pictures:
             what = "a folder with no picture files" if path.is_dir() else "no picture files match"
-            empty[pattern] = f"{what} (none has an extension that Pillow reads here)"
+            regular = not entries or any(entry.is_file() for entry in entries)
+            irregular = "what it holds is no regular file" if path.is_dir() else "what matches is no regular file"
+            why = "none has an extension that Pillow reads here" if regular else irregular
+            empty[pattern] = f"{what} ({why})"
         found.extend(pictures)
     return PictureFiles(each_file_once(found), skipped, empty)
 

@@ -686,6 +686,20 @@ def test_a_folder_or_glob_without_pictures_is_reported_and_the_others_are_classi
     assert errors == [f"edgefmnist: error: {args[0]}: {found.empty[args[0]]}"]
 
 
+def test_a_glob_that_matches_only_what_is_no_file_names_each_match(tmp_path: Path) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+
+    os.mkfifo(tmp_path / "p.jpg")
+    (tmp_path / "sub.jpg").mkdir()
+    pattern = str(tmp_path / "*.jpg")
+    found = find_pictures([pattern])
+    assert found.skipped == {
+        tmp_path / "p.jpg": "a FIFO, not a regular file",
+        tmp_path / "sub.jpg": "a folder (folders inside are not searched)",
+    }
+    assert found.empty == {pattern: "no picture files match (what matches is no regular file)"}
+
+
 def test_a_folder_that_cannot_be_read_is_reported_and_the_others_are_classified(
     tmp_path: Path, fashion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
