@@ -215,7 +215,9 @@ class Gate:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
-                raise ServiceError(408, f"upload not complete after {self.settings.upload_seconds:g} s") from None
+                raise ServiceError(  # RFC 9110, 15.5.9: a 408 closes the connection, and says so
+                    408, f"upload not complete after {self.settings.upload_seconds:g} s", {"Connection": "close"}
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.settings.max_body:
