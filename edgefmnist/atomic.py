@@ -432,8 +432,12 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         for number in held:
             signal.signal(number, handlers[number])
-    if received:
-        raise Terminated if signal.SIGTERM in received else KeyboardInterrupt
+    if received:  # the first signal, now to its own handler (main's records a SIGTERM for exit 143)
+        first = signal.Signals(received[0])
+        handler = handlers[first]
+        if callable(handler):
+            handler(first, None)
+        raise Terminated if first == signal.SIGTERM else KeyboardInterrupt
 
 
 def open_unnamed(folder: Path) -> int | None:

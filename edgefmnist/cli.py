@@ -1114,7 +1114,7 @@ def main(argv: list[str] | None = None) -> None:
     if lost_stdout:
         typer.echo(printable(f"edgefmnist: error: {lost_stdout[0]}"), err=True)
         code = code or 1
-    if in_main_thread:
+    if in_main_thread and previous_sigterm is not None:  # None: a handler set outside Python
         signal.signal(signal.SIGTERM, previous_sigterm)
     sys.exit(code)
 

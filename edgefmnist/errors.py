@@ -1,7 +1,8 @@
 """Errors meant for people: the CLI prints their message as one line and exits with ``exit_code``.
 
 Exit codes (README, "Command line"): 1 bad input, 2 bad flags (:class:`UsageError`, as the
-command line's own usage errors), 3 a parity or accuracy check failed (:class:`ValidationFailed`).
+command line's own usage errors), 3 a parity or accuracy check failed (:class:`ValidationFailed`);
+130 after Ctrl-C and 143 after SIGTERM (:class:`Terminated`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import io
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -119,7 +120,7 @@ def photo_views(
     workers = workers or max(1, len(os.sched_getaffinity(0)))
     starts = range(0, len(images), CHUNK)
     out = np.empty_like(images)
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:
         futures = {
             start: pool.submit(
                 render_and_preprocess,
