@@ -231,7 +231,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             if "\0" in file:  # no file system takes one
                 raise PhotoSetError(f"{labels}: line {line}: the file name holds a NUL byte")
             key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
-            if os.path.commonpath([key, os.path.abspath(labels.parent)]) != os.path.abspath(labels.parent):
+            if not is_inside(key, labels.parent):
                 raise PhotoSetError(f"{labels}: line {line}: {file!r} is outside the photo set's folder")
             if key in first_line:
                 raise PhotoSetError(f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}")
@@ -262,6 +262,16 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     except csv.Error as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
+
+
+def is_inside(path: str, folder: Path) -> bool:
+    """Whether ``path`` (absolute) names something below ``folder``, by name or with symlinks
+    resolved (a folder reached through a link, ``photos -> /data/photos``, holds
+    ``/data/photos/a/x.jpg``)."""
+    return any(
+        os.path.commonpath([name, base]) == base and name != base
+        for name, base in ((path, os.path.abspath(folder)), (os.path.realpath(path), os.path.realpath(folder)))
+    )
 
 
 def utf8_text(path: Path) -> str:

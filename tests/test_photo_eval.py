@@ -778,6 +778,14 @@ def test_a_photo_listed_outside_the_folder_is_refused(tmp_path: Path, outside: s
         load_photo_set(tmp_path / "set")
 
 
+def test_a_photo_set_reached_through_a_link_takes_absolute_rows_by_its_real_name(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "set"
+    real.mkdir(parents=True)
+    (link := tmp_path / "set").symlink_to(real)
+    (real / "labels.csv").write_text(f"file,source_class,accepted\n{real}/a/x.jpg,coat,Coat\n")
+    assert [photo.path for photo in load_photo_set(link)] == [real / "a" / "x.jpg"]
+
+
 def test_names_from_the_photo_set_keep_their_lines_in_the_report_and_the_plot(tmp_path: Path) -> None:
     photo(tmp_path / "Coat" / "0.jpg", 0)
     photo(tmp_path / "ha\nt $\\bad{$" / "1.jpg", 1)  # a newline and matplotlib's mathtext markers
