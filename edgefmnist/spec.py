@@ -44,8 +44,8 @@ def class_names_problem(names: object) -> str:
         return "class_names is not a list of names"
     if len(names) != NUM_CLASSES:
         return f"{len(names)} class names for the networks' {NUM_CLASSES} outputs"
-    if any(not name.strip() for name in names):
-        return "a blank class name"
+    if any(not class_name_key(name) for name in names):  # "-" would match a folder named "_"
+        return "a blank class name (or one of separators alone)"
     keys = [class_name_key(name) for name in names]
     for i, key in enumerate(keys):
         first = names[keys.index(key)]
