@@ -201,55 +201,37 @@ def test_files_written_together_are_all_new_or_all_as_before(tmp_path: Path) -> 
     assert (model.read_bytes(), new_file.read_bytes()) == (b"new fp32", b"new")
 
 
-def test_ctrl_c_while_files_are_written_together_waits_for_the_last(tmp_path: Path, monkeypatch) -> None:
-    import signal
-
-    from edgefmnist import atomic
-
-    real = atomic.write_bytes_atomic
-
-    def interrupted_after_the_first(path: Path, data: bytes) -> None:
-        real(path, data)
-        if path.name == "a":
-            signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(atomic, "write_bytes_atomic", interrupted_after_the_first)
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job inherits SIGINT ignored
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            write_together([(tmp_path / "a", b"1"), (tmp_path / "b", b"2")])
-    finally:
-        signal.signal(signal.SIGINT, inherited)
-    assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
-
-
-def test_sigterm_while_files_are_written_together_waits_for_the_last(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("sent", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_while_files_are_written_together_waits_for_the_last(
+    tmp_path: Path, monkeypatch, sent: str
+) -> None:
     import signal
 
     from edgefmnist import atomic
     from edgefmnist.errors import Terminated
 
+    number, raised = getattr(signal, sent), Terminated if sent == "SIGTERM" else KeyboardInterrupt
     called: list[int] = []
 
-    def raise_terminated(number: int, frame: object) -> None:  # as edgefmnist.cli.main's, which records it for exit 143
-        called.append(number)
-        raise Terminated
+    def handler(received: int, frame: object) -> None:  # as Python's for SIGINT, edgefmnist.cli.main's for SIGTERM
+        called.append(received)
+        raise raised
 
     real = atomic.write_bytes_atomic
 
-    def terminated_after_the_first(path: Path, data: bytes) -> None:
+    def signalled_after_the_first(path: Path, data: bytes) -> None:
         real(path, data)
         if path.name == "a":
-            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(number)
 
-    monkeypatch.setattr(atomic, "write_bytes_atomic", terminated_after_the_first)
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    monkeypatch.setattr(atomic, "write_bytes_atomic", signalled_after_the_first)
+    previous = signal.signal(number, handler)  # a background job inherits SIGINT ignored
     try:
-        with pytest.raises(Terminated):
+        with pytest.raises(raised):
             write_together([(tmp_path / "a", b"1"), (tmp_path / "b", b"2")])
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert called == [signal.SIGTERM]  # the held signal reached the handler it was held from
+        signal.signal(number, previous)
+    assert called == [number]  # the held signal reached the handler it was held from, once
     assert (tmp_path / "a").read_bytes() == b"1" and (tmp_path / "b").read_bytes() == b"2"
 
 
