@@ -44,17 +44,17 @@ def class_names_problem(names: object) -> str:
         return "class_names is not a list of names"
     if len(names) != NUM_CLASSES:
         return f"{len(names)} class names for the networks' {NUM_CLASSES} outputs"
-    if any(not class_name_key(name) for name in names):  # "-" would match a folder named "_"
-        return "a blank class name (or one of separators alone)"
     keys = [class_name_key(name) for name in names]
+    if not all(keys):  # "-" would match a folder named "_"
+        return "a blank class name (or one of separators alone)"
     for i, key in enumerate(keys):
-        first = names[keys.index(key)]
-        if keys.index(key) == i:
+        first = keys.index(key)
+        if first == i:
             continue
-        if first == names[i]:
-            return f"the class name {first!r} is given twice"
+        if names[first] == names[i]:
+            return f"the class name {names[i]!r} is given twice"
         ignored = "case, spaces, '-', '_' and '/'"
-        return f"the class names {first!r} and {names[i]!r} are one name to a photo set, which ignores {ignored}"
+        return f"the class names {names[first]!r} and {names[i]!r} are one name to a photo set, which ignores {ignored}"
     return ""
 
 
