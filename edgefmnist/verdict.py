@@ -33,8 +33,8 @@ class Verdict:
         """One line: what was compared, the figures, and :meth:`verdict`."""
         raise NotImplementedError
 
-    def raise_if_failed(self, subject: str, details: dict[str, Any] | None = None) -> None:
+    def raise_if_failed(self, subject: str, reports: list[dict[str, Any]] | None = None) -> None:
         """Raise :class:`ValidationFailed` (exit code 3) naming ``subject`` when any check failed,
-        with ``details`` (by default :meth:`to_dict`) for a ``--json`` caller."""
+        with ``reports`` (by default ``[``:meth:`to_dict```]``) for a ``--json`` caller."""
         if not self.passed:
-            raise ValidationFailed(f"{subject}, validation failed: {self.summary()}", [details or self.to_dict()])
+            raise ValidationFailed(f"{subject}, validation failed: {self.summary()}", reports or [self.to_dict()])

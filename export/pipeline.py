@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +59,7 @@ from edgefmnist.contract import (
 )
 from edgefmnist.data import Split, inputs_of_data, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import EdgeFmnistError, ModelError, UsageError, ValidationFailed, is_utf8
+from edgefmnist.errors import EdgeFmnistError, ModelError, UsageError, is_utf8
 from edgefmnist.model_metadata import (
     CALIBRATION_KEY,
     FLOAT_BLOCK_DISABLED_OPTIMIZERS,
@@ -225,9 +225,11 @@ def _finish(
     dtype: Dtype,
     report: ParityReport,
     extra: dict,
+    checked: Sequence[dict] = (),
 ) -> None:
-    """Refuse a model that failed validation, else write its metadata (still under the temp name)."""
-    report.raise_if_failed(f"{target}: not written", unwritten(target, dtype, report))
+    """Refuse a model that failed validation, else write its metadata (still under the temp name);
+    ``checked`` are the ``--json`` entries of the models validated before it, reported with it."""
+    report.raise_if_failed(f"{target}: not written", [*checked, unwritten(target, dtype, report)])
     model = onnx.load(str(tmp))  # finalize_model runs the checker on the finished file
     extra = {"test_accuracy": report.candidate_accuracy, "parity": report.to_dict(), **extra}
     finalize_model(tmp, build_metadata(checkpoint, checkpoint_sha256, model, dtype, extra))
@@ -351,29 +353,27 @@ def export_checkpoint(
             candidate_name=int8_path.name,
         )
         calibration = calibration.with_test(int8_logits, test.labels)
-        try:
-            _finish(
-                int8_tmp,
-                int8_path,
-                checkpoint,
-                checkpoint_sha256,
-                Dtype.int8,
-                report,
-                {
-                    "parent_sha256": file_sha256(tmp),
-                    "parent": out.name,
-                    "quantization": applied.to_dict(),
-                    **(
-                        {SESSION_KEY: {"disabled_optimizers": list(FLOAT_BLOCK_DISABLED_OPTIMIZERS)}}
-                        if applied.float_first_block
-                        else {}
-                    ),
-                    "parity_vs_pytorch": torch_report.to_dict(),
-                    CALIBRATION_KEY: calibration.to_metadata(),
-                },
-            )
-        except ValidationFailed as failure:  # the fp32 model passed, but lands only beside its int8 model
-            raise ValidationFailed(str(failure), [unwritten(out, Dtype.fp32, fp32[0]), *failure.reports]) from None
+        _finish(
+            int8_tmp,
+            int8_path,
+            checkpoint,
+            checkpoint_sha256,
+            Dtype.int8,
+            report,
+            {
+                "parent_sha256": file_sha256(tmp),
+                "parent": out.name,
+                "quantization": applied.to_dict(),
+                **(
+                    {SESSION_KEY: {"disabled_optimizers": list(FLOAT_BLOCK_DISABLED_OPTIMIZERS)}}
+                    if applied.float_first_block
+                    else {}
+                ),
+                "parity_vs_pytorch": torch_report.to_dict(),
+                CALIBRATION_KEY: calibration.to_metadata(),
+            },
+            checked=[unwritten(out, Dtype.fp32, fp32[0])],  # it passed, but lands only beside its int8 model
+        )
         write_together([(out, tmp.read_bytes()), (int8_path, int8_tmp.read_bytes())])  # both validated
     return [
         ExportedModel(out, Dtype.fp32, out.stat().st_size, *fp32),
