@@ -830,7 +830,7 @@ def evaluate_photos(
     model_path = model or default_model_path()
     predictor = Predictor(model_path, threads=threads)
     photos = load_photo_set(folder, predictor.class_names)  # "Dress" is right for a model that says "DRESS"
-    notes = photo_set_notes(folder, photos, [plot] if plot else [])
+    notes = photo_set_notes(folder, photos, [plot] if plot else [], predictor.class_names)
     if plot is not None:
         labels = [(folder / LABELS_FILE, f"the photo set's {folder / LABELS_FILE}")]
         pictures = [(photo.path, f"the photo {photo.path}") for photo in photos]

@@ -99,6 +99,12 @@ def class_named(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str
     return by_key.get(spec.class_name_key(name))
 
 
+def class_noun(class_names: Sequence[str]) -> str:
+    """How messages name a class: ``"Fashion-MNIST class"`` for the dataset's own names, else
+    ``"class of the model"`` (a model that spells them its own way, such as ``DRESS``)."""
+    return "Fashion-MNIST class" if tuple(class_names) == spec.CLASS_NAMES else "class of the model"
+
+
 def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) -> list[Photo]:
     """Read a photo set: ``folder/labels.csv`` when present, else one sub-folder per class.
 
@@ -143,9 +149,12 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     return sorted(photos, key=lambda p: str(p.path))
 
 
-def photo_set_notes(folder: Path, photos: Sequence[Photo], written: Sequence[Path] = ()) -> list[str]:
-    """What a photo set, loaded as ``photos`` by :func:`load_photo_set`, scores in a way its owner
-    may not expect, one line each. ``written`` are files the run writes (a plot), not pictures left out.
+def photo_set_notes(
+    folder: Path, photos: Sequence[Photo], written: Sequence[Path] = (), class_names: Sequence[str] = spec.CLASS_NAMES
+) -> list[str]:
+    """What a photo set, loaded as ``photos`` by :func:`load_photo_set` with ``class_names``, scores
+    in a way its owner may not expect, one line each. ``written`` are files the run writes (a plot),
+    not pictures left out.
 
     With ``labels.csv``: pictures in the folder or below it that it does not list are not scored.
     With class folders: folders of pictures named after no class count as out of domain (a
@@ -170,7 +179,7 @@ def photo_set_notes(folder: Path, photos: Sequence[Photo], written: Sequence[Pat
     notes = []
     if others:
         notes.append(
-            f"{folder}: {counted(len(others), 'folder')} named after no Fashion-MNIST class, so out of domain "
+            f"{folder}: {counted(len(others), 'folder')} named after no {class_noun(class_names)}, so out of domain "
             f"(only 'unsure' is right there): {', '.join(map(quoted, others))}"
         )
     if unscored:
@@ -246,7 +255,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             for entry in filter(None, entries):
                 name = class_named(entry, class_names)
                 if name is None:
-                    raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a Fashion-MNIST class")
+                    raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a {class_noun(class_names)}")
                 accepted.append(name)
             accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
             source = row["source_class"].strip()

@@ -348,6 +348,22 @@ def test_a_model_that_spells_its_classes_otherwise_is_scored_alike(tmp_path: Pat
     assert reports[0]["accuracy"] == reports[1]["accuracy"] and reports[0]["accuracy"] > 0
 
 
+def test_a_photo_set_is_judged_by_the_models_own_class_names(tmp_path: Path) -> None:
+    shouting = [name.upper() for name in spec.CLASS_NAMES]
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\nx.jpg,hat,Hat\n")
+    with pytest.raises(PhotoSetError, match="'Hat' is not a class of the model$"):
+        load_photo_set(tmp_path, shouting)
+    (tmp_path / "labels.csv").unlink()
+    photo(tmp_path / "hat" / "a.jpg")
+    photo(tmp_path / "dress" / "b.jpg")
+    photos = load_photo_set(tmp_path, shouting)
+    assert [p.accepted for p in photos] == [("DRESS",), ()]
+    assert photo_set_notes(tmp_path, photos, (), shouting) == [
+        f"{tmp_path}: 1 folder named after no class of the model, so out of domain "
+        "(only 'unsure' is right there): 'hat'"
+    ]
+
+
 def test_the_sweep_as_text_and_json(small_set: Path) -> None:
     text = run_in_process("evaluate", "--photos", str(small_set), "--sweep")
     assert (
