@@ -48,6 +48,7 @@ from edgefmnist.console import (
     reporting_written,
     say,
     show_progress,
+    stdout_write_failed,
     write_stdout,
 )
 from edgefmnist.contract import Arch
@@ -1102,7 +1103,10 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except OSError as exc:  # an unexpected file-system failure: still one line
         where = f"{exc.filename}: " if exc.filename else ""
-        typer.echo(printable(f"edgefmnist: error: {where}{exc.strerror or first_line(exc)}"), err=True)
+        reason = f"{where}{exc.strerror or first_line(exc)}"
+        if exc.filename is None and "--help" in args:  # the help, printed by click, is all that --help writes
+            reason = str(stdout_write_failed(exc))
+        typer.echo(printable(f"edgefmnist: error: {reason}"), err=True)
         code = 1
     except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED

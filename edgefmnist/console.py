@@ -51,7 +51,12 @@ def write_stdout(text: str = "") -> None:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        raise WriteFailed(f"standard output: cannot write ({exc.strerror or first_line(exc)})") from None
+        raise stdout_write_failed(exc) from None
+
+
+def stdout_write_failed(exc: OSError) -> WriteFailed:
+    """The one-line error for a write to stdout that failed with ``exc`` (``> /dev/full``)."""
+    return WriteFailed(f"standard output: cannot write ({exc.strerror or first_line(exc)})")
 
 
 def echo_unless_gone(text: str, err: bool = False) -> None:

@@ -222,10 +222,12 @@ def test_a_result_that_cannot_be_printed_is_an_error_naming_stdout(args: list[st
     assert result.returncode == 1 and result.stderr.splitlines() == [STDOUT_ERRORS[stdout]], result.stderr
 
 
+@pytest.mark.parametrize("stdout", list(STDOUT_ERRORS))
 @pytest.mark.parametrize("args", [[], ["--help"], ["data", "--help"], ["serve", "--help"], ["--help", "serve"]])
-def test_help_with_stdout_closed_is_an_error_too(args: list[str]) -> None:
-    result = run_with_stdout("closed", *args)
-    assert result.returncode == 1 and result.stderr.splitlines() == [STDOUT_ERRORS["closed"]], result.stderr
+def test_help_that_cannot_be_printed_is_an_error_naming_stdout_too(args: list[str], stdout: str) -> None:
+    result = run_with_stdout(stdout, *args)
+    code = 2 if not args and stdout == "/dev/full" else 1  # no arguments: the usage's exit code, once printed
+    assert result.returncode == code and result.stderr.splitlines() == [STDOUT_ERRORS[stdout]], result.stderr
 
 
 @pytest.mark.parametrize(
