@@ -319,7 +319,7 @@ def train(
             f"({', '.join(f'{name} {count}' for name, count in report['images'].items())} images); nothing written"
         )
         return
-    with reporting_written([report["checkpoint"]]):
+    with reporting_written([report["checkpoint"], report["history"], report["curves"]]):
         if json_output:
             print_json(report)
             return

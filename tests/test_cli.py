@@ -274,6 +274,19 @@ def test_an_export_whose_report_is_lost_says_its_models_were_written(
     assert out.stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_a_training_whose_report_is_lost_says_what_it_wrote(real_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mlp.pt"
+    result = run_with_stdout(
+        "/dev/full", "train", "--arch", "mlp", "--epochs", "1", "--out", str(out), "--data-dir", str(real_data_dir)
+    )
+    written = [out, tmp_path / "mlp.history.json", tmp_path / "mlp.curves.png"]
+    assert result.returncode == 1 and result.stderr.splitlines()[-1] == (
+        f"{STDOUT_ERRORS['/dev/full']}; written all the same: {', '.join(map(str, written))}"
+    ), result.stderr
+    assert all(path.stat().st_size > 0 for path in written)
+
+
 def test_no_arguments_prints_the_help() -> None:
     result = run()
     assert "Usage: edgefmnist" in result.stdout and "edgefmnist: error" not in result.stderr
