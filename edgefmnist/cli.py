@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,6 +30,13 @@ from click.exceptions import ClickException, NoArgsIsHelpError  # typer < 0.25 r
 
 import edgefmnist
 from edgefmnist import contract, spec
+from edgefmnist.cli_checks import (
+    need_training_extra,
+    oversubscription_warning,
+    warn_if_oversubscribed,
+    warn_if_typicality_unchecked,
+)
+from edgefmnist.cli_evaluate import evaluate_photos, evaluate_test_set
 from edgefmnist.cli_params import (
     check_token,
     extra_argument_hint,
@@ -58,7 +65,6 @@ from edgefmnist.errors import (
     UsageError,
     ValidationFailed,
     WriteFailed,
-    counted,
     first_line,
     printable,
 )
@@ -67,7 +73,6 @@ from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 if TYPE_CHECKING:
     from edgefmnist.runtime.infer import Classified
-    from edgefmnist.runtime.predictor import Predictor
 
 app = typer.Typer(
     add_completion=False,
@@ -133,39 +138,6 @@ MinTypicalityOption = Annotated[float, unsure_threshold_option("--min-typicality
 PHOTOS_ONLY = "With --photos: "
 
 
-def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) -> None:
-    """A warning line when ``--min-typicality`` was given above 0 but the model has no typicality
-    reference (exported before it), so that rule cannot fire. Called after the command's work, so
-    that an error stays one line."""
-    context = click.get_current_context(silent=True)
-    source = context.get_parameter_source("min_typicality") if context is not None else None
-    given = source is not None and source is not click.core.ParameterSource.DEFAULT
-    if given and min_typicality > 0 and not predictor.metadata.has_typicality_reference:
-        message = f"{predictor.path}: no typicality reference (exported before it), so --min-typicality is not checked"
-        echo_unless_gone(printable(f"edgefmnist: warning: {message}"), err=True)
-
-
-def oversubscription_warning(threads: int | None) -> str:
-    """The warning line when ``--threads`` exceeds the cores this process may use (it then runs
-    slower), else ``""``."""
-    from edgefmnist.runtime.predictor import available_cores
-
-    cores = available_cores()
-    if threads is None or threads <= cores:
-        return ""
-    return (
-        f"edgefmnist: warning: --threads {threads} is more than the {counted(cores, 'core')} available; "
-        "onnxruntime's threads then compete for them and run slower"
-    )
-
-
-def warn_if_oversubscribed(threads: int | None) -> None:
-    """:func:`oversubscription_warning` on stderr, if any. Called once the command's flags and
-    inputs have passed, so that an error stays one line."""
-    if warning := oversubscription_warning(threads):
-        echo_unless_gone(warning, err=True)
-
-
 def show_version(value: bool) -> None:
     if value:
         write_stdout(f"edgefmnist {edgefmnist.__version__}")
@@ -180,14 +152,6 @@ def options(
     ] = False,
 ) -> None:
     """Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board."""
-
-
-def need_training_extra() -> None:
-    """Fail with one clear line when torch is missing (a runtime-only install)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise EdgeFmnistError("this command needs PyTorch: pip install 'edgefmnist[train]'") from None
 
 
 @app.command()
@@ -729,160 +693,7 @@ def evaluate(
     for flag, given in photo_only.items():
         if given:
             raise UsageError(f"{flag} needs --photos DIR (the test set is scored by its forced answers)")
-    from edgefmnist.data import inputs_of_test_split, load_test_split
-    from edgefmnist.metrics import evaluate_predictions, format_report
-    from edgefmnist.runtime.predictor import Predictor, default_model_path
-
-    test = load_test_split(data_dir)
-    model_path = model or default_model_path()
-    if plot is not None:
-        check_plot_path(plot, [(model_path, f"the model {model_path}"), *inputs_of_test_split(data_dir)])
-    if model is not None and model.suffix == ".pt":
-        need_training_extra()
-        from edgefmnist.checkpoint import load_checkpoint
-        from edgefmnist.train import predict_logits
-
-        checkpoint = load_checkpoint(model)
-        class_names, logits = checkpoint.class_names, predict_logits(checkpoint.net, test.images)
-    else:
-        predictor = Predictor(model_path, threads=threads)
-        model, class_names, logits = predictor.path, predictor.class_names, predictor.logits(test.images)
-    evaluation = evaluate_predictions(test.labels, logits.argmax(1), class_names)
-    plot_failure = None
-    if plot is not None:
-        from edgefmnist.plots import save_confusion_matrix
-
-        title = f"{model.name}: {100 * evaluation.accuracy:.2f} % on the test set"
-        plot_failure = failure_of(lambda: save_confusion_matrix(plot, evaluation.confusion, class_names, title))
-    saved_plot = {"plot": str(plot)} if plot and not plot_failure else {}
-    if json_output:
-        print_json({"model": str(model), **evaluation.to_dict(), **saved_plot, **plot_error(plot_failure)})
-    else:
-        write_stdout(format_report(evaluation, printable(str(model))))
-        if saved_plot:
-            write_stdout()
-            say(f"confusion matrix: {plot}")
-    warn_if_oversubscribed(threads)
-    if plot_failure:  # the results are out: a full disk costs the plot only
-        raise plot_failure
-
-
-def failure_of(save: Callable[[], None]) -> EdgeFmnistError | None:
-    """Run ``save`` (a plot's write): None when it succeeded, else its one-line error, to be raised
-    once the results it would have drawn are printed."""
-    try:
-        save()
-    except EdgeFmnistError as exc:
-        return exc
-    return None
-
-
-def plot_error(failure: EdgeFmnistError | None) -> dict[str, str]:
-    """``{"plot_error": "one line"}`` for the JSON of a run whose plot could not be written, else ``{}``."""
-    return {"plot_error": str(failure)} if failure else {}
-
-
-def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
-    """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``), has an
-    extension other than PNG's (``x.jpg``, ``model.onnx``: :class:`UsageError`), is one of the
-    command's ``inputs`` (pairs of a path and what it is, ``EdgeFmnistError``) or is an existing
-    file that is not a PNG (:class:`UsageError`). A device or FIFO passes, whatever its name."""
-    from edgefmnist.atomic import check_writable, refuse_overwriting
-    from edgefmnist.runtime.picture_formats import check_png_target
-
-    refuse_overwriting("--plot", [plot], inputs)  # first: naming the input says more
-    check_png_target("--plot", plot, "the plot")
-    check_writable(plot)
-
-
-def evaluate_photos(
-    folder: Path,
-    model: Path | None,
-    split: str,
-    thresholds: tuple[float, float],
-    varied: str | None,
-    choose: bool,
-    plot: Path | None,
-    threads: int | None,
-    json_output: bool,
-) -> None:
-    """`evaluate --photos`: the report at ``thresholds`` (min-confidence, min-typicality), the
-    sweep of the ``varied`` one ("confidence" or "typicality"; None: no sweep), and with
-    ``choose`` the pair the defaults' rule picks, on one half of a photo set."""
-    from edgefmnist.runtime.photo_eval import (
-        LABELS_FILE,
-        choose_thresholds,
-        format_choice,
-        format_photo_report,
-        format_sweep,
-        load_photo_set,
-        photo_report,
-        photo_set_notes,
-        predict_photos,
-        save_photo_plot,
-        select_split,
-        threshold_sweep,
-        unread_in_domain,
-    )
-    from edgefmnist.runtime.predictor import Predictor, default_model_path
-
-    if model is not None and model.suffix.lower() != ".onnx":
-        raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
-    model_path = model or default_model_path()
-    predictor = Predictor(model_path, threads=threads)
-    photos = load_photo_set(folder, predictor.class_names)  # "Dress" is right for a model that says "DRESS"
-    notes = photo_set_notes(folder, photos, [plot] if plot else [], predictor.class_names)
-    if plot is not None:
-        labels = [(folder / LABELS_FILE, f"the photo set's {folder / LABELS_FILE}")]
-        pictures = [(photo.path, f"the photo {photo.path}") for photo in photos]
-        check_plot_path(plot, [(model_path, f"the model {model_path}"), *labels, *pictures])
-    selected = select_split(photos, split)
-    if not selected:
-        raise EdgeFmnistError(f"{folder}: no photos in the {split} half")
-    if choose and len({photo.in_domain for photo in selected}) < 2:
-        lacking = "out-of-domain" if selected[0].in_domain else "in-domain"
-        raise EdgeFmnistError(
-            f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
-        )
-    if varied == "typicality" and not predictor.metadata.has_typicality_reference:
-        raise EdgeFmnistError(
-            f"{predictor.path}: no typicality reference in its metadata (exported before it); "
-            "--sweep-typicality needs one: re-export the model"
-        )
-    predictions = predict_photos(predictor, selected)
-    if not predictions.photos:
-        first = predictions.errors[0]["error"]
-        raise EdgeFmnistError(f"{folder}: none of the {len(selected)} photos could be read (first: {first})")
-    report = photo_report(predictions, *thresholds)
-    title = f"{predictor.path.name} on {folder.name or folder} ({split})"
-    head = {"model": str(predictor.path), "folder": str(folder), "split": split}
-    swept = threshold_sweep(predictions, varied, *thresholds) if varied else None
-    try:
-        chosen = choose_thresholds(predictions) if choose else None
-    except ValueError as exc:  # the photos of one kind were all unreadable
-        raise EdgeFmnistError(f"{folder}: --choose: {exc}") from None
-    plot_failure = failure_of(lambda: save_photo_plot(plot, report, predictions, title)) if plot else None
-    for note in notes:  # after every refusal, so that an error stays one line
-        typer.echo(printable(f"edgefmnist: note: {note}"), err=True)
-    warn_if_typicality_unchecked(predictor, thresholds[1])
-    warn_if_oversubscribed(threads)
-    saved_plot = str(plot) if plot and not plot_failure else None
-    if json_output:
-        extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": saved_plot, **plot_error(plot_failure)}
-        print_json({**head, **report, **{key: value for key, value in extras.items() if value}})
-    else:
-        write_stdout(format_photo_report(report, printable(title)))
-        if swept:
-            write_stdout("\n" + format_sweep(swept))
-        if chosen:
-            write_stdout("\n" + format_choice(chosen))
-        if saved_plot:
-            write_stdout()
-            say(f"plot: {plot}")
-    if plot_failure:  # the results are out: a full disk costs the plot only
-        raise plot_failure
-    if unread := unread_in_domain(selected, predictions):
-        raise EdgeFmnistError(f"{folder}: none of the {unread} in-domain photos could be read: no accuracy to report")
+    evaluate_test_set(model, plot, threads, data_dir, json_output)
 
 
 @app.command()

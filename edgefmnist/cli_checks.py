@@ -1,0 +1,58 @@
+"""Checks and warnings that several ``edgefmnist`` commands share: PyTorch present for the
+training commands, ``--threads`` within the cores, ``--min-typicality`` that a model can check.
+
+    edgefmnist infer --image shirt.jpg --threads 8    # more threads than cores: one warning line
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from edgefmnist.console import echo_unless_gone
+from edgefmnist.errors import EdgeFmnistError, counted, printable
+
+if TYPE_CHECKING:
+    from edgefmnist.runtime.predictor import Predictor
+
+
+def need_training_extra() -> None:
+    """Fail with one clear line when torch is missing (a runtime-only install)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise EdgeFmnistError("this command needs PyTorch: pip install 'edgefmnist[train]'") from None
+
+
+def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) -> None:
+    """A warning line when ``--min-typicality`` was given above 0 but the model has no typicality
+    reference (exported before it), so that rule cannot fire. Called after the command's work, so
+    that an error stays one line."""
+    context = click.get_current_context(silent=True)
+    source = context.get_parameter_source("min_typicality") if context is not None else None
+    given = source is not None and source is not click.core.ParameterSource.DEFAULT
+    if given and min_typicality > 0 and not predictor.metadata.has_typicality_reference:
+        message = f"{predictor.path}: no typicality reference (exported before it), so --min-typicality is not checked"
+        echo_unless_gone(printable(f"edgefmnist: warning: {message}"), err=True)
+
+
+def oversubscription_warning(threads: int | None) -> str:
+    """The warning line when ``--threads`` exceeds the cores this process may use (it then runs
+    slower), else ``""``."""
+    from edgefmnist.runtime.predictor import available_cores
+
+    cores = available_cores()
+    if threads is None or threads <= cores:
+        return ""
+    return (
+        f"edgefmnist: warning: --threads {threads} is more than the {counted(cores, 'core')} available; "
+        "onnxruntime's threads then compete for them and run slower"
+    )
+
+
+def warn_if_oversubscribed(threads: int | None) -> None:
+    """:func:`oversubscription_warning` on stderr, if any. Called once the command's flags and
+    inputs have passed, so that an error stays one line."""
+    if warning := oversubscription_warning(threads):
+        echo_unless_gone(warning, err=True)
