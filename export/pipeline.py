@@ -428,8 +428,8 @@ def verify_against_checkpoint(
         temperature=predictor.metadata.temperature,
     )
     recorded = predictor.metadata.extra.get("checkpoint_sha256")
-    if recorded and recorded != file_sha256(checkpoint_path):
-        report.failures.append(
-            f"{model_path.name} was exported from a different checkpoint than {checkpoint_path.name}"
+    if recorded and recorded != file_sha256(checkpoint_path):  # first: it explains the failures after it
+        report.failures.insert(
+            0, f"{model_path.name} was exported from a different checkpoint than {checkpoint_path.name}"
         )
     return report
