@@ -59,6 +59,7 @@ from starlette.requests import ClientDisconnect
 from edgefmnist.errors import EdgeFmnistError, first_line
 
 RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
+CLASSIFY_QUERY = ("preprocessed",)  # the query parameters a classification request takes
 OTHER_FORM_PARTS = 16  # multipart parts of other fields a request may carry beside its files (a form's extras)
 
 
@@ -223,6 +224,19 @@ def validation_message(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def query_problem(params: Sequence[tuple[str, str]]) -> str | None:
+    """Why a classification request's query (``(name, value)`` pairs) is refused: a parameter it
+    does not take (a misspelt ``?preprocesed=true`` would be ignored) or one given twice
+    (``?preprocessed=true&preprocessed=false``: which one counts?); else None."""
+    names = [name for name, _ in params]
+    for name in names:
+        if name not in CLASSIFY_QUERY:
+            return f"unknown query parameter {name!r} (this endpoint takes {', '.join(CLASSIFY_QUERY)})"
+        if names.count(name) > 1:
+            return f"query parameter {name!r} given {names.count(name)} times: give it once"
+    return None
+
+
 def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, ServiceMetrics]:
     """The ASGI application (the FastAPI app behind a :class:`Gate`) and its metrics.
 
@@ -269,6 +283,8 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
         responses=responses(batch=False),
     )
     async def classify(request: Request, preprocessed: bool = False) -> JSONResponse:
+        if problem := query_problem(request.query_params.multi_items()):
+            raise ServiceError(400, problem)
         pictures = await read_pictures(request, settings.max_files, batch=False)
         entry = (await classifier.run(pictures, preprocessed))[0]
         if "error" in entry:
@@ -283,6 +299,8 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
         responses=responses(batch=True),
     )
     async def classify_batch(request: Request, preprocessed: bool = False) -> JSONResponse:
+        if problem := query_problem(request.query_params.multi_items()):
+            raise ServiceError(400, problem)
         pictures = await read_pictures(request, settings.max_files, batch=True)
         entries = await classifier.run(pictures, preprocessed)
         for entry in entries:
