@@ -104,11 +104,15 @@ def origin_form(scope: Scope) -> Scope:
     """``scope`` with a request target in absolute form (``GET http://host/v1/model``, as clients
     send it to a proxy) read as its path, ``/v1/model``: RFC 9112, section 3.2.2, has a server
     accept that form, and uvicorn's h11 protocol passes the whole URL on as the path. The URL
-    is split before it is percent-decoded, so ``%3F`` stays part of the path."""
+    is split before it is percent-decoded, so ``%3F`` stays part of the path. A ``#fragment``,
+    which no client should send, is dropped in either form (``/healthz#x`` is ``/healthz``)."""
     target: bytes = scope.get("raw_path") or quote(scope["path"], safe="/:").encode()
-    if not target[:8].lower().startswith((b"http://", b"https://")):  # a scheme is case-insensitive
+    if target[:8].lower().startswith((b"http://", b"https://")):  # a scheme is case-insensitive
+        raw_path = urlsplit(target).path or b"/"
+    elif b"#" in target:
+        raw_path = target.partition(b"#")[0] or b"/"
+    else:
         return scope
-    raw_path = urlsplit(target).path or b"/"
     return {**scope, "path": unquote(raw_path.decode("latin-1")), "raw_path": raw_path}
 
 

@@ -496,6 +496,9 @@ def test_a_request_target_in_absolute_form_is_read_as_its_path(test_pngs: list[b
             (b"HTTP://x/v1/model", b"Authorization: Bearer s3cret\r\n", b"200"),  # a scheme in any case
             (b"http://x/v1/model%3Fq", b"Authorization: Bearer s3cret\r\n", b"404"),  # split, then decoded
             (b"http://x/%68ealthz", b"", b"200"),
+            (b"http://x/healthz#x", b"", b"200"),  # a fragment is dropped, in this form
+            (b"/healthz#x", b"", b"200"),  # and in origin form
+            (b"/v1/model%23x", b"Authorization: Bearer s3cret\r\n", b"404"),  # an encoded # is part of the path
         ]:
             with socket.create_connection((guarded.host, guarded.port)) as sock:
                 sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + token + b"\r\n")
