@@ -16,6 +16,7 @@ from edgefmnist.atomic import (
     refuse_overwriting,
     staged_folder,
     write_bytes_atomic,
+    write_failed,
     write_together,
 )
 from edgefmnist.errors import EdgeFmnistError, UsageError, WriteFailed
@@ -365,3 +366,16 @@ def test_a_kill_while_a_file_is_written_leaves_no_temp_file(tmp_path: Path, targ
     assert sorted(p.name for p in folder.iterdir()) == ["plot.png"] and list(scratch.iterdir()) == []
     if target == "file":
         assert old.read_bytes() == b"old"
+
+
+def test_a_failed_write_says_what_is_left_at_its_path(tmp_path: Path) -> None:
+    full = OSError(errno.ENOSPC, "No space left on device")
+    (tmp_path / "old.onnx").write_bytes(b"old")
+    (tmp_path / "dangling.onnx").symlink_to(tmp_path / "nowhere")  # a link, but no previous file to keep
+    left = {name: str(write_failed(tmp_path / name, full)) for name in ("old.onnx", "dangling.onnx", "new.onnx")}
+    assert left == {
+        "old.onnx": f"{tmp_path / 'old.onnx'}: cannot write (No space left on device); the previous file is untouched",
+        "dangling.onnx": f"{tmp_path / 'dangling.onnx'}: cannot write (No space left on device); nothing was written",
+        "new.onnx": f"{tmp_path / 'new.onnx'}: cannot write (No space left on device); nothing was written",
+    }
+    assert write_failed(tmp_path / "x", OSError(errno.ENOENT, "gone")).errno == errno.ENOENT  # not a write failure
