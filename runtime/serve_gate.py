@@ -102,18 +102,23 @@ class ServiceMetrics:
 
 def origin_form(scope: Scope) -> Scope:
     """``scope`` with a request target in absolute form (``GET http://host/v1/model``, as clients
-    send it to a proxy) read as its path, ``/v1/model``: RFC 9112, section 3.2.2, has a server
-    accept that form, and uvicorn's h11 protocol passes the whole URL on as the path. The URL
-    is split before it is percent-decoded, so ``%3F`` stays part of the path. A ``#fragment``,
-    which no client should send, is dropped in either form (``/healthz#x`` is ``/healthz``)."""
-    target: bytes = scope.get("raw_path") or quote(scope["path"], safe="/:").encode()
+    send it to a proxy) read as its path, ``/v1/model``, and query: RFC 9112, section 3.2.2, has
+    a server accept that form, and uvicorn's h11 protocol passes the whole URL on as the path. The
+    target is split before it is percent-decoded, so ``%3F`` stays part of the path. A
+    ``#fragment``, which no client should send, is dropped in either form, after a query too
+    (``/v1/classify?preprocessed=true#x`` is ``/v1/classify?preprocessed=true``)."""
+    raw_path: bytes = scope.get("raw_path") or quote(scope["path"], safe="/:").encode()
+    query: bytes = scope.get("query_string", b"")
+    target = raw_path + b"?" + query if query else raw_path  # uvicorn split it at the first "?"
     if target[:8].lower().startswith((b"http://", b"https://")):  # a scheme is case-insensitive
-        raw_path = urlsplit(target).path or b"/"
+        parts = urlsplit(target)
+        raw_path, query = parts.path, parts.query
     elif b"#" in target:
-        raw_path = target.partition(b"#")[0] or b"/"
+        raw_path, _, query = target.partition(b"#")[0].partition(b"?")
     else:
         return scope
-    return {**scope, "path": unquote(raw_path.decode("latin-1")), "raw_path": raw_path}
+    raw_path = raw_path or b"/"
+    return {**scope, "path": unquote(raw_path.decode("latin-1")), "raw_path": raw_path, "query_string": query}
 
 
 class Gate:

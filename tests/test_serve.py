@@ -509,6 +509,20 @@ def test_a_request_target_in_absolute_form_is_read_as_its_path(test_pngs: list[b
         assert guarded.stop()[0] == 0
 
 
+def test_a_fragment_is_dropped_before_the_query_is_read(server: ServerProcess, test_pngs: list[bytes]) -> None:
+    absolute = f"http://{server.host}:{server.port}"
+    for path in [
+        "/v1/classify?preprocessed=true#x",
+        "/v1/classify?#frag",
+        "/v1/classify#x?preprocesed=1",  # no query: it is part of the fragment
+        f"{absolute}/v1/classify?preprocessed=true#x",
+        f"{absolute}/v1/classify#a?b=1",
+    ]:
+        reply = server.post_image(test_pngs[0], path)
+        assert reply.status == 200, (path, reply.body)
+        assert ("preprocessed" in reply.json()) == ("preprocessed=true" in path), path
+
+
 def test_a_connection_answered_before_its_body_is_closed_when_the_rest_is_late() -> None:
     small = ServerProcess("--token", "t0ken", "--upload-timeout", "1")
     try:
