@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Iterable
 from enum import Enum
@@ -905,7 +906,7 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, prog_name="edgefmnist", standalone_mode=False)
     except NoArgsIsHelpError as exc:  # `edgefmnist` alone, or a command without its arguments: the help
         echo_unless_gone(exc.format_message())
-        code = exc.exit_code
+        code = 1 if lost_stdout else exc.exit_code  # help that could not be shown: a failed write, as for --help
     except ClickException as exc:  # bad flags, missing files named on the command line (exit 2)
         typer.echo(printable(f"edgefmnist: error: {exc.format_message()}{extra_argument_hint(exc, argv)}"), err=True)
         code = exc.exit_code
@@ -915,7 +916,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # an unexpected file-system failure: still one line
         where = f"{exc.filename}: " if exc.filename else ""
         reason = f"{where}{exc.strerror or first_line(exc)}"
-        if exc.filename is None and "--help" in args:  # the help, printed by click, is all that --help writes
+        if exc.filename is None and printing_help(exc):
             reason = str(stdout_write_failed(exc))
         typer.echo(printable(f"edgefmnist: error: {reason}"), err=True)
         code = 1
@@ -932,6 +933,16 @@ def main(argv: list[str] | None = None) -> None:
     if in_main_thread and previous_sigterm is not None:  # None: a handler set outside Python
         signal.signal(signal.SIGTERM, previous_sigterm)
     sys.exit(code)
+
+
+def printing_help(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while click printed a command's help (in the ``show_help``
+    callback of its ``--help`` option), which goes to stdout; not merely with ``--help`` among the
+    arguments, where it may be an option's value (``--plot --help``)."""
+    return any(
+        frame.f_code.co_name == "show_help" and frame.f_globals.get("__name__", "").startswith("click")
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
 
 
 def is_serve(args: list[str]) -> bool:

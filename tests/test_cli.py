@@ -226,8 +226,20 @@ def test_a_result_that_cannot_be_printed_is_an_error_naming_stdout(args: list[st
 @pytest.mark.parametrize("args", [[], ["--help"], ["data", "--help"], ["serve", "--help"], ["--help", "serve"]])
 def test_help_that_cannot_be_printed_is_an_error_naming_stdout_too(args: list[str], stdout: str) -> None:
     result = run_with_stdout(stdout, *args)
-    code = 2 if not args and stdout == "/dev/full" else 1  # no arguments: the usage's exit code, once printed
-    assert result.returncode == code and result.stderr.splitlines() == [STDOUT_ERRORS[stdout]], result.stderr
+    assert result.returncode == 1 and result.stderr.splitlines() == [STDOUT_ERRORS[stdout]], result.stderr
+
+
+def test_help_as_an_options_value_is_no_help_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--plot --help`` names a plot: an error without a file name in that run is not blamed on stdout."""
+    import errno
+
+    import edgefmnist.cli
+
+    def fails(*args: object) -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(edgefmnist.cli, "evaluate_test_set", fails)
+    assert_one_line_error(run_in_process("evaluate", "--plot", "--help"), 1, "error: Bad file descriptor")
 
 
 @pytest.mark.parametrize(
