@@ -333,19 +333,23 @@ def test_a_model_that_spells_its_classes_otherwise_is_scored_alike(tmp_path: Pat
     from edgefmnist.runtime.predictor import default_model_path
 
     (trousers := tmp_path / "set" / "Trouser").mkdir(parents=True)
-    for photo in sorted((Path(__file__).parent / "data" / "photos" / "pants").glob("*.jpg"))[:6]:
-        shutil.copy(photo, trousers)  # real photos of pants, mostly called Trouser
+    for pants in sorted((Path(__file__).parent / "data" / "photos" / "pants").glob("*.jpg"))[:6]:
+        shutil.copy(pants, trousers)  # real photos of pants, mostly called Trouser
 
     proto = onnx.load(str(default_model_path()))
     for prop in proto.metadata_props:
         if prop.key == "class_names":
             prop.value = json.dumps([name.upper().replace("/", " ") for name in json.loads(prop.value)])
     onnx.save(proto, str(shouting := tmp_path / "shouting.onnx"))
-    reports = [
-        json.loads(run_in_process("evaluate", "--photos", str(tmp_path / "set"), "--json", *model).stdout)
+    photo(tmp_path / "set" / "hat" / "a.jpg")
+    runs = [
+        run_in_process("evaluate", "--photos", str(tmp_path / "set"), "--json", *model)
         for model in ([], ["--model", str(shouting)])
     ]
+    reports = [json.loads(run.stdout) for run in runs]
     assert reports[0]["accuracy"] == reports[1]["accuracy"] and reports[0]["accuracy"] > 0
+    notes = ["named after no Fashion-MNIST class", "named after no class of the model"]  # its own names
+    assert [note in run.stderr for run, note in zip(runs, notes, strict=True)] == [True, True], runs
 
 
 def test_a_photo_set_is_judged_by_the_models_own_class_names(tmp_path: Path) -> None:
