@@ -342,9 +342,9 @@ def export(
 
     Examples:
 
-      edgefmnist export runs/mlp-best.pt
+      edgefmnist export runs/mlp-best.pt --quantize static
 
-      edgefmnist export runs/cnn-best.pt --quantize static --json
+      edgefmnist export runs/cnn-best.pt --json
     """
     need_training_extra()
     from edgefmnist.export.pipeline import export_checkpoint
