@@ -203,13 +203,21 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             empty[pattern] = "too many folders deep to search"
             continue
         if not pictures:
-            what = "a folder with no picture files" if path.is_dir() else "no picture files match"
-            regular = not entries or any(entry.is_file() for entry in entries)
-            irregular = "what it holds is no regular file" if path.is_dir() else "what matches is no regular file"
-            why = "none has an extension that Pillow reads here" if regular else irregular
-            empty[pattern] = f"{what} ({why})"
+            empty[pattern] = no_pictures_reason(path.is_dir(), [entry.is_file() for entry in entries])
         found.extend(pictures)
     return PictureFiles(each_file_once(found), skipped, empty)
+
+
+def no_pictures_reason(folder: bool, regular: list[bool]) -> str:
+    """Why a folder (``folder``) or a glob gave no picture, from whether each of its entries is a regular file."""
+    what, held = (
+        ("a folder with no picture files", "what it holds") if folder else ("no picture files match", "what matches")
+    )
+    if all(regular):  # an empty folder too
+        return f"{what} (none has an extension that Pillow reads here)"
+    if not any(regular):
+        return f"{what} ({held} is no regular file)"
+    return f"{what} (no regular file among {held} has an extension that Pillow reads here)"
 
 
 def glob_matches(pattern: str) -> list[Path]:

@@ -698,6 +698,11 @@ def test_a_glob_that_matches_only_what_is_no_file_names_each_match(tmp_path: Pat
         tmp_path / "sub.jpg": "a folder (folders inside are not searched)",
     }
     assert found.empty == {pattern: "no picture files match (what matches is no regular file)"}
+    (tmp_path / "notes.txt").write_text("no picture here\n")
+    assert find_pictures([str(tmp_path)]).empty == {
+        str(tmp_path): "a folder with no picture files (no regular file among what it holds has an extension that "
+        "Pillow reads here)"
+    }
 
 
 def test_a_folder_that_cannot_be_read_is_reported_and_the_others_are_classified(
