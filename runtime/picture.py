@@ -64,8 +64,8 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
 
     ``source`` is a file path, or the picture's encoded bytes (an upload, standard input);
     ``name`` labels it in error messages (default: the path, or ``"<bytes>"``). A path that cannot
-    seek (a pipe such as ``/dev/stdin`` or ``<(cat x.jpg)``) is read into memory first, at most
-    ``MAX_ENCODED_BYTES``.
+    seek (a pipe such as ``/dev/stdin`` or ``<(cat x.jpg)``), or not to its end (a ``/proc`` file),
+    is read into memory first, at most ``MAX_ENCODED_BYTES``.
 
     Returns a new image of mode ``RGB`` (colour sources) or ``L`` (grayscale sources: L, 1, LA,
     16-bit, float, a gray palette). A picture whose longest side is already <= ``max_side`` keeps
@@ -83,8 +83,8 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     that another thread could change, and every refusal is decided by this function alone.
 
     Raises ``ImageError`` (one line starting with ``"{name}: "``; :class:`PictureTooLarge` for a
-    refused size) for a missing file, a folder, an unreadable file, a pipe holding more than
-    ``MAX_ENCODED_BYTES``, a non-image, a refused size, a corrupt or truncated image, or any
+    refused size) for a missing file, a folder, an unreadable file, a pipe or a ``/proc`` file
+    holding more than ``MAX_ENCODED_BYTES``, a non-image, a refused size, a corrupt or truncated image, or any
     other decoder failure; ``ValueError`` if ``max_side`` < 1.
     """
     if max_side < 1:
@@ -105,8 +105,10 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
         if is_device(fp):  # /dev/zero seeks to an end of 0 and reads forever
             fp.close()
             raise ImageError(f"{path}: a device, not a picture file")
-        if not fp.seekable() or not seeks_to_its_end(fp):  # a pipe; a /proc file, seekable but not to its end
-            fp = read_whole_pipe(fp, path)
+        if not fp.seekable():
+            fp = read_whole_stream(fp, path, "a pipe")
+        elif not seeks_to_its_end(fp):  # a /proc file
+            fp = read_whole_stream(fp, path, "a file that cannot seek to its end")
     if fp.seek(0, io.SEEK_END) == 0:
         fp.close()
         raise ImageError(f"{path}: empty file, not an image")
@@ -167,15 +169,16 @@ def seeks_to_its_end(fp: IO[bytes]) -> bool:
     return True
 
 
-def read_whole_pipe(pipe: IO[bytes], path: str) -> IO[bytes]:
-    """The rest of ``pipe`` (closed here) as an in-memory file; raises :class:`ImageError` past the limit."""
-    with pipe:
+def read_whole_stream(stream: IO[bytes], path: str, what: str) -> IO[bytes]:
+    """The rest of ``stream`` (closed here) as an in-memory file; raises :class:`ImageError` past the
+    limit, naming the stream as ``what`` ("a pipe")."""
+    with stream:
         try:
-            data = pipe.read(MAX_ENCODED_BYTES + 1)
+            data = stream.read(MAX_ENCODED_BYTES + 1)
         except OSError as exc:
             raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
     if len(data) > MAX_ENCODED_BYTES:
-        raise ImageError(f"{path}: more than {MAX_ENCODED_BYTES:,} bytes from a pipe, refused")
+        raise ImageError(f"{path}: more than {MAX_ENCODED_BYTES:,} bytes from {what}, refused")
     return io.BytesIO(data)
 
 

@@ -700,6 +700,9 @@ def test_a_pipe_longer_than_the_limit_is_refused(tmp_path: Path, monkeypatch: py
         load_picture(fifo)
     feeder.join(timeout=10)
     assert_one_line_about(caught, fifo)
+    monkeypatch.setattr(picture_module, "MAX_ENCODED_BYTES", 100)  # /proc/self/status holds about 1.4 kB
+    with pytest.raises(ImageError, match="more than 100 bytes from a file that cannot seek to its end, refused"):
+        load_picture(Path("/proc/self/status"))
 
 
 def test_a_png_is_written_only_where_nothing_else_could_be_lost(
