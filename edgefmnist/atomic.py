@@ -194,6 +194,8 @@ def check_writable(path: Path, regular: str | None = None) -> None:
     :class:`WriteFailed` when its folder cannot hold a new file.
     """
     check_name_fits(path)
+    if not os.path.isdir(nearest_existing(Path(path).parent)):  # "notes.txt/../x": the kernel finds no folder
+        raise WriteFailed(f"{path}: cannot write here ({os.strerror(errno.ENOTDIR)})")
     target, special = write_target(Path(path))
     if special and regular:
         raise UsageError(f"{path}: not a regular file, where {regular} is written")
@@ -290,6 +292,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
     temp folder and its bytes are then written into the file. Raises :class:`UsageError` for a
     directory or a socket, :class:`WriteFailed` when the disk is full or the folder is read-only.
     """
+    make_missing_folders(path)
     path, special = write_target(Path(path))
     folder = Path(tempfile.gettempdir()) if special else path.parent  # Path("x").parent is Path(".")
     try:
@@ -312,6 +315,22 @@ def atomic_write(path: Path) -> Iterator[Path]:
         raise write_failed(path, exc) from None
     finally:
         os.close(fd)
+
+
+def make_missing_folders(path: Path) -> None:
+    """Make the missing folders of ``path`` as given, as ``mkdir -p`` makes them (``a/new/../x.onnx``
+    makes ``a/new``, so that the name still leads to the file once written); raises
+    :class:`WriteFailed` when a file stands where a folder must be. A folder symlink that leads
+    nowhere is left to the write, which makes its target's folders."""
+    folder = Path(path).parent
+    if os.path.isdir(folder):
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
 
 
 @contextlib.contextmanager
@@ -373,6 +392,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
     A special file (a device, a FIFO) is written in place; raises as :func:`atomic_write` does.
     """
+    make_missing_folders(path)
     path, special = write_target(Path(path))
     if special:
         write_in_place(path, data)

@@ -11,6 +11,7 @@ import pytest
 
 from edgefmnist.atomic import (
     atomic_write,
+    check_writable,
     current_umask,
     open_descriptor,
     refuse_overwriting,
@@ -32,6 +33,27 @@ def test_a_symlink_to_a_regular_file_gets_its_target_updated(tmp_path: Path) -> 
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert target.read_bytes() == b"new"
     assert sorted(p.name for p in target.parent.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.parametrize("writer", ["bytes", "context"])
+def test_missing_folders_are_made_as_mkdir_p_makes_them_so_the_name_leads_to_the_file(
+    tmp_path: Path, writer: str
+) -> None:
+    path = tmp_path / "runs" / "new" / ".." / "model.onnx"
+    check_writable(path)
+    if writer == "bytes":
+        write_bytes_atomic(path, b"model")
+    else:
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(b"model")
+    assert path.read_bytes() == b"model" and (tmp_path / "runs" / "new").is_dir()
+    (tmp_path / "notes.txt").write_text("a file, not a folder\n")
+    through_a_file = tmp_path / "notes.txt" / ".." / "model.onnx"
+    with pytest.raises(WriteFailed, match=r"notes.txt/../model.onnx: cannot write here \(Not a directory\)$"):
+        check_writable(through_a_file)
+    with pytest.raises(WriteFailed, match=r"cannot write here \(Not a directory\)$"):
+        write_bytes_atomic(through_a_file, b"model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "runs"]
 
 
 @pytest.mark.parametrize("writer", ["bytes", "context"])
