@@ -21,7 +21,7 @@ import typer
 from click.exceptions import ClickException
 
 from edgefmnist import contract
-from edgefmnist.errors import EdgeFmnistError, UsageError, is_utf8
+from edgefmnist.errors import EdgeFmnistError, UsageError, is_utf8, quoted
 
 
 def must_exist(param: typer.CallbackParam, value: Path | list[Path] | None) -> Path | list[Path] | None:
@@ -57,13 +57,15 @@ def must_be_an_address(value: str) -> str:
     ``[::1]:8080``: a bare IPv6 address has two colons or more) or brackets not around the whole."""
     value = value.strip()
     if "/" in value:
-        raise typer.BadParameter(f"{value!r} is a URL: give the address alone (127.0.0.1), and the port with --port")
+        raise typer.BadParameter(
+            f"{quoted(value)} is a URL: give the address alone (127.0.0.1), and the port with --port"
+        )
     if value.count(":") == 1 or (value.startswith("[") and "]:" in value):
-        raise typer.BadParameter(f"{value!r} holds a port: give the address alone, and the port with --port")
+        raise typer.BadParameter(f"{quoted(value)} holds a port: give the address alone, and the port with --port")
     if value.startswith("[") and value.endswith("]"):
         value = value[1:-1].strip()
     if "[" in value or "]" in value:
-        raise typer.BadParameter(f"{value!r}: brackets go around a whole IPv6 address, [::1]")
+        raise typer.BadParameter(f"{quoted(value)}: brackets go around a whole IPv6 address, [::1]")
     if not value:
         raise typer.BadParameter("needs an address (127.0.0.1, 0.0.0.0 or a host name), not an empty or blank string")
     return value
@@ -75,10 +77,10 @@ def parse_batches(text: str) -> tuple[int, ...]:
     parts = text.split(",")
     shown = text if len(text) <= 40 else f"{text[:40]}..."
     if not all(re.fullmatch(r"[0-9]+", part) and part.strip("0") for part in parts):
-        raise UsageError(f"--batch {shown!r}: expected comma-separated positive integers such as 1,32,256")
+        raise UsageError(f"--batch {quoted(shown)}: expected comma-separated positive integers such as 1,32,256")
     longest = len(str(contract.MAX_BENCH_BATCH))  # int() refuses 4,300 digits: compare lengths first
     if any(len(part.lstrip("0")) > longest or int(part) > contract.MAX_BENCH_BATCH for part in parts):
-        raise UsageError(f"--batch {shown!r}: at most {contract.MAX_BENCH_BATCH:,} images a batch (the test set)")
+        raise UsageError(f"--batch {quoted(shown)}: at most {contract.MAX_BENCH_BATCH:,} images a batch (the test set)")
     return tuple(sorted({int(part) for part in parts}))
 
 

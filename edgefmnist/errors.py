@@ -29,6 +29,12 @@ def printable(text: str) -> str:
     return text.translate(CONTROL_ESCAPES)
 
 
+def quoted(text: str) -> str:
+    """``'text'``: a name or a value set apart in a message line, which :func:`printable` then
+    escapes with the rest of the line (``repr`` would escape a backslash twice)."""
+    return f"'{text}'"
+
+
 def is_utf8(name: str) -> bool:
     """False for a file name holding a byte that is not UTF-8 (``os.fsdecode``'s surrogate escapes)."""
     try:

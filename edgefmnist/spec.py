@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from edgefmnist.errors import quoted
+
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top",
     "Trouser",
@@ -52,9 +54,10 @@ def class_names_problem(names: object) -> str:
         if first == i:
             continue
         if names[first] == names[i]:
-            return f"the class name {names[i]!r} is given twice"
+            return f"the class name {quoted(names[i])} is given twice"
         ignored = "case, spaces, '-', '_' and '/'"
-        return f"the class names {names[first]!r} and {names[i]!r} are one name to a photo set, which ignores {ignored}"
+        pair = f"{quoted(names[first])} and {quoted(names[i])}"
+        return f"the class names {pair} are one name to a photo set, which ignores {ignored}"
     return ""
 
 

@@ -34,7 +34,7 @@ from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
 from edgefmnist import calibration, spec
 from edgefmnist.atomic import file_identity, refuse_overwriting
-from edgefmnist.errors import EdgeFmnistError, UsageError, counted, not_a_file_reason
+from edgefmnist.errors import EdgeFmnistError, UsageError, counted, not_a_file_reason, quoted
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
 STDIN_NAME = "<stdin>"  # how that picture is named in results and errors
@@ -573,7 +573,7 @@ def parse_sample(text: str, size: int) -> range:
     """
     parts = re.fullmatch(r"([0-9]*)(:([0-9]*))?", text)
     if parts is None or not text:
-        raise UsageError(f"--sample {text!r}: expected START:STOP, e.g. 0:5")
+        raise UsageError(f"--sample {quoted(text)}: expected START:STOP, e.g. 0:5")
     start, colon, stop = parts.groups()
     if max(len(start.lstrip("0")), len((stop or "").lstrip("0"))) > len(str(size)):  # int() refuses 4,300 digits
         raise UsageError(f"--sample {text[:40]}: the test set has {size:,} images, so indices must lie within 0:{size}")

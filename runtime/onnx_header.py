@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefmnist.errors import ModelError, not_a_file_reason
+from edgefmnist.errors import ModelError, not_a_file_reason, quoted
 
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
 MAX_MODEL_BYTES = 1 << 30
@@ -122,7 +122,7 @@ def check_external_data(path: Path, locations: tuple[str, ...]) -> None:
     for location in locations:
         target = (folder / location).resolve()
         if Path(location).is_absolute() or not target.is_relative_to(folder):
-            raise ModelError(f"{path}: external data {location!r} lies outside the model's folder; refused")
+            raise ModelError(f"{path}: external data {quoted(location)} lies outside the model's folder; refused")
 
 
 def is_pytorch_checkpoint(data: bytes) -> bool:

@@ -49,7 +49,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
-from edgefmnist.errors import EdgeFmnistError, counted, not_a_file_reason, printable
+from edgefmnist.errors import EdgeFmnistError, counted, not_a_file_reason, printable, quoted
 
 Split = Literal["choice", "report"]
 SPLITS = ("choice", "report", "all")
@@ -187,11 +187,6 @@ def photo_set_notes(
     return notes
 
 
-def quoted(name: str) -> str:
-    """``'name'``: a name set apart in a message line, which :func:`printable` escapes as a whole."""
-    return f"'{name}'"
-
-
 def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
     """A file whose extension is one of ``extensions`` (:func:`picture_extensions`)."""
     return path.is_file() and path.suffix.lower() in extensions
@@ -241,21 +236,23 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 raise PhotoSetError(f"{labels}: line {line}: the file name holds a NUL byte")
             key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
             if not is_inside(key, labels.parent):
-                raise PhotoSetError(f"{labels}: line {line}: {file!r} is outside the photo set's folder")
+                raise PhotoSetError(f"{labels}: line {line}: {quoted(file)} is outside the photo set's folder")
             if key in first_line:
-                raise PhotoSetError(f"{labels}: line {line}: {file!r} is listed again, first on line {first_line[key]}")
+                raise PhotoSetError(
+                    f"{labels}: line {line}: {quoted(file)} is listed again, first on line {first_line[key]}"
+                )
             first_line[key] = line
             entries = [a.strip() for a in row["accepted"].split(";")]
             if row["accepted"].strip() and not any(entries):  # ";" names no class (empty: out of domain)
                 raise PhotoSetError(
-                    f"{labels}: line {line}: accepted {row['accepted']!r} names no class "
+                    f"{labels}: line {line}: accepted {quoted(row['accepted'])} names no class "
                     "(leave it empty for a photo that no class covers)"
                 )
             accepted = []
             for entry in filter(None, entries):
                 name = class_named(entry, class_names)
                 if name is None:
-                    raise PhotoSetError(f"{labels}: line {line}: {entry!r} is not a {class_noun(class_names)}")
+                    raise PhotoSetError(f"{labels}: line {line}: {quoted(entry)} is not a {class_noun(class_names)}")
                 accepted.append(name)
             accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
             source = row["source_class"].strip()
@@ -305,7 +302,7 @@ def check_one_domain(
     if in_domain_before != in_domain:
         named, empty = (line, first) if in_domain else (first, line)
         raise PhotoSetError(
-            f"{labels}: line {line}: source class {source!r} has accepted classes on line {named} "
+            f"{labels}: line {line}: source class {quoted(source)} has accepted classes on line {named} "
             f"and none on line {empty} (a source class is in domain on every row or on none)"
         )
 

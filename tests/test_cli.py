@@ -160,6 +160,8 @@ SHIPPED = default_model_path().parent
         (["infer", "--sample", "5:2"], ["--sample 5:2: START must be below STOP"]),
         (["infer", "--sample", "9990:10001"], ["--sample 9990:10001: the test set has 10,000 images"]),
         (["infer", "--sample", "a:b"], ["--sample 'a:b': expected START:STOP"]),
+        (["infer", "--sample", "a\\b"], ["--sample 'a\\\\b': expected START:STOP"]),  # escaped once
+        (["bench", "--batch", "1\\2"], ["--batch '1\\\\2': expected comma-separated positive integers"]),
         (["infer", "--sample", ""], ["--sample '': expected START:STOP"]),
         (["infer", "--sample", "1_0:12"], ["--sample '1_0:12': expected START:STOP"]),
         (["infer", "--sample", "\u0661:\u0663"], ["expected START:STOP"]),  # Arabic-Indic digits

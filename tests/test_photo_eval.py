@@ -202,6 +202,16 @@ def test_bad_labels_csv(tmp_path: Path, text: str, fragment: str) -> None:
     )
 
 
+@pytest.mark.parametrize("name, shown", [("Sh\\irt", "Sh\\\\irt"), ("Sh\x1birt", "Sh\\x1birt")])
+def test_a_name_in_a_labels_csv_error_is_escaped_once(tmp_path: Path, name: str, shown: str) -> None:
+    (tmp_path / "labels.csv").write_text(f"file,source_class,accepted\nx.jpg,shirt,{name}\n")
+    with pytest.raises(PhotoSetError) as caught:
+        load_photo_set(tmp_path)
+    assert f"line 2: '{name}' is not a Fashion-MNIST class" in str(caught.value)  # the CLI escapes it
+    result = run_in_process("evaluate", "--photos", str(tmp_path))
+    assert_one_line_error(result, 1, f"line 2: '{shown}' is not a Fashion-MNIST class")
+
+
 def test_a_labels_csv_that_is_not_utf8_is_named_by_its_line(tmp_path: Path) -> None:
     (tmp_path / "labels.csv").write_bytes("file,source_class,accepted\na.jpg,hat,\nb\xe9.jpg,hat,\n".encode("latin-1"))
     with pytest.raises(PhotoSetError, match="labels.csv: line 3: not UTF-8 text"):
