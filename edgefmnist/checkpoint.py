@@ -69,11 +69,15 @@ def unpickler_reason(exc: Exception) -> str:
 
 
 def check_checkpoint_file(path: Path) -> None:
-    """Raise :class:`CheckpointError`, before torch reads it, when ``path`` is no file or no
-    ``torch.save`` archive (a zip), saying so of an ONNX model or a file named ``.onnx``."""
+    """Raise :class:`CheckpointError`, before torch reads it, when ``path`` is no file, cannot be
+    read or is no ``torch.save`` archive (a zip), saying so of an ONNX model or a file named ``.onnx``."""
     if not path.is_file():
         what = not_a_file_reason(path) if os.path.lexists(path) else "no such checkpoint file"  # /dev/null, a folder
         raise CheckpointError(f"{path}: {what}")
+    try:
+        path.open("rb").close()  # is_zipfile says False for a file it may not read
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if zipfile.is_zipfile(path):
         return
     wanted = "give the .pt file that `edgefmnist train` wrote"

@@ -112,6 +112,7 @@ DataDirOption = Annotated[
         help="Folder with the four IDX files (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
         callback=must_exist,
         file_okay=False,
+        readable=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
@@ -235,7 +236,8 @@ def train(
     ] = 0,
     data_dir: DataDirOption = None,
     out: Annotated[
-        Path | None, typer.Option(help="Checkpoint path [default: runs/ARCH-RECIPE.pt].", dir_okay=False)
+        Path | None,
+        typer.Option(help="Checkpoint path [default: runs/ARCH-RECIPE.pt].", dir_okay=False, readable=False),
     ] = None,
     dry_run: Annotated[
         bool,
@@ -303,11 +305,16 @@ def train(
 @app.command()
 def export(
     checkpoint: Annotated[
-        Path, typer.Argument(help="A checkpoint written by `edgefmnist train`.", callback=must_exist, dir_okay=False)
+        Path,
+        typer.Argument(
+            help="A checkpoint written by `edgefmnist train`.", callback=must_exist, dir_okay=False, readable=False
+        ),
     ],
     out: Annotated[
         Path | None,
-        typer.Option(help="fp32 model path [default: the checkpoint's name with .onnx].", dir_okay=False),
+        typer.Option(
+            help="fp32 model path [default: the checkpoint's name with .onnx].", dir_okay=False, readable=False
+        ),
     ] = None,
     quantize: Annotated[
         Quantize, typer.Option(help="Also write NAME.int8.onnx: dynamic (int8 weights) or static (QDQ, calibrated).")
@@ -367,10 +374,17 @@ def export(
 
 @app.command()
 def verify(
-    model: Annotated[Path, typer.Argument(help="An exported .onnx model.", callback=must_exist, dir_okay=False)],
+    model: Annotated[
+        Path, typer.Argument(help="An exported .onnx model.", callback=must_exist, dir_okay=False, readable=False)
+    ],
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="The PyTorch checkpoint to compare with (needs torch).", callback=must_exist, dir_okay=False),
+        typer.Option(
+            help="The PyTorch checkpoint to compare with (needs torch).",
+            callback=must_exist,
+            dir_okay=False,
+            readable=False,
+        ),
     ] = None,
     atol: Annotated[
         float | None,
@@ -429,7 +443,12 @@ def infer(
     ] = None,
     model: Annotated[
         Path | None,
-        typer.Option(help="An exported .onnx model [default: the shipped model].", callback=must_exist, dir_okay=False),
+        typer.Option(
+            help="An exported .onnx model [default: the shipped model].",
+            callback=must_exist,
+            dir_okay=False,
+            readable=False,
+        ),
     ] = None,
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes to show per image.")
@@ -580,12 +599,16 @@ def evaluate(
     model: Annotated[
         Path | None,
         typer.Argument(
-            help="An .onnx model or a .pt checkpoint [default: the shipped model].", callback=must_be_a_model_file
+            help="An .onnx model or a .pt checkpoint [default: the shipped model].",
+            callback=must_be_a_model_file,
+            readable=False,
         ),
     ] = None,
     model_option: Annotated[
         Path | None,
-        typer.Option("--model", help="The model, as an option (same as MODEL).", callback=must_be_a_model_file),
+        typer.Option(
+            "--model", help="The model, as an option (same as MODEL).", callback=must_be_a_model_file, readable=False
+        ),
     ] = None,
     photos: Annotated[
         Path | None,
@@ -594,6 +617,7 @@ def evaluate(
             help="Evaluate on real photos instead: DIR/labels.csv or one sub-folder per class.",
             callback=must_exist,
             file_okay=False,
+            readable=False,
         ),
     ] = None,
     split: Annotated[
@@ -640,6 +664,7 @@ def evaluate(
         typer.Option(
             help="Write the confusion matrix as a PNG heat map (with --photos: plus accuracy vs coverage).",
             dir_okay=False,
+            readable=False,
         ),
     ] = None,
     threads: Annotated[
@@ -705,6 +730,7 @@ def bench(
             help="ONNX models and/or .pt checkpoints [default: every shipped model].",
             callback=must_exist,
             dir_okay=False,
+            readable=False,
         ),
     ] = None,
     batch: Annotated[
@@ -721,6 +747,7 @@ def bench(
             help="An earlier model file run plainly beside the model of its architecture and precision (repeatable).",
             callback=must_exist,
             dir_okay=False,
+            readable=False,
         ),
     ] = None,
     photos: Annotated[
@@ -790,7 +817,12 @@ def bench(
 def serve(
     model: Annotated[
         Path | None,
-        typer.Option(help="An exported .onnx model [default: the shipped model].", callback=must_exist, dir_okay=False),
+        typer.Option(
+            help="An exported .onnx model [default: the shipped model].",
+            callback=must_exist,
+            dir_okay=False,
+            readable=False,
+        ),
     ] = None,
     host: Annotated[
         str,

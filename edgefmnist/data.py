@@ -115,7 +115,11 @@ def near_misses(folder: Path, name: str) -> list[Path]:
 
 
 def has_all_files(folder: Path) -> bool:
-    return all(idx_file(folder, name) for name in spec.IDX_SHA256)
+    """Whether ``folder`` holds the four IDX files; :class:`DataError` when it cannot be searched."""
+    try:
+        return all(idx_file(folder, name) for name in spec.IDX_SHA256)
+    except OSError as exc:  # a folder without search permission
+        raise DataError(f"{folder}: cannot read ({exc.strerror or exc})") from None
 
 
 def missing_files_error(folder: Path) -> DataError:

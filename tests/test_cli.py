@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -528,3 +529,30 @@ def test_counts_read_as_english() -> None:
     from edgefmnist.errors import counted
 
     assert [counted(n, "core") for n in (0, 1, 2)] == ["0 cores", "1 core", "2 cores"]
+
+
+WITHOUT_ROOTS_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root reads any file without setpriv")
+def test_an_input_that_may_not_be_read_is_one_line_and_exit_1(tmp_path: Path, real_data_dir: Path) -> None:
+    for name in ("mlp.onnx", "mlp.pt"):
+        (tmp_path / name).write_bytes((SHIPPED / name).read_bytes())
+        (tmp_path / name).chmod(0)
+    (tmp_path / "data").mkdir(mode=0)
+    cases = [
+        (["infer", "--sample", "0:1", "--data-dir", str(real_data_dir), "--model", "mlp.onnx"], "mlp.onnx"),
+        (["evaluate", "mlp.onnx"], "mlp.onnx"),
+        (["bench", "mlp.onnx", "--runs", "10"], "mlp.onnx"),
+        (["evaluate", "mlp.pt"], "mlp.pt"),  # not "not a torch.save archive"
+        (["evaluate", "--data-dir", "data"], "data"),  # not a traceback
+    ]
+    for args, name in cases:
+        result = subprocess.run(
+            [*WITHOUT_ROOTS_OVERRIDE, sys.executable, "-m", "edgefmnist.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=600,
+        )
+        assert_one_line_error(result, 1, f"edgefmnist: error: {name}: cannot read (Permission denied)")
