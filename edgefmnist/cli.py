@@ -426,7 +426,7 @@ def verify(
         print_json(result.to_dict())
     else:
         say(result.summary())
-    result.raise_if_failed(str(model))
+    result.raise_if_failed(str(model), summary_shown=True)  # on stdout above: the error line names the failures
 
 
 @app.command()

@@ -33,8 +33,12 @@ class Verdict:
         """One line: what was compared, the figures, and :meth:`verdict`."""
         raise NotImplementedError
 
-    def raise_if_failed(self, subject: str, reports: list[dict[str, Any]] | None = None) -> None:
+    def raise_if_failed(
+        self, subject: str, reports: list[dict[str, Any]] | None = None, summary_shown: bool = False
+    ) -> None:
         """Raise :class:`ValidationFailed` (exit code 3) naming ``subject`` when any check failed,
-        with ``reports`` (by default ``[``:meth:`to_dict```]``) for a ``--json`` caller."""
+        with ``reports`` (by default ``[``:meth:`to_dict```]``) for a ``--json`` caller. The message
+        holds the :meth:`summary`, or only the failures when ``summary_shown`` (the caller printed it)."""
         if not self.passed:
-            raise ValidationFailed(f"{subject}, validation failed: {self.summary()}", reports or [self.to_dict()])
+            told = "; ".join(self.failures) if summary_shown else self.summary()
+            raise ValidationFailed(f"{subject}, validation failed: {told}", reports or [self.to_dict()])

@@ -319,6 +319,7 @@ def test_a_failed_check_exits_3_for_verify_as_for_export(tmp_path: Path, real_da
     result = run_in_process("verify", str(lying), "--data-dir", str(real_data_dir))
     assert_one_line_error(result, 3, f"{lying}, validation failed", "the metadata claims 50.00 %")
     assert "FAIL" in result.stdout  # the report itself, on stdout as for a pass
+    assert "on 10,000 images" in result.stdout and "on 10,000 images" not in result.stderr  # its figures once
 
 
 def test_write_failures_have_their_own_error_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
