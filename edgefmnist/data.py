@@ -27,7 +27,7 @@ import numpy as np
 
 from edgefmnist import spec
 from edgefmnist.atomic import write_bytes_atomic
-from edgefmnist.errors import DataError, first_line, not_a_file_reason
+from edgefmnist.errors import DataError, DownloadFailed, first_line, not_a_file_reason
 
 ENV_DATA_DIR = "EDGEFMNIST_DATA"
 ENV_MIRROR = "EDGEFMNIST_MIRROR"  # a base URL serving the four .gz files instead of the official one
@@ -144,7 +144,10 @@ def missing_files_error(folder: Path) -> DataError:
 
 
 def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource:
-    """Locate the four IDX files in the documented order, downloading them if allowed."""
+    """Locate the four IDX files in the documented order, downloading them if allowed.
+
+    Raises ``DataError`` when they are not found (and not downloaded), :class:`DownloadFailed`
+    when the download fails."""
     explicit = [(data_dir, "--data-dir")] if data_dir else []
     if not explicit and os.environ.get(ENV_DATA_DIR):
         explicit = [(Path(os.environ[ENV_DATA_DIR]), f"${ENV_DATA_DIR}")]
@@ -160,7 +163,10 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
             f"Fashion-MNIST not found in {default_cache_dir()} or {DEBIAN_DATA_DIR}; "
             "pass --data-dir or allow the download"
         )
-    return DataSource(download_data(default_cache_dir()), "download")
+    try:
+        return DataSource(download_data(default_cache_dir()), "download")
+    except DownloadFailed as exc:  # the data is nowhere else either
+        raise DownloadFailed(f"{exc} Pass --data-dir or install the Debian package dataset-fashion-mnist") from None
 
 
 def already_present(data_dir: Path | None = None) -> DataSource | None:
@@ -197,7 +203,8 @@ def download_data(folder: Path, base_url: str | None = None, replace: bool = Fal
 def fetch(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
     """The body at ``url``, read a chunk at a time.
 
-    Raises ``DataError`` for an address that is not a URL, a failed download, or more than ``limit`` bytes.
+    Raises ``DataError`` for an address that is not a URL or more than ``limit`` bytes, and
+    :class:`DownloadFailed` for a failed download.
     """
     chunks, size = [], 0
     try:
@@ -217,10 +224,7 @@ def fetch(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
         ) from None
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DataError(
-            f"{url}: download failed ({reason}); are you offline? "
-            "Pass --data-dir or install the Debian package dataset-fashion-mnist"
-        ) from None
+        raise DownloadFailed(f"{url}: download failed ({reason}); are you offline?") from None
     return b"".join(chunks)
 
 

@@ -98,6 +98,10 @@ class DataError(EdgeFmnistError):
     """A data file is missing, corrupt, or not the official Fashion-MNIST."""
 
 
+class DownloadFailed(DataError):
+    """A download could not be made: no network, a refused connection, an HTTP error."""
+
+
 class CheckpointError(EdgeFmnistError):
     """A checkpoint cannot be read or does not describe a known network."""
 

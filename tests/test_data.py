@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import idx_bytes, write_idx, write_synthetic_dataset
+from helpers import idx_bytes, run_in_process, write_idx, write_synthetic_dataset
 
 from edgefmnist import data, spec
 from edgefmnist.errors import DataError
@@ -204,9 +204,17 @@ def test_a_download_larger_than_any_official_file_is_refused(tmp_path: Path, zer
     assert "\n" not in str(caught.value) and not (tmp_path / "cache").exists()
 
 
-def test_download_offline_is_a_clear_error(tmp_path: Path) -> None:
+def test_download_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError, match="download failed"):
         data.download_data(tmp_path / "cache", base_url="http://127.0.0.1:9/")
+    monkeypatch.setenv("EDGEFMNIST_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "DEBIAN_DATA_DIR", tmp_path / "no-package")
+    with pytest.raises(DataError, match=r"are you offline\? Pass --data-dir or install the Debian package"):
+        data.find_data()  # found nowhere: the advice fits
+    (tmp_path / "empty").mkdir()
+    result = run_in_process("data", "--data-dir", str(tmp_path / "empty"), "--download")
+    assert result.returncode == 1 and result.stderr.rstrip().endswith("are you offline?"), result.stderr
 
 
 def test_real_data_verifies_with_the_tutorial_split(fashion) -> None:
