@@ -18,6 +18,30 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
 
 
+# What python-multipart's messages (by their start) mean to a client; another is passed on as it is.
+PARSER_MESSAGES = (
+    (
+        ("Expected boundary character", "Did not find CR at end of boundary", "Did not find LF at end of boundary"),
+        "the body does not start with the boundary that Content-Type gives",
+    ),
+    (
+        ("Found invalid character", "Found 0-length header", "Did not find LF", "Maximum header"),
+        "a part's headers are malformed or too large",
+    ),
+    (("Did not find CRLF after boundary", "Did not find - at end of boundary"), "a boundary in the body is malformed"),
+)
+
+
+def parser_message(exc: Exception) -> str:
+    """A parser error as a client reads it: what is wrong and at which byte (``offset``), else its own first line."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    offset = getattr(exc, "offset", None)
+    for starts, meaning in PARSER_MESSAGES:
+        if text.startswith(starts):
+            return f"{meaning} (byte {offset})" if isinstance(offset, int) and offset >= 0 else meaning
+    return text
+
+
 class MultipartError(ValueError):
     """The body is not well-formed multipart/form-data."""
 
@@ -102,7 +126,7 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
     except MultipartError:
         raise
     except Exception as exc:  # python-multipart's FormParserError, MultipartParseError and friends
-        raise MultipartError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise MultipartError(parser_message(exc)) from None
     if not finished:
         raise MultipartError("the body ends before its closing boundary")
     return parts

@@ -171,19 +171,26 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
             raise ServiceError(413, f"{len(files_)} files in one request; the limit is {max_files}")
         return files_
     if batch:
-        got = repr(media_type) if media_type else "no Content-Type"
+        got = repr(media_type) if media_type else content_type_absence(request, content_type)
         raise ServiceError(415, f"expected multipart/form-data with 'file' fields, got {got}")
     if not media_type.startswith(RAW_TYPES):
         raise ServiceError(
             415,
             f"unsupported Content-Type {media_type!r}: send image/* or multipart/form-data ('file')"
             if media_type
-            else "no Content-Type: send image/* or multipart/form-data ('file')",
+            else f"{content_type_absence(request, content_type)}: send image/* or multipart/form-data ('file')",
         )
     body = await read_body(request)
     if not body:
         raise ServiceError(400, "empty body: send the picture's bytes")
     return [("upload", body)]
+
+
+def content_type_absence(request: Request, content_type: str) -> str:
+    """What stands where a media type should: no Content-Type header, or one that names none (``;;;``)."""
+    if "content-type" not in request.headers:
+        return "no Content-Type"
+    return f"a Content-Type that names no media type ({content_type!r})"
 
 
 def json_name(path: Path) -> str:

@@ -270,6 +270,16 @@ def truncated_png() -> bytes:
         (lambda s: s.post_image(b"x" * 100, content_type="text/plain"), 415, ["text/plain"]),
         (lambda s: s.post_image(b"x", "/v1/classify/batch"), 415, ["multipart"]),
         (lambda s: s.request("POST", "/v1/classify", b"x"), 415, ["no Content-Type: send image/*"]),
+        (
+            lambda s: s.request("POST", "/v1/classify", b"x", {"Content-Type": ";;;"}),
+            415,
+            ["a Content-Type that names no media type (';;;'): send image/*"],
+        ),
+        (
+            lambda s: s.post_image(b"\xff\xd8", content_type="multipart/form-data; boundary=xyz"),
+            400,
+            ["malformed multipart body: the body does not start with the boundary that Content-Type gives (byte 0)"],
+        ),
         (lambda s: s.post_image(gzip.compress(b"x"), **{"Content-Encoding": "gzip"}), 415, ["Content-Encoding 'gzip'"]),
         (
             lambda s: s.request(
@@ -309,6 +319,8 @@ def truncated_png() -> bytes:
         "text",
         "batch-raw",
         "no-type",
+        "empty-type",
+        "multipart-without-its-boundary",
         "gzip",
         "gzip-listed-second",
         "two-types",
@@ -845,6 +857,10 @@ def test_a_malformed_multipart_body_is_answered_not_logged(caplog: pytest.LogCap
 
     with caplog.at_level(logging.WARNING), pytest.raises(MultipartError, match="boundary"):
         parse_multipart(b"--xgarbage\r\n", "multipart/form-data; boundary=x", "file", 10)
+    with pytest.raises(MultipartError, match=r"^a part's headers are malformed or too large \(byte 17\)$"):
+        parse_multipart(
+            b"--x\r\nContent-Type : image/png\r\n\r\nx\r\n--x--\r\n", "multipart/form-data; boundary=x", "file", 10
+        )
     with caplog.at_level(logging.WARNING), pytest.raises(MultipartError, match="Boundary length 300"):
         parse_multipart(b"", "multipart/form-data; boundary=" + "a" * 300, "file", 10)  # RFC 2046 allows 70
     assert caplog.records == []  # the 400 answer carries the reason; stderr stays for the service's own news
