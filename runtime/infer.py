@@ -461,9 +461,9 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     """
     text = os.fspath(target)
     folder = Path(text)
-    if not (text.endswith(("/", os.sep)) or folder.is_dir() or len(sources) > 1):
+    if not (text.endswith(("/", os.sep)) or os.path.isdir(folder) or len(sources) > 1):  # False for a name too long
         return [folder]
-    if folder.exists() and not folder.is_dir():
+    if os.path.exists(folder) and not os.path.isdir(folder):
         raise UsageError(
             f"--save-preprocessed {text}: a file, but {counted(len(sources), 'picture')} "
             f"{'needs' if len(sources) == 1 else 'need'} a folder"

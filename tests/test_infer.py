@@ -525,6 +525,11 @@ def test_save_preprocessed_is_checked_for_every_name_before_the_work(tmp_path: P
         )  # fmt: skip
         assert_one_line_error(result, 1, "File name too long")
         assert result.stdout == "" and not folder.exists()
+    too_long = tmp_path / ("q" * 300 + ".png")  # one picture's own file
+    result = run_in_process(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(short), "--save-preprocessed", str(too_long)
+    )
+    assert_one_line_error(result, 1, f"{too_long}: cannot write here (File name too long)")
     (blocker := tmp_path / "blocker").write_bytes(b"")  # a file where a folder would be made
     result = run_in_process("infer", "--sample", "0:2", "--save-preprocessed", f"{blocker}/sub/")
     assert_one_line_error(result, 1, f"{blocker}/sub/test-0.png: cannot write here")  # the first file bound there
