@@ -45,7 +45,7 @@ def class_names_problem(names: object) -> str:
     if not (isinstance(names, list | tuple) and all(isinstance(name, str) for name in names)):
         return "class_names is not a list of names"
     if len(names) != NUM_CLASSES:
-        return f"{len(names)} class names for the networks' {NUM_CLASSES} outputs"
+        return f"{len(names)} class names for the network's {NUM_CLASSES} outputs"
     keys = [class_name_key(name) for name in names]
     if not all(keys):  # "-" would match a folder named "_"
         return "a blank class name (or one of separators alone)"

@@ -155,7 +155,7 @@ MODEL_CASES = {
         lambda d, t: edge_model(
             d / "m.onnx", classes=11, props=with_props(class_names=json.dumps([*spec.CLASS_NAMES, "Hat"]))
         ),
-        "11 class names for the networks' 10 outputs",
+        "11 class names for the network's 10 outputs",
     ),
     "class names not a list": (
         lambda d, t: edge_model(d / "m.onnx", props=with_props(class_names='"abc"')),
@@ -277,7 +277,7 @@ CHECKPOINT_CASES = {
     ),
     "3 class names": (
         lambda p: save_payload(p, {**checkpoint_payload(), "class_names": ["a", "b", "c"]}),
-        "3 class names for the networks' 10 outputs",
+        "3 class names for the network's 10 outputs",
     ),
     "a class name twice": (
         lambda p: save_payload(p, {**checkpoint_payload(), "class_names": ["a"] * 10}),
