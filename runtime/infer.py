@@ -33,7 +33,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
 from edgefmnist import calibration, spec
-from edgefmnist.atomic import file_identity, refuse_overwriting
+from edgefmnist.atomic import file_identity, open_descriptor, refuse_overwriting
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, not_a_file_reason, quoted
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
@@ -255,10 +255,12 @@ def glob_matches(pattern: str) -> list[Path]:
 def each_file_once(paths: list[Path]) -> list[Path]:
     """``paths`` in order, each file once under the first name that reached it: ``x.jpg`` and
     ``./x.jpg``, a symlink and its target, or a hard link name one picture
-    (:func:`edgefmnist.atomic.file_identity`; a missing file is known by its resolved path)."""
+    (:func:`edgefmnist.atomic.file_identity`; a missing file is known by its resolved path), as
+    do ``-`` and a name of this process's standard input (``/dev/stdin``, ``/dev/fd/0``)."""
     first: dict[object, Path] = {}
     for path in paths:
-        key = STDIN if str(path) == STDIN else file_identity(path) or os.path.realpath(path)
+        stdin = str(path) == STDIN or open_descriptor(path) == (os.getpid(), 0)
+        key = STDIN if stdin else file_identity(path) or os.path.realpath(path)
         first.setdefault(key, path)
     return list(first.values())
 

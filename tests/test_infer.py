@@ -631,6 +631,17 @@ def test_a_picture_piped_to_stdin_is_classified(tmp_path: Path, fashion) -> None
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "stdin.png")), fashion.test.images[1])
 
 
+def test_dash_and_dev_stdin_name_one_picture(fashion) -> None:
+    import io
+
+    png = io.BytesIO()
+    Image.fromarray(fashion.test.images[1]).save(png, format="PNG")
+    result = infer_stdin(png.getvalue(), "--image", "/dev/stdin")  # not a second, empty read of the stream
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    assert result.stdout.decode().splitlines()[0].startswith("<stdin>: Pullover ")
+    assert len(result.stdout.decode().splitlines()) == 1
+
+
 @pytest.mark.parametrize("data, message", [(b"", "nothing on standard input"), (b"no picture", "not an image")])
 def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     result = infer_stdin(data)
