@@ -185,13 +185,22 @@ def data(
 
       edgefmnist data --download --json
     """
-    from edgefmnist.data import already_present, default_cache_dir, download_data, load_fashion_mnist
+    from edgefmnist.data import (
+        ENV_DATA_DIR,
+        already_present,
+        default_cache_dir,
+        download_data,
+        download_found_nowhere,
+        load_fashion_mnist,
+    )
 
     download = download or replace
     present = already_present(data_dir) if download and not replace else None
     downloaded = download and present is None
     if downloaded:
-        data_dir = download_data(default_cache_dir(), replace=replace)
+        searched_everywhere = not (replace or data_dir or os.environ.get(ENV_DATA_DIR))
+        cache = default_cache_dir()
+        data_dir = download_found_nowhere() if searched_everywhere else download_data(cache, replace=replace)
     dataset = load_fashion_mnist(data_dir)
     report = {
         "folder": str(dataset.source.folder),

@@ -163,9 +163,15 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
             f"Fashion-MNIST not found in {default_cache_dir()} or {DEBIAN_DATA_DIR}; "
             "pass --data-dir or allow the download"
         )
+    return DataSource(download_found_nowhere(), "download")
+
+
+def download_found_nowhere(replace: bool = False) -> Path:
+    """:func:`download_data` into the cache, for data found in no folder edgefmnist looks in: a
+    :class:`DownloadFailed` then also says where else the data can come from."""
     try:
-        return DataSource(download_data(default_cache_dir()), "download")
-    except DownloadFailed as exc:  # the data is nowhere else either
+        return download_data(default_cache_dir(), replace=replace)
+    except DownloadFailed as exc:
         raise DownloadFailed(f"{exc} Pass --data-dir or install the Debian package dataset-fashion-mnist") from None
 
 

@@ -208,10 +208,13 @@ def test_download_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(DataError, match="download failed"):
         data.download_data(tmp_path / "cache", base_url="http://127.0.0.1:9/")
     monkeypatch.setenv("EDGEFMNIST_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.delenv("EDGEFMNIST_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(data, "DEBIAN_DATA_DIR", tmp_path / "no-package")
     with pytest.raises(DataError, match=r"are you offline\? Pass --data-dir or install the Debian package"):
         data.find_data()  # found nowhere: the advice fits
+    result = run_in_process("data", "--download")
+    assert result.returncode == 1 and result.stderr.rstrip().endswith("dataset-fashion-mnist"), result.stderr
     (tmp_path / "empty").mkdir()
     result = run_in_process("data", "--data-dir", str(tmp_path / "empty"), "--download")
     assert result.returncode == 1 and result.stderr.rstrip().endswith("are you offline?"), result.stderr
