@@ -191,7 +191,8 @@ def check_writable(path: Path, regular: str | None = None) -> None:
     existing folder of the write's target (``path``'s missing folders are made only by the real
     write), and the target's name must fit (:func:`check_name_fits`). Raises :class:`UsageError`
     when ``path`` is a directory or a socket, or special where ``regular`` is given, and
-    :class:`WriteFailed` when its folder cannot hold a new file.
+    :class:`WriteFailed` when its folder cannot hold a new file or a file stands on the way
+    (``notes.txt/../x.onnx``, which the kernel does not resolve).
     """
     check_name_fits(path)
     if not os.path.isdir(nearest_existing(Path(path).parent)):  # "notes.txt/../x": the kernel finds no folder
@@ -286,11 +287,12 @@ def refuse_overwriting(option: str, targets: Iterable[Path], inputs: Iterable[tu
 def atomic_write(path: Path) -> Iterator[Path]:
     """Yield a temp path to write; on success move it onto ``path``, else delete it.
 
-    The temp path is an unnamed file in ``path``'s folder (:func:`open_unnamed`), opened by its
-    ``/proc/self/fd/N`` name, so a kill leaves nothing; where that is not possible, a named temp
-    file beside ``path``. For a special file (see :func:`write_target`) the unnamed file is in the
-    temp folder and its bytes are then written into the file. Raises :class:`UsageError` for a
-    directory or a socket, :class:`WriteFailed` when the disk is full or the folder is read-only.
+    ``path``'s missing folders are made first (:func:`make_missing_folders`). The temp path is an
+    unnamed file in ``path``'s folder (:func:`open_unnamed`), opened by its ``/proc/self/fd/N``
+    name, so a kill leaves nothing; where that is not possible, a named temp file beside ``path``.
+    For a special file (see :func:`write_target`) the unnamed file is in the temp folder and its
+    bytes are then written into the file. Raises :class:`UsageError` for a directory or a socket,
+    :class:`WriteFailed` when the disk is full or the folder is read-only.
     """
     make_missing_folders(path)
     path, special = write_target(Path(path))
@@ -319,16 +321,18 @@ def atomic_write(path: Path) -> Iterator[Path]:
 
 def make_missing_folders(path: Path) -> None:
     """Make the missing folders of ``path`` as given, as ``mkdir -p`` makes them (``a/new/../x.onnx``
-    makes ``a/new``, so that the name still leads to the file once written); raises
-    :class:`WriteFailed` when a file stands where a folder must be. A folder symlink that leads
-    nowhere is left to the write, which makes its target's folders."""
+    makes ``a/new``, so that the name leads to the file once written); raises :class:`WriteFailed`
+    when a file stands where a folder must be (``notes.txt/x.onnx``). A folder symlink that leads
+    nowhere is left to the write, which makes its target's folders (a ``..`` after such a link
+    then names another folder than the write's)."""
     folder = Path(path).parent
     if os.path.isdir(folder):
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        pass
+    except FileExistsError as exc:  # a name on the way that is no folder
+        if not os.path.islink(exc.filename):
+            raise WriteFailed(f"{path}: cannot write here ({os.strerror(errno.ENOTDIR)})") from None
     except OSError as exc:
         raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
 
@@ -390,14 +394,14 @@ def staged_folder(path: Path) -> Iterator[Path]:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically; unnamed until complete where the system allows.
 
-    A special file (a device, a FIFO) is written in place; raises as :func:`atomic_write` does.
+    A special file (a device, a FIFO) is written in place; else missing folders are made and
+    errors raised as :func:`atomic_write` makes and raises them.
     """
-    make_missing_folders(path)
-    path, special = write_target(Path(path))
+    target, special = write_target(Path(path))
     if special:
-        write_in_place(path, data)
+        write_in_place(target, data)
         return
-    with atomic_write(path) as tmp:
+    with atomic_write(path) as tmp:  # the path as given: its missing folders are made as named
         fd = os.open(tmp, os.O_WRONLY)
         try:
             write_all(fd, data)

@@ -53,6 +53,9 @@ def test_missing_folders_are_made_as_mkdir_p_makes_them_so_the_name_leads_to_the
         check_writable(through_a_file)
     with pytest.raises(WriteFailed, match=r"cannot write here \(Not a directory\)$"):
         write_bytes_atomic(through_a_file, b"model")
+    in_a_file = tmp_path / "notes.txt" / "model.onnx"
+    with pytest.raises(WriteFailed, match=rf"^{in_a_file}: cannot write here \(Not a directory\)$"):
+        write_bytes_atomic(in_a_file, b"model")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "runs"]
 
 
