@@ -29,7 +29,11 @@ def must_exist(param: typer.CallbackParam, value: Path | list[Path] | None) -> P
     naming the option it was given to (``--data-dir /x: does not exist``)."""
     flag = f"{param.opts[0]} " if param.param_type_name == "option" else ""
     for path in value if isinstance(value, list) else [value]:
-        if path is not None and not path.exists():
+        try:
+            exists = path is None or path.exists()
+        except OSError as exc:  # a folder on the way that may not be searched
+            raise EdgeFmnistError(f"{flag}{path}: cannot read ({exc.strerror or exc})") from None
+        if not exists:
             raise EdgeFmnistError(f"{flag}{path}: does not exist")
     return value
 

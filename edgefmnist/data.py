@@ -156,8 +156,11 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
             raise missing_files_error(folder)
         return DataSource(folder, origin)
     for folder, origin in ((default_cache_dir(), "cache"), (DEBIAN_DATA_DIR, "debian package")):
-        if has_all_files(folder):
-            return DataSource(folder, origin)
+        try:
+            if has_all_files(folder):
+                return DataSource(folder, origin)
+        except DataError:  # a place nobody named, which may not be searched: the next one is tried
+            continue
     if not download:
         raise DataError(
             f"Fashion-MNIST not found in {default_cache_dir()} or {DEBIAN_DATA_DIR}; "

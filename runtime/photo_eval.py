@@ -123,6 +123,13 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
             f"{folder}: {'no such folder' if not folder.exists() else 'not a folder'} (--photos expects a photo folder)"
         )
     labels = folder / LABELS_FILE
+    try:
+        os.listdir(folder)  # one that may be listed or searched only fails below with the name of a file in it
+        labels.lstat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise PhotoSetError(f"{folder}: cannot read ({exc.strerror or exc})") from None
     if labels.is_file():
         photos = _from_labels_csv(labels, class_names)
         if not photos:

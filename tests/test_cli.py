@@ -541,12 +541,19 @@ def test_an_input_that_may_not_be_read_is_one_line_and_exit_1(tmp_path: Path, re
         (tmp_path / name).write_bytes((SHIPPED / name).read_bytes())
         (tmp_path / name).chmod(0)
     (tmp_path / "data").mkdir(mode=0)
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "mlp.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes())
+    (tmp_path / "locked").chmod(0)
+    (tmp_path / "photos" / "Dress").mkdir(parents=True)
+    (tmp_path / "photos").chmod(0o400)  # listed, not searched
     cases = [
         (["infer", "--sample", "0:1", "--data-dir", str(real_data_dir), "--model", "mlp.onnx"], "mlp.onnx"),
         (["evaluate", "mlp.onnx"], "mlp.onnx"),
         (["bench", "mlp.onnx", "--runs", "10"], "mlp.onnx"),
         (["evaluate", "mlp.pt"], "mlp.pt"),  # not "not a torch.save archive"
         (["evaluate", "--data-dir", "data"], "data"),  # not a traceback
+        (["evaluate", "--model", "locked/mlp.onnx"], "--model locked/mlp.onnx"),  # a folder on the way
+        (["evaluate", "--photos", "photos"], "photos"),  # not photos/labels.csv, which may not exist
     ]
     for args, name in cases:
         result = subprocess.run(

@@ -220,6 +220,26 @@ def test_download_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
     assert result.returncode == 1 and result.stderr.rstrip().endswith("are you offline?"), result.stderr
 
 
+def test_a_place_nobody_named_that_may_not_be_searched_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_synthetic_dataset(package := tmp_path / "package")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGEFMNIST_DATA", raising=False)
+    monkeypatch.setattr(data, "DEBIAN_DATA_DIR", package)
+    searched = data.idx_file
+
+    def cache_locked(folder: Path, name: str) -> Path | None:
+        if folder == data.default_cache_dir():
+            raise PermissionError(13, "Permission denied", str(folder / name))
+        return searched(folder, name)
+
+    monkeypatch.setattr(data, "idx_file", cache_locked)
+    assert data.find_data(download=False) == data.DataSource(package, "debian package")
+    with pytest.raises(DataError, match=r"cache/edgefmnist: cannot read \(Permission denied\)$"):
+        data.find_data(data.default_cache_dir())  # named: it is the one asked for
+
+
 def test_real_data_verifies_with_the_tutorial_split(fashion) -> None:
     assert (len(fashion.train), len(fashion.validation), len(fashion.test)) == (55_000, 5_000, 10_000)
     assert fashion.sha256 == spec.IDX_SHA256
