@@ -107,8 +107,9 @@ def check_token(flag: str | None, variable: str | None) -> None:
     if any(ord(character) < 32 or ord(character) == 127 for character in given):
         raise UsageError(f"{source} holds a control character, which a client's Authorization header cannot carry")
     if not given.isascii():
+        foreign = next(c for c in given if not c.isascii())
         raise UsageError(
-            f"{source} holds {next(c for c in given if not c.isascii())!r}, which is not ASCII: a browser sends it "
+            f"{source} holds {quoted(foreign)}, which is not ASCII: a browser sends it "
             "in a header as other bytes than curl does, so the page could never use it; give an ASCII secret"
         )
 

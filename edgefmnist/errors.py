@@ -31,7 +31,8 @@ def printable(text: str) -> str:
 
 def quoted(text: str) -> str:
     """``'text'``: a name or a value set apart in a message line, which :func:`printable` then
-    escapes with the rest of the line (``repr`` would escape a backslash twice)."""
+    escapes with the rest of the line (``repr`` would escape a backslash twice). A quote inside
+    is left as it is: the line is read by people, and names the value whole."""
     return f"'{text}'"
 
 

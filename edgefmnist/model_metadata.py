@@ -24,7 +24,7 @@ from typing import Any, TypeGuard
 
 from edgefmnist import spec
 from edgefmnist.contract import Dtype, parse_version
-from edgefmnist.errors import ModelError
+from edgefmnist.errors import ModelError, quoted
 
 SCHEMA_KEY = "edgefmnist.schema"
 SCHEMA_VERSION = 1
@@ -190,8 +190,9 @@ class ModelMetadata:
                 raise ModelError(f"{source}: malformed metadata: {key} holds {exc}, not a JSON number") from None
         schema = values.pop(SCHEMA_KEY)
         if schema != SCHEMA_VERSION:
+            shown = quoted(schema) if isinstance(schema, str) else schema
             raise ModelError(
-                f"{source}: metadata schema {schema!r} is unknown to edgefmnist "
+                f"{source}: metadata schema {shown} is unknown to edgefmnist "
                 f"(this one reads schema {SCHEMA_VERSION}); pip install -U edgefmnist"
             )
         missing = [key for key in REQUIRED_KEYS if key not in values]

@@ -802,6 +802,7 @@ def test_an_empty_host_or_one_with_a_port_is_a_usage_error(host: str, error: str
         (["--token", "sec\udc85ret"], {}, "--token holds a byte that is not UTF-8"),
         (["--token", "pässwörd"], {}, "--token holds 'ä', which is not ASCII"),
         ([], {"EDGEFMNIST_TOKEN": "秘密"}, "$EDGEFMNIST_TOKEN holds '秘', which is not ASCII"),
+        (["--token", "sec\x85ret"], {}, "--token holds '\\x85', which is not ASCII"),  # a C1 control, escaped once
     ],
 )
 def test_a_token_no_client_could_send_is_refused(args: list[str], env: dict, error: str) -> None:
