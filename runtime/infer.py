@@ -208,10 +208,10 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     return PictureFiles(each_file_once(found), skipped, empty)
 
 
-def no_pictures_reason(folder: bool, regular: list[bool]) -> str:
-    """Why a folder (``folder``) or a glob gave no picture, from whether each of its entries is a regular file."""
+def no_pictures_reason(is_folder: bool, regular: list[bool]) -> str:
+    """Why a folder (``is_folder``) or a glob gave no picture, from whether each of its entries is a regular file."""
     what, held = (
-        ("a folder with no picture files", "what it holds") if folder else ("no picture files match", "what matches")
+        ("a folder with no picture files", "what it holds") if is_folder else ("no picture files match", "what matches")
     )
     if all(regular):  # an empty folder too
         return f"{what} (none has an extension that Pillow reads here)"
@@ -259,7 +259,8 @@ def each_file_once(paths: list[Path]) -> list[Path]:
     do ``-`` and a name of this process's standard input (``/dev/stdin``, ``/dev/fd/0``)."""
     first: dict[object, Path] = {}
     for path in paths:
-        stdin = str(path) == STDIN or open_descriptor(path) == (os.getpid(), 0)
+        system = os.path.abspath(path).startswith(("/dev/", "/proc/")) or os.path.islink(path)  # ~20 µs to follow
+        stdin = str(path) == STDIN or (system and open_descriptor(path) == (os.getpid(), 0))
         key = STDIN if stdin else file_identity(path) or os.path.realpath(path)
         first.setdefault(key, path)
     return list(first.values())
