@@ -124,8 +124,7 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
         )
     labels = folder / LABELS_FILE
     try:
-        os.listdir(folder)  # one that may be listed or searched only fails below with the name of a file in it
-        labels.lstat()
+        labels.lstat()  # in a folder that may not be searched, is_file() would say False and the listing fail
     except FileNotFoundError:
         pass
     except OSError as exc:
@@ -137,7 +136,10 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     elif os.path.lexists(labels):  # the folders' names would silently replace its labels
         raise PhotoSetError(f"{labels}: {not_a_file_reason(labels)}; the photo set's labels cannot be read")
     else:
-        photos = _from_class_folders(folder, class_names)
+        try:
+            photos = _from_class_folders(folder, class_names)
+        except OSError as exc:  # a folder that may be searched but not listed
+            raise PhotoSetError(f"{exc.filename or folder}: cannot read ({exc.strerror or exc})") from None
         if not photos:
             extensions = picture_extensions()
             entries = [p for p in folder.iterdir() if not is_hidden(p, folder)]

@@ -546,6 +546,8 @@ def test_an_input_that_may_not_be_read_is_one_line_and_exit_1(tmp_path: Path, re
     (tmp_path / "locked").chmod(0)
     (tmp_path / "photos" / "Dress").mkdir(parents=True)
     (tmp_path / "photos").chmod(0o400)  # listed, not searched
+    (tmp_path / "unlisted" / "Dress").mkdir(parents=True)
+    (tmp_path / "unlisted").chmod(0o300)  # searched, not listed: no class folders to be found
     cases = [
         (["infer", "--sample", "0:1", "--data-dir", str(real_data_dir), "--model", "mlp.onnx"], "mlp.onnx"),
         (["evaluate", "mlp.onnx"], "mlp.onnx"),
@@ -554,13 +556,20 @@ def test_an_input_that_may_not_be_read_is_one_line_and_exit_1(tmp_path: Path, re
         (["evaluate", "--data-dir", "data"], "data"),  # not a traceback
         (["evaluate", "--model", "locked/mlp.onnx"], "--model locked/mlp.onnx"),  # a folder on the way
         (["evaluate", "--photos", "photos"], "photos"),  # not photos/labels.csv, which may not exist
+        (["evaluate", "--photos", "unlisted"], "unlisted"),
     ]
+
+    def run_without_override(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [*WITHOUT_ROOTS_OVERRIDE, sys.executable, "-m", "edgefmnist.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
     for args, name in cases:
-        result = subprocess.run(
-            [*WITHOUT_ROOTS_OVERRIDE, sys.executable, "-m", "edgefmnist.cli", *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=600,
+        assert_one_line_error(
+            run_without_override(*args), 1, f"edgefmnist: error: {name}: cannot read (Permission denied)"
         )
-        assert_one_line_error(result, 1, f"edgefmnist: error: {name}: cannot read (Permission denied)")
+    (tmp_path / "unlisted").chmod(0o700)
+    Image.new("L", (28, 28), 200).save(tmp_path / "unlisted" / "Dress" / "a.png")
+    (tmp_path / "unlisted" / "labels.csv").write_text("file,source_class,accepted\nDress/a.png,dress,Dress\n")
+    (tmp_path / "unlisted").chmod(0o300)
+    result = run_without_override("evaluate", "--photos", "unlisted")  # labels.csv names every photo: no listing
+    assert result.returncode == 0 and "1 photo (1 in domain" in result.stdout, result.stderr
