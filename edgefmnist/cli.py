@@ -199,8 +199,10 @@ def data(
     downloaded = download and present is None
     if downloaded:
         searched_everywhere = not (replace or data_dir or os.environ.get(ENV_DATA_DIR))
-        cache = default_cache_dir()
-        data_dir = download_found_nowhere() if searched_everywhere else download_data(cache, replace=replace)
+        if searched_everywhere:
+            data_dir = download_found_nowhere()
+        else:
+            data_dir = download_data(default_cache_dir(), replace=replace)
     dataset = load_fashion_mnist(data_dir)
     report = {
         "folder": str(dataset.source.folder),

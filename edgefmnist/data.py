@@ -169,11 +169,11 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
     return DataSource(download_found_nowhere(), "download")
 
 
-def download_found_nowhere(replace: bool = False) -> Path:
+def download_found_nowhere() -> Path:
     """:func:`download_data` into the cache, for data found in no folder edgefmnist looks in: a
     :class:`DownloadFailed` then also says where else the data can come from."""
     try:
-        return download_data(default_cache_dir(), replace=replace)
+        return download_data(default_cache_dir())
     except DownloadFailed as exc:
         raise DownloadFailed(f"{exc} Pass --data-dir or install the Debian package dataset-fashion-mnist") from None
 
