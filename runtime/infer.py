@@ -158,7 +158,8 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     A folder or a glob keeps the files whose extension is one of
     :func:`~edgefmnist.runtime.picture_formats.picture_extensions` (what the installed Pillow and
     HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
-    sub-folder, a dangling symlink, a FIFO), each with its reason. Neither takes dot names
+    sub-folder, a dangling symlink, a FIFO) and the folders a ``**`` walk may not list, each
+    with its reason. Neither takes dot names
     (``.thumbnails/``, a macOS ``._IMG_1.jpg``), and ``**`` in a glob matches any depth of
     folders (``photos/**/*.jpg``, :func:`glob_matches`); a file named on its own is always
     tried, whatever its name, and ``-`` (standard input) is kept as it is. A folder or a glob
@@ -177,7 +178,9 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             if path.is_dir():  # dot names (.thumbnails/, a macOS ._IMG_1.jpg) are left out, as a glob leaves them
                 entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
             elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
-                entries = glob_matches(pattern)
+                entries, unlisted = glob_matches(pattern)
+                for folder, reason in unlisted.items():
+                    skipped.setdefault(folder, f"cannot read ({reason}), so the pictures inside were not searched")
                 if not entries:
                     empty[pattern] = "no files match"
                     continue
@@ -220,7 +223,7 @@ def no_pictures_reason(is_folder: bool, regular: list[bool]) -> str:
     return f"{what} (no regular file among {held} has an extension that Pillow reads here)"
 
 
-def glob_matches(pattern: str) -> list[Path]:
+def glob_matches(pattern: str) -> tuple[list[Path], dict[Path, str]]:
     """What a glob ``pattern`` names, sorted; names starting with a dot only where the pattern says so.
 
     A ``**`` component matches any depth of folders, which are then left out themselves (the
@@ -229,12 +232,13 @@ def glob_matches(pattern: str) -> list[Path]:
     cannot repeat a picture or multiply the walk (``pathlib.Path.glob``). Below the pattern's
     fixed folders it leaves out dot names (``.thumbnails/``, ``._IMG_1.jpg``) but those a part of
     the pattern that starts with a dot matches (``photos/**/.cache/*.jpg``, ``photos/**/.*/*.jpg``,
-    ``photos/**/.*.jpg``). ``RecursionError`` for a tree too deep for the walk (about 970
-    folders in Python 3.11).
+    ``photos/**/.*.jpg``). Also returned: the folders such a walk searches but may not list, each
+    with the error's text (``Permission denied``), which pathlib's glob passes over without a
+    word. ``RecursionError`` for a tree too deep for the walk (about 970 folders in Python 3.11).
     """
     parts = Path(pattern).parts
     if "**" not in parts:
-        return sorted(Path(match) for match in glob.glob(pattern))
+        return sorted(Path(match) for match in glob.glob(pattern)), {}
     fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     root = Path(*parts[:fixed])
     rest = [*parts[fixed:], "*"] if parts[-1] == "**" else list(parts[fixed:])
@@ -247,9 +251,21 @@ def glob_matches(pattern: str) -> list[Path]:
         spelt = all(any(fnmatch.fnmatchcase(name, part) for part in spelled) for name in hidden)
         return spelt and (dot_files or not last.startswith("."))
 
-    return sorted(
+    def searched(folders: tuple[str, ...]) -> bool:  # the parts before the first ** match one level each
+        level = len(folders) - 1
+        fits_level = level >= rest.index("**") or fnmatch.fnmatchcase(folders[-1], rest[level])
+        return fits_level and shown((*folders, "picture"))
+
+    matches = sorted(
         match for match in root.glob(str(Path(*rest))) if not match.is_dir() and shown(match.relative_to(root).parts)
     )
+    unlisted: dict[Path, str] = {}
+    for folder, subfolders, _ in os.walk(
+        root, onerror=lambda exc: unlisted.setdefault(Path(exc.filename), exc.strerror or type(exc).__name__)
+    ):
+        above = Path(folder).relative_to(root).parts
+        subfolders[:] = [name for name in subfolders if searched((*above, name))]
+    return matches, dict(sorted(unlisted.items()))
 
 
 def each_file_once(paths: list[Path]) -> list[Path]:

@@ -411,6 +411,30 @@ def test_folders_and_globs_leave_out_dot_names_and_globs_take_any_depth_with_two
     assert dot_files == [tmp_path / "._top.jpg", tmp_path / ".hidden.jpg"]
 
 
+def test_a_two_star_walk_names_the_folders_it_may_not_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+
+    for name in ("2024/a.jpg", "2024/locked/b.jpg", "2025/locked/c.jpg", ".cache/locked/d.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    real_scandir = os.scandir
+
+    def scandir(path=".", *args):  # as for folders without read permission: pathlib's glob passes over them
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path, *args)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    reason = "cannot read (Permission denied), so the pictures inside were not searched"
+    found = find_pictures([str(tmp_path / "**" / "*.jpg")])
+    assert found.paths == [tmp_path / "2024" / "a.jpg"]
+    assert found.skipped == {tmp_path / "2024" / "locked": reason, tmp_path / "2025" / "locked": reason}
+    below_2024 = find_pictures([str(tmp_path / "2024*" / "**" / "*.jpg")])  # 2025/ is not searched: not named
+    assert below_2024.skipped == {tmp_path / "2024" / "locked": reason}
+    spelled = find_pictures([str(tmp_path / "**" / ".cache" / "**" / "*.jpg")])  # dot folders where spelled
+    assert spelled.paths == [] and (tmp_path / ".cache" / "locked") in spelled.skipped
+
+
 def test_a_tree_too_deep_for_a_two_star_walk_is_one_error_line(tmp_path: Path) -> None:
     from edgefmnist.runtime.infer import find_pictures
 
