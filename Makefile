@@ -46,7 +46,7 @@ test-fast: setup
 	$(BIN)/pytest -m "not slow" -n 2
 
 demo: setup
-	$(BIN)/edgefmnist data
+	$(BIN)/edgefmnist data --download
 	$(BIN)/edgefmnist train --arch mlp --recipe best --out $(DEMO_DIR)/mlp.pt
 	$(BIN)/edgefmnist export $(DEMO_DIR)/mlp.pt --quantize static
 	$(BIN)/edgefmnist verify $(DEMO_DIR)/mlp.int8.onnx --checkpoint $(DEMO_DIR)/mlp.pt
@@ -56,7 +56,7 @@ demo: setup
 
 # Every file in models/ from scratch on the real data: train -> export + int8 -> validate -> bench -> card.
 models: setup
-	$(BIN)/edgefmnist data
+	$(BIN)/edgefmnist data --download
 	$(BIN)/edgefmnist train --arch mlp --recipe best --out $(MODELS_DIR)/mlp.pt
 	$(BIN)/edgefmnist export $(MODELS_DIR)/mlp.pt --quantize static
 	OMP_NUM_THREADS=1 $(BIN)/edgefmnist train --arch cnn --recipe photo --out $(MODELS_DIR)/cnn.pt  # one thread: training is then repeatable (same CPU and library versions)

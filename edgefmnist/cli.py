@@ -164,8 +164,8 @@ def data(
         typer.Option(
             "--download",
             help=(
-                "Download into the cache (~/.cache/edgefmnist) unless the data is already found; "
-                "$EDGEFMNIST_MIRROR overrides the address."
+                "Download into the cache (~/.cache/edgefmnist) unless the data is already found "
+                "(without it, nothing is downloaded); $EDGEFMNIST_MIRROR overrides the address."
             ),
         ),
     ] = False,
@@ -178,6 +178,8 @@ def data(
     json_output: JsonOption = False,
 ) -> None:
     """Find the Fashion-MNIST files, verify their SHA-256, and say where they came from.
+
+    Only --download fetches them; the other commands download them when they are found nowhere.
 
     Examples:
 
@@ -203,7 +205,7 @@ def data(
             data_dir = download_found_nowhere()
         else:
             data_dir = download_data(default_cache_dir(), replace=replace)
-    dataset = load_fashion_mnist(data_dir)
+    dataset = load_fashion_mnist(data_dir, download=False)  # downloaded above, or only looked for
     report = {
         "folder": str(dataset.source.folder),
         "origin": dataset.source.origin,

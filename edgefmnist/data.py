@@ -164,7 +164,7 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
     if not download:
         raise DataError(
             f"Fashion-MNIST not found in {default_cache_dir()} or {DEBIAN_DATA_DIR}; "
-            "pass --data-dir or allow the download"
+            "pass --data-dir, or --download to fetch it into the cache"
         )
     return DataSource(download_found_nowhere(), "download")
 

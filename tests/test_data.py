@@ -218,6 +218,9 @@ def test_download_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
     (tmp_path / "empty").mkdir()
     result = run_in_process("data", "--data-dir", str(tmp_path / "empty"), "--download")
     assert result.returncode == 1 and result.stderr.rstrip().endswith("are you offline?"), result.stderr
+    result = run_in_process("data")  # only --download fetches: the mirror is not asked
+    assert result.returncode == 1 and "download failed" not in result.stderr, result.stderr
+    assert result.stderr.rstrip().endswith("pass --data-dir, or --download to fetch it into the cache"), result.stderr
 
 
 def test_a_place_nobody_named_that_may_not_be_searched_is_passed_over(
