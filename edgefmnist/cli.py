@@ -541,12 +541,12 @@ def infer(
         raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
     if (image or []).count(STDIN) > 1:
         raise UsageError("--image - given more than once: standard input holds one picture")
+    picked = parse_sample(sample, spec.TEST_SIZE) if sample is not None else None  # before the data is looked for
     predictor = Predictor(model or default_model_path(), threads=threads)
-    if sample is not None:
+    if picked is not None:
         from edgefmnist.data import inputs_of_test_split, load_test_split
 
-        test = load_test_split(data_dir)
-        picked = parse_sample(sample, len(test))
+        test = load_test_split(data_dir)  # SHA-256 verified: spec.TEST_SIZE images
         outcomes = (
             save_test_images(save_preprocessed, test.images, picked, predictor.path, inputs_of_test_split(data_dir))
             if save_preprocessed is not None

@@ -71,6 +71,7 @@ PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
 
 VALIDATION_SIZE = 5000  # the first 5,000 training images, as in the tutorial
+TEST_SIZE = 10_000  # images in the official test set, whose files IDX_SHA256 fixes
 
 # SHA-256 of the decompressed IDX content of the official files.
 IDX_SHA256: dict[str, str] = {

@@ -175,8 +175,8 @@ SHIPPED = default_model_path().parent
         (["verify", str(SHIPPED / "mlp.onnx"), "--atol", "1e-3"], ["--atol applies only with --checkpoint"]),
     ],
 )
-def test_bad_flag_values_exit_2(args: list[str], fragments: list[str], real_data_dir: Path) -> None:
-    data = ["--data-dir", str(real_data_dir)] if args[0] == "infer" and "--sample" in args else []
+def test_bad_flag_values_exit_2(args: list[str], fragments: list[str], tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path)] if args[0] == "infer" and "--sample" in args else []  # refused before the data
     assert_one_line_error(run(*args, *data), 2, *fragments)
 
 
