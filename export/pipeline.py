@@ -59,7 +59,7 @@ from edgefmnist.contract import (
 )
 from edgefmnist.data import Split, inputs_of_data, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import EdgeFmnistError, ModelError, UsageError, is_utf8
+from edgefmnist.errors import CheckpointError, EdgeFmnistError, ModelError, UsageError, is_utf8
 from edgefmnist.model_metadata import (
     CALIBRATION_KEY,
     FLOAT_BLOCK_DISABLED_OPTIMIZERS,
@@ -408,12 +408,19 @@ def verify_against_checkpoint(
     from ``data_dir`` when not given. A failed check is not raised but listed in the report's
     ``failures`` (:meth:`ParityReport.raise_if_failed` makes it exit code 3). Raises
     :class:`ModelError` for a model the runtime cannot load, :class:`CheckpointError` for an
-    unreadable checkpoint and :class:`DataError` when the test set cannot be found or verified.
+    unreadable checkpoint or one whose SHA-256 is not the one the model records (before the
+    test set is read), and :class:`DataError` when the test set cannot be found or verified.
     """
     from edgefmnist.runtime.predictor import Predictor  # the runtime runs the exported model
 
     predictor = Predictor(model_path)
     checkpoint = load_checkpoint(checkpoint_path)
+    recorded, actual = predictor.metadata.extra.get("checkpoint_sha256"), file_sha256(checkpoint_path)
+    if recorded and recorded != actual:  # before the test set: no parity to measure
+        raise CheckpointError(
+            f"{checkpoint_path}: not the checkpoint {model_path.name} was exported from "
+            f"(SHA-256 {actual[:12]}..., where the model records {recorded[:12]}...)"
+        )
     test = test or load_test_split(data_dir)
     logits, probabilities = model_outputs(predictor.session, test.images)
     report = compare_logits(
@@ -427,9 +434,4 @@ def verify_against_checkpoint(
         candidate_probabilities=probabilities,
         temperature=predictor.metadata.temperature,
     )
-    recorded = predictor.metadata.extra.get("checkpoint_sha256")
-    if recorded and recorded != file_sha256(checkpoint_path):  # first: it explains the failures after it
-        report.failures.insert(
-            0, f"{model_path.name} was exported from a different checkpoint than {checkpoint_path.name}"
-        )
     return report

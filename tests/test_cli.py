@@ -180,6 +180,13 @@ def test_bad_flag_values_exit_2(args: list[str], fragments: list[str], tmp_path:
     assert_one_line_error(run(*args, *data), 2, *fragments)
 
 
+def test_verify_against_another_models_checkpoint_is_refused_before_the_test_set(tmp_path: Path) -> None:
+    result = run(
+        "verify", str(SHIPPED / "mlp.onnx"), "--checkpoint", str(SHIPPED / "cnn.pt"), "--data-dir", str(tmp_path)
+    )
+    assert_one_line_error(result, 1, f"{SHIPPED / 'cnn.pt'}: not the checkpoint mlp.onnx was exported from (SHA-256")
+
+
 def test_more_threads_than_cores_is_taken_with_a_warning(tmp_path: Path) -> None:
     from PIL import Image
 

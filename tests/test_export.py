@@ -19,7 +19,7 @@ from edgefmnist import spec
 from edgefmnist.checkpoint import load_checkpoint
 from edgefmnist.contract import INPUT_NAME, Dtype
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import ModelError, ValidationFailed
+from edgefmnist.errors import CheckpointError, ModelError, ValidationFailed
 from edgefmnist.train import predict_logits
 
 pytestmark = pytest.mark.slow
@@ -263,8 +263,8 @@ def test_verify_against_checkpoint_and_recorded_accuracy(exported, trained, fash
     for result in (fp32, int8):
         report = verify_against_checkpoint(result.path, trained("mlp"), test=fashion.test)
         assert report.passed, report.summary()
-    failures = verify_against_checkpoint(fp32.path, trained("cnn"), atol=1.0, test=fashion.test).failures
-    assert failures[0] == f"{fp32.path.name} was exported from a different checkpoint than cnn.pt", failures
+    with pytest.raises(CheckpointError, match=f"cnn.pt: not the checkpoint {fp32.path.name} was exported from"):
+        verify_against_checkpoint(fp32.path, trained("cnn"), atol=1.0, test=fashion.test)
     assert check_recorded_accuracy(int8.path).passed
     lying = rewrite_metadata(
         fp32.path, tmp_path / "lying.onnx", extra={"test_accuracy": fp32.parity.candidate_accuracy + 0.01}
