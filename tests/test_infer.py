@@ -527,6 +527,8 @@ def test_save_preprocessed_into_a_folder_through_the_cli(tmp_path: Path, fashion
 
 
 def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, fashion) -> None:
+    from edgefmnist.runtime.infer import preprocessed_paths
+
     for name in ("x.png", "y.png"):
         Image.fromarray(fashion.test.images[0]).save(tmp_path / name)
     (tmp_path / "seen.png").write_bytes(b"keep me")
@@ -536,6 +538,15 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
     )  # fmt: skip
     assert_one_line_error(result, 2, "seen.png", "a file, but 2 pictures need a folder")
     assert (tmp_path / "seen.png").read_bytes() == b"keep me"
+    two = [tmp_path / "x.png", tmp_path / "y.png"]
+    for name in ("new.jpg", "new.PNG"):  # a new name that reads as a picture file is not made a folder
+        with pytest.raises(UsageError, match=f"{name}: named as a picture file, but 2 pictures need a folder"):
+            preprocessed_paths(tmp_path / name, two)
+        assert not (tmp_path / name).exists()
+    assert preprocessed_paths(f"{tmp_path / 'new.jpg'}/", two) == [
+        tmp_path / "new.jpg" / "x.png",
+        tmp_path / "new.jpg" / "y.png",
+    ]
 
 
 def test_save_preprocessed_is_checked_for_every_name_before_the_work(tmp_path: Path, fashion) -> None:
