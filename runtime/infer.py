@@ -159,10 +159,11 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     :func:`~edgefmnist.runtime.picture_formats.picture_extensions` (what the installed Pillow and
     HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
     sub-folder, a dangling symlink, a FIFO) and the folders a ``**`` walk may not list, each
-    with its reason. Neither takes dot names
-    (``.thumbnails/``, a macOS ``._IMG_1.jpg``), and ``**`` in a glob matches any depth of
-    folders (``photos/**/*.jpg``, :func:`glob_matches`); a file named on its own is always
-    tried, whatever its name, and ``-`` (standard input) is kept as it is. A folder or a glob
+    with its reason. Neither takes dot names (``.thumbnails/``, a macOS ``._IMG_1.jpg``), and
+    ``**`` in a glob matches any depth of folders (``photos/**/*.jpg``, :func:`glob_matches`); a
+    glob that ends with ``/`` names folders, whose files are taken as a folder's are
+    (``photos/*/`` is ``photos/*/*``). A file named on its own is always tried, whatever its
+    name, and ``-`` (standard input) is kept as it is. A folder or a glob
     without a single picture file, or one that cannot be read (a folder on the way without read
     or search permission), is listed in ``empty`` (arguments that give no picture) with the
     reason, and the other arguments are still expanded: ``infer`` reports it as an error after
@@ -178,7 +179,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             if path.is_dir():  # dot names (.thumbnails/, a macOS ._IMG_1.jpg) are left out, as a glob leaves them
                 entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
             elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
-                entries, unlisted = glob_matches(pattern)
+                entries, unlisted = glob_matches(pattern + "*" if pattern.endswith(("/", os.sep)) else pattern)
                 for folder, reason in unlisted.items():
                     skipped.setdefault(folder, f"cannot read ({reason}), so the pictures inside were not searched")
                 if not entries:

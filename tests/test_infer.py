@@ -398,6 +398,8 @@ def test_folders_and_globs_leave_out_dot_names_and_globs_take_any_depth_with_two
     deep = find_pictures([str(tmp_path / "**" / "*.jpg")])
     assert deep.paths == [tmp_path / "2024" / "07" / "b.jpg", tmp_path / "2024" / "a.jpg", tmp_path / "top.jpg"]
     assert find_pictures([str(tmp_path / "**")]).skipped == {}  # the folders it matches are searched, not skipped
+    in_folders = find_pictures([f"{tmp_path}/*/"])  # a glob ending with / names folders: their files, as a folder's
+    assert in_folders.paths == [tmp_path / "2024" / "a.jpg"] and set(in_folders.skipped) == {tmp_path / "2024" / "07"}
     (tmp_path / "2024" / "07" / "up").symlink_to("..")  # loops: glob.glob's ** would take 2**40 paths through them
     (tmp_path / "2024" / "07" / "top").symlink_to("../..")
     os.link(tmp_path / "top.jpg", tmp_path / "zz-hard.jpg")
