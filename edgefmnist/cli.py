@@ -585,7 +585,7 @@ def infer(
         for result in shown:
             report_result(result, line=False)
     warn_if_typicality_unchecked(predictor, min_typicality)
-    warn_if_oversubscribed(threads)
+    warn_if_oversubscribed(threads, workers)
     if failed:
         raise typer.Exit(1)
 

@@ -37,22 +37,27 @@ def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) ->
         echo_unless_gone(printable(f"edgefmnist: warning: {message}"), err=True)
 
 
-def oversubscription_warning(threads: int | None) -> str:
-    """The warning line when ``--threads`` exceeds the cores this process may use (it then runs
-    slower), else ``""``."""
+OVERSUBSCRIBED = {  # flag -> what taking more than the cores costs
+    "--threads": "onnxruntime's threads then compete for them and run slower",
+    "--workers": "more pictures are then decoded at once, for more memory and no more speed",
+}
+
+
+def oversubscription_warning(count: int | None, flag: str = "--threads") -> str:
+    """The warning line when ``flag`` (a key of :data:`OVERSUBSCRIBED`) asks for ``count``
+    threads, more than the cores this process may use, else ``""``."""
     from edgefmnist.runtime.predictor import available_cores
 
     cores = available_cores()
-    if threads is None or threads <= cores:
+    if count is None or count <= cores:
         return ""
-    return (
-        f"edgefmnist: warning: --threads {threads} is more than the {counted(cores, 'core')} available; "
-        "onnxruntime's threads then compete for them and run slower"
-    )
+    cost = OVERSUBSCRIBED[flag]
+    return f"edgefmnist: warning: {flag} {count} is more than the {counted(cores, 'core')} available; {cost}"
 
 
-def warn_if_oversubscribed(threads: int | None) -> None:
-    """:func:`oversubscription_warning` on stderr, if any. Called once the command's flags and
-    inputs have passed, so that an error stays one line."""
-    if warning := oversubscription_warning(threads):
-        echo_unless_gone(warning, err=True)
+def warn_if_oversubscribed(threads: int | None, workers: int | None = None) -> None:
+    """:func:`oversubscription_warning` for ``--threads`` and ``--workers`` on stderr, if any.
+    Called once the command's flags and inputs have passed, so that an error stays one line."""
+    for warning in (oversubscription_warning(threads), oversubscription_warning(workers, "--workers")):
+        if warning:
+            echo_unless_gone(warning, err=True)

@@ -197,6 +197,9 @@ def test_more_threads_than_cores_is_taken_with_a_warning(tmp_path: Path) -> None
     assert f"edgefmnist: warning: --threads {threads} is more than the {available_cores()} cores" in result.stderr
     within = run("infer", "--image", str(tmp_path / "x.png"), "--threads", "1")
     assert within.returncode == 0 and "--threads" not in within.stderr
+    workers = run("infer", "--image", str(tmp_path / "x.png"), "--workers", str(threads))
+    assert workers.returncode == 0 and workers.stdout.startswith(str(tmp_path / "x.png"))
+    assert f"edgefmnist: warning: --workers {threads} is more than the {available_cores()} cores" in workers.stderr
     for refused, fragment in ((["infer", "--sample", "5:2"], "5:2"), (["evaluate", "--split", "report"], "--split")):
         assert_one_line_error(run(*refused, "--threads", str(threads)), 2, fragment)  # the error stays one line
 
