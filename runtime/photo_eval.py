@@ -99,6 +99,18 @@ def class_named(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str
     return by_key.get(spec.class_name_key(name))
 
 
+def nearest_class(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str | None:
+    """The one class whose name, compared as :func:`class_named` compares names, starts the
+    ``name`` or is started by it, a plural ``s`` aside (``"Trousers"`` -> ``"Trouser"``,
+    ``"t-shirts"`` -> ``"T-shirt/top"``); None when no class or several do (``"shorts"``)."""
+    stem = spec.class_name_key(name).removesuffix("s")
+    if len(stem) < 3:
+        return None
+    keys = {known: spec.class_name_key(known) for known in class_names}
+    found = [known for known, key in keys.items() if key.startswith(stem) or stem.startswith(key)]
+    return found[0] if len(found) == 1 else None
+
+
 def class_noun(class_names: Sequence[str]) -> str:
     """How messages name a class: ``"Fashion-MNIST class"`` for the dataset's own names, else
     ``"class of the model"`` (a model that spells them its own way, such as ``DRESS``)."""
@@ -167,8 +179,9 @@ def photo_set_notes(
 
     With ``labels.csv``: pictures in the folder or below it that it does not list are not scored.
     With class folders: folders of pictures named after no class count as out of domain (a
-    ``shoes`` or ``t-shirt`` folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``), and
-    pictures beside the folders or in their sub-folders are not scored. Folder names are quoted
+    ``shoes`` or ``t-shirt`` folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``; a
+    second line names the class a near miss means, :func:`nearest_class`), and pictures beside
+    the folders or in their sub-folders are not scored. Folder names are quoted
     (``'odd, name'``). Dot names (:func:`is_hidden`) are skipped in class folders and in the notes.
     """
     folder = Path(folder)
@@ -191,6 +204,12 @@ def photo_set_notes(
             f"{folder}: {counted(len(others), 'folder')} named after no {class_noun(class_names)}, so out of domain "
             f"(only 'unsure' is right there): {', '.join(map(quoted, others))}"
         )
+        near = {other: nearest for other in others if (nearest := nearest_class(other, class_names))}
+        if near:
+            meant = ", ".join(
+                f"{quoted(other)} as {quoted(nearest.replace('/', '_'))}" for other, nearest in near.items()
+            )
+            notes.append(f"{folder}: to score them as classes, name the folders as the classes: {meant}")
     if unscored:
         notes.append(f"{folder}: not scored: {counted(unscored, 'picture')} beside the class folders or below them")
     return notes
@@ -261,7 +280,14 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             for entry in filter(None, entries):
                 name = class_named(entry, class_names)
                 if name is None:
-                    raise PhotoSetError(f"{labels}: line {line}: {quoted(entry)} is not a {class_noun(class_names)}")
+                    nearest = nearest_class(entry, class_names)
+                    hint = (
+                        f" (did you mean {quoted(nearest)}?)"
+                        if nearest
+                        else f"; the classes: {', '.join(map(quoted, class_names))}"
+                    )
+                    message = f"{labels}: line {line}: {quoted(entry)} is not a {class_noun(class_names)}{hint}"
+                    raise PhotoSetError(message)
                 accepted.append(name)
             accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
             source = row["source_class"].strip()

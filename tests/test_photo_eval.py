@@ -365,7 +365,12 @@ def test_a_model_that_spells_its_classes_otherwise_is_scored_alike(tmp_path: Pat
 def test_a_photo_set_is_judged_by_the_models_own_class_names(tmp_path: Path) -> None:
     shouting = [name.upper() for name in spec.CLASS_NAMES]
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nx.jpg,hat,Hat\n")
-    with pytest.raises(PhotoSetError, match="'Hat' is not a class of the model$"):
+    with pytest.raises(
+        PhotoSetError, match="'Hat' is not a class of the model; the classes: 'T-SHIRT/TOP', 'TROUSER', "
+    ):
+        load_photo_set(tmp_path, shouting)
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\nx.jpg,pants,Trousers\n")
+    with pytest.raises(PhotoSetError, match="'Trousers' is not a class of the model \\(did you mean 'TROUSER'\\?\\)$"):
         load_photo_set(tmp_path, shouting)
     (tmp_path / "labels.csv").unlink()
     photo(tmp_path / "hat" / "a.jpg")
@@ -375,6 +380,11 @@ def test_a_photo_set_is_judged_by_the_models_own_class_names(tmp_path: Path) -> 
     assert photo_set_notes(tmp_path, photos, (), shouting) == [
         f"{tmp_path}: 1 folder named after no class of the model, so out of domain "
         "(only 'unsure' is right there): 'hat'"
+    ]
+    photo(tmp_path / "T-shirts" / "c.jpg")  # near misses get a hint, unrelated names (shorts, not Shirt) none
+    photo(tmp_path / "shorts" / "d.jpg")
+    assert photo_set_notes(tmp_path, load_photo_set(tmp_path), ())[1:] == [
+        f"{tmp_path}: to score them as classes, name the folders as the classes: 'T-shirts' as 'T-shirt_top'"
     ]
 
 
