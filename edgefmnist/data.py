@@ -114,21 +114,25 @@ def near_misses(folder: Path, name: str) -> list[Path]:
         return []
 
 
-def has_all_files(folder: Path) -> bool:
-    """Whether ``folder`` holds the four IDX files; :class:`DataError` when it cannot be searched."""
+ALL_SPLITS = ("train", "test")
+
+
+def has_all_files(folder: Path, splits: tuple[str, ...] = ALL_SPLITS) -> bool:
+    """Whether ``folder`` holds the IDX files of ``splits``; :class:`DataError` when it cannot be searched."""
     try:
-        return all(idx_file(folder, name) for name in spec.IDX_SHA256)
+        return all(idx_file(folder, name) for split in splits for name in SPLIT_FILES[split])
     except OSError as exc:  # a folder without search permission
         raise DataError(f"{folder}: cannot read ({exc.strerror or exc})") from None
 
 
-def missing_files_error(folder: Path) -> DataError:
-    """A one-line error naming a missing folder, or the missing files, the near misses and the names accepted."""
+def missing_files_error(folder: Path, splits: tuple[str, ...] = ALL_SPLITS) -> DataError:
+    """A one-line error naming a missing folder, or the missing files of ``splits``, the near
+    misses and the names accepted."""
     if not folder.is_dir():
         return DataError(
             f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}, expected the Fashion-MNIST files"
         )
-    missing = [n for n in spec.IDX_SHA256 if not idx_file(folder, n)]
+    missing = [name for split in splits for name in SPLIT_FILES[split] if not idx_file(folder, name)]
     found = [miss for name in missing for miss in near_misses(folder, name)]
     message = f"{folder}: missing Fashion-MNIST {'file' if len(missing) == 1 else 'files'}: {', '.join(missing)}(.gz)"
     for miss in found:
@@ -143,8 +147,9 @@ def missing_files_error(folder: Path) -> DataError:
     return DataError(message)
 
 
-def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource:
-    """Locate the four IDX files in the documented order, downloading them if allowed.
+def find_data(data_dir: Path | None = None, download: bool = True, splits: tuple[str, ...] = ALL_SPLITS) -> DataSource:
+    """Locate the IDX files of ``splits`` in the documented order, downloading all four if allowed
+    (the test set alone is two files: what a board needs to verify a model).
 
     Raises ``DataError`` when they are not found (and not downloaded), :class:`DownloadFailed`
     when the download fails."""
@@ -152,12 +157,12 @@ def find_data(data_dir: Path | None = None, download: bool = True) -> DataSource
     if not explicit and os.environ.get(ENV_DATA_DIR):
         explicit = [(Path(os.environ[ENV_DATA_DIR]), f"${ENV_DATA_DIR}")]
     for folder, origin in explicit:
-        if not has_all_files(folder):
-            raise missing_files_error(folder)
+        if not has_all_files(folder, splits):
+            raise missing_files_error(folder, splits)
         return DataSource(folder, origin)
     for folder, origin in ((default_cache_dir(), "cache"), (DEBIAN_DATA_DIR, "debian package")):
         try:
-            if has_all_files(folder):
+            if has_all_files(folder, splits):
                 return DataSource(folder, origin)
         except DataError:  # a place nobody named, which may not be searched: the next one is tried
             continue
@@ -315,7 +320,7 @@ def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, di
     """Load ``"train"`` or ``"test"`` from ``folder``; with ``verify``, check the SHA-256."""
     paths = split_files(folder, split)
     if len(paths) < len(SPLIT_FILES[split]):
-        raise missing_files_error(folder)
+        raise missing_files_error(folder, (split,))
     images, labels = load_idx_images(paths[0]), load_idx_labels(paths[1])
     if len(images) != len(labels):
         raise DataError(f"{paths[1]}: {len(labels):,} labels, but {paths[0].name} holds {len(images):,} {split} images")
@@ -346,18 +351,18 @@ def load_fashion_mnist(data_dir: Path | None = None, download: bool = True, veri
 
 def load_test_split(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> Split:
     """Only the official test set (what evaluation and parity checks need)."""
-    source = find_data(data_dir, download=download)
+    source = find_data(data_dir, download=download, splits=("test",))
     return load_split(source.folder, "test", verify)[0]
 
 
 SPLIT_TITLES = {"train": "training set", "test": "test set"}
 
 
-def inputs_of_data(data_dir: Path | None = None, splits: tuple[str, ...] = ("train", "test")) -> list[tuple[Path, str]]:
+def inputs_of_data(data_dir: Path | None = None, splits: tuple[str, ...] = ALL_SPLITS) -> list[tuple[Path, str]]:
     """The IDX files of ``splits`` as :func:`edgefmnist.atomic.refuse_overwriting` takes inputs,
     once :func:`load_fashion_mnist` or :func:`load_test_split` has found them:
     ``(path, "the test set's PATH")``."""
-    folder = find_data(data_dir, download=False).folder
+    folder = find_data(data_dir, download=False, splits=splits).folder
     return [(path, f"the {SPLIT_TITLES[split]}'s {path}") for split in splits for path in split_files(folder, split)]
 
 

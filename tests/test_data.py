@@ -283,6 +283,19 @@ def test_the_unpacker_name_of_the_real_file_verifies_by_sha256(tmp_path: Path, r
     assert len(split) == 10_000 and checksums["t10k-images-idx3-ubyte"] == spec.IDX_SHA256["t10k-images-idx3-ubyte"]
 
 
+def test_the_test_set_alone_serves_what_needs_only_the_test_set(tmp_path: Path, real_data_dir: Path) -> None:
+    for name in data.SPLIT_FILES["test"]:  # a board's copy: the two t10k files, about 4 MB
+        source = data.idx_file(real_data_dir, name)
+        assert source is not None
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    assert len(data.load_test_split(tmp_path)) == spec.TEST_SIZE
+    with pytest.raises(DataError, match=r"missing Fashion-MNIST files: train-images-idx3-ubyte, train-labels"):
+        data.load_fashion_mnist(tmp_path)  # training needs all four
+    model = Path(__file__).parents[1] / "models" / "mlp.onnx"
+    verified = run_in_process("verify", str(model), "--data-dir", str(tmp_path))
+    assert verified.returncode == 0, verified.stderr
+
+
 def test_a_near_miss_says_which_names_were_expected(tmp_path: Path) -> None:
     folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
     (folder / "t10k-images-idx3-ubyte.gz").rename(folder / "t10k-images-idx3-ubyte (1).gz")
