@@ -273,12 +273,13 @@ def each_file_once(paths: list[Path]) -> list[Path]:
     """``paths`` in order, each file once under the first name that reached it: ``x.jpg`` and
     ``./x.jpg``, a symlink and its target, or a hard link name one picture
     (:func:`edgefmnist.atomic.file_identity`; a missing file is known by its resolved path), as
-    do ``-`` and a name of this process's standard input (``/dev/stdin``, ``/dev/fd/0``)."""
+    do ``-`` and a name of this process's standard input (``/dev/stdin``, ``/dev/fd/0``), and
+    the file standard input reads, when it reads one (``--image x.jpg --image - < x.jpg``)."""
     first: dict[object, Path] = {}
     for path in paths:
         system = os.path.abspath(path).startswith(("/dev/", "/proc/")) or os.path.islink(path)  # ~20 µs to follow
         stdin = str(path) == STDIN or (system and open_descriptor(path) == (os.getpid(), 0))
-        key = STDIN if stdin else file_identity(path) or os.path.realpath(path)
+        key = (file_identity(Path("/dev/fd/0")) or STDIN) if stdin else file_identity(path) or os.path.realpath(path)
         first.setdefault(key, path)
     return list(first.values())
 

@@ -679,6 +679,15 @@ def test_dash_and_dev_stdin_name_one_picture(fashion) -> None:
     assert len(result.stdout.decode().splitlines()) == 1
 
 
+def test_a_file_given_by_name_and_on_stdin_is_one_picture(tmp_path: Path, fashion) -> None:
+    Image.fromarray(fashion.test.images[1]).save(tmp_path / "x.png")
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image"]
+    with open(tmp_path / "x.png", "rb") as stdin:
+        result = subprocess.run([*command, str(tmp_path / "x.png"), "--image", "-"], stdin=stdin, capture_output=True)
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    assert [line.split(":")[0] for line in result.stdout.decode().splitlines()] == [str(tmp_path / "x.png")]
+
+
 @pytest.mark.parametrize("data, message", [(b"", "nothing on standard input"), (b"no picture", "not an image")])
 def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     result = infer_stdin(data)
