@@ -100,14 +100,15 @@ def class_named(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str
 
 
 def nearest_class(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str | None:
-    """The one class whose name, compared as :func:`class_named` compares names, starts the
-    ``name`` or is started by it, a plural ``s`` aside (``"Trousers"`` -> ``"Trouser"``,
-    ``"t-shirts"`` -> ``"T-shirt/top"``); None when no class or several do (``"shorts"``)."""
+    """The one class whose name, compared as :func:`class_named` compares names, is the ``name``
+    in the plural or starts with it (``"Trousers"`` -> ``"Trouser"``, ``"dresses"`` -> ``"Dress"``,
+    ``"t-shirts"`` -> ``"T-shirt/top"``); None when no class or several do (``"shorts"``,
+    ``"Dress shirt"``)."""
     stem = spec.class_name_key(name).removesuffix("s")
     if len(stem) < 3:
         return None
     keys = {known: spec.class_name_key(known) for known in class_names}
-    found = [known for known, key in keys.items() if key.startswith(stem) or stem.startswith(key)]
+    found = [known for known, key in keys.items() if key.startswith(stem) or stem.removesuffix("e") == key]
     return found[0] if len(found) == 1 else None
 
 

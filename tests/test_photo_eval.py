@@ -383,6 +383,8 @@ def test_a_photo_set_is_judged_by_the_models_own_class_names(tmp_path: Path) -> 
     ]
     photo(tmp_path / "T-shirts" / "c.jpg")  # near misses get a hint, unrelated names (shorts, not Shirt) none
     photo(tmp_path / "shorts" / "d.jpg")
+    photo(tmp_path / "Dress-shirts" / "e.jpg")  # a longer name that starts with a class is not that class
+    photo(tmp_path / "Bagpipes" / "f.jpg")
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path), ())[1:] == [
         f"{tmp_path}: to score them as classes, name the folders as the classes: 'T-shirts' as 'T-shirt_top'"
     ]
