@@ -208,7 +208,7 @@ def data(
     dataset = load_fashion_mnist(data_dir, download=False)  # downloaded above, or only looked for
     report = {
         "folder": str(dataset.source.folder),
-        "origin": dataset.source.origin,
+        "origin": "download" if downloaded else dataset.source.origin,
         "downloaded": downloaded,
         "verified": True,
         "train": len(dataset.train),

@@ -354,3 +354,20 @@ def test_data_download_offline_with_the_data_present_says_where_it_is(tmp_path: 
     assert not (tmp_path / "cache").exists()
     text = run("data", "--download", "--data-dir", str(real_data_dir), env=offline)
     assert text.returncode == 0 and text.stdout.startswith("Already present, nothing downloaded")
+
+
+def test_data_replace_says_the_files_were_downloaded(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from edgefmnist import cli
+
+    md5 = {name: hashlib.md5((real_data_dir / f"{name}.gz").read_bytes()).hexdigest() for name in spec.DOWNLOAD_MD5}
+    monkeypatch.setattr(spec, "DOWNLOAD_MD5", md5)  # the Debian package's own compression of the same images
+    monkeypatch.setenv("EDGEFMNIST_MIRROR", real_data_dir.as_uri())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cli.data(data_dir=None, download=False, replace=True, json_output=True)
+    report = json.loads(capsys.readouterr().out)
+    assert report["downloaded"] is True and report["origin"] == "download"
+    assert report["folder"] == str(tmp_path / "cache" / "edgefmnist")
