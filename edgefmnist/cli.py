@@ -105,16 +105,19 @@ class Quantize(str, Enum):
     static = "static"
 
 
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
+def data_dir_option(files: str) -> typer.models.OptionInfo:
+    """The ``--data-dir`` option of a command that reads ``files`` of the data set."""
+    return typer.Option(
         "--data-dir",
-        help="Folder with the four IDX files (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
+        help=f"Folder with {files} (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
         callback=must_exist,
         file_okay=False,
         readable=False,
-    ),
-]
+    )
+
+
+DataDirOption = Annotated[Path | None, data_dir_option("the four IDX files")]
+TestDataDirOption = Annotated[Path | None, data_dir_option("the test set's two t10k IDX files, or all four")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
@@ -407,7 +410,7 @@ def verify(
             help=f"With --checkpoint: largest |logit difference| for an fp32 model [default: {contract.FP32_ATOL}].",
         ),
     ] = None,
-    data_dir: DataDirOption = None,
+    data_dir: TestDataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Check a model on the real test set; exit 0 only when it passes.
@@ -494,7 +497,7 @@ def infer(
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     min_typicality: MinTypicalityOption = spec.DEFAULT_MIN_TYPICALITY,
-    data_dir: DataDirOption = None,
+    data_dir: TestDataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Classify pictures of clothing (torch-free): any size, format, background.
@@ -683,7 +686,7 @@ def evaluate(
     threads: Annotated[
         int | None, typer.Option(min=1, max=contract.MAX_THREADS, help="onnxruntime intra-op threads.")
     ] = None,
-    data_dir: DataDirOption = None,
+    data_dir: TestDataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on the real test set,
@@ -769,7 +772,7 @@ def bench(
             "--photos", help="Also pictures/s of infer on 28x28 PNGs and 12 MP JPEGs: 1 worker, all, default."
         ),
     ] = False,
-    data_dir: DataDirOption = None,
+    data_dir: TestDataDirOption = None,
     json_output: JsonOption = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table as Markdown (for a README).")] = False,
 ) -> None:

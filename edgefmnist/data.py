@@ -53,7 +53,7 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class DataSource:
-    """A folder holding the four IDX files, and how it was found."""
+    """A folder holding the IDX files asked for, and how it was found."""
 
     folder: Path
     origin: str  # "--data-dir", "$EDGEFMNIST_DATA", "cache", "debian package", "download"

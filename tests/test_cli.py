@@ -25,6 +25,16 @@ def test_help_shows_examples(command: str) -> None:
     assert "Examples:" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "command, files",
+    [(c, "the four IDX files") for c in ("data", "train", "export")]
+    + [(c, "the test set's two t10k IDX files") for c in ("verify", "infer", "evaluate", "bench")],
+)
+def test_data_dir_help_names_the_files_the_command_reads(command: str, files: str) -> None:
+    result = run(command, "--help")
+    assert f"--data-dir DIRECTORY Folder with {files}" in " ".join(result.stdout.split())
+
+
 def test_data_json_reports_the_verified_source(real_data_dir: Path) -> None:
     result = run("data", "--json", "--data-dir", str(real_data_dir))
     report = json.loads(result.stdout)
