@@ -481,8 +481,8 @@ def infer(
         str | None,
         typer.Option(
             help=(
-                "Save the 28x28 image the model sees: a file for one picture; a folder when it ends with /, "
-                "exists as a folder, or several pictures are given (names never collide)."
+                "Save the 28x28 image the model sees: a .png file for one picture; a folder when it ends with /, "
+                "exists as a folder, or several pictures are given and it has no extension (names never collide)."
             )
         ),
     ] = None,

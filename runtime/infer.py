@@ -478,7 +478,7 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
     (``1.jpg.png``, ``1.webp.png``), and standard input is ``stdin.png``. So names never collide.
     Raises :class:`UsageError` (exit 2) when several pictures are given and TARGET is a file, or
-    a new name with a picture extension (``seen.jpg``) that does not end with ``/`` (the one
+    a new name with an extension (``seen.jpg``, ``seen.onnx``) that does not end with ``/`` (the one
     file's name is judged with the others, by :func:`check_targets`).
     """
     text = os.fspath(target)
@@ -490,10 +490,10 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
             f"--save-preprocessed {text}: a file, but {counted(len(sources), 'picture')} "
             f"{'needs' if len(sources) == 1 else 'need'} a folder"
         )
-    if not (text.endswith(("/", os.sep)) or os.path.exists(folder)) and folder.suffix.lower() in picture_extensions():
+    if not (text.endswith(("/", os.sep)) or os.path.exists(folder)) and folder.suffix:
         raise UsageError(
-            f"--save-preprocessed {text}: named as a picture file, but {counted(len(sources), 'picture')} need a "
-            f"folder; end it with / for a folder of that name"
+            f"--save-preprocessed {text}: named as a file ({folder.suffix}), but {counted(len(sources), 'picture')} "
+            f"need a folder; end it with / for a folder of that name"
         )
     absolute = [Path(os.path.abspath(s)) if str(s) != STDIN else None for s in sources]
     parents = [str(a.parent) for a in absolute if a is not None]

@@ -541,10 +541,11 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
     assert_one_line_error(result, 2, "seen.png", "a file, but 2 pictures need a folder")
     assert (tmp_path / "seen.png").read_bytes() == b"keep me"
     two = [tmp_path / "x.png", tmp_path / "y.png"]
-    for name in ("new.jpg", "new.PNG"):  # a new name that reads as a picture file is not made a folder
-        with pytest.raises(UsageError, match=f"{name}: named as a picture file, but 2 pictures need a folder"):
+    for name in ("new.jpg", "new.PNG", "new.onnx"):  # a new name that reads as a file is not made a folder
+        with pytest.raises(UsageError, match=rf"{name}: named as a file \(\.\w+\), but 2 pictures need a folder"):
             preprocessed_paths(tmp_path / name, two)
         assert not (tmp_path / name).exists()
+    assert preprocessed_paths(tmp_path / "new", two)[0] == tmp_path / "new" / "x.png"
     assert preprocessed_paths(f"{tmp_path / 'new.jpg'}/", two) == [
         tmp_path / "new.jpg" / "x.png",
         tmp_path / "new.jpg" / "y.png",
