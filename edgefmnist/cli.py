@@ -588,7 +588,7 @@ def infer(
         for result in shown:
             report_result(result, line=False)
     warn_if_typicality_unchecked(predictor, min_typicality)
-    warn_if_oversubscribed(threads, workers)
+    warn_if_oversubscribed(threads, workers, pictures=0 if picked is not None else len(pictures.paths))
     if failed:
         raise typer.Exit(1)
 

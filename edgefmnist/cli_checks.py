@@ -43,21 +43,23 @@ OVERSUBSCRIBED = {  # flag -> what taking more than the cores costs
 }
 
 
-def oversubscription_warning(count: int | None, flag: str = "--threads") -> str:
+def oversubscription_warning(count: int | None, flag: str = "--threads", busy: int | None = None) -> str:
     """The warning line when ``flag`` (a key of :data:`OVERSUBSCRIBED`) asks for ``count``
-    threads, more than the cores this process may use, else ``""``."""
+    threads, of which ``busy`` (default: all) can run at once, more than the cores this process
+    may use, else ``""``."""
     from edgefmnist.runtime.predictor import available_cores
 
     cores = available_cores()
-    if count is None or count <= cores:
+    if count is None or min(count, count if busy is None else busy) <= cores:
         return ""
     cost = OVERSUBSCRIBED[flag]
     return f"edgefmnist: warning: {flag} {count} is more than the {counted(cores, 'core')} available; {cost}"
 
 
-def warn_if_oversubscribed(threads: int | None, workers: int | None = None) -> None:
-    """:func:`oversubscription_warning` for ``--threads`` and ``--workers`` on stderr, if any.
+def warn_if_oversubscribed(threads: int | None, workers: int | None = None, pictures: int = 0) -> None:
+    """:func:`oversubscription_warning` for ``--threads``, and for ``--workers`` when more than the
+    cores are busy (the pool decodes at most ``pictures`` at once), on stderr, if any.
     Called once the command's flags and inputs have passed, so that an error stays one line."""
-    for warning in (oversubscription_warning(threads), oversubscription_warning(workers, "--workers")):
+    for warning in (oversubscription_warning(threads), oversubscription_warning(workers, "--workers", pictures)):
         if warning:
             echo_unless_gone(warning, err=True)

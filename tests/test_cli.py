@@ -209,7 +209,14 @@ def test_more_threads_than_cores_is_taken_with_a_warning(tmp_path: Path) -> None
     assert within.returncode == 0 and "--threads" not in within.stderr
     workers = run("infer", "--image", str(tmp_path / "x.png"), "--workers", str(threads))
     assert workers.returncode == 0 and workers.stdout.startswith(str(tmp_path / "x.png"))
+    assert "--workers" not in workers.stderr  # one picture: no pool runs
+    for i in range(threads):
+        Image.new("L", (28, 28)).save(tmp_path / f"{i}.png")
+    workers = run("infer", "--image", str(tmp_path), "--workers", str(threads))
+    assert workers.returncode == 0 and workers.stdout.count("\n") == threads + 1
     assert f"edgefmnist: warning: --workers {threads} is more than the {available_cores()} cores" in workers.stderr
+    sample = run("infer", "--sample", "0:1", "--workers", str(threads))
+    assert sample.returncode == 0 and "--workers" not in sample.stderr
     for refused, fragment in ((["infer", "--sample", "5:2"], "5:2"), (["evaluate", "--split", "report"], "--split")):
         assert_one_line_error(run(*refused, "--threads", str(threads)), 2, fragment)  # the error stays one line
 
