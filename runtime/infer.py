@@ -176,14 +176,15 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     for pattern in patterns:
         path = Path(pattern)
         try:
-            if path.is_dir():  # dot names (.thumbnails/, a macOS ._IMG_1.jpg) are left out, as a glob leaves them
-                entries = sorted(entry for entry in path.iterdir() if not entry.name.startswith("."))
+            if names_folders := path.is_dir():
+                entries = folder_entries(path)
             elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
-                entries, unlisted = glob_matches(pattern + "*" if pattern.endswith(("/", os.sep)) else pattern)
+                names_folders = pattern.endswith(("/", os.sep)) and "**" not in path.parts
+                entries, unlisted, none_because = (folders_entries if names_folders else glob_entries)(pattern)
                 for folder, reason in unlisted.items():
                     skipped.setdefault(folder, f"cannot read ({reason}), so the pictures inside were not searched")
-                if not entries:
-                    empty[pattern] = "no files match"
+                if not entries and none_because:
+                    empty[pattern] = none_because
                     continue
             else:
                 found.append(path)  # a missing file is reported per image
@@ -207,15 +208,51 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             empty[pattern] = "too many folders deep to search"
             continue
         if not pictures:
-            empty[pattern] = no_pictures_reason(path.is_dir(), [entry.is_file() for entry in entries])
+            empty[pattern] = no_pictures_reason(names_folders, [entry.is_file() for entry in entries])
         found.extend(pictures)
     return PictureFiles(each_file_once(found), skipped, empty)
 
 
-def no_pictures_reason(is_folder: bool, regular: list[bool]) -> str:
-    """Why a folder (``is_folder``) or a glob gave no picture, from whether each of its entries is a regular file."""
+def folder_entries(folder: Path) -> list[Path]:
+    """What ``folder`` holds, sorted, but dot names (``.thumbnails/``, a macOS ``._IMG_1.jpg``),
+    as a glob leaves them out. ``OSError`` when it may not be listed."""
+    return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+
+
+def folders_entries(pattern: str) -> tuple[list[Path], dict[Path, str], str]:
+    """What the folders a glob ending with ``/`` names hold (:func:`folder_entries`), the folders
+    among them that may not be listed, each with the error's text (``Permission denied``), and
+    why there is no entry at all as a folder argument says it: ``"no folders match"``, or
+    ``"cannot read (...)"`` when none of them may be listed (else ``""``)."""
+    folders = sorted(Path(match) for match in glob.glob(pattern))  # only folders match a trailing /
+    entries: list[Path] = []
+    unlisted: dict[Path, str] = {}
+    for folder in folders:
+        try:
+            entries += folder_entries(folder)
+        except OSError as exc:
+            unlisted[folder] = exc.strerror or type(exc).__name__
+    if not folders:
+        return [], {}, "no folders match"
+    if len(unlisted) == len(folders):
+        return [], {}, f"cannot read ({unlisted[folders[0]]})"
+    return entries, unlisted, ""
+
+
+def glob_entries(pattern: str) -> tuple[list[Path], dict[Path, str], str]:
+    """:func:`glob_matches` of ``pattern`` (``photos/**/`` as ``photos/**/*``), and why there is
+    no entry at all (``"no files match"``)."""
+    matches, unlisted = glob_matches(pattern + "*" if pattern.endswith(("/", os.sep)) else pattern)
+    return matches, unlisted, "no files match"
+
+
+def no_pictures_reason(names_folders: bool, regular: list[bool]) -> str:
+    """Why a folder or a glob ending with ``/`` (``names_folders``), or another glob, gave no
+    picture, from whether each of its entries is a regular file."""
     what, held = (
-        ("a folder with no picture files", "what it holds") if is_folder else ("no picture files match", "what matches")
+        ("a folder with no picture files", "what it holds")
+        if names_folders
+        else ("no picture files match", "what matches")
     )
     if all(regular):  # an empty folder too
         return f"{what} (none has an extension that Pillow reads here)"

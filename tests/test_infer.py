@@ -806,6 +806,38 @@ def test_a_folder_that_cannot_be_read_is_reported_and_the_others_are_classified(
     assert result.stderr.splitlines() == [f"edgefmnist: error: {locked}: cannot read (Permission denied)"]
 
 
+def test_a_glob_ending_with_a_slash_reports_its_folders_as_folder_arguments_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+
+    for name in ("a/x.jpg", "b/notes.txt", "c/y.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    real_iterdir = Path.iterdir
+    locked = {tmp_path / "a", tmp_path / "c"}
+
+    def iterdir(self: Path):  # as for a folder without read permission (the tests may run as root)
+        if self in locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    patterns = [f"{tmp_path}/[ab]/", f"{tmp_path}/[bx]/", f"{tmp_path}/[ac]/", f"{tmp_path}/z*/"]
+    found = find_pictures(patterns)
+    assert found.paths == []
+    assert found.skipped == {
+        tmp_path / "a": "cannot read (Permission denied), so the pictures inside were not searched",
+        tmp_path / "b" / "notes.txt": "not a picture format (.txt)",
+    }
+    assert found.empty == {
+        patterns[0]: "a folder with no picture files (none has an extension that Pillow reads here)",
+        patterns[1]: "a folder with no picture files (none has an extension that Pillow reads here)",
+        patterns[2]: "cannot read (Permission denied)",
+        patterns[3]: "no folders match",
+    }
+
+
 def test_save_preprocessed_never_overwrites_a_picture(tmp_path: Path, fashion) -> None:
     photo = np.asarray(Image.fromarray(fashion.test.images[0]).resize((64, 64)))
     Image.fromarray(photo).save(tmp_path / "x.png")
