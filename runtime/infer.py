@@ -270,9 +270,9 @@ def glob_matches(pattern: str) -> tuple[list[Path], dict[Path, str]]:
     cannot repeat a picture or multiply the walk (``pathlib.Path.glob``). Below the pattern's
     fixed folders it leaves out dot names (``.thumbnails/``, ``._IMG_1.jpg``) but those a part of
     the pattern that starts with a dot matches (``photos/**/.cache/*.jpg``, ``photos/**/.*/*.jpg``,
-    ``photos/**/.*.jpg``). Also returned: the folders such a walk searches but may not list, each
-    with the error's text (``Permission denied``), which pathlib's glob passes over without a
-    word. ``RecursionError`` for a tree too deep for the walk (about 970 folders in Python 3.11).
+    ``photos/**/.*.jpg``). Also returned: the folders such a walk searches but may not list or
+    enter, each with the error's text (``Permission denied``), which pathlib's glob passes over
+    without a word (symlinked folders followed where the glob follows them: above the ``**``). ``RecursionError`` for a tree too deep for the walk (about 970 folders in Python 3.11).
     """
     parts = Path(pattern).parts
     if "**" not in parts:
@@ -294,16 +294,29 @@ def glob_matches(pattern: str) -> tuple[list[Path], dict[Path, str]]:
         fits_level = level >= rest.index("**") or fnmatch.fnmatchcase(folders[-1], rest[level])
         return fits_level and shown((*folders, "picture"))
 
-    matches = sorted(
-        match for match in root.glob(str(Path(*rest))) if not match.is_dir() and shown(match.relative_to(root).parts)
-    )
     unlisted: dict[Path, str] = {}
+    matches = []
+    for match in root.glob(str(Path(*rest))):
+        if not shown(match.relative_to(root).parts):
+            continue
+        try:
+            if not match.is_dir():
+                matches.append(match)
+        except OSError as exc:  # a folder that may be listed but not entered (no search permission)
+            unlisted.setdefault(match.parent, exc.strerror or type(exc).__name__)
+    two_stars = rest.index("**")
     for folder, subfolders, _ in os.walk(
-        root, onerror=lambda exc: unlisted.setdefault(Path(exc.filename), exc.strerror or type(exc).__name__)
+        root,
+        onerror=lambda exc: unlisted.setdefault(Path(exc.filename), exc.strerror or type(exc).__name__),
+        followlinks=True,  # above the ** level, as the glob does; below it the links are left out
     ):
         above = Path(folder).relative_to(root).parts
-        subfolders[:] = [name for name in subfolders if searched((*above, name))]
-    return matches, dict(sorted(unlisted.items()))
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if searched((*above, name)) and (len(above) < two_stars or not os.path.islink(os.path.join(folder, name)))
+        ]
+    return sorted(matches), dict(sorted(unlisted.items()))
 
 
 def each_file_once(paths: list[Path]) -> list[Path]:

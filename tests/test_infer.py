@@ -435,6 +435,35 @@ def test_a_two_star_walk_names_the_folders_it_may_not_list(tmp_path: Path, monke
     assert below_2024.skipped == {tmp_path / "2024" / "locked": reason}
     spelled = find_pictures([str(tmp_path / "**" / ".cache" / "**" / "*.jpg")])  # dot folders where spelled
     assert spelled.paths == [] and (tmp_path / ".cache" / "locked") in spelled.skipped
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "2024").symlink_to(tmp_path / "2024")  # followed above the ** level, as the glob does
+    (tmp_path / "links" / "2024" / "loop").symlink_to(tmp_path / "links")  # not below it
+    linked = find_pictures([str(tmp_path / "links" / "*" / "**" / "*.jpg")])
+    assert linked.paths == [tmp_path / "links" / "2024" / "a.jpg"]
+    assert linked.skipped == {tmp_path / "links" / "2024" / "locked": reason}
+
+
+def test_a_two_star_walk_names_a_folder_it_may_list_but_not_enter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+
+    for name in ("a.jpg", "closed/b.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    real_stat = Path.stat
+
+    def stat(self: Path, **kwargs):  # as for a file in a folder without search permission (the tests may run as root)
+        if self.parent.name == "closed":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    found = find_pictures([str(tmp_path / "**" / "*.jpg")])
+    assert found.paths == [tmp_path / "a.jpg"] and found.empty == {}
+    assert found.skipped == {
+        tmp_path / "closed": "cannot read (Permission denied), so the pictures inside were not searched"
+    }
 
 
 def test_a_tree_too_deep_for_a_two_star_walk_is_one_error_line(tmp_path: Path) -> None:
