@@ -272,7 +272,8 @@ def glob_matches(pattern: str) -> tuple[list[Path], dict[Path, str]]:
     the pattern that starts with a dot matches (``photos/**/.cache/*.jpg``, ``photos/**/.*/*.jpg``,
     ``photos/**/.*.jpg``). Also returned: the folders such a walk searches but may not list or
     enter, each with the error's text (``Permission denied``), which pathlib's glob passes over
-    without a word (symlinked folders followed where the glob follows them: above the ``**``). ``RecursionError`` for a tree too deep for the walk (about 970 folders in Python 3.11).
+    without a word (symlinked folders followed where the glob follows them: above the ``**``).
+    ``RecursionError`` for a tree too deep for the walk (about 970 folders in Python 3.11).
     """
     parts = Path(pattern).parts
     if "**" not in parts:
