@@ -32,14 +32,24 @@ PARSER_MESSAGES = (
 )
 
 
-def parser_message(exc: Exception) -> str:
-    """A parser error as a client reads it: what is wrong and at which byte (``offset``), else its own first line."""
+def parser_message(exc: Exception, skipped: int = 0) -> str:
+    """A parser error as a client reads it: what is wrong and at which byte of the body (the
+    parser's ``offset`` after the ``skipped`` bytes of a preamble), else its own first line."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     offset = getattr(exc, "offset", None)
     for starts, meaning in PARSER_MESSAGES:
         if text.startswith(starts):
-            return f"{meaning} (byte {offset})" if isinstance(offset, int) and offset >= 0 else meaning
+            return f"{meaning} (byte {skipped + offset})" if isinstance(offset, int) and offset >= 0 else meaning
     return text
+
+
+def preamble_size(body: bytes, boundary: bytes) -> int:
+    """How many bytes come before the first boundary line: the preamble that RFC 2046, 5.1.1,
+    lets a body start with and python-multipart does not skip (0 when there is none, or no boundary)."""
+    if body.startswith(b"--" + boundary):
+        return 0
+    first = body.find(b"\r\n--" + boundary)
+    return first + 2 if first >= 0 else 0
 
 
 class MultipartError(ValueError):
@@ -54,7 +64,8 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
     """The parts of form field ``field`` in ``body``, as ``(filename or field, bytes)`` in order.
 
     ``content_type`` is the request's header, with its ``boundary`` parameter. Parts of
-    other fields are skipped. Raises :class:`MultipartError` for a missing boundary, a part
+    other fields and a preamble before the first boundary are skipped. Raises
+    :class:`MultipartError` for a missing boundary, a part
     without ``Content-Disposition``, or a body that ends before its closing boundary, and
     :class:`TooManyParts` as soon as the body holds more than ``max_parts`` parts of any field
     (a body of many tiny parts costs far more to parse than one of the same size).
@@ -108,6 +119,7 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
         nonlocal finished
         finished = True
 
+    skipped = preamble_size(body, boundary)
     try:
         parser = MultipartParser(  # refuses a boundary of more than 256 bytes
             boundary,
@@ -121,12 +133,12 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
                 "on_end": on_end,
             },
         )
-        parser.write(body)
+        parser.write(body[skipped:] if skipped else body)
         parser.finalize()
     except MultipartError:
         raise
     except Exception as exc:  # python-multipart's FormParserError, MultipartParseError and friends
-        raise MultipartError(parser_message(exc)) from None
+        raise MultipartError(parser_message(exc, skipped)) from None
     if not finished:
         raise MultipartError("the body ends before its closing boundary")
     return parts

@@ -867,6 +867,21 @@ def test_a_malformed_multipart_body_is_answered_not_logged(caplog: pytest.LogCap
     assert caplog.records == []  # the 400 answer carries the reason; stderr stays for the service's own news
 
 
+def test_a_multipart_preamble_is_skipped() -> None:
+    from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
+
+    part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\nPNG\r\n--x--\r\n'
+    for preamble in (b"", b"This is a multi-part message in MIME format.\r\n", b"\r\n"):  # RFC 2046, 5.1.1
+        assert parse_multipart(preamble + part, "multipart/form-data; boundary=x", "file", 10) == [("a.png", b"PNG")]
+    with pytest.raises(MultipartError, match=r"^a part's headers are malformed or too large \(byte 27\)$"):
+        parse_multipart(
+            b"preamble\r\n--x\r\nContent-Type : image/png\r\n\r\nx\r\n--x--\r\n",
+            "multipart/form-data; boundary=x",
+            "file",
+            10,
+        )
+
+
 def test_a_model_name_that_is_not_utf8_is_json_in_the_answers(tmp_path: Path) -> None:
     import json
 
