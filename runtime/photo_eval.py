@@ -263,6 +263,10 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 raise PhotoSetError(f"{labels}: line {line}: empty file name")
             if "\0" in file:  # no file system takes one
                 raise PhotoSetError(f"{labels}: line {line}: the file name holds a NUL byte")
+            if "\\" in file and not os.path.lexists(labels.parent / file):  # a path written on Windows
+                raise PhotoSetError(
+                    f"{labels}: line {line}: no file {quoted(file)}; separate its folders with /, not a backslash"
+                )
             key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
             if not is_inside(key, labels.parent):
                 raise PhotoSetError(f"{labels}: line {line}: {quoted(file)} is outside the photo set's folder")

@@ -811,6 +811,14 @@ def test_a_photo_listed_by_a_relative_and_an_absolute_path_is_refused(tmp_path: 
         load_photo_set(tmp_path)
 
 
+def test_a_path_written_with_backslashes_names_the_separator(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\na/y.jpg,coat,Coat\npants\\x.jpg,pants,Trouser\n")
+    with pytest.raises(PhotoSetError, match=r"line 3: no file 'pants\\x.jpg'; separate its folders with /, not a"):
+        load_photo_set(tmp_path)
+    (tmp_path / "pants\\x.jpg").write_bytes(b"")  # a name that holds a backslash is a name like any other
+    assert [photo.path.name for photo in load_photo_set(tmp_path)] == ["y.jpg", "pants\\x.jpg"]
+
+
 @pytest.mark.parametrize("outside", ["../x.jpg", "a/../../x.jpg", "/etc/passwd", "/dev/zero"])
 def test_a_photo_listed_outside_the_folder_is_refused(tmp_path: Path, outside: str) -> None:
     (tmp_path / "set").mkdir()
