@@ -229,7 +229,10 @@ def folders_entries(pattern: str) -> tuple[list[Path], dict[Path, str], str]:
     unlisted: dict[Path, str] = {}
     for folder in folders:
         try:
-            entries += folder_entries(folder)
+            held = folder_entries(folder)
+            if held:
+                held[0].lstat()  # a folder that may be listed but not entered (no search permission)
+            entries += held
         except OSError as exc:
             unlisted[folder] = exc.strerror or type(exc).__name__
     if not folders:

@@ -852,6 +852,15 @@ def test_a_glob_ending_with_a_slash_reports_its_folders_as_folder_arguments_are(
         return real_iterdir(self)
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
+    real_lstat = Path.lstat
+
+    def lstat(self: Path):  # as for a file in a folder without search permission
+        if self.parent == tmp_path / "c":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_lstat(self)
+
+    monkeypatch.setattr(Path, "lstat", lstat)
+    locked = {tmp_path / "a"}  # c may be listed, not entered
     patterns = [f"{tmp_path}/[ab]/", f"{tmp_path}/[bx]/", f"{tmp_path}/[ac]/", f"{tmp_path}/z*/"]
     found = find_pictures(patterns)
     assert found.paths == []
