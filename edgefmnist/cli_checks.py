@@ -50,7 +50,7 @@ def oversubscription_warning(count: int | None, flag: str = "--threads", busy: i
     from edgefmnist.runtime.predictor import available_cores
 
     cores = available_cores()
-    if count is None or min(count, count if busy is None else busy) <= cores:
+    if count is None or (count if busy is None else min(count, busy)) <= cores:
         return ""
     cost = OVERSUBSCRIBED[flag]
     return f"edgefmnist: warning: {flag} {count} is more than the {counted(cores, 'core')} available; {cost}"

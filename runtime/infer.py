@@ -202,7 +202,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
                 else:
                     skipped.setdefault(entry, f"not a picture format ({entry.suffix or 'no extension'})")
         except OSError as exc:  # a folder on the way that may not be read (listed) or searched
-            empty[pattern] = f"cannot read ({exc.strerror or type(exc).__name__})"
+            empty[pattern] = f"cannot read ({os_error_text(exc)})"
             continue
         except RecursionError:  # a ** walk down a tree of about a thousand folders
             empty[pattern] = "too many folders deep to search"
@@ -211,6 +211,11 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             empty[pattern] = no_pictures_reason(names_folders, [entry.is_file() for entry in entries])
         found.extend(pictures)
     return PictureFiles(each_file_once(found), skipped, empty)
+
+
+def os_error_text(exc: OSError) -> str:
+    """The system's words for ``exc`` (``Permission denied``), else its type's name."""
+    return exc.strerror or type(exc).__name__
 
 
 def folder_entries(folder: Path) -> list[Path]:
@@ -234,7 +239,7 @@ def folders_entries(pattern: str) -> tuple[list[Path], dict[Path, str], str]:
                 held[0].lstat()  # a folder that may be listed but not entered (no search permission)
             entries += held
         except OSError as exc:
-            unlisted[folder] = exc.strerror or type(exc).__name__
+            unlisted[folder] = os_error_text(exc)
     if not folders:
         return [], {}, "no folders match"
     if len(unlisted) == len(folders):
@@ -307,11 +312,11 @@ def glob_matches(pattern: str) -> tuple[list[Path], dict[Path, str]]:
             if not match.is_dir():
                 matches.append(match)
         except OSError as exc:  # a folder that may be listed but not entered (no search permission)
-            unlisted.setdefault(match.parent, exc.strerror or type(exc).__name__)
+            unlisted.setdefault(match.parent, os_error_text(exc))
     two_stars = rest.index("**")
     for folder, subfolders, _ in os.walk(
         root,
-        onerror=lambda exc: unlisted.setdefault(Path(exc.filename), exc.strerror or type(exc).__name__),
+        onerror=lambda exc: unlisted.setdefault(Path(exc.filename), os_error_text(exc)),
         followlinks=True,  # above the ** level, as the glob does; below it the links are left out
     ):
         above = Path(folder).relative_to(root).parts
