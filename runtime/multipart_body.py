@@ -10,6 +10,7 @@ the body limit) with ``python_multipart.MultipartParser`` and keeps the parts as
 from __future__ import annotations
 
 import logging
+import re
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -22,7 +23,7 @@ logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
 PARSER_MESSAGES = (
     (
         ("Expected boundary character", "Did not find CR at end of boundary", "Did not find LF at end of boundary"),
-        "the body does not start with the boundary that Content-Type gives",
+        "the first boundary line is malformed",
     ),
     (
         ("Found invalid character", "Found 0-length header", "Did not find LF", "Maximum header"),
@@ -43,15 +44,6 @@ def parser_message(exc: Exception, skipped: int = 0) -> str:
     return text
 
 
-def preamble_size(body: bytes, boundary: bytes) -> int:
-    """How many bytes come before the first boundary line: the preamble that RFC 2046, 5.1.1,
-    lets a body start with and python-multipart does not skip (0 when there is none, or no boundary)."""
-    if body.startswith(b"--" + boundary):
-        return 0
-    first = body.find(b"\r\n--" + boundary)
-    return first + 2 if first >= 0 else 0
-
-
 class MultipartError(ValueError):
     """The body is not well-formed multipart/form-data."""
 
@@ -60,12 +52,28 @@ class TooManyParts(MultipartError):
     """The body has more parts than the caller takes."""
 
 
+def preamble_size(body: bytes, boundary: bytes) -> int:
+    """How many bytes come before the first boundary line: the preamble that RFC 2046, 5.1.1,
+    lets a body start with and python-multipart does not skip.
+
+    A boundary line is ``--`` and the boundary at the start of the body or of a line (after CRLF,
+    or a bare LF as lenient mail readers take it), followed by the end of its line, padding or
+    ``--``. Raises :class:`MultipartError` when the body has no such line.
+    """
+    line = re.search(rb"(?:^|\n)(--" + re.escape(boundary) + rb")(?:\r?\n|[ \t]|--)", body)
+    if line is None:
+        raise MultipartError(
+            f"no line of the body is the boundary that Content-Type gives ('--{boundary.decode('latin-1')}')"
+        )
+    return line.start(1)
+
+
 def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) -> list[tuple[str, bytes]]:
     """The parts of form field ``field`` in ``body``, as ``(filename or field, bytes)`` in order.
 
     ``content_type`` is the request's header, with its ``boundary`` parameter. Parts of
-    other fields and a preamble before the first boundary are skipped. Raises
-    :class:`MultipartError` for a missing boundary, a part
+    other fields and a preamble before the first boundary line are skipped. Raises
+    :class:`MultipartError` for a missing boundary or boundary line, a part
     without ``Content-Disposition``, or a body that ends before its closing boundary, and
     :class:`TooManyParts` as soon as the body holds more than ``max_parts`` parts of any field
     (a body of many tiny parts costs far more to parse than one of the same size).
@@ -119,7 +127,7 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
         nonlocal finished
         finished = True
 
-    skipped = preamble_size(body, boundary)
+    skipped = 0
     try:
         parser = MultipartParser(  # refuses a boundary of more than 256 bytes
             boundary,
@@ -133,6 +141,7 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
                 "on_end": on_end,
             },
         )
+        skipped = preamble_size(body, boundary)
         parser.write(body[skipped:] if skipped else body)
         parser.finalize()
     except MultipartError:

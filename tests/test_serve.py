@@ -278,7 +278,7 @@ def truncated_png() -> bytes:
         (
             lambda s: s.post_image(b"\xff\xd8", content_type="multipart/form-data; boundary=xyz"),
             400,
-            ["malformed multipart body: the body does not start with the boundary that Content-Type gives (byte 0)"],
+            ["malformed multipart body: no line of the body is the boundary that Content-Type gives ('--xyz')"],
         ),
         (lambda s: s.post_image(gzip.compress(b"x"), **{"Content-Encoding": "gzip"}), 415, ["Content-Encoding 'gzip'"]),
         (
@@ -871,8 +871,15 @@ def test_a_multipart_preamble_is_skipped() -> None:
     from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
 
     part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\nPNG\r\n--x--\r\n'
-    for preamble in (b"", b"This is a multi-part message in MIME format.\r\n", b"\r\n"):  # RFC 2046, 5.1.1
+    for preamble in (b"", b"This is a multi-part message in MIME format.\r\n", b"\r\n", b"--xy\r\n", b"bare LF\n"):
         assert parse_multipart(preamble + part, "multipart/form-data; boundary=x", "file", 10) == [("a.png", b"PNG")]
+    for body in (b"only a preamble\r\n", b"pre\r\n--xZ\r\n", b"a--x\r\n"):  # no line is '--x' (RFC 2046, 5.1.1)
+        with pytest.raises(
+            MultipartError, match=r"^no line of the body is the boundary that Content-Type gives \('--x'\)$"
+        ):
+            parse_multipart(body, "multipart/form-data; boundary=x", "file", 10)
+    with pytest.raises(MultipartError, match=r"^the first boundary line is malformed \(byte 8\)$"):
+        parse_multipart(b"pre\r\n--x \r\n", "multipart/form-data; boundary=x", "file", 10)
     with pytest.raises(MultipartError, match=r"^a part's headers are malformed or too large \(byte 27\)$"):
         parse_multipart(
             b"preamble\r\n--x\r\nContent-Type : image/png\r\n\r\nx\r\n--x--\r\n",
