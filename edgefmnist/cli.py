@@ -481,8 +481,9 @@ def infer(
         str | None,
         typer.Option(
             help=(
-                "Save the 28x28 image the model sees: a .png file for one picture; a folder when it ends with /, "
-                "exists as a folder, or several pictures are given and it has no extension (names never collide)."
+                "Save the 28x28 image the model sees, as PNG: the file TARGET for one picture (.png or no extension); "
+                "a folder when it ends with /, exists as a folder, or several pictures are given and it has no "
+                "extension such as .jpg (names never collide)."
             )
         ),
     ] = None,

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
-from edgefmnist.runtime.picture_formats import check_png_target, picture_extensions
+from edgefmnist.runtime.picture_formats import check_png_target, file_extension, picture_extensions
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
@@ -537,7 +537,8 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
     (``1.jpg.png``, ``1.webp.png``), and standard input is ``stdin.png``. So names never collide.
     Raises :class:`UsageError` (exit 2) when several pictures are given and TARGET is a file, or
-    a new name with an extension (``seen.jpg``, ``seen.onnx``) that does not end with ``/`` (the one
+    a new name with an extension (``seen.jpg``, ``seen.onnx``; not ``run-1.5``, see
+    :func:`file_extension`) that does not end with ``/`` (the one
     file's name is judged with the others, by :func:`check_targets`).
     """
     text = os.fspath(target)
@@ -549,9 +550,9 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
             f"--save-preprocessed {text}: a file, but {counted(len(sources), 'picture')} "
             f"{'needs' if len(sources) == 1 else 'need'} a folder"
         )
-    if not (text.endswith(("/", os.sep)) or os.path.exists(folder)) and folder.suffix:
+    if not (text.endswith(("/", os.sep)) or os.path.exists(folder)) and (extension := file_extension(folder)):
         raise UsageError(
-            f"--save-preprocessed {text}: named as a file ({folder.suffix}), but {counted(len(sources), 'picture')} "
+            f"--save-preprocessed {text}: named as a file ({extension}), but {counted(len(sources), 'picture')} "
             f"need a folder; end it with / for a folder of that name"
         )
     absolute = [Path(os.path.abspath(s)) if str(s) != STDIN else None for s in sources]

@@ -124,11 +124,18 @@ def names_a_picture_format(path: Path) -> bool:
     return format_named(path) is not None
 
 
+def file_extension(path: Path) -> str:
+    """``path``'s extension as a file format's (``.png``, ``.onnx``, ``.mp4``), or "" for a name
+    whose last dot is followed by no letter (``run-1.5``, ``v2.0``), which names no format."""
+    return path.suffix if any(c.isalpha() for c in path.suffix) else ""
+
+
 def names_other_than_png(path: Path) -> bool:
-    """Whether ``path`` has an extension that Pillow does not give to PNG (``x.jpg``, ``x.pdf``,
-    ``model.onnx``, ``notes.txt``): a PNG written under that name would be mislabelled, and the
-    name was likely meant for another file. ``x.png``, ``x.APNG`` and no extension are not."""
-    return bool(path.suffix) and format_named(path) != "PNG"
+    """Whether ``path`` has an extension (:func:`file_extension`) that Pillow does not give to PNG
+    (``x.jpg``, ``x.pdf``, ``model.onnx``, ``notes.txt``): a PNG written under that name would be
+    mislabelled, and the name was likely meant for another file. ``x.png``, ``x.APNG``, ``run-1.5``
+    and no extension are not."""
+    return bool(file_extension(path)) and format_named(path) != "PNG"
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # the first 8 bytes of every PNG file (PNG specification, section 5.2)

@@ -574,7 +574,8 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
         with pytest.raises(UsageError, match=rf"{name}: named as a file \(\.\w+\), but 2 pictures need a folder"):
             preprocessed_paths(tmp_path / name, two)
         assert not (tmp_path / name).exists()
-    assert preprocessed_paths(tmp_path / "new", two)[0] == tmp_path / "new" / "x.png"
+    for name in ("new", "run-1.5", "v2.0"):  # no extension: a folder
+        assert preprocessed_paths(tmp_path / name, two)[0] == tmp_path / name / "x.png"
     assert preprocessed_paths(f"{tmp_path / 'new.jpg'}/", two) == [
         tmp_path / "new.jpg" / "x.png",
         tmp_path / "new.jpg" / "y.png",
@@ -743,7 +744,7 @@ def test_save_preprocessed_accepts_the_extensions_of_png_only(tmp_path: Path, fa
     from edgefmnist.runtime.infer import check_targets, preprocessed_paths
 
     one = [tmp_path / "x.jpg"]
-    for name in ("seen.png", "seen.APNG", "seen"):  # PNG, or no extension
+    for name in ("seen.png", "seen.APNG", "seen", "run-1.5"):  # PNG, or no extension
         assert preprocessed_paths(tmp_path / name, one) == [tmp_path / name]
         check_targets([tmp_path / name])
     for name in ("seen.jpg", "seen.pdf", "seen.tiff", "seen.onnx", "seen.pt", "labels.csv"):
