@@ -228,7 +228,7 @@ def folders_entries(pattern: str) -> tuple[list[Path], dict[Path, str], str]:
     """What the folders a glob ending with ``/`` names hold (:func:`folder_entries`), the folders
     among them that may not be listed, each with the error's text (``Permission denied``), and
     why there is no entry at all as a folder argument says it: ``"no folders match"``, or
-    ``"cannot read (...)"`` when none of them may be listed (else ``""``)."""
+    ``"cannot read photos/a (...)"`` when none of them may be listed, naming the first (else ``""``)."""
     folders = sorted(Path(match) for match in glob.glob(pattern))  # only folders match a trailing /
     entries: list[Path] = []
     unlisted: dict[Path, str] = {}
@@ -243,7 +243,14 @@ def folders_entries(pattern: str) -> tuple[list[Path], dict[Path, str], str]:
     if not folders:
         return [], {}, "no folders match"
     if len(unlisted) == len(folders):
-        return [], {}, f"cannot read ({unlisted[folders[0]]})"
+        first = f"{folders[0]} ({unlisted[folders[0]]})"
+        return (
+            [],
+            {},
+            f"cannot read {first}"
+            if len(folders) == 1
+            else f"cannot read any of the {len(folders)} folders that match, the first {first}",
+        )
     return entries, unlisted, ""
 
 

@@ -862,7 +862,7 @@ def test_a_glob_ending_with_a_slash_reports_its_folders_as_folder_arguments_are(
 
     monkeypatch.setattr(Path, "lstat", lstat)
     locked = {tmp_path / "a"}  # c may be listed, not entered
-    patterns = [f"{tmp_path}/[ab]/", f"{tmp_path}/[bx]/", f"{tmp_path}/[ac]/", f"{tmp_path}/z*/"]
+    patterns = [f"{tmp_path}/[ab]/", f"{tmp_path}/[bx]/", f"{tmp_path}/[ac]/", f"{tmp_path}/z*/", f"{tmp_path}/[c]/"]
     found = find_pictures(patterns)
     assert found.paths == []
     assert found.skipped == {
@@ -872,8 +872,9 @@ def test_a_glob_ending_with_a_slash_reports_its_folders_as_folder_arguments_are(
     assert found.empty == {
         patterns[0]: "a folder with no picture files (none has an extension that Pillow reads here)",
         patterns[1]: "a folder with no picture files (none has an extension that Pillow reads here)",
-        patterns[2]: "cannot read (Permission denied)",
+        patterns[2]: f"cannot read any of the 2 folders that match, the first {tmp_path / 'a'} (Permission denied)",
         patterns[3]: "no folders match",
+        patterns[4]: f"cannot read {tmp_path / 'c'} (Permission denied)",
     }
 
 
