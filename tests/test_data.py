@@ -371,3 +371,18 @@ def test_data_replace_says_the_files_were_downloaded(
     report = json.loads(capsys.readouterr().out)
     assert report["downloaded"] is True and report["origin"] == "download"
     assert report["folder"] == str(tmp_path / "cache" / "edgefmnist")
+
+
+def test_data_download_says_so_in_its_text(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgefmnist import cli
+
+    md5 = {name: hashlib.md5((real_data_dir / f"{name}.gz").read_bytes()).hexdigest() for name in spec.DOWNLOAD_MD5}
+    monkeypatch.setattr(spec, "DOWNLOAD_MD5", md5)  # the Debian package's own compression of the same images
+    monkeypatch.setenv("EDGEFMNIST_MIRROR", real_data_dir.as_uri())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    cli.data(data_dir=tmp_path / "empty", download=True, replace=False, json_output=False)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"Fashion-MNIST in {tmp_path / 'cache' / 'edgefmnist'} (download): SHA-256 verified"
