@@ -600,3 +600,28 @@ def test_an_input_that_may_not_be_read_is_one_line_and_exit_1(tmp_path: Path, re
     (tmp_path / "unlisted").chmod(0o300)
     result = run_without_override("evaluate", "--photos", "unlisted")  # labels.csv names every photo: no listing
     assert result.returncode == 0 and "1 photo (1 in domain" in result.stdout, result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root reads any folder without setpriv")
+def test_a_glob_names_the_folders_it_may_not_read(tmp_path: Path) -> None:
+    for name in ("a.png", "closed/b.png", "unlisted/c.png"):
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (28, 28), 200).save(tmp_path / "photos" / name)
+    (tmp_path / "photos" / "closed").chmod(0o400)  # listed, not searched
+    (tmp_path / "photos" / "unlisted").chmod(0o300)  # searched, not listed
+    skipped = [
+        f"edgefmnist: warning: photos/{name}: skipped, cannot read (Permission denied), so the pictures inside were "
+        "not searched"
+        for name in ("closed", "unlisted")
+    ]
+    uniform = "edgefmnist: warning: photos/a.png: no object found: the picture is nearly uniform"
+    unread = "edgefmnist: error: photos/*/: cannot read any of the 2 folders that match, the first photos/closed"
+    for pattern, code, stderr in (
+        ("photos/**/*.png", 0, [*skipped, uniform]),
+        ("photos/*/", 1, [f"{unread} (Permission denied)"]),
+    ):
+        command = [*WITHOUT_ROOTS_OVERRIDE, sys.executable, "-m", "edgefmnist.cli", "infer", "--image", pattern]
+        result = subprocess.run(
+            [*command, "--model", str(SHIPPED / "mlp.onnx")], capture_output=True, text=True, cwd=tmp_path, timeout=300
+        )
+        assert (result.returncode, result.stderr.splitlines()) == (code, stderr)
