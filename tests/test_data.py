@@ -356,33 +356,33 @@ def test_data_download_offline_with_the_data_present_says_where_it_is(tmp_path: 
     assert text.returncode == 0 and text.stdout.startswith("Already present, nothing downloaded")
 
 
-def test_data_replace_says_the_files_were_downloaded(
-    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def debian_mirror(tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Downloads come from the Debian package's files, into ``tmp_path/cache``; returns that cache."""
+    md5 = {name: hashlib.md5((real_data_dir / f"{name}.gz").read_bytes()).hexdigest() for name in spec.DOWNLOAD_MD5}
+    monkeypatch.setattr(spec, "DOWNLOAD_MD5", md5)  # the Debian package's own compression of the same images
+    monkeypatch.setenv("EDGEFMNIST_MIRROR", real_data_dir.as_uri())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "edgefmnist"
+
+
+def test_data_replace_says_the_files_were_downloaded(debian_mirror: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
     from edgefmnist import cli
 
-    md5 = {name: hashlib.md5((real_data_dir / f"{name}.gz").read_bytes()).hexdigest() for name in spec.DOWNLOAD_MD5}
-    monkeypatch.setattr(spec, "DOWNLOAD_MD5", md5)  # the Debian package's own compression of the same images
-    monkeypatch.setenv("EDGEFMNIST_MIRROR", real_data_dir.as_uri())
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cli.data(data_dir=None, download=False, replace=True, json_output=True)
     report = json.loads(capsys.readouterr().out)
     assert report["downloaded"] is True and report["origin"] == "download"
-    assert report["folder"] == str(tmp_path / "cache" / "edgefmnist")
+    assert report["folder"] == str(debian_mirror)
 
 
 def test_data_download_says_so_in_its_text(
-    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, debian_mirror: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from edgefmnist import cli
 
-    md5 = {name: hashlib.md5((real_data_dir / f"{name}.gz").read_bytes()).hexdigest() for name in spec.DOWNLOAD_MD5}
-    monkeypatch.setattr(spec, "DOWNLOAD_MD5", md5)  # the Debian package's own compression of the same images
-    monkeypatch.setenv("EDGEFMNIST_MIRROR", real_data_dir.as_uri())
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "empty").mkdir()
     cli.data(data_dir=tmp_path / "empty", download=True, replace=False, json_output=False)
     first = capsys.readouterr().out.splitlines()[0]
-    assert first == f"Fashion-MNIST in {tmp_path / 'cache' / 'edgefmnist'} (download): SHA-256 verified"
+    assert first == f"Fashion-MNIST in {debian_mirror} (download): SHA-256 verified"
