@@ -57,10 +57,11 @@ def preamble_size(body: bytes, boundary: bytes) -> int:
     lets a body start with and python-multipart does not skip.
 
     A boundary line is ``--`` and the boundary at the start of the body or of a line (after CRLF,
-    or a bare LF as lenient mail readers take it), followed by the end of its line, padding or
-    ``--``. Raises :class:`MultipartError` when the body has no such line.
+    or a bare LF as lenient mail readers take it), followed by ``--`` or the end of its line,
+    after any spaces or tabs (RFC 2046's transport padding). Raises :class:`MultipartError`
+    when the body has no such line.
     """
-    line = re.search(rb"(?:^|\n)(--" + re.escape(boundary) + rb")(?:\r?\n|[ \t]|--)", body)
+    line = re.search(rb"(?:^|\n)(--" + re.escape(boundary) + rb")(?:[ \t]*\r?\n|--)", body)
     if line is None:
         raise MultipartError(
             f"no line of the body is the boundary that Content-Type gives ('--{boundary.decode('latin-1')}')"

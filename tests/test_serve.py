@@ -871,7 +871,14 @@ def test_a_multipart_preamble_is_skipped() -> None:
     from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
 
     part = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\nPNG\r\n--x--\r\n'
-    for preamble in (b"", b"This is a multi-part message in MIME format.\r\n", b"\r\n", b"--xy\r\n", b"bare LF\n"):
+    for preamble in (
+        b"",
+        b"This is a multi-part message in MIME format.\r\n",
+        b"\r\n",
+        b"--xy\r\n",
+        b"bare LF\n",
+        b"--x is the boundary\r\n",
+    ):
         assert parse_multipart(preamble + part, "multipart/form-data; boundary=x", "file", 10) == [("a.png", b"PNG")]
     for body in (b"only a preamble\r\n", b"pre\r\n--xZ\r\n", b"a--x\r\n"):  # no line is '--x' (RFC 2046, 5.1.1)
         with pytest.raises(
