@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -22,25 +23,28 @@ logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
 # What python-multipart's messages (by their start) mean to a client; another is passed on as it is.
 PARSER_MESSAGES = (
     (
-        ("Expected boundary character", "Did not find CR at end of boundary", "Did not find LF at end of boundary"),
-        "the first boundary line is malformed",
-    ),
-    (
-        ("Found invalid character", "Found 0-length header", "Did not find LF", "Maximum header"),
-        "a part's headers are malformed or too large",
+        ("Found invalid character", "Found 0-length header", "Did not find LF"),
+        "a part's headers are malformed",
     ),
     (("Did not find CRLF after boundary", "Did not find - at end of boundary"), "a boundary in the body is malformed"),
 )
 
 
-def parser_message(exc: Exception, skipped: int = 0) -> str:
+def parser_message(exc: Exception, body_offset: Callable[[int], int], parser: MultipartParser | None) -> str:
     """A parser error as a client reads it: what is wrong and at which byte of the body (the
-    parser's ``offset`` after the ``skipped`` bytes of a preamble), else its own first line."""
+    parser's ``offset`` mapped by ``body_offset``), else its own first line. A part's headers
+    beyond ``parser``'s limits (python-multipart's ``max_header_count`` and ``max_header_size``)
+    are named with the limit."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     offset = getattr(exc, "offset", None)
+    at = f" (byte {body_offset(offset)})" if isinstance(offset, int) and offset >= 0 else ""
+    if text.startswith("Maximum header count") and parser is not None:
+        return f"a part has more than {parser.max_header_count} headers{at}"
+    if text.startswith("Maximum header size") and parser is not None:
+        return f"a part's header line is longer than {parser.max_header_size} bytes{at}"
     for starts, meaning in PARSER_MESSAGES:
         if text.startswith(starts):
-            return f"{meaning} (byte {skipped + offset})" if isinstance(offset, int) and offset >= 0 else meaning
+            return meaning + at
     return text
 
 
@@ -52,30 +56,51 @@ class TooManyParts(MultipartError):
     """The body has more parts than the caller takes."""
 
 
-def preamble_size(body: bytes, boundary: bytes) -> int:
-    """How many bytes come before the first boundary line: the preamble that RFC 2046, 5.1.1,
-    lets a body start with and python-multipart does not skip.
+def first_boundary_line(body: bytes, boundary: bytes) -> re.Match[bytes]:
+    """The body's first boundary line: ``--`` and the boundary at the start of the body or of a
+    line (after CRLF, or a bare LF as lenient mail readers take it), followed by ``--`` or by
+    the end of its line after any spaces or tabs (RFC 2046, 5.1.1: a preamble may come before
+    it, and transport padding after it). Group 1 is the delimiter, group 2 what follows it.
 
-    A boundary line is ``--`` and the boundary at the start of the body or of a line (after CRLF,
-    or a bare LF as lenient mail readers take it), followed by ``--`` or the end of its line,
-    after any spaces or tabs (RFC 2046's transport padding). Raises :class:`MultipartError`
-    when the body has no such line.
+    Raises :class:`MultipartError` when the body has no such line, when it has the delimiter
+    only within a line before its closing line, or when the first line ends with a bare LF
+    (multipart lines end with CRLF).
     """
-    line = re.search(rb"(?:^|\n)(--" + re.escape(boundary) + rb")(?:[ \t]*\r?\n|--)", body)
+    name = boundary.decode("utf-8", "replace")
+    line = re.search(rb"(?:^|\n)(--" + re.escape(boundary) + rb")(--|[ \t]*\r?\n)", body)
     if line is None:
+        raise MultipartError(f"no line of the body is the boundary that Content-Type gives ('--{name}')")
+    inline = body.find(b"--" + boundary)
+    if line[2] == b"--" and inline < line.start(1):  # the body's only boundary line closes it
+        raise MultipartError(f"the '--{name}' at byte {inline} does not start a line, as a boundary line must")
+    if line[2].endswith(b"\n") and not line[2].endswith(b"\r\n"):
         raise MultipartError(
-            f"no line of the body is the boundary that Content-Type gives ('--{boundary.decode('latin-1')}')"
+            f"the first boundary line ends with a bare LF (byte {line.end() - 1}): lines end with CRLF"
         )
-    return line.start(1)
+    return line
+
+
+def parser_input(body: bytes, boundary: bytes) -> tuple[bytes, Callable[[int], int]]:
+    """The body as python-multipart takes it, from its first boundary line on and that line
+    without padding (see :func:`first_boundary_line`, which raises :class:`MultipartError`),
+    and the map from an offset in it to the same byte's offset in ``body``."""
+    line = first_boundary_line(body, boundary)
+    start, end = line.start(1), line.end()
+    if line[2] == b"--":
+        return body[start:], lambda offset: start + offset
+    head = b"--" + boundary + b"\r\n"
+    return head + body[end:], lambda offset: start + offset if offset < len(head) else end + offset - len(head)
 
 
 def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) -> list[tuple[str, bytes]]:
     """The parts of form field ``field`` in ``body``, as ``(filename or field, bytes)`` in order.
 
     ``content_type`` is the request's header, with its ``boundary`` parameter. Parts of
-    other fields and a preamble before the first boundary line are skipped. Raises
-    :class:`MultipartError` for a missing boundary or boundary line, a part
-    without ``Content-Disposition``, or a body that ends before its closing boundary, and
+    other fields, a preamble before the first boundary line and padding after it are skipped.
+    Raises :class:`MultipartError` for a missing boundary or first boundary line (see
+    :func:`first_boundary_line`), a part without ``Content-Disposition`` or with more or longer
+    headers than python-multipart takes (8 lines of at most 4,224 bytes, its defaults), a body
+    that ends before its closing boundary, and
     :class:`TooManyParts` as soon as the body holds more than ``max_parts`` parts of any field
     (a body of many tiny parts costs far more to parse than one of the same size).
     """
@@ -128,7 +153,8 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
         nonlocal finished
         finished = True
 
-    skipped = 0
+    parser: MultipartParser | None = None
+    body_offset: Callable[[int], int] = int
     try:
         parser = MultipartParser(  # refuses a boundary of more than 256 bytes
             boundary,
@@ -142,13 +168,13 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
                 "on_end": on_end,
             },
         )
-        skipped = preamble_size(body, boundary)
-        parser.write(body[skipped:] if skipped else body)
+        data_in, body_offset = parser_input(body, boundary)
+        parser.write(data_in)
         parser.finalize()
     except MultipartError:
         raise
     except Exception as exc:  # python-multipart's FormParserError, MultipartParseError and friends
-        raise MultipartError(parser_message(exc, skipped)) from None
+        raise MultipartError(parser_message(exc, body_offset, parser)) from None
     if not finished:
         raise MultipartError("the body ends before its closing boundary")
     return parts
