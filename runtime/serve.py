@@ -153,6 +153,8 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
         raise ServiceError(415, f"unsupported Content-Encoding {encoding!r}: send the picture's bytes as they are")
     if media_type == "multipart/form-data":
         body = await read_body(request)
+        if not body:
+            raise ServiceError(400, "empty body: send the picture as the multipart field 'file'")
         most = max_files + OTHER_FORM_PARTS
         try:  # in a worker thread: the event loop keeps answering other requests meanwhile
             files_ = await run_in_threadpool(parse_multipart, body, content_type, "file", most)

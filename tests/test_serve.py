@@ -261,6 +261,11 @@ def truncated_png() -> bytes:
         (lambda s: s.post_image(truncated_png()), 400, ["corrupt or truncated"]),
         (lambda s: s.post_image(b""), 400, ["empty body"]),
         (lambda s: s.post_image(b"--x\r\nbroken", content_type="multipart/form-data; boundary=x"), 400, ["multipart"]),
+        (
+            lambda s: s.post_image(b"", content_type="multipart/form-data; boundary=x"),
+            400,
+            ["empty body: send the picture as the multipart field 'file'"],
+        ),
         (lambda s: s.post_files([], "/v1/classify"), 400, ["'file'"]),
         (
             lambda s: s.request("POST", "/v1/classify", *tiny_parts(5000)),
@@ -314,6 +319,7 @@ def truncated_png() -> bytes:
         "truncated",
         "empty",
         "bad-multipart",
+        "empty-multipart",
         "no-file",
         "many-parts",
         "text",
