@@ -574,8 +574,9 @@ def infer(
         classified = classify_files(
             predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers, min_typicality
         )
+        unread = [Classified(str(folder), error=f"{folder}: {reason}") for folder, reason in pictures.unread.items()]
         empty = [Classified(pattern, error=f"{pattern}: {reason}") for pattern, reason in pictures.empty.items()]
-        results = itertools.chain(classified, empty)
+        results = itertools.chain(classified, unread, empty)
     shown = []  # with --json, printed at the end as one document; as text, each result as it comes
     failed = False
     for result in results:

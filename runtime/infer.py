@@ -150,6 +150,7 @@ class PictureFiles:
     paths: list[Path]
     skipped: dict[Path, str]  # "not a picture format (.txt)", "a dangling symlink", "a FIFO", ...
     empty: dict[str, str] = field(default_factory=dict)  # argument -> why it names no picture (an error)
+    unread: dict[Path, str] = field(default_factory=dict)  # folder a glob names but may not read -> why (an error)
 
 
 def find_pictures(patterns: list[str]) -> PictureFiles:
@@ -158,21 +159,23 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     A folder or a glob keeps the files whose extension is one of
     :func:`~edgefmnist.runtime.picture_formats.picture_extensions` (what the installed Pillow and
     HEIF plugin decode) and lists the others in ``skipped``, with what is not a regular file (a
-    sub-folder, a dangling symlink, a FIFO) and the folders a ``**`` walk may not list, each
-    with its reason. Neither takes dot names (``.thumbnails/``, a macOS ``._IMG_1.jpg``), and
-    ``**`` in a glob matches any depth of folders (``photos/**/*.jpg``, :func:`glob_matches`); a
-    glob that ends with ``/`` names folders, whose files are taken as a folder's are
-    (``photos/*/`` is ``photos/*/*``). A file named on its own is always tried, whatever its
-    name, and ``-`` (standard input) is kept as it is. A folder or a glob
-    without a single picture file, or one that cannot be read (a folder on the way without read
-    or search permission), is listed in ``empty`` (arguments that give no picture) with the
-    reason, and the other arguments are still expanded: ``infer`` reports it as an error after
-    classifying the rest.
+    sub-folder, a dangling symlink, a FIFO), each with its reason; the folders a glob names
+    or a ``**`` walk reaches but may not list or enter are in ``unread``, with the reason.
+    Neither takes dot names (``.thumbnails/``, a macOS ``._IMG_1.jpg``), and ``**`` in a glob
+    matches any depth of folders (``photos/**/*.jpg``, :func:`glob_matches`); a glob that ends
+    with ``/`` names folders, whose files are taken as a folder's are (``photos/*/`` is
+    ``photos/*/*``). A file named on its own is always tried, whatever its name, and ``-``
+    (standard input) is kept as it is. A folder or a glob without a single picture file, or one
+    that cannot be read (a folder on the way without read or search permission), is listed in
+    ``empty`` (arguments that give no picture) with the reason, and the other arguments are
+    still expanded: ``infer`` reports ``unread`` and ``empty`` as errors after classifying the
+    rest.
     """
     extensions = None
     found: list[Path] = []
     skipped: dict[Path, str] = {}
     empty: dict[str, str] = {}
+    unread: dict[Path, str] = {}
     for pattern in patterns:
         path = Path(pattern)
         try:
@@ -182,7 +185,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
                 names_folders = pattern.endswith(("/", os.sep)) and "**" not in path.parts
                 entries, unlisted, none_because = (folders_entries if names_folders else glob_entries)(pattern)
                 for folder, reason in unlisted.items():
-                    skipped.setdefault(folder, f"cannot read ({reason}), so the pictures inside were not searched")
+                    unread.setdefault(folder, f"cannot read ({reason}), so the pictures inside were not searched")
                 if not entries and none_because:
                     empty[pattern] = none_because
                     continue
@@ -210,7 +213,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
         if not pictures:
             empty[pattern] = no_pictures_reason(names_folders, [entry.is_file() for entry in entries])
         found.extend(pictures)
-    return PictureFiles(each_file_once(found), skipped, empty)
+    return PictureFiles(each_file_once(found), skipped, empty, unread)
 
 
 def os_error_text(exc: OSError) -> str:

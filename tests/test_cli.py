@@ -609,16 +609,15 @@ def test_a_glob_names_the_folders_it_may_not_read(tmp_path: Path) -> None:
         Image.new("L", (28, 28), 200).save(tmp_path / "photos" / name)
     (tmp_path / "photos" / "closed").chmod(0o400)  # listed, not searched
     (tmp_path / "photos" / "unlisted").chmod(0o300)  # searched, not listed
-    skipped = [
-        f"edgefmnist: warning: photos/{name}: skipped, cannot read (Permission denied), so the pictures inside were "
-        "not searched"
+    unread = [
+        f"edgefmnist: error: photos/{name}: cannot read (Permission denied), so the pictures inside were not searched"
         for name in ("closed", "unlisted")
     ]
     uniform = "edgefmnist: warning: photos/a.png: no object found: the picture is nearly uniform"
-    unread = "edgefmnist: error: photos/*/: cannot read any of the 2 folders that match, the first photos/closed"
+    none_read = "edgefmnist: error: photos/*/: cannot read any of the 2 folders that match, the first photos/closed"
     for pattern, code, stderr in (
-        ("photos/**/*.png", 0, [*skipped, uniform]),
-        ("photos/*/", 1, [f"{unread} (Permission denied)"]),
+        ("photos/**/*.png", 1, [uniform, *unread]),  # the rest classified, then an error line for each folder
+        ("photos/*/", 1, [f"{none_read} (Permission denied)"]),
     ):
         command = [*WITHOUT_ROOTS_OVERRIDE, sys.executable, "-m", "edgefmnist.cli", "infer", "--image", pattern]
         result = subprocess.run(

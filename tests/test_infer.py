@@ -430,17 +430,18 @@ def test_a_two_star_walk_names_the_folders_it_may_not_list(tmp_path: Path, monke
     reason = "cannot read (Permission denied), so the pictures inside were not searched"
     found = find_pictures([str(tmp_path / "**" / "*.jpg")])
     assert found.paths == [tmp_path / "2024" / "a.jpg"]
-    assert found.skipped == {tmp_path / "2024" / "locked": reason, tmp_path / "2025" / "locked": reason}
+    assert found.unread == {tmp_path / "2024" / "locked": reason, tmp_path / "2025" / "locked": reason}
+    assert found.skipped == {}
     below_2024 = find_pictures([str(tmp_path / "2024*" / "**" / "*.jpg")])  # 2025/ is not searched: not named
-    assert below_2024.skipped == {tmp_path / "2024" / "locked": reason}
+    assert below_2024.unread == {tmp_path / "2024" / "locked": reason}
     spelled = find_pictures([str(tmp_path / "**" / ".cache" / "**" / "*.jpg")])  # dot folders where spelled
-    assert spelled.paths == [] and (tmp_path / ".cache" / "locked") in spelled.skipped
+    assert spelled.paths == [] and (tmp_path / ".cache" / "locked") in spelled.unread
     (tmp_path / "links").mkdir()
     (tmp_path / "links" / "2024").symlink_to(tmp_path / "2024")  # followed above the ** level, as the glob does
     (tmp_path / "links" / "2024" / "loop").symlink_to(tmp_path / "links")  # not below it
     linked = find_pictures([str(tmp_path / "links" / "*" / "**" / "*.jpg")])
     assert linked.paths == [tmp_path / "links" / "2024" / "a.jpg"]
-    assert linked.skipped == {tmp_path / "links" / "2024" / "locked": reason}
+    assert linked.unread == {tmp_path / "links" / "2024" / "locked": reason}
 
 
 def test_a_two_star_walk_names_a_folder_it_may_list_but_not_enter(
@@ -461,7 +462,7 @@ def test_a_two_star_walk_names_a_folder_it_may_list_but_not_enter(
     monkeypatch.setattr(Path, "stat", stat)
     found = find_pictures([str(tmp_path / "**" / "*.jpg")])
     assert found.paths == [tmp_path / "a.jpg"] and found.empty == {}
-    assert found.skipped == {
+    assert found.unread == {
         tmp_path / "closed": "cannot read (Permission denied), so the pictures inside were not searched"
     }
 
@@ -865,10 +866,8 @@ def test_a_glob_ending_with_a_slash_reports_its_folders_as_folder_arguments_are(
     patterns = [f"{tmp_path}/[ab]/", f"{tmp_path}/[bx]/", f"{tmp_path}/[ac]/", f"{tmp_path}/z*/", f"{tmp_path}/[c]/"]
     found = find_pictures(patterns)
     assert found.paths == []
-    assert found.skipped == {
-        tmp_path / "a": "cannot read (Permission denied), so the pictures inside were not searched",
-        tmp_path / "b" / "notes.txt": "not a picture format (.txt)",
-    }
+    assert found.skipped == {tmp_path / "b" / "notes.txt": "not a picture format (.txt)"}
+    assert found.unread == {tmp_path / "a": "cannot read (Permission denied), so the pictures inside were not searched"}
     assert found.empty == {
         patterns[0]: "a folder with no picture files (none has an extension that Pillow reads here)",
         patterns[1]: "a folder with no picture files (none has an extension that Pillow reads here)",
