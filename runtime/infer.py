@@ -211,7 +211,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             empty[pattern] = "too many folders deep to search"
             continue
         if not pictures:
-            empty[pattern] = no_pictures_reason(names_folders, [entry.is_file() for entry in entries])
+            empty[pattern] = no_pictures_reason(names_folders, entries, pattern)
         found.extend(pictures)
     return PictureFiles(each_file_once(found), skipped, empty, unread)
 
@@ -264,9 +264,11 @@ def glob_entries(pattern: str) -> tuple[list[Path], dict[Path, str], str]:
     return matches, unlisted, "no files match"
 
 
-def no_pictures_reason(names_folders: bool, regular: list[bool]) -> str:
+def no_pictures_reason(names_folders: bool, entries: list[Path], pattern: str) -> str:
     """Why a folder or a glob ending with ``/`` (``names_folders``), or another glob, gave no
-    picture, from whether each of its entries is a regular file."""
+    picture, from whether each of its ``entries`` is a regular file; a folder of folders gets
+    the glob that searches them (``photos/**``), from the argument ``pattern``."""
+    regular = [entry.is_file() for entry in entries]
     what, held = (
         ("a folder with no picture files", "what it holds")
         if names_folders
@@ -275,8 +277,12 @@ def no_pictures_reason(names_folders: bool, regular: list[bool]) -> str:
     if all(regular):  # an empty folder too
         return f"{what} (none has an extension that Pillow reads here)"
     if not any(regular):
-        return f"{what} ({held} is no regular file)"
-    return f"{what} (no regular file among {held} has an extension that Pillow reads here)"
+        reason = f"{what} ({held} is no regular file)"
+    else:
+        reason = f"{what} (no regular file among {held} has an extension that Pillow reads here)"
+    if names_folders and any(entry.is_dir() for entry in entries):
+        reason += f"; its folders are not searched: give '{pattern.rstrip('/' + os.sep)}/**' to search them"
+    return reason
 
 
 def glob_matches(pattern: str) -> tuple[list[Path], dict[Path, str]]:

@@ -795,7 +795,13 @@ def test_a_glob_that_matches_only_what_is_no_file_names_each_match(tmp_path: Pat
     (tmp_path / "notes.txt").write_text("no picture here\n")
     assert find_pictures([str(tmp_path)]).empty == {
         str(tmp_path): "a folder with no picture files (no regular file among what it holds has an extension that "
-        "Pillow reads here)"
+        f"Pillow reads here); its folders are not searched: give '{tmp_path}/**' to search them"
+    }
+    (tmp_path / "photos" / "Dress").mkdir(parents=True)  # photos-dev's layout: a folder per class
+    (tmp_path / "photos" / "Dress" / "a.jpg").write_bytes(b"")
+    assert find_pictures([f"{tmp_path}/photos/"]).empty == {
+        f"{tmp_path}/photos/": "a folder with no picture files (what it holds is no regular file); its folders are "
+        f"not searched: give '{tmp_path}/photos/**' to search them"
     }
 
 
