@@ -719,7 +719,7 @@ def evaluate(
         raise UsageError("give the model once: as MODEL or as --model")
     model = model or model_option
     if sweep and sweep_typicality:
-        raise UsageError("give one of --sweep and --sweep-typicality")
+        raise UsageError("give only one of --sweep and --sweep-typicality")
     varied = "confidence" if sweep else "typicality" if sweep_typicality else None
     if photos is not None:
         thresholds = (min_confidence, min_typicality)

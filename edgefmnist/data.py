@@ -134,7 +134,8 @@ def missing_files_error(folder: Path, splits: tuple[str, ...] = ALL_SPLITS) -> D
         )
     missing = [name for split in splits for name in SPLIT_FILES[split] if not idx_file(folder, name)]
     found = [miss for name in missing for miss in near_misses(folder, name)]
-    message = f"{folder}: missing Fashion-MNIST {'file' if len(missing) == 1 else 'files'}: {', '.join(missing)}(.gz)"
+    gz = "or .gz" if len(missing) == 1 else "each may end with .gz"
+    message = f"{folder}: missing Fashion-MNIST {'file' if len(missing) == 1 else 'files'}: {', '.join(missing)} ({gz})"
     for miss in found:
         if not miss.is_file():
             message += f"; {miss.name} is {not_a_file_reason(miss)}"

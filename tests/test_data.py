@@ -302,7 +302,7 @@ def test_a_near_miss_says_which_names_were_expected(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         data.find_data(folder)
     message = str(caught.value)
-    assert "missing Fashion-MNIST file: t10k-images-idx3-ubyte(.gz)" in message
+    assert "missing Fashion-MNIST file: t10k-images-idx3-ubyte (or .gz)" in message
     assert "found t10k-images-idx3-ubyte (1).gz, but expected NAME or NAME.gz" in message and "\n" not in message
 
 
@@ -315,7 +315,8 @@ def test_a_folder_with_a_data_file_name_is_said_to_be_a_folder(tmp_path: Path) -
     with pytest.raises(DataError) as caught:
         data.find_data(folder)
     assert str(caught.value).endswith(
-        "files: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte(.gz); t10k-images-idx3-ubyte.gz is a dangling symlink; "
+        "files: t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each may end with .gz); "
+        "t10k-images-idx3-ubyte.gz is a dangling symlink; "
         "t10k-labels-idx1-ubyte.gz is a folder"
     )
 

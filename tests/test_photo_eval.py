@@ -480,7 +480,9 @@ def test_the_typicality_sweep_holds_the_confidence_and_varies_the_typicality(sma
     held = f"varied: min-typicality; held: min-confidence {spec.DEFAULT_MIN_CONFIDENCE:g}"
     assert text.returncode == 0 and held in text.stdout
     assert_one_line_error(
-        run_in_process("evaluate", "--photos", str(small_set), "--sweep", "--sweep-typicality"), 2, "one of --sweep"
+        run_in_process("evaluate", "--photos", str(small_set), "--sweep", "--sweep-typicality"),
+        2,
+        "give only one of --sweep",
     )
     assert_one_line_error(run_in_process("evaluate", "--sweep-typicality"), 2, "--sweep-typicality needs --photos")
 
