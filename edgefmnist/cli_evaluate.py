@@ -80,10 +80,12 @@ def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
     """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``), has an
     extension other than PNG's (``x.jpg``, ``model.onnx``: :class:`UsageError`), is one of the
     command's ``inputs`` (pairs of a path and what it is, ``EdgeFmnistError``) or is an existing
-    file that is not a PNG (:class:`UsageError`). A device or FIFO passes, whatever its name."""
+    file that is not a PNG (:class:`UsageError`), or is ``-`` (:func:`refuse_dash`). A device or
+    FIFO passes, whatever its name."""
     from edgefmnist.atomic import check_writable, refuse_overwriting
-    from edgefmnist.runtime.picture_formats import check_png_target
+    from edgefmnist.runtime.picture_formats import check_png_target, refuse_dash
 
+    refuse_dash("--plot", plot)
     refuse_overwriting("--plot", [plot], inputs)  # first: naming the input says more
     check_png_target("--plot", plot, "the plot")
     check_writable(plot)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
-from edgefmnist.runtime.picture_formats import check_png_target, file_extension, picture_extensions
+from edgefmnist.runtime.picture_formats import check_png_target, file_extension, picture_extensions, refuse_dash
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
@@ -552,12 +552,14 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     (``photos/shirt/1.jpg`` and ``photos/dress/1.jpg`` -> ``TARGET/shirt/1.png`` and
     ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
     (``1.jpg.png``, ``1.webp.png``), and standard input is ``stdin.png``. So names never collide.
-    Raises :class:`UsageError` (exit 2) when several pictures are given and TARGET is a file, or
+    Raises :class:`UsageError` (exit 2) for ``-`` (:func:`refuse_dash`), when several pictures
+    are given and TARGET is a file, or
     a new name with an extension (``seen.jpg``, ``seen.onnx``; not ``run-1.5``, see
     :func:`file_extension`) that does not end with ``/`` (the one
     file's name is judged with the others, by :func:`check_targets`).
     """
     text = os.fspath(target)
+    refuse_dash("--save-preprocessed", text)
     folder = Path(text)
     if not (text.endswith(("/", os.sep)) or os.path.isdir(folder) or len(sources) > 1):  # False for a name too long
         return [folder]

@@ -155,6 +155,15 @@ def not_known_png(path: Path) -> str:
     return "an existing file that is not a PNG" if head and head != PNG_SIGNATURE else ""
 
 
+def refuse_dash(flag: str, target: str | Path) -> None:
+    """Raise :class:`UsageError` (exit 2) for an output named ``-``, which here would be a file of
+    that name, not standard output as ``--image -`` is standard input."""
+    if os.fspath(target) == "-":
+        raise UsageError(
+            f"{flag} -: would be a file named '-'; give /dev/stdout for standard output, or the file's whole path"
+        )
+
+
 def check_png_target(flag: str, path: Path, what: str) -> None:
     """Raise :class:`UsageError` (exit 2) unless ``what`` (``"the plot"``), a PNG, may be written
     at ``path``: a name with an extension other than PNG's (:func:`names_other_than_png`) or an

@@ -677,6 +677,29 @@ def test_save_preprocessed_to_a_descriptor_is_written_only_when_the_caller_gave_
     assert_one_line_error(result, 2, "/dev/fd/3: descriptor 3 ")
 
 
+def test_an_output_named_dash_is_refused_not_written_as_a_file(tmp_path: Path) -> None:
+    photos = Path(__file__).parent / "data" / "photos"  # --plot is checked before any photo is read
+    why = "-: would be a file named '-'; give /dev/stdout for standard output, or the file's whole path"
+    for args in (
+        ("infer", "--model", str(SHIPPED_MLP), "--sample", "0:1", "--save-preprocessed", "-"),
+        ("infer", "--model", str(SHIPPED_MLP), "--sample", "0:2", "--save-preprocessed", "-"),  # a folder
+        ("evaluate", "--photos", str(photos), "--model", str(SHIPPED_MLP), "--plot", "-"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "edgefmnist.cli", *args], capture_output=True, text=True, cwd=tmp_path, timeout=300
+        )
+        assert_one_line_error(result, 2, why)
+    assert list(tmp_path.iterdir()) == []
+    written = subprocess.run(
+        [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--sample", "0:1"]
+        + ["--save-preprocessed", "./-"],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert written.returncode == 0 and Image.open(tmp_path / "-").size == (28, 28)
+
+
 # --- standard input -----------------------------------------------------------------------------
 
 
