@@ -195,6 +195,8 @@ class Gate:
     def refusal(self, path: str, raw_headers: list[tuple[bytes, bytes]]) -> JSONResponse | None:
         """The response that refuses a request from its headers (ASGI's ``(name, value)`` pairs) alone, or None."""
         headers = {key.decode("latin-1").lower(): value for key, value in raw_headers}
+        if "content-length" in headers and "transfer-encoding" in headers:  # RFC 9112, 6.3: then close
+            return error_response(400, "both Content-Length and Transfer-Encoding: send one", {"Connection": "close"})
         if self.token is not None and path.startswith(PROTECTED_PREFIXES):
             if sum(key.lower() == b"authorization" for key, _ in raw_headers) > 1:  # which one would count?
                 return error_response(400, "more than one Authorization header: send the token once")

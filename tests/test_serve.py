@@ -503,6 +503,20 @@ def test_repeated_or_negative_content_lengths(server: ServerProcess, lengths: li
     assert received.startswith(b"HTTP/1.1 400") and received.endswith(answer), received
 
 
+def test_a_request_with_both_content_length_and_chunks_is_refused_and_its_connection_closed(
+    server: ServerProcess,
+) -> None:
+    head = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5\r\n"
+    with socket.create_connection((server.host, server.port)) as sock:  # RFC 9112, 6.3: a smuggling risk
+        sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        sock.settimeout(5)
+        received = b""
+        while chunk := sock.recv(4096):  # ends when the service closes the connection
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 400") and b"connection: close" in received.lower(), received
+    assert received.endswith(b'{"error":"both Content-Length and Transfer-Encoding: send one"}'), received
+
+
 def test_a_request_target_in_absolute_form_is_read_as_its_path(test_pngs: list[bytes]) -> None:
     guarded = ServerProcess("--token", "s3cret")  # RFC 9112, 3.2.2; and the token is checked on that path
     try:
