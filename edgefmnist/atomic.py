@@ -267,20 +267,24 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
 
 
-def refuse_overwriting(option: str, targets: Iterable[Path], inputs: Iterable[tuple[Path, str]]) -> None:
+def refuse_overwriting(
+    option: str, targets: Iterable[Path], inputs: Iterable[tuple[Path, str]], made_from: Sequence[str] = ()
+) -> None:
     """Raise :class:`EdgeFmnistError` when one of ``targets``, the files an ``option`` would write,
     is under any name (:func:`file_identity`) the file of one of ``inputs``: pairs of a path and
     what it is, as the message names it (``"the model m.onnx"``) -> ``--plot: m.onnx would
-    overwrite the model m.onnx``."""
+    overwrite the model m.onnx``. ``made_from`` names what each target is written from, when
+    that is one of several (``seen/a.png, made from a.jpg, would overwrite the picture seen/a.png``)."""
     known: dict[tuple[int, int], str] = {}
     for path, what in inputs:
         key = file_identity(path)
         if key is not None:
             known.setdefault(key, what)
-    for target in targets:
+    for index, target in enumerate(targets):
         key = file_identity(target)
         if key is not None and key in known:
-            raise EdgeFmnistError(f"{option}: {target} would overwrite {known[key]}")
+            origin = f", made from {made_from[index]}," if index < len(made_from) else ""
+            raise EdgeFmnistError(f"{option}: {target}{origin} would overwrite {known[key]}")
 
 
 @contextlib.contextmanager

@@ -606,7 +606,8 @@ def refuse_overwriting_sources(
     pictures = [(picture_file(source), f"the picture {picture_name(source)}") for source in sources]
     inputs = [(path, what) for path, what in pictures if path is not None] + list(data)
     inputs += [(model, f"the model {model}")] if model is not None else []
-    refuse_overwriting("--save-preprocessed", targets, inputs)
+    made_from = [picture_name(source) for source in sources] if len(sources) > 1 else []
+    refuse_overwriting("--save-preprocessed", targets, inputs, made_from)
     return targets
 
 

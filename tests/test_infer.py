@@ -918,6 +918,13 @@ def test_save_preprocessed_never_overwrites_a_picture(tmp_path: Path, fashion) -
         result = run_in_process("infer", "--model", str(SHIPPED_MLP), *args)
         assert_one_line_error(result, 1, "--save-preprocessed", "would overwrite the picture")
         assert result.stdout == ""
+    (tmp_path / "seen").mkdir()  # a second run: the first run's output is now a picture of the glob
+    Image.fromarray(photo).save(tmp_path / "seen" / "x.png")
+    result = run_in_process("infer", "--model", str(SHIPPED_MLP), "--image", f"{tmp_path}/**/*.png",
+                            "--save-preprocessed", f"{tmp_path}/seen/")  # fmt: skip
+    output = tmp_path / "seen" / "x.png"
+    assert_one_line_error(result, 1, f"{output}, made from {tmp_path / 'x.png'}, would overwrite the picture {output}")
+    shutil.rmtree(tmp_path / "seen")
     os.link(tmp_path / "x.png", tmp_path / "hard.png")  # another name of the same file
     result = run_in_process("infer", "--model", str(SHIPPED_MLP), "--image", str(tmp_path / "hard.png"),
                             "--save-preprocessed", str(tmp_path / "x.png"))  # fmt: skip
