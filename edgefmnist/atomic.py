@@ -299,12 +299,13 @@ def atomic_write(path: Path) -> Iterator[Path]:
     :class:`WriteFailed` when the disk is full or the folder is read-only.
     """
     make_missing_folders(path)
-    path, special = write_target(Path(path))
+    given = Path(path)  # errors name it as given, not as the symlinks resolve it
+    path, special = write_target(given)
     folder = Path(tempfile.gettempdir()) if special else path.parent  # Path("x").parent is Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        raise WriteFailed(f"{given}: cannot write here ({exc.strerror or exc})") from None
     fd = open_unnamed(folder)
     if fd is None:
         with named_temp_file(path, folder, special) as tmp:
@@ -318,7 +319,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
         else:
             name_and_rename(fd, path)
     except OSError as exc:
-        raise write_failed(path, exc) from None
+        raise write_failed(given, exc) from None
     finally:
         os.close(fd)
 
@@ -481,8 +482,8 @@ def open_unnamed(folder: Path) -> int | None:
 
 def name_and_rename(fd: int, path: Path) -> None:
     """Put the unnamed file open as ``fd`` at ``path``: its attributes (:func:`keep_attributes`),
-    fsync, a temp name in ``path``'s folder, then ``os.replace`` onto ``path``. Raises
-    :class:`WriteFailed` when the disk is full or the folder is read-only."""
+    fsync, a temp name in ``path``'s folder, then ``os.replace`` onto ``path``. Raises the
+    ``OSError`` (a full disk, a read-only folder) after removing the temp name."""
     folder = path.parent
     tmp = folder / f"{temp_prefix(path)}{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
@@ -496,9 +497,9 @@ def name_and_rename(fd: int, path: Path) -> None:
                 os.fsync(folder_fd)
         finally:
             os.close(folder_fd)
-    except OSError as exc:
+    except OSError:
         tmp.unlink(missing_ok=True)
-        raise write_failed(path, exc) from None
+        raise
 
 
 def write_text_atomic(path: Path, text: str) -> None:

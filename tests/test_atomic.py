@@ -393,6 +393,23 @@ def test_a_kill_while_a_file_is_written_leaves_no_temp_file(tmp_path: Path, targ
         assert old.read_bytes() == b"old"
 
 
+def test_a_failed_write_names_the_path_as_given_not_as_its_links_resolve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    monkeypatch.chdir(tmp_path)
+
+    def fsync(fd: int) -> None:  # as a full disk fails the fsync before the rename
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(WriteFailed) as caught:
+        write_bytes_atomic(Path("link/out.png"), b"picture")
+    assert str(caught.value) == "link/out.png: cannot write (No space left on device); nothing was written"
+    assert list((tmp_path / "real").iterdir()) == []
+
+
 def test_a_failed_write_says_what_is_left_at_its_path(tmp_path: Path) -> None:
     full = OSError(errno.ENOSPC, "No space left on device")
     (tmp_path / "old.onnx").write_bytes(b"old")
