@@ -49,6 +49,7 @@ from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
+from edgefmnist.atomic import file_identity
 from edgefmnist.errors import EdgeFmnistError, counted, not_a_file_reason, printable, quoted
 
 Split = Literal["choice", "report"]
@@ -125,7 +126,8 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     folder, an empty set, a ``labels.csv`` that is no regular file (a folder, a FIFO, a dangling
     symlink), a malformed one (a short row, a row longer than the header, an ``accepted`` of
     separators alone, a file name holding a NUL byte or leading outside ``folder``, such as
-    ``../other/x.jpg``), a file it lists twice or an unknown class
+    ``../other/x.jpg``), a file it lists twice (also under two names: a hard link, a symlink,
+    which would score one photo twice, perhaps in both halves) or an unknown class
     in ``accepted`` (classes are named as :func:`class_named` reads them). The header's names
     are read ignoring case and surrounding spaces (``File, Source_Class, Accepted``), and so are
     source classes, each reported as first spelt (``Hat`` and later ``hat`` are ``Hat``).
@@ -245,6 +247,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
         unnamed = {name for name in header if name.startswith("\0")}
         photos = []
         first_line: dict[str, int] = {}  # file -> the line that listed it
+        first_named: dict[tuple[int, int], tuple[str, int]] = {}  # (device, inode) -> the file, its line
         domain_of: dict[str, tuple[bool, int]] = {}  # source class -> in domain, and the line that said so
         spelling: dict[str, str] = {}  # a source class ignoring case -> its first spelling ("Hat", "hat": one class)
         for row in reader:
@@ -275,6 +278,15 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     f"{labels}: line {line}: {quoted(file)} is listed again, first on line {first_line[key]}"
                 )
             first_line[key] = line
+            identity = file_identity(Path(key))  # a hard link or a symlink: one photo under two names
+            if identity in first_named:
+                first_file, first_at = first_named[identity]
+                raise PhotoSetError(
+                    f"{labels}: line {line}: {quoted(file)} is the file of {quoted(first_file)} on line {first_at}, "
+                    "under another name"
+                )
+            if identity is not None:
+                first_named[identity] = (file, line)
             entries = [a.strip() for a in row["accepted"].split(";")]
             if row["accepted"].strip() and not any(entries):  # ";" names no class (empty: out of domain)
                 raise PhotoSetError(

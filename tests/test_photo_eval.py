@@ -153,6 +153,18 @@ def test_source_classes_are_read_ignoring_case_and_reported_as_first_spelt(tmp_p
         load_photo_set(tmp_path)
 
 
+def test_labels_that_list_one_photo_under_two_names_are_refused(tmp_path: Path) -> None:
+    photo(tmp_path / "a" / "x.jpg", 0)
+    os.link(tmp_path / "a" / "x.jpg", tmp_path / "a" / "hard.jpg")
+    (tmp_path / "a" / "soft.jpg").symlink_to("x.jpg")
+    for other in ("hard.jpg", "soft.jpg"):
+        (tmp_path / "labels.csv").write_text(f"file,source_class,accepted\na/x.jpg,coat,Coat\na/{other},coat,Coat\n")
+        with pytest.raises(
+            PhotoSetError, match=rf"line 3: 'a/{other}' is the file of 'a/x.jpg' on line 2, under another"
+        ):
+            load_photo_set(tmp_path)
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [
