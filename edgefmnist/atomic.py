@@ -103,9 +103,9 @@ def write_target(path: Path) -> tuple[Path, bool]:
     Special means it exists and is not a regular file (a character or block device, a FIFO), or
     ``path`` leads through a descriptor the caller gave this process (:func:`open_descriptor`,
     :func:`check_given_descriptor`): such a file is written to in place, under ``path`` itself.
-    Raises :class:`UsageError` (exit 2) for a directory, a socket, a descriptor the caller did not
-    give, or another process's descriptor of a regular file (which a write by name would empty
-    under that process).
+    Raises :class:`UsageError` (exit 2) for a directory, a socket, a loop of symlinks, a
+    descriptor the caller did not give, or another process's descriptor of a regular file
+    (which a write by name would empty under that process).
     """
     descriptor = open_descriptor(path)
     if descriptor and descriptor[0] == os.getpid():
@@ -113,7 +113,9 @@ def write_target(path: Path) -> tuple[Path, bool]:
         return Path(path), True  # a socket or a pipe too: it is the caller's stream
     try:
         mode = os.stat(path).st_mode  # through symlinks
-    except OSError:
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # writing through would replace a link of the loop with the file
+            raise UsageError(f"{path}: a loop of symlinks that leads to no file") from None
         return Path(os.path.realpath(path)), False  # missing (or unreadable): the rename path creates it or says why
     if stat.S_ISDIR(mode):
         raise UsageError(f"{path}: is a directory, expected a file path")

@@ -393,6 +393,14 @@ def test_a_kill_while_a_file_is_written_leaves_no_temp_file(tmp_path: Path, targ
         assert old.read_bytes() == b"old"
 
 
+def test_a_loop_of_symlinks_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "a.png").symlink_to("b.png")
+    (tmp_path / "b.png").symlink_to("a.png")
+    with pytest.raises(UsageError, match=r"a\.png: a loop of symlinks that leads to no file$"):
+        write_bytes_atomic(tmp_path / "a.png", b"picture")
+    assert [os.readlink(tmp_path / name) for name in ("a.png", "b.png")] == ["b.png", "a.png"]
+
+
 def test_a_failed_write_names_the_path_as_given_not_as_its_links_resolve(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
