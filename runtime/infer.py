@@ -332,7 +332,9 @@ def glob_matches(pattern: str) -> tuple[list[Path], dict[Path, str]]:
     two_stars = rest.index("**")
     for folder, subfolders, _ in os.walk(
         root,
-        onerror=lambda exc: unlisted.setdefault(Path(exc.filename), os_error_text(exc)),
+        onerror=lambda exc: (
+            None if isinstance(exc, FileNotFoundError) else unlisted.setdefault(Path(exc.filename), os_error_text(exc))
+        ),  # a missing folder names no picture: that argument's own error says so
         followlinks=True,  # above the ** level, as the glob does; below it the links are left out
     ):
         above = Path(folder).relative_to(root).parts

@@ -444,6 +444,15 @@ def test_a_two_star_walk_names_the_folders_it_may_not_list(tmp_path: Path, monke
     assert linked.unread == {tmp_path / "links" / "2024" / "locked": reason}
 
 
+def test_a_two_star_glob_under_a_missing_folder_is_one_error(tmp_path: Path) -> None:
+    from edgefmnist.runtime.infer import find_pictures
+
+    patterns = [str(tmp_path / "nothing" / "**"), str(tmp_path / "nothing" / "**" / "*.jpg")]
+    found = find_pictures(patterns)
+    assert (found.paths, found.unread) == ([], {})
+    assert found.empty == {pattern: "no files match" for pattern in patterns}
+
+
 def test_a_two_star_walk_names_a_folder_it_may_list_but_not_enter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
