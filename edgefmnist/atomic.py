@@ -310,7 +310,7 @@ def atomic_write(path: Path) -> Iterator[Path]:
         raise WriteFailed(f"{given}: cannot write here ({exc.strerror or exc})") from None
     fd = open_unnamed(folder)
     if fd is None:
-        with named_temp_file(path, folder, special) as tmp:
+        with named_temp_file(path, folder, special, given) as tmp:
             yield tmp
         return
     unnamed = Path(f"/proc/self/fd/{fd}")
@@ -345,12 +345,13 @@ def make_missing_folders(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def named_temp_file(path: Path, folder: Path, special: bool) -> Iterator[Path]:
-    """:func:`atomic_write` where no unnamed file can be made: a ``mkstemp`` file in ``folder``."""
+def named_temp_file(path: Path, folder: Path, special: bool, given: Path) -> Iterator[Path]:
+    """:func:`atomic_write` where no unnamed file can be made: a ``mkstemp`` file in ``folder``.
+    Errors name ``given``, the path as the caller gave it, as :func:`atomic_write`'s do."""
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise WriteFailed(f"{path}: cannot write here ({exc.strerror or exc})") from None
+        raise WriteFailed(f"{given}: cannot write here ({exc.strerror or exc})") from None
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -362,7 +363,7 @@ def named_temp_file(path: Path, folder: Path, special: bool) -> Iterator[Path]:
             os.replace(tmp, path)
             fsync_folder(folder)
     except OSError as exc:
-        raise write_failed(path, exc) from None
+        raise write_failed(given, exc) from None
     finally:
         os.close(fd)
         tmp.unlink(missing_ok=True)

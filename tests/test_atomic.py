@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edgefmnist import atomic
 from edgefmnist.atomic import (
     atomic_write,
     check_writable,
@@ -401,12 +402,15 @@ def test_a_loop_of_symlinks_is_refused_and_left_as_it_is(tmp_path: Path) -> None
     assert [os.readlink(tmp_path / name) for name in ("a.png", "b.png")] == ["b.png", "a.png"]
 
 
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-file", "named-temp-file"])
 def test_a_failed_write_names_the_path_as_given_not_as_its_links_resolve(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unnamed: bool
 ) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to("real")
     monkeypatch.chdir(tmp_path)
+    if not unnamed:  # as where O_TMPFILE is missing
+        monkeypatch.setattr(atomic, "open_unnamed", lambda folder: None)
 
     def fsync(fd: int) -> None:  # as a full disk fails the fsync before the rename
         raise OSError(errno.ENOSPC, "No space left on device")
