@@ -70,8 +70,7 @@ def first_boundary_line(body: bytes, boundary: bytes) -> re.Match[bytes]:
     line = re.search(rb"(?:^|\n)(--" + re.escape(boundary) + rb")(--|[ \t]*\r?\n)", body)
     if line is None:
         raise MultipartError(f"no line of the body is the boundary that Content-Type gives ('--{name}')")
-    inline = body.find(b"--" + boundary)
-    if line[2] == b"--" and inline < line.start(1):  # the body's only boundary line closes it
+    if line[2] == b"--" and (inline := body.find(b"--" + boundary)) < line.start(1):  # only a closing line
         raise MultipartError(f"the '--{name}' at byte {inline} does not start a line, as a boundary line must")
     if line[2].endswith(b"\n") and not line[2].endswith(b"\r\n"):
         raise MultipartError(
