@@ -97,11 +97,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
             return blank(NEARLY_UNIFORM) if pixels.std() < MIN_CONTRAST_SPREAD else Preprocessed(pixels)
     from edgefmnist.runtime.segment import foreground_mask, illumination
 
-    rgb = image.convert("RGB")
-    rgb = rgb.crop(picture_inside_bars(np.asarray(rgb)))
-    scale = SEGMENT_SIDE / max(rgb.size)
-    small_size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-    small = rgb.resize(small_size, Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
+    small = segmentation_input(image)
     luminance = to_luminance(small).astype(np.float64)
     if luminance.std() < MIN_CONTRAST_SPREAD:
         return blank(NEARLY_UNIFORM)
@@ -113,6 +109,15 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     peak = max(float(np.percentile(contrast[mask], 99)), 0.05)
     intensity = np.clip(contrast / peak, 0.0, 1.0) * mask
     return Preprocessed(centre(255.0 * intensity, mask), photo=True)
+
+
+def segmentation_input(image: Image.Image) -> Image.Image:
+    """The RGB picture GrabCut segments: bars cut off, the longer side resized to ``SEGMENT_SIDE`` pixels."""
+    rgb = image.convert("RGB")
+    rgb = rgb.crop(picture_inside_bars(np.asarray(rgb)))
+    scale = SEGMENT_SIDE / max(rgb.size)
+    small_size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    return rgb.resize(small_size, Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
 
 
 def centre(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:
