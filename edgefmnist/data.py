@@ -193,26 +193,46 @@ def already_present(data_dir: Path | None = None) -> DataSource | None:
 
 
 def download_data(folder: Path, base_url: str | None = None, replace: bool = False) -> Path:
-    """Download the four official ``.gz`` files into ``folder``, verifying their MD5.
+    """Download the four official ``.gz`` files into ``folder``, verifying each (:func:`is_official_download`).
 
     From ``base_url``, else ``$EDGEFMNIST_MIRROR``, else the official address. A file already
     in ``folder`` is kept unless ``replace``; a new file is moved into place (replacing the old
-    one) only after its checksum matched. Raises ``DataError`` when the address is not a URL, a
-    download fails, is larger than ``MAX_DOWNLOAD_BYTES`` or its MD5 differs.
+    one) only after it verified. Raises ``DataError`` when the address is not a URL, a
+    download fails, is larger than ``MAX_DOWNLOAD_BYTES`` or is not the official file.
     """
     base_url = base_url or os.environ.get(ENV_MIRROR) or spec.DOWNLOAD_URL
     base_url = base_url if base_url.endswith("/") else base_url + "/"
-    for name, md5 in spec.DOWNLOAD_MD5.items():
+    for name in spec.DOWNLOAD_MD5:
         target = folder / f"{name}.gz"
         if target.is_file() and not replace:
             continue
         url = f"{base_url}{name}.gz"
         payload = fetch(url)
-        got = hashlib.md5(payload).hexdigest()
-        if got != md5:
-            raise DataError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); nothing was saved")
+        if not is_official_download(name, payload):
+            raise DataError(
+                f"{url}: checksum mismatch (neither its MD5 nor its content's SHA-256 is the official one); "
+                "nothing was saved"
+            )
         write_bytes_atomic(target, payload)
     return folder
+
+
+def is_official_download(name: str, payload: bytes) -> bool:
+    """Whether ``payload`` is the official file ``name``: the upstream ``.gz`` (``spec.DOWNLOAD_MD5``),
+    or the same IDX content compressed otherwise or not at all (``spec.IDX_SHA256``), as a mirror
+    built from the Debian package serves it. Decompresses at most ``MAX_IDX_BYTES`` and a header."""
+    if hashlib.md5(payload).hexdigest() == spec.DOWNLOAD_MD5[name]:
+        return True
+    content = payload
+    if payload[:2] == b"\x1f\x8b":
+        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            content = stream.decompress(payload, MAX_IDX_BYTES + 64)
+        except zlib.error:
+            return False
+        if not stream.eof or stream.unused_data:  # cut short (no CRC), or more after the end: unreadable later
+            return False
+    return hashlib.sha256(content).hexdigest() == spec.IDX_SHA256[name]
 
 
 def fetch(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
