@@ -343,15 +343,25 @@ def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, di
     if len(paths) < len(SPLIT_FILES[split]):
         raise missing_files_error(folder, (split,))
     images, labels = load_idx_images(paths[0]), load_idx_labels(paths[1])
-    if len(images) != len(labels):
-        raise DataError(f"{paths[1]}: {len(labels):,} labels, but {paths[0].name} holds {len(images):,} {split} images")
     checksums: dict[str, str] = {}
-    for name, path, array in zip(SPLIT_FILES[split], paths, (images, labels), strict=False):
+    for name, array in zip(SPLIT_FILES[split], (images, labels), strict=False):
         header = struct.pack(f">I{array.ndim}I", IMAGES_MAGIC if array.ndim == 3 else LABELS_MAGIC, *array.shape)
         checksums[name] = hashlib.sha256(header + array.tobytes()).hexdigest()
-        if verify and checksums[name] != spec.IDX_SHA256[name]:
+    official = {name: checksums[name] == spec.IDX_SHA256[name] for name in checksums}
+    for name, path in zip(SPLIT_FILES[split], paths, strict=False):
+        if verify and not official[name] and (other := official_name(checksums[name])):
+            raise DataError(f"{path}: holds the official {other}, not {name} (files swapped or misnamed?)")
+    if len(images) != len(labels):
+        raise DataError(f"{paths[1]}: {len(labels):,} labels, but {paths[0].name} holds {len(images):,} {split} images")
+    for name, path in zip(SPLIT_FILES[split], paths, strict=False):
+        if verify and not official[name]:
             raise DataError(f"{path}: SHA-256 {checksums[name][:16]}… is not the official Fashion-MNIST content")
     return Split(images, labels), checksums
+
+
+def official_name(sha256: str) -> str | None:
+    """The official file whose content has SHA-256 ``sha256`` (``spec.IDX_SHA256``), or None."""
+    return next((name for name, digest in spec.IDX_SHA256.items() if digest == sha256), None)
 
 
 def load_fashion_mnist(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> FashionMNIST:

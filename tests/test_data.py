@@ -402,3 +402,16 @@ def test_data_download_says_so_in_its_text(
     cli.data(data_dir=tmp_path / "empty", download=True, replace=False, json_output=False)
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f"Fashion-MNIST in {debian_mirror} (download): SHA-256 verified"
+
+
+def test_swapped_official_files_are_named_for_what_they_hold(tmp_path: Path, real_data_dir: Path) -> None:
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / f"{name}.gz").symlink_to(real_data_dir / f"{name}.gz")
+    (tmp_path / "train-images-idx3-ubyte.gz").symlink_to(real_data_dir / "t10k-images-idx3-ubyte.gz")
+    (tmp_path / "t10k-images-idx3-ubyte.gz").symlink_to(real_data_dir / "train-images-idx3-ubyte.gz")
+    with pytest.raises(DataError) as raised:
+        data.load_split(tmp_path, "test")
+    assert str(raised.value) == (
+        f"{tmp_path / 't10k-images-idx3-ubyte.gz'}: holds the official train-images-idx3-ubyte, "
+        "not t10k-images-idx3-ubyte (files swapped or misnamed?)"
+    )
