@@ -455,7 +455,10 @@ def infer(
         ),
     ] = None,
     sample: Annotated[
-        str | None, typer.Option(help="Classify test-set images by index, e.g. 0:5, and show the true class.")
+        str | None,
+        typer.Option(
+            help="Classify test-set images by index: START:STOP (0:5, :5, 9990:) or one INDEX (7), with the true class."
+        ),
     ] = None,
     model: Annotated[
         Path | None,

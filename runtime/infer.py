@@ -681,7 +681,7 @@ def parse_sample(text: str, size: int) -> range:
     """
     parts = re.fullmatch(r"([0-9]*)(:([0-9]*))?", text)
     if parts is None or not text:
-        raise UsageError(f"--sample {quoted(text)}: expected START:STOP, e.g. 0:5")
+        raise UsageError(f"--sample {quoted(text)}: expected START:STOP or INDEX, e.g. 0:5 or 7")
     start, colon, stop = parts.groups()
     if max(len(start.lstrip("0")), len((stop or "").lstrip("0"))) > len(str(size)):  # int() refuses 4,300 digits
         raise UsageError(f"--sample {text[:40]}: the test set has {size:,} images, so indices must lie within 0:{size}")

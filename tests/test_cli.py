@@ -170,12 +170,12 @@ SHIPPED = default_model_path().parent
         (["infer", "--sample", "0:2", "--image", "x.png"], ["--image and --sample exclude each other"]),
         (["infer", "--sample", "5:2"], ["--sample 5:2: START must be below STOP"]),
         (["infer", "--sample", "9990:10001"], ["--sample 9990:10001: the test set has 10,000 images"]),
-        (["infer", "--sample", "a:b"], ["--sample 'a:b': expected START:STOP"]),
-        (["infer", "--sample", "a\\b"], ["--sample 'a\\\\b': expected START:STOP"]),  # escaped once
+        (["infer", "--sample", "a:b"], ["--sample 'a:b': expected START:STOP or INDEX, e.g. 0:5 or 7"]),
+        (["infer", "--sample", "a\\b"], ["--sample 'a\\\\b': expected START:STOP or INDEX"]),  # escaped once
         (["bench", "--batch", "1\\2"], ["--batch '1\\\\2': expected comma-separated positive integers"]),
-        (["infer", "--sample", ""], ["--sample '': expected START:STOP"]),
-        (["infer", "--sample", "1_0:12"], ["--sample '1_0:12': expected START:STOP"]),
-        (["infer", "--sample", "\u0661:\u0663"], ["expected START:STOP"]),  # Arabic-Indic digits
+        (["infer", "--sample", ""], ["--sample '': expected START:STOP or INDEX"]),
+        (["infer", "--sample", "1_0:12"], ["--sample '1_0:12': expected START:STOP or INDEX"]),
+        (["infer", "--sample", "\u0661:\u0663"], ["expected START:STOP or INDEX"]),  # Arabic-Indic digits
         (["infer", "--sample", "0:" + "9" * 5000], ["the test set has 10,000 images"]),
         (["infer"], ["nothing to classify"]),
         (["bench", "--batch", "0,32"], ["--batch '0,32'"]),
