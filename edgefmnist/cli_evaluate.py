@@ -134,7 +134,9 @@ def evaluate_photos(
         check_plot_path(plot, [(model_path, f"the model {model_path}"), *labels, *pictures])
     selected = select_split(photos, split)
     if not selected:
-        raise EdgeFmnistError(f"{folder}: no photos in the {split} half")
+        other = "report" if split == "choice" else "choice"
+        hint = f" (all {len(photos)} are in the {other} half: give --split {other} or all)" if photos else ""
+        raise EdgeFmnistError(f"{folder}: no photos in the {split} half{hint}")
     if choose and len({photo.in_domain for photo in selected}) < 2:
         lacking = "out-of-domain" if selected[0].in_domain else "in-domain"
         raise EdgeFmnistError(

@@ -85,6 +85,15 @@ def test_the_regression_set_is_the_report_half() -> None:
     assert all(p.path.is_file() for p in photos)
 
 
+def test_the_regression_sets_choice_half_is_empty_and_the_error_says_where_its_photos_are() -> None:
+    result = run_in_process("evaluate", "--photos", str(REGRESSION_SET), "--split", "choice", "--choose")
+    assert_one_line_error(
+        result,
+        1,
+        f"{REGRESSION_SET}: no photos in the choice half (all 300 are in the report half: give --split report",
+    )
+
+
 # Loading photo sets
 
 
