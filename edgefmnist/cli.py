@@ -82,6 +82,7 @@ app = typer.Typer(
     # click 8.4 and later suggest the closest command themselves (NoSuchCommand); Typer would add it a second time
     suggest_commands=not hasattr(click.exceptions, "NoSuchCommand"),
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="""Fashion-MNIST from PyTorch training to a torch-free ONNX runtime on an edge board.
 
     Examples:
@@ -1001,7 +1002,7 @@ def printing_help(exc: BaseException) -> bool:
 def is_serve(args: list[str]) -> bool:
     """Whether ``args`` run ``serve`` (not its help), the one command that prints nothing on stdout:
     its answers go over HTTP and its log to stderr."""
-    return args[:1] == ["serve"] and "--help" not in args
+    return args[:1] == ["serve"] and not {"-h", "--help"} & set(args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,12 @@ def test_help_shows_examples(command: str) -> None:
     assert "Examples:" in result.stdout
 
 
+@pytest.mark.parametrize("command", ["", "infer", "serve"])
+def test_dash_h_is_help_too(command: str) -> None:
+    short, long = run(*filter(None, [command, "-h"])), run(*filter(None, [command, "--help"]))
+    assert short.returncode == 0 and short.stdout == long.stdout and short.stderr == ""
+
+
 @pytest.mark.parametrize(
     "command, files",
     [(c, "the four IDX files") for c in ("data", "train", "export")]
@@ -254,7 +260,9 @@ def test_a_result_that_cannot_be_printed_is_an_error_naming_stdout(args: list[st
 
 
 @pytest.mark.parametrize("stdout", list(STDOUT_ERRORS))
-@pytest.mark.parametrize("args", [[], ["--help"], ["data", "--help"], ["serve", "--help"], ["--help", "serve"]])
+@pytest.mark.parametrize(
+    "args", [[], ["--help"], ["data", "--help"], ["serve", "--help"], ["serve", "-h"], ["--help", "serve"]]
+)
 def test_help_that_cannot_be_printed_is_an_error_naming_stdout_too(args: list[str], stdout: str) -> None:
     result = run_with_stdout(stdout, *args)
     assert result.returncode == 1 and result.stderr.splitlines() == [STDOUT_ERRORS[stdout]], result.stderr
