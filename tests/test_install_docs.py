@@ -13,7 +13,7 @@ def test_pip_users_are_told_to_take_the_cpu_build_first() -> None:
     quick_start = readme[readme.index("## Quick start") : readme.index("## Command line")]
     commands = [line.split("#")[0].strip() for line in quick_start.splitlines() if line.startswith("pip install")]
     cpu_torch = commands.index("pip install torch --index-url https://download.pytorch.org/whl/cpu")
-    assert commands.index("pip install 'edgefmnist[train]'") > cpu_torch, "the CPU build must come first"
+    assert commands.index("pip install '.[train]'") > cpu_torch, "the CPU build must come first"
     assert "make setup" in quick_start and "recommended" in quick_start
 
 
