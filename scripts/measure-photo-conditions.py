@@ -1,28 +1,28 @@
 #!/usr/bin/env python3
-"""Which photos the default model reads best: accuracy by background and by framing.
+"""Which photos the default model reads best: accuracy by background texture and by framing.
 
     .venv/bin/python scripts/measure-photo-conditions.py ../shared/photos-dev
     .venv/bin/python scripts/measure-photo-conditions.py ../shared/photos-dev --json
 
-Every in-domain photo of the set is classified as ``evaluate`` classifies it
-(``predict_photos``, default thresholds), and two things are measured on the picture that
-GrabCut segments (``preprocess.segmentation_input``, 96 px on its longer side) with its mask
+Every in-domain photo of a photo set (a ``labels.csv`` like photos-dev's, or Fashion-MNIST
+class folders) is classified as ``evaluate`` classifies it (``predict_photos``, default
+thresholds), and two things are measured on the picture that GrabCut segments
+(``preprocess.segmentation_input``, 96 px on its longer side) with its mask
 (``segment.foreground_mask``):
 
 - **background texture**: the standard deviation (luminance levels, 0-255) of the
   flat-fielded picture (``segment.flatten_light``) over the frame's outer band
-  (``segment.BANDS[0]``, 6 % of the longer side) outside the mask. Plain paper, a sheet or a
-  painted wall give a few levels; wood grain, tiles, carpet and clutter give tens. A photo is
-  *busy* when its texture is above ``BUSY_SHARE`` of the choice half's photos, a threshold
-  chosen on the choice half (``photo_split``) and applied to both halves.
+  (``segment.BANDS[0]``, 6 % of the longer side) outside the mask. The photos are put in
+  three bands by the choice half's tertiles (``photo_split``): plain, middle and busy. A busy
+  background is mostly wood grain, a patterned rug, tiles or clutter; the middle band holds
+  many of those too.
 - **framing**: how many of the frame's four edges the mask reaches (within ``EDGE_MARGIN``
-  pixels). A garment that reaches two or more is cut off or lies on a background that
-  GrabCut took for part of it.
+  pixels): 0, 1, 2, or 3 and 4 (the garment fills the frame, or GrabCut took the floor for it).
 
-A photo is *plain and framed* when it is not busy and its mask reaches at most one edge. For
-each half, the script prints the in-domain accuracy (forced answer), the share answered at the
-default thresholds and the accuracy of those answers, for plain-and-framed photos and the
-others, then per source class. Nothing is written.
+For each half it prints the photos, the in-domain accuracy (forced answer), the share answered
+at the default thresholds and the accuracy of those answers, per band, then the accuracy per
+source class of busy and other photos. Unreadable photos are counted on stderr. Nothing is
+written.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ from PIL import Image
 from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError
 
-BUSY_SHARE = 2 / 3  # a photo whose texture is above this share of the choice half's is busy
+TERTILES = (1 / 3, 2 / 3)  # of the choice half's textures: the bounds of the plain, middle and busy bands
 EDGE_MARGIN = 2  # pixels at 96 px: a mask this close to an edge reaches it
-MAX_EDGES = 1  # a framed photo's mask reaches at most this many edges
+TEXTURE_BANDS = ("plain", "middle", "busy")
+EDGE_BANDS = ("0 edges", "1 edge", "2 edges", "3-4 edges")
 
 
 def background_texture(rgb: np.ndarray, mask: np.ndarray) -> float:
@@ -81,28 +82,39 @@ def figures(predictions: PhotoPredictions, chosen: np.ndarray) -> dict:
 
 
 def measure(folder: Path, model: Path) -> dict:
+    """The figures of every band on both halves, as a dict (``--json`` prints it)."""
     photos = [p for p in load_photo_set(folder) if p.in_domain]
+    if not photos:
+        raise EdgeFmnistError(f"{folder}: no in-domain photo (a labels.csv with accepted classes, or class folders)")
     predictions = predict_photos(Predictor(model), photos, progress=lambda items, _: items)
-    conditions = np.array([photo_conditions(p.path) for p in predictions.photos])
-    texture, edges = conditions[:, 0], conditions[:, 1]
+    if predictions.errors:
+        print(f"{len(predictions.errors)} unreadable photos left out", file=sys.stderr)
+    if not predictions.photos:
+        raise EdgeFmnistError(f"{folder}: no readable in-domain photo")
     halves = np.array([photo_split(p.path.name) for p in predictions.photos])
     if not (halves == "choice").any():
-        raise EdgeFmnistError(f"{folder}: no readable in-domain photo in the choice half, where 'busy' is set")
-    busy_above = float(np.quantile(texture[halves == "choice"], BUSY_SHARE))
-    good = (texture <= busy_above) & (edges <= MAX_EDGES)
+        raise EdgeFmnistError(
+            f"{folder}: all {len(halves)} in-domain photos are in the report half, "
+            "and the texture bands are set on the choice half"
+        )
+    conditions = np.array([photo_conditions(p.path) for p in predictions.photos])
+    texture, edges = conditions[:, 0], conditions[:, 1]
+    bounds = [float(b) for b in np.quantile(texture[halves == "choice"], TERTILES)]
+    texture_band = np.digitize(texture, bounds, right=True)  # 0 plain, 1 middle, 2 busy
+    edge_band = np.minimum(edges, 3).astype(int)
     sources = np.array([p.source_class for p in predictions.photos])
-    result: dict = {"model": str(model), "busy_texture_above": busy_above, "halves": {}}
+    result: dict = {"model": str(model), "texture_bounds": bounds, "halves": {}}
     for half in ("choice", "report"):
         inside = halves == half
         result["halves"][half] = {
-            "plain_and_framed": figures(predictions, inside & good),
-            "others": figures(predictions, inside & ~good),
-            "busy": figures(predictions, inside & (texture > busy_above)),
-            "reaching_two_or_more_edges": figures(predictions, inside & (edges > MAX_EDGES)),
+            "texture": {
+                name: figures(predictions, inside & (texture_band == k)) for k, name in enumerate(TEXTURE_BANDS)
+            },
+            "edges": {name: figures(predictions, inside & (edge_band == k)) for k, name in enumerate(EDGE_BANDS)},
             "by_source_class": {
                 s: {
-                    "plain_and_framed": figures(predictions, inside & good & (sources == s)),
-                    "others": figures(predictions, inside & ~good & (sources == s)),
+                    "busy": figures(predictions, inside & (texture_band == 2) & (sources == s)),
+                    "others": figures(predictions, inside & (texture_band < 2) & (sources == s)),
                 }
                 for s in predictions.sources()
             },
@@ -115,17 +127,18 @@ def percent(value: float | None) -> str:
 
 
 def format_result(result: dict) -> str:
-    lines = [f"{result['model']}: busy means a background texture above {result['busy_texture_above']:.1f} levels"]
+    low, high = result["texture_bounds"]
+    lines = [f"{result['model']}: texture bands plain <= {low:.1f} < middle <= {high:.1f} < busy (levels)"]
     for half, groups in result["halves"].items():
         lines.append(f"\n{half} half: photos, accuracy, answered, accuracy of the answers")
-        for name in ("plain_and_framed", "others", "busy", "reaching_two_or_more_edges"):
-            f = groups[name]
-            row = f"{f['photos']:4d}  {percent(f['accuracy']):>8}  {percent(f['answered']):>8}"
-            lines.append(f"  {name.replace('_', ' '):28s} {row}  {percent(f['answered_accuracy']):>8}")
+        for kind in ("texture", "edges"):
+            for name, f in groups[kind].items():
+                row = f"{f['photos']:4d}  {percent(f['accuracy']):>8}  {percent(f['answered']):>8}"
+                lines.append(f"  {kind} {name:10s} {row}  {percent(f['answered_accuracy']):>8}")
         for source, pair in groups["by_source_class"].items():
-            good, other = pair["plain_and_framed"], pair["others"]
+            busy, other = pair["busy"], pair["others"]
             lines.append(
-                f"    {source:12s} plain and framed {percent(good['accuracy']):>8} of {good['photos']:3d},"
+                f"    {source:12s} busy {percent(busy['accuracy']):>8} of {busy['photos']:3d},"
                 f" others {percent(other['accuracy']):>8} of {other['photos']:3d}"
             )
     return "\n".join(lines)
@@ -137,6 +150,8 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=None, help="an .onnx model (default: the shipped cnn.onnx)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if not args.photos.is_dir():
+        sys.exit(f"{args.photos}: no such folder")
     try:
         result = measure(args.photos, args.model or default_model_path())
     except EdgeFmnistError as exc:

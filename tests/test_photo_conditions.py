@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from edgefmnist.runtime.photo_eval import photo_split
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "measure-photo-conditions.py"
@@ -54,30 +55,48 @@ def run(folder: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), str(folder), "--json"], capture_output=True, text=True)
 
 
-def test_a_run_on_real_photos_splits_each_half_into_the_two_groups(tmp_path: Path) -> None:
+def test_a_run_on_real_photos_puts_each_half_into_the_bands(tmp_path: Path) -> None:
     renamed_copies(tmp_path, 12)
     halves = [photo_split(p.name) for p in tmp_path.glob("*/*.jpg")]
     assert halves.count("choice") >= 4 and halves.count("report") >= 4
     result = run(tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    low, high = report["texture_bounds"]
+    assert low <= high
     for half in ("choice", "report"):
         groups = report["halves"][half]
-        assert groups["plain_and_framed"]["photos"] + groups["others"]["photos"] == halves.count(half)
-        assert groups["busy"]["photos"] <= groups["others"]["photos"]
+        for kind in ("texture", "edges"):
+            assert sum(band["photos"] for band in groups[kind].values()) == halves.count(half)
         by_class = groups["by_source_class"]
         assert set(by_class) == {"Trouser", "Dress"}
-        assert sum(c["plain_and_framed"]["photos"] + c["others"]["photos"] for c in by_class.values()) == (
-            halves.count(half)
-        )
-    choice_textures_busy = report["halves"]["choice"]["busy"]["photos"]
-    assert choice_textures_busy <= halves.count("choice") // 3 + 1  # above two thirds of the choice half
+        busy = sum(c["busy"]["photos"] for c in by_class.values())
+        assert busy == groups["texture"]["busy"]["photos"]
+        assert busy + sum(c["others"]["photos"] for c in by_class.values()) == halves.count(half)
+    choice = report["halves"]["choice"]["texture"]
+    assert choice["busy"]["photos"] <= halves.count("choice") // 3 + 1  # above two thirds of the choice half
 
 
-def test_a_set_with_no_photo_in_the_choice_half_is_refused_in_one_line(tmp_path: Path) -> None:
-    (tmp_path / "Trouser").mkdir()
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            "report_half_only",
+            "all 3 in-domain photos are in the report half, and the texture bands are set on the choice half",
+        ),
+        ("out_of_domain_only", "no in-domain photo (a labels.csv with accepted classes, or class folders)"),
+    ],
+)
+def test_a_set_it_cannot_measure_is_refused_in_one_line(tmp_path: Path, make: str, message: str) -> None:
+    folder = tmp_path / ("Trouser" if make == "report_half_only" else "hat")
+    folder.mkdir()
     for photo in sorted((PHOTOS / "pants").glob("*.jpg"))[:3]:  # the regression set is all report half
-        shutil.copyfile(photo, tmp_path / "Trouser" / photo.name)
+        shutil.copyfile(photo, folder / photo.name)
     result = run(tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"{tmp_path}: no readable in-domain photo in the choice half, where 'busy' is set"
+    assert result.stderr.strip() == f"{tmp_path}: {message}"
+
+
+def test_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path / "nowhere")
+    assert result.returncode == 1 and result.stderr.strip() == f"{tmp_path / 'nowhere'}: no such folder"
