@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefmnist import spec
-from edgefmnist.atomic import write_bytes_atomic
+from edgefmnist.atomic import write_together
 from edgefmnist.errors import DataError, DownloadFailed, first_line, not_a_file_reason
 
 ENV_DATA_DIR = "EDGEFMNIST_DATA"
@@ -35,6 +35,7 @@ DEBIAN_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
 IDX_UBYTE_MAGIC = b"\x00\x00\x08"  # the first 3 bytes of any unsigned-byte IDX file
+GZIP_MAGIC = b"\x1f\x8b"
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -193,46 +194,55 @@ def already_present(data_dir: Path | None = None) -> DataSource | None:
 
 
 def download_data(folder: Path, base_url: str | None = None, replace: bool = False) -> Path:
-    """Download the four official ``.gz`` files into ``folder``, verifying each (:func:`is_official_download`).
+    """Download the four official ``.gz`` files into ``folder``, verifying each (:func:`downloaded_name`).
 
     From ``base_url``, else ``$EDGEFMNIST_MIRROR``, else the official address. A file already
-    in ``folder`` is kept unless ``replace``; a new file is moved into place (replacing the old
-    one) only after it verified. Raises ``DataError`` when the address is not a URL, a
-    download fails, is larger than ``MAX_DOWNLOAD_BYTES`` or is not the official file.
+    in ``folder`` is kept unless ``replace``. The new files are written together
+    (:func:`write_together`) once every one has verified, so a failure saves none of them.
+    Raises ``DataError`` when the address is not a URL, a download fails, is larger than
+    ``MAX_DOWNLOAD_BYTES`` or is not the official file.
     """
     base_url = base_url or os.environ.get(ENV_MIRROR) or spec.DOWNLOAD_URL
     base_url = base_url if base_url.endswith("/") else base_url + "/"
+    downloads = []
     for name in spec.DOWNLOAD_MD5:
         target = folder / f"{name}.gz"
         if target.is_file() and not replace:
             continue
         url = f"{base_url}{name}.gz"
         payload = fetch(url)
-        if not is_official_download(name, payload):
-            raise DataError(
-                f"{url}: checksum mismatch (neither its MD5 nor its content's SHA-256 is the official one); "
-                "nothing was saved"
-            )
-        write_bytes_atomic(target, payload)
+        got = downloaded_name(payload)
+        if got != name:
+            if payload[:2] != GZIP_MAGIC:
+                reason = "not a gzip file: a mirror serves the official .gz files"
+            elif got is None:
+                reason = "checksum mismatch (neither its MD5 nor its content's SHA-256 is the official one)"
+            else:
+                reason = f"holds the official {got}, not {name} (swapped or misnamed on the mirror?)"
+            raise DataError(f"{url}: {reason}; nothing was saved")
+        downloads.append((target, payload))
+    write_together(downloads)
     return folder
 
 
-def is_official_download(name: str, payload: bytes) -> bool:
-    """Whether ``payload`` is the official file ``name``: the upstream ``.gz`` (``spec.DOWNLOAD_MD5``),
-    or the same IDX content compressed otherwise or not at all (``spec.IDX_SHA256``), as a mirror
-    built from the Debian package serves it. Decompresses at most ``MAX_IDX_BYTES`` and a header."""
-    if hashlib.md5(payload).hexdigest() == spec.DOWNLOAD_MD5[name]:
-        return True
-    content = payload
-    if payload[:2] == b"\x1f\x8b":
-        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            content = stream.decompress(payload, MAX_IDX_BYTES + 64)
-        except zlib.error:
-            return False
-        if not stream.eof or stream.unused_data:  # cut short (no CRC), or more after the end: unreadable later
-            return False
-    return hashlib.sha256(content).hexdigest() == spec.IDX_SHA256[name]
+def downloaded_name(payload: bytes) -> str | None:
+    """Which official file the ``.gz`` ``payload`` is: by the upstream file's MD5 (``spec.DOWNLOAD_MD5``),
+    else by the SHA-256 of its content (``spec.IDX_SHA256``), as a mirror that compressed the
+    same content anew serves it (the Debian package's files). None for anything else, a file
+    that is not gzip included. Decompresses at most ``MAX_IDX_BYTES`` and a header."""
+    md5 = hashlib.md5(payload).hexdigest()
+    if (name := next((n for n, digest in spec.DOWNLOAD_MD5.items() if digest == md5), None)) is not None:
+        return name
+    if payload[:2] != GZIP_MAGIC:
+        return None
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        content = stream.decompress(payload, MAX_IDX_BYTES + 64)
+    except zlib.error:
+        return None
+    if not stream.eof or stream.unused_data:  # cut short (no CRC), or more after the end
+        return None
+    return official_name(hashlib.sha256(content).hexdigest())
 
 
 def fetch(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
@@ -248,7 +258,7 @@ def fetch(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
                 size += len(chunk)
                 if size > limit:
                     raise DataError(
-                        f"{url}: more than {limit:,} bytes, larger than any Fashion-MNIST file; "
+                        f"{url}: more than {limit:,} bytes, larger than any Fashion-MNIST .gz file; "
                         "refused, nothing was saved"
                     )
                 chunks.append(chunk)
@@ -257,6 +267,8 @@ def fetch(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
             f"{url}: not a download address ({first_line(exc)}); "
             f"${ENV_MIRROR} must be a base URL such as http://host/fashion-mnist/"
         ) from None
+    except urllib.error.HTTPError as exc:  # the server answered: not a question of being offline
+        raise DownloadFailed(f"{url}: download failed (HTTP {exc.code} {exc.reason})") from None
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DownloadFailed(f"{url}: download failed ({reason}); are you offline?") from None
@@ -287,7 +299,7 @@ def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
     try:
         with open(path, "rb") as raw:
             start = raw.read(4)
-        gzipped = start[:2] == b"\x1f\x8b"
+        gzipped = start[:2] == GZIP_MAGIC
         if path.suffix == ".gz" and not gzipped and start[:3] != IDX_UBYTE_MAGIC:
             raise DataError(f"{path}: not a gzip file, nor an IDX file that was already decompressed")
         opener = gzip.open if gzipped else open

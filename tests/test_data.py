@@ -140,7 +140,7 @@ def test_download_verifies_and_writes_atomically(tmp_path: Path, monkeypatch: py
     data.download_data(cache, base_url=mirror.as_uri() + "/")
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{n}.gz" for n in md5)
 
-    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(b"tampered")
+    (mirror / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"tampered"))
     (cache / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="checksum mismatch"):
         data.download_data(cache, base_url=mirror.as_uri() + "/")
@@ -153,14 +153,60 @@ def test_a_download_of_the_official_content_compressed_otherwise_passes_by_its_s
     name = "t10k-labels-idx1-ubyte"
     content = gzip.decompress(labels.read_bytes())
     assert hashlib.md5(labels.read_bytes()).hexdigest() != spec.DOWNLOAD_MD5[name]  # Debian compressed it anew
-    assert data.is_official_download(name, labels.read_bytes())
-    assert data.is_official_download(name, gzip.compress(content, compresslevel=1))
-    assert data.is_official_download(name, content)  # served decompressed
+    assert data.downloaded_name(labels.read_bytes()) == name
+    assert data.downloaded_name(gzip.compress(content, compresslevel=1)) == name
+    assert (
+        data.downloaded_name((real_data_dir / "train-labels-idx1-ubyte.gz").read_bytes()) == "train-labels-idx1-ubyte"
+    )
     tampered = content[:-1] + bytes([(content[-1] + 1) % 10])  # one label changed
-    assert not data.is_official_download(name, gzip.compress(tampered))
-    assert not data.is_official_download(name, gzip.compress(content)[:-8])  # cut short: no CRC
-    assert not data.is_official_download(name, gzip.compress(content) + b"junk")
-    assert not data.is_official_download("t10k-images-idx3-ubyte", labels.read_bytes())
+    for bad in (gzip.compress(tampered), gzip.compress(content)[:-8], gzip.compress(content) + b"junk", content):
+        assert data.downloaded_name(bad) is None  # tampered, cut short (no CRC), more after the end, not gzip
+
+
+def serve_mirror(mirror: Path, real_data_dir: Path, **replaced: bytes) -> str:
+    """A file:// mirror of the Debian package's four .gz files, some replaced (by name); its URL."""
+    mirror.mkdir()
+    for name in spec.DOWNLOAD_MD5:
+        (mirror / f"{name}.gz").write_bytes(replaced.get(name, (real_data_dir / f"{name}.gz").read_bytes()))
+    return mirror.as_uri() + "/"
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (
+            "swapped",
+            "holds the official t10k-labels-idx1-ubyte, not t10k-images-idx3-ubyte "
+            "(swapped or misnamed on the mirror?)",
+        ),
+        ("decompressed", "not a gzip file: a mirror serves the official .gz files"),
+        ("tampered", "checksum mismatch (neither its MD5 nor its content's SHA-256 is the official one)"),
+    ],
+)
+def test_a_bad_file_on_a_mirror_saves_none_of_the_files(
+    tmp_path: Path, real_data_dir: Path, bad: str, reason: str
+) -> None:
+    labels = (real_data_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    payload = {"swapped": labels, "decompressed": gzip.decompress(labels), "tampered": gzip.compress(b"x")}[bad]
+    url = serve_mirror(tmp_path / "mirror", real_data_dir, **{"t10k-images-idx3-ubyte": payload})  # the third file
+    with pytest.raises(DataError) as caught:
+        data.download_data(tmp_path / "cache", base_url=url)
+    assert str(caught.value) == f"{url}t10k-images-idx3-ubyte.gz: {reason}; nothing was saved"
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_a_missing_file_on_a_mirror_names_the_http_status(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/no-such-folder/"
+        with pytest.raises(DataError) as caught:
+            data.download_data(tmp_path / "cache", base_url=url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(caught.value) == f"{url}train-images-idx3-ubyte.gz: download failed (HTTP 404 File not found)"
 
 
 def test_a_mirror_without_a_trailing_slash_is_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,7 +260,7 @@ def zeros_server() -> Iterator[str]:
 
 
 def test_a_download_larger_than_any_official_file_is_refused(tmp_path: Path, zeros_server: str) -> None:
-    with pytest.raises(DataError, match="more than 33,554,432 bytes, larger than any Fashion-MNIST file") as caught:
+    with pytest.raises(DataError, match="more than 33,554,432 bytes, larger than any Fashion-MNIST .gz file") as caught:
         data.download_data(tmp_path / "cache", base_url=zeros_server)
     assert "\n" not in str(caught.value) and not (tmp_path / "cache").exists()
 
