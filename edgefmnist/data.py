@@ -307,7 +307,7 @@ def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
             header = _read_exactly(stream, 4, path, "header")
             magic = struct.unpack(">I", header)[0]
             if magic >> 8 == expected_magic >> 8 and magic != expected_magic:
-                raise DataError(f"{path}: {magic & 0xFF} dimensions, expected {expected_magic & 0xFF}")
+                raise DataError(f"{path}: {idx_kind(magic & 0xFF)}, expected {idx_kind(expected_magic & 0xFF)}")
             if magic != expected_magic:
                 raise DataError(f"{path}: bad IDX magic number 0x{magic:08x}, expected 0x{expected_magic:08x}")
             ndim = magic & 0xFF
@@ -325,6 +325,13 @@ def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     return dims, payload
+
+
+def idx_kind(dimensions: int) -> str:
+    """``"labels (1 dimension)"``, ``"images (3 dimensions)"``, or the count alone for other IDX arrays."""
+    count = f"{dimensions} dimension{'' if dimensions == 1 else 's'}"
+    kind = {1: "labels", 3: "images"}.get(dimensions)
+    return f"{kind} ({count})" if kind else count
 
 
 def load_idx_images(path: Path) -> np.ndarray:

@@ -526,7 +526,7 @@ DATA_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "too many dimensions": (
         dict(images=idx_bytes(np.zeros((3, 28, 28)), magic=0x00000804, dims=(3, 28, 28, 1))),
         "images",
-        "4 dimensions, expected 3",
+        "4 dimensions, expected images (3 dimensions)",
     ),
     "header counts disagree with bytes": (
         dict(images=idx_bytes(np.zeros((3, 28, 28)), dims=(5, 28, 28))),

@@ -35,14 +35,14 @@ def test_parses_gzipped_and_plain_idx(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "payload, message",
     [
-        (idx_bytes(images(), magic=0x00000801, dims=(3, 28, 28)), "1 dimensions, expected 3"),
+        (idx_bytes(images(), magic=0x00000801, dims=(3, 28, 28)), r"labels \(1 dimension\), expected images \(3"),
         (idx_bytes(images(), magic=0x00000D03, dims=(3, 28, 28)), "bad IDX magic"),
         (idx_bytes(images())[:-10], "truncated data"),
         (idx_bytes(images())[:6], "truncated header"),
         (idx_bytes(images()) + b"\x00", "more data than the header declares"),
         (idx_bytes(images(), dims=(4, 28, 28)), "truncated data"),
         (idx_bytes(images(2).reshape(2, 28 * 2, 14), dims=(2, 56, 14)), "images are 56x14"),
-        (idx_bytes(images(), magic=0x00000804, dims=(3, 28, 28, 1)), "4 dimensions, expected 3"),
+        (idx_bytes(images(), magic=0x00000804, dims=(3, 28, 28, 1)), r"4 dimensions, expected images \(3 dimensions\)"),
     ],
 )
 def test_corrupt_image_files_are_refused_with_their_name(tmp_path: Path, payload: bytes, message: str) -> None:
