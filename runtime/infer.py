@@ -687,8 +687,8 @@ def parse_sample(text: str, size: int) -> range:
         raise UsageError(f"--sample {text[:40]}: the test set has {size:,} images, so indices must lie within 0:{size}")
     first = int(start) if start else 0
     last = (int(stop) if stop else size) if colon else first + 1
+    if first >= size or last > size:
+        raise UsageError(f"--sample {text}: the test set has {size:,} images, so indices must lie within 0:{size}")
     if first >= last:
         raise UsageError(f"--sample {text}: START must be below STOP (0:5 is the first five images)")
-    if not 0 <= first < last <= size:
-        raise UsageError(f"--sample {text}: the test set has {size:,} images, so indices must lie within 0:{size}")
     return range(first, last)

@@ -175,6 +175,7 @@ SHIPPED = default_model_path().parent
     [
         (["infer", "--sample", "0:2", "--image", "x.png"], ["--image and --sample exclude each other"]),
         (["infer", "--sample", "5:2"], ["--sample 5:2: START must be below STOP"]),
+        (["infer", "--sample", "10000:"], ["--sample 10000:: the test set has 10,000 images"]),
         (["infer", "--sample", "9990:10001"], ["--sample 9990:10001: the test set has 10,000 images"]),
         (["infer", "--sample", "a:b"], ["--sample 'a:b': expected START:STOP or INDEX, e.g. 0:5 or 7"]),
         (["infer", "--sample", "a\\b"], ["--sample 'a\\\\b': expected START:STOP or INDEX"]),  # escaped once
