@@ -38,7 +38,7 @@ def warn_if_typicality_unchecked(predictor: Predictor, min_typicality: float) ->
 
 
 OVERSUBSCRIBED = {  # flag -> what taking more than the cores costs
-    "--threads": "onnxruntime's threads then compete for them and can run several times slower (the default fits)",
+    "--threads": "onnxruntime's threads then compete for them and can run several times slower",
     "--workers": "more pictures are then decoded at once, for more memory and no more speed",
 }
 
