@@ -182,7 +182,9 @@ def download_found_nowhere() -> Path:
     try:
         return download_data(default_cache_dir())
     except DownloadFailed as exc:
-        raise DownloadFailed(f"{exc} Pass --data-dir or install the Debian package dataset-fashion-mnist") from None
+        advice = "pass --data-dir or install the Debian package dataset-fashion-mnist"
+        joined = f"{exc} {advice[0].upper()}{advice[1:]}" if str(exc).endswith("?") else f"{exc}; {advice}"
+        raise DownloadFailed(joined) from None
 
 
 def already_present(data_dir: Path | None = None) -> DataSource | None:

@@ -195,18 +195,35 @@ def test_a_bad_file_on_a_mirror_saves_none_of_the_files(
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
-def test_a_missing_file_on_a_mirror_names_the_http_status(tmp_path: Path) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+class NotFound(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with 404, as a mirror without the files does."""
+
+    def do_GET(self) -> None:
+        self.send_error(404, "File not found")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_missing_file_on_a_mirror_names_the_http_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/fashion-mnist/"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(data.ENV_MIRROR, url)
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/no-such-folder/"
         with pytest.raises(DataError) as caught:
-            data.download_data(tmp_path / "cache", base_url=url)
+            data.download_data(tmp_path / "cache")
+        with pytest.raises(DataError) as found_nowhere:
+            data.download_found_nowhere()
     finally:
         server.shutdown()
         server.server_close()
     assert str(caught.value) == f"{url}train-images-idx3-ubyte.gz: download failed (HTTP 404 File not found)"
+    assert str(found_nowhere.value) == (
+        f"{url}train-images-idx3-ubyte.gz: download failed (HTTP 404 File not found); "
+        "pass --data-dir or install the Debian package dataset-fashion-mnist"
+    )
 
 
 def test_a_mirror_without_a_trailing_slash_is_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
