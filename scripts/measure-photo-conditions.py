@@ -146,7 +146,11 @@ def format_result(result: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("photos", type=Path, help="a photo set: labels.csv or class folders (photos-dev)")
+    parser.add_argument(
+        "photos",
+        type=Path,
+        help="a photo set: a folder with a labels.csv (as ../shared/photos-dev) or Fashion-MNIST class folders",
+    )
     parser.add_argument("--model", type=Path, default=None, help="an .onnx model (default: the shipped cnn.onnx)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
