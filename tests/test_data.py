@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -205,20 +206,27 @@ class NotFound(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_missing_file_on_a_mirror_names_the_http_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local HTTP server answering with ``handler`` while the block runs; its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/fashion-mnist/"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv(data.ENV_MIRROR, url)
     try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_missing_file_on_a_mirror_names_the_http_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(NotFound) as base:
+        url = f"{base}fashion-mnist/"
+        monkeypatch.setenv(data.ENV_MIRROR, url)
         with pytest.raises(DataError) as caught:
             data.download_data(tmp_path / "cache")
         with pytest.raises(DataError) as found_nowhere:
             data.download_found_nowhere()
-    finally:
-        server.shutdown()
-        server.server_close()
     assert str(caught.value) == f"{url}train-images-idx3-ubyte.gz: download failed (HTTP 404 File not found)"
     assert str(found_nowhere.value) == (
         f"{url}train-images-idx3-ubyte.gz: download failed (HTTP 404 File not found); "
@@ -266,14 +274,8 @@ class EndlessZeros(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def zeros_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EndlessZeros)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(EndlessZeros) as url:
+        yield url
 
 
 def test_a_download_larger_than_any_official_file_is_refused(tmp_path: Path, zeros_server: str) -> None:
