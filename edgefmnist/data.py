@@ -232,8 +232,7 @@ def downloaded_name(payload: bytes) -> str | None:
     else by the SHA-256 of its content (``spec.IDX_SHA256``), as a mirror that compressed the
     same content anew serves it (the Debian package's files). None for anything else, a file
     that is not gzip included. Decompresses at most ``MAX_IDX_BYTES`` and a header."""
-    md5 = hashlib.md5(payload).hexdigest()
-    if (name := next((n for n, digest in spec.DOWNLOAD_MD5.items() if digest == md5), None)) is not None:
+    if (name := official_name(hashlib.md5(payload).hexdigest(), spec.DOWNLOAD_MD5)) is not None:
         return name
     if payload[:2] != GZIP_MAGIC:
         return None
@@ -244,7 +243,7 @@ def downloaded_name(payload: bytes) -> str | None:
         return None
     if not stream.eof or stream.unused_data:  # cut short (no CRC), or more after the end
         return None
-    return official_name(hashlib.sha256(content).hexdigest())
+    return official_name(hashlib.sha256(content).hexdigest(), spec.IDX_SHA256)
 
 
 def fetch(url: str, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
@@ -370,7 +369,7 @@ def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, di
         checksums[name] = hashlib.sha256(header + array.tobytes()).hexdigest()
     official = {name: checksums[name] == spec.IDX_SHA256[name] for name in checksums}
     for name, path in zip(SPLIT_FILES[split], paths, strict=False):
-        if verify and not official[name] and (other := official_name(checksums[name])):
+        if verify and not official[name] and (other := official_name(checksums[name], spec.IDX_SHA256)):
             raise DataError(f"{path}: holds the official {other}, not {name} (files swapped or misnamed?)")
     if len(images) != len(labels):
         raise DataError(f"{paths[1]}: {len(labels):,} labels, but {paths[0].name} holds {len(images):,} {split} images")
@@ -380,9 +379,10 @@ def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, di
     return Split(images, labels), checksums
 
 
-def official_name(sha256: str) -> str | None:
-    """The official file whose content has SHA-256 ``sha256`` (``spec.IDX_SHA256``), or None."""
-    return next((name for name, digest in spec.IDX_SHA256.items() if digest == sha256), None)
+def official_name(digest: str, digests: dict[str, str]) -> str | None:
+    """The official file whose hex ``digest`` is in ``digests`` (``spec.IDX_SHA256``, of each file's
+    content, or ``spec.DOWNLOAD_MD5``, of each upstream ``.gz``), or None."""
+    return next((name for name, known in digests.items() if known == digest), None)
 
 
 def load_fashion_mnist(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> FashionMNIST:
