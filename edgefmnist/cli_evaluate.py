@@ -106,20 +106,17 @@ def evaluate_photos(
     sweep of the ``varied`` one ("confidence" or "typicality"; None: no sweep), and with
     ``choose`` the pair the defaults' rule picks, on one half of a photo set."""
     from edgefmnist.runtime.photo_eval import (
-        LABELS_FILE,
         choose_thresholds,
         format_choice,
         format_photo_report,
         format_sweep,
-        load_photo_set,
         photo_report,
-        photo_set_notes,
         predict_photos,
         save_photo_plot,
-        select_split,
         threshold_sweep,
         unread_in_domain,
     )
+    from edgefmnist.runtime.photo_set import LABELS_FILE, load_photo_set, photo_set_notes, select_split
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if model is not None and model.suffix.lower() != ".onnx":

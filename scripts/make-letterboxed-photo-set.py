@@ -25,7 +25,7 @@ import signal
 import sys
 from pathlib import Path
 
-from edgefmnist.runtime.photo_eval import LABELS_FILE, load_photo_set
+from edgefmnist.runtime.photo_set import LABELS_FILE, load_photo_set
 from edgefmnist.runtime.picture import load_picture
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 

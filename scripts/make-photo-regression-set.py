@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/make-photo-regression-set.py ../shared/photos-dev tests/data/photos --force
 
-Selection rule: from the *report* half of photos-dev (``edgefmnist.runtime.photo_eval.photo_split``:
+Selection rule: from the *report* half of photos-dev (``edgefmnist.runtime.photo_set.photo_split``:
 first byte of SHA-256 of the file name odd), the first PER_CLASS photos of each source class
 in sorted file-name order. Each is decoded, converted to RGB, downscaled (Lanczos) to at most
 LONG_SIDE pixels on its long side and saved as JPEG quality QUALITY without metadata, under the
@@ -22,7 +22,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
-from edgefmnist.runtime.photo_eval import LABEL_COLUMNS, photo_split
+from edgefmnist.runtime.photo_set import LABEL_COLUMNS, photo_split
 from PIL import Image
 
 from edgefmnist.atomic import staged_folder

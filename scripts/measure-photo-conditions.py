@@ -33,7 +33,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from edgefmnist.runtime.photo_eval import PhotoPredictions, load_photo_set, photo_split, predict_photos
+from edgefmnist.runtime.photo_eval import PhotoPredictions, predict_photos
+from edgefmnist.runtime.photo_set import load_photo_set, photo_split
 from edgefmnist.runtime.picture import load_picture, to_luminance
 from edgefmnist.runtime.predictor import Predictor, default_model_path
 from edgefmnist.runtime.preprocess import segmentation_input

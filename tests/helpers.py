@@ -170,3 +170,13 @@ def png_with_huge_text(image: Image.Image, after_pixels: bool = False) -> bytes:
     text = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"\x00" * (8 << 20)))
     at = len(data) - 12 if after_pixels else 33  # before IEND, or after the signature and IHDR
     return data[:at] + text + data[at:]
+
+
+def blob_photo(path: Path, seed: int = 0, size: tuple[int, int] = (80, 60)) -> Path:
+    """A small JPEG: a dark blob on a light, noisy background (not a uniform picture)."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(200, 256, (size[1], size[0], 3), dtype=np.uint8)
+    pixels[10:50, 20:60] = rng.integers(0, 80, (40, 40, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+    return path

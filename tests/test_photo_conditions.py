@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefmnist.runtime.photo_eval import photo_split
+from edgefmnist.runtime.photo_set import photo_split
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "measure-photo-conditions.py"
 PHOTOS = Path(__file__).parent / "data" / "photos"

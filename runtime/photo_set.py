@@ -1,0 +1,386 @@
+"""Photo sets: the photos of a folder, their labels, and the fixed split into two halves.
+
+A photo set is a folder in one of two forms:
+
+* ``DIR/labels.csv`` with columns ``file,source_class,accepted`` (the photos-dev format):
+  ``file`` is relative to DIR, ``accepted`` lists the Fashion-MNIST classes that count as a
+  right answer, ``;``-separated; an empty ``accepted`` marks an out-of-domain photo (a hat:
+  no class fits, the right verdict is unsure).
+* one folder per class, named after a Fashion-MNIST class; names are compared ignoring case,
+  spaces, ``-``, ``_`` and ``/``, so ``T-shirt_top`` (a folder cannot hold ``/``),
+  ``tshirt-top``, ``Ankle boot`` and ``ankle_boot`` all work. Any other folder name
+  (``unknown``, ``hat``, ...) holds out-of-domain photos.
+
+Photos are split in two halves by a fixed hash of the file name (:func:`photo_split`): every
+choice (preprocessing, the thresholds) is made on the ``choice`` half, and results are reported
+on the ``report`` half, which stays unseen by those choices.
+
+Runtime-only: the standard library and pillow's list of picture extensions.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Literal
+
+from edgefmnist.runtime.picture_formats import picture_extensions
+
+from edgefmnist import spec
+from edgefmnist.atomic import file_identity
+from edgefmnist.errors import EdgeFmnistError, counted, not_a_file_reason, quoted
+
+Split = Literal["choice", "report"]
+SPLITS = ("choice", "report", "all")
+LABELS_FILE = "labels.csv"
+LABEL_COLUMNS = ("file", "source_class", "accepted")
+
+
+class PhotoSetError(EdgeFmnistError):
+    """A photo folder or its labels.csv cannot be used."""
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One labelled photo: where it is, its source class, and the classes that count as right."""
+
+    path: Path
+    source_class: str
+    accepted: tuple[str, ...]  # empty: out of domain, only "unsure" is right
+
+    @property
+    def in_domain(self) -> bool:
+        return bool(self.accepted)
+
+
+def photo_split(name: str) -> Split:
+    """``"choice"`` or ``"report"``: the first byte of SHA-256 of the file's base name, even or odd.
+
+    Depends only on the base name (not the folder), so a copy of a photo keeps its half.
+    """
+    return "choice" if hashlib.sha256(PurePath(name).name.encode()).digest()[0] % 2 == 0 else "report"
+
+
+def select_split(photos: Iterable[Photo], split: str) -> list[Photo]:
+    """The photos of one half (``"choice"``/``"report"``), or all of them (``"all"``)."""
+    if split not in SPLITS:
+        raise PhotoSetError(f"--split {split}: expected one of {', '.join(SPLITS)}")
+    return [p for p in photos if split == "all" or photo_split(p.path.name) == split]
+
+
+def class_named(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str | None:
+    """The Fashion-MNIST class a folder or a ``labels.csv`` entry names, compared ignoring case,
+    spaces, ``-``, ``_`` and ``/`` (``"T-shirt_top"``, ``"t-shirt/top"`` -> ``"T-shirt/top"``), else None."""
+    by_key = {spec.class_name_key(known): known for known in class_names}
+    return by_key.get(spec.class_name_key(name))
+
+
+def nearest_class(name: str, class_names: Sequence[str] = spec.CLASS_NAMES) -> str | None:
+    """The one class whose name, compared as :func:`class_named` compares names, is the ``name``
+    in the plural or starts with it (``"Trousers"`` -> ``"Trouser"``, ``"dresses"`` -> ``"Dress"``,
+    ``"t-shirts"`` -> ``"T-shirt/top"``); None when no class or several do (``"shorts"``,
+    ``"Dress shirt"``)."""
+    stem = spec.class_name_key(name).removesuffix("s")
+    if len(stem) < 3:
+        return None
+    keys = {known: spec.class_name_key(known) for known in class_names}
+    found = [known for known, key in keys.items() if key.startswith(stem) or stem.removesuffix("e") == key]
+    return found[0] if len(found) == 1 else None
+
+
+def class_noun(class_names: Sequence[str]) -> str:
+    """How messages name a class: ``"Fashion-MNIST class"`` for the dataset's own names, else
+    ``"class of the model"`` (a model that spells them its own way, such as ``DRESS``)."""
+    return "Fashion-MNIST class" if tuple(class_names) == spec.CLASS_NAMES else "class of the model"
+
+
+def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) -> list[Photo]:
+    """Read a photo set: ``folder/labels.csv`` when present, else one sub-folder per class.
+
+    Returns photos sorted by path; raises :class:`PhotoSetError` for a missing
+    folder, an empty set, a ``labels.csv`` that is no regular file (a folder, a FIFO, a dangling
+    symlink), a malformed one (a short row, a row longer than the header, an ``accepted`` of
+    separators alone, a file name holding a NUL byte or leading outside ``folder``, such as
+    ``../other/x.jpg``), a file it lists twice (also under two names: a hard link, a symlink,
+    which would score one photo twice, perhaps in both halves) or an unknown class
+    in ``accepted`` (classes are named as :func:`class_named` reads them). The header's names
+    are read ignoring case and surrounding spaces (``File, Source_Class, Accepted``), and so are
+    source classes, each reported as first spelt (``Hat`` and later ``hat`` are ``Hat``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PhotoSetError(
+            f"{folder}: {'no such folder' if not folder.exists() else 'not a folder'} (--photos expects a photo folder)"
+        )
+    labels = folder / LABELS_FILE
+    try:
+        labels.lstat()  # in a folder that may not be searched, is_file() would say False and the listing fail
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise PhotoSetError(f"{folder}: cannot read ({exc.strerror or exc})") from None
+    if labels.is_file():
+        photos = _from_labels_csv(labels, class_names)
+        if not photos:
+            raise PhotoSetError(f"{labels}: no photos (a header and no rows)")
+    elif os.path.lexists(labels):  # the folders' names would silently replace its labels
+        raise PhotoSetError(f"{labels}: {not_a_file_reason(labels)}; the photo set's labels cannot be read")
+    else:
+        try:
+            photos = _from_class_folders(folder, class_names)
+        except OSError as exc:  # a folder that may be searched but not listed
+            raise PhotoSetError(f"{exc.filename or folder}: cannot read ({exc.strerror or exc})") from None
+        if not photos:
+            extensions = picture_extensions()
+            entries = [p for p in folder.iterdir() if not is_hidden(p, folder)]
+            loose = sum(is_picture_file(p, extensions) for p in entries)
+            if any(p.is_dir() for p in entries):
+                beside = f" ({counted(loose, 'picture')} beside them)" if loose else ""
+                found = f"no photos in its sub-folders{beside}"
+            elif loose:
+                found = f"{counted(loose, 'picture')}, but no {LABELS_FILE} and no class sub-folders"
+            else:
+                found = "no photos"
+            raise PhotoSetError(
+                f"{folder}: {found} (expected {LABELS_FILE} or one sub-folder of images per class, "
+                f"named after it, as {folder / 'Trouser'}/)"
+            )
+    return sorted(photos, key=lambda p: str(p.path))
+
+
+def photo_set_notes(
+    folder: Path, photos: Sequence[Photo], written: Sequence[Path] = (), class_names: Sequence[str] = spec.CLASS_NAMES
+) -> list[str]:
+    """What a photo set, loaded as ``photos`` by :func:`load_photo_set` with ``class_names``, scores
+    in a way its owner may not expect, one line each. ``written`` are files the run writes (a plot),
+    not pictures left out.
+
+    With ``labels.csv``: pictures in the folder or below it that it does not list are not scored.
+    With class folders: folders of pictures named after no class count as out of domain (a
+    ``shoes`` or ``t-shirt`` folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``; a
+    second line names the class a near miss means, :func:`nearest_class`), and pictures beside
+    the folders or in their sub-folders are not scored. Folder names are quoted
+    (``'odd, name'``). Dot names (:func:`is_hidden`) are skipped in class folders and in the notes.
+    """
+    folder = Path(folder)
+    extensions = picture_extensions()
+    pictures = {
+        os.path.abspath(path)
+        for path in folder.rglob("*")
+        if is_picture_file(path, extensions) and not is_hidden(path, folder)
+    }
+    unscored = len(pictures - {os.path.abspath(path) for path in [*(photo.path for photo in photos), *written]})
+    labels = folder / LABELS_FILE
+    if labels.is_file():
+        if not unscored:
+            return []
+        return [f"{labels}: not scored: {counted(unscored, 'picture')} below {folder} that it does not list"]
+    others = sorted({photo.source_class for photo in photos if not photo.in_domain})  # their folders' names
+    notes = []
+    if others:
+        notes.append(
+            f"{folder}: {counted(len(others), 'folder')} named after no {class_noun(class_names)}, so out of domain "
+            f"(only 'unsure' is right there): {', '.join(map(quoted, others))}"
+        )
+        near = {other: nearest for other in others if (nearest := nearest_class(other, class_names))}
+        if near:
+            meant = ", ".join(
+                f"{quoted(other)} as {quoted(nearest.replace('/', '_'))}" for other, nearest in near.items()
+            )
+            notes.append(f"{folder}: to score them as classes, name the folders as the classes: {meant}")
+    if unscored:
+        notes.append(f"{folder}: not scored: {counted(unscored, 'picture')} beside the class folders or below them")
+    return notes
+
+
+def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
+    """A file whose extension is one of ``extensions`` (:func:`picture_extensions`)."""
+    return path.is_file() and path.suffix.lower() in extensions
+
+
+def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
+    try:
+        lines = io.StringIO(utf8_text(labels), newline="").readlines()
+        opened = unclosed_quote_line(lines)
+        if opened:
+            raise PhotoSetError(f'{labels}: line {opened}: a quote (") is never closed')
+        reader = csv.DictReader(lines)
+        # an unnamed column (a spreadsheet's trailing comma) gets a key of its own, or two would share ""
+        header = [name.strip().lower() or f"\0unnamed {i}" for i, name in enumerate(reader.fieldnames or [])]
+        reader.fieldnames = header
+        missing = [c for c in LABEL_COLUMNS if c not in header]
+        if missing:
+            separator = next((s for s in (";", "\t") if len(header) == 1 and s in header[0]), None)
+            shown = "a tab" if separator == "\t" else f"'{separator}'"  # ';': a spreadsheet's export in some locales
+            raise PhotoSetError(
+                f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
+                + (f" (the header is separated by {shown}: separate the columns with commas)" if separator else "")
+            )
+        repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
+        if repeated:
+            raise PhotoSetError(f"{labels}: the header names {', '.join(repeated)} twice")
+        unnamed = {name for name in header if name.startswith("\0")}
+        photos = []
+        first_line: dict[str, int] = {}  # file -> the line that listed it
+        first_named: dict[tuple[int, int], tuple[str, int]] = {}  # (device, inode) -> the file, its line
+        domain_of: dict[str, tuple[bool, int]] = {}  # source class -> in domain, and the line that said so
+        spelling: dict[str, str] = {}  # a source class ignoring case -> its first spelling ("Hat", "hat": one class)
+        for row in reader:
+            line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
+            absent = [c for c in LABEL_COLUMNS if row[c] is None]
+            if absent:  # a short row: its fields would land in the wrong columns
+                raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
+            extras = [*(row.get(None) or []), *(row[name] or "" for name in unnamed)]
+            if any(extra.strip() for extra in extras):  # "Sandal,Sneaker" would drop Sneaker
+                raise PhotoSetError(
+                    f"{labels}: line {line}: more fields than the header names "
+                    f"(separate the classes in accepted with ';', or quote a field that holds a comma)"
+                )
+            file = row["file"].strip()
+            if not file:
+                raise PhotoSetError(f"{labels}: line {line}: empty file name")
+            if "\0" in file:  # no file system takes one
+                raise PhotoSetError(f"{labels}: line {line}: the file name holds a NUL byte")
+            if "\\" in file and not os.path.lexists(labels.parent / file):  # a path written on Windows
+                raise PhotoSetError(
+                    f"{labels}: line {line}: no file {quoted(file)}; separate its folders with /, not a backslash"
+                )
+            key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
+            if not is_inside(key, labels.parent):
+                raise PhotoSetError(f"{labels}: line {line}: {quoted(file)} is outside the photo set's folder")
+            if key in first_line:
+                raise PhotoSetError(
+                    f"{labels}: line {line}: {quoted(file)} is listed again, first on line {first_line[key]}"
+                )
+            first_line[key] = line
+            identity = file_identity(Path(key))  # a hard link or a symlink: one photo under two names
+            if identity in first_named:
+                first_file, first_at = first_named[identity]
+                raise PhotoSetError(
+                    f"{labels}: line {line}: {quoted(file)} is the file of {quoted(first_file)} on line {first_at}, "
+                    "under another name"
+                )
+            if identity is not None:
+                first_named[identity] = (file, line)
+            entries = [a.strip() for a in row["accepted"].split(";")]
+            if row["accepted"].strip() and not any(entries):  # ";" names no class (empty: out of domain)
+                raise PhotoSetError(
+                    f"{labels}: line {line}: accepted {quoted(row['accepted'])} names no class "
+                    "(leave it empty for a photo that no class covers)"
+                )
+            accepted = []
+            for entry in filter(None, entries):
+                name = class_named(entry, class_names)
+                if name is None:
+                    nearest = nearest_class(entry, class_names)
+                    hint = (
+                        f" (did you mean {quoted(nearest)}?)"
+                        if nearest
+                        else f"; the classes: {', '.join(map(quoted, class_names))}"
+                    )
+                    message = f"{labels}: line {line}: {quoted(entry)} is not a {class_noun(class_names)}{hint}"
+                    raise PhotoSetError(message)
+                accepted.append(name)
+            accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
+            source = row["source_class"].strip()
+            if not source:
+                raise PhotoSetError(
+                    f"{labels}: line {line}: empty source_class (what the photo shows: pants, hat, ...)"
+                )
+            source = spelling.setdefault(source.casefold(), source)
+            check_one_domain(source, bool(accepted_once), line, domain_of, labels)
+            photos.append(Photo(labels.parent / file, source, accepted_once))
+    except OSError as exc:
+        raise PhotoSetError(f"{labels}: cannot read it ({exc.strerror or exc})") from None
+    except csv.Error as exc:
+        raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
+    return photos
+
+
+def is_inside(path: str, folder: Path) -> bool:
+    """Whether ``path`` (absolute) names something below ``folder``, by name or with symlinks
+    resolved (a folder reached through a link, ``photos -> /data/photos``, holds
+    ``/data/photos/a/x.jpg``)."""
+    return any(
+        os.path.commonpath([name, base]) == base and name != base
+        for name, base in ((path, os.path.abspath(folder)), (os.path.realpath(path), os.path.realpath(folder)))
+    )
+
+
+def utf8_text(path: Path) -> str:
+    """``path``'s text, read as UTF-8 after a spreadsheet's byte-order mark; raises
+    :class:`PhotoSetError` naming the line of the first byte that is not UTF-8, and ``OSError``."""
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PhotoSetError(f"{path}: line {line}: not UTF-8 text (save it as CSV UTF-8)") from None
+
+
+def check_one_domain(
+    source: str, in_domain: bool, line: int, domain_of: dict[str, tuple[bool, int]], labels: Path
+) -> None:
+    """Raise :class:`PhotoSetError` when the rows of ``source`` disagree on whether it is in domain
+    (an ``accepted`` left empty on one row): its recall would count the out-of-domain photos as
+    misses, and its unsure rate leave them out. ``domain_of`` maps each source class met so far
+    to whether it is in domain and the line that first said so, and is updated."""
+    in_domain_before, first = domain_of.setdefault(source, (in_domain, line))
+    if in_domain_before != in_domain:
+        named, empty = (line, first) if in_domain else (first, line)
+        raise PhotoSetError(
+            f"{labels}: line {line}: source class {quoted(source)} has accepted classes on line {named} "
+            f"and none on line {empty} (a source class is in domain on every row or on none)"
+        )
+
+
+def unclosed_quote_line(lines: list[str]) -> int | None:
+    """The line of a CSV file's ``lines`` (read with ``newline=""``) where a quote that is never closed
+    opens, or None.
+
+    Such a quote takes every line after it into one field, to the end of the file: the last row
+    ``csv`` reads then ends there, and read alone in strict mode it ends inside a quote
+    ("unexpected end of data"). That row starts at the first line with text after the row before it.
+    """
+    reader = csv.reader(lines)
+    ended = 0  # the line the row before the last one ended on
+    for _ in reader:
+        if reader.line_num < len(lines):
+            ended = reader.line_num
+    try:
+        for _ in csv.reader(lines[ended:], strict=True):
+            pass
+        return None
+    except csv.Error as exc:
+        if "unexpected end of data" not in str(exc):
+            return None
+    start = ended
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    return start + 1
+
+
+def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
+    photos: list[Photo] = []
+    extensions = picture_extensions()
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p, folder)):
+        name = class_named(sub.name, class_names)
+        accepted = (name,) if name else ()
+        photos.extend(
+            Photo(path, name or sub.name, accepted)
+            for path in sorted(sub.iterdir())
+            if is_picture_file(path, extensions) and not is_hidden(path, folder)
+        )
+    return photos
+
+
+def is_hidden(path: Path, folder: Path) -> bool:
+    """Whether ``path``, below ``folder``, has a dot name on the way: ``.thumbnails/``, or a macOS
+    ``._IMG_1.jpg``, which is no picture though named like one."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
