@@ -1,0 +1,120 @@
+"""``edgefmnist infer``: classify pictures, or test-set images by index, and report each verdict.
+
+    edgefmnist infer --image shirt.jpg
+    edgefmnist infer --sample 0:5 --model models/mlp.int8.onnx
+
+The command's flags are parsed in :mod:`edgefmnist.cli`; the work is done here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from edgefmnist import spec
+from edgefmnist.cli_checks import warn_if_oversubscribed, warn_if_typicality_unchecked
+from edgefmnist.console import echo_unless_gone, print_json
+from edgefmnist.errors import UsageError, printable
+
+if TYPE_CHECKING:
+    from edgefmnist.runtime.infer import Classified
+
+
+def classify_and_report(
+    image: list[str] | None,
+    sample: str | None,
+    model: Path | None,
+    top_k: int,
+    threads: int | None,
+    save_preprocessed: str | None,
+    workers: int | None,
+    thresholds: tuple[float, float],
+    data_dir: Path | None,
+    json_output: bool,
+) -> None:
+    """`infer`: classify the pictures ``image`` names (paths, folders, globs, ``-``) or the test-set
+    images ``sample`` picks, with ``model`` (None: the shipped model) at ``thresholds``
+    (min-confidence, min-typicality), and print each result as it comes (with ``json_output``: one
+    JSON list at the end). Raises :class:`UsageError` for conflicting or missing inputs and
+    ``typer.Exit(1)`` when any picture could not be classified or its preprocessed image not saved."""
+    from edgefmnist.runtime.infer import (
+        STDIN,
+        Classified,
+        classify_arrays,
+        classify_files,
+        find_pictures,
+        parse_sample,
+        save_test_images,
+    )
+    from edgefmnist.runtime.predictor import Predictor, default_model_path
+
+    min_confidence, min_typicality = thresholds
+    if not image and sample is None:
+        raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
+    if image and sample is not None:
+        raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
+    if (image or []).count(STDIN) > 1:
+        raise UsageError("--image - given more than once: standard input holds one picture")
+    picked = parse_sample(sample, spec.TEST_SIZE) if sample is not None else None  # before the data is looked for
+    predictor = Predictor(model or default_model_path(), threads=threads)
+    if picked is not None:
+        from edgefmnist.data import inputs_of_test_split, load_test_split
+
+        test = load_test_split(data_dir)  # SHA-256 verified: spec.TEST_SIZE images
+        outcomes = (
+            save_test_images(save_preprocessed, test.images, picked, predictor.path, inputs_of_test_split(data_dir))
+            if save_preprocessed is not None
+            else [("", "")] * len(picked)
+        )
+        results: Iterable[Classified] = classify_arrays(
+            predictor,
+            test.images[picked.start : picked.stop],
+            [f"test[{i}]" for i in picked],
+            top_k,
+            min_confidence,
+            min_typicality=min_typicality,
+        )
+        for result, i, (saved, why_not) in zip(results, picked, outcomes, strict=True):
+            result.true_label = predictor.class_names[test.labels[i]]
+            result.saved, result.not_saved = saved, why_not
+    else:
+        pictures = find_pictures(image or [])
+        for path, reason in pictures.skipped.items():
+            echo_unless_gone(printable(f"edgefmnist: warning: {path}: skipped, {reason}"), err=True)
+        classified = classify_files(
+            predictor, pictures.paths, top_k, save_preprocessed, min_confidence, workers, min_typicality
+        )
+        unread = [Classified(str(folder), error=f"{folder}: {reason}") for folder, reason in pictures.unread.items()]
+        empty = [Classified(pattern, error=f"{pattern}: {reason}") for pattern, reason in pictures.empty.items()]
+        results = itertools.chain(classified, unread, empty)
+    shown = []  # with --json, printed at the end as one document; as text, each result as it comes
+    failed = False
+    for result in results:
+        failed = failed or bool(result.error or result.not_saved)
+        if json_output:
+            shown.append(result)
+        else:
+            report_result(result)
+    if json_output:
+        print_json([result.to_dict() for result in shown])
+        for result in shown:
+            report_result(result, line=False)
+    warn_if_typicality_unchecked(predictor, min_typicality)
+    warn_if_oversubscribed(threads, workers, pictures=0 if picked is not None else len(pictures.paths))
+    if failed:
+        raise typer.Exit(1)
+
+
+def report_result(result: Classified, line: bool = True) -> None:
+    """``result``'s line on stdout (with ``line``), then its warning and errors on stderr."""
+    if line and not result.error:
+        echo_unless_gone(printable(result.line()))
+    if result.warning:
+        echo_unless_gone(printable(f"edgefmnist: warning: {result.image}: {result.warning}"), err=True)
+    for problem in (result.not_saved, result.error):
+        if problem:
+            echo_unless_gone(printable(f"edgefmnist: error: {problem}"), err=True)
