@@ -800,7 +800,14 @@ def serve(
         ),
     ] = None,
     max_body_mb: Annotated[
-        float, typer.Option("--max-body-mb", min=0.001, callback=must_be_finite, help="Request body limit, MiB.")
+        float,
+        typer.Option(
+            "--max-body-mb",
+            min=0.001,
+            max=contract.MAX_BODY_MB,
+            callback=must_be_finite,
+            help="Request body limit, MiB.",
+        ),
     ] = 20.0,
     upload_timeout: Annotated[
         float,

@@ -106,6 +106,7 @@ MAX_DEFAULT_THREADS = 4  # intra-op threads when not given: the cores available,
 MAX_THREADS = 1024  # the most threads or workers a flag takes: beyond any board's cores, within onnxruntime's int
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes (numpy's default_rng takes any non-negative one)
 BENCH_BATCHES = (1, 32, 256)
+MAX_BODY_MB = 4096  # serve's request body limit at most, MiB: every body is held in memory while it is read
 MAX_BENCH_BATCH = spec.TEST_SIZE  # a larger batch repeats its images, and outgrows a board's memory
 BENCH_RUNS = 2000  # timed batch-1 calls per row
 BENCH_WARMUP = 200

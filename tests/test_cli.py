@@ -417,6 +417,7 @@ def test_a_missing_input_is_exit_1_everywhere(args: list[str], tmp_path: Path) -
         (["infer", "--sample", "0:1", "--min-typicality", "inf"], "--min-typicality"),
         (["evaluate", "--min-typicality", "1.5"], "--min-typicality"),
         (["serve", "--max-body-mb", "nan"], "--max-body-mb"),
+        (["serve", "--max-body-mb", "1e308"], "--max-body-mb"),  # finite, but no int of bytes past 1.7e302 MiB
         (["serve", "--upload-timeout", "inf"], "--upload-timeout"),
         (["infer", "--image", "x.png", "--threads", "3000000000"], "--threads"),
         (["evaluate", "--photos", ".", "--threads", "3000000000"], "--threads"),
