@@ -89,7 +89,7 @@ def compare_logits(
     dtype = Dtype.parse(dtype, "weight dtype")
     if dtype is Dtype.fp32:
         if not max_diff <= atol:
-            failures.append(f"max |Δlogit| {max_diff:.2e} > {atol:.0e}")
+            failures.append(f"max |Δlogit| {max_diff:.2e} > {atol:g}")  # the tolerance as given: 5.6e-06
         if agreement < 1.0:
             failures.append(f"top-1 agreement {100 * agreement:.2f} % < 100 %")
     else:
@@ -108,7 +108,7 @@ def compare_logits(
         if not probability_diff <= tolerance:
             whose = "the reference's" if dtype is Dtype.fp32 else "its own"
             failures.append(
-                f"max |Δprobability| {probability_diff:.2e} > {tolerance:.1e} "
+                f"max |Δprobability| {probability_diff:.2e} > {tolerance:.3g} "
                 f"against softmax({whose} logits / {temperature:.4f})"
             )
     return ParityReport(

@@ -11,6 +11,7 @@ import onnx.numpy_helper
 import onnxruntime
 import pytest
 from edgefmnist.export.onnx_export import finalize_model
+from edgefmnist.export.parity import compare_logits
 from edgefmnist.export.pipeline import export_checkpoint, int8_path_for, verify_against_checkpoint
 from edgefmnist.runtime.metadata import SCHEMA_KEY, ModelMetadata, read_metadata
 from edgefmnist.runtime.predictor import Predictor
@@ -272,3 +273,13 @@ def test_verify_against_checkpoint_and_recorded_accuracy(exported, trained, fash
     check = check_recorded_accuracy(lying)
     assert not check.passed and "metadata claims" in check.failures[0]
     assert int8_path_for(Path("a/b.onnx")) == Path("a/b.int8.onnx")
+
+
+def test_a_failed_parity_names_the_tolerance_as_given() -> None:
+    reference = np.zeros((2, 10), np.float32)
+    reference[:, 0] = 1.0
+    candidate = reference + np.float32(5.66e-6)
+    report = compare_logits(
+        reference, candidate, np.zeros(2, np.int64), dtype="fp32", reference_name="a", candidate_name="b", atol=5.6e-6
+    )
+    assert report.failures == ["max |Δlogit| 5.66e-06 > 5.6e-06"]  # not "> 6e-06", which reads as a pass
