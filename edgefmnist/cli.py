@@ -615,7 +615,8 @@ def evaluate(
     plot: Annotated[
         Path | None,
         typer.Option(
-            help="Write the confusion matrix as a PNG heat map (with --photos: plus accuracy vs coverage).",
+            help="Write the confusion matrix as a PNG heat map (with --photos: plus accuracy vs coverage); "
+            "needs matplotlib.",
             dir_okay=False,
             readable=False,
         ),

@@ -80,12 +80,14 @@ def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
     """Refuse, before any work, a ``--plot`` that cannot be written (``WriteFailed``), has an
     extension other than PNG's (``x.jpg``, ``model.onnx``: :class:`UsageError`), is one of the
     command's ``inputs`` (pairs of a path and what it is, ``EdgeFmnistError``) or is an existing
-    file that is not a PNG (:class:`UsageError`), or is ``-`` (:func:`refuse_dash`). A device or
-    FIFO passes, whatever its name."""
+    file that is not a PNG (:class:`UsageError`), or is ``-`` (:func:`refuse_dash`), and refuse
+    it without matplotlib (``EdgeFmnistError``). A device or FIFO passes, whatever its name."""
     from edgefmnist.atomic import check_writable, refuse_overwriting
+    from edgefmnist.plots import need_matplotlib
     from edgefmnist.runtime.picture_formats import check_png_target, refuse_dash
 
     refuse_dash("--plot", plot)
+    need_matplotlib()
     refuse_overwriting("--plot", [plot], inputs)  # first: naming the input says more
     check_png_target("--plot", plot, "the plot")
     check_writable(plot)

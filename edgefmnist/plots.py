@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from edgefmnist.atomic import atomic_write
 from edgefmnist.errors import EdgeFmnistError, printable
 
+NO_MATPLOTLIB = "plots need matplotlib: pip install 'edgefmnist[train]' or pip install matplotlib"
 
-def _pyplot():
+
+def need_matplotlib() -> None:
+    """Raise :class:`EdgeFmnistError` when matplotlib is not installed: a command that was asked for a
+    plot checks this before its work, not after it (a board's runtime install has no matplotlib)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise EdgeFmnistError(NO_MATPLOTLIB)
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend, with mathtext off; raises :class:`EdgeFmnistError` without matplotlib."""
     try:
         import matplotlib
 
@@ -16,9 +27,7 @@ def _pyplot():
         matplotlib.rcParams["text.parse_math"] = False  # a "$" in a file or class name is text, not TeX
         import matplotlib.pyplot as plt
     except ImportError:
-        raise EdgeFmnistError(
-            "plots need matplotlib: pip install 'edgefmnist[train]' or pip install matplotlib"
-        ) from None
+        raise EdgeFmnistError(NO_MATPLOTLIB) from None
     return plt
 
 
@@ -27,12 +36,12 @@ def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_write(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def save_learning_curves(path: Path, history: list[dict[str, float]], title: str) -> None:
     """Loss and train/validation accuracy per epoch, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [h["loss"] for h in history], marker="o", label="training loss")
@@ -55,7 +64,7 @@ def save_learning_curves(path: Path, history: list[dict[str, float]], title: str
 
 def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: tuple[str, ...], title: str) -> None:
     """A labelled heat map: rows are true classes, columns predicted ones, counts in the cells."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(8, 7))
     image = axis.imshow(confusion, cmap="Blues")
     ticks, names = range(len(class_names)), [printable(name) for name in class_names]

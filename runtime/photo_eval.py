@@ -428,9 +428,9 @@ def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, tit
     """Two panels: the verdict confusion (source class x predicted class + unsure) as a heat map,
     and selective accuracy against coverage over min-confidence 0..0.99 (min-typicality held at
     the report's). Needs matplotlib."""
-    from edgefmnist.plots import _pyplot, save_figure
+    from edgefmnist.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.array(report["confusion"]["counts"], dtype=float).reshape(len(report["confusion"]["rows"]), -1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5), gridspec_kw={"width_ratios": [3, 2]})
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)

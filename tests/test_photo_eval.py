@@ -557,6 +557,21 @@ def test_a_plot_that_cannot_be_written_is_refused_before_any_photo_is_read(
         assert (models / name).read_bytes() == shipped
 
 
+def test_a_plot_without_matplotlib_is_refused_before_any_photo_is_read(
+    small_set: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgefmnist.runtime.photo_eval as photo_eval
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the photos were read before matplotlib was looked for")
+
+    monkeypatch.setattr(photo_eval, "predict_photos", never)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # a board's runtime install
+    result = run_in_process("evaluate", "--photos", str(small_set), "--plot", str(small_set / "photos.png"))
+    assert_one_line_error(result, 1, "plots need matplotlib: pip install 'edgefmnist[train]'")
+    assert result.stdout == "" and not (small_set / "photos.png").exists()
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_plot_that_fails_to_write_costs_the_plot_not_the_results(small_set: Path) -> None:
     for args in (["--json"], []):
