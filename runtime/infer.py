@@ -638,7 +638,7 @@ def check_targets(targets: Sequence[Path]) -> None:
     PNG's, no existing file that is not a PNG: :func:`check_png_target`, :class:`UsageError`), and
     each folder must take a new file
     (:func:`edgefmnist.atomic.check_folder_takes_files`, :class:`WriteFailed`). A folder, a device
-    or a stream (``/dev/stdout``) where one file would go is left to that file's own save."""
+    or a stream (``/dev/fd/3``) where one file would go is left to that file's own save."""
     from edgefmnist.atomic import check_folder_takes_files, check_name_fits, open_descriptor
 
     first_in: dict[Path, Path] = {}  # folder -> the first target in it, which a failed probe names

@@ -661,14 +661,33 @@ def test_save_preprocessed_never_writes_over_a_file_that_is_not_a_png(tmp_path: 
     assert Image.open(tmp_path / "old.png").size == (28, 28)
 
 
-def test_save_preprocessed_to_dev_stdout_redirected_to_a_file_keeps_the_stream(tmp_path: Path, fashion) -> None:
-    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--sample", "3:4"]
-    with open(tmp_path / "out", "wb") as redirect:  # > out: the picture, then the answer printed after it
-        result = subprocess.run([*command, "--save-preprocessed", "/dev/stdout"], stdout=redirect, timeout=300)
-    assert result.returncode == 0
-    data = (tmp_path / "out").read_bytes()
-    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), fashion.test.images[3])
-    assert data.endswith(b"\n") and b"test[3]: Trouser " in data.splitlines()[-1], data[-120:]
+def test_an_output_on_standard_output_is_refused_not_mixed_into_the_results(tmp_path: Path) -> None:
+    photos = Path(__file__).parent / "data" / "photos"  # --plot is checked before any photo is read
+    picture = next((photos / "dress").glob("*.jpg"))
+    for target in ("/dev/stdout", "out.png"):  # out.png: the file the shell sent standard output to
+        for args in (
+            ("infer", "--image", str(picture), "--json", "--save-preprocessed", target),
+            ("infer", "--model", str(SHIPPED_MLP), "--sample", "3:4", "--save-preprocessed", target),
+            ("evaluate", "--photos", str(photos), "--model", str(SHIPPED_MLP), "--plot", target),
+        ):
+            with open(tmp_path / "out.png", "wb") as redirect:  # > out.png
+                result = subprocess.run(
+                    [sys.executable, "-m", "edgefmnist.cli", *args],
+                    stdout=redirect,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=tmp_path,
+                    timeout=300,
+                )
+            assert result.returncode == 2, result.stderr
+            assert f"{target}: standard output, where the results are printed, would mix" in result.stderr
+            assert (tmp_path / "out.png").read_bytes() == b""
+    null = subprocess.run(  # /dev/null as both takes the picture and the results alike
+        [sys.executable, "-m", "edgefmnist.cli", "infer", "--image", str(picture), "--save-preprocessed", "/dev/null"],
+        stdout=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert null.returncode == 0
 
 
 def test_save_preprocessed_to_a_descriptor_is_written_only_when_the_caller_gave_it(tmp_path: Path, fashion) -> None:
@@ -688,7 +707,7 @@ def test_save_preprocessed_to_a_descriptor_is_written_only_when_the_caller_gave_
 
 def test_an_output_named_dash_is_refused_not_written_as_a_file(tmp_path: Path) -> None:
     photos = Path(__file__).parent / "data" / "photos"  # --plot is checked before any photo is read
-    why = "-: would be a file named '-'; give /dev/stdout for standard output, or the file's whole path"
+    why = "-: would be a file named '-' (./- names one); a stream goes through a descriptor: /dev/fd/3 after 3> file"
     for args in (
         ("infer", "--model", str(SHIPPED_MLP), "--sample", "0:1", "--save-preprocessed", "-"),
         ("infer", "--model", str(SHIPPED_MLP), "--sample", "0:2", "--save-preprocessed", "-"),  # a folder
@@ -718,7 +737,6 @@ def infer_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_picture_piped_to_stdin_is_classified(tmp_path: Path, fashion) -> None:
-    import io
 
     import pillow_heif
 
@@ -733,7 +751,6 @@ def test_a_picture_piped_to_stdin_is_classified(tmp_path: Path, fashion) -> None
 
 
 def test_dash_and_dev_stdin_name_one_picture(fashion) -> None:
-    import io
 
     png = io.BytesIO()
     Image.fromarray(fashion.test.images[1]).save(png, format="PNG")
