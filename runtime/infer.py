@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
 import math
 import os
 import re
@@ -553,7 +554,8 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     relative to the folder all sources share, with ``.png`` for its extension
     (``photos/shirt/1.jpg`` and ``photos/dress/1.jpg`` -> ``TARGET/shirt/1.png`` and
     ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
-    (``1.jpg.png``, ``1.webp.png``), and standard input is ``stdin.png``. So names never collide.
+    (``1.jpg.png``, ``1.webp.png``), standard input is ``stdin.png``, and a name too long for a
+    folder is cut (:func:`fitted_name`). So names never collide.
     Raises :class:`UsageError` (exit 2) for ``-`` (:func:`refuse_dash`), when several pictures
     are given and TARGET is a file, or
     a new name with an extension (``seen.jpg``, ``seen.onnx``; not ``run-1.5``, see
@@ -585,7 +587,25 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
             break
         clashing = {name for name, count in Counter(names).items() if count > 1}
         names = [r.with_name(r.name + ".png") if n in clashing else n for r, n in zip(relative, names, strict=True)]
-    return [folder / name for name in names]
+    return [folder / name.with_name(fitted_name(name.name)) for name in names]
+
+
+NAME_MAX = 255  # bytes in a file name: Linux's NAME_MAX, and ext4's, btrfs's and XFS's limit
+
+
+def fitted_name(name: str, limit: int = NAME_MAX) -> str:
+    """``name`` when its UTF-8 bytes fit ``limit``, else its stem cut to fit, with ``~`` and 8 hex digits
+    of its SHA-256 before the suffixes (``aaa…a~1f2e3d4c.jpg.png``): a name made from a picture's
+    name never outgrows its folder, and two long names stay two."""
+    encoded = os.fsencode(name)
+    if len(encoded) <= limit:
+        return name
+    suffixes = "".join(Path(name).suffixes[-2:])
+    if len(os.fsencode(suffixes)) > limit // 2:  # an "extension" that is most of the name
+        suffixes = Path(name).suffix
+    tag = f"~{hashlib.sha256(encoded).hexdigest()[:8]}{suffixes}"
+    stem = os.fsencode(name[: len(name) - len(suffixes)])[: limit - len(os.fsencode(tag))]
+    return stem.decode("utf-8", errors="ignore") + tag
 
 
 def picture_file(path: Path) -> Path | None:

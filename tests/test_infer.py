@@ -540,6 +540,28 @@ def test_preprocessed_paths_never_collide(tmp_path: Path) -> None:
     assert preprocessed_paths(str(out), [Path("-")]) == [out / "stdin.png"]
 
 
+def test_a_long_name_is_cut_to_fit_its_folder_and_the_pictures_are_classified(tmp_path: Path) -> None:
+    long = "a" * 250  # a .jpg and a .webp of this name would be saved as 258-byte names: a.jpg.png, a.webp.png
+    (tmp_path / "in").mkdir()
+    for extension in ("jpg", "webp"):
+        Image.new("L", (32, 32), 255).save(tmp_path / "in" / f"{long}.{extension}")
+    result = run_in_process(
+        "infer",
+        "--model",
+        str(SHIPPED_MLP),
+        "--image",
+        str(tmp_path / "in"),
+        "--save-preprocessed",
+        str(tmp_path / "out"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": unsure") == 2  # blank pictures: both classified
+    saved = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(saved) == 2
+    assert all(len(os.fsencode(name)) == 255 and name.startswith("a" * 200) for name in saved)
+    assert [name.split(".", 1)[1] for name in saved] == ["jpg.png", "webp.png"]
+
+
 def test_save_preprocessed_into_a_folder_through_the_cli(tmp_path: Path, fashion) -> None:
     for folder, index in (("a", 1), ("b", 0)):
         (tmp_path / folder).mkdir()
