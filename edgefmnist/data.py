@@ -159,8 +159,13 @@ def find_data(data_dir: Path | None = None, download: bool = True, splits: tuple
     if not explicit and os.environ.get(ENV_DATA_DIR):
         explicit = [(Path(os.environ[ENV_DATA_DIR]), f"${ENV_DATA_DIR}")]
     for folder, origin in explicit:
-        if not has_all_files(folder, splits):
-            raise missing_files_error(folder, splits)
+        try:
+            if not has_all_files(folder, splits):
+                raise missing_files_error(folder, splits)
+        except DataError as exc:
+            if origin == "--data-dir":
+                raise
+            raise DataError(f"{exc} (the folder {origin} names)") from None
         return DataSource(folder, origin)
     for folder, origin in ((default_cache_dir(), "cache"), (DEBIAN_DATA_DIR, "debian package")):
         try:
