@@ -658,6 +658,8 @@ def evaluate(
         raise UsageError("give only one of --sweep and --sweep-typicality")
     varied = "confidence" if sweep else "typicality" if sweep_typicality else None
     if photos is not None:
+        if data_dir is not None:
+            raise UsageError("--data-dir is for the test set; --photos reads only its photo set")
         thresholds = (min_confidence, min_typicality)
         chosen_split = (split or PhotoSplit.all).value
         evaluate_photos(photos, model, chosen_split, thresholds, varied, choose, plot, threads, json_output)

@@ -57,6 +57,8 @@ def classify_and_report(
         raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
     if image and sample is not None:
         raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
+    if image and data_dir is not None:
+        raise UsageError("--data-dir is for --sample (test-set images); --image reads only its pictures")
     if (image or []).count(STDIN) > 1:
         raise UsageError("--image - given more than once: standard input holds one picture")
     picked = parse_sample(sample, spec.TEST_SIZE) if sample is not None else None  # before the data is looked for

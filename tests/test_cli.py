@@ -458,6 +458,8 @@ def test_a_bad_number_is_a_usage_error(args: list[str], flag: str, tmp_path: Pat
         (["evaluate", "{model}", "--plot", "confusion.jpg"], "--plot confusion.jpg: the plot is written as a PNG"),
         (["evaluate", "{model}", "--min-confidence", "0.7"], "--min-confidence needs --photos"),
         (["evaluate", "{model}", "--min-typicality", "0.05"], "--min-typicality needs --photos"),
+        (["infer", "--image", "{picture}", "--data-dir", "{here}"], "--data-dir is for --sample"),
+        (["evaluate", "--photos", "{here}", "--data-dir", "{here}"], "--data-dir is for the test set"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
@@ -467,7 +469,7 @@ def test_conflicting_or_meaningless_flags_are_usage_errors(
     picture = tmp_path / "good.png"
     Image.new("L", (28, 28)).save(picture)
     monkeypatch.chdir(tmp_path)
-    filled = [arg.format(picture=picture, model=default_model_path()) for arg in args]
+    filled = [arg.format(picture=picture, model=default_model_path(), here=tmp_path) for arg in args]
     assert_one_line_error(run_in_process(*filled), 2, fragment)
     assert [p.name for p in tmp_path.iterdir()] == ["good.png"]
 
