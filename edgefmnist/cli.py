@@ -430,6 +430,13 @@ def verify(
 
         result = check_recorded_accuracy(model, data_dir)
     else:
+        from edgefmnist.runtime.metadata import read_metadata
+
+        if atol is not None and read_metadata(model).dtype is not contract.Dtype.fp32:
+            raise UsageError(
+                f"--atol applies to an fp32 model; {model.name} is int8, held to its top-1 agreement and "
+                "accuracy against the checkpoint"
+            )
         need_training_extra()
         from edgefmnist.export.pipeline import verify_against_checkpoint
 

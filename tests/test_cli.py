@@ -190,6 +190,10 @@ SHIPPED = default_model_path().parent
         (["export", str(SHIPPED / "mlp.pt"), "--opset", "12"], ["--opset", "12"]),
         (["evaluate", "--sweep", "--data-dir", "/"], ["--sweep needs --photos"]),
         (["verify", str(SHIPPED / "mlp.onnx"), "--atol", "1e-3"], ["--atol applies only with --checkpoint"]),
+        (
+            ["verify", str(SHIPPED / "mlp.int8.onnx"), "--checkpoint", str(SHIPPED / "mlp.pt"), "--atol", "0.5"],
+            ["--atol applies to an fp32 model; mlp.int8.onnx is int8"],
+        ),
     ],
 )
 def test_bad_flag_values_exit_2(args: list[str], fragments: list[str], tmp_path: Path) -> None:
