@@ -61,6 +61,11 @@ def evaluate_test_set(
         raise plot_failure
 
 
+def none_read(count: int, noun: str) -> str:
+    """``"none of the 3 photos could be read"``, or for one ``"the one photo could not be read"``."""
+    return f"the one {noun} could not be read" if count == 1 else f"none of the {count:,} {noun}s could be read"
+
+
 def failure_of(save: Callable[[], None]) -> EdgeFmnistError | None:
     """Run ``save`` (a plot's write): None when it succeeded, else its one-line error, to be raised
     once the results it would have drawn are printed."""
@@ -149,7 +154,7 @@ def evaluate_photos(
     predictions = predict_photos(predictor, selected)
     if not predictions.photos:
         first = predictions.errors[0]["error"]
-        raise EdgeFmnistError(f"{folder}: none of the {len(selected)} photos could be read (first: {first})")
+        raise EdgeFmnistError(f"{folder}: {none_read(len(selected), 'photo')} (first: {first})")
     report = photo_report(predictions, *thresholds)
     title = f"{predictor.path.name} on {folder.name or folder} ({split})"
     head = {"model": str(predictor.path), "folder": str(folder), "split": split}
@@ -179,4 +184,4 @@ def evaluate_photos(
     if plot_failure:  # the results are out: a full disk costs the plot only
         raise plot_failure
     if unread := unread_in_domain(selected, predictions):
-        raise EdgeFmnistError(f"{folder}: none of the {unread} in-domain photos could be read: no accuracy to report")
+        raise EdgeFmnistError(f"{folder}: {none_read(unread, 'in-domain photo')}: no accuracy to report")

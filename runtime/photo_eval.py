@@ -342,10 +342,10 @@ def format_photo_report(report: dict, title: str) -> str:
     lines = [
         f"{title}: {counted(report['photos'], 'photo')} ({report['in_domain']:,} in domain, "
         f"{report['out_of_domain']:,} out of domain, {report['unreadable']:,} unreadable)",
-        f"  accuracy (forced answer, in domain)  {pct(report['accuracy'])} %",
-        f"  at {thresholds_text(figures)}: coverage {pct(figures['coverage'])} %, "
-        f"selective accuracy {pct(figures['selective_accuracy'])} %, "
-        f"unsure on out-of-domain {pct(figures['ood_unsure_rate'])} %",
+        f"  accuracy (forced answer, in domain)  {_percent(report['accuracy'])}",
+        f"  at {thresholds_text(figures)}: coverage {_percent(figures['coverage'])}, "
+        f"selective accuracy {_percent(figures['selective_accuracy'])}, "
+        f"unsure on out-of-domain {_percent(figures['ood_unsure_rate'])}",
         "",
         f"  {'source class':<14} {'photos':>6} {'recall %':>9} {'unsure %':>9}",
     ]

@@ -299,7 +299,7 @@ def test_a_photo_set_with_nothing_readable_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "Coat").mkdir()
     (tmp_path / "Coat" / "broken.jpg").write_bytes(b"not a jpeg")
     result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"))
-    assert_one_line_error(result, 1, "none of the 1 photos could be read", "broken.jpg")
+    assert_one_line_error(result, 1, "the one photo could not be read", "broken.jpg")
     assert not (tmp_path / "p.png").exists()
 
 
@@ -355,7 +355,7 @@ def test_in_domain_photos_that_are_all_unreadable_print_the_report_then_fail(tmp
     labels = "file,source_class,accepted\nbroken.jpg,outwear,Coat\nhat.jpg,hat,\n"
     (tmp_path / "labels.csv").write_text(labels)
     result = run_in_process("evaluate", "--photos", str(tmp_path), "--json")
-    assert_one_line_error(result, 1, "none of the 1 in-domain photos could be read", "no accuracy")
+    assert_one_line_error(result, 1, "the one in-domain photo could not be read", "no accuracy")
     report = json.loads(result.stdout)
     assert (report["classified"], report["unreadable"], report["accuracy"]) == (1, 1, None)
     blob_photo(tmp_path / "coat.jpg")
@@ -367,6 +367,7 @@ def test_one_photo_is_counted_in_the_singular(tmp_path: Path) -> None:
     blob_photo(tmp_path / "Coat" / "a.jpg")
     result = run_in_process("evaluate", "--photos", str(tmp_path))
     assert result.returncode == 0 and f"on {tmp_path.name} (all): 1 photo (1 in domain," in result.stdout
+    assert "unsure on out-of-domain —\n" in result.stdout and "— %" not in result.stdout  # no such photos: no figure
 
 
 def test_a_fifo_listed_in_labels_csv_is_unreadable_not_waited_for(tmp_path: Path) -> None:
