@@ -614,9 +614,14 @@ def test_save_preprocessed_refuses_a_file_for_several_pictures(tmp_path: Path, f
     ]
 
 
-def test_save_preprocessed_is_checked_for_every_name_before_the_work(tmp_path: Path, fashion) -> None:
+def test_save_preprocessed_is_checked_for_every_name_before_the_work(
+    tmp_path: Path, fashion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgefmnist.atomic as atomic
+
     Image.fromarray(fashion.test.images[0]).save(short := tmp_path / "zz.png")
-    Image.fromarray(fashion.test.images[1]).save(long := tmp_path / ("p" * 253), format="PNG")  # its PNG: 257 bytes
+    Image.fromarray(fashion.test.images[1]).save(long := tmp_path / ("p" * 200), format="PNG")  # its PNG: 204 bytes
+    monkeypatch.setattr(atomic, "longest_name", lambda folder: 143)  # a file system of shorter names (eCryptfs)
     for order in ([long, short], [short, long]):
         folder = tmp_path / f"out{len(os.listdir(tmp_path))}"
         result = run_in_process(
