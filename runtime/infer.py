@@ -14,6 +14,7 @@ mirrored images (:func:`picture_outputs`).
 
 from __future__ import annotations
 
+import decimal
 import fnmatch
 import glob
 import hashlib
@@ -69,17 +70,25 @@ def unsure_reasons(
     return [reason for failed, reason in checks if failed]
 
 
-def hundredths(probability: float) -> str:
-    """``probability`` rounded up to two decimals (``0.5401`` is ``"0.55"``), as the unsure rule reads it:
-    shown at or below a ``--min-confidence`` of two decimals, it is at or below it, and so unsure
-    (:func:`unsure_reasons`); shown above it, it is above it. The shown value is the least
-    ``k / 100`` (compared as the rule compares, in floats) that is not below ``probability``."""
-    k = math.ceil(probability * 100)  # probability * 100 may round past the k sought, either way
-    while k / 100 < probability:
+def shown_decimals(min_confidence: float) -> int:
+    """Decimals the text line gives the top probability at ``min_confidence``: two, or as many as
+    the threshold has (``0.557``: three), at most six."""
+    exponent = decimal.Decimal(repr(float(min_confidence))).as_tuple().exponent
+    return min(6, max(2, -exponent if isinstance(exponent, int) else 2))
+
+
+def rounded_up(probability: float, decimals: int = 2) -> str:
+    """``probability`` rounded up to ``decimals`` (``0.5401`` is ``"0.55"``), as the unsure rule reads it:
+    shown at or below a ``--min-confidence`` of at most that many decimals, it is at or below it,
+    and so unsure (:func:`unsure_reasons`); shown above it, it is above it. The shown value is the
+    least ``k / 10**decimals`` (compared as the rule compares, in floats) not below ``probability``."""
+    scale = 10**decimals
+    k = math.ceil(probability * scale)  # probability * scale may round past the k sought, either way
+    while k / scale < probability:
         k += 1
-    while (k - 1) / 100 >= probability:
+    while (k - 1) / scale >= probability:
         k -= 1
-    return f"{k / 100:.2f}"
+    return f"{k / scale:.{decimals}f}"
 
 
 @dataclass
@@ -102,6 +111,7 @@ class Classified:
     true_label: str = ""  # known for test-set samples only
     typicality: float | None = None  # 0..1, None for a model without the reference
     unsure_reasons: list[str] = field(default_factory=list)  # what unsure_reasons() gave: empty when sure
+    decimals: int = 2  # of the top probability in the text line: shown_decimals() of the threshold
 
     @property
     def unsure(self) -> bool:
@@ -132,8 +142,8 @@ class Classified:
     def line(self) -> str:
         """``shirt.jpg: Shirt 0.91 (T-shirt/top 0.06, Pullover 0.02)``, or when unsure
         ``hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)`` (all of the top k in the parentheses); the top
-        probability is rounded up to hundredths (:func:`hundredths`), the others to the nearest."""
-        top = f"{self.label} {hundredths(self.probability)}"  # as the unsure rule reads it
+        probability is rounded up to ``decimals`` (:func:`rounded_up`), the others to the nearest hundredth."""
+        top = f"{self.label} {rounded_up(self.probability, self.decimals)}"  # as the unsure rule reads it
         runners_up = [f"{entry['label']} {entry['probability']:.2f}" for entry in self.top_k[1:]]
         others = ", ".join([top, *runners_up] if self.unsure else runners_up)
         verdict = "unsure" if self.unsure else top
@@ -455,6 +465,7 @@ def classify_arrays(
                 warning=reason,
                 typicality=score,
                 unsure_reasons=reasons,
+                decimals=shown_decimals(min_confidence),
             )
         )
     return results

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgefmnist.runtime.infer import ATYPICAL, LOW_CONFIDENCE, NO_OBJECT, Classified, hundredths, unsure_reasons
+from edgefmnist.runtime.infer import (
+    ATYPICAL,
+    LOW_CONFIDENCE,
+    NO_OBJECT,
+    Classified,
+    rounded_up,
+    shown_decimals,
+    unsure_reasons,
+)
 from edgefmnist.runtime.photo_eval import PhotoPredictions, choose_thresholds, curve_labels
 from edgefmnist.runtime.photo_set import (
     Photo,
@@ -470,8 +478,22 @@ def test_a_shown_top_probability_is_unsure_exactly_when_it_is_at_or_below_the_th
     ]
     for threshold in edges:
         for probability in probabilities:
-            shown = float(hundredths(probability))
+            shown = float(rounded_up(probability))
             assert (shown <= threshold) == bool(unsure_reasons(probability, threshold)), (probability, threshold)
+    thousandths = [k / 1000 for k in range(0, 1001, 7)]  # a threshold such as 0.557 is shown to its decimals
+    for threshold in thousandths:
+        decimals = shown_decimals(threshold)
+        for probability in [*probabilities, *thousandths, *(float(np.nextafter(p, 2.0)) for p in thousandths)]:
+            shown = float(rounded_up(probability, decimals))
+            assert (shown <= threshold) == bool(unsure_reasons(probability, threshold)), (probability, threshold)
+    assert [shown_decimals(t) for t in (0.55, 0.5, 0.557, 1e-5, 0.123456789, 1.0)] == [2, 2, 3, 5, 6, 2]
+
+
+def test_the_line_shows_the_top_probability_to_the_thresholds_decimals(fashion) -> None:
+    result = run_in_process("infer", "--sample", "454", "--min-confidence", "0.557", "--min-typicality", "0", "--json")
+    probability = json.loads(result.stdout)[0]["probability"]
+    line = run_in_process("infer", "--sample", "454", "--min-confidence", "0.557", "--min-typicality", "0").stdout
+    assert f" {rounded_up(probability, 3)}" in line and ("unsure" in line) == (probability <= 0.557), line
 
 
 def test_infer_min_confidence_extremes_and_uniform_pictures(tmp_path: Path) -> None:
