@@ -220,6 +220,22 @@ async def serve_on(server: uvicorn.Server, sock: socket.socket, handler: AcceptF
     await server.serve(sockets=[sock])
 
 
+def reached_as(host: str, port: int) -> str:
+    """For a wildcard ``host`` (``0.0.0.0``, ``::``), which a phone cannot open:
+    ``"; on the network: http://192.168.1.20:8000"``, with the address this machine's default route
+    leaves from (a UDP socket's connect sends nothing), or a hint when there is none; else ``""``."""
+    if not ipaddress.ip_address(host).is_unspecified:
+        return ""
+    family, probe = (socket.AF_INET6, "2001:db8::1") if ":" in host else (socket.AF_INET, "192.0.2.1")  # RFC 3849, 5737
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect((probe, 9))
+            address = udp.getsockname()[0]
+    except OSError:  # no route off this machine
+        return "; on the network: http://THIS-MACHINE'S-ADDRESS:" + str(port)
+    return f"; on the network: http://{f'[{address}]' if ':' in address else address}:{port}"
+
+
 def serve(
     predictor: Predictor,
     settings: ServeSettings,
@@ -260,7 +276,7 @@ def serve(
         with stop_signals(server.handle_exit):
             say(
                 f"edgefmnist: serving {printable(predictor.path.name)} on http://{shown}:{bound_port} "
-                f"({counted(settings.threads, 'worker')}, queue {settings.queue})"
+                f"({counted(settings.threads, 'worker')}, queue {settings.queue}){reached_as(bound_host, bound_port)}"
             )
             asyncio.run(serve_on(server, sock, AcceptFailureWarning(say)))
     finally:

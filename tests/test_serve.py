@@ -848,12 +848,14 @@ def test_listening_on_the_network_without_a_token_warns() -> None:
     exposed = ServerProcess("--host", "0.0.0.0")
     try:
         assert "without --token" in exposed.first_lines[0]
+        assert re.search(r"; on the network: http://\S+:\d+$", exposed.first_lines[1]), exposed.first_lines
         assert exposed.request("GET", "/healthz").status == 200
     finally:
         assert exposed.stop()[0] == 0
     quiet = ServerProcess()
     try:
         assert quiet.first_lines == [quiet.first_lines[0]] and "warning" not in quiet.first_lines[0]
+        assert "on the network" not in quiet.first_lines[0]  # 127.0.0.1 is what it says
     finally:
         assert quiet.stop()[0] == 0
 
