@@ -516,7 +516,7 @@ def infer(
     unsure), the typicality, and keeps the best guess.
     Unsure is an answer (exit 0). Exit code 1 when any image could not be classified or its
     --save-preprocessed image not written (the others are still printed and saved); 130 after
-    Ctrl-C.
+    Ctrl-C, 143 after SIGTERM.
 
     Examples:
 
