@@ -62,9 +62,11 @@ class Photo:
 def photo_split(name: str) -> Split:
     """``"choice"`` or ``"report"``: the first byte of SHA-256 of the file's base name, even or odd.
 
-    Depends only on the base name (not the folder), so a copy of a photo keeps its half.
+    Depends only on the base name (not the folder), so a copy of a photo keeps its half. The name's
+    bytes are hashed as the file system holds them (``os.fsencode``: UTF-8, or the bytes of a name
+    that is not UTF-8).
     """
-    return "choice" if hashlib.sha256(PurePath(name).name.encode()).digest()[0] % 2 == 0 else "report"
+    return "choice" if hashlib.sha256(os.fsencode(PurePath(name).name)).digest()[0] % 2 == 0 else "report"
 
 
 def select_split(photos: Iterable[Photo], split: str) -> list[Photo]:
