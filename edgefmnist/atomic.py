@@ -259,6 +259,39 @@ def check_name_fits(path: Path) -> None:
     os.unlink(target)
 
 
+STREAM_HINT = "a stream goes through a descriptor: /dev/fd/3 after 3> file, or 3>&1 >/dev/null"
+STANDARD_STREAMS = {
+    1: "standard output, where the results are printed",
+    2: "standard error, where warnings are printed",
+}
+
+
+def standard_stream(path: str | Path) -> str | None:
+    """Which standard stream's file ``path`` names (``/dev/stdout``, ``/dev/stderr``; ``out.png``
+    after ``> out.png``), as :data:`STANDARD_STREAMS` says it, or None; ``/dev/null`` is none."""
+    try:
+        target = os.stat(path)
+        if os.path.samefile(path, os.devnull):
+            return None
+    except (OSError, ValueError):  # no such file, a NUL byte
+        return None
+    for fd, stream in STANDARD_STREAMS.items():
+        try:
+            opened = os.fstat(fd)
+        except OSError:  # closed
+            continue
+        if (target.st_dev, target.st_ino) == (opened.st_dev, opened.st_ino):
+            return stream
+    return None
+
+
+def refuse_standard_stream(flag: str, target: str | Path, what: str) -> None:
+    """Raise :class:`UsageError` (exit 2) when ``target`` is standard output or standard error
+    (:func:`standard_stream`): ``what`` (a PNG, a model) would be mixed into what is printed there."""
+    if stream := standard_stream(target):
+        raise UsageError(f"{flag} {target}: {stream}, would mix {what} into them; {STREAM_HINT}")
+
+
 def file_identity(path: Path) -> tuple[int, int] | None:
     """``(device, inode)`` of the regular file ``path`` names, else None (nothing there, a folder,
     a device): two names of one file, symlinks and hard links included, have the same."""

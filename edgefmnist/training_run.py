@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgefmnist.atomic import check_writable, refuse_overwriting, write_text_atomic
+from edgefmnist.atomic import check_writable, refuse_overwriting, refuse_standard_stream, write_text_atomic
 from edgefmnist.checkpoint import save_checkpoint
 from edgefmnist.data import FashionMNIST, Split, inputs_of_data, load_fashion_mnist
 from edgefmnist.nets import count_multiply_adds, count_parameters
@@ -93,6 +93,7 @@ def run_training(
         curves_path: "the learning curves",
     }
     for path, what in written.items():
+        refuse_standard_stream("--out", path, what)
         check_writable(path, regular=what)
     dataset = load_fashion_mnist(data_dir)
     refuse_overwriting("--out", list(written), inputs_of_data(data_dir))  # a name that leads to an IDX file

@@ -37,6 +37,7 @@ from edgefmnist import spec
 from edgefmnist.atomic import (
     check_writable,
     refuse_overwriting,
+    refuse_standard_stream,
     write_bytes_atomic,
     write_target,
     write_together,
@@ -246,7 +247,11 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
     model is made from the fp32 file) or ``int8_path`` is no regular file; :class:`EdgeFmnistError`
     when it or ``int8_path`` is the checkpoint's file, or when its path holds a byte that is not
     UTF-8 (onnxruntime's quantiser opens files by text paths); :class:`WriteFailed` when either cannot be written
-    (:func:`~edgefmnist.atomic.check_writable`)."""
+    (:func:`~edgefmnist.atomic.check_writable`), and :class:`UsageError` when either is standard
+    output or error (:func:`~edgefmnist.atomic.refuse_standard_stream`)."""
+    for path, what in ((out, "the model"), (int8_path, "the int8 model")):
+        if path is not None:
+            refuse_standard_stream("--out", path, what)
     device = write_target(out)[1]
     if not device and out.suffix != FP32_SUFFIX:  # ".onnx" alone has no suffix
         raise UsageError(f"--out {out}: the model is written as ONNX; name it NAME{FP32_SUFFIX}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, features
 
-from edgefmnist.atomic import open_descriptor, write_target
+from edgefmnist.atomic import STREAM_HINT, open_descriptor, refuse_standard_stream, write_target
 from edgefmnist.errors import UsageError
 
 HEIF_PLUGINS = ("pi_heif", "pillow_heif")  # import names, in order of preference
@@ -162,39 +162,15 @@ def refuse_dash(flag: str, target: str | Path) -> None:
         raise UsageError(f"{flag} -: would be a file named '-' (./- names one); {STREAM_HINT}")
 
 
-STREAM_HINT = "a stream goes through a descriptor: /dev/fd/3 after 3> file, or 3>&1 >/dev/null"
-
-
-def is_standard_output(path: str | Path) -> bool:
-    """Whether ``path`` names the file standard output writes to (``/dev/stdout``; ``out.png``
-    after ``> out.png``), where the command prints its results; ``/dev/null`` does not count."""
-    try:
-        target, stdout = os.stat(path), os.fstat(1)
-    except (OSError, ValueError):  # no such file, a NUL byte, standard output closed
-        return False
-    same = (target.st_dev, target.st_ino) == (stdout.st_dev, stdout.st_ino)
-    return same and not os.path.samefile(path, os.devnull)
-
-
-def refuse_standard_output(flag: str, target: str | Path, what: str) -> None:
-    """Raise :class:`UsageError` (exit 2) when ``target`` is standard output (:func:`is_standard_output`):
-    ``what`` (a PNG) would be mixed into the results printed there."""
-    if is_standard_output(target):
-        raise UsageError(
-            f"{flag} {target}: standard output, where the results are printed, would mix {what} into them; "
-            f"{STREAM_HINT}"
-        )
-
-
 def check_png_target(flag: str, path: Path, what: str) -> None:
     """Raise :class:`UsageError` (exit 2) unless ``what`` (``"the plot"``), a PNG, may be written
     at ``path``: a name with an extension other than PNG's (:func:`names_other_than_png`) or an
     existing file that is not a PNG, or cannot be read to tell (:func:`not_known_png`), is
     refused. An existing device or FIFO passes, whatever its name, as does a stream the caller
     gave (:func:`~edgefmnist.atomic.write_target`: ``/dev/fd/3``; another descriptor is
-    refused), but not standard output (:func:`refuse_standard_output`); a folder is left to the
-    write's own checks."""
-    refuse_standard_output(flag, path, what)
+    refused), but not standard output or error (:func:`~edgefmnist.atomic.refuse_standard_stream`); a
+    folder is left to the write's own checks."""
+    refuse_standard_stream(flag, path, what)
     if open_descriptor(path):
         write_target(path)
         return

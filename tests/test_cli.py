@@ -478,6 +478,25 @@ def test_conflicting_or_meaningless_flags_are_usage_errors(
     assert [p.name for p in tmp_path.iterdir()] == ["good.png"]
 
 
+def test_export_and_train_refuse_an_output_on_standard_output(tmp_path: Path) -> None:
+    for args in (
+        ["export", str(SHIPPED / "mlp.pt"), "--out", "out.onnx"],
+        ["export", str(SHIPPED / "mlp.pt"), "--out", "/dev/stdout"],
+        ["train", "--dry-run", "--out", "/dev/stdout"],
+    ):
+        with open(tmp_path / "out.onnx", "wb") as redirect:  # > out.onnx
+            result = subprocess.run(
+                [sys.executable, "-m", "edgefmnist.cli", *args],
+                stdout=redirect,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp_path,
+                timeout=300,
+            )
+        assert_one_line_error(result, 2, "standard output, where the results are printed, would mix")
+        assert (tmp_path / "out.onnx").read_bytes() == b""
+
+
 def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
     (checkpoint := tmp_path / "mlp.pt").write_bytes((SHIPPED / "mlp.pt").read_bytes())
     (model := tmp_path / "mlp.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes())
