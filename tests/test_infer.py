@@ -710,7 +710,7 @@ def test_an_output_on_standard_output_is_refused_not_mixed_into_the_results(tmp_
             assert f"{target}: standard output, where the results are printed, would mix" in result.stderr
             assert (tmp_path / "out.png").read_bytes() == b""
     with open(tmp_path / "err.png", "wb") as redirect:  # 2> err.png: the warnings would be mixed in alike
-        result = subprocess.run(
+        refused = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -725,7 +725,7 @@ def test_an_output_on_standard_output_is_refused_not_mixed_into_the_results(tmp_
             stderr=redirect,
             timeout=300,
         )
-    assert result.returncode == 2 and result.stdout == b""
+    assert refused.returncode == 2 and refused.stdout == b""
     assert b"/dev/stderr: standard error, where warnings are printed, would mix" in (tmp_path / "err.png").read_bytes()
     null = subprocess.run(  # /dev/null as both takes the picture and the results alike
         [sys.executable, "-m", "edgefmnist.cli", "infer", "--image", str(picture), "--save-preprocessed", "/dev/null"],
