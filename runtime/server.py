@@ -120,13 +120,20 @@ class RequestHeadDeadline(H11Protocol):
 
 
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``, ``::ffff:127.0.0.1``)."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # an IPv4 address in IPv6 form
+    return (mapped or address).is_loopback
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (``[::1]:8000``), as a URL writes it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -136,14 +143,14 @@ def bind(host: str, port: int) -> socket.socket:
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise EdgeFmnistError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+        raise EdgeFmnistError(f"cannot listen on {host_port(host, port)} ({exc.strerror or exc})") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(1024)
     except OSError as exc:
         sock.close()
-        raise EdgeFmnistError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+        raise EdgeFmnistError(f"cannot listen on {host_port(host, port)} ({exc.strerror or exc})") from None
     sock.set_inheritable(True)
     return sock
 
@@ -223,17 +230,21 @@ async def serve_on(server: uvicorn.Server, sock: socket.socket, handler: AcceptF
 def reached_as(host: str, port: int) -> str:
     """For a wildcard ``host`` (``0.0.0.0``, ``::``), which a phone cannot open:
     ``"; on the network: http://192.168.1.20:8000"``, with the address this machine's default route
-    leaves from (a UDP socket's connect sends nothing), or a hint when there is none; else ``""``."""
+    leaves from (a UDP socket's connect sends nothing), IPv4 first, or a hint when there is none;
+    else ``""``."""
     if not ipaddress.ip_address(host).is_unspecified:
         return ""
-    family, probe = (socket.AF_INET6, "2001:db8::1") if ":" in host else (socket.AF_INET, "192.0.2.1")  # RFC 3849, 5737
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as udp:
-            udp.connect((probe, 9))
-            address = udp.getsockname()[0]
-    except OSError:  # no route off this machine
-        return "; on the network: http://THIS-MACHINE'S-ADDRESS:" + str(port)
-    return f"; on the network: http://{f'[{address}]' if ':' in address else address}:{port}"
+    probes = [(socket.AF_INET, "192.0.2.1")]  # RFC 5737; "::" takes IPv4 too, and phones mostly use it
+    if ":" in host:
+        probes.append((socket.AF_INET6, "2001:db8::1"))  # RFC 3849
+    for family, probe in probes:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                udp.connect((probe, 9))
+                return f"; on the network: http://{host_port(udp.getsockname()[0], port)}"
+        except OSError:  # no route off this machine for this family
+            continue
+    return f"; on the network: http://THIS-MACHINE'S-ADDRESS:{port}"
 
 
 def serve(
@@ -257,7 +268,7 @@ def serve(
     bound_host, bound_port = sock.getsockname()[:2]
     for warning in warnings:
         say(warning)
-    if not is_loopback(host) and not settings.token:
+    if not is_loopback(bound_host) and not settings.token:  # the address bound: 127.1 is loopback too
         say(f"edgefmnist: warning: listening on {host} without --token: anyone on the network can use the service")
     config = uvicorn.Config(
         app,
@@ -271,11 +282,10 @@ def serve(
         ws="none",  # no WebSocket endpoint: an Upgrade request gets the JSON answer of its path
     )
     server = GracefulServer(config)
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     try:
         with stop_signals(server.handle_exit):
             say(
-                f"edgefmnist: serving {printable(predictor.path.name)} on http://{shown}:{bound_port} "
+                f"edgefmnist: serving {printable(predictor.path.name)} on http://{host_port(bound_host, bound_port)} "
                 f"({counted(settings.threads, 'worker')}, queue {settings.queue}){reached_as(bound_host, bound_port)}"
             )
             asyncio.run(serve_on(server, sock, AcceptFailureWarning(say)))

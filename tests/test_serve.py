@@ -843,6 +843,26 @@ def test_an_ipv6_host_may_be_written_in_brackets_and_spaces_around_a_host_are_dr
     assert must_be_an_address(" 127.0.0.1 ") == "127.0.0.1" and must_be_an_address("[ fe80::1 ]") == "fe80::1"
 
 
+def test_addresses_are_written_as_urls_write_them_and_loopback_is_known_in_every_form() -> None:
+    from edgefmnist.runtime.server import host_port, is_loopback, reached_as
+
+    assert host_port("::", 8000) == "[::]:8000" and host_port("2001:db8::5", 1) == "[2001:db8::5]:1"
+    assert host_port("127.0.0.1", 80) == "127.0.0.1:80"
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.0.2.2", "::ffff:192.0.2.2"))
+    assert reached_as("127.0.0.1", 80) == "" and reached_as("::1", 80) == ""
+    assert reached_as("0.0.0.0", 80).startswith("; on the network: http://")
+
+
+@pytest.mark.slow
+def test_a_loopback_address_in_another_form_is_not_warned_about() -> None:
+    server = ServerProcess("--host", "127.1")
+    try:
+        assert server.first_lines == [server.first_lines[0]] and "warning" not in server.first_lines[0]
+    finally:
+        assert server.stop()[0] == 0
+
+
 @pytest.mark.slow
 def test_listening_on_the_network_without_a_token_warns() -> None:
     exposed = ServerProcess("--host", "0.0.0.0")
