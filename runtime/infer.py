@@ -72,9 +72,9 @@ def unsure_reasons(
 
 def shown_decimals(min_confidence: float) -> int:
     """Decimals the text line gives the top probability at ``min_confidence``: two, or as many as
-    the threshold has (``0.557``: three), at most six."""
+    the threshold has as Python writes it (``0.557``: three; ``1e-07``: seven)."""
     exponent = decimal.Decimal(repr(float(min_confidence))).as_tuple().exponent
-    return min(6, max(2, -exponent if isinstance(exponent, int) else 2))
+    return max(2, -exponent if isinstance(exponent, int) else 2)
 
 
 def rounded_up(probability: float, decimals: int = 2) -> str:

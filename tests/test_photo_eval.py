@@ -486,7 +486,11 @@ def test_a_shown_top_probability_is_unsure_exactly_when_it_is_at_or_below_the_th
         for probability in [*probabilities, *thousandths, *(float(np.nextafter(p, 2.0)) for p in thousandths)]:
             shown = float(rounded_up(probability, decimals))
             assert (shown <= threshold) == bool(unsure_reasons(probability, threshold)), (probability, threshold)
-    assert [shown_decimals(t) for t in (0.55, 0.5, 0.557, 1e-5, 0.123456789, 1.0)] == [2, 2, 3, 5, 6, 2]
+    assert [shown_decimals(t) for t in (0.55, 0.5, 0.557, 1e-5, 0.123456789, 1.0)] == [2, 2, 3, 5, 9, 2]
+    for threshold in (0.69155043, 0.69155044, 1e-7, 0.1 + 0.2):  # many decimals: shown to all of them
+        for probability in (0.6915504312, 0.69155044, 0.6915504400000001, 5e-8, 0.30000000000000004, 0.3):
+            shown = float(rounded_up(probability, shown_decimals(threshold)))
+            assert (shown <= threshold) == bool(unsure_reasons(probability, threshold)), (probability, threshold)
 
 
 def test_the_line_shows_the_top_probability_to_the_thresholds_decimals(fashion) -> None:
