@@ -616,7 +616,7 @@ def fitted_name(name: str, limit: int = NAME_MAX) -> str:
         suffixes = Path(name).suffix
     tag = f"~{hashlib.sha256(encoded).hexdigest()[:8]}{suffixes}"
     stem = os.fsencode(name[: len(name) - len(suffixes)])[: limit - len(os.fsencode(tag))]
-    return stem.decode("utf-8", errors="ignore") + tag
+    return os.fsdecode(stem) + tag  # a cut character, or a name that is not UTF-8, keeps its bytes
 
 
 def picture_file(path: Path) -> Path | None:

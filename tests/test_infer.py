@@ -560,6 +560,11 @@ def test_a_long_name_is_cut_to_fit_its_folder_and_the_pictures_are_classified(tm
     assert len(saved) == 2
     assert all(len(os.fsencode(name)) == 255 and name.startswith("a" * 200) for name in saved)
     assert [name.split(".", 1)[1] for name in saved] == ["jpg.png", "webp.png"]
+    from edgefmnist.runtime.infer import fitted_name
+
+    for long_name in (b"\xe9" * 255 + b".png", "é".encode() * 127 + b"x.png"):  # not UTF-8; a character cut in two
+        cut = os.fsencode(fitted_name(os.fsdecode(long_name)))
+        assert len(cut) == 255 and cut.startswith(long_name[:200]) and cut.endswith(b".png"), cut
 
 
 def test_save_preprocessed_into_a_folder_through_the_cli(tmp_path: Path, fashion) -> None:
