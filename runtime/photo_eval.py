@@ -27,6 +27,7 @@ from edgefmnist.runtime.infer import (
     check_min_typicality,
     picture_outputs,
     picture_typicality,
+    shown_decimals,
     unsure_reasons,
 )
 from edgefmnist.runtime.photo_set import Photo
@@ -367,10 +368,12 @@ def format_photo_report(report: dict, title: str) -> str:
 
 
 def thresholds_text(figures: dict) -> str:
-    """``min-confidence 0.40, min-typicality 0.011`` (no typicality for a model without the reference)."""
-    text = f"min-confidence {figures['min_confidence']:.2f}"
+    """``min-confidence 0.40, min-typicality 0.011`` (no typicality for a model without the reference):
+    two and three decimals, or every decimal a threshold has (``0.557``, ``0.0125``)."""
+    text = f"min-confidence {figures['min_confidence']:.{shown_decimals(figures['min_confidence'])}f}"
     if figures.get("min_typicality") is not None:
-        text += f", min-typicality {figures['min_typicality']:.3f}"
+        typicality = figures["min_typicality"]
+        text += f", min-typicality {typicality:.{max(3, shown_decimals(typicality))}f}"
     return text
 
 

@@ -240,6 +240,15 @@ def test_the_text_report_names_every_verdict_in_full_over_aligned_counts(small_s
     )
 
 
+def test_the_report_names_the_thresholds_as_given(small_set: Path) -> None:
+    default = run_in_process("evaluate", "--photos", str(small_set)).stdout
+    assert "  at min-confidence 0.55, min-typicality 0.010: coverage" in default
+    given = run_in_process(
+        "evaluate", "--photos", str(small_set), "--min-confidence", "0.557", "--min-typicality", "0.0125"
+    )
+    assert "  at min-confidence 0.557, min-typicality 0.0125: coverage" in given.stdout  # not 0.56 and 0.013
+
+
 def test_the_typicality_sweep_holds_the_confidence_and_varies_the_typicality(small_set: Path) -> None:
     sweep = evaluate_json("--photos", str(small_set), "--sweep-typicality", "--min-confidence", "0.3")["sweep"]
     assert sweep["varied"] == "typicality"
