@@ -235,8 +235,9 @@ def longest_name(folder: Path) -> int | None:
 
 
 def check_name_fits(path: Path) -> None:
-    """Raise :class:`WriteFailed` when the file ``path`` names is new and its name is longer than
-    its folder allows, before any work (the temp file a write goes through has a shorter name).
+    """Raise :class:`WriteFailed` when the file ``path`` names is new and its name, or the name of a
+    folder to be made for it, is longer than its folder allows, before any work (the temp file a
+    write goes through has a shorter name).
 
     A name above :func:`longest_name` is created for a moment and removed when its folder
     exists, since some file systems count characters, not bytes (NTFS, SMB); else it is refused.
@@ -244,10 +245,14 @@ def check_name_fits(path: Path) -> None:
     target = Path(os.path.realpath(path))
     if os.path.exists(target):  # its name fits (a folder or a device there is the write's to refuse)
         return
-    limit = longest_name(nearest_existing(target.parent))
+    existing = nearest_existing(target.parent)
+    limit = longest_name(existing)
+    too_long = WriteFailed(f"{path}: cannot write here ({os.strerror(errno.ENAMETOOLONG)})")
+    missing_folders = target.parent.relative_to(existing).parts  # to be made: each name must fit too
+    if limit is not None and any(len(os.fsencode(name)) > limit for name in missing_folders):
+        raise too_long
     if limit is None or len(os.fsencode(target.name)) <= limit:
         return
-    too_long = WriteFailed(f"{path}: cannot write here ({os.strerror(errno.ENAMETOOLONG)})")
     if not os.path.isdir(target.parent):
         raise too_long
     try:

@@ -640,6 +640,12 @@ def test_save_preprocessed_is_checked_for_every_name_before_the_work(
         "infer", "--model", str(SHIPPED_MLP), "--image", str(short), "--save-preprocessed", str(too_long)
     )
     assert_one_line_error(result, 1, f"{too_long}: cannot write here (File name too long)")
+    long_folder = tmp_path / ("f" * 300)  # a folder to be made whose own name is too long
+    result = run_in_process(
+        "infer", "--model", str(SHIPPED_MLP), "--image", str(short), "--save-preprocessed", f"{long_folder}/"
+    )
+    assert_one_line_error(result, 1, f"{long_folder / 'zz.png'}: cannot write here (File name too long)")
+    assert result.stdout == ""  # refused before the picture was classified
     (blocker := tmp_path / "blocker").write_bytes(b"")  # a file where a folder would be made
     result = run_in_process("infer", "--sample", "0:2", "--save-preprocessed", f"{blocker}/sub/")
     assert_one_line_error(result, 1, f"{blocker}/sub/test-0.png: cannot write here")  # the first file bound there
