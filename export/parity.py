@@ -47,7 +47,7 @@ class ParityReport(Verdict):
         probabilities = (
             ""
             if self.max_abs_probability_diff is None
-            else f"max |Δprobability| {self.max_abs_probability_diff:.1e} against softmax("
+            else f"max |Δprobability| {self.max_abs_probability_diff:.2e} against softmax("
             f"{whose} logits / {self.temperature:.4f}), "
         )
         return (

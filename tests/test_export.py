@@ -283,3 +283,10 @@ def test_a_failed_parity_names_the_tolerance_as_given() -> None:
         reference, candidate, np.zeros(2, np.int64), dtype="fp32", reference_name="a", candidate_name="b", atol=5.6e-6
     )
     assert report.failures == ["max |Δlogit| 5.66e-06 > 5.6e-06"]  # not "> 6e-06", which reads as a pass
+    probabilities = softmax(reference.astype(np.float64)) + 2.49e-6  # more than the 1e-6 atol 0 leaves
+    report = compare_logits(
+        reference, reference, np.zeros(2, np.int64), dtype="fp32", reference_name="a", candidate_name="b", atol=0.0,
+        candidate_probabilities=probabilities, temperature=1.0,
+    )  # fmt: skip
+    assert "max |Δprobability| 2.49e-06 against" in report.summary()  # as the failure says it
+    assert report.failures[0].startswith("max |Δprobability| 2.49e-06 > 1e-06 ")
