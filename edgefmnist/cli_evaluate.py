@@ -154,7 +154,8 @@ def evaluate_photos(
     predictions = predict_photos(predictor, selected)
     if not predictions.photos:
         first = predictions.errors[0]["error"]
-        raise EdgeFmnistError(f"{folder}: {none_read(len(selected), 'photo')} (first: {first})")
+        why = first if len(selected) == 1 else f"first: {first}"
+        raise EdgeFmnistError(f"{folder}: {none_read(len(selected), 'photo')} ({why})")
     report = photo_report(predictions, *thresholds)
     title = f"{predictor.path.name} on {folder.name or folder} ({split})"
     head = {"model": str(predictor.path), "folder": str(folder), "split": split}

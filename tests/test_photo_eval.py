@@ -316,8 +316,11 @@ def test_a_photo_set_with_nothing_readable_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "Coat").mkdir()
     (tmp_path / "Coat" / "broken.jpg").write_bytes(b"not a jpeg")
     result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"))
-    assert_one_line_error(result, 1, "the one photo could not be read", "broken.jpg")
+    assert_one_line_error(result, 1, f"the one photo could not be read ({tmp_path / 'Coat' / 'broken.jpg'}: ")
     assert not (tmp_path / "p.png").exists()
+    (tmp_path / "Coat" / "broken2.jpg").write_bytes(b"not a jpeg either")
+    result = run_in_process("evaluate", "--photos", str(tmp_path))
+    assert_one_line_error(result, 1, f"none of the 2 photos could be read (first: {tmp_path / 'Coat' / 'broken.jpg'}")
 
 
 def test_a_plot_saved_inside_the_photo_set_is_not_noted_as_a_picture_left_out(tmp_path: Path) -> None:
