@@ -165,7 +165,7 @@ def find_data(data_dir: Path | None = None, download: bool = True, splits: tuple
         except DataError as exc:
             if origin == "--data-dir":
                 raise
-            raise DataError(f"{exc} (the folder {origin} names)") from None
+            raise DataError(f"{exc}; the folder comes from {origin}") from None
         return DataSource(folder, origin)
     for folder, origin in ((default_cache_dir(), "cache"), (DEBIAN_DATA_DIR, "debian package")):
         try:
