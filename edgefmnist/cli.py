@@ -101,25 +101,32 @@ class Quantize(str, Enum):
     static = "static"
 
 
-def data_dir_option(files: str) -> typer.models.OptionInfo:
-    """The ``--data-dir`` option of a command that reads ``files`` of the data set."""
+DATA_ELSEWHERE = "$EDGEFMNIST_DATA, the cache, the Debian package, or a download"
+
+
+def data_dir_option(files: str, scope: str = "") -> typer.models.OptionInfo:
+    """The ``--data-dir`` option of a command that reads ``files`` of the data set; ``scope`` starts
+    its help (``"With --sample: "``)."""
     return typer.Option(
         "--data-dir",
-        help=f"Folder with {files} (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download).",
+        help=scoped(
+            scope, f"folder with {files} (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download)."
+        ),
         callback=must_exist,
         file_okay=False,
         readable=False,
     )
 
 
-DataDirOption = Annotated[Path | None, data_dir_option("the four IDX files")]
-TestDataDirOption = Annotated[Path | None, data_dir_option("the test set's two t10k IDX files, or all four")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-
-
 def scoped(scope: str, text: str) -> str:
     """A help text: ``scope`` (e.g. "With --photos: ") then ``text``, or ``text`` with a capital."""
     return f"{scope}{text}" if scope else text[:1].upper() + text[1:]
+
+
+TEST_FILES = "the test set's two t10k IDX files, or all four"
+DataDirOption = Annotated[Path | None, data_dir_option("the four IDX files")]
+TestDataDirOption = Annotated[Path | None, data_dir_option(TEST_FILES)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
 MIN_CONFIDENCE_HELP = "say unsure unless the top probability is above this (0: never for this reason, 1: always)."
@@ -504,7 +511,7 @@ def infer(
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     min_typicality: MinTypicalityOption = spec.DEFAULT_MIN_TYPICALITY,
-    data_dir: TestDataDirOption = None,
+    data_dir: Annotated[Path | None, data_dir_option(TEST_FILES, "With --sample: ")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Classify pictures of clothing (torch-free): any size, format, background.
@@ -631,7 +638,7 @@ def evaluate(
     threads: Annotated[
         int | None, typer.Option(min=1, max=contract.MAX_THREADS, help="onnxruntime intra-op threads.")
     ] = None,
-    data_dir: TestDataDirOption = None,
+    data_dir: Annotated[Path | None, data_dir_option(TEST_FILES, "Without --photos: ")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on the real test set,

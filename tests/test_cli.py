@@ -33,12 +33,16 @@ def test_dash_h_is_help_too(command: str) -> None:
 
 @pytest.mark.parametrize(
     "command, files",
-    [(c, "the four IDX files") for c in ("data", "train", "export")]
-    + [(c, "the test set's two t10k IDX files") for c in ("verify", "infer", "evaluate", "bench")],
+    [(c, "Folder with the four IDX files") for c in ("data", "train", "export")]
+    + [(c, "Folder with the test set's two t10k IDX files") for c in ("verify", "bench")]
+    + [
+        ("infer", "With --sample: folder with the test set's two t10k IDX files"),
+        ("evaluate", "Without --photos: folder with the test set's two t10k IDX files"),
+    ],
 )
 def test_data_dir_help_names_the_files_the_command_reads(command: str, files: str) -> None:
     result = run(command, "--help")
-    assert f"--data-dir DIRECTORY Folder with {files}" in " ".join(result.stdout.split())
+    assert f"--data-dir DIRECTORY {files}" in " ".join(result.stdout.split())
 
 
 def test_data_json_reports_the_verified_source(real_data_dir: Path) -> None:
