@@ -46,6 +46,19 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def run_with_stdout_in(target: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``edgefmnist ARGS... > TARGET`` in a subprocess whose working folder is TARGET's, stderr captured."""
+    with open(target, "wb") as redirect:
+        return subprocess.run(
+            [sys.executable, "-m", "edgefmnist.cli", *args],
+            stdout=redirect,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=target.parent,
+            timeout=300,
+        )
+
+
 def run_in_process(*args: str) -> subprocess.CompletedProcess[str]:
     """``edgefmnist ARGS...`` through ``cli.main`` in this process, output captured at the file-descriptor level too.
 

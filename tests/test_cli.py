@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from edgefmnist.runtime.predictor import available_cores, default_model_path
-from helpers import assert_one_line_error, run, run_in_process, write_synthetic_dataset
+from helpers import assert_one_line_error, run, run_in_process, run_with_stdout_in, write_synthetic_dataset
 from PIL import Image
 
 import edgefmnist
@@ -488,15 +488,7 @@ def test_export_and_train_refuse_an_output_on_standard_output(tmp_path: Path) ->
         ["export", str(SHIPPED / "mlp.pt"), "--out", "/dev/stdout"],
         ["train", "--dry-run", "--out", "/dev/stdout"],
     ):
-        with open(tmp_path / "out.onnx", "wb") as redirect:  # > out.onnx
-            result = subprocess.run(
-                [sys.executable, "-m", "edgefmnist.cli", *args],
-                stdout=redirect,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=tmp_path,
-                timeout=300,
-            )
+        result = run_with_stdout_in(tmp_path / "out.onnx", *args)
         assert_one_line_error(result, 2, "standard output, where the results are printed, would mix")
         assert (tmp_path / "out.onnx").read_bytes() == b""
 

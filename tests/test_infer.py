@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import preprocess_file
-from helpers import TORCH_FREE, assert_one_line_error, run, run_in_process
+from helpers import TORCH_FREE, assert_one_line_error, run, run_in_process, run_with_stdout_in
 from PIL import Image
 
 from edgefmnist import spec
@@ -708,15 +708,7 @@ def test_an_output_on_standard_output_is_refused_not_mixed_into_the_results(tmp_
             ("infer", "--model", str(SHIPPED_MLP), "--sample", "3:4", "--save-preprocessed", target),
             ("evaluate", "--photos", str(photos), "--model", str(SHIPPED_MLP), "--plot", target),
         ):
-            with open(tmp_path / "out.png", "wb") as redirect:  # > out.png
-                result = subprocess.run(
-                    [sys.executable, "-m", "edgefmnist.cli", *args],
-                    stdout=redirect,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    cwd=tmp_path,
-                    timeout=300,
-                )
+            result = run_with_stdout_in(tmp_path / "out.png", *args)
             assert result.returncode == 2, result.stderr
             assert f"{target}: standard output, where the results are printed, would mix" in result.stderr
             assert (tmp_path / "out.png").read_bytes() == b""
