@@ -109,9 +109,7 @@ def data_dir_option(files: str, scope: str = "") -> typer.models.OptionInfo:
     its help (``"With --sample: "``)."""
     return typer.Option(
         "--data-dir",
-        help=scoped(
-            scope, f"folder with {files} (else $EDGEFMNIST_DATA, the cache, the Debian package, or a download)."
-        ),
+        help=scoped(scope, f"folder with {files} (else {DATA_ELSEWHERE})."),
         callback=must_exist,
         file_okay=False,
         readable=False,
