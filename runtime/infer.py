@@ -450,6 +450,7 @@ def classify_arrays(
     logits, probabilities = picture_outputs(predictor, images, photo)
     typical = picture_typicality(predictor, logits)
     empty = nothing_found or [""] * len(names)
+    decimals = shown_decimals(min_confidence)
     results = []
     for i, (name, row, reason) in enumerate(zip(names, probabilities, empty, strict=False)):
         best = int(row.argmax())
@@ -465,7 +466,7 @@ def classify_arrays(
                 warning=reason,
                 typicality=score,
                 unsure_reasons=reasons,
-                decimals=shown_decimals(min_confidence),
+                decimals=decimals,
             )
         )
     return results
