@@ -276,9 +276,10 @@ def standard_stream(path: str | Path) -> str | None:
     after ``> out.png``), as :data:`STANDARD_STREAMS` says it, or None; ``/dev/null`` is none."""
     try:
         target = os.stat(path)
-        if os.path.samefile(path, os.devnull):
-            return None
     except (OSError, ValueError):  # no such file, a NUL byte
+        return None
+    null = os.stat(os.devnull)
+    if (target.st_dev, target.st_ino) == (null.st_dev, null.st_ino):
         return None
     for fd, stream in STANDARD_STREAMS.items():
         try:
