@@ -5,7 +5,8 @@
 The socket is bound here, before uvicorn starts, so a port in use is one line and exit 1,
 and ``--port 0`` takes a free port (the line ``serving MODEL on http://HOST:PORT`` names it).
 On SIGTERM or SIGINT the listening socket closes, every request already received is
-answered, then the process exits 0 (uvicorn's graceful shutdown; newer uvicorn would
+answered, and so is one whose head arrives within ``STOP_HEAD_SECONDS`` on a connection
+already accepted; then the process exits 0 (uvicorn's graceful shutdown; newer uvicorn would
 re-raise the signal after it, which ends the process with status -15 instead). A second
 SIGINT stops at once: requests still in progress get a 503, and the process exits 130.
 """
@@ -33,6 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from edgefmnist.errors import EdgeFmnistError, counted, first_line, printable
 
 SHUTDOWN_SECONDS = 60  # the longest a graceful stop waits for requests still being answered
+STOP_HEAD_SECONDS = 2.0  # how long a graceful stop waits for the head of a request on a connection just accepted
 
 
 class OneLineLogFormatter(logging.Formatter):
@@ -75,6 +77,7 @@ class RequestHeadDeadline(H11Protocol):
 
     head_seconds: float = 30.0
     head_deadline: asyncio.TimerHandle | None = None
+    stopping = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -82,6 +85,8 @@ class RequestHeadDeadline(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self.stopping and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered, then closed
         self.follow_head()
 
     def on_response_complete(self) -> None:
@@ -99,6 +104,20 @@ class RequestHeadDeadline(H11Protocol):
                 self.head_deadline = self.loop.call_later(self.head_seconds, self.head_too_slow)
         else:
             self.disarm_head_deadline()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful stop, except on a connection accepted whose first request head has not
+        all arrived: uvicorn would close it, and a request already on its way would be lost (the
+        client sees a reset or a closed connection). It is answered and then closed if its head
+        arrives within :data:`STOP_HEAD_SECONDS` (or the head deadline, if sooner); else closed then."""
+        if self.cycle is not None or self.transport.is_closing():
+            super().shutdown()
+            return
+        self.stopping = True
+        stop_at = self.loop.time() + STOP_HEAD_SECONDS
+        if self.head_deadline is None or self.head_deadline.when() > stop_at:
+            self.disarm_head_deadline()
+            self.head_deadline = self.loop.call_at(stop_at, self.head_too_slow)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.disarm_head_deadline()

@@ -695,6 +695,46 @@ def test_a_second_ctrl_c_stops_at_once_and_what_was_in_progress_gets_a_503() -> 
     assert err.splitlines() == ["edgefmnist: stopped at once after answering 1 request", "edgefmnist: interrupted"]
 
 
+def sigterm_and_wait_until_refused(target: ServerProcess) -> None:
+    """SIGTERM, then wait until the listening socket is closed: the graceful stop has begun."""
+    target.process.send_signal(signal.SIGTERM)
+    for _ in range(50):
+        try:
+            socket.create_connection((target.host, target.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the service still accepts connections 5 s after SIGTERM")
+
+
+def test_a_request_on_a_connection_accepted_before_sigterm_is_answered_then_closed(test_pngs: list[bytes]) -> None:
+    target = ServerProcess()
+    with socket.create_connection((target.host, target.port)) as sock:
+        time.sleep(0.3)  # accepted
+        sigterm_and_wait_until_refused(target)
+        time.sleep(0.2)  # the connections open were told to stop
+        head = (
+            f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(test_pngs[0])}"
+        )
+        sock.sendall(head.encode() + b"\r\n\r\n" + test_pngs[0])
+        answer = raw_json_answer(sock)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"label"' in answer, answer
+        assert sock.recv(4096) == b""  # then closed
+    code, err = target.stop()
+    assert code == 0 and err.splitlines() == ["edgefmnist: stopped after answering 1 request"], err
+
+
+def test_a_connection_still_silent_after_sigterm_is_closed_without_waiting_for_the_head_deadline() -> None:
+    target = ServerProcess("--upload-timeout", "60")
+    with socket.create_connection((target.host, target.port)) as sock:
+        time.sleep(0.3)  # accepted
+        sigterm_and_wait_until_refused(target)
+        sock.settimeout(15)
+        assert sock.recv(4096) == b""  # closed, not answered
+        code, err = target.stop(timeout=15)
+    assert code == 0 and err.splitlines() == ["edgefmnist: stopped after answering 0 requests"], err
+
+
 @pytest.mark.slow
 def test_sigterm_during_load_answers_every_accepted_request_and_exits_0() -> None:
     photos = [p.read_bytes() for p in sorted((PHOTOS / "dress").glob("*.jpg"))[:4]]
