@@ -176,11 +176,11 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     matches any depth of folders (``photos/**/*.jpg``, :func:`glob_matches`); a glob that ends
     with ``/`` names folders, whose files are taken as a folder's are (``photos/*/`` is
     ``photos/*/*``). A file named on its own is always tried, whatever its name, and ``-``
-    (standard input) is kept as it is. A folder or a glob without a single picture file, or one
-    that cannot be read (a folder on the way without read or search permission), is listed in
-    ``empty`` (arguments that give no picture) with the reason, and the other arguments are
-    still expanded: ``infer`` reports ``unread`` and ``empty`` as errors after classifying the
-    rest.
+    (standard input) is kept as it is (``./-`` names a file called ``-``, by its absolute path).
+    A folder or a glob without a single picture file, or one that cannot be read (a folder on the
+    way without read or search permission), is listed in ``empty`` (arguments that give no
+    picture) with the reason, and the other arguments are still expanded: ``infer`` reports
+    ``unread`` and ``empty`` as errors after classifying the rest.
     """
     extensions = None
     found: list[Path] = []
@@ -200,6 +200,9 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
                 if not entries and none_because:
                     empty[pattern] = none_because
                     continue
+            elif str(path) == STDIN and pattern != STDIN:  # ./-: a file named "-", not standard input
+                found.append(Path(os.path.abspath(pattern)))
+                continue
             else:
                 found.append(path)  # a missing file is reported per image
                 continue

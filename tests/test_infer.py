@@ -817,6 +817,17 @@ def test_a_file_given_by_name_and_on_stdin_is_one_picture(tmp_path: Path, fashio
     assert [line.split(":")[0] for line in result.stdout.decode().splitlines()] == [str(tmp_path / "x.png")]
 
 
+def test_dot_slash_dash_names_a_file_called_dash_not_standard_input(tmp_path: Path, fashion) -> None:
+    Image.fromarray(fashion.test.images[1]).save(tmp_path / "-", format="PNG")  # a Pullover
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "./-"]
+    with open(tmp_path / "stdin.png", "wb") as other:
+        Image.fromarray(fashion.test.images[0]).save(other, format="PNG")  # an Ankle boot
+    with open(tmp_path / "stdin.png", "rb") as stdin:
+        result = subprocess.run(command, stdin=stdin, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith(f"{tmp_path / '-'}: Pullover "), result.stdout
+
+
 @pytest.mark.parametrize("data, message", [(b"", "nothing on standard input"), (b"no picture", "not an image")])
 def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     result = infer_stdin(data)
