@@ -6,8 +6,9 @@ The socket is bound here, before uvicorn starts, so a port in use is one line an
 and ``--port 0`` takes a free port (the line ``serving MODEL on http://HOST:PORT`` names it).
 On SIGTERM or SIGINT the listening socket closes, every request already received is
 answered, and so is one whose head arrives within ``STOP_HEAD_SECONDS`` on a connection
-already accepted; then the process exits 0 (uvicorn's graceful shutdown; newer uvicorn would
-re-raise the signal after it, which ends the process with status -15 instead). A second
+already open; those answers say ``Connection: close``, and the process exits 0 once they are
+sent (uvicorn's graceful shutdown, for at most ``SHUTDOWN_SECONDS``; newer uvicorn
+would re-raise the signal after it, which ends the process with status -15 instead). A second
 SIGINT stops at once: requests still in progress get a 503, and the process exits 130.
 """
 
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
+from typing import Any
 
 import h11
 import uvicorn
@@ -106,11 +108,13 @@ class RequestHeadDeadline(H11Protocol):
             self.disarm_head_deadline()
 
     def shutdown(self) -> None:
-        """uvicorn's graceful stop, except on a connection accepted whose first request head has not
-        all arrived: uvicorn would close it, and a request already on its way would be lost (the
-        client sees a reset or a closed connection). It is answered and then closed if its head
-        arrives within :data:`STOP_HEAD_SECONDS` (or the head deadline, if sooner); else closed then."""
-        if self.cycle is not None or self.transport.is_closing():
+        """uvicorn's graceful stop, except on a connection waiting for a request's head (just
+        accepted, or kept alive after an answer): uvicorn would close it, and a request already on
+        its way would be lost (the client sees a reset or a closed connection). It is answered and
+        then closed if its head arrives within :data:`STOP_HEAD_SECONDS` (or the head deadline, if
+        sooner); else closed then."""
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if answering or self.conn.their_state is not h11.IDLE or self.transport.is_closing():
             super().shutdown()
             return
         self.stopping = True
@@ -136,6 +140,24 @@ class RequestHeadDeadline(H11Protocol):
     def _unsupported_upgrade_warning(self) -> None:
         """Silent: the service serves no WebSocket (``ws="none"``), so an ``Upgrade`` request is
         answered as plain HTTP, with the JSON of any other request, not logged as a fault."""
+
+
+class CloseWhileStopping:
+    """ASGI middleware: an answer that starts once the graceful stop has begun carries
+    ``Connection: close`` (RFC 9112, 9.6), so that the client opens a new connection for its next
+    request instead of sending it on one about to close. ``stopping()`` tells whether it has begun."""
+
+    def __init__(self, app: Callable[..., Any], stopping: Callable[[], bool]) -> None:
+        self.app = app
+        self.stopping = stopping
+
+    async def __call__(self, scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        async def send_closing(message: dict) -> None:
+            if message["type"] == "http.response.start" and self.stopping():
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
 
 
 def is_loopback(host: str) -> bool:
@@ -290,7 +312,7 @@ def serve(
     if not is_loopback(bound_host) and not settings.token:  # the address bound: 127.1 is loopback too
         say(f"edgefmnist: warning: listening on {host} without --token: anyone on the network can use the service")
     config = uvicorn.Config(
-        app,
+        CloseWhileStopping(app, lambda: server.should_exit),
         log_config=LOG_CONFIG,
         log_level="warning",
         access_log=False,

@@ -707,21 +707,46 @@ def sigterm_and_wait_until_refused(target: ServerProcess) -> None:
     raise AssertionError("the service still accepts connections 5 s after SIGTERM")
 
 
-def test_a_request_on_a_connection_accepted_before_sigterm_is_answered_then_closed(test_pngs: list[bytes]) -> None:
+def raw_post(sock: socket.socket, png: bytes) -> bytes:
+    """Send one classification request on ``sock`` and read its answer."""
+    head = f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(png)}\r\n\r\n"
+    sock.sendall(head.encode() + png)
+    return raw_json_answer(sock)
+
+
+@pytest.mark.parametrize("kept_alive", [False, True], ids=["just-accepted", "kept-alive"])
+def test_a_request_sent_just_after_sigterm_on_an_open_connection_is_answered_then_closed(
+    test_pngs: list[bytes], kept_alive: bool
+) -> None:
     target = ServerProcess()
     with socket.create_connection((target.host, target.port)) as sock:
-        time.sleep(0.3)  # accepted
+        if kept_alive:
+            assert b"\r\nconnection: close\r\n" not in raw_post(sock, test_pngs[0]).lower()
+        time.sleep(0.3)  # accepted, and waiting for a request
         sigterm_and_wait_until_refused(target)
         time.sleep(0.2)  # the connections open were told to stop
-        head = (
-            f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(test_pngs[0])}"
-        )
-        sock.sendall(head.encode() + b"\r\n\r\n" + test_pngs[0])
-        answer = raw_json_answer(sock)
+        answer = raw_post(sock, test_pngs[1])
         assert answer.startswith(b"HTTP/1.1 200 ") and b'"label"' in answer, answer
+        assert b"\r\nconnection: close\r\n" in answer.lower()  # RFC 9112, 9.6: no next request here
         assert sock.recv(4096) == b""  # then closed
     code, err = target.stop()
-    assert code == 0 and err.splitlines() == ["edgefmnist: stopped after answering 1 request"], err
+    answered = "2 requests" if kept_alive else "1 request"
+    assert code == 0 and err.splitlines() == [f"edgefmnist: stopped after answering {answered}"], err
+
+
+def test_an_answer_in_progress_at_sigterm_says_connection_close(test_pngs: list[bytes]) -> None:
+    target = ServerProcess()
+    png = test_pngs[0]
+    slow = open_slow_upload(target, len(png))
+    try:
+        time.sleep(0.3)
+        sigterm_and_wait_until_refused(target)
+        slow.sendall(png[1:])
+        answer = raw_json_answer(slow)
+    finally:
+        slow.close()
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in answer.lower(), answer
+    assert target.stop()[0] == 0
 
 
 def test_a_connection_still_silent_after_sigterm_is_closed_without_waiting_for_the_head_deadline() -> None:
