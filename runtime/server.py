@@ -7,7 +7,7 @@ and ``--port 0`` takes a free port (the line ``serving MODEL on http://HOST:PORT
 On SIGTERM or SIGINT the listening socket closes, every request already received is
 answered, and so is one whose head arrives within ``STOP_HEAD_SECONDS`` on a connection
 already open; those answers say ``Connection: close``, and the process exits 0 once they are
-sent (uvicorn's graceful shutdown, for at most ``SHUTDOWN_SECONDS``; newer uvicorn
+sent (uvicorn's graceful shutdown, for at most :func:`graceful_stop_seconds`; newer uvicorn
 would re-raise the signal after it, which ends the process with status -15 instead). A second
 SIGINT stops at once: requests still in progress get a 503, and the process exits 130.
 """
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import signal
 import socket
 import sys
@@ -35,7 +36,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edgefmnist.errors import EdgeFmnistError, counted, first_line, printable
 
-SHUTDOWN_SECONDS = 60  # the longest a graceful stop waits for requests still being answered
+SHUTDOWN_SECONDS = 60  # how long a graceful stop waits for answers, beyond the upload deadline
 STOP_HEAD_SECONDS = 2.0  # how long a graceful stop waits for the head of a request on a connection just accepted
 
 
@@ -196,6 +197,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def graceful_stop_seconds(upload_seconds: float) -> int:
+    """How long a graceful stop waits for requests in progress: a head may take
+    :data:`STOP_HEAD_SECONDS`, its body up to its deadline ``upload_seconds`` (then it is answered
+    408), and the answer :data:`SHUTDOWN_SECONDS`. Past that uvicorn cancels what is left (503)."""
+    return math.ceil(STOP_HEAD_SECONDS + upload_seconds) + SHUTDOWN_SECONDS
+
+
 def head_deadline_of(seconds: float) -> type[RequestHeadDeadline]:
     """:class:`RequestHeadDeadline` with ``head_seconds`` set to ``seconds``: uvicorn makes one
     protocol per connection from the class it is given."""
@@ -317,7 +325,7 @@ def serve(
         log_level="warning",
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=graceful_stop_seconds(settings.upload_seconds),
         server_header=False,
         http=head_deadline_of(settings.upload_seconds),
         ws="none",  # no WebSocket endpoint: an Upgrade request gets the JSON answer of its path

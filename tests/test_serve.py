@@ -749,6 +749,13 @@ def test_an_answer_in_progress_at_sigterm_says_connection_close(test_pngs: list[
     assert target.stop()[0] == 0
 
 
+def test_a_graceful_stop_outlasts_the_upload_deadline() -> None:
+    from edgefmnist.runtime.server import SHUTDOWN_SECONDS, STOP_HEAD_SECONDS, graceful_stop_seconds
+
+    for upload_seconds in (0.5, 30, 100, 3600):  # an upload still in time is answered, not cut at 60 s
+        assert graceful_stop_seconds(upload_seconds) >= STOP_HEAD_SECONDS + upload_seconds + SHUTDOWN_SECONDS
+
+
 def test_a_connection_still_silent_after_sigterm_is_closed_without_waiting_for_the_head_deadline() -> None:
     target = ServerProcess("--upload-timeout", "60")
     with socket.create_connection((target.host, target.port)) as sock:
