@@ -37,7 +37,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from edgefmnist.errors import EdgeFmnistError, counted, first_line, printable
 
 SHUTDOWN_SECONDS = 60  # how long a graceful stop waits for answers, beyond the upload deadline
-STOP_HEAD_SECONDS = 2.0  # how long a graceful stop waits for the head of a request on a connection just accepted
+STOP_HEAD_SECONDS = 2.0  # how long a graceful stop waits for a request's head on a connection already open
 
 
 class OneLineLogFormatter(logging.Formatter):
