@@ -147,6 +147,8 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
         raise ServiceError(400, "more than one Content-Type header: send one")
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
+    if "," in media_type:  # repeated headers joined by a proxy (RFC 9110, 5.3): again anyone's guess
+        raise ServiceError(400, f"more than one media type in Content-Type ({media_type!r}): send one")
     codings = [c.strip().lower() for value in request.headers.getlist("content-encoding") for c in value.split(",")]
     encoding = next((coding for coding in codings if coding not in ("identity", "")), None)
     if encoding:  # a gzipped picture would read as a picture Pillow cannot read
@@ -175,7 +177,7 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
     if batch:
         got = repr(media_type) if media_type else content_type_absence(request, content_type)
         raise ServiceError(415, f"expected multipart/form-data with 'file' fields, got {got}")
-    if not media_type.startswith(RAW_TYPES):
+    if not media_type.startswith(RAW_TYPES) or media_type.endswith("/"):  # image/ names no format
         raise ServiceError(
             415,
             f"unsupported Content-Type {media_type!r}: send image/* or multipart/form-data ('file')"

@@ -297,6 +297,12 @@ def truncated_png() -> bytes:
             ["Content-Encoding 'gzip'"],
         ),  # fmt: skip
         (lambda s: post_with_two_content_types(s, b"x"), 400, ["more than one Content-Type header"]),
+        (
+            lambda s: s.post_image(b"x", content_type="image/png, text/plain"),  # two headers joined by a proxy
+            400,
+            ["more than one media type in Content-Type ('image/png, text/plain'): send one"],
+        ),
+        (lambda s: s.post_image(b"x", content_type="image/"), 415, ["unsupported Content-Type 'image/'"]),
         (lambda s: s.post_image(png_declaring(100_000, 100_000)), 413, ["100000 x 100000", "bomb"]),
         (lambda s: s.post_image(png_with_huge_text(Image.new("L", (28, 28)))), 413, ["ICC-profile chunks", "bomb"]),
         (lambda s: s.post_image(b"\0" * (2 << 20)), 413, ["of 2,097,152 bytes is larger than the limit of 1,048,576"]),
@@ -330,6 +336,8 @@ def truncated_png() -> bytes:
         "gzip",
         "gzip-listed-second",
         "two-types",
+        "comma-joined-types",
+        "no-subtype",
         "bomb",
         "text-bomb",
         "too-large",
