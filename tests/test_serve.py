@@ -160,7 +160,7 @@ def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs:
     page = server.request("GET", "/")
     html = page.body.decode()
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
-    assert 'type="file" accept="image/*" capture' in html
+    assert '<input id="file" type="file" accept="image/*">' in html  # no capture: camera or gallery, as the user picks
     assert "http://" not in html and "https://" not in html  # self-contained: nothing from a CDN
 
 
