@@ -75,16 +75,20 @@ class RequestHeadDeadline(H11Protocol):
     that sends a request's head slowly or not at all (Slowloris) would hold its connection, and
     its file descriptor, for ever: enough of them take every descriptor the process may open.
     Once the head is in, the upload deadline of :class:`~edgefmnist.runtime.serve_gate.Gate`
-    bounds the body (408). :func:`head_deadline_of` makes the class for a given ``head_seconds``.
+    bounds the body (408). :func:`head_deadline_of` makes the class for a given ``head_seconds``
+    and ``server_stopping``, which tells whether the graceful stop has begun.
     """
 
     head_seconds: float = 30.0
+    server_stopping: Callable[[], bool]
     head_deadline: asyncio.TimerHandle | None = None
     stopping = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.follow_head()
+        if self.server_stopping():  # accepted in the same batch as the last ones before the stop
+            self.shutdown()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -101,21 +105,24 @@ class RequestHeadDeadline(H11Protocol):
         bytes: at the opening, and once an answer is sent, also when the rest of a body answered
         early (a 401, 413 or 408) is still to come, so that it must all arrive, and the next head
         too, within the deadline. Disarmed while a request is read or answered."""
-        waiting = self.conn.their_state is h11.IDLE or self.conn.our_state is h11.DONE
-        if waiting and not self.transport.is_closing():
+        if self.waiting_for_client() and not self.transport.is_closing():
             if self.head_deadline is None:
                 self.head_deadline = self.loop.call_later(self.head_seconds, self.head_too_slow)
         else:
             self.disarm_head_deadline()
 
+    def waiting_for_client(self) -> bool:
+        """Whether the connection waits on the client alone: for a request's head (just accepted,
+        or kept alive after an answer), or for the rest of a body already answered."""
+        return self.conn.their_state is h11.IDLE or self.conn.our_state is h11.DONE
+
     def shutdown(self) -> None:
-        """uvicorn's graceful stop, except on a connection waiting for a request's head (just
-        accepted, or kept alive after an answer): uvicorn would close it, and a request already on
-        its way would be lost (the client sees a reset or a closed connection). It is answered and
-        then closed if its head arrives within :data:`STOP_HEAD_SECONDS` (or the head deadline, if
-        sooner); else closed then."""
-        answering = self.cycle is not None and not self.cycle.response_complete
-        if answering or self.conn.their_state is not h11.IDLE or self.transport.is_closing():
+        """uvicorn's graceful stop, except on a connection :meth:`waiting_for_client`: uvicorn
+        would close it, and a request already on its way would be lost (the client sees a reset or
+        a closed connection). Its next request is answered, and the connection then closed, if the
+        request's head arrives within :data:`STOP_HEAD_SECONDS` (or the head deadline, if sooner);
+        else it is closed then."""
+        if not self.waiting_for_client() or self.transport.is_closing():
             super().shutdown()
             return
         self.stopping = True
@@ -154,8 +161,9 @@ class CloseWhileStopping:
 
     async def __call__(self, scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         async def send_closing(message: dict) -> None:
+            headers = message.get("headers", [])
             if message["type"] == "http.response.start" and self.stopping():
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         await self.app(scope, receive, send_closing)
@@ -204,10 +212,11 @@ def graceful_stop_seconds(upload_seconds: float) -> int:
     return math.ceil(STOP_HEAD_SECONDS + upload_seconds) + SHUTDOWN_SECONDS
 
 
-def head_deadline_of(seconds: float) -> type[RequestHeadDeadline]:
-    """:class:`RequestHeadDeadline` with ``head_seconds`` set to ``seconds``: uvicorn makes one
-    protocol per connection from the class it is given."""
-    return type("RequestHeadDeadline", (RequestHeadDeadline,), {"head_seconds": seconds})
+def head_deadline_of(seconds: float, server_stopping: Callable[[], bool]) -> type[RequestHeadDeadline]:
+    """:class:`RequestHeadDeadline` with ``head_seconds`` set to ``seconds`` and the server's
+    ``server_stopping``: uvicorn makes one protocol per connection from the class it is given."""
+    attributes = {"head_seconds": seconds, "server_stopping": staticmethod(server_stopping)}
+    return type("RequestHeadDeadline", (RequestHeadDeadline,), attributes)
 
 
 def raise_open_file_limit() -> None:
@@ -327,7 +336,7 @@ def serve(
         lifespan="off",
         timeout_graceful_shutdown=graceful_stop_seconds(settings.upload_seconds),
         server_header=False,
-        http=head_deadline_of(settings.upload_seconds),
+        http=head_deadline_of(settings.upload_seconds, lambda: server.should_exit),
         ws="none",  # no WebSocket endpoint: an Upgrade request gets the JSON answer of its path
     )
     server = GracefulServer(config)

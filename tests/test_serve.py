@@ -742,6 +742,54 @@ def test_a_request_sent_just_after_sigterm_on_an_open_connection_is_answered_the
     assert code == 0 and err.splitlines() == [f"edgefmnist: stopped after answering {answered}"], err
 
 
+def test_an_early_401_s_connection_still_receiving_its_body_at_sigterm_answers_the_retry(
+    test_pngs: list[bytes],
+) -> None:
+    token = "t0ken-with-enough-entropy-1234"
+    guarded = ServerProcess("--token", token)
+    png = test_pngs[0] + b"\0" * 200_000  # trailing bytes after IEND: still a PNG
+    with socket.create_connection((guarded.host, guarded.port)) as sock:
+        head = f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(png)}"
+        sock.sendall(head.encode() + b"\r\n\r\n" + png[:1000])
+        assert raw_json_answer(sock).startswith(b"HTTP/1.1 401 ")  # answered early, before the body
+        sigterm_and_wait_until_refused(guarded)
+        retry = f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        retry += f"Content-Type: image/png\r\nContent-Length: {len(test_pngs[0])}\r\n\r\n"
+        sock.sendall(png[1000:] + retry.encode() + test_pngs[0])
+        answer = raw_json_answer(sock)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in answer.lower(), answer
+    assert guarded.stop()[0] == 0
+
+
+def test_a_connection_accepted_once_the_stop_has_begun_waits_only_the_stop_s_head_deadline() -> None:
+    import asyncio
+
+    import uvicorn
+    from edgefmnist.runtime.server import STOP_HEAD_SECONDS, head_deadline_of
+    from uvicorn.server import ServerState
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        raise AssertionError("no request is sent")
+
+    protocol_class = head_deadline_of(30.0, lambda: True)
+    config = uvicorn.Config(app, http=protocol_class, lifespan="off", ws="none")
+    config.load()
+
+    async def accept() -> tuple[bool, float]:  # as asyncio does after uvicorn told the open connections to stop
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        protocol_of = lambda: protocol_class(config=config, server_state=ServerState(), app_state={})  # noqa: E731
+        transport, protocol = await loop.connect_accepted_socket(protocol_of, ours)
+        assert protocol.head_deadline is not None
+        left = protocol.head_deadline.when() - loop.time()
+        transport.close()
+        theirs.close()
+        return protocol.stopping, left
+
+    stopping, seconds_left = asyncio.run(accept())
+    assert stopping and seconds_left <= STOP_HEAD_SECONDS  # not the 30 s of --upload-timeout
+
+
 def test_an_answer_in_progress_at_sigterm_says_connection_close(test_pngs: list[bytes]) -> None:
     target = ServerProcess()
     png = test_pngs[0]
