@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -162,11 +162,16 @@ class CloseWhileStopping:
     async def __call__(self, scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         async def send_closing(message: dict) -> None:
             headers = message.get("headers", [])
-            if message["type"] == "http.response.start" and self.stopping():
+            if message["type"] == "http.response.start" and self.stopping() and not has_connection_header(headers):
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         await self.app(scope, receive, send_closing)
+
+
+def has_connection_header(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether an ASGI answer's ``headers`` already hold a ``Connection`` header."""
+    return any(name.lower() == b"connection" for name, _ in headers)
 
 
 def is_loopback(host: str) -> bool:

@@ -790,6 +790,20 @@ def test_a_connection_accepted_once_the_stop_has_begun_waits_only_the_stop_s_hea
     assert stopping and seconds_left <= STOP_HEAD_SECONDS  # not the 30 s of --upload-timeout
 
 
+def test_an_answer_that_says_connection_close_itself_says_it_once_during_the_stop() -> None:
+    target = ServerProcess("--upload-timeout", "1")
+    with socket.create_connection((target.host, target.port)) as sock:
+        time.sleep(0.3)
+        sigterm_and_wait_until_refused(target)
+        sock.sendall(
+            b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\nx"
+        )
+        answer = raw_json_answer(sock)  # the body never comes: 408, which closes the connection anyway
+    head = answer.split(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    assert head[0].startswith(b"http/1.1 408 ") and head.count(b"connection: close") == 1, head
+    assert target.stop()[0] == 0
+
+
 def test_an_answer_in_progress_at_sigterm_says_connection_close(test_pngs: list[bytes]) -> None:
     target = ServerProcess()
     png = test_pngs[0]
