@@ -147,8 +147,8 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
         raise ServiceError(400, "more than one Content-Type header: send one")
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
-    if "," in media_type:  # repeated headers joined by a proxy (RFC 9110, 5.3): again anyone's guess
-        raise ServiceError(400, f"more than one media type in Content-Type ({media_type!r}): send one")
+    if has_unquoted_comma(content_type):  # repeated headers joined by a proxy (RFC 9110, 5.3): anyone's guess too
+        raise ServiceError(400, f"more than one media type in Content-Type ({content_type!r}): send one")
     codings = [c.strip().lower() for value in request.headers.getlist("content-encoding") for c in value.split(",")]
     encoding = next((coding for coding in codings if coding not in ("identity", "")), None)
     if encoding:  # a gzipped picture would read as a picture Pillow cannot read
@@ -188,6 +188,22 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
     if not body:
         raise ServiceError(400, "empty body: send the picture's bytes")
     return [("upload", body)]
+
+
+def has_unquoted_comma(value: str) -> bool:
+    """Whether a header ``value`` holds a comma outside its quoted strings: a list, where a
+    Content-Type holds one media type and its parameters (RFC 9110, 8.3.1 and 5.6.4)."""
+    quoted = escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            return True
+    return False
 
 
 def content_type_absence(request: Request, content_type: str) -> str:

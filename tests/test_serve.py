@@ -302,6 +302,13 @@ def truncated_png() -> bytes:
             400,
             ["more than one media type in Content-Type ('image/png, text/plain'): send one"],
         ),
+        (
+            lambda s: s.request(
+                "POST", "/v1/classify", b"x", {"Content-Type": "multipart/form-data; boundary=x, image/png"}
+            ),
+            400,
+            ["more than one media type in Content-Type ('multipart/form-data; boundary=x, image/png'): send one"],
+        ),
         (lambda s: s.post_image(b"x", content_type="image/"), 415, ["unsupported Content-Type 'image/'"]),
         (lambda s: s.post_image(png_declaring(100_000, 100_000)), 413, ["100000 x 100000", "bomb"]),
         (lambda s: s.post_image(png_with_huge_text(Image.new("L", (28, 28)))), 413, ["ICC-profile chunks", "bomb"]),
@@ -337,6 +344,7 @@ def truncated_png() -> bytes:
         "gzip-listed-second",
         "two-types",
         "comma-joined-types",
+        "comma-joined-after-parameters",
         "no-subtype",
         "bomb",
         "text-bomb",
@@ -357,6 +365,32 @@ def test_errors_are_json_one_liners_with_their_status(
 ) -> None:
     assert_error(send(server), status, *fragments)
     assert server.request("GET", "/healthz").status == 200  # and the service lives on
+
+
+@pytest.mark.parametrize(
+    ("value", "joined"),
+    [
+        ("image/png", False),
+        ('image/jpeg; name="a,b"', False),
+        ('multipart/form-data; boundary="a,b"', False),
+        ('image/jpeg; name="a\\",b"', False),  # an escaped quote does not end the string
+        ("image/png, text/plain", True),
+        ("image/png; q=1, text/plain", True),
+        ('image/jpeg; name="a", text/plain', True),
+    ],
+)
+def test_a_comma_outside_quotes_is_two_media_types(value: str, joined: bool) -> None:
+    from edgefmnist.runtime.serve import has_unquoted_comma
+
+    assert has_unquoted_comma(value) is joined
+
+
+def test_a_quoted_comma_in_a_content_type_parameter_is_accepted(server: ServerProcess, test_pngs: list[bytes]) -> None:
+    assert server.post_image(test_pngs[0], content_type='image/png; name="a,b"').status == 200
+    part = b'--a,b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+    body = part + test_pngs[0] + b"\r\n--a,b--\r\n"  # RFC 2046, 5.1.1: a boundary may hold a comma
+    reply = server.request("POST", "/v1/classify", body, {"Content-Type": 'multipart/form-data; boundary="a,b"'})
+    assert reply.status == 200, reply.body
 
 
 def test_a_websocket_upgrade_is_answered_as_plain_http(server: ServerProcess) -> None:
