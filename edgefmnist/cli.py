@@ -459,7 +459,8 @@ def infer(
         list[str] | None,
         typer.Option(
             "--image",
-            help="A picture, a folder of pictures, a glob pattern, or - for a picture on standard input (repeatable).",
+            help="A picture, a folder of pictures, a glob pattern, or - for a picture on standard input "
+            "(./- for a file called -; repeatable).",
         ),
     ] = None,
     sample: Annotated[

@@ -189,10 +189,13 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     unread: dict[Path, str] = {}
     for pattern in patterns:
         path = Path(pattern)
+        if pattern == STDIN:  # even beside a folder called "-" (./- names it)
+            found.append(path)
+            continue
         try:
             if names_folders := path.is_dir():
                 entries = folder_entries(path)
-            elif pattern != STDIN and not path.exists() and glob.has_magic(pattern):
+            elif not path.exists() and glob.has_magic(pattern):
                 names_folders = pattern.endswith(("/", os.sep)) and "**" not in path.parts
                 entries, unlisted, none_because = (folders_entries if names_folders else glob_entries)(pattern)
                 for folder, reason in unlisted.items():
@@ -200,7 +203,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
                 if not entries and none_because:
                     empty[pattern] = none_because
                     continue
-            elif str(path) == STDIN and pattern != STDIN:  # ./-: a file named "-", not standard input
+            elif str(path) == STDIN:  # ./-: a file named "-", not standard input
                 found.append(Path(os.path.abspath(pattern)))
                 continue
             else:

@@ -828,6 +828,18 @@ def test_dot_slash_dash_names_a_file_called_dash_not_standard_input(tmp_path: Pa
     assert result.stdout.startswith(f"{tmp_path / '-'}: Pullover "), result.stdout
 
 
+def test_dash_reads_standard_input_even_beside_a_folder_called_dash(tmp_path: Path, fashion) -> None:
+    (tmp_path / "-").mkdir()
+    Image.fromarray(fashion.test.images[0]).save(tmp_path / "-" / "boot.png")
+    png = io.BytesIO()
+    Image.fromarray(fashion.test.images[1]).save(png, format="PNG")
+    command = [sys.executable, "-m", "edgefmnist.cli", "infer", "--model", str(SHIPPED_MLP), "--image", "-"]
+    result = subprocess.run(command, input=png.getvalue(), capture_output=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("<stdin>: Pullover "), lines  # not the folder's boot
+
+
 @pytest.mark.parametrize("data, message", [(b"", "nothing on standard input"), (b"no picture", "not an image")])
 def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     result = infer_stdin(data)
