@@ -268,9 +268,28 @@ class GracefulServer(uvicorn.Server):
     signal that arrives while uvicorn starts up still stops it gracefully.
     """
 
+    loop: asyncio.AbstractEventLoop | None = None  # set by :func:`serve_on`
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self.force_exit and self.loop is not None:  # a second Ctrl-C
+            self.loop.call_soon_threadsafe(self.stop_at_once)
+
+    def stop_at_once(self) -> None:
+        """Cancel every request in progress (each is answered 503, with ``Connection: close``) and
+        close every connection waiting on its client. uvicorn's force exit closes none, and its
+        last step, ``asyncio.Server.wait_closed``, waits for every connection since Python 3.12.1
+        (uvicorn PR #2145 fixed only the graceful path): an idle connection, or an upload in
+        progress, would hold the process until its deadline."""
+        for task in list(self.server_state.tasks):
+            task.cancel()
+        for connection in list(self.server_state.connections):
+            if isinstance(connection, RequestHeadDeadline) and connection.waiting_for_client():
+                connection.transport.abort()
 
 
 @contextlib.contextmanager
@@ -284,9 +303,10 @@ def stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[N
             signal.signal(sig, previous)
 
 
-async def serve_on(server: uvicorn.Server, sock: socket.socket, handler: AcceptFailureWarning) -> None:
+async def serve_on(server: GracefulServer, sock: socket.socket, handler: AcceptFailureWarning) -> None:
     """Run ``server`` on the bound ``sock`` in the running loop, whose exception handler is ``handler``."""
-    asyncio.get_running_loop().set_exception_handler(handler)
+    server.loop = asyncio.get_running_loop()
+    server.loop.set_exception_handler(handler)
     await server.serve(sockets=[sock])
 
 

@@ -776,6 +776,41 @@ def test_a_request_sent_just_after_sigterm_on_an_open_connection_is_answered_the
     assert code == 0 and err.splitlines() == [f"edgefmnist: stopped after answering {answered}"], err
 
 
+def test_a_second_ctrl_c_cancels_what_is_in_progress_and_closes_idle_connections_itself() -> None:
+    """Python 3.12.1's ``asyncio.Server.wait_closed`` waits for every connection: uvicorn's force
+    exit closes none, so without this an idle connection held a second Ctrl-C for 2 s and an
+    upload for its whole deadline. Python 3.11's does not wait, so this is checked in the loop."""
+    import asyncio
+
+    import uvicorn
+    from edgefmnist.runtime.server import GracefulServer, head_deadline_of
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        raise AssertionError("no request is sent")
+
+    protocol_class = head_deadline_of(30.0, lambda: False)
+    config = uvicorn.Config(app, http=protocol_class, lifespan="off", ws="none")
+    config.load()
+    server = GracefulServer(config)
+
+    async def second_ctrl_c() -> tuple[bool, bool]:
+        server.loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        protocol_of = lambda: protocol_class(config=config, server_state=server.server_state, app_state={})  # noqa: E731
+        transport, _ = await server.loop.connect_accepted_socket(protocol_of, ours)  # idle: waits on its client
+        in_progress = asyncio.create_task(asyncio.sleep(60))
+        server.server_state.tasks.add(in_progress)
+        server.handle_exit(signal.SIGINT, None)
+        server.handle_exit(signal.SIGINT, None)
+        await asyncio.sleep(0.1)
+        closed = transport.is_closing()
+        theirs.close()
+        return in_progress.cancelled(), closed
+
+    cancelled, closed = asyncio.run(second_ctrl_c())
+    assert server.force_exit and cancelled and closed
+
+
 def test_an_early_401_s_connection_still_receiving_its_body_at_sigterm_answers_the_retry(
     test_pngs: list[bytes],
 ) -> None:
