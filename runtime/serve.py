@@ -148,7 +148,11 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
     content_type = request.headers.get("content-type", "")
     media_type = content_type.partition(";")[0].strip().lower()
     if has_unquoted_comma(content_type):  # repeated headers joined by a proxy (RFC 9110, 5.3): anyone's guess too
-        raise ServiceError(400, f"more than one media type in Content-Type ({content_type!r}): send one")
+        raise ServiceError(
+            400,
+            f"a comma outside quotes in Content-Type ({content_type!r}): send one media type, "
+            "and quote a parameter that holds a comma",
+        )
     codings = [c.strip().lower() for value in request.headers.getlist("content-encoding") for c in value.split(",")]
     encoding = next((coding for coding in codings if coding not in ("identity", "")), None)
     if encoding:  # a gzipped picture would read as a picture Pillow cannot read
@@ -191,9 +195,9 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[t
 
 
 def has_unquoted_comma(value: str) -> bool:
-    """Whether a header ``value`` holds a comma outside its quoted strings: a list, where a
-    Content-Type holds one media type and its parameters (RFC 9110, 8.3.1 and 5.6.4)."""
-    quoted = escaped = False
+    """Whether a header ``value`` holds a comma outside its quoted strings (or in one never closed):
+    a list, where a Content-Type holds one media type and its parameters (RFC 9110, 8.3.1 and 5.6.4)."""
+    quoted = escaped = comma_in_open_quote = False
     for char in value:
         if escaped:
             escaped = False
@@ -201,9 +205,12 @@ def has_unquoted_comma(value: str) -> bool:
             escaped = True
         elif char == '"':
             quoted = not quoted
-        elif char == "," and not quoted:
-            return True
-    return False
+            comma_in_open_quote = False
+        elif char == ",":
+            if not quoted:
+                return True
+            comma_in_open_quote = True
+    return quoted and comma_in_open_quote  # a quote never closed quotes nothing
 
 
 def content_type_absence(request: Request, content_type: str) -> str:
