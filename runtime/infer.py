@@ -18,6 +18,7 @@ import decimal
 import fnmatch
 import glob
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -572,8 +573,9 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     relative to the folder all sources share, with ``.png`` for its extension
     (``photos/shirt/1.jpg`` and ``photos/dress/1.jpg`` -> ``TARGET/shirt/1.png`` and
     ``TARGET/dress/1.png``); pictures whose names differ only in their extension keep it
-    (``1.jpg.png``, ``1.webp.png``), standard input is ``stdin.png``, and a name too long for a
-    folder is cut (:func:`fitted_name`). So names never collide.
+    (``1.jpg.png``, ``1.webp.png``), standard input is ``stdin.png`` (``stdin~2.png`` beside a
+    picture called ``stdin``), and a name too long for a folder is cut (:func:`fitted_name`).
+    So names never collide.
     Raises :class:`UsageError` (exit 2) for ``-`` (:func:`refuse_dash`), when several pictures
     are given and TARGET is a file, or
     a new name with an extension (``seen.jpg``, ``seen.onnx``; not ``run-1.5``, see
@@ -598,7 +600,10 @@ def preprocessed_paths(target: str | Path, sources: list[Path]) -> list[Path]:
     absolute = [Path(os.path.abspath(s)) if str(s) != STDIN else None for s in sources]
     parents = [str(a.parent) for a in absolute if a is not None]
     common = Path(os.path.commonpath(parents)) if parents else Path()
-    relative = [a.relative_to(common) if a is not None else Path("stdin") for a in absolute]
+    files = {a.relative_to(common) for a in absolute if a is not None}
+    candidates = (Path("stdin" if i == 1 else f"stdin~{i}") for i in itertools.count(1))
+    stdin = next(name for name in candidates if name not in files)  # stdin~2 beside a picture called stdin
+    relative = [a.relative_to(common) if a is not None else stdin for a in absolute]
     names = [r.with_suffix(".png") for r in relative]
     for _ in range(len(names)):  # keep the extension of every picture in a clash (one file given twice stays one)
         if len(set(names)) == len(names):
