@@ -281,7 +281,7 @@ class GracefulServer(uvicorn.Server):
 
     def stop_at_once(self) -> None:
         """Cancel every request in progress (each is answered 503, with ``Connection: close``) and
-        close every connection waiting on its client. uvicorn's force exit closes none, and its
+        drop (abort) every connection waiting on its client. uvicorn's force exit closes none, and its
         last step, ``asyncio.Server.wait_closed``, waits for every connection since Python 3.12.1
         (uvicorn PR #2145 fixed only the graceful path): an idle connection, or an upload in
         progress, would hold the process until its deadline."""
