@@ -284,7 +284,10 @@ class GracefulServer(uvicorn.Server):
         drop (abort) every connection waiting on its client. uvicorn's force exit closes none, and its
         last step, ``asyncio.Server.wait_closed``, waits for every connection since Python 3.12.1
         (uvicorn PR #2145 fixed only the graceful path): an idle connection, or an upload in
-        progress, would hold the process until its deadline."""
+        progress, would hold the process until its deadline. The listening socket closes first,
+        not at uvicorn's next tick, so that no connection is accepted meanwhile."""
+        for listener in getattr(self, "servers", ()):  # uvicorn sets them once it has started
+            listener.close()
         for task in list(self.server_state.tasks):
             task.cancel()
         for connection in list(self.server_state.connections):

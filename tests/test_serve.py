@@ -804,15 +804,17 @@ def test_a_second_ctrl_c_cancels_what_is_in_progress_and_closes_idle_connections
         transport, _ = await server.loop.connect_accepted_socket(protocol_of, ours)  # idle: waits on its client
         in_progress = asyncio.create_task(asyncio.sleep(60))
         server.server_state.tasks.add(in_progress)
+        server.servers = [await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)]
         server.handle_exit(signal.SIGINT, None)
         server.handle_exit(signal.SIGINT, None)
-        await asyncio.sleep(0.1)
-        closed = transport.is_closing()
+        await asyncio.sleep(0.01)  # not uvicorn's next tick (0.1 s): nothing may be accepted meanwhile
+        closed = transport.is_closing() and not server.servers[0].is_serving()
         theirs.close()
         return in_progress.cancelled(), closed
 
     cancelled, closed = asyncio.run(second_ctrl_c())
     assert server.force_exit and cancelled and closed
+    GracefulServer(config).stop_at_once()  # before uvicorn has started: nothing to close yet
 
 
 def test_an_early_401_s_connection_still_receiving_its_body_at_sigterm_answers_the_retry(
