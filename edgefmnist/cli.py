@@ -11,6 +11,7 @@ work on a board where only numpy, onnxruntime, pillow and typer are installed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ import traceback
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import click
 import click.exceptions
@@ -940,7 +941,19 @@ def main(argv: list[str] | None = None) -> None:
         code = code or 1
     if in_main_thread and previous_sigterm is not None:  # None: a handler set outside Python
         signal.signal(signal.SIGTERM, previous_sigterm)
+    if code == INTERRUPTED and is_serve(args) and argv is None:  # serve stopped at once: see exit_at_once
+        exit_at_once(code)
     sys.exit(code)
+
+
+def exit_at_once(code: int) -> NoReturn:
+    """Exit with ``code`` now, without joining the worker threads: after a second Ctrl-C, ``serve``
+    has answered 503 to what was in progress, but a classification still running in a worker would
+    hold the process until it ends (seconds for a large batch), and a third Ctrl-C meanwhile gives
+    the interpreter's traceback and SIGABRT. Only for ``edgefmnist serve`` run as a program."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no, a broken or a closed stderr
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def printing_help(exc: BaseException) -> bool:

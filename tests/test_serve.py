@@ -912,6 +912,27 @@ def test_a_connection_still_silent_after_sigterm_is_closed_without_waiting_for_t
     assert code == 0 and err.splitlines() == ["edgefmnist: stopped after answering 0 requests"], err
 
 
+def test_a_second_ctrl_c_does_not_wait_for_the_classification_running_in_a_worker() -> None:
+    picture = png_bytes(np.tile((np.arange(6000) % 256).astype(np.uint8), (6000, 1)))  # 36 MP: 0.2 s or more each
+    body, content_type = multipart([(f"g{i}.png", picture) for i in range(40)])
+    target = ServerProcess("--threads", "1", "--max-body-mb", "100")
+    with socket.create_connection((target.host, target.port)) as sock:
+        head = f"POST /v1/classify/batch HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(0.5)  # the batch is being classified
+        target.process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        target.process.send_signal(signal.SIGINT)
+        answer = raw_json_answer(sock)
+        try:
+            code = target.process.wait(timeout=3)  # the batch alone takes seconds more: not waited for
+        finally:
+            target.process.kill()
+    err = target.process.communicate()[1]
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"stopped before it answered this request" in answer, answer
+    assert code == 130 and err.splitlines()[-1] == "edgefmnist: interrupted", err
+
+
 @pytest.mark.slow
 def test_sigterm_during_load_answers_every_accepted_request_and_exits_0() -> None:
     photos = [p.read_bytes() for p in sorted((PHOTOS / "dress").glob("*.jpg"))[:4]]
