@@ -768,7 +768,7 @@ def test_a_request_sent_just_after_sigterm_on_an_open_connection_is_answered_the
     with socket.create_connection((target.host, target.port)) as sock:
         if kept_alive:
             assert b"\r\nconnection: close\r\n" not in raw_post(sock, test_pngs[0]).lower()
-        time.sleep(0.3)  # accepted, and waiting for a request
+        time.sleep(1.0)  # accepted, and waiting for a request
         sigterm_and_wait_until_refused(target)
         time.sleep(0.2)  # the connections open were told to stop
         answer = raw_post(sock, test_pngs[1])
@@ -866,9 +866,9 @@ def test_a_connection_accepted_once_the_stop_has_begun_waits_only_the_stop_s_hea
 
 
 def test_an_answer_that_says_connection_close_itself_says_it_once_during_the_stop() -> None:
-    target = ServerProcess("--upload-timeout", "1")
+    target = ServerProcess("--upload-timeout", "3")
     with socket.create_connection((target.host, target.port)) as sock:
-        time.sleep(0.3)
+        time.sleep(1.0)  # accepted
         sigterm_and_wait_until_refused(target)
         sock.sendall(
             b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\nx"
@@ -884,7 +884,7 @@ def test_an_answer_in_progress_at_sigterm_says_connection_close(test_pngs: list[
     png = test_pngs[0]
     slow = open_slow_upload(target, len(png))
     try:
-        time.sleep(0.3)
+        time.sleep(1.0)  # accepted, its body being read
         sigterm_and_wait_until_refused(target)
         slow.sendall(png[1:])
         answer = raw_json_answer(slow)
@@ -904,7 +904,7 @@ def test_a_graceful_stop_outlasts_the_upload_deadline() -> None:
 def test_a_connection_still_silent_after_sigterm_is_closed_without_waiting_for_the_head_deadline() -> None:
     target = ServerProcess("--upload-timeout", "60")
     with socket.create_connection((target.host, target.port)) as sock:
-        time.sleep(0.3)  # accepted
+        time.sleep(1.0)  # accepted
         sigterm_and_wait_until_refused(target)
         sock.settimeout(15)
         assert sock.recv(4096) == b""  # closed, not answered
