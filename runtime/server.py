@@ -82,7 +82,6 @@ class RequestHeadDeadline(H11Protocol):
     head_seconds: float = 30.0
     server_stopping: Callable[[], bool]
     head_deadline: asyncio.TimerHandle | None = None
-    stopping = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -92,7 +91,7 @@ class RequestHeadDeadline(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.stopping and self.cycle is not None:
+        if self.server_stopping() and self.cycle is not None:
             self.cycle.keep_alive = False  # answered, then closed
         self.follow_head()
 
@@ -125,7 +124,6 @@ class RequestHeadDeadline(H11Protocol):
         if not self.waiting_for_client() or self.transport.is_closing():
             super().shutdown()
             return
-        self.stopping = True
         stop_at = self.loop.time() + STOP_HEAD_SECONDS
         if self.head_deadline is None or self.head_deadline.when() > stop_at:
             self.disarm_head_deadline()
@@ -356,15 +354,19 @@ def serve(
         say(warning)
     if not is_loopback(bound_host) and not settings.token:  # the address bound: 127.1 is loopback too
         say(f"edgefmnist: warning: listening on {host} without --token: anyone on the network can use the service")
+
+    def stopping() -> bool:  # the graceful stop has begun
+        return server.should_exit
+
     config = uvicorn.Config(
-        CloseWhileStopping(app, lambda: server.should_exit),
+        CloseWhileStopping(app, stopping),
         log_config=LOG_CONFIG,
         log_level="warning",
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=graceful_stop_seconds(settings.upload_seconds),
         server_header=False,
-        http=head_deadline_of(settings.upload_seconds, lambda: server.should_exit),
+        http=head_deadline_of(settings.upload_seconds, stopping),
         ws="none",  # no WebSocket endpoint: an Upgrade request gets the JSON answer of its path
     )
     server = GracefulServer(config)
