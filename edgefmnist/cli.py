@@ -126,6 +126,15 @@ TEST_FILES = "the test set's two t10k IDX files, or all four"
 DataDirOption = Annotated[Path | None, data_dir_option("the four IDX files")]
 TestDataDirOption = Annotated[Path | None, data_dir_option(TEST_FILES)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+ShippedModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="An exported .onnx model [default: the shipped model].",
+        callback=must_exist,
+        dir_okay=False,
+        readable=False,
+    ),
+]
 
 
 MIN_CONFIDENCE_HELP = "say unsure unless the top probability is above this (0: never for this reason, 1: always)."
@@ -470,15 +479,7 @@ def infer(
             help="Classify test-set images by index: START:STOP (0:5, :5, 9990:) or one INDEX (7), with the true class."
         ),
     ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="An exported .onnx model [default: the shipped model].",
-            callback=must_exist,
-            dir_okay=False,
-            readable=False,
-        ),
-    ] = None,
+    model: ShippedModelOption = None,
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes to show per image.")
     ] = contract.DEFAULT_TOP_K,
@@ -785,15 +786,7 @@ def bench(
 
 @app.command()
 def serve(
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="An exported .onnx model [default: the shipped model].",
-            callback=must_exist,
-            dir_okay=False,
-            readable=False,
-        ),
-    ] = None,
+    model: ShippedModelOption = None,
     host: Annotated[
         str,
         typer.Option(
