@@ -41,15 +41,8 @@ def classify_and_report(
     (min-confidence, min-typicality), and print each result as it comes (with ``json_output``: one
     JSON list at the end). Raises :class:`UsageError` for conflicting or missing inputs and
     ``typer.Exit(1)`` when any picture could not be classified or its preprocessed image not saved."""
-    from edgefmnist.runtime.infer import (
-        STDIN,
-        Classified,
-        classify_arrays,
-        classify_files,
-        find_pictures,
-        parse_sample,
-        save_test_images,
-    )
+    from edgefmnist.runtime.infer import Classified, classify_arrays, classify_files, parse_sample, save_test_images
+    from edgefmnist.runtime.picture_files import STDIN, find_pictures
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     min_confidence, min_typicality = thresholds

@@ -354,146 +354,6 @@ def test_a_picture_that_breaks_preprocessing_does_not_stop_the_batch(
 SHIPPED_MLP = Path(__file__).parents[1] / "models" / "mlp.onnx"
 
 
-def test_folder_extensions_are_exactly_those_pillow_and_the_heif_plugin_open(tmp_path: Path) -> None:
-    """All but PostScript, which is not run, and MPEG video, which Pillow only sizes."""
-    from edgefmnist.runtime.infer import find_pictures
-    from edgefmnist.runtime.picture_formats import picture_extensions, register_heif_plugin
-    from PIL import Image, ImageFile
-
-    def is_stub(factory: object) -> bool:
-        return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
-
-    assert register_heif_plugin() is not None  # pi-heif is part of the base install
-    Image.init()
-    opened = {
-        ext
-        for ext, fmt in Image.registered_extensions().items()
-        if fmt in Image.OPEN and not is_stub(Image.OPEN[fmt][0]) and fmt not in ("EPS", "MPEG")
-    }
-    assert picture_extensions() == opened
-    assert {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".avif", ".heic", ".heif", ".tif"} <= opened
-    saved_only_or_stub = {ext for ext in Image.registered_extensions() if ext not in opened}  # .pdf, .h5, .grib, ...
-    assert {".pdf", ".h5"} <= saved_only_or_stub
-    names = [f"x{ext}" for ext in sorted(opened)] + [f"y{ext}" for ext in sorted(saved_only_or_stub)]
-    names += ["notes.txt", "README", "X.HEIC"]
-    for name in names:
-        (tmp_path / name).write_bytes(b"")
-    found = find_pictures([str(tmp_path)])
-    kept = {p.name for p in found.paths}
-    assert kept == {f"x{ext}" for ext in opened} | {"X.HEIC"}
-    assert {p.name for p in found.skipped} == set(names) - kept
-    globbed = find_pictures([str(tmp_path / "*")])
-    assert globbed == found  # a folder and a glob treat every file alike
-
-
-def test_folders_and_globs_leave_out_dot_names_and_globs_take_any_depth_with_two_stars(tmp_path: Path) -> None:
-    from edgefmnist.runtime.infer import find_pictures
-
-    for name in ("top.jpg", "._top.jpg", ".hidden.jpg", "2024/a.jpg", "2024/07/b.jpg", ".cache/c.jpg"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"")  # a macOS ._ file is metadata named like a picture
-    folder = find_pictures([str(tmp_path)])
-    assert folder.paths == [tmp_path / "top.jpg"] and set(folder.skipped) == {tmp_path / "2024"}
-    assert find_pictures([str(tmp_path / "*")]) == folder
-    deep = find_pictures([str(tmp_path / "**" / "*.jpg")])
-    assert deep.paths == [tmp_path / "2024" / "07" / "b.jpg", tmp_path / "2024" / "a.jpg", tmp_path / "top.jpg"]
-    assert find_pictures([str(tmp_path / "**")]).skipped == {}  # the folders it matches are searched, not skipped
-    in_folders = find_pictures([f"{tmp_path}/*/"])  # a glob ending with / names folders: their files, as a folder's
-    assert in_folders.paths == [tmp_path / "2024" / "a.jpg"] and set(in_folders.skipped) == {tmp_path / "2024" / "07"}
-    (tmp_path / "2024" / "07" / "up").symlink_to("..")  # loops: glob.glob's ** would take 2**40 paths through them
-    (tmp_path / "2024" / "07" / "top").symlink_to("../..")
-    os.link(tmp_path / "top.jpg", tmp_path / "zz-hard.jpg")
-    looped = find_pictures([str(tmp_path / "**" / "*.jpg"), str(tmp_path / "top.jpg"), f"{tmp_path}/./top.jpg"])
-    assert looped.paths == deep.paths  # each file once, under the first name that reached it (zz-hard.jpg is top.jpg)
-    spelled = find_pictures([str(tmp_path / "**" / ".cache" / "*.jpg"), str(tmp_path / "**" / "._*.jpg")])
-    assert spelled.paths == [tmp_path / ".cache" / "c.jpg", tmp_path / "._top.jpg"]  # dot names the pattern spells
-    assert find_pictures([str(tmp_path / "**" / ".*" / "*")]).paths == [tmp_path / ".cache" / "c.jpg"]  # as bash
-    (tmp_path / ".cache" / ".d.jpg").write_bytes(b"")
-    dot_files = find_pictures([str(tmp_path / "**" / ".*.jpg")]).paths  # dot files, not inside dot folders (bash)
-    assert dot_files == [tmp_path / "._top.jpg", tmp_path / ".hidden.jpg"]
-
-
-def test_a_two_star_walk_names_the_folders_it_may_not_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgefmnist.runtime.infer import find_pictures
-
-    for name in ("2024/a.jpg", "2024/locked/b.jpg", "2025/locked/c.jpg", ".cache/locked/d.jpg"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"")
-    real_scandir = os.scandir
-
-    def scandir(path=".", *args):  # as for folders without read permission: pathlib's glob passes over them
-        if Path(path).name == "locked":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path, *args)
-
-    monkeypatch.setattr(os, "scandir", scandir)
-    reason = "cannot read (Permission denied), so the pictures inside were not searched"
-    found = find_pictures([str(tmp_path / "**" / "*.jpg")])
-    assert found.paths == [tmp_path / "2024" / "a.jpg"]
-    assert found.unread == {tmp_path / "2024" / "locked": reason, tmp_path / "2025" / "locked": reason}
-    assert found.skipped == {}
-    below_2024 = find_pictures([str(tmp_path / "2024*" / "**" / "*.jpg")])  # 2025/ is not searched: not named
-    assert below_2024.unread == {tmp_path / "2024" / "locked": reason}
-    spelled = find_pictures([str(tmp_path / "**" / ".cache" / "**" / "*.jpg")])  # dot folders where spelled
-    assert spelled.paths == [] and (tmp_path / ".cache" / "locked") in spelled.unread
-    (tmp_path / "links").mkdir()
-    (tmp_path / "links" / "2024").symlink_to(tmp_path / "2024")  # followed above the ** level, as the glob does
-    (tmp_path / "links" / "2024" / "loop").symlink_to(tmp_path / "links")  # not below it
-    linked = find_pictures([str(tmp_path / "links" / "*" / "**" / "*.jpg")])
-    assert linked.paths == [tmp_path / "links" / "2024" / "a.jpg"]
-    assert linked.unread == {tmp_path / "links" / "2024" / "locked": reason}
-
-
-def test_a_two_star_glob_under_a_missing_folder_is_one_error(tmp_path: Path) -> None:
-    from edgefmnist.runtime.infer import find_pictures
-
-    patterns = [str(tmp_path / "nothing" / "**"), str(tmp_path / "nothing" / "**" / "*.jpg")]
-    found = find_pictures(patterns)
-    assert (found.paths, found.unread) == ([], {})
-    assert found.empty == {pattern: "no files match" for pattern in patterns}
-
-
-def test_a_two_star_walk_names_a_folder_it_may_list_but_not_enter(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from edgefmnist.runtime.infer import find_pictures
-
-    for name in ("a.jpg", "closed/b.jpg"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"")
-    real_stat = Path.stat
-
-    def stat(self: Path, **kwargs):  # as for a file in a folder without search permission (the tests may run as root)
-        if self.parent.name == "closed":
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_stat(self, **kwargs)
-
-    monkeypatch.setattr(Path, "stat", stat)
-    found = find_pictures([str(tmp_path / "**" / "*.jpg")])
-    assert found.paths == [tmp_path / "a.jpg"] and found.empty == {}
-    assert found.unread == {
-        tmp_path / "closed": "cannot read (Permission denied), so the pictures inside were not searched"
-    }
-
-
-def test_a_tree_too_deep_for_a_two_star_walk_is_one_error_line(tmp_path: Path) -> None:
-    from edgefmnist.runtime.infer import find_pictures
-
-    folder = str(tmp_path)
-    for _ in range(1100):  # pathlib's walk recurses once a folder: Python's limit is 1,000 frames
-        folder += "/d"
-        os.mkdir(folder)  # one at a time: mkdir(parents=True) recurses too
-    Path(folder, "z.jpg").write_bytes(b"")
-    try:
-        found = find_pictures([str(tmp_path / "**" / "*.jpg")])
-        assert found.paths == [] and found.empty == {str(tmp_path / "**" / "*.jpg"): "too many folders deep to search"}
-    finally:  # one at a time again: pytest's clean-up of old temp folders would recurse as deep
-        os.remove(Path(folder, "z.jpg"))
-        while folder != str(tmp_path):
-            os.rmdir(folder)
-            folder = os.path.dirname(folder)
-
-
 def picture_folder(tmp_path: Path, fashion) -> Path:
     """Test image 1 (a pullover) as AVIF, JFIF, JPE and HEIC, beside a text file."""
     import pillow_heif
@@ -876,7 +736,7 @@ def test_save_preprocessed_accepts_the_extensions_of_png_only(tmp_path: Path, fa
 
 
 def test_a_folder_or_glob_without_pictures_is_reported_and_the_others_are_classified(tmp_path: Path, fashion) -> None:
-    from edgefmnist.runtime.infer import find_pictures
+    from edgefmnist.runtime.picture_files import find_pictures
 
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "notes.txt").write_text("no picture here\n")
@@ -903,7 +763,7 @@ def test_a_folder_or_glob_without_pictures_is_reported_and_the_others_are_classi
 
 
 def test_a_glob_that_matches_only_what_is_no_file_names_each_match(tmp_path: Path) -> None:
-    from edgefmnist.runtime.infer import find_pictures
+    from edgefmnist.runtime.picture_files import find_pictures
 
     os.mkfifo(tmp_path / "p.jpg")
     (tmp_path / "sub.jpg").mkdir()
@@ -930,7 +790,7 @@ def test_a_glob_that_matches_only_what_is_no_file_names_each_match(tmp_path: Pat
 def test_a_folder_that_cannot_be_read_is_reported_and_the_others_are_classified(
     tmp_path: Path, fashion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgefmnist.runtime.infer import find_pictures
+    from edgefmnist.runtime.picture_files import find_pictures
 
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -968,7 +828,7 @@ def test_a_folder_that_cannot_be_read_is_reported_and_the_others_are_classified(
 def test_a_glob_ending_with_a_slash_reports_its_folders_as_folder_arguments_are(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgefmnist.runtime.infer import find_pictures
+    from edgefmnist.runtime.picture_files import find_pictures
 
     for name in ("a/x.jpg", "b/notes.txt", "c/y.jpg"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -1060,7 +920,7 @@ def test_save_preprocessed_with_nothing_to_classify_reports_the_empty_folder(tmp
 def test_a_folder_reports_entries_that_are_not_regular_files(tmp_path: Path) -> None:
     import os
 
-    from edgefmnist.runtime.infer import find_pictures
+    from edgefmnist.runtime.picture_files import find_pictures
 
     (tmp_path / "good.jpg").write_bytes(b"")
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
