@@ -126,15 +126,14 @@ TEST_FILES = "the test set's two t10k IDX files, or all four"
 DataDirOption = Annotated[Path | None, data_dir_option("the four IDX files")]
 TestDataDirOption = Annotated[Path | None, data_dir_option(TEST_FILES)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-ShippedModelOption = Annotated[
-    Path | None,
-    typer.Option(
-        help="An exported .onnx model [default: the shipped model].",
-        callback=must_exist,
-        dir_okay=False,
-        readable=False,
-    ),
-]
+
+
+def file_option(text: str) -> Any:
+    """An option naming an existing file (not a folder), checked by :func:`must_exist` before the work."""
+    return typer.Option(help=text, callback=must_exist, dir_okay=False, readable=False)
+
+
+ShippedModelOption = Annotated[Path | None, file_option("An exported .onnx model [default: the shipped model].")]
 
 
 MIN_CONFIDENCE_HELP = "say unsure unless the top probability is above this (0: never for this reason, 1: always)."
@@ -404,15 +403,7 @@ def verify(
     model: Annotated[
         Path, typer.Argument(help="An exported .onnx model.", callback=must_exist, dir_okay=False, readable=False)
     ],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            help="The PyTorch checkpoint to compare with (needs torch).",
-            callback=must_exist,
-            dir_okay=False,
-            readable=False,
-        ),
-    ] = None,
+    checkpoint: Annotated[Path | None, file_option("The PyTorch checkpoint to compare with (needs torch).")] = None,
     atol: Annotated[
         float | None,
         typer.Option(
@@ -714,11 +705,8 @@ def bench(
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = contract.BENCH_WARMUP,
     reference: Annotated[
         list[Path] | None,
-        typer.Option(
-            help="An earlier model file run plainly beside the model of its architecture and precision (repeatable).",
-            callback=must_exist,
-            dir_okay=False,
-            readable=False,
+        file_option(
+            "An earlier model file run plainly beside the model of its architecture and precision (repeatable)."
         ),
     ] = None,
     photos: Annotated[
