@@ -15,6 +15,7 @@ own limits and without touching Pillow's process-wide ``Image.MAX_IMAGE_PIXELS``
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 import struct
@@ -31,6 +32,7 @@ from edgefmnist.runtime.picture_formats import (
     register_heif_plugin,
 )
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL.JpegImagePlugin import JpegImageFile
 
 from edgefmnist.errors import EdgeFmnistError, first_line
 
@@ -40,6 +42,9 @@ MAX_JPEG_PIXELS = 250_000_000  # header limit for JPEG, whose decoding draft mod
 MAX_DECODED_PIXELS = MAX_PIXELS  # what a JPEG may still hold after draft reduction (only a large max_side reaches it)
 # HEIF and AVIF decode at full size (no draft mode): phones write them at up to 48-50 MP (about 150 MB as RGB)
 MAX_HEIF_PIXELS = 64_000_000
+# A progressive JPEG is decoded from all its DCT coefficients, held at full size whatever the draft
+# scale: at most as many bytes as a full-size HEIF's RGB (a 4:2:0 colour JPEG takes 3 bytes a pixel)
+MAX_COEFFICIENT_BYTES = 3 * MAX_HEIF_PIXELS
 JPEG_FORMATS = ("JPEG", "MPO")
 FULL_SIZE_PHONE_FORMATS = ("HEIF", "AVIF")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -73,7 +78,9 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
 
     Bomb guard: the size in the file's header is checked before any pixel is decoded: at most
     ``MAX_JPEG_PIXELS`` (250 MP) for a JPEG, which is then decoded at reduced scale and must
-    fit ``MAX_DECODED_PIXELS``, and ``MAX_PIXELS`` (40 MP) for every other format.
+    fit ``MAX_DECODED_PIXELS`` (a progressive one also ``MAX_COEFFICIENT_BYTES``, see
+    :func:`coefficient_bytes`), ``MAX_HEIF_PIXELS`` (64 MP) for HEIF and AVIF, and ``MAX_PIXELS``
+    (40 MP) for every other format.
     ``Image.open`` would apply Pillow's own process-wide ``MAX_IMAGE_PIXELS`` (a
     ``DecompressionBombWarning`` above 89 MP, an error above 179 MP) before we could see the
     size, and changing that global or catching the warning with ``warnings.catch_warnings``
@@ -230,6 +237,8 @@ def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Imag
     if image.format in REFUSED_FORMATS:
         raise ImageError(f"{path}: {REFUSED_FORMATS[image.format]}")
     refuse_if_larger(path, image.size, pixel_limit(image.format))
+    if isinstance(image, JpegImageFile) and image.info.get("progressive"):
+        refuse_if_coefficients_exceed(path, image, MAX_COEFFICIENT_BYTES)
     if is_jpeg:
         header_size = image.size
         image.draft(image.mode, (max_side, max_side))  # libjpeg scales by 1/2..1/8, never below max_side
@@ -254,6 +263,31 @@ def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Imag
         ) from exc
     picture.thumbnail((max_side, max_side), RESAMPLE, reducing_gap=REDUCING_GAP)
     return picture.copy() if picture is image else picture  # the shrunk copy outlives the file, which closes image
+
+
+def refuse_if_coefficients_exceed(path: str, image: JpegImageFile, limit: int) -> None:
+    """Raise :class:`PictureTooLarge` if a progressive JPEG's coefficients take more than ``limit`` bytes."""
+    if (needed := coefficient_bytes(image)) > limit:
+        width, height = image.size
+        raise PictureTooLarge(
+            f"{path}: refused, a progressive JPEG of {width} x {height} pixels needs {needed >> 20:,} MiB "
+            f"to decode, more than {limit >> 20:,} (save it as a baseline JPEG)"
+        )
+
+
+def coefficient_bytes(image: JpegImageFile) -> int:
+    """Bytes of DCT coefficients libjpeg holds to decode a multi-scan (progressive) JPEG: 64 16-bit
+    coefficients per 8x8 block of every component at its sampling (libjpeg's whole-image coefficient
+    buffer, ``jdcoefct.c``), from the header's size and sampling factors (Pillow's ``layer``)."""
+    width, height = image.size
+    samplings = [(horizontal, vertical) for _, horizontal, vertical, _ in image.layer]
+    most_h = max(horizontal for horizontal, _ in samplings)
+    most_v = max(vertical for _, vertical in samplings)
+    blocks = sum(
+        math.ceil(width * horizontal / most_h / 8) * math.ceil(height * vertical / most_v / 8)
+        for horizontal, vertical in samplings
+    )
+    return blocks * 64 * 2
 
 
 def pixel_limit(format_id: str | None) -> int:

@@ -21,6 +21,8 @@ from edgefmnist.runtime.picture import (
     MAX_PIXELS,
     WORK_SIDE,
     ImageError,
+    PictureTooLarge,
+    coefficient_bytes,
     load_picture,
     to_grayscale,
     to_luminance,
@@ -43,9 +45,9 @@ def scene(width: int = 64, height: int = 48) -> Image.Image:
     return Image.fromarray(pixels, "RGB")
 
 
-def make_big_jpeg(path: Path, width: int, height: int, mode: str = "RGB") -> Path:
+def make_big_jpeg(path: Path, width: int, height: int, mode: str = "RGB", **options: Any) -> Path:
     """A ``width`` x ``height`` JPEG made quickly: a small scene upscaled with NEAREST, saved at low quality."""
-    scene().convert(mode).resize((width, height), Image.Resampling.NEAREST).save(path, quality=20)
+    scene().convert(mode).resize((width, height), Image.Resampling.NEAREST).save(path, quality=20, **options)
     return path
 
 
@@ -54,12 +56,12 @@ def written(path: Path, data: bytes) -> Path:
     return path
 
 
-def jpeg_claiming(path: Path, width: int, height: int) -> Path:
-    """A tiny JPEG whose SOF0 header claims ``width`` x ``height``."""
+def jpeg_claiming(path: Path, width: int, height: int, **options: Any) -> Path:
+    """A tiny JPEG whose SOF0 header (SOF2 if ``progressive=True``) claims ``width`` x ``height``."""
     buffer = io.BytesIO()
-    scene(16, 16).save(buffer, format="JPEG")
+    scene(16, 16).save(buffer, format="JPEG", **options)
     data = bytearray(buffer.getvalue())
-    sof = data.index(b"\xff\xc0")
+    sof = data.index(b"\xff\xc2" if options.get("progressive") else b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     path.write_bytes(bytes(data))
     return path
@@ -206,6 +208,34 @@ def test_a_jpeg_whose_reduced_decode_is_still_too_large_is_refused(big_jpegs) ->
     with pytest.raises(ImageError, match="decode to 8000 x 6000") as caught:
         load_picture(big_jpegs("48mp"), max_side=8000)  # no reduction possible: 48 MP decoded in full
     assert_one_line_about(caught, big_jpegs("48mp"))
+
+
+@pytest.mark.parametrize(
+    "size, subsampling, mebibytes",
+    [((16000, 15500), 0, 1_419), ((10000, 10000), 2, 286), ((13000, 6000), 1, 297)],
+    ids=["248mp-4:4:4", "100mp-4:2:0", "78mp-4:2:2"],
+)
+def test_a_progressive_jpeg_too_large_to_decode_in_memory_is_refused_from_its_header(
+    tmp_path: Path, size: tuple[int, int], subsampling: int, mebibytes: int
+) -> None:
+    """libjpeg holds every coefficient of a multi-scan JPEG whatever the draft scale: a 248 MP
+    4:4:4 one (3.2 MB) took 1.5 GB to decode. Refused before decoding, in one line."""
+    path = jpeg_claiming(tmp_path / "p.jpg", *size, progressive=True, subsampling=subsampling)
+    with pytest.raises(
+        PictureTooLarge, match=f"progressive JPEG of {size[0]} x {size[1]} pixels needs {mebibytes:,} MiB"
+    ):
+        load_picture(path)
+    with pytest.raises(ImageError) as caught:
+        load_picture(path.read_bytes(), name="p.jpg")
+    assert_one_line_about(caught, Path("p.jpg"))
+
+
+def test_a_progressive_phone_size_jpeg_is_accepted_and_reduced(tmp_path: Path) -> None:
+    """48 MP 4:2:0 holds 144 MB of coefficients, within the 192 MB a full-size 64 MP HEIF may take."""
+    path = make_big_jpeg(tmp_path / "p.jpg", 8000, 6000, progressive=True)
+    with Image.open(path) as header:
+        assert header.info.get("progressive") and coefficient_bytes(header) == 8000 * 6000 * 3
+    assert load_picture(path).size == (256, 192)
 
 
 # --- modes --------------------------------------------------------------------------------------
