@@ -30,7 +30,7 @@ import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
 from edgefmnist.runtime.picture_files import STDIN
-from edgefmnist.runtime.picture_formats import check_png_target, file_extension, refuse_dash
+from edgefmnist.runtime.picture_formats import check_png_target, file_extension, png_header, refuse_dash
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
@@ -38,6 +38,7 @@ from edgefmnist import calibration, spec
 from edgefmnist.atomic import open_descriptor, refuse_overwriting
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, quoted
 
+GRAYSCALE = 0  # a PNG colour type (PNG specification, section 11.2.2)
 STDIN_NAME = "<stdin>"  # how the picture on standard input is named in results and errors
 
 
@@ -462,10 +463,24 @@ def check_targets(targets: Sequence[Path]) -> None:
     for target in targets:
         check_name_fits(target)
         check_png_target("--save-preprocessed", target, "the 28x28")
+        if reason := another_picture(target):
+            raise UsageError(f"--save-preprocessed {target}: {reason}; the 28x28 is not written over it")
         if (os.path.isfile(target) or not os.path.exists(target)) and not open_descriptor(target):
             first_in.setdefault(Path(os.path.realpath(target)).parent, target)
     for folder, target in first_in.items():
         check_folder_takes_files(folder, target)
+
+
+def another_picture(path: Path) -> str:
+    """Why the file at ``path`` is a picture that a 28x28 written there would destroy: ``"an existing
+    1200 x 900 PNG"`` for any PNG but an 8-bit grayscale 28x28, which is what :func:`save_png`
+    writes (a run before this one); "" for that, a missing or empty file, a device or a FIFO. Files
+    that are not PNGs are :func:`check_png_target`'s."""
+    header = png_header(path) if os.path.isfile(path) else None
+    if header is None or header == (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 8, GRAYSCALE):
+        return ""
+    width, height, bit_depth, colour_type = header
+    return f"an existing {width} x {height} PNG" + ("" if colour_type else f" ({bit_depth}-bit grayscale)")
 
 
 def save_or_say_why(path: Path, pixels: np.ndarray) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import struct
 import threading
 from functools import cache
 from pathlib import Path
@@ -153,6 +154,21 @@ def not_known_png(path: Path) -> str:
     except OSError as exc:
         return f"an existing file that cannot be read to tell whether it is a PNG ({exc.strerror or exc})"
     return "an existing file that is not a PNG" if head and head != PNG_SIGNATURE else ""
+
+
+def png_header(path: Path) -> tuple[int, int, int, int] | None:
+    """``(width, height, bit depth, colour type)`` from the IHDR chunk of the PNG file at ``path``
+    (PNG specification, section 11.2.2: colour type 0 is grayscale), or None for a file that
+    cannot be read or does not start with a PNG's signature and IHDR."""
+    try:
+        with open(path, "rb") as existing:
+            head = existing.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height, head[24], head[25]
 
 
 def refuse_dash(flag: str, target: str | Path) -> None:

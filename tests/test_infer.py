@@ -553,12 +553,34 @@ def test_save_preprocessed_never_writes_over_a_file_that_is_not_a_png(tmp_path: 
         assert_one_line_error(run_in_process("infer", "--model", str(SHIPPED_MLP), *args), 2, why)
         assert victim.read_bytes() == before
     assert not (tmp_path / "out" / "test-0.png").exists()  # refused before anything was written
-    Image.new("L", (1, 1)).save(tmp_path / "old.png")  # an earlier 28x28 is replaced
+    Image.new("L", (28, 28)).save(tmp_path / "old.png")  # an earlier 28x28 is replaced
     result = run_in_process(
         "infer", "--model", str(SHIPPED_MLP), "--sample", "0:1", "--save-preprocessed", str(tmp_path / "old.png")
     )
     assert result.returncode == 0, result.stderr
-    assert Image.open(tmp_path / "old.png").size == (28, 28)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")), fashion.test.images[0])
+
+
+def test_save_preprocessed_never_writes_over_a_png_it_did_not_write(tmp_path: Path, fashion) -> None:
+    """Only an 8-bit grayscale 28x28, what it writes, is replaced: a photo saved as IMG_1.png beside
+    IMG_1.jpg is not, whether the folder or the file is named."""
+    (tmp_path / "photos").mkdir()
+    for name in ("IMG_1.jpg", "IMG_2.jpg"):
+        Image.fromarray(fashion.test.images[0]).resize((120, 90)).convert("RGB").save(tmp_path / "photos" / name)
+    photo, small_colour = tmp_path / "photos" / "IMG_1.png", tmp_path / "colour.png"
+    Image.new("RGB", (1200, 900), (200, 30, 30)).save(photo)
+    Image.new("RGB", (28, 28), (200, 30, 30)).save(small_colour)
+    pictures = ["--image", f"{tmp_path / 'photos'}/*.jpg"]
+    runs = [
+        ([*pictures, "--save-preprocessed", f"{tmp_path / 'photos'}/"], photo, "an existing 1200 x 900 PNG"),
+        (["--image", str(tmp_path / "photos" / "IMG_2.jpg"), "--save-preprocessed", str(photo)], photo, "1200 x 900"),
+        (["--sample", "0:1", "--save-preprocessed", str(small_colour)], small_colour, "an existing 28 x 28 PNG;"),
+    ]
+    for args, victim, why in runs:
+        before = victim.read_bytes()
+        assert_one_line_error(run_in_process("infer", "--model", str(SHIPPED_MLP), *args), 2, why)
+        assert victim.read_bytes() == before
+    assert not (tmp_path / "photos" / "IMG_2.png").exists()  # refused before anything was written
 
 
 def test_an_output_on_standard_output_is_refused_not_mixed_into_the_results(tmp_path: Path) -> None:
