@@ -68,7 +68,7 @@ from edgefmnist.errors import (
     first_line,
     printable,
 )
-from edgefmnist.launch import INTERRUPTED, TERMINATED
+from edgefmnist.launch import INTERRUPTED, TERMINATED, interrupted_import
 from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
 
 app = typer.Typer(
@@ -911,6 +911,10 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(printable(f"edgefmnist: error: {reason}"), err=True)
         code = 1
     except (KeyboardInterrupt, typer.Abort):
+        code = INTERRUPTED
+    except ImportError as exc:  # onnxruntime, say, importing when the signal came
+        if not interrupted_import(exc):
+            raise
         code = INTERRUPTED
     if code == INTERRUPTED and terminated:  # typer turns a KeyboardInterrupt into exit code 130 itself
         code = TERMINATED

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,61 @@ def test_ctrl_c_while_the_cli_loads_is_one_line_and_exit_130(
     with pytest.raises(SystemExit) as stopped:
         launch.main()
     assert stopped.value.code == 130 and capsys.readouterr().err == "edgefmnist: interrupted\n"
+
+
+def initialising_when(number: int) -> Any:
+    """A command that gets signal ``number`` while a C extension initialises: pybind11 (onnxruntime)
+    raises ``ImportError: initialization failed`` from the handler's exception."""
+
+    def command(*args: Any) -> None:
+        try:
+            os.kill(os.getpid(), number)
+            time.sleep(5)
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    return command
+
+
+@pytest.mark.parametrize(
+    "number, code, line", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_a_signal_while_onnxruntime_initialises_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, number: int, code: int, line: str
+) -> None:
+    from edgefmnist import cli
+
+    monkeypatch.setattr(cli, "classify_and_report", initialising_when(number))
+    result = run_in_process("infer", "--image", "x.jpg")
+    assert (result.returncode, result.stderr) == (code, f"edgefmnist: {line}\n")
+
+
+def test_a_signal_while_the_cli_initialises_an_extension_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import builtins
+
+    from edgefmnist import launch
+
+    real_import = builtins.__import__
+
+    def importing(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "edgefmnist.cli":
+            failing()
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", importing)
+    failing = initialising_when(signal.SIGINT)
+    with pytest.raises(SystemExit) as stopped:
+        launch.main()
+    assert stopped.value.code == 130 and capsys.readouterr().err == "edgefmnist: interrupted\n"
+
+    def missing() -> None:
+        raise ImportError("No module named 'numpy'")
+
+    failing = missing
+    with pytest.raises(ImportError, match="numpy"):  # any other ImportError is not taken for a signal
+        launch.main()
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
