@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,32 @@ def test_runtime_imports_neither_torch_nor_onnx() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_predictor_leaves_no_telemetry_identifier_and_prints_nothing(shipped_mlp: Path, tmp_path: Path) -> None:
+    """onnxruntime 1.29 and later keep a device identifier under ~/.cache/Microsoft and, with a home
+    it may not write (a systemd unit's), print a warning, unless ORT_DISABLE_TELEMETRY is set first."""
+    code = (
+        "import os, sys; from edgefmnist.runtime.predictor import Predictor; "
+        "Predictor(sys.argv[1]); print(os.environ['ORT_DISABLE_TELEMETRY'])"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
+    for home in (tmp_path, Path("/proc/self")):  # a folder it may write, and one it may not
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(shipped_mlp)],
+            capture_output=True,
+            text=True,
+            env={**environment, "HOME": str(home)},
+        )
+        assert (run.returncode, run.stdout, run.stderr) == (0, "1\n", "")
+    assert list(tmp_path.iterdir()) == []
+    kept = subprocess.run(
+        [sys.executable, "-c", code, str(shipped_mlp)],
+        capture_output=True,
+        text=True,
+        env={**environment, "HOME": str(tmp_path), "ORT_DISABLE_TELEMETRY": "0"},
+    )
+    assert kept.stdout == "0\n"  # the user's own choice stands
 
 
 def test_open_session_takes_threads_arena_and_the_optimisers_the_metadata_turns_off(
