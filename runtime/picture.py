@@ -50,6 +50,7 @@ FULL_SIZE_PHONE_FORMATS = ("HEIF", "AVIF")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 ALPHA_MODES = ("LA", "La", "RGBA", "RGBa", "PA")
 RESAMPLE = Image.Resampling.LANCZOS
+VANISHING_LUMINANCE = 250.0  # a cut-out lighter than this on average would all but vanish on white
 PictureSource = Path | str | bytes  # a file path, or a picture's encoded bytes
 MAX_ENCODED_BYTES = 256 << 20  # a picture read whole into memory (a pipe, stdin); a 200 MP camera JPEG is well below
 BAND_ROWS = 256  # rows flattened at a time by to_rgb_or_l (a 6,300-pixel-wide float band: 13 MB as float64)
@@ -65,7 +66,7 @@ class PictureTooLarge(ImageError):
 
 
 def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | None = None) -> Image.Image:
-    """Load the first frame of a picture: EXIF-rotated, transparency on white, longest side <= ``max_side``.
+    """Load the first frame of a picture: EXIF-rotated, opaque, longest side <= ``max_side``.
 
     ``source`` is a file path, or the picture's encoded bytes (an upload, standard input);
     ``name`` labels it in error messages (default: the path, or ``"<bytes>"``). A path that cannot
@@ -315,7 +316,8 @@ def refuse_if_larger(path: str, size: tuple[int, int], limit: int) -> None:
 def to_rgb_or_l(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> a new ``RGB`` or ``L`` image of the same size.
 
-    Transparency (alpha, ``tRNS``, palette transparency) is composited onto white. Pixels wider
+    Transparency (alpha, ``tRNS``, palette transparency) is composited onto white, or onto black
+    for a cut-out that would vanish on white (:func:`backdrop_grey`: a flat white garment). Pixels wider
     than 8 bits are scaled by the range their data really uses, not by the container's depth:
     integer pixels (``I;16*``, ``I``) whose maximum exceeds 255 by ``255 / (2**b - 1)``, ``b`` the
     bits the maximum needs (a camera's 10, 12 or 14 bits in a 16-bit PNG; 16 for full 16-bit
@@ -332,10 +334,10 @@ def to_rgb_or_l(image: Image.Image) -> Image.Image:
     """
     if is_plain(image):
         return image.copy()
-    peak = wide_pixel_peak(image)
+    peak, backdrop = wide_pixel_peak(image), backdrop_grey(image)
     result: Image.Image | None = None
     for top, band in row_bands(image):
-        flat = flatten_band(band, peak)
+        flat = flatten_band(band, peak, backdrop)
         if result is None:
             result = Image.new(flat.mode, image.size)
         result.paste(flat, (0, top))
@@ -367,8 +369,39 @@ def wide_pixel_peak(image: Image.Image) -> float | None:
     return max(float(wide_values(band).max(initial=0.0)) for _, band in row_bands(image))
 
 
-def flatten_band(image: Image.Image, peak: float | None) -> Image.Image:
-    """One band of :func:`to_rgb_or_l`; ``peak`` is the whole picture's :func:`wide_pixel_peak`."""
+def has_transparency(image: Image.Image) -> bool:
+    """Whether ``image`` has an alpha channel, or a ``tRNS`` or palette transparency."""
+    return image.mode in ALPHA_MODES or (image.mode in ("L", "RGB", "P") and "transparency" in image.info)
+
+
+def backdrop_grey(image: Image.Image) -> int:
+    """The grey (0 or 255) that :func:`to_rgb_or_l` composites transparency onto: white, unless
+    the picture is a cut-out (more than half of its frame's outer pixels transparent) whose opaque
+    part would vanish on white (its mean BT.601 luminance above ``VANISHING_LUMINANCE``), as a
+    flat white garment cut out on a transparent background would: on black it keeps its shape.
+    Any other cut-out stays on white, as Fashion-MNIST's products were photographed (a light grey
+    one on black would have its intensities reversed), and so does a photo with transparent
+    rounded corners. Read band by band."""
+    if not has_transparency(image):
+        return 255
+    opaque_sum = opaque_count = rim_clear = rim_count = 0
+    for top, band in row_bands(image):
+        rgba = band.convert("RGBA")
+        clear = np.asarray(rgba.getchannel("A")) < 128
+        opaque_sum += int(np.asarray(rgba.convert("L"), dtype=np.int64)[~clear].sum())
+        opaque_count += int(clear.size - clear.sum())
+        rim = [clear[:, 0], clear[:, -1]]
+        rim += [clear[0]] if top == 0 else []
+        rim += [clear[-1]] if top + band.height == image.height else []
+        rim_clear += sum(int(part.sum()) for part in rim)
+        rim_count += sum(part.size for part in rim)
+    cut_out = 2 * rim_clear > rim_count
+    return 0 if cut_out and opaque_count and opaque_sum > VANISHING_LUMINANCE * opaque_count else 255
+
+
+def flatten_band(image: Image.Image, peak: float | None, backdrop: int = 255) -> Image.Image:
+    """One band of :func:`to_rgb_or_l`; ``peak`` is the whole picture's :func:`wide_pixel_peak`,
+    ``backdrop`` its :func:`backdrop_grey`."""
     mode = image.mode
     if peak is not None:
         return scaled_to_8_bits(wide_values(image), peak, integer=mode != "F")
@@ -385,8 +418,8 @@ def flatten_band(image: Image.Image, peak: float | None) -> Image.Image:
         image, mode = image.convert(mode + "A"), mode + "A"
     if mode in ALPHA_MODES:
         rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("L" if mode in ("LA", "La") else "RGB")
+        behind = Image.new("RGBA", rgba.size, (backdrop, backdrop, backdrop, 255))
+        return Image.alpha_composite(behind, rgba).convert("L" if mode in ("LA", "La") else "RGB")
     if mode == "1":
         return image.convert("L")
     return image.convert("RGB")
@@ -416,7 +449,7 @@ def is_gray_palette(image: Image.Image) -> bool:
 def to_luminance(image: Image.Image) -> np.ndarray:
     """Luminance as uint8 ``[H, W]``: ITU-R BT.601, exactly ``image.convert("L")`` for ``RGB``, a copy for ``L``.
 
-    Any other mode is first flattened with :func:`to_rgb_or_l` (transparency on white).
+    Any other mode is first flattened with :func:`to_rgb_or_l` (transparency composited).
     """
     if image.mode not in ("L", "RGB"):
         image = to_rgb_or_l(image)
@@ -426,5 +459,5 @@ def to_luminance(image: Image.Image) -> np.ndarray:
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> a new ``L`` image (transparency on white, BT.601 luminance)."""
+    """Any Pillow mode -> a new ``L`` image (transparency composited as :func:`to_rgb_or_l` does, BT.601 luminance)."""
     return Image.fromarray(to_luminance(image), "L")

@@ -30,7 +30,7 @@ from edgefmnist.runtime.picture import (
 )
 from edgefmnist.runtime.picture_formats import picture_extensions
 from helpers import png_declaring
-from PIL import Image
+from PIL import Image, ImageDraw
 
 PHOTOS = Path("/work/shared/photos-dev")
 FUZZ_CORPUS = Path(__file__).parent / "fuzz_corpus"
@@ -299,6 +299,40 @@ def test_transparency_is_composited_on_white(tmp_path: Path, mode: str, expected
     pixels = np.asarray(picture.convert("RGB"))
     assert (pixels[:, 20:] == 255).all()  # the transparent half is white
     assert (pixels[:, :20].mean(axis=(0, 1)) < 130).all()  # the opaque half keeps its dark colour
+
+
+def cut_out_tee(fill: tuple[int, int, int]) -> Image.Image:
+    """A T-shirt-shaped cut-out of colour ``fill`` on a fully transparent 120x120 background."""
+    picture = Image.new("RGBA", (120, 120), (0, 0, 0, 0))
+    outline = [(36, 18), (84, 18), (108, 39), (96, 51), (87, 45), (87, 105), (33, 105), (33, 45), (24, 51), (12, 39)]
+    ImageDraw.Draw(picture).polygon(outline, fill=(*fill, 255))
+    return picture
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_a_white_cut_out_is_composited_on_black_and_keeps_its_shape(tmp_path: Path, mode: str) -> None:
+    """On white, a white garment cut out on a transparent background would vanish."""
+    source = cut_out_tee((255, 255, 255))
+    options: dict[str, Any] = {}
+    if mode == "P":
+        source = source.convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
+        options["transparency"] = source.getpixel((0, 0))
+    else:
+        source = source.convert(mode)
+    pixels = to_luminance(load_picture(save(source, tmp_path / "tee.png", **options)))
+    inside = np.asarray(cut_out_tee((255, 255, 255)).getchannel("A")) == 255
+    assert (pixels[inside] == 255).all() and (pixels[~inside] == 0).all()
+
+
+def test_other_cut_outs_and_a_photo_with_clear_rounded_corners_stay_on_white(tmp_path: Path) -> None:
+    """A light grey garment on black would have its intensities reversed against the dataset's."""
+    for fill in ((20, 30, 90), (200, 200, 200), (245, 245, 240)):
+        assert to_luminance(load_picture(save(cut_out_tee(fill), tmp_path / "tee.png")))[0, 0] == 255
+    photo = Image.new("RGBA", (200, 200), (250, 250, 250, 255))  # a light photo whose corners are clear
+    corners = Image.new("L", (200, 200), 0)
+    ImageDraw.Draw(corners).rounded_rectangle((0, 0, 199, 199), radius=30, fill=255)
+    photo.putalpha(corners)
+    assert to_luminance(load_picture(save(photo, tmp_path / "rounded.png")))[0, 0] == 255
 
 
 def test_pa_is_composited_on_white() -> None:
