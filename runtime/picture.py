@@ -358,7 +358,8 @@ def row_bands(image: Image.Image) -> Iterator[tuple[int, Image.Image]]:
 
 def wide_values(image: Image.Image) -> np.ndarray:
     """Pixels of an integer or float picture as float64 ``[H, W]``; negatives, NaN and infinities count as 0."""
-    values = np.nan_to_num(np.asarray(image).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    with np.errstate(invalid="ignore"):  # a signalling NaN raises the invalid flag when widened
+        values = np.nan_to_num(np.asarray(image).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     return np.clip(values, 0.0, None)
 
 

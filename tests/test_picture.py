@@ -335,6 +335,15 @@ def test_other_cut_outs_and_a_photo_with_clear_rounded_corners_stay_on_white(tmp
     assert to_luminance(load_picture(save(photo, tmp_path / "rounded.png")))[0, 0] == 255
 
 
+def test_a_signalling_nan_in_a_float_tiff_counts_as_0_without_a_warning(tmp_path: Path) -> None:
+    values = np.full((20, 30), 200.0, np.float32)
+    values.view(np.uint32)[0, 0] = 0x7F800001  # a signalling NaN raises the invalid flag when widened
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pixels = np.asarray(load_picture(save(Image.fromarray(values, "F"), tmp_path / "snan.tif")))
+    assert pixels[0, 0] == 0 and (pixels.ravel()[1:] == 200).all()
+
+
 def test_pa_is_composited_on_white() -> None:
     flattened = to_rgb_or_l(half_transparent("PA"))  # Pillow cannot save PA: checked in memory
     assert flattened.mode == "RGB" and (np.asarray(flattened)[:, 20:] == 255).all()
