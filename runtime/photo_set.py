@@ -40,6 +40,7 @@ Split = Literal["choice", "report"]
 SPLITS = ("choice", "report", "all")
 LABELS_FILE = "labels.csv"
 LABEL_COLUMNS = ("file", "source_class", "accepted")
+MAX_NAMED = 3  # items a note names before "..."
 
 
 class PhotoSetError(EdgeFmnistError):
@@ -168,7 +169,9 @@ def photo_set_notes(
     ``shoes`` or ``t-shirt`` folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``; a
     second line names the class a near miss means, :func:`nearest_class`), and pictures beside
     the folders or in their sub-folders are not scored. Folder names are quoted
-    (``'odd, name'``). Dot names (:func:`is_hidden`) are skipped in class folders and in the notes.
+    (``'odd, name'``). What else the class folders hold, but folders, is named (the first
+    ``MAX_NAMED``, :func:`not_picture_files`). Dot names (:func:`is_hidden`) are skipped in class
+    folders and in the notes.
     """
     folder = Path(folder)
     extensions = picture_extensions()
@@ -198,7 +201,31 @@ def photo_set_notes(
             notes.append(f"{folder}: to score them as classes, name the folders as the classes: {meant}")
     if unscored:
         notes.append(f"{folder}: not scored: {counted(unscored, 'picture')} beside the class folders or below them")
+    if no_pictures := not_picture_files(folder, extensions):
+        shown = ", ".join(no_pictures[:MAX_NAMED]) + (", ..." if len(no_pictures) > MAX_NAMED else "")
+        notes.append(
+            f"{folder}: not scored: {counted(len(no_pictures), 'item')} in the class folders that no picture "
+            f"file is: {shown}"
+        )
     return notes
+
+
+def class_folders(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that hold its classes (all but dot names), sorted."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p, folder))
+
+
+def not_picture_files(folder: Path, extensions: frozenset[str]) -> list[str]:
+    """What the class folders hold that is neither a picture file nor a folder, each quoted with
+    why (``'Trouser/notes.txt' (not a picture format)``, ``'Trouser/x.jpg' (a dangling symlink)``)."""
+    found = []
+    for sub in class_folders(folder):
+        for path in sorted(sub.iterdir()):
+            if is_hidden(path, folder) or path.is_dir() or is_picture_file(path, extensions):
+                continue
+            reason = "not a picture format" if path.is_file() else not_a_file_reason(path)
+            found.append(f"{quoted(str(path.relative_to(folder)))} ({reason})")
+    return found
 
 
 def is_picture_file(path: Path, extensions: frozenset[str]) -> bool:
@@ -371,7 +398,7 @@ def unclosed_quote_line(lines: list[str]) -> int | None:
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
     photos: list[Photo] = []
     extensions = picture_extensions()
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p, folder)):
+    for sub in class_folders(folder):
         name = class_named(sub.name, class_names)
         accepted = (name,) if name else ()
         photos.extend(

@@ -79,8 +79,11 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()  # adds no photo: not worth a note
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [
         f"{tmp_path}: 2 folders named after no Fashion-MNIST class, so out of domain "
-        "(only 'unsure' is right there): 'hat', 'unknown'"
+        "(only 'unsure' is right there): 'hat', 'unknown'",
+        f"{tmp_path}: not scored: 1 item in the class folders that no picture file is: "
+        "'Trouser/notes.txt' (not a picture format)",
     ]
+    (tmp_path / "Trouser" / "notes.txt").unlink()
     blob_photo(tmp_path / "loose.jpg")
     blob_photo(tmp_path / "Trouser" / "more" / "deeper" / "nested.jpg")
     blob_photo(tmp_path / ".thumbnails" / "t.jpg")  # a viewer's cache is no class
@@ -93,7 +96,19 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [  # labels.csv says what each photo is
         f"{tmp_path / 'labels.csv'}: not scored: 6 pictures below {tmp_path} that it does not list"
     ]
+    (tmp_path / "labels.csv").unlink()
+    (tmp_path / "Trouser" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    os.mkfifo(tmp_path / "hat" / "pipe.jpg")
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "unknown" / name).write_text("notes")
+    assert photo_set_notes(tmp_path, load_photo_set(tmp_path))[-1] == (
+        f"{tmp_path}: not scored: 4 items in the class folders that no picture file is: "
+        "'Trouser/gone.jpg' (a dangling symlink), 'hat/pipe.jpg' (a FIFO, not a regular file), "
+        "'unknown/a.txt' (not a picture format), ..."
+    )
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
     listed = [str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*.jpg") if "/." not in str(path)]
+    listed = [name for name in listed if (tmp_path / name).is_file()]
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\n" + "".join(f"{n},hat,\n" for n in listed))
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == []
 
