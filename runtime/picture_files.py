@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from edgefmnist.atomic import file_identity, open_descriptor
 from edgefmnist.errors import not_a_file_reason
 
 STDIN = "-"  # an --image argument that means one picture read from standard input
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # a URI scheme (RFC 3986, section 3.1) and "//"
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
     matches any depth of folders (``photos/**/*.jpg``, :func:`glob_matches`); a glob that ends
     with ``/`` names folders, whose files are taken as a folder's are (``photos/*/`` is
     ``photos/*/*``). A file named on its own is always tried, whatever its name, and ``-``
-    (standard input) is kept as it is (``./-`` names a file called ``-``, by its absolute path).
+    (standard input) is kept as it is (``./-`` names a file called ``-``, by its absolute path);
+    a URL (``https://...``) that names no file is an argument that gives no picture.
     A folder or a glob without a single picture file, or one that cannot be read (a folder on the
     way without read or search permission), is listed in ``empty`` (arguments that give no
     picture) with the reason, and the other arguments are still expanded: ``infer`` reports
@@ -57,6 +60,9 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
         path = Path(pattern)
         if pattern == STDIN:  # even beside a folder called "-" (./- names it)
             found.append(path)
+            continue
+        if URL.match(pattern) and not os.path.lexists(pattern):  # Path() would make https:// https:/
+            empty[pattern] = "a URL, not a file: pictures are read from files (download it first, curl -O URL)"
             continue
         try:
             if names_folders := path.is_dir():

@@ -136,3 +136,15 @@ def test_a_tree_too_deep_for_a_two_star_walk_is_one_error_line(tmp_path: Path) -
         while folder != str(tmp_path):
             os.rmdir(folder)
             folder = os.path.dirname(folder)
+
+
+def test_a_url_is_named_as_given_and_as_a_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Path() would show https://example.com/x.jpg as https:/example.com/x.jpg: no such file."""
+    monkeypatch.chdir(tmp_path)
+    found = find_pictures(["https://example.com/x.jpg", "HTTP://example.com/"])
+    assert found.paths == []
+    assert list(found.empty) == ["https://example.com/x.jpg", "HTTP://example.com/"]
+    assert all(reason.startswith("a URL, not a file") for reason in found.empty.values())
+    (tmp_path / "https:" / "example.com").mkdir(parents=True)  # a folder so named is still a folder
+    (tmp_path / "https:" / "example.com" / "x.jpg").write_bytes(b"")
+    assert find_pictures(["https://example.com/x.jpg"]).paths == [Path("https://example.com/x.jpg")]
