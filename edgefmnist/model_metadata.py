@@ -28,6 +28,7 @@ from edgefmnist.errors import ModelError, quoted
 
 SCHEMA_KEY = "edgefmnist.schema"
 SCHEMA_VERSION = 1
+UPGRADE_HINT = "upgrade edgefmnist (in its checkout: git pull, then pip install .)"
 REQUIRED_KEYS = ("class_names", "input", "precision", "arch", "min_onnxruntime")
 CALIBRATION_KEY = "calibration"
 # {"disabled_optimizers": [names]}: onnxruntime graph optimisers the model runs faster without
@@ -193,7 +194,7 @@ class ModelMetadata:
             shown = quoted(schema) if isinstance(schema, str) else schema
             raise ModelError(
                 f"{source}: metadata schema {shown} is unknown to edgefmnist "
-                f"(this one reads schema {SCHEMA_VERSION}); pip install -U edgefmnist"
+                f"(this one reads schema {SCHEMA_VERSION}); {UPGRADE_HINT}"
             )
         missing = [key for key in REQUIRED_KEYS if key not in values]
         if missing:

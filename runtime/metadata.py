@@ -19,7 +19,7 @@ from edgefmnist.runtime.onnx_header import ModelHeader, read_model_header
 
 from edgefmnist.contract import format_version, oldest_onnxruntime, parse_version
 from edgefmnist.errors import ModelError
-from edgefmnist.model_metadata import CALIBRATION_KEY, SCHEMA_KEY, SCHEMA_VERSION, ModelMetadata
+from edgefmnist.model_metadata import CALIBRATION_KEY, SCHEMA_KEY, SCHEMA_VERSION, UPGRADE_HINT, ModelMetadata
 
 __all__ = ["CALIBRATION_KEY", "SCHEMA_KEY", "SCHEMA_VERSION", "ModelMetadata", "needed_onnxruntime", "read_metadata"]
 
@@ -34,7 +34,7 @@ def needed_onnxruntime(header: ModelHeader, source: Path | str) -> str:
     if needed is None:
         raise ModelError(
             f"{source}: opset {opset} / IR {header.ir_version} is newer than any onnxruntime this toolkit knows; "
-            "pip install -U edgefmnist"
+            f"{UPGRADE_HINT}"
         )
     return format_version(needed)
 
