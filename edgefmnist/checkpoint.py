@@ -9,6 +9,7 @@ needs to unpickle code; a file that would is refused, never retried unsafely.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from edgefmnist import spec
-from edgefmnist.atomic import atomic_write
+from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.errors import CheckpointError, first_line, not_a_file_reason
 from edgefmnist.nets import NetConfig, build_net
 from edgefmnist.recipes import Recipe
@@ -43,7 +44,13 @@ class Checkpoint:
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    """Write ``checkpoint`` to ``path`` atomically."""
+    """Write ``checkpoint`` to ``path`` atomically (:func:`checkpoint_bytes`)."""
+    write_bytes_atomic(path, checkpoint_bytes(checkpoint))
+
+
+def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
+    """``checkpoint`` as the bytes of a ``torch.save`` archive. Made in memory (about 1.3 MB), so a
+    full disk fails in the write as an ``OSError``, not inside torch's own writer (a ``RuntimeError``)."""
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -56,8 +63,9 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "seed": checkpoint.seed,
         "state_dict": {k: v.detach().cpu().clone() for k, v in checkpoint.net.state_dict().items()},
     }
-    with atomic_write(path) as tmp:
-        torch.save(payload, tmp)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
 
 def unpickler_reason(exc: Exception) -> str:

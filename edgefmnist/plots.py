@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 from pathlib import Path
 
-from edgefmnist.atomic import atomic_write
+from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.errors import EdgeFmnistError, printable
 
 NO_MATPLOTLIB = "plots need matplotlib: pip install 'edgefmnist[train]' or pip install matplotlib"
@@ -31,16 +32,22 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> None:
-    """Lay out, write as PNG atomically, and free the figure."""
+def figure_png(fig) -> bytes:
+    """Lay out, render as PNG bytes, and free the figure."""
     fig.tight_layout()
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     pyplot().close(fig)
+    return buffer.getvalue()
 
 
-def save_learning_curves(path: Path, history: list[dict[str, float]], title: str) -> None:
-    """Loss and train/validation accuracy per epoch, side by side."""
+def save_figure(fig, path: Path) -> None:
+    """:func:`figure_png`, written atomically at ``path``."""
+    write_bytes_atomic(path, figure_png(fig))
+
+
+def learning_curves_png(history: list[dict[str, float]], title: str) -> bytes:
+    """Loss and train/validation accuracy per epoch, side by side, as PNG bytes."""
     plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -59,7 +66,7 @@ def save_learning_curves(path: Path, history: list[dict[str, float]], title: str
         axis.grid(alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(printable(title))
-    save_figure(fig, path)
+    return figure_png(fig)
 
 
 def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: tuple[str, ...], title: str) -> None:

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgefmnist.atomic import check_writable, refuse_overwriting, refuse_standard_stream, write_text_atomic
-from edgefmnist.checkpoint import save_checkpoint
+from edgefmnist.atomic import check_writable, refuse_overwriting, refuse_standard_stream, write_together
+from edgefmnist.checkpoint import checkpoint_bytes
 from edgefmnist.data import FashionMNIST, Split, inputs_of_data, load_fashion_mnist
 from edgefmnist.nets import count_multiply_adds, count_parameters
-from edgefmnist.plots import save_learning_curves
+from edgefmnist.plots import learning_curves_png
 from edgefmnist.recipes import get_recipe
 from edgefmnist.train import EVAL_BATCH, EpochReport, batches_per_epoch, train
 
@@ -127,10 +127,10 @@ def run_training(
         )
     finally:
         bar.close()
-    if not dry_run:
-        save_checkpoint(out, checkpoint)
-        write_text_atomic(history_path, json.dumps(checkpoint.history, indent=2))
-        save_learning_curves(curves_path, checkpoint.history, f"{arch} · {recipe_name} recipe · seed {seed}")
+    if not dry_run:  # the three together: a failed write (a full disk) leaves none of them new
+        curves = learning_curves_png(checkpoint.history, f"{arch} · {recipe_name} recipe · seed {seed}")
+        history = json.dumps(checkpoint.history, indent=2).encode()
+        write_together([(out, checkpoint_bytes(checkpoint)), (history_path, history), (curves_path, curves)])
     return {
         "dry_run": dry_run,
         "arch": arch,

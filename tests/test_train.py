@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgefmnist.checkpoint import load_checkpoint, save_checkpoint
+from edgefmnist.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from edgefmnist.data import FashionMNIST, Split
 from edgefmnist.errors import CheckpointError, EdgeFmnistError, WriteFailed
 from edgefmnist.recipes import Schedule, get_recipe
@@ -199,3 +199,42 @@ def test_an_unwritable_output_is_refused_before_training(
     with pytest.raises(error, match="cannot write|is a directory"):
         run_training("mlp", "tutorial", out=out, quiet=True, dry_run=dry_run)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.pt"]
+
+
+@pytest.mark.parametrize("full_at", ["mlp.pt", "mlp.history.json", "mlp.curves.png"])
+def test_a_full_disk_leaves_the_checkpoint_history_and_curves_as_they_were(
+    full_at: str, tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They are written together: a write that fails (torch's own writer raised RuntimeError on a
+    full disk) leaves none of the three new, and says so in one line."""
+    import errno
+
+    from edgefmnist import atomic
+    from edgefmnist.contract import Arch
+    from edgefmnist.nets import NetConfig, build_net
+
+    config = NetConfig(arch=Arch.mlp)
+    trained = Checkpoint(
+        build_net(config),
+        config,
+        get_recipe("mlp", "tutorial"),
+        metrics={"test_accuracy": 0.5, "val_accuracy": 0.5},
+        history=[{"epoch": 1, "loss": 1.0, "train_accuracy": 0.5, "val_accuracy": 0.5}],
+    )
+    monkeypatch.setattr("edgefmnist.training_run.train", lambda *args, **kwargs: trained)
+    real_write_all = atomic.write_all
+    writing: list[int] = []
+
+    def full_disk(fd: int, data: bytes) -> None:
+        writing.append(fd)
+        if len(writing) == ["mlp.pt", "mlp.history.json", "mlp.curves.png"].index(full_at) + 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_all(fd, data)
+
+    monkeypatch.setattr(atomic, "write_all", full_disk)
+    out = tmp_path / "mlp.pt"
+    (tmp_path / "mlp.history.json").write_text("[]")  # an earlier run's, which stays
+    with pytest.raises(WriteFailed, match=f"{full_at}: cannot write \\(No space left on device\\)"):
+        run_training("mlp", "tutorial", epochs=1, data_dir=real_data_dir, out=out, quiet=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mlp.history.json"]
+    assert (tmp_path / "mlp.history.json").read_text() == "[]"
