@@ -166,8 +166,9 @@ class Predictor:
 
         Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
         then the graph's signature: one float32 or uint8 input ``[N, 1, 28, 28]`` and the contract's two
-        outputs of one score per class. Raises :class:`ModelError` for a missing, corrupt or
-        foreign model, one that needs a newer onnxruntime, or one onnxruntime cannot load.
+        outputs of one score per class, and that a blank image gives finite outputs. Raises
+        :class:`ModelError` for a missing, corrupt or foreign model, one that needs a newer
+        onnxruntime, one onnxruntime cannot load or run, or one whose outputs are NaN or infinite.
         """
         self.path = Path(model_path)
         self.metadata: ModelMetadata = read_metadata(self.path)
@@ -177,6 +178,7 @@ class Predictor:
         self.session = open_session(self.path, self.metadata, self.threads)
         self._check_signature()
         self._per_thread = threading.local()
+        self._check_outputs_are_finite()
 
     def _check_signature(self) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -204,6 +206,17 @@ class Predictor:
                 f"{self.path}: metadata calibration.class_max_logit_quantiles has {len(tables)} tables "
                 f"for {classes} classes"
             )
+
+    def _check_outputs_are_finite(self) -> None:
+        """One blank image through the graph (well under a millisecond): weights that are NaN or
+        infinite give NaN for every picture, which no answer, accuracy or JSON can carry."""
+        blank = self.as_input(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
+        try:  # the session's own run: this thread's single-image binding is made on first use, not here
+            logits, probabilities = self.session.run(OUTPUT_NAMES, {INPUT_NAME: blank})
+        except Exception as exc:  # a graph that loads but cannot run
+            raise self._run_failed(exc) from None
+        if not (np.isfinite(logits).all() and np.isfinite(probabilities).all()):
+            raise ModelError(f"{self.path}: gives NaN or infinite outputs for a blank image (broken weights?)")
 
     def as_input(self, images: np.ndarray) -> np.ndarray:
         """uint8 or float images ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> the model's NCHW input.

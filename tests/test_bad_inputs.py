@@ -68,9 +68,10 @@ def edge_model(
     ir_version: int = 8,
     props: dict[str, str] | None = None,
     external: str | None = None,
+    weight: float = 0.0,
 ) -> Path:
     """A small model with edgefmnist's signature (image -> logits, probabilities), each part forgeable."""
-    weights = helper.make_tensor("w", dtype, [size * size, classes], np.zeros(size * size * classes).tolist())
+    weights = helper.make_tensor("w", dtype, [size * size, classes], np.full(size * size * classes, weight).tolist())
     if external is not None:
         del weights.float_data[:], weights.double_data[:]
         weights.data_location = TensorProto.EXTERNAL
@@ -177,6 +178,8 @@ MODEL_CASES = {
     ),
     "unknown op": (lambda d, t: edge_model(d / "m.onnx", op="NoSuchOperator"), "onnxruntime cannot load it"),
     "loads but cannot run": (lambda d, t: runs_into_a_shape_error(d / "m.onnx"), "onnxruntime failed to run it"),
+    "NaN weights": (lambda d, t: edge_model(d / "m.onnx", weight=float("nan")), "gives NaN or infinite outputs"),
+    "infinite weights": (lambda d, t: edge_model(d / "m.onnx", weight=float("inf")), "gives NaN or infinite outputs"),
     "newer opset and IR, metadata silent": (  # the guard reads the graph's own opset and IR version
         lambda d, t: edge_model(d / "m.onnx", opset=40, ir_version=30),
         "opset 40 / IR 30 is newer than any onnxruntime this toolkit knows",
