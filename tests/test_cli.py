@@ -487,6 +487,8 @@ def test_a_missing_input_is_exit_1_everywhere(args: list[str], tmp_path: Path) -
         (["infer", "--image", "x.png", "--threads", "3000000000"], "--threads"),
         (["evaluate", "--photos", ".", "--threads", "3000000000"], "--threads"),
         (["serve", "--threads", "2000"], "--threads"),
+        (["bench", "--threads", "65"], "--threads"),  # more than cores only slows small networks down
+        (["infer", "--image", "x.png", "--workers", "65"], "--workers"),
         (["train", "--dry-run", "--seed", "18446744073709551616"], "--seed"),
         (["train", "--dry-run", "--seed", "-1"], "--seed"),
     ],
