@@ -393,8 +393,8 @@ def official_name(digest: str, digests: dict[str, str]) -> str | None:
 def load_fashion_mnist(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> FashionMNIST:
     """Find and load all splits; the validation set is the first 5,000 training images."""
     source = find_data(data_dir, download=download)
-    train, train_sha = load_split(source.folder, "train", verify)
-    test, test_sha = load_split(source.folder, "test", verify)
+    train, train_sha = load_found_split(source, "train", verify)
+    test, test_sha = load_found_split(source, "test", verify)
     # Small (synthetic) sets hold out a tenth so that both parts stay non-empty.
     hold_out = spec.VALIDATION_SIZE if len(train) > 2 * spec.VALIDATION_SIZE else len(train) // 10
     return FashionMNIST(
@@ -409,7 +409,18 @@ def load_fashion_mnist(data_dir: Path | None = None, download: bool = True, veri
 def load_test_split(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> Split:
     """Only the official test set (what evaluation and parity checks need)."""
     source = find_data(data_dir, download=download, splits=("test",))
-    return load_split(source.folder, "test", verify)[0]
+    return load_found_split(source, "test", verify)[0]
+
+
+def load_found_split(source: DataSource, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
+    """:func:`load_split` from where :func:`find_data` found it; a file in the cache that is
+    corrupt or not the official content says how to download it again."""
+    try:
+        return load_split(source.folder, split, verify)
+    except DataError as exc:
+        if source.origin not in ("cache", "download"):
+            raise
+        raise DataError(f"{exc} (in the cache: edgefmnist data --replace downloads it again)") from None
 
 
 SPLIT_TITLES = {"train": "training set", "test": "test set"}

@@ -379,6 +379,26 @@ def test_the_test_set_alone_serves_what_needs_only_the_test_set(tmp_path: Path, 
     assert verified.returncode == 0, verified.stderr
 
 
+def test_a_corrupt_file_in_the_cache_says_how_to_download_it_again(
+    tmp_path: Path, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache" / "edgefmnist"
+    cache.mkdir(parents=True)
+    for name in data.SPLIT_FILES["test"]:
+        source = data.idx_file(real_data_dir, name)
+        assert source is not None
+        (cache / source.name).write_bytes(source.read_bytes()[: 1000 if "images" in name else None])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
+    with pytest.raises(
+        DataError, match=r"t10k-images.*\(in the cache: edgefmnist data --replace downloads it again\)$"
+    ):
+        data.load_test_split()
+    with pytest.raises(DataError) as named:  # a folder the user named: the fix is theirs
+        data.load_test_split(cache)
+    assert "--replace" not in str(named.value)
+
+
 def test_a_near_miss_says_which_names_were_expected(tmp_path: Path) -> None:
     folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
     (folder / "t10k-images-idx3-ubyte.gz").rename(folder / "t10k-images-idx3-ubyte (1).gz")
