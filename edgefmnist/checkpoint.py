@@ -68,6 +68,15 @@ def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:
     return buffer.getvalue()
 
 
+def fit_problem(exc: Exception) -> str:
+    """The informative line of ``exc``: under ``load_state_dict``'s heading ("Error(s) in loading
+    state_dict for MLP:"), its first reason (the keys missing, a size mismatch), cut to 200 characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        return lines[1][:200]
+    return first_line(exc)
+
+
 def unpickler_reason(exc: Exception) -> str:
     """The one informative line of torch's weights-only refusal."""
     for line in str(exc).splitlines():
@@ -134,7 +143,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         net = build_net(net_config)
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the described network ({first_line(exc)})") from None
+        raise CheckpointError(f"{path}: weights do not fit the described network ({fit_problem(exc)})") from None
     if not all(torch.isfinite(weights).all() for weights in net.state_dict().values() if weights.is_floating_point()):
         raise CheckpointError(f"{path}: weights hold NaN or infinity (a training run that diverged?)")
     if problem := spec.class_names_problem(payload.get("class_names")):

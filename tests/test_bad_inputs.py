@@ -261,7 +261,7 @@ CHECKPOINT_CASES = {
         lambda p: save_payload(
             p, {**checkpoint_payload(), "state_dict": torch.load(SHIPPED / "cnn.pt", weights_only=True)["state_dict"]}
         ),
-        "weights do not fit",
+        "weights do not fit the described network (Missing key(s) in state_dict: ",
     ),
     "truncated": (
         lambda p: p.write_bytes((SHIPPED / "mlp.pt").read_bytes()[:40000]),
