@@ -746,6 +746,7 @@ def bench(
         BenchSettings,
         check_names,
         check_references,
+        each_file_once,
         format_table,
         run_bench,
         shipped_models,
@@ -756,7 +757,7 @@ def bench(
         raise UsageError("--json and --markdown exclude each other: choose one output format")
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
     torch_available = importlib.util.find_spec("torch") is not None
-    benched = models or shipped_models(torch_available)
+    benched = each_file_once(models) if models else shipped_models(torch_available)
     check_names([*benched, *(reference or [])])
     references = check_references(benched, reference or [])  # before the data is loaded
     report = run_bench(

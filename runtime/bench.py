@@ -425,14 +425,21 @@ def check_names(models: Iterable[Path]) -> None:
             raise EdgeFmnistError(f"{model}: the path holds a byte that is not UTF-8, which the baselines cannot open")
 
 
+def each_file_once(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` in order, each file once under the first name given: ``m.onnx``, ``./m.onnx`` and
+    a symlink to it are one model, timed once."""
+    unique: dict[Path, Path] = {}
+    for path in paths:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
 def check_references(models: list[Path], references: list[Path]) -> list[Path]:
     """The ``--reference`` files, each once (the same file under two spellings counts once), after
     refusing, with :class:`UsageError`, a file that is also a model to bench, two files of one
     network and precision, and a file with no model of its network and precision to compare with.
     Reads only the files' metadata (:class:`ModelError` for one that is not an edgefmnist model)."""
-    unique: dict[Path, Path] = {}
-    for reference in references:
-        unique.setdefault(reference.resolve(), reference)
+    unique = {reference.resolve(): reference for reference in each_file_once(references)}
     benched = {model.resolve() for model in models}
     kinds = {(meta.arch, meta.precision) for meta in (read_metadata(m) for m in models if m.suffix == ".onnx")}
     seen: dict[tuple[str, str], Path] = {}

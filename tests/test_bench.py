@@ -114,6 +114,23 @@ def test_one_reference_under_two_spellings_counts_once() -> None:
     assert check_references([default_model_path().parent / "mlp.int8.onnx"], [reference, spelled]) == [reference]
 
 
+def test_one_model_under_two_names_is_timed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefmnist.runtime import bench
+    from edgefmnist.runtime.predictor import default_model_path
+
+    model = default_model_path().parent / "mlp.onnx"
+    (tmp_path / "alias.onnx").symlink_to(model)
+    timed: list[list[Path]] = []
+
+    def recording(models: list[Path], *args: object, **kwargs: object) -> dict:
+        timed.append(models)
+        raise KeyboardInterrupt  # stop before any timing
+
+    monkeypatch.setattr(bench, "run_bench", recording)
+    run_in_process("bench", str(model), str(tmp_path / "alias.onnx"), f"{model.parent}/./mlp.onnx")
+    assert timed == [[model]]
+
+
 @pytest.mark.slow
 def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
     models = [shipped_mlp, shipped_mlp.with_name("mlp.int8.onnx")]
