@@ -42,9 +42,10 @@ MAX_JPEG_PIXELS = 250_000_000  # header limit for JPEG, whose decoding draft mod
 MAX_DECODED_PIXELS = MAX_PIXELS  # what a JPEG may still hold after draft reduction (only a large max_side reaches it)
 # HEIF and AVIF decode at full size (no draft mode): phones write them at up to 48-50 MP (about 150 MB as RGB)
 MAX_HEIF_PIXELS = 64_000_000
-# A progressive JPEG is decoded from all its DCT coefficients, held at full size whatever the draft
-# scale: at most as many bytes as a full-size HEIF's RGB (a 4:2:0 colour JPEG takes 3 bytes a pixel)
-MAX_COEFFICIENT_BYTES = 3 * MAX_HEIF_PIXELS
+# A multi-scan JPEG (progressive, or its components in separate scans) is decoded from all its DCT
+# coefficients, held at full size whatever the draft scale (3 bytes a pixel for 4:2:0 colour):
+# about what a full-size 64 MP HEIF's RGB takes, so that a 64 MP phone's 9248 x 6936 (192.5 MB) passes
+MAX_COEFFICIENT_BYTES = 200_000_000
 JPEG_FORMATS = ("JPEG", "MPO")
 FULL_SIZE_PHONE_FORMATS = ("HEIF", "AVIF")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -79,8 +80,8 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
 
     Bomb guard: the size in the file's header is checked before any pixel is decoded: at most
     ``MAX_JPEG_PIXELS`` (250 MP) for a JPEG, which is then decoded at reduced scale and must
-    fit ``MAX_DECODED_PIXELS`` (a progressive one also ``MAX_COEFFICIENT_BYTES``, see
-    :func:`coefficient_bytes`), ``MAX_HEIF_PIXELS`` (64 MP) for HEIF and AVIF, and ``MAX_PIXELS``
+    fit ``MAX_DECODED_PIXELS`` (a multi-scan one also ``MAX_COEFFICIENT_BYTES``, see
+    :func:`refuse_if_coefficients_exceed`), ``MAX_HEIF_PIXELS`` (64 MP) for HEIF and AVIF, and ``MAX_PIXELS``
     (40 MP) for every other format.
     ``Image.open`` would apply Pillow's own process-wide ``MAX_IMAGE_PIXELS`` (a
     ``DecompressionBombWarning`` above 89 MP, an error above 179 MP) before we could see the
@@ -238,7 +239,7 @@ def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Imag
     if image.format in REFUSED_FORMATS:
         raise ImageError(f"{path}: {REFUSED_FORMATS[image.format]}")
     refuse_if_larger(path, image.size, pixel_limit(image.format))
-    if isinstance(image, JpegImageFile) and image.info.get("progressive"):
+    if isinstance(image, JpegImageFile):
         refuse_if_coefficients_exceed(path, image, MAX_COEFFICIENT_BYTES)
     if is_jpeg:
         header_size = image.size
@@ -267,13 +268,59 @@ def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Imag
 
 
 def refuse_if_coefficients_exceed(path: str, image: JpegImageFile, limit: int) -> None:
-    """Raise :class:`PictureTooLarge` if a progressive JPEG's coefficients take more than ``limit`` bytes."""
-    if (needed := coefficient_bytes(image)) > limit:
+    """Raise :class:`PictureTooLarge` if ``image`` is a multi-scan JPEG (:func:`is_multi_scan`) whose
+    coefficients take more than ``limit`` bytes. A single-scan JPEG is decoded a row of blocks at a time."""
+    if (needed := coefficient_bytes(image)) > limit and is_multi_scan(image):
         width, height = image.size
         raise PictureTooLarge(
-            f"{path}: refused, a progressive JPEG of {width} x {height} pixels needs {needed >> 20:,} MiB "
-            f"to decode, more than {limit >> 20:,} (save it as a baseline JPEG)"
+            f"{path}: refused, a multi-scan (progressive) JPEG of {width} x {height} pixels needs "
+            f"{needed / 1e6:,.1f} MB to decode, more than {limit / 1e6:,.0f} MB (save it as a baseline JPEG)"
         )
+
+
+def is_multi_scan(image: JpegImageFile) -> bool:
+    """Whether libjpeg decodes ``image`` from several scans, so from a whole-image coefficient buffer
+    (``has_multiple_scans`` in libjpeg's ``jdinput.c``): progressive, or a first scan holding fewer
+    components than the frame (each colour in its own scan, as ``jpegtran -scans`` writes them)."""
+    if image.info.get("progressive"):
+        return True
+    return image.fp is not None and first_scan_components(image.fp) < len(image.layer)
+
+
+def first_scan_components(fp: IO[bytes]) -> int:
+    """The components of a JPEG's first scan (``Ns`` of its first SOS segment, ITU-T T.81 B.2.3), read
+    by walking the marker segments from the stream's start (an EXIF thumbnail inside APP1 is skipped
+    whole); ``fp`` is left where it was. 0 when the walk finds no SOS."""
+    start = fp.tell()
+    try:
+        fp.seek(2)  # past SOI
+        while skip_to_marker(fp):
+            marker = fp.read(1)
+            while marker == b"\xff":  # fill bytes before a marker
+                marker = fp.read(1)
+            if not marker:
+                return 0
+            if marker[0] == 0x01 or 0xD0 <= marker[0] <= 0xD8:  # TEM, RSTn, SOI: no length
+                continue
+            header = fp.read(3)
+            if len(header) < 3:
+                return 0
+            if marker[0] == 0xDA:
+                return header[2]
+            fp.seek(struct.unpack(">H", header[:2])[0] - 3, io.SEEK_CUR)
+        return 0
+    finally:
+        fp.seek(start)
+
+
+def skip_to_marker(fp: IO[bytes], chunk: int = 1 << 16) -> bool:
+    """Read ``fp`` up to and including the next 0xFF byte, as libjpeg passes over bytes that are not
+    a marker's (``next_marker`` in ``jdmarker.c``); False at the end of the stream."""
+    while data := fp.read(chunk):
+        if (found := data.find(b"\xff")) >= 0:
+            fp.seek(found + 1 - len(data), io.SEEK_CUR)
+            return True
+    return False
 
 
 def coefficient_bytes(image: JpegImageFile) -> int:
