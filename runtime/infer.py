@@ -188,18 +188,22 @@ def picture_outputs(
     test-time augmentation, which evens out the preprocessing's small asymmetries (docs/real-photos.md,
     "A photo is classified with its mirror image", for what it gained on photos-dev's choice half).
     An image already in dataset form is classified once, so its outputs are exactly the
-    model's. Raises ``ValueError`` when ``photo`` and ``images`` differ in length.
+    model's. Raises ``ValueError`` when ``photo`` and ``images`` differ in length, and
+    :class:`~edgefmnist.errors.ModelError` when an output is NaN or infinite.
     """
     if photo is not None and len(photo) != len(images):
         raise ValueError(f"{len(photo)} photo flags for {len(images)} images")
     picked = np.flatnonzero(np.asarray(photo, bool)) if photo is not None else np.zeros(0, np.int64)
     if not picked.size or not predictor.metadata.trained_on_mirror_images:
-        return predictor.run(images)
-    count = len(images)
-    logits, probabilities = predictor.run(np.concatenate([images, images[picked, ..., ::-1]]))  # one call for both
-    logits[picked] = (logits[picked] + logits[count:]) / 2
-    probabilities[picked] = (probabilities[picked] + probabilities[count:]) / 2
-    return logits[:count].copy(), probabilities[:count].copy()
+        logits, probabilities = predictor.run(images)
+    else:
+        count = len(images)
+        logits, probabilities = predictor.run(np.concatenate([images, images[picked, ..., ::-1]]))  # one call for both
+        logits[picked] = (logits[picked] + logits[count:]) / 2
+        probabilities[picked] = (probabilities[picked] + probabilities[count:]) / 2
+        logits, probabilities = logits[:count].copy(), probabilities[:count].copy()
+    predictor.refuse_non_finite(logits, probabilities, what="these pictures")
+    return logits, probabilities
 
 
 def picture_typicality(predictor: Predictor, logits: np.ndarray) -> np.ndarray | None:

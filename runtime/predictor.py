@@ -166,9 +166,10 @@ class Predictor:
 
         Reads and checks the metadata first (:func:`edgefmnist.runtime.metadata.read_metadata`),
         then the graph's signature: one float32 or uint8 input ``[N, 1, 28, 28]`` and the contract's two
-        outputs of one score per class, and that a blank image gives finite outputs. Raises
+        outputs of one score per class, and that a black and a white image give finite outputs. Raises
         :class:`ModelError` for a missing, corrupt or foreign model, one that needs a newer
-        onnxruntime, one onnxruntime cannot load or run, or one whose outputs are NaN or infinite.
+        onnxruntime, one onnxruntime cannot load or run, or one whose outputs for a black or a
+        white image are NaN or infinite.
         """
         self.path = Path(model_path)
         self.metadata: ModelMetadata = read_metadata(self.path)
@@ -208,15 +209,25 @@ class Predictor:
             )
 
     def _check_outputs_are_finite(self) -> None:
-        """One blank image through the graph (well under a millisecond): weights that are NaN or
-        infinite give NaN for every picture, which no answer, accuracy or JSON can carry."""
-        blank = self.as_input(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
+        """A black and a white image through the graph (well under a millisecond): weights that are
+        NaN or infinite give NaN or infinity for most pictures, which no answer, accuracy or JSON can
+        carry. Both, as a normalised black image is negative, and an infinite weight times it can
+        be cut to 0 by a ReLU."""
+        black_and_white = np.zeros((2, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        black_and_white[1] = 255
+        probes = self.as_input(black_and_white)
         try:  # the session's own run: this thread's single-image binding is made on first use, not here
-            logits, probabilities = self.session.run(OUTPUT_NAMES, {INPUT_NAME: blank})
+            outputs = self.session.run(OUTPUT_NAMES, {INPUT_NAME: probes})
         except Exception as exc:  # a graph that loads but cannot run
             raise self._run_failed(exc) from None
-        if not (np.isfinite(logits).all() and np.isfinite(probabilities).all()):
-            raise ModelError(f"{self.path}: gives NaN or infinite outputs for a blank image (broken weights?)")
+        self.refuse_non_finite(*outputs, what="a black or a white image")
+
+    def refuse_non_finite(self, *outputs: np.ndarray, what: str = "these images") -> None:
+        """Raise :class:`ModelError` if any of ``outputs`` (this model's logits or probabilities for
+        ``what``) holds NaN or infinity. :meth:`run` does not check its own (a few µs of a
+        single-image call); :meth:`logits` and ``infer``'s pictures do."""
+        if not all(np.isfinite(output).all() for output in outputs):
+            raise ModelError(f"{self.path}: gives NaN or infinite outputs for {what} (broken weights?)")
 
     def as_input(self, images: np.ndarray) -> np.ndarray:
         """uint8 or float images ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` -> the model's NCHW input.
@@ -253,9 +264,11 @@ class Predictor:
         """Logits ``[N, 10]``, computed in batches."""
         inputs = self.as_input(images)
         try:
-            return batched_logits(self.session, inputs, batch_size)
+            logits = batched_logits(self.session, inputs, batch_size)
         except Exception as exc:
             raise self._run_failed(exc) from None
+        self.refuse_non_finite(logits, what=f"{len(inputs):,} images")
+        return logits
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities ``[N, 10]``."""

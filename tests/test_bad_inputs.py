@@ -24,7 +24,7 @@ import pytest
 import torch
 from edgefmnist.runtime.predictor import default_model_path
 from helpers import encoded, idx_bytes, png_declaring, png_with_huge_text, run, run_in_process
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from edgefmnist import spec
@@ -122,6 +122,18 @@ def runs_into_a_shape_error(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def infinite_first_conv_weight(path: Path) -> None:
+    """The CNN with one weight of its first convolution +inf: a black image, negative once
+    normalised, gives -inf there, which the ReLU turns into 0; a white one does not."""
+    model = onnx.load(str(SHIPPED / "cnn.onnx"))
+    conv = next(node for node in model.graph.node if node.op_type == "Conv")
+    initializer = next(tensor for tensor in model.graph.initializer if tensor.name == conv.input[1])
+    weights = numpy_helper.to_array(initializer).copy()
+    weights[0, 0, 1, 1] = np.inf
+    initializer.CopyFrom(numpy_helper.from_array(weights, initializer.name))
+    onnx.save(model, str(path))
+
+
 NINE_CLASS_TABLES = {
     "method": "temperature",
     "temperature": 1.0,
@@ -180,6 +192,10 @@ MODEL_CASES = {
     "loads but cannot run": (lambda d, t: runs_into_a_shape_error(d / "m.onnx"), "onnxruntime failed to run it"),
     "NaN weights": (lambda d, t: edge_model(d / "m.onnx", weight=float("nan")), "gives NaN or infinite outputs"),
     "infinite weights": (lambda d, t: edge_model(d / "m.onnx", weight=float("inf")), "gives NaN or infinite outputs"),
+    "an infinite weight a black image hides": (
+        lambda d, t: infinite_first_conv_weight(d / "m.onnx"),
+        "gives NaN or infinite outputs for a black or a white image",
+    ),
     "newer opset and IR, metadata silent": (  # the guard reads the graph's own opset and IR version
         lambda d, t: edge_model(d / "m.onnx", opset=40, ir_version=30),
         "opset 40 / IR 30 is newer than any onnxruntime this toolkit knows",

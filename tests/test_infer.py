@@ -1066,3 +1066,24 @@ def test_a_failed_save_of_a_test_image_keeps_every_answer(shipped_mlp: Path, tmp
     assert [row.get("saved") for row in rows] == [str(out / "test-3.png"), None, str(out / "test-5.png")]
     assert "is a directory" in rows[1]["not_saved"]
     assert result.stderr.splitlines() == [f"edgefmnist: error: {rows[1]['not_saved']}"]
+
+
+def test_nan_outputs_for_a_picture_are_an_error_not_an_answer(
+    shipped_mlp: Path, fashion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights broken for some inputs only get past the load's black and white images; no NaN
+    then reaches an answer, a rounding (a traceback before) or the JSON."""
+    from edgefmnist.runtime.infer import picture_outputs
+
+    from edgefmnist.errors import ModelError
+
+    predictor = Predictor(shipped_mlp)
+    logits, probabilities = predictor.run(fashion.test.images[:3])
+    logits[1, 4] = np.nan
+    monkeypatch.setattr(predictor, "run", lambda images: (logits.copy(), probabilities.copy()))
+    with pytest.raises(ModelError, match="mlp.onnx: gives NaN or infinite outputs for these pictures"):
+        picture_outputs(predictor, fashion.test.images[:3])
+    monkeypatch.setattr(predictor, "session", None)  # logits() would run the session: make it give NaN instead
+    monkeypatch.setattr("edgefmnist.runtime.predictor.batched_logits", lambda *args: logits.copy())
+    with pytest.raises(ModelError, match="gives NaN or infinite outputs for 3 images"):
+        predictor.logits(fashion.test.images[:3])
