@@ -39,6 +39,7 @@ from edgefmnist.atomic import open_descriptor, refuse_overwriting
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, quoted
 
 GRAYSCALE = 0  # a PNG colour type (PNG specification, section 11.2.2)
+PNG_COLOUR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale and alpha", 6: "RGBA"}
 STDIN_NAME = "<stdin>"  # how the picture on standard input is named in results and errors
 
 
@@ -476,15 +477,21 @@ def check_targets(targets: Sequence[Path]) -> None:
 
 
 def another_picture(path: Path) -> str:
-    """Why the file at ``path`` is a picture that a 28x28 written there would destroy: ``"an existing
-    1200 x 900 PNG"`` for any PNG but an 8-bit grayscale 28x28, which is what :func:`save_png`
-    writes (a run before this one); "" for that, a missing or empty file, a device or a FIFO. Files
-    that are not PNGs are :func:`check_png_target`'s."""
-    header = png_header(path) if os.path.isfile(path) else None
-    if header is None or header == (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 8, GRAYSCALE):
+    """Why the file at ``path`` is a picture that a 28x28 written there would destroy:
+    ``"an existing 1200 x 900 8-bit RGB PNG"`` for any PNG but an 8-bit grayscale 28x28, which is
+    what :func:`save_png` writes (a run before this one), and for a PNG whose header cannot be
+    read; "" for that 28x28, a missing or empty file, a device or a FIFO. Files that are not PNGs
+    are :func:`check_png_target`'s."""
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return ""
+    header = png_header(path)
+    if header is None:
+        return "an existing PNG whose header cannot be read"
+    if header == (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 8, GRAYSCALE):
         return ""
     width, height, bit_depth, colour_type = header
-    return f"an existing {width} x {height} PNG" + ("" if colour_type else f" ({bit_depth}-bit grayscale)")
+    kind = PNG_COLOUR_TYPES.get(colour_type, f"colour type {colour_type}")
+    return f"an existing {width} x {height} {bit_depth}-bit {kind} PNG"
 
 
 def save_or_say_why(path: Path, pixels: np.ndarray) -> tuple[str, str]:

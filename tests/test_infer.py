@@ -570,11 +570,22 @@ def test_save_preprocessed_never_writes_over_a_png_it_did_not_write(tmp_path: Pa
     photo, small_colour = tmp_path / "photos" / "IMG_1.png", tmp_path / "colour.png"
     Image.new("RGB", (1200, 900), (200, 30, 30)).save(photo)
     Image.new("RGB", (28, 28), (200, 30, 30)).save(small_colour)
+    cut_short = tmp_path / "cut.png"  # a photo PNG cut to 20 bytes: its header is gone, the file is not nothing
+    cut_short.write_bytes(photo.read_bytes()[:20])
     pictures = ["--image", f"{tmp_path / 'photos'}/*.jpg"]
     runs = [
-        ([*pictures, "--save-preprocessed", f"{tmp_path / 'photos'}/"], photo, "an existing 1200 x 900 PNG"),
+        ([*pictures, "--save-preprocessed", f"{tmp_path / 'photos'}/"], photo, "an existing 1200 x 900 8-bit RGB PNG"),
         (["--image", str(tmp_path / "photos" / "IMG_2.jpg"), "--save-preprocessed", str(photo)], photo, "1200 x 900"),
-        (["--sample", "0:1", "--save-preprocessed", str(small_colour)], small_colour, "an existing 28 x 28 PNG;"),
+        (
+            ["--sample", "0:1", "--save-preprocessed", str(small_colour)],
+            small_colour,
+            "existing 28 x 28 8-bit RGB PNG;",
+        ),
+        (
+            ["--sample", "0:1", "--save-preprocessed", str(cut_short)],
+            cut_short,
+            "existing PNG whose header cannot be read",
+        ),
     ]
     for args, victim, why in runs:
         before = victim.read_bytes()
