@@ -153,12 +153,12 @@ def test_the_predictor_leaves_no_telemetry_identifier_and_prints_nothing(shipped
         "Predictor(sys.argv[1]); print(os.environ['ORT_DISABLE_TELEMETRY'])"
     )
     environment = {key: value for key, value in os.environ.items() if key != "ORT_DISABLE_TELEMETRY"}
-    for home in (tmp_path, Path("/proc/self")):  # a folder it may write, and one it may not
-        run = subprocess.run(
+    for home, unset in ((tmp_path, {}), (Path("/proc/self"), {}), (tmp_path, {"ORT_DISABLE_TELEMETRY": ""})):
+        run = subprocess.run(  # a home it may write, one it may not; empty counts as unset (docker -e VAR=)
             [sys.executable, "-c", code, str(shipped_mlp)],
             capture_output=True,
             text=True,
-            env={**environment, "HOME": str(home)},
+            env={**environment, "HOME": str(home), **unset},
         )
         assert (run.returncode, run.stdout, run.stderr) == (0, "1\n", "")
     assert list(tmp_path.iterdir()) == []
