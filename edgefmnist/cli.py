@@ -746,18 +746,18 @@ def bench(
         BenchSettings,
         check_names,
         check_references,
-        each_file_once,
         format_table,
         run_bench,
         shipped_models,
         to_json,
     )
+    from edgefmnist.runtime.picture_files import each_file_once
 
     if json_output and markdown:
         raise UsageError("--json and --markdown exclude each other: choose one output format")
     settings = BenchSettings(batches=parse_batches(batch), threads=threads, runs=runs, warmup=warmup)
     torch_available = importlib.util.find_spec("torch") is not None
-    benched = each_file_once(models) if models else shipped_models(torch_available)
+    benched = each_file_once(models) if models else shipped_models(torch_available)  # a symlink's file once
     check_names([*benched, *(reference or [])])
     references = check_references(benched, reference or [])  # before the data is loaded
     report = run_bench(

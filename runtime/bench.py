@@ -34,6 +34,7 @@ import onnxruntime
 from edgefmnist.runtime.call_floor import floor_runners
 from edgefmnist.runtime.machine import machine_info
 from edgefmnist.runtime.metadata import read_metadata
+from edgefmnist.runtime.picture_files import each_file_once
 from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
 
 from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, int8_name, shipped_names
@@ -423,15 +424,6 @@ def check_names(models: Iterable[Path]) -> None:
     for model in models:
         if not is_utf8(str(model)):
             raise EdgeFmnistError(f"{model}: the path holds a byte that is not UTF-8, which the baselines cannot open")
-
-
-def each_file_once(paths: Iterable[Path]) -> list[Path]:
-    """``paths`` in order, each file once under the first name given: ``m.onnx``, ``./m.onnx`` and
-    a symlink to it are one model, timed once."""
-    unique: dict[Path, Path] = {}
-    for path in paths:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
 
 
 def check_references(models: list[Path], references: list[Path]) -> list[Path]:
