@@ -532,6 +532,15 @@ def test_save_preprocessed_refuses_a_file_named_for_another_picture_format(tmp_p
         assert Image.open(tmp_path / name).format == "PNG"
 
 
+def assert_each_refused_and_kept(runs: list[tuple[list[str], Path, str]]) -> None:
+    """For each ``(args, victim, why)``: ``infer`` with ``args`` exits 2 with one line holding
+    ``why``, and ``victim`` keeps its bytes."""
+    for args, victim, why in runs:
+        before = victim.read_bytes()
+        assert_one_line_error(run_in_process("infer", "--model", str(SHIPPED_MLP), *args), 2, why)
+        assert victim.read_bytes() == before
+
+
 def test_save_preprocessed_never_writes_over_a_file_that_is_not_a_png(tmp_path: Path, fashion) -> None:
     Image.fromarray(fashion.test.images[0]).save(tmp_path / "x.png")
     model, notes = tmp_path / "model.onnx", tmp_path / "notes"
@@ -548,10 +557,7 @@ def test_save_preprocessed_never_writes_over_a_file_that_is_not_a_png(tmp_path: 
             "an existing file that is not a PNG",
         ),
     ]
-    for args, victim, why in runs:
-        before = victim.read_bytes()
-        assert_one_line_error(run_in_process("infer", "--model", str(SHIPPED_MLP), *args), 2, why)
-        assert victim.read_bytes() == before
+    assert_each_refused_and_kept(runs)
     assert not (tmp_path / "out" / "test-0.png").exists()  # refused before anything was written
     Image.new("L", (28, 28)).save(tmp_path / "old.png")  # an earlier 28x28 is replaced
     result = run_in_process(
@@ -587,10 +593,7 @@ def test_save_preprocessed_never_writes_over_a_png_it_did_not_write(tmp_path: Pa
             "existing PNG whose header cannot be read",
         ),
     ]
-    for args, victim, why in runs:
-        before = victim.read_bytes()
-        assert_one_line_error(run_in_process("infer", "--model", str(SHIPPED_MLP), *args), 2, why)
-        assert victim.read_bytes() == before
+    assert_each_refused_and_kept(runs)
     assert not (tmp_path / "photos" / "IMG_2.png").exists()  # refused before anything was written
 
 
