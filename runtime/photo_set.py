@@ -204,8 +204,8 @@ def photo_set_notes(
     if no_pictures := not_picture_files(folder, extensions):
         shown = ", ".join(no_pictures[:MAX_NAMED]) + (", ..." if len(no_pictures) > MAX_NAMED else "")
         notes.append(
-            f"{folder}: not scored: {counted(len(no_pictures), 'item')} in the class folders that no picture "
-            f"file is: {shown}"
+            f"{folder}: not scored, as no picture files: {counted(len(no_pictures), 'item')} in the class "
+            f"folders: {shown}"
         )
     return notes
 

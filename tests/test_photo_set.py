@@ -80,7 +80,7 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [
         f"{tmp_path}: 2 folders named after no Fashion-MNIST class, so out of domain "
         "(only 'unsure' is right there): 'hat', 'unknown'",
-        f"{tmp_path}: not scored: 1 item in the class folders that no picture file is: "
+        f"{tmp_path}: not scored, as no picture files: 1 item in the class folders: "
         "'Trouser/notes.txt' (not a picture format)",
     ]
     (tmp_path / "Trouser" / "notes.txt").unlink()
@@ -102,7 +102,7 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
     for name in ("a.txt", "b.txt"):
         (tmp_path / "unknown" / name).write_text("notes")
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path))[-1] == (
-        f"{tmp_path}: not scored: 4 items in the class folders that no picture file is: "
+        f"{tmp_path}: not scored, as no picture files: 4 items in the class folders: "
         "'Trouser/gone.jpg' (a dangling symlink), 'hat/pipe.jpg' (a FIFO, not a regular file), "
         "'unknown/a.txt' (not a picture format), ..."
     )
