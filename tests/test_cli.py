@@ -127,11 +127,15 @@ def initialising_when(number: int) -> Any:
     raises ``ImportError: initialization failed`` from the handler's exception."""
 
     def command(*args: Any) -> None:
+        # Ctrl-C as Python sets it, unless its parent ignored SIGINT (a background job, as CI's may be)
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             os.kill(os.getpid(), number)
             time.sleep(5)
         except KeyboardInterrupt as exc:
             raise ImportError("initialization failed") from exc
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     return command
 
