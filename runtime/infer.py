@@ -30,7 +30,14 @@ import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
 from edgefmnist.runtime.picture_files import STDIN
-from edgefmnist.runtime.picture_formats import check_png_target, file_extension, png_header, refuse_dash
+from edgefmnist.runtime.picture_formats import (
+    PNG_COLOUR_TYPES,
+    PNG_GRAYSCALE,
+    check_png_target,
+    file_extension,
+    png_header,
+    refuse_dash,
+)
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 
@@ -38,8 +45,6 @@ from edgefmnist import calibration, spec
 from edgefmnist.atomic import open_descriptor, refuse_overwriting
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, quoted
 
-GRAYSCALE = 0  # a PNG colour type (PNG specification, section 11.2.2)
-PNG_COLOUR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale and alpha", 6: "RGBA"}
 STDIN_NAME = "<stdin>"  # how the picture on standard input is named in results and errors
 
 
@@ -487,7 +492,7 @@ def another_picture(path: Path) -> str:
     header = png_header(path)
     if header is None:
         return "an existing PNG whose header cannot be read"
-    if header == (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 8, GRAYSCALE):
+    if header == (spec.IMAGE_SIZE, spec.IMAGE_SIZE, 8, PNG_GRAYSCALE):
         return ""
     width, height, bit_depth, colour_type = header
     kind = PNG_COLOUR_TYPES.get(colour_type, f"colour type {colour_type}")

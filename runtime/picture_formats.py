@@ -156,9 +156,14 @@ def not_known_png(path: Path) -> str:
     return "an existing file that is not a PNG" if head and head != PNG_SIGNATURE else ""
 
 
+# PNG colour types (PNG specification, section 11.2.2), as png_header gives them
+PNG_GRAYSCALE = 0
+PNG_COLOUR_TYPES = {PNG_GRAYSCALE: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale and alpha", 6: "RGBA"}
+
+
 def png_header(path: Path) -> tuple[int, int, int, int] | None:
     """``(width, height, bit depth, colour type)`` from the IHDR chunk of the PNG file at ``path``
-    (PNG specification, section 11.2.2: colour type 0 is grayscale), or None for a file that
+    (PNG specification, section 11.2.2; :data:`PNG_COLOUR_TYPES` names the types), or None for a file that
     cannot be read or does not start with a PNG's signature and IHDR."""
     try:
         with open(path, "rb") as existing:
