@@ -497,9 +497,10 @@ def is_gray_palette(image: Image.Image) -> bool:
 def to_luminance(image: Image.Image) -> np.ndarray:
     """Luminance as uint8 ``[H, W]``: ITU-R BT.601, exactly ``image.convert("L")`` for ``RGB``, a copy for ``L``.
 
-    Any other mode is first flattened with :func:`to_rgb_or_l` (transparency composited).
+    Any other picture, and an ``L`` or ``RGB`` one with a ``transparency`` entry (``tRNS``), is first
+    flattened with :func:`to_rgb_or_l` (transparency composited).
     """
-    if image.mode not in ("L", "RGB"):
+    if not is_plain(image):
         image = to_rgb_or_l(image)
     if image.mode == "RGB":
         image = image.convert("L")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from edgefmnist.runtime.bars import picture_inside_bars
-from edgefmnist.runtime.picture import ImageError, PictureSource, load_picture, to_luminance
+from edgefmnist.runtime.picture import ImageError, PictureSource, is_plain, load_picture, to_luminance, to_rgb_or_l
 from PIL import Image
 
 from edgefmnist import spec
@@ -89,10 +89,13 @@ def dataset_form(image: Image.Image) -> Preprocessed:
 
     A photo's letterbox or pillarbox bars (:func:`picture_inside_bars`) are cut off first, or
     they would be the background's only colour and the floor would pass for the garment.
+    Transparency is composited first, as :func:`~edgefmnist.runtime.picture.load_picture` composites it.
     Pure: no global state is read or written, so threads may call it at once.
     """
+    if not is_plain(image):
+        image = to_rgb_or_l(image)
     if image.size == (SIZE, SIZE):
-        pixels = to_luminance(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+        pixels = to_luminance(image)
         if is_dataset_form(pixels):
             return blank(NEARLY_UNIFORM) if pixels.std() < MIN_CONTRAST_SPREAD else Preprocessed(pixels)
     from edgefmnist.runtime.segment import foreground_mask, illumination

@@ -293,3 +293,21 @@ def test_bars_are_found_around_most_real_photos() -> None:
             left, top, right, bottom = picture_inside_bars(padded)
             found.append(np.array_equal(padded[top:bottom, left:right], photo))
         assert np.mean(found) >= floor, (bars, colour, np.mean(found))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L-tRNS"])
+def test_a_transparent_picture_given_as_an_image_is_composited_as_its_file(
+    mode: str, tmp_path: Path, boot: np.ndarray
+) -> None:
+    """A dark boot on transparent black, 28x28: not in dataset form once composited, as its PNG is not."""
+    dark = np.where(boot > 0, 255 - boot, 0).astype(np.uint8)  # black where transparent
+    if mode == "RGBA":
+        picture = Image.fromarray(np.dstack([dark] * 3 + [np.where(boot > 0, 255, 0).astype(np.uint8)]), "RGBA")
+    else:
+        picture = Image.fromarray(dark, "L")
+        picture.info["transparency"] = 0
+    picture.save(tmp_path / "cut-out.png")
+    from_file = preprocess(tmp_path / "cut-out.png")
+    from_image = dataset_form(picture)
+    assert from_file.photo and from_image.photo
+    np.testing.assert_array_equal(from_image.pixels, from_file.pixels)
