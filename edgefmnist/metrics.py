@@ -36,6 +36,14 @@ class Evaluation:
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    """Counts, int64 ``[classes, classes]``: rows the true class, columns the predicted one.
+
+    ``labels`` and ``predictions`` are int arrays ``[N]``; raises ``ValueError`` for a value
+    outside ``0..classes-1`` (it would be counted in another cell).
+    """
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if len(values) and (values.min() < 0 or values.max() >= classes):
+            raise ValueError(f"{name} must lie in 0..{classes - 1}, found {values.min()}..{values.max()}")
     return np.bincount(labels * classes + predictions, minlength=classes * classes).reshape(classes, classes)
 
 

@@ -25,3 +25,10 @@ def test_metrics_match_a_hand_computed_example() -> None:
 def test_a_class_never_predicted_has_zero_precision_not_nan() -> None:
     result = evaluate_predictions(np.array([0, 1]), np.array([0, 0]), ("a", "b"))
     assert result.per_class[1].precision == 0.0 and result.per_class[1].f1 == 0.0
+
+
+@pytest.mark.parametrize(("labels", "predictions"), [([0, 1], [0, 2]), ([-1, 1], [0, 1]), ([0, 2], [0, 1])])
+def test_a_label_or_prediction_outside_the_classes_is_refused_not_counted_elsewhere(labels, predictions) -> None:
+    with pytest.raises(ValueError, match=r"must lie in 0\.\.1"):
+        evaluate_predictions(np.array(labels), np.array(predictions), ("a", "b"))
+
