@@ -35,6 +35,11 @@ class Evaluation:
         return asdict(self)
 
 
+def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The share of rows of ``scores`` (logits or probabilities, ``[N, C]``) whose argmax is the label (int ``[N]``)."""
+    return float(np.mean(np.asarray(scores).argmax(1) == labels))
+
+
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
     """Counts, int64 ``[classes, classes]``: rows the true class, columns the predicted one.
 

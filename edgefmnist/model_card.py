@@ -26,6 +26,7 @@ from edgefmnist import spec
 from edgefmnist.calibration import expected_calibration_error, reference_typicality, softmax
 from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, Dtype, shipped_names
 from edgefmnist.data import Split, load_test_split
+from edgefmnist.metrics import accuracy
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import Predictor
 
@@ -40,10 +41,10 @@ CARD_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*?\| (?P<accuracy>\d+\.\d+) % \
 def measured_accuracy(path: Path, test: Split) -> float:
     """Test accuracy through the runtime (ONNX) or PyTorch (``.pt``)."""
     if path.suffix == ".pt":
-        from edgefmnist.train import accuracy
+        from edgefmnist.train import predict_logits
 
-        return accuracy(load_trained(path).net, test)
-    return float(np.mean(Predictor(path).logits(test.images).argmax(1) == test.labels))
+        return accuracy(predict_logits(load_trained(path).net, test.images), test.labels)
+    return accuracy(Predictor(path).logits(test.images), test.labels)
 
 
 @functools.lru_cache

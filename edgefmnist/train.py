@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgefmnist import metrics
 from edgefmnist.checkpoint import Checkpoint
 from edgefmnist.contract import Arch
 from edgefmnist.data import FashionMNIST, Split
@@ -51,7 +52,8 @@ def predict_logits(net: nn.Module, images: np.ndarray) -> np.ndarray:
 
 
 def accuracy(net: nn.Module, split: Split) -> float:
-    return float((predict_logits(net, split.images).argmax(1) == split.labels).mean())
+    """``net``'s accuracy on ``split`` (a share, 0-1), in evaluation mode, on the CPU."""
+    return metrics.accuracy(predict_logits(net, split.images), split.labels)
 
 
 def augment_batch(batch: torch.Tensor, generator: torch.Generator, per_image: bool = False) -> torch.Tensor:

@@ -40,6 +40,7 @@ from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_pa
 from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, int8_name, shipped_names
 from edgefmnist.data import Split
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, is_utf8, printable
+from edgefmnist.metrics import accuracy
 
 REPORT_SCHEMA = 1
 ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points of the best
@@ -227,9 +228,10 @@ def cold_start(engine: str, path: Path, settings: BenchSettings) -> dict[str, fl
 
 
 def accuracy_of(run: Runner, test: Split, dtype: np.dtype, batch_size: int = 1000) -> float:
+    """Test accuracy of ``run`` fed the test images as ``dtype`` ``[N, 1, 28, 28]``, ``batch_size`` at a time."""
     images = test.images.astype(dtype)[:, None]
-    predicted = np.concatenate([run(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
-    return float((predicted == test.labels).mean())
+    logits = np.concatenate([run(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    return accuracy(logits, test.labels)
 
 
 def precision_of(path: Path, engine: str) -> str:

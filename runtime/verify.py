@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from edgefmnist.runtime.predictor import Predictor
 
 from edgefmnist.contract import RECORDED_ACCURACY_TOLERANCE, Dtype
 from edgefmnist.data import load_test_split
+from edgefmnist.metrics import accuracy
 from edgefmnist.model_metadata import finite_number
 from edgefmnist.verdict import Verdict
 
@@ -49,7 +49,7 @@ def check_recorded_accuracy(model_path: Path, data_dir: Path | None = None) -> A
     """
     predictor = Predictor(model_path)
     test = load_test_split(data_dir)
-    measured = float(np.mean(predictor.logits(test.images).argmax(1) == test.labels))
+    measured = accuracy(predictor.logits(test.images), test.labels)
     recorded = predictor.metadata.extra.get("test_accuracy")
     failures = []
     if not finite_number(recorded):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgefmnist.metrics import evaluate_predictions, format_report
+from edgefmnist.metrics import accuracy, evaluate_predictions, format_report
 
 
 def test_metrics_match_a_hand_computed_example() -> None:
@@ -32,3 +32,7 @@ def test_a_label_or_prediction_outside_the_classes_is_refused_not_counted_elsewh
     with pytest.raises(ValueError, match=r"must lie in 0\.\.1"):
         evaluate_predictions(np.array(labels), np.array(predictions), ("a", "b"))
 
+
+def test_accuracy_is_the_share_of_rows_whose_argmax_is_the_label() -> None:
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [-1.0, -2.0]])
+    assert accuracy(scores, np.array([0, 1, 1, 1])) == 0.5
