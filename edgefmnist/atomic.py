@@ -461,8 +461,9 @@ def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
 
     For files that belong together (a model and the int8 model made from it): Ctrl-C (SIGINT)
     waits until every file is written, and when a write fails, the files written before it get
-    their previous bytes back (or are removed when they are new), so the set is never left half
-    new. Raises as :func:`write_bytes_atomic` does.
+    their previous bytes back (or are removed when they are new), so the set is not left half new
+    (but for a file that cannot be restored either: it stays new, and the others are still
+    restored). Raises the write's error as :func:`write_bytes_atomic` does.
     """
     targets = [Path(os.path.realpath(path)) for path, _ in files]  # a symlink's file, which the write lands in
     previous = [target.read_bytes() if target.is_file() else None for target in targets]
@@ -474,11 +475,17 @@ def write_together(files: Sequence[tuple[Path, bytes]]) -> None:
                 written += 1
         except BaseException:
             for target, old in zip(targets[:written], previous, strict=False):
-                if old is None:
-                    target.unlink(missing_ok=True)  # the new file, not a link that led to it
-                else:
-                    write_bytes_atomic(target, old)
+                with contextlib.suppress(Exception):  # the disk may refuse this one too: restore the rest
+                    restore(target, old)
             raise
+
+
+def restore(target: Path, previous: bytes | None) -> None:
+    """Put ``previous`` back into ``target``, or remove ``target`` when it was new (``previous`` None)."""
+    if previous is None:
+        target.unlink(missing_ok=True)  # the new file, not a link that led to it
+    else:
+        write_bytes_atomic(target, previous)
 
 
 @contextlib.contextmanager

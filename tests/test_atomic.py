@@ -228,6 +228,23 @@ def test_files_written_together_are_all_new_or_all_as_before(tmp_path: Path) -> 
     assert (model.read_bytes(), new_file.read_bytes()) == (b"new fp32", b"new")
 
 
+def test_a_file_that_cannot_be_restored_does_not_stop_the_others_or_hide_the_error(tmp_path: Path, monkeypatch) -> None:
+    first, second = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    first.write_bytes(b"old a")
+    second.write_bytes(b"old b")
+    real = atomic.write_bytes_atomic
+
+    def failing(path: Path, data: bytes) -> None:
+        if path.name == "c.onnx" or data == b"old a":  # the third write, then the first one's restore
+            raise WriteFailed(f"{path}: cannot write (No space left on device)")
+        real(path, data)
+
+    monkeypatch.setattr(atomic, "write_bytes_atomic", failing)
+    with pytest.raises(WriteFailed, match=r"c\.onnx: cannot write"):
+        write_together([(first, b"new a"), (second, b"new b"), (tmp_path / "c.onnx", b"new c")])
+    assert (first.read_bytes(), second.read_bytes()) == (b"new a", b"old b")
+
+
 @pytest.mark.parametrize("sent", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_or_sigterm_while_files_are_written_together_waits_for_the_last(
     tmp_path: Path, monkeypatch, sent: str
