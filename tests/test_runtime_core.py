@@ -96,6 +96,15 @@ def test_malformed_metadata_is_refused(tmp_path: Path) -> None:
             read_metadata(path)
 
 
+def test_an_input_dtype_no_model_takes_is_refused_from_the_metadata() -> None:
+    for dtype in ('"uint8"', '"float32"'):
+        ModelMetadata.from_props({**minimal_props("1.17.0"), "input": f'{{"dtype": {dtype}}}'}, "m.onnx")
+    for dtype in ('"bogus"', '"int64"', "3", "null"):
+        props = {**minimal_props("1.17.0"), "input": f'{{"dtype": {dtype}}}'}
+        with pytest.raises(ModelError, match=rf"^m\.onnx: metadata input dtype {dtype} is not one of float32, uint8$"):
+            ModelMetadata.from_props(props, "m.onnx")
+
+
 def test_version_guard() -> None:
     meta = ModelMetadata(1, spec.CLASS_NAMES, {}, Dtype.fp32, "mlp", "1.17.0")
     meta.check_runtime("m.onnx", installed="1.17.3")
