@@ -47,7 +47,7 @@ def oversubscription_warning(count: int | None, flag: str = "--threads", busy: i
     """The warning line when ``flag`` (a key of :data:`OVERSUBSCRIBED`) asks for ``count``
     threads, of which ``busy`` (default: all) can run at once, more than the cores this process
     may use, else ``""``."""
-    from edgefmnist.runtime.predictor import available_cores
+    from edgefmnist.cores import available_cores
 
     cores = available_cores()
     if count is None or (count if busy is None else min(count, busy)) <= cores:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import io
-import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefmnist.atomic import write_bytes_atomic
+from edgefmnist.cores import available_cores
 from edgefmnist.data import default_cache_dir
 
 CHUNK = 250  # images per worker task
@@ -117,7 +117,7 @@ def photo_views(
         cached = np.load(path)
         if cached.shape == images.shape and cached.dtype == np.uint8:
             return cached
-    workers = workers or max(1, len(os.sched_getaffinity(0)))
+    workers = workers or available_cores()
     starts = range(0, len(images), CHUNK)
     out = np.empty_like(images)
     with ProcessPoolExecutor(workers, initializer=signal.signal, initargs=(signal.SIGTERM, signal.SIG_DFL)) as pool:

@@ -27,7 +27,6 @@ its own one-line error and the others go on.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections import deque
@@ -39,6 +38,7 @@ from typing import TypeVar
 
 from edgefmnist.runtime.preprocess import Preprocessed
 
+from edgefmnist.cores import available_cores
 from edgefmnist.errors import EdgeFmnistError
 
 DEFAULT_BATCH_SIZE = 64
@@ -49,10 +49,7 @@ Result = TypeVar("Result")
 
 def default_workers() -> int:
     """Preprocessing threads: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+    return available_cores()
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ AMX on x86; ``asimddp`` on ARM (a Raspberry Pi 5's Cortex-A76 has it, a Pi 4's A
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
+
+from edgefmnist.cores import available_cores
 
 X86_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 ARM_FLAGS = ("asimd", "asimdhp", "asimddp", "i8mm", "sve")
@@ -57,7 +58,7 @@ def machine_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     return {
         "cpu": name,
         "arch": arch,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": available_cores(),
         "flags": [flag for flag in relevant if flag in flags],
         "int8_dot_product": bool(flags & INT8_DOT_FLAGS),
         "os": platform.platform(terse=True),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from edgefmnist.contract import (
     PRETRAINED_PACKAGE,
     to_model_input,
 )
+from edgefmnist.cores import available_cores
 from edgefmnist.errors import ModelError, first_line, is_utf8
 
 IMAGE_SIZE = spec.IMAGE_SIZE
@@ -58,14 +58,6 @@ def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, ba
             for i in range(0, len(inputs), batch_size)
         ]
     )
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the system has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def default_threads() -> int:

@@ -277,7 +277,7 @@ def test_a_model_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) ->
     from edgefmnist.runtime.predictor import default_model_path
 
     (model := tmp_path / os.fsdecode(b"m\xff.onnx")).write_bytes(default_model_path().read_bytes())
-    from edgefmnist.runtime.predictor import available_cores
+    from edgefmnist.cores import available_cores
 
     crowded = ["--threads", str(available_cores() + 1)]  # its warning waits for the inputs: one line still
     result = run_in_process("bench", str(model), "--runs", "10", "--warmup", "0", "--batch", "1", *crowded)

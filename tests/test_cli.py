@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edgefmnist.runtime.predictor import available_cores, default_model_path
+from edgefmnist.runtime.predictor import default_model_path
 from helpers import assert_one_line_error, run, run_in_process, run_with_stdout_in, write_synthetic_dataset
 from PIL import Image
 
 import edgefmnist
+from edgefmnist.cores import available_cores
 
 
 @pytest.mark.parametrize("command", ["", "data", "train", "export", "verify", "infer", "evaluate", "bench", "serve"])

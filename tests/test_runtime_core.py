@@ -272,3 +272,17 @@ def test_single_image_hot_path_gives_the_same_numbers_as_plain_onnxruntime(shipp
         assert np.array_equal(kept[0], expected_logits[0])  # results are copies, not the reused buffers
         batch = plain.run(None, {"image": images[:7, None].astype(dtype)})[1]
         assert np.array_equal(predictor.predict(images[:7]), batch)
+
+
+def test_available_cores_falls_back_to_the_cpu_count_where_there_is_no_affinity(monkeypatch) -> None:
+    import os
+
+    from edgefmnist.cores import available_cores
+
+    if hasattr(os, "sched_getaffinity"):
+        assert available_cores() == len(os.sched_getaffinity(0))
+        monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS and Windows
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert available_cores() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # undeterminable
+    assert available_cores() == 1

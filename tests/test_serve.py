@@ -995,7 +995,7 @@ def test_labels_through_the_server_equal_infer_json_on_1000_test_images_and_phot
 
 
 def test_more_threads_than_cores_start_with_a_warning(server: ServerProcess) -> None:
-    from edgefmnist.runtime.predictor import available_cores
+    from edgefmnist.cores import available_cores
 
     threads = available_cores() + 1
     crowded = ServerProcess("--threads", str(threads))
@@ -1011,7 +1011,7 @@ def test_more_threads_than_cores_start_with_a_warning(server: ServerProcess) -> 
 
 
 def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
-    from edgefmnist.runtime.predictor import available_cores
+    from edgefmnist.cores import available_cores
 
     result = subprocess.run(
         [sys.executable, "-m", "edgefmnist.cli", "serve", "--port", str(server.port)]
