@@ -60,6 +60,12 @@ class PreparedPicture:
     preprocessed: Preprocessed | None = None
     error: str = ""  # the one-line reason the picture could not be preprocessed
 
+    def form(self) -> Preprocessed:
+        """The preprocessed form; raises ``ValueError`` for a picture that failed (its ``error``)."""
+        if self.preprocessed is None:
+            raise ValueError(f"{self.path} was not preprocessed: {self.error}")
+        return self.preprocessed
+
 
 Preprocess = Callable[[Path], Preprocessed]
 

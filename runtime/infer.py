@@ -244,7 +244,7 @@ def classify_arrays(
     empty = nothing_found or [""] * len(names)
     decimals = shown_decimals(min_confidence)
     results = []
-    for i, (name, row, reason) in enumerate(zip(names, probabilities, empty, strict=False)):
+    for i, (name, row, reason) in enumerate(zip(names, probabilities, empty, strict=True)):
         best = int(row.argmax())
         score = None if typical is None else float(typical[i])
         reasons = unsure_reasons(float(row[best]), min_confidence, bool(reason), score, min_typicality)
@@ -262,6 +262,29 @@ def classify_arrays(
             )
         )
     return results
+
+
+def classify_preprocessed(
+    predictor: Predictor,
+    forms: Sequence[Preprocessed],
+    names: list[str],
+    k: int,
+    min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE,
+    min_typicality: float = spec.DEFAULT_MIN_TYPICALITY,
+) -> list[Classified]:
+    """:func:`classify_arrays` for pictures as preprocessing gives them: their pixels, why nothing
+    was found in them, and whether they were photos. Raises ``ValueError`` unless there are as
+    many names as forms."""
+    return classify_arrays(
+        predictor,
+        np.stack([form.pixels for form in forms]),
+        names,
+        k,
+        min_confidence,
+        [form.nothing_found for form in forms],
+        [form.photo for form in forms],
+        min_typicality,
+    )
 
 
 def preprocess_picture(path: Path) -> Preprocessed:
@@ -325,22 +348,12 @@ def classify_files(
         targets = dict(zip(paths, saved, strict=True))
 
     def classify(pictures: list[PreparedPicture]) -> list[Classified]:
-        forms = [picture.preprocessed for picture in pictures if picture.preprocessed is not None]
-        pixels = np.stack([form.pixels for form in forms])
+        forms = [picture.form() for picture in pictures]
         names = [picture_name(picture.path) for picture in pictures]
-        results = classify_arrays(
-            predictor,
-            pixels,
-            names,
-            k,
-            min_confidence,
-            [form.nothing_found for form in forms],
-            [form.photo for form in forms],
-            min_typicality,
-        )
-        for i, (picture, image) in enumerate(zip(pictures, pixels, strict=True)):
+        results = classify_preprocessed(predictor, forms, names, k, min_confidence, min_typicality)
+        for picture, form, result in zip(pictures, forms, results, strict=True):
             if picture.path in targets:
-                results[i].saved, results[i].not_saved = save_or_say_why(targets[picture.path], image)
+                result.saved, result.not_saved = save_or_say_why(targets[picture.path], form.pixels)
         return results
 
     def failed(picture: PreparedPicture) -> Classified:

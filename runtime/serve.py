@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgefmnist.runtime.infer import Classified, check_min_confidence, check_min_typicality, classify_arrays
+from edgefmnist.runtime.infer import Classified, check_min_confidence, check_min_typicality, classify_preprocessed
 from edgefmnist.runtime.multipart_body import MultipartError, TooManyParts, parse_multipart
 from edgefmnist.runtime.picture import PictureTooLarge
 from edgefmnist.runtime.predictor import Predictor
@@ -98,14 +98,12 @@ class Classifier:
             entries.append({})
         if good:
             start = time.perf_counter()
-            results = classify_arrays(
+            results = classify_preprocessed(
                 self.predictor,
-                np.stack([picture.pixels for _, picture, _ in good]),
+                [picture for _, picture, _ in good],
                 [pictures[i][0] for i, _, _ in good],
                 self.settings.top_k,
                 self.settings.min_confidence,
-                [picture.nothing_found for _, picture, _ in good],
-                [picture.photo for _, picture, _ in good],
                 self.settings.min_typicality,
             )
             inference_us = 1e6 * (time.perf_counter() - start)

@@ -1101,3 +1101,18 @@ def test_nan_outputs_for_a_picture_are_an_error_not_an_answer(
     monkeypatch.setattr("edgefmnist.runtime.predictor.batched_logits", lambda *args: logits.copy())
     with pytest.raises(ModelError, match="gives NaN or infinite outputs for 3 images"):
         predictor.logits(fashion.test.images[:3])
+
+
+def test_classifying_preprocessed_pictures_needs_a_name_for_each(shipped_mlp: Path, fashion) -> None:
+    from edgefmnist.runtime.batch import PreparedPicture
+    from edgefmnist.runtime.infer import classify_preprocessed
+    from edgefmnist.runtime.preprocess import Preprocessed
+
+    forms = [Preprocessed(image) for image in fashion.test.images[:3]]
+    predictor = Predictor(shipped_mlp)
+    results = classify_preprocessed(predictor, forms, ["a", "b", "c"], 1)
+    assert [result.index for result in results] == list(predictor.logits(fashion.test.images[:3]).argmax(1))
+    with pytest.raises(ValueError):  # a result would be dropped
+        classify_preprocessed(predictor, forms, ["a", "b"], 1)
+    with pytest.raises(ValueError, match="x.jpg was not preprocessed: x.jpg: no such file"):
+        PreparedPicture(Path("x.jpg"), error="x.jpg: no such file").form()
