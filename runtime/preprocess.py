@@ -45,7 +45,6 @@ DARK_BORDER_SHARE = 0.25  # a 28x28 image with at least this share of dark borde
 SEGMENT_SIDE = 96  # the longer side, in pixels, at which the garment is segmented
 MIN_CONTRAST_SPREAD = 2.0  # luminance standard deviation (0-255) below which a picture is nearly uniform
 NEARLY_UNIFORM = "the picture is nearly uniform"
-MIN_OBJECT_SHARE = 0.005  # a mask smaller than this share of the picture is no object
 MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than this (dark floors)
 RESAMPLE = Image.Resampling.LANCZOS
 
@@ -98,7 +97,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
         pixels = to_luminance(image)
         if is_dataset_form(pixels):
             return blank(NEARLY_UNIFORM) if pixels.std() < MIN_CONTRAST_SPREAD else Preprocessed(pixels)
-    from edgefmnist.runtime.segment import foreground_mask, illumination
+    from edgefmnist.runtime.segment import MIN_OBJECT_SHARE, foreground_mask, illumination
 
     small = segmentation_input(image)
     luminance = to_luminance(small).astype(np.float64)

@@ -13,7 +13,9 @@ GrabCut, fitted to the frame's outer band, so that a shadow does not become a co
 own that a light garment is mistaken for; and once after it, fitted to all the background.
 
 OpenCV (``opencv-python-headless``, aarch64 wheels on PyPI) is imported here and only here;
-a 28x28 image in dataset form never loads it.
+a 28x28 image in dataset form never loads it. Importing this module sets OpenCV's threads to
+one for the whole process (``cv2.setNumThreads``, a process-wide setting): the pictures are
+small, and a batch is spread over threads of its own (``--workers``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 BANDS = (0.06, 0.0)  # of the longer side: the outer band seeded as probable background, first try and retry
 ITERATIONS = 2  # GrabCut rounds; more change the mask of photos-dev's choice half little and cost ~6 ms each
-MIN_SHARE = 0.005  # a mask smaller than this share of the picture is retried with the next band
+MIN_OBJECT_SHARE = 0.005  # a mask smaller than this share of the picture is no object: retried with the next band
 KEEP_PART = 0.05  # connected parts of the mask smaller than this share of the largest are dropped (specks)
 OUTLIER_MADS = 3.0  # band pixels farther than this many median deviations from a first fit are left out of the second
 MIN_GAIN_LIGHT = 8.0  # flat-fielding before GrabCut treats light below this (0-255) as this: no blown-up noise,
@@ -37,7 +39,7 @@ def foreground_mask(rgb: np.ndarray) -> np.ndarray:
 
     The outermost pixel ring is background for certain, a band of ``BANDS[0]`` of the longer
     side probably background, the inside probably object. When the garment spills into that
-    band, its colours can win the background model and leave no object (below ``MIN_SHARE``):
+    band, its colours can win the background model and leave no object (below ``MIN_OBJECT_SHARE``):
     then only the outer ring is seeded as background, and if GrabCut still finds nothing, the
     pixels whose colour stands out from the border's by Otsu's threshold are the object.
     After that, parts smaller than ``KEEP_PART`` of the largest are dropped and holes inside
@@ -46,7 +48,7 @@ def foreground_mask(rgb: np.ndarray) -> np.ndarray:
     rgb = flatten_light(rgb)
     for band in BANDS:
         mask = grabcut(rgb, band)
-        if mask.sum() >= MIN_SHARE * mask.size:
+        if mask.sum() >= MIN_OBJECT_SHARE * mask.size:
             break
     else:
         mask = colour_contrast_mask(rgb)
