@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
-from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device
+from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device, read_at_most
 from edgefmnist.runtime.picture_files import STDIN
 from edgefmnist.runtime.picture_formats import (
     PNG_COLOUR_TYPES,
@@ -304,18 +304,16 @@ def read_stdin(limit: int = MAX_ENCODED_BYTES) -> bytes:
     """The encoded picture on standard input (at most ``limit`` bytes); raises :class:`EdgeFmnistError`.
 
     Refuses a terminal (nothing was piped in: reading would wait for typing), another device,
-    empty input and input larger than ``limit``, each in one line.
+    empty input, a read error and input larger than ``limit``, each in one line.
     """
     if sys.stdin is None or sys.stdin.isatty():  # None: the process started with it closed
         state = "closed" if sys.stdin is None else "a terminal"
         raise EdgeFmnistError(f"{STDIN_NAME}: standard input is {state}; pipe a picture in, e.g. cat x.jpg | ...")
     if is_device(sys.stdin.buffer):  # /dev/zero would be read up to the limit
         raise EdgeFmnistError(f"{STDIN_NAME}: standard input is a device, not a picture; pipe a picture in")
-    data = sys.stdin.buffer.read(limit + 1)
+    data = read_at_most(sys.stdin.buffer, STDIN_NAME, "standard input", limit)
     if not data:
         raise EdgeFmnistError(f"{STDIN_NAME}: nothing on standard input, expected a picture")
-    if len(data) > limit:
-        raise EdgeFmnistError(f"{STDIN_NAME}: more than {limit:,} bytes on standard input, refused")
     return data
 
 

@@ -179,16 +179,22 @@ def seeks_to_its_end(fp: IO[bytes]) -> bool:
 
 
 def read_whole_stream(stream: IO[bytes], path: str, what: str) -> IO[bytes]:
-    """The rest of ``stream`` (closed here) as an in-memory file; raises :class:`ImageError` past the
-    limit, naming the stream as ``what`` ("a pipe")."""
+    """The rest of ``stream`` (closed here) as an in-memory file; raises as :func:`read_at_most`."""
     with stream:
-        try:
-            data = stream.read(MAX_ENCODED_BYTES + 1)
-        except OSError as exc:
-            raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
-    if len(data) > MAX_ENCODED_BYTES:
-        raise ImageError(f"{path}: more than {MAX_ENCODED_BYTES:,} bytes from {what}, refused")
-    return io.BytesIO(data)
+        return io.BytesIO(read_at_most(stream, path, what, MAX_ENCODED_BYTES))
+
+
+def read_at_most(stream: IO[bytes], path: str, what: str, limit: int) -> bytes:
+    """The rest of ``stream`` (left open), at most ``limit`` bytes; raises :class:`ImageError`, one
+    line starting with ``"{path}: "``, for a read error or more bytes, naming the stream as ``what``
+    ("a pipe")."""
+    try:
+        data = stream.read(limit + 1)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+    if len(data) > limit:
+        raise ImageError(f"{path}: more than {limit:,} bytes from {what}, refused")
+    return data
 
 
 class MissingDecoder(UnidentifiedImageError):

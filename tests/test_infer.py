@@ -20,7 +20,7 @@ from PIL import Image
 
 from edgefmnist import spec
 from edgefmnist.calibration import class_typicality
-from edgefmnist.errors import UsageError
+from edgefmnist.errors import EdgeFmnistError, UsageError
 
 
 def test_infer_plain_and_json(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
@@ -744,6 +744,20 @@ def test_bad_stdin_is_one_line(data: bytes, message: str) -> None:
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and result.stdout == b"", result.stderr
     assert lines[0].startswith("edgefmnist: error: <stdin>: ") and message in lines[0]
+
+
+def test_stdin_past_the_limit_or_unreadable_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefmnist.runtime.infer import read_stdin
+
+    (piped := tmp_path / "piped").write_bytes(bytes(101))
+    with open(piped) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        with pytest.raises(EdgeFmnistError, match=r"^<stdin>: more than 100 bytes from standard input, refused$"):
+            read_stdin(limit=100)
+    with open(piped, "w") as stdin:  # write-only: reading it fails
+        monkeypatch.setattr(sys, "stdin", stdin)
+        with pytest.raises(EdgeFmnistError, match=r"^<stdin>: cannot read \("):
+            read_stdin(limit=100)
 
 
 def test_a_closed_stdin_is_named_as_closed() -> None:
