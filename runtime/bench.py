@@ -92,11 +92,13 @@ def input_dtype(path: Path) -> np.dtype:
 
 
 def edgefmnist_runner(path: Path, threads: int) -> Runner:
+    """An ONNX model through :class:`Predictor` (its single-image binding for one image)."""
     predictor = Predictor(path, threads=threads)
     return lambda images: predictor.run(images)[0]
 
 
 def plain_runner(path: Path, threads: int) -> Runner:
+    """An ONNX model through a plain ``onnxruntime.InferenceSession``, as its documentation shows it."""
     options = onnxruntime.SessionOptions()  # the defaults, but for the thread count (the same on both sides)
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -104,6 +106,7 @@ def plain_runner(path: Path, threads: int) -> Runner:
 
 
 def pytorch_runner(path: Path, threads: int) -> Runner:
+    """A checkpoint (``.pt``) in PyTorch eval mode, logits and softmax as the ONNX graphs compute them."""
     import torch
 
     from edgefmnist.checkpoint import load_checkpoint
@@ -222,6 +225,7 @@ def median_of_runs(command: list[str], runs: int, what: str) -> dict[str, float]
 
 
 def cold_start(engine: str, path: Path, settings: BenchSettings) -> dict[str, float]:
+    """Import, load and one inference with ``engine`` in fresh processes: median ``wall_ms``, top ``peak_rss_mib``."""
     code = CHILD_PROLOGUE + COLD_START[engine]
     command = [sys.executable, "-c", code, str(path), str(settings.threads)]
     return median_of_runs(command, settings.cold_starts, f"{engine} cold start on {path}")

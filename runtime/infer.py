@@ -161,6 +161,8 @@ class Classified:
 
 
 def top_k(probabilities: np.ndarray, class_names: tuple[str, ...], k: int) -> list[dict]:
+    """The ``k`` most probable classes of one row (float ``[10]``), most probable first (ties: the
+    lower class index), as ``{"label", "probability"}``."""
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [{"label": class_names[i], "probability": float(probabilities[i])} for i in order]
 
@@ -523,6 +525,8 @@ def save_or_say_why(path: Path, pixels: np.ndarray) -> tuple[str, str]:
 
 
 def save_png(path: Path, pixels: np.ndarray) -> None:
+    """Write uint8 ``[28, 28]`` pixels to ``path`` as an 8-bit grayscale PNG, atomically; raises as
+    :func:`edgefmnist.atomic.atomic_write` does."""
     from PIL import Image
 
     from edgefmnist.atomic import atomic_write

@@ -74,10 +74,12 @@ class PhotoPredictions:
 
     @property
     def predicted(self) -> np.ndarray:
+        """int64 ``[M]``: each photo's most probable class."""
         return self.probabilities.argmax(1) if len(self.photos) else np.zeros(0, np.int64)
 
     @property
     def confidence(self) -> np.ndarray:
+        """float32 ``[M]``: each photo's top probability."""
         return self.probabilities.max(1) if len(self.photos) else np.zeros(0, np.float32)
 
     def right(self) -> np.ndarray:
@@ -87,6 +89,7 @@ class PhotoPredictions:
         )
 
     def in_domain(self) -> np.ndarray:
+        """bool ``[M]``: the photo's source class has a Fashion-MNIST class."""
         return np.array([p.in_domain for p in self.photos], bool)
 
     def unsure(self, min_confidence: float, min_typicality: float = spec.DEFAULT_MIN_TYPICALITY) -> np.ndarray:

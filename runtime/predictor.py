@@ -237,7 +237,13 @@ class Predictor:
         return binding
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Logits and probabilities ``[N, 10]``."""
+        """Logits and calibrated probabilities, float32 ``[N, 10]`` each, in one call.
+
+        ``images``: raw 0-255 pixels, uint8 or float, ``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one
+        ``[28, 28]`` (:meth:`as_input`). The hot path: outputs are not checked for NaN or
+        infinities (the model was probed at load; :meth:`logits` checks). Raises ``ValueError``
+        for another shape and :class:`ModelError` when onnxruntime fails to run the graph.
+        """
         images = np.asarray(images)
         single = images.shape in SINGLE_IMAGE_SHAPES and images.dtype.kind in "uif"
         inputs = images if single else self.as_input(images)
@@ -253,7 +259,10 @@ class Predictor:
         return ModelError(f"{self.path}: onnxruntime failed to run it ({first_line(exc)})")
 
     def logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Logits ``[N, 10]``, computed in batches."""
+        """Logits, float32 ``[N, 10]``, of ``images`` as :meth:`run` takes them, ``batch_size`` at a time.
+
+        Raises as :meth:`run` does, and :class:`ModelError` for a NaN or infinite logit.
+        """
         inputs = self.as_input(images)
         try:
             logits = batched_logits(self.session, inputs, batch_size)
@@ -263,7 +272,7 @@ class Predictor:
         return logits
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities ``[N, 10]``."""
+        """Calibrated class probabilities, float32 ``[N, 10]`` (rows sum to 1); raises as :meth:`run` does."""
         return self.run(images)[1]
 
 
