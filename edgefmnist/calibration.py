@@ -47,13 +47,14 @@ TYPICALITY_LEVELS = (
 )
 
 
-def _as_logits(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
-    if logits.ndim != 2 or labels.shape != (len(logits),) or len(logits) == 0:
+def _scores_and_labels(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits or probabilities ``[N, C]`` as float64, labels ``[N]`` as int64; ValueError for other shapes, N = 0."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    if scores.ndim != 2 or labels.shape != (len(scores),) or len(scores) == 0:
         raise ValueError(
-            f"expected logits [N, C] and labels [N] with N > 0, got {list(logits.shape)} and {list(labels.shape)}"
+            f"expected scores [N, C] and labels [N] with N > 0, got {list(scores.shape)} and {list(labels.shape)}"
         )
-    return logits, labels.astype(np.int64)
+    return scores, labels.astype(np.int64)
 
 
 def _check_temperature(temperature: float) -> float:
@@ -79,7 +80,7 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
     ``logits``: ``[N, C]`` float; ``labels``: ``[N]`` integer class indices. Computed with a
     stable log-sum-exp in float64. Raises ``ValueError`` on mismatched shapes or a bad temperature.
     """
-    logits, labels = _as_logits(logits, labels)
+    logits, labels = _scores_and_labels(logits, labels)
     scaled = logits / _check_temperature(temperature)
     top = scaled.max(axis=1, keepdims=True)
     log_norm = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
@@ -94,7 +95,7 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     ``((m - 1) / bins, m / bins]``; ECE = sum over bins of ``|B_m| / N * |acc(B_m) - conf(B_m)|``.
     Raises ``ValueError`` on mismatched shapes or ``bins < 1``.
     """
-    probabilities, labels = _as_logits(probabilities, labels)
+    probabilities, labels = _scores_and_labels(probabilities, labels)
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
     confidence = probabilities.max(axis=1)
@@ -113,7 +114,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
     float > 0, never one whose NLL exceeds that of ``T = 1`` (so fitting cannot make NLL worse).
     Raises ``ValueError`` on mismatched shapes, non-finite logits or bad bounds.
     """
-    logits, labels = _as_logits(logits, labels)
+    logits, labels = _scores_and_labels(logits, labels)
     if not np.isfinite(logits).all():
         raise ValueError("cannot fit a temperature to non-finite logits")
     low, high = (math.log(_check_temperature(b)) for b in bounds)

@@ -59,7 +59,7 @@ def unsure_reasons(
     min_confidence: float,
     nothing_found: bool = False,
     typicality: float | None = None,
-    min_typicality: float = 0.0,
+    min_typicality: float = spec.DEFAULT_MIN_TYPICALITY,
 ) -> list[str]:
     """Why the verdict is unsure, in this order: ``NO_OBJECT`` when nothing was found,
     ``LOW_CONFIDENCE`` when ``probability <= min_confidence``, ``ATYPICAL`` when

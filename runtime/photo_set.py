@@ -36,7 +36,7 @@ from edgefmnist import spec
 from edgefmnist.atomic import file_identity
 from edgefmnist.errors import EdgeFmnistError, counted, not_a_file_reason, quoted
 
-Split = Literal["choice", "report"]
+PhotoHalf = Literal["choice", "report"]  # the two halves of a photo set (photo_split)
 SPLITS = ("choice", "report", "all")
 LABELS_FILE = "labels.csv"
 LABEL_COLUMNS = ("file", "source_class", "accepted")
@@ -60,7 +60,7 @@ class Photo:
         return bool(self.accepted)
 
 
-def photo_split(name: str) -> Split:
+def photo_split(name: str) -> PhotoHalf:
     """``"choice"`` or ``"report"``: the first byte of SHA-256 of the file's base name, even or odd.
 
     Depends only on the base name (not the folder), so a copy of a photo keeps its half. The name's

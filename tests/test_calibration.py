@@ -92,7 +92,7 @@ def test_fit_never_makes_nll_worse_and_refuses_bad_input(calibrated) -> None:
         softmax(logits, 0.0)
     with pytest.raises(ValueError, match="non-finite"):
         fit_temperature(np.full((2, 3), np.nan), np.array([0, 1]))
-    with pytest.raises(ValueError, match="expected logits"):
+    with pytest.raises(ValueError, match="expected scores"):
         fit_temperature(logits, labels[:-1])
     result = calibrate(logits * 2, labels)
     assert result.temperature == float(np.float32(result.temperature))  # what the graph stores
