@@ -511,8 +511,3 @@ def to_luminance(image: Image.Image) -> np.ndarray:
     if image.mode == "RGB":
         image = image.convert("L")
     return np.array(image, dtype=np.uint8)
-
-
-def to_grayscale(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> a new ``L`` image (transparency composited as :func:`to_rgb_or_l` does, BT.601 luminance)."""
-    return Image.fromarray(to_luminance(image), "L")

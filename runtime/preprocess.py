@@ -140,8 +140,9 @@ def centre(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def preprocess_file(path: Path) -> np.ndarray:
-    """Load ``path`` and return it in Fashion-MNIST form, uint8 ``[28, 28]``; raises ``ImageError``."""
-    return to_dataset_form(load_picture(path))
+    """Load ``path`` and return it in Fashion-MNIST form, uint8 ``[28, 28]`` (black if nothing was
+    found); raises as :func:`preprocess` does."""
+    return preprocess(path).pixels
 
 
 def preprocess(source: PictureSource, name: str | None = None) -> Preprocessed:

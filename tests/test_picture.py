@@ -26,7 +26,6 @@ from edgefmnist.runtime.picture import (
     first_scan_components,
     is_multi_scan,
     load_picture,
-    to_grayscale,
     to_luminance,
     to_rgb_or_l,
 )
@@ -513,7 +512,6 @@ def test_to_luminance_is_pillows_bt601_for_rgb_and_identity_for_l() -> None:
     np.testing.assert_array_equal(luminance, np.asarray(rgb.convert("L")))
     gray = rgb.convert("L")
     np.testing.assert_array_equal(to_luminance(gray), np.asarray(gray))
-    np.testing.assert_array_equal(np.asarray(to_grayscale(rgb)), np.asarray(rgb.convert("L")))
     assert to_luminance(half_transparent("RGBA"))[:, 20:].min() == 255
 
 

@@ -311,3 +311,17 @@ def test_a_transparent_picture_given_as_an_image_is_composited_as_its_file(
     from_image = dataset_form(picture)
     assert from_file.photo and from_image.photo
     np.testing.assert_array_equal(from_image.pixels, from_file.pixels)
+
+
+def test_preprocess_file_raises_one_line_for_any_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefmnist.runtime import preprocess as preprocess_module
+
+    def failing(image: Image.Image):  # as an OpenCV error would
+        raise RuntimeError("OpenCV(4.12.0) error\nsecond line")
+
+    Image.new("L", (50, 40), 128).save(tmp_path / "x.png")
+    monkeypatch.setattr(preprocess_module, "dataset_form", failing)
+    with pytest.raises(
+        preprocess_module.EdgeFmnistError, match=r"x\.png: cannot preprocess this picture \(RuntimeError"
+    ):
+        preprocess_file(tmp_path / "x.png")
