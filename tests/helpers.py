@@ -26,6 +26,9 @@ from PIL import Image
 
 from edgefmnist.data import IMAGES_MAGIC, LABELS_MAGIC
 
+REGRESSION_SET = Path(__file__).parent / "data" / "photos"  # photos-dev photos, downscaled (its README)
+PHOTOS_DEV = Path(__file__).resolve().parents[2] / "shared" / "photos-dev"  # beside the checkout, where present
+
 # The CLI run as `python -c TORCH_FREE ARGS...`: it prints which heavy modules got imported on its last stderr line.
 TORCH_FREE = (
     "import sys, runpy; sys.argv = ['edgefmnist', *sys.argv[1:]]\n"

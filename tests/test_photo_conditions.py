@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgefmnist.runtime.photo_set import photo_split
+from helpers import REGRESSION_SET
 
 SCRIPT = Path(__file__).parent.parent / "scripts" / "measure-photo-conditions.py"
-PHOTOS = Path(__file__).parent / "data" / "photos"
 
 spec = importlib.util.spec_from_file_location("measure_photo_conditions", SCRIPT)
 assert spec is not None and spec.loader is not None
@@ -47,7 +47,7 @@ def renamed_copies(target: Path, count: int) -> None:
     """Regression-set photos of pants and dresses, renamed so that both halves of photo_split get some."""
     for source, folder in (("pants", "Trouser"), ("dress", "Dress")):
         (target / folder).mkdir(parents=True)
-        for index, photo in enumerate(sorted((PHOTOS / source).glob("*.jpg"))[:count]):
+        for index, photo in enumerate(sorted((REGRESSION_SET / source).glob("*.jpg"))[:count]):
             shutil.copyfile(photo, target / folder / f"{source}-{index}.jpg")
 
 
@@ -90,7 +90,7 @@ def test_a_run_on_real_photos_puts_each_half_into_the_bands(tmp_path: Path) -> N
 def test_a_set_it_cannot_measure_is_refused_in_one_line(tmp_path: Path, make: str, message: str) -> None:
     folder = tmp_path / ("Trouser" if make == "report_half_only" else "hat")
     folder.mkdir()
-    for photo in sorted((PHOTOS / "pants").glob("*.jpg"))[:3]:  # the regression set is all report half
+    for photo in sorted((REGRESSION_SET / "pants").glob("*.jpg"))[:3]:  # the regression set is all report half
         shutil.copyfile(photo, folder / photo.name)
     result = run(tmp_path)
     assert result.returncode == 1

@@ -28,13 +28,19 @@ from edgefmnist.runtime.photo_set import (
     load_photo_set,
     photo_set_notes,
 )
-from helpers import TORCH_FREE, assert_one_line_error, blob_photo, run_in_process, without_typicality_reference
+from helpers import (
+    PHOTOS_DEV,
+    REGRESSION_SET,
+    TORCH_FREE,
+    assert_one_line_error,
+    blob_photo,
+    run_in_process,
+    without_typicality_reference,
+)
 from PIL import Image
 
 from edgefmnist import spec
 
-REGRESSION_SET = Path(__file__).parent / "data" / "photos"
-PHOTOS_DEV = Path(__file__).resolve().parents[2] / "shared" / "photos-dev"
 # In-domain accuracy (forced answer) of the shipped default model on the regression set must
 # not fall below this: the shipped cnn.onnx measures 66.2 % (139 of 210 in-domain photos; the
 # CNN shipped before random rotations 61.9 %). The result is deterministic for a given model,

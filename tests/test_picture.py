@@ -30,10 +30,9 @@ from edgefmnist.runtime.picture import (
     to_rgb_or_l,
 )
 from edgefmnist.runtime.picture_formats import picture_extensions
-from helpers import png_declaring
+from helpers import REGRESSION_SET, png_declaring
 from PIL import Image, ImageDraw
 
-PHOTOS = Path("/work/shared/photos-dev")
 FUZZ_CORPUS = Path(__file__).parent / "fuzz_corpus"
 
 
@@ -133,7 +132,7 @@ def test_a_28x28_png_is_bit_exact(tmp_path: Path, mode: str) -> None:
 
 
 def test_a_real_photo_already_small_keeps_its_size_and_pixels() -> None:
-    photo = sorted(PHOTOS.glob("*/*.jpg"))[0]
+    photo = sorted(REGRESSION_SET.glob("*/*.jpg"))[0]
     with Image.open(photo) as image:
         expected = np.asarray(image.convert("RGB"))
     picture = load_picture(photo)

@@ -22,13 +22,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, png_declaring, png_with_huge_text, without_typicality_reference
+from helpers import (
+    REGRESSION_SET,
+    assert_one_line_error,
+    png_declaring,
+    png_with_huge_text,
+    without_typicality_reference,
+)
 from PIL import Image
 from serve_client import Reply, ServerProcess, multipart
 
 from edgefmnist import spec
 
-PHOTOS = Path(__file__).parent / "data" / "photos"
 RESULT_KEYS = ("label", "index", "probability", "unsure", "top_k")
 
 
@@ -59,7 +64,7 @@ def assert_error(reply: Reply, status: int, *fragments: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def test_pngs(fashion: Any) -> list[bytes]:
+def fashion_pngs(fashion: Any) -> list[bytes]:
     return [png_bytes(fashion.test.images[i]) for i in range(6)]
 
 
@@ -72,20 +77,20 @@ def server() -> Iterator[ServerProcess]:
 
 
 def test_classify_equals_infer_json_raw_and_multipart(
-    server: ServerProcess, test_pngs: list[bytes], tmp_path: Path
+    server: ServerProcess, fashion_pngs: list[bytes], tmp_path: Path
 ) -> None:
     paths = []
-    for i, data in enumerate(test_pngs[:3]):
+    for i, data in enumerate(fashion_pngs[:3]):
         paths.append(tmp_path / f"{i}.png")
         paths[-1].write_bytes(data)
     expected = infer_json(paths)
-    for data, want in zip(test_pngs, expected, strict=False):
+    for data, want in zip(fashion_pngs, expected, strict=False):
         for reply in (server.post_image(data), server.post_files([("x.png", data)])):
             assert reply.status == 200, reply.body
             got = reply.json()
             assert {key: got[key] for key in RESULT_KEYS} == {key: want[key] for key in RESULT_KEYS}
             assert got["timings"]["preprocess_ms"] > 0 and got["timings"]["inference_us"] > 0
-    assert server.post_files([("x.png", test_pngs[0])]).json()["image"] == "x.png"
+    assert server.post_files([("x.png", fashion_pngs[0])]).json()["image"] == "x.png"
 
 
 def test_an_upload_is_decoded_from_its_own_bytes_whatever_its_file_name(server: ServerProcess, tmp_path: Path) -> None:
@@ -99,7 +104,7 @@ def test_an_upload_is_decoded_from_its_own_bytes_whatever_its_file_name(server: 
 
 
 def test_preprocessed_image_is_what_infer_feeds_the_network(server: ServerProcess, tmp_path: Path) -> None:
-    photo = sorted((PHOTOS / "shoes").glob("*.jpg"))[0]
+    photo = sorted((REGRESSION_SET / "shoes").glob("*.jpg"))[0]
     saved = tmp_path / "seen.png"
     want = infer_json([photo], "--save-preprocessed", str(saved))[0]
     reply = server.post_files([(photo.name, photo.read_bytes())], "/v1/classify?preprocessed=true")
@@ -111,25 +116,25 @@ def test_preprocessed_image_is_what_infer_feeds_the_network(server: ServerProces
     assert seen.shape == (28, 28) and np.array_equal(seen, np.asarray(Image.open(saved)))
 
 
-def test_batch_classifies_each_file_and_names_the_bad_one(server: ServerProcess, test_pngs: list[bytes]) -> None:
-    files = [("a.png", test_pngs[0]), ("notes.txt", b"hello"), ("b.png", test_pngs[1])]
+def test_batch_classifies_each_file_and_names_the_bad_one(server: ServerProcess, fashion_pngs: list[bytes]) -> None:
+    files = [("a.png", fashion_pngs[0]), ("notes.txt", b"hello"), ("b.png", fashion_pngs[1])]
     reply = server.post_files(files, "/v1/classify/batch")
     assert reply.status == 200, reply.body
     entries = reply.json()
     assert [entry["image"] for entry in entries] == ["a.png", "notes.txt", "b.png"]
     assert entries[1] == {"image": "notes.txt", "error": "notes.txt: not an image Pillow can read"}
-    for entry, data in ((entries[0], test_pngs[0]), (entries[2], test_pngs[1])):
+    for entry, data in ((entries[0], fashion_pngs[0]), (entries[2], fashion_pngs[1])):
         single = server.post_image(data).json()
         assert {key: entry[key] for key in RESULT_KEYS} == {key: single[key] for key in RESULT_KEYS}
 
 
-def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs: list[bytes]) -> None:
+def test_model_health_metrics_openapi_and_page(server: ServerProcess, fashion_pngs: list[bytes]) -> None:
     model = server.request("GET", "/v1/model").json()
     assert model["file"] == "cnn.onnx" and len(model["class_names"]) == 10 and model["precision"] == "fp32"
     assert model["min_confidence"] == spec.DEFAULT_MIN_CONFIDENCE
     assert model["min_typicality"] == spec.DEFAULT_MIN_TYPICALITY
     assert server.request("GET", "/healthz").json()["status"] == "ok"
-    server.post_image(test_pngs[0])
+    server.post_image(fashion_pngs[0])
     server.post_image(b"not a picture")
     metrics = server.request("GET", "/metrics")
     assert metrics.status == 200 and metrics.headers["content-type"].startswith("text/plain")
@@ -148,12 +153,12 @@ def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs:
         result = post["responses"]["200"]["content"]["application/json"]["schema"]
         if path.endswith("batch"):  # several file fields, a list of results or errors
             file_field, (result, error) = file_field["items"], result["items"]["oneOf"]
-            batch = server.post_files([("x.png", test_pngs[0]), ("bad.png", b"no picture")], path).json()
+            batch = server.post_files([("x.png", fashion_pngs[0]), ("bad.png", b"no picture")], path).json()
             assert set(error["required"]) <= set(batch[1]) <= set(error["properties"])
         else:  # or the picture as the body
             assert {"image/*", "application/octet-stream"} < set(post["requestBody"]["content"])
         assert file_field == {"type": "string", "format": "binary"}
-        answer = server.post_image(test_pngs[0]).json()
+        answer = server.post_image(fashion_pngs[0]).json()
         assert set(result["required"]) <= set(answer) <= set(result["properties"])
         assert answer["image"] == "upload" and "'upload' for a raw body" in result["properties"]["image"]["description"]
     assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
@@ -164,13 +169,13 @@ def test_model_health_metrics_openapi_and_page(server: ServerProcess, test_pngs:
     assert "http://" not in html and "https://" not in html  # self-contained: nothing from a CDN
 
 
-def test_model_reports_the_thresholds_that_decide_the_unsure_reasons(test_pngs: list[bytes]) -> None:
+def test_model_reports_the_thresholds_that_decide_the_unsure_reasons(fashion_pngs: list[bytes]) -> None:
     strict = ServerProcess("--min-confidence", "0.9", "--min-typicality", "0.6")
     try:
         model = strict.request("GET", "/v1/model").json()
         assert (model["min_confidence"], model["min_typicality"]) == (0.9, 0.6)
         seen = set()
-        for data in test_pngs:
+        for data in fashion_pngs:
             got = strict.post_image(data).json()
             fired = (
                 ("low_confidence", got["probability"] <= model["min_confidence"]),
@@ -184,7 +189,7 @@ def test_model_reports_the_thresholds_that_decide_the_unsure_reasons(test_pngs: 
 
 
 def test_model_without_the_typicality_reference_reports_no_min_typicality(
-    test_pngs: list[bytes], tmp_path: Path
+    fashion_pngs: list[bytes], tmp_path: Path
 ) -> None:
     from edgefmnist.runtime.predictor import default_model_path
 
@@ -194,7 +199,7 @@ def test_model_without_the_typicality_reference_reports_no_min_typicality(
         described = target.request("GET", "/v1/model").json()
         assert described["file"] == "older.onnx"
         assert (described["min_confidence"], described["min_typicality"]) == (spec.DEFAULT_MIN_CONFIDENCE, None)
-        got = target.post_image(test_pngs[0]).json()
+        got = target.post_image(fashion_pngs[0]).json()
         assert got["typicality"] is None and "unsure_reasons" not in got
     finally:
         assert target.stop()[0] == 0
@@ -389,10 +394,12 @@ def test_a_comma_outside_a_closed_quoted_string_is_two_media_types(value: str, j
     assert joined_media_types(value) is joined
 
 
-def test_a_quoted_comma_in_a_content_type_parameter_is_accepted(server: ServerProcess, test_pngs: list[bytes]) -> None:
-    assert server.post_image(test_pngs[0], content_type='image/png; name="a,b"').status == 200
+def test_a_quoted_comma_in_a_content_type_parameter_is_accepted(
+    server: ServerProcess, fashion_pngs: list[bytes]
+) -> None:
+    assert server.post_image(fashion_pngs[0], content_type='image/png; name="a,b"').status == 200
     part = b'--a,b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
-    body = part + test_pngs[0] + b"\r\n--a,b--\r\n"  # RFC 2046, 5.1.1: a boundary may hold a comma
+    body = part + fashion_pngs[0] + b"\r\n--a,b--\r\n"  # RFC 2046, 5.1.1: a boundary may hold a comma
     reply = server.request("POST", "/v1/classify", body, {"Content-Type": 'multipart/form-data; boundary="a,b"'})
     assert reply.status == 200, reply.body
 
@@ -409,14 +416,14 @@ def test_a_websocket_upgrade_is_answered_as_plain_http(server: ServerProcess) ->
     assert health.status == 200 and json.loads(health.body)["status"] == "ok"
 
 
-def test_token_is_required_on_the_api_but_not_on_health_or_page(test_pngs: list[bytes]) -> None:
+def test_token_is_required_on_the_api_but_not_on_health_or_page(fashion_pngs: list[bytes]) -> None:
     guarded = ServerProcess("--token", "s3cret")
     try:
-        assert_error(guarded.post_image(test_pngs[0]), 401, "token")
-        assert_error(guarded.post_image(test_pngs[0], Authorization="Bearer wrong"), 401, "token")
-        assert_error(guarded.post_image(test_pngs[0], Authorization="s3cret"), 401, "token")
+        assert_error(guarded.post_image(fashion_pngs[0]), 401, "token")
+        assert_error(guarded.post_image(fashion_pngs[0], Authorization="Bearer wrong"), 401, "token")
+        assert_error(guarded.post_image(fashion_pngs[0], Authorization="s3cret"), 401, "token")
         assert_error(guarded.request("GET", "/metrics"), 401)
-        assert guarded.post_image(test_pngs[0], Authorization="Bearer s3cret").status == 200
+        assert guarded.post_image(fashion_pngs[0], Authorization="Bearer s3cret").status == 200
         assert guarded.request("GET", "/v1/model", headers={"Authorization": "Bearer s3cret"}).status == 200
         assert guarded.request("GET", "/healthz").status == 200 and guarded.request("GET", "/").status == 200
         with socket.create_connection((guarded.host, guarded.port)) as sock:  # which token would count?
@@ -424,7 +431,7 @@ def test_token_is_required_on_the_api_but_not_on_health_or_page(test_pngs: list[
             sock.sendall(b"Authorization: Bearer s3cret\r\n\r\n")
             answer = raw_json_answer(sock)
         assert answer.startswith(b"HTTP/1.1 400 ") and b"more than one Authorization header" in answer
-        slash = guarded.post_image(test_pngs[0], path="/v1/classify/", Authorization="Bearer s3cret")
+        slash = guarded.post_image(fashion_pngs[0], path="/v1/classify/", Authorization="Bearer s3cret")
         assert_error(slash, 404)  # not a 307 that a client would follow without its upload
         described = guarded.request("GET", "/openapi.json").json()
         assert described["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
@@ -445,23 +452,23 @@ def open_slow_upload(server: ServerProcess, declared: int) -> socket.socket:
 
 
 def test_a_client_sending_one_byte_a_second_does_not_block_others(
-    server: ServerProcess, test_pngs: list[bytes]
+    server: ServerProcess, fashion_pngs: list[bytes]
 ) -> None:
-    slow = open_slow_upload(server, len(test_pngs[0]))
+    slow = open_slow_upload(server, len(fashion_pngs[0]))
     try:
         for second in range(1, 4):
             start = time.perf_counter()
             for _ in range(5):
-                assert server.post_image(test_pngs[1]).status == 200
+                assert server.post_image(fashion_pngs[1]).status == 200
             assert time.perf_counter() - start < 1.0
             time.sleep(max(0.0, 1.0 - (time.perf_counter() - start)))
-            slow.send(test_pngs[0][second : second + 1])
+            slow.send(fashion_pngs[0][second : second + 1])
     finally:
         slow.close()
 
 
 @pytest.mark.slow
-def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_pngs: list[bytes]) -> None:
+def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(fashion_pngs: list[bytes]) -> None:
     small = ServerProcess("--threads", "1", "--queue", "0", "--upload-timeout", "1")
     try:
         slow = open_slow_upload(small, 1000)
@@ -476,7 +483,7 @@ def test_an_upload_slower_than_the_timeout_gets_408_and_frees_its_place(test_png
         assert answer.startswith("HTTP/1.1 408") and '{"error":"upload not complete after 1 s"}' in answer
         assert "\r\nconnection: close\r\n" in answer.lower()
         slow.close()
-        assert small.post_image(test_pngs[0]).status == 200
+        assert small.post_image(fashion_pngs[0]).status == 200
     finally:
         assert small.stop()[0] == 0
 
@@ -506,7 +513,7 @@ def seconds_until_closed(sock: socket.socket, trickle: bytes = b"") -> float:
     raise AssertionError("the connection stayed open")
 
 
-def test_a_request_head_slower_than_the_timeout_is_closed_and_frees_its_descriptor(test_pngs: list[bytes]) -> None:
+def test_a_request_head_slower_than_the_timeout_is_closed_and_frees_its_descriptor(fashion_pngs: list[bytes]) -> None:
     small = ServerProcess("--upload-timeout", "1")
     try:
         silent = socket.create_connection((small.host, small.port))
@@ -522,7 +529,7 @@ def test_a_request_head_slower_than_the_timeout_is_closed_and_frees_its_descript
         assert seconds_until_closed(kept, b"GET /healthz HTTP/1.1\r\n") < 5
         for sock in (silent, partial, trickling, kept):
             sock.close()
-        assert small.post_image(test_pngs[0]).status == 200
+        assert small.post_image(fashion_pngs[0]).status == 200
     finally:
         code, err = small.stop()
         assert code == 0 and "Traceback" not in err
@@ -563,7 +570,7 @@ def test_a_request_with_both_content_length_and_chunks_is_refused_and_its_connec
     assert received.endswith(b'{"error":"both Content-Length and Transfer-Encoding: send one"}'), received
 
 
-def test_a_request_target_in_absolute_form_is_read_as_its_path(test_pngs: list[bytes]) -> None:
+def test_a_request_target_in_absolute_form_is_read_as_its_path(fashion_pngs: list[bytes]) -> None:
     guarded = ServerProcess("--token", "s3cret")  # RFC 9112, 3.2.2; and the token is checked on that path
     try:
         for target, token, status in [
@@ -587,7 +594,7 @@ def test_a_request_target_in_absolute_form_is_read_as_its_path(test_pngs: list[b
         assert guarded.stop()[0] == 0
 
 
-def test_a_fragment_is_dropped_before_the_query_is_read(server: ServerProcess, test_pngs: list[bytes]) -> None:
+def test_a_fragment_is_dropped_before_the_query_is_read(server: ServerProcess, fashion_pngs: list[bytes]) -> None:
     absolute = f"http://{server.host}:{server.port}"
     for path in [
         "/v1/classify?preprocessed=true#x",
@@ -596,7 +603,7 @@ def test_a_fragment_is_dropped_before_the_query_is_read(server: ServerProcess, t
         f"{absolute}/v1/classify?preprocessed=true#x",
         f"{absolute}/v1/classify#a?b=1",
     ]:
-        reply = server.post_image(test_pngs[0], path)
+        reply = server.post_image(fashion_pngs[0], path)
         assert reply.status == 200, (path, reply.body)
         assert ("preprocessed" in reply.json()) == ("preprocessed=true" in path), path
 
@@ -658,7 +665,7 @@ def test_the_soft_limit_on_open_files_is_raised_to_the_hard_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_a_client_that_hangs_up_mid_body_is_counted_as_499_not_400(test_pngs: list[bytes]) -> None:
+def test_a_client_that_hangs_up_mid_body_is_counted_as_499_not_400(fashion_pngs: list[bytes]) -> None:
     small = ServerProcess()
     try:
         open_slow_upload(small, 1000).close()
@@ -676,23 +683,23 @@ def test_a_client_that_hangs_up_mid_body_is_counted_as_499_not_400(test_pngs: li
     assert code == 0 and f"stopped after answering {read} requests\n" in err, err  # the hang-up is not counted
 
 
-def test_too_many_files_in_a_batch_is_413(server: ServerProcess, test_pngs: list[bytes]) -> None:
-    assert_error(server.post_files([("a.png", test_pngs[0])] * 65, "/v1/classify/batch"), 413, "65 files", "64")
+def test_too_many_files_in_a_batch_is_413(server: ServerProcess, fashion_pngs: list[bytes]) -> None:
+    assert_error(server.post_files([("a.png", fashion_pngs[0])] * 65, "/v1/classify/batch"), 413, "65 files", "64")
 
 
-def test_full_pool_and_queue_answer_503_at_once(test_pngs: list[bytes]) -> None:
+def test_full_pool_and_queue_answer_503_at_once(fashion_pngs: list[bytes]) -> None:
     small = ServerProcess("--threads", "1", "--queue", "0")
     try:
         holder = open_slow_upload(small, 1000)  # admitted: it holds the only place while it uploads
         time.sleep(0.3)
         start = time.perf_counter()
-        reply = small.post_image(test_pngs[0])
+        reply = small.post_image(fashion_pngs[0])
         assert time.perf_counter() - start < 1.0
         assert_error(reply, 503, "busy")
         assert reply.headers["retry-after"] == "1"
         holder.close()
         time.sleep(0.3)
-        assert small.post_image(test_pngs[0]).status == 200
+        assert small.post_image(fashion_pngs[0]).status == 200
     finally:
         assert small.stop()[0] == 0
 
@@ -762,16 +769,16 @@ def raw_post(sock: socket.socket, png: bytes) -> bytes:
 
 @pytest.mark.parametrize("kept_alive", [False, True], ids=["just-accepted", "kept-alive"])
 def test_a_request_sent_just_after_sigterm_on_an_open_connection_is_answered_then_closed(
-    test_pngs: list[bytes], kept_alive: bool
+    fashion_pngs: list[bytes], kept_alive: bool
 ) -> None:
     target = ServerProcess()
     with socket.create_connection((target.host, target.port)) as sock:
         if kept_alive:
-            assert b"\r\nconnection: close\r\n" not in raw_post(sock, test_pngs[0]).lower()
+            assert b"\r\nconnection: close\r\n" not in raw_post(sock, fashion_pngs[0]).lower()
         time.sleep(1.0)  # accepted, and waiting for a request
         sigterm_and_wait_until_refused(target)
         time.sleep(0.2)  # the connections open were told to stop
-        answer = raw_post(sock, test_pngs[1])
+        answer = raw_post(sock, fashion_pngs[1])
         assert answer.startswith(b"HTTP/1.1 200 ") and b'"label"' in answer, answer
         assert b"\r\nconnection: close\r\n" in answer.lower()  # RFC 9112, 9.6: no next request here
         assert sock.recv(4096) == b""  # then closed
@@ -818,19 +825,19 @@ def test_a_second_ctrl_c_cancels_what_is_in_progress_and_closes_idle_connections
 
 
 def test_an_early_401_s_connection_still_receiving_its_body_at_sigterm_answers_the_retry(
-    test_pngs: list[bytes],
+    fashion_pngs: list[bytes],
 ) -> None:
     token = "t0ken-with-enough-entropy-1234"
     guarded = ServerProcess("--token", token)
-    png = test_pngs[0] + b"\0" * 200_000  # trailing bytes after IEND: still a PNG
+    png = fashion_pngs[0] + b"\0" * 200_000  # trailing bytes after IEND: still a PNG
     with socket.create_connection((guarded.host, guarded.port)) as sock:
         head = f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(png)}"
         sock.sendall(head.encode() + b"\r\n\r\n" + png[:1000])
         assert raw_json_answer(sock).startswith(b"HTTP/1.1 401 ")  # answered early, before the body
         sigterm_and_wait_until_refused(guarded)
         retry = f"POST /v1/classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        retry += f"Content-Type: image/png\r\nContent-Length: {len(test_pngs[0])}\r\n\r\n"
-        sock.sendall(png[1000:] + retry.encode() + test_pngs[0])
+        retry += f"Content-Type: image/png\r\nContent-Length: {len(fashion_pngs[0])}\r\n\r\n"
+        sock.sendall(png[1000:] + retry.encode() + fashion_pngs[0])
         answer = raw_json_answer(sock)
         assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nconnection: close\r\n" in answer.lower(), answer
     assert guarded.stop()[0] == 0
@@ -880,9 +887,9 @@ def test_an_answer_that_says_connection_close_itself_says_it_once_during_the_sto
     assert target.stop()[0] == 0
 
 
-def test_an_answer_in_progress_at_sigterm_says_connection_close(test_pngs: list[bytes]) -> None:
+def test_an_answer_in_progress_at_sigterm_says_connection_close(fashion_pngs: list[bytes]) -> None:
     target = ServerProcess()
-    png = test_pngs[0]
+    png = fashion_pngs[0]
     slow = open_slow_upload(target, len(png))
     try:
         time.sleep(1.0)  # accepted, its body being read
@@ -936,7 +943,7 @@ def test_a_second_ctrl_c_does_not_wait_for_the_classification_running_in_a_worke
 
 @pytest.mark.slow
 def test_sigterm_during_load_answers_every_accepted_request_and_exits_0() -> None:
-    photos = [p.read_bytes() for p in sorted((PHOTOS / "dress").glob("*.jpg"))[:4]]
+    photos = [p.read_bytes() for p in sorted((REGRESSION_SET / "dress").glob("*.jpg"))[:4]]
     target = ServerProcess("--threads", "2")
     outcomes: list[tuple[str, float]] = []
     lock = threading.Lock()
@@ -981,7 +988,7 @@ def test_labels_through_the_server_equal_infer_json_on_1000_test_images_and_phot
     for i in range(1000):
         paths.append(tmp_path / f"test-{i:04d}.png")
         Image.fromarray(fashion.test.images[i]).save(paths[-1])
-    paths += [sorted(folder.glob("*.jpg"))[0] for folder in sorted(PHOTOS.iterdir()) if folder.is_dir()]
+    paths += [sorted(folder.glob("*.jpg"))[0] for folder in sorted(REGRESSION_SET.iterdir()) if folder.is_dir()]
     expected = infer_json([tmp_path, *paths[1000:]])
     assert [Path(row["image"]).name for row in expected] == [p.name for p in paths]
     target = ServerProcess()
