@@ -83,12 +83,10 @@ app = typer.Typer(
 
     Examples:
 
+    \b
       edgefmnist infer --image shirt.jpg
-
       edgefmnist infer --image 'photos/*.jpg' --json
-
       edgefmnist evaluate --photos ../shared/photos-dev --split report
-
       edgefmnist serve --port 8000
 
     `edgefmnist COMMAND --help` says more, with examples of each command.
@@ -196,8 +194,8 @@ def data(
 
     Examples:
 
+    \b
       edgefmnist data --data-dir /usr/share/datasets/fashion-mnist
-
       edgefmnist data --download --json
     """
     from edgefmnist.data import (
@@ -278,10 +276,9 @@ def train(
 
     Examples:
 
+    \b
       edgefmnist train --arch mlp --recipe tutorial
-
       edgefmnist train --arch cnn --recipe best --out runs/cnn.pt
-
       edgefmnist train --arch cnn --recipe photo --dry-run
     """
     need_training_extra()
@@ -375,8 +372,8 @@ def export(
 
     Examples:
 
+    \b
       edgefmnist export runs/mlp-best.pt --quantize static
-
       edgefmnist export runs/cnn-best.pt --json
     """
     need_training_extra()
@@ -422,9 +419,9 @@ def verify(
 
     Examples:
 
+    \b
       edgefmnist verify runs/mlp-best.int8.onnx --checkpoint runs/mlp-best.pt
-
-      edgefmnist verify mlp.onnx --json
+      edgefmnist verify models/mlp.onnx --json
     """
     from edgefmnist.verdict import Verdict
 
@@ -519,18 +516,13 @@ def infer(
 
     Examples:
 
+    \b
       edgefmnist infer --image shirt.jpg
-
       edgefmnist infer --image 'photos/*.jpg' --top-k 2 --json
-
       edgefmnist infer --image photos/ --save-preprocessed seen/
-
       rpicam-still -o - | edgefmnist infer --image -
-
       edgefmnist infer --image hat.jpg --min-confidence 0.7
-
       edgefmnist infer --image hat.jpg --min-typicality 0.02
-
       edgefmnist infer --sample 0:5 --model models/mlp.int8.onnx
     """
     classify_and_report(
@@ -645,16 +637,12 @@ def evaluate(
 
     Examples:
 
+    \b
       edgefmnist evaluate models/mlp.int8.onnx --plot confusion.png
-
       edgefmnist evaluate models/cnn.pt --json
-
       edgefmnist evaluate --photos ../shared/photos-dev --split report --plot photos.png
-
       edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep
-
       edgefmnist evaluate --photos ../shared/photos-dev --split choice --sweep-typicality
-
       edgefmnist evaluate --photos ../shared/photos-dev --split choice --choose
     """
     if model is not None and model_option is not None:
@@ -731,12 +719,10 @@ def bench(
 
     Examples:
 
+    \b
       edgefmnist bench
-
       edgefmnist bench models/mlp.onnx models/mlp.int8.onnx --threads 4 --markdown
-
       edgefmnist bench --batch 1,64 --runs 500 --json > bench.json
-
       edgefmnist bench --reference benchmarks/mlp.int8.previous.onnx --photos
     """
     import importlib.util
@@ -828,12 +814,10 @@ def serve(
 
     Examples:
 
+    \b
       edgefmnist serve
-
       export EDGEFMNIST_TOKEN="$(cat ~/.edgefmnist-token)"
-
       edgefmnist serve --host 0.0.0.0
-
       curl -F file=@shirt.jpg http://127.0.0.1:8000/v1/classify
     """
     from_flag = click.get_current_context().get_parameter_source("token") is ParameterSource.COMMANDLINE

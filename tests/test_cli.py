@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from edgefmnist.runtime.predictor import default_model_path
 from helpers import assert_one_line_error, run, run_in_process, run_with_stdout_in, write_synthetic_dataset
 from PIL import Image
@@ -23,9 +24,16 @@ from edgefmnist.cores import available_cores
 
 @pytest.mark.parametrize("command", ["", "data", "train", "export", "verify", "infer", "evaluate", "bench", "serve"])
 def test_help_shows_examples(command: str) -> None:
-    result = run(*filter(None, [command, "--help"]))
+    result = run(*filter(None, [command, "--help"]), env={"COLUMNS": "60"})
     assert result.returncode == 0 and f"edgefmnist {command or 'infer'} " in result.stdout
     assert "Examples:" in result.stdout
+    from edgefmnist.cli import app
+
+    click_command = typer.main.get_command(app)
+    documented = (click_command.commands[command].help if command else click_command.help) or ""  # type: ignore[attr-defined]
+    examples = [line.strip() for line in documented.split("Examples:")[1].splitlines() if line.startswith("  ")]
+    shown = {line.strip() for line in result.stdout.splitlines()}
+    assert examples and all(example in shown for example in examples), "an example is wrapped: it cannot be pasted"
 
 
 @pytest.mark.parametrize("command", ["", "infer", "serve"])
