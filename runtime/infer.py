@@ -148,12 +148,16 @@ class Classified:
     def line(self) -> str:
         """``shirt.jpg: Shirt 0.91 (T-shirt/top 0.06, Pullover 0.02)``, or when unsure
         ``hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)`` (all of the top k in the parentheses); the top
-        probability is rounded up to ``decimals`` (:func:`rounded_up`), the others to the nearest hundredth."""
+        probability is rounded up to ``decimals`` (:func:`rounded_up`), the others to the nearest hundredth.
+        Unsure only because the picture is atypical, whatever its top probability, the line says so:
+        ``hat.jpg: unsure (Sandal 0.98, Bag 0.01): atypical for Sandal``."""
         top = f"{self.label} {rounded_up(self.probability, self.decimals)}"  # as the unsure rule reads it
         runners_up = [f"{entry['label']} {entry['probability']:.2f}" for entry in self.top_k[1:]]
         others = ", ".join([top, *runners_up] if self.unsure else runners_up)
         verdict = "unsure" if self.unsure else top
         line = f"{self.image}: {verdict}" + (f" ({others})" if others else "")
+        if ATYPICAL in self.unsure_reasons and LOW_CONFIDENCE not in self.unsure_reasons:
+            line += f": atypical for {self.label}"  # a high top probability would otherwise read as sure
         if self.true_label:
             mark = "?" if self.unsure else "✓" if self.true_label == self.label else "✗"
             line += f"  [true: {self.true_label} {mark}]"

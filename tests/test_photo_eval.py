@@ -455,8 +455,12 @@ def test_unsure_reasons_name_every_rule_that_fired(
 
 def test_unsure_line_and_json() -> None:
     top = [{"label": "T-shirt/top", "probability": 0.38}, {"label": "Bag", "probability": 0.21}]
-    unsure = Classified("hat.jpg", "T-shirt/top", 0, 0.38, top, typicality=0.004, unsure_reasons=[ATYPICAL])
+    reasons = [LOW_CONFIDENCE, ATYPICAL]
+    unsure = Classified("hat.jpg", "T-shirt/top", 0, 0.38, top, typicality=0.004, unsure_reasons=reasons)
     assert unsure.line() == "hat.jpg: unsure (T-shirt/top 0.38, Bag 0.21)"
+    confident = [{"label": "Sandal", "probability": 0.98}, {"label": "Bag", "probability": 0.01}]
+    atypical = Classified("hat.jpg", "Sandal", 5, 0.98, confident, typicality=0.004, unsure_reasons=[ATYPICAL])
+    assert atypical.line() == "hat.jpg: unsure (Sandal 0.98, Bag 0.01): atypical for Sandal"
     assert unsure.to_dict() == {
         "image": "hat.jpg",
         "label": "T-shirt/top",
@@ -465,13 +469,13 @@ def test_unsure_line_and_json() -> None:
         "unsure": True,
         "top_k": top,
         "typicality": 0.004,
-        "unsure_reasons": ["atypical"],
+        "unsure_reasons": ["low_confidence", "atypical"],
     }
     sure = Classified("shirt.jpg", "T-shirt/top", 0, 0.38, top)
     assert sure.line() == "shirt.jpg: T-shirt/top 0.38 (Bag 0.21)" and sure.to_dict()["unsure"] is False
     assert "unsure_reasons" not in sure.to_dict()
     unsure.to_dict()["unsure_reasons"].append("edited")  # the JSON is a copy: the result keeps its reasons
-    assert unsure.unsure_reasons == [ATYPICAL] and unsure.unsure
+    assert unsure.unsure_reasons == [LOW_CONFIDENCE, ATYPICAL] and unsure.unsure
 
 
 def test_a_shown_top_probability_reads_as_the_unsure_rule_does() -> None:
