@@ -118,21 +118,26 @@ def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
     """A hint after click's "Got unexpected extra arguments (A B)" from ``infer`` when the extra
     arguments look like pictures: every one an existing file (the shell expanded an unquoted
     ``--image`` pattern), or one a file or named with a picture extension (several pictures after
-    one ``--image``). Names are read from click's message, split at spaces."""
+    one ``--image``, or pictures named without it). Names are read from click's message, split at spaces."""
     given = sys.argv[1:] if argv is None else argv
     message = exc.format_message()
     extra = message[message.find("(") + 1 : message.rfind(")")].split()
     if not (message.startswith("Got unexpected extra argument") and "infer" in given and extra):
         return ""
+    from edgefmnist.runtime.picture_formats import picture_extensions
+
+    looks_like_pictures = any(
+        Path(name).suffix.lower() in picture_extensions() or Path(name).is_file() for name in extra
+    )
+    if looks_like_pictures and not any(arg == "--image" or arg.startswith("--image=") for arg in given):
+        return f" (name each picture with --image: {' '.join(f'--image {name}' for name in extra[:2])})"
     repeat = "--image a.jpg --image b.jpg"
     if all(Path(name).is_file() for name in extra):
         return (
             " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', "
             f"give the folder, or repeat {repeat})"
         )
-    from edgefmnist.runtime.picture_formats import picture_extensions
-
-    if any(Path(name).suffix.lower() in picture_extensions() or Path(name).is_file() for name in extra):
+    if looks_like_pictures:
         return f" (each picture takes its own --image: {repeat})"
     return ""
 

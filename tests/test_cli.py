@@ -106,6 +106,16 @@ def test_pictures_after_one_image_option_get_the_repeat_hint() -> None:
     )
 
 
+def test_pictures_named_without_image_option_get_the_image_hint() -> None:
+    result = run("infer", EXPANDED[0])
+    assert_one_line_error(
+        result, 2, f"unexpected extra argument ({EXPANDED[0]}) (name each picture with --image: --image {EXPANDED[0]})"
+    )
+    several = run("infer", "--top-k", "2", "a.jpg", "b.png", "c.jpg")
+    assert_one_line_error(several, 2, "(name each picture with --image: --image a.jpg --image b.png)")
+    assert "quote it" not in result.stderr + several.stderr
+
+
 def test_unofficial_data_is_refused(tmp_path: Path) -> None:
     folder = write_synthetic_dataset(tmp_path / "fake")
     assert_one_line_error(run("data", "--data-dir", str(folder)), 1, "not the official Fashion-MNIST")
