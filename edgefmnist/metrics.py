@@ -91,4 +91,23 @@ def format_report(evaluation: Evaluation, title: str) -> str:
         f"{'macro avg':<12} {evaluation.macro_precision:>9.3f} {evaluation.macro_recall:>7.3f} "
         f"{evaluation.macro_f1:>7.3f} {evaluation.images:>8,}"
     )
+    names = [row.name for row in evaluation.per_class]
+    lines += ["", "confusion: rows the true class, columns the predicted one"]
+    lines += confusion_table(names, names, evaluation.confusion, first_width=12)
     return "\n".join(lines)
+
+
+def confusion_table(
+    rows: list[str], columns: list[str], counts: list[list[int]], first_width: int, indent: str = ""
+) -> list[str]:
+    """A confusion matrix as text lines: a header of ``columns``, then each of ``rows`` with its counts,
+    every column as wide as its name or its widest count."""
+    shown = [printable(column) for column in columns]
+    widths = [max(len(column), *(len(str(row[i])) for row in counts)) for i, column in enumerate(shown)]
+    lines = [f"{indent}{'':<{first_width}} " + " ".join(f"{c:>{w}}" for c, w in zip(shown, widths, strict=True))]
+    for name, row in zip(rows, counts, strict=True):
+        lines.append(
+            f"{indent}{printable(name):<{first_width}} "
+            + " ".join(f"{n:>{w}}" for n, w in zip(row, widths, strict=True))
+        )
+    return lines

@@ -36,6 +36,7 @@ from edgefmnist.runtime.preprocess import preprocess
 
 from edgefmnist import spec
 from edgefmnist.errors import EdgeFmnistError, counted, printable
+from edgefmnist.metrics import confusion_table
 
 UNSURE = "unsure"
 SWEEP_GRIDS = {"confidence": spec.SWEEP_THRESHOLDS, "typicality": spec.SWEEP_TYPICALITIES}
@@ -360,11 +361,8 @@ def format_photo_report(report: dict, title: str) -> str:
             + ("" if row["in_domain"] else "  (out of domain: unsure is right)")
         )
     lines += ["", "  confusion: rows source class, columns the verdict"]
-    columns, counts = [printable(column) for column in report["confusion"]["columns"]], report["confusion"]["counts"]
-    widths = [max(len(column), *(len(str(row[i])) for row in counts)) for i, column in enumerate(columns)]
-    lines.append(f"  {'':<14} " + " ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
-    for source, row in zip(report["confusion"]["rows"], counts, strict=True):
-        lines.append(f"  {printable(source):<14} " + " ".join(f"{n:>{w}}" for n, w in zip(row, widths, strict=True)))
+    confusion = report["confusion"]
+    lines += confusion_table(confusion["rows"], confusion["columns"], confusion["counts"], first_width=14, indent="  ")
     for error in report["errors"]:
         lines.append(printable(f"  unreadable: {error['error']}"))
     return "\n".join(lines)
