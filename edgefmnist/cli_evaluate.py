@@ -146,6 +146,12 @@ def evaluate_photos(
         raise EdgeFmnistError(
             f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
         )
+    if choose and split != "choice":
+        chosen_on = "the report half" if split == "report" else "all photos"
+        notes.append(
+            f"--choose on {chosen_on}: figures of the photos the thresholds are chosen on overstate them; "
+            "choose on --split choice, report on --split report"
+        )
     if varied == "typicality" and not predictor.metadata.has_typicality_reference:
         raise EdgeFmnistError(
             f"{predictor.path}: no typicality reference in its metadata (exported before it); "

@@ -228,6 +228,23 @@ def test_the_chosen_pair_as_text_and_json(small_set: Path) -> None:
         assert_one_line_error(result, 1, "--choose needs in-domain and out-of-domain photos", f"no {lacking} one")
 
 
+def test_choosing_on_photos_other_than_the_choice_half_is_noted(tmp_path: Path) -> None:
+    from edgefmnist.runtime.photo_set import photo_split
+
+    choice = [name for name in (f"{i}.jpg" for i in range(40)) if photo_split(name) == "choice"][:4]
+    for name in choice[:2]:
+        blob_photo(tmp_path / "Coat" / name)
+    for name in choice[2:]:
+        blob_photo(tmp_path / "hat" / name)
+    on_choice = run_in_process("evaluate", "--photos", str(tmp_path), "--split", "choice", "--choose")
+    assert on_choice.returncode == 0 and "--choose on" not in on_choice.stderr
+    on_all = run_in_process("evaluate", "--photos", str(tmp_path), "--choose")
+    assert on_all.returncode == 0
+    assert (
+        "edgefmnist: note: --choose on all photos: figures of the photos the thresholds are chosen on" in on_all.stderr
+    )
+
+
 def test_the_text_report_names_every_verdict_in_full_over_aligned_counts(small_set: Path) -> None:
     text = run_in_process("evaluate", "--photos", str(small_set))
     lines = text.stdout.splitlines()
