@@ -414,8 +414,9 @@ def verify(
 ) -> None:
     """Check a model on the real test set; exit 0 only when it passes.
 
-    With --checkpoint: the same parity report as export (PyTorch vs ONNX). Without (on a
-    board, no torch): the measured test accuracy must match the one recorded in the model.
+    With --checkpoint: the parity report of the model against the checkpoint (PyTorch vs ONNX, an
+    int8 model too, which export also compares with its fp32 model). Without (on a board, no
+    torch): the measured test accuracy must match the one recorded in the model.
 
     Examples:
 
@@ -445,7 +446,8 @@ def verify(
 
         result = verify_against_checkpoint(model, checkpoint, contract.FP32_ATOL if atol is None else atol, data_dir)
     if json_output:
-        print_json(result.to_dict())
+        paths = {"model": str(model), **({"checkpoint": str(checkpoint)} if checkpoint else {})}
+        print_json({**paths, **result.to_dict()})
     else:
         say(result.summary())
     result.raise_if_failed(str(model), summary_shown=True)  # on stdout above: the error line names the failures

@@ -285,6 +285,15 @@ def test_bad_flag_values_exit_2(args: list[str], fragments: list[str], tmp_path:
     assert_one_line_error(run(*args, *data), 2, *fragments)
 
 
+def test_verify_json_names_the_model_and_checkpoint_by_their_paths(real_data_dir: Path) -> None:
+    model, checkpoint = SHIPPED / "mlp.int8.onnx", SHIPPED / "mlp.pt"
+    data = ["--data-dir", str(real_data_dir), "--json"]
+    against = json.loads(run_in_process("verify", str(model), "--checkpoint", str(checkpoint), *data).stdout)
+    assert (against["model"], against["checkpoint"], against["passed"]) == (str(model), str(checkpoint), True)
+    alone = json.loads(run_in_process("verify", str(model), *data).stdout)
+    assert alone["model"] == str(model) and "checkpoint" not in alone
+
+
 def test_verify_against_another_models_checkpoint_is_refused_before_the_test_set(tmp_path: Path) -> None:
     result = run(
         "verify", str(SHIPPED / "mlp.onnx"), "--checkpoint", str(SHIPPED / "cnn.pt"), "--data-dir", str(tmp_path)
