@@ -231,7 +231,7 @@ def data(
         print_json(report)
         return
     if present is not None:
-        write_stdout("Already present, nothing downloaded (--replace downloads it again into the cache).")
+        write_stdout("Already present, nothing downloaded (--replace downloads a fresh copy into the cache).")
     say(f"Fashion-MNIST in {report['folder']} ({report['origin']}): SHA-256 verified")
     write_stdout(
         f"  train {report['train']:,} · validation {report['validation']:,} (first 5,000 training images)"

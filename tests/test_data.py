@@ -457,7 +457,10 @@ def test_data_download_offline_with_the_data_present_says_where_it_is(tmp_path: 
     assert report["folder"] == str(real_data_dir) and report["downloaded"] is False
     assert not (tmp_path / "cache").exists()
     text = run("data", "--download", "--data-dir", str(real_data_dir), env=offline)
-    assert text.returncode == 0 and text.stdout.startswith("Already present, nothing downloaded")
+    assert text.returncode == 0
+    assert text.stdout.startswith(
+        "Already present, nothing downloaded (--replace downloads a fresh copy into the cache)"
+    )
 
 
 @pytest.fixture
