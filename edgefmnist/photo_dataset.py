@@ -2,7 +2,8 @@
 
     edgefmnist train --arch cnn --recipe photo     # builds (or reuses) the set, then trains
 
-Image ``i`` of a split is rendered with a generator seeded by ``(seed, i)``
+The ``i``-th image passed (for training, the ``i``-th of :func:`photo_subset`'s images, not
+its index in the split) is rendered with a generator seeded by ``(seed, i)``
 (:func:`edgefmnist.photo_render.render_photo`) and turned back into 28x28 by the runtime's own
 :func:`edgefmnist.runtime.preprocess.to_dataset_form`, so the network learns exactly what
 ``edgefmnist infer`` feeds it. The result is cached as ``.npy`` in the user cache, keyed by the
