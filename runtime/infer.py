@@ -156,7 +156,7 @@ class Classified:
         others = ", ".join([top, *runners_up] if self.unsure else runners_up)
         verdict = "unsure" if self.unsure else top
         line = f"{self.image}: {verdict}" + (f" ({others})" if others else "")
-        if ATYPICAL in self.unsure_reasons and LOW_CONFIDENCE not in self.unsure_reasons:
+        if self.unsure_reasons == [ATYPICAL]:
             line += f": atypical for {self.label}"  # a high top probability would otherwise read as sure
         if self.true_label:
             mark = "?" if self.unsure else "✓" if self.true_label == self.label else "✗"

@@ -478,6 +478,8 @@ def test_unsure_line_and_json() -> None:
     confident = [{"label": "Sandal", "probability": 0.98}, {"label": "Bag", "probability": 0.01}]
     atypical = Classified("hat.jpg", "Sandal", 5, 0.98, confident, typicality=0.004, unsure_reasons=[ATYPICAL])
     assert atypical.line() == "hat.jpg: unsure (Sandal 0.98, Bag 0.01): atypical for Sandal"
+    atypical.unsure_reasons = [NO_OBJECT, ATYPICAL]  # nothing found: the warning says why, not this line
+    assert atypical.line() == "hat.jpg: unsure (Sandal 0.98, Bag 0.01)"
     assert unsure.to_dict() == {
         "image": "hat.jpg",
         "label": "T-shirt/top",
