@@ -241,8 +241,11 @@ def classify_arrays(
 
     ``nothing_found[i]``, when not empty, is preprocessing's ``Preprocessed.nothing_found`` reason for
     image i: it becomes the result's warning and makes the verdict unsure. ``photo[i]`` says
-    image i was a photo (:func:`picture_outputs`); None: none was.
+    image i was a photo (:func:`picture_outputs`); None: none was. Raises ``ValueError`` unless
+    there is a name (and a ``nothing_found`` reason, when given) for each image.
     """
+    if len(names) != len(images):
+        raise ValueError(f"{len(names)} names for {len(images)} images")
     check_min_confidence(min_confidence)
     check_min_typicality(min_typicality)
     logits, probabilities = picture_outputs(predictor, images, photo)

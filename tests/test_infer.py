@@ -1126,7 +1126,7 @@ def test_classifying_preprocessed_pictures_needs_a_name_for_each(shipped_mlp: Pa
     predictor = Predictor(shipped_mlp)
     results = classify_preprocessed(predictor, forms, ["a", "b", "c"], 1)
     assert [result.index for result in results] == list(predictor.logits(fashion.test.images[:3]).argmax(1))
-    with pytest.raises(ValueError):  # a result would be dropped
+    with pytest.raises(ValueError, match="^2 names for 3 images$"):  # a result would be dropped
         classify_preprocessed(predictor, forms, ["a", "b"], 1)
     with pytest.raises(ValueError, match="x.jpg was not preprocessed: x.jpg: no such file"):
         PreparedPicture(Path("x.jpg"), error="x.jpg: no such file").form()
