@@ -1,7 +1,9 @@
 """Fuzzing: random and mutated bytes into the image loader, the IDX parser and the model loader.
 
 Only the documented errors may come out: :class:`ImageError`, :class:`DataError` and
-:class:`ModelError` (all :class:`EdgeFmnistError`, printed by the CLI as one line). A hang
+:class:`ModelError` (all :class:`EdgeFmnistError`, printed by the CLI as one line). Pictures are
+held to :class:`ImageError`, though ``preprocess`` turns any other failure into one line too: a
+decoder or OpenCV failure that only that catch-all reports is a bug to find. A hang
 fails through hypothesis' deadline. CI runs a bounded number of inputs per target; `make
 fuzz` sets ``EDGEFMNIST_FUZZ_SECONDS`` and keeps each target busy that long, printing how
 many inputs it tried.
