@@ -130,7 +130,10 @@ def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
         Path(name).suffix.lower() in picture_extensions() or Path(name).is_file() for name in extra
     )
     if looks_like_pictures and not any(arg == "--image" or arg.startswith("--image=") for arg in given):
-        return f" (name each picture with --image: {' '.join(f'--image {name}' for name in extra[:2])})"
+        named = " ".join(f"--image {name}" for name in extra[:2])
+        expanded = len(extra) > 1 and all(Path(name).is_file() for name in extra)  # maybe an unquoted pattern
+        quote = ", or quote a pattern: --image 'photos/*.jpg'" if expanded else ""
+        return f" (name each picture with --image: {named}{quote})"
     repeat = "--image a.jpg --image b.jpg"
     if all(Path(name).is_file() for name in extra):
         return (

@@ -113,6 +113,8 @@ def test_pictures_named_without_image_option_get_the_image_hint() -> None:
     )
     several = run("infer", "--top-k", "2", "a.jpg", "b.png", "c.jpg")
     assert_one_line_error(several, 2, "(name each picture with --image: --image a.jpg --image b.png)")
+    expanded = run("infer", *EXPANDED)  # an unquoted pattern without --image
+    assert_one_line_error(expanded, 2, f"--image {EXPANDED[1]}, or quote a pattern: --image 'photos/*.jpg')")
     assert "quote it" not in result.stderr + several.stderr
 
 
