@@ -56,7 +56,7 @@ class TooManyParts(MultipartError):
     """The body has more parts than the caller takes."""
 
 
-def first_boundary_line(body: bytes, boundary: bytes) -> re.Match[bytes]:
+def first_boundary_line(body: bytes | bytearray, boundary: bytes) -> re.Match[bytes]:
     """The body's first boundary line: ``--`` and the boundary at the start of the body or of a
     line (after CRLF, or a bare LF as lenient mail readers take it), followed by ``--`` or by
     the end of its line after any spaces or tabs (RFC 2046, 5.1.1: a preamble may come before
@@ -79,19 +79,24 @@ def first_boundary_line(body: bytes, boundary: bytes) -> re.Match[bytes]:
     return line
 
 
-def parser_input(body: bytes, boundary: bytes) -> tuple[bytes, Callable[[int], int]]:
+def parser_input(body: bytes | bytearray, boundary: bytes) -> tuple[bytes | bytearray, Callable[[int], int]]:
     """The body as python-multipart takes it, from its first boundary line on and that line
     without padding (see :func:`first_boundary_line`, which raises :class:`MultipartError`),
-    and the map from an offset in it to the same byte's offset in ``body``."""
+    and the map from an offset in it to the same byte's offset in ``body``. A body that already
+    starts so (as clients send it) is returned itself, not copied."""
     line = first_boundary_line(body, boundary)
     start, end = line.start(1), line.end()
+    head = b"--" + boundary + b"\r\n"
+    if start == 0 and (line[2] == b"--" or end == len(head)):
+        return body, lambda offset: offset
     if line[2] == b"--":
         return body[start:], lambda offset: start + offset
-    head = b"--" + boundary + b"\r\n"
     return head + body[end:], lambda offset: start + offset if offset < len(head) else end + offset - len(head)
 
 
-def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) -> list[tuple[str, bytes]]:
+def parse_multipart(
+    body: bytes | bytearray, content_type: str, field: str, max_parts: int
+) -> list[tuple[str, bytes | bytearray]]:
     """The parts of form field ``field`` in ``body``, as ``(filename or field, bytes)`` in order.
 
     ``content_type`` is the request's header, with its ``boundary`` parameter. Parts of
@@ -107,7 +112,7 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
     boundary = options.get(b"boundary")
     if not boundary:
         raise MultipartError("Content-Type has no boundary")
-    parts: list[tuple[str, bytes]] = []
+    parts: list[tuple[str, bytes | bytearray]] = []
     headers: dict[bytes, bytes] = {}
     header_field = bytearray()
     header_value = bytearray()
@@ -139,6 +144,7 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
         data.extend(chunk[start:end])
 
     def on_part_end() -> None:
+        nonlocal data
         disposition = headers.get(b"content-disposition")
         if disposition is None:
             raise MultipartError("a part has no Content-Disposition header")
@@ -146,7 +152,8 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
         name = params.get(b"name", b"").decode("utf-8", "replace")
         if name == field:
             filename = params.get(b"filename", b"").decode("utf-8", "replace")
-            parts.append((filename or name, bytes(data)))
+            parts.append((filename or name, data))  # the part's own buffer, not a copy of it
+        data = bytearray()
 
     def on_end() -> None:
         nonlocal finished
@@ -168,7 +175,7 @@ def parse_multipart(body: bytes, content_type: str, field: str, max_parts: int) 
             },
         )
         data_in, body_offset = parser_input(body, boundary)
-        parser.write(data_in)
+        parser.write(data_in)  # type: ignore[arg-type]  # it takes any bytes-like buffer it can find() in
         parser.finalize()
     except MultipartError:
         raise

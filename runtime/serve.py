@@ -59,6 +59,8 @@ from starlette.requests import ClientDisconnect
 
 from edgefmnist.errors import EdgeFmnistError, first_line
 
+Upload = tuple[str, bytes | bytearray]  # a picture's name (its file name, or "upload") and its encoded bytes
+
 TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # RFC 9110, 5.6.2
 QUOTED_STRING = r'"(?:[^"\\]|\\.)*"'  # RFC 9110, 5.6.4
 # RFC 9110, 8.3.1: type "/" subtype *( OWS ";" OWS [ parameter ] ), a parameter's value a token or a quoted string;
@@ -77,7 +79,7 @@ class Classifier:
         self.settings = settings
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="classify")
 
-    def classify(self, pictures: list[tuple[str, bytes]], with_pixels: bool) -> list[dict[str, Any]]:
+    def classify(self, pictures: list[Upload], with_pixels: bool) -> list[dict[str, Any]]:
         """Each ``(name, bytes)`` -> its result dict, or ``{"image", "error", "status"}`` for a bad picture.
 
         Timings: ``preprocess_ms`` (decode and preprocess, per picture) and ``inference_us``
@@ -122,7 +124,7 @@ class Classifier:
             entry["preprocessed"] = png_data_url(pixels)
         return entry
 
-    async def run(self, pictures: list[tuple[str, bytes]], with_pixels: bool) -> list[dict[str, Any]]:
+    async def run(self, pictures: list[Upload], with_pixels: bool) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self.classify, pictures, with_pixels)
 
@@ -136,16 +138,21 @@ def png_data_url(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-async def read_body(request: Request) -> bytes:
-    """The whole request body. A client that hangs up before sending it all gets a 499 it will not
-    read (nginx's "client closed request"), so that the metrics count it apart from bad requests."""
+async def read_body(request: Request) -> bytearray:
+    """The whole request body, gathered into one buffer as it arrives (Starlette's ``body()`` would
+    hold its chunks and their joined copy at once). A client that hangs up before sending it all
+    gets a 499 it will not read (nginx's "client closed request"), so that the metrics count it
+    apart from bad requests."""
+    body = bytearray()
     try:
-        return await request.body()
+        async for chunk in request.stream():
+            body += chunk
     except ClientDisconnect:
         raise ServiceError(CLIENT_CLOSED, "the client disconnected before the body was complete") from None
+    return body
 
 
-async def read_pictures(request: Request, max_files: int, batch: bool) -> list[tuple[str, bytes]]:
+async def read_pictures(request: Request, max_files: int, batch: bool) -> list[Upload]:
     """The uploaded pictures as ``(name, bytes)``: a raw ``image/*`` body, or multipart ``file`` fields."""
     if len(request.headers.getlist("content-type")) > 1:  # which one the sender meant is anyone's guess
         raise ServiceError(400, "more than one Content-Type header: send one")

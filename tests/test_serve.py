@@ -1182,6 +1182,20 @@ def test_a_multipart_preamble_is_skipped() -> None:
         )
 
 
+def test_a_multipart_body_as_clients_send_it_is_parsed_without_a_copy_of_it_or_of_its_files() -> None:
+    from edgefmnist.runtime.multipart_body import parse_multipart, parser_input
+
+    part = b'Content-Disposition: form-data; name="file"; filename="a.png"\r\n\r\nPNG\r\n--x--\r\n'
+    body = bytearray(b"--x\r\n" + part)
+    data_in, offset = parser_input(body, b"x")
+    assert data_in is body and offset(9) == 9
+    padded = b"pre\r\n--x \r\n" + part  # cut and unpadded: a copy, its offsets mapped back
+    data_in, offset = parser_input(padded, b"x")
+    assert data_in == b"--x\r\n" + part and offset(0) == 5 and offset(9) == 15
+    ((name, data),) = parse_multipart(body, "multipart/form-data; boundary=x", "file", 10)
+    assert (name, data) == ("a.png", b"PNG") and isinstance(data, bytearray)  # the part's own buffer
+
+
 def test_multipart_boundary_lines_as_rfc_2046_writes_them() -> None:
     from edgefmnist.runtime.multipart_body import MultipartError, parse_multipart
 
