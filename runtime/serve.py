@@ -68,6 +68,7 @@ QUOTED_STRING = r'"(?:[^"\\]|\\.)*"'  # RFC 9110, 5.6.4
 ONE_MEDIA_TYPE = re.compile(rf"{TOKEN}/{TOKEN}(?:[ \t]*;[ \t]*(?:{TOKEN}=(?:{TOKEN}|{QUOTED_STRING}))?)*")
 RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
 CLASSIFY_QUERY = ("preprocessed",)  # the query parameters a classification request takes
+MAX_SHOWN_NAME = 40  # characters of a refused query parameter's name that its error repeats
 OTHER_FORM_PARTS = 16  # multipart parts of other fields a request may carry beside its files (a form's extras)
 
 
@@ -261,10 +262,11 @@ def query_problem(params: Sequence[tuple[str, str]]) -> str | None:
     (``?preprocessed=true&preprocessed=false``: which one counts?); else None."""
     names = [name for name, _ in params]
     for name in names:
+        shown = repr(name if len(name) <= MAX_SHOWN_NAME else name[:MAX_SHOWN_NAME] + "...")  # one line, not 60 KB
         if name not in CLASSIFY_QUERY:
-            return f"unknown query parameter {name!r} (this endpoint takes {', '.join(CLASSIFY_QUERY)})"
+            return f"unknown query parameter {shown} (this endpoint takes {', '.join(CLASSIFY_QUERY)})"
         if names.count(name) > 1:
-            return f"query parameter {name!r} given {names.count(name)} times: give it once"
+            return f"query parameter {shown} given {names.count(name)} times: give it once"
     return None
 
 

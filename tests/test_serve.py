@@ -325,6 +325,11 @@ def truncated_png() -> bytes:
         (lambda s: s.post_image(b"x", "/v1/classify/batch?preprocessed=2"), 400, ["query parameter 'preprocessed'"]),
         (lambda s: s.post_image(b"x", "/v1/classify?preprocesed=1"), 400, ["unknown query parameter 'preprocesed'"]),
         (
+            lambda s: s.post_image(b"x", "/v1/classify?" + "p" * 5000 + "=1"),
+            400,
+            [f"unknown query parameter '{'p' * 40}...' (this endpoint takes preprocessed)"],
+        ),
+        (
             lambda s: s.post_files([("a.png", b"x")], "/v1/classify/batch?preprocessed=true&preprocessed=false"),
             400,
             ["query parameter 'preprocessed' given 2 times: give it once"],
@@ -360,6 +365,7 @@ def truncated_png() -> bytes:
         "bad-query",
         "batch-bad-query",
         "misspelt-query",
+        "long-unknown-query",
         "repeated-query",
         "no-docs",
         "no-redoc",
