@@ -171,7 +171,8 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[U
     if media_type == "multipart/form-data":
         body = await read_body(request)
         if not body:
-            raise ServiceError(400, "empty body: send the picture as the multipart field 'file'")
+            what = "the pictures as multipart fields" if batch else "the picture as the multipart field"
+            raise ServiceError(400, f"empty body: send {what} 'file'")
         most = max_files + OTHER_FORM_PARTS
         try:  # in a worker thread: the event loop keeps answering other requests meanwhile
             files_ = await run_in_threadpool(parse_multipart, body, content_type, "file", most)

@@ -271,6 +271,11 @@ def truncated_png() -> bytes:
             400,
             ["empty body: send the picture as the multipart field 'file'"],
         ),
+        (
+            lambda s: s.request("POST", "/v1/classify/batch", b"", {"Content-Type": "multipart/form-data; boundary=x"}),
+            400,
+            ["empty body: send the pictures as multipart fields 'file'"],
+        ),
         (lambda s: s.post_files([], "/v1/classify"), 400, ["'file'"]),
         (
             lambda s: s.request("POST", "/v1/classify", *tiny_parts(5000)),
@@ -343,6 +348,7 @@ def truncated_png() -> bytes:
         "empty",
         "bad-multipart",
         "empty-multipart",
+        "empty-batch",
         "no-file",
         "many-parts",
         "text",
