@@ -21,6 +21,7 @@ outside, with its peak resident memory. The per-call floor is a one-node graph
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -202,9 +203,13 @@ def run_process(command: list[str], what: str) -> tuple[float, float]:
 
     A small launcher starts the process and reads its rusage: Linux carries a parent's
     memory high-water mark across fork and exec, so a child of this (large) process would
-    report this process's peak instead of its own.
+    report this process's peak instead of its own. It runs in the temp folder, as ``python -c``
+    and ``-m`` put the working folder first on ``sys.path``: in a checkout installed with
+    ``pip install .``, the checkout's ``edgefmnist/`` folder (which lacks ``runtime``) would
+    shadow the installed package. Paths in ``command`` must be absolute.
     """
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
+    launcher = [sys.executable, "-c", LAUNCHER, *command]
+    done = subprocess.run(launcher, capture_output=True, text=True, cwd=tempfile.gettempdir())
     try:
         wall_ms, peak_kib, exit_code = done.stdout.split()
     except ValueError:
@@ -227,7 +232,7 @@ def median_of_runs(command: list[str], runs: int, what: str) -> dict[str, float]
 def cold_start(engine: str, path: Path, settings: BenchSettings) -> dict[str, float]:
     """Import, load and one inference with ``engine`` in fresh processes: median ``wall_ms``, top ``peak_rss_mib``."""
     code = CHILD_PROLOGUE + COLD_START[engine]
-    command = [sys.executable, "-c", code, str(path), str(settings.threads)]
+    command = [sys.executable, "-c", code, os.path.abspath(path), str(settings.threads)]
     return median_of_runs(command, settings.cold_starts, f"{engine} cold start on {path}")
 
 
@@ -379,9 +384,10 @@ def infer_overhead(model: Path, test: Split, settings: BenchSettings) -> dict:
         Image.fromarray(test.images[0]).save(image)
         bare = Path(folder) / "bare.py"
         bare.write_text(BARE_INFER_SCRIPT)
+        model_path = os.path.abspath(model)
         commands = {
-            "bare": [sys.executable, str(bare), str(model), str(image)],
-            "infer": [sys.executable, "-m", "edgefmnist.cli", "infer", "--image", str(image), "--model", str(model)],
+            "bare": [sys.executable, str(bare), model_path, str(image)],
+            "infer": [sys.executable, "-m", "edgefmnist.cli", "infer", "--image", str(image), "--model", model_path],
         }
         figures = {
             name: median_of_runs(command, max(5, settings.cold_starts), f"{name} process on {model}")

@@ -282,3 +282,19 @@ def test_a_model_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) ->
     crowded = ["--threads", str(available_cores() + 1)]  # its warning waits for the inputs: one line still
     result = run_in_process("bench", str(model), "--runs", "10", "--warmup", "0", "--batch", "1", *crowded)
     assert_one_line_error(result, 1, "m\\xff.onnx: the path holds a byte that is not UTF-8")
+
+
+def test_benchmark_processes_do_not_import_a_checkout_in_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a checkout installed with ``pip install .``, ``python -c`` would import its ``edgefmnist/``,
+    which lacks ``runtime``, before the installed package."""
+    import sys
+
+    from edgefmnist.runtime.bench import run_process
+
+    (tmp_path / "edgefmnist").mkdir()
+    (tmp_path / "edgefmnist" / "__init__.py").write_text("raise ImportError('the checkout, not the package')\n")
+    monkeypatch.chdir(tmp_path)
+    wall_ms, peak_mib = run_process([sys.executable, "-c", "import edgefmnist.runtime.predictor"], "an import")
+    assert wall_ms > 0 and peak_mib > 0
