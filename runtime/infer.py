@@ -242,15 +242,16 @@ def classify_arrays(
     ``nothing_found[i]``, when not empty, is preprocessing's ``Preprocessed.nothing_found`` reason for
     image i: it becomes the result's warning and makes the verdict unsure. ``photo[i]`` says
     image i was a photo (:func:`picture_outputs`); None: none was. Raises ``ValueError`` unless
-    there is a name (and a ``nothing_found`` reason, when given) for each image.
+    there is a name (and a ``nothing_found`` reason and a ``photo`` flag, when given) for each image.
     """
-    if len(names) != len(images):
-        raise ValueError(f"{len(names)} names for {len(images)} images")
+    for what, values in (("names", names), ("nothing_found reasons", nothing_found), ("photo flags", photo)):
+        if values is not None and len(values) != len(images):
+            raise ValueError(f"{len(values)} {what} for {len(images)} images")
     check_min_confidence(min_confidence)
     check_min_typicality(min_typicality)
     logits, probabilities = picture_outputs(predictor, images, photo)
     typical = picture_typicality(predictor, logits)
-    empty = nothing_found or [""] * len(names)
+    empty = [""] * len(names) if nothing_found is None else nothing_found
     decimals = shown_decimals(min_confidence)
     results = []
     for i, (name, row, reason) in enumerate(zip(names, probabilities, empty, strict=True)):

@@ -1119,7 +1119,7 @@ def test_nan_outputs_for_a_picture_are_an_error_not_an_answer(
 
 def test_classifying_preprocessed_pictures_needs_a_name_for_each(shipped_mlp: Path, fashion) -> None:
     from edgefmnist.runtime.batch import PreparedPicture
-    from edgefmnist.runtime.infer import classify_preprocessed
+    from edgefmnist.runtime.infer import classify_arrays, classify_preprocessed
     from edgefmnist.runtime.preprocess import Preprocessed
 
     forms = [Preprocessed(image) for image in fashion.test.images[:3]]
@@ -1128,5 +1128,9 @@ def test_classifying_preprocessed_pictures_needs_a_name_for_each(shipped_mlp: Pa
     assert [result.index for result in results] == list(predictor.logits(fashion.test.images[:3]).argmax(1))
     with pytest.raises(ValueError, match="^2 names for 3 images$"):  # a result would be dropped
         classify_preprocessed(predictor, forms, ["a", "b"], 1)
+    with pytest.raises(ValueError, match="^0 photo flags for 3 images$"):
+        classify_arrays(predictor, fashion.test.images[:3], ["a", "b", "c"], 1, photo=[])
+    with pytest.raises(ValueError, match="^0 nothing_found reasons for 3 images$"):  # empty is not "not given"
+        classify_arrays(predictor, fashion.test.images[:3], ["a", "b", "c"], 1, nothing_found=[])
     with pytest.raises(ValueError, match="x.jpg was not preprocessed: x.jpg: no such file"):
         PreparedPicture(Path("x.jpg"), error="x.jpg: no such file").form()
