@@ -4,7 +4,8 @@
 
 Starlette's own form parser spools file parts larger than 1 MiB to temporary files; the
 service never writes an upload to disk, so it parses the body it already holds (bounded by
-the body limit) with ``python_multipart.MultipartParser`` and keeps the parts as bytes.
+the body limit) with ``python_multipart.MultipartParser`` and keeps each file in its own buffer
+(a ``bytearray``), with no copy of the body or of the file.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def parser_input(body: bytes | bytearray, boundary: bytes) -> tuple[bytes | byte
 def parse_multipart(
     body: bytes | bytearray, content_type: str, field: str, max_parts: int
 ) -> list[tuple[str, bytes | bytearray]]:
-    """The parts of form field ``field`` in ``body``, as ``(filename or field, bytes)`` in order.
+    """The parts of form field ``field`` in ``body``, as ``(filename or field, its bytes)`` in order.
 
     ``content_type`` is the request's header, with its ``boundary`` parameter. Parts of
     other fields, a preamble before the first boundary line and padding after it are skipped.
@@ -141,7 +142,7 @@ def parse_multipart(
         header_value.clear()
 
     def on_part_data(chunk: bytes, start: int, end: int) -> None:
-        data.extend(chunk[start:end])
+        data.extend(memoryview(chunk)[start:end])  # a slice of bytes would copy the part once more
 
     def on_part_end() -> None:
         nonlocal data

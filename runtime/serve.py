@@ -81,7 +81,7 @@ class Classifier:
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="classify")
 
     def classify(self, pictures: list[Upload], with_pixels: bool) -> list[dict[str, Any]]:
-        """Each ``(name, bytes)`` -> its result dict, or ``{"image", "error", "status"}`` for a bad picture.
+        """Each ``(name, encoded bytes)`` -> its result dict, or ``{"image", "error", "status"}`` for a bad picture.
 
         Timings: ``preprocess_ms`` (decode and preprocess, per picture) and ``inference_us``
         (the predictor and the verdict, for the whole call).
@@ -184,7 +184,8 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[U
         except MultipartError as exc:
             raise ServiceError(400, f"malformed multipart body: {exc}") from None
         if not files_:
-            raise ServiceError(400, "no picture: send it as the multipart field 'file'")
+            what = "them as multipart fields" if batch else "it as the multipart field"
+            raise ServiceError(400, f"no picture: send {what} 'file'")
         if not batch and len(files_) > 1:
             raise ServiceError(400, f"{len(files_)} files in one request: use /v1/classify/batch")
         if len(files_) > max_files:
@@ -263,7 +264,9 @@ def query_problem(params: Sequence[tuple[str, str]]) -> str | None:
     (``?preprocessed=true&preprocessed=false``: which one counts?); else None."""
     names = [name for name, _ in params]
     for name in names:
-        shown = repr(name if len(name) <= MAX_SHOWN_NAME else name[:MAX_SHOWN_NAME] + "...")  # one line, not 60 KB
+        shown = (
+            repr(name) if len(name) <= MAX_SHOWN_NAME else f"{name[:MAX_SHOWN_NAME]!r}... ({len(name):,} characters)"
+        )
         if name not in CLASSIFY_QUERY:
             return f"unknown query parameter {shown} (this endpoint takes {', '.join(CLASSIFY_QUERY)})"
         if names.count(name) > 1:

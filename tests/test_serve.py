@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,12 @@ def truncated_png() -> bytes:
             400,
             ["empty body: send the pictures as multipart fields 'file'"],
         ),
-        (lambda s: s.post_files([], "/v1/classify"), 400, ["'file'"]),
+        (lambda s: s.post_files([], "/v1/classify"), 400, ["no picture: send it as the multipart field 'file'"]),
+        (
+            lambda s: s.request("POST", "/v1/classify/batch", *tiny_parts(1)),
+            400,
+            ["no picture: send them as multipart fields 'file'"],
+        ),
         (
             lambda s: s.request("POST", "/v1/classify", *tiny_parts(5000)),
             413,
@@ -332,7 +338,7 @@ def truncated_png() -> bytes:
         (
             lambda s: s.post_image(b"x", "/v1/classify?" + "p" * 5000 + "=1"),
             400,
-            [f"unknown query parameter '{'p' * 40}...' (this endpoint takes preprocessed)"],
+            [f"unknown query parameter '{'p' * 40}'... (5,000 characters) (this endpoint takes preprocessed)"],
         ),
         (
             lambda s: s.post_files([("a.png", b"x")], "/v1/classify/batch?preprocessed=true&preprocessed=false"),
@@ -350,6 +356,7 @@ def truncated_png() -> bytes:
         "empty-multipart",
         "empty-batch",
         "no-file",
+        "batch-no-file",
         "many-parts",
         "text",
         "batch-raw",
@@ -1206,6 +1213,15 @@ def test_a_multipart_body_as_clients_send_it_is_parsed_without_a_copy_of_it_or_o
     assert data_in == b"--x\r\n" + part and offset(0) == 5 and offset(9) == 15
     ((name, data),) = parse_multipart(body, "multipart/form-data; boundary=x", "file", 10)
     assert (name, data) == ("a.png", b"PNG") and isinstance(data, bytearray)  # the part's own buffer
+    picture = os.urandom(4 << 20)
+    body = bytearray(b"--x\r\n" + part.replace(b"PNG", picture))
+    tracemalloc.start()
+    try:
+        ((_, data),) = parse_multipart(body, "multipart/form-data; boundary=x", "file", 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == picture and peak < 1.1 * len(picture)  # the file once: no copy of the body or of the file
 
 
 def test_multipart_boundary_lines_as_rfc_2046_writes_them() -> None:
