@@ -242,9 +242,10 @@ def classify_arrays(
     ``nothing_found[i]``, when not empty, is preprocessing's ``Preprocessed.nothing_found`` reason for
     image i: it becomes the result's warning and makes the verdict unsure. ``photo[i]`` says
     image i was a photo (:func:`picture_outputs`); None: none was. Raises ``ValueError`` unless
-    there is a name (and a ``nothing_found`` reason and a ``photo`` flag, when given) for each image.
+    there is a name (and a ``nothing_found`` reason and a ``photo`` flag, when given) for each image,
+    before any inference (:func:`picture_outputs` checks the flags).
     """
-    for what, values in (("names", names), ("nothing_found reasons", nothing_found), ("photo flags", photo)):
+    for what, values in (("names", names), ("nothing_found reasons", nothing_found)):
         if values is not None and len(values) != len(images):
             raise ValueError(f"{len(values)} {what} for {len(images)} images")
     check_min_confidence(min_confidence)
