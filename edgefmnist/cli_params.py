@@ -129,13 +129,13 @@ def extra_argument_hint(exc: ClickException, argv: list[str] | None) -> str:
     looks_like_pictures = any(
         Path(name).suffix.lower() in picture_extensions() or Path(name).is_file() for name in extra
     )
+    all_files = all(Path(name).is_file() for name in extra)  # as the shell expands an unquoted pattern
     if looks_like_pictures and not any(arg == "--image" or arg.startswith("--image=") for arg in given):
         named = " ".join(f"--image {name}" for name in extra[:2])
-        expanded = len(extra) > 1 and all(Path(name).is_file() for name in extra)  # maybe an unquoted pattern
-        quote = ", or quote a pattern: --image 'photos/*.jpg'" if expanded else ""
+        quote = ", or quote a pattern: --image 'photos/*.jpg'" if all_files and len(extra) > 1 else ""
         return f" (name each picture with --image: {named}{quote})"
     repeat = "--image a.jpg --image b.jpg"
-    if all(Path(name).is_file() for name in extra):
+    if all_files:
         return (
             " (an unquoted pattern is expanded by the shell: quote it, --image 'photos/*.jpg', "
             f"give the folder, or repeat {repeat})"
