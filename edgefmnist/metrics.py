@@ -104,10 +104,8 @@ def confusion_table(
     every column as wide as its name or its widest count."""
     shown = [printable(column) for column in columns]
     widths = [max(len(column), *(len(str(row[i])) for row in counts)) for i, column in enumerate(shown)]
-    lines = [f"{indent}{'':<{first_width}} " + " ".join(f"{c:>{w}}" for c, w in zip(shown, widths, strict=True))]
-    for name, row in zip(rows, counts, strict=True):
-        lines.append(
-            f"{indent}{printable(name):<{first_width}} "
-            + " ".join(f"{n:>{w}}" for n, w in zip(row, widths, strict=True))
-        )
-    return lines
+
+    def line(name: str, cells: list) -> str:
+        return f"{indent}{name:<{first_width}} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+
+    return [line("", shown), *(line(printable(name), row) for name, row in zip(rows, counts, strict=True))]
