@@ -88,8 +88,10 @@ def classify_and_report(
         results = itertools.chain(classified, unread, empty)
     shown = []  # with --json, printed at the end as one document; as text, each result as it comes
     failed = False
+    saved_to: list[str] = []
     for result in results:
         failed = failed or bool(result.error or result.not_saved)
+        saved_to += [result.saved] if result.saved else []
         if json_output:
             shown.append(result)
         else:
@@ -98,10 +100,22 @@ def classify_and_report(
         print_json([result.to_dict() for result in shown])
         for result in shown:
             report_result(result, line=False)
+    elif saved_to:
+        report_saved(saved_to, save_preprocessed or "")
     warn_if_typicality_unchecked(predictor, min_typicality)
     warn_if_oversubscribed(threads, workers, pictures=0 if picked is not None else len(pictures.paths))
     if failed:
         raise typer.Exit(1)
+
+
+def report_saved(saved: list[str], target: str) -> None:
+    """Where ``--save-preprocessed TARGET`` put the ``saved`` 28x28 PNGs, on stderr (the JSON names each)."""
+    where = (
+        f"preprocessed 28x28 PNG saved as {saved[0]}"
+        if len(saved) == 1
+        else f"{len(saved):,} preprocessed 28x28 PNGs saved in {target}"
+    )
+    echo_unless_gone(printable(f"edgefmnist: {where}"), err=True)
 
 
 def report_result(result: Classified, line: bool = True) -> None:

@@ -408,8 +408,11 @@ def test_infer_finishes_its_work_when_stdout_fails(tmp_path: Path, fashion) -> N
     )
     assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["0.png", "1.png", "2.png"]
     lines = result.stderr.splitlines()
-    assert result.returncode == 1 and len(lines) == 2 and "bad.png" in lines[0], result.stderr
-    assert lines[1] == STDOUT_ERRORS["/dev/full"]
+    assert result.returncode == 1 and len(lines) == 3 and "bad.png" in lines[0], result.stderr
+    assert lines[1:] == [
+        f"edgefmnist: 3 preprocessed 28x28 PNGs saved in {tmp_path / 'seen'}",
+        STDOUT_ERRORS["/dev/full"],
+    ]
 
 
 @pytest.mark.slow

@@ -258,9 +258,10 @@ def test_a_save_that_fails_keeps_the_answer_and_the_rest_are_still_printed_and_s
     result = run_in_process("infer", *(f"--image={p}" for p in pictures), "--save-preprocessed", f"{target}/")
     lines = result.stdout.splitlines()
     assert result.returncode == 1 and [line.split(":")[0] for line in lines] == pictures  # every answer printed
-    assert (
-        result.stderr.strip() == f"edgefmnist: error: {target / '0.png'}: cannot write here (No space left on device)"
-    )
+    assert result.stderr.splitlines() == [
+        f"edgefmnist: error: {target / '0.png'}: cannot write here (No space left on device)",
+        f"edgefmnist: 2 preprocessed 28x28 PNGs saved in {target}/",
+    ]
     assert sorted(path.name for path in target.iterdir()) == ["1.png", "2.png"]
     first = json.loads(
         run_in_process("infer", f"--image={pictures[0]}", "--json", "--save-preprocessed", f"{target}/").stdout
@@ -691,7 +692,8 @@ def test_a_picture_piped_to_stdin_is_classified(tmp_path: Path, fashion) -> None
     pillow_heif.from_pillow(Image.fromarray(fashion.test.images[1]).convert("RGB")).save(heic, quality=-1)
     for data in (png.getvalue(), heic.getvalue()):  # a camera pipeline: rpicam-still -o - | edgefmnist infer --image -
         result = infer_stdin(data, "--save-preprocessed", f"{tmp_path}/")
-        assert result.returncode == 0 and result.stderr == b"", result.stderr
+        saved_line = f"edgefmnist: preprocessed 28x28 PNG saved as {tmp_path / 'stdin.png'}\n"
+        assert result.returncode == 0 and result.stderr.decode() == saved_line, result.stderr
         assert result.stdout.decode().startswith("<stdin>: Pullover ")
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "stdin.png")), fashion.test.images[1])
 
@@ -1081,6 +1083,24 @@ def test_the_json_says_where_each_preprocessed_picture_went(shipped_mlp: Path, f
     assert result.returncode == 0, result.stderr
     assert [row["saved"] for row in json.loads(result.stdout)] == [str(out / "a.png"), str(out / "b.png")]
     assert all((out / name).is_file() for name in ("a.png", "b.png"))
+
+
+def test_the_text_report_says_where_the_preprocessed_pictures_went(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        Image.fromarray(fashion.test.images[0]).save(tmp_path / f"{name}.png")
+    out, one = tmp_path / "seen", tmp_path / "one.png"
+    several = run_in_process(
+        "infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "*.png"), "--save-preprocessed", f"{out}/"
+    )
+    single = run_in_process(
+        "infer", "--model", str(shipped_mlp), "--image", str(tmp_path / "a.png"), "--save-preprocessed", str(one)
+    )
+    assert several.returncode == single.returncode == 0
+    assert (
+        several.stderr == f"edgefmnist: 2 preprocessed 28x28 PNGs saved in {out}/\n"
+        and len(several.stdout.splitlines()) == 2
+    )
+    assert single.stderr == f"edgefmnist: preprocessed 28x28 PNG saved as {one}\n" and one.is_file()
 
 
 def test_a_failed_save_of_a_test_image_keeps_every_answer(shipped_mlp: Path, tmp_path: Path) -> None:
