@@ -60,7 +60,7 @@ from edgefmnist.contract import (
 )
 from edgefmnist.data import Split, inputs_of_data, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
-from edgefmnist.errors import CheckpointError, EdgeFmnistError, ModelError, UsageError, is_utf8
+from edgefmnist.errors import CheckpointError, EdgeFmnistError, ModelError, UsageError, first_line, is_utf8
 from edgefmnist.model_metadata import (
     CALIBRATION_KEY,
     FLOAT_BLOCK_DISABLED_OPTIMIZERS,
@@ -275,6 +275,19 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
         check_writable(path, regular="--quantize's int8 model" if path == int8_path else None)
 
 
+def quantize_or_refuse(
+    fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None
+) -> QuantPreset:
+    """:func:`quantize_model`, its ``ValueError`` raised as :class:`ModelError`: the graph rewrites
+    expect the node patterns of the onnxruntime releases they were written for, and refuse others."""
+    try:
+        return quantize_model(fp32_path, int8_path, preset, train_images)
+    except ValueError as exc:
+        raise ModelError(
+            f"{int8_path.name}: cannot quantise with onnxruntime {onnxruntime.__version__} ({first_line(exc)})"
+        ) from exc
+
+
 def export_checkpoint(
     checkpoint_path: Path,
     out: Path | None = None,
@@ -296,7 +309,8 @@ def export_checkpoint(
     :class:`EdgeFmnistError` for one that is the checkpoint (:func:`check_out_path`) or, once the
     data is found, one of the data set's files,
     :class:`ValidationFailed` (exit code 3) when a model fails validation (the file at its path
-    is then left as it was), and :class:`WriteFailed` when the final write fails.
+    is then left as it was), :class:`ModelError` when the int8 graph cannot be made
+    (:func:`quantize_or_refuse`), and :class:`WriteFailed` when the final write fails.
     """
     mode = None if quantize == "none" else QuantMode.parse(quantize, "quantisation mode")
     check_checkpoint_file(checkpoint_path)  # an ONNX model given here is named as one, before --out is judged
@@ -338,7 +352,9 @@ def export_checkpoint(
             return [ExportedModel(out, Dtype.fp32, out.stat().st_size, *fp32)]
         for preset in preset_and_fallback(PRESETS[mode]):
             progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
-            applied = quantize_model(tmp, int8_tmp, preset, dataset.train.images if mode is QuantMode.static else None)
+            applied = quantize_or_refuse(
+                tmp, int8_tmp, preset, dataset.train.images if mode is QuantMode.static else None
+            )
             calibration, int8_logits, report = calibrate_and_compare(
                 int8_tmp,
                 dataset.validation,

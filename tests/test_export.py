@@ -216,6 +216,18 @@ def test_a_failed_int8_check_reports_both_models_and_writes_neither(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_graph_the_quantiser_cannot_rewrite_is_a_model_error_and_writes_nothing(
+    trained, real_data_dir, tmp_path: Path, monkeypatch
+) -> None:
+    def unknown_pattern(*args, **kwargs):
+        raise ValueError("conv1: expected a DequantizeLinear input, found Cast")
+
+    monkeypatch.setattr("edgefmnist.export.pipeline.quantize_model", unknown_pattern)
+    with pytest.raises(ModelError, match=r"mlp\.int8\.onnx: cannot quantise with onnxruntime .* \(conv1: expected"):
+        export_checkpoint(trained("mlp"), tmp_path / "mlp.onnx", "static", data_dir=real_data_dir)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("quantize", ["dynamic", "static"])
 def test_dynamic_batch_axis(exported, fashion, quantize: str) -> None:
     """Batches of 1, 7 and 256 run; fp32 and static int8 give each image the same logits in any batch.
