@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1
 UPGRADE_HINT = "upgrade edgefmnist (in its checkout: git pull, then pip install .)"
 REQUIRED_KEYS = ("class_names", "input", "precision", "arch", "min_onnxruntime")
 CALIBRATION_KEY = "calibration"
+DIGEST_KEYS = ("checkpoint_sha256", "parent_sha256")  # what the model was exported from, as hex SHA-256
 # {"disabled_optimizers": [names]}: onnxruntime graph optimisers the model runs faster without
 # (passed to onnxruntime.InferenceSession by the predictor; onnxruntime ignores a name it does not
 # know); absent: none. No other key is allowed.
@@ -43,8 +44,18 @@ FLOAT_BLOCK_DISABLED_OPTIMIZERS = ("QDQPropagationTransformer",)
 
 
 def finite_number(value: object) -> TypeGuard[float]:
-    """Whether a JSON value is an int or float (not a bool) and finite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether a JSON value is an int or float (not a bool) and finite as a float (``10**400`` is not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a float
+        return False
+
+
+def valid_sha256(value: object) -> bool:
+    """Whether a JSON value is a SHA-256 digest as :func:`edgefmnist.digest.file_sha256` writes it: 64 hex digits."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def refuse_constant(name: str) -> float:
@@ -228,6 +239,9 @@ class ModelMetadata:
                 f'{source}: metadata {SESSION_KEY} is not {{"disabled_optimizers": [non-empty names]}} '
                 f"({json.dumps(values[SESSION_KEY])[:80]})"
             )
+        for key in DIGEST_KEYS:
+            if key in values and not valid_sha256(values[key]):
+                raise ModelError(f"{source}: metadata {key} is not a SHA-256 digest ({json.dumps(values[key])[:80]})")
         try:
             dtype = Dtype.parse(values.pop("precision"), "weight dtype")
         except ValueError as exc:

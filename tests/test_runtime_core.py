@@ -19,6 +19,7 @@ from onnx import TensorProto, helper
 from edgefmnist import spec
 from edgefmnist.contract import Dtype, oldest_onnxruntime, parse_version
 from edgefmnist.errors import ModelError
+from edgefmnist.model_metadata import DIGEST_KEYS, finite_number
 
 
 def tiny_model(path: Path, props: dict[str, str] | None = None, ir_version: int = 8, opset: int = 17) -> Path:
@@ -103,6 +104,20 @@ def test_an_input_dtype_no_model_takes_is_refused_from_the_metadata() -> None:
         props = {**minimal_props("1.17.0"), "input": f'{{"dtype": {dtype}}}'}
         with pytest.raises(ModelError, match=rf"^m\.onnx: metadata input dtype {dtype} is not one of float32, uint8$"):
             ModelMetadata.from_props(props, "m.onnx")
+
+
+def test_an_int_beyond_a_float_or_a_digest_that_is_not_hex_is_refused_from_the_metadata() -> None:
+    big = str(10**400)
+    props = {**minimal_props("1.17.0"), "calibration": f'{{"method": "temperature", "temperature": {big}}}'}
+    with pytest.raises(ModelError, match=r"^m\.onnx: metadata calibration is not a temperature > 0"):
+        ModelMetadata.from_props(props, "m.onnx")
+    assert not finite_number(10**400) and finite_number(10**300) and finite_number(0.5) and not finite_number(True)
+    digest = "ab" * 32
+    for key in DIGEST_KEYS:
+        assert ModelMetadata.from_props({**minimal_props("1.17.0"), key: f'"{digest}"'}, "m.onnx").extra[key] == digest
+        for bad in ("123", '"abc"', f'"{digest.upper()}"', "null"):
+            with pytest.raises(ModelError, match=rf"^m\.onnx: metadata {key} is not a SHA-256 digest \({bad}\)$"):
+                ModelMetadata.from_props({**minimal_props("1.17.0"), key: bad}, "m.onnx")
 
 
 def test_version_guard() -> None:
