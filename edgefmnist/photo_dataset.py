@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from edgefmnist.atomic import write_bytes_atomic
+from edgefmnist.console import echo_unless_gone
 from edgefmnist.cores import available_cores
 from edgefmnist.data import default_cache_dir
+from edgefmnist.errors import EdgeFmnistError, first_line, printable
 
 CHUNK = 250  # images per worker task
 STRIDE = 4  # the photo view is built for every STRIDE-th training image (GrabCut costs ~30 ms an image)
@@ -114,10 +116,9 @@ def photo_views(
     """
     check_labels(images, labels)
     path = cache_path(images, seed, labels)
-    if cache and path.is_file():
-        cached = np.load(path)
-        if cached.shape == images.shape and cached.dtype == np.uint8:
-            return cached
+    cached = read_cached(path, images.shape) if cache else None
+    if cached is not None:
+        return cached
     workers = workers or available_cores()
     starts = range(0, len(images), CHUNK)
     out = np.empty_like(images)
@@ -142,6 +143,19 @@ def photo_views(
         return out
     buffer = io.BytesIO()
     np.save(buffer, out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, buffer.getvalue())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, buffer.getvalue())
+    except (OSError, EdgeFmnistError) as exc:  # a read-only or full cache costs the next run the rebuild, not this one
+        echo_unless_gone(printable(f"edgefmnist: warning: photo views not cached: {first_line(exc)}"), err=True)
     return out
+
+
+def read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached photo views at ``path`` (uint8 ``shape``), or None when there are none of that
+    shape: a missing, truncated or foreign file is rebuilt over, never trusted or raised."""
+    try:
+        cached = np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None
+    return cached if isinstance(cached, np.ndarray) and cached.shape == shape and cached.dtype == np.uint8 else None

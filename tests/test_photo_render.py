@@ -116,6 +116,29 @@ def test_photo_views_are_deterministic_and_cached(fashion, tmp_path, monkeypatch
         photo_views(images, seed=0, workers=1, labels=labels[:5])
 
 
+def test_a_bad_cache_file_is_rebuilt_over_and_a_failed_cache_write_only_warns(
+    fashion, tmp_path, monkeypatch, capfd
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    images = fashion.train.images[:3]
+    direct = render_and_preprocess(images, seed=0, first_index=0)
+    path = photo_dataset.cache_path(images, 0)
+    path.parent.mkdir(parents=True)
+    for bad in (b"", b"\x93NUMPY truncated", np.lib.format.magic(1, 0) + b"\x00"):
+        path.write_bytes(bad)
+        np.testing.assert_array_equal(photo_views(images, seed=0, workers=1), direct)
+        np.testing.assert_array_equal(np.load(path), direct)  # the rebuild replaced it
+    path.unlink()
+
+    def full_disk(*args) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(photo_dataset, "write_bytes_atomic", full_disk)
+    np.testing.assert_array_equal(photo_views(images, seed=0, workers=1), direct)
+    assert not path.exists()
+    assert capfd.readouterr().err == "edgefmnist: warning: photo views not cached: [Errno 28] No space left on device\n"
+
+
 def test_photo_subset() -> None:
     picked = photo_subset(55_000)
     assert len(picked) == 55_000 // STRIDE and picked[1] - picked[0] == STRIDE
