@@ -25,6 +25,7 @@ INPUT_NAME = "image"  # float32 [batch, 1, 28, 28], raw 0-255 pixels (normalisat
 INPUT_DTYPE = np.float32  # of fp32 models; int8 models take the uint8 pixels themselves
 # onnxruntime's names of the input types a model may take, and their numpy dtypes
 INPUT_DTYPES: dict[str, np.dtype] = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}
+INPUT_DTYPE_NAMES = tuple(dtype.name for dtype in INPUT_DTYPES.values())  # "float32", "uint8": as metadata names them
 INPUT_LAYOUT = "NCHW"
 LOGITS_NAME = "logits"  # float32 [batch, 10], raw
 PROBABILITIES_NAME = "probabilities"  # float32 [batch, 10], softmax(logits / temperature)

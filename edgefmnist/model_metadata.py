@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from edgefmnist import spec
-from edgefmnist.contract import INPUT_DTYPES, Dtype, parse_version
+from edgefmnist.contract import INPUT_DTYPE_NAMES, Dtype, parse_version
 from edgefmnist.errors import ModelError, quoted
 
 SCHEMA_KEY = "edgefmnist.schema"
@@ -215,11 +215,10 @@ class ModelMetadata:
             raise ModelError(f"{source}: metadata: {problem}")
         if not isinstance(values["input"], dict):
             raise ModelError(f"{source}: metadata input is not an object")
-        input_dtypes = [dtype.name for dtype in INPUT_DTYPES.values()]
-        if values["input"].get("dtype", "float32") not in input_dtypes:
+        if values["input"].get("dtype", "float32") not in INPUT_DTYPE_NAMES:
             raise ModelError(
                 f"{source}: metadata input dtype {json.dumps(values['input']['dtype'])[:80]} "
-                f"is not one of {', '.join(input_dtypes)}"
+                f"is not one of {', '.join(INPUT_DTYPE_NAMES)}"
             )
         calibration = values.get(CALIBRATION_KEY)
         if calibration is not None and not valid_calibration(calibration):

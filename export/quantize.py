@@ -110,7 +110,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization import QuantFormat as OrtQuantFormat
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from edgefmnist.contract import INPUT_NAME, OUTPUT_NAMES, Choice
+from edgefmnist.contract import INPUT_DTYPE_NAMES, INPUT_NAME, OUTPUT_NAMES, Choice
 
 QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 
@@ -166,12 +166,19 @@ class QuantPreset:
     adaptive_rounding_iterations: int = 10_000  # Adam steps per layer
 
     def __post_init__(self) -> None:
-        """Parse the enum fields (strings accepted); ``ValueError`` for an unknown mode, format, type or method."""
+        """Parse the enum fields (strings accepted); ``ValueError`` for an unknown mode, format, type,
+        method or input dtype, or fewer than one calibration image."""
         object.__setattr__(self, "mode", QuantMode.parse(self.mode, "quantisation mode"))
         object.__setattr__(self, "quant_format", QuantFormat.parse(self.quant_format, "quantisation format"))
         for name in ("weight_type", "activation_type"):
             if getattr(self, name) not in QUANT_TYPES:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of {', '.join(QUANT_TYPES)}")
+        if self.input_dtype not in INPUT_DTYPE_NAMES:
+            raise ValueError(
+                f"unknown input_dtype {self.input_dtype!r}; expected one of {', '.join(INPUT_DTYPE_NAMES)}"
+            )
+        if self.calibration_images < 1:
+            raise ValueError(f"calibration_images must be at least 1, not {self.calibration_images}")
         if self.calibration_method not in CalibrationMethod.__members__:
             raise ValueError(
                 f"unknown calibration method {self.calibration_method!r}; "
@@ -218,7 +225,8 @@ PRESETS = {
 
 
 class ImageCalibrationReader(CalibrationDataReader):
-    """Feeds calibration images (float32 ``[N, 1, 28, 28]``) to the static quantiser in batches of 32."""
+    """Feeds calibration images (float32 ``[N, 1, 28, 28]``) to the static quantiser in ``N // 32``
+    batches of near-equal size (``np.array_split``: 32 to 63 images each, or one batch below 32)."""
 
     def __init__(self, images: np.ndarray, batch_size: int = 32) -> None:
         batches = np.array_split(images.astype(np.float32)[:, None], max(1, len(images) // batch_size))

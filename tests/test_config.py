@@ -12,6 +12,8 @@ def test_quantisation_presets_are_validated() -> None:
         (dict(mode="static", quant_format="QDQQ"), "unknown quantisation format 'QDQQ'"),
         (dict(mode="static", weight_type="int4"), "unknown weight_type 'int4'"),
         (dict(mode="static", calibration_method="Median"), "unknown calibration method 'Median'"),
+        (dict(mode="static", input_dtype="int8"), "unknown input_dtype 'int8'; expected one of float32, uint8"),
+        (dict(mode="static", calibration_images=0), "calibration_images must be at least 1, not 0"),
     ]:
         with pytest.raises(ValueError, match=message):
             QuantPreset(**bad)  # type: ignore[arg-type]
