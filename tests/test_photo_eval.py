@@ -46,6 +46,9 @@ from edgefmnist import spec
 # CNN shipped before random rotations 61.9 %). The result is deterministic for a given model,
 # so the floor sits just below it: 0.655 needs 138 right.
 ACCURACY_FLOOR = 0.655
+# At the default thresholds it answers 118 of the 210 (56.2 %), 87 of them right (73.7 %), and calls 52 of
+# the 90 out-of-domain photos unsure (57.8 %): each floor is one photo below.
+COVERAGE_FLOOR, SELECTIVE_ACCURACY_FLOOR, OOD_UNSURE_FLOOR = 117 / 210, 86 / 118, 51 / 90
 
 
 def evaluate_json(*args: str) -> dict:
@@ -76,6 +79,10 @@ def test_real_photo_accuracy_does_not_fall_back(regression_report: dict) -> None
     assert (report["photos"], report["classified"], report["unreadable"]) == (300, 300, 0)
     assert (report["in_domain"], report["out_of_domain"]) == (210, 90)
     assert report["accuracy"] >= ACCURACY_FLOOR, f"real-photo accuracy {report['accuracy']:.3f} < {ACCURACY_FLOOR}"
+    threshold = report["threshold"]
+    assert threshold["coverage"] >= COVERAGE_FLOOR, f"coverage {threshold['coverage']:.3f}"
+    assert threshold["selective_accuracy"] >= SELECTIVE_ACCURACY_FLOOR, f"answers {threshold['selective_accuracy']:.3f}"
+    assert threshold["ood_unsure_rate"] >= OOD_UNSURE_FLOOR, f"out of domain unsure {threshold['ood_unsure_rate']:.3f}"
 
 
 @pytest.mark.slow
