@@ -111,7 +111,7 @@ def load_photo_set(folder: Path, class_names: Sequence[str] = spec.CLASS_NAMES) 
     symlink), a malformed one (a short row, a row longer than the header, an ``accepted`` of
     separators alone, a file name holding a NUL byte or leading outside ``folder``, such as
     ``../other/x.jpg``), a file it lists twice (also under two names: a hard link, a symlink,
-    which would score one photo twice, perhaps in both halves) or an unknown class
+    which would score one photo twice, perhaps in both halves; so is one in two class folders) or an unknown class
     in ``accepted`` (classes are named as :func:`class_named` reads them). The header's names
     are read ignoring case and surrounding spaces (``File, Source_Class, Accepted``), and so are
     source classes, each reported as first spelt (``Hat`` and later ``hat`` are ``Hat``).
@@ -398,14 +398,22 @@ def unclosed_quote_line(lines: list[str]) -> int | None:
 def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]:
     photos: list[Photo] = []
     extensions = picture_extensions()
+    first_named: dict[tuple[int, int], Path] = {}  # (device, inode) -> the first name of the file
     for sub in class_folders(folder):
         name = class_named(sub.name, class_names)
         accepted = (name,) if name else ()
-        photos.extend(
-            Photo(path, name or sub.name, accepted)
-            for path in sorted(sub.iterdir())
-            if is_picture_file(path, extensions) and not is_hidden(path, folder)
-        )
+        for path in sorted(sub.iterdir()):
+            if not is_picture_file(path, extensions) or is_hidden(path, folder):
+                continue
+            identity = file_identity(path)  # a hard link or a symlink: one photo under two names
+            if identity in first_named:
+                raise PhotoSetError(
+                    f"{path}: the file of {first_named[identity]}, under another name "
+                    "(one photo would be scored twice, perhaps as two classes)"
+                )
+            if identity is not None:
+                first_named[identity] = path
+            photos.append(Photo(path, name or sub.name, accepted))
     return photos
 
 

@@ -153,6 +153,26 @@ def test_labels_that_list_one_photo_under_two_names_are_refused(tmp_path: Path) 
             load_photo_set(tmp_path)
 
 
+def test_class_folders_that_hold_one_photo_under_two_names_are_refused(tmp_path: Path) -> None:
+    """The folders are read in sorted order; the later name is the one refused."""
+    photo = tmp_path / "Shirt" / "x.jpg"
+    blob_photo(photo, 0)
+    for make, name, first, second in [
+        (lambda path: os.link(photo, path), "Coat/hard.jpg", "Coat/hard.jpg", "Shirt/x.jpg"),
+        (lambda path: path.symlink_to("../Shirt/x.jpg"), "Dress/soft.jpg", "Dress/soft.jpg", "Shirt/x.jpg"),
+        (lambda path: os.link(photo, path), "Shirt/y.jpg", "Shirt/x.jpg", "Shirt/y.jpg"),
+    ]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        make(tmp_path / name)
+        result = run_in_process("evaluate", "--photos", str(tmp_path))
+        assert_one_line_error(result, 1, f"{tmp_path / second}: the file of {tmp_path / first}, under another name")
+        (tmp_path / name).unlink()
+    (tmp_path / "Coat").rmdir()
+    (tmp_path / "Coat").symlink_to("Shirt")  # a class folder linked to another
+    with pytest.raises(PhotoSetError, match=r"Shirt/x\.jpg: the file of .*Coat/x\.jpg, under another name"):
+        load_photo_set(tmp_path)
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [
