@@ -25,6 +25,7 @@ import csv
 import hashlib
 import io
 import os
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -63,11 +64,12 @@ class Photo:
 def photo_split(name: str) -> PhotoHalf:
     """``"choice"`` or ``"report"``: the first byte of SHA-256 of the file's base name, even or odd.
 
-    Depends only on the base name (not the folder), so a copy of a photo keeps its half. The name's
-    bytes are hashed as the file system holds them (``os.fsencode``: UTF-8, or the bytes of a name
-    that is not UTF-8).
+    Depends only on the base name (not the folder), so a copy of a photo keeps its half. The name is
+    taken in Unicode's composed form (NFC), which macOS may have decomposed, and its bytes hashed as
+    the file system holds them (``os.fsencode``: UTF-8, or the bytes of a name that is not UTF-8).
     """
-    return "choice" if hashlib.sha256(os.fsencode(PurePath(name).name)).digest()[0] % 2 == 0 else "report"
+    composed = unicodedata.normalize("NFC", PurePath(name).name)
+    return "choice" if hashlib.sha256(os.fsencode(composed)).digest()[0] % 2 == 0 else "report"
 
 
 def select_split(photos: Iterable[Photo], split: str) -> list[Photo]:
@@ -280,6 +282,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 raise PhotoSetError(
                     f"{labels}: line {line}: no file {quoted(file)}; separate its folders with /, not a backslash"
                 )
+            file = as_spelt_on_disk(labels.parent, file)
             key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
             if not is_inside(key, labels.parent):
                 raise PhotoSetError(f"{labels}: line {line}: {quoted(file)} is outside the photo set's folder")
@@ -330,6 +333,28 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     except csv.Error as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
+
+
+def as_spelt_on_disk(folder: Path, file: str) -> str:
+    """``file`` (relative to ``folder``) as the disk spells it, when it is there only in another
+    Unicode normal form: macOS writes names decomposed (NFD: ``e`` and a combining accent), and a
+    ``labels.csv`` typed or generated elsewhere lists them composed (NFC: ``é``). Else ``file``."""
+    if os.path.lexists(folder / file):
+        return file
+    current, parts = folder, []
+    for part in Path(file).parts:
+        if not os.path.lexists(current / part):
+            wanted = unicodedata.normalize("NFC", part)
+            try:
+                matches = [name for name in os.listdir(current) if unicodedata.normalize("NFC", name) == wanted]
+            except OSError:  # not a folder, or not readable: the photo is reported as it is listed
+                return file
+            if len(matches) != 1:
+                return file
+            part = matches[0]
+        parts.append(part)
+        current = current / part
+    return str(Path(*parts))
 
 
 def is_inside(path: str, folder: Path) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,20 @@ def test_the_split_is_a_fixed_hash_of_the_file_name() -> None:
     assert photo_split("/anywhere/else/e7118519-3e7d-431a-9d22-2cedd6da1e1d.jpg") == "choice"  # the name only
     # a name that is not UTF-8: its bytes are hashed (its Latin-1 text encoded as UTF-8 would hash to "choice")
     assert photo_split(os.fsdecode(b"cr\xe8me.jpg")) == "report"
+    # composed and decomposed spellings of one name (as macOS may store it) are one photo, in one half
+    assert photo_split(unicodedata.normalize("NFD", "café.jpg")) == photo_split("café.jpg") == "choice"
     names = [f"{i:08x}.jpg" for i in range(2000)]
     assert 0.45 < np.mean([photo_split(n) == "choice" for n in names]) < 0.55
+
+
+def test_labels_csv_finds_a_name_stored_in_another_unicode_form(tmp_path: Path) -> None:
+    """A photo set copied from macOS holds decomposed names (NFD) that a labels.csv lists composed."""
+    stored = unicodedata.normalize("NFD", "été/robe_é.jpg")
+    blob_photo(tmp_path / stored, 0)
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\nété/robe_é.jpg,dress,Dress\n")
+    assert [str(photo.path) for photo in load_photo_set(tmp_path)] == [str(tmp_path / stored)]
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\nété/robe_è.jpg,dress,Dress\n")
+    assert [photo.path.name for photo in load_photo_set(tmp_path)] == ["robe_è.jpg"]  # no such photo: listed as given
 
 
 def test_the_split_halves_photos_dev() -> None:
