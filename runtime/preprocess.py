@@ -84,7 +84,8 @@ def to_dataset_form(image: Image.Image) -> np.ndarray:
 
 
 def dataset_form(image: Image.Image) -> Preprocessed:
-    """A picture (any mode, any size) in Fashion-MNIST form, noting a uniform picture or one with no object.
+    """A picture (any mode, any size) in Fashion-MNIST form, noting a uniform picture, one with no
+    object, or one smaller than 28 pixels on its longer side (a thumbnail or an icon: too few pixels).
 
     A photo's letterbox or pillarbox bars (:func:`picture_inside_bars`) are cut off first, or
     they would be the background's only colour and the floor would pass for the garment.
@@ -97,6 +98,8 @@ def dataset_form(image: Image.Image) -> Preprocessed:
         pixels = to_luminance(image)
         if is_dataset_form(pixels):
             return blank(NEARLY_UNIFORM) if pixels.std() < MIN_CONTRAST_SPREAD else Preprocessed(pixels)
+    if max(image.size) < SIZE:  # fewer pixels than the network's input: nothing to find a garment in
+        return blank(f"the picture is {image.width}x{image.height} pixels, smaller than {SIZE}x{SIZE}")
     from edgefmnist.runtime.segment import MIN_OBJECT_SHARE, foreground_mask, illumination
 
     small = segmentation_input(image)

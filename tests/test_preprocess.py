@@ -113,6 +113,17 @@ def test_tiny_images(tmp_path: Path) -> None:
     assert preprocess_file(tmp_path / "one.png").shape == (28, 28)
 
 
+@pytest.mark.parametrize("size", [(3, 2), (10, 10), (27, 27), (27, 5)])
+def test_a_picture_smaller_than_the_networks_input_is_nothing_found(boot: np.ndarray, size: tuple[int, int]) -> None:
+    """Fewer pixels than 28 on the longer side hold no garment to find (noise there got a confident label)."""
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (*size[::-1], 3), dtype=np.uint8))
+    for picture in (noise, shop_photo(boot).resize(size)):
+        result = dataset_form(picture)
+        assert result.nothing_found == f"no object found: the picture is {size[0]}x{size[1]} pixels, smaller than 28x28"
+        assert result.photo and not result.pixels.any()
+    assert not dataset_form(shop_photo(boot).resize((28, 12))).nothing_found  # 28 on the longer side is enough
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
