@@ -30,7 +30,7 @@ from edgefmnist.export.onnx_export import export_onnx, finalize_model, opset_of
 from edgefmnist.export.parity import ParityReport, compare_logits
 from edgefmnist.export.quantize import PRESETS, QuantMode, QuantPreset, quantize_model
 from edgefmnist.export.temperature import set_temperature
-from edgefmnist.runtime.predictor import session_input_dtype
+from edgefmnist.runtime.predictor import batched_outputs, session_input_dtype
 
 import edgefmnist
 from edgefmnist import spec
@@ -51,7 +51,6 @@ from edgefmnist.contract import (
     INPUT_LAYOUT,
     INPUT_NAME,
     INT8_SUFFIX,
-    OUTPUT_NAMES,
     Dtype,
     format_version,
     int8_name,
@@ -102,12 +101,10 @@ def model_outputs(
 
     The images go in as the session's input dtype asks (float32, or the same uint8 pixels).
     """
-    inputs = to_model_input(images, session_input_dtype(session))
-    runs = [
-        session.run(list(OUTPUT_NAMES), {INPUT_NAME: inputs[i : i + batch_size]})
-        for i in range(0, len(inputs), batch_size)
-    ]
-    return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
+    logits, probabilities = batched_outputs(
+        session, to_model_input(images, session_input_dtype(session)), batch_size=batch_size
+    )
+    return logits, probabilities
 
 
 def onnx_outputs(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

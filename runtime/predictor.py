@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +50,23 @@ def session_input_dtype(session: onnxruntime.InferenceSession) -> np.dtype:
     return INPUT_DTYPES[kind]
 
 
+def batched_outputs(
+    session: onnxruntime.InferenceSession,
+    inputs: np.ndarray,
+    names: Sequence[str] = OUTPUT_NAMES,
+    batch_size: int = 1000,
+) -> list[np.ndarray]:
+    """The outputs ``names`` (float32 ``[N, 10]`` each) of NCHW ``inputs`` (the session's input dtype),
+    run ``batch_size`` images at a time and joined."""
+    runs = [
+        session.run(list(names), {INPUT_NAME: inputs[i : i + batch_size]}) for i in range(0, len(inputs), batch_size)
+    ]
+    return [np.concatenate([run[k] for run in runs]) for k in range(len(names))]
+
+
 def batched_logits(session: onnxruntime.InferenceSession, inputs: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Logits ``[N, 10]`` of NCHW ``inputs`` (the session's input dtype), run ``batch_size`` images at a time."""
-    return np.concatenate(
-        [
-            session.run([OUTPUT_NAMES[0]], {INPUT_NAME: inputs[i : i + batch_size]})[0]
-            for i in range(0, len(inputs), batch_size)
-        ]
-    )
+    """Logits float32 ``[N, 10]`` of NCHW ``inputs`` (:func:`batched_outputs`)."""
+    return batched_outputs(session, inputs, [OUTPUT_NAMES[0]], batch_size)[0]
 
 
 def default_threads() -> int:
