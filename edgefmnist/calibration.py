@@ -57,7 +57,8 @@ def _scores_and_labels(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
     return scores, labels.astype(np.int64)
 
 
-def _check_temperature(temperature: float) -> float:
+def check_temperature(temperature: float) -> float:
+    """``temperature`` as a float; ``ValueError`` unless it is a finite number > 0."""
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     return float(temperature)
@@ -69,7 +70,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     ``logits``: ``[N, C]`` (any float dtype). Returns ``[N, C]`` float64 rows summing to 1.
     Raises ``ValueError`` for a temperature that is not a finite number > 0.
     """
-    scaled = np.asarray(logits, dtype=np.float64) / _check_temperature(temperature)
+    scaled = np.asarray(logits, dtype=np.float64) / check_temperature(temperature)
     shifted = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
@@ -81,7 +82,7 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
     stable log-sum-exp in float64. Raises ``ValueError`` on mismatched shapes or a bad temperature.
     """
     logits, labels = _scores_and_labels(logits, labels)
-    scaled = logits / _check_temperature(temperature)
+    scaled = logits / check_temperature(temperature)
     top = scaled.max(axis=1, keepdims=True)
     log_norm = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
     return float(np.mean(log_norm - scaled[np.arange(len(labels)), labels]))
@@ -117,7 +118,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float,
     logits, labels = _scores_and_labels(logits, labels)
     if not np.isfinite(logits).all():
         raise ValueError("cannot fit a temperature to non-finite logits")
-    low, high = (math.log(_check_temperature(b)) for b in bounds)
+    low, high = (math.log(check_temperature(b)) for b in bounds)
     if not low < high:
         raise ValueError(f"bounds must be increasing, got {bounds}")
 

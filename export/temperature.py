@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from edgefmnist.calibration import check_temperature
 from edgefmnist.contract import OUTPUT_NAMES, TEMPERATURE_NAME
 from edgefmnist.errors import ModelError
 
@@ -60,12 +61,12 @@ def set_temperature(path: Path, temperature: float) -> None:
     """Rewrite the model at ``path`` in place so that ``probabilities = softmax(logits / temperature)``.
 
     The ``Div`` reads its own scalar float32 initializer named ``temperature`` (a constant the
-    optimiser shared with other nodes is left to them); a graph whose softmax reads the logits
+    optimiser shared with other nodes under another name is left to them; one already named
+    ``temperature`` is replaced, for every node that reads it); a graph whose softmax reads the logits
     directly gets the ``Div`` inserted. Raises :class:`ModelError` for a graph of another
     shape and ``ValueError`` for a temperature that is not a finite number > 0.
     """
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    check_temperature(temperature)
     model = onnx.load(str(path))
     divide = temperature_divide(model)
     if divide is None:
