@@ -140,6 +140,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         net_config = NetConfig(**payload["net_config"])
         recipe = Recipe(**payload["recipe"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the network or recipe it describes is invalid ({first_line(exc)})") from None
+    try:
         net = build_net(net_config)
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

@@ -271,7 +271,13 @@ CHECKPOINT_CASES = {
     ),
     "another architecture": (
         lambda p: save_payload(p, {**checkpoint_payload(), "net_config": {"arch": "resnet18"}}),
-        "unknown architecture",
+        "the network or recipe it describes is invalid (unknown architecture",
+    ),
+    "a recipe with an unknown optimizer": (
+        lambda p: save_payload(
+            p, {**checkpoint_payload(), "recipe": {**checkpoint_payload()["recipe"], "optimizer": "lion"}}
+        ),
+        "the network or recipe it describes is invalid (unknown optimizer 'lion'",
     ),
     "CNN weights, MLP config": (
         lambda p: save_payload(
