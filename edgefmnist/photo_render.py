@@ -170,7 +170,7 @@ def render_photo(
     quality: int | None = None,
     label: int | None = None,
 ) -> Image.Image:
-    """A uint8 ``[28, 28]`` dataset image -> an RGB photo of it (Pillow image, about 100-350 px).
+    """A uint8 ``[28, 28]`` dataset image -> an RGB photo of it (Pillow image, 84-537 px a side).
 
     ``label`` (the image's class) poses footwear as phones see it (:func:`footwear_pose`).
     ``lighting``, ``surface`` (a float ``[H, W, 3]`` background in 0-255, which also sets the

@@ -42,9 +42,9 @@ class Schedule(Choice):
 class Recipe:
     """How to train one network. Strings are accepted for the enum fields (a checkpoint stores them so).
 
-    Raises ``ValueError`` from ``__post_init__`` for an unknown optimizer or schedule, and for
-    a non-positive lr, batch size or epoch count, a fraction outside 0..1, or rotation_degrees
-    outside 0..180.
+    Raises ``ValueError`` from ``__post_init__`` for an unknown optimizer or schedule, a negative
+    lr or patience, a non-positive batch size or epoch count, a fraction outside 0..1, or
+    rotation_degrees outside 0..180.
     """
 
     name: str

@@ -198,7 +198,7 @@ def train(
 
     net.load_state_dict(best_state)
     net.eval()
-    metrics = {
+    summary = {
         "best_epoch": best_epoch,
         "epochs_run": len(history),
         "val_accuracy": best_val,
@@ -210,7 +210,7 @@ def train(
         net_config=net_config,
         recipe=recipe,
         data_sha256=data.sha256,
-        metrics=metrics,
+        metrics=summary,
         history=history,
         seed=seed,
     )

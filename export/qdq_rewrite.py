@@ -79,7 +79,9 @@ def prune_initializers(model: onnx.ModelProto) -> None:
 
 
 def split_pixel_normalization(model: onnx.ModelProto) -> tuple[float, float] | None:
-    """Remove ``Add(Mul(input, scale), shift)`` at the input; return ``(scale, shift)``, or None without it.
+    """Remove ``Add(Mul(input, scale), shift)`` at the input; return ``(scale, shift)``, or None when the
+    input is not read by one ``Mul``. Raises ``ValueError`` when that ``Mul`` is not followed by one
+    ``Add`` or either constant is not a scalar initializer.
 
     The nodes reading the normalised tensor read the graph input instead, which from then on
     means the *normalised* image (float32 ``[N, 1, 28, 28]``).
