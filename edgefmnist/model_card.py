@@ -91,6 +91,8 @@ def describe_weights(quantization: dict) -> str:
 
 
 def card_row(path: Path, test: Split, bench: dict) -> str:
+    """The card's table row for the shipped file ``path``: what it is, its size, its test accuracy
+    measured on ``test``, its agreement with its parent and its batch-1 p50 from ``bench`` (bench --json)."""
     arch = path.name.split(".")[0]
     params, macs = network_figures(path.with_name(f"{arch}.pt"))
     if path.suffix == ".pt":
@@ -151,6 +153,7 @@ def calibration_row(path: Path, test: Split) -> str:
 
 
 def calibration_section(folder: Path, names: Sequence[str], test: Split) -> list[str]:
+    """The card's lines on temperature scaling: one :func:`calibration_row` per ONNX model of ``names``."""
     rows = [
         calibration_row(folder / name, test) for name in names if name.endswith(".onnx") and (folder / name).is_file()
     ]
@@ -205,6 +208,7 @@ def session_setting_text(folder: Path, names: Sequence[str]) -> list[str]:
 
 
 def render_card(folder: Path, test: Split, bench: dict) -> str:
+    """The model card (``models/README.md``) of the shipped files in ``folder``, measured on ``test``."""
     names = shipped_names()
     rows = [card_row(folder / name, test, bench) for name in names if (folder / name).is_file()]
     machine, settings = bench["machine"], bench["settings"]

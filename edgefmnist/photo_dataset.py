@@ -91,6 +91,8 @@ def code_version() -> str:
 
 
 def cache_path(images: np.ndarray, seed: int, labels: np.ndarray | None = None) -> Path:
+    """Where the photo views of ``images`` (and ``labels``) drawn with ``seed`` are cached: named by a
+    hash of their bytes and by the rendering code's version, so a change to either builds them anew."""
     digest = hashlib.sha256(images.tobytes())
     if labels is not None:
         digest.update(np.asarray(labels, np.int64).tobytes())

@@ -95,6 +95,7 @@ def rotate_batch(batch: torch.Tensor, generator: torch.Generator, probability: f
 
 
 def batches_per_epoch(images: int, batch_size: int) -> int:
+    """How many batches of ``batch_size`` cover ``images`` (the last one may be short)."""
     return -(-images // batch_size)
 
 
@@ -134,6 +135,8 @@ def train(
     ``photo_images``: uint8 ``[M, 28, 28]``, the photo views of the training images picked by
     :func:`edgefmnist.photo_dataset.photo_subset`, used when ``recipe.photo_fraction`` > 0 (built
     if missing). A picked image is replaced by its photo view with probability ``photo_fraction``.
+    ``data``'s splits are uint8 ``[N, 28, 28]`` images and int ``[N]`` labels. Raises ``ValueError``
+    for an unknown ``arch``.
     """
     from edgefmnist.photo_dataset import photo_subset, training_photo_views
 

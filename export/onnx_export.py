@@ -45,7 +45,9 @@ class WithProbabilities(nn.Module):
 
 
 def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET, temperature: float = 1.0) -> None:
-    """Write ``net`` (in eval mode) as ONNX with a dynamic batch axis; the softmax divides by ``temperature``."""
+    """Write ``net`` (in eval mode) as ONNX with a dynamic batch axis: input float32 ``[N, 1, 28, 28]``,
+    outputs ``logits`` and ``probabilities`` float32 ``[N, 10]``, the softmax dividing by ``temperature``.
+    Raises :class:`ModelError` for an opset outside ``MIN_OPSET``..``MAX_OPSET``."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ModelError(f"--opset {opset}: supported opsets are {MIN_OPSET}-{MAX_OPSET}")
     net = fold_normalization(net.eval())
@@ -67,7 +69,11 @@ def export_onnx(net: nn.Module, path: Path, opset: int = DEFAULT_OPSET, temperat
 
 
 def opset_of(model: onnx.ModelProto) -> int:
-    return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
+    """The model's default-domain (``ai.onnx``) opset; :class:`ModelError` when it imports none."""
+    version = next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), None)
+    if version is None:
+        raise ModelError(f"graph {model.graph.name!r} imports no ai.onnx opset")
+    return version
 
 
 def prune_unused_opsets(model: onnx.ModelProto) -> None:

@@ -72,6 +72,8 @@ from edgefmnist.train import predict_logits
 
 @dataclass(frozen=True)
 class ExportedModel:
+    """A model ``export`` wrote: its path, weight dtype, size in bytes, parity report and calibration."""
+
     path: Path
     dtype: Dtype  # of the weights
     size_bytes: int
@@ -312,7 +314,8 @@ def export_checkpoint(
     mode = None if quantize == "none" else QuantMode.parse(quantize, "quantisation mode")
     check_checkpoint_file(checkpoint_path)  # an ONNX model given here is named as one, before --out is judged
     out = out or checkpoint_path.with_suffix(".onnx")
-    int8_target = int8_path_for(out) if mode else None
+    int8_path = int8_path_for(out)
+    int8_target = int8_path if mode else None
     check_out_path(out, checkpoint_path, int8_target)
     checkpoint = load_checkpoint(checkpoint_path)
     checkpoint_sha256 = file_sha256(checkpoint_path)
@@ -322,7 +325,6 @@ def export_checkpoint(
     test = dataset.test
     progress(f"running PyTorch {checkpoint_path.name} on {len(test):,} test images")
     torch_logits = predict_logits(checkpoint.net, test.images)
-    int8_path = int8_path_for(out)
     with scratch_folder() as scratch:
         tmp, int8_tmp = scratch / out.name, scratch / int8_path.name
         progress(

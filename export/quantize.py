@@ -238,7 +238,8 @@ class ImageCalibrationReader(CalibrationDataReader):
 
 
 def pick_calibration_images(train_images: np.ndarray, preset: QuantPreset) -> np.ndarray:
-    """A seeded random sample of training images."""
+    """``preset.calibration_images`` training images (uint8 ``[N, 28, 28]`` in, the same dtype out,
+    ``[min(N, calibration_images), 28, 28]``), drawn without replacement with ``preset.calibration_seed``."""
     rng = np.random.default_rng(preset.calibration_seed)
     picked = rng.choice(len(train_images), size=min(preset.calibration_images, len(train_images)), replace=False)
     return train_images[np.sort(picked)]
