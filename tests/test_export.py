@@ -10,7 +10,7 @@ import onnx
 import onnx.numpy_helper
 import onnxruntime
 import pytest
-from edgefmnist.export.onnx_export import finalize_model
+from edgefmnist.export.onnx_export import finalize_model, opset_of
 from edgefmnist.export.parity import compare_logits
 from edgefmnist.export.pipeline import export_checkpoint, int8_path_for, verify_against_checkpoint
 from edgefmnist.runtime.metadata import SCHEMA_KEY, ModelMetadata, read_metadata
@@ -302,3 +302,14 @@ def test_a_failed_parity_names_the_tolerance_as_given() -> None:
     )  # fmt: skip
     assert "max |Δprobability| 2.49e-06 against" in report.summary()  # as the failure says it
     assert report.failures[0].startswith("max |Δprobability| 2.49e-06 > 1e-06 ")
+
+
+def test_opset_of_reads_the_default_domain_and_refuses_a_graph_without_one() -> None:
+    graph = onnx.helper.make_graph([], "g", [], [])
+    both = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("ai.onnx.ml", 3), onnx.helper.make_opsetid("", 17)]
+    )
+    assert opset_of(both) == 17
+    only_ml = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("ai.onnx.ml", 3)])
+    with pytest.raises(ModelError, match="graph 'g' imports no ai.onnx opset"):
+        opset_of(only_ml)
