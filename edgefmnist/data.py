@@ -47,9 +47,10 @@ READ_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
-    """The per-user cache, honouring ``$XDG_CACHE_HOME``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgefmnist"
+    """The per-user cache, honouring ``$XDG_CACHE_HOME`` when it is an absolute path (the XDG Base
+    Directory Specification ignores a relative one), else ``~/.cache``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "edgefmnist"
 
 
 @dataclass(frozen=True)

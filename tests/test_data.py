@@ -121,6 +121,15 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         data.find_data(download=False)
 
 
+def test_a_relative_xdg_cache_home_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The XDG Base Directory Specification: a relative path there is invalid and should be ignored."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert data.default_cache_dir() == tmp_path / ".cache" / "edgefmnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.default_cache_dir() == tmp_path / "xdg" / "edgefmnist"
+
+
 def test_explicit_folder_missing_files_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing Fashion-MNIST file"):
         data.find_data(tmp_path)
