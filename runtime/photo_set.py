@@ -274,6 +274,8 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     f"(separate the classes in accepted with ';', or quote a field that holds a comma)"
                 )
             file = row["file"].strip()
+            if file != row["file"] and exists_only_as_written(labels.parent, row["file"], file):
+                file = row["file"]  # a name that does begin or end with a space (quoted in the file)
             if not file:
                 raise PhotoSetError(f"{labels}: line {line}: empty file name")
             if "\0" in file:  # no file system takes one
@@ -333,6 +335,14 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
     except csv.Error as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
+
+
+def exists_only_as_written(folder: Path, written: str, stripped: str) -> bool:
+    """Whether ``folder`` holds a file named ``written`` (spaces around it included) and none named ``stripped``."""
+    try:
+        return os.path.lexists(folder / written) and not os.path.lexists(folder / stripped)
+    except ValueError:  # a NUL byte: refused below
+        return False
 
 
 def as_spelt_on_disk(folder: Path, file: str) -> str:

@@ -45,6 +45,16 @@ def test_labels_csv_finds_a_name_stored_in_another_unicode_form(tmp_path: Path) 
     assert [photo.path.name for photo in load_photo_set(tmp_path)] == ["robe_è.jpg"]  # no such photo: listed as given
 
 
+def test_labels_csv_keeps_the_spaces_of_a_name_that_has_them(tmp_path: Path) -> None:
+    for name in (" lead.jpg", "trail.jpg ", "plain.jpg"):
+        blob_photo(tmp_path / "x.jpg", 0)
+        (tmp_path / "x.jpg").rename(tmp_path / name)
+    (tmp_path / "labels.csv").write_text(
+        'file,source_class,accepted\n" lead.jpg",coat,Coat\n"trail.jpg ",coat,Coat\n plain.jpg ,coat,Coat\n'
+    )
+    assert sorted(photo.path.name for photo in load_photo_set(tmp_path)) == [" lead.jpg", "plain.jpg", "trail.jpg "]
+
+
 def test_the_split_halves_photos_dev() -> None:
     if not (PHOTOS_DEV / "labels.csv").is_file():
         pytest.skip(f"no {PHOTOS_DEV}")
