@@ -287,7 +287,9 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             file = as_spelt_on_disk(labels.parent, file)
             key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
             if not is_inside(key, labels.parent):
-                raise PhotoSetError(f"{labels}: line {line}: {quoted(file)} is outside the photo set's folder")
+                itself = key == os.path.abspath(labels.parent)
+                where = "the photo set's folder itself, not a photo" if itself else "outside the photo set's folder"
+                raise PhotoSetError(f"{labels}: line {line}: {quoted(file)} is {where}")
             if key in first_line:
                 raise PhotoSetError(
                     f"{labels}: line {line}: {quoted(file)} is listed again, first on line {first_line[key]}"

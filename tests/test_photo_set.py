@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import unicodedata
 from pathlib import Path
@@ -341,6 +342,15 @@ def test_a_photo_listed_outside_the_folder_is_refused(tmp_path: Path, outside: s
     (tmp_path / "set" / "labels.csv").write_text(rows)
     with pytest.raises(PhotoSetError, match=f"line 3: '{outside}' is outside the photo set's folder"):
         load_photo_set(tmp_path / "set")
+
+
+@pytest.mark.parametrize("folder", [".", "./", "a/.."])
+def test_a_row_naming_the_photo_set_folder_itself_says_so(tmp_path: Path, folder: str) -> None:
+    (tmp_path / "labels.csv").write_text(f"file,source_class,accepted\n{folder},coat,Coat\n")
+    with pytest.raises(
+        PhotoSetError, match=f"line 2: '{re.escape(folder)}' is the photo set's folder itself, not a photo$"
+    ):
+        load_photo_set(tmp_path)
 
 
 def test_a_photo_set_reached_through_a_link_takes_absolute_rows_by_its_real_name(tmp_path: Path) -> None:
