@@ -110,7 +110,7 @@ def valid_quantiles(entry: object) -> bool:
     rising = all(a < b for a, b in zip(levels, levels[1:], strict=False)) and all(
         a <= b for a, b in zip(values, values[1:], strict=False)
     )
-    spread = values[-1] - values[0]
+    spread = float(values[-1]) - float(values[0])  # ints near a float's limit: their difference may be inf
     return rising and levels[0] == 0 and levels[-1] == 1 and math.isfinite(spread) and spread > 0
 
 

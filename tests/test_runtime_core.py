@@ -112,6 +112,15 @@ def test_an_int_beyond_a_float_or_a_digest_that_is_not_hex_is_refused_from_the_m
     with pytest.raises(ModelError, match=r"^m\.onnx: metadata calibration is not a temperature > 0"):
         ModelMetadata.from_props(props, "m.onnx")
     assert not finite_number(10**400) and finite_number(10**300) and finite_number(0.5) and not finite_number(True)
+    wide = {"levels": [0, 1], "values": [-(10**308), 10**308]}  # each a float, their spread is not
+    props = {
+        **minimal_props("1.17.0"),
+        "calibration": json.dumps({"method": "temperature", "temperature": 1.0, "max_logit_quantiles": wide}),
+    }
+    with pytest.raises(
+        ModelError, match=r"^m\.onnx: metadata calibration\.max_logit_quantiles is not a quantile table"
+    ):
+        ModelMetadata.from_props(props, "m.onnx")
     digest = "ab" * 32
     for key in DIGEST_KEYS:
         assert ModelMetadata.from_props({**minimal_props("1.17.0"), key: f'"{digest}"'}, "m.onnx").extra[key] == digest
