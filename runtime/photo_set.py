@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Literal
+from typing import Literal, TypeVar
 
 from edgefmnist.runtime.picture_formats import picture_extensions
 
@@ -37,6 +37,7 @@ from edgefmnist import spec
 from edgefmnist.atomic import file_identity
 from edgefmnist.errors import EdgeFmnistError, counted, not_a_file_reason, quoted
 
+T = TypeVar("T")
 PhotoHalf = Literal["choice", "report"]  # the two halves of a photo set (photo_split)
 SPLITS = ("choice", "report", "all")
 LABELS_FILE = "labels.csv"
@@ -260,6 +261,7 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
         photos = []
         first_line: dict[str, int] = {}  # file -> the line that listed it
         first_named: dict[tuple[int, int], tuple[str, int]] = {}  # (device, inode) -> the file, its line
+        listings: dict[Path, dict[str, list[str]]] = {}  # a folder -> its names by their composed form
         domain_of: dict[str, tuple[bool, int]] = {}  # source class -> in domain, and the line that said so
         spelling: dict[str, str] = {}  # a source class ignoring case -> its first spelling ("Hat", "hat": one class)
         for row in reader:
@@ -284,10 +286,12 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                 raise PhotoSetError(
                     f"{labels}: line {line}: no file {quoted(file)}; separate its folders with /, not a backslash"
                 )
-            file = as_spelt_on_disk(labels.parent, file)
+            file = as_spelt_on_disk(labels.parent, file, listings)
             key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
             if not is_inside(key, labels.parent):
-                itself = key == os.path.abspath(labels.parent)
+                itself = key == os.path.abspath(labels.parent) or os.path.realpath(key) == os.path.realpath(
+                    labels.parent
+                )
                 where = "the photo set's folder itself, not a photo" if itself else "outside the photo set's folder"
                 raise PhotoSetError(f"{labels}: line {line}: {quoted(file)} is {where}")
             if key in first_line:
@@ -295,15 +299,11 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
                     f"{labels}: line {line}: {quoted(file)} is listed again, first on line {first_line[key]}"
                 )
             first_line[key] = line
-            identity = file_identity(Path(key))  # a hard link or a symlink: one photo under two names
-            if identity in first_named:
-                first_file, first_at = first_named[identity]
+            if named := first_name(Path(key), (file, line), first_named):
                 raise PhotoSetError(
-                    f"{labels}: line {line}: {quoted(file)} is the file of {quoted(first_file)} on line {first_at}, "
+                    f"{labels}: line {line}: {quoted(file)} is the file of {quoted(named[0])} on line {named[1]}, "
                     "under another name"
                 )
-            if identity is not None:
-                first_named[identity] = (file, line)
             entries = [a.strip() for a in row["accepted"].split(";")]
             if row["accepted"].strip() and not any(entries):  # ";" names no class (empty: out of domain)
                 raise PhotoSetError(
@@ -347,20 +347,37 @@ def exists_only_as_written(folder: Path, written: str, stripped: str) -> bool:
         return False
 
 
-def as_spelt_on_disk(folder: Path, file: str) -> str:
+def first_name(path: Path, name: T, first_named: dict[tuple[int, int], T]) -> T | None:
+    """The name ``first_named`` holds for the file at ``path`` when another name reached it first (a
+    hard link or a symlink: one photo under two names), else None, ``name`` then recorded for it."""
+    identity = file_identity(path)
+    if identity is None:
+        return None
+    if identity in first_named:
+        return first_named[identity]
+    first_named[identity] = name
+    return None
+
+
+def as_spelt_on_disk(folder: Path, file: str, listings: dict[Path, dict[str, list[str]]]) -> str:
     """``file`` (relative to ``folder``) as the disk spells it, when it is there only in another
     Unicode normal form: macOS writes names decomposed (NFD: ``e`` and a combining accent), and a
-    ``labels.csv`` typed or generated elsewhere lists them composed (NFC: ``é``). Else ``file``."""
-    if os.path.lexists(folder / file):
+    ``labels.csv`` typed or generated elsewhere lists them composed (NFC: ``é``). Else ``file``.
+    ``listings`` keeps each folder's names by their composed form, read once per photo set."""
+    if os.path.lexists(folder / file) or file.isascii():  # an ASCII name is the same in every form
         return file
     current, parts = folder, []
     for part in Path(file).parts:
         if not os.path.lexists(current / part):
-            wanted = unicodedata.normalize("NFC", part)
-            try:
-                matches = [name for name in os.listdir(current) if unicodedata.normalize("NFC", name) == wanted]
-            except OSError:  # not a folder, or not readable: the photo is reported as it is listed
-                return file
+            if current not in listings:
+                try:
+                    names = os.listdir(current)
+                except OSError:  # not a folder, or not readable: the photo is reported as it is listed
+                    return file
+                listings[current] = {}
+                for name in names:
+                    listings[current].setdefault(unicodedata.normalize("NFC", name), []).append(name)
+            matches = listings[current].get(unicodedata.normalize("NFC", part), [])
             if len(matches) != 1:
                 return file
             part = matches[0]
@@ -442,14 +459,11 @@ def _from_class_folders(folder: Path, class_names: Sequence[str]) -> list[Photo]
         for path in sorted(sub.iterdir()):
             if not is_picture_file(path, extensions) or is_hidden(path, folder):
                 continue
-            identity = file_identity(path)  # a hard link or a symlink: one photo under two names
-            if identity in first_named:
+            if named := first_name(path, path, first_named):
                 raise PhotoSetError(
-                    f"{path}: the file of {first_named[identity]}, under another name "
+                    f"{path}: the file of {named}, under another name "
                     "(one photo would be scored twice, perhaps as two classes)"
                 )
-            if identity is not None:
-                first_named[identity] = path
             photos.append(Photo(path, name or sub.name, accepted))
     return photos
 

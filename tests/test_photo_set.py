@@ -56,6 +56,25 @@ def test_labels_csv_keeps_the_spaces_of_a_name_that_has_them(tmp_path: Path) -> 
     assert sorted(photo.path.name for photo in load_photo_set(tmp_path)) == [" lead.jpg", "plain.jpg", "trail.jpg "]
 
 
+def test_missing_names_read_each_folder_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Looking for another Unicode form of a missing name lists its folder once per photo set, and an
+    ASCII name (the same in every form) not at all: thousands of missing rows stay cheap."""
+    from edgefmnist.runtime import photo_set
+
+    rows = "".join(f"été/{i}.jpg,coat,Coat\nplain/{i}.jpg,coat,Coat\n" for i in range(50))
+    (tmp_path / "été").mkdir()
+    (tmp_path / "labels.csv").write_text("file,source_class,accepted\n" + rows)
+    listed = []
+    real = os.listdir
+
+    def listdir(path):
+        listed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(photo_set.os, "listdir", listdir)
+    assert len(load_photo_set(tmp_path)) == 100 and listed == [tmp_path / "été"]
+
+
 def test_the_split_halves_photos_dev() -> None:
     if not (PHOTOS_DEV / "labels.csv").is_file():
         pytest.skip(f"no {PHOTOS_DEV}")
@@ -351,6 +370,14 @@ def test_a_row_naming_the_photo_set_folder_itself_says_so(tmp_path: Path, folder
         PhotoSetError, match=f"line 2: '{re.escape(folder)}' is the photo set's folder itself, not a photo$"
     ):
         load_photo_set(tmp_path)
+
+
+def test_a_row_naming_the_real_path_of_a_linked_photo_set_says_it_is_the_folder(tmp_path: Path) -> None:
+    (real := tmp_path / "data").mkdir()
+    (tmp_path / "set").symlink_to(real)
+    (real / "labels.csv").write_text(f"file,source_class,accepted\n{real},coat,Coat\n")
+    with pytest.raises(PhotoSetError, match="is the photo set's folder itself, not a photo$"):
+        load_photo_set(tmp_path / "set")
 
 
 def test_a_photo_set_reached_through_a_link_takes_absolute_rows_by_its_real_name(tmp_path: Path) -> None:
