@@ -157,7 +157,10 @@ def read_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
     """The cached photo views at ``path`` (uint8 ``shape``), or None when there are none of that
     shape: a missing, truncated or foreign file is rebuilt over, never trusted or raised."""
     try:
-        cached = np.load(path)
+        cached = np.load(path, mmap_mode="r")  # a header that claims more than the file holds is a ValueError
     except (OSError, ValueError, EOFError):
         return None
-    return cached if isinstance(cached, np.ndarray) and cached.shape == shape and cached.dtype == np.uint8 else None
+    if not isinstance(cached, np.ndarray):  # an .npz archive: an open file of arrays
+        cached.close()
+        return None
+    return np.array(cached) if cached.shape == shape and cached.dtype == np.uint8 else None

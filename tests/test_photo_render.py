@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -124,7 +126,11 @@ def test_a_bad_cache_file_is_rebuilt_over_and_a_failed_cache_write_only_warns(
     direct = render_and_preprocess(images, seed=0, first_index=0)
     path = photo_dataset.cache_path(images, 0)
     path.parent.mkdir(parents=True)
-    for bad in (b"", b"\x93NUMPY truncated", np.lib.format.magic(1, 0) + b"\x00"):
+    huge = io.BytesIO()
+    np.lib.format.write_array_header_1_0(huge, {"descr": "|u1", "fortran_order": False, "shape": (1 << 40, 28, 28)})
+    archive = io.BytesIO()
+    np.savez(archive, views=direct)
+    for bad in (b"", b"\x93NUMPY truncated", np.lib.format.magic(1, 0) + b"\x00", huge.getvalue(), archive.getvalue()):
         path.write_bytes(bad)
         np.testing.assert_array_equal(photo_views(images, seed=0, workers=1), direct)
         np.testing.assert_array_equal(np.load(path), direct)  # the rebuild replaced it
