@@ -137,10 +137,13 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not an edgefmnist checkpoint")
     if payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {payload.get('format_version')} is not supported")
+    missing = [key for key in ("net_config", "recipe", "state_dict") if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: not a whole edgefmnist checkpoint (no {', '.join(map(repr, missing))})")
     try:
         net_config = NetConfig(**payload["net_config"])
         recipe = Recipe(**payload["recipe"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: the network or recipe it describes is invalid ({first_line(exc)})") from None
     try:
         net = build_net(net_config)

@@ -273,6 +273,10 @@ CHECKPOINT_CASES = {
         lambda p: save_payload(p, {**checkpoint_payload(), "net_config": {"arch": "resnet18"}}),
         "the network or recipe it describes is invalid (unknown architecture",
     ),
+    "no net_config": (
+        lambda p: save_payload(p, {k: v for k, v in checkpoint_payload().items() if k != "net_config"}),
+        "not a whole edgefmnist checkpoint (no 'net_config')",
+    ),
     "a recipe with an unknown optimizer": (
         lambda p: save_payload(
             p, {**checkpoint_payload(), "recipe": {**checkpoint_payload()["recipe"], "optimizer": "lion"}}
