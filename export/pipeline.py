@@ -277,13 +277,18 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
 def quantize_or_refuse(
     fp32_path: Path, int8_path: Path, preset: QuantPreset, train_images: np.ndarray | None
 ) -> QuantPreset:
-    """:func:`quantize_model`, its ``ValueError`` raised as :class:`ModelError`: the graph rewrites
-    expect the node patterns of the onnxruntime releases they were written for, and refuse others."""
+    """:func:`quantize_model`, any failure of it raised as :class:`ModelError` naming onnxruntime's
+    version: the graph rewrites expect the node patterns of the onnxruntime releases they were
+    written for and raise ``ValueError`` on others, and onnxruntime's quantiser raises what it will
+    (``KeyError``, ``AssertionError``, the ONNX checker's errors) on a graph it does not expect."""
     try:
         return quantize_model(fp32_path, int8_path, preset, train_images)
-    except ValueError as exc:
+    except EdgeFmnistError:
+        raise
+    except Exception as exc:  # a third-party library's failure on this graph: one line, not a traceback
         raise ModelError(
-            f"{int8_path.name}: cannot quantise with onnxruntime {onnxruntime.__version__} ({first_line(exc)})"
+            f"{int8_path.name}: cannot quantise with onnxruntime {onnxruntime.__version__} "
+            f"({type(exc).__name__}: {first_line(exc)})"
         ) from exc
 
 
