@@ -54,19 +54,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edgefmnist.data import default_cache_dir
+
 BAR = 1.5  # the 12 MP JPEG process may cost at most this many times the 28x28 PNG process
 NOISE_SIGMA = 6.0  # Gaussian noise on the upscaled photo, in 0-255 levels: a phone sensor's grain
 QUALITY = 90
 PHOTOS_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "photos-dev"
-ARM64_WHEELS = (
-    Path(
-        os.environ.get(
-            "EDGEFMNIST_ARM64_DIR",
-            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgefmnist" / "arm64",
-        )
-    )
-    / "wheels"
-)
+ARM64_WHEELS = Path(os.environ.get("EDGEFMNIST_ARM64_DIR") or default_cache_dir() / "arm64") / "wheels"
 SIZES = {"12 MP": (4000, 3000), "48 MP": (8000, 6000)}
 
 
