@@ -170,7 +170,8 @@ def render_photo(
     quality: int | None = None,
     label: int | None = None,
 ) -> Image.Image:
-    """A uint8 ``[28, 28]`` dataset image -> an RGB photo of it (Pillow image, 84-537 px a side).
+    """A uint8 ``[28, 28]`` dataset image -> an RGB photo of it (Pillow image, 84-535 px a side, or
+    the size of ``surface``).
 
     ``label`` (the image's class) poses footwear as phones see it (:func:`footwear_pose`).
     ``lighting``, ``surface`` (a float ``[H, W, 3]`` background in 0-255, which also sets the

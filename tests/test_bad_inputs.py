@@ -420,7 +420,7 @@ ODD_IMAGES = {  # suffix, builder, warning expected
     "RGBA": (".png", lambda im: encoded(im.convert("RGBA")), False),
     "CMYK JPEG": (".jpg", lambda im: encoded(im.convert("CMYK"), "JPEG"), False),
     "EXIF-rotated JPEG": (".jpg", exif_rotated_jpeg, False),
-    "1x1": (".png", lambda im: encoded(Image.new("L", (1, 1), 200)), True),  # one pixel is uniform: nothing found
+    "1x1": (".png", lambda im: encoded(Image.new("L", (1, 1), 200)), True),  # under 28 px: nothing found
     "all white": (".png", lambda im: encoded(Image.new("L", (300, 200), 255)), True),
     "all black": (".png", lambda im: encoded(Image.new("L", (300, 200), 0)), True),
 }
