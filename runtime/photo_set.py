@@ -183,7 +183,11 @@ def photo_set_notes(
         for path in folder.rglob("*")
         if is_picture_file(path, extensions) and not is_hidden(path, folder)
     }
-    unscored = len(pictures - {os.path.abspath(path) for path in [*(photo.path for photo in photos), *written]})
+    scored = [*(photo.path for photo in photos), *written]
+    scored_files = {os.path.realpath(path) for path in scored}  # a listed symlink scores the file it names
+    unscored = len(
+        {path for path in pictures - set(map(os.path.abspath, scored)) if os.path.realpath(path) not in scored_files}
+    )
     labels = folder / LABELS_FILE
     if labels.is_file():
         if not unscored:
