@@ -167,7 +167,8 @@ def photo_set_notes(
     in a way its owner may not expect, one line each. ``written`` are files the run writes (a plot),
     not pictures left out.
 
-    With ``labels.csv``: pictures in the folder or below it that it does not list are not scored.
+    With ``labels.csv``: pictures in the folder or below it that it does not list are not scored
+    (a picture it lists under another name, a symlink or a hard link, is scored).
     With class folders: folders of pictures named after no class count as out of domain (a
     ``shoes`` or ``t-shirt`` folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``; a
     second line names the class a near miss means, :func:`nearest_class`), and pictures beside
@@ -184,9 +185,9 @@ def photo_set_notes(
         if is_picture_file(path, extensions) and not is_hidden(path, folder)
     }
     scored = [*(photo.path for photo in photos), *written]
-    scored_files = {os.path.realpath(path) for path in scored}  # a listed symlink scores the file it names
+    scored_files = {file_identity(Path(path)) for path in scored} - {None}  # a link scores the file it names
     unscored = len(
-        {path for path in pictures - set(map(os.path.abspath, scored)) if os.path.realpath(path) not in scored_files}
+        {path for path in pictures - set(map(os.path.abspath, scored)) if file_identity(Path(path)) not in scored_files}
     )
     labels = folder / LABELS_FILE
     if labels.is_file():
@@ -368,7 +369,9 @@ def as_spelt_on_disk(folder: Path, file: str, listings: dict[Path, dict[str, lis
     Unicode normal form: macOS writes names decomposed (NFD: ``e`` and a combining accent), and a
     ``labels.csv`` typed or generated elsewhere lists them composed (NFC: ``é``). Else ``file``.
     ``listings`` keeps each folder's names by their composed form, read once per photo set."""
-    if os.path.lexists(folder / file) or file.isascii():  # an ASCII name is the same in every form
+    # An ASCII name is the same in every form; a stored name that composes to ASCII (a Kelvin sign
+    # for K) is not looked for: it would cost a listing for every missing ASCII row.
+    if os.path.lexists(folder / file) or file.isascii():
         return file
     current, parts = folder, []
     for part in Path(file).parts:

@@ -75,9 +75,10 @@ def test_missing_names_read_each_folder_once(tmp_path: Path, monkeypatch: pytest
     assert len(load_photo_set(tmp_path)) == 100 and listed == [tmp_path / "été"]
 
 
-def test_a_picture_scored_through_a_listed_symlink_is_not_counted_as_unscored(tmp_path: Path) -> None:
+def test_a_picture_scored_through_a_listed_link_is_not_counted_as_unscored(tmp_path: Path) -> None:
     blob_photo(tmp_path / "real.jpg")
     (tmp_path / "link.jpg").symlink_to("real.jpg")
+    os.link(tmp_path / "real.jpg", tmp_path / "hard.jpg")
     blob_photo(tmp_path / "other.jpg")
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nlink.jpg,coat,Coat\n")
     assert photo_set_notes(tmp_path, load_photo_set(tmp_path)) == [
