@@ -283,7 +283,7 @@ def quantize_or_refuse(
     (``KeyError``, ``AssertionError``, the ONNX checker's errors) on a graph it does not expect."""
     try:
         return quantize_model(fp32_path, int8_path, preset, train_images)
-    except EdgeFmnistError:
+    except (EdgeFmnistError, OSError, MemoryError):  # named by the CLI as what they are (a full disk, ...)
         raise
     except Exception as exc:  # a third-party library's failure on this graph: one line, not a traceback
         raise ModelError(
