@@ -32,9 +32,14 @@ SAMPLES=${SAMPLES:-300}
 PHOTOS_PER_CLASS=${PHOTOS_PER_CLASS:-4}   # 10 source classes: 40 photos
 PHOTOS_DIR=tests/data/photos
 PYTHON=${PYTHON:-.venv/bin/python}
-CACHE_HOME=$HOME/.cache
-case ${XDG_CACHE_HOME:-} in /*) CACHE_HOME=$XDG_CACHE_HOME ;; esac   # a relative one is ignored (XDG spec)
-WORK=${EDGEFMNIST_ARM64_DIR:-$CACHE_HOME/edgefmnist/arm64}
+if [ -n "${EDGEFMNIST_ARM64_DIR:-}" ]; then
+    WORK=$EDGEFMNIST_ARM64_DIR
+else
+    case ${XDG_CACHE_HOME:-} in   # a relative one is ignored (XDG spec)
+        /*) WORK=$XDG_CACHE_HOME/edgefmnist/arm64 ;;
+        *) WORK=$HOME/.cache/edgefmnist/arm64 ;;
+    esac
+fi
 ROOT=$WORK/root        # the unpacked arm64 packages
 SITE=$WORK/site        # the aarch64 wheels of the dependencies, installed with --target
                        # (and $WORK/project: this checkout's own wheel, rebuilt every run)
