@@ -92,7 +92,7 @@ def check_quantile_table(entry: object, name: str, source: Path | str) -> None:
     if not valid_quantiles(entry):
         raise ModelError(
             f"{source}: metadata calibration.{name} is not a quantile table "
-            "(levels rising from 0 to 1, as many non-decreasing finite values)"
+            "(levels rising from 0 to 1, as many non-decreasing finite values spanning a finite, non-zero range)"
         )
 
 

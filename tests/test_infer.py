@@ -408,6 +408,8 @@ def test_preprocessed_paths_never_collide(tmp_path: Path) -> None:
     assert preprocessed_paths(str(out), [Path("-")]) == [out / "stdin.png"]
     beside = [tmp_path / "stdin", Path("-"), tmp_path / "stdin.jpg"]  # a picture called stdin, standard input
     assert preprocessed_paths(str(out), beside) == [out / "stdin.png", out / "stdin~2.png", out / "stdin.jpg.png"]
+    first = [Path("-"), tmp_path / "stdin"]  # standard input named first: the picture still keeps stdin.png
+    assert preprocessed_paths(str(out), first) == [out / "stdin~2.png", out / "stdin.png"]
 
 
 def test_a_long_name_is_cut_to_fit_its_folder_and_the_pictures_are_classified(tmp_path: Path) -> None:
