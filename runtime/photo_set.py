@@ -371,7 +371,7 @@ def as_spelt_on_disk(folder: Path, file: str, listings: dict[Path, dict[str, lis
     ``listings`` keeps each folder's names by their composed form, read once per photo set."""
     # An ASCII name is the same in every form; a stored name that composes to ASCII (a Kelvin sign
     # for K) is not looked for: it would cost a listing for every missing ASCII row.
-    if os.path.lexists(folder / file) or file.isascii():
+    if file.isascii() or os.path.lexists(folder / file):  # no stat for the ASCII names of most sets
         return file
     current, parts = folder, []
     for part in Path(file).parts:
