@@ -29,13 +29,21 @@ from edgefmnist.data import IMAGES_MAGIC, LABELS_MAGIC
 REGRESSION_SET = Path(__file__).parent / "data" / "photos"  # photos-dev photos, downscaled (its README)
 PHOTOS_DEV = Path(__file__).resolve().parents[2] / "shared" / "photos-dev"  # beside the checkout, where present
 
-# The CLI run as `python -c TORCH_FREE ARGS...`: it prints which heavy modules got imported on its last stderr line.
-TORCH_FREE = (
-    "import sys, runpy; sys.argv = ['edgefmnist', *sys.argv[1:]]\n"
-    "try:\n    runpy.run_module('edgefmnist.cli', run_name='__main__')\n"
-    "finally:\n    bad = [m for m in ('torch', 'onnx', 'matplotlib', 'rich', 'pydantic') if m in sys.modules]\n"
-    "    print('IMPORTED:' + ','.join(bad), file=sys.stderr)"
-)
+HEAVY_MODULES = ("torch", "onnx", "matplotlib", "rich", "pydantic")
+
+
+def cli_imports_script(modules: tuple[str, ...]) -> str:
+    """The CLI run as ``python -c SCRIPT ARGS...``: its last stderr line, ``IMPORTED:a,b``, names
+    which of ``modules`` got imported."""
+    return (
+        "import sys, runpy; sys.argv = ['edgefmnist', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('edgefmnist.cli', run_name='__main__')\n"
+        f"finally:\n    bad = [m for m in {modules!r} if m in sys.modules]\n"
+        "    print('IMPORTED:' + ','.join(bad), file=sys.stderr)"
+    )
+
+
+TORCH_FREE = cli_imports_script(HEAVY_MODULES)
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
