@@ -10,6 +10,7 @@ from edgefmnist.runtime.bars import picture_inside_bars
 from edgefmnist.runtime.picture import load_picture
 from edgefmnist.runtime.preprocess import (
     ImageError,
+    centre,
     dataset_form,
     preprocess,
     preprocess_file,
@@ -109,9 +110,38 @@ def test_extreme_aspect_ratios_are_classified(tmp_path: Path, boot: np.ndarray, 
     assert result.pixels.shape == (28, 28) and result.nothing_found == "" and result.pixels.any()
 
 
-def test_tiny_images(tmp_path: Path) -> None:
+def test_a_one_pixel_file_is_nothing_found(tmp_path: Path) -> None:
     Image.new("L", (1, 1), 128).save(tmp_path / "one.png")
-    assert preprocess_file(tmp_path / "one.png").shape == (28, 28)
+    result = preprocess(tmp_path / "one.png")
+    assert result.nothing_found == "no object found: the picture is 1x1 pixels, smaller than 28x28"
+    assert result.photo and result.pixels.shape == (28, 28) and not result.pixels.any()
+
+
+def test_a_speck_on_a_plain_background_is_nothing_found() -> None:
+    picture = np.full((300, 300), 128, np.uint8)
+    picture[147:153, 147:153] = 0  # enough spread not to be uniform, too small to be a garment
+    result = dataset_form(Image.fromarray(picture))
+    assert result.nothing_found == "no object found: nothing stands out from the background"
+    assert result.photo and not result.pixels.any()
+
+
+def test_a_garments_contrast_is_scaled_by_its_99th_percentile() -> None:
+    """A grey garment (contrast 0.25 to its floor) with a darker band (0.5) on 5 % of it: the
+    band is the 99th percentile, so the rest of the garment is half of 255."""
+    picture = np.full((300, 400, 3), 200, np.uint8)
+    picture[60:240, 140:260] = 150
+    picture[60:69, 140:260] = 100
+    pixels = dataset_form(Image.fromarray(picture)).pixels
+    assert np.median(pixels[pixels > 0]) == pytest.approx(127.5, abs=1)
+
+
+@pytest.mark.parametrize("shape", [(28, 27), (27, 28)])
+def test_an_odd_margin_puts_its_extra_pixel_top_or_left(shape: tuple[int, int]) -> None:
+    """As the dataset centred its images: a 27-pixel side leaves row / column 0 empty."""
+    mask = np.ones(shape, bool)
+    canvas = centre(255.0 * mask, mask)
+    empty = canvas[:, 0] if shape[1] == 27 else canvas[0]
+    assert not empty.any() and (canvas == 255).sum() == 27 * 28
 
 
 @pytest.mark.parametrize("size", [(3, 2), (10, 10), (27, 27), (27, 5)])

@@ -36,8 +36,18 @@ def test_the_predictor_feeds_uint8_and_float_images_give_the_same_answers(fashio
     assert predictor.input_dtype == np.uint8 and predictor.metadata.input["dtype"] == "uint8"
     images = fashion.test.images[:50]
     plain = onnxruntime.InferenceSession(str(INT8.parent / name), providers=["CPUExecutionProvider"])
-    expected = plain.run(["logits"], {"image": images[:, None]})[0]
-    for variant in (images, images.astype(np.float32), images.astype(np.float64) + 0.3, images.astype(np.int64)):
+    wide = images.astype(np.float64)
+    for variant in (
+        images,
+        wide.astype(np.float32),
+        wide + 0.3,
+        wide + 0.6,
+        1.5 * wide - 40.0,
+        images.astype(np.int64),
+    ):
+        # floats are rounded to the nearest level and clipped to 0..255 (+0.6 rounds up; 1.5x - 40 leaves the range)
+        exact = np.clip(np.rint(variant), 0, 255).astype(np.uint8)
+        expected = plain.run(["logits"], {"image": exact[:, None]})[0]
         np.testing.assert_array_equal(predictor.run(variant)[0], expected)
         np.testing.assert_array_equal(predictor.logits(variant), expected)
         np.testing.assert_array_equal(np.concatenate([predictor.run(image)[0] for image in variant]), expected)
