@@ -21,6 +21,7 @@ from torch import nn
 
 from edgefmnist import spec
 from edgefmnist.atomic import write_bytes_atomic
+from edgefmnist.contract import is_onnx_name
 from edgefmnist.errors import CheckpointError, first_line, not_a_file_reason
 from edgefmnist.nets import NetConfig, build_net
 from edgefmnist.recipes import Recipe
@@ -100,7 +101,7 @@ def check_checkpoint_file(path: Path) -> None:
     wanted = "give the .pt file that `edgefmnist train` wrote"
     if is_onnx_model(path):
         raise CheckpointError(f"{path}: an ONNX model, not a PyTorch checkpoint: {wanted}")
-    if path.suffix.lower() == ".onnx":
+    if is_onnx_name(path):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (and named as an ONNX model): {wanted}")
     raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (not a torch.save archive)")
 

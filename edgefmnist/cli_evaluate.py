@@ -15,6 +15,7 @@ import typer
 
 from edgefmnist.cli_checks import need_training_extra, warn_if_oversubscribed, warn_if_typicality_unchecked
 from edgefmnist.console import print_json, say, write_stdout
+from edgefmnist.contract import is_checkpoint_name, is_onnx_name
 from edgefmnist.errors import EdgeFmnistError, printable
 
 
@@ -31,7 +32,7 @@ def evaluate_test_set(
     model_path = model or default_model_path()
     if plot is not None:
         check_plot_path(plot, [(model_path, f"the model {model_path}"), *inputs_of_test_split(data_dir)])
-    if model is not None and model.suffix == ".pt":
+    if model is not None and is_checkpoint_name(model):
         need_training_extra()
         from edgefmnist.checkpoint import load_checkpoint
         from edgefmnist.train import predict_logits
@@ -126,7 +127,7 @@ def evaluate_photos(
     from edgefmnist.runtime.photo_set import LABELS_FILE, load_photo_set, photo_set_notes, select_split
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
-    if model is not None and model.suffix.lower() != ".onnx":
+    if model is not None and not is_onnx_name(model):
         raise EdgeFmnistError(f"{model}: --photos needs an exported .onnx model (its calibrated probabilities)")
     model_path = model or default_model_path()
     predictor = Predictor(model_path, threads=threads)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import sys
 from enum import Enum
+from pathlib import PurePath
 from typing import TypeVar
 
 import numpy as np
@@ -115,6 +116,16 @@ MAX_BENCH_BATCH = spec.TEST_SIZE  # a larger batch repeats its images, and outgr
 BENCH_RUNS = 2000  # timed batch-1 calls per row
 BENCH_WARMUP = 200
 BENCH_BLOCKS = 20  # the runners being compared take turns this many times; ratios are medians over the blocks
+
+
+def is_checkpoint_name(path: PurePath) -> bool:
+    """Whether ``path`` is named as a PyTorch checkpoint (``.pt``, in any case)."""
+    return path.suffix.lower() == CHECKPOINT_SUFFIX
+
+
+def is_onnx_name(path: PurePath) -> bool:
+    """Whether ``path`` is named as an ONNX model (``.onnx``, in any case)."""
+    return path.suffix.lower() == FP32_SUFFIX
 
 
 def shipped_names(checkpoints: bool = True) -> tuple[str, ...]:

@@ -24,7 +24,14 @@ import numpy as np
 
 from edgefmnist import spec
 from edgefmnist.calibration import expected_calibration_error, reference_typicality, softmax
-from edgefmnist.contract import DEFAULT_MODEL_NAME, SHIPPED_ARCHES, Dtype, shipped_names
+from edgefmnist.contract import (
+    DEFAULT_MODEL_NAME,
+    SHIPPED_ARCHES,
+    Dtype,
+    is_checkpoint_name,
+    is_onnx_name,
+    shipped_names,
+)
 from edgefmnist.data import Split, load_test_split
 from edgefmnist.metrics import accuracy
 from edgefmnist.runtime.metadata import read_metadata
@@ -40,7 +47,7 @@ CARD_ROW = re.compile(r"^\| `(?P<file>[^`]+)` \|.*?\| (?P<accuracy>\d+\.\d+) % \
 
 def measured_accuracy(path: Path, test: Split) -> float:
     """Test accuracy through the runtime (ONNX) or PyTorch (``.pt``)."""
-    if path.suffix == ".pt":
+    if is_checkpoint_name(path):
         from edgefmnist.train import predict_logits
 
         return accuracy(predict_logits(load_trained(path).net, test.images), test.labels)
@@ -95,7 +102,7 @@ def card_row(path: Path, test: Split, bench: dict) -> str:
     measured on ``test``, its agreement with its parent and its batch-1 p50 from ``bench`` (bench --json)."""
     arch = path.name.split(".")[0]
     params, macs = network_figures(path.with_name(f"{arch}.pt"))
-    if path.suffix == ".pt":
+    if is_checkpoint_name(path):
         recipe = load_trained(path).recipe.name
         what, agreement = f"PyTorch checkpoint: {ARCHES[arch]}, `{recipe}` recipe", "—"
     else:
@@ -198,7 +205,7 @@ def session_setting_text(folder: Path, names: Sequence[str]) -> list[str]:
     lines = []
     for name in names:
         path = folder / name
-        if path.suffix == ".onnx" and path.is_file() and (disabled := read_metadata(path).disabled_optimizers):
+        if is_onnx_name(path) and path.is_file() and (disabled := read_metadata(path).disabled_optimizers):
             lines.append(
                 f"`{name}` runs at the speed above without onnxruntime's {', '.join(f'`{o}`' for o in disabled)} "
                 "(its metadata's `onnxruntime_session`, which the predictor follows); plain onnxruntime with it on "

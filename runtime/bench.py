@@ -38,7 +38,16 @@ from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.picture_files import each_file_once
 from edgefmnist.runtime.predictor import INPUT_NAME, Predictor, default_model_path
 
-from edgefmnist.contract import BENCH_BATCHES, BENCH_BLOCKS, BENCH_RUNS, BENCH_WARMUP, int8_name, shipped_names
+from edgefmnist.contract import (
+    BENCH_BATCHES,
+    BENCH_BLOCKS,
+    BENCH_RUNS,
+    BENCH_WARMUP,
+    int8_name,
+    is_checkpoint_name,
+    is_onnx_name,
+    shipped_names,
+)
 from edgefmnist.data import Split
 from edgefmnist.errors import EdgeFmnistError, UsageError, counted, is_utf8, printable
 from edgefmnist.metrics import accuracy
@@ -87,7 +96,7 @@ Runner = Callable[[np.ndarray], np.ndarray]  # [N, 1, 28, 28] in the model's inp
 
 def input_dtype(path: Path) -> np.dtype:
     """What a model's input takes: uint8 when its metadata says so, else float32 (and for checkpoints)."""
-    if path.suffix != ".onnx":
+    if not is_onnx_name(path):
         return np.dtype(np.float32)
     return np.dtype(read_metadata(path).input.get("dtype", "float32"))
 
@@ -411,7 +420,7 @@ def shipped_models(torch_available: bool) -> list[Path]:
 def plan(models: list[Path], torch_available: bool) -> Iterator[tuple[Path, tuple[str, ...]]]:
     """(model, engines): each ONNX model through edgefmnist and plain onnxruntime; checkpoints through PyTorch."""
     for path in models:
-        if path.suffix != ".pt":
+        if not is_checkpoint_name(path):
             yield path, ("edgefmnist", "onnxruntime")
         elif torch_available:
             yield path, ("pytorch",)
@@ -424,7 +433,7 @@ def timing_groups(models: list[Path], torch_available: bool) -> list[list[tuple[
     so that they are timed in the same blocks, in the order first met; each checkpoint alone."""
     groups: dict[str, list[tuple[Path, tuple[str, ...]]]] = {}
     for path, engines in plan(models, torch_available):
-        key = read_metadata(path).arch if path.suffix == ".onnx" else str(path)
+        key = read_metadata(path).arch if is_onnx_name(path) else str(path)
         groups.setdefault(key, []).append((path, engines))
     return list(groups.values())
 
@@ -445,7 +454,7 @@ def check_references(models: list[Path], references: list[Path]) -> list[Path]:
     Reads only the files' metadata (:class:`ModelError` for one that is not an edgefmnist model)."""
     unique = {reference.resolve(): reference for reference in each_file_once(references)}
     benched = {model.resolve() for model in models}
-    kinds = {(meta.arch, meta.precision) for meta in (read_metadata(m) for m in models if m.suffix == ".onnx")}
+    kinds = {(meta.arch, meta.precision) for meta in (read_metadata(m) for m in models if is_onnx_name(m))}
     seen: dict[tuple[str, str], Path] = {}
     for resolved, reference in unique.items():
         if resolved in benched:
@@ -465,7 +474,7 @@ def check_references(models: list[Path], references: list[Path]) -> list[Path]:
 
 def matching_reference(path: Path, references: list[Path]) -> Path | None:
     """The reference of the same architecture and precision as the ONNX model ``path``, if any."""
-    if path.suffix != ".onnx":
+    if not is_onnx_name(path):
         return None
     wanted = read_metadata(path)
     for reference in references:
@@ -511,7 +520,7 @@ def run_bench(
     compare_with_plain(rows)
     progress("the per-call floor (a one-node graph)")
     floor = call_floor(settings)
-    onnx_models = [path for path in models if path.suffix == ".onnx"]
+    onnx_models = [path for path in models if is_onnx_name(path)]
     progress("edgefmnist infer vs a bare script")
     overhead = infer_overhead(onnx_models[0], test, settings) if onnx_models else None
     report = {

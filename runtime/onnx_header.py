@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgefmnist.contract import is_onnx_name
 from edgefmnist.errors import ModelError, not_a_file_reason, quoted
 
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
@@ -156,7 +157,7 @@ def read_model_header(path: Path) -> ModelHeader:
         header = parse_model_header(data)
     except ValueError:
         if is_pytorch_checkpoint(data):
-            out = f" --out {path.with_name(path.stem + '.exported.onnx')}" if path.suffix == ".onnx" else ""
+            out = f" --out {path.with_name(path.stem + '.exported.onnx')}" if is_onnx_name(path) else ""
             raise ModelError(
                 f"{path}: a PyTorch checkpoint, not an ONNX model; export it first: edgefmnist export {path}{out}"
             ) from None

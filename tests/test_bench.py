@@ -131,6 +131,26 @@ def test_one_model_under_two_names_is_timed_once(tmp_path: Path, monkeypatch: py
     assert timed == [[model]]
 
 
+def test_a_model_named_in_capitals_is_benched_as_its_kind(tmp_path: Path) -> None:
+    """``MLP.INT8.ONNX`` is fed uint8 and timed beside its fp32 model, ``mlp.PT`` through PyTorch."""
+    from edgefmnist.runtime.bench import input_dtype, matching_reference, plan, timing_groups
+    from edgefmnist.runtime.predictor import default_model_path
+
+    shipped = default_model_path().parent
+    fp32, int8, checkpoint = tmp_path / "MLP.Onnx", tmp_path / "MLP.INT8.ONNX", tmp_path / "mlp.PT"
+    for link, name in ((fp32, "mlp.onnx"), (int8, "mlp.int8.onnx"), (checkpoint, "mlp.pt")):
+        link.symlink_to(shipped / name)
+    assert input_dtype(int8) == np.uint8 and input_dtype(fp32) == np.float32
+    assert dict(plan([fp32, checkpoint], torch_available=True)) == {
+        fp32: ("edgefmnist", "onnxruntime"),
+        checkpoint: ("pytorch",),
+    }
+    assert [[path for path, _ in group] for group in timing_groups([fp32, int8], torch_available=False)] == [
+        [fp32, int8]
+    ]
+    assert matching_reference(int8, [REFERENCES / "mlp.int8.previous.onnx"]) == REFERENCES / "mlp.int8.previous.onnx"
+
+
 @pytest.mark.slow
 def test_bench_report_puts_the_predictor_beside_plain_onnxruntime(shipped_mlp: Path, fashion) -> None:
     models = [shipped_mlp, shipped_mlp.with_name("mlp.int8.onnx")]

@@ -125,6 +125,14 @@ def test_infer_and_evaluate_never_import_torch_onnx_or_other_heavy_modules(
         assert result.stderr.strip().splitlines()[-1] == "IMPORTED:"
 
 
+def test_evaluate_takes_a_checkpoint_named_in_capitals(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
+    (tmp_path / "mlp.PT").symlink_to(shipped_mlp.with_name("mlp.pt"))
+    result = run_in_process("evaluate", str(tmp_path / "mlp.PT"), "--json")
+    assert result.returncode == 0, result.stderr
+    exported = np.mean(Predictor(shipped_mlp).logits(fashion.test.images).argmax(1) == fashion.test.labels)
+    assert json.loads(result.stdout)["accuracy"] == pytest.approx(exported, abs=0.001)  # the exported model's parity
+
+
 def test_evaluate_json_and_plot(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
     plot = tmp_path / "confusion.png"
     result = run_in_process("evaluate", str(shipped_mlp), "--json", "--plot", str(plot))
