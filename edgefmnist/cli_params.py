@@ -21,7 +21,7 @@ import typer
 from click.exceptions import ClickException
 
 from edgefmnist import contract
-from edgefmnist.errors import EdgeFmnistError, UsageError, is_utf8, quoted
+from edgefmnist.errors import EdgeFmnistError, UsageError, first_line, is_utf8, quoted
 
 
 def must_exist(param: typer.CallbackParam, value: Path | list[Path] | None) -> Path | list[Path] | None:
@@ -58,7 +58,8 @@ def must_be_an_address(value: str) -> str:
     """Option callback: ``value`` without surrounding spaces and without the brackets of an IPv6
     literal (``[::1]`` -> ``::1``, as URLs write it); raise ``typer.BadParameter`` (exit 2) for an
     empty or blank host name, a URL (``http://127.0.0.1``), a host with a port (``localhost:8080``,
-    ``[::1]:8080``: a bare IPv6 address has two colons or more) or brackets not around the whole."""
+    ``[::1]:8080``: a bare IPv6 address has two colons or more), brackets not around the whole, or a
+    name that IDNA cannot encode (an empty label, ``a..b``, or one over 63 characters)."""
     value = value.strip()
     if "/" in value:
         raise typer.BadParameter(
@@ -72,6 +73,10 @@ def must_be_an_address(value: str) -> str:
         raise typer.BadParameter(f"{quoted(value)}: brackets go around a whole IPv6 address, [::1]")
     if not value:
         raise typer.BadParameter("needs an address (127.0.0.1, 0.0.0.0 or a host name), not an empty or blank string")
+    try:
+        value.encode("idna")  # as socket.getaddrinfo encodes a host name (RFC 3490)
+    except UnicodeError as exc:
+        raise typer.BadParameter(f"{quoted(value)} is not a host name ({first_line(exc)})") from None
     return value
 
 

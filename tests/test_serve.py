@@ -1065,6 +1065,9 @@ def test_port_in_use_is_one_line_and_exit_1(server: ServerProcess) -> None:
         ("[::1]:8080", "give the address alone, and the port with --port"),
         ("[::1", "brackets go around a whole IPv6 address"),
         ("http://127.0.0.1", "is a URL: give the address alone (127.0.0.1)"),
+        ("a..b", "'a..b' is not a host name (encoding with 'idna' codec failed"),
+        ("x" * 64 + ".example", "is not a host name (encoding with 'idna' codec failed"),
+        ("\udcff", "is not a host name"),
     ],
 )
 def test_an_empty_host_or_one_with_a_port_is_a_usage_error(host: str, error: str) -> None:
