@@ -38,7 +38,13 @@ RESULT_SCHEMA: dict[str, Any] = {  # one entry of `infer --json`, plus timings (
         "warning": {"type": "string", "description": "why no object was found"},
         "timings": {
             "type": "object",
-            "properties": {"preprocess_ms": {"type": "number"}, "inference_us": {"type": "number"}},
+            "properties": {
+                "preprocess_ms": {"type": "number", "description": "decoding and preprocessing this picture"},
+                "inference_us": {
+                    "type": "number",
+                    "description": "the network and the verdict; in a batch, the one call for all its pictures",
+                },
+            },
         },
         "preprocessed": {"type": "string", "description": "with ?preprocessed=true: the 28x28 as a PNG data URL"},
     },
