@@ -195,8 +195,10 @@ def bind(host: str, port: int) -> socket.socket:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
-    except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
+    except OSError as exc:
         raise EdgeFmnistError(f"cannot listen on {host_port(host, port)} ({exc.strerror or exc})") from None
+    except UnicodeError as exc:  # a name IDNA cannot encode (the CLI refuses it first)
+        raise EdgeFmnistError(f"cannot listen on {host_port(host, port)} ({first_line(exc)})") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)

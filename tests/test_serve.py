@@ -1080,6 +1080,15 @@ def test_an_empty_host_or_one_with_a_port_is_a_usage_error(host: str, error: str
     assert_one_line_error(result, 2, "--host", error)
 
 
+def test_binding_a_name_idna_cannot_encode_is_one_line() -> None:
+    from edgefmnist.runtime.server import bind
+
+    from edgefmnist.errors import EdgeFmnistError
+
+    with pytest.raises(EdgeFmnistError, match=r"^cannot listen on a\.\.b:0 \(encoding with 'idna' codec failed"):
+        bind("a..b", 0)
+
+
 @pytest.mark.parametrize(
     "args, env, error",
     [
