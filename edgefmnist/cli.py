@@ -774,10 +774,14 @@ def serve(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1, max=contract.MAX_THREADS, help="Worker threads classifying in parallel [default: cores, at most 4]."
+            min=1,
+            max=contract.MAX_THREADS,
+            help=f"Worker threads classifying in parallel [default: cores, at most {contract.MAX_DEFAULT_THREADS}].",
         ),
     ] = None,
-    queue: Annotated[int, typer.Option(min=0, help="Requests admitted beyond busy workers; then 503.")] = 32,
+    queue: Annotated[
+        int, typer.Option(min=0, help="Requests admitted beyond busy workers; then 503.")
+    ] = contract.SERVE_QUEUE,
     token: Annotated[
         str | None,
         typer.Option(
@@ -795,7 +799,7 @@ def serve(
             callback=must_be_finite,
             help="Request body limit, MiB.",
         ),
-    ] = 20.0,
+    ] = contract.SERVE_BODY_MB,
     upload_timeout: Annotated[
         float,
         typer.Option(
@@ -804,8 +808,10 @@ def serve(
             help="Seconds a client has to send a request's headers (else the connection is closed), "
             "then its whole body (else 408).",
         ),
-    ] = 30.0,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, max=10, help="How many classes per result.")] = 3,
+    ] = contract.SERVE_UPLOAD_SECONDS,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes per result.")
+    ] = contract.DEFAULT_TOP_K,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     min_typicality: MinTypicalityOption = spec.DEFAULT_MIN_TYPICALITY,
 ) -> None:

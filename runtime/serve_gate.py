@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote, urlsplit
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from edgefmnist import spec
+from edgefmnist import contract, spec
 from edgefmnist.errors import counted
 
 Scope = MutableMapping[str, Any]
@@ -51,12 +51,12 @@ class ServeSettings:
     """
 
     threads: int = 2
-    queue: int = 32
-    max_body: int = 20 * MIB
+    queue: int = contract.SERVE_QUEUE
+    max_body: int = round(contract.SERVE_BODY_MB * MIB)
     max_files: int = 64
-    upload_seconds: float = 30.0
+    upload_seconds: float = contract.SERVE_UPLOAD_SECONDS
     token: str | None = None
-    top_k: int = 3
+    top_k: int = contract.DEFAULT_TOP_K
     min_confidence: float = spec.DEFAULT_MIN_CONFIDENCE
     min_typicality: float = spec.DEFAULT_MIN_TYPICALITY
 
