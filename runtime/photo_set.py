@@ -171,8 +171,9 @@ def photo_set_notes(
     (a picture it lists under another name, a symlink or a hard link, is scored).
     With class folders: folders of pictures named after no class count as out of domain (a
     ``shoes`` or ``t-shirt`` folder too: Fashion-MNIST calls them ``Sneaker``, ``T-shirt_top``; a
-    second line names the class a near miss means, :func:`nearest_class`), and pictures beside
-    the folders or in their sub-folders are not scored. Folder names are quoted
+    second line names the class a near miss means, :func:`nearest_class`), pictures beside
+    the folders or in their sub-folders are not scored, and a dangling symlink beside the
+    folders is named (a class folder that has gone). Folder names are quoted
     (``'odd, name'``). What else the class folders hold, but folders, is named (the first
     ``MAX_NAMED``, :func:`not_picture_files`). Dot names (:func:`is_hidden`) are skipped in class
     folders and in the notes.
@@ -209,6 +210,11 @@ def photo_set_notes(
             notes.append(f"{folder}: to score them as classes, name the folders as the classes: {meant}")
     if unscored:
         notes.append(f"{folder}: not scored: {counted(unscored, 'picture')} beside the class folders or below them")
+    if dangling := [quoted(p.name) for p in sorted(folder.iterdir()) if is_dangling(p) and not is_hidden(p, folder)]:
+        notes.append(
+            f"{folder}: not scored: {counted(len(dangling), 'dangling symlink')} where a class folder may have been: "
+            + ", ".join(dangling)
+        )
     if no_pictures := not_picture_files(folder, extensions):
         shown = ", ".join(no_pictures[:MAX_NAMED]) + (", ..." if len(no_pictures) > MAX_NAMED else "")
         notes.append(
@@ -216,6 +222,11 @@ def photo_set_notes(
             f"folders: {shown}"
         )
     return notes
+
+
+def is_dangling(path: Path) -> bool:
+    """A symlink whose target does not exist (or cannot be reached)."""
+    return os.path.islink(path) and not os.path.exists(path)  # os.path: False, not an error, when unreachable
 
 
 def class_folders(folder: Path) -> list[Path]:

@@ -156,6 +156,11 @@ def test_folder_per_class_loading(tmp_path: Path) -> None:
         "'Trouser/gone.jpg' (a dangling symlink), 'hat/pipe.jpg' (a FIFO, not a regular file), "
         "'unknown/a.txt' (not a picture format), ..."
     )
+    (tmp_path / "Dress").symlink_to(tmp_path / "moved" / "Dress")  # a class folder that has gone
+    assert photo_set_notes(tmp_path, load_photo_set(tmp_path))[-2] == (
+        f"{tmp_path}: not scored: 1 dangling symlink where a class folder may have been: 'Dress'"
+    )
+    (tmp_path / "Dress").unlink()
     (tmp_path / "labels.csv").write_text("file,source_class,accepted\nloose.jpg,coat,Coat\n")
     listed = [str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*.jpg") if "/." not in str(path)]
     listed = [name for name in listed if (tmp_path / name).is_file()]
