@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +278,26 @@ def test_the_bench_table_keeps_a_model_name_in_its_cell() -> None:
     header, _, cells = markdown.splitlines()[:3]
     assert cells.startswith("| a\\|b\\nc.onnx | edgefmnist |")
     assert cells.replace("\\|", "").count("|") == header.count("|")
+
+
+def test_bench_says_when_every_start_compiles_the_modules_from_source(tmp_path: Path) -> None:
+    """With no cached bytecode (``PYTHONDONTWRITEBYTECODE`` on a checkout), the start-up figure
+    includes compiling edgefmnist's modules; the JSON and the table say so."""
+    from edgefmnist.runtime.bench import format_table
+
+    check = "from edgefmnist.runtime.bench import compiled_from_source; print(compiled_from_source())"
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path / "cache"), "PYTHONDONTWRITEBYTECODE": "1"}
+    assert subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True).stdout == "True\n"
+    del env["PYTHONDONTWRITEBYTECODE"]
+    subprocess.run([sys.executable, "-c", "import edgefmnist.runtime.infer"], env=env, check=True)  # caches it
+    assert subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True).stdout == "False\n"
+    cost = {"extra_ms": 100.0, "extra_mib": 10.0, "compiled_from_source": True}
+    cost |= {"edgefmnist_infer": {"wall_ms": 250.0}, "bare_script": {"wall_ms": 150.0}}
+    machine = {"cpu": "cpu", "arch": "x86_64", "cores": 2, "flags": [], "int8_dot_product": False, "onnxruntime": "1"}
+    report = {"settings": {"batches": [1], "threads": 1}, "rows": [], "machine": machine, "recommendation": None}
+    assert format_table(report | {"infer_overhead": cost}).endswith(
+        "(250 vs 150 ms); its modules were compiled from source at every start (no cached bytecode)"
+    )
 
 
 def test_the_model_card_says_how_int8_compared_with_fp32_in_the_bench() -> None:
