@@ -291,11 +291,11 @@ def test_bench_says_when_every_start_compiles_the_modules_from_source(tmp_path: 
     del env["PYTHONDONTWRITEBYTECODE"]
     subprocess.run([sys.executable, "-c", "import edgefmnist.runtime.infer"], env=env, check=True)  # caches it
     assert subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True).stdout == "False\n"
-    cost = {"extra_ms": 100.0, "extra_mib": 10.0, "compiled_from_source": True}
+    cost: dict[str, object] = {"extra_ms": 100.0, "extra_mib": 10.0, "compiled_from_source": True}
     cost |= {"edgefmnist_infer": {"wall_ms": 250.0}, "bare_script": {"wall_ms": 150.0}}
     machine = {"cpu": "cpu", "arch": "x86_64", "cores": 2, "flags": [], "int8_dot_product": False, "onnxruntime": "1"}
-    report = {"settings": {"batches": [1], "threads": 1}, "rows": [], "machine": machine, "recommendation": None}
-    assert format_table(report | {"infer_overhead": cost}).endswith(
+    report: dict[str, object] = {"settings": {"batches": [1], "threads": 1}, "rows": [], "machine": machine}
+    assert format_table(report | {"recommendation": None, "infer_overhead": cost}).endswith(
         "(250 vs 150 ms); its modules were compiled from source at every start (no cached bytecode)"
     )
 
