@@ -78,6 +78,9 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             elif str(path) == STDIN:  # ./-: a file named "-", not standard input
                 found.append(Path(os.path.abspath(pattern)))
                 continue
+            elif pattern.endswith(("/", os.sep)):  # Path() drops the slash, which the system refuses (ENOTDIR)
+                empty[pattern] = "not a folder" if os.path.lexists(path) else "no such folder"
+                continue
             else:
                 found.append(path)  # a missing file is reported per image
                 continue

@@ -148,3 +148,14 @@ def test_a_url_is_named_as_given_and_as_a_url(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "https:" / "example.com").mkdir(parents=True)  # a folder so named is still a folder
     (tmp_path / "https:" / "example.com" / "x.jpg").write_bytes(b"")
     assert find_pictures(["https://example.com/x.jpg"]).paths == [Path("https://example.com/x.jpg")]
+
+
+def test_a_file_named_with_a_trailing_slash_is_not_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the system refuses ``cat shirt.jpg/`` (ENOTDIR); Path() would drop the slash."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shirt.jpg").write_bytes(b"")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(b"")
+    found = find_pictures(["shirt.jpg/", "gone.jpg/", "photos/"])
+    assert found.paths == [Path("photos/a.png")]
+    assert found.empty == {"shirt.jpg/": "not a folder", "gone.jpg/": "no such folder"}
