@@ -46,6 +46,11 @@ SEGMENT_SIDE = 96  # the longer side, in pixels, at which the garment is segment
 MIN_CONTRAST_SPREAD = 2.0  # luminance standard deviation (0-255) below which a picture is nearly uniform
 NEARLY_UNIFORM = "the picture is nearly uniform"
 MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than this (dark floors)
+# An object whose 99th-percentile contrast is below this is too faint to tell from a shadow or the paper's
+# texture: "no object found", its pixels kept (17 of the 13,750 photo views training renders are so faint).
+# Chosen on photos-dev's choice half, whose faintest in-domain photo has 0.118 (the next 0.26); every
+# Fashion-MNIST image, in dataset form, has a pixel of 254 or more.
+MIN_OBJECT_CONTRAST = 0.08
 RESAMPLE = Image.Resampling.LANCZOS
 
 
@@ -54,7 +59,8 @@ class Preprocessed:
     """A picture in Fashion-MNIST form: ``pixels`` uint8 ``[28, 28]``.
 
     ``nothing_found`` is why no object was found ("the picture is nearly uniform", ...), or "" when one
-    was; the pixels are then all black, and a classifier's answer for them is meaningless.
+    was; the pixels are then all black, or, for an object too faint to tell from a shadow
+    (:func:`too_faint`), what was found; either way a classifier's answer for them is meaningless.
     ``photo`` is True when the picture was a photo (segmented and re-rendered), False when it
     was already in dataset form and passed through unchanged.
     """
@@ -79,13 +85,14 @@ def blank(reason: str) -> Preprocessed:
 
 
 def to_dataset_form(image: Image.Image) -> np.ndarray:
-    """A picture (any mode, any size) -> uint8 ``[28, 28]`` in Fashion-MNIST form (black if nothing found)."""
+    """A picture (any mode, any size) -> uint8 ``[28, 28]`` in Fashion-MNIST form (:attr:`Preprocessed.pixels`)."""
     return dataset_form(image).pixels
 
 
 def dataset_form(image: Image.Image) -> Preprocessed:
     """A picture (any mode, any size) in Fashion-MNIST form, noting a uniform picture, one with no
-    object, or one smaller than 28 pixels on its longer side (a thumbnail or an icon: too few pixels).
+    object or a faint one (:func:`too_faint`), or one smaller than 28 pixels on its longer side (a
+    thumbnail or an icon: too few pixels).
 
     A photo's letterbox or pillarbox bars (:func:`picture_inside_bars`) are cut off first, or
     they would be the background's only colour and the floor would pass for the garment.
@@ -97,7 +104,9 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     if image.size == (SIZE, SIZE):
         pixels = to_luminance(image)
         if is_dataset_form(pixels):
-            return blank(NEARLY_UNIFORM) if pixels.std() < MIN_CONTRAST_SPREAD else Preprocessed(pixels)
+            if pixels.std() < MIN_CONTRAST_SPREAD:
+                return blank(NEARLY_UNIFORM)
+            return Preprocessed(pixels, too_faint(pixels.max() / 255))
     if max(image.size) < SIZE:  # fewer pixels than the network's input: nothing to find a garment in
         return blank(f"the picture is {image.width}x{image.height} pixels, smaller than {SIZE}x{SIZE}")
     from edgefmnist.runtime.segment import MIN_OBJECT_SHARE, foreground_mask, illumination
@@ -111,9 +120,17 @@ def dataset_form(image: Image.Image) -> Preprocessed:
         return blank("nothing stands out from the background")
     light = illumination(luminance, ~mask)
     contrast = np.abs(light - luminance) / np.maximum(light, MIN_LIGHT)
-    peak = max(float(np.percentile(contrast[mask], 99)), 0.05)
-    intensity = np.clip(contrast / peak, 0.0, 1.0) * mask
-    return Preprocessed(centre(255.0 * intensity, mask), photo=True)
+    peak = float(np.percentile(contrast[mask], 99))
+    intensity = np.clip(contrast / max(peak, 0.05), 0.0, 1.0) * mask
+    return Preprocessed(centre(255.0 * intensity, mask), too_faint(peak), photo=True)
+
+
+def too_faint(contrast: float) -> str:
+    """The ``nothing_found`` reason for an object whose (99th-percentile) contrast, 0-1, is below
+    ``MIN_OBJECT_CONTRAST``, else "". Its pixels are kept, as the training's photo views keep them."""
+    if contrast >= MIN_OBJECT_CONTRAST:
+        return ""
+    return f"no object found: nothing stands out from the background (at most {100 * contrast:.0f} % contrast)"
 
 
 def segmentation_input(image: Image.Image) -> Image.Image:

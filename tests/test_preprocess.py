@@ -125,6 +125,31 @@ def test_a_speck_on_a_plain_background_is_nothing_found() -> None:
     assert result.photo and not result.pixels.any()
 
 
+@pytest.mark.parametrize("darker", [8, 14])
+def test_a_faint_patch_on_paper_is_nothing_found(darker: int) -> None:
+    """A shadow or a crease a few levels deep is no garment (it got Bag 1.00); 40 levels is one."""
+    paper = np.full((300, 400), 240, np.uint8)
+    paper[90:210, 140:260] -= darker
+    result = dataset_form(Image.fromarray(paper))
+    assert result.nothing_found.startswith("no object found: nothing stands out from the background (at most ")
+    assert result.nothing_found.endswith(" % contrast)") and result.photo
+    assert result.pixels.any()  # what was found is kept, as the training's photo views keep it
+    np.testing.assert_array_equal(result.pixels, to_dataset_form(Image.fromarray(paper)))
+    paper[90:210, 140:260] = 200
+    assert not dataset_form(Image.fromarray(paper)).nothing_found
+
+
+def test_a_faint_image_in_dataset_form_is_nothing_found() -> None:
+    """Below 8 % of full scale (every Fashion-MNIST image has a pixel of 254 or more) is no object."""
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[10:18, 10:18] = 15
+    result = dataset_form(Image.fromarray(pixels))
+    assert result.nothing_found == "no object found: nothing stands out from the background (at most 6 % contrast)"
+    np.testing.assert_array_equal(result.pixels, pixels)  # passed through all the same
+    pixels[10:18, 10:18] = 30
+    assert not dataset_form(Image.fromarray(pixels)).nothing_found  # 12 %
+
+
 def test_a_garments_contrast_is_scaled_by_its_99th_percentile() -> None:
     """A grey garment (contrast 0.25 to its floor) with a darker band (0.5) on 5 % of it: the
     band is the 99th percentile, so the rest of the garment is half of 255."""
