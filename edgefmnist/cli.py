@@ -919,18 +919,24 @@ def main(argv: list[str] | None = None) -> None:
         code = code or 1
     if in_main_thread and previous_sigterm is not None:  # None: a handler set outside Python
         signal.signal(signal.SIGTERM, previous_sigterm)
-    if code == INTERRUPTED and is_serve(args) and argv is None:  # serve stopped at once: see exit_at_once
+    if code in (INTERRUPTED, TERMINATED) and runs_picture_threads(args) and argv is None:  # see exit_at_once
         exit_at_once(code)
     sys.exit(code)
 
 
 def exit_at_once(code: int) -> NoReturn:
-    """Exit with ``code`` now, without joining the worker threads: after a second Ctrl-C, ``serve``
-    has answered 503 to what was in progress, but a classification still running in a worker would
-    hold the process until it ends (seconds for a large batch), and a third Ctrl-C meanwhile gives
-    the interpreter's traceback and SIGABRT. Only for ``edgefmnist serve`` run as a program."""
-    with contextlib.suppress(AttributeError, OSError, ValueError):  # no, a broken or a closed stderr
-        sys.stderr.flush()
+    """Exit with ``code`` now (after flushing what was printed), without joining the worker
+    threads, for a command stopped by Ctrl-C or SIGTERM that runs pictures on threads, run as a
+    program. A thread may still be in OpenCV: ``infer`` and ``evaluate`` interrupted while their
+    threads were being joined (CPython then marks a running thread as stopped, so the
+    interpreter's exit does not wait for it) aborted at exit with SIGABRT, 1 time in 5; and after
+    a second Ctrl-C, ``serve`` has answered 503 to what was in progress, but a classification
+    still running would hold the process until it ends (seconds for a large batch), and a third
+    Ctrl-C meanwhile gives the interpreter's traceback and SIGABRT. The threads only read and
+    compute: every file written is the main thread's, finished or removed by then."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # no, a broken or a closed stream
+            stream.flush()
     os._exit(code)
 
 
@@ -942,6 +948,12 @@ def printing_help(exc: BaseException) -> bool:
         frame.f_code.co_name == "show_help" and frame.f_globals.get("__name__", "").startswith("click")
         for frame, _ in traceback.walk_tb(exc.__traceback__)
     )
+
+
+def runs_picture_threads(args: list[str]) -> bool:
+    """Whether ``args`` run ``infer``, ``evaluate`` or ``serve`` (not their help): the commands that
+    preprocess pictures on worker threads."""
+    return args[:1] in (["infer"], ["evaluate"], ["serve"]) and not {"-h", "--help"} & set(args)
 
 
 def is_serve(args: list[str]) -> bool:
