@@ -387,7 +387,8 @@ def to_rgb_or_l(image: Image.Image) -> Image.Image:
     """
     if is_plain(image):
         return image.copy()
-    peak, backdrop = wide_pixel_peak(image), backdrop_grey(image)
+    peak = wide_pixel_peak(image)
+    backdrop = backdrop_grey(image, peak)
     result: Image.Image | None = None
     for top, band in row_bands(image):
         flat = flatten_band(band, peak, backdrop)
@@ -425,24 +426,25 @@ def wide_pixel_peak(image: Image.Image) -> float | None:
 
 def has_transparency(image: Image.Image) -> bool:
     """Whether ``image`` has an alpha channel, or a ``tRNS`` or palette transparency."""
-    return image.mode in ALPHA_MODES or (image.mode in ("L", "RGB", "P") and "transparency" in image.info)
+    with_trns = ("L", "RGB", "P", *SIXTEEN_BIT_MODES)
+    return image.mode in ALPHA_MODES or (image.mode in with_trns and "transparency" in image.info)
 
 
-def backdrop_grey(image: Image.Image) -> int:
+def backdrop_grey(image: Image.Image, peak: float | None = None) -> int:
     """The grey (0 or 255) that :func:`to_rgb_or_l` composites transparency onto: white, unless
     the picture is a cut-out (more than half of its frame's outer pixels transparent) whose opaque
     part would vanish on white (its mean BT.601 luminance above ``VANISHING_LUMINANCE``), as a
     flat white garment cut out on a transparent background would: on black it keeps its shape.
     Any other cut-out stays on white, as Fashion-MNIST's products were photographed (a light grey
     one on black would have its intensities reversed), and so does a photo with transparent
-    rounded corners. Read band by band."""
+    rounded corners. ``peak``: the :func:`wide_pixel_peak` of wider pixels, which are scaled as
+    :func:`flatten_band` scales them. Read band by band."""
     if not has_transparency(image):
         return 255
     opaque_sum = opaque_count = rim_clear = rim_count = 0
     for top, band in row_bands(image):
-        rgba = band.convert("RGBA")
-        clear = np.asarray(rgba.getchannel("A")) < 128
-        opaque_sum += int(np.asarray(rgba.convert("L"), dtype=np.int64)[~clear].sum())
+        clear, luminance = clear_and_luminance(band, peak)
+        opaque_sum += int(luminance[~clear].sum())
         opaque_count += int(clear.size - clear.sum())
         rim = [clear[:, 0], clear[:, -1]]
         rim += [clear[0]] if top == 0 else []
@@ -453,12 +455,26 @@ def backdrop_grey(image: Image.Image) -> int:
     return 0 if cut_out and opaque_count and opaque_sum > VANISHING_LUMINANCE * opaque_count else 255
 
 
+def clear_and_luminance(band: Image.Image, peak: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Of a band of a picture with transparency: its transparent pixels, bool ``[h, W]``, and its
+    BT.601 luminance, int64 ``[h, W]`` in 0-255 (wider pixels scaled by ``peak``, :func:`scaled_to_8_bits`)."""
+    if peak is not None:  # a 16-bit PNG's tRNS: one value, fully transparent
+        scaled = scaled_to_8_bits(wide_values(band), peak, integer=band.mode != "F")
+        return np.asarray(band) == band.info["transparency"], np.asarray(scaled, dtype=np.int64)
+    rgba = band.convert("RGBA")
+    return np.asarray(rgba.getchannel("A")) < 128, np.asarray(rgba.convert("L"), dtype=np.int64)
+
+
 def flatten_band(image: Image.Image, peak: float | None, backdrop: int = 255) -> Image.Image:
     """One band of :func:`to_rgb_or_l`; ``peak`` is the whole picture's :func:`wide_pixel_peak`,
     ``backdrop`` its :func:`backdrop_grey`."""
     mode = image.mode
     if peak is not None:
-        return scaled_to_8_bits(wide_values(image), peak, integer=mode != "F")
+        scaled = scaled_to_8_bits(wide_values(image), peak, integer=mode != "F")
+        if "transparency" not in image.info:  # a 16-bit PNG's tRNS: one value, fully transparent
+            return scaled
+        opaque = np.asarray(image) != image.info["transparency"]
+        return Image.fromarray(np.where(opaque, np.asarray(scaled), np.uint8(backdrop)), "L")
     if mode == "LAB":
         return image.getchannel("L")
     if mode in ("P", "PA"):

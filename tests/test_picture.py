@@ -380,6 +380,19 @@ def test_trns_transparency_of_l_and_rgb_is_composited(tmp_path: Path, mode: str,
     assert (pixels[:, 5:] == 255).all() and (pixels[:, :5] == 0).all()
 
 
+def test_trns_transparency_of_a_16_bit_grey_png_is_composited_as_in_8_bits(tmp_path: Path) -> None:
+    """Its one transparent value goes on the backdrop the 8-bit picture gets (white: a dark cut-out)."""
+    eight = np.zeros((60, 60), np.uint8)
+    eight[15:45, 15:45], eight[20:40, 20:40] = 100, 200
+    pictures = [
+        load_picture(save(Image.fromarray(values), tmp_path / f"{bits}.png", transparency=0))
+        for bits, values in ((8, eight), (16, eight.astype(np.uint16) * 257))
+    ]
+    assert [picture.mode for picture in pictures] == ["L", "L"]
+    np.testing.assert_array_equal(np.asarray(pictures[1]), np.asarray(pictures[0]))
+    assert (np.asarray(pictures[0])[:15] == 255).all()
+
+
 @pytest.mark.parametrize("orientation, expected_size", [(1, (60, 40)), (3, (60, 40)), (6, (40, 60)), (8, (40, 60))])
 def test_exif_orientation_is_applied(tmp_path: Path, orientation: int, expected_size: tuple[int, int]) -> None:
     source = Image.new("RGB", (60, 40), (255, 255, 255))
