@@ -193,7 +193,10 @@ def check_png_target(flag: str, path: Path, what: str) -> None:
     folder is left to the write's own checks."""
     refuse_standard_stream(flag, path, what)
     if open_descriptor(path):
-        write_target(path)
+        try:
+            write_target(path)
+        except UsageError as exc:  # "/dev/fd/7: descriptor 7 is not open": say which flag
+            raise UsageError(f"{flag} {exc}") from None
         return
     if os.path.exists(path) and not os.path.isfile(path):
         return

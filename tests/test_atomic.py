@@ -311,6 +311,15 @@ def test_a_descriptor_the_caller_did_not_give_for_writing_is_refused(tmp_path: P
     assert held.read_bytes() == b"database"
 
 
+def test_a_png_output_on_a_closed_descriptor_names_its_flag() -> None:
+    from edgefmnist.runtime.picture_formats import check_png_target
+
+    fd = os.open(os.devnull, os.O_WRONLY)
+    os.close(fd)
+    with pytest.raises(UsageError, match=rf"^--save-preprocessed /dev/fd/{fd}: descriptor {fd} is not open$"):
+        check_png_target("--save-preprocessed", Path(f"/dev/fd/{fd}"), "the 28x28")
+
+
 def test_another_processs_open_regular_file_is_refused_not_emptied(tmp_path: Path) -> None:
     import subprocess
 
