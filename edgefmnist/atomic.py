@@ -5,7 +5,8 @@ Every artifact the toolkit writes (checkpoints, ONNX models, plots, JSON) goes t
 half-written file under the final name and never damages the file that was there before.
 Long work (an export and its validation) happens elsewhere; the target folder sees only
 the final write. Where Linux offers ``O_TMPFILE``, the bytes go to an unnamed file that
-vanishes if the process is killed, even by SIGKILL, and that is named only to be renamed. A file
+vanishes if the process is killed, even by SIGKILL, and that is named only to be renamed (a
+SIGKILL in the microseconds between the two leaves the complete file under its temp name). A file
 replaced keeps its permission bits and, where allowed, its owner; being a new file, it is no longer
 a hard link of the old one's other names.
 

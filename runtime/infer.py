@@ -346,9 +346,12 @@ def classify_files(
     set instead of a prediction, and the others go on. ``save_preprocessed`` receives the 28x28
     image the model saw of each picture, as :func:`preprocessed_paths` names them (a picture whose
     image cannot be written there keeps its prediction, with the reason in ``not_saved``, and the
-    others go on); raises :class:`EdgeFmnistError`, at the call (before anything is read or
-    written), when one of those would be a picture given, the model, or a folder that cannot take a new file
-    (:func:`edgefmnist.atomic.check_writable`).
+    others go on). At the call, before anything is read or written, it raises
+    :class:`EdgeFmnistError` (exit 1) when one of those would be a picture given or the model
+    (:func:`refuse_overwriting_sources`), :class:`UsageError` (exit 2) for a target that cannot be
+    named so (:func:`preprocessed_paths`, :func:`check_targets`), and :class:`WriteFailed` (exit 1)
+    for a folder that cannot take a new file (:func:`check_targets`). A folder where one 28x28
+    would be written is that picture's ``not_saved``.
     """
     targets = {}
     if save_preprocessed and paths:
