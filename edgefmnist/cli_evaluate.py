@@ -90,7 +90,7 @@ def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
     it without matplotlib (``EdgeFmnistError``). A device or FIFO passes, whatever its name."""
     from edgefmnist.atomic import check_writable, refuse_overwriting
     from edgefmnist.plots import need_matplotlib
-    from edgefmnist.runtime.picture_formats import check_png_target, refuse_dash
+    from edgefmnist.runtime.png_target import check_png_target, refuse_dash
 
     refuse_dash("--plot", plot)
     need_matplotlib()

@@ -30,14 +30,8 @@ import numpy as np
 from edgefmnist.runtime.batch import PreparedPicture, classify_in_batches, preprocess_in_order
 from edgefmnist.runtime.picture import MAX_ENCODED_BYTES, is_device, read_at_most
 from edgefmnist.runtime.picture_files import STDIN
-from edgefmnist.runtime.picture_formats import (
-    PNG_COLOUR_TYPES,
-    PNG_GRAYSCALE,
-    check_png_target,
-    file_extension,
-    png_header,
-    refuse_dash,
-)
+from edgefmnist.runtime.picture_formats import file_extension
+from edgefmnist.runtime.png_target import PNG_COLOUR_TYPES, PNG_GRAYSCALE, check_png_target, png_header, refuse_dash
 from edgefmnist.runtime.predictor import Predictor
 from edgefmnist.runtime.preprocess import Preprocessed, preprocess
 

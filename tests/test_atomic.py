@@ -312,7 +312,7 @@ def test_a_descriptor_the_caller_did_not_give_for_writing_is_refused(tmp_path: P
 
 
 def test_a_png_output_on_a_closed_descriptor_names_its_flag() -> None:
-    from edgefmnist.runtime.picture_formats import check_png_target
+    from edgefmnist.runtime.png_target import check_png_target
 
     fd = os.open(os.devnull, os.O_WRONLY)
     os.close(fd)

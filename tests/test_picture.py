@@ -814,8 +814,8 @@ def test_a_pipe_longer_than_the_limit_is_refused(tmp_path: Path, monkeypatch: py
 def test_a_png_is_written_only_where_nothing_else_could_be_lost(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgefmnist.runtime import picture_formats
-    from edgefmnist.runtime.picture_formats import PNG_SIGNATURE, not_known_png
+    from edgefmnist.runtime import png_target
+    from edgefmnist.runtime.png_target import PNG_SIGNATURE, not_known_png
 
     (tmp_path / "old.png").write_bytes(PNG_SIGNATURE + b"rest")
     (tmp_path / "empty").write_bytes(b"")
@@ -826,7 +826,7 @@ def test_a_png_is_written_only_where_nothing_else_could_be_lost(
     def unreadable(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(picture_formats, "open", unreadable, raising=False)  # as a non-root user meets a 0200 file
+    monkeypatch.setattr(png_target, "open", unreadable, raising=False)  # as a non-root user meets a 0200 file
     assert "cannot be read to tell whether it is a PNG (Permission denied)" in not_known_png(tmp_path / "old.png")
 
 
