@@ -418,10 +418,17 @@ def wide_values(image: Image.Image) -> np.ndarray:
 
 
 def wide_pixel_peak(image: Image.Image) -> float | None:
-    """The largest of :func:`wide_values` over the picture, read band by band; None for 8-bit modes."""
+    """The largest of :func:`wide_values` over the picture's visible pixels (not its ``tRNS`` value),
+    read band by band; None for 8-bit modes."""
     if image.mode not in SIXTEEN_BIT_MODES and image.mode != "F":
         return None
-    return max(float(wide_values(band).max(initial=0.0)) for _, band in row_bands(image))
+    key = image.info.get("transparency")
+    return max(
+        float(wide_values(band)[np.asarray(band) != key].max(initial=0.0))
+        if key is not None
+        else float(wide_values(band).max(initial=0.0))
+        for _, band in row_bands(image)
+    )
 
 
 def has_transparency(image: Image.Image) -> bool:

@@ -393,6 +393,15 @@ def test_trns_transparency_of_a_16_bit_grey_png_is_composited_as_in_8_bits(tmp_p
     assert (np.asarray(pictures[0])[:15] == 255).all()
 
 
+def test_a_16_bit_pngs_trns_value_above_its_data_does_not_scale_the_picture(tmp_path: Path) -> None:
+    """12-bit data (0..4095) with the transparent value 65535: scaled by its 12 bits, as without it."""
+    twelve = np.full((60, 60), 65535, np.uint16)
+    twelve[15:45, 15:45], twelve[20:40, 20:40] = 1606, 3212  # 100 and 200 of 255, at 12 bits
+    picture = np.asarray(load_picture(save(Image.fromarray(twelve), tmp_path / "x.png", transparency=65535)))
+    assert (picture[20:40, 20:40] == 200).all() and (picture[15:18, 15:45] == 100).all()
+    assert (picture[:15] == 255).all()  # the transparent frame, on white
+
+
 @pytest.mark.parametrize("orientation, expected_size", [(1, (60, 40)), (3, (60, 40)), (6, (40, 60)), (8, (40, 60))])
 def test_exif_orientation_is_applied(tmp_path: Path, orientation: int, expected_size: tuple[int, int]) -> None:
     source = Image.new("RGB", (60, 40), (255, 255, 255))
