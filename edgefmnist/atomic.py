@@ -547,7 +547,7 @@ def name_and_rename(fd: int, path: Path) -> None:
                 os.fsync(folder_fd)
         finally:
             os.close(folder_fd)
-    except OSError:
+    except BaseException:  # an OSError, or Ctrl-C or SIGTERM between the naming and the rename
         tmp.unlink(missing_ok=True)
         raise
 

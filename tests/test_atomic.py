@@ -391,6 +391,20 @@ def test_a_replaced_file_keeps_its_owner(tmp_path: Path) -> None:
     assert (old.stat().st_uid, old.stat().st_gid) == (1234, 5678) and old.read_bytes() == b"new"
 
 
+def test_ctrl_c_between_the_naming_and_the_rename_leaves_no_temp_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (old := tmp_path / "plot.png").write_bytes(b"old")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_bytes_atomic(old, b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"] and old.read_bytes() == b"old"
+
+
 @pytest.mark.parametrize("target", ["file", "fifo"])
 def test_a_kill_while_a_file_is_written_leaves_no_temp_file(tmp_path: Path, target: str) -> None:
     import signal
