@@ -75,11 +75,11 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
                 if not entries and none_because:
                     empty[pattern] = none_because
                     continue
-            elif str(path) == STDIN:  # ./-: a file named "-", not standard input
-                found.append(Path(os.path.abspath(pattern)))
-                continue
             elif pattern.endswith(("/", os.sep)):  # Path() drops the slash, which the system refuses (ENOTDIR)
                 empty[pattern] = "not a folder" if os.path.lexists(path) else "no such folder"
+                continue
+            elif str(path) == STDIN:  # ./-: a file named "-", not standard input
+                found.append(Path(os.path.abspath(pattern)))
                 continue
             else:
                 found.append(path)  # a missing file is reported per image

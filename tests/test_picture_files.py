@@ -156,6 +156,9 @@ def test_a_file_named_with_a_trailing_slash_is_not_a_folder(tmp_path: Path, monk
     (tmp_path / "shirt.jpg").write_bytes(b"")
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.png").write_bytes(b"")
-    found = find_pictures(["shirt.jpg/", "gone.jpg/", "photos/"])
+    (tmp_path / "-").write_bytes(b"")  # ./- names a file called -, but not ./-/
+    found = find_pictures(["shirt.jpg/", "gone.jpg/", "photos/", "./-/", "-/"])
     assert found.paths == [Path("photos/a.png")]
-    assert found.empty == {"shirt.jpg/": "not a folder", "gone.jpg/": "no such folder"}
+    assert found.empty == {"shirt.jpg/": "not a folder", "gone.jpg/": "no such folder"} | dict.fromkeys(
+        ("./-/", "-/"), "not a folder"
+    )
