@@ -138,8 +138,9 @@ def shipped_names(checkpoints: bool = True) -> tuple[str, ...]:
 
 
 def int8_name(fp32_name: str) -> str:
-    """``mlp.onnx`` -> ``mlp.int8.onnx``: where export writes the int8 model of an fp32 one."""
-    stem = fp32_name[: -len(FP32_SUFFIX)] if fp32_name.endswith(FP32_SUFFIX) else fp32_name
+    """``mlp.onnx`` -> ``mlp.int8.onnx`` (``MLP.ONNX`` -> ``MLP.int8.onnx``): where export writes the
+    int8 model of an fp32 one."""
+    stem = fp32_name[: -len(FP32_SUFFIX)] if fp32_name.lower().endswith(FP32_SUFFIX) else fp32_name
     return stem + INT8_SUFFIX
 
 

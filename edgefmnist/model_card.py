@@ -71,7 +71,7 @@ def agreement_text(path: Path) -> str:
 
 
 def bench_p50(bench: dict, name: str) -> str:
-    engine = "pytorch" if name.endswith(".pt") else "edgefmnist"
+    engine = "pytorch" if is_checkpoint_name(Path(name)) else "edgefmnist"
     row = next((r for r in bench["rows"] if r["model"] == name and r["engine"] == engine), None)
     return f"{row['latency_us']['p50']:,.1f}" if row else "—"
 
@@ -162,7 +162,7 @@ def calibration_row(path: Path, test: Split) -> str:
 def calibration_section(folder: Path, names: Sequence[str], test: Split) -> list[str]:
     """The card's lines on temperature scaling: one :func:`calibration_row` per ONNX model of ``names``."""
     rows = [
-        calibration_row(folder / name, test) for name in names if name.endswith(".onnx") and (folder / name).is_file()
+        calibration_row(folder / name, test) for name in names if is_onnx_name(Path(name)) and (folder / name).is_file()
     ]
     return [
         "## Calibrated probabilities",

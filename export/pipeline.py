@@ -54,6 +54,7 @@ from edgefmnist.contract import (
     Dtype,
     format_version,
     int8_name,
+    is_onnx_name,
     oldest_onnxruntime,
     to_model_input,
 )
@@ -252,9 +253,9 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
         if path is not None:
             refuse_standard_stream("--out", path, what)
     device = write_target(out)[1]
-    if not device and out.suffix != FP32_SUFFIX:  # ".onnx" alone has no suffix
+    if not device and not is_onnx_name(out):  # ".onnx" alone has no suffix
         raise UsageError(f"--out {out}: the model is written as ONNX; name it NAME{FP32_SUFFIX}")
-    if not device and out.name.endswith(INT8_SUFFIX):
+    if not device and out.name.lower().endswith(INT8_SUFFIX):
         raise UsageError(
             f"--out {out}: names an int8 model; give the fp32 model's name, NAME{FP32_SUFFIX} "
             f"(--quantize writes NAME{INT8_SUFFIX} beside it)"

@@ -338,8 +338,13 @@ def compare_within_group(
         if reference is not None:
             row.reference, row.vs_reference = reference.name, ratios(row, rows[runner_name(reference, "reference")])
         if row.precision == "int8" and fp32:
-            parent = next((model for model in fp32 if model.with_name(int8_name(model.name)) == path), fp32[0])
+            parent = next((model for model in fp32 if is_int8_of(path, model)), fp32[0])
             row.fp32, row.vs_fp32 = str(parent), ratios(row, ours[parent])
+
+
+def is_int8_of(int8: Path, fp32: Path) -> bool:
+    """Whether ``int8`` is where export writes the int8 model of ``fp32`` (names compared in any case)."""
+    return int8.parent == fp32.parent and int8.name.lower() == int8_name(fp32.name).lower()
 
 
 def compare_with_plain(rows: list[BenchRow]) -> None:

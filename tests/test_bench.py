@@ -15,6 +15,7 @@ from edgefmnist.runtime.machine import parse_cpuinfo
 from helpers import assert_one_line_error, run_in_process
 
 from edgefmnist.contract import BENCH_BLOCKS
+from edgefmnist.errors import UsageError
 
 PI4_CPUINFO = """processor\t: 0
 BogoMIPS\t: 108.00
@@ -151,6 +152,20 @@ def test_a_model_named_in_capitals_is_benched_as_its_kind(tmp_path: Path) -> Non
         [fp32, int8]
     ]
     assert matching_reference(int8, [REFERENCES / "mlp.int8.previous.onnx"]) == REFERENCES / "mlp.int8.previous.onnx"
+
+
+def test_an_int8_model_is_paired_with_its_fp32_model_in_any_case(tmp_path: Path) -> None:
+    from edgefmnist.export.pipeline import check_out_path
+    from edgefmnist.runtime.bench import is_int8_of
+
+    from edgefmnist.contract import int8_name
+
+    assert int8_name("MLP.ONNX") == "MLP.int8.onnx" and int8_name("mlp.onnx") == "mlp.int8.onnx"
+    assert is_int8_of(tmp_path / "MLP.INT8.ONNX", tmp_path / "MLP.onnx")
+    assert not is_int8_of(tmp_path / "cnn.int8.onnx", tmp_path / "mlp.onnx")
+    check_out_path(tmp_path / "MLP.ONNX", tmp_path / "mlp.pt", tmp_path / "MLP.int8.onnx")  # an ONNX name
+    with pytest.raises(UsageError, match="names an int8 model"):
+        check_out_path(tmp_path / "mlp.INT8.onnx", tmp_path / "mlp.pt", None)
 
 
 @pytest.mark.slow
