@@ -160,8 +160,8 @@ def centre(intensity: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def preprocess_file(path: Path) -> np.ndarray:
-    """Load ``path`` and return it in Fashion-MNIST form, uint8 ``[28, 28]`` (black if nothing was
-    found); raises as :func:`preprocess` does."""
+    """Load ``path`` and return it in Fashion-MNIST form, uint8 ``[28, 28]`` (:attr:`Preprocessed.pixels`:
+    black when nothing was found, but for a faint object's); raises as :func:`preprocess` does."""
     return preprocess(path).pixels
 
 
