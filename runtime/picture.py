@@ -477,11 +477,10 @@ def flatten_band(image: Image.Image, peak: float | None, backdrop: int = 255) ->
     ``backdrop`` its :func:`backdrop_grey`."""
     mode = image.mode
     if peak is not None:
-        scaled = scaled_to_8_bits(wide_values(image), peak, integer=mode != "F")
-        if "transparency" not in image.info:  # a 16-bit PNG's tRNS: one value, fully transparent
-            return scaled
-        opaque = np.asarray(image) != image.info["transparency"]
-        return Image.fromarray(np.where(opaque, np.asarray(scaled), np.uint8(backdrop)), "L")
+        if "transparency" not in image.info:
+            return scaled_to_8_bits(wide_values(image), peak, integer=mode != "F")
+        clear, luminance = clear_and_luminance(image, peak)
+        return Image.fromarray(np.where(clear, backdrop, luminance).astype(np.uint8), "L")
     if mode == "LAB":
         return image.getchannel("L")
     if mode in ("P", "PA"):
