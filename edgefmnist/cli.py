@@ -950,16 +950,21 @@ def printing_help(exc: BaseException) -> bool:
     )
 
 
+def command_run(args: list[str]) -> str:
+    """The command ``args`` run (``"infer"``), or "" for none or for a command's help."""
+    return args[0] if args and not {"-h", "--help"} & set(args) else ""
+
+
 def runs_picture_threads(args: list[str]) -> bool:
     """Whether ``args`` run ``infer``, ``evaluate`` or ``serve`` (not their help): the commands that
     preprocess pictures on worker threads."""
-    return args[:1] in (["infer"], ["evaluate"], ["serve"]) and not {"-h", "--help"} & set(args)
+    return command_run(args) in ("infer", "evaluate", "serve")
 
 
 def is_serve(args: list[str]) -> bool:
     """Whether ``args`` run ``serve`` (not its help), the one command that prints nothing on stdout:
     its answers go over HTTP and its log to stderr."""
-    return args[:1] == ["serve"] and not {"-h", "--help"} & set(args)
+    return command_run(args) == "serve"
 
 
 if __name__ == "__main__":
