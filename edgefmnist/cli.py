@@ -69,7 +69,7 @@ from edgefmnist.errors import (
     printable,
 )
 from edgefmnist.launch import INTERRUPTED, TERMINATED, interrupted_import
-from edgefmnist.recipes import DEPRECATED_NAMES, RecipeName
+from edgefmnist.recipes import RecipeName, current_name
 
 app = typer.Typer(
     add_completion=False,
@@ -287,9 +287,9 @@ def train(
 
     if out is not None and (out.suffix.lower() == contract.FP32_SUFFIX or names_a_picture_format(out)):
         raise UsageError(f"--out {out}: the checkpoint is a PyTorch file; name it NAME.pt")
-    if recipe in DEPRECATED_NAMES:
-        recipe = DEPRECATED_NAMES[recipe]
-        typer.echo(f"edgefmnist: warning: --recipe seed is deprecated: use --recipe {recipe.value}", err=True)
+    recipe, deprecation = current_name(recipe)
+    if deprecation is not None:
+        typer.echo(f"edgefmnist: warning: {deprecation}", err=True)
     report = run_training(
         arch.value,
         recipe.value,

@@ -163,11 +163,15 @@ def get_recipe(arch: str, name: str) -> Recipe:
     Raises ``ValueError`` for an unknown architecture or recipe; warns (``DeprecationWarning``)
     for a deprecated name and returns the recipe it stands for.
     """
-    recipe_name = RecipeName.parse(name, "recipe")
-    if recipe_name in DEPRECATED_NAMES:
-        replacement = DEPRECATED_NAMES[recipe_name]
-        warnings.warn(
-            f"recipe {recipe_name.value!r} is deprecated: use {replacement.value!r}", DeprecationWarning, stacklevel=2
-        )
-        recipe_name = replacement
+    recipe_name, deprecation = current_name(RecipeName.parse(name, "recipe"))
+    if deprecation is not None:
+        warnings.warn(deprecation, DeprecationWarning, stacklevel=2)
     return RECIPES[(Arch.parse(arch, "architecture"), recipe_name)]
+
+
+def current_name(name: RecipeName) -> tuple[RecipeName, str | None]:
+    """The recipe ``name`` stands for, and a deprecation message when it is a former name (else None)."""
+    replacement = DEPRECATED_NAMES.get(name)
+    if replacement is None:
+        return name, None
+    return replacement, f"recipe {name.value!r} is deprecated: use {replacement.value!r}"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import run_in_process
 from torch import nn
 
 from edgefmnist.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -164,6 +165,22 @@ def test_the_tutorial_recipe_was_called_seed() -> None:
         assert get_recipe("cnn", "seed") == get_recipe("cnn", "tutorial")
     with pytest.raises(ValueError, match="unknown recipe 'fast'"):
         get_recipe("mlp", "fast")
+
+
+def test_train_warns_on_stderr_and_runs_the_recipe_a_former_name_stands_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgefmnist.training_run
+
+    asked = []
+
+    def dry_run(arch: str, recipe: str, **_: object) -> dict[str, object]:
+        asked.append((arch, recipe))
+        return {"images": {"train": 1}}
+
+    monkeypatch.setattr(edgefmnist.training_run, "run_training", dry_run)
+    result = run_in_process("train", "--arch", "cnn", "--recipe", "seed", "--dry-run")
+    assert result.returncode == 0 and asked == [("cnn", "tutorial")]
+    assert result.stderr == "edgefmnist: warning: recipe 'seed' is deprecated: use 'tutorial'\n"
+    assert result.stdout.startswith("cnn/tutorial: dry run passed")
 
 
 def test_dry_run_runs_one_batch_of_each_phase_and_writes_nothing(
