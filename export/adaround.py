@@ -34,10 +34,12 @@ import numpy as np
 import onnx
 import torch
 from edgefmnist.export.bias_correction import (
+    bias_name,
     check_int8_weights,
     dequantized,
     fp32_counterpart,
     layer_inputs,
+    quantised_bias,
     quantised_weight,
     scale_shape,
     torch_layer,
@@ -145,7 +147,7 @@ def round_adaptively(
         if weight_dq is None:
             continue  # a layer left in float
         original = fp32_counterpart(node, fp32, fp32_values, "AdaRound", with_bias=False)
-        if len(original.input) > 2 and original.input[2] and original.input[2] not in fp32_values:
+        if bias_name(original) and bias_name(original) not in fp32_values:
             raise ValueError(f"AdaRound: {node.name}: the fp32 node has no constant bias")
         quantized, weight = int8_values[weight_dq.input[0]], fp32_values[original.input[1]].astype(np.float64)
         check_int8_weights(quantized, weight, limit, f"AdaRound: {node.name}")
@@ -153,7 +155,7 @@ def round_adaptively(
         relu = fp32_consumers.get(original.output[0]) == ["Relu"]  # the QDQ graph clamps it into the output
         bias = as_tensor(stored_bias(node, producers, int8_values))
         forward = functools.partial(layer_output, node, bias=bias, relu=relu)
-        fp32_bias = as_tensor(fp32_values[original.input[2]] if len(original.input) > 2 and original.input[2] else None)
+        fp32_bias = as_tensor(fp32_values[bias_name(original)] if bias_name(original) else None)
         with torch.no_grad():
             x_fp = torch.from_numpy(layer_inputs(fp32, [original.input[0]], images)[original.input[0]])
             target = layer_output(node, x_fp, torch.tensor(weight, dtype=torch.float32), fp32_bias, relu).numpy()
@@ -172,14 +174,14 @@ def stored_bias(
 ) -> np.ndarray | None:
     """The float64 bias ``[C_out]`` that a Conv or Gemm of the int8 graph adds: its int32 values
     dequantised, a float initializer, or None without one. Raises ``ValueError`` for any other bias."""
-    if len(node.input) < 3 or not node.input[2]:
-        return None
-    dequantize = producers.get(node.input[2])
-    if dequantize is not None and dequantize.op_type == "DequantizeLinear":
+    dequantize = quantised_bias(node, producers)
+    if dequantize is not None:
         return dequantized(values, dequantize)
-    if node.input[2] not in values:
+    if not bias_name(node):
+        return None
+    if bias_name(node) not in values:
         raise ValueError(f"AdaRound: {node.name}: the bias is neither a constant nor a DequantizeLinear of one")
-    return values[node.input[2]].astype(np.float64)
+    return values[bias_name(node)].astype(np.float64)
 
 
 def as_tensor(values: np.ndarray | None) -> torch.Tensor | None:

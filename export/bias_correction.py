@@ -136,6 +136,18 @@ def expected_error(node: onnx.NodeProto, weight_error: np.ndarray, inputs: np.nd
     return outputs.mean(dim=(0, 2, 3) if node.op_type == "Conv" else 0).numpy()
 
 
+def bias_name(node: onnx.NodeProto) -> str:
+    """The name of a Conv's or Gemm's bias input, or ``""`` when it has none."""
+    return node.input[2] if len(node.input) > 2 else ""
+
+
+def quantised_bias(node: onnx.NodeProto, producers: dict[str, onnx.NodeProto]) -> onnx.NodeProto | None:
+    """The DequantizeLinear that makes ``node``'s bias in a QDQ graph (``producers``: the node making each
+    tensor), or None when the bias is absent or a float tensor."""
+    dequantize = producers.get(bias_name(node)) if bias_name(node) else None
+    return dequantize if dequantize is not None and dequantize.op_type == "DequantizeLinear" else None
+
+
 def quantised_weight(
     node: onnx.NodeProto, producers: dict[str, onnx.NodeProto], values: dict[str, np.ndarray], purpose: str
 ) -> onnx.NodeProto | None:
@@ -183,8 +195,8 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
         node
         for node in int8.graph.node
         if node.op_type in LAYER_OPS
-        and len(node.input) > 2
-        and all(getattr(producers.get(name), "op_type", "") == "DequantizeLinear" for name in node.input[1:3])
+        and getattr(producers.get(node.input[1]), "op_type", "") == "DequantizeLinear"
+        and quantised_bias(node, producers) is not None
     ]
     if not layers:
         raise ValueError("bias correction: no Conv or Gemm with a quantised bias (it needs the QDQ format)")
@@ -198,9 +210,9 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
         weight_error = dequantized(int8_values, producers[node.input[1]]) - fp32_values[original.input[1]]
         error = expected_error(node, weight_error, inputs[original.input[0]])
         beta = float(attribute(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
-        bias = producers[node.input[2]]  # DequantizeLinear(int32 bias, scale = input scale x weight scale)
+        bias = producers[bias_name(node)]  # DequantizeLinear(int32 bias, scale = input scale x weight scale)
         scale = int8_values[bias.input[1]].astype(np.float64)
-        exact = fp32_values[original.input[2]].astype(np.float64) - error / beta
+        exact = fp32_values[bias_name(original)].astype(np.float64) - error / beta
         quantized = np.clip(np.round(exact / scale), int32.min, int32.max).astype(np.int32)
         replaced[bias.input[0]] = numpy_helper.from_array(quantized, bias.input[0])
         corrected[node.name] = float(np.abs(error).max())

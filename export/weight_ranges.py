@@ -23,7 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from edgefmnist.export.bias_correction import check_int8_weights, fp32_counterpart, quantised_weight, scale_shape
+from edgefmnist.export.bias_correction import (
+    bias_name,
+    check_int8_weights,
+    fp32_counterpart,
+    quantised_bias,
+    quantised_weight,
+    scale_shape,
+)
 from edgefmnist.export.qdq_rewrite import initializer_values
 from onnx import numpy_helper
 
@@ -78,9 +85,7 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
         weight_dq = quantised_weight(node, producers, int8_values, "MSE weight ranges")
         if weight_dq is None:
             continue  # a layer left in float
-        bias_dq = producers.get(node.input[2]) if len(node.input) > 2 else None
-        if bias_dq is not None and bias_dq.op_type != "DequantizeLinear":
-            bias_dq = None  # a float bias
+        bias_dq = quantised_bias(node, producers)
         purpose = f"MSE weight ranges: {node.name}"
         original = fp32_counterpart(node, fp32, fp32_values, "MSE weight ranges", with_bias=bias_dq is not None)
         quantized, weight = int8_values[weight_dq.input[0]], fp32_values[original.input[1]]
@@ -92,7 +97,7 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
         smallest_scale: np.ndarray | float = 0.0
         if bias_dq is not None:  # int32 at input scale x weight scale: keep the fp32 bias within int32
             input_scale = int8_values[bias_dq.input[1]].astype(np.float64) / scale.reshape(-1)
-            bias = fp32_values[original.input[2]].astype(np.float64)
+            bias = fp32_values[bias_name(original)].astype(np.float64)
             needed = np.abs(bias) / (INT32_MAX * input_scale)  # the smallest weight scale for each bias entry
             smallest_scale = needed.reshape(shape) if scale.size > 1 else float(needed.max())
         fraction = mse_fractions(weight, scale.reshape(shape), limit, smallest_scale)
