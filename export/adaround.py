@@ -44,7 +44,7 @@ from edgefmnist.export.bias_correction import (
     scale_shape,
     torch_layer,
 )
-from edgefmnist.export.qdq_rewrite import initializer_values
+from edgefmnist.export.qdq_rewrite import initializer_values, tensor_producers
 from onnx import numpy_helper
 from tqdm import tqdm
 
@@ -136,7 +136,7 @@ def round_adaptively(
     fp32 weights, and for a Gemm with ``transA`` or a Conv that is not 2-D with explicit symmetric pads.
     """
     fp32_values, int8_values = initializer_values(fp32), initializer_values(int8)
-    producers = {output: node for node in int8.graph.node for output in node.output}
+    producers = tensor_producers(int8)
     fp32_consumers: dict[str, list[str]] = {}
     for node in fp32.graph.node:
         for name in node.input:

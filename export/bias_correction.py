@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
-from edgefmnist.export.qdq_rewrite import initializer_values
+from edgefmnist.export.qdq_rewrite import initializer_values, tensor_producers
 from onnx import helper, numpy_helper
 
 from edgefmnist.contract import INPUT_NAME
@@ -190,7 +190,7 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
     """
     fp32_nodes = {node.name: node for node in fp32.graph.node}
     fp32_values, int8_values = initializer_values(fp32), initializer_values(int8)
-    producers = {output: node for node in int8.graph.node for output in node.output}
+    producers = tensor_producers(int8)
     layers = [
         node
         for node in int8.graph.node

@@ -46,8 +46,15 @@ def _consumers(model: onnx.ModelProto, tensor: str) -> list[onnx.NodeProto]:
     return [node for node in model.graph.node if tensor in node.input]
 
 
-def _producer(model: onnx.ModelProto, tensor: str) -> onnx.NodeProto | None:
-    return next((node for node in model.graph.node if tensor in node.output), None)
+def tensor_producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """The node of ``model``'s graph that makes each tensor, by tensor name (graph inputs and
+    initializers have none)."""
+    return {output: node for node in model.graph.node for output in node.output}
+
+
+def producer(model: onnx.ModelProto, tensor: str) -> onnx.NodeProto | None:
+    """The node of ``model``'s graph that makes ``tensor``, or None for a graph input or initializer."""
+    return tensor_producers(model).get(tensor)
 
 
 def _only_consumer(model: onnx.ModelProto, tensor: str, op_type: str) -> onnx.NodeProto:
@@ -190,13 +197,13 @@ def feed_uint8(model: onnx.ModelProto, scale: float, zero_point: int, tolerance:
 
 def float_logits(model: onnx.ModelProto, logits: str) -> None:
     """Remove ``QuantizeLinear -> DequantizeLinear`` in front of the ``logits`` output (float output)."""
-    dequantize = _producer(model, logits)
-    quantize = None if dequantize is None else _producer(model, dequantize.input[0])
+    dequantize = producer(model, logits)
+    quantize = None if dequantize is None else producer(model, dequantize.input[0])
     if dequantize is None or dequantize.op_type != "DequantizeLinear" or quantize is None:
         raise ValueError(f"{logits!r} is not dequantised from a QuantizeLinear")
     if quantize.op_type != "QuantizeLinear" or len(_consumers(model, quantize.input[0])) != 1:
         raise ValueError(f"{logits!r}: expected a QuantizeLinear read only by its DequantizeLinear")
-    layer = _producer(model, quantize.input[0])
+    layer = producer(model, quantize.input[0])
     if layer is None:
         raise ValueError(f"{logits!r}: no node computes it")
     layer.output[:] = [logits if name == quantize.input[0] else name for name in layer.output]

@@ -97,6 +97,7 @@ from edgefmnist.export.qdq_rewrite import (
     feed_uint8,
     first_block_nodes,
     float_logits,
+    producer,
     split_pixel_normalization,
 )
 from edgefmnist.export.weight_ranges import fit_weight_ranges
@@ -247,10 +248,10 @@ def pick_calibration_images(train_images: np.ndarray, preset: QuantPreset) -> np
 
 def logits_node(model_path: Path) -> str:
     """The name of the node that produces the ``logits`` output."""
-    for node in onnx.load(str(model_path)).graph.node:
-        if OUTPUT_NAMES[0] in node.output:
-            return node.name
-    raise ValueError(f"{model_path}: no node produces {OUTPUT_NAMES[0]!r}")
+    node = producer(onnx.load(str(model_path)), OUTPUT_NAMES[0])
+    if node is None:
+        raise ValueError(f"{model_path}: no node produces {OUTPUT_NAMES[0]!r}")
+    return node.name
 
 
 def per_channel_overrides(model: onnx.ModelProto, op_types: tuple[str, ...]) -> dict[str, list[dict[str, int]]]:

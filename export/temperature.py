@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from edgefmnist.export.qdq_rewrite import producer
 from onnx import numpy_helper
 
 from edgefmnist.calibration import check_temperature
@@ -23,7 +24,7 @@ from edgefmnist.errors import ModelError
 
 
 def _softmax_node(model: onnx.ModelProto) -> onnx.NodeProto:
-    softmax = next((n for n in model.graph.node if OUTPUT_NAMES[1] in n.output), None)
+    softmax = producer(model, OUTPUT_NAMES[1])
     if softmax is None or softmax.op_type != "Softmax":
         raise ModelError(f"graph {model.graph.name!r}: {OUTPUT_NAMES[1]!r} is not the output of a Softmax")
     return softmax
@@ -40,7 +41,7 @@ def temperature_divide(model: onnx.ModelProto) -> onnx.NodeProto | None:
     softmax = _softmax_node(model)
     if softmax.input[0] == OUTPUT_NAMES[0]:
         return None
-    divide = next((n for n in model.graph.node if softmax.input[0] in n.output), None)
+    divide = producer(model, softmax.input[0])
     if divide is None or divide.op_type != "Div" or divide.input[0] != OUTPUT_NAMES[0]:
         raise ModelError(f"graph {model.graph.name!r}: no Div(logits, temperature) before the softmax")
     return divide

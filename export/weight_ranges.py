@@ -31,7 +31,7 @@ from edgefmnist.export.bias_correction import (
     quantised_weight,
     scale_shape,
 )
-from edgefmnist.export.qdq_rewrite import initializer_values
+from edgefmnist.export.qdq_rewrite import initializer_values, tensor_producers
 from onnx import numpy_helper
 
 # Candidate scales as fractions of the quantiser's scale: 0.300, 0.305, ..., 1.000.
@@ -78,7 +78,7 @@ def fit_weight_ranges(int8: onnx.ModelProto, fp32: onnx.ModelProto, limit: int) 
     per output channel.
     """
     fp32_values, int8_values = initializer_values(fp32), initializer_values(int8)
-    producers = {output: node for node in int8.graph.node for output in node.output}
+    producers = tensor_producers(int8)
     replaced: dict[str, np.ndarray] = {}
     fractions = {}
     for node in int8.graph.node:
