@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from edgefmnist import spec
-from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.contract import is_onnx_name
 from edgefmnist.errors import CheckpointError, first_line, not_a_file_reason
 from edgefmnist.nets import NetConfig, build_net
@@ -42,11 +41,6 @@ class Checkpoint:
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     seed: int = 0
-
-
-def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    """Write ``checkpoint`` to ``path`` atomically (:func:`checkpoint_bytes`)."""
-    write_bytes_atomic(path, checkpoint_bytes(checkpoint))
 
 
 def checkpoint_bytes(checkpoint: Checkpoint) -> bytes:

@@ -47,17 +47,6 @@ def temperature_divide(model: onnx.ModelProto) -> onnx.NodeProto | None:
     return divide
 
 
-def read_temperature(model: onnx.ModelProto) -> float:
-    """The ``T`` the graph divides the logits by before the softmax (1.0 when it does not divide)."""
-    divide = temperature_divide(model)
-    if divide is None:
-        return 1.0
-    initializer = next((i for i in model.graph.initializer if i.name == divide.input[1]), None)
-    if initializer is None:
-        raise ModelError(f"graph {model.graph.name!r}: the temperature {divide.input[1]!r} is not an initializer")
-    return float(numpy_helper.to_array(initializer).reshape(()))
-
-
 def set_temperature(path: Path, temperature: float) -> None:
     """Rewrite the model at ``path`` in place so that ``probabilities = softmax(logits / temperature)``.
 

@@ -34,7 +34,7 @@ def shipped_mlp() -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, fashion):
     """Train-and-save, once per architecture: short ``best`` runs on the full real training set."""
-    from edgefmnist.checkpoint import save_checkpoint
+    from edgefmnist.checkpoint import checkpoint_bytes
     from edgefmnist.recipes import get_recipe
     from edgefmnist.train import train
 
@@ -45,7 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fashion):
             epochs = {"mlp": 4, "cnn": 2}[arch]
             checkpoint = train(arch, get_recipe(arch, "best").with_overrides(epochs=epochs), fashion, seed=0)
             path = tmp_path_factory.mktemp(f"trained-{arch}") / f"{arch}.pt"
-            save_checkpoint(path, checkpoint)
+            path.write_bytes(checkpoint_bytes(checkpoint))
             cache[arch] = path
         return cache[arch]
 

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from edgefmnist.export.onnx_export import finalize_model
-from edgefmnist.export.temperature import read_temperature, set_temperature
+from edgefmnist.export.temperature import set_temperature, temperature_divide
 from edgefmnist.runtime.metadata import CALIBRATION_KEY, ModelMetadata, read_metadata
 from edgefmnist.runtime.predictor import Predictor
 from onnx import TensorProto, helper, numpy_helper
@@ -121,6 +121,15 @@ def tiny_graph(path: Path, with_divide: bool) -> Path:
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
+
+
+def read_temperature(model: onnx.ModelProto) -> float:
+    """The ``T`` the graph divides the logits by before the softmax (1.0 when it does not divide)."""
+    divide = temperature_divide(model)
+    if divide is None:
+        return 1.0
+    initializer = next(i for i in model.graph.initializer if i.name == divide.input[1])
+    return float(onnx.numpy_helper.to_array(initializer).reshape(()))
 
 
 @pytest.mark.parametrize("with_divide", [True, False])

@@ -13,7 +13,7 @@ import torch
 from helpers import run_in_process
 from torch import nn
 
-from edgefmnist.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from edgefmnist.checkpoint import Checkpoint, checkpoint_bytes, load_checkpoint
 from edgefmnist.data import FashionMNIST, Split
 from edgefmnist.errors import CheckpointError, EdgeFmnistError, WriteFailed
 from edgefmnist.recipes import Schedule, get_recipe
@@ -78,7 +78,7 @@ def test_checkpoint_round_trip(tmp_path: Path, fashion) -> None:
     recipe = get_recipe("cnn", "best").with_overrides(epochs=1)
     checkpoint = train("cnn", recipe, subset(fashion, 512, evaluated=500), seed=3)
     path = tmp_path / "ck.pt"
-    save_checkpoint(path, checkpoint)
+    path.write_bytes(checkpoint_bytes(checkpoint))
     raw = torch.load(path, weights_only=True)  # plain data only
     assert raw["class_names"][0] == "T-shirt/top" and raw["data_sha256"] == fashion.sha256
     loaded = load_checkpoint(path)
@@ -113,7 +113,7 @@ def test_bad_checkpoints_are_refused(tmp_path: Path, make_file, message: str, ca
 def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, fashion) -> None:
     checkpoint = train("mlp", get_recipe("mlp", "best").with_overrides(epochs=1), subset(fashion, 256, evaluated=500))
     path = tmp_path / "ck.pt"
-    save_checkpoint(path, checkpoint)
+    path.write_bytes(checkpoint_bytes(checkpoint))
     payload = torch.load(path, weights_only=True)
     payload["net_config"]["arch"] = "cnn"
     torch.save(payload, path)
