@@ -363,8 +363,11 @@ def split_files(folder: Path, split: str) -> list[Path]:
     return [path for path in (idx_file(folder, name) for name in SPLIT_FILES[split]) if path is not None]
 
 
-def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
-    """Load ``"train"`` or ``"test"`` from ``folder``; with ``verify``, check the SHA-256."""
+def load_split(folder: Path, split: str) -> tuple[Split, dict[str, str]]:
+    """Load ``"train"`` or ``"test"`` from ``folder`` and check each file's SHA-256 against the official one.
+
+    Returns the split and the SHA-256 of each file's content, by official name. Raises
+    :class:`DataError` for missing, malformed, swapped or unofficial files."""
     paths = split_files(folder, split)
     if len(paths) < len(SPLIT_FILES[split]):
         raise missing_files_error(folder, (split,))
@@ -375,12 +378,12 @@ def load_split(folder: Path, split: str, verify: bool = True) -> tuple[Split, di
         checksums[name] = hashlib.sha256(header + array.tobytes()).hexdigest()
     official = {name: checksums[name] == spec.IDX_SHA256[name] for name in checksums}
     for name, path in zip(SPLIT_FILES[split], paths, strict=False):
-        if verify and not official[name] and (other := official_name(checksums[name], spec.IDX_SHA256)):
+        if not official[name] and (other := official_name(checksums[name], spec.IDX_SHA256)):
             raise DataError(f"{path}: holds the official {other}, not {name} (files swapped or misnamed?)")
     if len(images) != len(labels):
         raise DataError(f"{paths[1]}: {len(labels):,} labels, but {paths[0].name} holds {len(images):,} {split} images")
     for name, path in zip(SPLIT_FILES[split], paths, strict=False):
-        if verify and not official[name]:
+        if not official[name]:
             raise DataError(f"{path}: SHA-256 {checksums[name][:16]}… is not the official Fashion-MNIST content")
     return Split(images, labels), checksums
 
@@ -391,11 +394,11 @@ def official_name(digest: str, digests: dict[str, str]) -> str | None:
     return next((name for name, known in digests.items() if known == digest), None)
 
 
-def load_fashion_mnist(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> FashionMNIST:
+def load_fashion_mnist(data_dir: Path | None = None, download: bool = True) -> FashionMNIST:
     """Find and load all splits; the validation set is the first 5,000 training images."""
     source = find_data(data_dir, download=download)
-    train, train_sha = load_found_split(source, "train", verify)
-    test, test_sha = load_found_split(source, "test", verify)
+    train, train_sha = load_found_split(source, "train")
+    test, test_sha = load_found_split(source, "test")
     # Small (synthetic) sets hold out a tenth so that both parts stay non-empty.
     hold_out = spec.VALIDATION_SIZE if len(train) > 2 * spec.VALIDATION_SIZE else len(train) // 10
     return FashionMNIST(
@@ -407,17 +410,17 @@ def load_fashion_mnist(data_dir: Path | None = None, download: bool = True, veri
     )
 
 
-def load_test_split(data_dir: Path | None = None, download: bool = True, verify: bool = True) -> Split:
-    """Only the official test set (what evaluation and parity checks need)."""
-    source = find_data(data_dir, download=download, splits=("test",))
-    return load_found_split(source, "test", verify)[0]
+def load_test_split(data_dir: Path | None = None) -> Split:
+    """Only the official test set (what evaluation and parity checks need), downloaded if missing."""
+    source = find_data(data_dir, splits=("test",))
+    return load_found_split(source, "test")[0]
 
 
-def load_found_split(source: DataSource, split: str, verify: bool = True) -> tuple[Split, dict[str, str]]:
+def load_found_split(source: DataSource, split: str) -> tuple[Split, dict[str, str]]:
     """:func:`load_split` from where :func:`find_data` found it; a file in the cache that is
     corrupt or not the official content says how to download it again."""
     try:
-        return load_split(source.folder, split, verify)
+        return load_split(source.folder, split)
     except DataError as exc:
         if source.origin not in ("cache", "download"):
             raise

@@ -83,19 +83,21 @@ def test_gzip_bomb_reads_no_more_than_the_header_declares(tmp_path: Path) -> Non
         data.load_idx_images(path)
 
 
-def test_image_and_label_counts_must_match(tmp_path: Path) -> None:
-    folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
-    write_idx(folder / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(9)))
+def test_image_and_label_counts_must_match(tmp_path: Path, real_data_dir: Path) -> None:
+    images = data.idx_file(real_data_dir, "t10k-images-idx3-ubyte")
+    assert images is not None
+    (tmp_path / images.name).symlink_to(images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(9)))
     with pytest.raises(
-        DataError, match="t10k-labels-idx1-ubyte.gz: 9 labels, but t10k-images-idx3-ubyte.gz holds 10 test images"
+        DataError, match=f"t10k-labels-idx1-ubyte.gz: 9 labels, but {images.name} holds 10,000 test images"
     ):
-        data.load_split(folder, "test", verify=False)
+        data.load_split(tmp_path, "test")
 
 
 def test_unofficial_content_fails_checksum(tmp_path: Path) -> None:
     folder = write_synthetic_dataset(tmp_path / "d")
     with pytest.raises(DataError, match="not the official Fashion-MNIST"):
-        data.load_split(folder, "test", verify=True)
+        data.load_split(folder, "test")
 
 
 def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -348,8 +350,15 @@ def test_real_data_verifies_with_the_tutorial_split(fashion) -> None:
 # --- names, decompressed .gz files, download only when missing ---------------------------------
 
 
-def test_names_as_unpackers_write_them_are_accepted(tmp_path: Path) -> None:
-    folder = write_synthetic_dataset(tmp_path / "d", train=30, test=10)
+def test_names_as_unpackers_write_them_are_accepted(tmp_path: Path, real_data_dir: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for name in spec.IDX_SHA256:
+        source = data.idx_file(real_data_dir, name)
+        assert source is not None
+        (folder / f"{name}.gz").write_bytes(
+            source.read_bytes() if source.suffix == ".gz" else gzip.compress(source.read_bytes(), compresslevel=1)
+        )
     renames = {
         "t10k-images-idx3-ubyte.gz": "t10k-images.idx3-ubyte",  # 7-Zip, WinRAR: a dot, decompressed
         "t10k-labels-idx1-ubyte.gz": "t10k-labels.idx1-ubyte",
@@ -361,8 +370,8 @@ def test_names_as_unpackers_write_them_are_accepted(tmp_path: Path) -> None:
         (folder / old).unlink()
         (folder / new).write_bytes(gzip.decompress(content) if not new.endswith(".gz") else content)
     assert data.find_data(folder) == data.DataSource(folder, "--data-dir")
-    split, checksums = data.load_split(folder, "test", verify=False)
-    assert len(split) == 10 and set(checksums) == {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
+    split, checksums = data.load_split(folder, "test")
+    assert len(split) == 10_000 and set(checksums) == {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
 
 
 def test_the_unpacker_name_of_the_real_file_verifies_by_sha256(tmp_path: Path, real_data_dir: Path) -> None:
@@ -371,7 +380,7 @@ def test_the_unpacker_name_of_the_real_file_verifies_by_sha256(tmp_path: Path, r
         assert source is not None
         plain = gzip.decompress(source.read_bytes()) if source.suffix == ".gz" else source.read_bytes()
         (tmp_path / name.replace("-idx", ".idx")).write_bytes(plain)
-    split, checksums = data.load_split(tmp_path, "test", verify=True)
+    split, checksums = data.load_split(tmp_path, "test")
     assert len(split) == 10_000 and checksums["t10k-images-idx3-ubyte"] == spec.IDX_SHA256["t10k-images-idx3-ubyte"]
 
 
