@@ -36,14 +36,13 @@ def artifact_paths(checkpoint: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".history.json"), stem.with_name(stem.name + ".curves.png")
 
 
-def build_photo_views(train: Split, seed: int, quiet: bool, cache: bool = True) -> np.ndarray:
-    """The photo views training uses (cached unless ``cache`` is False), with a progress bar while they are built."""
+def build_photo_views(train: Split, seed: int, cache: bool = True) -> np.ndarray:
+    """The photo views training uses (cached unless ``cache`` is False), with a progress bar on a terminal
+    while they are built."""
     from edgefmnist.photo_dataset import photo_subset, training_photo_views
 
     total = len(photo_subset(len(train)))
-    with tqdm(
-        total=total, desc="photo views", unit="image", disable=True if quiet else None, dynamic_ncols=True
-    ) as bar:
+    with tqdm(total=total, desc="photo views", unit="image", disable=None, dynamic_ncols=True) as bar:
         return training_photo_views(
             train.images, train.labels, seed, on_progress=lambda done: bar.update(done - bar.n), cache=cache
         )
@@ -71,7 +70,6 @@ def run_training(
     seed: int = 0,
     data_dir: Path | None = None,
     out: Path | None = None,
-    quiet: bool = False,
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Train, then write the checkpoint, history and curves; return a JSON-ready report.
@@ -100,12 +98,12 @@ def run_training(
     if dry_run:
         recipe = recipe.with_overrides(epochs=1)
         dataset = one_batch_of_each(dataset, recipe.batch_size)
-    photo_images = build_photo_views(dataset.train, seed, quiet, cache=not dry_run) if recipe.photo_fraction else None
+    photo_images = build_photo_views(dataset.train, seed, cache=not dry_run) if recipe.photo_fraction else None
     bar = tqdm(
         total=recipe.epochs * batches_per_epoch(len(dataset.train), recipe.batch_size),
         desc=f"{arch}/{recipe_name}",
         unit="batch",
-        disable=True if quiet else None,
+        disable=None,  # a bar on a terminal only
         dynamic_ncols=True,
         leave=True,
     )

@@ -127,7 +127,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, fashion) 
 @pytest.mark.slow
 def test_run_training_writes_checkpoint_history_and_curves(tmp_path: Path, real_data_dir: Path) -> None:
     out = tmp_path / "nested" / "mlp.pt"
-    report = run_training("mlp", "best", epochs=1, data_dir=real_data_dir, out=out, quiet=True)
+    report = run_training("mlp", "best", epochs=1, data_dir=real_data_dir, out=out)
     assert Path(report["checkpoint"]) == out and out.is_file()
     history = json.loads(Path(report["history"]).read_text())
     assert len(history) == 1 and history[0]["val_accuracy"] == report["metrics"]["val_accuracy"]
@@ -189,7 +189,7 @@ def test_dry_run_runs_one_batch_of_each_phase_and_writes_nothing(
     arch, recipe = "mlp", "photo"  # photo views and one-cycle (make train-dry-run covers every recipe)
     out = tmp_path / "never" / "model.pt"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # photo views would be cached in cache/edgefmnist
-    report = run_training(arch, recipe, data_dir=real_data_dir, out=out, quiet=True, dry_run=True)
+    report = run_training(arch, recipe, data_dir=real_data_dir, out=out, dry_run=True)
     batch = get_recipe(arch, recipe).batch_size
     assert report["dry_run"] and report["images"] == {"train": batch, "validation": 2000, "test": 2000}
     assert report["metrics"]["epochs_run"] == 1 and 0.0 <= report["metrics"]["test_accuracy"] <= 1.0
@@ -214,7 +214,7 @@ def test_an_unwritable_output_is_refused_before_training(
         "a directory": (tmp_path / "folder.pt", EdgeFmnistError),
     }[where]
     with pytest.raises(error, match="cannot write|is a directory"):
-        run_training("mlp", "tutorial", out=out, quiet=True, dry_run=dry_run)
+        run_training("mlp", "tutorial", out=out, dry_run=dry_run)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.pt"]
 
 
@@ -252,6 +252,6 @@ def test_a_full_disk_leaves_the_checkpoint_history_and_curves_as_they_were(
     out = tmp_path / "mlp.pt"
     (tmp_path / "mlp.history.json").write_text("[]")  # an earlier run's, which stays
     with pytest.raises(WriteFailed, match=f"{full_at}: cannot write \\(No space left on device\\)"):
-        run_training("mlp", "tutorial", epochs=1, data_dir=real_data_dir, out=out, quiet=True)
+        run_training("mlp", "tutorial", epochs=1, data_dir=real_data_dir, out=out)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mlp.history.json"]
     assert (tmp_path / "mlp.history.json").read_text() == "[]"
