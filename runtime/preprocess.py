@@ -61,8 +61,8 @@ class Preprocessed:
     ``nothing_found`` is why no object was found ("the picture is nearly uniform", ...), or "" when one
     was; the pixels are then all black, or, for an object too faint to tell from a shadow
     (:func:`too_faint`), what was found; either way a classifier's answer for them is meaningless.
-    ``photo`` is True when the picture was a photo (segmented and re-rendered), False when it
-    was already in dataset form and passed through unchanged.
+    ``photo`` is False when the picture was already in dataset form (28x28 on a dark border) and
+    passed through unchanged, True otherwise: segmented and re-rendered, or with nothing found in it.
     """
 
     pixels: np.ndarray
@@ -80,8 +80,9 @@ def border(pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([pixels[0], pixels[-1], pixels[1:-1, 0], pixels[1:-1, -1]])
 
 
-def blank(reason: str) -> Preprocessed:
-    return Preprocessed(np.zeros((SIZE, SIZE), dtype=np.uint8), f"no object found: {reason}", photo=True)
+def blank(reason: str, photo: bool = True) -> Preprocessed:
+    """All-black pixels, "no object found" for ``reason``."""
+    return Preprocessed(np.zeros((SIZE, SIZE), dtype=np.uint8), f"no object found: {reason}", photo)
 
 
 def to_dataset_form(image: Image.Image) -> np.ndarray:
@@ -105,7 +106,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
         pixels = to_luminance(image)
         if is_dataset_form(pixels):
             if pixels.std() < MIN_CONTRAST_SPREAD:
-                return blank(NEARLY_UNIFORM)
+                return blank(NEARLY_UNIFORM, photo=False)
             return Preprocessed(pixels, too_faint(pixels.max() / 255))
     if max(image.size) < SIZE:  # fewer pixels than the network's input: nothing to find a garment in
         return blank(f"the picture is {image.width}x{image.height} pixels, smaller than {SIZE}x{SIZE}")

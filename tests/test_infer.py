@@ -1113,6 +1113,8 @@ def test_preprocessing_says_whether_a_picture_was_a_photo(fashion) -> None:
     on_paper = Image.fromarray(255 - np.kron(fashion.test.images[0], np.ones((4, 4), np.uint8)))
     assert dataset_form(on_paper).photo and not dataset_form(on_paper).nothing_found
     assert dataset_form(Image.new("L", (60, 40), 128)).photo  # uniform: a photo with nothing found
+    uniform_28 = dataset_form(Image.new("L", (28, 28), 0))  # a blank in dataset form passes through
+    assert uniform_28.nothing_found and not uniform_28.photo
 
 
 def test_the_json_says_where_each_preprocessed_picture_went(shipped_mlp: Path, fashion, tmp_path: Path) -> None:
