@@ -282,11 +282,8 @@ def train(
       edgefmnist train --arch cnn --recipe photo --dry-run
     """
     need_training_extra()
-    from edgefmnist.runtime.picture_formats import names_a_picture_format
     from edgefmnist.training_run import run_training
 
-    if out is not None and (out.suffix.lower() == contract.FP32_SUFFIX or names_a_picture_format(out)):
-        raise UsageError(f"--out {out}: the checkpoint is a PyTorch file; name it NAME.pt")
     recipe, deprecation = current_name(recipe)
     if deprecation is not None:
         typer.echo(f"edgefmnist: warning: {deprecation}", err=True)

@@ -23,7 +23,9 @@ from tqdm import tqdm
 
 from edgefmnist.atomic import check_writable, refuse_overwriting, refuse_standard_stream, write_together
 from edgefmnist.checkpoint import checkpoint_bytes
+from edgefmnist.contract import CHECKPOINT_SUFFIX, is_checkpoint_name
 from edgefmnist.data import FashionMNIST, Split, inputs_of_data, load_fashion_mnist
+from edgefmnist.errors import UsageError
 from edgefmnist.nets import count_multiply_adds, count_parameters
 from edgefmnist.plots import learning_curves_png
 from edgefmnist.recipes import get_recipe
@@ -80,7 +82,8 @@ def run_training(
     unknown architecture or recipe, :class:`DataError` when the data cannot be found or verified,
     :class:`EdgeFmnistError` when an artifact's path leads to one of the data set's files (checked
     once the data is found), and :class:`WriteFailed` when an artifact cannot be written
-    (:class:`UsageError` when ``out`` is a device or a FIFO, or ``out`` or an artifact path is a directory).
+    (:class:`UsageError` when ``out`` is a device or a FIFO, is not named ``NAME.pt`` in any case, or
+    ``out`` or an artifact path is a directory).
     """
     out = out or Path("runs") / f"{arch}-{recipe_name}.pt"
     history_path, curves_path = artifact_paths(out)
@@ -93,6 +96,8 @@ def run_training(
     for path, what in written.items():
         refuse_standard_stream("--out", path, what)
         check_writable(path, regular=what)
+    if not is_checkpoint_name(out):  # not a file of another kind or format, nor "-"
+        raise UsageError(f"--out {out}: the checkpoint is a PyTorch file; name it NAME{CHECKPOINT_SUFFIX}")
     dataset = load_fashion_mnist(data_dir)
     refuse_overwriting("--out", list(written), inputs_of_data(data_dir))  # a name that leads to an IDX file
     if dry_run:
