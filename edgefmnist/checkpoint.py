@@ -13,8 +13,9 @@ import io
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -24,6 +25,8 @@ from edgefmnist.contract import is_onnx_name
 from edgefmnist.errors import CheckpointError, first_line, not_a_file_reason
 from edgefmnist.nets import NetConfig, build_net
 from edgefmnist.recipes import Recipe
+
+T = TypeVar("T")
 
 FORMAT = "edgefmnist-checkpoint"
 FORMAT_VERSION = 1
@@ -113,6 +116,22 @@ def is_onnx_model(path: Path) -> bool:
     return True
 
 
+def from_fields(cls: type[T], values: object, what: str) -> T:
+    """The dataclass ``cls`` made from the dict ``values`` of a checkpoint's ``what`` ("recipe").
+
+    Raises ``ValueError`` naming the missing or unknown fields, or when ``values`` is no dict."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{what} is a {type(values).__name__}, not a dict")
+    known = {item.name: item for item in fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
+    required = [name for name, item in known.items() if item.default is MISSING and item.default_factory is MISSING]
+    missing = [name for name in required if name not in values]
+    unknown = [str(name) for name in values if name not in known]
+    if missing or unknown:
+        problems = [f"no {name!r}" for name in missing] + [f"an unknown field {name!r}" for name in unknown]
+        raise ValueError(f"{what} has {', '.join(problems)}")
+    return cls(**values)
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read and rebuild a checkpoint; any problem is a one-line :class:`CheckpointError`, including
     weights that hold NaN or infinity (a run that diverged) and class names that are not
@@ -136,8 +155,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if missing:
         raise CheckpointError(f"{path}: not a whole edgefmnist checkpoint (no {', '.join(map(repr, missing))})")
     try:
-        net_config = NetConfig(**payload["net_config"])
-        recipe = Recipe(**payload["recipe"])
+        net_config = from_fields(NetConfig, payload["net_config"], "net_config")
+        recipe = from_fields(Recipe, payload["recipe"], "recipe")
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: the network or recipe it describes is invalid ({first_line(exc)})") from None
     try:

@@ -277,6 +277,18 @@ CHECKPOINT_CASES = {
         lambda p: save_payload(p, {k: v for k, v in checkpoint_payload().items() if k != "net_config"}),
         "not a whole edgefmnist checkpoint (no 'net_config')",
     ),
+    "a net_config without its architecture": (
+        lambda p: save_payload(p, {**checkpoint_payload(), "net_config": {}}),
+        "the network or recipe it describes is invalid (net_config has no 'arch')",
+    ),
+    "a recipe with a field of another version": (
+        lambda p: save_payload(p, {**checkpoint_payload(), "recipe": {**checkpoint_payload()["recipe"], "warmup": 3}}),
+        "the network or recipe it describes is invalid (recipe has an unknown field 'warmup')",
+    ),
+    "a recipe that is a list": (
+        lambda p: save_payload(p, {**checkpoint_payload(), "recipe": [1, 2]}),
+        "the network or recipe it describes is invalid (recipe is a list, not a dict)",
+    ),
     "a recipe with an unknown optimizer": (
         lambda p: save_payload(
             p, {**checkpoint_payload(), "recipe": {**checkpoint_payload()["recipe"], "optimizer": "lion"}}
