@@ -150,11 +150,19 @@ COLD_START = {
 }
 CHILD_PROLOGUE = "import sys\npath, threads = sys.argv[1], int(sys.argv[2])\n"
 
-LAUNCHER = """import os, subprocess, sys, time
+# Run as ``python -S`` (os, sys and time only, about 10 MiB): a child's ru_maxrss starts at the
+# launcher's RSS at fork time, which must stay below any measured process's.
+LAUNCHER = """import os, sys, time
+cpu = int(sys.argv[1])
+if cpu >= 0:
+    os.sched_setaffinity(0, {cpu})
 start = time.perf_counter_ns()
-child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-_, status, usage = os.wait4(child.pid, 0)
-print((time.perf_counter_ns() - start) / 1e6, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+wall_ms = (time.perf_counter_ns() - start) / 1e6
+sys.stderr.write(f"\\n{wall_ms} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}\\n")
 """
 
 # The whole-process comparison for `edgefmnist infer`: the least a Python script can do.
@@ -207,26 +215,48 @@ def flat(blocks: list[list[int]]) -> list[int]:
     return [sample for block in blocks for sample in block]
 
 
-def run_process(command: list[str], what: str) -> tuple[float, float]:
-    """Wall milliseconds and peak RSS (MiB) of one fresh process; its failure as a one-line error.
+@dataclass(frozen=True)
+class ProcessRun:
+    """One fresh process, measured: ``wall_ms`` from fork to exit, ``peak_rss_mib`` its own
+    ``ru_maxrss`` (MiB), its ``exit_code`` (negative: killed by that signal; None: the launcher
+    failed), its ``stdout`` and the last line of its ``stderr``."""
 
-    A small launcher starts the process and reads its rusage: Linux carries a parent's
-    memory high-water mark across fork and exec, so a child of this (large) process would
-    report this process's peak instead of its own. It runs in the temp folder, as ``python -c``
-    and ``-m`` put the working folder first on ``sys.path``: in a checkout installed with
-    ``pip install .``, the checkout's ``edgefmnist/`` folder (which lacks ``runtime``) would
-    shadow the installed package. Paths in ``command`` must be absolute.
+    wall_ms: float
+    peak_rss_mib: float
+    exit_code: int | None
+    stdout: str
+    last_error: str
+
+
+def measure_process(command: list[str], cpu: int | None = None) -> ProcessRun:
+    """Run ``command`` (on CPU ``cpu`` alone, if given) in a fresh process and measure it.
+
+    A small launcher forks the process and reads its rusage: Linux carries a parent's memory
+    high-water mark across fork and exec, so a child of this (large) process would report this
+    process's peak instead of its own. It runs in the temp folder, as ``python -c`` and ``-m``
+    put the working folder first on ``sys.path``: in a checkout installed with ``pip install .``,
+    the checkout's ``edgefmnist/`` folder (which lacks ``runtime``) would shadow the installed
+    package. Paths in ``command`` must be absolute.
     """
-    launcher = [sys.executable, "-c", LAUNCHER, *command]
+    launcher = [sys.executable, "-S", "-c", LAUNCHER, str(-1 if cpu is None else cpu), *command]
     done = subprocess.run(launcher, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
     try:
-        wall_ms, peak_kib, exit_code = done.stdout.split()
-    except ValueError:
-        exit_code = "?"
-    if done.returncode != 0 or exit_code != "0":
-        lines = done.stderr.strip().splitlines() or ["no output"]
-        raise EdgeFmnistError(f"benchmark process failed ({what}): {lines[-1]}")
-    return float(wall_ms), int(peak_kib) / 1024  # Linux reports KiB
+        wall_ms, peak_kib, exit_code = lines[-1].split()
+        measured = float(wall_ms), int(peak_kib) / 1024, int(exit_code)  # Linux reports KiB
+    except (IndexError, ValueError):
+        return ProcessRun(0.0, 0.0, None, done.stdout, lines[-1] if lines else "no output")
+    return ProcessRun(*measured, done.stdout, lines[-2] if len(lines) > 1 else "no output")
+
+
+def run_process(command: list[str], what: str) -> tuple[float, float]:
+    """Wall milliseconds and peak RSS (MiB) of one fresh process (:func:`measure_process`).
+
+    Raises :class:`EdgeFmnistError` with the last line of its stderr when it fails."""
+    run = measure_process(command)
+    if run.exit_code != 0:
+        raise EdgeFmnistError(f"benchmark process failed ({what}): {run.last_error}")
+    return run.wall_ms, run.peak_rss_mib
 
 
 def median_of_runs(command: list[str], runs: int, what: str) -> dict[str, float]:

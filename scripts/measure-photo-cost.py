@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgefmnist.runtime.bench import compiled_from_source
+from edgefmnist.runtime.bench import compiled_from_source, measure_process
 from PIL import Image
 
 from edgefmnist.data import default_cache_dir
@@ -94,35 +94,6 @@ def make_phone_jpeg(source: Path, size: tuple[int, int], folder: Path, seed: int
     return path
 
 
-# Linux starts a child's ru_maxrss at its parent's RSS at fork time (exec keeps the old memory's
-# high-water mark), and this script holds Fashion-MNIST and numpy: each command is therefore
-# forked from a small launcher (a bare ``python -S``, ~10 MiB, less than any measured process),
-# which also times it and reports ``wait4``'s figures on its stderr.
-LAUNCHER = """
-import os, sys, time
-cpu = int(sys.argv[1])
-if cpu >= 0:
-    os.sched_setaffinity(0, {cpu})
-start = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    os.execv(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - start
-sys.stderr.write(f"{wall} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}\\n")
-"""
-
-
-def run_child(command: list[str], cpu: int | None) -> tuple[float, float, int, str]:
-    """Run ``command``; wall seconds, peak RSS in MiB (``ru_maxrss`` of that process), exit code, stdout."""
-    launcher = [sys.executable, "-S", "-c", LAUNCHER, str(-1 if cpu is None else cpu), *command]
-    done = subprocess.run(launcher, capture_output=True, text=True, check=True)
-    wall, peak_kib, code = done.stderr.split()[-3:]
-    return float(wall), int(peak_kib) / 1024, int(code), done.stdout
-
-
 def measure_processes(pictures: dict[str, Path], repeats: int, cpu: int | None) -> dict[str, dict]:
     """Interleaved whole-process runs of ``infer --image``; medians per picture."""
     walls: dict[str, list[float]] = {name: [] for name in pictures}
@@ -130,13 +101,13 @@ def measure_processes(pictures: dict[str, Path], repeats: int, cpu: int | None) 
     labels: dict[str, str] = {}
     for round_ in range(repeats + 1):  # round 0 warms the page cache and is discarded
         for name, path in pictures.items():
-            wall, peak, code, output = run_child([*infer_command(), "infer", "--image", str(path), "--json"], cpu)
-            if code != 0:
-                raise SystemExit(f"measure-photo-cost: infer --image {path} exited with {code}")
-            labels[name] = json.loads(output)[0].get("label", "")
+            run = measure_process([*infer_command(), "infer", "--image", str(path), "--json"], cpu)
+            if run.exit_code != 0:
+                raise SystemExit(f"measure-photo-cost: infer --image {path} exited with {run.exit_code}")
+            labels[name] = json.loads(run.stdout)[0].get("label", "")
             if round_:
-                walls[name].append(wall)
-                rss[name].append(peak)
+                walls[name].append(run.wall_ms / 1000)
+                rss[name].append(run.peak_rss_mib)
     return {
         name: {
             "file": str(path),
@@ -170,7 +141,7 @@ def measure_cv2_import(repeats: int, cpu: int | None) -> dict:
     for name, before in (("alone", ""), ("after numpy, Pillow, onnxruntime", "import numpy, PIL.Image, onnxruntime")):
         times, growths = [], []
         for _ in range(repeats):
-            _, _, code, output = run_child([sys.executable, "-c", IMPORT_PROBE.format(before=before)], cpu)
+            output = measure_process([sys.executable, "-c", IMPORT_PROBE.format(before=before)], cpu).stdout
             seconds, growth, version = output.split()
             times.append(float(seconds))
             growths.append(float(growth))
@@ -211,7 +182,7 @@ import json; print(json.dumps(steps))
 def measure_steps(picture: Path, cpu: int | None) -> list[dict]:
     """Where a process's time and memory go: each step of ``infer --image`` with its RSS after
     it (VmRSS, split into anonymous memory and file-backed pages such as shared libraries)."""
-    _, _, _, output = run_child([sys.executable, "-c", STEP_PROBE, str(picture)], cpu)
+    output = measure_process([sys.executable, "-c", STEP_PROBE, str(picture)], cpu).stdout
     return json.loads(output)
 
 

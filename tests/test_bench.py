@@ -355,3 +355,17 @@ def test_benchmark_processes_do_not_import_a_checkout_in_the_working_folder(
     monkeypatch.chdir(tmp_path)
     wall_ms, peak_mib = run_process([sys.executable, "-c", "import edgefmnist.runtime.predictor"], "an import")
     assert wall_ms > 0 and peak_mib > 0
+
+
+def test_measure_process_gives_the_process_s_own_peak_its_output_and_its_last_error_line() -> None:
+    import sys
+
+    from edgefmnist.runtime.bench import measure_process
+
+    probe = "import os, sys; print(sorted(os.sched_getaffinity(0))); sys.stderr.write('a\\n'); sys.exit('boom')"
+    failed = measure_process([sys.executable, "-c", probe], cpu=0)
+    assert (failed.exit_code, failed.stdout, failed.last_error) == (1, "[0]\n", "boom") and failed.wall_ms > 0
+    touch = "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1"
+    small, large = (measure_process([sys.executable, "-c", code]) for code in ("pass", touch))
+    assert small.exit_code == large.exit_code == 0 and small.peak_rss_mib < 100 < 200 < large.peak_rss_mib
+    assert measure_process(["/nonexistent/program"]).last_error.startswith("FileNotFoundError")
