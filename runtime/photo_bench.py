@@ -49,11 +49,17 @@ def phone_jpeg(pixels: np.ndarray, path: Path, size: tuple[int, int] = PHONE_SIZ
     photo = np.empty((height, width, 3), np.uint8)
     for rows in range(0, height, 500):  # in bands: the whole frame in float32 would be 144 MB
         band = canvas[rows : rows + 500].astype(np.float32) * light
-        noisy = band[..., None] * np.array([1.0, 0.97, 0.92], np.float32)
-        noisy += rng.normal(0.0, NOISE_SIGMA, noisy.shape).astype(np.float32)
-        photo[rows : rows + 500] = np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+        photo[rows : rows + 500] = with_sensor_noise(band[..., None] * np.array([1.0, 0.97, 0.92], np.float32), rng)
     Image.fromarray(photo, "RGB").save(path, quality=JPEG_QUALITY)
     return path
+
+
+def with_sensor_noise(band: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """float32 pixels (0-255) plus Gaussian noise of :data:`NOISE_SIGMA`, rounded to uint8 (same shape).
+
+    Callers pass a frame in bands of rows: a 12 MP frame in float32 would be 144 MB."""
+    noisy = band + rng.normal(0.0, NOISE_SIGMA, band.shape).astype(np.float32)
+    return np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
 
 
 def build_pictures(

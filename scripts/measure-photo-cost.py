@@ -53,13 +53,12 @@ from pathlib import Path
 
 import numpy as np
 from edgefmnist.runtime.bench import compiled_from_source, measure_process
+from edgefmnist.runtime.photo_bench import JPEG_QUALITY, with_sensor_noise
 from PIL import Image
 
 from edgefmnist.data import default_cache_dir
 
 BAR = 1.5  # the 12 MP JPEG process may cost at most this many times the 28x28 PNG process
-NOISE_SIGMA = 6.0  # Gaussian noise on the upscaled photo, in 0-255 levels: a phone sensor's grain
-QUALITY = 90
 PHOTOS_DEV = Path(__file__).resolve().parents[1].parent / "shared" / "photos-dev"
 ARM64_WHEELS = Path(os.environ.get("EDGEFMNIST_ARM64_DIR") or default_cache_dir() / "arm64") / "wheels"
 SIZES = {"12 MP": (4000, 3000), "48 MP": (8000, 6000)}
@@ -81,16 +80,15 @@ def make_png(folder: Path) -> Path:
 
 
 def make_phone_jpeg(source: Path, size: tuple[int, int], folder: Path, seed: int = 0) -> Path:
-    """``source`` upscaled (bicubic) to ``size``, Gaussian noise added, saved as a JPEG of QUALITY."""
+    """``source`` upscaled (bicubic) to ``size``, a phone sensor's grain added (:func:`with_sensor_noise`),
+    saved as a JPEG of :data:`JPEG_QUALITY`."""
     picture = Image.open(source).convert("RGB").resize(size, Image.Resampling.BICUBIC)
     pixels = np.asarray(picture).copy()
     rng = np.random.default_rng(seed)
     for rows in range(0, pixels.shape[0], 500):  # in bands: a 48 MP float image would be 1.1 GB
-        band = pixels[rows : rows + 500].astype(np.float32)
-        band += rng.normal(0.0, NOISE_SIGMA, band.shape).astype(np.float32)
-        pixels[rows : rows + 500] = np.clip(band + 0.5, 0, 255).astype(np.uint8)
+        pixels[rows : rows + 500] = with_sensor_noise(pixels[rows : rows + 500].astype(np.float32), rng)
     path = folder / f"phone-{size[0]}x{size[1]}.jpg"
-    Image.fromarray(pixels).save(path, quality=QUALITY)
+    Image.fromarray(pixels).save(path, quality=JPEG_QUALITY)
     return path
 
 
