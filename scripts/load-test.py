@@ -127,15 +127,10 @@ def wait_until_idle(url: str, timeout: float = 60) -> None:
     raise SystemExit(f"load-test: the server at {url} is still busy after {timeout:g} s")
 
 
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set size (``VmHWM``), MiB."""
+def status_mib(pid: int, field: str) -> float:
+    """A memory figure of ``/proc/PID/status``, MiB: ``VmRSS`` (resident now) or ``VmHWM`` (its peak)."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
-
-
-def current_rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    return int(re.search(rf"{field}:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
 def run_wrk(url: str, clients: int, seconds: int, script: Path, folder: Path, images: int) -> dict[str, Any]:
@@ -205,12 +200,12 @@ def main() -> None:
         server, url = start_server(args.model)
         try:
             report: dict[str, Any] = {
-                "idle_rss_mib": current_rss_mib(server.pid),
+                "idle_rss_mib": status_mib(server.pid, "VmRSS"),
                 "load_average_before": os.getloadavg(),
             }
             run_wrk(url, args.clients, 2, script, folder, args.images)  # warm-up
             report["load"] = run_wrk(url, args.clients, args.seconds, script, folder, args.images)
-            report["load_peak_rss_mib"] = peak_rss_mib(server.pid)
+            report["load_peak_rss_mib"] = status_mib(server.pid, "VmHWM")
             rounds = []
             for _ in range(args.rounds):
                 service = run_wrk(url, args.clients, args.round_seconds, script, folder, args.images)
@@ -224,7 +219,7 @@ def main() -> None:
                 report["processes_per_second"] = process_total / sum(r["processes"]["seconds"] for r in rounds)
                 report["ratio"] = report["service_per_second"] / max(report["processes_per_second"], 1e-9)
             report["overload"] = run_wrk(url, args.overload_clients, args.overload_seconds, script, folder, args.images)
-            report["overload_peak_rss_mib"] = peak_rss_mib(server.pid)
+            report["overload_peak_rss_mib"] = status_mib(server.pid, "VmHWM")
         finally:
             server.send_signal(signal.SIGTERM)
             _, err = server.communicate(timeout=120)
