@@ -146,6 +146,16 @@ def unsure_threshold_option(flag: str, text: str, scope: str = "") -> Any:
     return typer.Option(flag, min=0.0, max=1.0, callback=must_be_finite, help=scoped(scope, text))
 
 
+TopKOption = Annotated[
+    int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes to show per picture.")
+]
+
+
+def count_option(text: str) -> Any:
+    """An option counting threads or workers: 1 to :data:`~edgefmnist.contract.MAX_THREADS`."""
+    return typer.Option(min=1, max=contract.MAX_THREADS, help=text)
+
+
 MinConfidenceOption = Annotated[float, unsure_threshold_option("--min-confidence", MIN_CONFIDENCE_HELP)]
 MinTypicalityOption = Annotated[float, unsure_threshold_option("--min-typicality", MIN_TYPICALITY_HELP)]
 PHOTOS_ONLY = "With --photos: "
@@ -467,16 +477,10 @@ def infer(
         ),
     ] = None,
     model: ShippedModelOption = None,
-    top_k: Annotated[
-        int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes to show per image.")
-    ] = contract.DEFAULT_TOP_K,
+    top_k: TopKOption = contract.DEFAULT_TOP_K,
     threads: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            max=contract.MAX_THREADS,
-            help=f"onnxruntime intra-op threads [default: cores, at most {contract.MAX_DEFAULT_THREADS}].",
-        ),
+        count_option(f"onnxruntime intra-op threads [default: cores, at most {contract.MAX_DEFAULT_THREADS}]."),
     ] = None,
     save_preprocessed: Annotated[
         str | None,
@@ -490,11 +494,9 @@ def infer(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            max=contract.MAX_THREADS,
-            help="Pictures preprocessed in parallel "
-            "[default: the available cores when a picture takes 2 ms or more, else 1].",
+        count_option(
+            "Pictures preprocessed in parallel "
+            "[default: the available cores when a picture takes 2 ms or more, else 1]."
         ),
     ] = None,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
@@ -618,9 +620,7 @@ def evaluate(
             readable=False,
         ),
     ] = None,
-    threads: Annotated[
-        int | None, typer.Option(min=1, max=contract.MAX_THREADS, help="onnxruntime intra-op threads.")
-    ] = None,
+    threads: Annotated[int | None, count_option("onnxruntime intra-op threads.")] = None,
     data_dir: Annotated[Path | None, data_dir_option(TEST_FILES, "Without --photos: ")] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -685,9 +685,7 @@ def bench(
     batch: Annotated[
         str, typer.Option(help=f"Batch sizes for throughput, comma-separated (at most {contract.MAX_BENCH_BATCH:,}).")
     ] = ",".join(map(str, contract.BENCH_BATCHES)),
-    threads: Annotated[
-        int, typer.Option(min=1, max=contract.MAX_THREADS, help="Intra-op threads for every engine.")
-    ] = 1,
+    threads: Annotated[int, count_option("Intra-op threads for every engine.")] = 1,
     runs: Annotated[int, typer.Option(min=10, help="Timed batch-1 calls per row.")] = contract.BENCH_RUNS,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed calls before timing.")] = contract.BENCH_WARMUP,
     reference: Annotated[
@@ -770,10 +768,8 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
     threads: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            max=contract.MAX_THREADS,
-            help=f"Worker threads classifying in parallel [default: cores, at most {contract.MAX_DEFAULT_THREADS}].",
+        count_option(
+            f"Worker threads classifying in parallel [default: cores, at most {contract.MAX_DEFAULT_THREADS}]."
         ),
     ] = None,
     queue: Annotated[
@@ -806,9 +802,7 @@ def serve(
             "then its whole body (else 408).",
         ),
     ] = contract.SERVE_UPLOAD_SECONDS,
-    top_k: Annotated[
-        int, typer.Option("--top-k", min=1, max=spec.NUM_CLASSES, help="How many classes per result.")
-    ] = contract.DEFAULT_TOP_K,
+    top_k: TopKOption = contract.DEFAULT_TOP_K,
     min_confidence: MinConfidenceOption = spec.DEFAULT_MIN_CONFIDENCE,
     min_typicality: MinTypicalityOption = spec.DEFAULT_MIN_TYPICALITY,
 ) -> None:
