@@ -313,6 +313,13 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         return error_response(500, f"internal error ({type(exc).__name__}: {first_line(exc)})")
 
+    async def classified(request: Request, preprocessed: bool, batch: bool) -> list[dict[str, Any]]:
+        """The entries of a classify request's pictures, after its query and body are checked."""
+        if problem := query_problem(request.query_params.multi_items()):
+            raise ServiceError(400, problem)
+        pictures = await read_pictures(request, settings.max_files, batch=batch)
+        return await classifier.run(pictures, preprocessed)
+
     @app.post(
         "/v1/classify",
         summary="Classify one picture (raw image/* body or multipart field 'file')",
@@ -320,10 +327,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
         responses=responses(batch=False),
     )
     async def classify(request: Request, preprocessed: bool = False) -> JSONResponse:
-        if problem := query_problem(request.query_params.multi_items()):
-            raise ServiceError(400, problem)
-        pictures = await read_pictures(request, settings.max_files, batch=False)
-        entry = (await classifier.run(pictures, preprocessed))[0]
+        entry = (await classified(request, preprocessed, batch=False))[0]
         if "error" in entry:
             status = entry.pop("status")
             return error_response(status, entry["error"])
@@ -336,10 +340,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
         responses=responses(batch=True),
     )
     async def classify_batch(request: Request, preprocessed: bool = False) -> JSONResponse:
-        if problem := query_problem(request.query_params.multi_items()):
-            raise ServiceError(400, problem)
-        pictures = await read_pictures(request, settings.max_files, batch=True)
-        entries = await classifier.run(pictures, preprocessed)
+        entries = await classified(request, preprocessed, batch=True)
         for entry in entries:
             entry.pop("status", None)
         return JSONResponse(entries)
