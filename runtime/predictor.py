@@ -110,17 +110,24 @@ SINGLE_IMAGE_SHAPES = {(IMAGE_SIZE, IMAGE_SIZE), (1, IMAGE_SIZE, IMAGE_SIZE), (1
 
 
 class SingleImageBinding:
-    """One thread's pre-allocated input and outputs for a single image, bound to the session once."""
+    """One thread's pre-allocated input and outputs for a single image, bound to the session once.
 
-    def __init__(self, session: onnxruntime.InferenceSession, classes: int, dtype: np.dtype) -> None:
+    ``run_options`` are passed to every run (:func:`bound_run`: build them once)."""
+
+    def __init__(
+        self,
+        session: onnxruntime.InferenceSession,
+        classes: int,
+        dtype: np.dtype,
+        run_options: onnxruntime.RunOptions | None,
+    ) -> None:
         self.image = np.zeros((1, 1, IMAGE_SIZE, IMAGE_SIZE), dtype)
         self.outputs = np.zeros((len(OUTPUT_NAMES), 1, classes), np.float32)  # logits, probabilities
         self.binding = session.io_binding()
         self.binding.bind_cpu_input(INPUT_NAME, self.image)
         for name, buffer in zip(OUTPUT_NAMES, self.outputs, strict=False):
             self.binding.bind_output(name, "cpu", 0, np.float32, list(buffer.shape), buffer.ctypes.data)
-        self.run_options = onnxruntime.RunOptions()  # built once: see bound_run
-        self._run = bound_run(session, self.binding, self.run_options)
+        self.run_bound = bound_run(session, self.binding, run_options)  # the bare call on the bound buffers
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Logits and probabilities, float32 ``[1, 10]`` each, of one image (views of one copy of the
@@ -136,7 +143,7 @@ class SingleImageBinding:
             np.copyto(self.image, np.clip(np.rint(image), 0, 255).reshape(self.image.shape), casting="unsafe")
         else:
             np.copyto(self.image, image.reshape(self.image.shape), casting="same_kind")
-        self._run()
+        self.run_bound()
         outputs = self.outputs.copy()  # one copy; unpacking the array itself costs more than indexing it
         return outputs[0], outputs[1]
 
@@ -241,7 +248,7 @@ class Predictor:
         binding = getattr(self._per_thread, "binding", None)
         if binding is None:
             binding = self._per_thread.binding = SingleImageBinding(
-                self.session, len(self.class_names), self.input_dtype
+                self.session, len(self.class_names), self.input_dtype, onnxruntime.RunOptions()
             )
         return binding
 

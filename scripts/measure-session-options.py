@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from edgefmnist.runtime.bench import time_calls
 from edgefmnist.runtime.metadata import read_metadata
 from edgefmnist.runtime.predictor import (
     INPUT_DTYPES,
     INPUT_NAME,
     OUTPUT_NAMES,
-    bound_run,
+    SingleImageBinding,
     open_session,
 )
 
@@ -51,15 +52,10 @@ def run_options(kind: str) -> ort.RunOptions | None:
 
 def single_image_call(path: str, image: np.ndarray, arena: bool, options_kind: str) -> Callable[[], object]:
     sess = session(path, arena)
-    pixels = np.ascontiguousarray(image[None, None], dtype=INPUT_DTYPES[sess.get_inputs()[0].type])
-    outputs = np.zeros((2, 1, 10), np.float32)
-    binding = sess.io_binding()
-    binding.bind_cpu_input(INPUT_NAME, pixels)
-    for name, buffer in zip(OUTPUT_NAMES, outputs, strict=True):
-        binding.bind_output(name, "cpu", 0, np.float32, [1, 10], buffer.ctypes.data)
-    run = bound_run(sess, binding, run_options(options_kind))
-    keep = (pixels, outputs)  # the bound buffers must outlive the call
-    return lambda: (run(), keep)
+    dtype = np.dtype(INPUT_DTYPES[sess.get_inputs()[0].type])
+    binding = SingleImageBinding(sess, 10, dtype, run_options(options_kind))
+    binding.image[...] = image
+    return lambda: binding.run_bound()  # the binding's buffers must outlive the calls
 
 
 def ratios(samples: dict[str, list[float]], base: str) -> dict[str, str]:
@@ -80,18 +76,9 @@ def main(paths: list[str]) -> None:
             for arena in (True, False)
             for kind in ("none", "once", "sync off")
         }
-        samples: dict[str, list[float]] = {name: [] for name in calls}
-        for call in calls.values():
-            for _ in range(500):
-                call()
-        for _ in range(40):
-            for name, call in calls.items():
-                block = []
-                for _ in range(100):
-                    start = time.perf_counter_ns()
-                    call()
-                    block.append(time.perf_counter_ns() - start)
-                samples[name].append(float(np.median(block)) / 1000)
+        runners = {name: (lambda _, call=call: call()) for name, call in calls.items()}
+        timed = time_calls(runners, dict.fromkeys(calls, images[:1]), calls=40 * 100, warmup=500, blocks=40)
+        samples = {name: [float(np.median(block)) / 1000 for block in blocks] for name, blocks in timed.items()}
         print(f"{path}: batch-1 µs, ratio to arena on, run options None [10th-90th percentile of 40 blocks]")
         for name, text in ratios(samples, next(iter(calls))).items():
             print(f"  {name}  {text}")
