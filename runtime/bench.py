@@ -386,6 +386,16 @@ def compare_with_plain(rows: list[BenchRow]) -> None:
             row.vs_plain = ratios(row, base)
 
 
+def name_clashes_by_path(rows: list[BenchRow]) -> None:
+    """Name each row whose file name another file shares (``a/mlp.onnx``, ``b/mlp.onnx``) by its path."""
+    paths: dict[str, set[str]] = {}
+    for row in rows:
+        paths.setdefault(row.model, set()).add(row.path)
+    for row in rows:
+        if len(paths[row.model]) > 1:
+            row.model = row.path
+
+
 def comparable_p50(row: BenchRow, candidates: dict[str, BenchRow]) -> float:
     """``row``'s batch-1 p50 for choosing between models (µs). An int8 row timed beside its fp32 model
     counts as that model's p50 times their in-block ratio (``vs_fp32``), so that the pair compares as
@@ -565,6 +575,7 @@ def run_bench(
         progress(f"{', '.join(path.name for path, _ in group)} via {' and '.join(engines)}{beside}")
         rows += measure(group, test, settings, wanted)
     compare_with_plain(rows)
+    name_clashes_by_path(rows)
     progress("the per-call floor (a one-node graph)")
     floor = call_floor(settings)
     onnx_models = [path for path in models if is_onnx_name(path)]

@@ -81,6 +81,17 @@ def test_the_recommendation_weighs_int8_against_its_fp32_model_by_their_in_block
     assert (recommend([fp32, int8]) or {})["model"] == "cnn.int8.onnx"
 
 
+def test_two_files_of_one_name_in_two_folders_are_named_by_their_paths() -> None:
+    from edgefmnist.runtime.bench import name_clashes_by_path
+
+    rows = [block_row([], [], "mlp.onnx"), block_row([], [], "mlp.onnx"), block_row([], [], "cnn.onnx")]
+    rows[0].path, rows[1].path, rows[2].path = "models/mlp.onnx", "old/mlp.onnx", "models/cnn.onnx"
+    plain = block_row([], [], "mlp.onnx")
+    plain.path, plain.engine = "models/mlp.onnx", "onnxruntime"  # one file, two engines: no clash
+    name_clashes_by_path([*rows, plain])
+    assert [row.model for row in [*rows, plain]] == ["models/mlp.onnx", "old/mlp.onnx", "cnn.onnx", "models/mlp.onnx"]
+
+
 def test_every_call_asked_for_is_timed_and_blocks_never_run_empty() -> None:
     for runs in (10, 210, 3):
         calls: list[np.ndarray] = []
