@@ -259,100 +259,126 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
         if opened:
             raise PhotoSetError(f'{labels}: line {opened}: a quote (") is never closed')
         reader = csv.DictReader(lines)
-        # an unnamed column (a spreadsheet's trailing comma) gets a key of its own, or two would share ""
-        header = [name.strip().lower() or f"\0unnamed {i}" for i, name in enumerate(reader.fieldnames or [])]
-        reader.fieldnames = header
-        missing = [c for c in LABEL_COLUMNS if c not in header]
-        if missing:
-            separator = next((s for s in (";", "\t") if len(header) == 1 and s in header[0]), None)
-            shown = "a tab" if separator == "\t" else f"'{separator}'"  # ';': a spreadsheet's export in some locales
-            raise PhotoSetError(
-                f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
-                + (f" (the header is separated by {shown}: separate the columns with commas)" if separator else "")
-            )
-        repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
-        if repeated:
-            raise PhotoSetError(f"{labels}: the header names {', '.join(repeated)} twice")
-        unnamed = {name for name in header if name.startswith("\0")}
+        unnamed = checked_header(reader, labels)
         photos = []
-        first_line: dict[str, int] = {}  # file -> the line that listed it
-        first_named: dict[tuple[int, int], tuple[str, int]] = {}  # (device, inode) -> the file, its line
-        listings: dict[Path, dict[str, list[str]]] = {}  # a folder -> its names by their composed form
+        listed = ListedFiles()
         domain_of: dict[str, tuple[bool, int]] = {}  # source class -> in domain, and the line that said so
         spelling: dict[str, str] = {}  # a source class ignoring case -> its first spelling ("Hat", "hat": one class)
         for row in reader:
             line = reader.line_num  # the file's line (rows may span lines; blank lines are skipped)
-            absent = [c for c in LABEL_COLUMNS if row[c] is None]
-            if absent:  # a short row: its fields would land in the wrong columns
-                raise PhotoSetError(f"{labels}: line {line}: too few fields, no {', '.join(absent)}")
-            extras = [*(row.get(None) or []), *(row[name] or "" for name in unnamed)]
-            if any(extra.strip() for extra in extras):  # "Sandal,Sneaker" would drop Sneaker
-                raise PhotoSetError(
-                    f"{labels}: line {line}: more fields than the header names "
-                    f"(separate the classes in accepted with ';', or quote a field that holds a comma)"
-                )
-            file = row["file"].strip()
-            if file != row["file"] and exists_only_as_written(labels.parent, row["file"], file):
-                file = row["file"]  # a name that does begin or end with a space (quoted in the file)
-            if not file:
-                raise PhotoSetError(f"{labels}: line {line}: empty file name")
-            if "\0" in file:  # no file system takes one
-                raise PhotoSetError(f"{labels}: line {line}: the file name holds a NUL byte")
-            if "\\" in file and not os.path.lexists(labels.parent / file):  # a path written on Windows
-                raise PhotoSetError(
-                    f"{labels}: line {line}: no file {quoted(file)}; separate its folders with /, not a backslash"
-                )
-            file = as_spelt_on_disk(labels.parent, file, listings)
-            key = os.path.abspath(labels.parent / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
-            if not is_inside(key, labels.parent):
-                itself = key == os.path.abspath(labels.parent) or os.path.realpath(key) == os.path.realpath(
-                    labels.parent
-                )
-                where = "the photo set's folder itself, not a photo" if itself else "outside the photo set's folder"
-                raise PhotoSetError(f"{labels}: line {line}: {quoted(file)} is {where}")
-            if key in first_line:
-                raise PhotoSetError(
-                    f"{labels}: line {line}: {quoted(file)} is listed again, first on line {first_line[key]}"
-                )
-            first_line[key] = line
-            if named := first_name(Path(key), (file, line), first_named):
-                raise PhotoSetError(
-                    f"{labels}: line {line}: {quoted(file)} is the file of {quoted(named[0])} on line {named[1]}, "
-                    "under another name"
-                )
-            entries = [a.strip() for a in row["accepted"].split(";")]
-            if row["accepted"].strip() and not any(entries):  # ";" names no class (empty: out of domain)
-                raise PhotoSetError(
-                    f"{labels}: line {line}: accepted {quoted(row['accepted'])} names no class "
-                    "(leave it empty for a photo that no class covers)"
-                )
-            accepted = []
-            for entry in filter(None, entries):
-                name = class_named(entry, class_names)
-                if name is None:
-                    nearest = nearest_class(entry, class_names)
-                    hint = (
-                        f" (did you mean {quoted(nearest)}?)"
-                        if nearest
-                        else f"; the classes: {', '.join(map(quoted, class_names))}"
-                    )
-                    message = f"{labels}: line {line}: {quoted(entry)} is not a {class_noun(class_names)}{hint}"
-                    raise PhotoSetError(message)
-                accepted.append(name)
-            accepted_once = tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
+            where = f"{labels}: line {line}"
+            check_row_fields(row, unnamed, where)
+            file = listed.photo_file(row["file"], labels.parent, line, where)
+            accepted = accepted_classes(row["accepted"], class_names, where)
             source = row["source_class"].strip()
             if not source:
-                raise PhotoSetError(
-                    f"{labels}: line {line}: empty source_class (what the photo shows: pants, hat, ...)"
-                )
+                raise PhotoSetError(f"{where}: empty source_class (what the photo shows: pants, hat, ...)")
             source = spelling.setdefault(source.casefold(), source)
-            check_one_domain(source, bool(accepted_once), line, domain_of, labels)
-            photos.append(Photo(labels.parent / file, source, accepted_once))
+            check_one_domain(source, bool(accepted), line, domain_of, labels)
+            photos.append(Photo(labels.parent / file, source, accepted))
     except OSError as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc.strerror or exc})") from None
     except csv.Error as exc:
         raise PhotoSetError(f"{labels}: cannot read it ({exc})") from None
     return photos
+
+
+def checked_header(reader: csv.DictReader, labels: Path) -> set[str]:
+    """Normalise ``reader``'s column names (trimmed, lower case) and check that each of
+    :data:`LABEL_COLUMNS` is there once; return the keys given to unnamed columns.
+
+    Raises :class:`PhotoSetError` naming the missing or repeated columns (and a header separated
+    by ';' or a tab instead of commas)."""
+    # an unnamed column (a spreadsheet's trailing comma) gets a key of its own, or two would share ""
+    header = [name.strip().lower() or f"\0unnamed {i}" for i, name in enumerate(reader.fieldnames or [])]
+    reader.fieldnames = header
+    missing = [c for c in LABEL_COLUMNS if c not in header]
+    if missing:
+        separator = next((s for s in (";", "\t") if len(header) == 1 and s in header[0]), None)
+        shown = "a tab" if separator == "\t" else f"'{separator}'"  # ';': a spreadsheet's export in some locales
+        raise PhotoSetError(
+            f"{labels}: expected columns {','.join(LABEL_COLUMNS)}; missing {', '.join(missing)}"
+            + (f" (the header is separated by {shown}: separate the columns with commas)" if separator else "")
+        )
+    repeated = [c for c in LABEL_COLUMNS if header.count(c) > 1]
+    if repeated:
+        raise PhotoSetError(f"{labels}: the header names {', '.join(repeated)} twice")
+    return {name for name in header if name.startswith("\0")}
+
+
+def check_row_fields(row: dict, unnamed: set[str], where: str) -> None:
+    """Raise :class:`PhotoSetError` (prefixed with ``where``) for a row with fewer fields than
+    :data:`LABEL_COLUMNS` or with a value beyond the named columns."""
+    absent = [c for c in LABEL_COLUMNS if row[c] is None]
+    if absent:  # a short row: its fields would land in the wrong columns
+        raise PhotoSetError(f"{where}: too few fields, no {', '.join(absent)}")
+    extras = [*(row.get(None) or []), *(row[name] or "" for name in unnamed)]
+    if any(extra.strip() for extra in extras):  # "Sandal,Sneaker" would drop Sneaker
+        raise PhotoSetError(
+            f"{where}: more fields than the header names "
+            f"(separate the classes in accepted with ';', or quote a field that holds a comma)"
+        )
+
+
+class ListedFiles:
+    """The photos a ``labels.csv`` has listed so far, to refuse one listed twice under any name."""
+
+    def __init__(self) -> None:
+        self.first_line: dict[str, int] = {}  # file -> the line that listed it
+        self.first_named: dict[tuple[int, int], tuple[str, int]] = {}  # (device, inode) -> the file, its line
+        self.listings: dict[Path, dict[str, list[str]]] = {}  # a folder -> its names by their composed form
+
+    def photo_file(self, written: str, folder: Path, line: int, where: str) -> str:
+        """The file a row's ``file`` field ``written`` names, relative to the set's ``folder``, as the
+        disk spells it. Raises :class:`PhotoSetError` (prefixed with ``where``) for an empty name, a
+        NUL byte, a Windows path, a file outside the folder, and one listed before under any name."""
+        file = written.strip()
+        if file != written and exists_only_as_written(folder, written, file):
+            file = written  # a name that does begin or end with a space (quoted in the file)
+        if not file:
+            raise PhotoSetError(f"{where}: empty file name")
+        if "\0" in file:  # no file system takes one
+            raise PhotoSetError(f"{where}: the file name holds a NUL byte")
+        if "\\" in file and not os.path.lexists(folder / file):  # a path written on Windows
+            raise PhotoSetError(f"{where}: no file {quoted(file)}; separate its folders with /, not a backslash")
+        file = as_spelt_on_disk(folder, file, self.listings)
+        key = os.path.abspath(folder / file)  # "a/x.jpg", "a//x.jpg" and "/set/a/x.jpg" name one photo
+        if not is_inside(key, folder):
+            itself = key == os.path.abspath(folder) or os.path.realpath(key) == os.path.realpath(folder)
+            what = "the photo set's folder itself, not a photo" if itself else "outside the photo set's folder"
+            raise PhotoSetError(f"{where}: {quoted(file)} is {what}")
+        if key in self.first_line:
+            raise PhotoSetError(f"{where}: {quoted(file)} is listed again, first on line {self.first_line[key]}")
+        self.first_line[key] = line
+        if named := first_name(Path(key), (file, line), self.first_named):
+            raise PhotoSetError(
+                f"{where}: {quoted(file)} is the file of {quoted(named[0])} on line {named[1]}, under another name"
+            )
+        return file
+
+
+def accepted_classes(field: str, class_names: Sequence[str], where: str) -> tuple[str, ...]:
+    """The classes a row's ``accepted`` field names (``;``-separated, any case; each once), empty for
+    a photo no class covers. Raises :class:`PhotoSetError` (prefixed with ``where``) for a name
+    that is not one of ``class_names`` (with the nearest as a hint) or a field of separators only."""
+    entries = [a.strip() for a in field.split(";")]
+    if field.strip() and not any(entries):  # ";" names no class (empty: out of domain)
+        raise PhotoSetError(
+            f"{where}: accepted {quoted(field)} names no class (leave it empty for a photo that no class covers)"
+        )
+    accepted = []
+    for entry in filter(None, entries):
+        name = class_named(entry, class_names)
+        if name is None:
+            nearest = nearest_class(entry, class_names)
+            hint = (
+                f" (did you mean {quoted(nearest)}?)"
+                if nearest
+                else f"; the classes: {', '.join(map(quoted, class_names))}"
+            )
+            raise PhotoSetError(f"{where}: {quoted(entry)} is not a {class_noun(class_names)}{hint}")
+        accepted.append(name)
+    return tuple(dict.fromkeys(accepted))  # "Coat;coat" is Coat
 
 
 def exists_only_as_written(folder: Path, written: str, stripped: str) -> bool:
