@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,6 +18,9 @@ from edgefmnist.cli_checks import need_training_extra, warn_if_oversubscribed, w
 from edgefmnist.console import print_json, say, write_stdout
 from edgefmnist.contract import is_checkpoint_name, is_onnx_name
 from edgefmnist.errors import EdgeFmnistError, printable
+
+if TYPE_CHECKING:
+    from edgefmnist.runtime.photo_set import Photo
 
 
 def evaluate_test_set(
@@ -99,6 +103,26 @@ def check_plot_path(plot: Path, inputs: Iterable[tuple[Path, str]]) -> None:
     check_writable(plot)
 
 
+def selected_photos(folder: Path, photos: list[Photo], split: str, choose: bool) -> list[Photo]:
+    """The photos of the ``split`` half (:func:`~edgefmnist.runtime.photo_set.select_split`).
+
+    Raises :class:`EdgeFmnistError` when there are none, or with ``choose`` when they lack
+    in-domain or out-of-domain photos (the defaults' rule needs both)."""
+    from edgefmnist.runtime.photo_set import select_split
+
+    selected = select_split(photos, split)
+    if not selected:
+        other = "report" if split == "choice" else "choice"
+        hint = f" (all {len(photos)} are in the {other} half: give --split {other} or all)" if photos else ""
+        raise EdgeFmnistError(f"{folder}: no photos in the {split} half{hint}")
+    if choose and len({photo.in_domain for photo in selected}) < 2:
+        lacking = "out-of-domain" if selected[0].in_domain else "in-domain"
+        raise EdgeFmnistError(
+            f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
+        )
+    return selected
+
+
 def evaluate_photos(
     folder: Path,
     model: Path | None,
@@ -124,7 +148,7 @@ def evaluate_photos(
         threshold_sweep,
         unread_in_domain,
     )
-    from edgefmnist.runtime.photo_set import LABELS_FILE, load_photo_set, photo_set_notes, select_split
+    from edgefmnist.runtime.photo_set import LABELS_FILE, load_photo_set, photo_set_notes
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     if model is not None and not is_onnx_name(model):
@@ -137,16 +161,7 @@ def evaluate_photos(
         labels = [(folder / LABELS_FILE, f"the photo set's {folder / LABELS_FILE}")]
         pictures = [(photo.path, f"the photo {photo.path}") for photo in photos]
         check_plot_path(plot, [(model_path, f"the model {model_path}"), *labels, *pictures])
-    selected = select_split(photos, split)
-    if not selected:
-        other = "report" if split == "choice" else "choice"
-        hint = f" (all {len(photos)} are in the {other} half: give --split {other} or all)" if photos else ""
-        raise EdgeFmnistError(f"{folder}: no photos in the {split} half{hint}")
-    if choose and len({photo.in_domain for photo in selected}) < 2:
-        lacking = "out-of-domain" if selected[0].in_domain else "in-domain"
-        raise EdgeFmnistError(
-            f"{folder}: --choose needs in-domain and out-of-domain photos; these have no {lacking} one"
-        )
+    selected = selected_photos(folder, photos, split, choose)
     if choose and split != "choice":
         chosen_on = "the report half" if split == "report" else "all photos"
         notes.append(
