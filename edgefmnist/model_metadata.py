@@ -114,6 +114,35 @@ def valid_quantiles(entry: object) -> bool:
     return rising and levels[0] == 0 and levels[-1] == 1 and math.isfinite(spread) and spread > 0
 
 
+def parsed_props(props: dict[str, str], source: Path | str) -> dict[str, Any]:
+    """Each metadata value of ``props`` read as JSON, by key. Raises :class:`ModelError` naming
+    ``source`` for malformed JSON, and for NaN, Infinity or a number too large for a float."""
+    values = {}
+    for key, text in props.items():
+        try:
+            values[key] = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{source}: malformed metadata ({exc.msg})") from None
+        except ValueError as exc:  # NaN, Infinity, 1e999: Python's json reads them, a JSON answer cannot carry them
+            raise ModelError(f"{source}: malformed metadata: {key} holds {exc}, not a JSON number") from None
+    return values
+
+
+def check_calibration(calibration: Any, source: Path | str) -> None:
+    """Raise :class:`ModelError` naming ``source`` unless ``calibration`` holds a temperature > 0 and
+    well-formed typicality tables (overall and per class), where it has them."""
+    if not valid_calibration(calibration):
+        raise ModelError(f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})")
+    if "max_logit_quantiles" in calibration:
+        check_quantile_table(calibration["max_logit_quantiles"], "max_logit_quantiles", source)
+    if "class_max_logit_quantiles" in calibration:
+        tables = calibration["class_max_logit_quantiles"]
+        if not (isinstance(tables, list) and tables):
+            raise ModelError(f"{source}: metadata calibration.class_max_logit_quantiles is not a list of tables")
+        for index, table in enumerate(tables):
+            check_quantile_table(table, f"class_max_logit_quantiles[{index}]", source)
+
+
 @dataclass(frozen=True)
 class ModelMetadata:
     """The parsed ``metadata_props`` of an edgefmnist model."""
@@ -192,14 +221,7 @@ class ModelMetadata:
         """Parse and validate; raise :class:`ModelError` naming ``source`` on any problem."""
         if SCHEMA_KEY not in props:
             raise ModelError(f"{source}: no edgefmnist metadata (was it exported with `edgefmnist export`?)")
-        values = {}
-        for key, text in props.items():
-            try:
-                values[key] = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
-            except json.JSONDecodeError as exc:
-                raise ModelError(f"{source}: malformed metadata ({exc.msg})") from None
-            except ValueError as exc:  # NaN, Infinity, 1e999: Python's json reads them, a JSON answer cannot carry them
-                raise ModelError(f"{source}: malformed metadata: {key} holds {exc}, not a JSON number") from None
+        values = parsed_props(props, source)
         schema = values.pop(SCHEMA_KEY)
         if schema != SCHEMA_VERSION:
             shown = quoted(schema) if isinstance(schema, str) else schema
@@ -220,19 +242,8 @@ class ModelMetadata:
                 f"{source}: metadata input dtype {json.dumps(values['input']['dtype'])[:80]} "
                 f"is not one of {', '.join(INPUT_DTYPE_NAMES)}"
             )
-        calibration = values.get(CALIBRATION_KEY)
-        if calibration is not None and not valid_calibration(calibration):
-            raise ModelError(
-                f"{source}: metadata calibration is not a temperature > 0 ({json.dumps(calibration)[:80]})"
-            )
-        if calibration is not None and "max_logit_quantiles" in calibration:
-            check_quantile_table(calibration["max_logit_quantiles"], "max_logit_quantiles", source)
-        if calibration is not None and "class_max_logit_quantiles" in calibration:
-            tables = calibration["class_max_logit_quantiles"]
-            if not (isinstance(tables, list) and tables):
-                raise ModelError(f"{source}: metadata calibration.class_max_logit_quantiles is not a list of tables")
-            for index, table in enumerate(tables):
-                check_quantile_table(table, f"class_max_logit_quantiles[{index}]", source)
+        if values.get(CALIBRATION_KEY) is not None:
+            check_calibration(values[CALIBRATION_KEY], source)
         if SESSION_KEY in values and not valid_session(values[SESSION_KEY]):
             raise ModelError(
                 f'{source}: metadata {SESSION_KEY} is not {{"disabled_optimizers": [non-empty names]}} '
