@@ -98,26 +98,7 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
     """
     if max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side}")
-    if isinstance(source, bytes | bytearray | memoryview):
-        path = name or "<bytes>"
-        fp: IO[bytes] = io.BytesIO(source)
-    else:
-        path = name or os.fspath(source)
-        try:
-            fp = open(source, "rb")  # closed below, after the plugins have read from it
-        except FileNotFoundError:
-            raise ImageError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ImageError(f"{path}: is a directory, expected an image") from None
-        except OSError as exc:
-            raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
-        if is_device(fp):  # /dev/zero seeks to an end of 0 and reads forever
-            fp.close()
-            raise ImageError(f"{path}: a device, not a picture file")
-        if not fp.seekable():
-            fp = read_whole_stream(fp, path, "a pipe")
-        elif not seeks_to_its_end(fp):  # a /proc file
-            fp = read_whole_stream(fp, path, "a file that cannot seek to its end")
+    fp, path = opened_source(source, name)
     if fp.seek(0, io.SEEK_END) == 0:
         fp.close()
         raise ImageError(f"{path}: empty file, not an image")
@@ -148,6 +129,34 @@ def load_picture(source: PictureSource, max_side: int = WORK_SIDE, name: str | N
         raise ImageError(f"{path}: corrupt or truncated image ({first_line(exc)})") from None
     except Exception as exc:  # Pillow's decoders meet hostile bytes with TypeError, MemoryError, ...
         raise ImageError(f"{path}: cannot decode this image ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def opened_source(source: PictureSource, name: str | None) -> tuple[IO[bytes], str]:
+    """``source`` (a path, or encoded bytes) open for reading and seeking, and the name that labels
+    it in errors (``name``, else the path or ``"<bytes>"``); the caller closes it. A pipe, or a file
+    that cannot seek to its end, is read into memory (:func:`read_whole_stream`).
+
+    Raises ``ImageError`` for a missing or unreadable file, a folder, a device, and a stream
+    holding more than ``MAX_ENCODED_BYTES``."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(source), name or "<bytes>"
+    path = name or os.fspath(source)
+    try:
+        fp = open(source, "rb")
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, expected an image") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or first_line(exc)})") from None
+    if is_device(fp):  # /dev/zero seeks to an end of 0 and reads forever
+        fp.close()
+        raise ImageError(f"{path}: a device, not a picture file")
+    if not fp.seekable():
+        return read_whole_stream(fp, path, "a pipe"), path
+    if not seeks_to_its_end(fp):  # a /proc file
+        return read_whole_stream(fp, path, "a file that cannot seek to its end"), path
+    return fp, path
 
 
 def is_text_bomb(exc: Exception) -> bool:
