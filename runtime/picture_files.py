@@ -85,17 +85,7 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
                 found.append(path)  # a missing file is reported per image
                 continue
             extensions = extensions or picture_extensions()
-            pictures = []
-            for entry in entries:
-                if not entry.is_file():
-                    reason = not_a_file_reason(entry)
-                    if reason == "a folder":
-                        reason += " (folders inside are not searched)"
-                    skipped.setdefault(entry, reason)
-                elif entry.suffix.lower() in extensions:
-                    pictures.append(entry)
-                else:
-                    skipped.setdefault(entry, f"not a picture format ({entry.suffix or 'no extension'})")
+            pictures = picture_entries(entries, extensions, skipped)
         except OSError as exc:  # a folder on the way that may not be read (listed) or searched
             empty[pattern] = f"cannot read ({os_error_text(exc)})"
             continue
@@ -106,6 +96,23 @@ def find_pictures(patterns: list[str]) -> PictureFiles:
             empty[pattern] = no_pictures_reason(names_folders, entries, pattern)
         found.extend(pictures)
     return PictureFiles(each_file_once(found), skipped, empty, unread)
+
+
+def picture_entries(entries: list[Path], extensions: frozenset[str], skipped: dict[Path, str]) -> list[Path]:
+    """The regular files of ``entries`` with one of ``extensions``; each other entry goes into
+    ``skipped`` with why (a sub-folder, a FIFO, "not a picture format (.txt)"), unless it is there."""
+    pictures = []
+    for entry in entries:
+        if not entry.is_file():
+            reason = not_a_file_reason(entry)
+            if reason == "a folder":
+                reason += " (folders inside are not searched)"
+            skipped.setdefault(entry, reason)
+        elif entry.suffix.lower() in extensions:
+            pictures.append(entry)
+        else:
+            skipped.setdefault(entry, f"not a picture format ({entry.suffix or 'no extension'})")
+    return pictures
 
 
 def os_error_text(exc: OSError) -> str:
