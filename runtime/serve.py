@@ -169,28 +169,7 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[U
     if encoding:  # a gzipped picture would read as a picture Pillow cannot read
         raise ServiceError(415, f"unsupported Content-Encoding {encoding!r}: send the picture's bytes as they are")
     if media_type == "multipart/form-data":
-        body = await read_body(request)
-        if not body:
-            what = "the pictures as multipart fields" if batch else "the picture as the multipart field"
-            raise ServiceError(400, f"empty body: send {what} 'file'")
-        most = max_files + OTHER_FORM_PARTS
-        try:  # in a worker thread: the event loop keeps answering other requests meanwhile
-            files_ = await run_in_threadpool(parse_multipart, body, content_type, "file", most)
-        except TooManyParts:
-            raise ServiceError(
-                413,
-                f"more than {most} multipart parts in one request ({max_files} files and {OTHER_FORM_PARTS} others)",
-            ) from None
-        except MultipartError as exc:
-            raise ServiceError(400, f"malformed multipart body: {exc}") from None
-        if not files_:
-            what = "them as multipart fields" if batch else "it as the multipart field"
-            raise ServiceError(400, f"no picture: send {what} 'file'")
-        if not batch and len(files_) > 1:
-            raise ServiceError(400, f"{len(files_)} files in one request: use /v1/classify/batch")
-        if len(files_) > max_files:
-            raise ServiceError(413, f"{len(files_)} files in one request; the limit is {max_files}")
-        return files_
+        return await read_multipart_pictures(request, content_type, max_files, batch)
     if batch:
         got = repr(media_type) if media_type else content_type_absence(request, content_type)
         raise ServiceError(415, f"expected multipart/form-data with 'file' fields, got {got}")
@@ -205,6 +184,34 @@ async def read_pictures(request: Request, max_files: int, batch: bool) -> list[U
     if not body:
         raise ServiceError(400, "empty body: send the picture's bytes")
     return [("upload", body)]
+
+
+async def read_multipart_pictures(request: Request, content_type: str, max_files: int, batch: bool) -> list[Upload]:
+    """The ``file`` fields of a multipart body as ``(name, bytes)``: one, or with ``batch`` at most
+    ``max_files``. Raises :class:`ServiceError` 400 for an empty or malformed body, no file, or
+    several without ``batch``; 413 for too many files or parts."""
+    body = await read_body(request)
+    if not body:
+        what = "the pictures as multipart fields" if batch else "the picture as the multipart field"
+        raise ServiceError(400, f"empty body: send {what} 'file'")
+    most = max_files + OTHER_FORM_PARTS
+    try:  # in a worker thread: the event loop keeps answering other requests meanwhile
+        files_ = await run_in_threadpool(parse_multipart, body, content_type, "file", most)
+    except TooManyParts:
+        raise ServiceError(
+            413,
+            f"more than {most} multipart parts in one request ({max_files} files and {OTHER_FORM_PARTS} others)",
+        ) from None
+    except MultipartError as exc:
+        raise ServiceError(400, f"malformed multipart body: {exc}") from None
+    if not files_:
+        what = "them as multipart fields" if batch else "it as the multipart field"
+        raise ServiceError(400, f"no picture: send {what} 'file'")
+    if not batch and len(files_) > 1:
+        raise ServiceError(400, f"{len(files_)} files in one request: use /v1/classify/batch")
+    if len(files_) > max_files:
+        raise ServiceError(413, f"{len(files_)} files in one request; the limit is {max_files}")
+    return files_
 
 
 def joined_media_types(content_type: str) -> bool:
