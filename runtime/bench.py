@@ -83,10 +83,11 @@ class BenchRow:
     fp32: str = ""  # the fp32 model (path) this int8 row's vs_fp32 compares with
     reference: str = ""  # the reference file this row's vs_reference compares with; for a reference row, "self"
     per_block: dict[str, list[float]] = field(default_factory=dict)  # "p50" (ns) and "throughput_B" in each block
+    reference_path: str = ""  # the path of ``reference`` (not in the JSON)
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        del values["per_block"]
+        del values["per_block"], values["reference_path"]
         values["throughput"] = {str(batch): value for batch, value in self.throughput.items()}
         return values
 
@@ -366,7 +367,8 @@ def compare_within_group(
     for path, row in ours.items():
         reference = matching_reference(path, references)
         if reference is not None:
-            row.reference, row.vs_reference = reference.name, ratios(row, rows[runner_name(reference, "reference")])
+            row.reference, row.reference_path = reference.name, str(reference)
+            row.vs_reference = ratios(row, rows[runner_name(reference, "reference")])
         if row.precision == "int8" and fp32:
             parent = next((model for model in fp32 if is_int8_of(path, model)), fp32[0])
             row.fp32, row.vs_fp32 = str(parent), ratios(row, ours[parent])
@@ -387,13 +389,16 @@ def compare_with_plain(rows: list[BenchRow]) -> None:
 
 
 def name_clashes_by_path(rows: list[BenchRow]) -> None:
-    """Name each row whose file name another file shares (``a/mlp.onnx``, ``b/mlp.onnx``) by its path."""
+    """Name each row whose file name another file shares (``a/mlp.onnx``, ``b/mlp.onnx``) by its path,
+    and so each row's ``reference`` that names such a file."""
     paths: dict[str, set[str]] = {}
     for row in rows:
         paths.setdefault(row.model, set()).add(row.path)
     for row in rows:
         if len(paths[row.model]) > 1:
             row.model = row.path
+        if len(paths.get(row.reference, ())) > 1:
+            row.reference = row.reference_path
 
 
 def comparable_p50(row: BenchRow, candidates: dict[str, BenchRow]) -> float:

@@ -86,10 +86,13 @@ def test_two_files_of_one_name_in_two_folders_are_named_by_their_paths() -> None
 
     rows = [block_row([], [], "mlp.onnx"), block_row([], [], "mlp.onnx"), block_row([], [], "cnn.onnx")]
     rows[0].path, rows[1].path, rows[2].path = "models/mlp.onnx", "old/mlp.onnx", "models/cnn.onnx"
+    rows[0].reference, rows[0].reference_path = "mlp.onnx", "old/mlp.onnx"  # bench models/mlp.onnx --reference old/
+    rows[1].engine, rows[1].reference = "onnxruntime", "self"
     plain = block_row([], [], "mlp.onnx")
     plain.path, plain.engine = "models/mlp.onnx", "onnxruntime"  # one file, two engines: no clash
     name_clashes_by_path([*rows, plain])
     assert [row.model for row in [*rows, plain]] == ["models/mlp.onnx", "old/mlp.onnx", "cnn.onnx", "models/mlp.onnx"]
+    assert rows[0].reference == "old/mlp.onnx" and "reference_path" not in rows[0].to_dict()
 
 
 def test_every_call_asked_for_is_timed_and_blocks_never_run_empty() -> None:
