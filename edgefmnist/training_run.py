@@ -95,9 +95,10 @@ def run_training(
     }
     for path, what in written.items():
         refuse_standard_stream("--out", path, what)
-        check_writable(path, regular=what)
     if not is_checkpoint_name(out):  # not a file of another kind or format, nor "-"
         raise UsageError(f"--out {out}: the checkpoint is a PyTorch file; name it NAME{CHECKPOINT_SUFFIX}")
+    for path, what in written.items():
+        check_writable(path, regular=what)
     dataset = load_fashion_mnist(data_dir)
     refuse_overwriting("--out", list(written), inputs_of_data(data_dir))  # a name that leads to an IDX file
     if dry_run:

@@ -621,7 +621,7 @@ def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
         assert_one_line_error(run_in_process("export", str(checkpoint), *args), 2, fragment)
     notes = tmp_path / "notes.md"
     notes.write_text("# notes\n")
-    for out in (model, photo, notes, tmp_path / "notes", Path("-"), tmp_path / "m.pt.bak"):
+    for out in (model, photo, notes, tmp_path / "notes", Path("-"), tmp_path / "m.pt.bak", Path("/proc/m.onnx")):
         assert_one_line_error(run_in_process("train", "--dry-run", "--out", str(out)), 2, "name it NAME.pt")
     assert notes.read_text() == "# notes\n"
     long = tmp_path / ("m" * 248 + ".onnx")  # fits, but its int8 model's name would not: refused before the work
