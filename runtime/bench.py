@@ -240,7 +240,9 @@ def measure_process(command: list[str], cpu: int | None = None) -> ProcessRun:
     package. Paths in ``command`` must be absolute.
     """
     launcher = [sys.executable, "-S", "-c", LAUNCHER, str(-1 if cpu is None else cpu), *command]
-    done = subprocess.run(launcher, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    done = subprocess.run(
+        launcher, capture_output=True, text=True, errors="backslashreplace", cwd=tempfile.gettempdir()
+    )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     try:
         wall_ms, peak_kib, exit_code = lines[-1].split()

@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from edgefmnist.runtime.bench import compiled_from_source, measure_process
+from edgefmnist.runtime.bench import ProcessRun, compiled_from_source, measure_process
 from edgefmnist.runtime.photo_bench import JPEG_QUALITY, with_sensor_noise
 from PIL import Image
 
@@ -92,6 +92,14 @@ def make_phone_jpeg(source: Path, size: tuple[int, int], folder: Path, seed: int
     return path
 
 
+def measured(command: list[str], cpu: int | None, what: str) -> ProcessRun:
+    """:func:`measure_process` of ``command``; exits with its last error line when it fails."""
+    run = measure_process(command, cpu)
+    if run.exit_code != 0:
+        raise SystemExit(f"measure-photo-cost: {what} exited with {run.exit_code}: {run.last_error}")
+    return run
+
+
 def measure_processes(pictures: dict[str, Path], repeats: int, cpu: int | None) -> dict[str, dict]:
     """Interleaved whole-process runs of ``infer --image``; medians per picture."""
     walls: dict[str, list[float]] = {name: [] for name in pictures}
@@ -99,9 +107,7 @@ def measure_processes(pictures: dict[str, Path], repeats: int, cpu: int | None) 
     labels: dict[str, str] = {}
     for round_ in range(repeats + 1):  # round 0 warms the page cache and is discarded
         for name, path in pictures.items():
-            run = measure_process([*infer_command(), "infer", "--image", str(path), "--json"], cpu)
-            if run.exit_code != 0:
-                raise SystemExit(f"measure-photo-cost: infer --image {path} exited with {run.exit_code}")
+            run = measured([*infer_command(), "infer", "--image", str(path), "--json"], cpu, f"infer --image {path}")
             labels[name] = json.loads(run.stdout)[0].get("label", "")
             if round_:
                 walls[name].append(run.wall_ms / 1000)
@@ -139,7 +145,7 @@ def measure_cv2_import(repeats: int, cpu: int | None) -> dict:
     for name, before in (("alone", ""), ("after numpy, Pillow, onnxruntime", "import numpy, PIL.Image, onnxruntime")):
         times, growths = [], []
         for _ in range(repeats):
-            output = measure_process([sys.executable, "-c", IMPORT_PROBE.format(before=before)], cpu).stdout
+            output = measured([sys.executable, "-c", IMPORT_PROBE.format(before=before)], cpu, "import cv2").stdout
             seconds, growth, version = output.split()
             times.append(float(seconds))
             growths.append(float(growth))
@@ -180,7 +186,7 @@ import json; print(json.dumps(steps))
 def measure_steps(picture: Path, cpu: int | None) -> list[dict]:
     """Where a process's time and memory go: each step of ``infer --image`` with its RSS after
     it (VmRSS, split into anonymous memory and file-backed pages such as shared libraries)."""
-    output = measure_process([sys.executable, "-c", STEP_PROBE, str(picture)], cpu).stdout
+    output = measured([sys.executable, "-c", STEP_PROBE, str(picture)], cpu, f"the steps on {picture}").stdout
     return json.loads(output)
 
 

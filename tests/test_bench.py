@@ -377,8 +377,11 @@ def test_measure_process_gives_the_process_s_own_peak_its_output_and_its_last_er
     from edgefmnist.runtime.bench import measure_process
 
     probe = "import os, sys; print(sorted(os.sched_getaffinity(0))); sys.stderr.write('a\\n'); sys.exit('boom')"
-    failed = measure_process([sys.executable, "-c", probe], cpu=0)
-    assert (failed.exit_code, failed.stdout, failed.last_error) == (1, "[0]\n", "boom") and failed.wall_ms > 0
+    cpu = max(os.sched_getaffinity(0))
+    failed = measure_process([sys.executable, "-c", probe], cpu=cpu)
+    assert (failed.exit_code, failed.stdout, failed.last_error) == (1, f"[{cpu}]\n", "boom") and failed.wall_ms > 0
+    raw = "import sys; sys.stderr.buffer.write(bytes([0xFF, 0xFE]) + b' raw')"  # not UTF-8: still read
+    assert measure_process([sys.executable, "-c", raw]).last_error == "\\xff\\xfe raw"
     touch = "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1"
     small, large = (measure_process([sys.executable, "-c", code]) for code in ("pass", touch))
     assert small.exit_code == large.exit_code == 0 and small.peak_rss_mib < 100 < 200 < large.peak_rss_mib
