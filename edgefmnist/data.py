@@ -399,8 +399,7 @@ def load_fashion_mnist(data_dir: Path | None = None, download: bool = True) -> F
     source = find_data(data_dir, download=download)
     train, train_sha = load_found_split(source, "train")
     test, test_sha = load_found_split(source, "test")
-    # Small (synthetic) sets hold out a tenth so that both parts stay non-empty.
-    hold_out = spec.VALIDATION_SIZE if len(train) > 2 * spec.VALIDATION_SIZE else len(train) // 10
+    hold_out = spec.VALIDATION_SIZE
     return FashionMNIST(
         train=Split(train.images[hold_out:], train.labels[hold_out:]),
         validation=Split(train.images[:hold_out], train.labels[:hold_out]),
@@ -411,7 +410,8 @@ def load_fashion_mnist(data_dir: Path | None = None, download: bool = True) -> F
 
 
 def load_test_split(data_dir: Path | None = None) -> Split:
-    """Only the official test set (what evaluation and parity checks need), downloaded if missing."""
+    """Only the official test set (what evaluation and parity checks need), found as :func:`find_data`
+    finds it (downloaded only when no folder is given and none holds it)."""
     source = find_data(data_dir, splits=("test",))
     return load_found_split(source, "test")[0]
 
