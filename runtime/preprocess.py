@@ -61,8 +61,9 @@ class Preprocessed:
     ``nothing_found`` is why no object was found ("the picture is nearly uniform", ...), or "" when one
     was; the pixels are then all black, or, for an object too faint to tell from a shadow
     (:func:`too_faint`), what was found; either way a classifier's answer for them is meaningless.
-    ``photo`` is False when the picture was already in dataset form (28x28 on a dark border) and
-    passed through unchanged, True otherwise: segmented and re-rendered, or with nothing found in it.
+    ``photo`` is False when the picture was already in dataset form (28x28 on a dark border: its
+    pixels pass through, or are all black when it is nearly uniform), True when it was not
+    (segmented and re-rendered, or a photo in which nothing was found).
     """
 
     pixels: np.ndarray
