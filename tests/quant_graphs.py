@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from edgefmnist.export.qdq_rewrite import initializer_values, tensor_producers
 from edgefmnist.export.quantize import ImageCalibrationReader
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -104,8 +105,8 @@ def quantised(fp32_path: Path, per_channel: bool, **options) -> tuple[onnx.Model
 def stored_layer(model: onnx.ModelProto, name: str) -> dict[str, np.ndarray]:
     """Layer ``name``'s stored weight, scales and bias (if it has one), the weight and bias dequantised
     along their axis."""
-    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    producers = {output: node for node in model.graph.node for output in node.output}
+    values = initializer_values(model)
+    producers = tensor_producers(model)
     layer = next(node for node in model.graph.node if node.name == name)
     weight_dq, input_dq = producers[layer.input[1]], producers[layer.input[0]]
     q, weight_scale = values[weight_dq.input[0]], values[weight_dq.input[1]]

@@ -12,6 +12,7 @@ import onnxruntime
 import pytest
 from edgefmnist.export.bias_correction import correct_biases, expected_error
 from edgefmnist.export.pipeline import onnx_outputs
+from edgefmnist.export.qdq_rewrite import initializer_values, tensor_producers
 from edgefmnist.export.quantize import PRESETS, ImageCalibrationReader, QuantMode, quantize_model
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantFormat, quantize_static
@@ -166,8 +167,8 @@ def test_each_corrected_layer_has_the_fp32_mean_output(per_channel: bool, tmp_pa
 
 def quantised_layer(model: onnx.ModelProto, name: str, tmp_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weight and bias of the layer ``name`` as onnxruntime dequantises them, and the bias's scale."""
-    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    producers = {output: node for node in model.graph.node for output in node.output}
+    initializers = initializer_values(model)
+    producers = tensor_producers(model)
     layer = next(node for node in model.graph.node if node.name == name)
     values = []
     for tensor in layer.input[1:3]:
