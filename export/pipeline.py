@@ -353,8 +353,9 @@ def export_checkpoint(
         )
         fp32 = (report, calibration)
         if mode is None:
-            write_bytes_atomic(out, tmp.read_bytes())
-            return [ExportedModel(out, Dtype.fp32, out.stat().st_size, *fp32)]
+            model_bytes = tmp.read_bytes()
+            write_bytes_atomic(out, model_bytes)  # a device (/dev/null) has no size of its own to stat
+            return [ExportedModel(out, Dtype.fp32, len(model_bytes), *fp32)]
         for preset in preset_and_fallback(PRESETS[mode]):
             progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
             applied = quantize_or_refuse(

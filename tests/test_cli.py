@@ -589,6 +589,13 @@ def test_export_and_train_refuse_an_output_on_standard_output(tmp_path: Path) ->
         assert (tmp_path / "out.onnx").read_bytes() == b""
 
 
+def test_export_into_a_device_reports_the_size_it_wrote() -> None:
+    result = run_in_process("export", str(SHIPPED / "mlp.pt"), "--out", os.devnull, "--json")
+    [model] = json.loads(result.stdout)
+    assert result.returncode == 0 and model["path"] == os.devnull and model["written"]
+    assert model["size_bytes"] > 0.9 * (SHIPPED / "mlp.onnx").stat().st_size  # /dev/null itself stats as 0 bytes
+
+
 def test_an_output_option_never_overwrites_an_input(tmp_path: Path) -> None:
     (checkpoint := tmp_path / "mlp.pt").write_bytes((SHIPPED / "mlp.pt").read_bytes())
     (model := tmp_path / "mlp.onnx").write_bytes((SHIPPED / "mlp.onnx").read_bytes())
