@@ -403,6 +403,12 @@ def name_clashes_by_path(rows: list[BenchRow]) -> None:
             row.reference = row.reference_path
 
 
+def shown_name(rows: list[BenchRow], path: Path) -> str:
+    """How the rows name the file at ``path``: its name, or its path when another benched file shares
+    the name (:func:`name_clashes_by_path`)."""
+    return next((row.model for row in rows if row.path == str(path)), path.name)
+
+
 def comparable_p50(row: BenchRow, candidates: dict[str, BenchRow]) -> float:
     """``row``'s batch-1 p50 for choosing between models (µs). An int8 row timed beside its fp32 model
     counts as that model's p50 times their in-block ratio (``vs_fp32``), so that the pair compares as
@@ -588,6 +594,8 @@ def run_bench(
     onnx_models = [path for path in models if is_onnx_name(path)]
     progress("edgefmnist infer vs a bare script")
     overhead = infer_overhead(onnx_models[0], test, settings) if onnx_models else None
+    if overhead:
+        overhead["model"] = shown_name(rows, onnx_models[0])
     report = {
         "schema": REPORT_SCHEMA,
         "machine": machine_info(),
@@ -606,7 +614,8 @@ def run_bench(
 
         progress("infer on picture files: one worker against all cores")
         with tempfile.TemporaryDirectory(prefix="edgefmnist-photos-") as scratch:
-            report["photos"] = photo_bench(onnx_models[0], test.images, Path(scratch))
+            photo_figures = photo_bench(onnx_models[0], test.images, Path(scratch))
+        report["photos"] = {**photo_figures, "model": shown_name(rows, onnx_models[0])}
     return report
 
 

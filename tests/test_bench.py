@@ -82,7 +82,7 @@ def test_the_recommendation_weighs_int8_against_its_fp32_model_by_their_in_block
 
 
 def test_two_files_of_one_name_in_two_folders_are_named_by_their_paths() -> None:
-    from edgefmnist.runtime.bench import name_clashes_by_path
+    from edgefmnist.runtime.bench import name_clashes_by_path, shown_name
 
     rows = [block_row([], [], "mlp.onnx"), block_row([], [], "mlp.onnx"), block_row([], [], "cnn.onnx")]
     rows[0].path, rows[1].path, rows[2].path = "models/mlp.onnx", "old/mlp.onnx", "models/cnn.onnx"
@@ -93,6 +93,8 @@ def test_two_files_of_one_name_in_two_folders_are_named_by_their_paths() -> None
     name_clashes_by_path([*rows, plain])
     assert [row.model for row in [*rows, plain]] == ["models/mlp.onnx", "old/mlp.onnx", "cnn.onnx", "models/mlp.onnx"]
     assert rows[0].reference == "old/mlp.onnx" and "reference_path" not in rows[0].to_dict()
+    assert shown_name(rows, Path("old/mlp.onnx")) == "old/mlp.onnx"  # infer_overhead's and photos' model
+    assert shown_name(rows, Path("models/cnn.onnx")) == shown_name(rows, Path("x/cnn.onnx")) == "cnn.onnx"
 
 
 def test_every_call_asked_for_is_timed_and_blocks_never_run_empty() -> None:
