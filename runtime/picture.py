@@ -177,9 +177,12 @@ def is_device(fp: IO[bytes]) -> bool:
 
 
 def seeks_to_its_end(fp: IO[bytes]) -> bool:
-    """Whether ``fp`` (a seekable file at its start) can seek to its end; it is left at its start."""
+    """Whether ``fp`` (a seekable file at its start) seeks to where its bytes end; it is left at its
+    start. Some ``/proc`` files cannot seek to their end, others seek to 0 and still hold bytes."""
     try:
-        fp.seek(0, io.SEEK_END)
+        if fp.seek(0, io.SEEK_END) == 0:
+            fp.seek(0)
+            return not fp.read(1)
     except OSError:
         return False
     finally:

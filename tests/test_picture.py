@@ -449,11 +449,22 @@ def test_the_first_frame_of_an_mpo_is_reduced(tmp_path: Path) -> None:
         (lambda p: p.write_bytes(b""), "empty file, not an image"),
         (lambda p: p.symlink_to("/dev/zero"), "a device, not a picture file"),  # seeks to an end of 0
         (lambda p: p.symlink_to("/proc/self/status"), "not an image Pillow can read"),  # cannot seek to its end
+        (lambda p: p.symlink_to("/proc/self/cmdline"), "not an image Pillow can read"),  # seeks to an end of 0
         (lambda p: p.write_text("just text"), "not an image Pillow can read"),
         (lambda p: p.write_bytes(scene_bytes("PNG")[:300]), "corrupt or truncated"),
         (lambda p: p.write_bytes(scene_bytes("JPEG")[:400]), "corrupt or truncated"),
     ],
-    ids=["missing", "directory", "empty", "device", "proc-file", "text", "truncated-png", "truncated-jpeg"],
+    ids=[
+        "missing",
+        "directory",
+        "empty",
+        "device",
+        "proc-file",
+        "proc-at-0",
+        "text",
+        "truncated-png",
+        "truncated-jpeg",
+    ],
 )
 def test_bad_files_raise_one_line_naming_them(tmp_path: Path, make, message: str) -> None:
     path = tmp_path / "x.img"
