@@ -372,7 +372,9 @@ def accepted_classes(field: str, class_names: Sequence[str], where: str) -> tupl
         if name is None:
             nearest = nearest_class(entry, class_names)
             hint = (
-                f" (did you mean {quoted(nearest)}?)"
+                " (separate the classes in accepted with ';')"
+                if "," in entry  # a quoted "Dress,Coat"
+                else f" (did you mean {quoted(nearest)}?)"
                 if nearest
                 else f"; the classes: {', '.join(map(quoted, class_names))}"
             )

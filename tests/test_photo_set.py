@@ -257,6 +257,7 @@ def test_class_folders_that_hold_one_photo_under_two_names_are_refused(tmp_path:
         ),  # in the last column
         ('file,source_class,accepted\nw.jpg,shirt,"Sh"irt\nx.jpg,shirt,"Shirt\ny.jpg,shirt,Shirt\n', "line 3: a quote"),
         ("file,source_class,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
+        ('file,source_class,accepted\nx.jpg,shoes,"Sandal,Sneaker"\n', "separate the classes in accepted with ';'"),
         ("file,source_class,accepted,\nx.jpg,shoes,Sandal,Sneaker\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,,\nx.jpg,shoes,Sandal,Sneaker,\n", "line 2: more fields than the header names"),
         ("file,source_class,accepted,accepted\nx.jpg,shoes,Sandal,Sneaker\n", "the header names accepted twice"),
