@@ -50,12 +50,12 @@ def run_options(kind: str) -> ort.RunOptions | None:
     return options
 
 
-def single_image_call(path: str, image: np.ndarray, arena: bool, options_kind: str) -> Callable[[], object]:
+def single_image_call(path: str, image: np.ndarray, arena: bool, options_kind: str) -> Callable[[object], object]:
     sess = session(path, arena)
     dtype = np.dtype(INPUT_DTYPES[sess.get_inputs()[0].type])
     binding = SingleImageBinding(sess, 10, dtype, run_options(options_kind))
     binding.image[...] = image
-    return lambda: binding.run_bound()  # the binding's buffers must outlive the calls
+    return lambda _: binding.run_bound()  # bench.time_calls' runner; the binding's buffers must outlive the calls
 
 
 def ratios(samples: dict[str, list[float]], base: str) -> dict[str, str]:
@@ -76,8 +76,7 @@ def main(paths: list[str]) -> None:
             for arena in (True, False)
             for kind in ("none", "once", "sync off")
         }
-        runners = {name: (lambda _, call=call: call()) for name, call in calls.items()}
-        timed = time_calls(runners, dict.fromkeys(calls, images[:1]), calls=40 * 100, warmup=500, blocks=40)
+        timed = time_calls(calls, dict.fromkeys(calls, images[:1]), calls=40 * 100, warmup=500, blocks=40)
         samples = {name: [float(np.median(block)) / 1000 for block in blocks] for name, blocks in timed.items()}
         print(f"{path}: batch-1 µs, ratio to arena on, run options None [10th-90th percentile of 40 blocks]")
         for name, text in ratios(samples, next(iter(calls))).items():
