@@ -620,9 +620,30 @@ def run_bench(
 
 
 def format_table(report: dict, markdown: bool = False) -> str:
-    """The report as an aligned text table, or a Markdown table for a README."""
+    """The report as an aligned text table, or a Markdown table for a README, with its notes below."""
     batches = report["settings"]["batches"]
-    header = [
+    lines = [table_header(batches)] + [table_cells(row, batches) for row in report["rows"]]
+    notes = table_notes(report)
+    if markdown:
+        table = [
+            "| " + " | ".join(lines[0]) + " |",
+            "|" + "|".join("---" if i < 3 else "---:" for i in range(len(lines[0]))) + "|",
+        ]
+        table += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |" for cells in lines[1:]]
+        return "\n".join(table + [""] + [f"- {note}" for note in notes])
+    widths = [max(len(cells[i]) for cells in lines) for i in range(len(lines[0]))]
+    table = [
+        "  ".join(
+            cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths, strict=False))
+        )
+        for cells in lines
+    ]
+    return "\n".join(table + [""] + notes)
+
+
+def table_header(batches: list[int]) -> list[str]:
+    """The table's column titles for the benched batch sizes."""
+    return [
         "model",
         "engine",
         "precision",
@@ -640,27 +661,31 @@ def format_table(report: dict, markdown: bool = False) -> str:
         "cold start ms",
         "peak MiB",
     ]
-    lines = [header]
-    for row in report["rows"]:
-        ratios, previous, fp32 = row["vs_plain"], row.get("vs_reference", {}), row.get("vs_fp32", {})
-        lines.append(
-            [
-                printable(row["model"]),
-                row["engine"],
-                row["precision"],
-                f"{row['size_bytes'] / 1024:,.0f}",
-                f"{100 * row['accuracy']:.2f}",
-                *(f"{row['latency_us'][p]:,.1f}" for p in ("p50", "p90", "p99")),
-                f"{ratios['p50']:.2f}x" if ratios else "",
-                *(f"{row['throughput'][str(b)]:,.0f}" for b in batches),
-                f"{ratios[f'throughput_{max(batches)}']:.2f}x" if ratios else "",
-                f"{previous['p50']:.2f}x" if previous else "",
-                f"{previous[f'throughput_{max(batches)}']:.2f}x" if previous else "",
-                f"{fp32['p50']:.2f}x" if fp32 else "",
-                f"{row['cold_start_ms']:,.0f}",
-                f"{row['peak_rss_mib']:.0f}",
-            ]
-        )
+
+
+def table_cells(row: dict, batches: list[int]) -> list[str]:
+    """One JSON row as the table's cells, in :func:`table_header`'s order; a missing ratio is blank."""
+    ratios, previous, fp32 = row["vs_plain"], row.get("vs_reference", {}), row.get("vs_fp32", {})
+    return [
+        printable(row["model"]),
+        row["engine"],
+        row["precision"],
+        f"{row['size_bytes'] / 1024:,.0f}",
+        f"{100 * row['accuracy']:.2f}",
+        *(f"{row['latency_us'][p]:,.1f}" for p in ("p50", "p90", "p99")),
+        f"{ratios['p50']:.2f}x" if ratios else "",
+        *(f"{row['throughput'][str(b)]:,.0f}" for b in batches),
+        f"{ratios[f'throughput_{max(batches)}']:.2f}x" if ratios else "",
+        f"{previous['p50']:.2f}x" if previous else "",
+        f"{previous[f'throughput_{max(batches)}']:.2f}x" if previous else "",
+        f"{fp32['p50']:.2f}x" if fp32 else "",
+        f"{row['cold_start_ms']:,.0f}",
+        f"{row['peak_rss_mib']:.0f}",
+    ]
+
+
+def table_notes(report: dict) -> list[str]:
+    """The lines under the table: the machine, references, call floor, photo rates, pick and infer's cost."""
     machine = report["machine"]
     notes = [
         f"{machine['cpu']} ({machine['arch']}, {counted(machine['cores'], 'core')}; "
@@ -703,21 +728,7 @@ def format_table(report: dict, markdown: bool = False) -> str:
                 else ""
             )
         )
-    if markdown:
-        table = [
-            "| " + " | ".join(lines[0]) + " |",
-            "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|",
-        ]
-        table += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |" for cells in lines[1:]]
-        return "\n".join(table + [""] + [f"- {note}" for note in notes])
-    widths = [max(len(cells[i]) for cells in lines) for i in range(len(header))]
-    table = [
-        "  ".join(
-            cell.rjust(w) if i >= 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths, strict=False))
-        )
-        for cells in lines
-    ]
-    return "\n".join(table + [""] + notes)
+    return notes
 
 
 def to_json(report: dict) -> str:
