@@ -16,7 +16,7 @@ Then batch-256 throughput with the arena on and off (8 rounds of 3 calls, same r
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,5 +98,17 @@ def main(paths: list[str]) -> None:
             print(f"  {name:11s}  {text}")
 
 
+def parse_args(argv: list[str] | None = None) -> list[str]:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="ONNX models to time, e.g. models/mlp.int8.onnx")
+    args = parser.parse_args(argv)
+    for path in args.models:
+        if not Path(path).is_file():
+            parser.error(f"{path}: no such model file")
+    return args.models
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(parse_args())
