@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Prove the runtime on arm64 without a Raspberry Pi: an arm64 Debian Python 3.11 and the
 # aarch64 wheels of the runtime run under qemu user-mode emulation of a Pi 4's CPU
-# (Cortex-A72). Nothing is installed into the host system: the arm64 packages (and qemu
-# itself, when it is not installed) are fetched with `apt-get download` into their own
-# folder and unpacked with `dpkg -x`.
+# (Cortex-A72). Nothing is installed into the host system: the arm64 packages, and Debian
+# trixie's qemu-user (used whatever qemu the host has), are fetched with `apt-get download`
+# into their own folder and unpacked with `dpkg -x`.
 #
 #   make arm64-smoke                        # or: bash scripts/arm64-smoke.sh
 #   SAMPLES=500 PHOTOS_PER_CLASS=10 bash scripts/arm64-smoke.sh
