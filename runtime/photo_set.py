@@ -287,8 +287,12 @@ def checked_header(reader: csv.DictReader, labels: Path) -> set[str]:
     """Normalise ``reader``'s column names (trimmed, lower case) and check that each of
     :data:`LABEL_COLUMNS` is there once; return the keys given to unnamed columns.
 
-    Raises :class:`PhotoSetError` naming the missing or repeated columns (and a header separated
-    by ';' or a tab instead of commas)."""
+    Raises :class:`PhotoSetError` for an empty file, and naming the missing or repeated columns
+    (and a header separated by ';' or a tab instead of commas)."""
+    if not reader.fieldnames:  # no line, or only blank ones
+        raise PhotoSetError(
+            f"{labels}: empty file, expected a header row {','.join(LABEL_COLUMNS)} and a row per photo"
+        )
     # an unnamed column (a spreadsheet's trailing comma) gets a key of its own, or two would share ""
     header = [name.strip().lower() or f"\0unnamed {i}" for i, name in enumerate(reader.fieldnames or [])]
     reader.fieldnames = header

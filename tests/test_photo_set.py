@@ -246,6 +246,8 @@ def test_class_folders_that_hold_one_photo_under_two_names_are_refused(tmp_path:
             "line 4: 'a//x.jpg' is listed again, first on line 2",
         ),
         ("file,source_class,accepted\n", "a header and no rows"),
+        ("", "empty file, expected a header row file,source_class,accepted"),
+        ("\n\r\n", "empty file, expected a header row file,source_class,accepted"),
         ("file,source_class,accepted\nx.jpg,dress\n", "line 2: too few fields, no accepted"),
         ("file,source_class,accepted\n\n\nx.jpg,hat,\nx.jpg\n", "line 5: too few fields, no source_class, accepted"),
         ('file,source_class,accepted\n"x.jpg,hat,\ny.jpg,dress,Dress\n', "line 2: a quote"),
