@@ -58,7 +58,7 @@ from edgefmnist.contract import (
     oldest_onnxruntime,
     to_model_input,
 )
-from edgefmnist.data import Split, inputs_of_data, load_fashion_mnist, load_test_split
+from edgefmnist.data import FashionMNIST, Split, inputs_of_data, load_fashion_mnist, load_test_split
 from edgefmnist.digest import file_sha256
 from edgefmnist.errors import CheckpointError, EdgeFmnistError, ModelError, UsageError, first_line, is_utf8
 from edgefmnist.model_metadata import (
@@ -356,21 +356,10 @@ def export_checkpoint(
             model_bytes = tmp.read_bytes()
             write_bytes_atomic(out, model_bytes)  # a device (/dev/null) has no size of its own to stat
             return [ExportedModel(out, Dtype.fp32, len(model_bytes), *fp32)]
-        for preset in preset_and_fallback(PRESETS[mode]):
-            progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
-            applied = quantize_or_refuse(
-                tmp, int8_tmp, preset, dataset.train.images if mode is QuantMode.static else None
-            )
-            calibration, int8_logits, report = calibrate_and_compare(
-                int8_tmp,
-                dataset.validation,
-                test,
-                fp32_logits,
-                dtype=Dtype.int8,
-                reference_name=out.name,
-            )
-            if report.passed:
-                break
+        progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
+        applied, calibration, int8_logits, report = quantised_and_compared(
+            tmp, int8_tmp, mode, dataset, fp32_logits, reference_name=out.name
+        )
         torch_report = compare_logits(
             torch_logits,
             int8_logits,
@@ -387,18 +376,7 @@ def export_checkpoint(
             checkpoint_sha256,
             Dtype.int8,
             report,
-            {
-                "parent_sha256": file_sha256(tmp),
-                "parent": out.name,
-                "quantization": applied.to_dict(),
-                **(
-                    {SESSION_KEY: {"disabled_optimizers": list(FLOAT_BLOCK_DISABLED_OPTIMIZERS)}}
-                    if applied.float_first_block
-                    else {}
-                ),
-                "parity_vs_pytorch": torch_report.to_dict(),
-                CALIBRATION_KEY: calibration.to_metadata(),
-            },
+            int8_metadata(tmp, out.name, applied, torch_report, calibration),
             checked=[unwritten(out, Dtype.fp32, fp32[0])],  # it passed, but lands only beside its int8 model
         )
         write_together([(out, tmp.read_bytes()), (int8_path, int8_tmp.read_bytes())])  # both validated
@@ -406,6 +384,56 @@ def export_checkpoint(
         ExportedModel(out, Dtype.fp32, out.stat().st_size, *fp32),
         ExportedModel(int8_path, Dtype.int8, int8_path.stat().st_size, report, calibration),
     ]
+
+
+def quantised_and_compared(
+    fp32_path: Path,
+    int8_path: Path,
+    mode: QuantMode,
+    dataset: FashionMNIST,
+    fp32_logits: np.ndarray,
+    reference_name: str,
+) -> tuple[QuantPreset, TemperatureCalibration, np.ndarray, ParityReport]:
+    """Quantise ``fp32_path`` to ``int8_path`` by ``mode``'s preset, then fit its temperature and compare it.
+
+    When the preset's int8 model fails the comparison, its fallback (:func:`preset_and_fallback`)
+    replaces it. Returns what was applied, the int8 model's calibration, its test logits float32
+    ``[10000, 10]`` and the comparison with ``fp32_logits``, passed or not (the last one tried).
+    Raises :class:`ModelError` when the int8 graph cannot be made (:func:`quantize_or_refuse`).
+    """
+    for preset in preset_and_fallback(PRESETS[mode]):
+        applied = quantize_or_refuse(
+            fp32_path, int8_path, preset, dataset.train.images if mode is QuantMode.static else None
+        )
+        calibration, int8_logits, report = calibrate_and_compare(
+            int8_path, dataset.validation, dataset.test, fp32_logits, dtype=Dtype.int8, reference_name=reference_name
+        )
+        if report.passed:
+            break
+    return applied, calibration, int8_logits, report
+
+
+def int8_metadata(
+    parent: Path,
+    parent_name: str,
+    applied: QuantPreset,
+    torch_report: ParityReport,
+    calibration: TemperatureCalibration,
+) -> dict:
+    """The metadata an int8 model carries beyond its fp32 parent's: the parent's name and SHA-256, the
+    quantisation applied, the session options it needs, its parity with PyTorch and its calibration."""
+    return {
+        "parent_sha256": file_sha256(parent),
+        "parent": parent_name,
+        "quantization": applied.to_dict(),
+        **(
+            {SESSION_KEY: {"disabled_optimizers": list(FLOAT_BLOCK_DISABLED_OPTIMIZERS)}}
+            if applied.float_first_block
+            else {}
+        ),
+        "parity_vs_pytorch": torch_report.to_dict(),
+        CALIBRATION_KEY: calibration.to_metadata(),
+    }
 
 
 def preset_and_fallback(preset: QuantPreset) -> list[QuantPreset]:
