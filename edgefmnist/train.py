@@ -120,6 +120,40 @@ def make_optimizer(
     return optimizer, scheduler
 
 
+@dataclass(frozen=True)
+class PhotoViews:
+    """Each training image's photo view (float32 ``[N, 1, 28, 28]``, the image itself where it has
+    none) and the odds, float ``[N]``, that it is shown instead of the image."""
+
+    images: torch.Tensor
+    odds: torch.Tensor
+
+    @classmethod
+    def of(cls, images: torch.Tensor, with_view: np.ndarray, views: np.ndarray, fraction: float) -> PhotoViews:
+        """``views`` (uint8 ``[M, 28, 28]``) in place of the ``images`` at the M indices ``with_view``
+        (:func:`edgefmnist.photo_dataset.photo_subset`), each shown with odds ``fraction``."""
+        shown = images.clone()
+        shown[torch.from_numpy(with_view)] = to_tensor(views)
+        odds = torch.zeros(len(images))
+        odds[torch.from_numpy(with_view)] = fraction
+        return cls(shown, odds)
+
+
+def batch_inputs(
+    x: torch.Tensor, picked: torch.Tensor, photos: PhotoViews | None, recipe: Recipe, generator: torch.Generator
+) -> torch.Tensor:
+    """The batch of training images ``picked`` (``x``, float32 ``[B, 1, 28, 28]``) as the network sees
+    it: some replaced by their photo views, then shifted and flipped, then turned, as ``recipe`` says."""
+    if photos is not None:
+        as_photo = torch.rand(len(picked), generator=generator) < photos.odds[picked]
+        x = torch.where(as_photo[:, None, None, None], photos.images[picked], x)
+    if recipe.augment:
+        x = augment_batch(x, generator, recipe.shift_per_image)
+    if recipe.rotation_probability:
+        x = rotate_batch(x, generator, recipe.rotation_probability, recipe.rotation_degrees)
+    return x
+
+
 def train(
     arch: str,
     recipe: Recipe,
@@ -149,12 +183,11 @@ def train(
     net_config = NetConfig(arch=Arch.parse(arch, "architecture"), mean=mean, std=std, dropout=recipe.dropout)
     net = build_net(net_config)
     images, labels = to_tensor(data.train.images), torch.from_numpy(data.train.labels).long()
-    photos = None
-    if recipe.photo_fraction and photo_images is not None:
-        photos = images.clone()
-        photos[torch.from_numpy(has_view)] = to_tensor(photo_images)
-        photo_odds = torch.zeros(len(labels))
-        photo_odds[torch.from_numpy(has_view)] = recipe.photo_fraction
+    photos = (
+        PhotoViews.of(images, has_view, photo_images, recipe.photo_fraction)
+        if recipe.photo_fraction and photo_images is not None
+        else None
+    )
     steps = recipe.epochs * batches_per_epoch(len(labels), recipe.batch_size)
     optimizer, scheduler = make_optimizer(net, recipe, steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
@@ -168,14 +201,7 @@ def train(
         loss_sum, correct = 0.0, 0
         for index, start in enumerate(range(0, len(order), recipe.batch_size)):
             picked = order[start : start + recipe.batch_size]
-            x, y = images[picked], labels[picked]
-            if photos is not None:
-                as_photo = torch.rand(len(picked), generator=generator) < photo_odds[picked]
-                x = torch.where(as_photo[:, None, None, None], photos[picked], x)
-            if recipe.augment:
-                x = augment_batch(x, generator, recipe.shift_per_image)
-            if recipe.rotation_probability:
-                x = rotate_batch(x, generator, recipe.rotation_probability, recipe.rotation_degrees)
+            x, y = batch_inputs(images[picked], picked, photos, recipe, generator), labels[picked]
             logits = net(x)
             loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
