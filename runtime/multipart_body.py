@@ -13,8 +13,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 # The parser logs a warning for each malformed body before raising; the client gets the reason
 # in its 400 answer, so the service's stderr would only repeat what any client can send.
@@ -113,68 +117,11 @@ def parse_multipart(
     boundary = options.get(b"boundary")
     if not boundary:
         raise MultipartError("Content-Type has no boundary")
-    parts: list[tuple[str, bytes | bytearray]] = []
-    headers: dict[bytes, bytes] = {}
-    header_field = bytearray()
-    header_value = bytearray()
-    data = bytearray()
-    finished = False
-
-    count = 0
-
-    def on_part_begin() -> None:
-        nonlocal count
-        count += 1
-        if count > max_parts:
-            raise TooManyParts(f"more than {max_parts} parts")
-        headers.clear()
-        data.clear()
-
-    def on_header_field(chunk: bytes, start: int, end: int) -> None:
-        header_field.extend(chunk[start:end])
-
-    def on_header_value(chunk: bytes, start: int, end: int) -> None:
-        header_value.extend(chunk[start:end])
-
-    def on_header_end() -> None:
-        headers[bytes(header_field).lower()] = bytes(header_value)
-        header_field.clear()
-        header_value.clear()
-
-    def on_part_data(chunk: bytes, start: int, end: int) -> None:
-        data.extend(memoryview(chunk)[start:end])  # a slice of bytes would copy the part once more
-
-    def on_part_end() -> None:
-        nonlocal data
-        disposition = headers.get(b"content-disposition")
-        if disposition is None:
-            raise MultipartError("a part has no Content-Disposition header")
-        _, params = parse_options_header(disposition)
-        name = params.get(b"name", b"").decode("utf-8", "replace")
-        if name == field:
-            filename = params.get(b"filename", b"").decode("utf-8", "replace")
-            parts.append((filename or name, data))  # the part's own buffer, not a copy of it
-        data = bytearray()
-
-    def on_end() -> None:
-        nonlocal finished
-        finished = True
-
+    collector = FieldParts(field, max_parts)
     parser: MultipartParser | None = None
     body_offset: Callable[[int], int] = int
     try:
-        parser = MultipartParser(  # refuses a boundary of more than 256 bytes
-            boundary,
-            {
-                "on_part_begin": on_part_begin,
-                "on_header_field": on_header_field,
-                "on_header_value": on_header_value,
-                "on_header_end": on_header_end,
-                "on_part_data": on_part_data,
-                "on_part_end": on_part_end,
-                "on_end": on_end,
-            },
-        )
+        parser = MultipartParser(boundary, collector.callbacks())  # refuses a boundary of more than 256 bytes
         data_in, body_offset = parser_input(body, boundary)
         parser.write(data_in)  # type: ignore[arg-type]  # it takes any bytes-like buffer it can find() in
         parser.finalize()
@@ -182,6 +129,67 @@ def parse_multipart(
         raise
     except Exception as exc:  # python-multipart's FormParserError, MultipartParseError and friends
         raise MultipartError(parser_message(exc, body_offset, parser)) from None
-    if not finished:
+    if not collector.finished:
         raise MultipartError("the body ends before its closing boundary")
-    return parts
+    return collector.parts
+
+
+class FieldParts:
+    """python-multipart's callbacks, collecting the parts of form field ``field`` as
+    ``(filename or field, its bytes)``; raises :class:`TooManyParts` at part ``max_parts`` + 1
+    of any field and :class:`MultipartError` for a part without ``Content-Disposition``."""
+
+    def __init__(self, field: str, max_parts: int) -> None:
+        self.field, self.max_parts = field, max_parts
+        self.parts: list[tuple[str, bytes | bytearray]] = []
+        self.count = 0
+        self.finished = False
+        self.headers: dict[bytes, bytes] = {}
+        self.header_field, self.header_value, self.data = bytearray(), bytearray(), bytearray()
+
+    def callbacks(self) -> MultipartCallbacks:
+        """The callbacks by the names ``MultipartParser`` takes them."""
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.count += 1
+        if self.count > self.max_parts:
+            raise TooManyParts(f"more than {self.max_parts} parts")
+        self.headers.clear()
+        self.data.clear()
+
+    def on_header_field(self, chunk: bytes, start: int, end: int) -> None:
+        self.header_field.extend(chunk[start:end])
+
+    def on_header_value(self, chunk: bytes, start: int, end: int) -> None:
+        self.header_value.extend(chunk[start:end])
+
+    def on_header_end(self) -> None:
+        self.headers[bytes(self.header_field).lower()] = bytes(self.header_value)
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def on_part_data(self, chunk: bytes, start: int, end: int) -> None:
+        self.data.extend(memoryview(chunk)[start:end])  # a slice of bytes would copy the part once more
+
+    def on_part_end(self) -> None:
+        disposition = self.headers.get(b"content-disposition")
+        if disposition is None:
+            raise MultipartError("a part has no Content-Disposition header")
+        _, params = parse_options_header(disposition)
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        if name == self.field:
+            filename = params.get(b"filename", b"").decode("utf-8", "replace")
+            self.parts.append((filename or name, self.data))  # the part's own buffer, not a copy of it
+        self.data = bytearray()
+
+    def on_end(self) -> None:
+        self.finished = True
