@@ -281,6 +281,28 @@ def query_problem(params: Sequence[tuple[str, str]]) -> str | None:
     return None
 
 
+def answer_errors_as_json(app: FastAPI) -> None:
+    """Make ``app`` answer every error as :func:`error_response` does: a :class:`ServiceError`,
+    Starlette's HTTP errors (404, 405, ...), a request FastAPI cannot validate (400), and any
+    other exception (500, naming its type)."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, validation_message(exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, f"internal error ({type(exc).__name__}: {first_line(exc)})")
+
+
 def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, ServiceMetrics]:
     """The ASGI application (the FastAPI app behind a :class:`Gate`) and its metrics.
 
@@ -304,21 +326,7 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
     )
     app.openapi = lambda: service_openapi(app, token=bool(settings.token))  # type: ignore[method-assign]
 
-    @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, validation_message(exc.errors()))
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, f"internal error ({type(exc).__name__}: {first_line(exc)})")
+    answer_errors_as_json(app)
 
     async def classified(request: Request, preprocessed: bool, batch: bool) -> list[dict[str, Any]]:
         """The entries of a classify request's pictures, after its query and body are checked."""
