@@ -332,25 +332,41 @@ def quantize_model(
             },
         )
         model = onnx.load(str(int8_path))
-        limit = 64 if preset.reduce_range else 127
-        if preset.mse_weight_ranges:
-            fit_weight_ranges(model, prepared_model, limit)
-        if preset.adaptive_rounding:
-            round_adaptively(
-                model,
-                prepared_model,
-                calibration[:, None],
-                limit,
-                preset.adaptive_rounding_iterations,
-                preset.calibration_seed,
-            )
-        if preset.bias_correction:
-            correct_biases(model, prepared_model, calibration[:, None])
-        if preset.input_dtype == "uint8" and in_float:
-            cast_uint8_input(model)
-        elif preset.input_dtype == "uint8":
-            feed_uint8(model, input_scale, input_zero_point)
-        if not preset.float_logits:
-            float_logits(model, OUTPUT_NAMES[0])
+        refine_int8(model, prepared_model, preset, calibration, bool(in_float), (input_scale, input_zero_point))
         onnx.save(model, str(int8_path))
         return replace(preset, float_first_block=keep_float)
+
+
+def refine_int8(
+    model: onnx.ModelProto,
+    prepared_model: onnx.ModelProto,
+    preset: QuantPreset,
+    calibration: np.ndarray,
+    float_first_block: bool,
+    input_quantisation: tuple[float, int],
+) -> None:
+    """Apply ``preset``'s rewrites to onnxruntime's static int8 ``model``, in place: MSE weight ranges,
+    AdaRound and bias correction (each against ``prepared_model``, the fp32 graph quantisation saw,
+    on the ``calibration`` images, float32 ``[N, 28, 28]``), the uint8 input (cast to float before a
+    float first block, else fed as the quantised input of ``input_quantisation``, its scale and
+    zero point) and float logits."""
+    limit = 64 if preset.reduce_range else 127
+    if preset.mse_weight_ranges:
+        fit_weight_ranges(model, prepared_model, limit)
+    if preset.adaptive_rounding:
+        round_adaptively(
+            model,
+            prepared_model,
+            calibration[:, None],
+            limit,
+            preset.adaptive_rounding_iterations,
+            preset.calibration_seed,
+        )
+    if preset.bias_correction:
+        correct_biases(model, prepared_model, calibration[:, None])
+    if preset.input_dtype == "uint8" and float_first_block:
+        cast_uint8_input(model)
+    elif preset.input_dtype == "uint8":
+        feed_uint8(model, *input_quantisation)
+    if not preset.float_logits:
+        float_logits(model, OUTPUT_NAMES[0])
