@@ -356,9 +356,16 @@ def export_checkpoint(
             model_bytes = tmp.read_bytes()
             write_bytes_atomic(out, model_bytes)  # a device (/dev/null) has no size of its own to stat
             return [ExportedModel(out, Dtype.fp32, len(model_bytes), *fp32)]
-        progress(f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it")
         applied, calibration, int8_logits, report = quantised_and_compared(
-            tmp, int8_tmp, mode, dataset, fp32_logits, reference_name=out.name
+            tmp,
+            int8_tmp,
+            mode,
+            dataset,
+            fp32_logits,
+            reference_name=out.name,
+            announce=lambda: progress(
+                f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it"
+            ),
         )
         torch_report = compare_logits(
             torch_logits,
@@ -393,15 +400,18 @@ def quantised_and_compared(
     dataset: FashionMNIST,
     fp32_logits: np.ndarray,
     reference_name: str,
+    announce: Callable[[], None],
 ) -> tuple[QuantPreset, TemperatureCalibration, np.ndarray, ParityReport]:
     """Quantise ``fp32_path`` to ``int8_path`` by ``mode``'s preset, then fit its temperature and compare it.
 
     When the preset's int8 model fails the comparison, its fallback (:func:`preset_and_fallback`)
-    replaces it. Returns what was applied, the int8 model's calibration, its test logits float32
-    ``[10000, 10]`` and the comparison with ``fp32_logits``, passed or not (the last one tried).
-    Raises :class:`ModelError` when the int8 graph cannot be made (:func:`quantize_or_refuse`).
+    replaces it; ``announce`` is called before each try. Returns what was applied, the int8
+    model's calibration, its test logits float32 ``[N, 10]`` and the comparison with
+    ``fp32_logits``, passed or not (the last one tried). Raises :class:`ModelError` when the
+    int8 graph cannot be made (:func:`quantize_or_refuse`).
     """
     for preset in preset_and_fallback(PRESETS[mode]):
+        announce()
         applied = quantize_or_refuse(
             fp32_path, int8_path, preset, dataset.train.images if mode is QuantMode.static else None
         )

@@ -182,3 +182,37 @@ def test_static_export_falls_back_to_per_channel_weights_everywhere() -> None:
     assert not first.per_channel and first.per_channel_ops == () and second.per_channel
     assert {**first.to_dict(), "per_channel": True} == second.to_dict()
     assert preset_and_fallback(PRESETS[QuantMode.dynamic]) == [PRESETS[QuantMode.dynamic]]
+
+
+@pytest.mark.parametrize("first_passes", [True, False])
+def test_each_int8_try_is_announced_and_a_failed_one_is_tried_per_channel(monkeypatch, first_passes: bool) -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from edgefmnist.export import pipeline
+
+    tried: list = []
+    announced: list[int] = []
+
+    def quantize(fp32: Path, int8: Path, preset: Any, images: Any) -> Any:
+        tried.append(preset)
+        return preset
+
+    monkeypatch.setattr(pipeline, "quantize_or_refuse", quantize)
+    monkeypatch.setattr(
+        pipeline,
+        "calibrate_and_compare",
+        lambda *args, **kwargs: ("calibration", "logits", SimpleNamespace(passed=first_passes or len(tried) > 1)),
+    )
+    dataset: Any = SimpleNamespace(train=SimpleNamespace(images=None), validation=None, test=None)
+    applied, *_, report = pipeline.quantised_and_compared(
+        Path("fp32.onnx"),
+        Path("int8.onnx"),
+        QuantMode.static,
+        dataset,
+        np.zeros((1, 10)),
+        "fp32.onnx",
+        announce=lambda: announced.append(len(tried)),
+    )
+    assert announced == ([0] if first_passes else [0, 1]) and report.passed
+    assert applied.per_channel is not first_passes and tried[-1] is applied
