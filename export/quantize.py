@@ -342,14 +342,14 @@ def refine_int8(
     prepared_model: onnx.ModelProto,
     preset: QuantPreset,
     calibration: np.ndarray,
-    float_first_block: bool,
+    kept_float_block: bool,
     input_quantisation: tuple[float, int],
 ) -> None:
     """Apply ``preset``'s rewrites to onnxruntime's static int8 ``model``, in place: MSE weight ranges,
     AdaRound and bias correction (each against ``prepared_model``, the fp32 graph quantisation saw,
-    on the ``calibration`` images, float32 ``[N, 28, 28]``), the uint8 input (cast to float before a
-    float first block, else fed as the quantised input of ``input_quantisation``, its scale and
-    zero point) and float logits."""
+    on the ``calibration`` images, float32 ``[N, 28, 28]``), the uint8 input (cast to float when
+    ``kept_float_block``, the graph's first block having stayed in float, else fed as the quantised
+    input of ``input_quantisation``, its scale and zero point) and float logits."""
     limit = 64 if preset.reduce_range else 127
     if preset.mse_weight_ranges:
         fit_weight_ranges(model, prepared_model, limit)
@@ -364,7 +364,7 @@ def refine_int8(
         )
     if preset.bias_correction:
         correct_biases(model, prepared_model, calibration[:, None])
-    if preset.input_dtype == "uint8" and float_first_block:
+    if preset.input_dtype == "uint8" and kept_float_block:
         cast_uint8_input(model)
     elif preset.input_dtype == "uint8":
         feed_uint8(model, *input_quantisation)
