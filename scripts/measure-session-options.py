@@ -34,6 +34,7 @@ from edgefmnist.runtime.predictor import (
 )
 
 from edgefmnist.data import load_test_split
+from edgefmnist.errors import EdgeFmnistError
 
 
 def session(path: str, arena: bool) -> ort.InferenceSession:
@@ -105,8 +106,10 @@ def parse_args(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("models", nargs="+", metavar="MODEL", help="ONNX models to time, e.g. models/mlp.int8.onnx")
     args = parser.parse_args(argv)
     for path in args.models:
-        if not Path(path).is_file():
-            parser.error(f"{path}: no such model file")
+        try:
+            read_metadata(Path(path))
+        except EdgeFmnistError as exc:  # a missing file, not an ONNX model, not one of ours
+            parser.error(str(exc))
     return args.models
 
 

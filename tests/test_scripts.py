@@ -25,8 +25,14 @@ def test_every_script_answers_help_with_its_usage(name: str) -> None:
     assert result.stdout.startswith(f"usage: {name}") and not result.stderr
 
 
-def test_measure_session_options_refuses_no_model_and_a_missing_one_in_one_line() -> None:
-    for args, message in (((), "the following arguments are required: MODEL"), (("nope.onnx",), "nope.onnx: no such")):
+def test_measure_session_options_refuses_no_model_a_missing_one_and_a_corrupt_one_in_one_line(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not a model")
+    for args, message in (
+        ((), "the following arguments are required: MODEL"),
+        (("nope.onnx",), "nope.onnx: no such"),
+        ((str(corrupt),), f"{corrupt}: not an ONNX model"),
+    ):
         result = run_script("measure-session-options.py", *args)
         assert result.returncode == 2 and not result.stdout
         assert result.stderr.splitlines()[-1].startswith(f"measure-session-options.py: error: {message}")
