@@ -139,9 +139,6 @@ def evaluate_photos(
     ``choose`` the pair the defaults' rule picks, on one half of a photo set."""
     from edgefmnist.runtime.photo_eval import (
         choose_thresholds,
-        format_choice,
-        format_photo_report,
-        format_sweep,
         photo_report,
         predict_photos,
         save_photo_plot,
@@ -191,20 +188,33 @@ def evaluate_photos(
         typer.echo(printable(f"edgefmnist: note: {note}"), err=True)
     warn_if_typicality_unchecked(predictor, thresholds[1])
     warn_if_oversubscribed(threads)
-    saved_plot = str(plot) if plot and not plot_failure else None
+    saved_plot = plot if plot and not plot_failure else None
     if json_output:
-        extras = {"sweep": swept, "chosen_thresholds": chosen, "plot": saved_plot, **plot_error(plot_failure)}
+        extras = {
+            "sweep": swept,
+            "chosen_thresholds": chosen,
+            "plot": str(saved_plot) if saved_plot else None,
+            **plot_error(plot_failure),
+        }
         print_json({**head, **report, **{key: value for key, value in extras.items() if value}})
     else:
-        write_stdout(format_photo_report(report, printable(title)))
-        if swept:
-            write_stdout("\n" + format_sweep(swept))
-        if chosen:
-            write_stdout("\n" + format_choice(chosen))
-        if saved_plot:
-            write_stdout()
-            say(f"plot: {plot}")
+        write_photo_text(report, title, swept, chosen, saved_plot)
     if plot_failure:  # the results are out: a full disk costs the plot only
         raise plot_failure
     if unread := unread_in_domain(selected, predictions):
         raise EdgeFmnistError(f"{folder}: {none_read(unread, 'in-domain photo')}: no accuracy to report")
+
+
+def write_photo_text(report: dict, title: str, swept: dict | None, chosen: dict | None, plot: Path | None) -> None:
+    """`evaluate --photos`' text on stdout: the report, then the sweep, the chosen thresholds and
+    the plot's path, each if there is one."""
+    from edgefmnist.runtime.photo_eval import format_choice, format_photo_report, format_sweep
+
+    write_stdout(format_photo_report(report, printable(title)))
+    if swept:
+        write_stdout("\n" + format_sweep(swept))
+    if chosen:
+        write_stdout("\n" + format_choice(chosen))
+    if plot:
+        write_stdout()
+        say(f"plot: {plot}")
