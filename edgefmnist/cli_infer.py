@@ -22,6 +22,7 @@ from edgefmnist.errors import UsageError, printable
 
 if TYPE_CHECKING:
     from edgefmnist.runtime.infer import Classified
+    from edgefmnist.runtime.predictor import Predictor
 
 
 def classify_and_report(
@@ -41,41 +42,17 @@ def classify_and_report(
     (min-confidence, min-typicality), and print each result as it comes (with ``json_output``: one
     JSON list at the end). Raises :class:`UsageError` for conflicting or missing inputs and
     ``typer.Exit(1)`` when any picture could not be classified or its preprocessed image not saved."""
-    from edgefmnist.runtime.infer import Classified, classify_arrays, classify_files, parse_sample, save_test_images
-    from edgefmnist.runtime.picture_files import STDIN, find_pictures
+    from edgefmnist.runtime.infer import Classified, classify_files, parse_sample
+    from edgefmnist.runtime.picture_files import find_pictures
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 
     min_confidence, min_typicality = thresholds
-    if not image and sample is None:
-        raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
-    if image and sample is not None:
-        raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
-    if image and data_dir is not None:
-        raise UsageError("--data-dir is for --sample (test-set images); --image reads only its pictures")
-    if (image or []).count(STDIN) > 1:
-        raise UsageError("--image - given more than once: standard input holds one picture")
+    check_infer_inputs(image, sample, data_dir)
     picked = parse_sample(sample, spec.TEST_SIZE) if sample is not None else None  # before the data is looked for
     predictor = Predictor(model or default_model_path(), threads=threads)
+    results: Iterable[Classified]
     if picked is not None:
-        from edgefmnist.data import inputs_of_test_split, load_test_split
-
-        test = load_test_split(data_dir)  # SHA-256 verified: spec.TEST_SIZE images
-        outcomes = (
-            save_test_images(save_preprocessed, test.images, picked, predictor.path, inputs_of_test_split(data_dir))
-            if save_preprocessed is not None
-            else [("", "")] * len(picked)
-        )
-        results: Iterable[Classified] = classify_arrays(
-            predictor,
-            test.images[picked.start : picked.stop],
-            [f"test[{i}]" for i in picked],
-            top_k,
-            min_confidence,
-            min_typicality=min_typicality,
-        )
-        for result, i, (saved, why_not) in zip(results, picked, outcomes, strict=True):
-            result.true_label = predictor.class_names[test.labels[i]]
-            result.saved, result.not_saved = saved, why_not
+        results = test_set_results(predictor, picked, data_dir, save_preprocessed, top_k, thresholds)
     else:
         pictures = find_pictures(image or [])
         for path, reason in pictures.skipped.items():
@@ -106,6 +83,55 @@ def classify_and_report(
     warn_if_oversubscribed(threads, workers, pictures=0 if picked is not None else len(pictures.paths))
     if failed:
         raise typer.Exit(1)
+
+
+def check_infer_inputs(image: list[str] | None, sample: str | None, data_dir: Path | None) -> None:
+    """Raise :class:`UsageError` unless ``infer`` has pictures or test-set images to classify, not
+    both, ``--data-dir`` only with ``--sample``, and standard input (``-``) at most once."""
+    from edgefmnist.runtime.picture_files import STDIN
+
+    if not image and sample is None:
+        raise UsageError("nothing to classify: pass --image PATH or --sample START:STOP")
+    if image and sample is not None:
+        raise UsageError("--image and --sample exclude each other: classify pictures or test-set images, not both")
+    if image and data_dir is not None:
+        raise UsageError("--data-dir is for --sample (test-set images); --image reads only its pictures")
+    if (image or []).count(STDIN) > 1:
+        raise UsageError("--image - given more than once: standard input holds one picture")
+
+
+def test_set_results(
+    predictor: Predictor,
+    picked: range,
+    data_dir: Path | None,
+    save_preprocessed: str | None,
+    top_k: int,
+    thresholds: tuple[float, float],
+) -> list[Classified]:
+    """The test-set images ``picked`` classified, each with its true label and, with
+    ``save_preprocessed``, where its 28x28 PNG was saved or why not. Raises as
+    :func:`edgefmnist.data.load_test_split` and :func:`~edgefmnist.runtime.infer.save_test_images` do."""
+    from edgefmnist.data import inputs_of_test_split, load_test_split
+    from edgefmnist.runtime.infer import classify_arrays, save_test_images
+
+    test = load_test_split(data_dir)  # SHA-256 verified: spec.TEST_SIZE images
+    outcomes = (
+        save_test_images(save_preprocessed, test.images, picked, predictor.path, inputs_of_test_split(data_dir))
+        if save_preprocessed is not None
+        else [("", "")] * len(picked)
+    )
+    results = classify_arrays(
+        predictor,
+        test.images[picked.start : picked.stop],
+        [f"test[{i}]" for i in picked],
+        top_k,
+        thresholds[0],
+        min_typicality=thresholds[1],
+    )
+    for result, i, (saved, why_not) in zip(results, picked, outcomes, strict=True):
+        result.true_label = predictor.class_names[test.labels[i]]
+        result.saved, result.not_saved = saved, why_not
+    return results
 
 
 def report_saved(saved: list[str], target: str) -> None:
