@@ -138,9 +138,9 @@ def is_pytorch_checkpoint(data: bytes) -> bool:
 def read_model_header(path: Path) -> ModelHeader:
     """:func:`parse_model_header` of a file, with one-line :class:`ModelError` messages."""
     path = Path(path)
-    if path.is_dir():
-        raise ModelError(f"{path}: is a directory, expected an .onnx file")
     try:
+        if path.is_dir():
+            raise ModelError(f"{path}: is a directory, expected an .onnx file")
         mode, size = (info := path.stat()).st_mode, info.st_size
         if not stat.S_ISREG(mode):  # a FIFO would wait for a writer, /dev/zero never end
             raise ModelError(f"{path}: {not_a_file_reason(path)}, expected an .onnx file")

@@ -56,6 +56,11 @@ def test_header_reader_refuses_non_models(tmp_path: Path, content: bytes, messag
         read_model_header(path)
 
 
+def test_a_model_path_the_system_cannot_look_up_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="cannot read \\(File name too long\\)"):
+        read_model_header(tmp_path / f"{'a' * 300}.onnx")  # ENAMETOOLONG from the first stat
+
+
 def test_a_pytorch_checkpoint_is_named_as_one(tmp_path: Path) -> None:
     import zipfile
 
