@@ -34,7 +34,7 @@ from edgefmnist.runtime.predictor import (
 )
 
 from edgefmnist.data import load_test_split
-from edgefmnist.errors import EdgeFmnistError
+from edgefmnist.errors import EdgeFmnistError, printable
 
 
 def session(path: str, arena: bool) -> ort.InferenceSession:
@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> list[str]:
         try:
             read_metadata(Path(path))
         except EdgeFmnistError as exc:  # a missing file, not an ONNX model, not one of ours
-            parser.error(str(exc))
+            parser.error(printable(str(exc)))
     return args.models
 
 

@@ -32,6 +32,7 @@ def test_measure_session_options_refuses_no_model_a_missing_one_and_a_corrupt_on
         ((), "the following arguments are required: MODEL"),
         (("nope.onnx",), "nope.onnx: no such"),
         ((str(corrupt),), f"{corrupt}: not an ONNX model"),
+        (("a\nb.onnx",), "a\\nb.onnx: no such"),  # a control character is shown escaped, on the one line
     ):
         result = run_script("measure-session-options.py", *args)
         assert result.returncode == 2 and not result.stdout
