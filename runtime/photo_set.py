@@ -259,6 +259,8 @@ def _from_labels_csv(labels: Path, class_names: Sequence[str]) -> list[Photo]:
             raise PhotoSetError(
                 f"{labels}: empty file, expected a header row {','.join(LABEL_COLUMNS)} and a row per photo"
             )
+        if not lines[0].strip():  # nothing but spaces
+            raise PhotoSetError(f"{labels}: line 1 is blank, expected the header row {','.join(LABEL_COLUMNS)} there")
         opened = unclosed_quote_line(lines)
         if opened:
             raise PhotoSetError(f'{labels}: line {opened}: a quote (") is never closed')
@@ -291,10 +293,8 @@ def checked_header(reader: csv.DictReader, labels: Path) -> set[str]:
     """Normalise ``reader``'s column names (trimmed, lower case) and check that each of
     :data:`LABEL_COLUMNS` is there once; return the keys given to unnamed columns.
 
-    Raises :class:`PhotoSetError` for a blank first line, and naming the missing or repeated
-    columns (and a header separated by ';' or a tab instead of commas)."""
-    if not reader.fieldnames:  # the csv module reads a blank first line as a header of no columns
-        raise PhotoSetError(f"{labels}: line 1 is blank, expected the header row {','.join(LABEL_COLUMNS)} there")
+    Raises :class:`PhotoSetError` naming the missing or repeated columns (and a header separated
+    by ';' or a tab instead of commas)."""
     # an unnamed column (a spreadsheet's trailing comma) gets a key of its own, or two would share ""
     header = [name.strip().lower() or f"\0unnamed {i}" for i, name in enumerate(reader.fieldnames or [])]
     reader.fieldnames = header

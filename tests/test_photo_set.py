@@ -249,6 +249,7 @@ def test_class_folders_that_hold_one_photo_under_two_names_are_refused(tmp_path:
         ("", "empty file, expected a header row file,source_class,accepted"),
         ("\n\r\n", "empty file, expected a header row file,source_class,accepted"),
         ("\nfile,source_class,accepted\nx.jpg,hat,\n", "line 1 is blank, expected the header row"),
+        (" \t\nfile,source_class,accepted\nx.jpg,hat,\n", "line 1 is blank, expected the header row"),
         ("file,source_class,accepted\nx.jpg,dress\n", "line 2: too few fields, no accepted"),
         ("file,source_class,accepted\n\n\nx.jpg,hat,\nx.jpg\n", "line 5: too few fields, no source_class, accepted"),
         ('file,source_class,accepted\n"x.jpg,hat,\ny.jpg,dress,Dress\n', "line 2: a quote"),
