@@ -363,8 +363,10 @@ def export_checkpoint(
             dataset,
             fp32_logits,
             reference_name=out.name,
-            announce=lambda: progress(
-                f"quantising to {int8_path.name} ({quantize}), fitting its own temperature, validating it"
+            announce=lambda retry: progress(
+                f"quantising to {int8_path.name} ({quantize}"
+                + (", every weight per channel: the first try failed validation" if retry else "")
+                + "), fitting its own temperature, validating it"
             ),
         )
         torch_report = compare_logits(
@@ -400,18 +402,18 @@ def quantised_and_compared(
     dataset: FashionMNIST,
     fp32_logits: np.ndarray,
     reference_name: str,
-    announce: Callable[[], None],
+    announce: Callable[[bool], None],
 ) -> tuple[QuantPreset, TemperatureCalibration, np.ndarray, ParityReport]:
     """Quantise ``fp32_path`` to ``int8_path`` by ``mode``'s preset, then fit its temperature and compare it.
 
     When the preset's int8 model fails the comparison, its fallback (:func:`preset_and_fallback`)
-    replaces it; ``announce`` is called before each try. Returns what was applied, the int8
-    model's calibration, its test logits float32 ``[N, 10]`` and the comparison with
-    ``fp32_logits``, passed or not (the last one tried). Raises :class:`ModelError` when the
-    int8 graph cannot be made (:func:`quantize_or_refuse`).
+    replaces it; ``announce(retry)`` is called before each try, ``retry`` True for the fallback.
+    Returns what was applied, the int8 model's calibration, its test logits float32 ``[N, 10]``
+    and the comparison with ``fp32_logits``, passed or not (the last one tried). Raises
+    :class:`ModelError` when the int8 graph cannot be made (:func:`quantize_or_refuse`).
     """
-    for preset in preset_and_fallback(PRESETS[mode]):
-        announce()
+    for tries, preset in enumerate(preset_and_fallback(PRESETS[mode])):
+        announce(tries > 0)
         applied = quantize_or_refuse(
             fp32_path, int8_path, preset, dataset.train.images if mode is QuantMode.static else None
         )

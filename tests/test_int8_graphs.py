@@ -192,7 +192,7 @@ def test_each_int8_try_is_announced_and_a_failed_one_is_tried_per_channel(monkey
     from edgefmnist.export import pipeline
 
     tried: list = []
-    announced: list[int] = []
+    announced: list[tuple[int, bool]] = []
 
     def quantize(fp32: Path, int8: Path, preset: Any, images: Any) -> Any:
         tried.append(preset)
@@ -212,7 +212,7 @@ def test_each_int8_try_is_announced_and_a_failed_one_is_tried_per_channel(monkey
         dataset,
         np.zeros((1, 10)),
         "fp32.onnx",
-        announce=lambda: announced.append(len(tried)),
+        announce=lambda retry: announced.append((len(tried), retry)),
     )
-    assert announced == ([0] if first_passes else [0, 1]) and report.passed
+    assert announced == ([(0, False)] if first_passes else [(0, False), (1, True)]) and report.passed
     assert applied.per_channel is not first_passes and tried[-1] is applied
