@@ -52,7 +52,7 @@ def classify_and_report(
     predictor = Predictor(model or default_model_path(), threads=threads)
     results: Iterable[Classified]
     if picked is not None:
-        results = test_set_results(predictor, picked, data_dir, save_preprocessed, top_k, thresholds)
+        results = sample_results(predictor, picked, data_dir, save_preprocessed, top_k, thresholds)
     else:
         pictures = find_pictures(image or [])
         for path, reason in pictures.skipped.items():
@@ -100,7 +100,7 @@ def check_infer_inputs(image: list[str] | None, sample: str | None, data_dir: Pa
         raise UsageError("--image - given more than once: standard input holds one picture")
 
 
-def test_set_results(
+def sample_results(
     predictor: Predictor,
     picked: range,
     data_dir: Path | None,
