@@ -182,8 +182,8 @@ def correct_biases(int8: onnx.ModelProto, fp32: onnx.ModelProto, images: np.ndar
     ``int8`` is the QDQ graph that onnxruntime's ``quantize_static`` made from ``fp32`` (same node
     names; weights and biases as DequantizeLinear of initializers); ``images`` are the calibration
     inputs of ``fp32`` (float32 ``[N, 1, 28, 28]``). Layers without a bias or left in float (the
-    logits layer with ``float_logits``) are left as they are; corrected biases are clipped to the
-    int32 range, as onnxruntime's quantiser clips them.
+    logits layer when the preset's ``float_logits`` is set) are left as they are; corrected biases
+    are clipped to the int32 range, as onnxruntime's quantiser clips them.
     Returns the largest ``|E[(W_q - W) x]|`` of each corrected layer, by node name. Raises
     ``ValueError`` when no layer has a quantised bias (e.g. the QOperator format), or when a layer
     has no counterpart of the same unique name with constant weights and bias in ``fp32``.

@@ -20,8 +20,8 @@ After quantisation (on the QDQ graph):
   first block left in float (exact: every pixel 0-255 is a float32).
 - :func:`feed_uint8` drops the input's QuantizeLinear and makes the graph input uint8 pixels,
   dequantised with the exact scale and zero point (1 and 0 for raw pixels).
-- :func:`float_logits` strips the Quantize/DequantizeLinear pair on the logits, so onnxruntime
-  fuses the last layer into a QGemm with float output.
+- :func:`strip_output_qdq` strips the Quantize/DequantizeLinear pair on the logits, so onnxruntime
+  fuses the last layer into a QGemm with float output (the layer stays quantised).
 
 :func:`first_block_nodes` returns ``[]`` and :func:`split_pixel_normalization` None when the graph has
 no such block or normalisation; the other rewrites check the pattern they expect and raise
@@ -195,8 +195,9 @@ def feed_uint8(model: onnx.ModelProto, scale: float, zero_point: int, tolerance:
     prune_initializers(model)
 
 
-def float_logits(model: onnx.ModelProto, logits: str) -> None:
-    """Remove ``QuantizeLinear -> DequantizeLinear`` in front of the ``logits`` output (float output)."""
+def strip_output_qdq(model: onnx.ModelProto, logits: str) -> None:
+    """Remove ``QuantizeLinear -> DequantizeLinear`` in front of the ``logits`` output, in place: the
+    quantised layer then writes float logits. Raises ``ValueError`` when that pair is not there."""
     dequantize = producer(model, logits)
     quantize = None if dequantize is None else producer(model, dequantize.input[0])
     if dequantize is None or dequantize.op_type != "DequantizeLinear" or quantize is None:

@@ -96,9 +96,9 @@ from edgefmnist.export.qdq_rewrite import (
     cast_uint8_input,
     feed_uint8,
     first_block_nodes,
-    float_logits,
     producer,
     split_pixel_normalization,
+    strip_output_qdq,
 )
 from edgefmnist.export.weight_ranges import fit_weight_ranges
 from onnxruntime.quantization import (
@@ -369,4 +369,4 @@ def refine_int8(
     elif preset.input_dtype == "uint8":
         feed_uint8(model, *input_quantisation)
     if not preset.float_logits:
-        float_logits(model, OUTPUT_NAMES[0])
+        strip_output_qdq(model, OUTPUT_NAMES[0])
