@@ -22,7 +22,7 @@ import numpy as np
 from edgefmnist import spec
 
 # ---- the graph's signature -------------------------------------------------------------------
-INPUT_NAME = "image"  # float32 [batch, 1, 28, 28], raw 0-255 pixels (normalisation is in the graph)
+INPUT_NAME = "image"  # [batch, 1, 28, 28] raw 0-255 pixels, float32 or uint8 (normalisation is in the graph)
 INPUT_DTYPE = np.float32  # of fp32 models; int8 models take the uint8 pixels themselves
 # onnxruntime's names of the input types a model may take, and their numpy dtypes
 INPUT_DTYPES: dict[str, np.dtype] = {"tensor(float)": np.dtype(np.float32), "tensor(uint8)": np.dtype(np.uint8)}

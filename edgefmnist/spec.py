@@ -66,7 +66,8 @@ INPUT_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # channels, height, width of one imag
 
 PIXEL_MAX = 255.0
 # Mean and standard deviation of the 60,000 training images after scaling to 0-1
-# (measured with `edgefmnist data --stats`); the `best` recipes standardise with them.
+# (``images.mean() / 255`` and ``images.std() / 255`` of the training IDX file: 0.28604 and 0.35302);
+# the `best` recipes standardise with them.
 PIXEL_MEAN = 0.2860
 PIXEL_STD = 0.3530
 

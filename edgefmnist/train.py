@@ -45,7 +45,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(net: nn.Module, images: np.ndarray) -> np.ndarray:
-    """Logits ``[N, 10]`` of ``net`` in eval mode."""
+    """float32 logits ``[N, 10]`` of ``net`` for uint8 ``[N, 28, 28]`` images; leaves ``net`` in eval mode."""
     net.eval()
     inputs = to_tensor(images)
     return torch.cat([net(inputs[i : i + EVAL_BATCH]) for i in range(0, len(inputs), EVAL_BATCH)]).numpy()
@@ -169,7 +169,7 @@ def train(
     ``photo_images``: uint8 ``[M, 28, 28]``, the photo views of the training images picked by
     :func:`edgefmnist.photo_dataset.photo_subset`, used when ``recipe.photo_fraction`` > 0 (built
     if missing). A picked image is replaced by its photo view with probability ``photo_fraction``.
-    ``data``'s splits are uint8 ``[N, 28, 28]`` images and int ``[N]`` labels. Raises ``ValueError``
+    ``data``'s splits are uint8 ``[N, 28, 28]`` images and uint8 ``[N]`` labels. Raises ``ValueError``
     for an unknown ``arch``.
     """
     from edgefmnist.photo_dataset import photo_subset, training_photo_views

@@ -248,7 +248,8 @@ def check_out_path(out: Path, checkpoint_path: Path, int8_path: Path | None) -> 
     when it or ``int8_path`` is the checkpoint's file, or when its path holds a byte that is not
     UTF-8 (onnxruntime's quantiser opens files by text paths); :class:`WriteFailed` when either cannot be written
     (:func:`~edgefmnist.atomic.check_writable`), and :class:`UsageError` when either is standard
-    output or error (:func:`~edgefmnist.atomic.refuse_standard_stream`)."""
+    output or error (:func:`~edgefmnist.atomic.refuse_standard_stream`) or when ``int8_path`` leads to
+    ``out`` (a symlink from one name to the other)."""
     for path, what in ((out, "the model"), (int8_path, "the int8 model")):
         if path is not None:
             refuse_standard_stream("--out", path, what)

@@ -226,8 +226,9 @@ PRESETS = {
 
 
 class ImageCalibrationReader(CalibrationDataReader):
-    """Feeds calibration images (float32 ``[N, 1, 28, 28]``) to the static quantiser in ``N // 32``
-    batches of near-equal size (``np.array_split``: 32 to 63 images each, or one batch below 32)."""
+    """Feeds calibration images to the static quantiser in ``N // 32`` batches of near-equal size
+    (``np.array_split``: 32 to 63 images each, or one batch below 32). ``images``: ``[N, 28, 28]``
+    pixels, any real dtype; each batch is float32 ``[n, 1, 28, 28]``."""
 
     def __init__(self, images: np.ndarray, batch_size: int = 32) -> None:
         batches = np.array_split(images.astype(np.float32)[:, None], max(1, len(images) // batch_size))
