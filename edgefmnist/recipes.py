@@ -1,5 +1,10 @@
 """Training recipes: the Keras tutorial's (``tutorial``), the tuned ``best`` ones and the ``photo`` ones.
 
+"The Keras tutorial" everywhere in this package is "Building an Image Classifier Using the
+Sequential API" in Aurélien Géron, *Hands-On Machine Learning with Scikit-Learn, Keras and
+TensorFlow* (2nd ed., O'Reilly 2019), chapter 10: Fashion-MNIST, the first 5,000 training
+images held out for validation, an MLP 784-300-100-10, SGD, 30 epochs, ``argmax`` of ``predict``.
+
 A recipe is a frozen dataclass saved into every checkpoint, so a checkpoint says exactly
 how it was trained. ``edgefmnist train --arch mlp --recipe best`` picks ``RECIPES[("mlp", "best")]``.
 The tutorial recipe was called ``seed`` before; that name still works for one release, with a
