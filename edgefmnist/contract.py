@@ -110,14 +110,14 @@ MAX_DEFAULT_THREADS = 4  # intra-op threads when not given: the cores available,
 # 0.5 s with 2 threads, 2.1 s with 64 and 117 s with 1,024.
 MAX_THREADS = 64
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes (numpy's default_rng takes any non-negative one)
-BENCH_BATCHES = (1, 32, 256)
+BENCH_BATCHES = (1, 32, 256)  # one picture (infer), a small batch, a throughput batch
 MAX_BODY_MB = 4096  # serve's request body limit at most, MiB: every body is held in memory while it is read
 SERVE_BODY_MB = 20.0  # serve's request body limit by default, MiB
 SERVE_QUEUE = 32  # serve's requests admitted beyond the busy workers by default
 SERVE_UPLOAD_SECONDS = 30.0  # serve's time for a request's head, then its whole body, by default
 MAX_BENCH_BATCH = spec.TEST_SIZE  # a larger batch repeats its images, and outgrows a board's memory
 BENCH_RUNS = 2000  # timed batch-1 calls per row
-BENCH_WARMUP = 200
+BENCH_WARMUP = 200  # untimed calls first: the session's first runs allocate and plan
 BENCH_BLOCKS = 20  # the runners being compared take turns this many times; ratios are medians over the blocks
 
 

@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's section 3.3)
 REGULARISATION = 0.01
+ADAM_LR = 1e-3
 BATCH_IMAGES = 32
 REGULARISER_DELAY = 0.2  # share of the steps before the regulariser starts
 BETA_START, BETA_END = 20.0, 2.0
@@ -98,7 +99,7 @@ def learn_rounding(
     v = initial_logits(weight / step - base).requires_grad_(True)
     down_t, span_t = (torch.tensor(a, dtype=torch.float32) for a in (step * down, step * (up - down)))
     x_t, target_t = torch.from_numpy(x_q.astype(np.float32)), torch.from_numpy(target.astype(np.float32))
-    optimizer = torch.optim.Adam([v], lr=1e-3)
+    optimizer = torch.optim.Adam([v], lr=ADAM_LR)
     warmup = int(REGULARISER_DELAY * iterations)
     steps = tqdm(range(iterations), desc=description, unit="step", disable=None, leave=False, file=sys.stderr)
     for i in steps:

@@ -141,7 +141,7 @@ class QuantPreset:
     per_channel: bool = True  # every weight per output channel; else only those of per_channel_ops
     per_channel_ops: tuple[str, ...] = ()  # static only: op types whose weights are per output channel
     quant_format: QuantFormat = QuantFormat.QDQ  # static only
-    calibration_images: int = 512
+    calibration_images: int = 512  # 2,048-4,096 moved the agreement by at most 0.1 point (module docstring)
     calibration_method: str = "MinMax"
     calibration_seed: int = 0
     float_logits: bool = True  # static only: keep the logits layer in float (else a QGemm with float output)

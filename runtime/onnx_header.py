@@ -20,6 +20,8 @@ from edgefmnist.contract import is_onnx_name
 from edgefmnist.errors import ModelError, not_a_file_reason, quoted
 
 VARINT, FIXED64, LENGTH_DELIMITED, FIXED32 = 0, 1, 2, 5
+# 1 GiB: far above any Fashion-MNIST network (the shipped files are under 1 MiB), below protobuf's 2 GiB
+# message limit, and small enough that a wrong path to a huge file is refused before it is read
 MAX_MODEL_BYTES = 1 << 30
 
 

@@ -4,8 +4,9 @@
 
 Fashion-MNIST was made from product photos on white: each was trimmed to its bounding box,
 its longest side resized to 28 pixels, centred and negated, so the product is light on
-black. A user's photo is a garment on a floor, a bed or a hanger, under uneven light. This
-module turns it into the same form:
+black (Xiao, Rasul and Vollgraf 2017, "Fashion-MNIST: a Novel Image Dataset for Benchmarking
+Machine Learning Algorithms", arXiv:1708.07747, section 2). A user's photo is a garment on a
+floor, a bed or a hanger, under uneven light. This module turns it into the same form:
 
 1. the picture is loaded small and upright (:mod:`edgefmnist.runtime.picture`), and
    letterbox or pillarbox bars are cut off (:mod:`edgefmnist.runtime.bars`);
@@ -51,6 +52,9 @@ MIN_LIGHT = 48.0  # contrast is relative to the light, but never to less than th
 # Chosen on photos-dev's choice half, whose faintest in-domain photo has 0.118 (the next 0.26); every
 # Fashion-MNIST image, in dataset form, has a pixel of 254 or more.
 MIN_OBJECT_CONTRAST = 0.08
+# The garment's 99th-percentile contrast is scaled to 255, but by at most 1 / MIN_PEAK_CONTRAST (20x):
+# the noise of a nearly uniform picture is not stretched to full brightness.
+MIN_PEAK_CONTRAST = 0.05
 RESAMPLE = Image.Resampling.LANCZOS
 
 
@@ -123,7 +127,7 @@ def dataset_form(image: Image.Image) -> Preprocessed:
     light = illumination(luminance, ~mask)
     contrast = np.abs(light - luminance) / np.maximum(light, MIN_LIGHT)
     peak = float(np.percentile(contrast[mask], 99))
-    intensity = np.clip(contrast / max(peak, 0.05), 0.0, 1.0) * mask
+    intensity = np.clip(contrast / max(peak, MIN_PEAK_CONTRAST), 0.0, 1.0) * mask
     return Preprocessed(centre(255.0 * intensity, mask), too_faint(peak), photo=True)
 
 

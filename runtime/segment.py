@@ -28,6 +28,7 @@ ITERATIONS = 2  # GrabCut rounds; more change the mask of photos-dev's choice ha
 MIN_OBJECT_SHARE = 0.005  # a mask smaller than this share of the picture is no object: retried with the next band
 KEEP_PART = 0.05  # connected parts of the mask smaller than this share of the largest are dropped (specks)
 OUTLIER_MADS = 3.0  # band pixels farther than this many median deviations from a first fit are left out of the second
+MIN_FIT_PIXELS = 20  # the light's quadratic has 6 coefficients: fewer background pixels fit noise
 MIN_GAIN_LIGHT = 8.0  # flat-fielding before GrabCut treats light below this (0-255) as this: no blown-up noise,
 # and a black backdrop (band median 0) is left as it is instead of being multiplied by 0
 
@@ -98,6 +99,7 @@ def grabcut(rgb: np.ndarray, band: float) -> np.ndarray:
     height, width = rgb.shape[:2]
     seeds = np.where(outer_band(rgb.shape, band), cv2.GC_PR_BGD, cv2.GC_PR_FGD).astype(np.uint8)
     seeds[0], seeds[-1], seeds[:, 0], seeds[:, -1] = (cv2.GC_BGD,) * 4
+    # OpenCV's GMM arrays: 5 components of a weight, a mean (3) and a covariance (9) each (cv2.grabCut's docs)
     background_model, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(0)  # GrabCut seeds its colour models by k-means from OpenCV's (per-thread) RNG
     try:
@@ -136,14 +138,14 @@ def illumination(luminance: np.ndarray, background: np.ndarray) -> np.ndarray:
     """The light over the picture: float64 ``[H, W]`` from a least-squares quadratic fit to the background.
 
     ``luminance``: float ``[H, W]`` in 0-255; ``background``: bool ``[H, W]``. With fewer than
-    20 background pixels the field is flat at the median luminance.
+    ``MIN_FIT_PIXELS`` background pixels the field is flat at the median luminance.
     """
     height, width = luminance.shape
     y, x = np.mgrid[0:height, 0:width]
     x, y = x / width - 0.5, y / height - 0.5
     terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
     picked = background.ravel()
-    if picked.sum() < 20:
+    if picked.sum() < MIN_FIT_PIXELS:
         return np.full(luminance.shape, float(np.median(luminance)))
     chosen = terms[picked]  # the normal equations: a 6x6 solve, where an SVD of all the rows held the GIL for long
     coefficients, *_ = np.linalg.lstsq(chosen.T @ chosen, chosen.T @ luminance.ravel()[picked], rcond=None)

@@ -34,7 +34,11 @@ MIB = 1024 * 1024
 CLASSIFY_PATHS = ("/v1/classify", "/v1/classify/batch")
 PROTECTED_PREFIXES = ("/v1/", "/metrics")
 STOPPED = "the service was stopped before it answered this request"
-CLIENT_CLOSED = 499  # the status counted for a request whose client hung up mid-body (no one reads it)
+# nginx's non-standard 499 "Client Closed Request": the status counted for a request whose client hung up
+# mid-body (no one reads it)
+CLIENT_CLOSED = 499
+# Seconds: prometheus_client's default buckets, which start at 5 ms, with 1 and 2.5 ms below them (a request
+# for a 28x28 picture takes a few milliseconds) and without 75 ms, 0.75 s and 7.5 s
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
