@@ -301,6 +301,8 @@ def read_idx(path: Path, expected_magic: int) -> tuple[tuple[int, ...], bytes]:
     name) is read as plain; the SHA-256 check of the content still decides whether it is official.
 
     Never reads more than the header declares plus one byte, so a gzip bomb costs nothing.
+    Raises :class:`DataError` (one line naming ``path``) for a missing or unreadable file, a wrong
+    magic number, a truncated file or one holding more than its header declares.
     """
     path = Path(path)
     try:
@@ -342,7 +344,7 @@ def idx_kind(dimensions: int) -> str:
 
 
 def load_idx_images(path: Path) -> np.ndarray:
-    """Images as uint8 ``[N, 28, 28]``."""
+    """Images as uint8 ``[N, 28, 28]``; raises :class:`DataError` as :func:`read_idx` does, or for images not 28x28."""
     dims, payload = read_idx(path, IMAGES_MAGIC)
     if dims[1:] != (spec.IMAGE_SIZE, spec.IMAGE_SIZE):
         raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected {spec.IMAGE_SIZE}x{spec.IMAGE_SIZE}")
@@ -350,7 +352,8 @@ def load_idx_images(path: Path) -> np.ndarray:
 
 
 def load_idx_labels(path: Path) -> np.ndarray:
-    """Labels as uint8 ``[N]``, each in 0-9."""
+    """Labels as uint8 ``[N]``, each in 0-9; raises :class:`DataError` as :func:`read_idx` does, or for
+    a label above 9."""
     dims, payload = read_idx(path, LABELS_MAGIC)
     labels = np.frombuffer(payload, dtype=np.uint8).reshape(dims).copy()
     if labels.size and labels.max() >= spec.NUM_CLASSES:
@@ -395,7 +398,11 @@ def official_name(digest: str, digests: dict[str, str]) -> str | None:
 
 
 def load_fashion_mnist(data_dir: Path | None = None, download: bool = True) -> FashionMNIST:
-    """Find and load all splits; the validation set is the first 5,000 training images."""
+    """Find and load all splits; the validation set is the first 5,000 training images.
+
+    Raises :class:`DataError` when the files are missing (and ``download`` is False), unreadable or
+    not the official content, and :class:`DownloadFailed` when they must be downloaded and cannot be.
+    """
     source = find_data(data_dir, download=download)
     train, train_sha = load_found_split(source, "train")
     test, test_sha = load_found_split(source, "test")

@@ -74,7 +74,8 @@ def compare_logits(
     """Compare two ``[N, 10]`` logit arrays against each other and the true labels.
 
     With ``candidate_probabilities`` ``[N, 10]`` (the model's ``probabilities`` output), also
-    check them against ``softmax(logits / temperature)`` as the module docstring says.
+    check them against ``softmax(logits / temperature)`` as the module docstring says. Raises
+    ``ValueError`` when the shapes disagree or ``dtype`` is not a :class:`Dtype`.
     """
     if reference.shape != candidate.shape or len(labels) != len(reference):
         raise ValueError(f"shape mismatch: {reference.shape} vs {candidate.shape} for {len(labels)} labels")

@@ -151,6 +151,7 @@ def feed_uint8(model: onnx.ModelProto, scale: float, zero_point: int, tolerance:
     The QuantizeLinear must read the input directly or through :data:`SHAPE_OPS` (which then
     run on uint8), and its calibrated parameters must lie within ``tolerance`` (relative scale,
     one zero-point step) of the given ones: a sanity check that the quantiser saw raw pixels.
+    Raises ``ValueError`` when the graph does not have that pattern or those parameters.
     """
     graph_input = model.graph.input[0]
     tensor, path = graph_input.name, []

@@ -248,7 +248,7 @@ def pick_calibration_images(train_images: np.ndarray, preset: QuantPreset) -> np
 
 
 def logits_node(model_path: Path) -> str:
-    """The name of the node that produces the ``logits`` output."""
+    """The name of the node that produces the ``logits`` output; raises ``ValueError`` when none does."""
     node = producer(onnx.load(str(model_path)), OUTPUT_NAMES[0])
     if node is None:
         raise ValueError(f"{model_path}: no node produces {OUTPUT_NAMES[0]!r}")

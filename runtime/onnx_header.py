@@ -120,7 +120,8 @@ def parse_model_header(data: bytes) -> ModelHeader:
 
 
 def check_external_data(path: Path, locations: tuple[str, ...]) -> None:
-    """Refuse external data that is absolute or resolves (symlinks included) outside the model's folder."""
+    """Raise :class:`ModelError` for external data whose location is absolute or resolves (symlinks
+    included) outside the model's folder."""
     folder = path.resolve().parent
     for location in locations:
         target = (folder / location).resolve()

@@ -74,7 +74,8 @@ def photo_split(name: str) -> PhotoHalf:
 
 
 def select_split(photos: Iterable[Photo], split: str) -> list[Photo]:
-    """The photos of one half (``"choice"``/``"report"``), or all of them (``"all"``)."""
+    """The photos of one half (``"choice"``/``"report"``), or all of them (``"all"``); raises
+    :class:`PhotoSetError` for any other ``split``."""
     if split not in SPLITS:
         raise PhotoSetError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     return [p for p in photos if split == "all" or photo_split(p.path.name) == split]

@@ -252,7 +252,12 @@ def open_header(fp: IO[bytes], filename: str) -> ImageFile.ImageFile:
 
 
 def decode_reduced(image: ImageFile.ImageFile, path: str, max_side: int) -> Image.Image:
-    """Check the header size, decode (a JPEG at reduced scale), rotate, flatten and shrink ``image``."""
+    """Check the header size, decode (a JPEG at reduced scale), rotate, flatten and shrink ``image``.
+
+    Returns an ``RGB`` or ``L`` picture whose longer side is at most ``max_side`` pixels. Raises
+    :class:`PictureTooLarge` for a decompression bomb (declared or decoded size), :class:`ImageError`
+    for a refused format or a variant or pixel mode this Pillow cannot decode.
+    """
     is_jpeg = image.format in JPEG_FORMATS
     if image.format in REFUSED_FORMATS:
         raise ImageError(f"{path}: {REFUSED_FORMATS[image.format]}")
@@ -370,7 +375,7 @@ def is_missing_codec(exc: OSError) -> bool:
 
 
 def refuse_if_larger(path: str, size: tuple[int, int], limit: int) -> None:
-    """Raise ``ImageError`` if a ``(width, height)`` in pixels holds more than ``limit`` pixels."""
+    """Raise :class:`PictureTooLarge` if a ``(width, height)`` in pixels holds more than ``limit`` pixels."""
     width, height = size
     if width * height > limit:
         raise PictureTooLarge(

@@ -293,7 +293,8 @@ class Predictor:
 
 
 def default_model_path() -> Path:
-    """The shipped default model inside the installed package (``edgefmnist.pretrained``)."""
+    """The shipped default model inside the installed package (``edgefmnist.pretrained``); raises
+    :class:`ModelError` when the package has none (an install without the models)."""
     from importlib.resources import files
 
     candidate = Path(str(files(PRETRAINED_PACKAGE) / DEFAULT_MODEL_NAME))
