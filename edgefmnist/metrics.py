@@ -14,6 +14,8 @@ from edgefmnist.errors import printable
 
 @dataclass(frozen=True)
 class ClassMetrics:
+    """One class's precision, recall and F1 (shares, 0-1) and its support (test images of that class)."""
+
     name: str
     precision: float
     recall: float
@@ -23,6 +25,9 @@ class ClassMetrics:
 
 @dataclass(frozen=True)
 class Evaluation:
+    """A model's figures on a labelled set of ``images``: accuracy and the macro averages as shares
+    (0-1), per-class figures and the confusion counts, ``[10][10]``."""
+
     accuracy: float
     images: int
     per_class: list[ClassMetrics]

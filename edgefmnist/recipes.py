@@ -34,11 +34,15 @@ DEPRECATED_NAMES = {RecipeName.seed: RecipeName.tutorial}
 
 
 class Optimizer(Choice):
+    """The training optimiser."""
+
     sgd = "sgd"  # torch.optim.SGD without momentum, as the Keras tutorial's SGD(lr=0.01)
     adamw = "adamw"
 
 
 class Schedule(Choice):
+    """The learning-rate schedule."""
+
     constant = "constant"
     onecycle = "onecycle"  # torch.optim.lr_scheduler.OneCycleLR, peak at ``lr``, stepped every batch
 

@@ -117,6 +117,8 @@ QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 
 
 class QuantMode(Choice):
+    """onnxruntime's two ways to quantise a float model to int8."""
+
     dynamic = "dynamic"  # int8 weights; activations quantised at run time (onnxruntime's quantize_dynamic)
     static = "static"  # int8 weights and activations, ranges calibrated on training images (quantize_static)
 

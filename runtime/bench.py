@@ -58,6 +58,8 @@ ACCURACY_MARGIN = 0.005  # the recommendation: fastest variant within 0.5 points
 
 @dataclass(frozen=True)
 class BenchSettings:
+    """How ``bench`` measures: batch sizes, intra-op threads, timed and untimed calls, fresh processes."""
+
     batches: tuple[int, ...] = BENCH_BATCHES
     threads: int = 1
     runs: int = BENCH_RUNS  # timed batch-1 calls per row (throughput runs scale with it)
@@ -67,6 +69,10 @@ class BenchSettings:
 
 @dataclass
 class BenchRow:
+    """One model's row of ``bench``: accuracy (share, 0-1), latency (µs), throughput (images/s), cold
+    start (ms), peak memory (MiB) and in-block ratios to other rows (``p50``: this row's time over the
+    other's, below 1 is faster; ``throughput_B``: this row's throughput over the other's)."""
+
     model: str  # file name
     path: str
     engine: str

@@ -27,6 +27,8 @@ MAX_MODEL_BYTES = 1 << 30
 
 @dataclass(frozen=True)
 class ModelHeader:
+    """What an ONNX file declares, read without onnx or onnxruntime (:func:`parse_model_header`)."""
+
     ir_version: int
     opsets: dict[str, int]  # domain ("" is the default ONNX domain) -> version
     metadata: dict[str, str]
