@@ -274,7 +274,7 @@ def threshold_sweep(
     targets = {
         "selective_accuracy": spec.TARGET_SELECTIVE_ACCURACY,
         "coverage": spec.TARGET_COVERAGE,
-        "ood_unsure": spec.TARGET_OOD_UNSURE,
+        "target_ood_unsure": spec.TARGET_OOD_UNSURE,  # of the row's target_ood_unsure, not its ood_unsure
     }
     check_min_confidence(min_confidence)
     check_min_typicality(min_typicality)
@@ -286,7 +286,7 @@ def threshold_sweep(
         met = {
             "selective_accuracy": _meets(figures["selective_accuracy"], targets["selective_accuracy"]),
             "coverage": _meets(figures["coverage"], targets["coverage"]),
-            "ood_unsure": _meets(ood, targets["ood_unsure"]),
+            "target_ood_unsure": _meets(ood, targets["target_ood_unsure"]),
         }
         rows.append({**figures, "target_ood_unsure": ood, "met": met, "all_met": all(met.values())})
     chosen = next((row[f"min_{varied}"] for row in rows if row["all_met"]), None)
@@ -385,7 +385,7 @@ def format_sweep(sweep: dict) -> str:
     held_value = sweep["rows"][0][held] if sweep["rows"] else None
     lines = [
         f"targets: selective accuracy >= {targets['selective_accuracy']:.2f}, coverage >= {targets['coverage']:.2f}, "
-        f"{targets['ood_class']} unsure >= {targets['ood_unsure']:.2f} (the target OOD column)",
+        f"{targets['ood_class']} unsure >= {targets['target_ood_unsure']:.2f} (the target OOD column)",
         f"varied: min-{varied}" + ("" if held_value is None else f"; held: {held.replace('_', '-')} {held_value:g}"),
         "",
         f"{'threshold':>9} {'coverage':>9} {'sel. acc':>9} {'OOD unsure':>11} {'target OOD':>11}  met",
