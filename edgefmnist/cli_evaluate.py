@@ -141,10 +141,10 @@ def evaluate_photos(
         choose_thresholds,
         photo_report,
         predict_photos,
-        save_photo_plot,
         threshold_sweep,
         unread_in_domain,
     )
+    from edgefmnist.runtime.photo_plot import save_photo_plot
     from edgefmnist.runtime.photo_set import LABELS_FILE, load_photo_set, photo_set_notes
     from edgefmnist.runtime.predictor import Predictor, default_model_path
 

@@ -21,7 +21,8 @@ from edgefmnist.runtime.infer import (
     shown_decimals,
     unsure_reasons,
 )
-from edgefmnist.runtime.photo_eval import PhotoPredictions, choose_thresholds, curve_labels
+from edgefmnist.runtime.photo_eval import PhotoPredictions, choose_thresholds
+from edgefmnist.runtime.photo_plot import curve_labels
 from edgefmnist.runtime.photo_set import (
     Photo,
     PhotoSetError,
