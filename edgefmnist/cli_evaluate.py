@@ -183,7 +183,11 @@ def evaluate_photos(
         chosen = choose_thresholds(predictions) if choose else None
     except ValueError as exc:  # the photos of one kind were all unreadable
         raise EdgeFmnistError(f"{folder}: --choose: {exc}") from None
-    plot_failure = failure_of(lambda: save_photo_plot(plot, report, predictions, title)) if plot else None
+    plot_failure = (
+        failure_of(lambda: save_photo_plot(plot, report, predictions, title, varied or "confidence", chosen))
+        if plot
+        else None
+    )
     for note in notes:  # after every refusal, so that an error stays one line
         typer.echo(printable(f"edgefmnist: note: {note}"), err=True)
     warn_if_typicality_unchecked(predictor, thresholds[1])

@@ -371,11 +371,20 @@ def format_photo_report(report: dict, title: str) -> str:
 def thresholds_text(figures: dict) -> str:
     """``min-confidence 0.40, min-typicality 0.011`` (no typicality for a model without the reference):
     two and three decimals, or every decimal a threshold has (``0.557``, ``0.0125``)."""
-    text = f"min-confidence {figures['min_confidence']:.{shown_decimals(figures['min_confidence'])}f}"
+    text = confidence_text(figures["min_confidence"])
     if figures.get("min_typicality") is not None:
-        typicality = figures["min_typicality"]
-        text += f", min-typicality {typicality:.{max(3, shown_decimals(typicality))}f}"
+        text += f", {typicality_text(figures['min_typicality'])}"
     return text
+
+
+def confidence_text(min_confidence: float) -> str:
+    """``min-confidence 0.40``: two decimals, or every decimal it has (``0.557``)."""
+    return f"min-confidence {min_confidence:.{shown_decimals(min_confidence)}f}"
+
+
+def typicality_text(min_typicality: float) -> str:
+    """``min-typicality 0.011``: three decimals, or every decimal it has (``0.0125``)."""
+    return f"min-typicality {min_typicality:.{max(3, shown_decimals(min_typicality))}f}"
 
 
 def format_sweep(sweep: dict) -> str:

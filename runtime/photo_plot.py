@@ -8,26 +8,39 @@ matplotlib is imported only when a plot is drawn (``edgefmnist.plots``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from edgefmnist.runtime.photo_eval import PhotoPredictions, threshold_figures
+from edgefmnist.runtime.photo_eval import (
+    PhotoPredictions,
+    confidence_text,
+    threshold_figures,
+    thresholds_text,
+    typicality_text,
+)
 
+from edgefmnist import spec
 from edgefmnist.errors import printable
+
+# The thresholds the coverage curve runs over, and the decimals of its labels (every LABEL_EVERY-th point)
+CURVE_GRIDS = {"confidence": tuple(k / 100 for k in range(100)), "typicality": tuple(k / 1000 for k in range(51))}
+LABEL_DECIMALS = {"confidence": 1, "typicality": 3}
+LABEL_EVERY = 10
 
 
 def curve_labels(
-    points: Sequence[tuple[float, float, float]], apart: float = 0.015
+    points: Sequence[tuple[float, float, float]], apart: float = 0.015, decimals: int = 1
 ) -> list[tuple[tuple[float, float], str]]:
     """Labels for ``(coverage, accuracy, threshold)`` points of a curve, in order: a run of points
     within ``apart`` of its first one in both coordinates (shares, 0..1: thresholds that change
-    few answers) is labelled once, by its range of thresholds ("0.0-0.3"), so that no labels are
-    drawn on top of each other."""
+    few answers) is labelled once, by its range of thresholds ("0.0-0.3", with ``decimals``), so
+    that no labels are drawn on top of each other."""
     labels: list[tuple[tuple[float, float], str]] = []
     run: list[tuple[float, float, float]] = []
     for point in [*points, None]:
         if run and (point is None or max(abs(point[0] - run[0][0]), abs(point[1] - run[0][1])) > apart):
-            thresholds = f"{run[0][2]:.1f}" + (f"-{run[-1][2]:.1f}" if len(run) > 1 else "")
+            thresholds = f"{run[0][2]:.{decimals}f}" + (f"-{run[-1][2]:.{decimals}f}" if len(run) > 1 else "")
             labels.append(((run[0][0], run[0][1]), thresholds))
             run = []
         if point is not None:
@@ -35,54 +48,137 @@ def curve_labels(
     return labels
 
 
-def save_photo_plot(path: Path, report: dict, predictions: PhotoPredictions, title: str) -> None:
+@dataclass(frozen=True)
+class CoverageCurve:
+    """The plot's right panel: selective accuracy against coverage as the ``varied`` threshold
+    (``"confidence"`` or ``"typicality"``) runs over :data:`CURVE_GRIDS`, the other one ``held``.
+
+    ``points``: ``(coverage, selective accuracy, threshold)``, shares 0-1, where anything is
+    answered; ``in_use`` and ``chosen``: ``(coverage, selective accuracy, thresholds text)`` of the
+    report's thresholds and of the pair the defaults' rule picked, or None (none picked, or none
+    of the in-domain photos answered).
+    """
+
+    varied: str
+    held: str
+    points: list[tuple[float, float, float]]
+    in_use: tuple[float, float, str] | None
+    chosen: tuple[float, float, str] | None
+
+
+def coverage_curve(
+    report: dict, predictions: PhotoPredictions, varied: str = "confidence", chosen: dict | None = None
+) -> CoverageCurve:
+    """The :class:`CoverageCurve` of a :func:`~edgefmnist.runtime.photo_eval.photo_report`: the other
+    threshold held at the report's (min-typicality 0 for a model without the typicality reference).
+    ``chosen`` is :func:`~edgefmnist.runtime.photo_eval.choose_thresholds`' pick. Raises
+    ``ValueError`` for another ``varied``."""
+    if varied not in CURVE_GRIDS:
+        raise ValueError(f"varied must be one of {', '.join(CURVE_GRIDS)}, got {varied!r}")
+    figures = report["threshold"]
+    confidence, typicality = figures["min_confidence"], figures["min_typicality"]
+    if varied == "confidence":
+        held = "" if typicality is None else typicality_text(typicality)
+        pairs = [(value, typicality or 0.0) for value in CURVE_GRIDS[varied]]
+    else:
+        held = confidence_text(confidence)
+        pairs = [(confidence, value) for value in CURVE_GRIDS[varied]]
+    points = []
+    for pair in pairs:
+        curve_figures = threshold_figures(predictions, *pair)
+        if curve_figures["coverage"] and curve_figures["selective_accuracy"] is not None:
+            value = pair[0] if varied == "confidence" else pair[1]
+            points.append((curve_figures["coverage"], curve_figures["selective_accuracy"], value))
+    return CoverageCurve(varied, held, points, marked_point(figures), marked_point(chosen))
+
+
+def marked_point(figures: dict | None) -> tuple[float, float, str] | None:
+    """``(coverage, selective accuracy, thresholds text)`` of :func:`threshold_figures`, or None
+    when there are none or nothing in domain is answered."""
+    if not figures or not figures["coverage"] or figures["selective_accuracy"] is None:
+        return None
+    return figures["coverage"], figures["selective_accuracy"], thresholds_text(figures)
+
+
+def save_photo_plot(
+    path: Path,
+    report: dict,
+    predictions: PhotoPredictions,
+    title: str,
+    varied: str = "confidence",
+    chosen: dict | None = None,
+) -> None:
     """Two panels: the verdict confusion (source class x predicted class + unsure) as a heat map,
-    and selective accuracy against coverage over min-confidence 0..0.99 (min-typicality held at
-    the report's). Needs matplotlib."""
+    and :func:`coverage_curve` with the thresholds in use, the defaults' rule's pick (``chosen``)
+    and the targets marked. Needs matplotlib."""
     from edgefmnist.plots import pyplot, save_figure
 
     plt = pyplot()
-    counts = np.array(report["confusion"]["counts"], dtype=float).reshape(len(report["confusion"]["rows"]), -1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5), gridspec_kw={"width_ratios": [3, 2]})
+    draw_verdicts(fig, left, report)
+    left.set_title(printable(title))
+    draw_curve(right, coverage_curve(report, predictions, varied, chosen))
+    save_figure(fig, path)
+
+
+def draw_verdicts(fig, axis, report: dict) -> None:
+    """The verdict confusion as a heat map of each row's shares, with the counts in the cells."""
+    counts = np.array(report["confusion"]["counts"], dtype=float).reshape(len(report["confusion"]["rows"]), -1)
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    image = left.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    left.set_xticks(range(counts.shape[1]), map(printable, report["confusion"]["columns"]), rotation=45, ha="right")
-    left.set_yticks(range(counts.shape[0]), map(printable, report["confusion"]["rows"]))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    axis.set_xticks(range(counts.shape[1]), map(printable, report["confusion"]["columns"]), rotation=45, ha="right")
+    axis.set_yticks(range(counts.shape[0]), map(printable, report["confusion"]["rows"]))
     figures = report["threshold"]
     rule = f"top probability ≤ {figures['min_confidence']:.2f}"
-    if figures.get("min_typicality") is not None:
+    if figures.get("min_typicality"):  # 0 or None: no photo is unsure for its typicality
         rule += f" or typicality < {figures['min_typicality']:.3f}"
-    left.set_xlabel(f"verdict (unsure: {rule})")
-    left.set_ylabel("source class")
+    axis.set_xlabel(f"verdict (unsure: {rule})")
+    axis.set_ylabel("source class")
     for i, row in enumerate(counts):
         for j, count in enumerate(row):
-            left.text(
-                j,
-                i,
-                str(int(count)),
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if shares[i, j] > 0.5 else "black",
-            )
-    fig.colorbar(image, ax=left, fraction=0.046, label="share of the row")
-    left.set_title(printable(title))
-    held = report["threshold"]["min_typicality"] or 0.0
-    curve = [threshold_figures(predictions, t / 100, held) for t in range(0, 100)]
-    points = [
-        (c["coverage"], c["selective_accuracy"], c["min_confidence"])
-        for c in curve
-        if c["coverage"] and c["selective_accuracy"] is not None
-    ]
-    if points:
-        right.plot([100 * p[0] for p in points], [100 * p[1] for p in points], marker=".")
-        for (coverage, accuracy), label in curve_labels(points[::10]):
-            right.annotate(
-                label, (100 * coverage, 100 * accuracy), fontsize=8, textcoords="offset points", xytext=(4, 4)
-            )
-        right.margins(x=0.08, y=0.08)  # room for the labels at the curve's ends
-    right.set_xlabel("coverage: in-domain photos answered (%)")
-    right.set_ylabel("accuracy on the answered photos (%)")
-    right.set_title(f"over min-confidence (labels), min-typicality {held:g}")
-    right.grid(alpha=0.3)
-    save_figure(fig, path)
+            colour = "white" if shares[i, j] > 0.5 else "black"
+            axis.text(j, i, str(int(count)), ha="center", va="center", fontsize=8, color=colour)
+    fig.colorbar(image, ax=axis, fraction=0.046, label="share of the row")
+
+
+def draw_curve(axis, curve: CoverageCurve) -> None:
+    """The coverage curve with its threshold labels, the marked points and the targets' lines."""
+    axis.set_title(f"over min-{curve.varied} (labels)" + (f", {curve.held}" if curve.held else ""))
+    if not curve.points:
+        axis.text(0.5, 0.5, "no in-domain photo is answered:\nno coverage to plot", ha="center", va="center")
+        axis.set_axis_off()
+        return
+    axis.plot([100 * p[0] for p in curve.points], [100 * p[1] for p in curve.points], marker=".", zorder=1)
+    right_end = max(p[0] for p in curve.points) - 0.05
+    labels = curve_labels(curve.points[::LABEL_EVERY], decimals=LABEL_DECIMALS[curve.varied])
+    for (coverage, accuracy), label in labels:
+        leftwards = coverage > right_end  # the curve's right end: the label goes left, inside the frame
+        axis.annotate(
+            label,
+            (100 * coverage, 100 * accuracy),
+            fontsize=8,
+            textcoords="offset points",
+            xytext=(-4, 6) if leftwards else (4, 4),
+            ha="right" if leftwards else "left",
+        )
+    for point, style, name in (
+        (curve.in_use, {"marker": "*", "markersize": 15, "color": "tab:red"}, "in use"),
+        (curve.chosen, {"marker": "D", "markersize": 8, "color": "tab:green"}, "the defaults' rule picks"),
+    ):
+        if point is not None:
+            axis.plot(100 * point[0], 100 * point[1], linestyle="none", zorder=3, label=f"{name}: {point[2]}", **style)
+    coverage_target, accuracy_target = 100 * spec.TARGET_COVERAGE, 100 * spec.TARGET_SELECTIVE_ACCURACY
+    axis.axvline(coverage_target, color="grey", linestyle="--", linewidth=1, zorder=0)
+    axis.axhline(
+        accuracy_target,
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        zorder=0,
+        label=f"targets: coverage {coverage_target:.0f} %, accuracy {accuracy_target:.0f} %",
+    )
+    axis.margins(x=0.08, y=0.08)  # room for the labels at the curve's ends
+    axis.set_xlabel("coverage: in-domain photos answered (%)")
+    axis.set_ylabel("accuracy on the answered photos (%)")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="best", fontsize=8)

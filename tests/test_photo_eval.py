@@ -22,7 +22,6 @@ from edgefmnist.runtime.infer import (
     unsure_reasons,
 )
 from edgefmnist.runtime.photo_eval import PhotoPredictions, choose_thresholds
-from edgefmnist.runtime.photo_plot import curve_labels
 from edgefmnist.runtime.photo_set import (
     Photo,
     PhotoSetError,
@@ -682,9 +681,3 @@ def test_names_from_the_photo_set_keep_their_lines_in_the_report_and_the_plot(tm
     assert len(rows) == 2  # the per-class row and the confusion row, each whole
     assert "'ha\\nt $\\\\bad{$'" in result.stderr  # the out-of-domain note, escaped once
     assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
-
-
-def test_curve_labels_name_a_run_of_thresholds_that_change_nothing_once() -> None:
-    points = [(0.70, 0.74, 0.0), (0.70, 0.74, 0.1), (0.705, 0.741, 0.2), (0.62, 0.75, 0.3), (0.50, 0.80, 0.4)]
-    assert curve_labels(points) == [((0.70, 0.74), "0.0-0.2"), ((0.62, 0.75), "0.3"), ((0.50, 0.80), "0.4")]
-    assert curve_labels([]) == []

@@ -1,0 +1,100 @@
+"""The figure of `evaluate --photos --plot`: what its coverage panel shows, and its labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgefmnist.runtime.photo_eval import PhotoPredictions, choose_thresholds, photo_report
+from edgefmnist.runtime.photo_plot import CURVE_GRIDS, coverage_curve, curve_labels, draw_verdicts, save_photo_plot
+from edgefmnist.runtime.photo_set import Photo
+from helpers import blob_photo, run_in_process
+
+from edgefmnist import spec
+from edgefmnist.plots import pyplot
+
+
+def coats_and_hats() -> PhotoPredictions:
+    """Ten coats, six right and sure (0.9), four wrong (Bag 0.52); five hats, sure but atypical (0.001)."""
+    coat, bag = spec.CLASS_NAMES.index("Coat"), spec.CLASS_NAMES.index("Bag")
+    photos = [Photo(Path(f"c{k}.jpg"), "coat", ("Coat",)) for k in range(10)]
+    photos += [Photo(Path(f"h{k}.jpg"), "hat", ()) for k in range(5)]
+    probabilities = np.full((15, 10), 0.01, np.float32)
+    probabilities[:6, coat] = probabilities[10:, bag] = 0.9
+    probabilities[6:10, bag] = 0.52
+    typicality = np.array([0.5] * 10 + [0.001] * 5)
+    return PhotoPredictions(spec.CLASS_NAMES, photos, probabilities, np.zeros(15, bool), [], typicality)
+
+
+def test_the_curve_runs_over_the_swept_threshold_and_marks_the_pair_in_use_and_the_pick() -> None:
+    predictions = coats_and_hats()
+    report = photo_report(predictions, 0.3, 0.002)
+    over_confidence = coverage_curve(report, predictions)
+    assert over_confidence.held == "min-typicality 0.002"
+    assert [p[2] for p in over_confidence.points] == [t for t in CURVE_GRIDS["confidence"] if t < 0.9]  # 0.9: none
+    assert {(p[0], p[1]) for p in over_confidence.points} == {(1.0, 0.6), (0.6, 1.0)}  # the four wrong go at 0.52
+    assert over_confidence.in_use == (1.0, 0.6, "min-confidence 0.30, min-typicality 0.002")
+    assert over_confidence.chosen is None
+
+    chosen = choose_thresholds(predictions)
+    over_typicality = coverage_curve(report, predictions, "typicality", chosen)
+    assert over_typicality.held == "min-confidence 0.30"
+    assert [p[2] for p in over_typicality.points] == list(CURVE_GRIDS["typicality"])
+    assert {(p[0], p[1]) for p in over_typicality.points} == {(1.0, 0.6)}  # the coats are typical (0.5)
+    assert over_typicality.chosen == (0.6, 1.0, "min-confidence 0.55, min-typicality 0.002")
+    with pytest.raises(ValueError, match="varied must be one of"):
+        coverage_curve(report, predictions, "energy")
+
+
+def test_a_set_with_nothing_answered_in_domain_has_no_curve_and_says_so(tmp_path: Path) -> None:
+    predictions = coats_and_hats()
+    hats = PhotoPredictions(
+        spec.CLASS_NAMES, predictions.photos[10:], predictions.probabilities[10:], np.zeros(5, bool)
+    )
+    report = photo_report(hats, 0.3, 0.002)
+    curve = coverage_curve(report, hats)
+    assert (curve.points, curve.in_use, curve.held) == ([], None, "")  # no typicality reference: none held
+    save_photo_plot(tmp_path / "hats.png", report, hats, "hats")
+    assert (tmp_path / "hats.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("options", "varied", "chosen"),
+    [((), "confidence", False), (("--sweep-typicality",), "typicality", False), (("--choose",), "confidence", True)],
+)
+def test_evaluate_plots_the_sweep_it_was_asked_for_and_the_pick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...], varied: str, chosen: bool
+) -> None:
+    for k in range(3):
+        blob_photo(tmp_path / "Coat" / f"{k}.jpg", k)
+    blob_photo(tmp_path / "hat" / "x.jpg", 3)
+    drawn: list[tuple[str, dict | None]] = []
+    monkeypatch.setattr(
+        "edgefmnist.runtime.photo_plot.save_photo_plot",
+        lambda path, report, predictions, title, varied, chosen: drawn.append((varied, chosen)),
+    )
+    result = run_in_process("evaluate", "--photos", str(tmp_path), "--plot", str(tmp_path / "p.png"), *options)
+    assert result.returncode == 0, result.stderr
+    assert [(v, c is not None) for v, c in drawn] == [(varied, chosen)]
+
+
+@pytest.mark.parametrize(("min_typicality", "rule"), [(0.002, "or typicality < 0.002"), (0.0, ""), (None, "")])
+def test_the_verdicts_axis_names_the_typicality_rule_only_when_it_can_call_a_photo_unsure(
+    min_typicality: float | None, rule: str
+) -> None:
+    predictions = coats_and_hats()
+    report = photo_report(predictions, 0.3, 0.002)
+    report["threshold"]["min_typicality"] = min_typicality
+    plt = pyplot()
+    fig, axis = plt.subplots()
+    draw_verdicts(fig, axis, report)
+    plt.close(fig)
+    assert axis.get_xlabel() == f"verdict (unsure: top probability ≤ 0.30{' ' + rule if rule else ''})"
+
+
+def test_curve_labels_name_a_run_of_thresholds_that_change_nothing_once() -> None:
+    points = [(0.70, 0.74, 0.0), (0.70, 0.74, 0.1), (0.705, 0.741, 0.2), (0.62, 0.75, 0.3), (0.50, 0.80, 0.4)]
+    assert curve_labels(points) == [((0.70, 0.74), "0.0-0.2"), ((0.62, 0.75), "0.3"), ((0.50, 0.80), "0.4")]
+    assert curve_labels(points[3:], decimals=3) == [((0.62, 0.75), "0.300"), ((0.50, 0.80), "0.400")]
+    assert curve_labels([]) == []
