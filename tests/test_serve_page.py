@@ -124,7 +124,8 @@ def test_page_refuses_a_token_that_is_not_printable_ascii_and_sends_the_right_on
             ("pässwörd", "'ä', which is not ASCII"),
             ("秘密", "not ASCII"),
             ("a\tb", "a control character"),  # set, not typed: a typed tab moves the focus
-            ("wrong", "missing or wrong token"),
+            ("wrong", "the service refused this token: check the token field"),
+            ("", "this service needs a token: enter it in the token field"),
         ]:
             browser.execute_script("arguments[0].value = arguments[1]", token, typed)
             file.send_keys(str(PHOTO))  # the same photo again is sent again
@@ -135,3 +136,74 @@ def test_page_refuses_a_token_that_is_not_printable_ascii_and_sends_the_right_on
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
     finally:
         assert server.stop()[0] == 0
+
+
+@pytest.mark.slow
+def test_page_opens_the_picker_from_the_keyboard(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    server = ServerProcess()
+    try:
+        browser.get(f"http://{server.host}:{server.port}/")
+        browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+        assert browser.execute_script("return document.activeElement.id") == "file"  # the first Tab stop
+    finally:
+        assert server.stop()[0] == 0
+
+
+@pytest.mark.slow
+def test_page_shows_the_newest_photo_when_an_older_answer_comes_later(browser: Any, tmp_path: Path) -> None:
+    """A slow picture, then a fast one: the service's two threads answer the second first, and the
+    first's answer, arriving later, must not replace it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    slow = tmp_path / "slow.png"
+    picture = Image.new("L", (6000, 6000), 235)
+    picture.paste(40, (1500, 1000, 4500, 5000))
+    picture.save(slow)
+    server = ServerProcess()
+    try:
+        browser.get(f"http://{server.host}:{server.port}/")
+        file = browser.find_element(By.ID, "file")
+        file.send_keys(str(slow))
+        file.send_keys(str(PHOTO))
+        WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "result").is_displayed())
+        assert server.post_image(slow.read_bytes()).status == 200  # by its end, the page's slow request has ended
+        assert browser.find_element(By.ID, "photo-name").text == PHOTO.name
+    finally:
+        assert server.stop()[0] == 0
+
+
+@pytest.mark.slow
+def test_page_classifies_a_dropped_photo(browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = ServerProcess()
+    try:
+        browser.get(f"http://{server.host}:{server.port}/")
+        browser.execute_async_script(DROP_GREY_PICTURE)
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
+        assert browser.find_element(By.ID, "photo-name").text == "dropped.png"
+        assert browser.find_element(By.ID, "label").text.startswith("unsure (best guess: ")  # a uniform picture
+    finally:
+        assert server.stop()[0] == 0
+
+
+DROP_GREY_PICTURE = """
+const done = arguments[arguments.length - 1];
+const canvas = document.createElement("canvas");
+canvas.width = canvas.height = 64;
+const context = canvas.getContext("2d");
+context.fillStyle = "#808080";
+context.fillRect(0, 0, 64, 64);
+canvas.toBlob((blob) => {
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([blob], "dropped.png", { type: "image/png" }));
+  const drop = new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true });
+  document.getElementById("pick").dispatchEvent(drop);
+  done();
+});
+"""
