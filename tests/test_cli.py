@@ -335,6 +335,13 @@ def test_version() -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"edgefmnist {edgefmnist.__version__}"
 
 
+def test_python_dash_m_runs_the_command_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "edgefmnist", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == f"edgefmnist {edgefmnist.__version__}"
+    refused = subprocess.run([sys.executable, "-m", "edgefmnist", "infer"], capture_output=True, text=True)
+    assert_one_line_error(refused, 2, "--image")
+
+
 def run_with_stdout(stdout: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``edgefmnist ARGS...`` with stdout ``"closed"`` (``>&-``) or sent to ``/dev/full``; stderr captured."""
     if stdout == "/dev/full" and not Path("/dev/full").exists():
