@@ -75,16 +75,18 @@ OTHER_FORM_PARTS = 16  # multipart parts of other fields a request may carry bes
 class Classifier:
     """Pictures in memory -> ``infer --json`` results, on a bounded pool of worker threads."""
 
-    def __init__(self, predictor: Predictor, settings: ServeSettings) -> None:
+    def __init__(self, predictor: Predictor, settings: ServeSettings, metrics: ServiceMetrics) -> None:
         self.predictor = predictor
         self.settings = settings
+        self.metrics = metrics
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="classify")
 
     def classify(self, pictures: list[Upload], with_pixels: bool) -> list[dict[str, Any]]:
         """Each ``(name, encoded bytes)`` -> its result dict, or ``{"image", "error", "status"}`` for a bad picture.
 
         Timings: ``preprocess_ms`` (decode and preprocess, per picture) and ``inference_us``
-        (the predictor and the verdict, for the whole call).
+        (the predictor and the verdict, for the whole call). Each picture is counted in the
+        metrics by its verdict.
         """
         entries: list[dict[str, Any]] = []
         good: list[tuple[int, Preprocessed, float]] = []
@@ -95,6 +97,7 @@ class Classifier:
             except EdgeFmnistError as exc:
                 status = 413 if isinstance(exc, PictureTooLarge) else 400
                 entries.append({"image": name, "error": str(exc), "status": status})
+                self.metrics.pictures.labels("refused").inc()
                 continue
             preprocess_ms = 1000 * (time.perf_counter() - start)
             good.append((len(entries), picture, preprocess_ms))
@@ -113,6 +116,7 @@ class Classifier:
             for (i, picture, preprocess_ms), result in zip(good, results, strict=True):
                 pixels = picture.pixels if with_pixels else None
                 entries[i] = self.result_dict(result, pixels, preprocess_ms, inference_us)
+                self.metrics.pictures.labels("unsure" if result.unsure else "answered").inc()
         return entries
 
     @staticmethod
@@ -312,8 +316,8 @@ def create_app(predictor: Predictor, settings: ServeSettings) -> tuple[ASGIApp, 
     check_min_typicality(settings.min_typicality)
     if settings.threads < 1 or settings.queue < 0 or settings.max_body < 1 or settings.max_files < 1:
         raise EdgeFmnistError("serve: threads, max body and max files must be at least 1, queue at least 0")
-    classifier = Classifier(predictor, settings)
     metrics = ServiceMetrics()
+    classifier = Classifier(predictor, settings, metrics)
     page = page_html()
     app = FastAPI(
         title="edgefmnist",

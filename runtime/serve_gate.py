@@ -39,6 +39,7 @@ STOPPED = "the service was stopped before it answered this request"
 CLIENT_CLOSED = 499
 # Seconds: prometheus_client's default buckets, which start at 5 ms, with 1 and 2.5 ms below them (a request
 # for a 28x28 picture takes a few milliseconds) and without 75 ms, 0.75 s and 7.5 s
+PICTURE_VERDICTS = ("answered", "unsure", "refused")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -98,6 +99,14 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.in_flight = Gauge("edgefmnist_requests_in_flight", "Requests being answered", registry=self.registry)
+        self.pictures = Counter(
+            "edgefmnist_pictures",
+            "Pictures in classify requests, by verdict: answered, unsure, or refused (unreadable or too large)",
+            ["verdict"],
+            registry=self.registry,
+        )
+        for verdict in PICTURE_VERDICTS:  # each series from the start, at 0: a rate over it needs no first event
+            self.pictures.labels(verdict)
         self.answered = 0
 
     def exposition(self) -> bytes:

@@ -129,6 +129,26 @@ def test_batch_classifies_each_file_and_names_the_bad_one(server: ServerProcess,
         assert {key: entry[key] for key in RESULT_KEYS} == {key: single[key] for key in RESULT_KEYS}
 
 
+def picture_counts(server: ServerProcess) -> dict[str, float]:
+    """``edgefmnist_pictures_total`` by verdict, from ``/metrics``."""
+    text = server.request("GET", "/metrics").body.decode()
+    return {verdict: float(n) for verdict, n in re.findall(r'edgefmnist_pictures_total\{verdict="(\w+)"\} (\S+)', text)}
+
+
+def test_metrics_count_the_pictures_of_each_verdict(server: ServerProcess, fashion_pngs: list[bytes]) -> None:
+    before = picture_counts(server)
+    assert set(before) == {"answered", "unsure", "refused"}  # every series there, before its first picture
+    grey = io.BytesIO()
+    Image.new("L", (64, 64), 128).save(grey, format="PNG")
+    files = [("a.png", fashion_pngs[0]), ("notes.txt", b"hello"), ("grey.png", grey.getvalue())]
+    entries = server.post_files(files, "/v1/classify/batch").json()
+    verdicts = ["refused" if "error" in entry else "unsure" if entry["unsure"] else "answered" for entry in entries]
+    assert verdicts[1:] == ["refused", "unsure"]
+    verdicts.append("unsure" if server.post_image(fashion_pngs[1]).json()["unsure"] else "answered")  # one alone
+    after = picture_counts(server)
+    assert {verdict: after[verdict] - before[verdict] for verdict in after} == {v: verdicts.count(v) for v in after}
+
+
 def test_model_health_metrics_openapi_and_page(server: ServerProcess, fashion_pngs: list[bytes]) -> None:
     model = server.request("GET", "/v1/model").json()
     assert model["file"] == "cnn.onnx" and len(model["class_names"]) == 10 and model["precision"] == "fp32"
