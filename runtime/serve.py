@@ -69,6 +69,8 @@ ONE_MEDIA_TYPE = re.compile(rf"{TOKEN}/{TOKEN}(?:[ \t]*;[ \t]*(?:{TOKEN}=(?:{TOK
 RAW_TYPES = ("image/", "application/octet-stream")  # Content-Types taken as the picture itself
 CLASSIFY_QUERY = ("preprocessed",)  # the query parameters a classification request takes
 MAX_SHOWN_NAME = 40  # characters of a refused query parameter's name that its error repeats
+# pydantic's strings for a boolean, in any case (its "bool_parsing" error names none of them)
+ACCEPTED_BOOLEANS = " (true or false; also 1/0, yes/no, on/off, t/f, y/n)"
 OTHER_FORM_PARTS = 16  # multipart parts of other fields a request may carry beside its files (a form's extras)
 
 
@@ -265,7 +267,8 @@ def validation_message(errors: Sequence[Any]) -> str:
     for error in errors:
         where, *names = error.get("loc", ()) or ("request",)
         name = ".".join(str(part) for part in names)
-        parts.append(f"{where} parameter {name!r}: {error.get('msg', 'invalid')}" if name else error.get("msg", ""))
+        message = error.get("msg", "invalid") + (ACCEPTED_BOOLEANS if error.get("type") == "bool_parsing" else "")
+        parts.append(f"{where} parameter {name!r}: {message}" if name else message)
     return "; ".join(parts) or "invalid request"
 
 

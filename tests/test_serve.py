@@ -352,7 +352,7 @@ def truncated_png() -> bytes:
         (lambda s: chunked_post(s, 2 << 20), 413, ["bytes or more is larger than the limit of 1,048,576 bytes"]),
         (lambda s: s.request("GET", "/v1/nothing"), 404, ["Not Found"]),
         (lambda s: s.request("GET", "/v1/classify"), 405, ["Method Not Allowed"]),
-        (lambda s: s.post_image(b"x", "/v1/classify?preprocessed=maybe"), 400, ["query parameter 'preprocessed'"]),
+        (lambda s: s.post_image(b"x", "/v1/classify?preprocessed=maybe"), 400, ["'preprocessed'", "(true or false;"]),
         (lambda s: s.post_image(b"x", "/v1/classify/batch?preprocessed=2"), 400, ["query parameter 'preprocessed'"]),
         (lambda s: s.post_image(b"x", "/v1/classify?preprocesed=1"), 400, ["unknown query parameter 'preprocesed'"]),
         (
