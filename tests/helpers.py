@@ -204,3 +204,21 @@ def blob_photo(path: Path, seed: int = 0, size: tuple[int, int] = (80, 60)) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, quality=90)
     return path
+
+
+def coats_and_hats() -> Any:
+    """The model's outputs (``PhotoPredictions``) on ten coats, six right and sure (0.9) and four
+    wrong (Bag 0.52), and five hats, sure (Bag 0.9) but atypical (typicality 0.001, the coats 0.5)."""
+    from edgefmnist.runtime.photo_eval import PhotoPredictions
+    from edgefmnist.runtime.photo_set import Photo
+
+    from edgefmnist import spec
+
+    coat, bag = spec.CLASS_NAMES.index("Coat"), spec.CLASS_NAMES.index("Bag")
+    photos = [Photo(Path(f"c{k}.jpg"), "coat", ("Coat",)) for k in range(10)]
+    photos += [Photo(Path(f"h{k}.jpg"), "hat", ()) for k in range(5)]
+    probabilities = np.full((15, 10), 0.01, np.float32)
+    probabilities[:6, coat] = probabilities[10:, bag] = 0.9
+    probabilities[6:10, bag] = 0.52
+    typicality = np.array([0.5] * 10 + [0.001] * 5)
+    return PhotoPredictions(spec.CLASS_NAMES, photos, probabilities, np.zeros(15, bool), [], typicality)

@@ -23,7 +23,6 @@ from edgefmnist.runtime.infer import (
 )
 from edgefmnist.runtime.photo_eval import PhotoPredictions, choose_thresholds
 from edgefmnist.runtime.photo_set import (
-    Photo,
     PhotoSetError,
     load_photo_set,
     photo_set_notes,
@@ -34,6 +33,7 @@ from helpers import (
     TORCH_FREE,
     assert_one_line_error,
     blob_photo,
+    coats_and_hats,
     run_in_process,
     without_typicality_reference,
 )
@@ -199,19 +199,11 @@ def test_the_sweep_as_text_and_json(small_set: Path) -> None:
 
 
 def test_the_defaults_rule_picks_the_smallest_pair_that_meets_the_targets_best() -> None:
-    """Ten coats, six right and sure, four wrong at 0.52; five hats, sure but atypical (0.001).
-
-    Every min-typicality from 0.002 up calls the hats unsure; every min-confidence from 0.55 to
-    0.90 then keeps 60 % coverage with all answers right, where 0.30-0.50 answers the wrong four
-    too (selective accuracy 0.6): the rule picks (0.55, 0.002)."""
-    coat, bag = spec.CLASS_NAMES.index("Coat"), spec.CLASS_NAMES.index("Bag")
-    photos = [Photo(Path(f"c{k}.jpg"), "coat", ("Coat",)) for k in range(10)]
-    photos += [Photo(Path(f"h{k}.jpg"), "hat", ()) for k in range(5)]
-    probabilities = np.full((15, 10), 0.01, np.float32)
-    probabilities[:6, coat] = probabilities[10:, bag] = 0.9
-    probabilities[6:10, bag] = 0.52
-    typicality = np.array([0.5] * 10 + [0.001] * 5)
-    predictions = PhotoPredictions(spec.CLASS_NAMES, photos, probabilities, np.zeros(15, bool), [], typicality)
+    """:func:`coats_and_hats`: every min-typicality from 0.002 up calls the hats unsure; every
+    min-confidence from 0.55 to 0.90 then keeps 60 % coverage with all answers right, where
+    0.30-0.50 answers the wrong four too (selective accuracy 0.6): the rule picks (0.55, 0.002)."""
+    predictions = coats_and_hats()
+    photos, probabilities = predictions.photos, predictions.probabilities
     chosen = choose_thresholds(predictions)
     assert (chosen["min_confidence"], chosen["min_typicality"]) == (0.55, 0.002)
     assert (chosen["coverage"], chosen["selective_accuracy"], chosen["ood_unsure"]["hat"]) == (0.6, 1.0, 1.0)

@@ -8,23 +8,10 @@ import numpy as np
 import pytest
 from edgefmnist.runtime.photo_eval import PhotoPredictions, choose_thresholds, photo_report
 from edgefmnist.runtime.photo_plot import CURVE_GRIDS, coverage_curve, curve_labels, draw_verdicts, save_photo_plot
-from edgefmnist.runtime.photo_set import Photo
-from helpers import blob_photo, run_in_process
+from helpers import blob_photo, coats_and_hats, run_in_process
 
 from edgefmnist import spec
 from edgefmnist.plots import pyplot
-
-
-def coats_and_hats() -> PhotoPredictions:
-    """Ten coats, six right and sure (0.9), four wrong (Bag 0.52); five hats, sure but atypical (0.001)."""
-    coat, bag = spec.CLASS_NAMES.index("Coat"), spec.CLASS_NAMES.index("Bag")
-    photos = [Photo(Path(f"c{k}.jpg"), "coat", ("Coat",)) for k in range(10)]
-    photos += [Photo(Path(f"h{k}.jpg"), "hat", ()) for k in range(5)]
-    probabilities = np.full((15, 10), 0.01, np.float32)
-    probabilities[:6, coat] = probabilities[10:, bag] = 0.9
-    probabilities[6:10, bag] = 0.52
-    typicality = np.array([0.5] * 10 + [0.001] * 5)
-    return PhotoPredictions(spec.CLASS_NAMES, photos, probabilities, np.zeros(15, bool), [], typicality)
 
 
 def test_the_curve_runs_over_the_swept_threshold_and_marks_the_pair_in_use_and_the_pick() -> None:
