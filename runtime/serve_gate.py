@@ -39,8 +39,8 @@ STOPPED = "the service was stopped before it answered this request"
 CLIENT_CLOSED = 499
 # Seconds: prometheus_client's default buckets, which start at 5 ms, with 1 and 2.5 ms below them (a request
 # for a 28x28 picture takes a few milliseconds) and without 75 ms, 0.75 s and 7.5 s
-PICTURE_VERDICTS = ("answered", "unsure", "refused")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PICTURE_VERDICTS = ("answered", "unsure", "refused")  # edgefmnist_pictures_total's label values
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,8 @@ class ServiceMetrics:
         self.in_flight = Gauge("edgefmnist_requests_in_flight", "Requests being answered", registry=self.registry)
         self.pictures = Counter(
             "edgefmnist_pictures",
-            "Pictures in classify requests, by verdict: answered, unsure, or refused (unreadable or too large)",
+            "Pictures of classify requests that were read, by verdict: answered, unsure, or refused "
+            "(unreadable or too large to decode)",
             ["verdict"],
             registry=self.registry,
         )
