@@ -99,7 +99,8 @@ def grabcut(rgb: np.ndarray, band: float) -> np.ndarray:
     height, width = rgb.shape[:2]
     seeds = np.where(outer_band(rgb.shape, band), cv2.GC_PR_BGD, cv2.GC_PR_FGD).astype(np.uint8)
     seeds[0], seeds[-1], seeds[:, 0], seeds[:, -1] = (cv2.GC_BGD,) * 4
-    # OpenCV's GMM arrays: 5 components of a weight, a mean (3) and a covariance (9) each (cv2.grabCut's docs)
+    # OpenCV's GMM arrays: 5 components of a weight, a mean (3) and a covariance (9) each
+    # (GMM::componentsCount and modelSize in OpenCV's modules/imgproc/src/grabcut.cpp)
     background_model, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
     cv2.setRNGSeed(0)  # GrabCut seeds its colour models by k-means from OpenCV's (per-thread) RNG
     try:
