@@ -188,9 +188,20 @@ def test_page_classifies_a_dropped_photo(browser: Any) -> None:
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
         assert browser.find_element(By.ID, "photo-name").text == "dropped.png"
         assert browser.find_element(By.ID, "label").text.startswith("unsure (best guess: ")  # a uniform picture
+        cancelled = browser.execute_script(DROP_DATA, "text/uri-list", "https://example.org/shirt.jpg")
+        assert cancelled and "holds no file" in browser.find_element(By.ID, "status").text
+        assert not browser.execute_script(DROP_DATA, "text/plain", "s3cret")  # left to the browser, for the token field
     finally:
         assert server.stop()[0] == 0
 
+
+# Drops data of one type on the token field; whether the page cancelled the drop's default action.
+DROP_DATA = """
+const transfer = new DataTransfer();
+transfer.setData(arguments[0], arguments[1]);
+const drop = new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true });
+return !document.getElementById("token").dispatchEvent(drop);
+"""
 
 DROP_GREY_PICTURE = """
 const done = arguments[arguments.length - 1];
