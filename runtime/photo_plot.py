@@ -152,14 +152,17 @@ def draw_curve(axis, curve: CoverageCurve) -> None:
     right_end = max(p[0] for p in curve.points) - 0.05
     labels = curve_labels(curve.points[::LABEL_EVERY], decimals=LABEL_DECIMALS[curve.varied])
     for (coverage, accuracy), label in labels:
-        leftwards = coverage > right_end  # the curve's right end: the label goes left, inside the frame
+        # at the curve's right end the label goes below and to the left: inside the frame, and clear
+        # of the label before it, which sits above and to the right of a point up the curve
+        leftwards = coverage > right_end
         axis.annotate(
             label,
             (100 * coverage, 100 * accuracy),
             fontsize=8,
             textcoords="offset points",
-            xytext=(-4, 6) if leftwards else (4, 4),
+            xytext=(-4, -4) if leftwards else (4, 4),
             ha="right" if leftwards else "left",
+            va="top" if leftwards else "baseline",
         )
     for point, style, name in (
         (curve.in_use, {"marker": "*", "markersize": 15, "color": "tab:red"}, "in use"),
