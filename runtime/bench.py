@@ -626,9 +626,13 @@ def run_bench(
 
 
 def format_table(report: dict, markdown: bool = False) -> str:
-    """The report as an aligned text table, or a Markdown table for a README, with its notes below."""
+    """The report as an aligned text table, or a Markdown table for a README, with its notes below.
+    A column no row has a figure in (``p50 vs ref`` without ``--reference``) is left out."""
     batches = report["settings"]["batches"]
     lines = [table_header(batches)] + [table_cells(row, batches) for row in report["rows"]]
+    if len(lines) > 1:
+        shown = [i for i in range(len(lines[0])) if any(cells[i] for cells in lines[1:])]
+        lines = [[cells[i] for i in shown] for cells in lines]
     notes = table_notes(report)
     if markdown:
         table = [

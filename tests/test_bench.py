@@ -281,11 +281,11 @@ def test_bench_times_a_reference_file_beside_its_model_and_reports_the_call_floo
     assert "p50 vs fp32" in text.splitlines()[0] and f"{ours['vs_fp32']['p50']:.2f}x" in text.splitlines()[3]
 
 
-def test_the_bench_table_keeps_a_model_name_in_its_cell() -> None:
-    """A control character is escaped and, in Markdown, a ``|`` cannot open a column of its own."""
-    name = "a|b\nc.onnx"
-    row = {
-        "model": name,
+def one_row_report(**row: object) -> dict:
+    """A bench report of one edgefmnist row at batch 1, with ``row``'s keys changed."""
+    machine = {"cpu": "cpu", "arch": "x86_64", "cores": 2, "flags": [], "int8_dot_product": False, "onnxruntime": "1"}
+    base = {
+        "model": "m.onnx",
         "engine": "edgefmnist",
         "precision": "fp32",
         "size_bytes": 2048,
@@ -296,14 +296,21 @@ def test_the_bench_table_keeps_a_model_name_in_its_cell() -> None:
         "cold_start_ms": 50.0,
         "peak_rss_mib": 60.0,
     }
-    machine = {"cpu": "cpu", "arch": "x86_64", "cores": 2, "flags": [], "int8_dot_product": False, "onnxruntime": "1"}
-    report = {
-        "settings": {"batches": [1], "threads": 1},
-        "rows": [row],
-        "machine": machine,
-        "recommendation": None,
-        "infer_overhead": None,
-    }
+    report = {"settings": {"batches": [1], "threads": 1}, "rows": [base | row], "machine": machine}
+    return report | {"recommendation": None, "infer_overhead": None}
+
+
+def test_the_bench_table_leaves_out_the_columns_no_row_has_a_figure_in() -> None:
+    alone = format_table(one_row_report()).splitlines()[0]
+    assert "vs plain" not in alone and "vs ref" not in alone and "vs fp32" not in alone and "peak MiB" in alone
+    compared = format_table(one_row_report(vs_plain={"p50": 0.9, "throughput_1": 1.1}), markdown=True).splitlines()
+    assert compared[0].count("vs plain") == 2 and "vs ref" not in compared[0]
+    assert compared[0].count("|") == compared[1].count("|") == compared[2].count("|")  # the separator row fits
+
+
+def test_the_bench_table_keeps_a_model_name_in_its_cell() -> None:
+    """A control character is escaped and, in Markdown, a ``|`` cannot open a column of its own."""
+    report = one_row_report(model="a|b\nc.onnx")
     text, markdown = format_table(report), format_table(report, markdown=True)
     assert text.splitlines()[1].startswith("a|b\\nc.onnx  edgefmnist")
     header, _, cells = markdown.splitlines()[:3]
