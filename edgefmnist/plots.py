@@ -6,6 +6,8 @@ import importlib.util
 import io
 from pathlib import Path
 
+import numpy as np
+
 from edgefmnist.atomic import write_bytes_atomic
 from edgefmnist.errors import EdgeFmnistError, printable
 
@@ -70,27 +72,35 @@ def learning_curves_png(history: list[dict[str, float]], title: str) -> bytes:
 
 
 def save_confusion_matrix(path: Path, confusion: list[list[int]], class_names: tuple[str, ...], title: str) -> None:
-    """A labelled heat map: rows are true classes, columns predicted ones, counts in the cells."""
+    """:func:`confusion_figure`, written as PNG at ``path``."""
+    save_figure(confusion_figure(confusion, class_names, title), path)
+
+
+def confusion_figure(confusion: list[list[int]], class_names: tuple[str, ...], title: str):
+    """A labelled heat map: rows are true classes, columns predicted ones, counts in the cells.
+
+    The colour is logarithmic in the count (an empty cell is white), so that the confusions, tens
+    of images beside a diagonal of hundreds, show.
+    """
     plt = pyplot()
+    from matplotlib.colors import LogNorm
+
     fig, axis = plt.subplots(figsize=(8, 7))
-    image = axis.imshow(confusion, cmap="Blues")
+    most = max(2, max(max(row) for row in confusion))
+    norm = LogNorm(vmin=1, vmax=most)
+    image = axis.imshow(np.ma.masked_less(np.asarray(confusion, dtype=float), 1), cmap="Blues", norm=norm)
     ticks, names = range(len(class_names)), [printable(name) for name in class_names]
     axis.set_xticks(ticks, names, rotation=45, ha="right")
     axis.set_yticks(ticks, names)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    brightest = max(max(row) for row in confusion) or 1
     for i, row in enumerate(confusion):
         for j, count in enumerate(row):
-            axis.text(
-                j,
-                i,
-                str(count),
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if count > brightest / 2 else "black",
-            )
-    fig.colorbar(image, ax=axis, fraction=0.046)
+            colour = "white" if count >= 1 and norm(count) > 0.6 else "black"
+            axis.text(j, i, str(count), ha="center", va="center", fontsize=8, color=colour)
+    bar = fig.colorbar(image, ax=axis, fraction=0.046, label="images (log scale)")
+    bar.set_ticks([tick for tick in (1, 10, 100, 1000, 10_000) if tick <= most])
+    bar.ax.yaxis.set_major_formatter("{x:,.0f}")  # plain numbers: mathtext is off (pyplot())
+    bar.ax.yaxis.set_minor_formatter("")
     axis.set_title(printable(title))
-    save_figure(fig, path)
+    return fig

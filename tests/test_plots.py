@@ -1,4 +1,4 @@
-"""The figure of `evaluate --photos --plot`: what its coverage panel shows, and its labels."""
+"""The figures of `evaluate --plot`: the test set's heat map; with `--photos`, the verdicts and the coverage."""
 
 from __future__ import annotations
 
@@ -85,3 +85,17 @@ def test_curve_labels_name_a_run_of_thresholds_that_change_nothing_once() -> Non
     assert curve_labels(points) == [((0.70, 0.74), "0.0-0.2"), ((0.62, 0.75), "0.3"), ((0.50, 0.80), "0.4")]
     assert curve_labels(points[3:], decimals=3) == [((0.62, 0.75), "0.300"), ((0.50, 0.80), "0.400")]
     assert curve_labels([]) == []
+
+
+def test_the_test_set_heat_map_colours_tens_of_confusions_beside_hundreds_right() -> None:
+    from edgefmnist.plots import confusion_figure
+
+    confusion = (900 * np.eye(10, dtype=int)).tolist()
+    confusion[6][0] = 80  # Shirt read as T-shirt/top, as such confusions go
+    figure = confusion_figure(confusion, spec.CLASS_NAMES, "title")
+    figure.canvas.draw()
+    image, bar = figure.axes[0].images[0], figure.axes[1]
+    pyplot().close(figure)
+    assert image.norm(80) > 0.6  # on a linear scale 80 / 900 would be nearly white
+    assert image.get_array().mask[0][1]  # an empty cell is white
+    assert [label.get_text() for label in bar.get_yticklabels()] == ["1", "10", "100"]  # plain, no TeX
