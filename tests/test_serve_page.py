@@ -218,3 +218,46 @@ canvas.toBlob((blob) => {
   done();
 });
 """
+
+
+@pytest.mark.slow
+def test_page_fits_a_phone_screen_with_a_long_photo_name(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = tmp_path / "PXL_20240101_123456789_0123456789_0123456789_0123456789.MP.jpg"  # no break in it
+    shutil.copy(PHOTO, photo)
+    server = ServerProcess()
+    size = browser.get_window_size()
+    try:
+        browser.set_window_size(360, 740)
+        browser.get(f"http://{server.host}:{server.port}/")
+        browser.find_element(By.ID, "file").send_keys(str(photo))
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
+        assert browser.find_element(By.ID, "photo-name").text.replace("\n", "") == photo.name
+        width = "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        scrolled, shown = browser.execute_script(width)
+        assert scrolled <= shown  # no sideways scrolling
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+        assert server.stop()[0] == 0
+
+
+@pytest.mark.slow
+def test_page_names_the_photo_a_refusal_is_about(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import text_to_be_present_in_element
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    big, notes = tmp_path / "big.jpg", tmp_path / "notes.txt"
+    big.write_bytes(PHOTO.read_bytes() + bytes(2 << 20))  # past the 1 MiB limit
+    notes.write_text("not a picture")
+    server = ServerProcess("--max-body-mb", "1")
+    try:
+        browser.get(f"http://{server.host}:{server.port}/")
+        for path, said in ((big, "big.jpg: too large for this service: request body of"), (notes, "notes.txt: not ")):
+            browser.find_element(By.ID, "file").send_keys(str(path))
+            WebDriverWait(browser, 30).until(text_to_be_present_in_element((By.ID, "status"), said))
+            assert not browser.find_element(By.ID, "status").text.startswith(f"{path.name}: {path.name}")
+    finally:
+        assert server.stop()[0] == 0
