@@ -87,7 +87,7 @@ def confusion_figure(confusion: list[list[int]], class_names: tuple[str, ...], t
 
     fig, axis = plt.subplots(figsize=(8, 7))
     most = max(2, max(max(row) for row in confusion))
-    norm = LogNorm(vmin=1, vmax=most)
+    norm = LogNorm(vmin=0.5, vmax=most)  # below 1: a single image gets a tint, where 0 is white
     image = axis.imshow(np.ma.masked_less(np.asarray(confusion, dtype=float), 1), cmap="Blues", norm=norm)
     ticks, names = range(len(class_names)), [printable(name) for name in class_names]
     axis.set_xticks(ticks, names, rotation=45, ha="right")

@@ -54,9 +54,10 @@ class CoverageCurve:
     (``"confidence"`` or ``"typicality"``) runs over :data:`CURVE_GRIDS`, the other one ``held``.
 
     ``points``: ``(coverage, selective accuracy, threshold)``, shares 0-1, where anything is
-    answered; ``in_use`` and ``chosen``: ``(coverage, selective accuracy, thresholds text)`` of the
-    report's thresholds and of the pair the defaults' rule picked, or None (none picked, or none
-    of the in-domain photos answered).
+    answered, and ``empty`` why there are none ("" when there are); ``in_use`` and ``chosen``:
+    ``(coverage, selective accuracy, label)`` of the report's thresholds and of the pair the
+    defaults' rule picked, or None (none picked, or none of the in-domain photos answered). A
+    pick whose other threshold is not the one held lies off the curve, and its label says so.
     """
 
     varied: str
@@ -64,6 +65,7 @@ class CoverageCurve:
     points: list[tuple[float, float, float]]
     in_use: tuple[float, float, str] | None
     chosen: tuple[float, float, str] | None
+    empty: str = ""
 
 
 def coverage_curve(
@@ -89,15 +91,19 @@ def coverage_curve(
         if curve_figures["coverage"] and curve_figures["selective_accuracy"] is not None:
             value = pair[0] if varied == "confidence" else pair[1]
             points.append((curve_figures["coverage"], curve_figures["selective_accuracy"], value))
-    return CoverageCurve(varied, held, points, marked_point(figures), marked_point(chosen))
+    empty = "" if points else ("no in-domain photos in this set" if not report["in_domain"] else "none answered")
+    held_key = "min_typicality" if varied == "confidence" else "min_confidence"
+    off_curve = chosen is not None and (chosen[held_key] or 0.0) != (figures[held_key] or 0.0)
+    chosen_point = marked_point(chosen, " (off this curve)" if off_curve else "")
+    return CoverageCurve(varied, held, points, marked_point(figures), chosen_point, empty)
 
 
-def marked_point(figures: dict | None) -> tuple[float, float, str] | None:
-    """``(coverage, selective accuracy, thresholds text)`` of :func:`threshold_figures`, or None
-    when there are none or nothing in domain is answered."""
+def marked_point(figures: dict | None, note: str = "") -> tuple[float, float, str] | None:
+    """``(coverage, selective accuracy, thresholds text + note)`` of :func:`threshold_figures`, or
+    None when there are none or nothing in domain is answered."""
     if not figures or not figures["coverage"] or figures["selective_accuracy"] is None:
         return None
-    return figures["coverage"], figures["selective_accuracy"], thresholds_text(figures)
+    return figures["coverage"], figures["selective_accuracy"], thresholds_text(figures) + note
 
 
 def save_photo_plot(
@@ -145,7 +151,7 @@ def draw_curve(axis, curve: CoverageCurve) -> None:
     """The coverage curve with its threshold labels, the marked points and the targets' lines."""
     axis.set_title(f"over min-{curve.varied} (labels)" + (f", {curve.held}" if curve.held else ""))
     if not curve.points:
-        axis.text(0.5, 0.5, "no in-domain photo is answered:\nno coverage to plot", ha="center", va="center")
+        axis.text(0.5, 0.5, f"{curve.empty}:\nno coverage to plot", ha="center", va="center")
         axis.set_axis_off()
         return
     axis.plot([100 * p[0] for p in curve.points], [100 * p[1] for p in curve.points], marker=".", zorder=1)
@@ -163,13 +169,15 @@ def draw_curve(axis, curve: CoverageCurve) -> None:
             xytext=(-4, -4) if leftwards else (4, 4),
             ha="right" if leftwards else "left",
             va="top" if leftwards else "baseline",
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
         )
-    for point, style, name in (
-        (curve.in_use, {"marker": "*", "markersize": 15, "color": "tab:red"}, "in use"),
-        (curve.chosen, {"marker": "D", "markersize": 8, "color": "tab:green"}, "the defaults' rule picks"),
+    hollow_diamond = {"marker": "D", "markersize": 12, "markerfacecolor": "none", "markeredgewidth": 2}
+    for point, style, name in (  # the diamond is hollow and larger: a star at the same point shows inside it
+        (curve.in_use, {"marker": "*", "markersize": 13, "color": "tab:red", "zorder": 4}, "in use"),
+        (curve.chosen, {**hollow_diamond, "color": "tab:green", "zorder": 3}, "the defaults' rule picks"),
     ):
         if point is not None:
-            axis.plot(100 * point[0], 100 * point[1], linestyle="none", zorder=3, label=f"{name}: {point[2]}", **style)
+            axis.plot(100 * point[0], 100 * point[1], linestyle="none", label=f"{name}: {point[2]}", **style)
     coverage_target, accuracy_target = 100 * spec.TARGET_COVERAGE, 100 * spec.TARGET_SELECTIVE_ACCURACY
     axis.axvline(coverage_target, color="grey", linestyle="--", linewidth=1, zorder=0)
     axis.axhline(
@@ -178,10 +186,11 @@ def draw_curve(axis, curve: CoverageCurve) -> None:
         linestyle="--",
         linewidth=1,
         zorder=0,
-        label=f"targets: coverage {coverage_target:.0f} %, accuracy {accuracy_target:.0f} %",
+        label=f"targets: coverage {coverage_target:.0f} %, accuracy {accuracy_target:.0f} % "
+        f"(and {100 * spec.TARGET_OOD_UNSURE:.0f} % of {spec.TARGET_OOD_CLASS}s unsure, not drawn)",
     )
     axis.margins(x=0.08, y=0.08)  # room for the labels at the curve's ends
     axis.set_xlabel("coverage: in-domain photos answered (%)")
     axis.set_ylabel("accuracy on the answered photos (%)")
     axis.grid(alpha=0.3)
-    axis.legend(loc="best", fontsize=8)
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), fontsize=8, frameon=False)  # clear of the curve

@@ -29,7 +29,9 @@ def test_the_curve_runs_over_the_swept_threshold_and_marks_the_pair_in_use_and_t
     assert over_typicality.held == "min-confidence 0.30"
     assert [p[2] for p in over_typicality.points] == list(CURVE_GRIDS["typicality"])
     assert {(p[0], p[1]) for p in over_typicality.points} == {(1.0, 0.6)}  # the coats are typical (0.5)
-    assert over_typicality.chosen == (0.6, 1.0, "min-confidence 0.55, min-typicality 0.002")
+    assert over_typicality.chosen == (0.6, 1.0, "min-confidence 0.55, min-typicality 0.002 (off this curve)")
+    on_the_curve = coverage_curve(report, predictions, "confidence", chosen)  # its min-typicality is held
+    assert on_the_curve.chosen == (0.6, 1.0, "min-confidence 0.55, min-typicality 0.002")
     with pytest.raises(ValueError, match="varied must be one of"):
         coverage_curve(report, predictions, "energy")
 
@@ -42,6 +44,7 @@ def test_a_set_with_nothing_answered_in_domain_has_no_curve_and_says_so(tmp_path
     report = photo_report(hats, 0.3, 0.002)
     curve = coverage_curve(report, hats)
     assert (curve.points, curve.in_use, curve.held) == ([], None, "")  # no typicality reference: none held
+    assert curve.empty == "no in-domain photos in this set"
     save_photo_plot(tmp_path / "hats.png", report, hats, "hats")
     assert (tmp_path / "hats.png").read_bytes().startswith(b"\x89PNG")
 
@@ -97,5 +100,6 @@ def test_the_test_set_heat_map_colours_tens_of_confusions_beside_hundreds_right(
     image, bar = figure.axes[0].images[0], figure.axes[1]
     pyplot().close(figure)
     assert image.norm(80) > 0.6  # on a linear scale 80 / 900 would be nearly white
+    assert image.norm(1) > 0.05  # a single image is tinted
     assert image.get_array().mask[0][1]  # an empty cell is white
     assert [label.get_text() for label in bar.get_yticklabels()] == ["1", "10", "100"]  # plain, no TeX
