@@ -91,7 +91,8 @@ def coverage_curve(
         if curve_figures["coverage"] and curve_figures["selective_accuracy"] is not None:
             value = pair[0] if varied == "confidence" else pair[1]
             points.append((curve_figures["coverage"], curve_figures["selective_accuracy"], value))
-    empty = "" if points else ("no in-domain photos in this set" if not report["in_domain"] else "none answered")
+    empty = "no in-domain photos in this set" if not report["in_domain"] else "no in-domain photo is answered"
+    empty = "" if points else empty
     held_key = "min_typicality" if varied == "confidence" else "min_confidence"
     off_curve = chosen is not None and (chosen[held_key] or 0.0) != (figures[held_key] or 0.0)
     chosen_point = marked_point(chosen, " (off this curve)" if off_curve else "")

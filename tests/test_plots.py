@@ -47,6 +47,9 @@ def test_a_set_with_nothing_answered_in_domain_has_no_curve_and_says_so(tmp_path
     assert curve.empty == "no in-domain photos in this set"
     save_photo_plot(tmp_path / "hats.png", report, hats, "hats")
     assert (tmp_path / "hats.png").read_bytes().startswith(b"\x89PNG")
+    nothing_found = PhotoPredictions(spec.CLASS_NAMES, predictions.photos, predictions.probabilities, np.ones(15, bool))
+    blank = coverage_curve(photo_report(nothing_found, 0.3), nothing_found)  # every photo unsure at any threshold
+    assert (blank.points, blank.empty) == ([], "no in-domain photo is answered")
 
 
 @pytest.mark.parametrize(
