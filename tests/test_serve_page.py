@@ -3,6 +3,7 @@ and, for an unsure verdict, why."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -29,6 +30,17 @@ def reasons_line(result: dict[str, Any]) -> str:
     """The line the page shows under an unsure verdict (for no object, the warning); empty for a sure one."""
     words = {**REASON_WORDS, "no_object": result.get("warning") or REASON_WORDS["no_object"]}
     return "why: " + "; ".join(words[code] for code in result["unsure_reasons"]) if result["unsure"] else ""
+
+
+@contextlib.contextmanager
+def page_served(browser: Any, *args: str) -> Iterator[ServerProcess]:
+    """``edgefmnist serve ARGS`` with its page open in ``browser``; the service must stop cleanly after."""
+    server = ServerProcess(*args)
+    try:
+        browser.get(f"http://{server.host}:{server.port}/")
+        yield server
+    finally:
+        assert server.stop()[0] == 0
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +71,7 @@ def test_page_uploads_a_photo_and_shows_label_bars_and_the_28x28_image(browser: 
         timeout=300,
     )
     expected = json.loads(infer.stdout)[0]
-    server = ServerProcess()
-    try:
-        browser.get(f"http://{server.host}:{server.port}/")
+    with page_served(browser):
         browser.find_element(By.ID, "file").send_keys(str(PHOTO))
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
         label = browser.find_element(By.ID, "label").text
@@ -73,8 +83,6 @@ def test_page_uploads_a_photo_and_shows_label_bars_and_the_28x28_image(browser: 
         seen = browser.find_element(By.ID, "seen")
         assert browser.execute_script("return arguments[0].naturalWidth", seen) == 28
         assert browser.execute_script("return arguments[0].complete && arguments[0].naturalHeight", seen) == 28
-    finally:
-        assert server.stop()[0] == 0
 
 
 @pytest.mark.slow
@@ -88,13 +96,11 @@ def test_page_says_why_a_verdict_is_unsure_and_clears_it_for_a_sure_one(
     Image.new("L", (64, 64), 128).save(grey)
     trouser = tmp_path / "trouser.png"
     Image.fromarray(fashion.test.images[2]).save(trouser)
-    server = ServerProcess()
-    try:
+    with page_served(browser) as server:
         unsure = server.post_image(grey.read_bytes()).json()
         assert unsure["unsure_reasons"] == list(REASON_WORDS)  # a uniform picture fails every rule
         sure = server.post_image(trouser.read_bytes()).json()
         assert not sure["unsure"]
-        browser.get(f"http://{server.host}:{server.port}/")
         browser.find_element(By.ID, "file").send_keys(str(grey))
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "reasons").is_displayed())
         assert browser.find_element(By.ID, "label").text == f"unsure (best guess: {unsure['label']})"
@@ -106,8 +112,6 @@ def test_page_says_why_a_verdict_is_unsure_and_clears_it_for_a_sure_one(
         browser.find_element(By.ID, "file").send_keys(str(trouser))
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "label").text == sure["label"])
         assert not reasons.is_displayed() and reasons.get_attribute("textContent") == ""
-    finally:
-        assert server.stop()[0] == 0
 
 
 @pytest.mark.slow
@@ -116,9 +120,7 @@ def test_page_refuses_a_token_that_is_not_printable_ascii_and_sends_the_right_on
     from selenium.webdriver.support.expected_conditions import text_to_be_present_in_element
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server = ServerProcess("--token", "s3cret")
-    try:
-        browser.get(f"http://{server.host}:{server.port}/")
+    with page_served(browser, "--token", "s3cret"):
         token, file = browser.find_element(By.ID, "token"), browser.find_element(By.ID, "file")
         for typed, said in [
             ("pässwörd", "'ä', which is not ASCII"),
@@ -134,8 +136,6 @@ def test_page_refuses_a_token_that_is_not_printable_ascii_and_sends_the_right_on
         token.send_keys("s3cret")
         file.send_keys(str(PHOTO))
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
-    finally:
-        assert server.stop()[0] == 0
 
 
 @pytest.mark.slow
@@ -143,13 +143,9 @@ def test_page_opens_the_picker_from_the_keyboard(browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    server = ServerProcess()
-    try:
-        browser.get(f"http://{server.host}:{server.port}/")
+    with page_served(browser):
         browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
         assert browser.execute_script("return document.activeElement.id") == "file"  # the first Tab stop
-    finally:
-        assert server.stop()[0] == 0
 
 
 @pytest.mark.slow
@@ -163,17 +159,13 @@ def test_page_shows_the_newest_photo_when_an_older_answer_comes_later(browser: A
     picture = Image.new("L", (6000, 6000), 235)
     picture.paste(40, (1500, 1000, 4500, 5000))
     picture.save(slow)
-    server = ServerProcess()
-    try:
-        browser.get(f"http://{server.host}:{server.port}/")
+    with page_served(browser) as server:
         file = browser.find_element(By.ID, "file")
         file.send_keys(str(slow))
         file.send_keys(str(PHOTO))
         WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "result").is_displayed())
         assert server.post_image(slow.read_bytes()).status == 200  # by its end, the page's slow request has ended
         assert browser.find_element(By.ID, "photo-name").text == PHOTO.name
-    finally:
-        assert server.stop()[0] == 0
 
 
 @pytest.mark.slow
@@ -181,9 +173,7 @@ def test_page_classifies_a_dropped_photo(browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server = ServerProcess()
-    try:
-        browser.get(f"http://{server.host}:{server.port}/")
+    with page_served(browser):
         browser.execute_async_script(DROP_GREY_PICTURE)
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
         assert browser.find_element(By.ID, "photo-name").text == "dropped.png"
@@ -191,8 +181,6 @@ def test_page_classifies_a_dropped_photo(browser: Any) -> None:
         cancelled = browser.execute_script(DROP_DATA, "text/uri-list", "https://example.org/shirt.jpg")
         assert cancelled and "holds no file" in browser.find_element(By.ID, "status").text
         assert not browser.execute_script(DROP_DATA, "text/plain", "s3cret")  # left to the browser, for the token field
-    finally:
-        assert server.stop()[0] == 0
 
 
 # Drops data of one type on the token field; whether the page cancelled the drop's default action.
@@ -227,20 +215,18 @@ def test_page_fits_a_phone_screen_with_a_long_photo_name(browser: Any, tmp_path:
 
     photo = tmp_path / "PXL_20240101_123456789_0123456789_0123456789_0123456789.MP.jpg"  # no break in it
     shutil.copy(PHOTO, photo)
-    server = ServerProcess()
     size = browser.get_window_size()
+    browser.set_window_size(360, 740)
     try:
-        browser.set_window_size(360, 740)
-        browser.get(f"http://{server.host}:{server.port}/")
-        browser.find_element(By.ID, "file").send_keys(str(photo))
-        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
-        assert browser.find_element(By.ID, "photo-name").text.replace("\n", "") == photo.name
-        width = "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-        scrolled, shown = browser.execute_script(width)
-        assert scrolled <= shown  # no sideways scrolling
+        with page_served(browser):
+            browser.find_element(By.ID, "file").send_keys(str(photo))
+            WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "result").is_displayed())
+            assert browser.find_element(By.ID, "photo-name").text.replace("\n", "") == photo.name
+            width = "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+            scrolled, shown = browser.execute_script(width)
+            assert scrolled <= shown  # no sideways scrolling
     finally:
         browser.set_window_size(size["width"], size["height"])
-        assert server.stop()[0] == 0
 
 
 @pytest.mark.slow
@@ -252,12 +238,8 @@ def test_page_names_the_photo_a_refusal_is_about(browser: Any, tmp_path: Path) -
     big, notes = tmp_path / "big.jpg", tmp_path / "notes.txt"
     big.write_bytes(PHOTO.read_bytes() + bytes(2 << 20))  # past the 1 MiB limit
     notes.write_text("not a picture")
-    server = ServerProcess("--max-body-mb", "1")
-    try:
-        browser.get(f"http://{server.host}:{server.port}/")
+    with page_served(browser, "--max-body-mb", "1"):
         for path, said in ((big, "big.jpg: too large for this service: request body of"), (notes, "notes.txt: not ")):
             browser.find_element(By.ID, "file").send_keys(str(path))
             WebDriverWait(browser, 30).until(text_to_be_present_in_element((By.ID, "status"), said))
             assert not browser.find_element(By.ID, "status").text.startswith(f"{path.name}: {path.name}")
-    finally:
-        assert server.stop()[0] == 0
