@@ -3,6 +3,7 @@
 
     .venv/bin/python scripts/measure-photo-cost.py                  # the table
     .venv/bin/python scripts/measure-photo-cost.py --json           # machine-readable
+    .venv/bin/python scripts/measure-photo-cost.py --reload-libraries  # libraries loaded as after a reboot
     taskset -c 1 .venv/bin/python scripts/measure-photo-cost.py --repeats 7 --no-48mp
 
 A 28x28 image in dataset form goes straight to the network; a photo is loaded small
