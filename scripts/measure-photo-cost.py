@@ -162,7 +162,8 @@ print(json.dumps(sorted(path for path in paths if path.startswith("/"))))
 
 
 def mapped_files(picture: Path) -> list[Path]:
-    """The regular files a process running the photo path on ``picture`` maps (its libraries and model)."""
+    """The regular files a process running the photo path on ``picture`` maps: the interpreter,
+    its shared libraries and extension modules."""
     output = measured([sys.executable, "-c", MAPS_PROBE, str(picture)], None, "the mapped files").stdout
     return [Path(path) for path in json.loads(output) if Path(path).is_file()]
 
