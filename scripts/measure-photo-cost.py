@@ -422,6 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", dest="json_output", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: at least 1 run per picture is needed for a median")
+    if args.photos < 0:
+        parser.error(f"--photos {args.photos}: a count of photos, 0 or more")
+    if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
+        parser.error(f"--cpu {args.cpu}: not a CPU this process may run on ({sorted(os.sched_getaffinity(0))})")
     if not PHOTOS_DEV.is_dir():
         parser.error(f"{PHOTOS_DEV}: no such folder (the phone-like JPEGs are made from a photos-dev photo)")
 
