@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/measure-photo-cost.py                  # the table
     .venv/bin/python scripts/measure-photo-cost.py --json           # machine-readable
-    .venv/bin/python scripts/measure-photo-cost.py --reload-libraries  # libraries loaded as after a reboot
+    .venv/bin/python scripts/measure-photo-cost.py --reload-libraries  # libraries loaded by the processes' faults
     taskset -c 1 .venv/bin/python scripts/measure-photo-cost.py --repeats 7 --no-48mp
 
 A 28x28 image in dataset form goes straight to the network; a photo is loaded small
@@ -39,9 +39,11 @@ depends on how the page cache holds the library, so it can move with no change t
 On a Linux 6.18 guest with 8 MiB of readahead, a library file that was read sequentially (as
 ``cat`` reads it) sits in the cache in folios of up to 2 MiB, and a fault maps a whole folio;
 one that processes' own faults loaded maps 64 KiB per fault. ``--reload-libraries`` first
-drops every file the photo process maps from the page cache (``posix_fadvise`` with
-``POSIX_FADV_DONTNEED``, which leaves the pages some process has mapped), so that the measured
-processes load them from disk, as on a board after a reboot.
+drops from the page cache every file an ``infer`` process maps, with the whole top-level
+folder in site-packages of each (``posix_fadvise`` with ``POSIX_FADV_DONTNEED``, which keeps
+the pages some process maps: the script hands over, by ``exec``, to a small process that drops
+them and then runs the script again), so that the measured processes' own faults load them,
+as they do once the files have left the page cache (after a reboot, for instance).
 
 Temporary pictures go to a temporary folder that is removed at the end; nothing is written
 into the working tree. ``--cpu N`` pins the children to one CPU.
@@ -57,9 +59,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from edgefmnist.runtime.bench import ProcessRun, compiled_from_source, measure_process
@@ -151,35 +155,69 @@ print(time.perf_counter() - t0, rss() - rss0, cv2.__version__)
 
 MAPS_PROBE = """
 import json, sys
-from edgefmnist.runtime.picture import load_picture
-from edgefmnist.runtime.predictor import Predictor, default_model_path
-from edgefmnist.runtime.preprocess import to_dataset_form
-Predictor(default_model_path()).predict(to_dataset_form(load_picture(sys.argv[1]))[None])
+from edgefmnist.cli import main
+picture, listing = sys.argv[1:]
+sys.argv = ["edgefmnist", "infer", "--image", picture, "--json"]
+try:
+    main()
+except SystemExit:
+    pass
 with open("/proc/self/maps") as maps:
-    paths = {line.split(maxsplit=5)[5].strip() for line in maps if len(line.split(maxsplit=5)) == 6}
-print(json.dumps(sorted(path for path in paths if path.startswith("/"))))
+    fields = [line.split(maxsplit=5) for line in maps]
+with open(listing, "w") as out:
+    json.dump(sorted({row[5].strip() for row in fields if len(row) == 6 and row[5].startswith("/")}), out)
 """
 
+DROP_AND_RERUN = """
+import json, os, shutil, sys
+folder, script, *arguments = sys.argv[1:]
+with open(os.path.join(folder, "files.json")) as listing:
+    paths = json.load(listing)
+shutil.rmtree(folder, ignore_errors=True)
+for path in paths:
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        continue
+    try:
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(descriptor)
+os.execv(sys.executable, [sys.executable, script, *arguments])
+"""
+RELOADED = "MEASURE_PHOTO_COST_LIBRARIES_DROPPED"  # set in the run that follows the drop
 
-def mapped_files(picture: Path) -> list[Path]:
-    """The regular files a process running the photo path on ``picture`` maps: the interpreter,
-    its shared libraries and extension modules."""
-    output = measured([sys.executable, "-c", MAPS_PROBE, str(picture)], None, "the mapped files").stdout
-    return [Path(path) for path in json.loads(output) if Path(path).is_file()]
+
+def files_to_reload(picture: Path, folder: Path) -> list[Path]:
+    """The files an ``infer --image picture`` process maps (its interpreter, shared libraries and
+    extension modules), each one under site-packages widened to every file of its top-level
+    folder (``cv2/``, ``numpy.libs/``, ...), since a process may map some of them only for a while."""
+    listing = folder / "mapped-files.json"
+    measured([sys.executable, "-c", MAPS_PROBE, str(picture), str(listing)], None, "the mapped files")
+    site_packages = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    files: set[Path] = set()
+    for path in map(Path, json.loads(listing.read_text())):
+        site = next((site for site in site_packages if path.is_relative_to(site)), None)
+        top = site / path.relative_to(site).parts[0] if site else path
+        if top.is_dir():
+            files.update(file for file in top.rglob("*") if file.is_file())
+        else:
+            files.add(path)
+    return sorted(file for file in files if file.is_file())
 
 
-def drop_from_page_cache(paths: list[Path]) -> None:
-    """``posix_fadvise(POSIX_FADV_DONTNEED)`` on each file that can be opened: the kernel drops
-    its clean pages that no process maps."""
-    for path in paths:
-        try:
-            descriptor = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(descriptor)
+def rerun_after_dropping_libraries(arguments: list[str]) -> NoReturn:
+    """Drop the files an ``infer`` process maps from the page cache, then run this script again
+    with ``arguments``. This process first replaces itself (``exec``) with a small one that does
+    the dropping: the kernel keeps a file's pages cached while any process maps them, and this
+    one maps numpy's and Pillow's libraries."""
+    folder = Path(tempfile.mkdtemp(prefix="photo-cost-"))
+    picture = make_phone_jpeg(pick_photos(1)[0], SIZES["12 MP"], folder)
+    (folder / "files.json").write_text(json.dumps([str(path) for path in files_to_reload(picture, folder)]))
+    os.environ[RELOADED] = "1"
+    sys.stdout.flush()
+    script = str(Path(__file__).resolve())
+    os.execv(sys.executable, [sys.executable, "-S", "-c", DROP_AND_RERUN, str(folder), script, *arguments])
 
 
 def measure_cv2_import(repeats: int, cpu: int | None) -> dict:
@@ -365,7 +403,7 @@ def print_table(report: dict) -> None:
             "on a checkout), a cost both pictures pay, so the ratios are lower than an install's"
         )
     if report["libraries_reloaded"]:
-        print("\nthe files the photo process maps were dropped from the page cache first (--reload-libraries)")
+        print("\nthe files an infer process maps were dropped from the page cache first (--reload-libraries)")
     bar = report["bar"]
     print(
         f"\nbar (12 MP JPEG <= {BAR}x the PNG): wall {bar['wall_ratio']:.2f}x, peak RSS {bar['rss_ratio']:.2f}x: "
@@ -418,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reload-libraries",
         action="store_true",
-        help="first drop the files the photo process maps from the page cache, so its own faults load them",
+        help="first drop the files an infer process maps from the page cache, so its own faults load them",
     )
     parser.add_argument("--json", dest="json_output", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
@@ -430,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cpu {args.cpu}: not a CPU this process may run on ({sorted(os.sched_getaffinity(0))})")
     if not PHOTOS_DEV.is_dir():
         parser.error(f"{PHOTOS_DEV}: no such folder (the phone-like JPEGs are made from a photos-dev photo)")
+    if args.reload_libraries and RELOADED not in os.environ:
+        rerun_after_dropping_libraries(sys.argv[1:] if argv is None else argv)
 
     folder = Path(tempfile.mkdtemp(prefix="photo-cost-"))
     try:
@@ -437,8 +477,6 @@ def main(argv: list[str] | None = None) -> int:
         pictures = {"28x28 PNG": make_png(folder), "12 MP JPEG": make_phone_jpeg(source, SIZES["12 MP"], folder)}
         if args.with_48mp:
             pictures["48 MP JPEG"] = make_phone_jpeg(source, SIZES["48 MP"], folder)
-        if args.reload_libraries:
-            drop_from_page_cache(mapped_files(pictures["12 MP JPEG"]))
         processes = measure_processes(pictures, args.repeats, args.cpu)
         steps = {name: measure_steps(pictures[name], args.cpu) for name in ("28x28 PNG", "12 MP JPEG")}
     finally:
@@ -459,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
             "met": wall_ratio <= BAR and rss_ratio <= BAR,
         },
         "compiled_from_source": compiled_from_source(),
-        "libraries_reloaded": args.reload_libraries,
+        "libraries_reloaded": RELOADED in os.environ,
         "import_cv2": measure_cv2_import(args.repeats, args.cpu),
         "grabcut": measure_grabcut_share(pick_photos(args.photos)) if args.photos else None,
         "opencv_size": opencv_sizes(args.aarch64_wheel, args.download),
