@@ -212,8 +212,12 @@ def rerun_after_dropping_libraries(arguments: list[str]) -> NoReturn:
     the dropping: the kernel keeps a file's pages cached while any process maps them, and this
     one maps numpy's and Pillow's libraries."""
     folder = Path(tempfile.mkdtemp(prefix="photo-cost-"))
-    picture = make_phone_jpeg(pick_photos(1)[0], SIZES["12 MP"], folder)
-    (folder / "files.json").write_text(json.dumps([str(path) for path in files_to_reload(picture, folder)]))
+    try:
+        picture = make_phone_jpeg(pick_photos(1)[0], SIZES["12 MP"], folder)
+        (folder / "files.json").write_text(json.dumps([str(path) for path in files_to_reload(picture, folder)]))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     os.environ[RELOADED] = "1"
     sys.stdout.flush()
     script = str(Path(__file__).resolve())
