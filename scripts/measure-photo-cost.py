@@ -212,9 +212,9 @@ def rerun_after_dropping_libraries(arguments: list[str]) -> NoReturn:
     the dropping: the kernel keeps a file's pages cached while any process maps them, and this
     one maps numpy's and Pillow's libraries."""
     folder = Path(tempfile.mkdtemp(prefix="photo-cost-"))
-    try:
-        picture = make_phone_jpeg(pick_photos(1)[0], SIZES["12 MP"], folder)
-        (folder / "files.json").write_text(json.dumps([str(path) for path in files_to_reload(picture, folder)]))
+    try:  # any photo takes the photo path: the photos-dev photo the JPEGs are made from will do
+        files = files_to_reload(pick_photos(1)[0], folder)
+        (folder / "files.json").write_text(json.dumps([str(path) for path in files]))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
